@@ -1,0 +1,95 @@
+# Needs only Python 3.11 and (for the dashboard's JS tests, once package.json exists) Node.js.
+# `make run` starts everything with embedded defaults; `make test` runs the whole suite.
+
+PY ?= $(shell command -v python3.11 >/dev/null 2>&1 && echo python3.11 || echo python3)
+VENV ?= .venv
+HTTP_PORT ?= 8000
+WS_PORT ?= 8001
+PYTEST_ARGS ?=
+
+BIN := $(VENV)/bin
+MANAGE := $(BIN)/python manage.py
+STAMP := $(VENV)/.installed
+HAS_PACKAGE_JSON := $(wildcard package.json)
+NODE_DEPS := $(if $(HAS_PACKAGE_JSON),node_modules/.installed)
+
+# The Procfile's processes read these.
+export HTTP_PORT WS_PORT
+
+.DEFAULT_GOAL := help
+.PHONY: help venv run stop test lint format clean
+
+help:
+	@echo "make run     migrate, seed demo data, start web (HTTP :$(HTTP_PORT)), ws (:$(WS_PORT)), worker, beat"
+	@echo "make test    run the test suite (PYTEST_ARGS='...' passes options to pytest)"
+	@echo "make lint    ruff check, ruff format --check, mypy"
+	@echo "make format  ruff format and ruff check --fix"
+	@echo "make stop    stop the embedded Redis server"
+	@echo "make clean   make stop, then remove var/ (database, logs, static files; keeps .venv)"
+
+# --- environments ---------------------------------------------------------------------------------
+$(BIN)/python:
+	@$(PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Python 3.11 or newer is required (found: $$($(PY) --version 2>&1))"; exit 1; }
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Re-installs whenever a requirements file changes.
+$(STAMP): $(BIN)/python $(wildcard requirements*.txt)
+	@echo "Installing Python dependencies into $(VENV) ..."
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+venv: $(STAMP)
+
+node_modules/.installed: $(wildcard package.json package-lock.json)
+	@if [ -f package-lock.json ]; then npm ci; else npm install; fi
+	@touch $@
+
+# --- running --------------------------------------------------------------------------------------
+run: venv
+	$(MANAGE) migrate --noinput
+	$(MANAGE) collectstatic --noinput -v0
+	$(MANAGE) seed_demo --if-empty
+	@echo
+	@echo "  HTTP (dashboard, REST API):  http://127.0.0.1:$(HTTP_PORT)"
+	@echo "  WebSockets (streams):        ws://127.0.0.1:$(WS_PORT)"
+	@echo
+	exec $(BIN)/honcho start -f Procfile
+
+stop:
+	@if [ -x $(BIN)/python ]; then \
+		$(BIN)/python -c "import os; from pathlib import Path; \
+	from config.embedded_redis import embedded_redis_stop; \
+	var = Path(os.environ.get('VAR_DIR', 'var')); \
+	print('Stopped the embedded Redis in', var) if embedded_redis_stop(var) \
+	else print('No embedded Redis running in', var)"; \
+	else echo "No $(VENV): nothing to stop"; fi
+
+# --- quality --------------------------------------------------------------------------------------
+# Exit status 5 (no tests collected) is success only on the DB_TESTS_ONLY pass, where it means
+# that no test depends on the database backend. Backend-neutral JS tests run in the first pass.
+test: venv $(NODE_DEPS)
+	@status=0; $(BIN)/pytest $(PYTEST_ARGS) || status=$$?; \
+	if [ $$status -eq 5 ] && [ "$${DB_TESTS_ONLY:-}" = 1 ]; then \
+		echo "DB_TESTS_ONLY=1: no test depends on the database backend; nothing to run."; status=0; \
+	fi; \
+	exit $$status
+ifneq ($(HAS_PACKAGE_JSON),)
+	@if [ "$${DB_TESTS_ONLY:-}" = 1 ]; then echo "DB_TESTS_ONLY=1: skipping npm test (ran in the first pass)"; \
+	else npm test; fi
+endif
+
+lint: venv
+	@status=0; \
+	echo "ruff check ."; $(BIN)/ruff check . || status=1; \
+	echo "ruff format --check ."; $(BIN)/ruff format --check . || status=1; \
+	echo "mypy ."; $(BIN)/mypy . || status=1; \
+	exit $$status
+
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean: stop
+	rm -rf var

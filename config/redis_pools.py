@@ -1,0 +1,35 @@
+"""Bounded, blocking Redis connection pools shared by a process.
+
+redis-py's default pool grows to 100 connections and then raises; these pools hold at most
+REDIS_POOL_MAX_CONNECTIONS and make a caller wait REDIS_POOL_TIMEOUT seconds for a free
+connection before failing, so callers take their degraded path instead of piling up.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import redis
+from django.conf import settings
+
+_lock = threading.Lock()
+_pool: redis.BlockingConnectionPool | None = None
+
+
+def redis_pool() -> redis.BlockingConnectionPool:
+    global _pool
+    with _lock:
+        if _pool is None:
+            _pool = redis.BlockingConnectionPool.from_url(
+                settings.REDIS_URL,
+                max_connections=settings.REDIS_POOL_MAX_CONNECTIONS,
+                timeout=settings.REDIS_POOL_TIMEOUT,
+                socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
+                socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
+            )
+        return _pool
+
+
+def redis_client() -> redis.Redis:
+    """A client over the process's bounded pool (cheap: clients share the pool)."""
+    return redis.Redis(connection_pool=redis_pool(), decode_responses=False)

@@ -1,0 +1,176 @@
+"""Repository-wide pytest policy.
+
+- Hypothesis profiles: ``dev`` locally, ``ci`` when ``CI=true``; ``HYPOTHESIS_PROFILE`` overrides.
+- With ``CI=true`` a skipped or xfailed test fails the run: a skip in CI hides a missing browser,
+  server or database instead of testing the product.
+- CI runs the suite twice, on SQLite + embedded Redis and on PostgreSQL + Redis. The second pass
+  sets ``DB_TESTS_ONLY=1``, which deselects (never skips) every test that does not touch the
+  database, so backend-neutral tests run once.
+- ``@pytest.mark.db_backend("postgresql")`` limits a test to the named backends (Django's
+  ``connection.vendor``); on other backends it is deselected, so it needs no skip.
+
+Shared fixtures belong in ``tests/conftest.py``; this file holds only policy.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+from datetime import timedelta
+
+import pytest
+from hypothesis import settings as hypothesis_settings
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+IN_CI = _env_flag("CI")
+DB_TESTS_ONLY = _env_flag("DB_TESTS_ONLY")
+
+# --- Hypothesis ---------------------------------------------------------------------------------
+# Database-backed examples vary a lot in duration, so "dev" only catches pathological ones and
+# "ci" (shared, busy machines) has no deadline at all.
+hypothesis_settings.register_profile("dev", deadline=timedelta(seconds=1))
+hypothesis_settings.register_profile(
+    "ci", max_examples=250, deadline=None, derandomize=False, print_blob=True
+)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if IN_CI else "dev"))
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    profile = hypothesis_settings.get_current_profile_name()
+    flags = [f"hypothesis profile: {profile}", f"CI={'true' if IN_CI else 'false'}"]
+    if DB_TESTS_ONLY:
+        flags.append("DB_TESTS_ONLY=1")
+    return ["; ".join(flags)]
+
+
+# --- CI: no skips, no xfails --------------------------------------------------------------------
+_NO_SKIP_HINT = (
+    "Make the test runnable here, or, if it can only run on one database backend, mark it "
+    '@pytest.mark.db_backend("<vendor>") so it is deselected elsewhere instead of skipped.'
+)
+
+
+def _skip_reason(longrepr: object) -> str:
+    # A skip's longrepr is (path, lineno, reason); the reason starts with "Skipped: ".
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        path, lineno, reason = longrepr
+        return f"{reason} ({path}:{lineno})"
+    return str(longrepr)
+
+
+def _fail_instead_of_skip(report: pytest.TestReport | pytest.CollectReport) -> None:
+    wasxfail = getattr(report, "wasxfail", None)
+    if wasxfail is not None:
+        outcome = "xpassed" if report.passed else "xfailed"
+        detail = f"test {outcome} (xfail reason: {wasxfail or 'none given'})"
+        del report.wasxfail  # otherwise the terminal still reports it as xfail/xpass
+    elif report.skipped:
+        detail = f"test skipped: {_skip_reason(report.longrepr)}"
+    else:
+        return
+    report.outcome = "failed"
+    report.longrepr = f"CI=true forbids skipped and xfail tests; {detail}.\n{_NO_SKIP_HINT}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if IN_CI:
+        _fail_instead_of_skip(report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    # Module-level pytest.skip(allow_module_level=True) and pytest.importorskip land here.
+    report = yield
+    if IN_CI:
+        _fail_instead_of_skip(report)
+    return report
+
+
+# --- DB_TESTS_ONLY and backend-specific tests -----------------------------------------------------
+DB_FIXTURES = frozenset(
+    {
+        "db",
+        "transactional_db",
+        "django_db_reset_sequences",
+        "django_db_serialized_rollback",
+        "django_db_setup",
+        "live_server",
+    }
+)
+_deselected_key = pytest.StashKey[dict[str, int]]()
+_vendor_key = pytest.StashKey[str]()
+
+
+def _uses_database(item: pytest.Item) -> bool:
+    if item.get_closest_marker("django_db") or item.get_closest_marker("db_backend"):
+        return True
+    # fixturenames is the transitive closure, so fixtures built on `db` count too.
+    if DB_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        return True
+    cls = getattr(item, "cls", None)
+    if cls is not None:
+        from django.test import TransactionTestCase  # django.test.TestCase is a subclass
+
+        return issubclass(cls, TransactionTestCase)
+    return False
+
+
+def _backend_vendors(item: pytest.Item) -> tuple[str, ...]:
+    marker = item.get_closest_marker("db_backend")
+    return tuple(str(vendor) for vendor in marker.args) if marker else ()
+
+
+def _current_vendor() -> str:
+    from django.db import connections
+
+    return str(connections["default"].vendor)  # does not open a connection
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    counts: dict[str, int] = {}
+    deselected: list[pytest.Item] = []
+    kept: list[pytest.Item] = []
+    vendor = _current_vendor() if any(_backend_vendors(item) for item in items) else ""
+    for item in items:
+        vendors = _backend_vendors(item)
+        if vendors and vendor not in vendors:
+            counts["other_backend"] = counts.get("other_backend", 0) + 1
+            deselected.append(item)
+        elif DB_TESTS_ONLY and not _uses_database(item):
+            counts["backend_neutral"] = counts.get("backend_neutral", 0) + 1
+            deselected.append(item)
+        else:
+            kept.append(item)
+    if deselected:
+        items[:] = kept
+        config.hook.pytest_deselected(items=deselected)
+    config.stash[_deselected_key] = counts
+    config.stash[_vendor_key] = vendor
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
+    counts = config.stash.get(_deselected_key, {})
+    lines: list[str] = []
+    if DB_TESTS_ONLY:
+        lines.append(
+            f"DB_TESTS_ONLY=1: deselected {counts.get('backend_neutral', 0)} tests that do not "
+            f"depend on the database backend; {len(items)} database tests remain."
+        )
+    if counts.get("other_backend"):
+        vendor = config.stash.get(_vendor_key, "") or "?"
+        lines.append(
+            f"db_backend marker: deselected {counts['other_backend']} tests meant for other "
+            f"database backends (this run uses {vendor})."
+        )
+    return lines

@@ -1,0 +1,72 @@
+"""Shared fixtures: real database rows built through the services, a real Redis."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from config.redis_pools import redis_client
+from trading import services
+from trading.models import Account, Asset, StockPriceHistory
+from trading.units import PRICE_SCALE
+
+
+@pytest.fixture(autouse=True)
+def _clear_latest_quotes() -> None:
+    # Quotes left in Redis by another test would override the database's newest tick.
+    redis_client().delete(settings.LATEST_QUOTES_KEY)
+
+
+@pytest.fixture
+def make_asset(db: None) -> Callable[..., Asset]:
+    def make(symbol: str = "AAPL", *, price: str = "100.00", spread_units: int = 100, **fields: object) -> Asset:
+        asset = Asset.objects.create(
+            symbol=symbol, name=f"{symbol} Inc.", sector=str(fields.pop("sector", "Technology")), **fields
+        )
+        set_quote(symbol, price=price, spread_units=spread_units)
+        return asset
+
+    return make
+
+
+def set_quote(symbol: str, *, price: str, spread_units: int = 100, at: dt.datetime | None = None) -> StockPriceHistory:
+    """Store a tick: trade at ``price``, bid/ask ``spread_units`` (1/10,000 $) either side."""
+    units = int(float(price) * PRICE_SCALE)
+    last = StockPriceHistory.objects.filter(symbol=symbol).order_by("-seq").values_list("seq", flat=True).first()
+    return StockPriceHistory.objects.create(
+        symbol=symbol,
+        seq=(last or 0) + 1,
+        price_units=units,
+        size=100,
+        bid_units=units - spread_units,
+        bid_size=300,
+        ask_units=units + spread_units,
+        ask_size=400,
+        recorded_at=at or timezone.now(),
+    )
+
+
+@pytest.fixture
+def make_account(db: None) -> Callable[..., Account]:
+    counter = iter(range(1, 1_000_000))
+
+    def make(*, cash: int = 10_000_000, username: str | None = None) -> Account:
+        user = get_user_model().objects.create_user(username=username or f"trader{next(counter)}", password="pw-123456!")
+        return services.account_open(user=user, cash_cents=cash)
+
+    return make
+
+
+@pytest.fixture
+def account(make_account: Callable[..., Account]) -> Account:
+    return make_account()
+
+
+@pytest.fixture
+def asset(make_asset: Callable[..., Asset]) -> Asset:
+    return make_asset("AAPL", price="100.00")

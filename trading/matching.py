@@ -1,0 +1,222 @@
+"""Which resting orders a price crosses: pure functions, no database, no clock.
+
+The trading services call ``evaluate`` when an order is placed (a stop already crossed fills at
+once); the market's tick pipeline keeps a ``TriggerBook`` per process so each batch of prices
+touches only the orders whose levels it crossed, not every open order.
+
+Prices are integer units of 1/10,000 $. Buys fill at the ask, sells at the bid; a limit fills at
+the quote when the quote is at or better than the limit.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from enum import Enum
+
+PERCENT_SCALE = 10_000  # trail_percent units per percent
+
+
+@dataclass(frozen=True)
+class Quote:
+    bid: int
+    ask: int
+    last: int
+
+
+@dataclass(frozen=True)
+class RestingOrder:
+    id: str
+    symbol: str
+    side: str  # "buy" | "sell"
+    type: str  # "limit" | "stop" | "stop_limit" | "trailing_stop" (| "market")
+    limit: int | None = None
+    stop: int | None = None
+    trail_price: int | None = None
+    trail_percent: int | None = None
+    water_mark: int | None = None
+    stop_triggered: bool = False
+
+
+class Action(Enum):
+    FILL = "fill"  # execute now at `price`
+    TRIGGER = "trigger"  # a stop_limit's stop crossed: it now rests as a limit order
+    TRACK = "track"  # a trailing stop's water mark moved to `water_mark`
+
+
+@dataclass(frozen=True)
+class Decision:
+    order_id: str
+    action: Action
+    price: int | None = None
+    water_mark: int | None = None
+
+
+def fill_price(side: str, quote: Quote) -> int:
+    return quote.ask if side == "buy" else quote.bid
+
+
+def limit_marketable(side: str, limit: int, quote: Quote) -> bool:
+    return quote.ask <= limit if side == "buy" else quote.bid >= limit
+
+
+def stop_crossed(side: str, stop: int, quote: Quote) -> bool:
+    # A buy stop protects against a rise, a sell stop against a fall; the last trade decides.
+    return quote.last >= stop if side == "buy" else quote.last <= stop
+
+
+def trailing_stop_level(order: RestingOrder, water_mark: int) -> int:
+    if order.trail_price is not None:
+        offset = order.trail_price
+    else:
+        assert order.trail_percent is not None
+        offset = water_mark * order.trail_percent // (100 * PERCENT_SCALE)
+    return water_mark - offset if order.side == "sell" else water_mark + offset
+
+
+def next_water_mark(order: RestingOrder, quote: Quote) -> int:
+    if order.water_mark is None:
+        return quote.last
+    return max(order.water_mark, quote.last) if order.side == "sell" else min(order.water_mark, quote.last)
+
+
+def evaluate(order: RestingOrder, quote: Quote) -> Decision | None:
+    """What one quote does to one resting order, or None when nothing changes."""
+    if order.type == "market":
+        return Decision(order.id, Action.FILL, fill_price(order.side, quote))
+    if order.type == "limit" or (order.type == "stop_limit" and order.stop_triggered):
+        assert order.limit is not None
+        if limit_marketable(order.side, order.limit, quote):
+            return Decision(order.id, Action.FILL, fill_price(order.side, quote))
+        return None
+    if order.type == "stop":
+        assert order.stop is not None
+        if stop_crossed(order.side, order.stop, quote):
+            return Decision(order.id, Action.FILL, fill_price(order.side, quote))
+        return None
+    if order.type == "stop_limit":
+        assert order.stop is not None and order.limit is not None
+        if not stop_crossed(order.side, order.stop, quote):
+            return None
+        if limit_marketable(order.side, order.limit, quote):
+            return Decision(order.id, Action.FILL, fill_price(order.side, quote))
+        return Decision(order.id, Action.TRIGGER)
+    if order.type == "trailing_stop":
+        mark = next_water_mark(order, quote)
+        if stop_crossed(order.side, trailing_stop_level(order, mark), quote):
+            return Decision(order.id, Action.FILL, fill_price(order.side, quote), water_mark=mark)
+        if mark != order.water_mark:
+            return Decision(order.id, Action.TRACK, water_mark=mark)
+        return None
+    raise ValueError(f"unknown order type {order.type!r}")
+
+
+def triggered(orders: Iterable[RestingOrder], quotes: Mapping[str, Quote]) -> list[Decision]:
+    """Evaluate every order against its symbol's quote (the plain path, used for small sets)."""
+    decisions = []
+    for order in orders:
+        quote = quotes.get(order.symbol)
+        if quote is not None and (decision := evaluate(order, quote)) is not None:
+            decisions.append(decision)
+    return decisions
+
+
+class TriggerBook:
+    """Resting orders of many symbols, indexed by the price level that would trigger them.
+
+    Per symbol, four sorted level lists answer "which orders does this quote cross" with a
+    bisect: buy limits fill when the ask falls to their level, sell limits when the bid rises to
+    it, buy stops when the last trade rises to it, sell stops when it falls to it. Trailing stops
+    move their level with every price, so they are kept apart and evaluated one by one.
+    """
+
+    def __init__(self) -> None:
+        self._orders: dict[str, RestingOrder] = {}
+        # symbol -> kind -> sorted [(level, order_id)]
+        self._levels: dict[str, dict[str, list[tuple[int, str]]]] = {}
+        self._trailing: dict[str, set[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._orders)
+
+    def __contains__(self, order_id: object) -> bool:
+        return order_id in self._orders
+
+    @staticmethod
+    def _level(order: RestingOrder) -> tuple[str, int] | None:
+        if order.type == "limit" or (order.type == "stop_limit" and order.stop_triggered):
+            assert order.limit is not None
+            return f"{order.side}_limit", order.limit
+        if order.type in ("stop", "stop_limit"):
+            assert order.stop is not None
+            return f"{order.side}_stop", order.stop
+        return None
+
+    def add(self, order: RestingOrder) -> None:
+        self.remove(order.id)
+        self._orders[order.id] = order
+        if order.type == "trailing_stop":
+            self._trailing.setdefault(order.symbol, set()).add(order.id)
+            return
+        level = self._level(order)
+        if level is None:
+            raise ValueError(f"order type {order.type!r} does not rest")
+        kind, price = level
+        bisect.insort(self._levels.setdefault(order.symbol, {}).setdefault(kind, []), (price, order.id))
+
+    def remove(self, order_id: str) -> RestingOrder | None:
+        order = self._orders.pop(order_id, None)
+        if order is None:
+            return None
+        if order.type == "trailing_stop":
+            self._trailing.get(order.symbol, set()).discard(order_id)
+            return order
+        level = self._level(order)
+        if level is not None:
+            kind, price = level
+            levels = self._levels[order.symbol][kind]
+            index = bisect.bisect_left(levels, (price, order_id))
+            if index < len(levels) and levels[index] == (price, order_id):
+                levels.pop(index)
+        return order
+
+    def _crossed_ids(self, symbol: str, quote: Quote) -> list[str]:
+        kinds = self._levels.get(symbol)
+        if not kinds:
+            return []
+        ids: list[str] = []
+        # Levels at or above the ask: buy limits marketable.
+        buy_limits = kinds.get("buy_limit", [])
+        ids += [oid for _, oid in buy_limits[bisect.bisect_left(buy_limits, (quote.ask, "")) :]]
+        # Levels at or below the bid: sell limits marketable.
+        sell_limits = kinds.get("sell_limit", [])
+        ids += [oid for _, oid in sell_limits[: bisect.bisect_right(sell_limits, (quote.bid, "\uffff"))]]
+        buy_stops = kinds.get("buy_stop", [])
+        ids += [oid for _, oid in buy_stops[: bisect.bisect_right(buy_stops, (quote.last, "\uffff"))]]
+        sell_stops = kinds.get("sell_stop", [])
+        ids += [oid for _, oid in sell_stops[bisect.bisect_left(sell_stops, (quote.last, "")) :]]
+        return ids
+
+    def crossed(self, quotes: Mapping[str, Quote]) -> list[Decision]:
+        """Decisions for every order these quotes cross; the book itself is not changed."""
+        decisions: list[Decision] = []
+        for symbol, quote in quotes.items():
+            candidates = self._crossed_ids(symbol, quote) + sorted(self._trailing.get(symbol, ()))
+            for order_id in candidates:
+                decision = evaluate(self._orders[order_id], quote)
+                if decision is not None:
+                    decisions.append(decision)
+        return decisions
+
+    def apply(self, decision: Decision) -> None:
+        """Record what happened: filled orders leave, triggered and tracked ones move."""
+        order = self._orders.get(decision.order_id)
+        if order is None:
+            return
+        if decision.action is Action.FILL:
+            self.remove(order.id)
+        elif decision.action is Action.TRIGGER:
+            self.add(replace(order, stop_triggered=True))
+        elif decision.action is Action.TRACK:
+            self._orders[order.id] = replace(order, water_mark=decision.water_mark)

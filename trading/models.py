@@ -1,0 +1,367 @@
+"""The write side's data: assets, accounts, keys, orders, fills, positions, ledger and prices.
+
+Money is integer cents and prices integer 1/10,000 dollars (trading/units.py); quantities are
+whole shares. Invariants that matter under concurrency are database constraints, so they hold
+whichever process writes.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+
+class Exchange(models.TextChoices):
+    # Alpaca's venue list: alpaca-py rejects any other value.
+    AMEX = "AMEX"
+    ARCA = "ARCA"
+    BATS = "BATS"
+    NYSE = "NYSE"
+    NASDAQ = "NASDAQ"
+    NYSEARCA = "NYSEARCA"
+    OTC = "OTC"
+
+
+class Asset(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    symbol = models.CharField(max_length=16, unique=True)
+    name = models.CharField(max_length=200)
+    sector = models.CharField(max_length=64, db_index=True)
+    exchange = models.CharField(max_length=16, choices=Exchange.choices, default=Exchange.NYSE)
+    asset_class = models.CharField(max_length=16, default="us_equity", editable=False)
+    active = models.BooleanField(default=True)
+    tradable = models.BooleanField(default=True)
+    shortable = models.BooleanField(default=False)
+    easy_to_borrow = models.BooleanField(default=False)
+    marginable = models.BooleanField(default=False)
+    halted = models.BooleanField(default=False, help_text="Frozen by an operator: no ticks, no new orders.")
+    initial_price_units = models.BigIntegerField(default=1_000_000, help_text="Seed price in 1/10,000 $.")
+
+    class Meta:
+        ordering = ["symbol"]
+
+    def __str__(self) -> str:
+        return self.symbol
+
+
+class Account(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="account")
+    account_number = models.CharField(max_length=16, unique=True)
+    cash_cents = models.BigIntegerField(default=0)
+    # What open buy orders hold back; buying power is cash minus this.
+    reserved_cents = models.BigIntegerField(default=0)
+    shorting_enabled = models.BooleanField(default=False)
+    trading_suspended = models.BooleanField(default=False)
+    trade_confirm_email = models.CharField(max_length=8, default="none")
+    created_at = models.DateTimeField(auto_now_add=True)
+    reset_at = models.DateTimeField(null=True, blank=True, help_text="Returns are measured from here.")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(cash_cents__gte=0), name="account_cash_not_negative"),
+            models.CheckConstraint(condition=Q(reserved_cents__gte=0), name="account_reserved_not_negative"),
+            models.CheckConstraint(
+                condition=Q(cash_cents__gte=F("reserved_cents")), name="account_reserved_within_cash"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_number} ({self.user})"
+
+    @property
+    def buying_power_cents(self) -> int:
+        return self.cash_cents - self.reserved_cents
+
+
+class ApiKey(models.Model):
+    key_id = models.CharField(max_length=32, primary_key=True)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="api_keys")
+    label = models.CharField(max_length=100, blank=True)
+    # HMAC-SHA256 of the secret under SECRET_KEY: a slow password hash would cost every request.
+    secret_hmac = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return self.key_id
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class OrderSide(models.TextChoices):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class OrderType(models.TextChoices):
+    MARKET = "market"
+    LIMIT = "limit"
+    STOP = "stop"
+    STOP_LIMIT = "stop_limit"
+    TRAILING_STOP = "trailing_stop"
+
+
+class TimeInForce(models.TextChoices):
+    DAY = "day"
+    GTC = "gtc"
+    IOC = "ioc"
+    FOK = "fok"
+
+
+class OrderStatus(models.TextChoices):
+    NEW = "new"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELED = "canceled"
+    EXPIRED = "expired"
+    REPLACED = "replaced"
+    REJECTED = "rejected"
+
+
+OPEN_ORDER_STATUSES = (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
+
+
+class Order(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="orders")
+    client_order_id = models.CharField(max_length=48)
+    asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="orders")
+    side = models.CharField(max_length=4, choices=OrderSide.choices)
+    type = models.CharField(max_length=16, choices=OrderType.choices)
+    time_in_force = models.CharField(max_length=4, choices=TimeInForce.choices)
+    qty = models.BigIntegerField()
+    limit_price_units = models.BigIntegerField(null=True, blank=True)
+    stop_price_units = models.BigIntegerField(null=True, blank=True)
+    trail_price_units = models.BigIntegerField(null=True, blank=True)
+    # Trail percent in 1/10,000 of a percent (1.5 % -> 15,000).
+    trail_percent_units = models.BigIntegerField(null=True, blank=True)
+    # Best price seen since a trailing stop was placed: the high for sells, the low for buys.
+    high_water_mark_units = models.BigIntegerField(null=True, blank=True)
+    # When a stop_limit's stop was crossed and it became a resting limit order.
+    stop_triggered_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=20, choices=OrderStatus.choices, default=OrderStatus.NEW)
+    filled_qty = models.BigIntegerField(default=0)
+    filled_avg_price_units = models.BigIntegerField(null=True, blank=True)
+    reserved_cents = models.BigIntegerField(default=0)
+    extended_hours = models.BooleanField(default=False)
+    replaces = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replaced_by"
+    )
+    expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="Day orders expire at the day boundary."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    submitted_at = models.DateTimeField()
+    filled_at = models.DateTimeField(null=True, blank=True)
+    canceled_at = models.DateTimeField(null=True, blank=True)
+    expired_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+    replaced_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-submitted_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "client_order_id"], name="order_client_id_unique"),
+            models.CheckConstraint(condition=Q(qty__gt=0), name="order_qty_positive"),
+            models.CheckConstraint(
+                condition=Q(filled_qty__gte=0) & Q(filled_qty__lte=F("qty")), name="order_fill_within_qty"
+            ),
+            models.CheckConstraint(condition=Q(reserved_cents__gte=0), name="order_reserved_not_negative"),
+        ]
+        indexes = [
+            models.Index(fields=["account", "submitted_at"], name="order_account_submitted_idx"),
+            models.Index(fields=["account", "status"], name="order_account_status_idx"),
+            models.Index(fields=["status", "asset"], name="order_status_asset_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.side} {self.qty} {self.asset_id} {self.type} ({self.status})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_ORDER_STATUSES
+
+
+class Fill(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="fills")
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="fills")
+    asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="fills")
+    side = models.CharField(max_length=4, choices=OrderSide.choices)
+    qty = models.BigIntegerField()
+    price_units = models.BigIntegerField()
+    commission_cents = models.BigIntegerField(default=0)
+    # Realised P&L of the shares this fill closed, in cents (0 for fills that open a position).
+    realized_pl_cents = models.BigIntegerField(default=0)
+    # The tick the price came from, so a fill can be traced to a stored tick.
+    tick_seq = models.BigIntegerField(null=True, blank=True)
+    filled_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-filled_at", "-id"]
+        indexes = [models.Index(fields=["account", "filled_at"], name="fill_account_time_idx")]
+        constraints = [models.CheckConstraint(condition=Q(qty__gt=0), name="fill_qty_positive")]
+
+    def __str__(self) -> str:
+        return f"{self.side} {self.qty} @ {self.price_units}"
+
+
+class Position(models.Model):
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="positions")
+    asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="positions")
+    # Signed: negative is a short, only possible where shorting is enabled.
+    qty = models.BigIntegerField(default=0)
+    # Shares held back by open sell orders so two resting sells cannot sell the same share.
+    qty_held = models.BigIntegerField(default=0)
+    # Cost of the open shares in cents (negative for shorts: proceeds received).
+    cost_basis_cents = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["asset__symbol"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "asset"], name="position_account_asset_unique"),
+            models.CheckConstraint(condition=Q(qty_held__gte=0), name="position_held_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.qty} {self.asset_id}"
+
+
+class CashEntry(models.Model):
+    """One movement of cash; an account's cash is the sum of its entries."""
+
+    class Kind(models.TextChoices):
+        DEPOSIT = "deposit", "Opening deposit"
+        GRANT = "grant", "Cash grant"
+        RESET = "reset", "Account reset"
+        BUY = "buy", "Purchase"
+        SELL = "sell", "Sale"
+        COMMISSION = "commission", "Commission"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="cash_entries")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    amount_cents = models.BigIntegerField()
+    fill = models.ForeignKey(
+        Fill, null=True, blank=True, on_delete=models.CASCADE, related_name="cash_entries"
+    )
+    memo = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "cash entries"
+        indexes = [models.Index(fields=["account", "created_at"], name="cash_account_time_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount_cents}"
+
+
+class CommissionPlan(models.Model):
+    """An operator-set commission schedule; the newest active plan applies, else settings."""
+
+    name = models.CharField(max_length=100)
+    per_order_cents = models.BigIntegerField(default=0)
+    per_share_centi_cents = models.BigIntegerField(default=0, help_text="Hundredths of a cent per share.")
+    minimum_cents = models.BigIntegerField(default=0)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class StockPriceHistory(models.Model):
+    """One tick: a trade and the quote prevailing with it, numbered per symbol."""
+
+    symbol = models.CharField(max_length=16)
+    seq = models.BigIntegerField()
+    price_units = models.BigIntegerField()
+    size = models.IntegerField()
+    bid_units = models.BigIntegerField()
+    bid_size = models.IntegerField()
+    ask_units = models.BigIntegerField()
+    ask_size = models.IntegerField()
+    recorded_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "tick"
+        constraints = [models.UniqueConstraint(fields=["symbol", "seq"], name="tick_symbol_seq_unique")]
+        indexes = [
+            models.Index(fields=["symbol", "recorded_at"], name="tick_symbol_time_idx"),
+            # Retention deletes by age across all symbols.
+            models.Index(fields=["recorded_at"], name="tick_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.symbol}#{self.seq}"
+
+
+class BarFields(models.Model):
+    symbol = models.CharField(max_length=16)
+    start = models.DateTimeField()
+    open_units = models.BigIntegerField()
+    high_units = models.BigIntegerField()
+    low_units = models.BigIntegerField()
+    close_units = models.BigIntegerField()
+    volume = models.BigIntegerField()
+    trade_count = models.IntegerField()
+    vwap_units = models.BigIntegerField()
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"{self.symbol}@{self.start:%Y-%m-%d %H:%M}"
+
+
+class MinuteBar(BarFields):
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["symbol", "start"], name="minute_bar_unique")]
+        indexes = [models.Index(fields=["start"], name="minute_bar_start_idx")]
+
+
+class DailyBar(BarFields):
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["symbol", "start"], name="daily_bar_unique")]
+
+
+class Watchlist(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="watchlists")
+    name = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [models.UniqueConstraint(fields=["account", "name"], name="watchlist_name_unique")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class WatchlistEntry(models.Model):
+    watchlist = models.ForeignKey(Watchlist, on_delete=models.CASCADE, related_name="entries")
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE)
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "id"]
+        constraints = [models.UniqueConstraint(fields=["watchlist", "asset"], name="watchlist_entry_unique")]

@@ -1,0 +1,869 @@
+"""Every write to the trading core. Keyword-only, typed, atomic, race-free on both databases.
+
+Concurrency: money moves only through conditional UPDATEs (``... WHERE cash >= reserved + cost``)
+and orders change state only through status-conditional UPDATEs, so two requests racing for the
+same cash, shares or order have exactly one winner on PostgreSQL; on SQLite every transaction
+takes the write lock at BEGIN (IMMEDIATE), which serialises them outright. Rows are touched in one
+order (account, then position, then order) so PostgreSQL transactions cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from trading import calendar, matching
+from trading.errors import Forbidden, InvalidRequest, NotCancelable, NotFound
+from trading.events import OrderEvent, order_event_publish_on_commit
+from trading.models import (
+    OPEN_ORDER_STATUSES,
+    Account,
+    ApiKey,
+    Asset,
+    CashEntry,
+    CommissionPlan,
+    Fill,
+    Order,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    Position,
+    TimeInForce,
+    Watchlist,
+    WatchlistEntry,
+)
+from trading.quotes import LatestQuote, latest_quotes
+from trading.units import dollars_to_cents, round_half_even, trade_value_cents
+
+# --- Accounts ---------------------------------------------------------------------------------
+
+
+def starting_cash_cents() -> int:
+    return dollars_to_cents(settings.ACCOUNT_STARTING_CASH, field="ACCOUNT_STARTING_CASH")
+
+
+def account_open(
+    *, user: AbstractBaseUser, cash_cents: int | None = None, now: dt.datetime | None = None
+) -> Account:
+    """Give a user their trading account with the opening deposit recorded in the ledger."""
+    now = now or timezone.now()
+    opening = starting_cash_cents() if cash_cents is None else cash_cents
+    if opening < 0:
+        raise InvalidRequest("opening cash cannot be negative")
+    with transaction.atomic():
+        account = Account.objects.create(
+            user=user,
+            account_number=_new_account_number(),
+            cash_cents=opening,
+            shorting_enabled=settings.SHORT_SELLING_DEFAULT,
+            reset_at=now,
+        )
+        CashEntry.objects.create(
+            account=account,
+            kind=CashEntry.Kind.DEPOSIT,
+            amount_cents=opening,
+            memo="Opening deposit",
+            created_at=now,
+        )
+    return account
+
+
+def _new_account_number() -> str:
+    return "PA" + "".join(secrets.choice("0123456789ABCDEFGHJKLMNPQRSTUVWXYZ") for _ in range(10))
+
+
+def account_grant_cash(
+    *, account_id: uuid.UUID | str, amount_cents: int, memo: str = "", now: dt.datetime | None = None
+) -> CashEntry:
+    """Add (or, with a negative amount, withdraw) cash; a withdrawal may not touch reserved cash."""
+    now = now or timezone.now()
+    if amount_cents == 0:
+        raise InvalidRequest("amount must not be zero")
+    with transaction.atomic():
+        changed = Account.objects.filter(
+            pk=account_id, cash_cents__gte=F("reserved_cents") - amount_cents
+        ).update(cash_cents=F("cash_cents") + amount_cents)
+        if not changed:
+            if not Account.objects.filter(pk=account_id).exists():
+                raise NotFound("account not found")
+            raise Forbidden("insufficient cash for this withdrawal")
+        return CashEntry.objects.create(
+            account_id=account_id,
+            kind=CashEntry.Kind.GRANT,
+            amount_cents=amount_cents,
+            memo=memo or ("Cash grant" if amount_cents > 0 else "Cash withdrawal"),
+            created_at=now,
+        )
+
+
+def account_reset(*, account_id: uuid.UUID | str, now: dt.datetime | None = None) -> Account:
+    """Start over: open orders canceled, positions cleared, cash back to the starting amount.
+
+    History (orders, fills, ledger) stays; returns are measured from ``reset_at``.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        account = _account_locked(account_id)
+        for order in Order.objects.filter(account=account, status__in=OPEN_ORDER_STATUSES).select_related(
+            "asset"
+        ):
+            _order_close(order=order, status=OrderStatus.CANCELED, now=now)
+        Position.objects.filter(account=account).delete()
+        account.refresh_from_db()
+        opening = starting_cash_cents()
+        CashEntry.objects.create(
+            account=account,
+            kind=CashEntry.Kind.RESET,
+            amount_cents=opening - account.cash_cents,
+            memo="Account reset",
+            created_at=now,
+        )
+        Account.objects.filter(pk=account.pk).update(cash_cents=opening, reserved_cents=0, reset_at=now)
+        account.refresh_from_db()
+    return account
+
+
+def account_configure(
+    *,
+    account_id: uuid.UUID | str,
+    no_shorting: bool | None = None,
+    suspend_trade: bool | None = None,
+    trade_confirm_email: str | None = None,
+) -> Account:
+    account = _account(account_id)
+    if no_shorting is not None:
+        account.shorting_enabled = not no_shorting
+    if suspend_trade is not None:
+        account.trading_suspended = suspend_trade
+    if trade_confirm_email is not None:
+        if trade_confirm_email not in ("all", "none"):
+            raise InvalidRequest("trade_confirm_email must be 'all' or 'none'")
+        account.trade_confirm_email = trade_confirm_email
+    account.save(update_fields=["shorting_enabled", "trading_suspended", "trade_confirm_email"])
+    return account
+
+
+def _account(account_id: uuid.UUID | str) -> Account:
+    try:
+        return Account.objects.get(pk=account_id)
+    except (Account.DoesNotExist, ValueError, TypeError):
+        raise NotFound("account not found") from None
+
+
+def _account_locked(account_id: uuid.UUID | str) -> Account:
+    try:
+        return Account.objects.select_for_update().get(pk=account_id)
+    except (Account.DoesNotExist, ValueError, TypeError):
+        raise NotFound("account not found") from None
+
+
+# --- API keys ---------------------------------------------------------------------------------
+
+
+def api_key_secret_hmac(secret: str) -> str:
+    return hmac.new(settings.SECRET_KEY.encode(), secret.encode(), hashlib.sha256).hexdigest()
+
+
+def api_key_cache_key(key_id: str) -> str:
+    return f"apikey:{key_id}"
+
+
+def api_key_create(*, account_id: uuid.UUID | str, label: str = "") -> tuple[ApiKey, str]:
+    """A new key id and secret; the secret is returned once and only its HMAC is stored."""
+    account = _account(account_id)
+    key_id = "PK" + "".join(secrets.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") for _ in range(18))
+    secret = secrets.token_urlsafe(32)
+    key = ApiKey.objects.create(
+        key_id=key_id, account=account, label=label, secret_hmac=api_key_secret_hmac(secret)
+    )
+    return key, secret
+
+
+def api_key_revoke(
+    *, key_id: str, account_id: uuid.UUID | str | None = None, now: dt.datetime | None = None
+) -> ApiKey:
+    keys = ApiKey.objects.filter(key_id=key_id)
+    if account_id is not None:
+        keys = keys.filter(account_id=account_id)
+    key = keys.first()
+    if key is None:
+        raise NotFound("API key not found")
+    if key.revoked_at is None:
+        key.revoked_at = now or timezone.now()
+        key.save(update_fields=["revoked_at"])
+    # Verified keys are cached briefly; revocation must take effect at once.
+    transaction.on_commit(lambda: cache.delete(api_key_cache_key(key_id)))
+    return key
+
+
+# --- Orders -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    symbol: str
+    qty: int
+    side: str
+    type: str
+    time_in_force: str
+    limit_price_units: int | None = None
+    stop_price_units: int | None = None
+    trail_price_units: int | None = None
+    trail_percent_units: int | None = None
+    client_order_id: str | None = None
+    extended_hours: bool = False
+
+
+def commission_cents(*, qty: int) -> int:
+    plan = CommissionPlan.objects.filter(active=True).first()
+    if plan is not None:
+        per_order, per_share, minimum = plan.per_order_cents, plan.per_share_centi_cents, plan.minimum_cents
+    else:
+        per_order = settings.COMMISSION_PER_ORDER_CENTS
+        per_share = settings.COMMISSION_PER_SHARE_CENTI_CENTS
+        minimum = settings.COMMISSION_MINIMUM_CENTS
+    if not (per_order or per_share or minimum):
+        return 0
+    return max(minimum, per_order + round_half_even(Decimal(per_share * qty) / 100))
+
+
+def _validate(request: OrderRequest) -> None:
+    if request.side not in OrderSide.values:
+        raise InvalidRequest(f"invalid side {request.side!r}: must be buy or sell")
+    if request.type not in OrderType.values:
+        raise InvalidRequest(f"invalid order type {request.type!r}")
+    if request.time_in_force in ("opg", "cls"):
+        raise InvalidRequest(
+            f"time_in_force {request.time_in_force} is not supported: the market never closes"
+        )
+    if request.time_in_force not in TimeInForce.values:
+        raise InvalidRequest(f"invalid time_in_force {request.time_in_force!r}")
+    if not 0 < request.qty <= settings.ORDER_MAX_QTY:
+        raise InvalidRequest(f"qty must be a whole number between 1 and {settings.ORDER_MAX_QTY}")
+    needs_limit = request.type in (OrderType.LIMIT, OrderType.STOP_LIMIT)
+    needs_stop = request.type in (OrderType.STOP, OrderType.STOP_LIMIT)
+    if needs_limit != (request.limit_price_units is not None):
+        raise InvalidRequest("limit_price is required for limit and stop_limit orders and only for them")
+    if needs_stop != (request.stop_price_units is not None):
+        raise InvalidRequest("stop_price is required for stop and stop_limit orders and only for them")
+    trails = (request.trail_price_units is not None) + (request.trail_percent_units is not None)
+    if request.type == OrderType.TRAILING_STOP:
+        if trails != 1:
+            raise InvalidRequest("trailing_stop orders need exactly one of trail_price or trail_percent")
+        if request.time_in_force not in (TimeInForce.DAY, TimeInForce.GTC):
+            raise InvalidRequest("trailing_stop orders take time_in_force day or gtc")
+    elif trails:
+        raise InvalidRequest("trail_price and trail_percent are only for trailing_stop orders")
+    for name in ("limit_price_units", "stop_price_units", "trail_price_units", "trail_percent_units"):
+        value = getattr(request, name)
+        if value is not None and value <= 0:
+            raise InvalidRequest(f"{name.removesuffix('_units')} must be positive")
+    if (
+        request.trail_percent_units is not None
+        and request.trail_percent_units >= 100 * matching.PERCENT_SCALE
+    ):
+        raise InvalidRequest("trail_percent must be below 100")
+    if request.client_order_id is not None and not 0 < len(request.client_order_id) <= 48:
+        raise InvalidRequest("client_order_id must be 1 to 48 characters")
+
+
+def _tradable_asset(symbol: str) -> Asset:
+    asset = Asset.objects.filter(symbol=symbol.upper()).first()
+    if asset is None:
+        raise InvalidRequest(f"asset {symbol!r} not found")
+    if not (asset.active and asset.tradable):
+        raise InvalidRequest(f"asset {asset.symbol} is not tradable")
+    if asset.halted:
+        raise Forbidden(f"asset {asset.symbol} is halted")
+    return asset
+
+
+def _quote_for(symbol: str) -> LatestQuote:
+    quote = latest_quotes(symbols=[symbol]).get(symbol)
+    if quote is None:
+        raise InvalidRequest(f"no market data for {symbol} yet")
+    return quote
+
+
+def _reserve_estimate_units(request: OrderRequest, quote: LatestQuote) -> int:
+    """The per-share price a resting buy holds buying power at."""
+    if request.type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
+        assert request.limit_price_units is not None
+        return request.limit_price_units
+    if request.type == OrderType.STOP:
+        assert request.stop_price_units is not None
+        return max(request.stop_price_units, quote.ask)
+    # Trailing buy: fills at most one trail above the best price since placement.
+    resting = matching.RestingOrder(
+        id="",
+        symbol=request.symbol,
+        side="buy",
+        type="trailing_stop",
+        trail_price=request.trail_price_units,
+        trail_percent=request.trail_percent_units,
+    )
+    return max(quote.ask, matching.trailing_stop_level(resting, quote.price))
+
+
+def order_place(
+    *, account_id: uuid.UUID | str, request: OrderRequest, now: dt.datetime | None = None
+) -> Order:
+    """Place an order: fill it now at the quote if it is marketable, otherwise let it rest.
+
+    Raises Forbidden (403) for insufficient buying power or shares, InvalidRequest (422) for
+    anything malformed; nothing is written in either case.
+    """
+    now = now or timezone.now()
+    _validate(request)
+    asset = _tradable_asset(request.symbol)
+    quote = _quote_for(asset.symbol)
+    account = _account(account_id)
+    if account.trading_suspended:
+        raise Forbidden("trading is suspended for this account")
+    try:
+        with transaction.atomic():
+            order = Order.objects.create(
+                account_id=account.pk,
+                client_order_id=request.client_order_id or str(uuid.uuid4()),
+                asset=asset,
+                side=request.side,
+                type=request.type,
+                time_in_force=request.time_in_force,
+                qty=request.qty,
+                limit_price_units=request.limit_price_units,
+                stop_price_units=request.stop_price_units,
+                trail_price_units=request.trail_price_units,
+                trail_percent_units=request.trail_percent_units,
+                extended_hours=request.extended_hours,
+                submitted_at=now,
+                expires_at=calendar.next_day_boundary(now)
+                if request.time_in_force == TimeInForce.DAY
+                else None,
+            )
+            order_event_publish_on_commit(_event("new", order, now))
+            decision = matching.evaluate(_resting(order), quote.as_quote())
+            if decision is not None and decision.action is matching.Action.FILL:
+                assert decision.price is not None
+                _execute_fill(
+                    order=order,
+                    account=account,
+                    price_units=decision.price,
+                    tick_seq=quote.seq,
+                    resting=False,
+                    now=now,
+                )
+                return order
+            if request.time_in_force in (TimeInForce.IOC, TimeInForce.FOK):
+                # Nothing to fill now and no partial fills: the order ends at once, unfilled.
+                _order_close(order=order, status=OrderStatus.CANCELED, now=now, reserve_released=False)
+                return order
+            _order_rest(
+                order=order, account=account, request=request, quote=quote, decision=decision, now=now
+            )
+            return order
+    except IntegrityError as error:
+        if "client_order_id" in str(error) or "order_client_id_unique" in str(error):
+            raise InvalidRequest("client_order_id must be unique") from None
+        raise
+
+
+def _order_rest(
+    *,
+    order: Order,
+    account: Account,
+    request: OrderRequest,
+    quote: LatestQuote,
+    decision: matching.Decision | None,
+    now: dt.datetime,
+) -> None:
+    update: dict[str, object] = {}
+    if decision is not None and decision.action is matching.Action.TRIGGER:
+        update["stop_triggered_at"] = now
+    if order.type == OrderType.TRAILING_STOP:
+        update["high_water_mark_units"] = (decision.water_mark if decision else None) or quote.price
+    if order.side == OrderSide.BUY:
+        reserve = trade_value_cents(price_units=_reserve_estimate_units(request, quote), qty=order.qty)
+        reserve += commission_cents(qty=order.qty)
+        if not Account.objects.filter(pk=account.pk, cash_cents__gte=F("reserved_cents") + reserve).update(
+            reserved_cents=F("reserved_cents") + reserve
+        ):
+            raise Forbidden("insufficient buying power")
+        update["reserved_cents"] = reserve
+    else:
+        _hold_shares(account=account, asset_id=order.asset_id, qty=order.qty)
+    if update:
+        Order.objects.filter(pk=order.pk).update(**update)
+        for field, value in update.items():
+            setattr(order, field, value)
+
+
+def _hold_shares(*, account: Account, asset_id: uuid.UUID, qty: int) -> None:
+    """Set aside shares for a resting sell; without shorting they must be there to sell."""
+    if _may_short(account, asset_id):
+        Position.objects.get_or_create(account_id=account.pk, asset_id=asset_id)
+        Position.objects.filter(account_id=account.pk, asset_id=asset_id).update(qty_held=F("qty_held") + qty)
+        return
+    if not Position.objects.filter(
+        account_id=account.pk, asset_id=asset_id, qty__gte=F("qty_held") + qty
+    ).update(qty_held=F("qty_held") + qty):
+        raise Forbidden("insufficient qty available for order")
+
+
+def _may_short(account: Account, asset_id: uuid.UUID) -> bool:
+    return account.shorting_enabled and Asset.objects.filter(pk=asset_id, shortable=True).exists()
+
+
+def _resting(order: Order) -> matching.RestingOrder:
+    return matching.RestingOrder(
+        id=str(order.pk),
+        symbol=order.asset.symbol,
+        side=order.side,
+        type=order.type,
+        limit=order.limit_price_units,
+        stop=order.stop_price_units,
+        trail_price=order.trail_price_units,
+        trail_percent=order.trail_percent_units,
+        water_mark=order.high_water_mark_units,
+        stop_triggered=order.stop_triggered_at is not None,
+    )
+
+
+def _event(name: str, order: Order, now: dt.datetime, **extra: int | None) -> OrderEvent:
+    return OrderEvent(
+        event=name,
+        account_id=str(order.account_id),
+        order_id=str(order.pk),
+        symbol=order.asset.symbol,
+        at=now,
+        **extra,
+    )
+
+
+def _execute_fill(
+    *, order: Order, account: Account, price_units: int, tick_seq: int | None, resting: bool, now: dt.datetime
+) -> None:
+    """Fill a whole order at ``price_units`` inside the caller's transaction.
+
+    The order must still be open (status-conditional update) and the cash or shares must be
+    there (conditional updates); otherwise Forbidden rolls the caller back.
+    """
+    qty = order.qty
+    value = trade_value_cents(price_units=price_units, qty=qty)
+    commission = commission_cents(qty=qty)
+    released = order.reserved_cents
+    if order.side == OrderSide.BUY:
+        cost = value + commission
+        if not Account.objects.filter(
+            pk=account.pk, cash_cents__gte=F("reserved_cents") - released + cost
+        ).update(cash_cents=F("cash_cents") - cost, reserved_cents=F("reserved_cents") - released):
+            raise Forbidden("insufficient buying power")
+    else:
+        if not resting:
+            _sell_check_shares(order=order, account=account, qty=qty)
+        proceeds = value - commission
+        if not Account.objects.filter(pk=account.pk, cash_cents__gte=F("reserved_cents") - proceeds).update(
+            cash_cents=F("cash_cents") + proceeds
+        ):
+            raise Forbidden("commission exceeds available cash")
+    changed = Order.objects.filter(pk=order.pk, status__in=OPEN_ORDER_STATUSES).update(
+        status=OrderStatus.FILLED,
+        filled_qty=qty,
+        filled_avg_price_units=price_units,
+        filled_at=now,
+        reserved_cents=0,
+        updated_at=now,
+    )
+    if not changed:
+        raise NotCancelable("order is no longer open")
+    position_qty, realized = _position_apply_fill(
+        account=account,
+        asset_id=order.asset_id,
+        side=order.side,
+        qty=qty,
+        value_cents=value,
+        held=resting and order.side == OrderSide.SELL,
+    )
+    fill = Fill.objects.create(
+        order=order,
+        account_id=account.pk,
+        asset_id=order.asset_id,
+        side=order.side,
+        qty=qty,
+        price_units=price_units,
+        commission_cents=commission,
+        realized_pl_cents=realized,
+        tick_seq=tick_seq,
+        filled_at=now,
+    )
+    kind = CashEntry.Kind.BUY if order.side == OrderSide.BUY else CashEntry.Kind.SELL
+    entries = [
+        CashEntry(account_id=account.pk, kind=kind, fill=fill, created_at=now,
+                  amount_cents=-value if order.side == OrderSide.BUY else value,
+                  memo=f"{order.side} {qty} {order.asset.symbol}"),
+    ]  # fmt: skip
+    if commission:
+        entries.append(
+            CashEntry(account_id=account.pk, kind=CashEntry.Kind.COMMISSION, fill=fill, created_at=now,
+                      amount_cents=-commission, memo=f"commission {order.asset.symbol}")
+        )  # fmt: skip
+    CashEntry.objects.bulk_create(entries)
+    order.status = OrderStatus.FILLED
+    order.filled_qty = qty
+    order.filled_avg_price_units = price_units
+    order.filled_at = now
+    order.reserved_cents = 0
+    order_event_publish_on_commit(
+        _event("fill", order, now, price_units=price_units, qty=qty, position_qty=position_qty)
+    )
+
+
+def _sell_check_shares(*, order: Order, account: Account, qty: int) -> None:
+    """An order filling on placement holds no shares yet; a resting one set them aside already."""
+    if _may_short(account, order.asset_id):
+        return
+    if not Position.objects.filter(
+        account_id=account.pk, asset_id=order.asset_id, qty__gte=F("qty_held") + qty
+    ).exists():
+        raise Forbidden("insufficient qty available for order")
+
+
+def _position_apply_fill(
+    *, account: Account, asset_id: uuid.UUID, side: str, qty: int, value_cents: int, held: bool
+) -> tuple[int, int]:
+    """Apply a fill to the position; returns (new quantity, realised P&L in cents).
+
+    Cost basis is average cost: closing shares take their proportional share of the basis.
+    """
+    Position.objects.get_or_create(account_id=account.pk, asset_id=asset_id)
+    position = Position.objects.select_for_update().get(account_id=account.pk, asset_id=asset_id)
+    signed = qty if side == OrderSide.BUY else -qty
+    realized = 0
+    remaining, remaining_value = qty, value_cents
+    if position.qty and (position.qty > 0) != (signed > 0):
+        closing = min(qty, abs(position.qty))
+        closed_basis = round_half_even(Decimal(position.cost_basis_cents) * closing / abs(position.qty))
+        closing_value = round_half_even(Decimal(value_cents) * closing / qty)
+        realized = closing_value - closed_basis if position.qty > 0 else -closed_basis - closing_value
+        position.cost_basis_cents -= closed_basis
+        position.qty += closing if signed > 0 else -closing
+        remaining, remaining_value = qty - closing, value_cents - closing_value
+    if remaining:
+        position.cost_basis_cents += remaining_value if signed > 0 else -remaining_value
+        position.qty += remaining if signed > 0 else -remaining
+    if held:
+        position.qty_held -= qty
+    position.save(update_fields=["qty", "cost_basis_cents", "qty_held", "updated_at"])
+    return position.qty, realized
+
+
+def _order_close(*, order: Order, status: str, now: dt.datetime, reserve_released: bool = True) -> bool:
+    """End an open order (canceled, expired, replaced) and give back what it held."""
+    stamp_field = {
+        OrderStatus.CANCELED: "canceled_at",
+        OrderStatus.EXPIRED: "expired_at",
+        OrderStatus.REPLACED: "replaced_at",
+    }[OrderStatus(status)]
+    changed = Order.objects.filter(pk=order.pk, status__in=OPEN_ORDER_STATUSES).update(
+        status=status, reserved_cents=0, updated_at=now, **{stamp_field: now}
+    )
+    if not changed:
+        return False
+    if reserve_released:
+        if order.side == OrderSide.BUY and order.reserved_cents:
+            Account.objects.filter(pk=order.account_id).update(
+                reserved_cents=F("reserved_cents") - order.reserved_cents
+            )
+        elif order.side == OrderSide.SELL:
+            Position.objects.filter(account_id=order.account_id, asset_id=order.asset_id).update(
+                qty_held=F("qty_held") - (order.qty - order.filled_qty)
+            )
+    setattr(order, stamp_field, now)
+    order.status = status
+    order.reserved_cents = 0
+    order_event_publish_on_commit(_event(str(status), order, now))
+    return True
+
+
+def _owned_order(account_id: uuid.UUID | str, order_id: uuid.UUID | str) -> Order:
+    try:
+        return Order.objects.select_related("asset").get(pk=order_id, account_id=account_id)
+    except (Order.DoesNotExist, ValueError, TypeError):
+        raise NotFound("order not found") from None
+
+
+def order_cancel(
+    *, account_id: uuid.UUID | str, order_id: uuid.UUID | str, now: dt.datetime | None = None
+) -> Order:
+    now = now or timezone.now()
+    with transaction.atomic():
+        order = _owned_order(account_id, order_id)
+        if not _order_close(order=order, status=OrderStatus.CANCELED, now=now):
+            order.refresh_from_db()
+            raise NotCancelable(f"order is {order.status} and can no longer be canceled")
+    return order
+
+
+def order_cancel_all(*, account_id: uuid.UUID | str, now: dt.datetime | None = None) -> list[Order]:
+    """Cancel every open order of an account; returns those canceled."""
+    now = now or timezone.now()
+    canceled = []
+    with transaction.atomic():
+        for order in Order.objects.filter(
+            account_id=account_id, status__in=OPEN_ORDER_STATUSES
+        ).select_related("asset"):
+            if _order_close(order=order, status=OrderStatus.CANCELED, now=now):
+                canceled.append(order)
+    return canceled
+
+
+def order_replace(
+    *,
+    account_id: uuid.UUID | str,
+    order_id: uuid.UUID | str,
+    qty: int | None = None,
+    time_in_force: str | None = None,
+    limit_price_units: int | None = None,
+    stop_price_units: int | None = None,
+    trail_units: int | None = None,
+    client_order_id: str | None = None,
+    now: dt.datetime | None = None,
+) -> Order:
+    """Replace an open order with a new one carrying the changes; the old one becomes 'replaced'."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        old = _owned_order(account_id, order_id)
+        if not old.is_open:
+            raise NotCancelable(f"order is {old.status} and can no longer be replaced")
+        if old.type == OrderType.MARKET:
+            raise InvalidRequest("market orders cannot be replaced")
+        if limit_price_units is not None and old.type not in (OrderType.LIMIT, OrderType.STOP_LIMIT):
+            raise InvalidRequest("limit_price applies only to limit and stop_limit orders")
+        if stop_price_units is not None and old.type not in (OrderType.STOP, OrderType.STOP_LIMIT):
+            raise InvalidRequest("stop_price applies only to stop and stop_limit orders")
+        if trail_units is not None and old.type != OrderType.TRAILING_STOP:
+            raise InvalidRequest("trail applies only to trailing_stop orders")
+        trail_price, trail_percent = old.trail_price_units, old.trail_percent_units
+        if trail_units is not None:
+            if trail_price is not None:
+                trail_price = trail_units
+            else:
+                trail_percent = trail_units
+        if not _order_close(order=old, status=OrderStatus.REPLACED, now=now):
+            raise NotCancelable("order is no longer open")
+        request = OrderRequest(
+            symbol=old.asset.symbol,
+            qty=qty if qty is not None else old.qty,
+            side=old.side,
+            type=old.type,
+            time_in_force=time_in_force or old.time_in_force,
+            limit_price_units=limit_price_units if limit_price_units is not None else old.limit_price_units,
+            stop_price_units=stop_price_units if stop_price_units is not None else old.stop_price_units,
+            trail_price_units=trail_price,
+            trail_percent_units=trail_percent,
+            client_order_id=client_order_id,
+            extended_hours=old.extended_hours,
+        )
+        new = order_place(account_id=account_id, request=request, now=now)
+        Order.objects.filter(pk=new.pk).update(replaces=old)
+        new.replaces = old
+    return new
+
+
+def order_fill(
+    *,
+    order_id: uuid.UUID | str,
+    price_units: int,
+    tick_seq: int | None = None,
+    now: dt.datetime | None = None,
+) -> Order | None:
+    """Fill a resting order that a price crossed (the market's tick pipeline calls this).
+
+    Returns None when the order is no longer open (a cancel won the race). When the account can
+    no longer pay (its cash moved since the order rested), the order is canceled instead.
+    """
+    now = now or timezone.now()
+    try:
+        with transaction.atomic():
+            order = Order.objects.select_related("asset", "account").get(pk=order_id)
+            if not order.is_open:
+                return None
+            _execute_fill(
+                order=order,
+                account=order.account,
+                price_units=price_units,
+                tick_seq=tick_seq,
+                resting=True,
+                now=now,
+            )
+            return order
+    except NotCancelable:
+        return None
+    except Forbidden:
+        with transaction.atomic():
+            order = Order.objects.select_related("asset").get(pk=order_id)
+            _order_close(order=order, status=OrderStatus.CANCELED, now=now)
+        return order
+
+
+def order_mark_triggered(*, order_id: uuid.UUID | str, now: dt.datetime | None = None) -> None:
+    """A stop_limit's stop was crossed: from now on it rests as a limit order."""
+    Order.objects.filter(pk=order_id, status__in=OPEN_ORDER_STATUSES, stop_triggered_at__isnull=True).update(
+        stop_triggered_at=now or timezone.now()
+    )
+
+
+def order_track_water_mark(*, order_id: uuid.UUID | str, water_mark_units: int) -> None:
+    Order.objects.filter(pk=order_id, status__in=OPEN_ORDER_STATUSES).update(
+        high_water_mark_units=water_mark_units
+    )
+
+
+def orders_expire(*, now: dt.datetime | None = None) -> int:
+    """Expire day orders past their day boundary; returns how many expired."""
+    now = now or timezone.now()
+    expired = 0
+    due = Order.objects.filter(status__in=OPEN_ORDER_STATUSES, expires_at__lte=now).select_related("asset")
+    for order in due:
+        with transaction.atomic():
+            expired += _order_close(order=order, status=OrderStatus.EXPIRED, now=now)
+    return expired
+
+
+# --- Positions --------------------------------------------------------------------------------
+
+
+def position_close(
+    *,
+    account_id: uuid.UUID | str,
+    symbol: str,
+    qty: int | None = None,
+    percentage: Decimal | None = None,
+    now: dt.datetime | None = None,
+) -> Order:
+    """Close all or part of a position with a market order on the opposite side."""
+    position = (
+        Position.objects.select_related("asset")
+        .filter(account_id=account_id, asset__symbol=symbol.upper())
+        .exclude(qty=0)
+        .first()
+    )
+    if position is None:
+        raise NotFound("position does not exist")
+    if qty is not None and percentage is not None:
+        raise InvalidRequest("give qty or percentage, not both")
+    size = abs(position.qty)
+    if percentage is not None:
+        if not 0 < percentage <= 100:
+            raise InvalidRequest("percentage must be above 0 and at most 100")
+        qty = int(size * percentage / 100)  # whole shares, rounded down as Alpaca does
+        if qty == 0:
+            raise InvalidRequest("percentage is less than one share")
+    qty = size if qty is None else qty
+    if not 0 < qty <= size:
+        raise Forbidden(f"insufficient qty available for order (requested: {qty}, available: {size})")
+    request = OrderRequest(
+        symbol=position.asset.symbol,
+        qty=qty,
+        side=OrderSide.SELL if position.qty > 0 else OrderSide.BUY,
+        type=OrderType.MARKET,
+        time_in_force=TimeInForce.DAY,
+    )
+    return order_place(account_id=account_id, request=request, now=now)
+
+
+# --- Watchlists -------------------------------------------------------------------------------
+
+
+def watchlist_create(*, account_id: uuid.UUID | str, name: str, symbols: list[str]) -> Watchlist:
+    if not name or len(name) > 64:
+        raise InvalidRequest("name must be 1 to 64 characters")
+    assets = _assets_for(symbols)
+    try:
+        with transaction.atomic():
+            watchlist = Watchlist.objects.create(account_id=account_id, name=name)
+            _watchlist_set_assets(watchlist, assets)
+    except IntegrityError:
+        raise InvalidRequest("a watchlist with this name already exists") from None
+    return watchlist
+
+
+def watchlist_update(
+    *, account_id: uuid.UUID | str, watchlist_id: uuid.UUID | str, name: str | None, symbols: list[str] | None
+) -> Watchlist:
+    watchlist = _owned_watchlist(account_id, watchlist_id)
+    try:
+        with transaction.atomic():
+            if name is not None:
+                if not name or len(name) > 64:
+                    raise InvalidRequest("name must be 1 to 64 characters")
+                watchlist.name = name
+                watchlist.save(update_fields=["name", "updated_at"])
+            if symbols is not None:
+                _watchlist_set_assets(watchlist, _assets_for(symbols))
+    except IntegrityError:
+        raise InvalidRequest("a watchlist with this name already exists") from None
+    return watchlist
+
+
+def watchlist_add_asset(
+    *, account_id: uuid.UUID | str, watchlist_id: uuid.UUID | str, symbol: str
+) -> Watchlist:
+    watchlist = _owned_watchlist(account_id, watchlist_id)
+    (asset,) = _assets_for([symbol])
+    with transaction.atomic():
+        if WatchlistEntry.objects.filter(watchlist=watchlist, asset=asset).exists():
+            raise InvalidRequest(f"{asset.symbol} is already in the watchlist")
+        last = watchlist.entries.order_by("-position").values_list("position", flat=True).first()
+        WatchlistEntry.objects.create(watchlist=watchlist, asset=asset, position=(last or 0) + 1)
+        watchlist.save(update_fields=["updated_at"])
+    return watchlist
+
+
+def watchlist_remove_asset(
+    *, account_id: uuid.UUID | str, watchlist_id: uuid.UUID | str, symbol: str
+) -> Watchlist:
+    watchlist = _owned_watchlist(account_id, watchlist_id)
+    deleted, _ = WatchlistEntry.objects.filter(watchlist=watchlist, asset__symbol=symbol.upper()).delete()
+    if not deleted:
+        raise NotFound(f"{symbol.upper()} is not in the watchlist")
+    watchlist.save(update_fields=["updated_at"])
+    return watchlist
+
+
+def watchlist_delete(*, account_id: uuid.UUID | str, watchlist_id: uuid.UUID | str) -> None:
+    _owned_watchlist(account_id, watchlist_id).delete()
+
+
+def _owned_watchlist(account_id: uuid.UUID | str, watchlist_id: uuid.UUID | str) -> Watchlist:
+    try:
+        return Watchlist.objects.get(pk=watchlist_id, account_id=account_id)
+    except (Watchlist.DoesNotExist, ValueError, TypeError):
+        raise NotFound("watchlist not found") from None
+
+
+def _assets_for(symbols: list[str]) -> list[Asset]:
+    wanted = [symbol.upper() for symbol in symbols]
+    found = {asset.symbol: asset for asset in Asset.objects.filter(symbol__in=wanted)}
+    unknown = [symbol for symbol in wanted if symbol not in found]
+    if unknown:
+        raise InvalidRequest(f"unknown symbols: {', '.join(unknown)}")
+    return [found[symbol] for symbol in dict.fromkeys(wanted)]
+
+
+def _watchlist_set_assets(watchlist: Watchlist, assets: list[Asset]) -> None:
+    WatchlistEntry.objects.filter(watchlist=watchlist).delete()
+    WatchlistEntry.objects.bulk_create(
+        WatchlistEntry(watchlist=watchlist, asset=asset, position=index) for index, asset in enumerate(assets)
+    )
