@@ -54,11 +54,22 @@ _NO_SKIP_HINT = (
 )
 
 
+_converted: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _converted:
+        terminalreporter.write_line(
+            f"CI=true: {len(_converted)} skipped/xfail outcomes were turned into failures. {_NO_SKIP_HINT}",
+            red=True,
+        )
+
+
 def _skip_reason(longrepr: object) -> str:
     # A skip's longrepr is (path, lineno, reason); the reason starts with "Skipped: ".
     if isinstance(longrepr, tuple) and len(longrepr) == 3:
         path, lineno, reason = longrepr
-        return f"{reason} ({path}:{lineno})"
+        return f"{str(reason).removeprefix('Skipped: ')} ({path}:{lineno})"
     return str(longrepr)
 
 
@@ -73,7 +84,8 @@ def _fail_instead_of_skip(report: pytest.TestReport | pytest.CollectReport) -> N
     else:
         return
     report.outcome = "failed"
-    report.longrepr = f"CI=true forbids skipped and xfail tests; {detail}.\n{_NO_SKIP_HINT}"
+    report.longrepr = f"CI=true forbids skipped and xfail tests; {detail}."
+    _converted.append(report.nodeid)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -159,18 +171,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     config.stash[_vendor_key] = vendor
 
 
+def _tests(count: int) -> str:
+    return f"{count} test{'' if count == 1 else 's'}"
+
+
 def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
     counts = config.stash.get(_deselected_key, {})
     lines: list[str] = []
     if DB_TESTS_ONLY:
         lines.append(
-            f"DB_TESTS_ONLY=1: deselected {counts.get('backend_neutral', 0)} tests that do not "
-            f"depend on the database backend; {len(items)} database tests remain."
+            f"DB_TESTS_ONLY=1: deselected {_tests(counts.get('backend_neutral', 0))} that do not "
+            f"depend on the database backend; {_tests(len(items))} remain."
         )
     if counts.get("other_backend"):
         vendor = config.stash.get(_vendor_key, "") or "?"
         lines.append(
-            f"db_backend marker: deselected {counts['other_backend']} tests meant for other "
+            f"db_backend marker: deselected {_tests(counts['other_backend'])} meant for other "
             f"database backends (this run uses {vendor})."
         )
     return lines

@@ -9,6 +9,7 @@ processes booting together cannot launch two servers on one socket.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import subprocess
 import time
@@ -73,8 +74,7 @@ def embedded_redis_stop(var_dir: Path) -> bool:
     if not _answers(socket_path):
         return False
     client = redis.Redis(unix_socket_path=str(socket_path))
-    try:
+    # The server closes the connection as it exits, which redis-py reports as an error.
+    with contextlib.suppress(redis.ConnectionError):
         client.shutdown(nosave=True)
-    except redis.ConnectionError:
-        pass  # the server closes the connection as it exits
     return True

@@ -365,3 +365,6 @@ class WatchlistEntry(models.Model):
     class Meta:
         ordering = ["position", "id"]
         constraints = [models.UniqueConstraint(fields=["watchlist", "asset"], name="watchlist_entry_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.watchlist_id}:{self.asset_id}"

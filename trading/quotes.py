@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import redis
+from redis.typing import EncodableT, FieldT
 from django.conf import settings
 from django.db.models import OuterRef, Subquery
 
@@ -93,6 +94,6 @@ def latest_quotes(*, symbols: Iterable[str]) -> dict[str, LatestQuote]:
 
 def latest_quotes_store(*, quotes: Iterable[LatestQuote]) -> None:
     """Publish the latest quotes for web processes (the market calls this after each commit)."""
-    mapping = {quote.symbol: quote.as_json() for quote in quotes}
+    mapping: dict[FieldT, EncodableT] = {quote.symbol: quote.as_json() for quote in quotes}
     if mapping:
         redis_client().hset(settings.LATEST_QUOTES_KEY, mapping=mapping)

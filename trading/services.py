@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -54,9 +54,7 @@ def starting_cash_cents() -> int:
     return dollars_to_cents(settings.ACCOUNT_STARTING_CASH, field="ACCOUNT_STARTING_CASH")
 
 
-def account_open(
-    *, user: AbstractBaseUser, cash_cents: int | None = None, now: dt.datetime | None = None
-) -> Account:
+def account_open(*, user: User, cash_cents: int | None = None, now: dt.datetime | None = None) -> Account:
     """Give a user their trading account with the opening deposit recorded in the ledger."""
     now = now or timezone.now()
     opening = starting_cash_cents() if cash_cents is None else cash_cents

@@ -1,0 +1,178 @@
+"""The real alpaca-py SDK against real server processes: the compatibility test that matters."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from alpaca.common.exceptions import APIError
+from alpaca.data.historical import StockHistoricalDataClient
+from alpaca.data.requests import StockBarsRequest, StockLatestQuoteRequest
+from alpaca.data.timeframe import TimeFrame
+from alpaca.trading.client import TradingClient
+from alpaca.trading.enums import AssetClass, OrderSide, OrderStatus, OrderType, QueryOrderStatus, TimeInForce
+from alpaca.trading.requests import (
+    ClosePositionRequest,
+    GetAssetsRequest,
+    GetOrdersRequest,
+    LimitOrderRequest,
+    MarketOrderRequest,
+)
+from django.utils import timezone
+
+from tests.conftest import set_quote
+from tests.processes import ServerProcess, gunicorn_server
+from trading import services
+from trading.models import Account, Asset, MinuteBar
+
+BARS_PER_SYMBOL = 30
+SERVER_PAGE_MAX = 7  # small, so the SDK has to follow next_page_token across several pages
+
+
+@pytest.fixture
+def server(transactional_db: None, tmp_path: Path) -> Iterator[ServerProcess]:
+    with gunicorn_server(tmp_path, extra_env={"HISTORY_PAGE_MAX": str(SERVER_PAGE_MAX)}) as running:
+        yield running
+
+
+@pytest.fixture
+def market(make_asset: Callable[..., Asset]) -> dict[str, Asset]:
+    assets = {
+        "AAPL": make_asset("AAPL", price="190.00", exchange="NASDAQ"),
+        "MSFT": make_asset("MSFT", price="410.00", exchange="NASDAQ"),
+    }
+    start = timezone.now().replace(second=0, microsecond=0) - dt.timedelta(minutes=BARS_PER_SYMBOL + 5)
+    MinuteBar.objects.bulk_create(
+        MinuteBar(
+            symbol=symbol,
+            start=start + dt.timedelta(minutes=i),
+            open_units=base + i * 100,
+            high_units=base + i * 100 + 500,
+            low_units=base + i * 100 - 500,
+            close_units=base + i * 100 + 200,
+            volume=1000 + i,
+            trade_count=10 + i,
+            vwap_units=base + i * 100 + 50,
+        )
+        for symbol, base in (("AAPL", 1_900_000), ("MSFT", 4_100_000))
+        for i in range(BARS_PER_SYMBOL)
+    )
+    return assets
+
+
+@pytest.fixture
+def credentials(make_account: Callable[..., Account]) -> tuple[str, str]:
+    account = make_account(cash=1_000_000)  # $10,000.00
+    key, secret = services.api_key_create(account_id=account.pk, label="sdk test")
+    return key.key_id, secret
+
+
+def test_trading_client_end_to_end(
+    server: ServerProcess, market: dict[str, Asset], credentials: tuple[str, str]
+) -> None:
+    key_id, secret = credentials
+    client = TradingClient(key_id, secret, paper=True, url_override=server.base_url)
+
+    account = client.get_account()
+    assert str(account.cash) == "10000.00" or float(account.cash) == 10000.0
+    assert account.status.value == "ACTIVE"
+
+    clock = client.get_clock()
+    assert clock.is_open is True
+    assert clock.next_close > clock.timestamp
+
+    assets = client.get_all_assets(GetAssetsRequest(asset_class=AssetClass.US_EQUITY))
+    assert {asset.symbol for asset in assets} >= {"AAPL", "MSFT"}
+    assert client.get_asset("AAPL").exchange.value == "NASDAQ"
+
+    # A market buy fills at once at the ask (190.00 + 0.01).
+    bought = client.submit_order(
+        MarketOrderRequest(symbol="AAPL", qty=10, side=OrderSide.BUY, time_in_force=TimeInForce.DAY)
+    )
+    assert bought.status == OrderStatus.FILLED
+    assert float(bought.filled_avg_price) == pytest.approx(190.01)
+
+    position = client.get_open_position("AAPL")
+    assert int(position.qty) == 10
+    assert float(position.avg_entry_price) == pytest.approx(190.01)
+    assert [p.symbol for p in client.get_all_positions()] == ["AAPL"]
+
+    # A limit buy far below the market rests; it can be found by id and by client id, then canceled.
+    client_id = f"sdk-{uuid.uuid4().hex[:12]}"
+    resting = client.submit_order(
+        LimitOrderRequest(
+            symbol="MSFT",
+            qty=2,
+            side=OrderSide.BUY,
+            time_in_force=TimeInForce.GTC,
+            limit_price=300.00,
+            client_order_id=client_id,
+        )
+    )
+    assert resting.status == OrderStatus.NEW
+    assert resting.order_type == OrderType.LIMIT
+    assert client.get_order_by_id(resting.id).client_order_id == client_id
+    assert client.get_order_by_client_id(client_id).id == resting.id
+    open_orders = client.get_orders(GetOrdersRequest(status=QueryOrderStatus.OPEN))
+    assert [order.id for order in open_orders] == [resting.id]
+    assert float(client.get_account().buying_power) == pytest.approx(10000 - 1900.10 - 600.00)
+
+    client.cancel_order_by_id(resting.id)
+    assert client.get_order_by_id(resting.id).status == OrderStatus.CANCELED
+    with pytest.raises(APIError) as not_cancelable:
+        client.cancel_order_by_id(resting.id)
+    assert not_cancelable.value.status_code == 422
+
+    # Too expensive: Alpaca's 403 with its error code.
+    with pytest.raises(APIError) as too_big:
+        client.submit_order(
+            MarketOrderRequest(symbol="MSFT", qty=1000, side=OrderSide.BUY, time_in_force=TimeInForce.DAY)
+        )
+    assert too_big.value.status_code == 403
+    assert too_big.value.code == 40310000
+
+    # Close part, then the rest, of the position: sells at the bid (190.00 - 0.01).
+    partial = client.close_position("AAPL", ClosePositionRequest(qty="4"))
+    assert partial.side == OrderSide.SELL
+    assert int(client.get_open_position("AAPL").qty) == 6
+    client.close_position("AAPL")
+    assert client.get_all_positions() == []
+    assert float(client.get_account().cash) == pytest.approx(10000 - 1900.10 + 10 * 189.99)
+
+
+def test_bad_credentials_are_refused(server: ServerProcess, market: dict[str, Asset]) -> None:
+    client = TradingClient("PKNOTAREALKEY0000000", "wrong", paper=True, url_override=server.base_url)
+    with pytest.raises(APIError) as refused:
+        client.get_account()
+    assert refused.value.status_code == 401
+
+
+def test_historical_client_pages_through_bars(
+    server: ServerProcess, market: dict[str, Asset], credentials: tuple[str, str]
+) -> None:
+    key_id, secret = credentials
+    client = StockHistoricalDataClient(key_id, secret, url_override=server.base_url)
+    start = timezone.now() - dt.timedelta(hours=2)
+
+    bars = client.get_stock_bars(
+        StockBarsRequest(symbol_or_symbols=["AAPL", "MSFT"], timeframe=TimeFrame.Minute, start=start)
+    )
+    # 60 bars over pages of at most 7: the SDK followed next_page_token to the end.
+    assert {symbol: len(series) for symbol, series in bars.data.items()} == {"AAPL": 30, "MSFT": 30}
+    aapl = bars.data["AAPL"]
+    assert [bar.timestamp for bar in aapl] == sorted(bar.timestamp for bar in aapl)
+    assert aapl[0].open == pytest.approx(190.0)
+    assert aapl[-1].close == pytest.approx(190.0 + 29 * 0.01 + 0.02)
+
+    limited = client.get_stock_bars(
+        StockBarsRequest(symbol_or_symbols="MSFT", timeframe=TimeFrame.Minute, start=start, limit=10)
+    )
+    assert len(limited.data["MSFT"]) == 10
+
+    set_quote("MSFT", price="411.00")
+    quote = client.get_stock_latest_quote(StockLatestQuoteRequest(symbol_or_symbols="MSFT"))["MSFT"]
+    assert quote.ask_price == pytest.approx(411.01)
+    assert quote.bid_price == pytest.approx(410.99)

@@ -1,0 +1,200 @@
+"""Exact money and price units (DESIGN.md 5a): conversions, rounding and what is refused."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from fractions import Fraction
+
+import pytest
+from hypothesis import given, strategies as st
+
+from trading.units import (
+    PRICE_SCALE,
+    UnitError,
+    cents_to_str,
+    dollars_to_cents,
+    price_to_units,
+    round_half_even,
+    trade_value_cents,
+    units_to_decimal,
+    units_to_float,
+    units_to_str,
+)
+
+# Up to a trillion dollars: far beyond any price or balance, well inside float's exact range.
+price_units = st.integers(min_value=-(10**16), max_value=10**16)
+cents = st.integers(min_value=-(10**14), max_value=10**14)
+
+
+# --- round trips -------------------------------------------------------------------------------
+
+
+@given(price_units)
+def test_price_units_round_trip_through_the_wire_string(units: int) -> None:
+    text = units_to_str(units)
+    assert text is not None
+    assert price_to_units(text) == units
+    # Alpaca's shape: a plain decimal, never an exponent, at least cents.
+    assert "e" not in text.lower()
+    assert len(text.partition(".")[2]) in (2, 3, 4)
+
+
+@given(price_units)
+def test_price_units_round_trip_through_decimal(units: int) -> None:
+    assert price_to_units(units_to_decimal(units)) == units
+
+
+@given(st.integers(min_value=-(10**14), max_value=10**14))
+def test_price_units_round_trip_through_json_floats(units: int) -> None:
+    # alpaca-py sends numbers as floats; any price with at most 4 decimals survives that trip.
+    as_float = units_to_float(units)
+    assert as_float is not None
+    assert price_to_units(as_float) == units
+
+
+@given(cents)
+def test_cents_round_trip(amount: int) -> None:
+    text = cents_to_str(amount)
+    assert text is not None
+    assert dollars_to_cents(text) == amount
+    assert len(text.partition(".")[2]) == 2
+
+
+@pytest.mark.parametrize(
+    ("value", "units"),
+    [
+        ("187.25", 1_872_500),
+        (187.25, 1_872_500),
+        (187, 1_870_000),
+        ("0.0001", 1),
+        (" 12.5 ", 125_000),
+        ("1E+2", 1_000_000),
+        (Decimal("99.9999"), 999_999),
+        ("-3.50", -35_000),
+    ],
+)
+def test_price_to_units_accepts_alpaca_inputs(value: object, units: int) -> None:
+    assert price_to_units(value) == units
+
+
+@pytest.mark.parametrize(
+    ("units", "text"),
+    [
+        (1_872_500, "187.25"),
+        (1_870_000, "187.00"),
+        (1_872_510, "187.251"),
+        (1_872_512, "187.2512"),
+        (1, "0.0001"),
+        (0, "0.00"),
+        (-35_000, "-3.50"),
+        (None, None),
+    ],
+)
+def test_units_to_str(units: int | None, text: str | None) -> None:
+    assert units_to_str(units) == text
+
+
+def test_cents_to_str_and_none() -> None:
+    assert cents_to_str(1) == "0.01"
+    assert cents_to_str(-12_345) == "-123.45"
+    assert cents_to_str(None) is None
+    assert units_to_float(None) is None
+
+
+# --- rejection -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["1.00001", "0.00005", 0.00001, 1.23456, Decimal("187.123456")])
+def test_more_than_four_decimals_is_refused(value: object) -> None:
+    with pytest.raises(UnitError, match="more than 4 decimal places"):
+        price_to_units(value, field="limit_price")
+
+
+@pytest.mark.parametrize("value", ["1.001", "0.005", 10.125])
+def test_more_than_two_decimals_in_an_amount_is_refused(value: object) -> None:
+    with pytest.raises(UnitError, match="more than 2 decimal places"):
+        dollars_to_cents(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        float("nan"),
+        float("inf"),
+        float("-inf"),
+        "NaN",
+        "nan",
+        "sNaN",
+        "Infinity",
+        "-inf",
+        Decimal("NaN"),
+        Decimal("Infinity"),
+    ],
+)
+def test_non_finite_numbers_are_refused(value: object) -> None:
+    with pytest.raises(UnitError, match="finite"):
+        price_to_units(value)
+    with pytest.raises(UnitError, match="finite"):
+        dollars_to_cents(value)
+
+
+@pytest.mark.parametrize("value", [True, False, None, "", "abc", "1,5", "1.2.3", [], {}, object()])
+def test_non_numbers_and_bools_are_refused(value: object) -> None:
+    # bool is an int subclass: True would otherwise be accepted as $1.
+    with pytest.raises(UnitError, match="must be a number"):
+        price_to_units(value, field="stop_price")
+    with pytest.raises(UnitError, match="must be a number"):
+        dollars_to_cents(value)
+
+
+def test_unit_error_is_a_value_error_naming_the_field() -> None:
+    with pytest.raises(ValueError, match="^limit_price must be a number$"):
+        price_to_units(True, field="limit_price")
+
+
+# --- rounding ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("price", "qty", "value"),
+    [
+        (1_000_000, 1, 10_000),  # $100 x 1
+        (1_000_100, 10, 100_010),  # $100.01 x 10
+        (50, 1, 0),  # 0.5 cent -> 0 (even)
+        (150, 1, 2),  # 1.5 cents -> 2 (even)
+        (250, 1, 2),  # 2.5 cents -> 2 (even)
+        (350, 1, 4),  # 3.5 cents -> 4 (even)
+        (149, 1, 1),
+        (151, 1, 2),
+        (12_345, 3, 370),  # 370.35 cents
+        (33_335, 3, 1_000),  # 1000.05 -> 1000
+        (1, 50, 0),  # 0.5 -> 0
+        (1, 150, 2),  # 1.5 -> 2
+        (0, 100, 0),
+    ],
+)
+def test_trade_value_cents_rounds_half_even(price: int, qty: int, value: int) -> None:
+    assert trade_value_cents(price_units=price, qty=qty) == value
+
+
+@given(
+    price=st.integers(min_value=0, max_value=10**10), qty=st.integers(min_value=0, max_value=10**7)
+)
+def test_trade_value_cents_is_exact_half_even(price: int, qty: int) -> None:
+    exact = Fraction(price * qty, PRICE_SCALE // 100)
+    # round() on a Fraction rounds half to even, with no float anywhere.
+    assert trade_value_cents(price_units=price, qty=qty) == round(exact)
+
+
+@given(price=st.integers(min_value=1, max_value=10**9), qty=st.integers(min_value=1, max_value=10**6))
+def test_trade_value_is_within_half_a_cent(price: int, qty: int) -> None:
+    value = trade_value_cents(price_units=price, qty=qty)
+    assert abs(Fraction(value) - Fraction(price * qty, 100)) <= Fraction(1, 2)
+
+
+@pytest.mark.parametrize(
+    ("value", "rounded"),
+    [("0.5", 0), ("1.5", 2), ("2.5", 2), ("-0.5", 0), ("-1.5", -2), ("2.4999", 2), ("2.5001", 3)],
+)
+def test_round_half_even(value: str, rounded: int) -> None:
+    assert round_half_even(Decimal(value)) == rounded

@@ -1,0 +1,121 @@
+"""API-key authentication in the three forms alpaca-py sends.
+
+- ``APCA-API-KEY-ID`` and ``APCA-API-SECRET-KEY`` headers (the default);
+- ``Authorization: Basic base64(key:secret)`` (``use_basic_auth=True``);
+- ``Authorization: Bearer <key>:<secret>``: alpaca-py sends its OAuth token verbatim, and there
+  are no OAuth apps here, so a token is accepted only when it is a key pair.
+
+A verified key is cached for API_KEY_CACHE_SECONDS so most requests skip the key lookup; the
+cache holds the secret's HMAC, never the secret, and ``services.api_key_revoke`` deletes the entry.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.cache import cache
+from django.utils import timezone
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.request import Request
+
+from trading import services
+from trading.models import Account, ApiKey
+
+KEY_HEADER = "HTTP_APCA_API_KEY_ID"
+SECRET_HEADER = "HTTP_APCA_API_SECRET_KEY"
+INVALID_CREDENTIALS = "access key verification failed : access key not found (Code = 40110000)"
+
+
+@dataclass(frozen=True)
+class VerifiedKey:
+    key_id: str
+    secret_hmac: str
+    account_id: str
+    user_id: int
+
+    def as_cache_value(self) -> dict[str, Any]:
+        return {
+            "secret_hmac": self.secret_hmac,
+            "account_id": self.account_id,
+            "user_id": self.user_id,
+        }
+
+
+def _credentials(request: Request) -> tuple[str, str] | None:
+    """The (key id, secret) pair a request carries, None if it carries no API credentials."""
+    meta = request.META
+    key_id, secret = meta.get(KEY_HEADER), meta.get(SECRET_HEADER)
+    if key_id is not None or secret is not None:
+        if not key_id or not secret:
+            raise exceptions.AuthenticationFailed("both APCA-API-KEY-ID and APCA-API-SECRET-KEY are required")
+        return key_id.strip(), secret.strip()
+    scheme, _, value = meta.get("HTTP_AUTHORIZATION", "").strip().partition(" ")
+    scheme, value = scheme.lower(), value.strip()
+    if scheme == "basic":
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise exceptions.AuthenticationFailed("malformed Basic credentials") from None
+        return _split_pair(decoded)
+    if scheme == "bearer":
+        return _split_pair(value)
+    return None
+
+
+def _split_pair(pair: str) -> tuple[str, str]:
+    key_id, sep, secret = pair.partition(":")
+    if not (sep and key_id and secret):
+        raise exceptions.AuthenticationFailed(INVALID_CREDENTIALS)
+    return key_id, secret
+
+
+def _verified_key(key_id: str, secret: str) -> VerifiedKey:
+    offered = services.api_key_secret_hmac(secret)
+    cache_key = services.api_key_cache_key(key_id)
+    cached = cache.get(cache_key)
+    if isinstance(cached, dict):
+        known = VerifiedKey(key_id=key_id, **cached)
+    else:
+        row = (
+            ApiKey.objects.filter(key_id=key_id, revoked_at__isnull=True)
+            .values_list("secret_hmac", "account_id", "account__user_id")
+            .first()
+        )
+        if row is None:
+            raise exceptions.AuthenticationFailed(INVALID_CREDENTIALS)
+        known = VerifiedKey(key_id=key_id, secret_hmac=row[0], account_id=str(row[1]), user_id=row[2])
+    # Compared even on a cache hit: the cache says which key exists, not that this secret is it.
+    if not hmac.compare_digest(offered, known.secret_hmac):
+        raise exceptions.AuthenticationFailed(INVALID_CREDENTIALS)
+    if not isinstance(cached, dict):
+        cache.set(cache_key, known.as_cache_value(), settings.API_KEY_CACHE_SECONDS)
+        # Once per cache period, not per request: a write on every GET would serialise readers
+        # behind SQLite's write lock.
+        ApiKey.objects.filter(key_id=key_id).update(last_used_at=timezone.now())
+    return known
+
+
+class APIKeyAuthentication(BaseAuthentication):
+    """Alpaca-style key pairs; the user is the account's owner, so ``request.user.account`` works."""
+
+    def authenticate(self, request: Request) -> tuple[AbstractBaseUser, VerifiedKey] | None:
+        credentials = _credentials(request)
+        if credentials is None:
+            return None
+        known = _verified_key(*credentials)
+        # One query for user and account; the reverse one-to-one cache is filled by select_related.
+        account = Account.objects.select_related("user").filter(pk=known.account_id).first()
+        if account is None or not account.user.is_active:
+            raise exceptions.AuthenticationFailed(INVALID_CREDENTIALS)
+        return account.user, known
+
+    def authenticate_header(self, request: Request) -> str:
+        # Any value here makes DRF answer unauthenticated requests 401 instead of 403.
+        return 'APCA-API-KEY-ID realm="api"'

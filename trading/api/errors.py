@@ -1,0 +1,98 @@
+"""Every API error in Alpaca's shape: ``{"code": <status * 100000 + 10000>, "message": str}``.
+
+alpaca-py turns any non-2xx answer into ``APIError`` and reads ``code`` and ``message`` from the
+body, so the shape must hold for DRF's own errors, domain errors, 404s and crashes alike.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+from trading.errors import TradingError
+from trading.units import UnitError
+
+logger = logging.getLogger(__name__)
+
+# Alpaca answers invalid parameters with 422, where DRF would say 400.
+VALIDATION_STATUS = status.HTTP_422_UNPROCESSABLE_ENTITY
+API_PREFIX = "/v2/"
+
+
+def error_code(status_code: int) -> int:
+    return status_code * 100000 + 10000
+
+
+def error_body(status_code: int, message: str) -> dict[str, Any]:
+    return {"code": error_code(status_code), "message": message}
+
+
+def flatten_detail(detail: Any, prefix: str = "") -> list[str]:
+    """DRF's nested error details as 'field: message' lines, in field order."""
+    if isinstance(detail, Mapping):
+        lines: list[str] = []
+        for key, value in detail.items():
+            name = "" if key == "non_field_errors" else str(key)
+            lines.extend(flatten_detail(value, f"{prefix}.{name}" if prefix and name else prefix or name))
+        return lines
+    if isinstance(detail, Sequence) and not isinstance(detail, str):
+        return [line for item in detail for line in flatten_detail(item, prefix)]
+    return [f"{prefix}: {detail}" if prefix else str(detail)]
+
+
+def _status_and_message(exc: Exception) -> tuple[int, str]:
+    if isinstance(exc, TradingError):
+        return exc.status, exc.message
+    if isinstance(exc, UnitError):
+        return VALIDATION_STATUS, str(exc)
+    if isinstance(exc, Http404):
+        return status.HTTP_404_NOT_FOUND, str(exc) or "not found"
+    if isinstance(exc, DjangoPermissionDenied):
+        return status.HTTP_403_FORBIDDEN, str(exc) or "forbidden"
+    if isinstance(exc, exceptions.ValidationError):
+        return VALIDATION_STATUS, "; ".join(flatten_detail(exc.detail)) or "invalid request"
+    if isinstance(exc, exceptions.ParseError):
+        return status.HTTP_400_BAD_REQUEST, f"request body format is invalid: {exc.detail}"
+    if isinstance(exc, exceptions.APIException):
+        return exc.status_code, "; ".join(flatten_detail(exc.detail))
+    return status.HTTP_500_INTERNAL_SERVER_ERROR, "internal server error"
+
+
+def alpaca_exception_handler(exc: Exception, context: Mapping[str, Any]) -> Response:
+    status_code, message = _status_and_message(exc)
+    headers: dict[str, str] = {}
+    auth_header = getattr(exc, "auth_header", None)
+    if auth_header:
+        headers["WWW-Authenticate"] = str(auth_header)
+    if isinstance(exc, exceptions.Throttled):
+        # alpaca-py retries 429 on its own schedule; other clients need the hint.
+        headers["Retry-After"] = str(max(1, int(exc.wait or 1)))
+    if status_code >= 500:
+        view = context.get("view")
+        logger.error(
+            "unhandled error in %s", type(view).__name__ if view else "API view", exc_info=exc
+        )
+    set_rollback()
+    return Response(error_body(status_code, message), status=status_code, headers=headers)
+
+
+def json_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """``handler404``: Alpaca-shaped for the API, Django's page for everything else."""
+    if request.path.startswith(API_PREFIX):
+        return JsonResponse(error_body(404, "endpoint not found"), status=404)
+    return defaults.page_not_found(request, exception or Http404())
+
+
+def json_server_error(request: HttpRequest) -> HttpResponse:
+    """``handler500``: Alpaca-shaped for the API, Django's page for everything else."""
+    if request.path.startswith(API_PREFIX):
+        return JsonResponse(error_body(500, "internal server error"), status=500)
+    return defaults.server_error(request)
