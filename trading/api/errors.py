@@ -74,12 +74,10 @@ def alpaca_exception_handler(exc: Exception, context: Mapping[str, Any]) -> Resp
         headers["WWW-Authenticate"] = str(auth_header)
     if isinstance(exc, exceptions.Throttled):
         # alpaca-py retries 429 on its own schedule; other clients need the hint.
-        headers["Retry-After"] = str(max(1, int(exc.wait or 1)))
+        headers["Retry-After"] = str(max(1, int(getattr(exc, "wait", None) or 1)))
     if status_code >= 500:
         view = context.get("view")
-        logger.error(
-            "unhandled error in %s", type(view).__name__ if view else "API view", exc_info=exc
-        )
+        logger.error("unhandled error in %s", type(view).__name__ if view else "API view", exc_info=exc)
     set_rollback()
     return Response(error_body(status_code, message), status=status_code, headers=headers)
 

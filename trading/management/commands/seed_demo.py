@@ -100,6 +100,11 @@ class HistoryGenerator:
         self.minutes_per_day = 1440 if calendar.always_open() else 390
         self.minute_scale = 1 / math.sqrt(self.minutes_per_day)
         self.window_start = self.end_minute - dt.timedelta(minutes=minutes)
+        # Which minute bars (by index) fall in each session: the same for every symbol.
+        self.session_minutes = [
+            range(self._minute_index(session.start), self._minute_index(session.end))
+            for session in self.sessions
+        ]
         self.market = self._factors("market", MARKET_DAILY_SIGMA, MARKET_DAILY_DRIFT)
         self._sectors: dict[str, _Factors] = {}
 
@@ -115,6 +120,10 @@ class HistoryGenerator:
             if end > start:
                 sessions.append(Session(start=start, end=end))
         return sessions
+
+    def _minute_index(self, moment: dt.datetime) -> int:
+        offset = (moment - self.window_start) // dt.timedelta(minutes=1)
+        return min(max(offset, 0), self.minutes)
 
     def _factors(self, name: str, sigma: float, drift: float = 0.0) -> _Factors:
         rng = random.Random(stable_seed(self.seed, "factor", name))
@@ -214,7 +223,7 @@ class HistoryGenerator:
         next_open = window_open
         for index in reversed(range(len(self.sessions))):
             session = self.sessions[index]
-            inside = [bar for bar in minute_bars if session.start <= bar.start < session.end]
+            inside = [minute_bars[k] for k in self.session_minutes[index]]
             day_seconds = (session.end - session.start).total_seconds()
             # The part of the day the minute bars do not cover moves in one coarse step.
             coarse_fraction = max(0.0, (day_seconds - 60 * len(inside)) / 86_400)
@@ -376,6 +385,11 @@ class Command(BaseCommand):
         parser.add_argument("--users", type=int, default=3, help="Demo users demo1..demoN.")
         parser.add_argument("--seed", type=int, default=42, help="Seed of the price paths.")
         parser.add_argument(
+            "--now",
+            default="",
+            help="End the history at this ISO 8601 instant instead of now (same seed and instant: same data).",
+        )
+        parser.add_argument(
             "--credentials-file",
             default="",
             help=f"Where to save the logins (default: VAR_DIR/{CREDENTIALS_FILENAME}).",
@@ -422,7 +436,10 @@ class Command(BaseCommand):
             .distinct()
         )
         generator = HistoryGenerator(
-            seed=options["seed"], now=timezone.now(), days=options["days"], minutes=options["minutes"]
+            seed=options["seed"],
+            now=_parse_now(options["now"]),
+            days=options["days"],
+            minutes=options["minutes"],
         )
         self.stdout.write(
             f"Seeding {len(new)} assets: {options['days']} days of daily bars, {options['minutes']} minutes "
@@ -512,6 +529,16 @@ class Command(BaseCommand):
         self.stdout.write(f"Demo logins (saved in {path}, mode 0600):")
         for login in logins:
             self.stdout.write(login.describe())
+
+
+def _parse_now(text: str) -> dt.datetime:
+    if not text:
+        return timezone.now()
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise CommandError(f"--now must be an ISO 8601 date and time, not {text!r}") from None
+    return moment if timezone.is_aware(moment) else timezone.make_aware(moment, dt.UTC)
 
 
 def _username_order(username: str) -> tuple[int, int, str]:

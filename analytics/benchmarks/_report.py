@@ -1,0 +1,73 @@
+"""The table every benchmark prints: scenario, optimised, baseline, ratio, goal, met?"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Row:
+    scenario: str
+    optimised: str
+    baseline: str
+    ratio: str
+    goal: str
+    met: bool | None  # None: reported for context, no goal attached
+
+    @property
+    def verdict(self) -> str:
+        return "-" if self.met is None else ("yes" if self.met else "NO")
+
+
+@dataclass
+class Report:
+    title: str
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, row: Row) -> None:
+        self.rows.append(row)
+
+    @property
+    def missed(self) -> list[Row]:
+        return [row for row in self.rows if row.met is False]
+
+    def render(self) -> str:
+        header = ("scenario", "optimised", "baseline", "ratio", "goal", "met?")
+        cells = [
+            header,
+            *((r.scenario, r.optimised, r.baseline, r.ratio, r.goal, r.verdict) for r in self.rows),
+        ]
+        widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+
+        def line(values: tuple[str, ...]) -> str:
+            return "  ".join(value.ljust(width) for value, width in zip(values, widths, strict=True)).rstrip()
+
+        rule = "  ".join("-" * width for width in widths)
+        lines = [self.title, line(header), rule, *(line(values) for values in cells[1:])]
+        lines += self.notes
+        return "\n".join(lines)
+
+
+def median_seconds(action: Callable[[], Any], *, repeat: int, warmup: int = 2) -> float:
+    """Median wall time of ``action`` over ``repeat`` runs after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        action()
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        action()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.3f} ms"
+
+
+def times(value: float) -> str:
+    return f"{value:.1f}x" if value < 100 else f"{value:,.0f}x"

@@ -1,0 +1,306 @@
+"""``benchmark db``: keyset history pages against OFFSET, batched portfolio loads against N+1.
+
+Seeds a throwaway database (``--ticks`` rows over ``--symbols`` symbols, bulk inserts with
+progress), runs ANALYZE, then measures, each as the median of ``--repeat`` runs:
+
+- history page 1 and page 1,000 through the real selector (``trading.history.ticks_page``),
+  jumping straight to page 1,000 with the token of the row before it, against plain OFFSET
+  paging (``queryset[offset:offset + limit]``). Goals: page 1,000 within 2x of page 1 (Property 4)
+  and at least 10x faster than OFFSET at page 1,000;
+- a portfolio of ``--holdings`` positions through ``trading.selectors.portfolio_positions``
+  against the naive loop (load positions, then one query per position for its latest price).
+  Goal: a constant number of queries (<= 5) where the loop takes holdings + 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import CommandError
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from analytics.benchmarks._database import throwaway_database
+from analytics.benchmarks._report import Report, Row, median_seconds, ms, times
+from trading import history, services
+from trading.models import Account, Asset, Position, StockPriceHistory
+
+HELP = "history pages (keyset vs OFFSET) and portfolio loads (batched vs N+1) on a throwaway database"
+
+TARGET_PAGE = 1000
+QUERY_GOAL = 5
+DEPTH_GOAL = 2.0
+OFFSET_GOAL = 10.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ticks", type=int, default=1_000_000, help="tick rows to seed (default 1,000,000)")
+    parser.add_argument(
+        "--symbols", type=int, default=200, help="symbols the ticks are spread over (default 200)"
+    )
+    parser.add_argument("--holdings", type=int, default=200, help="positions in the portfolio (default 200)")
+    parser.add_argument(
+        "--page-size",
+        type=int,
+        default=None,
+        help="rows per history page (default HISTORY_PAGE_DEFAULT, Alpaca's 1,000; lowered so page 1,000 exists)",
+    )
+    parser.add_argument("--repeat", type=int, default=15, help="timed runs per measurement (default 15)")
+    parser.add_argument(
+        "--batch-size", type=int, default=10_000, help="rows per bulk insert (default 10,000)"
+    )
+    parser.add_argument(
+        "--db-name", default=None, help="throwaway database (file on SQLite, name on PostgreSQL)"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the throwaway database afterwards")
+
+
+def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
+    ticks, symbol_count = int(options["ticks"]), int(options["symbols"])
+    holdings = int(options["holdings"])
+    if ticks < TARGET_PAGE:
+        raise CommandError(f"--ticks must be at least {TARGET_PAGE} so that page {TARGET_PAGE} exists")
+    if symbol_count < 1 or holdings < 1 or holdings > symbol_count:
+        raise CommandError("--symbols must be >= 1 and --holdings between 1 and --symbols")
+    page_size = max(1, min(int(options["page_size"] or settings.HISTORY_PAGE_DEFAULT), ticks // TARGET_PAGE))
+    repeat = max(1, int(options["repeat"]))
+
+    with throwaway_database(name=options.get("db_name"), keep=bool(options.get("keep")), log=log) as name:
+        symbols = [f"BM{index:04d}" for index in range(symbol_count)]
+        _seed(symbols=symbols, ticks=ticks, batch_size=int(options["batch_size"]), log=log)
+        account = _seed_portfolio(symbols=symbols[:holdings])
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+        report = Report(
+            title=(
+                f"benchmark db: {connection.vendor} ({name}), {ticks:,} ticks over {symbol_count} symbols, "
+                f"{page_size} rows/page, median of {repeat} runs"
+            )
+        )
+        _history_rows(report, symbols=symbols, page_size=page_size, repeat=repeat, log=log)
+        _portfolio_rows(report, account=account, holdings=holdings, repeat=repeat, log=log)
+    return report
+
+
+# --- Seeding ----------------------------------------------------------------------------------
+
+
+def _seed(*, symbols: list[str], ticks: int, batch_size: int, log: Callable[[str], None]) -> None:
+    Asset.objects.bulk_create(
+        Asset(symbol=symbol, name=f"{symbol} Corp.", sector="Benchmark") for symbol in symbols
+    )
+    per_symbol, extra = divmod(ticks, len(symbols))
+    base = dt.datetime(2024, 1, 2, 14, 30, tzinfo=dt.UTC)
+    step = max(ticks // 10, 1)
+    written, next_report, started = 0, step, time.perf_counter()
+    batch: list[StockPriceHistory] = []
+
+    def flush() -> None:
+        with transaction.atomic():
+            StockPriceHistory.objects.bulk_create(batch)
+        batch.clear()
+
+    for index, symbol in enumerate(symbols):
+        price = 1_000_000 + index * 1_000
+        for seq in range(1, per_symbol + (1 if index < extra else 0) + 1):
+            price += (seq * 7919 + index) % 201 - 100
+            batch.append(
+                StockPriceHistory(
+                    symbol=symbol,
+                    seq=seq,
+                    price_units=price,
+                    size=100,
+                    bid_units=price - 100,
+                    bid_size=300,
+                    ask_units=price + 100,
+                    ask_size=400,
+                    recorded_at=base + dt.timedelta(seconds=2 * seq),
+                )
+            )
+            if len(batch) >= batch_size:
+                written += len(batch)
+                flush()
+                if written >= next_report:
+                    rate = written / (time.perf_counter() - started)
+                    log(f"  ticks: {written:,} / {ticks:,} ({written * 100 // ticks}%), {rate:,.0f} rows/s")
+                    next_report += step
+    if batch:
+        written += len(batch)
+        flush()
+    log(f"  ticks: {written:,} / {ticks:,} (100%) in {time.perf_counter() - started:.1f} s")
+
+
+def _seed_portfolio(*, symbols: list[str]) -> Account:
+    user = get_user_model().objects.create_user(username="benchmark", password=None)
+    account = services.account_open(user=user)
+    assets = Asset.objects.filter(symbol__in=symbols)
+    Position.objects.bulk_create(
+        Position(account=account, asset=asset, qty=10, cost_basis_cents=100_000) for asset in assets
+    )
+    return account
+
+
+# --- History pages ----------------------------------------------------------------------------
+
+
+def _history_rows(
+    report: Report, *, symbols: list[str], page_size: int, repeat: int, log: Callable[[str], None]
+) -> None:
+    offset = (TARGET_PAGE - 1) * page_size
+    ordered = StockPriceHistory.objects.filter(symbol__in=symbols).order_by("symbol", "seq")
+    # The row before page 1,000, read once (untimed) to build the token a client would hold.
+    before = ordered.values_list("symbol", "seq", "recorded_at")[offset - 1]
+    token = history.tick_page_token(history.TickCursor(*before))
+
+    def keyset_first() -> list[history.Tick]:
+        return history.ticks_page(symbols=symbols, limit=page_size).items
+
+    def keyset_deep() -> list[history.Tick]:
+        return history.ticks_page(symbols=symbols, limit=page_size, page_token=token).items
+
+    def offset_page(start: int) -> Callable[[], list[tuple[Any, ...]]]:
+        return lambda: list(ordered.values_list(*history.TICK_FIELDS)[start : start + page_size])
+
+    deep_keyset = [(tick.symbol, tick.seq) for tick in keyset_deep()]
+    deep_offset = [(row[0], row[1]) for row in offset_page(offset)()]
+    if deep_keyset != deep_offset:
+        raise RuntimeError("keyset page 1,000 differs from OFFSET page 1,000")
+
+    log(f"timing history pages ({repeat} runs each)")
+    keyset_1 = median_seconds(keyset_first, repeat=repeat)
+    keyset_n = median_seconds(keyset_deep, repeat=repeat)
+    offset_1 = median_seconds(offset_page(0), repeat=repeat)
+    offset_n = median_seconds(offset_page(offset), repeat=repeat)
+
+    report.add(
+        Row(
+            "history page 1: keyset vs OFFSET",
+            ms(keyset_1),
+            ms(offset_1),
+            times(offset_1 / keyset_1),
+            "-",
+            None,
+        )
+    )
+    speedup = offset_n / keyset_n
+    report.add(
+        Row(
+            f"history page {TARGET_PAGE:,}: keyset vs OFFSET",
+            ms(keyset_n),
+            ms(offset_n),
+            f"{times(speedup)} faster",
+            f">= {OFFSET_GOAL:.0f}x faster",
+            speedup >= OFFSET_GOAL,
+        )
+    )
+    depth = keyset_n / keyset_1
+    report.add(
+        Row(
+            f"keyset page {TARGET_PAGE:,} vs page 1 (Property 4)",
+            ms(keyset_n),
+            ms(keyset_1),
+            f"{depth:.2f}x of page 1",
+            f"<= {DEPTH_GOAL:.0f}x of page 1",
+            depth <= DEPTH_GOAL,
+        )
+    )
+
+
+# --- Portfolio --------------------------------------------------------------------------------
+
+
+def _naive_portfolio(account: Account) -> list[tuple[Position, int | None]]:
+    """The ordinary way: the positions, then one query per position for its latest price."""
+    positions = list(Position.objects.filter(account=account).select_related("asset"))
+    return [
+        (
+            position,
+            StockPriceHistory.objects.filter(symbol=position.asset.symbol)
+            .order_by("-seq")
+            .values_list("price_units", flat=True)
+            .first(),
+        )
+        for position in positions
+    ]
+
+
+def _count_queries(action: Callable[[], Any]) -> int:
+    with CaptureQueriesContext(connection) as captured:
+        action()
+    return len(captured)
+
+
+def _portfolio_rows(
+    report: Report, *, account: Account, holdings: int, repeat: int, log: Callable[[str], None]
+) -> None:
+    naive = lambda: _naive_portfolio(account)  # noqa: E731
+    naive_queries = _count_queries(naive)
+    log(f"timing portfolio loads ({repeat} runs each)")
+    naive_time = median_seconds(naive, repeat=repeat)
+    try:
+        # Imported late: written separately, and the benchmark must report its absence, not crash.
+        from trading.selectors import portfolio_positions
+    except ImportError as error:
+        missing = f"unavailable ({error})"
+        report.add(
+            Row(
+                f"portfolio of {holdings}: queries",
+                missing,
+                str(naive_queries),
+                "-",
+                f"<= {QUERY_GOAL}",
+                False,
+            )
+        )
+        report.add(Row(f"portfolio of {holdings}: time", missing, ms(naive_time), "-", "-", None))
+        return
+
+    def optimised() -> Any:
+        values = portfolio_positions(account=account)
+        if len(values) != holdings:
+            raise RuntimeError(f"portfolio_positions returned {len(values)} positions, expected {holdings}")
+        return values
+
+    try:
+        queries = _count_queries(optimised)
+    except Exception as error:  # reported in the table: the other rows still stand
+        failed = f"failed ({type(error).__name__}: {error})"
+        report.add(
+            Row(
+                f"portfolio of {holdings}: queries",
+                failed,
+                str(naive_queries),
+                "-",
+                f"<= {QUERY_GOAL}",
+                False,
+            )
+        )
+        report.add(Row(f"portfolio of {holdings}: time", failed, ms(naive_time), "-", "-", None))
+        return
+    optimised_time = median_seconds(optimised, repeat=repeat)
+    report.add(
+        Row(
+            f"portfolio of {holdings}: queries (batched vs N+1)",
+            str(queries),
+            str(naive_queries),
+            f"{naive_queries / max(queries, 1):.1f}x fewer",
+            f"<= {QUERY_GOAL} (constant)",
+            queries <= QUERY_GOAL,
+        )
+    )
+    report.add(
+        Row(
+            f"portfolio of {holdings}: time (batched vs N+1)",
+            ms(optimised_time),
+            ms(naive_time),
+            f"{times(naive_time / optimised_time)} faster",
+            "-",
+            None,
+        )
+    )

@@ -1,0 +1,56 @@
+"""``manage.py benchmark <name> [options]``: run one benchmark from ``analytics/benchmarks/``.
+
+Each prints a table (scenario, optimised, baseline, ratio, goal, met?); ``--strict`` makes a
+missed goal exit non-zero. ``manage.py benchmark --help`` lists the benchmarks available.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from analytics.benchmarks import available
+from analytics.benchmarks._report import Report
+
+
+class Command(BaseCommand):
+    help = "Run a benchmark that measures an optimisation against its naive baseline."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        benchmarks = available()
+        names = ", ".join(benchmarks) or "none"
+        subparsers = parser.add_subparsers(
+            dest="benchmark",
+            metavar="name",
+            title="benchmarks",
+            description=f"available: {names}",
+            required=True,
+            parser_class=CommandParser,  # argparse errors become CommandError under call_command
+        )
+        for name, module in benchmarks.items():
+            sub = subparsers.add_parser(name, help=getattr(module, "HELP", ""), description=module.__doc__)
+            sub.formatter_class = argparse.RawDescriptionHelpFormatter
+            module.add_arguments(sub)
+            sub.add_argument("--strict", action="store_true", help="exit non-zero when a goal is missed")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        benchmarks = available()
+        name = options["benchmark"]
+        if name not in benchmarks:
+            raise CommandError(f"unknown benchmark {name!r}; available: {', '.join(benchmarks)}")
+
+        def log(line: str) -> None:
+            self.stdout.write(line)
+            self.stdout.flush()
+
+        report: Report = benchmarks[name].run(options, log)
+        self.stdout.write("")
+        self.stdout.write(report.render())
+        if report.missed:
+            missed = "; ".join(row.scenario for row in report.missed)
+            message = f"goal missed: {missed}"
+            if options.get("strict"):
+                raise CommandError(message)
+            self.stdout.write(self.style.WARNING(message))

@@ -1,0 +1,243 @@
+"""Bad input gets Alpaca's error shape with the right status, and changes nothing."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from django.http import Http404
+from django.test import RequestFactory
+from hypothesis import HealthCheck, given, settings, strategies as st
+from rest_framework import exceptions
+
+from tests.trading.test_api_support import KeyClient, assert_alpaca_error, buy, key_client, post_order
+from trading.api.errors import alpaca_exception_handler, json_not_found, json_server_error
+from trading.errors import Forbidden, NotFound
+from trading.models import Account, Asset, CashEntry, Fill, Order, Position
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def client(account: Account, asset: Asset) -> Iterator[KeyClient]:
+    client = key_client(account)
+    before = _snapshot(account)
+    yield client
+    # Whatever a test sent, a refused request wrote nothing.
+    assert _snapshot(account) == before
+
+
+def _snapshot(account: Account) -> tuple[int, int, int, int, int, int]:
+    account.refresh_from_db()
+    return (
+        account.cash_cents,
+        account.reserved_cents,
+        Order.objects.filter(account=account).count(),
+        Fill.objects.filter(account=account).count(),
+        Position.objects.filter(account=account).count(),
+        CashEntry.objects.filter(account=account).count(),
+    )
+
+
+def test_malformed_json_is_400(client: KeyClient) -> None:
+    response = client.generic("POST", "/v2/orders", '{"symbol": "AAPL", "qty": ', content_type="application/json")
+    assert_alpaca_error(response, 400)
+
+
+def test_a_json_list_is_not_an_order(client: KeyClient) -> None:
+    response = client.post("/v2/orders", [{"symbol": "AAPL"}], format="json")
+    assert_alpaca_error(response, 422)
+
+
+def test_form_encoding_is_415(client: KeyClient) -> None:
+    response = client.post("/v2/orders", {"symbol": "AAPL", "qty": "1"})
+    assert_alpaca_error(response, 415)
+
+
+def test_wrong_method_is_405(client: KeyClient) -> None:
+    assert_alpaca_error(client.put("/v2/orders", {}, format="json"), 405)
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"symbol": "NOPE", "qty": 1}, "not found"),
+        ({"symbol": "AAPL", "qty": 0}, "qty"),
+        ({"symbol": "AAPL", "qty": -5}, "qty"),
+        ({"symbol": "AAPL", "qty": "-5"}, "qty"),
+        ({"symbol": "AAPL", "qty": 10**12}, "qty"),
+        ({"symbol": "AAPL", "qty": "1e400"}, "qty"),
+        ({"symbol": "AAPL", "qty": 1.5}, "fractional"),
+        ({"symbol": "AAPL", "qty": "0.001"}, "fractional"),
+        ({"symbol": "AAPL", "qty": "NaN"}, "qty"),
+        ({"symbol": "AAPL", "qty": "Infinity"}, "qty"),
+        ({"symbol": "AAPL", "qty": True}, "qty"),
+        ({"symbol": "AAPL", "qty": [1]}, "qty"),
+        ({"symbol": "AAPL", "qty": {"n": 1}}, "qty"),
+        ({"symbol": "AAPL"}, "qty"),
+        ({"symbol": "AAPL", "notional": "100"}, "notional"),
+        ({"symbol": "AAPL", "notional": 100, "qty": None}, "notional"),
+        ({"symbol": "AAPL", "qty": 1, "order_class": "bracket"}, "bracket"),
+        ({"symbol": "AAPL", "qty": 1, "order_class": "oco"}, "oco"),
+        ({"symbol": "AAPL", "qty": 1, "order_class": "oto"}, "oto"),
+        ({"symbol": "AAPL", "qty": 1, "take_profit": {"limit_price": 200}}, "bracket"),
+        ({"symbol": "AAPL", "qty": 1, "order_class": "weird"}, "order_class"),
+        ({"symbol": "AAPL", "qty": 1, "time_in_force": "opg"}, "opg"),
+        ({"symbol": "AAPL", "qty": 1, "time_in_force": "cls"}, "cls"),
+        ({"symbol": "AAPL", "qty": 1, "time_in_force": "forever"}, "time_in_force"),
+        ({"symbol": "AAPL", "qty": 1, "side": "hold"}, "side"),
+        ({"symbol": "AAPL", "qty": 1, "side": 5}, "side"),
+        ({"symbol": "AAPL", "qty": 1, "type": "iceberg"}, "type"),
+        ({"symbol": "AAPL", "qty": 1, "type": None}, "type"),
+        ({"symbol": "AAPL", "qty": 1, "type": "limit"}, "limit_price"),
+        ({"symbol": "AAPL", "qty": 1, "type": "limit", "limit_price": "abc"}, "limit_price"),
+        ({"symbol": "AAPL", "qty": 1, "type": "limit", "limit_price": "1.00001"}, "decimal"),
+        ({"symbol": "AAPL", "qty": 1, "type": "limit", "limit_price": -1}, "positive"),
+        ({"symbol": "AAPL", "qty": 1, "limit_price": "99"}, "limit_price"),
+        ({"symbol": "AAPL", "qty": 1, "type": "trailing_stop"}, "trail"),
+        ({"symbol": "AAPL", "qty": 1, "type": "trailing_stop", "trail_percent": "100"}, "trail_percent"),
+        ({"symbol": "AAPL", "qty": 1, "extended_hours": "maybe"}, "extended_hours"),
+        ({"symbol": "AAPL", "qty": 1, "client_order_id": "x" * 49}, "client_order_id"),
+        ({"symbol": ["AAPL"], "qty": 1}, "symbol"),
+        ({"symbol": "", "qty": 1}, "symbol"),
+    ],
+)
+def test_invalid_orders_are_422(client: KeyClient, body: dict[str, object], fragment: str) -> None:
+    message = assert_alpaca_error(post_order(client, **body), 422)["message"]
+    assert fragment in message
+
+
+def test_selling_shares_not_held_is_403(client: KeyClient) -> None:
+    assert_alpaca_error(post_order(client, symbol="AAPL", qty=1, side="sell"), 403)
+
+
+def test_halted_asset_is_403(client: KeyClient, asset: Asset) -> None:
+    Asset.objects.filter(pk=asset.pk).update(halted=True)
+    assert_alpaca_error(post_order(client, symbol="AAPL", qty=1), 403)
+
+
+@pytest.mark.parametrize("order_id", ["not-a-uuid", "123", str(uuid.uuid4())])
+def test_unknown_order_ids_are_404(client: KeyClient, order_id: str) -> None:
+    assert_alpaca_error(client.get(f"/v2/orders/{order_id}"), 404)
+    assert_alpaca_error(client.delete(f"/v2/orders/{order_id}"), 404)
+    assert_alpaca_error(client.patch(f"/v2/orders/{order_id}", {"qty": 1}, format="json"), 404)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"status": "pending"},
+        {"limit": "many"},
+        {"limit": "-1"},
+        {"direction": "sideways"},
+        {"after": "yesterday"},
+        {"side": "short"},
+    ],
+)
+def test_invalid_order_queries_are_422(client: KeyClient, params: dict[str, str]) -> None:
+    assert_alpaca_error(client.get("/v2/orders", params), 422)
+
+
+def test_replace_refuses_bad_changes(account: Account, asset: Asset) -> None:
+    client = key_client(account)
+    filled = buy(client, "AAPL", 1)
+    resting = post_order(client, symbol="AAPL", qty=1, type="limit", limit_price="50").json()
+    before = _snapshot(account)
+
+    assert_alpaca_error(client.patch(f"/v2/orders/{filled['id']}", {"qty": 2}, format="json"), 422)
+    for change in ({"qty": 1.5}, {"qty": 0}, {"limit_price": "x"}, {"stop_price": 10}, {"qty": 10**9}):
+        response = client.patch(f"/v2/orders/{resting['id']}", change, format="json")
+        assert_alpaca_error(response, 422)
+    assert _snapshot(account) == before
+    assert Order.objects.get(pk=resting["id"]).status == "new"
+
+
+def test_a_user_cannot_touch_another_users_order(client: KeyClient, make_account) -> None:
+    stranger = key_client(make_account())
+    theirs = post_order(stranger, symbol="AAPL", qty=1, type="limit", limit_price="50").json()["id"]
+    assert_alpaca_error(client.delete(f"/v2/orders/{theirs}"), 404)
+    assert Order.objects.get(pk=theirs).status == "new"
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    body=st.dictionaries(
+        st.sampled_from(
+            ["symbol", "qty", "notional", "side", "type", "time_in_force", "limit_price", "stop_price",
+             "trail_percent", "trail_price", "client_order_id", "extended_hours", "order_class"]
+        ),  # fmt: skip
+        st.one_of(
+            st.none(),
+            st.booleans(),
+            st.integers(min_value=-(10**20), max_value=10**20),
+            st.floats(allow_nan=True, allow_infinity=True),
+            st.text(max_size=12),
+            st.lists(st.integers(), max_size=2),
+            st.sampled_from(["AAPL", "buy", "sell", "limit", "stop", "day", "gtc", "1.5", "1e9", "-0"]),
+        ),
+    )
+)
+def test_property_no_order_body_ever_crashes(client: KeyClient, body: dict[str, object]) -> None:
+    """Any JSON object gets an order (200) or an Alpaca-shaped 4xx: never a 500."""
+    response = client.generic("POST", "/v2/orders", json.dumps(body), content_type="application/json")
+    if response.status_code == 200:
+        # Something valid slipped through: undo it so the fixture's nothing-changed check holds.
+        pytest.fail(f"accepted {body}")
+    assert_alpaca_error(response, response.status_code)
+    assert 400 <= response.status_code < 500
+
+
+# --- The error handler and Django's handlers ------------------------------------------------------
+
+
+def _body(response: object) -> dict[str, object]:
+    return dict(json.loads(response.content))  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("exc", "status"),
+    [
+        (NotFound("gone"), 404),
+        (Forbidden("no"), 403),
+        (Http404(), 404),
+        (exceptions.ValidationError({"qty": ["bad"]}), 422),
+        (exceptions.ParseError(), 400),
+        (exceptions.NotAuthenticated(), 401),
+        (exceptions.MethodNotAllowed("PUT"), 405),
+        (RuntimeError("boom"), 500),
+    ],
+)
+def test_every_error_has_alpacas_shape(exc: Exception, status: int) -> None:
+    response = alpaca_exception_handler(exc, {})
+    assert response.status_code == status
+    assert response.data["code"] == status * 100000 + 10000
+    assert response.data["message"]
+    if status == 500:
+        assert "boom" not in response.data["message"]  # internals stay in the log
+
+
+def test_validation_messages_name_the_field() -> None:
+    response = alpaca_exception_handler(exceptions.ValidationError({"qty": ["must be whole"]}), {})
+    assert response.data["message"] == "qty: must be whole"
+
+
+def test_throttled_is_429_with_retry_after() -> None:
+    response = alpaca_exception_handler(exceptions.Throttled(wait=3), {})
+    assert response.status_code == 429
+    assert response.data["code"] == 42910000
+    assert response["Retry-After"] == "3"
+
+
+def test_django_handlers_answer_json_for_the_api_only(rf: RequestFactory) -> None:
+    api_missing = json_not_found(rf.get("/v2/nothing"), Http404())
+    assert api_missing.status_code == 404 and _body(api_missing)["code"] == 40410000
+    api_crash = json_server_error(rf.get("/v2/orders"))
+    assert api_crash.status_code == 500 and _body(api_crash)["code"] == 50010000
+    page = json_not_found(rf.get("/dashboard/nothing"), Http404())
+    assert page.status_code == 404 and not page["Content-Type"].startswith("application/json")

@@ -1,0 +1,509 @@
+"""Property 38: ledger invariants: no negative cash or holdings, positions equal fills, cash conserved.
+
+A Hypothesis state machine drives the real services against the real database with a few accounts
+and three symbols: cash grants and withdrawals, market and resting orders of every type, price
+ticks whose crossed resting orders are fired the way the market pipeline fires them
+(``matching.triggered`` -> ``order_fill`` / ``order_mark_triggered`` / ``order_track_water_mark``),
+cancels, replaces, position closes, resets and day-order expiry. Time comes from the services'
+``now=`` argument and only moves forward, so "since the last reset" is a timestamp comparison.
+
+After every step, for every account, read back from the database:
+
+- cash >= 0 and 0 <= reserved <= cash; reserved == what the open buy orders hold;
+- positions never negative (shorting is off), held shares == open sells' shares <= position;
+- each position == the signed sum of its fills since the last reset;
+- cash == the sum of its ledger entries;
+- cash + cost basis of positions + commissions paid - realised P&L == net deposits
+  (the cash the last reset, or the opening, left + grants and withdrawals since), all since the
+  last reset.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db.models import Count, F, Q, Sum
+from hypothesis import HealthCheck, event, settings, strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+from pytest_django.fixtures import Settings
+
+from trading import matching, services
+from trading.errors import Forbidden
+from trading.models import (
+    OPEN_ORDER_STATUSES,
+    Account,
+    Asset,
+    CashEntry,
+    CommissionPlan,
+    Fill,
+    Order,
+    Position,
+    StockPriceHistory,
+)
+from trading.services import OrderRequest
+from trading.units import trade_value_cents
+
+SYMBOLS = ("AAA", "BBB", "CCC")
+ACCOUNTS = 3
+RESET_CASH = 500_000  # ACCOUNT_STARTING_CASH during the test: $5,000
+START = dt.datetime(2025, 3, 7, 15, 0, tzinfo=dt.UTC)  # a Friday; DST starts that Sunday
+
+# Starting prices $80.00 to $120.00 in quarter-dollar steps; order levels and price moves are
+# drawn as steps relative to the last trade, so resting orders are crossed often.
+price_units = st.integers(320, 480).map(lambda quarters: quarters * 2_500)
+level_steps = st.integers(-8, 8)  # x 0.25 % of the last trade
+quantities = st.integers(1, 15)
+time_in_force = st.sampled_from(["day", "gtc"])
+
+
+def _machine_settings() -> settings:
+    # The "ci" profile (root conftest.py) asks for more examples; each one here is ~30 database
+    # steps, so the local default stays small.
+    in_ci = settings.get_current_profile_name() == "ci"
+    return settings(
+        max_examples=min(settings.default.max_examples, 100) if in_ci else 30,
+        stateful_step_count=30,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
+
+
+def _resting(order: Order) -> matching.RestingOrder:
+    return matching.RestingOrder(
+        id=str(order.pk),
+        symbol=order.asset.symbol,
+        side=order.side,
+        type=order.type,
+        limit=order.limit_price_units,
+        stop=order.stop_price_units,
+        trail_price=order.trail_price_units,
+        trail_percent=order.trail_percent_units,
+        water_mark=order.high_water_mark_units,
+        stop_triggered=order.stop_triggered_at is not None,
+    )
+
+
+def _total(queryset: Any, field: str) -> int:
+    return int(queryset.aggregate(total=Sum(field))["total"] or 0)
+
+
+def _snapshot() -> tuple[object, ...]:
+    return (
+        sorted(Order.objects.values_list("pk", "status", "reserved_cents")),
+        Fill.objects.count(),
+        CashEntry.objects.count(),
+        sorted(Position.objects.values_list("account_id", "asset_id", "qty", "qty_held", "cost_basis_cents")),
+        sorted(Account.objects.values_list("pk", "cash_cents", "reserved_cents")),
+    )
+
+
+class LedgerMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        # Examples share one (transactional) test database: start each from empty tables.
+        get_user_model().objects.all().delete()  # cascades to accounts, orders, fills, ledger
+        Asset.objects.all().delete()
+        StockPriceHistory.objects.all().delete()
+        CommissionPlan.objects.all().delete()
+        self.now = START
+        self.accounts: list[Account] = []
+        self.seq: dict[str, int] = {}
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def clock(self, step: dt.timedelta = dt.timedelta(seconds=1)) -> dt.datetime:
+        self.now += step
+        return self.now
+
+    def account(self, index: int) -> Account:
+        return Account.objects.get(pk=self.accounts[index % len(self.accounts)].pk)
+
+    def tick(self, symbol: str, last: int, spread: int) -> StockPriceHistory:
+        self.seq[symbol] = self.seq.get(symbol, 0) + 1
+        return StockPriceHistory.objects.create(
+            symbol=symbol,
+            seq=self.seq[symbol],
+            price_units=last,
+            size=100,
+            bid_units=last - spread,
+            bid_size=100,
+            ask_units=last + spread,
+            ask_size=100,
+            recorded_at=self.now,
+        )
+
+    def quote(self, symbol: str) -> StockPriceHistory:
+        return StockPriceHistory.objects.filter(symbol=symbol).order_by("-seq").first()  # type: ignore[return-value]
+
+    def level(self, symbol: str, steps: int) -> int:
+        """A price ``steps`` quarter-percents away from the last trade."""
+        last = self.quote(symbol).price_units
+        return max(100, last + steps * last // 400)
+
+    def sell_choice(self, account: Account, pick: int, qty: int, fit: bool) -> tuple[str, int]:
+        """A symbol the account holds when it holds any, and (when ``fit``) no more than it can sell."""
+        holdings = [symbol for symbol in SYMBOLS if self.available_shares(account, symbol) > 0]
+        if not holdings:
+            return SYMBOLS[pick % len(SYMBOLS)], qty
+        symbol = holdings[pick % len(holdings)]
+        available = self.available_shares(account, symbol)
+        return symbol, (1 + (qty - 1) % available if fit else qty)
+
+    def available_shares(self, account: Account, symbol: str) -> int:
+        pos = Position.objects.filter(account=account, asset__symbol=symbol).first()
+        return 0 if pos is None else pos.qty - pos.qty_held
+
+    def place(self, account: Account, request: OrderRequest) -> Order | None:
+        """Place an order; a refusal must be a clean 403 that wrote nothing."""
+        before = _snapshot()
+        try:
+            return services.order_place(account_id=account.pk, request=request, now=self.clock())
+        except Forbidden:
+            assert _snapshot() == before
+            event(f"{request.side} {request.type} refused")
+            return None
+
+    def open_orders(self) -> list[Order]:
+        # In placement order: ids are random UUIDs, and Hypothesis must see the same choices when
+        # it replays an example.
+        orders = Order.objects.filter(status__in=OPEN_ORDER_STATUSES).select_related("asset")
+        return list(orders.order_by("submitted_at", "created_at"))
+
+    # --- setup ---------------------------------------------------------------------------------
+
+    @initialize(
+        openings=st.lists(st.sampled_from([0, 100_000, 1_000_000, 5_000_000]), min_size=ACCOUNTS, max_size=ACCOUNTS),
+        starts=st.lists(price_units, min_size=len(SYMBOLS), max_size=len(SYMBOLS)),
+        plan=st.none() | st.tuples(st.integers(0, 300), st.integers(0, 150), st.integers(0, 400)),
+    )
+    def setup(self, openings: list[int], starts: list[int], plan: tuple[int, int, int] | None) -> None:
+        for symbol, start in zip(SYMBOLS, starts, strict=True):
+            Asset.objects.create(symbol=symbol, name=symbol, sector="Technology")
+            self.tick(symbol, start, 100)
+        if plan is not None:
+            per_order, per_share, minimum = plan
+            CommissionPlan.objects.create(
+                name="test", per_order_cents=per_order, per_share_centi_cents=per_share, minimum_cents=minimum
+            )
+        for index, opening in enumerate(openings):
+            user = get_user_model().objects.create_user(username=f"p38-{index}", password="x")
+            account = services.account_open(user=user, cash_cents=opening, now=self.clock())
+            assert not account.shorting_enabled
+            self.accounts.append(account)
+
+    # --- cash ----------------------------------------------------------------------------------
+
+    @rule(index=st.integers(0, ACCOUNTS - 1), amount=st.integers(-300_000, 300_000).filter(bool))
+    def grant(self, index: int, amount: int) -> None:
+        account = self.account(index)
+        allowed = account.cash_cents + amount >= account.reserved_cents
+        try:
+            entry = services.account_grant_cash(account_id=account.pk, amount_cents=amount, now=self.clock())
+        except Forbidden:
+            assert not allowed
+        else:
+            assert allowed
+            assert entry.amount_cents == amount
+        assert self.account(index).cash_cents == account.cash_cents + (amount if allowed else 0)
+
+    # --- orders --------------------------------------------------------------------------------
+
+    @rule(index=st.integers(0, ACCOUNTS - 1), symbol=st.sampled_from(SYMBOLS), qty=quantities)
+    def market_buy(self, index: int, symbol: str, qty: int) -> None:
+        account = self.account(index)
+        cost = trade_value_cents(price_units=self.quote(symbol).ask_units, qty=qty)
+        cost += services.commission_cents(qty=qty)
+        request = OrderRequest(symbol=symbol, qty=qty, side="buy", type="market", time_in_force="day")
+        order = self.place(account, request)
+        assert (order is not None) == (cost <= account.buying_power_cents)
+        if order is not None:
+            assert order.status == "filled"
+            assert self.account(index).cash_cents == account.cash_cents - cost
+
+    @rule(index=st.integers(0, ACCOUNTS - 1), pick=st.integers(0, 5), qty=quantities, fit=st.booleans())
+    def market_sell(self, index: int, pick: int, qty: int, fit: bool) -> None:
+        account = self.account(index)
+        symbol, qty = self.sell_choice(account, pick, qty, fit)
+        enough = self.available_shares(account, symbol) >= qty
+        request = OrderRequest(symbol=symbol, qty=qty, side="sell", type="market", time_in_force="gtc")
+        order = self.place(account, request)
+        if order is not None:
+            assert enough
+            assert order.status == "filled"
+        else:
+            # Only without the shares, or when the commission is more than the sale and the cash.
+            proceeds = trade_value_cents(price_units=self.quote(symbol).bid_units, qty=qty)
+            assert not enough or proceeds - services.commission_cents(qty=qty) < -account.buying_power_cents
+
+    @rule(
+        index=st.integers(0, ACCOUNTS - 1),
+        pick=st.integers(0, 5),
+        side=st.sampled_from(["buy", "sell"]),
+        qty=quantities,
+        fit=st.booleans(),
+        kind=st.sampled_from(["limit", "limit", "stop", "stop_limit"]),
+        limit=level_steps,
+        stop=level_steps,
+        tif=st.sampled_from(["day", "gtc", "gtc", "ioc", "fok"]),
+    )
+    def resting_order(
+        self, index: int, pick: int, side: str, qty: int, fit: bool, kind: str, limit: int, stop: int, tif: str
+    ) -> None:
+        account = self.account(index)
+        if side == "sell":
+            symbol, qty = self.sell_choice(account, pick, qty, fit)
+        else:
+            symbol = SYMBOLS[pick % len(SYMBOLS)]
+        limit, stop = self.level(symbol, limit), self.level(symbol, stop)
+        request = OrderRequest(
+            symbol=symbol,
+            qty=qty,
+            side=side,
+            type=kind,
+            time_in_force=tif,
+            limit_price_units=limit if kind in ("limit", "stop_limit") else None,
+            stop_price_units=stop if kind in ("stop", "stop_limit") else None,
+        )
+        order = self.place(account, request)
+        if order is not None and tif in ("ioc", "fok"):
+            assert order.status in ("filled", "canceled")
+
+    @rule(
+        index=st.integers(0, ACCOUNTS - 1),
+        pick=st.integers(0, 5),
+        side=st.sampled_from(["buy", "sell"]),
+        qty=quantities,
+        by_percent=st.booleans(),
+        trail=st.integers(1, 6),
+        tif=time_in_force,
+    )
+    def trailing_stop(
+        self, index: int, pick: int, side: str, qty: int, by_percent: bool, trail: int, tif: str
+    ) -> None:
+        account = self.account(index)
+        if side == "sell":
+            symbol, qty = self.sell_choice(account, pick, qty, True)
+        else:
+            symbol = SYMBOLS[pick % len(SYMBOLS)]
+        request = OrderRequest(
+            symbol=symbol,
+            qty=qty,
+            side=side,
+            type="trailing_stop",
+            time_in_force=tif,
+            trail_price_units=None if by_percent else trail * 10_000,  # $1 to $6
+            trail_percent_units=trail * 5_000 if by_percent else None,  # 0.5 % to 3 %
+        )
+        self.place(account, request)
+
+    def has_open_orders(self) -> bool:
+        return Order.objects.filter(status__in=OPEN_ORDER_STATUSES).exists()
+
+    @precondition(has_open_orders)
+    @rule(data=st.data())
+    def cancel(self, data: st.DataObject) -> None:
+        order = data.draw(st.sampled_from(self.open_orders()), label="order")
+        canceled = services.order_cancel(account_id=order.account_id, order_id=order.pk, now=self.clock())
+        assert canceled.status == "canceled"
+
+    @precondition(has_open_orders)
+    @rule(data=st.data(), qty=st.none() | quantities, steps=level_steps, tif=st.none() | time_in_force)
+    def replace(self, data: st.DataObject, qty: int | None, steps: int, tif: str | None) -> None:
+        old = data.draw(st.sampled_from(self.open_orders()), label="order")
+        price = self.level(old.asset.symbol, steps)
+        changes: dict[str, Any] = {"qty": qty, "time_in_force": tif}
+        if old.type in ("limit", "stop_limit"):
+            changes["limit_price_units"] = price
+        if old.type in ("stop", "stop_limit"):
+            changes["stop_price_units"] = price
+        if old.type == "trailing_stop":
+            changes["trail_units"] = data.draw(st.integers(1, 6)) * (10_000 if old.trail_price_units else 5_000)
+        before = _snapshot()
+        try:
+            new = services.order_replace(account_id=old.account_id, order_id=old.pk, now=self.clock(), **changes)
+        except Forbidden:
+            assert _snapshot() == before
+            event("replace refused")
+            return
+        old.refresh_from_db()
+        assert old.status == "replaced"
+        assert new.replaces_id == old.pk
+        event(f"replaced -> {new.status}")
+
+    def has_positions(self) -> bool:
+        return Position.objects.filter(qty__gt=0).exists()
+
+    @precondition(has_positions)
+    @rule(data=st.data(), qty=st.none() | quantities)
+    def close_position(self, data: st.DataObject, qty: int | None) -> None:
+        positions = Position.objects.filter(qty__gt=0).select_related("asset", "account")
+        pos = data.draw(st.sampled_from(list(positions.order_by("account__reset_at", "asset__symbol"))))
+        wanted = pos.qty if qty is None else qty
+        before = _snapshot()
+        try:
+            order = services.position_close(
+                account_id=pos.account_id, symbol=pos.asset.symbol, qty=qty, now=self.clock()
+            )
+        except Forbidden:
+            assert _snapshot() == before
+            assert wanted > pos.qty - pos.qty_held
+            event("close refused")
+        else:
+            assert wanted <= pos.qty - pos.qty_held
+            assert (order.side, order.qty, order.status) == ("sell", wanted, "filled")
+            event("closed")
+
+    @rule(index=st.integers(0, ACCOUNTS - 1))
+    def reset(self, index: int) -> None:
+        account = services.account_reset(account_id=self.accounts[index].pk, now=self.clock())
+        assert (account.cash_cents, account.reserved_cents) == (RESET_CASH, 0)
+        assert not Position.objects.filter(account=account).exists()
+
+    @rule(hours=st.integers(1, 30))
+    def time_passes(self, hours: int) -> None:
+        """The clock moves on; day orders past their day's end expire."""
+        now = self.clock(dt.timedelta(hours=hours))
+        due = Order.objects.filter(status__in=OPEN_ORDER_STATUSES, expires_at__lte=now)
+        expected = due.count()
+        assert not due.exclude(time_in_force="day").exists()
+        assert services.orders_expire(now=now) == expected
+        assert not due.exists()
+        event(f"expired {min(expected, 3)}{'+' if expected >= 3 else ''}")
+
+    # --- the market ----------------------------------------------------------------------------
+
+    @rule(symbol=st.sampled_from(SYMBOLS), steps=st.integers(-12, 12), spread=st.sampled_from([100, 500, 2_500]))
+    def price_moves(self, symbol: str, steps: int, spread: int) -> None:
+        """A new tick; the crossed resting orders fire as the market pipeline fires them."""
+        now = self.clock()
+        tick = self.tick(symbol, min(max(self.level(symbol, steps), 400_000), 1_600_000), spread)
+        quotes = {symbol: matching.Quote(bid=tick.bid_units, ask=tick.ask_units, last=tick.price_units)}
+        resting = [_resting(order) for order in self.open_orders() if order.asset.symbol == symbol]
+        decisions = matching.triggered(resting, quotes)
+        book = matching.TriggerBook()
+        for order in resting:
+            book.add(order)
+        assert set(book.crossed(quotes)) == set(decisions)
+        for decision in decisions:
+            event(f"resting order: {decision.action.value}")
+            if decision.action is matching.Action.FILL:
+                self.fire(decision, tick, now)
+            elif decision.action is matching.Action.TRIGGER:
+                services.order_mark_triggered(order_id=decision.order_id, now=now)
+            else:
+                assert decision.water_mark is not None
+                services.order_track_water_mark(order_id=decision.order_id, water_mark_units=decision.water_mark)
+
+    # Rules are drawn uniformly: these make orders and prices the common steps.
+    @rule(symbol=st.sampled_from(SYMBOLS), steps=st.integers(-12, 12), spread=st.sampled_from([100, 500, 2_500]))
+    def price_moves_again(self, symbol: str, steps: int, spread: int) -> None:
+        self.price_moves(symbol, steps, spread)
+
+    @rule(symbol=st.sampled_from(SYMBOLS), steps=st.integers(-4, 4))
+    def small_price_move(self, symbol: str, steps: int) -> None:
+        self.price_moves(symbol, steps, 100)
+
+    @rule(
+        index=st.integers(0, ACCOUNTS - 1),
+        symbol=st.sampled_from(SYMBOLS),
+        side=st.sampled_from(["buy", "sell"]),
+        qty=quantities,
+        limit=level_steps,
+    )
+    def limit_order(self, index: int, symbol: str, side: str, qty: int, limit: int) -> None:
+        self.resting_order(index, symbol, side, qty, "limit", limit, 0, "gtc")
+
+    def fire(self, decision: matching.Decision, tick: StockPriceHistory, now: dt.datetime) -> None:
+        assert decision.price is not None
+        order = Order.objects.select_related("account").get(pk=decision.order_id)
+        account = order.account
+        value = trade_value_cents(price_units=decision.price, qty=order.qty)
+        commission = services.commission_cents(qty=order.qty)
+        if order.side == "buy":
+            affordable = account.cash_cents - (account.reserved_cents - order.reserved_cents) >= value + commission
+        else:
+            affordable = account.cash_cents - account.reserved_cents + value - commission >= 0
+        result = services.order_fill(order_id=order.pk, price_units=decision.price, tick_seq=tick.seq, now=now)
+        assert result is not None
+        event(f"order_fill -> {result.status}")
+        # A fill the account can no longer pay for cancels the order instead.
+        assert result.status == ("filled" if affordable else "canceled")
+
+    # --- Property 38 ---------------------------------------------------------------------------
+
+    @invariant()
+    def ledger_invariants(self) -> None:
+        for stale in self.accounts:
+            account = Account.objects.get(pk=stale.pk)
+            since = account.reset_at
+            assert since is not None
+            assert account.cash_cents >= 0
+            assert 0 <= account.reserved_cents <= account.cash_cents
+            orders = Order.objects.filter(account=account)
+            open_orders = orders.filter(status__in=OPEN_ORDER_STATUSES)
+            assert account.reserved_cents == _total(open_orders, "reserved_cents")
+            assert not orders.exclude(status__in=OPEN_ORDER_STATUSES).exclude(reserved_cents=0).exists()
+            assert not open_orders.filter(side="sell").exclude(reserved_cents=0).exists()
+
+            # Positions equal fills since the last reset; nothing negative with shorting off.
+            fills = Fill.objects.filter(account=account, filled_at__gt=since)
+            signed: dict[Any, int] = {}
+            for row in fills.values("asset_id", "side").annotate(total=Sum("qty")):
+                signed[row["asset_id"]] = signed.get(row["asset_id"], 0) + (
+                    row["total"] if row["side"] == "buy" else -row["total"]
+                )
+            held_by_sells = {
+                row["asset_id"]: row["total"]
+                for row in open_orders.filter(side="sell")
+                .values("asset_id")
+                .annotate(total=Sum(F("qty") - F("filled_qty")))
+            }
+            positions = {pos.asset_id: pos for pos in Position.objects.filter(account=account)}
+            for asset_id in {*signed, *held_by_sells, *positions}:
+                pos = positions.get(asset_id)
+                qty, held = (0, 0) if pos is None else (pos.qty, pos.qty_held)
+                assert qty == signed.get(asset_id, 0)
+                assert 0 <= held <= qty
+                assert held == held_by_sells.get(asset_id, 0)
+                if qty == 0 and pos is not None:
+                    assert pos.cost_basis_cents == 0
+
+            # Every order filled at most once, and filled orders exactly once.
+            for status, fill_count in orders.annotate(n=Count("fills")).values_list("status", "n"):
+                assert fill_count == (1 if status == "filled" else 0)
+
+            # Cash is the sum of the ledger.
+            entries = CashEntry.objects.filter(account=account)
+            assert account.cash_cents == _total(entries, "amount_cents")
+
+            # Conservation since the last reset.
+            left_by_reset = _total(entries.filter(created_at__lte=since), "amount_cents")
+            grants = _total(entries.filter(created_at__gt=since, kind=CashEntry.Kind.GRANT), "amount_cents")
+            basis = _total(Position.objects.filter(account=account), "cost_basis_cents")
+            commissions = _total(fills, "commission_cents")
+            realised = _total(fills, "realized_pl_cents")
+            assert account.cash_cents + basis + commissions - realised == left_by_reset + grants
+            # The ledger agrees with the fills on commissions and trade values.
+            assert -_total(entries.filter(created_at__gt=since, kind="commission"), "amount_cents") == commissions
+            assert not entries.filter(Q(created_at__gt=since) & ~Q(kind__in=["grant", "buy", "sell", "commission"])).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
+def test_property_38_ledger_invariants(settings: Settings) -> None:
+    """Property 38: ledger invariants: no negative cash or holdings, positions equal fills, cash conserved."""
+    settings.ACCOUNT_STARTING_CASH = f"{RESET_CASH / 100:.2f}"
+    settings.SHORT_SELLING_DEFAULT = False
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    run_state_machine_as_test(LedgerMachine, settings=_machine_settings())
+

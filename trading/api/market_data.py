@@ -1,0 +1,457 @@
+"""Alpaca Market Data v2 for stocks: history (bars, trades, quotes), latest values, snapshots.
+
+Shapes are the ones alpaca-py parses (alpaca/data/models, alpaca/data/historical/stock.py): the
+multi-symbol forms key their data by symbol and page with ``next_page_token``, which is null (not
+"") on the last page because the SDK pages until it sees null. Symbols without data have no
+entry. Prices are JSON numbers, times RFC 3339 in UTC with a ``Z``. ``feed``, ``adjustment``,
+``asof`` and ``currency`` are accepted and ignored: there is one simulated feed in dollars.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from trading import history
+from trading.errors import InvalidRequest, NotFound
+from trading.history import Bar, PaginatedResult, Snapshot, Tick
+from trading.units import PRICE_SCALE
+
+# The simulator is one venue; IEX's code matches the /v2/iex stream it also serves.
+EXCHANGE = "V"
+TAPE = "C"
+TRADE_CONDITIONS = ["@"]  # regular sale
+QUOTE_CONDITIONS = ["R"]  # regular two-sided quote
+
+
+# --- Wire shapes ----------------------------------------------------------------------------
+
+
+def rfc3339(moment: dt.datetime) -> str:
+    utc = moment.astimezone(dt.UTC)
+    text = utc.strftime("%Y-%m-%dT%H:%M:%S")
+    if utc.microsecond:
+        text += f".{utc.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+def _price(units: int) -> float:
+    return units / PRICE_SCALE
+
+
+def bar_json(bar: Bar) -> dict[str, Any]:
+    return {
+        "t": rfc3339(bar.start),
+        "o": _price(bar.open_units),
+        "h": _price(bar.high_units),
+        "l": _price(bar.low_units),
+        "c": _price(bar.close_units),
+        "v": bar.volume,
+        "n": bar.trade_count,
+        "vw": _price(bar.vwap_units),
+    }
+
+
+def trade_json(tick: Tick) -> dict[str, Any]:
+    return {
+        "t": rfc3339(tick.recorded_at),
+        "x": EXCHANGE,
+        "p": _price(tick.price_units),
+        "s": tick.size,
+        "c": TRADE_CONDITIONS,
+        "i": tick.seq,
+        "z": TAPE,
+    }
+
+
+def quote_json(tick: Tick) -> dict[str, Any]:
+    return {
+        "t": rfc3339(tick.recorded_at),
+        "ax": EXCHANGE,
+        "ap": _price(tick.ask_units),
+        "as": tick.ask_size,
+        "bx": EXCHANGE,
+        "bp": _price(tick.bid_units),
+        "bs": tick.bid_size,
+        "c": QUOTE_CONDITIONS,
+        "z": TAPE,
+    }
+
+
+def snapshot_json(snapshot: Snapshot) -> dict[str, Any]:
+    tick = snapshot.latest_tick
+    return {
+        "latestTrade": trade_json(tick) if tick else None,
+        "latestQuote": quote_json(tick) if tick else None,
+        "minuteBar": bar_json(snapshot.minute_bar) if snapshot.minute_bar else None,
+        "dailyBar": bar_json(snapshot.daily_bar) if snapshot.daily_bar else None,
+        "prevDailyBar": bar_json(snapshot.prev_daily_bar) if snapshot.prev_daily_bar else None,
+    }
+
+
+# --- Query parameters -----------------------------------------------------------------------
+
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:?\d{2})?$")
+# An unencoded "+" in a query string arrives as a space: "...T10:00:00 00:00".
+_SPACE_OFFSET_RE = re.compile(r" (\d{2}:?\d{2})$")
+
+
+def parse_time(value: str | None, *, name: str, end: bool = False) -> dt.datetime | None:
+    """RFC 3339 (fractional seconds, Z or offset; no offset means UTC) or YYYY-MM-DD.
+
+    A date means the start of that UTC day for ``start`` and its whole day for ``end``.
+    """
+    if value is None or value.strip() == "":
+        return None
+    text = _SPACE_OFFSET_RE.sub(r"+\1", value.strip())
+    try:
+        if _DATE_RE.match(text):
+            day = dt.date.fromisoformat(text)
+            moment = dt.datetime.combine(day, dt.time.min, tzinfo=dt.UTC)
+            return moment + dt.timedelta(days=1) - dt.timedelta(microseconds=1) if end else moment
+        if _TIME_RE.match(text):
+            parsed = dt.datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    except ValueError:
+        pass
+    raise InvalidRequest(f"invalid {name}: expected RFC 3339 or YYYY-MM-DD, got {value!r}")
+
+
+def symbols_param(request: Request) -> list[str]:
+    symbols = history.normalize_symbols(request.query_params.get("symbols", "").split(","))
+    if not symbols:
+        raise InvalidRequest("symbols is required")
+    return symbols
+
+
+def _single_symbol(symbol: str) -> str:
+    symbols = history.normalize_symbols([symbol])
+    if len(symbols) != 1 or "," in symbol:
+        raise InvalidRequest(f"invalid symbol: {symbol!r}")
+    return symbols[0]
+
+
+def _history_args(request: Request) -> dict[str, Any]:
+    params = request.query_params
+    return {
+        "start": parse_time(params.get("start"), name="start"),
+        "end": parse_time(params.get("end"), name="end", end=True),
+        "limit": params.get("limit"),
+        "page_token": params.get("page_token") or None,
+        "sort": params.get("sort") or "asc",
+    }
+
+
+# --- Schema ---------------------------------------------------------------------------------
+
+
+def bar_schema() -> Any:
+    return inline_serializer(
+        "MarketDataBar",
+        {
+            "t": serializers.DateTimeField(),
+            "o": serializers.FloatField(),
+            "h": serializers.FloatField(),
+            "l": serializers.FloatField(),
+            "c": serializers.FloatField(),
+            "v": serializers.IntegerField(),
+            "n": serializers.IntegerField(allow_null=True),
+            "vw": serializers.FloatField(allow_null=True),
+        },
+    )
+
+
+def trade_schema() -> Any:
+    return inline_serializer(
+        "MarketDataTrade",
+        {
+            "t": serializers.DateTimeField(),
+            "x": serializers.CharField(),
+            "p": serializers.FloatField(),
+            "s": serializers.IntegerField(),
+            "c": serializers.ListField(child=serializers.CharField()),
+            "i": serializers.IntegerField(),
+            "z": serializers.CharField(),
+        },
+    )
+
+
+def quote_schema() -> Any:
+    return inline_serializer(
+        "MarketDataQuote",
+        {
+            "t": serializers.DateTimeField(),
+            "ax": serializers.CharField(),
+            "ap": serializers.FloatField(),
+            "as": serializers.IntegerField(),
+            "bx": serializers.CharField(),
+            "bp": serializers.FloatField(),
+            "bs": serializers.IntegerField(),
+            "c": serializers.ListField(child=serializers.CharField()),
+            "z": serializers.CharField(),
+        },
+    )
+
+
+def snapshot_fields() -> dict[str, Any]:
+    return {
+        "latestTrade": trade_schema(),
+        "latestQuote": quote_schema(),
+        "minuteBar": bar_schema(),
+        "dailyBar": bar_schema(),
+        "prevDailyBar": bar_schema(),
+    }
+
+
+SYMBOLS = OpenApiParameter(
+    "symbols", OpenApiTypes.STR, required=True, description="Comma-separated symbols, e.g. AAPL,MSFT."
+)
+TIMEFRAME = OpenApiParameter(
+    "timeframe",
+    OpenApiTypes.STR,
+    required=True,
+    description="1-59Min (or T), 1-23Hour (or H), 1Day, 1Week, 1/2/3/4/6/12Month.",
+)
+HISTORY_PARAMETERS = [
+    OpenApiParameter("start", OpenApiTypes.STR, description="RFC 3339 time or YYYY-MM-DD (inclusive)."),
+    OpenApiParameter("end", OpenApiTypes.STR, description="RFC 3339 time or YYYY-MM-DD (inclusive)."),
+    OpenApiParameter("limit", OpenApiTypes.INT, description="Rows per page across all symbols, 1-10000."),
+    OpenApiParameter("page_token", OpenApiTypes.STR, description="next_page_token of the previous page."),
+    OpenApiParameter("sort", OpenApiTypes.STR, enum=["asc", "desc"], description="Time order per symbol."),
+    *(
+        OpenApiParameter(name, OpenApiTypes.STR, description="Accepted and ignored.")
+        for name in ("feed", "adjustment", "asof", "currency")
+    ),
+]
+
+
+def _history_schema(key: str, item: Callable[[], Any], *, single: bool) -> Any:
+    fields: dict[str, serializers.Field] = {
+        "next_page_token": serializers.CharField(allow_null=True),
+    }
+    if single:
+        fields[key] = serializers.ListField(child=item())
+        fields["symbol"] = serializers.CharField()
+    else:
+        fields[key] = serializers.DictField(child=serializers.ListField(child=item()))
+    name = f"{'Symbol' if single else 'Multi'}{key.capitalize()}Page"
+    parameters = ([] if single else [SYMBOLS]) + ([TIMEFRAME] if key == "bars" else []) + HISTORY_PARAMETERS
+    return extend_schema(
+        tags=["market data"], parameters=parameters, responses={200: inline_serializer(name, fields)}
+    )
+
+
+def _latest_schema(key: str, item: Callable[[], Any], *, single: bool) -> Any:
+    if single:
+        fields: dict[str, serializers.Field] = {"symbol": serializers.CharField(), key: item()}
+        return extend_schema(
+            tags=["market data"],
+            parameters=[OpenApiParameter("feed", OpenApiTypes.STR, description="Accepted and ignored.")],
+            responses={200: inline_serializer(f"SymbolLatest{key.capitalize()}", fields)},
+        )
+    fields = {f"{key}s": serializers.DictField(child=item())}
+    return extend_schema(
+        tags=["market data"],
+        parameters=[SYMBOLS, OpenApiParameter("feed", OpenApiTypes.STR, description="Accepted and ignored.")],
+        responses={200: inline_serializer(f"MultiLatest{key.capitalize()}s", fields)},
+    )
+
+
+# --- History --------------------------------------------------------------------------------
+
+
+def _fetch_bars(request: Request, symbols: list[str]) -> PaginatedResult[Any]:
+    timeframe = request.query_params.get("timeframe")
+    if not timeframe:
+        raise InvalidRequest("timeframe is required")
+    return history.bars_page(symbols=symbols, timeframe=timeframe, **_history_args(request))
+
+
+def _fetch_ticks(request: Request, symbols: list[str]) -> PaginatedResult[Any]:
+    return history.ticks_page(symbols=symbols, **_history_args(request))
+
+
+class _HistoryView(APIView):
+    key = ""
+    fetch: Callable[[Request, list[str]], PaginatedResult[Any]]
+    render: Callable[[Any], dict[str, Any]]
+
+    def page(
+        self, request: Request, symbols: list[str]
+    ) -> tuple[dict[str, list[dict[str, Any]]], str | None]:
+        result = self.fetch(request, symbols)
+        render = self.render
+        grouped: dict[str, list[dict[str, Any]]] = {}
+        for item in result.items:
+            grouped.setdefault(item.symbol, []).append(render(item))
+        return grouped, result.next_page_token
+
+
+class _MultiHistoryView(_HistoryView):
+    def get(self, request: Request) -> Response:
+        grouped, token = self.page(request, symbols_param(request))
+        return Response({self.key: grouped, "next_page_token": token})
+
+
+class _SymbolHistoryView(_HistoryView):
+    def get(self, request: Request, symbol: str) -> Response:
+        wanted = _single_symbol(symbol)
+        grouped, token = self.page(request, [wanted])
+        return Response({self.key: grouped.get(wanted, []), "symbol": wanted, "next_page_token": token})
+
+
+@_history_schema("bars", bar_schema, single=False)
+class StockBarsView(_MultiHistoryView):
+    key = "bars"
+    fetch = staticmethod(_fetch_bars)
+    render = staticmethod(bar_json)
+
+
+@_history_schema("trades", trade_schema, single=False)
+class StockTradesView(_MultiHistoryView):
+    key = "trades"
+    fetch = staticmethod(_fetch_ticks)
+    render = staticmethod(trade_json)
+
+
+@_history_schema("quotes", quote_schema, single=False)
+class StockQuotesView(_MultiHistoryView):
+    key = "quotes"
+    fetch = staticmethod(_fetch_ticks)
+    render = staticmethod(quote_json)
+
+
+@_history_schema("bars", bar_schema, single=True)
+class SymbolBarsView(_SymbolHistoryView):
+    key = "bars"
+    fetch = staticmethod(_fetch_bars)
+    render = staticmethod(bar_json)
+
+
+@_history_schema("trades", trade_schema, single=True)
+class SymbolTradesView(_SymbolHistoryView):
+    key = "trades"
+    fetch = staticmethod(_fetch_ticks)
+    render = staticmethod(trade_json)
+
+
+@_history_schema("quotes", quote_schema, single=True)
+class SymbolQuotesView(_SymbolHistoryView):
+    key = "quotes"
+    fetch = staticmethod(_fetch_ticks)
+    render = staticmethod(quote_json)
+
+
+# --- Latest values --------------------------------------------------------------------------
+
+
+class _LatestView(APIView):
+    key = ""  # "bar", "trade" or "quote"
+    latest: Callable[..., dict[str, Any]]
+    render: Callable[[Any], dict[str, Any]]
+
+    def values(self, symbols: list[str]) -> dict[str, dict[str, Any]]:
+        found = self.latest(symbols=symbols)
+        render = self.render
+        return {symbol: render(found[symbol]) for symbol in symbols if symbol in found}
+
+
+class _MultiLatestView(_LatestView):
+    def get(self, request: Request) -> Response:
+        return Response({f"{self.key}s": self.values(symbols_param(request))})
+
+
+class _SymbolLatestView(_LatestView):
+    def get(self, request: Request, symbol: str) -> Response:
+        wanted = _single_symbol(symbol)
+        found = self.values([wanted])
+        if wanted not in found:
+            raise NotFound(f"no {self.key} found for {wanted}")
+        return Response({"symbol": wanted, self.key: found[wanted]})
+
+
+@_latest_schema("bar", bar_schema, single=False)
+class LatestBarsView(_MultiLatestView):
+    key = "bar"
+    latest = staticmethod(history.latest_bars)
+    render = staticmethod(bar_json)
+
+
+@_latest_schema("trade", trade_schema, single=False)
+class LatestTradesView(_MultiLatestView):
+    key = "trade"
+    latest = staticmethod(history.latest_trades)
+    render = staticmethod(trade_json)
+
+
+@_latest_schema("quote", quote_schema, single=False)
+class LatestQuotesView(_MultiLatestView):
+    key = "quote"
+    latest = staticmethod(history.latest_quotes)
+    render = staticmethod(quote_json)
+
+
+@_latest_schema("bar", bar_schema, single=True)
+class SymbolLatestBarView(_SymbolLatestView):
+    key = "bar"
+    latest = staticmethod(history.latest_bars)
+    render = staticmethod(bar_json)
+
+
+@_latest_schema("trade", trade_schema, single=True)
+class SymbolLatestTradeView(_SymbolLatestView):
+    key = "trade"
+    latest = staticmethod(history.latest_trades)
+    render = staticmethod(trade_json)
+
+
+@_latest_schema("quote", quote_schema, single=True)
+class SymbolLatestQuoteView(_SymbolLatestView):
+    key = "quote"
+    latest = staticmethod(history.latest_quotes)
+    render = staticmethod(quote_json)
+
+
+# --- Snapshots ------------------------------------------------------------------------------
+
+
+@extend_schema(
+    tags=["market data"],
+    parameters=[SYMBOLS, OpenApiParameter("feed", OpenApiTypes.STR, description="Accepted and ignored.")],
+    responses={
+        200: serializers.DictField(
+            child=inline_serializer("MarketDataSnapshot", snapshot_fields()),
+            help_text="Snapshots keyed by symbol; symbols without data are left out.",
+        )
+    },
+)
+class SnapshotsView(APIView):
+    def get(self, request: Request) -> Response:
+        found = history.snapshots(symbols=symbols_param(request))
+        return Response({symbol: snapshot_json(snapshot) for symbol, snapshot in found.items()})
+
+
+@extend_schema(
+    tags=["market data"],
+    parameters=[OpenApiParameter("feed", OpenApiTypes.STR, description="Accepted and ignored.")],
+    responses={
+        200: inline_serializer("SymbolSnapshot", {"symbol": serializers.CharField(), **snapshot_fields()})
+    },
+)
+class SymbolSnapshotView(APIView):
+    def get(self, request: Request, symbol: str) -> Response:
+        wanted = _single_symbol(symbol)
+        found = history.snapshots(symbols=[wanted])
+        if wanted not in found:
+            raise NotFound(f"no market data found for {wanted}")
+        return Response({"symbol": wanted, **snapshot_json(found[wanted])})

@@ -1,0 +1,150 @@
+"""``/v2/orders``: place, list, get, replace and cancel orders."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from trading import selectors, services
+from trading.api.serializers import (
+    CancelOrderResultSerializer,
+    ClientOrderIdQuerySerializer,
+    OrderCreateSerializer,
+    OrderReplaceSerializer,
+    OrderSerializer,
+    OrdersQuerySerializer,
+)
+from trading.api.views_base import (
+    TradingAPIView,
+    parse_body,
+    parse_query,
+    parse_uuid,
+    request_account,
+    with_errors,
+)
+
+ORDER_ID = OpenApiParameter("order_id", str, OpenApiParameter.PATH, description="order UUID")
+
+
+class OrdersView(TradingAPIView):
+    @extend_schema(
+        operation_id="orders_list",
+        parameters=[OrdersQuerySerializer],
+        responses=with_errors({200: OrderSerializer(many=True)}),
+    )
+    def get(self, request: Request) -> Response:
+        query = parse_query(OrdersQuerySerializer, request)
+        orders = selectors.orders_list(
+            account_id=request_account(request).pk,
+            status=query["status"],
+            limit=query["limit"],
+            after=query.get("after"),
+            until=query.get("until"),
+            direction=query["direction"],
+            side=query.get("side"),
+            symbols=query.get("symbols"),
+        )
+        return Response([OrderSerializer.shape(order) for order in orders])
+
+    @extend_schema(
+        operation_id="orders_create",
+        request=OrderCreateSerializer,
+        responses=with_errors({200: OrderSerializer}),
+    )
+    def post(self, request: Request) -> Response:
+        body = parse_body(OrderCreateSerializer, request)
+        account = request_account(request)
+        order = services.order_place(
+            account_id=account.pk,
+            request=services.OrderRequest(
+                symbol=body["symbol"],
+                qty=body["qty"],
+                side=body["side"],
+                type=body["type"],
+                time_in_force=body["time_in_force"],
+                limit_price_units=body.get("limit_price"),
+                stop_price_units=body.get("stop_price"),
+                trail_price_units=body.get("trail_price"),
+                trail_percent_units=body.get("trail_percent"),
+                client_order_id=body.get("client_order_id") or None,
+                extended_hours=body["extended_hours"],
+            ),
+        )
+        # Read back so the answer shows what was committed (fill, timestamps), not the object's guess.
+        order = selectors.order_get(account_id=account.pk, order_id=order.pk)
+        return Response(OrderSerializer.shape(order))
+
+    @extend_schema(
+        operation_id="orders_cancel_all",
+        responses={
+            207: OpenApiResponse(CancelOrderResultSerializer(many=True), "one entry per order canceled")
+        },
+    )
+    def delete(self, request: Request) -> Response:
+        account = request_account(request)
+        canceled = services.order_cancel_all(account_id=account.pk)
+        orders = selectors.orders_by_ids(account_id=account.pk, order_ids=[order.pk for order in canceled])
+        return Response(
+            [CancelOrderResultSerializer.shape(order) for order in orders],
+            status=status.HTTP_207_MULTI_STATUS,
+        )
+
+
+class OrderDetailView(TradingAPIView):
+    @extend_schema(
+        operation_id="orders_retrieve", parameters=[ORDER_ID], responses=with_errors({200: OrderSerializer})
+    )
+    def get(self, request: Request, order_id: str) -> Response:
+        order = selectors.order_get(
+            account_id=request_account(request).pk, order_id=parse_uuid(order_id, what="order")
+        )
+        return Response(OrderSerializer.shape(order))
+
+    @extend_schema(
+        operation_id="orders_replace",
+        parameters=[ORDER_ID],
+        request=OrderReplaceSerializer,
+        responses=with_errors({200: OrderSerializer}),
+    )
+    def patch(self, request: Request, order_id: str) -> Response:
+        account = request_account(request)
+        old_id = parse_uuid(order_id, what="order")
+        body = parse_body(OrderReplaceSerializer, request)
+        new = services.order_replace(
+            account_id=account.pk,
+            order_id=old_id,
+            qty=body.get("qty"),
+            time_in_force=body.get("time_in_force"),
+            limit_price_units=body.get("limit_price"),
+            stop_price_units=body.get("stop_price"),
+            trail_units=body.get("trail"),
+            client_order_id=body.get("client_order_id"),
+        )
+        return Response(OrderSerializer.shape(selectors.order_get(account_id=account.pk, order_id=new.pk)))
+
+    @extend_schema(
+        operation_id="orders_cancel",
+        parameters=[ORDER_ID],
+        responses=with_errors({204: OpenApiResponse(description="canceled")}),
+    )
+    def delete(self, request: Request, order_id: str) -> Response:
+        services.order_cancel(
+            account_id=request_account(request).pk, order_id=parse_uuid(order_id, what="order")
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class OrderByClientIdView(TradingAPIView):
+    @extend_schema(
+        operation_id="orders_by_client_order_id",
+        parameters=[ClientOrderIdQuerySerializer],
+        responses=with_errors({200: OrderSerializer}),
+    )
+    def get(self, request: Request) -> Response:
+        query = parse_query(ClientOrderIdQuerySerializer, request)
+        order = selectors.order_get_by_client_id(
+            account_id=request_account(request).pk, client_order_id=query["client_order_id"]
+        )
+        return Response(OrderSerializer.shape(order))

@@ -1,0 +1,825 @@
+"""Every read behind the trading API. Keyword-only, typed, constant query counts (Property 2).
+
+Portfolio reads load positions with their assets in one query, the latest quotes of all their
+symbols in one batch (``trading.quotes.latest_quotes``), the previous trading day's closes in
+one correlated-subquery query, and today's activity as aggregates; none of that grows with the
+number of holdings. Values are integer price units (1/10,000 $) until the API edge formats them.
+
+State "at an instant" (last_equity, the start of a portfolio history) is rebuilt backwards from
+the current rows: cash then = cash now minus ledger entries after it; shares then = shares now
+minus fills after it. Recent activity is small and indexed by (account, time), whereas summing the
+whole ledger forwards would read every row an account ever wrote.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.db.models import (
+    BigIntegerField,
+    Case,
+    ExpressionWrapper,
+    F,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce, ExtractMinute, Mod
+from django.utils import timezone
+
+from trading import calendar
+from trading.errors import InvalidRequest, NotFound
+from trading.models import (
+    OPEN_ORDER_STATUSES,
+    Account,
+    Asset,
+    CashEntry,
+    DailyBar,
+    Fill,
+    MinuteBar,
+    Order,
+    OrderSide,
+    Position,
+    Watchlist,
+    WatchlistEntry,
+)
+from trading.quotes import latest_quotes
+from trading.units import UNITS_PER_CENT
+
+ORDERS_LIMIT_DEFAULT = 50
+ORDERS_LIMIT_MAX = 500
+ACTIVITIES_PAGE_MAX = 100
+
+# --- Prices -------------------------------------------------------------------------------------
+
+
+def previous_closes(*, symbols: Iterable[str], before: dt.datetime) -> dict[str, int]:
+    """The close of each symbol's newest daily bar starting before ``before``, in one query."""
+    wanted = sorted(set(symbols))
+    if not wanted:
+        return {}
+    newest_start = (
+        DailyBar.objects.filter(symbol=OuterRef("symbol"), start__lt=before)
+        .order_by("-start")
+        .values("start")[:1]
+    )
+    rows = DailyBar.objects.filter(symbol__in=wanted, start=Subquery(newest_start)).values_list(
+        "symbol", "close_units"
+    )
+    return dict(rows)
+
+
+def _latest_prices(symbols: Iterable[str]) -> dict[str, int]:
+    return {symbol: quote.price for symbol, quote in latest_quotes(symbols=symbols).items()}
+
+
+# --- Holdings -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FlowSince:
+    """One asset's fills since an instant, summed per side (values in price units)."""
+
+    buy_qty: int = 0
+    buy_value: int = 0
+    sell_qty: int = 0
+    sell_value: int = 0
+
+    @property
+    def net_qty(self) -> int:
+        return self.buy_qty - self.sell_qty
+
+
+@dataclass(frozen=True)
+class PositionValue:
+    position: Position
+    asset: Asset
+    qty: int
+    qty_available: int
+    cost_basis: int
+    current_price: int
+    lastday_price: int
+    intraday_basis: int
+
+    @property
+    def side(self) -> str:
+        return "long" if self.qty > 0 else "short"
+
+    @property
+    def market_value(self) -> int:
+        return self.current_price * self.qty
+
+    @property
+    def avg_entry_price(self) -> Decimal:
+        return Decimal(abs(self.cost_basis)) / abs(self.qty) / 10_000
+
+    @property
+    def unrealized_pl(self) -> int:
+        return self.market_value - self.cost_basis
+
+    @property
+    def unrealized_plpc(self) -> Decimal:
+        return _ratio(self.unrealized_pl, abs(self.cost_basis))
+
+    @property
+    def unrealized_intraday_pl(self) -> int:
+        return self.market_value - self.intraday_basis
+
+    @property
+    def unrealized_intraday_plpc(self) -> Decimal:
+        return _ratio(self.unrealized_intraday_pl, abs(self.intraday_basis))
+
+    @property
+    def change_today(self) -> Decimal:
+        return _ratio(self.current_price - self.lastday_price, self.lastday_price)
+
+
+@dataclass(frozen=True)
+class AccountSummary:
+    account: Account
+    as_of: dt.datetime
+    long_market_value: int
+    short_market_value: int
+    last_equity: int
+    positions: list[PositionValue] = field(default_factory=list)
+
+    @property
+    def cash(self) -> int:
+        return self.account.cash_cents * UNITS_PER_CENT
+
+    @property
+    def buying_power(self) -> int:
+        return self.account.buying_power_cents * UNITS_PER_CENT
+
+    @property
+    def equity(self) -> int:
+        return self.cash + self.long_market_value + self.short_market_value
+
+
+def _ratio(numerator: int, denominator: int) -> Decimal:
+    if not denominator:
+        return Decimal(0)
+    return Decimal(numerator) / Decimal(denominator)
+
+
+def day_boundary(moment: dt.datetime) -> dt.datetime:
+    """When the trading day containing ``moment`` began: yesterday's close is the price here."""
+    return calendar.day_start(calendar.trading_day_of(moment))
+
+
+def _measured_since(account: Account, now: dt.datetime) -> dt.datetime:
+    # Returns are measured from the later of the day's start and the last reset (DESIGN.md 5a).
+    boundary = day_boundary(now)
+    if account.reset_at is not None and account.reset_at > boundary:
+        return account.reset_at
+    return boundary
+
+
+def _flows_since(
+    *, account_id: uuid.UUID, since: dt.datetime, asset_ids: Sequence[uuid.UUID] | None = None
+) -> dict[str, FlowSince]:
+    """Per symbol, what the account bought and sold after ``since``: one aggregate query."""
+    fills = Fill.objects.filter(account_id=account_id, filled_at__gt=since)
+    if asset_ids is not None:
+        fills = fills.filter(asset_id__in=asset_ids)
+    big = BigIntegerField()
+    value = ExpressionWrapper(F("price_units") * F("qty"), output_field=big)
+    zero = Value(0, output_field=big)
+
+    def total(side: str, amount: F | ExpressionWrapper) -> Coalesce:
+        return Coalesce(Sum(Case(When(side=side, then=amount), default=zero, output_field=big)), zero)
+
+    rows = (
+        fills.values("asset__symbol")
+        .order_by()
+        .annotate(
+            buy_qty=total(OrderSide.BUY, F("qty")),
+            buy_value=total(OrderSide.BUY, value),
+            sell_qty=total(OrderSide.SELL, F("qty")),
+            sell_value=total(OrderSide.SELL, value),
+        )
+    )
+    return {
+        row["asset__symbol"]: FlowSince(
+            buy_qty=int(row["buy_qty"]),
+            buy_value=int(row["buy_value"]),
+            sell_qty=int(row["sell_qty"]),
+            sell_value=int(row["sell_value"]),
+        )
+        for row in rows
+    }
+
+
+def _intraday_basis(*, qty_now: int, start_price: int, flow: FlowSince) -> int:
+    """What today's shares cost: yesterday's shares at yesterday's close plus today's trades.
+
+    Shares opened today add their cost; shares closed today leave at the average cost, so a
+    sale's realised gain is not counted again as unrealised. Signed like the position.
+    """
+    sign = 1 if qty_now > 0 else -1
+    qty_then = qty_now - flow.net_qty
+    if qty_now > 0:
+        opened_qty, opened_value, closed_qty = flow.buy_qty, flow.buy_value, flow.sell_qty
+    else:
+        opened_qty, opened_value, closed_qty = flow.sell_qty, flow.sell_value, flow.buy_qty
+    # A position that flipped side today has no shares left from yesterday on this side.
+    held = abs(qty_then) if qty_then * sign > 0 else 0
+    basis = Decimal(held * start_price + opened_value)
+    held += opened_qty
+    if closed_qty and held:
+        basis -= basis * min(closed_qty, held) / held
+    return sign * int(basis.to_integral_value())
+
+
+def _positions_query(account_id: uuid.UUID) -> QuerySet[Position]:
+    return Position.objects.filter(account_id=account_id).exclude(qty=0).select_related("asset")
+
+
+def _value_positions(
+    *, account: Account, positions: list[Position], now: dt.datetime, all_traded: bool
+) -> tuple[list[PositionValue], dict[str, FlowSince], dict[str, int], dict[str, int]]:
+    """Positions priced in a fixed number of queries; also returns the data last_equity reuses.
+
+    ``all_traded`` also prices symbols traded since the day began but no longer held: last_equity
+    needs them, a position listing does not.
+    """
+    since = _measured_since(account, now)
+    flows = _flows_since(
+        account_id=account.pk,
+        since=since,
+        asset_ids=None if all_traded else [position.asset_id for position in positions],
+    )
+    symbols = {position.asset.symbol for position in positions}
+    if all_traded:
+        symbols |= set(flows)
+    current = _latest_prices(symbols)
+    closes = previous_closes(symbols=symbols, before=day_boundary(now))
+    values = []
+    for position in positions:
+        symbol = position.asset.symbol
+        avg_entry_units = abs(position.cost_basis_cents) * UNITS_PER_CENT // abs(position.qty)
+        price = current.get(symbol) or closes.get(symbol) or avg_entry_units
+        lastday = closes.get(symbol, price)
+        # After a reset today no share predates it, so the start price never applies.
+        start_price = lastday if since == day_boundary(now) else price
+        values.append(
+            PositionValue(
+                position=position,
+                asset=position.asset,
+                qty=position.qty,
+                qty_available=position.qty - position.qty_held if position.qty > 0 else position.qty,
+                cost_basis=position.cost_basis_cents * UNITS_PER_CENT,
+                current_price=price,
+                lastday_price=lastday,
+                intraday_basis=_intraday_basis(
+                    qty_now=position.qty, start_price=start_price, flow=flows.get(symbol, FlowSince())
+                ),
+            )
+        )
+    return values, flows, current, closes
+
+
+def portfolio_positions(*, account: Account, now: dt.datetime | None = None) -> list[PositionValue]:
+    """All open positions, valued; the same number of queries for 1 or 1,000 holdings."""
+    now = now or timezone.now()
+    positions = list(_positions_query(account.pk))
+    values, *_ = _value_positions(account=account, positions=positions, now=now, all_traded=False)
+    return values
+
+
+def portfolio_position(
+    *, account: Account, symbol_or_asset_id: str, now: dt.datetime | None = None
+) -> PositionValue:
+    now = now or timezone.now()
+    positions = list(_positions_query(account.pk).filter(_asset_match("asset__", symbol_or_asset_id)))
+    if not positions:
+        raise NotFound("position does not exist")
+    values, *_ = _value_positions(account=account, positions=positions, now=now, all_traded=False)
+    return values[0]
+
+
+def position_symbols(*, account_id: uuid.UUID) -> list[str]:
+    return list(_positions_query(account_id).values_list("asset__symbol", flat=True))
+
+
+def position_symbol(*, account: Account, symbol_or_asset_id: str) -> str:
+    """The symbol of an open position named by symbol or asset id."""
+    symbol = (
+        _positions_query(account.pk)
+        .filter(_asset_match("asset__", symbol_or_asset_id))
+        .values_list("asset__symbol", flat=True)
+        .first()
+    )
+    if symbol is None:
+        raise NotFound("position does not exist")
+    return symbol
+
+
+def account_summary(*, account: Account, now: dt.datetime | None = None) -> AccountSummary:
+    """Balances, market values and last_equity (equity when today's trading began, or at the last
+    reset if that came later) in a constant number of queries."""
+    now = now or timezone.now()
+    positions = list(_positions_query(account.pk))
+    values, flows, current, closes = _value_positions(
+        account=account, positions=positions, now=now, all_traded=True
+    )
+    since = _measured_since(account, now)
+    cash_after = CashEntry.objects.filter(account_id=account.pk, created_at__gt=since).aggregate(
+        total=Coalesce(Sum("amount_cents"), Value(0, output_field=BigIntegerField()))
+    )["total"]
+    qty_now = {value.asset.symbol: value.qty for value in values}
+    at_start = since == day_boundary(now)
+    holdings_then = 0
+    for symbol in qty_now.keys() | flows.keys():
+        qty_then = qty_now.get(symbol, 0) - flows.get(symbol, FlowSince()).net_qty
+        if qty_then:
+            price = (closes.get(symbol) if at_start else None) or current.get(symbol) or closes.get(symbol, 0)
+            holdings_then += qty_then * price
+    return AccountSummary(
+        account=account,
+        as_of=now,
+        long_market_value=sum(value.market_value for value in values if value.qty > 0),
+        short_market_value=sum(value.market_value for value in values if value.qty < 0),
+        last_equity=(account.cash_cents - int(cash_after)) * UNITS_PER_CENT + holdings_then,
+        positions=values,
+    )
+
+
+# --- Assets -------------------------------------------------------------------------------------
+
+
+def _as_uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+def _asset_match(prefix: str, symbol_or_asset_id: str) -> Q:
+    asset_id = _as_uuid(symbol_or_asset_id)
+    if asset_id is not None:
+        return Q(**{f"{prefix}id": asset_id})
+    return Q(**{f"{prefix}symbol": symbol_or_asset_id.upper()})
+
+
+def assets_list(
+    *, status: str | None = None, asset_class: str | None = None, exchange: str | None = None
+) -> QuerySet[Asset]:
+    assets = Asset.objects.all()
+    if status == "active":
+        assets = assets.filter(active=True)
+    elif status == "inactive":
+        assets = assets.filter(active=False)
+    if asset_class:
+        assets = assets.filter(asset_class=asset_class)
+    if exchange:
+        assets = assets.filter(exchange=exchange)
+    return assets.order_by("symbol")
+
+
+def asset_get(*, symbol_or_asset_id: str) -> Asset:
+    asset = Asset.objects.filter(_asset_match("", symbol_or_asset_id)).first()
+    if asset is None:
+        raise NotFound(f"asset not found for {symbol_or_asset_id}")
+    return asset
+
+
+# --- Orders -------------------------------------------------------------------------------------
+
+
+def _orders(account_id: uuid.UUID) -> QuerySet[Order]:
+    # replaced_by is the reverse side of a one-to-one: joined here so serialising stays one query.
+    return Order.objects.filter(account_id=account_id).select_related("asset", "replaced_by")
+
+
+def orders_list(
+    *,
+    account_id: uuid.UUID,
+    status: str = "open",
+    limit: int = ORDERS_LIMIT_DEFAULT,
+    after: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    direction: str = "desc",
+    side: str | None = None,
+    symbols: Sequence[str] | None = None,
+) -> list[Order]:
+    orders = _orders(account_id)
+    if status == "open":
+        orders = orders.filter(status__in=OPEN_ORDER_STATUSES)
+    elif status == "closed":
+        orders = orders.exclude(status__in=OPEN_ORDER_STATUSES)
+    if after is not None:
+        orders = orders.filter(submitted_at__gt=after)
+    if until is not None:
+        orders = orders.filter(submitted_at__lt=until)
+    if side:
+        orders = orders.filter(side=side)
+    if symbols:
+        orders = orders.filter(asset__symbol__in=[symbol.upper() for symbol in symbols])
+    ordering = ("submitted_at", "id") if direction == "asc" else ("-submitted_at", "-id")
+    limit = max(1, min(limit, ORDERS_LIMIT_MAX))
+    return list(orders.order_by(*ordering)[:limit])
+
+
+def order_get(*, account_id: uuid.UUID, order_id: uuid.UUID | str) -> Order:
+    """One of the account's orders; another account's order is simply not found."""
+    parsed = _as_uuid(str(order_id))
+    order = _orders(account_id).filter(pk=parsed).first() if parsed else None
+    if order is None:
+        raise NotFound("order not found")
+    return order
+
+
+def orders_by_ids(*, account_id: uuid.UUID, order_ids: Sequence[uuid.UUID]) -> list[Order]:
+    """Several of the account's orders in one query, in the order asked for."""
+    found = {order.pk: order for order in _orders(account_id).filter(pk__in=order_ids)}
+    return [found[order_id] for order_id in order_ids if order_id in found]
+
+
+def order_get_by_client_id(*, account_id: uuid.UUID, client_order_id: str) -> Order:
+    order = _orders(account_id).filter(client_order_id=client_order_id).first()
+    if order is None:
+        raise NotFound("order not found")
+    return order
+
+
+# --- Account activities -----------------------------------------------------------------------
+
+FILL_ACTIVITY = "FILL"
+# The ledger's own kinds as Alpaca activity types; buys and sells appear as their FILLs instead.
+CASH_ACTIVITY_KINDS: dict[str, tuple[str, ...]] = {
+    "CSD": (CashEntry.Kind.DEPOSIT,),
+    "JNLC": (CashEntry.Kind.GRANT, CashEntry.Kind.RESET),
+    "FEE": (CashEntry.Kind.COMMISSION,),
+}
+ACTIVITY_TYPES = (FILL_ACTIVITY, *CASH_ACTIVITY_KINDS)
+_ACTIVITY_ID = re.compile(r"^\d{17}::([0-9a-fA-F-]{32,36})$")
+
+
+@dataclass(frozen=True)
+class Activity:
+    id: str
+    activity_type: str
+    at: dt.datetime
+    fill: Fill | None = None
+    entry: CashEntry | None = None
+
+    @property
+    def key(self) -> tuple[dt.datetime, uuid.UUID]:
+        row = self.fill or self.entry
+        assert row is not None
+        return self.at, row.pk
+
+
+def activity_id(at: dt.datetime, row_id: uuid.UUID) -> str:
+    """Alpaca's form, ``YYYYMMDDHHMMSSmmm::<uuid>``: sortable text whose uuid names the row."""
+    stamp = at.astimezone(dt.UTC)
+    return f"{stamp:%Y%m%d%H%M%S}{stamp.microsecond // 1000:03d}::{row_id}"
+
+
+def _cash_activity_type(kind: str) -> str:
+    for activity_type, kinds in CASH_ACTIVITY_KINDS.items():
+        if kind in kinds:
+            return activity_type
+    raise ValueError(kind)
+
+
+def _keyset(page_token: str, account_id: uuid.UUID) -> tuple[dt.datetime, uuid.UUID]:
+    """The exact (time, id) of the activity a page token names; the token keeps milliseconds only."""
+    match = _ACTIVITY_ID.match(page_token)
+    row_id = _as_uuid(match.group(1)) if match else None
+    if row_id is None:
+        raise InvalidRequest("invalid page_token")
+    found = list(
+        Fill.objects.filter(pk=row_id, account_id=account_id)
+        .order_by()
+        .values_list("filled_at")
+        .union(CashEntry.objects.filter(pk=row_id, account_id=account_id).order_by().values_list("created_at"))[
+            :1
+        ]
+    )
+    if not found:
+        raise InvalidRequest("invalid page_token")
+    return found[0][0], row_id
+
+
+def _after_key(time_field: str, key: tuple[dt.datetime, uuid.UUID] | None, direction: str) -> Q:
+    if key is None:
+        return Q()
+    at, row_id = key
+    op = "gt" if direction == "asc" else "lt"
+    return Q(**{f"{time_field}__{op}": at}) | Q(**{time_field: at, f"id__{op}": row_id})
+
+
+def account_activities(
+    *,
+    account_id: uuid.UUID,
+    activity_types: Sequence[str] | None = None,
+    after: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    direction: str = "desc",
+    page_size: int = ACTIVITIES_PAGE_MAX,
+    page_token: str | None = None,
+) -> list[Activity]:
+    """One keyset page of fills and cash movements, merged by (time, id): two queries whatever
+    the page depth (plus one to resolve a page token), never OFFSET."""
+    wanted = set(activity_types or ACTIVITY_TYPES)
+    unknown = wanted - set(ACTIVITY_TYPES)
+    if unknown:
+        raise InvalidRequest(f"unsupported activity_type: {', '.join(sorted(unknown))}")
+    page_size = max(1, min(page_size, ACTIVITIES_PAGE_MAX))
+    key = _keyset(page_token, account_id) if page_token else None
+    descending = direction != "asc"
+    found: list[Activity] = []
+    if FILL_ACTIVITY in wanted:
+        fills = Fill.objects.filter(account_id=account_id).filter(_after_key("filled_at", key, direction))
+        if after is not None:
+            fills = fills.filter(filled_at__gt=after)
+        if until is not None:
+            fills = fills.filter(filled_at__lt=until)
+        ordering = ("-filled_at", "-id") if descending else ("filled_at", "id")
+        for fill in fills.select_related("asset", "order").order_by(*ordering)[:page_size]:
+            found.append(
+                Activity(activity_id(fill.filled_at, fill.pk), FILL_ACTIVITY, fill.filled_at, fill=fill)
+            )
+    kinds = [
+        kind for activity_type in wanted - {FILL_ACTIVITY} for kind in CASH_ACTIVITY_KINDS[activity_type]
+    ]
+    if kinds:
+        entries = CashEntry.objects.filter(account_id=account_id, kind__in=kinds).filter(
+            _after_key("created_at", key, direction)
+        )
+        if after is not None:
+            entries = entries.filter(created_at__gt=after)
+        if until is not None:
+            entries = entries.filter(created_at__lt=until)
+        ordering = ("-created_at", "-id") if descending else ("created_at", "id")
+        for entry in entries.select_related("fill__asset").order_by(*ordering)[:page_size]:
+            found.append(
+                Activity(
+                    activity_id(entry.created_at, entry.pk),
+                    _cash_activity_type(entry.kind),
+                    entry.created_at,
+                    entry=entry,
+                )
+            )
+    found.sort(key=lambda activity: activity.key, reverse=descending)
+    return found[:page_size]
+
+
+# --- Portfolio history --------------------------------------------------------------------------
+
+INTRADAY_MINUTES = {"1Min": 1, "5Min": 5, "15Min": 15, "1H": 60}
+TIMEFRAMES = (*INTRADAY_MINUTES, "1D")
+HISTORY_POINTS_MAX = 20_000
+INTRADAY_SPAN_MAX = dt.timedelta(days=30)
+_PERIOD = re.compile(r"^(\d{1,4})([DWMA])$")
+EXTERNAL_CASH_KINDS = (CashEntry.Kind.DEPOSIT, CashEntry.Kind.GRANT, CashEntry.Kind.RESET)
+
+
+@dataclass(frozen=True)
+class PortfolioHistory:
+    timestamp: list[int]
+    equity: list[float]
+    profit_loss: list[float]
+    profit_loss_pct: list[float | None]
+    base_value: float
+    base_value_asof: dt.date
+    timeframe: str
+
+
+def _period_start(period: str, end: dt.datetime) -> dt.datetime:
+    """The first day a period like 1D, 2W, 3M or 1A covers, ending with the day of ``end``."""
+    match = _PERIOD.match(period)
+    if not match or int(match.group(1)) == 0:
+        raise InvalidRequest("period must be a number and a unit D, W, M or A (such as 1M), or 'all'")
+    count, unit = int(match.group(1)), match.group(2)
+    last_day = calendar.trading_day_of(end)
+    if unit in ("D", "W"):
+        first_day = last_day - dt.timedelta(days=count * (7 if unit == "W" else 1) - 1)
+    else:
+        months = count * (12 if unit == "A" else 1)
+        year, month = divmod(last_day.year * 12 + last_day.month - 1 - months, 12)
+        month += 1
+        # 31 March minus one month is the last day of February, then the day after it.
+        day = min(last_day.day, _days_in_month(year, month))
+        first_day = dt.date(year, month, day) + dt.timedelta(days=1)
+    return calendar.day_start(first_day)
+
+
+def _days_in_month(year: int, month: int) -> int:
+    following = dt.date(year + month // 12, month % 12 + 1, 1)
+    return (following - dt.timedelta(days=1)).day
+
+
+def _default_timeframe(span: dt.timedelta) -> str:
+    # Alpaca's rule: 1Min under 7 days, 15Min under 30 days, otherwise 1D.
+    if span < dt.timedelta(days=7):
+        return "1Min"
+    if span < dt.timedelta(days=30):
+        return "15Min"
+    return "1D"
+
+
+def _buckets(start: dt.datetime, end: dt.datetime, timeframe: str) -> list[tuple[dt.datetime, dt.datetime]]:
+    """Left-labelled windows covering [start, end]: (label, the instant its equity is taken)."""
+    if timeframe == "1D":
+        days = calendar.sessions_between(calendar.trading_day_of(start), calendar.trading_day_of(end))
+        return [
+            (calendar.day_start(day.date), min(calendar.day_start(day.date + dt.timedelta(days=1)), end))
+            for day in days
+        ]
+    step = dt.timedelta(minutes=INTRADAY_MINUTES[timeframe])
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    label = epoch + ((start - epoch) // step) * step
+    buckets = []
+    while label < end:
+        buckets.append((label, min(label + step, end)))
+        label += step
+    return buckets
+
+
+def _price_tape(
+    *, symbols: Sequence[str], start: dt.datetime, end: dt.datetime, timeframe: str
+) -> tuple[dict[str, int], dict[str, list[tuple[dt.datetime, int]]]]:
+    """Prices at ``start`` and, per symbol, (instant a close is known, close) after it, oldest
+    first, at the window's resolution: two queries."""
+    tape: dict[str, list[tuple[dt.datetime, int]]] = defaultdict(list)
+    if not symbols:
+        return {}, tape
+    if timeframe == "1D":
+        opening = previous_closes(symbols=symbols, before=day_boundary(start))
+        rows = (
+            DailyBar.objects.filter(symbol__in=symbols, start__gte=day_boundary(start), start__lt=end)
+            .order_by("start")
+            .values_list("symbol", "start", "close_units")
+        )
+        for symbol, bar_start, close in rows:
+            # A daily bar's close is the price when its trading day ends.
+            closes_at = calendar.day_start(calendar.trading_day_of(bar_start) + dt.timedelta(days=1))
+            tape[symbol].append((closes_at, close))
+        return opening, tape
+    minute = dt.timedelta(minutes=1)
+    newest_before = (
+        MinuteBar.objects.filter(symbol=OuterRef("symbol"), start__lte=start - minute)
+        .order_by("-start")
+        .values("start")[:1]
+    )
+    opening = dict(
+        MinuteBar.objects.filter(symbol__in=symbols, start=Subquery(newest_before)).values_list(
+            "symbol", "close_units"
+        )
+    )
+    # A minute bar's close is the price when its minute ends.
+    bars = MinuteBar.objects.filter(symbol__in=symbols, start__gt=start - minute, start__lt=end)
+    step = INTRADAY_MINUTES[timeframe]
+    if step > 1:
+        # Only a window's last minute decides its equity; the others would be read and dropped.
+        bars = (
+            bars.annotate(minute_of_hour=ExtractMinute("start"))
+            .annotate(slot=Mod(F("minute_of_hour"), step))
+            .filter(slot=step - 1)
+        )
+    for symbol, bar_start, close in bars.order_by("start").values_list("symbol", "start", "close_units"):
+        tape[symbol].append((bar_start + minute, close))
+    return opening, tape
+
+
+def portfolio_history(
+    *,
+    account: Account,
+    period: str | None = None,
+    timeframe: str | None = None,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    now: dt.datetime | None = None,
+) -> PortfolioHistory:
+    """Equity over time rebuilt from the ledger, the fills and bar closes in a fixed number of
+    queries: positions, fills and ledger entries since the start, opening prices, bar closes and
+    the latest quotes for the live point. Profit and loss exclude deposits and grants."""
+    now = now or timezone.now()
+    end = min(end or now, now)
+    # An explicit window is answered as asked or refused; a default one shrinks to fit.
+    explicit = start is not None or (period is not None and period != "all")
+    if start is None:
+        start = end - dt.timedelta(days=36500) if period == "all" else _period_start(period or "1M", end)
+    if timeframe is None:
+        timeframe = _default_timeframe(end - start)
+    if timeframe not in TIMEFRAMES:
+        raise InvalidRequest(f"timeframe must be one of {', '.join(TIMEFRAMES)}")
+    # Nothing before the account's last reset counts: returns are measured from there.
+    start = max(start, account.reset_at or account.created_at)
+    if timeframe != "1D":
+        widest = min(
+            INTRADAY_SPAN_MAX, dt.timedelta(minutes=INTRADAY_MINUTES[timeframe]) * HISTORY_POINTS_MAX
+        )
+        if end - start > widest:
+            if explicit:
+                raise InvalidRequest(
+                    f"timeframe {timeframe} covers at most {widest.days or 1} days here; "
+                    "choose a shorter period or a larger timeframe"
+                )
+            start = end - widest
+    if end <= start:
+        return PortfolioHistory([], [], [], [], 0.0, calendar.trading_day_of(end), timeframe)
+    buckets = _buckets(start, end, timeframe)
+
+    held_now = dict(_positions_query(account.pk).values_list("asset__symbol", "qty"))
+    fills = list(
+        Fill.objects.filter(account_id=account.pk, filled_at__gt=start)
+        .order_by("filled_at", "id")
+        .values_list("filled_at", "asset__symbol", "side", "qty")
+    )
+    entries = list(
+        CashEntry.objects.filter(account_id=account.pk, created_at__gt=start)
+        .order_by("created_at", "id")
+        .values_list("created_at", "amount_cents", "kind")
+    )
+    qty: dict[str, int] = defaultdict(int, held_now)
+    for _, symbol, side, shares in fills:
+        qty[symbol] -= shares if side == OrderSide.BUY else -shares
+    symbols = sorted(set(qty) | set(held_now))
+    opening, tape = _price_tape(symbols=symbols, start=start, end=end, timeframe=timeframe)
+    live = _latest_prices(symbols) if end >= now else {}
+    price: dict[str, int] = {}
+    for symbol in symbols:
+        first_close = tape[symbol][0][1] if tape.get(symbol) else None
+        price[symbol] = opening.get(symbol) or first_close or live.get(symbol) or 0
+
+    cash = account.cash_cents - sum(amount for _, amount, _ in entries)
+    holdings = sum(qty[symbol] * price[symbol] for symbol in symbols)
+    base = cash * UNITS_PER_CENT + holdings
+    flows = 0
+    fill_at = entry_at = 0
+    cursor = dict.fromkeys(symbols, 0)
+    result = PortfolioHistory([], [], [], [], base / 10_000, calendar.trading_day_of(start), timeframe)
+    for label, taken_at in buckets:
+        while entry_at < len(entries) and entries[entry_at][0] <= taken_at:
+            _, amount, kind = entries[entry_at]
+            cash += amount
+            if kind in EXTERNAL_CASH_KINDS:
+                flows += amount * UNITS_PER_CENT
+            entry_at += 1
+        while fill_at < len(fills) and fills[fill_at][0] <= taken_at:
+            _, symbol, side, shares = fills[fill_at]
+            delta = shares if side == OrderSide.BUY else -shares
+            qty[symbol] += delta
+            holdings += delta * price[symbol]
+            fill_at += 1
+        for symbol in symbols:
+            points, index = tape.get(symbol, []), cursor[symbol]
+            while index < len(points) and points[index][0] <= taken_at:
+                holdings += qty[symbol] * (points[index][1] - price[symbol])
+                price[symbol] = points[index][1]
+                index += 1
+            cursor[symbol] = index
+            if taken_at >= now and symbol in live:
+                holdings += qty[symbol] * (live[symbol] - price[symbol])
+                price[symbol] = live[symbol]
+        equity = cash * UNITS_PER_CENT + holdings
+        profit = equity - base - flows
+        result.timestamp.append(int(label.timestamp()))
+        result.equity.append(round(equity / 10_000, 4))
+        result.profit_loss.append(round(profit / 10_000, 4))
+        result.profit_loss_pct.append(round(profit / base, 6) if base else None)
+    return result
+
+
+# --- Watchlists -------------------------------------------------------------------------------
+
+
+def _watchlists(account_id: uuid.UUID) -> QuerySet[Watchlist]:
+    entries = WatchlistEntry.objects.select_related("asset").order_by("position", "id")
+    return Watchlist.objects.filter(account_id=account_id).prefetch_related(
+        Prefetch("entries", queryset=entries)
+    )
+
+
+def watchlists_list(*, account_id: uuid.UUID) -> list[Watchlist]:
+    return list(_watchlists(account_id).order_by("created_at", "id"))
+
+
+def watchlist_get(*, account_id: uuid.UUID, watchlist_id: uuid.UUID | str) -> Watchlist:
+    parsed = _as_uuid(str(watchlist_id))
+    watchlist = _watchlists(account_id).filter(pk=parsed).first() if parsed else None
+    if watchlist is None:
+        raise NotFound("watchlist not found")
+    return watchlist
+
+
+def watchlist_get_by_name(*, account_id: uuid.UUID, name: str) -> Watchlist:
+    watchlist = _watchlists(account_id).filter(name=name).first()
+    if watchlist is None:
+        raise NotFound("watchlist not found")
+    return watchlist
