@@ -49,6 +49,7 @@ node_modules/.installed: $(wildcard package.json package-lock.json)
 # --- running --------------------------------------------------------------------------------------
 run: venv
 	$(MANAGE) migrate --noinput
+	$(MANAGE) ensure_indexes
 	$(MANAGE) collectstatic --noinput -v0
 	$(MANAGE) seed_demo --if-empty
 	@echo

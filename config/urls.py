@@ -7,3 +7,7 @@ urlpatterns = [
     path("", include("trading.api.market_data_urls")),
     path("", include("trading.api.urls")),
 ]
+
+# Alpaca clients expect JSON errors in their shape, also for unknown routes and crashes.
+handler404 = "trading.api.errors.json_not_found"
+handler500 = "trading.api.errors.json_server_error"

@@ -271,7 +271,7 @@ def _after(fields: Sequence[str], values: Sequence[Any], descending: bool) -> Q:
         return Q(**{f"{fields[0]}__{op}": values[0]})
     first, second = fields
     return Q(**{f"{first}__{op_eq}": values[0]}) & (
-        Q(**{f"{first}__{op}": values[0]}) | Q(**{first: values[0], f"{second}__{op_eq}": values[1]})
+        Q(**{f"{first}__{op}": values[0]}) | Q(**{first: values[0], f"{second}__{op}": values[1]})
     )
 
 
@@ -291,17 +291,16 @@ def rows_query(
     ``after`` (key values) applies to the single symbol of a cursor read. This is the exact
     query the selectors run, so tests can EXPLAIN it.
     """
-    queryset = model._default_manager.filter(where) if where else model._default_manager.all()
     if len(symbols) == 1:
-        queryset = queryset.filter(symbol=symbols[0])
+        condition = Q(symbol=symbols[0])
         order: list[str] = []
     else:
-        queryset = queryset.filter(symbol__in=list(symbols))
+        condition = Q(symbol__in=list(symbols))
         order = ["symbol"]
     if after is not None:
-        queryset = queryset.filter(_after(key, after, descending))
+        condition &= _after(key, after, descending)
     order += [f"-{name}" if descending else name for name in key]
-    return queryset.order_by(*order).values_list(*fields)[:count]
+    return model._default_manager.filter(condition & where).order_by(*order).values_list(*fields)[:count]
 
 
 def _read(

@@ -10,9 +10,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import redis
-from redis.typing import EncodableT, FieldT
 from django.conf import settings
 from django.db.models import OuterRef, Subquery
+from redis.typing import EncodableT, FieldT
 
 from config.redis_pools import redis_client
 from trading.matching import Quote

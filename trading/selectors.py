@@ -247,18 +247,18 @@ def _positions_query(account_id: uuid.UUID) -> QuerySet[Position]:
 
 
 def _value_positions(
-    *, account: Account, positions: list[Position], now: dt.datetime, all_traded: bool
+    *, account: Account, positions: list[Position], now: dt.datetime, all_traded: bool, single: bool = False
 ) -> tuple[list[PositionValue], dict[str, FlowSince], dict[str, int], dict[str, int]]:
     """Positions priced in a fixed number of queries; also returns the data last_equity reuses.
 
     ``all_traded`` also prices symbols traded since the day began but no longer held: last_equity
-    needs them, a position listing does not.
+    needs them, a position listing does not. ``single`` narrows the day's fills to the one asset.
     """
     since = _measured_since(account, now)
     flows = _flows_since(
         account_id=account.pk,
         since=since,
-        asset_ids=None if all_traded else [position.asset_id for position in positions],
+        asset_ids=[position.asset_id for position in positions] if single else None,
     )
     symbols = {position.asset.symbol for position in positions}
     if all_traded:
@@ -291,7 +291,11 @@ def _value_positions(
 
 
 def portfolio_positions(*, account: Account, now: dt.datetime | None = None) -> list[PositionValue]:
-    """All open positions, valued; the same number of queries for 1 or 1,000 holdings."""
+    """All open positions, valued; the same number of queries for 1 or 1,000 holdings.
+
+    Portfolio selectors take the Account as the request loaded it (authentication reads it
+    fresh on every request) and read cash and reset time from it rather than again.
+    """
     now = now or timezone.now()
     positions = list(_positions_query(account.pk))
     values, *_ = _value_positions(account=account, positions=positions, now=now, all_traded=False)
@@ -305,7 +309,9 @@ def portfolio_position(
     positions = list(_positions_query(account.pk).filter(_asset_match("asset__", symbol_or_asset_id)))
     if not positions:
         raise NotFound("position does not exist")
-    values, *_ = _value_positions(account=account, positions=positions, now=now, all_traded=False)
+    values, *_ = _value_positions(
+        account=account, positions=positions, now=now, all_traded=False, single=True
+    )
     return values[0]
 
 
@@ -505,9 +511,9 @@ def _keyset(page_token: str, account_id: uuid.UUID) -> tuple[dt.datetime, uuid.U
         Fill.objects.filter(pk=row_id, account_id=account_id)
         .order_by()
         .values_list("filled_at")
-        .union(CashEntry.objects.filter(pk=row_id, account_id=account_id).order_by().values_list("created_at"))[
-            :1
-        ]
+        .union(
+            CashEntry.objects.filter(pk=row_id, account_id=account_id).order_by().values_list("created_at")
+        )[:1]
     )
     if not found:
         raise InvalidRequest("invalid page_token")

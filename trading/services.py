@@ -20,6 +20,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.cache import cache
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -87,6 +88,7 @@ def account_grant_cash(
 ) -> CashEntry:
     """Add (or, with a negative amount, withdraw) cash; a withdrawal may not touch reserved cash."""
     now = now or timezone.now()
+    account_id = _as_uuid(account_id, what="account")
     if amount_cents == 0:
         raise InvalidRequest("amount must not be zero")
     with transaction.atomic():
@@ -156,14 +158,33 @@ def account_configure(
 def _account(account_id: uuid.UUID | str) -> Account:
     try:
         return Account.objects.get(pk=account_id)
-    except (Account.DoesNotExist, ValueError, TypeError):
+    except (Account.DoesNotExist, ValueError, TypeError, ValidationError):
         raise NotFound("account not found") from None
+
+
+def _as_uuid(value: uuid.UUID | str, *, what: str) -> uuid.UUID:
+    """An id from a request; one that is not a UUID names nothing, so it is not found."""
+    try:
+        return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+    except ValueError:
+        raise NotFound(f"{what} not found") from None
+
+
+def _lock_account(account_id: uuid.UUID | str) -> None:
+    """Take the account's row lock first in every write that touches its money, orders or
+    positions, so PostgreSQL transactions on one account queue instead of deadlocking.
+
+    NO KEY UPDATE does not conflict with the key-share locks that inserting an order or a
+    position (foreign keys to the account) takes. SQLite ignores it: IMMEDIATE transactions
+    are serialised already.
+    """
+    list(Account.objects.select_for_update(no_key=True).filter(pk=account_id).values_list("pk", flat=True))
 
 
 def _account_locked(account_id: uuid.UUID | str) -> Account:
     try:
-        return Account.objects.select_for_update().get(pk=account_id)
-    except (Account.DoesNotExist, ValueError, TypeError):
+        return Account.objects.select_for_update(no_key=True).get(pk=account_id)
+    except (Account.DoesNotExist, ValueError, TypeError, ValidationError):
         raise NotFound("account not found") from None
 
 
@@ -172,6 +193,9 @@ def _account_locked(account_id: uuid.UUID | str) -> Account:
 
 def api_key_secret_hmac(secret: str) -> str:
     return hmac.new(settings.SECRET_KEY.encode(), secret.encode(), hashlib.sha256).hexdigest()
+
+
+API_KEY_REVOKED = "revoked"
 
 
 def api_key_cache_key(key_id: str) -> str:
@@ -201,8 +225,11 @@ def api_key_revoke(
     if key.revoked_at is None:
         key.revoked_at = now or timezone.now()
         key.save(update_fields=["revoked_at"])
-    # Verified keys are cached briefly; revocation must take effect at once.
-    transaction.on_commit(lambda: cache.delete(api_key_cache_key(key_id)))
+    # Verified keys are cached briefly; revocation must take effect at once. A marker, not a
+    # delete: a request that read the key before this commit must not re-cache it as valid.
+    transaction.on_commit(
+        lambda: cache.set(api_key_cache_key(key_id), API_KEY_REVOKED, 2 * settings.API_KEY_CACHE_SECONDS)
+    )
     return key
 
 
@@ -332,6 +359,7 @@ def order_place(
         raise Forbidden("trading is suspended for this account")
     try:
         with transaction.atomic():
+            _lock_account(account.pk)
             order = Order.objects.create(
                 account_id=account.pk,
                 client_order_id=request.client_order_id or str(uuid.uuid4()),
@@ -363,13 +391,13 @@ def order_place(
                     now=now,
                 )
                 return order
-            if request.time_in_force in (TimeInForce.IOC, TimeInForce.FOK):
-                # Nothing to fill now and no partial fills: the order ends at once, unfilled.
-                _order_close(order=order, status=OrderStatus.CANCELED, now=now, reserve_released=False)
-                return order
+            # Every order must be affordable when submitted, as on Alpaca, even one that ends at once.
             _order_rest(
                 order=order, account=account, request=request, quote=quote, decision=decision, now=now
             )
+            if request.time_in_force in (TimeInForce.IOC, TimeInForce.FOK):
+                # Nothing to fill now and no partial fills: the order ends at once, unfilled.
+                _order_close(order=order, status=OrderStatus.CANCELED, now=now)
             return order
     except IntegrityError as error:
         if "client_order_id" in str(error) or "order_client_id_unique" in str(error):
@@ -461,6 +489,19 @@ def _execute_fill(
     value = trade_value_cents(price_units=price_units, qty=qty)
     commission = commission_cents(qty=qty)
     released = order.reserved_cents
+    _lock_account(account.pk)
+    # Claim the order before moving money: a cancel that won the race has already given the
+    # reservation back, and releasing it twice would corrupt reserved cash.
+    changed = Order.objects.filter(pk=order.pk, status__in=OPEN_ORDER_STATUSES).update(
+        status=OrderStatus.FILLED,
+        filled_qty=qty,
+        filled_avg_price_units=price_units,
+        filled_at=now,
+        reserved_cents=0,
+        updated_at=now,
+    )
+    if not changed:
+        raise NotCancelable("order is no longer open")
     if order.side == OrderSide.BUY:
         cost = value + commission
         if not Account.objects.filter(
@@ -475,16 +516,6 @@ def _execute_fill(
             cash_cents=F("cash_cents") + proceeds
         ):
             raise Forbidden("commission exceeds available cash")
-    changed = Order.objects.filter(pk=order.pk, status__in=OPEN_ORDER_STATUSES).update(
-        status=OrderStatus.FILLED,
-        filled_qty=qty,
-        filled_avg_price_units=price_units,
-        filled_at=now,
-        reserved_cents=0,
-        updated_at=now,
-    )
-    if not changed:
-        raise NotCancelable("order is no longer open")
     position_qty, realized = _position_apply_fill(
         account=account,
         asset_id=order.asset_id,
@@ -566,27 +597,27 @@ def _position_apply_fill(
     return position.qty, realized
 
 
-def _order_close(*, order: Order, status: str, now: dt.datetime, reserve_released: bool = True) -> bool:
+def _order_close(*, order: Order, status: str, now: dt.datetime) -> bool:
     """End an open order (canceled, expired, replaced) and give back what it held."""
     stamp_field = {
         OrderStatus.CANCELED: "canceled_at",
         OrderStatus.EXPIRED: "expired_at",
         OrderStatus.REPLACED: "replaced_at",
     }[OrderStatus(status)]
+    _lock_account(order.account_id)
     changed = Order.objects.filter(pk=order.pk, status__in=OPEN_ORDER_STATUSES).update(
         status=status, reserved_cents=0, updated_at=now, **{stamp_field: now}
     )
     if not changed:
         return False
-    if reserve_released:
-        if order.side == OrderSide.BUY and order.reserved_cents:
-            Account.objects.filter(pk=order.account_id).update(
-                reserved_cents=F("reserved_cents") - order.reserved_cents
-            )
-        elif order.side == OrderSide.SELL:
-            Position.objects.filter(account_id=order.account_id, asset_id=order.asset_id).update(
-                qty_held=F("qty_held") - (order.qty - order.filled_qty)
-            )
+    if order.side == OrderSide.BUY and order.reserved_cents:
+        Account.objects.filter(pk=order.account_id).update(
+            reserved_cents=F("reserved_cents") - order.reserved_cents
+        )
+    elif order.side == OrderSide.SELL:
+        Position.objects.filter(account_id=order.account_id, asset_id=order.asset_id).update(
+            qty_held=F("qty_held") - (order.qty - order.filled_qty)
+        )
     setattr(order, stamp_field, now)
     order.status = status
     order.reserved_cents = 0
@@ -597,7 +628,7 @@ def _order_close(*, order: Order, status: str, now: dt.datetime, reserve_release
 def _owned_order(account_id: uuid.UUID | str, order_id: uuid.UUID | str) -> Order:
     try:
         return Order.objects.select_related("asset").get(pk=order_id, account_id=account_id)
-    except (Order.DoesNotExist, ValueError, TypeError):
+    except (Order.DoesNotExist, ValueError, TypeError, ValidationError):
         raise NotFound("order not found") from None
 
 
@@ -694,8 +725,8 @@ def order_fill(
     now = now or timezone.now()
     try:
         with transaction.atomic():
-            order = Order.objects.select_related("asset", "account").get(pk=order_id)
-            if not order.is_open:
+            order = Order.objects.select_related("asset", "account").filter(pk=order_id).first()
+            if order is None or not order.is_open:
                 return None
             _execute_fill(
                 order=order,
@@ -751,6 +782,7 @@ def position_close(
     now: dt.datetime | None = None,
 ) -> Order:
     """Close all or part of a position with a market order on the opposite side."""
+    account_id = _as_uuid(account_id, what="account")
     position = (
         Position.objects.select_related("asset")
         .filter(account_id=account_id, asset__symbol=symbol.upper())
@@ -847,7 +879,7 @@ def watchlist_delete(*, account_id: uuid.UUID | str, watchlist_id: uuid.UUID | s
 def _owned_watchlist(account_id: uuid.UUID | str, watchlist_id: uuid.UUID | str) -> Watchlist:
     try:
         return Watchlist.objects.get(pk=watchlist_id, account_id=account_id)
-    except (Watchlist.DoesNotExist, ValueError, TypeError):
+    except (Watchlist.DoesNotExist, ValueError, TypeError, ValidationError):
         raise NotFound("watchlist not found") from None
 
 

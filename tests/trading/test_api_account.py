@@ -19,11 +19,12 @@ from django.test import override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from tests.trading.test_api_support import (
+from tests.trading.test_api_support import (  # noqa: F401  (fast_passwords is an autouse fixture)
     MakeAccount,
     MakeAsset,
     assert_alpaca_error,
     buy,
+    fast_passwords,
     key_client,
     post_order,
 )
@@ -205,8 +206,11 @@ def test_fills_fees_and_cash_movements_are_activities(account: Account, asset: A
 
     items = _activities(client)
 
-    assert [item["activity_type"] for item in items] == ["JNLC", "FEE", "FILL", "CSD"]
-    grant, fee, fill, deposit = items
+    types = [item["activity_type"] for item in items]
+    # The fill and its fee share a timestamp; the row ids order them, in no meaningful way.
+    assert types[0] == "JNLC" and sorted(types[1:3]) == ["FEE", "FILL"] and types[3] == "CSD"
+    grant, deposit = items[0], items[3]
+    fee, fill = sorted(items[1:3], key=lambda item: item["activity_type"])
     trade = TradeActivity(**fill)
     assert trade.activity_type == ActivityType.FILL
     assert str(trade.order_id) == order["id"]
@@ -306,7 +310,9 @@ def test_portfolio_history_parses_and_follows_the_bars(make_asset: MakeAsset) ->
     assert history.profit_loss_pct[1] == pytest.approx((history.equity[1] - 10_000) / 10_000, abs=1e-6)
 
 
-def test_portfolio_history_excludes_deposits_from_profit(account: Account, django_capture_on_commit_callbacks) -> None:
+def test_portfolio_history_excludes_deposits_from_profit(
+    account: Account, django_capture_on_commit_callbacks
+) -> None:
     services.account_grant_cash(account_id=account.pk, amount_cents=50_000)
     history = PortfolioHistory(
         **key_client(account).get("/v2/account/portfolio/history", {"timeframe": "1D"}).json()

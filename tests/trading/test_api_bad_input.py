@@ -7,12 +7,20 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from django.test import RequestFactory
 from hypothesis import HealthCheck, given, settings, strategies as st
 from rest_framework import exceptions
 
-from tests.trading.test_api_support import KeyClient, assert_alpaca_error, buy, key_client, post_order
+from tests.trading.test_api_support import (  # noqa: F401  (fast_passwords is an autouse fixture)
+    KeyClient,
+    assert_alpaca_error,
+    buy,
+    fast_passwords,
+    key_client,
+    post_order,
+)
 from trading.api.errors import alpaca_exception_handler, json_not_found, json_server_error
 from trading.errors import Forbidden, NotFound
 from trading.models import Account, Asset, CashEntry, Fill, Order, Position
@@ -42,7 +50,9 @@ def _snapshot(account: Account) -> tuple[int, int, int, int, int, int]:
 
 
 def test_malformed_json_is_400(client: KeyClient) -> None:
-    response = client.generic("POST", "/v2/orders", '{"symbol": "AAPL", "qty": ', content_type="application/json")
+    response = client.generic(
+        "POST", "/v2/orders", '{"symbol": "AAPL", "qty": ', content_type="application/json"
+    )
     assert_alpaca_error(response, 400)
 
 
@@ -161,6 +171,12 @@ def test_a_user_cannot_touch_another_users_order(client: KeyClient, make_account
     assert Order.objects.get(pk=theirs).status == "new"
 
 
+ORDER_FIELDS = [
+    "symbol", "qty", "notional", "side", "type", "time_in_force", "limit_price", "stop_price",
+    "trail_percent", "trail_price", "client_order_id", "extended_hours", "order_class",
+]  # fmt: skip
+
+
 @settings(
     max_examples=60,
     deadline=None,
@@ -168,10 +184,7 @@ def test_a_user_cannot_touch_another_users_order(client: KeyClient, make_account
 )
 @given(
     body=st.dictionaries(
-        st.sampled_from(
-            ["symbol", "qty", "notional", "side", "type", "time_in_force", "limit_price", "stop_price",
-             "trail_percent", "trail_price", "client_order_id", "extended_hours", "order_class"]
-        ),  # fmt: skip
+        st.sampled_from(ORDER_FIELDS),
         st.one_of(
             st.none(),
             st.booleans(),
@@ -210,6 +223,7 @@ def _body(response: object) -> dict[str, object]:
         (exceptions.ParseError(), 400),
         (exceptions.NotAuthenticated(), 401),
         (exceptions.MethodNotAllowed("PUT"), 405),
+        (DjangoValidationError("not a valid UUID"), 422),
         (RuntimeError("boom"), 500),
     ],
 )

@@ -10,15 +10,18 @@ import pytest
 from alpaca.trading.enums import OrderClass, OrderSide, OrderStatus, OrderType, TimeInForce
 from alpaca.trading.models import Order as AlpacaOrder
 from alpaca.trading.requests import CancelOrderResponse
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from pydantic import TypeAdapter
 
 from tests.conftest import set_quote
-from tests.trading.test_api_support import (
+from tests.trading.test_api_support import (  # noqa: F401  (fast_passwords is an autouse fixture)
     MakeAccount,
     MakeAsset,
     assert_alpaca_error,
     buy,
+    fast_passwords,
     key_client,
     post_order,
 )
@@ -78,7 +81,9 @@ def test_qty_may_be_a_number_or_a_string(client, asset: Asset, qty: object) -> N
 
 
 def test_limit_order_rests_and_reserves_buying_power(client, asset: Asset, account: Account) -> None:
-    response = post_order(client, symbol="AAPL", qty=5, type="limit", limit_price="95.50", time_in_force="gtc")
+    response = post_order(
+        client, symbol="AAPL", qty=5, type="limit", limit_price="95.50", time_in_force="gtc"
+    )
 
     order = AlpacaOrder(**response.json())
     assert order.status == OrderStatus.NEW
@@ -157,7 +162,9 @@ def test_insufficient_buying_power_is_403(client, asset: Asset, account: Account
 
 
 def test_cancel_all_answers_207_with_each_order(client, asset: Asset, account: Account) -> None:
-    ids = {post_order(client, symbol="AAPL", qty=1, type="limit", limit_price=p).json()["id"] for p in (90, 91)}
+    ids = {
+        post_order(client, symbol="AAPL", qty=1, type="limit", limit_price=p).json()["id"] for p in (90, 91)
+    }
     buy(client, "AAPL", 1)
 
     response = client.delete("/v2/orders")
@@ -202,9 +209,9 @@ def test_list_limit_is_capped_at_500(client, asset: Asset) -> None:
 
 
 def test_replace_creates_a_new_order_and_links_both(client, asset: Asset, account: Account) -> None:
-    old_id = post_order(client, symbol="AAPL", qty=5, type="limit", limit_price="90", time_in_force="gtc").json()[
-        "id"
-    ]
+    old_id = post_order(
+        client, symbol="AAPL", qty=5, type="limit", limit_price="90", time_in_force="gtc"
+    ).json()["id"]
 
     response = client.patch(f"/v2/orders/{old_id}", {"qty": "7", "limit_price": 91.5}, format="json")
 
@@ -228,9 +235,7 @@ def test_another_accounts_order_is_not_found(client, asset: Asset, make_account:
     assert_alpaca_error(client.patch(f"/v2/orders/{order_id}", {"qty": 2}, format="json"), 404)
     assert Order.objects.get(pk=order_id).status == Status.NEW
     # The same message as for an id that never existed: nothing leaks.
-    assert (
-        client.get(f"/v2/orders/{order_id}").json() == client.get(f"/v2/orders/{uuid.uuid4()}").json()
-    )
+    assert client.get(f"/v2/orders/{order_id}").json() == client.get(f"/v2/orders/{uuid.uuid4()}").json()
 
 
 def test_ioc_that_cannot_fill_is_canceled(client, asset: Asset) -> None:
@@ -239,3 +244,25 @@ def test_ioc_that_cannot_fill_is_canceled(client, asset: Asset) -> None:
     )
     assert order.status == OrderStatus.CANCELED
     assert order.time_in_force == TimeInForce.IOC
+
+
+def test_property_2_order_list_query_count_does_not_grow(client, asset: Asset, account: Account) -> None:
+    """Property 2: listing 1 or 60 orders (with replaced ones linked) takes the same queries."""
+
+    def queries() -> int:
+        client.get("/v2/orders", {"status": "all", "limit": 500})  # warm the API-key cache
+        with CaptureQueriesContext(connection) as captured:
+            response = client.get("/v2/orders", {"status": "all", "limit": 500})
+        assert response.status_code == 200
+        return len(captured)
+
+    first = post_order(
+        client, symbol="AAPL", qty=1, type="limit", limit_price="50", time_in_force="gtc"
+    ).json()
+    one = queries()
+    client.patch(f"/v2/orders/{first['id']}", {"qty": 2}, format="json")
+    for _ in range(30):
+        post_order(client, symbol="AAPL", qty=1, type="limit", limit_price="50")
+        buy(client, "AAPL", 1)
+
+    assert queries() == one == 2  # the account (API key cached) and the orders with their links

@@ -13,7 +13,14 @@ from django.utils import timezone
 from pydantic import TypeAdapter
 
 from tests.conftest import set_quote
-from tests.trading.test_api_support import MakeAsset, assert_alpaca_error, buy, key_client, post_order
+from tests.trading.test_api_support import (  # noqa: F401  (fast_passwords is an autouse fixture)
+    MakeAsset,
+    assert_alpaca_error,
+    buy,
+    fast_passwords,
+    key_client,
+    post_order,
+)
 from trading import calendar
 from trading.api.serializers import PositionSerializer
 from trading.models import Account, Asset, CashEntry, DailyBar, Order, Position, StockPriceHistory
@@ -106,7 +113,9 @@ def test_close_refuses_bad_amounts(client, asset: Asset, account: Account) -> No
     assert Position.objects.get(account=account).qty == 10
 
 
-def test_close_all_answers_207_and_cancels_orders_first(client, make_asset: MakeAsset, account: Account) -> None:
+def test_close_all_answers_207_and_cancels_orders_first(
+    client, make_asset: MakeAsset, account: Account
+) -> None:
     make_asset("AAPL")
     make_asset("MSFT", price="400.00")
     buy(client, "AAPL", 2)
@@ -134,7 +143,10 @@ def test_close_all_reports_a_position_it_cannot_close(client, make_asset: MakeAs
 
     response = client.delete("/v2/positions")  # open sells keep holding AAPL
 
-    results = {result.symbol: result for result in TypeAdapter(list[ClosePositionResponse]).validate_python(response.json())}
+    results = {
+        result.symbol: result
+        for result in TypeAdapter(list[ClosePositionResponse]).validate_python(response.json())
+    }
     assert results["MSFT"].status == 200
     assert results["AAPL"].status == 403
     assert results["AAPL"].body.code == 40310000

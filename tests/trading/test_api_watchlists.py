@@ -7,9 +7,17 @@ import uuid
 import pytest
 from alpaca.trading.models import Watchlist as AlpacaWatchlist
 from alpaca.trading.requests import CreateWatchlistRequest, UpdateWatchlistRequest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from pydantic import TypeAdapter
 
-from tests.trading.test_api_support import MakeAccount, MakeAsset, assert_alpaca_error, key_client
+from tests.trading.test_api_support import (  # noqa: F401  (fast_passwords is an autouse fixture)
+    MakeAccount,
+    MakeAsset,
+    assert_alpaca_error,
+    fast_passwords,
+    key_client,
+)
 from trading.api.serializers import WatchlistSerializer
 from trading.models import Account, Watchlist
 
@@ -81,7 +89,11 @@ def test_by_name_variants(client) -> None:
 
 def test_invalid_watchlists_are_refused(client) -> None:
     _create(client, "tech", [])
-    for body in ({"name": "tech", "symbols": []}, {"name": "", "symbols": []}, {"name": "x", "symbols": ["NOPE"]}):
+    for body in (
+        {"name": "tech", "symbols": []},
+        {"name": "", "symbols": []},
+        {"name": "x", "symbols": ["NOPE"]},
+    ):
         assert_alpaca_error(client.post("/v2/watchlists", body, format="json"), 422)
     assert Watchlist.objects.count() == 1
 
@@ -97,3 +109,19 @@ def test_another_accounts_watchlist_is_not_found(client, make_account: MakeAccou
     assert_alpaca_error(client.get(f"/v2/watchlists/{uuid.uuid4()}"), 404)
     assert_alpaca_error(client.get("/v2/watchlists/not-a-uuid"), 404)
     assert Watchlist.objects.get(pk=theirs.id).name == "secret"
+
+
+def test_property_2_watchlist_list_query_count_does_not_grow(client) -> None:
+    """Property 2: watchlists and all their assets load in the same queries for 1 or 10 lists."""
+
+    def queries() -> int:
+        client.get("/v2/watchlists")
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get("/v2/watchlists").status_code == 200
+        return len(captured)
+
+    _create(client, "first", ["AAPL"])
+    one = queries()
+    for index in range(9):
+        _create(client, f"list {index}", ["AAPL", "MSFT", "IBM"])
+    assert queries() == one == 3  # the account, the watchlists, their entries with assets

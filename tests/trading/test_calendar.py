@@ -15,12 +15,12 @@ UTC = dt.UTC
 NEW_YORK = ZoneInfo("America/New_York")
 
 
-def utc(*args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
-def ny(*args: int, fold: int = 0) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=NEW_YORK, fold=fold)
+def ny(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, tzinfo=NEW_YORK)
 
 
 # --- always open (the default) ----------------------------------------------------------------
@@ -72,7 +72,11 @@ def test_day_lengths_across_dst_changes() -> None:
         start = calendar.day_start(day).astimezone(UTC)
         return calendar.next_day_boundary(start).astimezone(UTC) - start
 
-    spring, autumn, ordinary = length(dt.date(2025, 3, 9)), length(dt.date(2025, 11, 2)), length(dt.date(2025, 6, 2))
+    spring, autumn, ordinary = (
+        length(dt.date(2025, 3, 9)),
+        length(dt.date(2025, 11, 2)),
+        length(dt.date(2025, 6, 2)),
+    )
     assert spring == dt.timedelta(hours=23)
     assert autumn == dt.timedelta(hours=25)
     assert ordinary == dt.timedelta(hours=24)
@@ -84,7 +88,11 @@ def test_trading_day_of_uses_new_york_dates() -> None:
     assert calendar.trading_day_of(utc(2025, 11, 2, 6, 30)) == dt.date(2025, 11, 2)
 
 
-@given(st.datetimes(min_value=dt.datetime(2000, 1, 1), max_value=dt.datetime(2040, 12, 31), timezones=st.just(UTC)))
+@given(
+    st.datetimes(
+        min_value=dt.datetime(2000, 1, 1), max_value=dt.datetime(2040, 12, 31), timezones=st.just(UTC)
+    )
+)
 def test_next_boundary_is_the_first_new_york_midnight_after_the_moment(moment: dt.datetime) -> None:
     clock = calendar.clock_at(moment)
     boundary = clock.next_close
@@ -122,7 +130,12 @@ def xnys(settings: Settings) -> None:
     settings.MARKET_HOURS = "xnys"
 
 
+# exchange-calendars still reads pandas' tz-naive ``.values``; nothing here to act on.
+xnys_warnings = pytest.mark.filterwarnings("ignore:.*values returning an ndarray that drops timezone")
+
+
 @pytest.mark.usefixtures("xnys")
+@xnys_warnings
 def test_xnys_holidays_are_absent_and_early_closes_are_right() -> None:
     assert not calendar.always_open()
     sessions = {s.date: s for s in calendar.sessions_between(dt.date(2025, 11, 24), dt.date(2025, 12, 31))}
@@ -141,6 +154,7 @@ def test_xnys_holidays_are_absent_and_early_closes_are_right() -> None:
 
 
 @pytest.mark.usefixtures("xnys")
+@xnys_warnings
 def test_xnys_session_times_are_new_york_local_across_dst() -> None:
     # 09:30-16:00 New York whether the offset is -5 (before 2025-03-09) or -4 (after).
     sessions = calendar.sessions_between(dt.date(2025, 3, 7), dt.date(2025, 3, 10))
@@ -149,6 +163,7 @@ def test_xnys_session_times_are_new_york_local_across_dst() -> None:
 
 
 @pytest.mark.usefixtures("xnys")
+@xnys_warnings
 def test_xnys_clock_on_an_early_close_day() -> None:
     clock = calendar.clock_at(ny(2025, 11, 28, 12, 0))
     assert clock.is_open
@@ -163,6 +178,7 @@ def test_xnys_clock_on_an_early_close_day() -> None:
 
 
 @pytest.mark.usefixtures("xnys")
+@xnys_warnings
 def test_xnys_clock_on_a_holiday() -> None:
     clock = calendar.clock_at(ny(2025, 12, 25, 11, 0))
     assert not clock.is_open
@@ -171,6 +187,7 @@ def test_xnys_clock_on_a_holiday() -> None:
 
 
 @pytest.mark.usefixtures("xnys")
+@xnys_warnings
 def test_xnys_clock_before_the_open_on_a_normal_day() -> None:
     clock = calendar.clock_at(ny(2025, 6, 2, 9, 0))
     assert not clock.is_open

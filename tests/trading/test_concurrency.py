@@ -13,8 +13,9 @@ lives with it.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pytest
@@ -42,7 +43,7 @@ class Outcome:
     error: BaseException | None = None
 
 
-def run_together(calls: list[Callable[[], object]], timeout: float = 120) -> list[Outcome]:
+def run_together(calls: Sequence[Callable[[], object]], timeout: float = 120) -> list[Outcome]:
     """Run each call in its own thread, all released at once; every thread closes its connection."""
     barrier = threading.Barrier(len(calls))
     outcomes = [Outcome() for _ in calls]
@@ -85,18 +86,25 @@ def assert_books_balance(account: Account) -> Account:
         held = sum(o.qty - o.filled_qty for o in open_orders.filter(asset=pos.asset, side="sell"))
         assert pos.qty_held == held
         assert pos.qty >= pos.qty_held
-        signed = sum(f.qty if f.side == "buy" else -f.qty for f in Fill.objects.filter(account=account, asset=pos.asset))
+        signed = sum(
+            f.qty if f.side == "buy" else -f.qty
+            for f in Fill.objects.filter(account=account, asset=pos.asset)
+        )
         assert pos.qty == signed
     return account
 
 
 @pytest.fixture(autouse=True)
-def _fast_password_hashing(settings: Settings) -> None:
+def _test_settings(settings: Settings) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Cash for exactly ten buys assumes no commission.
+    settings.COMMISSION_PER_ORDER_CENTS = 0
+    settings.COMMISSION_PER_SHARE_CENTI_CENTS = 0
+    settings.COMMISSION_MINIMUM_CENTS = 0
 
 
 @pytest.fixture
-def asset(_fast_password_hashing: None, db: None) -> Asset:
+def asset(_test_settings: None, db: None) -> Asset:
     asset = Asset.objects.create(symbol="RACE", name="Race Inc.", sector="Technology")
     StockPriceHistory.objects.create(
         symbol="RACE",
@@ -113,7 +121,13 @@ def asset(_fast_password_hashing: None, db: None) -> Asset:
 
 
 def buy(account: Account, **fields: object) -> Callable[[], Order]:
-    values: dict[str, object] = {"symbol": "RACE", "qty": 1, "side": "buy", "type": "market", "time_in_force": "day"}
+    values: dict[str, object] = {
+        "symbol": "RACE",
+        "qty": 1,
+        "side": "buy",
+        "type": "market",
+        "time_in_force": "day",
+    }
     values.update(fields)
     request = OrderRequest(**values)  # type: ignore[arg-type]
     return lambda: services.order_place(account_id=account.pk, request=request)
@@ -141,7 +155,9 @@ def test_50_concurrent_market_buys_against_cash_for_10(asset: Asset, make_accoun
     assert CashEntry.objects.filter(account=account, kind="buy").count() == 10
 
 
-def test_50_concurrent_resting_limit_buys_reserve_for_exactly_10(asset: Asset, make_account: MakeAccount) -> None:
+def test_50_concurrent_resting_limit_buys_reserve_for_exactly_10(
+    asset: Asset, make_account: MakeAccount
+) -> None:
     account = make_account(cash=10 * 9_500)
     outcomes = run_together([buy(account, type="limit", limit_price_units=950_000) for _ in range(THREADS)])
 
@@ -163,7 +179,9 @@ def test_50_concurrent_sells_of_10_shares_hold_exactly_10(asset: Asset, make_acc
         request=OrderRequest(symbol="RACE", qty=10, side="buy", type="market", time_in_force="day"),
     )
     calls = [
-        buy(account, side="sell", type="limit", limit_price_units=1_100_000) if i % 2 else buy(account, side="sell")
+        buy(account, side="sell", type="limit", limit_price_units=1_100_000)
+        if i % 2
+        else buy(account, side="sell")
         for i in range(THREADS)
     ]
     outcomes = run_together(calls)
@@ -182,7 +200,9 @@ def test_50_concurrent_sells_of_10_shares_hold_exactly_10(asset: Asset, make_acc
 
 
 @pytest.mark.parametrize("side", ["buy", "sell"])
-def test_cancel_racing_fill_has_exactly_one_winner(asset: Asset, make_account: MakeAccount, side: str) -> None:
+def test_cancel_racing_fill_has_exactly_one_winner(
+    asset: Asset, make_account: MakeAccount, side: str
+) -> None:
     account = make_account(cash=10_000_000)
     if side == "sell":
         services.order_place(
@@ -198,8 +218,8 @@ def test_cancel_racing_fill_has_exactly_one_winner(asset: Asset, make_account: M
         now = timezone.now() + dt.timedelta(seconds=round_)
         cancel, fill = run_together(
             [
-                lambda order=order, now=now: services.order_cancel(account_id=account.pk, order_id=order.pk, now=now),
-                lambda order=order, now=now: services.order_fill(order_id=order.pk, price_units=fill_price, now=now),
+                functools.partial(services.order_cancel, account_id=account.pk, order_id=order.pk, now=now),
+                functools.partial(services.order_fill, order_id=order.pk, price_units=fill_price, now=now),
             ]
         )
         assert unclean([cancel, fill]) == [], f"round {round_}"
@@ -214,11 +234,11 @@ def test_cancel_racing_fill_has_exactly_one_winner(asset: Asset, make_account: M
             assert cancel.error is None
             assert fill.error is None and fill.value is None
         assert Fill.objects.filter(order=order).count() == (1 if order.status == "filled" else 0)
-        account = assert_books_balance(account)
+        balanced = assert_books_balance(account)
         # The reservation (or the held shares) came back exactly once, whoever won.
-        assert account.reserved_cents == 0
+        assert balanced.reserved_cents == 0
         per_fill = -94_010 if side == "buy" else 106_000
-        assert account.cash_cents == start + fills * per_fill
+        assert balanced.cash_cents == start + fills * per_fill
         if side == "sell":
             assert Position.objects.get(account=account, asset=asset).qty_held == 0
     assert fills + cancels == 20
@@ -230,10 +250,13 @@ def test_replace_racing_fill_has_exactly_one_winner(asset: Asset, make_account: 
         order = buy(account, qty=10, type="limit", limit_price_units=950_000, time_in_force="gtc")()
         replace, fill = run_together(
             [
-                lambda order=order: services.order_replace(
-                    account_id=account.pk, order_id=order.pk, limit_price_units=940_000
+                functools.partial(
+                    services.order_replace,
+                    account_id=account.pk,
+                    order_id=order.pk,
+                    limit_price_units=940_000,
                 ),
-                lambda order=order: services.order_fill(order_id=order.pk, price_units=940_100),
+                functools.partial(services.order_fill, order_id=order.pk, price_units=940_100),
             ]
         )
         assert unclean([replace, fill]) == [], f"round {round_}"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext, override_settings
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, event, given, settings as hsettings, strategies as st
 
 from trading import history
 from trading.errors import InvalidRequest
@@ -186,6 +186,7 @@ def test_property_37_pages_concatenate_without_duplicates_or_gaps_while_ticks_ar
                 for seq, at in stored[symbol]
                 if in_range(at)
             }
+            initial = len(expected)
             seen: list[tuple[str, int]] = []
             token = None
             pending = list(inserts)
@@ -210,6 +211,7 @@ def test_property_37_pages_concatenate_without_duplicates_or_gaps_while_ticks_ar
             else:
                 raise AssertionError("pagination did not end")
 
+            event(f"{sort}, range={ranged}, inserted ticks that had to appear: {len(seen) > initial}")
             assert len(seen) == len(set(seen)), "a tick was returned twice"
             assert seen == sorted(expected, key=order), "pages are not the ordered set"
 

@@ -197,7 +197,9 @@ def test_stop_limit_fills_at_once_when_the_limit_is_marketable_as_the_stop_cross
 # --- evaluate: trailing stops ----------------------------------------------------------------------
 
 
-def run_trailing(start: RestingOrder, lasts: Iterable[int], spread: int = 10) -> tuple[RestingOrder, list[Decision]]:
+def run_trailing(
+    start: RestingOrder, lasts: Iterable[int], spread: int = 10
+) -> tuple[RestingOrder, list[Decision]]:
     current, decisions = start, []
     for last in lasts:
         decision = evaluate(current, Quote(bid=last - spread, ask=last + spread, last=last))
@@ -270,7 +272,9 @@ def test_trailing_stop_fires_at_the_first_trade_a_trail_beyond_the_water_mark(
     else:
         index, mark = expected_fill
         last = lasts[index]
-        assert fills == [Decision("o1", Action.FILL, last - 10 if side == "sell" else last + 10, water_mark=mark)]
+        assert fills == [
+            Decision("o1", Action.FILL, last - 10 if side == "sell" else last + 10, water_mark=mark)
+        ]
 
 
 # --- TriggerBook versus the plain path ---------------------------------------------------------------
@@ -311,7 +315,10 @@ def test_remove_and_apply_of_unknown_orders_are_harmless() -> None:
 
 
 def test_triggered_skips_orders_without_a_quote() -> None:
-    orders = [order(side="buy", type="limit", limit=10_100), order(id="o2", symbol="BBB", side="buy", type="limit", limit=1)]
+    orders = [
+        order(side="buy", type="limit", limit=10_100),
+        order(id="o2", symbol="BBB", side="buy", type="limit", limit=1),
+    ]
     assert triggered(orders, {"AAA": QUOTE}) == [Decision("o1", Action.FILL, 10_010)]
     assert triggered(orders, {}) == []
 

@@ -235,3 +235,25 @@ def test_negative_counts_are_refused(tmp_path: Path) -> None:
         seed(tmp_path, "--days", "-1")
     with pytest.raises(CommandError, match="--now"):
         seed(tmp_path, "--now", "yesterday")
+
+
+def test_real_hours_history_stops_at_the_last_close(settings: Any) -> None:
+    settings.MARKET_HOURS = "xnys"
+    sunday = dt.datetime(2025, 3, 16, 12, 0, tzinfo=dt.UTC)
+    asset = sp500()[0]
+
+    history = HistoryGenerator(seed=42, now=sunday, days=3, minutes=120).history(asset)
+
+    assert [bar.start.date() for bar in history.daily] == [dt.date(2025, 3, d) for d in (12, 13, 14)]
+    friday_close = dt.datetime(2025, 3, 14, 20, 0, tzinfo=dt.UTC)  # 16:00 New York
+    assert len(history.minute) == 120
+    assert history.minute[-1].start == friday_close - dt.timedelta(minutes=1)
+    assert history.daily[-1].close_units == history.minute[-1].close_units == asset.initial_price_units
+
+    # Fifteen minutes after Monday's open, only those fifteen minutes are seeded.
+    monday_early = HistoryGenerator(
+        seed=42, now=dt.datetime(2025, 3, 17, 13, 45, tzinfo=dt.UTC), days=3, minutes=120
+    )
+    minutes = monday_early.history(asset).minute
+    assert [bar.start for bar in minutes][:1] == [dt.datetime(2025, 3, 17, 13, 30, tzinfo=dt.UTC)]
+    assert len(minutes) == 15

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from django.db.models import Sum
@@ -43,7 +44,9 @@ MakeAsset = Callable[..., Asset]
 
 def tick(symbol: str, last_units: int, *, spread_units: int = 100) -> StockPriceHistory:
     """A new newest tick (exact units, no float conversion): bid and ask ``spread_units`` either side."""
-    seq = StockPriceHistory.objects.filter(symbol=symbol).order_by("-seq").values_list("seq", flat=True).first()
+    seq = (
+        StockPriceHistory.objects.filter(symbol=symbol).order_by("-seq").values_list("seq", flat=True).first()
+    )
     return StockPriceHistory.objects.create(
         symbol=symbol,
         seq=(seq or 0) + 1,
@@ -58,7 +61,13 @@ def tick(symbol: str, last_units: int, *, spread_units: int = 100) -> StockPrice
 
 
 def place(account: Account, *, now: dt.datetime = NOW, **fields: object) -> Order:
-    values: dict[str, object] = {"symbol": "AAPL", "qty": 1, "side": "buy", "type": "market", "time_in_force": "gtc"}
+    values: dict[str, object] = {
+        "symbol": "AAPL",
+        "qty": 1,
+        "side": "buy",
+        "type": "market",
+        "time_in_force": "gtc",
+    }
     values.update(fields)
     return services.order_place(account_id=account.pk, request=OrderRequest(**values), now=now)  # type: ignore[arg-type]
 
@@ -79,9 +88,12 @@ def assert_books_balance(account: Account) -> Account:
     assert 0 <= account.reserved_cents <= account.cash_cents
     open_orders = Order.objects.filter(account=account, status__in=["new", "partially_filled"])
     assert account.reserved_cents == (open_orders.aggregate(total=Sum("reserved_cents"))["total"] or 0)
-    assert not Order.objects.filter(account=account).exclude(status__in=["new", "partially_filled"]).exclude(
-        reserved_cents=0
-    ).exists()
+    assert (
+        not Order.objects.filter(account=account)
+        .exclude(status__in=["new", "partially_filled"])
+        .exclude(reserved_cents=0)
+        .exists()
+    )
     for pos in Position.objects.filter(account=account):
         held = sum(o.qty - o.filled_qty for o in open_orders.filter(asset=pos.asset, side="sell"))
         assert pos.qty_held == held
@@ -99,13 +111,17 @@ def snapshot() -> tuple[object, ...]:
 
 
 @pytest.fixture(autouse=True)
-def _fast_password_hashing(settings: Settings) -> None:
+def _test_settings(settings: Settings) -> None:
     # make_account gives each user a password; the default PBKDF2 costs ~0.3 s per account.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Exact amounts below assume no commission unless a test sets one (the environment may).
+    settings.COMMISSION_PER_ORDER_CENTS = 0
+    settings.COMMISSION_PER_SHARE_CENTI_CENTS = 0
+    settings.COMMISSION_MINIMUM_CENTS = 0
 
 
 @pytest.fixture(autouse=True)
-def aapl(_fast_password_hashing: None, make_asset: MakeAsset) -> Asset:
+def aapl(_test_settings: None, make_asset: MakeAsset) -> Asset:
     return make_asset("AAPL", price="100.00")
 
 
@@ -196,7 +212,9 @@ def test_active_commission_plan_overrides_settings(settings: Settings, account: 
     settings.COMMISSION_PER_ORDER_CENTS = 500
     CommissionPlan.objects.create(name="old", per_order_cents=1, active=True)
     CommissionPlan.objects.create(name="off", per_order_cents=999, active=False)
-    plan = CommissionPlan.objects.create(name="per share", per_share_centi_cents=100, minimum_cents=5, active=True)
+    plan = CommissionPlan.objects.create(
+        name="per share", per_share_centi_cents=100, minimum_cents=5, active=True
+    )
     # The newest active plan applies.
     CommissionPlan.objects.filter(name="old").update(created_at=timezone.now() - dt.timedelta(days=1))
     CommissionPlan.objects.filter(pk=plan.pk).update(created_at=timezone.now())
@@ -233,7 +251,9 @@ def test_limit_buy_rests_and_reserves_buying_power_then_cancel_releases(account:
     )
     assert not Fill.objects.exists()
 
-    canceled = services.order_cancel(account_id=account.pk, order_id=order.pk, now=NOW + dt.timedelta(minutes=1))
+    canceled = services.order_cancel(
+        account_id=account.pk, order_id=order.pk, now=NOW + dt.timedelta(minutes=1)
+    )
     assert (canceled.status, canceled.canceled_at) == ("canceled", NOW + dt.timedelta(minutes=1))
     order.refresh_from_db()
     assert (order.status, order.reserved_cents) == ("canceled", 0)
@@ -278,6 +298,21 @@ def test_unfillable_ioc_and_fok_are_canceled_at_once(account: Account, tif: str)
     # Marketable IOC/FOK fill whole.
     filled = place(account, qty=10, type="limit", limit_price_units=1_000_100, time_in_force=tif)
     assert filled.status == "filled"
+
+
+@pytest.mark.parametrize("tif", ["ioc", "fok"])
+def test_unfillable_ioc_and_fok_still_need_buying_power_or_shares(
+    make_account: MakeAccount, tif: str
+) -> None:
+    # Every order passes the buying-power (or shares) check on submission, as on Alpaca: an
+    # account that could not pay is told so (403), not handed a canceled order.
+    account = make_account(cash=1_000)
+    before = snapshot()
+    with pytest.raises(Forbidden, match="buying power"):
+        place(account, qty=10, type="limit", limit_price_units=950_000, time_in_force=tif)
+    with pytest.raises(Forbidden, match="insufficient qty"):
+        place(account, qty=10, side="sell", type="limit", limit_price_units=1_100_000, time_in_force=tif)
+    assert snapshot() == before
 
 
 def test_resting_sell_holds_its_shares(account: Account) -> None:
@@ -336,7 +371,9 @@ def test_stop_limit_crossed_on_placement_rests_as_a_triggered_limit(account: Acc
     assert order.status == "new"
     assert order.stop_triggered_at == NOW
     assert order.reserved_cents == 9_950
-    untriggered = place(account, qty=1, type="stop_limit", stop_price_units=1_010_000, limit_price_units=1_020_000)
+    untriggered = place(
+        account, qty=1, type="stop_limit", stop_price_units=1_010_000, limit_price_units=1_020_000
+    )
     untriggered.refresh_from_db()
     assert untriggered.stop_triggered_at is None
     assert_books_balance(account)
@@ -362,7 +399,9 @@ def test_order_fill_of_a_resting_buy_at_the_crossing_price(account: Account) -> 
     order = place(account, qty=10, type="limit", limit_price_units=950_000)
     price = tick("AAPL", 940_000)  # ask 94.01, under the limit
     later = NOW + dt.timedelta(minutes=5)
-    filled = services.order_fill(order_id=order.pk, price_units=price.ask_units, tick_seq=price.seq, now=later)
+    filled = services.order_fill(
+        order_id=order.pk, price_units=price.ask_units, tick_seq=price.seq, now=later
+    )
     assert filled is not None
     assert (filled.status, filled.filled_qty, filled.filled_avg_price_units, filled.filled_at) == (
         "filled",
@@ -427,7 +466,9 @@ def test_order_fill_the_account_cannot_pay_cancels_the_order(make_account: MakeA
 
 def test_order_mark_triggered_and_track_water_mark(account: Account) -> None:
     place(account, qty=3)
-    order = place(account, qty=3, side="sell", type="stop_limit", stop_price_units=950_000, limit_price_units=940_000)
+    order = place(
+        account, qty=3, side="sell", type="stop_limit", stop_price_units=950_000, limit_price_units=940_000
+    )
     services.order_mark_triggered(order_id=order.pk, now=NOW)
     services.order_mark_triggered(order_id=order.pk, now=NOW + dt.timedelta(hours=1))  # first one stays
     order.refresh_from_db()
@@ -450,7 +491,12 @@ def test_order_replace_moves_the_reservation_to_the_new_order(account: Account) 
     old = place(account, qty=10, type="limit", limit_price_units=950_000, client_order_id="mine-1")
     later = NOW + dt.timedelta(minutes=1)
     new = services.order_replace(
-        account_id=account.pk, order_id=old.pk, qty=5, limit_price_units=960_000, client_order_id="mine-2", now=later
+        account_id=account.pk,
+        order_id=old.pk,
+        qty=5,
+        limit_price_units=960_000,
+        client_order_id="mine-2",
+        now=later,
     )
     old.refresh_from_db()
     assert (old.status, old.replaced_at, old.reserved_cents) == ("replaced", later, 0)
@@ -509,7 +555,9 @@ def test_orders_are_private_to_their_account(make_account: MakeAccount) -> None:
 def test_day_orders_expire_at_the_day_boundary_and_release_what_they_held(account: Account) -> None:
     place(account, qty=10)
     day_buy = place(account, qty=10, type="limit", limit_price_units=950_000, time_in_force="day")
-    day_sell = place(account, qty=4, side="sell", type="limit", limit_price_units=1_100_000, time_in_force="day")
+    day_sell = place(
+        account, qty=4, side="sell", type="limit", limit_price_units=1_100_000, time_in_force="day"
+    )
     gtc_buy = place(account, qty=1, type="limit", limit_price_units=900_000, time_in_force="gtc")
     boundary = dt.datetime(2025, 6, 3, 4, 0, tzinfo=dt.UTC)  # midnight New York (EDT)
     assert day_buy.expires_at == boundary
@@ -550,7 +598,9 @@ def test_position_close_whole(account: Account) -> None:
     ("qty", "percentage", "sold"),
     [(3, None, 3), (None, Decimal("50"), 5), (None, Decimal("25"), 2), (None, Decimal("100"), 10)],
 )
-def test_position_close_part(account: Account, qty: int | None, percentage: Decimal | None, sold: int) -> None:
+def test_position_close_part(
+    account: Account, qty: int | None, percentage: Decimal | None, sold: int
+) -> None:
     place(account, qty=10)
     order = services.position_close(account_id=account.pk, symbol="AAPL", qty=qty, percentage=percentage)
     assert (order.qty, order.status) == (sold, "filled")
@@ -760,7 +810,7 @@ def test_suspended_account_is_forbidden(account: Account) -> None:
         {"client_order_id": "x" * 49},
     ],
 )
-def test_malformed_orders_are_invalid_and_write_nothing(account: Account, fields: dict[str, object]) -> None:
+def test_malformed_orders_are_invalid_and_write_nothing(account: Account, fields: dict[str, Any]) -> None:
     before = snapshot()
     with pytest.raises(InvalidRequest):
         place(account, **fields)
@@ -793,7 +843,14 @@ def test_services_on_unknown_ids(account: Account) -> None:
         lambda account: services.account_configure(account_id="not-a-uuid", no_shorting=True),
         lambda account: services.position_close(account_id="not-a-uuid", symbol="AAPL"),
     ],
-    ids=["order_cancel", "order_replace", "account_reset", "account_grant_cash", "account_configure", "position_close"],
+    ids=[
+        "order_cancel",
+        "order_replace",
+        "account_reset",
+        "account_grant_cash",
+        "account_configure",
+        "position_close",
+    ],
 )
 def test_malformed_ids_are_not_found(account: Account, call: Callable[[Account], object]) -> None:
     # Ids come from URLs and JSON: a malformed one is a 404 like any unknown id, never a 500.

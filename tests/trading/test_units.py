@@ -148,7 +148,7 @@ def test_non_numbers_and_bools_are_refused(value: object) -> None:
 
 
 def test_unit_error_is_a_value_error_naming_the_field() -> None:
-    with pytest.raises(ValueError, match="^limit_price must be a number$"):
+    with pytest.raises(ValueError, match=r"^limit_price must be a number$"):
         price_to_units(True, field="limit_price")
 
 
@@ -177,9 +177,7 @@ def test_trade_value_cents_rounds_half_even(price: int, qty: int, value: int) ->
     assert trade_value_cents(price_units=price, qty=qty) == value
 
 
-@given(
-    price=st.integers(min_value=0, max_value=10**10), qty=st.integers(min_value=0, max_value=10**7)
-)
+@given(price=st.integers(min_value=0, max_value=10**10), qty=st.integers(min_value=0, max_value=10**7))
 def test_trade_value_cents_is_exact_half_even(price: int, qty: int) -> None:
     exact = Fraction(price * qty, PRICE_SCALE // 100)
     # round() on a Fraction rounds half to even, with no float anywhere.

@@ -6,7 +6,8 @@
   are no OAuth apps here, so a token is accepted only when it is a key pair.
 
 A verified key is cached for API_KEY_CACHE_SECONDS so most requests skip the key lookup; the
-cache holds the secret's HMAC, never the secret, and ``services.api_key_revoke`` deletes the entry.
+cache holds the secret's HMAC, never the secret, and ``services.api_key_revoke`` replaces the entry
+with a revocation marker.
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ def _verified_key(key_id: str, secret: str) -> VerifiedKey:
     offered = services.api_key_secret_hmac(secret)
     cache_key = services.api_key_cache_key(key_id)
     cached = cache.get(cache_key)
+    if cached == services.API_KEY_REVOKED:
+        raise exceptions.AuthenticationFailed(INVALID_CREDENTIALS)
     if isinstance(cached, dict):
         known = VerifiedKey(key_id=key_id, **cached)
     else:
@@ -95,7 +98,9 @@ def _verified_key(key_id: str, secret: str) -> VerifiedKey:
     if not hmac.compare_digest(offered, known.secret_hmac):
         raise exceptions.AuthenticationFailed(INVALID_CREDENTIALS)
     if not isinstance(cached, dict):
-        cache.set(cache_key, known.as_cache_value(), settings.API_KEY_CACHE_SECONDS)
+        # add, not set: a revocation that committed after the read above left a marker that
+        # this request must not overwrite with the stale "valid" answer.
+        cache.add(cache_key, known.as_cache_value(), settings.API_KEY_CACHE_SECONDS)
         # Once per cache period, not per request: a write on every GET would serialise readers
         # behind SQLite's write lock.
         ApiKey.objects.filter(key_id=key_id).update(last_used_at=timezone.now())

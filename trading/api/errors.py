@@ -10,7 +10,10 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import (
+    PermissionDenied as DjangoPermissionDenied,
+    ValidationError as DjangoValidationError,
+)
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
@@ -57,6 +60,9 @@ def _status_and_message(exc: Exception) -> tuple[int, str]:
         return status.HTTP_404_NOT_FOUND, str(exc) or "not found"
     if isinstance(exc, DjangoPermissionDenied):
         return status.HTTP_403_FORBIDDEN, str(exc) or "forbidden"
+    if isinstance(exc, DjangoValidationError):
+        # A model or field refusing a value (e.g. a malformed UUID reaching a query) is bad input.
+        return VALIDATION_STATUS, "; ".join(exc.messages) or "invalid request"
     if isinstance(exc, exceptions.ValidationError):
         return VALIDATION_STATUS, "; ".join(flatten_detail(exc.detail)) or "invalid request"
     if isinstance(exc, exceptions.ParseError):

@@ -15,7 +15,13 @@ from collections.abc import Callable
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+    inline_serializer,
+)
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -101,7 +107,7 @@ def snapshot_json(snapshot: Snapshot) -> dict[str, Any]:
 # --- Query parameters -----------------------------------------------------------------------
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:?\d{2})?$")
+_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.(\d{1,9}))?(?:[Zz]|[+-]\d{2}:?\d{2})?$")
 # An unencoded "+" in a query string arrives as a space: "...T10:00:00 00:00".
 _SPACE_OFFSET_RE = re.compile(r" (\d{2}:?\d{2})$")
 
@@ -119,9 +125,15 @@ def parse_time(value: str | None, *, name: str, end: bool = False) -> dt.datetim
             day = dt.date.fromisoformat(text)
             moment = dt.datetime.combine(day, dt.time.min, tzinfo=dt.UTC)
             return moment + dt.timedelta(days=1) - dt.timedelta(microseconds=1) if end else moment
-        if _TIME_RE.match(text):
+        match = _TIME_RE.match(text)
+        if match:
             parsed = dt.datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+            parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+            # Times are stored to the microsecond: a start with nanoseconds beyond them begins at
+            # the next microsecond; an end simply drops them.
+            if not end and (match.group(1) or "").ljust(9, "0")[6:] != "000":
+                parsed += dt.timedelta(microseconds=1)
+            return parsed
     except ValueError:
         pass
     raise InvalidRequest(f"invalid {name}: expected RFC 3339 or YYYY-MM-DD, got {value!r}")
@@ -155,62 +167,86 @@ def _history_args(request: Request) -> dict[str, Any]:
 # --- Schema ---------------------------------------------------------------------------------
 
 
-def bar_schema() -> Any:
-    return inline_serializer(
-        "MarketDataBar",
-        {
-            "t": serializers.DateTimeField(),
-            "o": serializers.FloatField(),
-            "h": serializers.FloatField(),
-            "l": serializers.FloatField(),
-            "c": serializers.FloatField(),
-            "v": serializers.IntegerField(),
-            "n": serializers.IntegerField(allow_null=True),
-            "vw": serializers.FloatField(allow_null=True),
-        },
-    )
+def _item_schema(name: str, fields: dict[str, serializers.Field]) -> type[serializers.Serializer]:
+    # Built with type() because a quote has a key called "as"; built once so that every endpoint
+    # shares one component per shape.
+    return type(name, (serializers.Serializer,), fields)
 
 
-def trade_schema() -> Any:
-    return inline_serializer(
-        "MarketDataTrade",
-        {
-            "t": serializers.DateTimeField(),
-            "x": serializers.CharField(),
-            "p": serializers.FloatField(),
-            "s": serializers.IntegerField(),
-            "c": serializers.ListField(child=serializers.CharField()),
-            "i": serializers.IntegerField(),
-            "z": serializers.CharField(),
-        },
-    )
+BarSchema = _item_schema(
+    "MarketDataBar",
+    {
+        "t": serializers.DateTimeField(),
+        "o": serializers.FloatField(),
+        "h": serializers.FloatField(),
+        "l": serializers.FloatField(),
+        "c": serializers.FloatField(),
+        "v": serializers.IntegerField(),
+        "n": serializers.IntegerField(allow_null=True),
+        "vw": serializers.FloatField(allow_null=True),
+    },
+)
+TradeSchema = _item_schema(
+    "MarketDataTrade",
+    {
+        "t": serializers.DateTimeField(),
+        "x": serializers.CharField(),
+        "p": serializers.FloatField(),
+        "s": serializers.IntegerField(),
+        "c": serializers.ListField(child=serializers.CharField()),
+        "i": serializers.IntegerField(),
+        "z": serializers.CharField(),
+    },
+)
+QuoteSchema = _item_schema(
+    "MarketDataQuote",
+    {
+        "t": serializers.DateTimeField(),
+        "ax": serializers.CharField(),
+        "ap": serializers.FloatField(),
+        "as": serializers.IntegerField(),
+        "bx": serializers.CharField(),
+        "bp": serializers.FloatField(),
+        "bs": serializers.IntegerField(),
+        "c": serializers.ListField(child=serializers.CharField()),
+        "z": serializers.CharField(),
+    },
+)
 
 
-def quote_schema() -> Any:
-    return inline_serializer(
-        "MarketDataQuote",
-        {
-            "t": serializers.DateTimeField(),
-            "ax": serializers.CharField(),
-            "ap": serializers.FloatField(),
-            "as": serializers.IntegerField(),
-            "bx": serializers.CharField(),
-            "bp": serializers.FloatField(),
-            "bs": serializers.IntegerField(),
-            "c": serializers.ListField(child=serializers.CharField()),
-            "z": serializers.CharField(),
-        },
-    )
-
-
-def snapshot_fields() -> dict[str, Any]:
+def _snapshot_fields() -> dict[str, serializers.Field]:
     return {
-        "latestTrade": trade_schema(),
-        "latestQuote": quote_schema(),
-        "minuteBar": bar_schema(),
-        "dailyBar": bar_schema(),
-        "prevDailyBar": bar_schema(),
+        "latestTrade": TradeSchema(allow_null=True),
+        "latestQuote": QuoteSchema(allow_null=True),
+        "minuteBar": BarSchema(allow_null=True),
+        "dailyBar": BarSchema(allow_null=True),
+        "prevDailyBar": BarSchema(allow_null=True),
     }
+
+
+SnapshotSchema = _item_schema("MarketDataSnapshot", _snapshot_fields())
+SymbolSnapshotSchema = _item_schema(
+    "SymbolSnapshot", {"symbol": serializers.CharField(), **_snapshot_fields()}
+)
+
+
+def _raw_schema(serializer: type[serializers.Serializer]) -> dict[str, Any]:
+    """An inline OpenAPI schema for the few field types these shapes use."""
+    properties: dict[str, Any] = {}
+    for name, field in serializer().fields.items():
+        if isinstance(field, serializers.Serializer):
+            schema = _raw_schema(type(field))
+        elif isinstance(field, serializers.DateTimeField):
+            schema = {"type": "string", "format": "date-time"}
+        elif isinstance(field, serializers.ListField):
+            schema = {"type": "array", "items": {"type": "string"}}
+        else:
+            kinds: dict[type, str] = {serializers.FloatField: "number", serializers.IntegerField: "integer"}
+            schema = {"type": kinds.get(type(field), "string")}
+        if field.allow_null:
+            schema["nullable"] = True
+        properties[name] = schema
+    return {"type": "object", "properties": properties}
 
 
 SYMBOLS = OpenApiParameter(
@@ -222,6 +258,7 @@ TIMEFRAME = OpenApiParameter(
     required=True,
     description="1-59Min (or T), 1-23Hour (or H), 1Day, 1Week, 1/2/3/4/6/12Month.",
 )
+FEED = OpenApiParameter("feed", OpenApiTypes.STR, description="Accepted and ignored.")
 HISTORY_PARAMETERS = [
     OpenApiParameter("start", OpenApiTypes.STR, description="RFC 3339 time or YYYY-MM-DD (inclusive)."),
     OpenApiParameter("end", OpenApiTypes.STR, description="RFC 3339 time or YYYY-MM-DD (inclusive)."),
@@ -235,7 +272,7 @@ HISTORY_PARAMETERS = [
 ]
 
 
-def _history_schema(key: str, item: Callable[[], Any], *, single: bool) -> Any:
+def _history_schema(key: str, item: type[serializers.Serializer], *, single: bool) -> Any:
     fields: dict[str, serializers.Field] = {
         "next_page_token": serializers.CharField(allow_null=True),
     }
@@ -246,24 +283,35 @@ def _history_schema(key: str, item: Callable[[], Any], *, single: bool) -> Any:
         fields[key] = serializers.DictField(child=serializers.ListField(child=item()))
     name = f"{'Symbol' if single else 'Multi'}{key.capitalize()}Page"
     parameters = ([] if single else [SYMBOLS]) + ([TIMEFRAME] if key == "bars" else []) + HISTORY_PARAMETERS
-    return extend_schema(
-        tags=["market data"], parameters=parameters, responses={200: inline_serializer(name, fields)}
+    return extend_schema_view(
+        get=extend_schema(
+            operation_id=f"stock{'_symbol' if single else ''}_{key}",
+            tags=["market data"],
+            parameters=parameters,
+            responses={200: inline_serializer(name, fields)},
+        )
     )
 
 
-def _latest_schema(key: str, item: Callable[[], Any], *, single: bool) -> Any:
+def _latest_schema(key: str, item: type[serializers.Serializer], *, single: bool) -> Any:
     if single:
         fields: dict[str, serializers.Field] = {"symbol": serializers.CharField(), key: item()}
-        return extend_schema(
-            tags=["market data"],
-            parameters=[OpenApiParameter("feed", OpenApiTypes.STR, description="Accepted and ignored.")],
-            responses={200: inline_serializer(f"SymbolLatest{key.capitalize()}", fields)},
+        return extend_schema_view(
+            get=extend_schema(
+                operation_id=f"stock_symbol_latest_{key}",
+                tags=["market data"],
+                parameters=[FEED],
+                responses={200: inline_serializer(f"SymbolLatest{key.capitalize()}", fields)},
+            )
         )
     fields = {f"{key}s": serializers.DictField(child=item())}
-    return extend_schema(
-        tags=["market data"],
-        parameters=[SYMBOLS, OpenApiParameter("feed", OpenApiTypes.STR, description="Accepted and ignored.")],
-        responses={200: inline_serializer(f"MultiLatest{key.capitalize()}s", fields)},
+    return extend_schema_view(
+        get=extend_schema(
+            operation_id=f"stock_latest_{key}s",
+            tags=["market data"],
+            parameters=[SYMBOLS, FEED],
+            responses={200: inline_serializer(f"MultiLatest{key.capitalize()}s", fields)},
+        )
     )
 
 
@@ -310,42 +358,42 @@ class _SymbolHistoryView(_HistoryView):
         return Response({self.key: grouped.get(wanted, []), "symbol": wanted, "next_page_token": token})
 
 
-@_history_schema("bars", bar_schema, single=False)
+@_history_schema("bars", BarSchema, single=False)
 class StockBarsView(_MultiHistoryView):
     key = "bars"
     fetch = staticmethod(_fetch_bars)
     render = staticmethod(bar_json)
 
 
-@_history_schema("trades", trade_schema, single=False)
+@_history_schema("trades", TradeSchema, single=False)
 class StockTradesView(_MultiHistoryView):
     key = "trades"
     fetch = staticmethod(_fetch_ticks)
     render = staticmethod(trade_json)
 
 
-@_history_schema("quotes", quote_schema, single=False)
+@_history_schema("quotes", QuoteSchema, single=False)
 class StockQuotesView(_MultiHistoryView):
     key = "quotes"
     fetch = staticmethod(_fetch_ticks)
     render = staticmethod(quote_json)
 
 
-@_history_schema("bars", bar_schema, single=True)
+@_history_schema("bars", BarSchema, single=True)
 class SymbolBarsView(_SymbolHistoryView):
     key = "bars"
     fetch = staticmethod(_fetch_bars)
     render = staticmethod(bar_json)
 
 
-@_history_schema("trades", trade_schema, single=True)
+@_history_schema("trades", TradeSchema, single=True)
 class SymbolTradesView(_SymbolHistoryView):
     key = "trades"
     fetch = staticmethod(_fetch_ticks)
     render = staticmethod(trade_json)
 
 
-@_history_schema("quotes", quote_schema, single=True)
+@_history_schema("quotes", QuoteSchema, single=True)
 class SymbolQuotesView(_SymbolHistoryView):
     key = "quotes"
     fetch = staticmethod(_fetch_ticks)
@@ -380,42 +428,42 @@ class _SymbolLatestView(_LatestView):
         return Response({"symbol": wanted, self.key: found[wanted]})
 
 
-@_latest_schema("bar", bar_schema, single=False)
+@_latest_schema("bar", BarSchema, single=False)
 class LatestBarsView(_MultiLatestView):
     key = "bar"
     latest = staticmethod(history.latest_bars)
     render = staticmethod(bar_json)
 
 
-@_latest_schema("trade", trade_schema, single=False)
+@_latest_schema("trade", TradeSchema, single=False)
 class LatestTradesView(_MultiLatestView):
     key = "trade"
     latest = staticmethod(history.latest_trades)
     render = staticmethod(trade_json)
 
 
-@_latest_schema("quote", quote_schema, single=False)
+@_latest_schema("quote", QuoteSchema, single=False)
 class LatestQuotesView(_MultiLatestView):
     key = "quote"
     latest = staticmethod(history.latest_quotes)
     render = staticmethod(quote_json)
 
 
-@_latest_schema("bar", bar_schema, single=True)
+@_latest_schema("bar", BarSchema, single=True)
 class SymbolLatestBarView(_SymbolLatestView):
     key = "bar"
     latest = staticmethod(history.latest_bars)
     render = staticmethod(bar_json)
 
 
-@_latest_schema("trade", trade_schema, single=True)
+@_latest_schema("trade", TradeSchema, single=True)
 class SymbolLatestTradeView(_SymbolLatestView):
     key = "trade"
     latest = staticmethod(history.latest_trades)
     render = staticmethod(trade_json)
 
 
-@_latest_schema("quote", quote_schema, single=True)
+@_latest_schema("quote", QuoteSchema, single=True)
 class SymbolLatestQuoteView(_SymbolLatestView):
     key = "quote"
     latest = staticmethod(history.latest_quotes)
@@ -425,30 +473,30 @@ class SymbolLatestQuoteView(_SymbolLatestView):
 # --- Snapshots ------------------------------------------------------------------------------
 
 
-@extend_schema(
-    tags=["market data"],
-    parameters=[SYMBOLS, OpenApiParameter("feed", OpenApiTypes.STR, description="Accepted and ignored.")],
-    responses={
-        200: serializers.DictField(
-            child=inline_serializer("MarketDataSnapshot", snapshot_fields()),
-            help_text="Snapshots keyed by symbol; symbols without data are left out.",
-        )
-    },
-)
 class SnapshotsView(APIView):
+    @extend_schema(
+        operation_id="stock_snapshots",
+        tags=["market data"],
+        parameters=[SYMBOLS, FEED],
+        responses={
+            200: OpenApiResponse(
+                {"type": "object", "additionalProperties": _raw_schema(SnapshotSchema)},
+                description="Snapshots keyed by symbol; symbols without data are left out.",
+            )
+        },
+    )
     def get(self, request: Request) -> Response:
         found = history.snapshots(symbols=symbols_param(request))
         return Response({symbol: snapshot_json(snapshot) for symbol, snapshot in found.items()})
 
 
-@extend_schema(
-    tags=["market data"],
-    parameters=[OpenApiParameter("feed", OpenApiTypes.STR, description="Accepted and ignored.")],
-    responses={
-        200: inline_serializer("SymbolSnapshot", {"symbol": serializers.CharField(), **snapshot_fields()})
-    },
-)
 class SymbolSnapshotView(APIView):
+    @extend_schema(
+        operation_id="stock_symbol_snapshot",
+        tags=["market data"],
+        parameters=[FEED],
+        responses={200: SymbolSnapshotSchema},
+    )
     def get(self, request: Request, symbol: str) -> Response:
         wanted = _single_symbol(symbol)
         found = history.snapshots(symbols=[wanted])

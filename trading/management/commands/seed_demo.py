@@ -93,9 +93,12 @@ class HistoryGenerator:
 
     def __init__(self, *, seed: int, now: dt.datetime, days: int, minutes: int) -> None:
         self.seed = seed
-        self.end_minute = now.replace(second=0, microsecond=0)
         self.now = now
-        self.minutes = minutes
+        self.end_minute, session_open = self._history_end(now)
+        if session_open is not None:
+            # Real hours: no minute bars before the latest session opened.
+            minutes = min(minutes, (self.end_minute - session_open) // dt.timedelta(minutes=1))
+        self.minutes = max(0, minutes)
         self.sessions = self._sessions(days)
         self.minutes_per_day = 1440 if calendar.always_open() else 390
         self.minute_scale = 1 / math.sqrt(self.minutes_per_day)
@@ -108,18 +111,33 @@ class HistoryGenerator:
         self.market = self._factors("market", MARKET_DAILY_SIGMA, MARKET_DAILY_DRIFT)
         self._sectors: dict[str, _Factors] = {}
 
+    @staticmethod
+    def _history_end(now: dt.datetime) -> tuple[dt.datetime, dt.datetime | None]:
+        """Where history stops: now, or with real hours the latest session's close (and its open)."""
+        end = now.replace(second=0, microsecond=0)
+        if calendar.always_open():
+            return end, None
+        today = calendar.trading_day_of(now)
+        zone = calendar.trading_zone()
+        for day in reversed(calendar.sessions_between(today - dt.timedelta(days=10), today)):
+            opened = dt.datetime.combine(day.date, day.open, tzinfo=zone)
+            if opened <= now:
+                closed = dt.datetime.combine(day.date, day.close, tzinfo=zone)
+                return min(end, closed), opened
+        return end, None
+
     def _sessions(self, days: int) -> list[Session]:
         if days <= 0:
             return []
         today = calendar.trading_day_of(self.now)
         dates = [s.date for s in calendar.sessions_between(today - dt.timedelta(days=2 * days + 10), today)]
         sessions = []
-        for date in dates[-days:]:
+        for date in dates:
             start = calendar.day_start(date)
             end = min(calendar.day_start(date + dt.timedelta(days=1)), self.end_minute)
-            if end > start:
+            if end > start:  # not a session that has yet to open
                 sessions.append(Session(start=start, end=end))
-        return sessions
+        return sessions[-days:]
 
     def _minute_index(self, moment: dt.datetime) -> int:
         offset = (moment - self.window_start) // dt.timedelta(minutes=1)
