@@ -231,3 +231,9 @@ LOGGING = {
 from jobs.schedule import BEAT_SCHEDULE  # noqa: E402
 
 CELERY_BEAT_SCHEDULE = BEAT_SCHEDULE
+
+# --- Real-time market (run_market) and fan-out -------------------------------------------------
+# One Redis pub/sub message per batch window (realtime/wire.py).
+MARKET_WINDOWS_CHANNEL = env.str("MARKET_WINDOWS_CHANNEL", default="sim:market:windows")
+# Batch window: the market publishes and each stream connection gets at most one frame per window.
+STREAM_BATCH_WINDOW_MS = env.int("STREAM_BATCH_WINDOW_MS", default=100)

@@ -6,6 +6,8 @@ urlpatterns = [
     path("", include("trading.api.ops_urls")),
     path("", include("trading.api.market_data_urls")),
     path("", include("trading.api.urls")),
+    path("", include("analytics.urls")),
+    path("", include("jobs.urls")),
 ]
 
 # Alpaca clients expect JSON errors in their shape, also for unknown routes and crashes.

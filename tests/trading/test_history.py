@@ -13,7 +13,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext, override_settings
 from hypothesis import HealthCheck, event, given, settings as hsettings, strategies as st
 
-from trading import history
+from trading import calendar, history
 from trading.errors import InvalidRequest
 from trading.models import Asset, DailyBar, MinuteBar, StockPriceHistory
 
@@ -466,8 +466,6 @@ def test_aggregated_pages_read_minute_bars_in_chunks() -> None:
 
 @pytest.mark.django_db
 def test_daily_weekly_and_monthly_bars() -> None:
-    from trading import calendar
-
     days = [dt.date(2024, 1, 29) + dt.timedelta(days=i) for i in range(21)]  # Mon 29 Jan .. Sun 18 Feb
     DailyBar.objects.bulk_create(
         DailyBar(

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from django.db.models import Q
 
 from trading import history
 from trading.models import Asset, MinuteBar, StockPriceHistory
@@ -181,7 +182,7 @@ def test_bar_ranges_seek_the_symbol_start_index(db: None) -> None:
         MinuteBar,
         fields=history.BAR_FIELDS,
         symbols=["P001", "P002"],
-        where=history.Q(start__gte=start, start__lte=start + dt.timedelta(minutes=30)),
+        where=Q(start__gte=start, start__lte=start + dt.timedelta(minutes=30)),
         key=("start",),
         after=None,
         descending=False,
