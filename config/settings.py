@@ -237,3 +237,39 @@ CELERY_BEAT_SCHEDULE = BEAT_SCHEDULE
 MARKET_WINDOWS_CHANNEL = env.str("MARKET_WINDOWS_CHANNEL", default="sim:market:windows")
 # Batch window: the market publishes and each stream connection gets at most one frame per window.
 STREAM_BATCH_WINDOW_MS = env.int("STREAM_BATCH_WINDOW_MS", default=100)
+
+# --- Jobs ---------------------------------------------------------------------------------------
+# Publishing gives up after about a second (the pool bound of DESIGN 5a), so a request whose
+# enqueue fails writes an outbox row instead of hanging; beat drains the outbox.
+CELERY_BROKER_POOL_LIMIT = REDIS_POOL_MAX_CONNECTIONS
+CELERY_BROKER_CONNECTION_TIMEOUT = REDIS_SOCKET_TIMEOUT
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+# A message a worker took and never acknowledged (the worker died) is delivered again after the
+# visibility timeout. It must exceed the longest retry countdown (JOB_RETRY_CAP_SECONDS), or a
+# countdown still waiting in a live worker is delivered twice (harmless, only wasteful: job runs
+# make effects exactly-once). Tests shorten it, and the restore sweep with it, to see a redelivery.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int("JOB_VISIBILITY_TIMEOUT_SECONDS", default=3600),
+    "unacked_restore_interval": env.int("JOB_UNACKED_RESTORE_INTERVAL_SECONDS", default=10),
+    "unacked_restore_throttle": env.int("JOB_UNACKED_RESTORE_THROTTLE", default=10),
+    "socket_connect_timeout": REDIS_SOCKET_TIMEOUT,
+}
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+# Retries of transient failures: full jitter under base * 2^attempt, capped (jobs/retry.py).
+JOB_RETRY_BASE_SECONDS = env.float("JOB_RETRY_BASE_SECONDS", default=2.0)
+JOB_RETRY_CAP_SECONDS = env.float("JOB_RETRY_CAP_SECONDS", default=600.0)
+JOB_MAX_RETRIES = env.int("JOB_MAX_RETRIES", default=8)
+# A claimed job run whose worker vanished may be claimed again after this; longer than any job.
+JOB_LEASE_SECONDS = env.int("JOB_LEASE_SECONDS", default=300)
+OUTBOX_DRAIN_BATCH = env.int("OUTBOX_DRAIN_BATCH", default=500)
+# Retention (DESIGN 5a). Raw ticks are the bulk of the database: a day on SQLite, a week on PostgreSQL.
+TICK_RETENTION_HOURS = env.int(
+    "TICK_RETENTION_HOURS", default=24 if DATABASES["default"]["ENGINE"].endswith("sqlite3") else 24 * 7
+)
+MINUTE_BAR_RETENTION_DAYS = env.int("MINUTE_BAR_RETENTION_DAYS", default=90)
+JOB_RUN_RETENTION_DAYS = env.int("JOB_RUN_RETENTION_DAYS", default=30)
+# Rows per delete transaction: short transactions, so cleanup never holds a lock for long.
+RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=5000)
+# Test hook only: the statement job sleeps this long after claiming, so a test can kill its worker.
+JOB_TEST_STATEMENT_HOLD_SECONDS = env.float("JOB_TEST_STATEMENT_HOLD_SECONDS", default=0.0)

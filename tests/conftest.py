@@ -9,11 +9,18 @@ import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.utils import timezone
+from pytest_django.fixtures import Settings
 
 from config.redis_pools import redis_client
 from trading import services
 from trading.models import Account, Asset, StockPriceHistory
-from trading.units import PRICE_SCALE
+from trading.units import price_to_units
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hasher(settings: Settings) -> None:
+    # PBKDF2 at production strength costs ~0.3 s per user created; tests test logic, not hashing.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture(autouse=True)
@@ -24,7 +31,9 @@ def _clear_latest_quotes() -> None:
 
 @pytest.fixture
 def make_asset(db: None) -> Callable[..., Asset]:
-    def make(symbol: str = "AAPL", *, price: str = "100.00", spread_units: int = 100, **fields: object) -> Asset:
+    def make(
+        symbol: str = "AAPL", *, price: str = "100.00", spread_units: int = 100, **fields: object
+    ) -> Asset:
         asset = Asset.objects.create(
             symbol=symbol, name=f"{symbol} Inc.", sector=str(fields.pop("sector", "Technology")), **fields
         )
@@ -34,10 +43,14 @@ def make_asset(db: None) -> Callable[..., Asset]:
     return make
 
 
-def set_quote(symbol: str, *, price: str, spread_units: int = 100, at: dt.datetime | None = None) -> StockPriceHistory:
+def set_quote(
+    symbol: str, *, price: str, spread_units: int = 100, at: dt.datetime | None = None
+) -> StockPriceHistory:
     """Store a tick: trade at ``price``, bid/ask ``spread_units`` (1/10,000 $) either side."""
-    units = int(float(price) * PRICE_SCALE)
-    last = StockPriceHistory.objects.filter(symbol=symbol).order_by("-seq").values_list("seq", flat=True).first()
+    units = price_to_units(price)
+    last = (
+        StockPriceHistory.objects.filter(symbol=symbol).order_by("-seq").values_list("seq", flat=True).first()
+    )
     return StockPriceHistory.objects.create(
         symbol=symbol,
         seq=(last or 0) + 1,
@@ -56,7 +69,9 @@ def make_account(db: None) -> Callable[..., Account]:
     counter = iter(range(1, 1_000_000))
 
     def make(*, cash: int = 10_000_000, username: str | None = None) -> Account:
-        user = get_user_model().objects.create_user(username=username or f"trader{next(counter)}", password="pw-123456!")
+        user = get_user_model().objects.create_user(
+            username=username or f"trader{next(counter)}", password="pw-123456!"
+        )
         return services.account_open(user=user, cash_cents=cash)
 
     return make

@@ -29,11 +29,12 @@ from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
 from django.conf import settings
 from django.core import signing
-from django.db.models import Model, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Model, Q, QuerySet
 
 from trading import calendar
 from trading.errors import InvalidRequest
-from trading.models import Asset, DailyBar, MinuteBar, StockPriceHistory
+from trading.models import DailyBar, MinuteBar, StockPriceHistory
+from trading.quotes import newest_per_symbol
 
 T = TypeVar("T")
 
@@ -649,20 +650,11 @@ def _combine(key: tuple[str, dt.datetime], rows: list[tuple[Any, ...]]) -> Bar:
 # this row's symbol)") evaluates the subquery for every stored row of those symbols.
 
 
-def _newest_pk(model: type[Model], key: str, *, skip: int = 0) -> Subquery:
-    newest = model._default_manager.filter(symbol=OuterRef("symbol")).order_by(f"-{key}").values("pk")
-    return Subquery(newest[skip : skip + 1])
-
-
-def _assets(symbols: Sequence[str]) -> QuerySet[Asset]:
-    return Asset.objects.filter(symbol__in=list(symbols)).order_by()
-
-
 def latest_ticks(*, symbols: Iterable[str]) -> dict[str, Tick]:
     wanted = normalize_symbols(symbols)
     if not wanted:
         return {}
-    newest = _assets(wanted).annotate(row=_newest_pk(StockPriceHistory, "seq")).values("row")
+    newest = newest_per_symbol(StockPriceHistory, symbols=wanted, order_key="seq")
     rows = StockPriceHistory.objects.filter(pk__in=newest).values_list(*TICK_FIELDS)
     return {tick.symbol: tick for tick in sorted(map(Tick._make, rows), key=lambda t: t.symbol)}
 
@@ -681,7 +673,7 @@ def latest_bars(*, symbols: Iterable[str]) -> dict[str, Bar]:
     wanted = normalize_symbols(symbols)
     if not wanted:
         return {}
-    newest = _assets(wanted).annotate(row=_newest_pk(MinuteBar, "start")).values("row")
+    newest = newest_per_symbol(MinuteBar, symbols=wanted, order_key="start")
     rows = MinuteBar.objects.filter(pk__in=newest).values_list(*BAR_FIELDS)
     return {bar.symbol: bar for bar in sorted(map(Bar._make, rows), key=lambda b: b.symbol)}
 
@@ -693,9 +685,8 @@ def snapshots(*, symbols: Iterable[str]) -> dict[str, Snapshot]:
         return {}
     ticks = latest_ticks(symbols=wanted)
     minute = latest_bars(symbols=wanted)
-    assets = _assets(wanted)
-    newest = assets.annotate(row=_newest_pk(DailyBar, "start")).values("row")
-    previous = assets.annotate(row=_newest_pk(DailyBar, "start", skip=1)).values("row")
+    newest = newest_per_symbol(DailyBar, symbols=wanted, order_key="start")
+    previous = newest_per_symbol(DailyBar, symbols=wanted, order_key="start", skip=1)
     daily: dict[str, list[Bar]] = {}
     for row in DailyBar.objects.filter(Q(pk__in=newest) | Q(pk__in=previous)).values_list(*BAR_FIELDS):
         daily.setdefault(row[0], []).append(Bar._make(row))

@@ -186,16 +186,19 @@ class TriggerBook:
         if not kinds:
             return []
         ids: list[str] = []
-        # Levels at or above the ask: buy limits marketable.
-        buy_limits = kinds.get("buy_limit", [])
-        ids += [oid for _, oid in buy_limits[bisect.bisect_left(buy_limits, (quote.ask, "")) :]]
-        # Levels at or below the bid: sell limits marketable.
-        sell_limits = kinds.get("sell_limit", [])
-        ids += [oid for _, oid in sell_limits[: bisect.bisect_right(sell_limits, (quote.bid, "\uffff"))]]
-        buy_stops = kinds.get("buy_stop", [])
-        ids += [oid for _, oid in buy_stops[: bisect.bisect_right(buy_stops, (quote.last, "\uffff"))]]
-        sell_stops = kinds.get("sell_stop", [])
-        ids += [oid for _, oid in sell_stops[bisect.bisect_left(sell_stops, (quote.last, "")) :]]
+
+        def price(level: tuple[int, str]) -> int:
+            return level[0]
+
+        # Bisect on the price alone, so no order id can fall outside a sentinel's range.
+        buy_limits = kinds.get("buy_limit", [])  # marketable: level at or above the ask
+        ids += [oid for _, oid in buy_limits[bisect.bisect_left(buy_limits, quote.ask, key=price) :]]
+        sell_limits = kinds.get("sell_limit", [])  # marketable: level at or below the bid
+        ids += [oid for _, oid in sell_limits[: bisect.bisect_right(sell_limits, quote.bid, key=price)]]
+        buy_stops = kinds.get("buy_stop", [])  # crossed: last trade at or above the level
+        ids += [oid for _, oid in buy_stops[: bisect.bisect_right(buy_stops, quote.last, key=price)]]
+        sell_stops = kinds.get("sell_stop", [])  # crossed: last trade at or below the level
+        ids += [oid for _, oid in sell_stops[bisect.bisect_left(sell_stops, quote.last, key=price) :]]
         return ids
 
     def crossed(self, quotes: Mapping[str, Quote]) -> list[Decision]:

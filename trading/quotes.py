@@ -8,15 +8,16 @@ import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from django.conf import settings
-from django.db.models import OuterRef, Subquery
+from django.db.models import Model, OuterRef, QuerySet, Subquery
 from redis.typing import EncodableT, FieldT
 
 from config.redis_pools import redis_client
 from trading.matching import Quote
-from trading.models import StockPriceHistory
+from trading.models import Asset, StockPriceHistory
 
 logger = logging.getLogger(__name__)
 
@@ -60,16 +61,33 @@ class LatestQuote:
         )
 
 
+def newest_per_symbol(
+    model: type[Model], *, symbols: Iterable[str], order_key: str, skip: int = 0, **filters: object
+) -> QuerySet[Any, Any]:
+    """The pk of each symbol's newest ``model`` row (by ``order_key``), as a subquery.
+
+    Driven from Asset, one row per symbol, so the correlated lookup runs once per symbol and
+    seeks the (symbol, key) index; filtering the history table by a correlated subquery
+    instead would evaluate it for every stored row of those symbols.
+    """
+    newest = model._default_manager.filter(symbol=OuterRef("symbol"), **filters).order_by(f"-{order_key}")
+    return (
+        Asset.objects.filter(symbol__in=sorted(set(symbols)))
+        .order_by()
+        .annotate(row=Subquery(newest.values("pk")[skip : skip + 1]))
+        .values("row")
+    )
+
+
 def latest_ticks_from_db(*, symbols: Iterable[str]) -> dict[str, LatestQuote]:
     """The newest stored tick of each symbol, one query whatever the number of symbols."""
     wanted = sorted(set(symbols))
     if not wanted:
         return {}
-    newest_seq = (
-        StockPriceHistory.objects.filter(symbol=OuterRef("symbol")).order_by("-seq").values("seq")[:1]
+    rows = StockPriceHistory.objects.filter(
+        pk__in=newest_per_symbol(StockPriceHistory, symbols=wanted, order_key="seq")
     )
-    ticks = StockPriceHistory.objects.filter(symbol__in=wanted, seq=Subquery(newest_seq))
-    return {tick.symbol: LatestQuote.from_tick(tick) for tick in ticks}
+    return {tick.symbol: LatestQuote.from_tick(tick) for tick in rows}
 
 
 def latest_quotes(*, symbols: Iterable[str]) -> dict[str, LatestQuote]:

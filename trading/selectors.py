@@ -54,7 +54,7 @@ from trading.models import (
     Watchlist,
     WatchlistEntry,
 )
-from trading.quotes import latest_quotes
+from trading.quotes import latest_quotes, newest_per_symbol
 from trading.units import UNITS_PER_CENT
 
 ORDERS_LIMIT_DEFAULT = 50
@@ -69,15 +69,8 @@ def previous_closes(*, symbols: Iterable[str], before: dt.datetime) -> dict[str,
     wanted = sorted(set(symbols))
     if not wanted:
         return {}
-    newest_start = (
-        DailyBar.objects.filter(symbol=OuterRef("symbol"), start__lt=before)
-        .order_by("-start")
-        .values("start")[:1]
-    )
-    rows = DailyBar.objects.filter(symbol__in=wanted, start=Subquery(newest_start)).values_list(
-        "symbol", "close_units"
-    )
-    return dict(rows)
+    newest = newest_per_symbol(DailyBar, symbols=wanted, order_key="start", start__lt=before)
+    return dict(DailyBar.objects.filter(pk__in=newest).values_list("symbol", "close_units"))
 
 
 def _latest_prices(symbols: Iterable[str]) -> dict[str, int]:

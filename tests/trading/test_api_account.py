@@ -19,12 +19,11 @@ from django.test import override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from tests.trading.test_api_support import (  # noqa: F401  (fast_passwords is an autouse fixture)
+from tests.trading.test_api_support import (
     MakeAccount,
     MakeAsset,
     assert_alpaca_error,
     buy,
-    fast_passwords,
     key_client,
     post_order,
 )

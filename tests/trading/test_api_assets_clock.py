@@ -12,10 +12,9 @@ from django.test import override_settings
 from django.utils import timezone
 from pydantic import TypeAdapter
 
-from tests.trading.test_api_support import (  # noqa: F401  (fast_passwords is an autouse fixture)
+from tests.trading.test_api_support import (
     MakeAsset,
     assert_alpaca_error,
-    fast_passwords,
     key_client,
 )
 from trading import calendar

@@ -13,11 +13,10 @@ from django.test import RequestFactory
 from hypothesis import HealthCheck, given, settings, strategies as st
 from rest_framework import exceptions
 
-from tests.trading.test_api_support import (  # noqa: F401  (fast_passwords is an autouse fixture)
+from tests.trading.test_api_support import (
     KeyClient,
     assert_alpaca_error,
     buy,
-    fast_passwords,
     key_client,
     post_order,
 )

@@ -16,12 +16,11 @@ from django.utils import timezone
 from pydantic import TypeAdapter
 
 from tests.conftest import set_quote
-from tests.trading.test_api_support import (  # noqa: F401  (fast_passwords is an autouse fixture)
+from tests.trading.test_api_support import (
     MakeAccount,
     MakeAsset,
     assert_alpaca_error,
     buy,
-    fast_passwords,
     key_client,
     post_order,
 )

@@ -28,7 +28,6 @@ from alpaca.trading.requests import (
 )
 
 from tests.processes import gunicorn_server
-from tests.trading.test_api_support import fast_passwords  # noqa: F401  (autouse fixture)
 from trading import services
 from trading.models import Account, Asset
 

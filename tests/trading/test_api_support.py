@@ -10,8 +10,6 @@ import base64
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-from pytest_django.fixtures import Settings
 from rest_framework.response import Response
 from rest_framework.test import APIClient
 
@@ -66,12 +64,3 @@ def buy(client: APIClient, symbol: str, qty: int) -> dict[str, Any]:
 
 MakeAsset = Callable[..., Asset]
 MakeAccount = Callable[..., Account]
-
-
-@pytest.fixture(autouse=True)
-def fast_passwords(settings: Settings) -> None:
-    """Every test creates users; the production hasher would spend most of the run hashing.
-
-    Autouse in each module that imports it.
-    """
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

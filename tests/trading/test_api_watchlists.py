@@ -11,11 +11,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from pydantic import TypeAdapter
 
-from tests.trading.test_api_support import (  # noqa: F401  (fast_passwords is an autouse fixture)
+from tests.trading.test_api_support import (
     MakeAccount,
     MakeAsset,
     assert_alpaca_error,
-    fast_passwords,
     key_client,
 )
 from trading.api.serializers import WatchlistSerializer

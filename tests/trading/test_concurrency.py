@@ -96,7 +96,6 @@ def assert_books_balance(account: Account) -> Account:
 
 @pytest.fixture(autouse=True)
 def _test_settings(settings: Settings) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     # Cash for exactly ten buys assumes no commission.
     settings.COMMISSION_PER_ORDER_CENTS = 0
     settings.COMMISSION_PER_SHARE_CENTI_CENTS = 0

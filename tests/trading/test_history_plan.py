@@ -16,6 +16,7 @@ from django.db.models import Q
 
 from trading import history
 from trading.models import Asset, MinuteBar, StockPriceHistory
+from trading.quotes import newest_per_symbol
 
 pytestmark = [pytest.mark.django_db, pytest.mark.db_backend]
 
@@ -195,10 +196,8 @@ def test_bar_ranges_seek_the_symbol_start_index(db: None) -> None:
 
 
 def test_latest_ticks_seek_each_symbol_instead_of_scanning_its_history(analyzed: None) -> None:
-    newest = history._newest_pk(StockPriceHistory, "seq")
-    rows = StockPriceHistory.objects.filter(
-        pk__in=history._assets(["P001", "P002", "P003"]).annotate(row=newest).values("row")
-    )
+    newest = newest_per_symbol(StockPriceHistory, symbols=["P001", "P002", "P003"], order_key="seq")
+    rows = StockPriceHistory.objects.filter(pk__in=newest)
     plan = plan_of(rows)
     assert_no_full_scan(plan, TICK_TABLE)
     assert any(index_columns(name, TICK_TABLE) == ["symbol", "seq"] for name in indexes_in(plan)), plan

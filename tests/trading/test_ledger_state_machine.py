@@ -531,7 +531,6 @@ def test_property_38_ledger_invariants(settings: Settings) -> None:
     """Property 38: ledger invariants: no negative cash or holdings, positions equal fills, cash conserved."""
     settings.ACCOUNT_STARTING_CASH = f"{RESET_CASH / 100:.2f}"
     settings.SHORT_SELLING_DEFAULT = False
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     # Commissions come from the CommissionPlan the machine may create, else these zeros.
     settings.COMMISSION_PER_ORDER_CENTS = 0
     settings.COMMISSION_PER_SHARE_CENTI_CENTS = 0

@@ -13,7 +13,6 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tests.conftest import set_quote
-from tests.trading.test_api_support import fast_passwords  # noqa: F401  (autouse fixture)
 from trading import calendar, selectors, services
 from trading.models import Account, Asset, CashEntry, DailyBar, Order, Position, StockPriceHistory
 from trading.quotes import LatestQuote, latest_quotes_store

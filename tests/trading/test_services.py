@@ -112,8 +112,6 @@ def snapshot() -> tuple[object, ...]:
 
 @pytest.fixture(autouse=True)
 def _test_settings(settings: Settings) -> None:
-    # make_account gives each user a password; the default PBKDF2 costs ~0.3 s per account.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     # Exact amounts below assume no commission unless a test sets one (the environment may).
     settings.COMMISSION_PER_ORDER_CENTS = 0
     settings.COMMISSION_PER_SHARE_CENTI_CENTS = 0

@@ -1,0 +1,265 @@
+"""The market's resting-order engine: fills, triggers and trailing marks from committed prices.
+
+A ``matching.TriggerBook`` holds every open non-market order, rebuilt from the database at start
+and kept current by the order events web processes publish on ``ORDER_EVENTS_CHANNEL``, so a
+window only touches the orders its prices crossed, never a scan of all open orders. Every change
+goes through the trading services, whose status-conditional updates give a cancel racing a fill
+exactly one outcome; the book only follows what the services did.
+
+Threads: a subscriber thread only queues raw events; the book is read and changed by the one
+thread that calls ``process_events`` and ``on_window`` (the tick writer, after each commit).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import redis
+from django.conf import settings
+from django.utils import timezone
+
+from config.redis_pools import redis_client
+from realtime.wire import WireTick
+from trading import calendar, matching, services
+from trading.models import OPEN_ORDER_STATUSES, Order, OrderStatus, OrderType
+
+logger = logging.getLogger(__name__)
+
+EVENT_QUEUE_MAX = 10_000
+
+
+def resting_order(order: Order) -> matching.RestingOrder:
+    return matching.RestingOrder(
+        id=str(order.pk),
+        symbol=order.asset.symbol,
+        side=order.side,
+        type=order.type,
+        limit=order.limit_price_units,
+        stop=order.stop_price_units,
+        trail_price=order.trail_price_units,
+        trail_percent=order.trail_percent_units,
+        water_mark=order.high_water_mark_units,
+        stop_triggered=order.stop_triggered_at is not None,
+    )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the engine did for one decision (for logs and tests)."""
+
+    order_id: str
+    action: matching.Action
+    price: int | None
+    tick_seq: int
+    filled: bool
+
+
+class OrderEventSubscriber:
+    """Reads order events from Redis pub/sub into a bounded queue, reconnecting on errors.
+
+    A lost connection or an overflowing queue means events may have been missed, so it raises
+    ``needs_rebuild`` and the engine reloads the book from the database.
+    """
+
+    def __init__(self, *, channel: str | None = None) -> None:
+        self.channel = channel or settings.ORDER_EVENTS_CHANNEL
+        self.events: queue.Queue[dict[str, object]] = queue.Queue(maxsize=EVENT_QUEUE_MAX)
+        self.needs_rebuild = threading.Event()
+        self._stop = threading.Event()
+        self._subscribed = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="order-events", daemon=True)
+
+    def start(self, timeout: float = 10.0) -> None:
+        self._thread.start()
+        if not self._subscribed.wait(timeout):
+            raise RuntimeError(f"could not subscribe to {self.channel}")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        first = True
+        while not self._stop.is_set():
+            pubsub = redis_client().pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(self.channel)
+                if not first:
+                    self.needs_rebuild.set()
+                first = False
+                self._subscribed.set()
+                while not self._stop.is_set():
+                    message = pubsub.get_message(timeout=0.5)
+                    if message is None or message.get("type") != "message":
+                        continue
+                    try:
+                        event = json.loads(message["data"])
+                    except (TypeError, ValueError):
+                        logger.warning("ignoring a malformed order event")
+                        continue
+                    try:
+                        self.events.put_nowait(event)
+                    except queue.Full:
+                        self.needs_rebuild.set()
+            except redis.RedisError:
+                logger.warning("order events: Redis connection lost; resubscribing")
+                self._stop.wait(1.0)
+            finally:
+                pubsub.close()
+
+
+class TriggerEngine:
+    def __init__(
+        self,
+        *,
+        subscriber: OrderEventSubscriber | None = None,
+        clock: Callable[[], dt.datetime] = timezone.now,
+    ) -> None:
+        self.book = matching.TriggerBook()
+        self.subscriber = subscriber or OrderEventSubscriber()
+        self._clock = clock
+        self._next_expiry: dt.datetime | None = None
+        # The newest quote seen per symbol, so an order added from an event is checked against
+        # the price at once instead of waiting for that symbol's next trade.
+        self._latest: dict[str, WireTick] = {}
+
+    def start(self) -> None:
+        """Subscribe first, then load: an order placed in between arrives as an event, not lost."""
+        self.subscriber.start()
+        self.rebuild()
+        self.expire_day_orders()
+
+    def stop(self) -> None:
+        self.subscriber.stop()
+
+    def rebuild(self) -> None:
+        self.subscriber.needs_rebuild.clear()
+        book = matching.TriggerBook()
+        orders = (
+            Order.objects.filter(status__in=OPEN_ORDER_STATUSES)
+            .exclude(type=OrderType.MARKET)
+            .select_related("asset")
+        )
+        for order in orders.iterator(chunk_size=2_000):
+            book.add(resting_order(order))
+        self.book = book
+        logger.info("trigger book: %d resting orders", len(book))
+
+    def expire_day_orders(self) -> int:
+        """Expire day orders once the trading day boundary has passed (and at start)."""
+        now = self._clock()
+        if self._next_expiry is not None and now < self._next_expiry:
+            return 0
+        expired = services.orders_expire(now=now)
+        self._next_expiry = calendar.next_day_boundary(now)
+        if expired:
+            logger.info("expired %d day orders", expired)
+        return expired
+
+    def process_events(self) -> set[str]:
+        """Apply queued order events to the book; returns the symbols of orders added."""
+        if self.subscriber.needs_rebuild.is_set():
+            self._drain()
+            self.rebuild()
+            return set(self._latest)
+        added: set[str] = set()
+        new_ids: list[str] = []
+        while True:
+            try:
+                event = self.subscriber.events.get_nowait()
+            except queue.Empty:
+                break
+            order_id = str(event.get("order_id", ""))
+            if event.get("event") == "new":
+                new_ids.append(order_id)
+            else:
+                # fill, canceled, expired, replaced, rejected: the order no longer rests.
+                if order_id in new_ids:
+                    new_ids.remove(order_id)
+                self.book.remove(order_id)
+        if new_ids:
+            # One query for every new order; those closed meanwhile (filled on placement) are skipped.
+            orders = (
+                Order.objects.filter(pk__in=new_ids, status__in=OPEN_ORDER_STATUSES)
+                .exclude(type=OrderType.MARKET)
+                .select_related("asset")
+            )
+            for order in orders:
+                resting = resting_order(order)
+                self.book.add(resting)
+                added.add(resting.symbol)
+        return added
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                self.subscriber.events.get_nowait()
+            except queue.Empty:
+                return
+
+    def on_window(self, ticks: Sequence[WireTick]) -> list[Outcome]:
+        """Act on one committed window's prices: fill, trigger or track what they cross."""
+        self.expire_day_orders()
+        added = self.process_events()
+        outcomes: list[Outcome] = []
+        # Each symbol's ticks in order: a price that crossed a level and came back within one
+        # window still fills, as it would have tick by tick.
+        rounds: list[dict[str, WireTick]] = []
+        counts: dict[str, int] = {}
+        for tick in ticks:
+            index = counts.get(tick.symbol, 0)
+            counts[tick.symbol] = index + 1
+            if index == len(rounds):
+                rounds.append({})
+            rounds[index][tick.symbol] = tick
+            self._latest[tick.symbol] = tick
+        for symbol in added:
+            # Newly added orders meet the newest price even if their symbol did not trade now.
+            if symbol not in counts and symbol in self._latest:
+                if not rounds:
+                    rounds.append({})
+                rounds[0][symbol] = self._latest[symbol]
+        if not len(self.book):
+            return outcomes
+        for by_symbol in rounds:
+            for tick in by_symbol.values():
+                quote = matching.Quote(bid=tick.bid, ask=tick.ask, last=tick.price)
+                for decision in self.book.crossed({tick.symbol: quote}):
+                    outcomes.append(self._act(decision, tick))
+        return outcomes
+
+    def _act(self, decision: matching.Decision, tick: WireTick) -> Outcome:
+        filled = False
+        now = self._clock()
+        try:
+            if decision.action is matching.Action.FILL:
+                assert decision.price is not None
+                order = services.order_fill(
+                    order_id=decision.order_id, price_units=decision.price, tick_seq=tick.seq, now=now
+                )
+                # None: a cancel won the race; canceled: the account could no longer pay.
+                filled = order is not None and order.status == OrderStatus.FILLED
+            elif decision.action is matching.Action.TRIGGER:
+                services.order_mark_triggered(order_id=decision.order_id, now=now)
+            elif decision.action is matching.Action.TRACK:
+                assert decision.water_mark is not None
+                services.order_track_water_mark(order_id=decision.order_id, water_mark_units=decision.water_mark)
+        except Exception:
+            # The order stays open in the database; the next start's rebuild picks it up again.
+            logger.exception("order %s: %s failed", decision.order_id, decision.action.value)
+            self.book.remove(decision.order_id)
+        else:
+            self.book.apply(decision)
+        return Outcome(
+            order_id=decision.order_id,
+            action=decision.action,
+            price=decision.price,
+            tick_seq=tick.seq,
+            filled=filled,
+        )
