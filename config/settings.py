@@ -273,3 +273,70 @@ JOB_RUN_RETENTION_DAYS = env.int("JOB_RUN_RETENTION_DAYS", default=30)
 RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=5000)
 # Test hook only: the statement job sleeps this long after claiming, so a test can kill its worker.
 JOB_TEST_STATEMENT_HOLD_SECONDS = env.float("JOB_TEST_STATEMENT_HOLD_SECONDS", default=0.0)
+
+# --- Market process ---
+# run_market: the simulator, the tick writer and the resting-order engine (realtime/market.py).
+# Each symbol trades on average once per this many seconds (500 symbols: ~250 ticks/s).
+MARKET_TICK_INTERVAL_S = env.float("MARKET_TICK_INTERVAL_S", default=2.0)
+# How many tradable symbols to simulate (0: all tradable assets).
+MARKET_SYMBOLS = env.int("MARKET_SYMBOLS", default=0)
+# Seed of the price model: the same seed and the same stored state give the same ticks.
+MARKET_SEED = env.int("MARKET_SEED", default=42)
+# Ticks of recent history kept in memory per symbol (Property 21).
+MARKET_RING_CAPACITY = env.int("MARKET_RING_CAPACITY", default=1000)
+# Write-rate limit of the tick writer (0: unlimited). A window is one transaction.
+MARKET_WRITE_MAX_ROWS_PER_S = env.float("MARKET_WRITE_MAX_ROWS_PER_S", default=50_000)
+MARKET_WRITE_MAX_TXN_PER_S = env.float("MARKET_WRITE_MAX_TXN_PER_S", default=50)
+# Windows queued between the simulator and the writer; when full the simulator waits.
+MARKET_QUEUE_MAX_WINDOWS = env.int("MARKET_QUEUE_MAX_WINDOWS", default=50)
+# How often the market re-reads operator halts, and how often it logs its throughput.
+MARKET_HALT_POLL_S = env.float("MARKET_HALT_POLL_S", default=2.0)
+MARKET_LOG_INTERVAL_S = env.float("MARKET_LOG_INTERVAL_S", default=10.0)
+
+# --- Analytics, caching, limits ---
+# The one table of cache TTLs, in seconds per data type; e.g. CACHE_TTLS="leaderboard=3,assets=600"
+# overrides single entries. L1 (in-process) copies live at most CACHE_L1_MAX_SECONDS, the bound
+# that holds even when an invalidation message is lost (DESIGN 5a, Property 34).
+CACHE_TTLS: dict[str, float] = {
+    "leaderboard": 5.0,
+    "analytics": 60.0,
+    "symbol_stats": 30.0,
+    "assets": 300.0,
+    **env.dict("CACHE_TTLS", cast={"value": float}, default={}),
+}
+CACHE_ENABLED = env.bool("CACHE_ENABLED", default=True)
+CACHE_L1_MAX_SECONDS = env.float("CACHE_L1_MAX_SECONDS", default=1.0)
+CACHE_L1_MAX_ENTRIES = env.int("CACHE_L1_MAX_ENTRIES", default=2048)
+# Stampede lock: held at most this long by one recomputing process; others wait up to the wait.
+CACHE_LOCK_SECONDS = env.float("CACHE_LOCK_SECONDS", default=10.0)
+CACHE_LOCK_WAIT_SECONDS = env.float("CACHE_LOCK_WAIT_SECONDS", default=2.0)
+# After a Redis error the cache reads the database directly for this long before trying again.
+CACHE_REDIS_RETRY_SECONDS = env.float("CACHE_REDIS_RETRY_SECONDS", default=1.0)
+CACHE_INVALIDATION_CHANNEL = env.str("CACHE_INVALIDATION_CHANNEL", default="sim:cache:invalidate")
+# A leaderboard older than this when read is recomputed before it is served (Property 11).
+LEADERBOARD_MAX_STALENESS_S = env.float("LEADERBOARD_MAX_STALENESS_S", default=5.0)
+LEADERBOARD_LIMIT_DEFAULT = env.int("LEADERBOARD_LIMIT_DEFAULT", default=50)
+LEADERBOARD_LIMIT_MAX = env.int("LEADERBOARD_LIMIT_MAX", default=500)
+# Annual risk-free rate for Sharpe ratios (0.04 = 4 %).
+ANALYTICS_RISK_FREE_RATE = env.float("ANALYTICS_RISK_FREE_RATE", default=0.0)
+# Per user / API key and endpoint class, exact over any sliding window (trading/api/throttling.py);
+# e.g. RATE_LIMITS="orders=100/min,read=20/s" overrides single entries.
+RATE_LIMITS: dict[str, str] = {
+    "orders": "200/min",
+    "write": "200/min",
+    "read": "1000/min",
+    "market_data": "1000/min",
+    "anon": "300/min",
+    **env.dict("RATE_LIMITS", default={}),
+}
+RATE_LIMITS_ENABLED = env.bool("RATE_LIMITS_ENABLED", default=True)
+RATE_LIMIT_KEY_PREFIX = env.str("RATE_LIMIT_KEY_PREFIX", default="sim:rl")
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["trading.api.throttling.EndpointRateThrottle"]
+# Password guessing: attempts per username and client address, and per address over all names.
+LOGIN_RATE_LIMIT = env.str("LOGIN_RATE_LIMIT", default="5/15min")
+LOGIN_IP_RATE_LIMIT = env.str("LOGIN_IP_RATE_LIMIT", default="50/15min")
+AUTHENTICATION_BACKENDS = ["trading.api.throttling.LoginThrottleBackend"]
+# Benchmark-only: the /v2/_bench/ping floor view and an X-DB-Queries header on every response.
+BENCHMARK_ENDPOINTS = env.bool("BENCHMARK_ENDPOINTS", default=False)
+if BENCHMARK_ENDPOINTS:
+    MIDDLEWARE = ["analytics.middleware.QueryCountMiddleware", *MIDDLEWARE]

@@ -154,10 +154,9 @@ class BarRoller:
         """Continue bars stored before a restart instead of overwriting them with a fresh start."""
         for row in minute_bars:
             self._minutes[row.symbol] = FormingBar.from_row(row)
-        for row in daily_bars:
-            bar = FormingBar.from_row(row)
-            day = calendar.trading_day_of(row.start)
-            self._days[row.symbol] = _DayBar(bar=bar, end_ns=_day_end_ns(day))
+        for daily in daily_bars:
+            day = calendar.trading_day_of(daily.start)
+            self._days[daily.symbol] = _DayBar(bar=FormingBar.from_row(daily), end_ns=_day_end_ns(day))
 
     def forming_minute(self, symbol: str) -> FormingBar | None:
         return self._minutes.get(symbol)
@@ -215,7 +214,9 @@ class BarRoller:
             return
         trading_day = calendar.trading_day_of(_datetime(tick.at_ns))
         start_ns = _ns(calendar.day_start(trading_day))
-        self._days[tick.symbol] = _DayBar(bar=FormingBar.first(start_ns, tick), end_ns=_day_end_ns(trading_day))
+        self._days[tick.symbol] = _DayBar(
+            bar=FormingBar.first(start_ns, tick), end_ns=_day_end_ns(trading_day)
+        )
 
 
 def _day_end_ns(day: dt.date) -> int:

@@ -76,11 +76,14 @@ class MarketSimulator:
         self.seed = seed
         self.window_s = window_s
         self.tick_probability = min(1.0, window_s / tick_interval_s)
-        self._rng = random.Random(stable_seed(seed, "market-simulator"))
+        starts = sorted(symbols, key=lambda s: s.symbol)
+        # The resumed seqs are part of the seed, so a restart does not replay the innovations the
+        # first run started with; the same seed and the same starting state still repeat exactly.
+        self._rng = random.Random(stable_seed(seed, "market-simulator", sum(s.seq for s in starts)))
         self._market = 0.0
         self._sectors: dict[str, float] = {}
         self._symbols: list[_Symbol] = []
-        for start in sorted(symbols, key=lambda s: s.symbol):
+        for start in starts:
             if start.price_units <= 0:
                 raise ValueError(f"{start.symbol}: starting price must be positive")
             # Per-symbol traits come from the symbol's own seed, so they do not depend on which

@@ -249,7 +249,9 @@ class TriggerEngine:
                 services.order_mark_triggered(order_id=decision.order_id, now=now)
             elif decision.action is matching.Action.TRACK:
                 assert decision.water_mark is not None
-                services.order_track_water_mark(order_id=decision.order_id, water_mark_units=decision.water_mark)
+                services.order_track_water_mark(
+                    order_id=decision.order_id, water_mark_units=decision.water_mark
+                )
         except Exception:
             # The order stays open in the database; the next start's rebuild picks it up again.
             logger.exception("order %s: %s failed", decision.order_id, decision.action.value)

@@ -1,0 +1,289 @@
+"""The market process: simulate, persist, then publish, then trigger resting orders.
+
+Threads and what they own:
+
+- the main thread runs the clock: every window it asks the simulator for ticks, keeps them in
+  the per-symbol ring buffers, rolls bars and hands the window to the tick pipeline, blocking
+  while the pipeline's bounded queue is full (so a slow database slows the market, Property 9);
+- the writer thread commits each window in one transaction, and only then writes the latest
+  quotes to Redis, publishes the window's one message and runs the trigger engine;
+- the order-event subscriber thread queues order events for the trigger engine.
+
+A restart resumes every symbol from its highest stored seq and last stored price, so ticks stay
+gap-free and unique across a kill -9 (Property 36): windows lost in the queue were never
+published, and their seqs are simply produced again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import redis
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from config.redis_pools import redis_client
+from realtime.bars import BarRoller, current_bar_starts
+from realtime.ring import SymbolHistory
+from realtime.simulator import MarketSimulator, SymbolStart
+from realtime.throttle import ThrottleController
+from realtime.triggers import TriggerEngine
+from realtime.wire import Window, WireTick
+from realtime.writer import TickPipeline, TickWriter, WindowBatch
+from trading.models import Asset, DailyBar, MinuteBar
+from trading.quotes import LatestQuote, latest_quotes_store, latest_ticks_from_db
+
+logger = logging.getLogger("realtime.market")
+
+STATUS_HALTED = "H"
+STATUS_TRADING = "T"
+
+
+@dataclass(frozen=True)
+class MarketConfig:
+    seed: int
+    symbols: int  # 0: all tradable assets
+    window_ms: int
+    tick_interval_s: float
+    duration_s: float = 0.0  # 0: until stopped
+    first_window: int = 1
+    halt_poll_s: float = 2.0
+    log_interval_s: float = 10.0
+
+    @classmethod
+    def from_settings(cls, **overrides: object) -> MarketConfig:
+        values: dict[str, object] = {
+            "seed": settings.MARKET_SEED,
+            "symbols": settings.MARKET_SYMBOLS,
+            "window_ms": settings.STREAM_BATCH_WINDOW_MS,
+            "tick_interval_s": settings.MARKET_TICK_INTERVAL_S,
+            "halt_poll_s": settings.MARKET_HALT_POLL_S,
+            "log_interval_s": settings.MARKET_LOG_INTERVAL_S,
+        }
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def market_assets(*, limit: int) -> list[Asset]:
+    assets = Asset.objects.filter(active=True, tradable=True).order_by("symbol")
+    return list(assets[:limit] if limit > 0 else assets)
+
+
+def resume_starts(assets: list[Asset]) -> list[SymbolStart]:
+    """Each symbol's starting point: its newest stored tick (one query), else its seed price."""
+    stored = latest_ticks_from_db(symbols=[asset.symbol for asset in assets])
+    starts = []
+    for asset in assets:
+        tick = stored.get(asset.symbol)
+        starts.append(
+            SymbolStart(
+                symbol=asset.symbol,
+                sector=asset.sector,
+                price_units=tick.price if tick is not None else asset.initial_price_units,
+                seq=tick.seq if tick is not None else 0,
+                halted=asset.halted,
+            )
+        )
+    return starts
+
+
+def _latest_quote(tick: WireTick) -> LatestQuote:
+    return LatestQuote(
+        symbol=tick.symbol,
+        seq=tick.seq,
+        price=tick.price,
+        size=tick.size,
+        bid=tick.bid,
+        bid_size=tick.bid_size,
+        ask=tick.ask,
+        ask_size=tick.ask_size,
+        at=tick.at,
+    )
+
+
+@dataclass
+class _Stats:
+    windows: int = 0
+    ticks: int = 0
+    since: float = 0.0
+    windows_at_log: int = 0
+    ticks_at_log: int = 0
+
+
+class MarketProcess:
+    def __init__(
+        self,
+        config: MarketConfig,
+        *,
+        throttle: ThrottleController | None = None,
+        max_queue_windows: int | None = None,
+        triggers: bool = True,
+    ) -> None:
+        self.config = config
+        self.window_s = config.window_ms / 1000
+        self._stop = threading.Event()
+        self.history: SymbolHistory[WireTick] = SymbolHistory()
+        self.roller = BarRoller()
+        self.pipeline = TickPipeline(
+            writer=TickWriter(throttle=throttle),
+            on_committed=self._after_commit,
+            max_windows=max_queue_windows,
+        )
+        self.engine: TriggerEngine | None = TriggerEngine() if triggers else None
+        self.simulator: MarketSimulator | None = None
+        self._halted: set[str] = set()
+        self._number = config.first_window
+        self._stats = _Stats()
+        self._publish_failures = 0
+        self.published = 0
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def setup(self) -> None:
+        assets = market_assets(limit=self.config.symbols)
+        if not assets:
+            raise RuntimeError("no tradable assets: run `manage.py seed_demo` first")
+        starts = resume_starts(assets)
+        self._halted = {start.symbol for start in starts if start.halted}
+        self.simulator = MarketSimulator(
+            symbols=starts,
+            seed=self.config.seed,
+            window_s=self.window_s,
+            tick_interval_s=self.config.tick_interval_s,
+        )
+        symbols = [start.symbol for start in starts]
+        minute_start, day_start = current_bar_starts(timezone.now())
+        self.roller.resume(
+            minute_bars=MinuteBar.objects.filter(symbol__in=symbols, start=minute_start),
+            daily_bars=DailyBar.objects.filter(symbol__in=symbols, start=day_start),
+        )
+        resumed = sum(1 for start in starts if start.seq)
+        logger.info(
+            "market: %d symbols (%d resumed from stored ticks, highest seq %d), seed %d, window %d ms, "
+            "one tick per symbol every %.2f s on average",
+            len(starts),
+            resumed,
+            max((start.seq for start in starts), default=0),
+            self.config.seed,
+            self.config.window_ms,
+            self.config.tick_interval_s,
+        )
+        if self.engine is not None:
+            self.engine.start()
+        self.pipeline.start()
+
+    def run(self) -> None:
+        """Run until ``request_stop`` (or the configured duration), then flush and return."""
+        if self.simulator is None:
+            self.setup()
+        assert self.simulator is not None
+        started = time.monotonic()
+        self._stats.since = started
+        next_window = started
+        next_halt_poll = started + self.config.halt_poll_s
+        next_log = started + self.config.log_interval_s
+        try:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if self.config.duration_s and now - started >= self.config.duration_s:
+                    break
+                statuses: dict[str, str] = {}
+                if now >= next_halt_poll:
+                    statuses = self._poll_halts()
+                    next_halt_poll = now + self.config.halt_poll_s
+                self._produce_window(statuses)
+                if now >= next_log:
+                    self._log()
+                    next_log = now + self.config.log_interval_s
+                next_window += self.window_s
+                delay = next_window - time.monotonic()
+                if delay > 0:
+                    self._stop.wait(delay)
+                else:
+                    # Behind (backpressure or a slow window): carry on from now rather than
+                    # bursting to catch up; the market simply produced fewer windows.
+                    next_window = time.monotonic()
+        finally:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        try:
+            self.pipeline.close()
+        finally:
+            if self.engine is not None:
+                self.engine.stop()
+            self._log()
+            connection.close()
+
+    def _produce_window(self, statuses: dict[str, str]) -> None:
+        assert self.simulator is not None
+        at_ns = time.time_ns()
+        ticks = self.simulator.step(at_ns=at_ns)
+        for tick in ticks:
+            self.history.append(tick.symbol, tick)
+        bars = self.roller.roll(ticks, now_ns=at_ns)
+        batch = WindowBatch(number=self._number, ticks=ticks, bars=bars, statuses=statuses)
+        self._number += 1
+        self.pipeline.put(batch)
+        self._stats.windows += 1
+        self._stats.ticks += len(ticks)
+
+    def _poll_halts(self) -> dict[str, str]:
+        assert self.simulator is not None
+        halted = set(Asset.objects.filter(halted=True).values_list("symbol", flat=True))
+        statuses: dict[str, str] = {}
+        for symbol in halted ^ self._halted:
+            if self.simulator.set_halted(symbol, symbol in halted):
+                statuses[symbol] = STATUS_HALTED if symbol in halted else STATUS_TRADING
+        self._halted = halted
+        if statuses:
+            logger.info("market: trading status changed: %s", statuses)
+        return statuses
+
+    def _after_commit(self, batch: WindowBatch) -> None:
+        """Runs on the writer thread once the window is committed: publish, then trigger."""
+        latest: dict[str, WireTick] = {}
+        for tick in batch.ticks:
+            latest[tick.symbol] = tick
+        window = Window(number=batch.number, ticks=batch.ticks, bars=batch.bars.wire, statuses=batch.statuses)
+        try:
+            if latest:
+                latest_quotes_store(quotes=[_latest_quote(tick) for tick in latest.values()])
+            redis_client().publish(settings.MARKET_WINDOWS_CHANNEL, window.encode())
+            self.published += 1
+        except redis.RedisError as error:
+            # The ticks are stored; subscribers see the window-number gap and resync.
+            self._publish_failures += 1
+            if self._publish_failures in (1, 10) or self._publish_failures % 100 == 0:
+                logger.warning("market: window %d not published (%s)", batch.number, error)
+        if self.engine is not None:
+            try:
+                self.engine.on_window(batch.ticks)
+            except Exception:
+                logger.exception("market: resting-order triggers failed for window %d", batch.number)
+
+    def _log(self) -> None:
+        now = time.monotonic()
+        stats = self._stats
+        elapsed = max(now - stats.since, 1e-9)
+        windows = stats.windows - stats.windows_at_log
+        ticks = stats.ticks - stats.ticks_at_log
+        logger.info(
+            "market: %d windows, %.0f ticks/s, %d ticks in total, queue %d/%d, writer lag %.0f ms, "
+            "producer blocked %.1f s, published %d windows, %d rows written",
+            windows,
+            ticks / elapsed,
+            stats.ticks,
+            self.pipeline.depth,
+            self.pipeline.max_windows,
+            self.pipeline.last_lag_s * 1000,
+            self.pipeline.blocked_s,
+            self.published,
+            self.pipeline.writer.rows_written,
+        )
+        stats.since, stats.windows_at_log, stats.ticks_at_log = now, stats.windows, stats.ticks
