@@ -209,12 +209,12 @@ class CacheManager:
         self._ensure_listener()
         value = self.l1.get(key, _MISSING)
         if value is not _MISSING:
-            return value  # type: ignore[no-any-return]
+            return value
         generation = self.l1.generation
         value = self._l2_get(key)
         if value is not _MISSING:
             self._l1_store(key, value, ttl, generation)
-            return value  # type: ignore[no-any-return]
+            return value
         return self._load(key, ttl, loader, generation)
 
     def invalidate(self, *keys: str) -> None:
@@ -313,7 +313,7 @@ class CacheManager:
                 value = self._l2_get(key)
                 if value is not _MISSING:
                     self._l1_store(key, value, ttl, generation)
-                    return value  # type: ignore[no-any-return]
+                    return value
             return self._load_locally(key, ttl, loader, generation)
         try:
             value = loader()
@@ -324,7 +324,7 @@ class CacheManager:
                     2,
                     self._key("v", key),
                     self._key("ver", key),
-                    (version or b"").decode(),
+                    version.decode() if isinstance(version, bytes) else (version or ""),
                     payload,
                     max(1, int(ttl * 1000)),
                 )
@@ -333,7 +333,7 @@ class CacheManager:
             # What L1 keeps must equal what L2 holds (dates as strings), whichever layer answers.
             stored = json.loads(payload)["v"]
             self._l1_store(key, stored, ttl, generation)
-            return stored  # type: ignore[no-any-return]
+            return stored
         finally:
             self._release(f"fill:{key}", token)
 
@@ -342,11 +342,11 @@ class CacheManager:
         with self._local_lock(key):
             value = self.l1.get(key, _MISSING)
             if value is not _MISSING:
-                return value  # type: ignore[no-any-return]
+                return value
             loaded = loader()
             stored = json.loads(json.dumps(loaded, cls=DjangoJSONEncoder))
             self._l1_store(key, stored, ttl, generation)
-            return stored  # type: ignore[no-any-return]
+            return stored
 
     def _local_lock(self, name: str) -> threading.Lock:
         with self._state_lock:

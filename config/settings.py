@@ -166,6 +166,8 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "staticfiles"
+# whitenoise warns on every start when the directory is missing (a fresh VAR_DIR before collectstatic).
+STATIC_ROOT.mkdir(exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -243,7 +245,12 @@ STREAM_BATCH_WINDOW_MS = env.int("STREAM_BATCH_WINDOW_MS", default=100)
 # enqueue fails writes an outbox row instead of hanging; beat drains the outbox.
 CELERY_BROKER_POOL_LIMIT = REDIS_POOL_MAX_CONNECTIONS
 CELERY_BROKER_CONNECTION_TIMEOUT = REDIS_SOCKET_TIMEOUT
-CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
 # A message a worker took and never acknowledged (the worker died) is delivered again after the
 # visibility timeout. It must exceed the longest retry countdown (JOB_RETRY_CAP_SECONDS), or a
 # countdown still waiting in a live worker is delivered twice (harmless, only wasteful: job runs
@@ -340,3 +347,27 @@ AUTHENTICATION_BACKENDS = ["trading.api.throttling.LoginThrottleBackend"]
 BENCHMARK_ENDPOINTS = env.bool("BENCHMARK_ENDPOINTS", default=False)
 if BENCHMARK_ENDPOINTS:
     MIDDLEWARE = ["analytics.middleware.QueryCountMiddleware", *MIDDLEWARE]
+
+# --- Streams ---
+# WebSocket stream limits (realtime/consumers.py, realtime/fanout.py); see README "Streams".
+STREAM_FEEDS = env.list("STREAM_FEEDS", default=["iex", "sip", "test"])
+STREAM_AUTH_TIMEOUT_S = env.float("STREAM_AUTH_TIMEOUT_S", default=10.0)
+STREAM_MAX_SYMBOLS = env.int("STREAM_MAX_SYMBOLS", default=5000)
+STREAM_MAX_CONNECTIONS_PER_KEY = env.int("STREAM_MAX_CONNECTIONS_PER_KEY", default=5)
+# A data frame's payload never exceeds this; a window with more is split into several frames.
+STREAM_MAX_FRAME_BYTES = env.int("STREAM_MAX_FRAME_BYTES", default=64 * 1024)
+# alpaca-py sends its whole subscription in one message (~6 bytes per symbol and channel).
+STREAM_MAX_INBOUND_BYTES = env.int("STREAM_MAX_INBOUND_BYTES", default=256 * 1024)
+STREAM_INBOUND_RATE = env.float("STREAM_INBOUND_RATE", default=20.0)
+STREAM_INBOUND_BURST = env.float("STREAM_INBOUND_BURST", default=50.0)
+# Back-pressure: unsent bytes in a socket's server-side buffer before it counts as not draining,
+# windows queued before conflating, and windows a stalled client may fall behind before 407.
+STREAM_SEND_BUFFER_BYTES = env.int("STREAM_SEND_BUFFER_BYTES", default=256 * 1024)
+STREAM_OUTBOX_HIGH_WATER = env.int("STREAM_OUTBOX_HIGH_WATER", default=10)
+STREAM_OUTBOX_MAX_FRAMES = env.int("STREAM_OUTBOX_MAX_FRAMES", default=100)
+STREAM_AUTH_FAILURES_MAX = env.int("STREAM_AUTH_FAILURES_MAX", default=10)
+STREAM_AUTH_FAILURES_WINDOW_S = env.int("STREAM_AUTH_FAILURES_WINDOW_S", default=60)
+STREAM_CONNECTION_TTL_S = env.float("STREAM_CONNECTION_TTL_S", default=60.0)
+STREAM_ORDER_EVENT_QUEUE = env.int("STREAM_ORDER_EVENT_QUEUE", default=10_000)
+STREAM_REDIS_PREFIX = env.str("STREAM_REDIS_PREFIX", default="sim:ws")
+STREAM_REDIS_CLIENT_NAME = env.str("STREAM_REDIS_CLIENT_NAME", default="sim-ws")

@@ -13,16 +13,15 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from django.db.models import OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import OuterRef, QuerySet, Subquery, Sum
 from django.utils import timezone
 
+from jobs.models import JobRun, Statement
 from trading import calendar
 from trading.errors import InvalidRequest, NotFound
 from trading.models import Account, Asset, CashEntry, DailyBar, Fill, OrderSide, StockPriceHistory
 from trading.selectors import EXTERNAL_CASH_KINDS
 from trading.units import trade_value_cents
-
-from jobs.models import JobRun, Statement
 
 _PERIOD = re.compile(r"^(\d{4})-(\d{2})$")
 TRADE_CASH_KINDS = (CashEntry.Kind.BUY, CashEntry.Kind.SELL)
@@ -153,10 +152,14 @@ def prices_at(*, symbols: Iterable[str], moment: dt.datetime) -> dict[str, int]:
     if not wanted:
         return {}
     newest_bar = (
-        DailyBar.objects.filter(symbol=OuterRef("symbol"), start__lt=moment).order_by("-start").values("start")[:1]
+        DailyBar.objects.filter(symbol=OuterRef("symbol"), start__lt=moment)
+        .order_by("-start")
+        .values("start")[:1]
     )
     prices = dict(
-        DailyBar.objects.filter(symbol__in=wanted, start=Subquery(newest_bar)).values_list("symbol", "close_units")
+        DailyBar.objects.filter(symbol__in=wanted, start=Subquery(newest_bar)).values_list(
+            "symbol", "close_units"
+        )
     )
     missing = [symbol for symbol in wanted if symbol not in prices]
     if missing:
@@ -188,7 +191,9 @@ def _position_lines(holdings: dict[str, int], prices: dict[str, int]) -> list[Po
     ]
 
 
-def statement_data(*, account_id: uuid.UUID | str, period: str, now: dt.datetime | None = None) -> StatementData:
+def statement_data(
+    *, account_id: uuid.UUID | str, period: str, now: dt.datetime | None = None
+) -> StatementData:
     """Everything a monthly statement shows, in a fixed number of queries."""
     start, end = statement_period_bounds(period=period, now=now or timezone.now())
     account = Account.objects.select_related("user").filter(pk=account_id).first()
@@ -203,7 +208,15 @@ def statement_data(*, account_id: uuid.UUID | str, period: str, now: dt.datetime
     fills = list(
         Fill.objects.filter(account_id=account.pk, filled_at__gte=start, filled_at__lt=end)
         .order_by("filled_at", "id")
-        .values_list("filled_at", "asset__symbol", "side", "qty", "price_units", "commission_cents", "realized_pl_cents")
+        .values_list(
+            "filled_at",
+            "asset__symbol",
+            "side",
+            "qty",
+            "price_units",
+            "commission_cents",
+            "realized_pl_cents",
+        )
     )
     opening_held, closing_held = _holdings_at(account.pk, start), _holdings_at(account.pk, end)
     opening_prices = prices_at(symbols=opening_held, moment=start)
@@ -269,7 +282,9 @@ def statements_list(*, account_id: uuid.UUID) -> QuerySet[Statement]:
     return Statement.objects.filter(account_id=account_id).order_by("-period")
 
 
-def statement_get(*, statement_id: uuid.UUID | str, account_id: uuid.UUID | None, staff: bool = False) -> Statement:
+def statement_get(
+    *, statement_id: uuid.UUID | str, account_id: uuid.UUID | None, staff: bool = False
+) -> Statement:
     statements = Statement.objects.filter(pk=_as_uuid(statement_id, what="statement"))
     if not staff:
         statements = statements.filter(account_id=account_id) if account_id is not None else statements.none()
@@ -277,7 +292,3 @@ def statement_get(*, statement_id: uuid.UUID | str, account_id: uuid.UUID | None
     if statement is None:
         raise NotFound("statement not found")
     return statement
-
-
-def job_runs_failed(*, since: dt.datetime) -> QuerySet[JobRun]:
-    return JobRun.objects.filter(Q(status="failed"), finished_at__gte=since)

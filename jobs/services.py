@@ -75,7 +75,11 @@ def _publish_or_store(*, task_name: str, args: Sequence[Any], kwargs: Mapping[st
     except Exception as error:  # any broker failure: the message must not be lost
         logger.warning("broker unavailable, %s goes to the outbox: %s", task_name, error)
         OutboxEntry.objects.create(
-            task_name=task_name, args=list(args), kwargs=dict(kwargs), attempts=1, last_error=str(error)[:2000]
+            task_name=task_name,
+            args=list(args),
+            kwargs=dict(kwargs),
+            attempts=1,
+            last_error=str(error)[:2000],
         )
         return False
 
@@ -195,7 +199,9 @@ def job_fail(*, job_id: uuid.UUID | str, error: str, token: uuid.UUID | None = N
     runs = JobRun.objects.filter(pk=job_id).exclude(status=JobStatus.SUCCEEDED)
     if token is not None:
         runs = runs.filter(Q(claim_token=token) | Q(status=JobStatus.QUEUED))
-    runs.update(status=JobStatus.FAILED, error=error[:4000], finished_at=timezone.now(), lease_expires_at=None)
+    runs.update(
+        status=JobStatus.FAILED, error=error[:4000], finished_at=timezone.now(), lease_expires_at=None
+    )
 
 
 def job_execute(*, job_id: uuid.UUID | str) -> dict[str, Any] | None:
@@ -259,9 +265,7 @@ def statement_job_slot(*, account_id: uuid.UUID | str, period: str) -> str:
     return f"{account_id}:{period}"
 
 
-def statement_request(
-    *, account_id: uuid.UUID, period: str, now: dt.datetime | None = None
-) -> JobRun:
+def statement_request(*, account_id: uuid.UUID, period: str, now: dt.datetime | None = None) -> JobRun:
     """Ask for an account's statement for a finished month; answers the (possibly existing) run.
 
     Raises InvalidRequest for a malformed, unfinished or future period.
@@ -297,7 +301,9 @@ def _statements_fan_out(job: JobRun) -> int:
     period = job.params["period"]
     _, period_end = selectors.statement_period_bounds(period=period, now=timezone.now())
     enqueued = 0
-    account_ids = Account.objects.filter(created_at__lt=period_end).order_by("pk").values_list("pk", flat=True)
+    account_ids = (
+        Account.objects.filter(created_at__lt=period_end).order_by("pk").values_list("pk", flat=True)
+    )
     for account_id in account_ids.iterator(chunk_size=1000):
         run, created = job_run_ensure(
             name=STATEMENT_JOB,
@@ -353,7 +359,8 @@ def _statement_commit(job: JobRun, prepared: _PreparedStatement, token: uuid.UUI
             statement.save(force_insert=True)
     except IntegrityError:
         # Produced already (e.g. by a run from before an admin reset): the existing one stands.
-        default_storage.delete(statement.pdf.name)
+        if statement.pdf.name:
+            default_storage.delete(statement.pdf.name)
         existing = Statement.objects.get(account_id=data.account_id, period=data.period)
         return {"statement_id": str(existing.pk)}
     return {"statement_id": str(statement.pk)}

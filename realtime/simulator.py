@@ -60,6 +60,9 @@ class _Symbol:
     market_at_last: float
     sector_at_last: float
     elapsed_s: float
+    # A symbol's own draws come from its own generator, so halting one symbol (or adding one)
+    # leaves every other symbol's path unchanged.
+    rng: random.Random
 
 
 class MarketSimulator:
@@ -102,6 +105,7 @@ class MarketSimulator:
                     market_at_last=0.0,
                     sector_at_last=0.0,
                     elapsed_s=0.0,
+                    rng=random.Random(stable_seed(seed, "ticks", start.symbol, start.seq)),
                 )
             )
         self._by_symbol = {s.symbol: s for s in self._symbols}
@@ -142,7 +146,7 @@ class MarketSimulator:
                     # A halted symbol resumes from its frozen price, not from where it would be.
                     self._rebase(state)
                 continue
-            ticks.append(self._trade(state, rng, at_ns))
+            ticks.append(self._trade(state, at_ns))
         return ticks
 
     def _rebase(self, state: _Symbol) -> None:
@@ -150,7 +154,8 @@ class MarketSimulator:
         state.sector_at_last = self._sectors[state.sector]
         state.elapsed_s = 0.0
 
-    def _trade(self, state: _Symbol, rng: random.Random, at_ns: int) -> WireTick:
+    def _trade(self, state: _Symbol, at_ns: int) -> WireTick:
+        rng = state.rng
         sector_now = self._sectors[state.sector]
         move = (
             state.beta * (self._market - state.market_at_last)

@@ -71,7 +71,10 @@ class Encoding(Enum):
     @classmethod
     def from_headers(cls, headers: Iterable[tuple[bytes, bytes]]) -> Encoding:
         for name, value in headers:
-            if name.lower() == b"content-type" and value.split(b";")[0].strip().lower() == b"application/msgpack":
+            if (
+                name.lower() == b"content-type"
+                and value.split(b";")[0].strip().lower() == b"application/msgpack"
+            ):
                 return cls.MSGPACK
         return cls.JSON
 
@@ -316,7 +319,9 @@ class EncodedWindow:
     def __init__(self, window: Window, *, now_ns: int | None = None) -> None:
         self.number = window.number
         if now_ns is None:
-            now_ns = max((t.at_ns for t in window.ticks), default=0) or int(dt.datetime.now(UTC).timestamp() * 1e9)
+            now_ns = max((t.at_ns for t in window.ticks), default=0) or int(
+                dt.datetime.now(UTC).timestamp() * 1e9
+            )
         self._events = window_events(window, status_at_ns=now_ns)
         self.symbols: list[str] = list(self._events)  # window order of first appearance
         self._json: dict[str, list[tuple[int, str]]] = {}
@@ -338,7 +343,9 @@ class EncodedWindow:
     def msgpack_parts(self, symbol: str) -> list[tuple[int, bytes]]:
         parts = self._msgpack.get(symbol)
         if parts is None:
-            parts = [(channel, encode_event_msgpack(event)) for channel, event in self._events.get(symbol, ())]
+            parts = [
+                (channel, encode_event_msgpack(event)) for channel, event in self._events.get(symbol, ())
+            ]
             self._msgpack[symbol] = parts
         return parts
 
@@ -356,6 +363,7 @@ class EncodedWindow:
 
 
 # --- Frames ---------------------------------------------------------------------------------------
+
 
 def _msgpack_array_header(count: int) -> bytes:
     if count <= 15:

@@ -109,7 +109,9 @@ class TickWriter:
         # duplicate (symbol, seq) still rolls back the whole window.
         table = StockPriceHistory._meta.db_table
         statement = f"COPY {table} ({', '.join(TICK_COLUMNS)}) FROM STDIN"
-        with connection.cursor() as cursor, cursor.copy(statement) as copy:
+        # COPY bypasses Django's execute wrappers: translate driver errors (a duplicate key is
+        # IntegrityError) as every other query's are.
+        with connection.wrap_database_errors, connection.cursor() as cursor, cursor.copy(statement) as copy:
             for t in ticks:
                 copy.write_row(
                     (t.symbol, t.seq, t.price, t.size, t.bid, t.bid_size, t.ask, t.ask_size,

@@ -1,0 +1,489 @@
+"""``benchmark api``: the main read endpoints through gunicorn on loopback, cached against uncached.
+
+Seeds a throwaway database (``--accounts`` accounts holding positions in ``--symbols`` symbols,
+bars, ticks, precomputed leaderboards, analytics and symbol stats), then starts gunicorn twice on
+127.0.0.1 (the production command, ``--workers``/``--threads``): once as configured and once with
+``CACHE_ENABLED=false``. A threaded client with one keep-alive connection per thread
+(``--concurrency``, default 16) sends ``--requests`` timed requests per endpoint after a warm-up
+and reports per endpoint p50, p99 and requests/s, and the database queries each response took
+(the ``X-DB-Queries`` header the benchmark-only middleware adds):
+
+- a trivial Django view (``/v2/_bench/ping``): the floor any endpoint sits on;
+- the cached reads (leaderboard, account analytics, symbol stats): Property 14, p99 under 10 ms;
+  Property 41, fewer queries per request than uncached; Property 15, p99/p50 bounded;
+- the trading reads (account, positions, assets, bars), which are not cached, for context.
+
+Rate limits stay on with limits too high to trip, so their cost is in every figure. The
+leaderboard's staleness bound is lifted for the run: recomputing it is a write, not a read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import http.client
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import CommandError
+from django.db import connection
+from django.utils import timezone
+
+from analytics import services as analytics_services
+from analytics.benchmarks._database import throwaway_database
+from analytics.benchmarks._report import Report, Row
+from trading import services
+from trading.models import Account, Asset, CashEntry, DailyBar, MinuteBar, Position, StockPriceHistory
+
+HELP = "cached vs uncached reads through gunicorn on loopback: p50/p99, req/s, queries per request"
+
+P99_GOAL_MS = 10.0
+SPREAD_GOAL = 5.0
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--requests", type=int, default=2000, help="timed requests per endpoint (default 2000)"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=16, help="client threads, one connection each (default 16)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=200, help="untimed requests per endpoint first (default 200)"
+    )
+    parser.add_argument("--accounts", type=int, default=200, help="accounts to seed (default 200)")
+    parser.add_argument("--symbols", type=int, default=50, help="assets to seed (default 50)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (default 2)")
+    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker (default 4)")
+    parser.add_argument(
+        "--db-name", default=None, help="throwaway database (file on SQLite, name on PostgreSQL)"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the throwaway database afterwards")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    path: str
+    cacheable: bool
+    authenticated: bool = True
+
+
+@dataclass
+class Measurement:
+    latencies: list[float]
+    queries: list[int]
+    elapsed: float
+    errors: int
+
+    def percentile(self, fraction: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
+
+    @property
+    def p50(self) -> float:
+        return self.percentile(0.50)
+
+    @property
+    def p99(self) -> float:
+        return self.percentile(0.99)
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.elapsed if self.elapsed else 0.0
+
+    @property
+    def mean_queries(self) -> float:
+        return statistics.fmean(self.queries) if self.queries else float("nan")
+
+
+def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
+    requests, concurrency = int(options["requests"]), int(options["concurrency"])
+    if requests < 1 or concurrency < 1:
+        raise CommandError("--requests and --concurrency must be at least 1")
+    with throwaway_database(name=options.get("db_name"), keep=bool(options.get("keep")), log=log) as name:
+        headers, symbol = _seed(accounts=int(options["accounts"]), symbols=int(options["symbols"]), log=log)
+        start = (timezone.now() - dt.timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        endpoints = [
+            Endpoint("trivial Django view (floor)", "/v2/_bench/ping", cacheable=False, authenticated=False),
+            Endpoint("leaderboard", "/v2/leaderboard?limit=20", cacheable=True),
+            Endpoint("account analytics", "/v2/analytics/account", cacheable=True),
+            Endpoint("symbol stats", f"/v2/analytics/symbols/{symbol}", cacheable=True),
+            Endpoint("account", "/v2/account", cacheable=False),
+            Endpoint("positions", "/v2/positions", cacheable=False),
+            Endpoint("assets", "/v2/assets", cacheable=False),
+            Endpoint(
+                "bars", f"/v2/stocks/{symbol}/bars?timeframe=1Min&limit=100&start={start}", cacheable=False
+            ),
+        ]
+        database_url = _database_url()
+        results: dict[tuple[str, bool], Measurement] = {}
+        for cached in (True, False):
+            chosen = endpoints if cached else [endpoint for endpoint in endpoints if endpoint.cacheable]
+            label = "cache on" if cached else "cache off (CACHE_ENABLED=false)"
+            with _gunicorn(
+                database_url, cached=cached, workers=int(options["workers"]), threads=int(options["threads"])
+            ) as port:
+                for endpoint in chosen:
+                    log(f"{label}: {endpoint.name}: {requests} requests at concurrency {concurrency}")
+                    results[endpoint.name, cached] = _drive(
+                        port,
+                        endpoint.path,
+                        headers if endpoint.authenticated else {},
+                        requests=requests,
+                        warmup=int(options["warmup"]),
+                        concurrency=concurrency,
+                    )
+        report = Report(
+            title=(
+                f"benchmark api: {connection.vendor} ({name}), gunicorn {options['workers']} workers x "
+                f"{options['threads']} threads on 127.0.0.1, concurrency {concurrency}, {requests} requests per endpoint"
+            )
+        )
+        _rows(report, endpoints, results)
+    return report
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f} ms"
+
+
+def _rows(report: Report, endpoints: list[Endpoint], results: dict[tuple[str, bool], Measurement]) -> None:
+    floor = results["trivial Django view (floor)", True]
+    report.add(
+        Row(
+            "floor: trivial Django view p50 / p99",
+            f"{_ms(floor.p50)} / {_ms(floor.p99)}",
+            "-",
+            f"{floor.rate:,.0f} req/s",
+            "-",
+            None,
+        )
+    )
+    pooled: list[float] = []
+    for endpoint in endpoints:
+        if not endpoint.cacheable:
+            continue
+        hot, cold = results[endpoint.name, True], results[endpoint.name, False]
+        pooled.extend(hot.latencies)
+        report.add(
+            Row(
+                f"{endpoint.name} p99: cached vs uncached (P14)",
+                _ms(hot.p99),
+                _ms(cold.p99),
+                f"{cold.p99 / hot.p99:.2f}x" if hot.p99 else "-",
+                f"< {P99_GOAL_MS:.0f} ms",
+                hot.p99 * 1000 < P99_GOAL_MS and not hot.errors,
+            )
+        )
+        report.add(
+            Row(
+                "  p50",
+                _ms(hot.p50),
+                _ms(cold.p50),
+                f"{cold.p50 / hot.p50:.2f}x" if hot.p50 else "-",
+                "-",
+                None,
+            )
+        )
+        report.add(
+            Row(
+                "  req/s",
+                f"{hot.rate:,.0f}",
+                f"{cold.rate:,.0f}",
+                f"{hot.rate / cold.rate:.2f}x" if cold.rate else "-",
+                "-",
+                None,
+            )
+        )
+        report.add(
+            Row(
+                "  DB queries/request (P41)",
+                f"{hot.mean_queries:.2f}",
+                f"{cold.mean_queries:.2f}",
+                "-",
+                "fewer cached",
+                hot.mean_queries < cold.mean_queries,
+            )
+        )
+        spread = hot.p99 / hot.p50 if hot.p50 else float("inf")
+        report.add(
+            Row(
+                "  p99/p50 cached (P15)",
+                f"{spread:.2f}",
+                f"{cold.p99 / cold.p50:.2f}" if cold.p50 else "-",
+                "-",
+                f"<= {SPREAD_GOAL:.0f}",
+                spread <= SPREAD_GOAL,
+            )
+        )
+    if pooled:
+        everything = Measurement(pooled, [], 1.0, 0)
+        report.add(
+            Row(
+                "all cached reads p99 (P14)",
+                _ms(everything.p99),
+                "-",
+                "-",
+                f"< {P99_GOAL_MS:.0f} ms",
+                everything.p99 * 1000 < P99_GOAL_MS,
+            )
+        )
+    for endpoint in endpoints:
+        if endpoint.cacheable or not endpoint.authenticated:
+            continue
+        measured = results[endpoint.name, True]
+        report.add(
+            Row(
+                f"{endpoint.name} (not cached) p50 / p99",
+                f"{_ms(measured.p50)} / {_ms(measured.p99)}",
+                "-",
+                f"{measured.rate:,.0f} req/s",
+                f"{measured.mean_queries:.1f} queries/request",
+                None,
+            )
+        )
+    errors = sum(measured.errors for measured in results.values())
+    report.notes.append(
+        f"non-2xx answers: {errors}"
+        + ("" if not errors else " (see the rows above; a failing endpoint's figures are not comparable)")
+    )
+
+
+# --- Seeding ----------------------------------------------------------------------------------
+
+
+def _seed(*, accounts: int, symbols: int, log: Callable[[str], None]) -> tuple[dict[str, str], str]:
+    started = time.perf_counter()
+    now = timezone.now()
+    names = [f"BM{index:04d}" for index in range(max(1, symbols))]
+    Asset.objects.bulk_create(
+        Asset(symbol=name, name=f"{name} Corp.", sector=f"Sector {index % 11}")
+        for index, name in enumerate(names)
+    )
+    StockPriceHistory.objects.bulk_create(
+        StockPriceHistory(
+            symbol=name,
+            seq=1,
+            price_units=1_000_000 + index * 1000,
+            size=100,
+            bid_units=999_900 + index * 1000,
+            bid_size=300,
+            ask_units=1_000_100 + index * 1000,
+            ask_size=400,
+            recorded_at=now,
+        )
+        for index, name in enumerate(names)
+    )
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    DailyBar.objects.bulk_create(
+        DailyBar(
+            symbol=name,
+            start=day - dt.timedelta(days=back),
+            open_units=1_000_000,
+            high_units=1_010_000,
+            low_units=990_000,
+            close_units=1_000_000 + back * 100,
+            volume=10_000,
+            trade_count=100,
+            vwap_units=1_000_000,
+        )
+        for name in names
+        for back in range(1, 6)
+    )
+    minute = now.replace(second=0, microsecond=0)
+    MinuteBar.objects.bulk_create(
+        MinuteBar(
+            symbol=names[0],
+            start=minute - dt.timedelta(minutes=back),
+            open_units=1_000_000,
+            high_units=1_001_000,
+            low_units=999_000,
+            close_units=1_000_000 + back,
+            volume=100,
+            trade_count=10,
+            vwap_units=1_000_000,
+        )
+        for back in range(1, 121)
+    )
+    user_model = get_user_model()
+    users = user_model.objects.bulk_create(
+        user_model(username=f"bench{index}") for index in range(max(1, accounts))
+    )
+    opened = Account.objects.bulk_create(
+        Account(user=user, account_number=f"BM{index:010d}", cash_cents=5_000_000)
+        for index, user in enumerate(users)
+    )
+    CashEntry.objects.bulk_create(
+        CashEntry(
+            account=account,
+            kind=CashEntry.Kind.DEPOSIT,
+            amount_cents=10_000_000,
+            created_at=now - dt.timedelta(days=1),
+        )
+        for account in opened
+    )
+    assets = list(Asset.objects.order_by("symbol"))
+    Position.objects.bulk_create(
+        Position(
+            account=account,
+            asset=assets[(index + offset) % len(assets)],
+            qty=10 + offset,
+            cost_basis_cents=1_000_000,
+        )
+        for index, account in enumerate(opened)
+        for offset in range(min(5, len(assets)))
+    )
+    analytics_services.analytics_refresh_all()
+    analytics_services.symbol_stats_refresh()
+    key, secret = services.api_key_create(account_id=opened[0].pk)
+    log(f"seeded {len(opened)} accounts, {len(names)} symbols in {time.perf_counter() - started:.1f} s")
+    return {"APCA-API-KEY-ID": key.key_id, "APCA-API-SECRET-KEY": secret}, names[0]
+
+
+def _database_url() -> str:
+    params = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{Path(params['NAME']).resolve()}"
+    password = f":{params['PASSWORD']}" if params.get("PASSWORD") else ""
+    return (
+        f"postgres://{params.get('USER') or 'postgres'}{password}@{params.get('HOST') or '127.0.0.1'}:"
+        f"{params.get('PORT') or 5432}/{params['NAME']}"
+    )
+
+
+# --- Server and client --------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def _gunicorn(database_url: str, *, cached: bool, workers: int, threads: int) -> Iterator[int]:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DATABASE_URL": database_url,
+        "BENCHMARK_ENDPOINTS": "true",
+        "CACHE_ENABLED": "true" if cached else "false",
+        # Keys of their own, so a running instance's cache and the two runs never mix.
+        "CACHE_KEY_PREFIX": f"bench{os.getpid()}{'c' if cached else 'u'}",
+        "RATE_LIMIT_KEY_PREFIX": f"bench{os.getpid()}:rl",
+        "RATE_LIMITS": "read=100000000/min,market_data=100000000/min,anon=100000000/min",
+        "LEADERBOARD_MAX_STALENESS_S": "86400",
+        "LOG_LEVEL": "WARNING",
+    }
+    log_path = Path(settings.VAR_DIR) / f"benchmark-api-gunicorn-{port}.log"
+    with open(log_path, "wb") as output:
+        process = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "gunicorn"), "config.wsgi:application",
+                "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(threads),
+                "--no-control-socket", "--keep-alive", "30",
+            ],
+            cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise CommandError(f"gunicorn exited; see {log_path}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/_bench/ping", timeout=2):
+                    break
+            except (OSError, urllib.error.URLError):
+                if time.monotonic() > deadline:
+                    raise CommandError(f"gunicorn did not answer; see {log_path}") from None
+                time.sleep(0.1)
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log_path.unlink(missing_ok=True)
+
+
+def _drive(
+    port: int, path: str, headers: dict[str, str], *, requests: int, warmup: int, concurrency: int
+) -> Measurement:
+    """``requests`` timed GETs spread over ``concurrency`` threads, each on its own keep-alive
+    connection, after ``warmup`` untimed ones (which also fill the caches)."""
+    lock = threading.Lock()
+    remaining = [warmup]
+    latencies: list[float] = []
+    queries: list[int] = []
+    errors = [0]
+    timing = [False]
+    start_gate = threading.Barrier(concurrency + 1)
+
+    def take() -> bool:
+        with lock:
+            if remaining[0] <= 0:
+                return False
+            remaining[0] -= 1
+            return True
+
+    def worker() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            for phase in range(2):
+                while take():
+                    started = time.perf_counter()
+                    try:
+                        conn.request("GET", path, headers=headers)
+                        response = conn.getresponse()
+                        response.read()
+                    except (OSError, http.client.HTTPException):
+                        conn.close()
+                        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                        with lock:
+                            errors[0] += 1
+                        continue
+                    spent = time.perf_counter() - started
+                    if timing[0]:
+                        with lock:
+                            latencies.append(spent)
+                            queries.append(int(response.getheader("X-DB-Queries") or 0))
+                            if response.status >= 300:
+                                errors[0] += 1
+                if phase == 0:
+                    start_gate.wait()  # all threads finish the warm-up before timing starts
+                    start_gate.wait()
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    start_gate.wait()
+    with lock:
+        remaining[0] = requests
+        timing[0] = True
+        errors[0] = 0
+    started = time.perf_counter()
+    start_gate.wait()
+    for thread in threads:
+        thread.join()
+    return Measurement(latencies, queries, time.perf_counter() - started, errors[0])

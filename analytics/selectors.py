@@ -1,0 +1,204 @@
+"""Reads of the precomputed rows, cache-through (analytics.cache), in a fixed number of queries.
+
+The leaderboard is never served older than ``LEADERBOARD_MAX_STALENESS_S`` (Property 11): a board
+found older when read is recomputed synchronously, by one process under the stampede lock while
+the others wait for its result, and only then served. Payloads are JSON-shaped dicts, exactly what
+the endpoints answer, so a cache hit costs no serialisation work and no queries (Property 28).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from analytics import services
+from analytics.cache import cache_manager
+from analytics.models import (
+    AccountAnalytics,
+    LeaderboardEntry,
+    LeaderboardPeriod,
+    LeaderboardSnapshot,
+    SymbolStats,
+)
+from trading.errors import InvalidRequest, NotFound
+from trading.models import Account, Asset
+from trading.units import cents_to_str, units_to_str
+
+
+def _snapshot_payload(snapshot: LeaderboardSnapshot) -> dict[str, Any]:
+    entries = (
+        LeaderboardEntry.objects.filter(snapshot=snapshot)
+        .order_by("rank")
+        .values_list("rank", "account_number", "username", "equity_cents", "baseline_cents", "return_pct")[
+            : settings.LEADERBOARD_LIMIT_MAX
+        ]
+    )
+    return {
+        "period": snapshot.period,
+        "as_of": snapshot.as_of.isoformat(),
+        "trading_day": snapshot.trading_day.isoformat(),
+        "account_count": snapshot.account_count,
+        "entries": [
+            {
+                "rank": rank,
+                "account_number": number,
+                "username": username,
+                "equity": cents_to_str(equity),
+                "baseline": cents_to_str(baseline),
+                "return_pct": round(gain * 100, 4),
+            }
+            for rank, number, username, equity, baseline, gain in entries
+        ],
+    }
+
+
+def _latest_snapshot(period: str) -> LeaderboardSnapshot | None:
+    return LeaderboardSnapshot.objects.filter(period=period).order_by("-as_of", "-id").first()
+
+
+def _stored_board(period: str) -> dict[str, Any] | None:
+    snapshot = _latest_snapshot(period)
+    return _snapshot_payload(snapshot) if snapshot else None
+
+
+def _age(payload: dict[str, Any] | None, now: dt.datetime) -> float:
+    if payload is None:
+        return float("inf")
+    return (now - dt.datetime.fromisoformat(payload["as_of"])).total_seconds()
+
+
+def leaderboard_get(
+    *, period: str, limit: int | None = None, now: dt.datetime | None = None
+) -> dict[str, Any]:
+    """The newest board of ``period``, its first ``limit`` entries, never older than the bound."""
+    if period not in LeaderboardPeriod.values:
+        raise InvalidRequest(f"period must be one of {', '.join(LeaderboardPeriod.values)}")
+    limit = settings.LEADERBOARD_LIMIT_DEFAULT if limit is None else limit
+    if not 1 <= limit <= settings.LEADERBOARD_LIMIT_MAX:
+        raise InvalidRequest(f"limit must be between 1 and {settings.LEADERBOARD_LIMIT_MAX}")
+    now = now or timezone.now()
+    bound = float(settings.LEADERBOARD_MAX_STALENESS_S)
+    manager = cache_manager()
+    key = services.leaderboard_cache_key(period)
+    board: dict[str, Any] | None = manager.cached(key, "leaderboard", lambda: _stored_board(period))
+    if _age(board, now) > bound:
+        board = _board_refreshed(period=period, now=now, bound=bound)
+    assert board is not None
+    return {**board, "entries": board["entries"][:limit]}
+
+
+def _board_refreshed(*, period: str, now: dt.datetime, bound: float) -> dict[str, Any]:
+    manager = cache_manager()
+    with manager.single_flight(f"leaderboard-refresh:{period}") as holder:
+        # Another process may have refreshed while this one waited for the lock.
+        board = _stored_board(period)
+        if _age(board, now) > bound and holder:
+            services.leaderboard_refresh(now=now)
+            board = _stored_board(period)
+        if _age(board, now) > bound:
+            # The holder did not finish within the wait: recompute here rather than serve stale.
+            services.leaderboard_refresh(now=now)
+            board = _stored_board(period)
+    assert board is not None
+    return board
+
+
+def leaderboard_csv_rows(*, period: str) -> Iterator[list[str]]:
+    """Every entry of the newest board for a staff export (uncached: rare and complete)."""
+    if period not in LeaderboardPeriod.values:
+        raise InvalidRequest(f"period must be one of {', '.join(LeaderboardPeriod.values)}")
+    snapshot = _latest_snapshot(period)
+    yield ["rank", "account_number", "username", "equity", "baseline", "return_pct", "as_of"]
+    if snapshot is None:
+        return
+    as_of = snapshot.as_of.isoformat()
+    entries = (
+        LeaderboardEntry.objects.filter(snapshot=snapshot)
+        .order_by("rank")
+        .values_list("rank", "account_number", "username", "equity_cents", "baseline_cents", "return_pct")
+    )
+    for rank, number, username, equity, baseline, gain in entries.iterator(chunk_size=2000):
+        yield [
+            str(rank),
+            number,
+            username,
+            cents_to_str(equity) or "",
+            cents_to_str(baseline) or "",
+            f"{gain * 100:.4f}",
+            as_of,
+        ]
+
+
+def _float(value: float | None, digits: int = 6) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _analytics_payload(row: AccountAnalytics) -> dict[str, Any]:
+    return {
+        "as_of": row.as_of.isoformat(),
+        "equity": cents_to_str(row.equity_cents),
+        "returns": {
+            "1D": _float(row.return_1d),
+            "1W": _float(row.return_1w),
+            "1M": _float(row.return_1m),
+            "since_reset": _float(row.return_since_reset),
+        },
+        "volatility": _float(row.volatility),
+        "max_drawdown": _float(row.max_drawdown),
+        "sharpe": _float(row.sharpe, 4),
+        "sector_allocation": row.sector_allocation,
+        "win_rate": _float(row.win_rate, 4),
+        "closed_trades": row.closed_trades,
+        "rank": row.rank,
+    }
+
+
+def account_analytics_get(*, account: Account) -> dict[str, Any]:
+    """The account's precomputed analytics; computed now (for it alone) if none exist yet."""
+
+    def load() -> dict[str, Any]:
+        row = AccountAnalytics.objects.filter(account_id=account.pk).first()
+        if row is None:
+            services.account_analytics_refresh(account_ids=[account.pk])
+            row = AccountAnalytics.objects.get(account_id=account.pk)
+        return {"account_number": account.account_number, **_analytics_payload(row)}
+
+    return cache_manager().cached(services.account_analytics_cache_key(account.pk), "analytics", load)
+
+
+def _stats_payload(row: SymbolStats) -> dict[str, Any]:
+    return {
+        "symbol": row.symbol,
+        "as_of": row.as_of.isoformat(),
+        "last_price": units_to_str(row.last_price_units),
+        "previous_close": units_to_str(row.previous_close_units),
+        "change_today": _float(row.change_today),
+        "day_high": units_to_str(row.day_high_units),
+        "day_low": units_to_str(row.day_low_units),
+        "day_volume": row.day_volume,
+        "holders": row.holders,
+        "net_shares_held": row.net_shares_held,
+        "fills_today": row.fills_today,
+    }
+
+
+def symbol_stats_get(*, symbol: str) -> dict[str, Any]:
+    """A symbol's precomputed stats; computed now (for it alone) if none exist yet."""
+    symbol = symbol.upper()
+
+    def load() -> dict[str, Any]:
+        row = SymbolStats.objects.filter(symbol=symbol).first()
+        if row is None:
+            if not Asset.objects.filter(symbol=symbol).exists():
+                raise NotFound(f"asset not found for {symbol}")
+            services.symbol_stats_refresh(symbols=[symbol])
+            row = SymbolStats.objects.filter(symbol=symbol).first()
+            if row is None:
+                raise NotFound(f"no stats for inactive asset {symbol}")
+        return _stats_payload(row)
+
+    return cache_manager().cached(services.symbol_stats_cache_key(symbol), "symbol_stats", load)

@@ -1,0 +1,515 @@
+"""Precomputation: leaderboards, per-account analytics and per-symbol stats for ALL accounts at once.
+
+Each refresh loads what it needs with a fixed number of batch queries whatever the number of
+accounts (accounts, positions, today's fills and cash, trade cash since each reset, latest quotes,
+previous closes), computes in Python, writes with bulk statements and invalidates the cached
+answers after commit. Each is a one-line Celery task (see jobs/) and also what a read runs
+synchronously when it finds the leaderboard older than its staleness bound.
+
+Returns exclude cash added from outside (deposits, grants, resets): overall return is equity
+against the capital since the last reset (cash now minus what trading moved since then); daily
+return is equity against the equity when the trading day began (or at a reset today) plus cash
+added since.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import math
+import statistics
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import (
+    BigIntegerField,
+    Case,
+    Count,
+    DateTimeField,
+    F,
+    Max,
+    Min,
+    Model,
+    Q,
+    QuerySet,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce, Greatest
+from django.utils import timezone
+
+from analytics.cache import cache_manager
+from analytics.models import (
+    AccountAnalytics,
+    AccountEquityDay,
+    LeaderboardEntry,
+    LeaderboardPeriod,
+    LeaderboardSnapshot,
+    SymbolStats,
+)
+from trading import calendar
+from trading.models import Account, Asset, CashEntry, Fill, MinuteBar, OrderSide, Position
+from trading.quotes import latest_quotes
+from trading.selectors import day_boundary, previous_closes
+from trading.units import UNITS_PER_CENT
+
+EXTERNAL_CASH_KINDS = (CashEntry.Kind.DEPOSIT, CashEntry.Kind.GRANT, CashEntry.Kind.RESET)
+TRADE_CASH_KINDS = (CashEntry.Kind.BUY, CashEntry.Kind.SELL, CashEntry.Kind.COMMISSION)
+# Snapshots kept per period: the newest and the one before it, which a reader may still be paging.
+SNAPSHOTS_KEPT = 2
+TRADING_DAYS_PER_YEAR = 252
+SERIES_DAYS = 90
+_M = TypeVar("_M", bound=Model)
+
+
+def leaderboard_cache_key(period: str) -> str:
+    return f"leaderboard:{period}"
+
+
+def account_analytics_cache_key(account_id: uuid.UUID | str) -> str:
+    return f"analytics:account:{account_id}"
+
+
+def symbol_stats_cache_key(symbol: str) -> str:
+    return f"symbol_stats:{symbol.upper()}"
+
+
+# --- Loading every account's state in a fixed number of queries --------------------------------
+
+
+@dataclass
+class AccountState:
+    account_id: uuid.UUID
+    account_number: str
+    username: str
+    cash_cents: int
+    reset_at: dt.datetime | None
+    holdings_units: int = 0
+    long_by_sector_units: dict[str, int] = field(default_factory=dict)
+    # Sum of buys, sells and commissions since the last reset: capital = cash - this.
+    trade_cash_since_reset_cents: int = 0
+    # Equity when today's trading began (or at a reset today), and cash added from outside since.
+    day_start_equity_cents: int = 0
+    flows_today_cents: int = 0
+
+    @property
+    def equity_cents(self) -> int:
+        return self.cash_cents + round(self.holdings_units / UNITS_PER_CENT)
+
+    @property
+    def capital_cents(self) -> int:
+        return self.cash_cents - self.trade_cash_since_reset_cents
+
+    @property
+    def daily_baseline_cents(self) -> int:
+        return self.day_start_equity_cents + self.flows_today_cents
+
+
+def _ratio(gain: int, base: int) -> float:
+    return gain / base if base > 0 else 0.0
+
+
+@dataclass
+class Book:
+    now: dt.datetime
+    trading_day: dt.date
+    accounts: list[AccountState]
+
+    def ranked(self, period: str) -> list[tuple[AccountState, int, float]]:
+        """(state, baseline, return) best first; ties by equity, then account number."""
+        rows = []
+        for state in self.accounts:
+            baseline = (
+                state.capital_cents if period == LeaderboardPeriod.OVERALL else state.daily_baseline_cents
+            )
+            rows.append((state, baseline, _ratio(state.equity_cents - baseline, baseline)))
+        rows.sort(key=lambda row: (-row[2], -row[0].equity_cents, row[0].account_number))
+        return rows
+
+
+def book_load(*, now: dt.datetime | None = None, account_ids: Sequence[uuid.UUID] | None = None) -> Book:
+    """Every account's equity, capital and start-of-day equity: seven queries for any number."""
+    now = now or timezone.now()
+    boundary = day_boundary(now)
+    accounts = Account.objects.all()
+    if account_ids is not None:
+        accounts = accounts.filter(pk__in=account_ids)
+    states = {
+        row["id"]: AccountState(
+            account_id=row["id"],
+            account_number=row["account_number"],
+            username=row["user__username"],
+            cash_cents=row["cash_cents"],
+            reset_at=row["reset_at"],
+        )
+        for row in accounts.values("id", "account_number", "user__username", "cash_cents", "reset_at")
+    }
+    wanted = list(states)
+
+    def scoped(queryset: QuerySet[_M]) -> QuerySet[_M]:
+        return queryset if account_ids is None else queryset.filter(account_id__in=wanted)
+
+    positions = list(
+        scoped(Position.objects.exclude(qty=0)).values_list(
+            "account_id", "asset__symbol", "asset__sector", "qty", "cost_basis_cents"
+        )
+    )
+    # Each account's "day start" is the later of the trading day's start and its last reset.
+    since = Greatest(
+        Coalesce(F("account__reset_at"), Value(boundary, output_field=DateTimeField())),
+        Value(boundary, output_field=DateTimeField()),
+    )
+    big = BigIntegerField()
+    zero = Value(0, output_field=big)
+    signed_qty = Case(When(side=OrderSide.BUY, then=F("qty")), default=-F("qty"), output_field=big)
+    fills_today = (
+        scoped(Fill.objects.filter(filled_at__gt=boundary))
+        .alias(since=since)
+        .filter(filled_at__gt=F("since"))
+        .values("account_id", "asset__symbol")
+        .order_by()
+        .annotate(net=Sum(signed_qty))
+    )
+    net_today: dict[uuid.UUID, dict[str, int]] = defaultdict(dict)
+    for row in fills_today:
+        net_today[row["account_id"]][row["asset__symbol"]] = int(row["net"])
+    cash_today = (
+        scoped(CashEntry.objects.filter(created_at__gt=boundary))
+        .alias(since=since)
+        .filter(created_at__gt=F("since"))
+        .values("account_id")
+        .order_by()
+        .annotate(
+            total=Sum("amount_cents"),
+            external=Coalesce(
+                Sum(Case(When(kind__in=EXTERNAL_CASH_KINDS, then=F("amount_cents")), default=zero)), zero
+            ),
+        )
+    )
+    cash_since = {row["account_id"]: (int(row["total"]), int(row["external"])) for row in cash_today}
+    trade_cash = (
+        scoped(CashEntry.objects.filter(kind__in=TRADE_CASH_KINDS))
+        .filter(Q(account__reset_at__isnull=True) | Q(created_at__gt=F("account__reset_at")))
+        .values("account_id")
+        .order_by()
+        .annotate(total=Sum("amount_cents"))
+    )
+    for cash_row in trade_cash:
+        if cash_row["account_id"] in states:
+            states[cash_row["account_id"]].trade_cash_since_reset_cents = int(cash_row["total"])
+
+    symbols = {row[1] for row in positions} | {symbol for by in net_today.values() for symbol in by}
+    current = {symbol: quote.price for symbol, quote in latest_quotes(symbols=symbols).items()}
+    closes = previous_closes(symbols=symbols, before=boundary)
+
+    held: dict[uuid.UUID, dict[str, int]] = defaultdict(dict)
+    for account_id, symbol, sector, qty, cost_basis in positions:
+        state = states.get(account_id)
+        if state is None:
+            continue
+        fallback = abs(cost_basis) * UNITS_PER_CENT // abs(qty)
+        price = current.get(symbol) or closes.get(symbol) or fallback
+        value = price * qty
+        state.holdings_units += value
+        if qty > 0:
+            state.long_by_sector_units[sector] = state.long_by_sector_units.get(sector, 0) + value
+        held[account_id][symbol] = qty
+
+    for account_id, state in states.items():
+        total, external = cash_since.get(account_id, (0, 0))
+        at_start = state.reset_at is None or state.reset_at <= boundary
+        then_units = 0
+        qty_now, traded = held.get(account_id, {}), net_today.get(account_id, {})
+        for symbol in qty_now.keys() | traded.keys():
+            qty_then = qty_now.get(symbol, 0) - traded.get(symbol, 0)
+            if qty_then:
+                price = (
+                    (closes.get(symbol) if at_start else None) or current.get(symbol) or closes.get(symbol, 0)
+                )
+                then_units += qty_then * price
+        state.day_start_equity_cents = state.cash_cents - total + round(then_units / UNITS_PER_CENT)
+        state.flows_today_cents = external
+    ordered = sorted(states.values(), key=lambda state: state.account_number)
+    return Book(now=now, trading_day=calendar.trading_day_of(now), accounts=ordered)
+
+
+# --- Leaderboard --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LeaderboardRefreshResult:
+    as_of: dt.datetime
+    accounts: int
+    snapshot_ids: dict[str, int]
+
+
+def leaderboard_refresh(
+    *, now: dt.datetime | None = None, book: Book | None = None
+) -> LeaderboardRefreshResult:
+    """New overall and daily snapshots for every account, today's equity point per account, and the
+    cached boards invalidated after commit. Older snapshots beyond SNAPSHOTS_KEPT are deleted."""
+    book = book or book_load(now=now)
+    snapshot_ids: dict[str, int] = {}
+    with transaction.atomic():
+        for period in LeaderboardPeriod.values:
+            snapshot = LeaderboardSnapshot.objects.create(
+                period=period, as_of=book.now, trading_day=book.trading_day, account_count=len(book.accounts)
+            )
+            LeaderboardEntry.objects.bulk_create(
+                (
+                    LeaderboardEntry(
+                        snapshot=snapshot,
+                        account_id=state.account_id,
+                        rank=rank,
+                        account_number=state.account_number,
+                        username=state.username,
+                        equity_cents=state.equity_cents,
+                        baseline_cents=baseline,
+                        return_pct=gain,
+                    )
+                    for rank, (state, baseline, gain) in enumerate(book.ranked(period), start=1)
+                ),
+                batch_size=1000,
+            )
+            snapshot_ids[period] = snapshot.pk
+            kept = LeaderboardSnapshot.objects.filter(period=period).order_by("-as_of", "-id")[
+                :SNAPSHOTS_KEPT
+            ]
+            LeaderboardSnapshot.objects.filter(period=period).exclude(
+                pk__in=list(kept.values_list("pk", flat=True))
+            ).delete()
+        AccountEquityDay.objects.bulk_create(
+            (
+                AccountEquityDay(
+                    account_id=state.account_id,
+                    day=book.trading_day,
+                    equity_cents=state.equity_cents,
+                    flows_cents=state.flows_today_cents,
+                )
+                for state in book.accounts
+            ),
+            update_conflicts=True,
+            unique_fields=["account", "day"],
+            update_fields=["equity_cents", "flows_cents"],
+            batch_size=1000,
+        )
+        cache_manager().invalidate_on_commit(*(leaderboard_cache_key(p) for p in LeaderboardPeriod.values))
+    return LeaderboardRefreshResult(as_of=book.now, accounts=len(book.accounts), snapshot_ids=snapshot_ids)
+
+
+# --- Per-account analytics ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RiskFigures:
+    return_1w: float | None
+    return_1m: float | None
+    volatility: float | None
+    max_drawdown: float | None
+    sharpe: float | None
+
+
+def risk_figures(
+    *, points: Sequence[tuple[dt.date, int, int]], today: dt.date, risk_free_rate: float = 0.0
+) -> RiskFigures:
+    """Figures from (day, equity, cash added that day) points in day order, the last being today.
+
+    Daily returns exclude the day's added cash; period returns compound them; volatility and
+    Sharpe are annualised over TRADING_DAYS_PER_YEAR; drawdown is the deepest fall of the
+    compounded index from its running peak (a fraction, 0 when it never fell).
+    """
+    returns: list[tuple[dt.date, float]] = []
+    for (_, before, _), (day, equity, flows) in itertools.pairwise(points):
+        if before > 0:
+            returns.append((day, (equity - flows - before) / before))
+
+    def compounded(since: dt.date) -> float | None:
+        window = [value for day, value in returns if day > since]
+        if not window:
+            return None
+        return math.prod(1 + value for value in window) - 1
+
+    values = [value for _, value in returns]
+    volatility = sharpe = None
+    if len(values) >= 2:
+        deviation = statistics.stdev(values)
+        volatility = deviation * math.sqrt(TRADING_DAYS_PER_YEAR)
+        if deviation > 0:
+            excess = statistics.fmean(values) - risk_free_rate / TRADING_DAYS_PER_YEAR
+            sharpe = excess / deviation * math.sqrt(TRADING_DAYS_PER_YEAR)
+    drawdown = None
+    if values:
+        index = peak = 1.0
+        drawdown = 0.0
+        for value in values:
+            index *= 1 + value
+            peak = max(peak, index)
+            drawdown = max(drawdown, (peak - index) / peak)
+    return RiskFigures(
+        return_1w=compounded(today - dt.timedelta(days=7)),
+        return_1m=compounded(today - dt.timedelta(days=30)),
+        volatility=volatility,
+        max_drawdown=drawdown,
+        sharpe=sharpe,
+    )
+
+
+def account_analytics_refresh(
+    *,
+    now: dt.datetime | None = None,
+    account_ids: Sequence[uuid.UUID] | None = None,
+    book: Book | None = None,
+) -> int:
+    """Analytics rows for every account (or the ones named): the book, the equity series and the
+    closing-fill tallies, three batch reads on top of the book's; one upsert."""
+    book = book or book_load(now=now, account_ids=account_ids)
+    ids = [state.account_id for state in book.accounts]
+    first_day = book.trading_day - dt.timedelta(days=SERIES_DAYS)
+    series: dict[uuid.UUID, list[tuple[dt.date, int, int]]] = defaultdict(list)
+    equity_days = AccountEquityDay.objects.filter(day__gte=first_day, day__lt=book.trading_day)
+    if account_ids is not None:
+        equity_days = equity_days.filter(account_id__in=ids)
+    for account_id, day, equity, flows in equity_days.order_by("account_id", "day").values_list(
+        "account_id", "day", "equity_cents", "flows_cents"
+    ):
+        series[account_id].append((day, equity, flows))
+    fills = Fill.objects.filter(Q(account__reset_at__isnull=True) | Q(filled_at__gt=F("account__reset_at")))
+    if account_ids is not None:
+        fills = fills.filter(account_id__in=ids)
+    tallies = {
+        row["account_id"]: (row["wins"], row["losses"])
+        for row in fills.values("account_id")
+        .order_by()
+        .annotate(
+            wins=Count("id", filter=Q(realized_pl_cents__gt=0)),
+            losses=Count("id", filter=Q(realized_pl_cents__lt=0)),
+        )
+    }
+    ranks = {
+        state.account_id: rank for rank, (state, _, _) in enumerate(book.ranked(LeaderboardPeriod.OVERALL), 1)
+    }
+    rows = []
+    for state in book.accounts:
+        reset_day = calendar.trading_day_of(state.reset_at) if state.reset_at else None
+        points = [
+            point for point in series.get(state.account_id, []) if reset_day is None or point[0] >= reset_day
+        ]
+        points.append((book.trading_day, state.equity_cents, state.flows_today_cents))
+        figures = risk_figures(
+            points=points, today=book.trading_day, risk_free_rate=settings.ANALYTICS_RISK_FREE_RATE
+        )
+        long_total = sum(state.long_by_sector_units.values())
+        wins, losses = tallies.get(state.account_id, (0, 0))
+        rows.append(
+            AccountAnalytics(
+                account_id=state.account_id,
+                as_of=book.now,
+                equity_cents=state.equity_cents,
+                return_1d=_ratio(state.equity_cents - state.daily_baseline_cents, state.daily_baseline_cents),
+                return_1w=figures.return_1w,
+                return_1m=figures.return_1m,
+                return_since_reset=_ratio(state.equity_cents - state.capital_cents, state.capital_cents),
+                volatility=figures.volatility,
+                max_drawdown=figures.max_drawdown,
+                sharpe=figures.sharpe,
+                sector_allocation={
+                    sector: round(value / long_total, 6)
+                    for sector, value in sorted(state.long_by_sector_units.items())
+                    if long_total > 0
+                },
+                win_rate=wins / (wins + losses) if wins + losses else None,
+                closed_trades=wins + losses,
+                rank=ranks.get(state.account_id),
+            )
+        )
+    fields = [f.name for f in AccountAnalytics._meta.concrete_fields if not f.primary_key]
+    with transaction.atomic():
+        AccountAnalytics.objects.bulk_create(
+            rows, update_conflicts=True, unique_fields=["account"], update_fields=fields, batch_size=500
+        )
+        cache_manager().invalidate_on_commit(*(account_analytics_cache_key(account_id) for account_id in ids))
+    return len(rows)
+
+
+# --- Per-symbol stats ---------------------------------------------------------------------------
+
+
+def symbol_stats_refresh(*, now: dt.datetime | None = None, symbols: Iterable[str] | None = None) -> int:
+    """Stats for every active asset (or the ones named) in six batch reads and one upsert."""
+    now = now or timezone.now()
+    boundary = day_boundary(now)
+    assets = Asset.objects.filter(active=True)
+    if symbols is not None:
+        assets = assets.filter(symbol__in=[symbol.upper() for symbol in symbols])
+    wanted = list(assets.values_list("symbol", flat=True))
+    if not wanted:
+        return 0
+    current = latest_quotes(symbols=wanted)
+    closes = previous_closes(symbols=wanted, before=boundary)
+    bars: dict[str, dict[str, Any]] = {
+        row["symbol"]: dict(row)
+        for row in MinuteBar.objects.filter(symbol__in=wanted, start__gte=boundary)
+        .values("symbol")
+        .order_by()
+        .annotate(high=Max("high_units"), low=Min("low_units"), volume=Sum("volume"))
+    }
+    holdings = {
+        row["asset__symbol"]: (row["holders"], int(row["net"]))
+        for row in Position.objects.filter(asset__symbol__in=wanted)
+        .exclude(qty=0)
+        .values("asset__symbol")
+        .order_by()
+        .annotate(holders=Count("id"), net=Sum("qty"))
+    }
+    fills = dict(
+        Fill.objects.filter(asset__symbol__in=wanted, filled_at__gte=boundary)
+        .values("asset__symbol")
+        .order_by()
+        .annotate(count=Count("id"))
+        .values_list("asset__symbol", "count")
+    )
+    rows = []
+    for symbol in wanted:
+        quote = current.get(symbol)
+        last = quote.price if quote else None
+        close = closes.get(symbol)
+        bar = bars.get(symbol, {})
+        highs = [value for value in (bar.get("high"), last) if value is not None]
+        lows = [value for value in (bar.get("low"), last) if value is not None]
+        holders, net = holdings.get(symbol, (0, 0))
+        rows.append(
+            SymbolStats(
+                symbol=symbol,
+                as_of=now,
+                last_price_units=last,
+                previous_close_units=close,
+                change_today=(last - close) / close if last is not None and close else None,
+                day_high_units=max(highs) if highs else None,
+                day_low_units=min(lows) if lows else None,
+                day_volume=int(bar.get("volume") or 0),
+                holders=holders,
+                net_shares_held=net,
+                fills_today=fills.get(symbol, 0),
+            )
+        )
+    fields = [f.name for f in SymbolStats._meta.concrete_fields if not f.primary_key]
+    with transaction.atomic():
+        SymbolStats.objects.bulk_create(
+            rows, update_conflicts=True, unique_fields=["symbol"], update_fields=fields, batch_size=500
+        )
+        cache_manager().invalidate_on_commit(*(symbol_stats_cache_key(symbol) for symbol in wanted))
+    return len(rows)
+
+
+def analytics_refresh_all(*, now: dt.datetime | None = None) -> LeaderboardRefreshResult:
+    """Leaderboards and account analytics from one load of the book (the periodic job's body)."""
+    book = book_load(now=now)
+    result = leaderboard_refresh(book=book)
+    account_analytics_refresh(book=book)
+    return result

@@ -1,0 +1,90 @@
+"""Leaderboard and analytics endpoints under /v2/: precomputed rows served through the cache layers."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+
+from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.permissions import IsAdminUser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from analytics import selectors
+from analytics.serializers import (
+    AccountAnalyticsSerializer,
+    LeaderboardCsvQuerySerializer,
+    LeaderboardQuerySerializer,
+    LeaderboardSerializer,
+    SymbolStatsSerializer,
+)
+from trading.api.views_base import TradingAPIView, parse_query, request_account, with_errors
+
+
+class LeaderboardView(TradingAPIView):
+    @extend_schema(
+        operation_id="leaderboard_retrieve",
+        parameters=[LeaderboardQuerySerializer],
+        responses=with_errors({200: LeaderboardSerializer}),
+    )
+    def get(self, request: Request) -> Response:
+        query = parse_query(LeaderboardQuerySerializer, request)
+        return Response(selectors.leaderboard_get(period=query["period"], limit=query.get("limit")))
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+class LeaderboardCsvView(TradingAPIView):
+    """The whole newest board as CSV, for staff (streamed: a board can hold every player)."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(
+        operation_id="leaderboard_csv",
+        parameters=[LeaderboardCsvQuerySerializer],
+        responses={
+            **with_errors({}),
+            (200, "text/csv"): OpenApiResponse(str, description="every entry, best first"),
+        },
+    )
+    def get(self, request: Request) -> StreamingHttpResponse:
+        period = parse_query(LeaderboardCsvQuerySerializer, request)["period"]
+        rows = selectors.leaderboard_csv_rows(period=period)
+        first = next(rows)  # validates before the response starts streaming
+        writer = csv.writer(_Echo())
+
+        def lines() -> Iterator[str]:
+            yield writer.writerow(first)
+            for row in rows:
+                yield writer.writerow(row)
+
+        response = StreamingHttpResponse(lines(), content_type="text/csv")
+        response["Content-Disposition"] = f'attachment; filename="leaderboard-{period}.csv"'
+        return response
+
+
+class AccountAnalyticsView(TradingAPIView):
+    @extend_schema(
+        operation_id="analytics_account_retrieve", responses=with_errors({200: AccountAnalyticsSerializer})
+    )
+    def get(self, request: Request) -> Response:
+        return Response(selectors.account_analytics_get(account=request_account(request)))
+
+
+class SymbolStatsView(TradingAPIView):
+    @extend_schema(
+        operation_id="analytics_symbol_retrieve",
+        parameters=[OpenApiParameter("symbol", str, OpenApiParameter.PATH)],
+        responses=with_errors({200: SymbolStatsSerializer}),
+    )
+    def get(self, request: Request, symbol: str) -> Response:
+        return Response(selectors.symbol_stats_get(symbol=symbol))
+
+
+def bench_ping(request: HttpRequest) -> JsonResponse:
+    """The benchmark's floor: a plain Django view, no authentication, no database."""
+    return JsonResponse({"pong": True})

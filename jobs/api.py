@@ -1,0 +1,150 @@
+"""``/v2/statements`` and ``/v2/jobs``: heavy work answers 202 at once and runs in a worker
+(Property 10); the job's status is pollable and the PDF downloads when ready (Property 27).
+
+Views validate, call one service or selector, and shape the answer; errors take Alpaca's shape
+through the project's exception handler. Another user's job or statement is a 404, the same as a
+missing one, so ids cannot be probed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.http import FileResponse
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from jobs import selectors, services
+from jobs.models import JobRun, Statement
+from trading.api.serializers import rfc3339
+from trading.api.views_base import TradingAPIView, parse_body, request_account, with_errors
+from trading.errors import NotFound
+from trading.units import cents_to_str
+
+
+class StatementRequestSerializer(serializers.Serializer[Any]):
+    period = serializers.CharField(help_text="A finished month, YYYY-MM")
+
+
+class JobSerializer(serializers.Serializer[Any]):
+    job_id = serializers.UUIDField()
+    name = serializers.CharField()
+    status = serializers.ChoiceField(choices=["queued", "running", "succeeded", "failed"])
+    attempts = serializers.IntegerField()
+    error = serializers.CharField(allow_null=True)
+    statement_id = serializers.UUIDField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    status_url = serializers.CharField()
+
+    @staticmethod
+    def shape(job: JobRun, request: Request) -> dict[str, Any]:
+        return {
+            "job_id": str(job.pk),
+            "name": job.name,
+            "status": job.status,
+            "attempts": job.attempts,
+            "error": job.error or None,
+            "statement_id": job.result.get("statement_id"),
+            "created_at": rfc3339(job.created_at),
+            "started_at": rfc3339(job.started_at),
+            "finished_at": rfc3339(job.finished_at),
+            "status_url": request.build_absolute_uri(reverse("job-detail", args=[job.pk])),
+        }
+
+
+class StatementSerializer(serializers.Serializer[Any]):
+    id = serializers.UUIDField()
+    period = serializers.CharField()
+    period_start = serializers.DateTimeField()
+    period_end = serializers.DateTimeField()
+    opening_cash = serializers.CharField()
+    closing_cash = serializers.CharField()
+    opening_equity = serializers.CharField()
+    closing_equity = serializers.CharField()
+    commissions = serializers.CharField()
+    realized_pl = serializers.CharField()
+    trade_count = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    pdf_url = serializers.CharField()
+
+    @staticmethod
+    def shape(statement: Statement, request: Request) -> dict[str, Any]:
+        return {
+            "id": str(statement.pk),
+            "period": statement.period,
+            "period_start": rfc3339(statement.period_start),
+            "period_end": rfc3339(statement.period_end),
+            "opening_cash": cents_to_str(statement.opening_cash_cents),
+            "closing_cash": cents_to_str(statement.closing_cash_cents),
+            "opening_equity": cents_to_str(statement.opening_equity_cents),
+            "closing_equity": cents_to_str(statement.closing_equity_cents),
+            "commissions": cents_to_str(statement.commissions_cents),
+            "realized_pl": cents_to_str(statement.realized_pl_cents),
+            "trade_count": statement.trade_count,
+            "created_at": rfc3339(statement.created_at),
+            "pdf_url": request.build_absolute_uri(reverse("statement-pdf", args=[statement.pk])),
+        }
+
+
+def _viewer(request: Request) -> tuple[uuid.UUID | None, bool]:
+    account = getattr(request.user, "account", None)
+    return (account.pk if account is not None else None), bool(request.user.is_staff)
+
+
+class StatementsView(TradingAPIView):
+    @extend_schema(
+        operation_id="statements_list", responses=with_errors({200: StatementSerializer(many=True)})
+    )
+    def get(self, request: Request) -> Response:
+        statements = selectors.statements_list(account_id=request_account(request).pk)
+        return Response([StatementSerializer.shape(statement, request) for statement in statements])
+
+    @extend_schema(
+        operation_id="statements_request",
+        request=StatementRequestSerializer,
+        responses=with_errors({202: JobSerializer}),
+        description="Queue the statement of a finished month; poll status_url, then download the PDF.",
+    )
+    def post(self, request: Request) -> Response:
+        body = parse_body(StatementRequestSerializer, request)
+        job = services.statement_request(account_id=request_account(request).pk, period=body["period"])
+        return Response(JobSerializer.shape(job, request), status=status.HTTP_202_ACCEPTED)
+
+
+class JobDetailView(TradingAPIView):
+    @extend_schema(operation_id="jobs_retrieve", responses=with_errors({200: JobSerializer}))
+    def get(self, request: Request, job_id: str) -> Response:
+        account_id, staff = _viewer(request)
+        job = selectors.job_run_get(job_id=job_id, account_id=account_id, staff=staff)
+        return Response(JobSerializer.shape(job, request))
+
+
+class StatementPdfView(TradingAPIView):
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
+        # The body is a file whatever the client accepts; errors still go out as JSON.
+        return super().perform_content_negotiation(request, force=True)
+
+    @extend_schema(
+        operation_id="statements_pdf",
+        responses=with_errors({200: OpenApiResponse(OpenApiTypes.BINARY, description="application/pdf")}),
+    )
+    def get(self, request: Request, statement_id: str) -> FileResponse:
+        account_id, staff = _viewer(request)
+        statement = selectors.statement_get(statement_id=statement_id, account_id=account_id, staff=staff)
+        try:
+            handle = statement.pdf.open("rb")
+        except FileNotFoundError:
+            raise NotFound("statement file is missing") from None
+        return FileResponse(
+            handle,
+            content_type="application/pdf",
+            as_attachment=True,
+            filename=f"statement-{statement.period}-{statement.account_id}.pdf",
+        )

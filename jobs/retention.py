@@ -1,0 +1,124 @@
+"""Retention: delete rows older than their retention, in bounded batches (Property 29).
+
+A registry of (model, time field, retention) so each app registers its own tables (monitoring
+samples, when they exist, call ``retention_register`` from their AppConfig.ready). Each batch is
+one short transaction deleting at most RETENTION_BATCH_SIZE rows up to a primary-key bound, so the
+tick writer and the API never wait long behind cleanup, and SQLite's single write lock is
+released between batches.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.apps import apps
+from django.conf import settings
+from django.db import models, transaction
+from django.db.models import Q
+
+
+@dataclass(frozen=True)
+class RetentionRule:
+    label: str
+    model: str  # "app_label.ModelName", resolved late so apps can register before loading
+    time_field: str
+    # None keeps rows for ever (daily bars); read at run time so settings overrides apply.
+    retention: Callable[[], dt.timedelta | None]
+    # Rows never deleted whatever their age (a job run still queued or running).
+    keep: Q | None = None
+
+    def model_class(self) -> type[models.Model]:
+        return apps.get_model(self.model)
+
+
+RETENTION_RULES: dict[str, RetentionRule] = {}
+
+
+def retention_register(
+    *,
+    label: str,
+    model: str,
+    time_field: str,
+    retention: Callable[[], dt.timedelta | None],
+    keep: Q | None = None,
+) -> None:
+    RETENTION_RULES[label] = RetentionRule(
+        label=label, model=model, time_field=time_field, retention=retention, keep=keep
+    )
+
+
+def _hours(setting: str) -> Callable[[], dt.timedelta]:
+    return lambda: dt.timedelta(hours=getattr(settings, setting))
+
+
+def _days(setting: str) -> Callable[[], dt.timedelta]:
+    return lambda: dt.timedelta(days=getattr(settings, setting))
+
+
+retention_register(
+    label="ticks",
+    model="trading.StockPriceHistory",
+    time_field="recorded_at",
+    retention=_hours("TICK_RETENTION_HOURS"),
+)
+retention_register(
+    label="minute bars",
+    model="trading.MinuteBar",
+    time_field="start",
+    retention=_days("MINUTE_BAR_RETENTION_DAYS"),
+)
+retention_register(label="daily bars", model="trading.DailyBar", time_field="start", retention=lambda: None)
+retention_register(
+    label="job runs",
+    model="jobs.JobRun",
+    time_field="created_at",
+    retention=_days("JOB_RUN_RETENTION_DAYS"),
+    keep=Q(status__in=("queued", "running")),
+)
+
+
+def retention_cleanup_rule(
+    *,
+    rule: RetentionRule,
+    now: dt.datetime,
+    batch_size: int | None = None,
+    progress: Callable[[str, int], None] | None = None,
+) -> int:
+    """Delete one rule's expired rows; returns how many. Rows exactly at the cutoff stay."""
+    retention = rule.retention()
+    if retention is None:
+        return 0
+    model = rule.model_class()
+    cutoff = now - retention
+    batch_size = batch_size or settings.RETENTION_BATCH_SIZE
+    expired = model._default_manager.filter(**{f"{rule.time_field}__lt": cutoff})
+    if rule.keep is not None:
+        expired = expired.exclude(rule.keep)
+    deleted = 0
+    while True:
+        # The batch's highest key bounds the DELETE: a range the database walks by index, not a
+        # list of thousands of literals, and never more than batch_size rows per transaction.
+        bound = expired.order_by("pk").values_list("pk", flat=True)[batch_size - 1 : batch_size].first()
+        with transaction.atomic():
+            batch = expired if bound is None else expired.filter(pk__lte=bound)
+            count, _ = batch.delete()
+        deleted += count
+        if progress is not None and count:
+            progress(rule.label, deleted)
+        if bound is None:
+            return deleted
+
+
+def retention_cleanup(
+    *,
+    now: dt.datetime,
+    batch_size: int | None = None,
+    progress: Callable[[str, int], None] | None = None,
+) -> dict[str, int]:
+    """Every registered rule, in registration order: {label: rows deleted}."""
+    return {
+        label: retention_cleanup_rule(rule=rule, now=now, batch_size=batch_size, progress=progress)
+        for label, rule in RETENTION_RULES.items()
+    }

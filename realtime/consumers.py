@@ -1,0 +1,415 @@
+"""WebSocket consumers: Alpaca's market-data stream, its trade_updates stream and the dashboard's.
+
+The consumers speak the protocols (realtime/streams.py) and register with the process's fan-out
+(realtime/fanout.py); they never subscribe to Redis themselves, so a connection costs no Redis
+connection and no channel-layer channel (``channel_layer_alias`` names no layer on purpose).
+
+Authentication: bots send their API key and secret, checked exactly as the REST API checks them
+(trading/api/authentication.py); the dashboard's browser authenticates with its Django session,
+by sending ``{"action":"auth"}`` (market data) or ``{"action":"authenticate"}`` (trade_updates)
+without credentials. Failed key auths are counted per client address and key in Redis; past
+STREAM_AUTH_FAILURES_MAX the answer is 402 without a lookup and the socket is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from realtime import fanout
+from realtime.streams import (
+    AUTHENTICATED,
+    CONNECTED,
+    Encoding,
+    StreamError,
+    Subscriptions,
+    authorization_message,
+    decode_inbound,
+    encode_control,
+    error_message,
+    listening_message,
+    parse_subscription,
+    trading_error_message,
+)
+
+logger = logging.getLogger(__name__)
+
+# daphne (autobahn) lets an application close only with 1000 or 3000-4999, so a refusal closes
+# with 4000 + the Alpaca error code it just sent (4407 slow client, 4404 auth timeout, ...).
+CLOSE_BASE = 4000
+NO_CHANNEL_LAYER = "__streams_use_the_fanout__"
+
+
+@dataclass(frozen=True)
+class StreamIdentity:
+    account_id: str
+    # What the connection limit counts: the API key, or the user for session logins.
+    limit_key: str
+
+
+def verify_key_pair(key_id: str, secret: str) -> StreamIdentity | None:
+    """The REST API's key check (HMAC compare, cache, revocation) for a stream's auth message."""
+    from rest_framework.exceptions import AuthenticationFailed
+
+    from trading.api.authentication import _verified_key
+    from trading.models import Account
+
+    try:
+        known = _verified_key(key_id.strip(), secret.strip())
+    except AuthenticationFailed:
+        return None
+    if not Account.objects.filter(pk=known.account_id, user__is_active=True).exists():
+        return None
+    return StreamIdentity(account_id=known.account_id, limit_key=f"key:{key_id.strip()}")
+
+
+def session_identity(user_id: int) -> StreamIdentity | None:
+    from trading.models import Account
+
+    account_id = (
+        Account.objects.filter(user_id=user_id, user__is_active=True).values_list("pk", flat=True).first()
+    )
+    if account_id is None:
+        return None
+    return StreamIdentity(account_id=str(account_id), limit_key=f"user:{user_id}")
+
+
+class TokenBucket:
+    """Inbound message rate per connection: a flood closes only the flooding socket."""
+
+    __slots__ = ("burst", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.stamp = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+class _StreamConsumer(AsyncWebsocketConsumer):
+    """Shared limits: inbound size and rate, the auth timeout, session identity."""
+
+    channel_layer_alias = NO_CHANNEL_LAYER
+
+    identity: StreamIdentity | None = None
+    _auth_timer: asyncio.TimerHandle | None = None
+    _auth_task: asyncio.Task[None] | None = None
+    _closing = False
+
+    def _client_address(self) -> str:
+        client = self.scope.get("client")
+        return str(client[0]) if client else ""
+
+    def _session_user_id(self) -> int | None:
+        user = self.scope.get("user")
+        if user is not None and user.is_authenticated:
+            return int(user.pk)
+        return None
+
+    def _start_auth_timer(self) -> None:
+        self._bucket = TokenBucket(settings.STREAM_INBOUND_RATE, settings.STREAM_INBOUND_BURST)
+        loop = asyncio.get_running_loop()
+        self._auth_timer = loop.call_later(settings.STREAM_AUTH_TIMEOUT_S, self._auth_deadline)
+
+    def _auth_deadline(self) -> None:
+        if self.identity is None and not self._closing:
+            self._auth_task = asyncio.create_task(self.auth_timed_out())
+
+    async def auth_timed_out(self) -> None:
+        raise NotImplementedError
+
+    def _stop_auth_timer(self) -> None:
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+            self._auth_timer = None
+
+    async def close_with(self, code: int) -> None:
+        self._closing = True
+        self._stop_auth_timer()
+        await self.close(code=code)
+
+    async def _admit(self, text_data: str | None, bytes_data: bytes | None) -> dict[str, Any] | None:
+        """The decoded message, or None after answering an oversized, flooding or garbled one."""
+        if self._closing:
+            # Messages already queued behind the one that closed the socket: answering them
+            # would write to a closing protocol, which autobahn refuses with an exception.
+            return None
+        size = len(bytes_data) if bytes_data is not None else len((text_data or "").encode())
+        if size > settings.STREAM_MAX_INBOUND_BYTES:
+            await self.refuse(400)
+            await self.close_with(CLOSE_BASE + 400)
+            return None
+        if not self._bucket.take():
+            await self.close_with(CLOSE_BASE + 429)  # no Alpaca code for a flood
+            return None
+        try:
+            return decode_inbound(text_data, bytes_data)
+        except StreamError as error:
+            await self.refuse(error.code)
+            return None
+
+    async def refuse(self, code: int) -> None:
+        raise NotImplementedError
+
+    async def _identify(self, key: object, secret: object) -> tuple[StreamIdentity | None, bool]:
+        """(identity or None, whether the client is rate-limited and must be closed)."""
+        limiter = fanout.manager().auth_failures
+        address = self._client_address()
+        if key is None and secret is None:
+            user_id = self._session_user_id()
+            if user_id is None:
+                return None, False
+            return await database_sync_to_async(session_identity)(user_id), False
+        names = (f"ip:{address}", f"key:{key}" if isinstance(key, str) else "")
+        if await limiter.blocked(*names):
+            return None, True
+        identity = None
+        if isinstance(key, str) and isinstance(secret, str) and key and secret:
+            identity = await database_sync_to_async(verify_key_pair)(key, secret)
+        if identity is None:
+            await limiter.failed(*names)
+        return identity, False
+
+
+class MarketDataConsumer(_StreamConsumer):
+    """Alpaca's market-data stream: ``/v2/iex``, ``/v2/sip`` and ``/v2/test``."""
+
+    connection: fanout.StreamConnection | None = None
+    _registry_token: str | None = None
+
+    async def connect(self) -> None:
+        self.feed = str(self.scope.get("url_route", {}).get("kwargs", {}).get("feed", "iex"))
+        self.encoding = Encoding.from_headers(self.scope.get("headers", ()))
+        self.subscriptions = Subscriptions()
+        self.fanout = fanout.manager()
+        await self.fanout.ensure_started()
+        await self.accept()
+        await self.send_control([CONNECTED])
+        self._start_auth_timer()
+
+    async def send_control(self, messages: list[dict[str, Any]]) -> None:
+        payload = encode_control(messages, self.encoding)
+        if isinstance(payload, bytes):
+            await self.send(bytes_data=payload)
+        else:
+            await self.send(text_data=payload)
+
+    async def refuse(self, code: int) -> None:
+        await self.send_control([error_message(code)])
+
+    async def auth_timed_out(self) -> None:
+        await self.refuse(404)
+        await self.close_with(CLOSE_BASE + 404)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        message = await self._admit(text_data, bytes_data)
+        if message is None:
+            return
+        action = message.get("action")
+        try:
+            if action == "auth":
+                await self._auth(message)
+            elif action in ("subscribe", "unsubscribe"):
+                await self._subscribe(str(action), message)
+            else:
+                raise StreamError(400)
+        except StreamError as error:
+            await self.refuse(error.code)
+        except Exception:
+            logger.exception("market data stream: internal error")
+            await self.refuse(500)
+
+    async def _auth(self, message: dict[str, Any]) -> None:
+        if self.identity is not None:
+            raise StreamError(403)
+        if self.feed not in settings.STREAM_FEEDS:
+            await self.refuse(409)
+            await self.close_with(CLOSE_BASE + 409)
+            return
+        identity, blocked = await self._identify(message.get("key"), message.get("secret"))
+        if blocked:
+            await self.refuse(402)
+            await self.close_with(CLOSE_BASE + 402)
+            return
+        if identity is None:
+            raise StreamError(402)
+        token = f"{self.fanout.token}:{id(self)}"
+        if not await self.fanout.registry.acquire(
+            identity.limit_key, token, settings.STREAM_MAX_CONNECTIONS_PER_KEY
+        ):
+            await self.refuse(406)
+            await self.close_with(CLOSE_BASE + 406)
+            return
+        self._registry_token = token
+        self.identity = identity
+        self._stop_auth_timer()
+        send, probe = fanout.unwrap_send(self.base_send)
+        self.connection = fanout.StreamConnection(
+            send=send, probe=probe, encoding=self.encoding, on_slow=self._slow_client
+        )
+        await self.send_control([AUTHENTICATED])
+
+    async def _subscribe(self, action: str, message: dict[str, Any]) -> None:
+        if self.identity is None or self.connection is None:
+            raise StreamError(401)
+        request = parse_subscription(message)
+        updated = self.subscriptions.apply(action, request)
+        if updated.symbol_count() > settings.STREAM_MAX_SYMBOLS:
+            raise StreamError(405)
+        self.subscriptions = updated
+        masks, wildcard = updated.masks()
+        self.fanout.update(self.connection, masks, wildcard)
+        await self.send_control([updated.message()])
+
+    async def _slow_client(self) -> None:
+        await self.refuse(407)
+        await self.close_with(CLOSE_BASE + 407)
+
+    async def disconnect(self, code: int) -> None:
+        self._closing = True
+        self._stop_auth_timer()
+        if self.connection is not None:
+            self.fanout.remove(self.connection)
+        if self.identity is not None and self._registry_token is not None:
+            await self.fanout.registry.release(self.identity.limit_key, self._registry_token)
+
+
+class TradeUpdatesConsumer(_StreamConsumer):
+    """Alpaca's trading stream at ``/stream``: ``trade_updates`` for the authenticated account."""
+
+    wants_snapshot = False
+    listening = False
+
+    async def connect(self) -> None:
+        self.fanout = fanout.manager()
+        await self.fanout.ensure_started()
+        await self.accept()
+        self._start_auth_timer()
+
+    async def send_json(self, message: dict[str, Any]) -> None:
+        await self.send(text_data=encode_control_json(message))
+
+    async def refuse(self, code: int) -> None:
+        await self.send_json(trading_error_message(error_message(code)["msg"]))
+
+    async def auth_timed_out(self) -> None:
+        await self.send_json(authorization_message(authorized=False))
+        await self.close_with(CLOSE_BASE + 404)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        message = await self._admit(text_data, bytes_data)
+        if message is None:
+            return
+        action = message.get("action")
+        data = message.get("data")
+        data = data if isinstance(data, dict) else {}
+        try:
+            if action in ("authenticate", "auth"):
+                await self._authenticate(data)
+            elif action == "listen":
+                await self._listen(data)
+            else:
+                await self.refuse(400)
+        except Exception:
+            logger.exception("trade_updates stream: internal error")
+            await self.refuse(500)
+
+    async def _authenticate(self, data: dict[str, Any]) -> None:
+        if self.identity is not None:
+            await self.send_json(authorization_message(authorized=True))
+            return
+        identity, blocked = await self._identify(data.get("key_id"), data.get("secret_key"))
+        await self.send_json(authorization_message(authorized=identity is not None))
+        if blocked:
+            await self.close_with(CLOSE_BASE + 402)
+        elif identity is not None:
+            self.identity = identity
+            self._stop_auth_timer()
+
+    async def _listen(self, data: dict[str, Any]) -> None:
+        if self.identity is None:
+            await self.send_json(authorization_message(authorized=False, action="listen"))
+            return
+        streams = data.get("streams")
+        if not isinstance(streams, list):
+            await self.refuse(400)
+            return
+        wanted = "trade_updates" in streams
+        if wanted and not self.listening:
+            self.fanout.listen_account(self.identity.account_id, self)
+        elif not wanted and self.listening:
+            self.fanout.unlisten_account(self.identity.account_id, self)
+        self.listening = wanted
+        await self.send_json(listening_message(["trade_updates"] if wanted else []))
+
+    async def account_event(self, trade_update: dict[str, Any], snapshot: dict[str, Any] | None) -> None:
+        await self.send_json(trade_update)
+
+    async def disconnect(self, code: int) -> None:
+        self._closing = True
+        self._stop_auth_timer()
+        if self.identity is not None and self.listening:
+            self.fanout.unlisten_account(self.identity.account_id, self)
+
+
+class DashboardConsumer(_StreamConsumer):
+    """The dashboard's own channel: its account's trade updates with fresh account and positions.
+
+    Session only (browsers cannot send API keys safely); refused at the handshake otherwise.
+    Each order event of the account produces one frame:
+    ``{"stream":"account_update","data":{"trade_update":..,"account":..,"positions":[..]}}``.
+    """
+
+    wants_snapshot = True
+
+    async def connect(self) -> None:
+        user_id = self._session_user_id()
+        identity = await database_sync_to_async(session_identity)(user_id) if user_id is not None else None
+        if identity is None:
+            await self.close()
+            return
+        self.identity = identity
+        self.fanout = fanout.manager()
+        await self.fanout.ensure_started()
+        self._bucket = TokenBucket(settings.STREAM_INBOUND_RATE, settings.STREAM_INBOUND_BURST)
+        await self.accept()
+        self.fanout.listen_account(identity.account_id, self)
+
+    async def refuse(self, code: int) -> None:
+        await self.send(text_data=encode_control_json({"stream": "error", "data": error_message(code)}))
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        # Nothing to ask for yet; reading keeps the size and rate limits in force.
+        await self._admit(text_data, bytes_data)
+
+    async def account_event(self, trade_update: dict[str, Any], snapshot: dict[str, Any] | None) -> None:
+        data: dict[str, Any] = {"trade_update": trade_update["data"]}
+        if snapshot is not None:
+            data.update(snapshot)
+        await self.send(text_data=encode_control_json({"stream": "account_update", "data": data}))
+
+    async def disconnect(self, code: int) -> None:
+        if self.identity is not None:
+            self.fanout.unlisten_account(self.identity.account_id, self)
+
+
+def encode_control_json(message: dict[str, Any]) -> str:
+    # The trading stream sends bare objects, not arrays.
+    return json.dumps(message, separators=(",", ":"))

@@ -1,0 +1,140 @@
+"""Rate limits (Property 12) and login throttling."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from tests.processes import free_port, gunicorn_server
+from trading import services
+from trading.api.throttling import Rate, SlidingWindowLimiter, _LocalWindows
+from trading.models import Account
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "window"),
+    [("200/min", 200, 60), ("5/15min", 5, 900), ("10/s", 10, 1), ("3/2h", 3, 7200), ("1/day", 1, 86400)],
+)
+def test_rates_parse(text: str, limit: int, window: float) -> None:
+    assert Rate.parse(text) == Rate(limit, window)
+
+
+@pytest.mark.parametrize("text", ["", "200", "x/min", "5/fortnight"])
+def test_bad_rates_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="invalid rate"):
+        Rate.parse(text)
+
+
+def test_redis_sliding_window_is_exact_and_says_when_to_retry() -> None:
+    limiter = SlidingWindowLimiter()
+    rate = Rate(3, 60)
+    decisions = [limiter.hit("sim:rl:test:exact", rate) for _ in range(5)]
+    assert [d.allowed for d in decisions] == [True, True, True, False, False]
+    assert 59 < decisions[-1].wait <= 60
+    assert limiter.hit("sim:rl:test:other", rate).allowed  # another key has its own budget
+
+
+def test_no_burst_across_a_window_edge() -> None:
+    """The local limiter is the same log; with a fake clock the edge is exact: 3 at the end of one
+    minute and 3 more at the start of the next would be 6 within a minute, so the second 3 wait."""
+    clock = FakeClock()
+    windows = _LocalWindows(max_keys=10, clock=clock)
+    rate = Rate(3, 60)
+    clock.now = 159.0
+    assert all(windows.hit("k", rate, str(i)).allowed for i in range(3))
+    clock.now = 161.0
+    refused = windows.hit("k", rate, "x")
+    assert not refused.allowed and refused.wait == pytest.approx(58.0)
+    clock.now = 219.0
+    assert windows.hit("k", rate, "y").allowed
+
+
+def test_without_redis_the_local_limiter_applies() -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    limiter = SlidingWindowLimiter(
+        redis_factory=lambda: redis.Redis.from_url(dead, socket_connect_timeout=0.5)
+    )
+    assert [limiter.hit("k", Rate(2, 60)).allowed for _ in range(3)] == [True, True, False]
+
+
+def _get(url: str, key_id: str, secret: str) -> tuple[int, dict[str, object], str | None]:
+    request = urllib.request.Request(url, headers={"APCA-API-KEY-ID": key_id, "APCA-API-SECRET-KEY": secret})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read()), response.headers.get("Retry-After")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}"), error.headers.get("Retry-After")
+
+
+@pytest.mark.live
+@pytest.mark.db_backend
+def test_concurrent_requests_over_the_limit_through_gunicorn(
+    transactional_db: None, tmp_path: Path, make_account: Callable[..., Account]
+) -> None:
+    """Property 12: 40 concurrent requests against a limit of 7 over 4 processes: exactly 7 pass,
+    the rest get 429 in Alpaca's shape with Retry-After, and another user is unaffected."""
+    limit, requests = 7, 40
+    greedy, other = make_account(), make_account()
+    greedy_key, greedy_secret = services.api_key_create(account_id=greedy.pk)
+    other_key, other_secret = services.api_key_create(account_id=other.pk)
+    with gunicorn_server(tmp_path, workers=4, extra_env={"RATE_LIMITS": f"read={limit}/min"}) as server:
+        url = f"{server.base_url}/v2/account"
+        barrier = threading.Barrier(requests)
+        results: list[tuple[int, dict[str, object], str | None]] = []
+        lock = threading.Lock()
+
+        def call() -> None:
+            barrier.wait()
+            outcome = _get(url, greedy_key.key_id, greedy_secret)
+            with lock:
+                results.append(outcome)
+
+        threads = [threading.Thread(target=call) for _ in range(requests)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        statuses = Counter(status for status, _, _ in results)
+        assert statuses == {200: limit, 429: requests - limit}, (statuses, server.log()[-2000:])
+        refused = [(body, retry) for status, body, retry in results if status == 429]
+        assert {body["code"] for body, _ in refused} == {42910000}
+        assert all(retry is not None and 1 <= int(retry) <= 60 for _, retry in refused)
+        status, body, _ = _get(url, other_key.key_id, other_secret)
+        assert status == 200 and body["account_number"] == other.account_number
+
+
+@pytest.mark.django_db
+def test_admin_login_is_throttled_per_username_and_address(settings) -> None:
+    settings.LOGIN_RATE_LIMIT = "3/15min"
+    get_user_model().objects.create_user(username="boss", password="right-password-1", is_staff=True)
+    attacker = Client(REMOTE_ADDR="10.0.0.9")
+
+    def login(client: Client, password: str) -> bool:
+        response = client.post("/admin/login/?next=/admin/", {"username": "boss", "password": password})
+        return response.status_code == 302
+
+    assert not any(login(attacker, f"guess-{i}") for i in range(3))
+    assert not login(attacker, "right-password-1")  # locked out, even with the right password
+    # The owner, from another address, is not locked out; a success does not use up the budget.
+    owner = Client(REMOTE_ADDR="10.0.0.1")
+    for _ in range(5):
+        assert login(owner, "right-password-1")
+        owner.logout()

@@ -1,0 +1,154 @@
+"""Property 29: cleanup removes exactly the rows older than their retention, keeps the rest,
+and does it in bounded batches (one short transaction each)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+
+from jobs import retention
+from jobs.models import JobRun, JobStatus
+from trading.models import DailyBar, MinuteBar, StockPriceHistory
+
+NOW = dt.datetime(2026, 6, 15, 12, 0, tzinfo=dt.UTC)
+HOUR = 3600
+TICK_FIELDS = {"price_units": 1, "size": 1, "bid_units": 1, "bid_size": 1, "ask_units": 1, "ask_size": 1}
+
+# Ages in seconds around each boundary, including exactly at it (kept: only older goes).
+ages = st.lists(st.integers(min_value=0, max_value=200 * 24 * HOUR), max_size=25)
+boundary_ages = st.lists(
+    st.sampled_from([24 * HOUR - 1, 24 * HOUR, 24 * HOUR + 1, 90 * 24 * HOUR, 90 * 24 * HOUR + 1]), max_size=6
+)
+
+
+def _bar(model: type[MinuteBar] | type[DailyBar], symbol: str, start: dt.datetime) -> Any:
+    return model(
+        symbol=symbol,
+        start=start,
+        open_units=1,
+        high_units=1,
+        low_units=1,
+        close_units=1,
+        volume=1,
+        trade_count=1,
+        vwap_units=1,
+    )
+
+
+@pytest.mark.django_db
+@hypothesis_settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tick_ages=ages, bar_ages=ages, extra=boundary_ages, batch_size=st.integers(min_value=1, max_value=7))
+def test_cleanup_removes_exactly_the_expired_rows(
+    settings: Any, tick_ages: list[int], bar_ages: list[int], extra: list[int], batch_size: int
+) -> None:
+    settings.TICK_RETENTION_HOURS = 24
+    settings.MINUTE_BAR_RETENTION_DAYS = 90
+    StockPriceHistory.objects.all().delete()
+    MinuteBar.objects.all().delete()
+    DailyBar.objects.all().delete()
+    tick_ages, bar_ages = tick_ages + extra, bar_ages + extra
+    StockPriceHistory.objects.bulk_create(
+        StockPriceHistory(symbol="AAPL", seq=seq, recorded_at=NOW - dt.timedelta(seconds=age), **TICK_FIELDS)
+        for seq, age in enumerate(tick_ages)
+    )
+    MinuteBar.objects.bulk_create(
+        _bar(MinuteBar, f"S{index}", NOW - dt.timedelta(seconds=age)) for index, age in enumerate(bar_ages)
+    )
+    DailyBar.objects.bulk_create(
+        _bar(DailyBar, f"S{index}", NOW - dt.timedelta(seconds=age)) for index, age in enumerate(bar_ages)
+    )
+
+    deleted = retention.retention_cleanup(now=NOW, batch_size=batch_size)
+
+    kept_ticks = sorted(age for age in tick_ages if age <= 24 * HOUR)
+    kept_bars = sorted(age for age in bar_ages if age <= 90 * 24 * HOUR)
+    remaining_ticks = sorted(
+        int((NOW - t).total_seconds())
+        for t in StockPriceHistory.objects.values_list("recorded_at", flat=True)
+    )
+    remaining_bars = sorted(
+        int((NOW - t).total_seconds()) for t in MinuteBar.objects.values_list("start", flat=True)
+    )
+    assert remaining_ticks == kept_ticks
+    assert remaining_bars == kept_bars
+    assert DailyBar.objects.count() == len(bar_ages)  # kept for ever
+    assert deleted["ticks"] == len(tick_ages) - len(kept_ticks)
+    assert deleted["minute bars"] == len(bar_ages) - len(kept_bars)
+    assert deleted["daily bars"] == 0
+
+
+@pytest.mark.django_db
+def test_job_runs_expire_unless_unfinished(settings: Any) -> None:
+    settings.JOB_RUN_RETENTION_DAYS = 30
+    old, recent = NOW - dt.timedelta(days=31), NOW - dt.timedelta(days=29)
+    for index, (status, created) in enumerate(
+        [(JobStatus.SUCCEEDED, old), (JobStatus.FAILED, old), (JobStatus.RUNNING, old), (JobStatus.QUEUED, old),
+         (JobStatus.SUCCEEDED, recent)]
+    ):  # fmt: skip
+        run = JobRun.objects.create(name="noop", slot=str(index), status=status)
+        JobRun.objects.filter(pk=run.pk).update(created_at=created)
+    assert retention.retention_cleanup(now=NOW)["job runs"] == 2
+    assert sorted(JobRun.objects.values_list("slot", flat=True)) == ["2", "3", "4"]
+
+
+@pytest.mark.django_db
+def test_each_batch_deletes_at_most_the_batch_size() -> None:
+    StockPriceHistory.objects.bulk_create(
+        StockPriceHistory(symbol="MSFT", seq=seq, recorded_at=NOW - dt.timedelta(days=30), **TICK_FIELDS)
+        for seq in range(23)
+    )
+    counts: list[int] = []
+    with CaptureQueriesContext(connection) as queries:
+        retention.retention_cleanup_rule(
+            rule=retention.RETENTION_RULES["ticks"],
+            now=NOW,
+            batch_size=5,
+            progress=lambda label, total: counts.append(total),
+        )
+    assert counts == [5, 10, 15, 20, 23]
+    deletes = [query["sql"] for query in queries.captured_queries if query["sql"].startswith("DELETE")]
+    assert len(deletes) == 5
+
+
+def test_registry_is_open_for_other_apps() -> None:
+    assert {"ticks", "minute bars", "daily bars", "job runs"} <= set(retention.RETENTION_RULES)
+    retention.retention_register(
+        label="test samples", model="jobs.JobRun", time_field="created_at", retention=lambda: None
+    )
+    try:
+        assert retention.RETENTION_RULES["test samples"].model_class() is JobRun
+    finally:
+        del retention.RETENTION_RULES["test samples"]
+
+
+@pytest.mark.django_db
+def test_command_reports_progress(settings: Any) -> None:
+    settings.TICK_RETENTION_HOURS = 1
+    StockPriceHistory.objects.create(
+        symbol="IBM", seq=1, recorded_at=dt.datetime(2020, 1, 1, tzinfo=dt.UTC), **TICK_FIELDS
+    )
+    out = StringIO()
+    call_command("cleanup_retention", "--batch-size", "10", stdout=out)
+    text = out.getvalue()
+    assert (
+        "ticks: 1 deleted" in text and "daily bars: kept for ever" in text and "done: 1 rows deleted" in text
+    )
+    assert not StockPriceHistory.objects.exists()
+
+
+@pytest.mark.django_db
+def test_hourly_job_runs_once_per_hour_bucket() -> None:
+    from jobs import services
+
+    first = services.retention_hourly(now=NOW)
+    assert first is not None and set(first["deleted"]) >= {"ticks", "minute bars", "job runs"}
+    assert services.retention_hourly(now=NOW + dt.timedelta(minutes=30)) is None  # a second beat
+    assert services.retention_hourly(now=NOW + dt.timedelta(hours=1)) is not None
+    assert JobRun.objects.filter(name=services.RETENTION_JOB, status=JobStatus.SUCCEEDED).count() == 2

@@ -1,0 +1,105 @@
+"""Real daphne processes for stream tests, and the settings that isolate a stream test.
+
+Modelled on tests/processes.py's gunicorn_server: the same command production runs
+(``daphne config.asgi:application``), against the test database and the test's Redis channels.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings as django_settings
+from pytest_django.fixtures import Settings
+
+from tests.processes import ROOT, VENV_BIN, free_port, test_database_url
+
+STREAM_SETTING_NAMES = (
+    "MARKET_WINDOWS_CHANNEL",
+    "ORDER_EVENTS_CHANNEL",
+    "STREAM_REDIS_PREFIX",
+    "STREAM_REDIS_CLIENT_NAME",
+)
+
+
+def isolate_streams(settings: Settings) -> Settings:
+    """Channels and key prefixes of this test's own, so concurrent test runs and a running market
+    process publishing on the default channels cannot leak windows or events into it.
+
+    Test modules wrap this in a ``stream_settings`` fixture over pytest-django's ``settings``.
+    """
+    suffix = uuid.uuid4().hex[:10]
+    settings.MARKET_WINDOWS_CHANNEL = f"test:windows:{suffix}"
+    settings.ORDER_EVENTS_CHANNEL = f"test:orders:{suffix}"
+    settings.STREAM_REDIS_PREFIX = f"test:ws:{suffix}"
+    settings.STREAM_REDIS_CLIENT_NAME = f"test-ws-{suffix}"
+    return settings
+
+
+def stream_env() -> dict[str, str]:
+    """The current stream settings as environment variables for a server process."""
+    return {name: str(getattr(django_settings, name)) for name in STREAM_SETTING_NAMES}
+
+
+@dataclass
+class DaphneProcess:
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def _wait_until_listening(server: DaphneProcess, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"daphne exited with {server.process.returncode}:\n{server.log()}")
+        try:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"daphne did not listen within {timeout}s:\n{server.log()}")
+
+
+@contextmanager
+def daphne_server(tmp_path: Path, *, extra_env: Mapping[str, str] | None = None) -> Iterator[DaphneProcess]:
+    """daphne serving config.asgi on a free loopback port, against the test database."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": test_database_url(),
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        **stream_env(),
+    }
+    env.update(extra_env or {})
+    log_path = tmp_path / f"daphne-{port}.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    server = DaphneProcess(process=process, port=port, log_path=log_path)
+    try:
+        _wait_until_listening(server, timeout=30)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -1,0 +1,319 @@
+"""The pure parts of the streams: Properties 5, 6 and 23 over generated subscriptions and windows.
+
+Routing (MessageBatcher), encoding (EncodedWindow), frame splitting and the outbox
+(BackpressureManager) are exercised exactly as the fan-out uses them, minus the sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from realtime.fanout import BackpressureManager, FanoutStats, MessageBatcher, StreamConnection
+from realtime.streams import (
+    CHANNELS,
+    EncodedWindow,
+    Encoding,
+    StreamError,
+    Subscriptions,
+    decode_inbound,
+    json_frames,
+    msgpack_frames,
+    parse_subscription,
+    rfc3339_ns,
+    trade_update_message,
+)
+from realtime.wire import Window, WireBar, WireTick
+
+SYMBOLS = ["AAPL", "MSFT", "NVDA", "AMZN", "GOOG", "META", "TSLA", "JPM"]
+AT_NS = 1_764_000_000_123_456_789
+
+
+def _window(number: int, ticks: list[tuple[str, int]], bars: list[tuple[str, str]] | None = None) -> Window:
+    return Window(
+        number=number,
+        ticks=[
+            WireTick(symbol, seq, 1_000_000 + seq, 100, 999_900 + seq, 300, 1_000_100 + seq, 400, AT_NS + seq)
+            for symbol, seq in ticks
+        ],
+        bars=[WireBar(kind, symbol, AT_NS, 1, 2, 0, 1, 10, 3, 1) for kind, symbol in bars or ()],
+    )
+
+
+def _decode(frame: str | bytes) -> list[dict[str, Any]]:
+    if isinstance(frame, bytes):
+        return msgpack.unpackb(frame, timestamp=3)
+    return json.loads(frame)
+
+
+class FakeConnection(StreamConnection):
+    """A connection whose socket is a list; writability is a switch the test flips."""
+
+    __slots__ = ("frames", "is_writable", "slow")
+
+    def __init__(self, encoding: Encoding, *, frame_limit: int = 64 * 1024) -> None:
+        self.frames: list[str | bytes] = []
+        self.is_writable = True
+        self.slow = False
+
+        async def send(message: dict[str, Any]) -> None:
+            self.frames.append(message.get("text") or message["bytes"])
+
+        async def on_slow() -> None:
+            self.slow = True
+
+        super().__init__(send=send, encoding=encoding, on_slow=on_slow)
+        self.frame_limit = frame_limit
+
+    def writable(self) -> bool:
+        return self.is_writable
+
+
+def _subscribe(connection: StreamConnection, subscriptions: Subscriptions) -> None:
+    connection.masks, connection.wildcard_mask = subscriptions.masks()
+
+
+def _route(windows: list[Window], connections: list[FakeConnection]) -> None:
+    by_symbol: dict[str, set[StreamConnection]] = defaultdict(set)
+    wildcard: set[StreamConnection] = set()
+    for connection in connections:
+        for symbol in connection.masks:
+            by_symbol[symbol].add(connection)
+        if connection.wildcard_mask:
+            wildcard.add(connection)
+    stats = FanoutStats()
+
+    async def run() -> None:
+        for window in windows:
+            encoded = EncodedWindow(window)
+            for connection, wanted in MessageBatcher.targets(encoded, by_symbol, wildcard).items():
+                await connection.offer(encoded.parts_for(connection.encoding, wanted), stats)
+
+    asyncio.run(run())
+
+
+subscription_sets = st.dictionaries(
+    st.sampled_from(["trades", "quotes", "bars"]),
+    st.frozensets(st.sampled_from([*SYMBOLS, "*"]), max_size=4),
+    max_size=3,
+).map(Subscriptions)
+tick_windows = st.lists(
+    st.lists(st.sampled_from(SYMBOLS), max_size=30),  # symbols ticking in window order
+    min_size=1,
+    max_size=6,
+)
+
+
+def _windows_from(symbol_lists: list[list[str]]) -> list[Window]:
+    seqs: dict[str, int] = defaultdict(int)
+    windows = []
+    for number, symbols in enumerate(symbol_lists, start=1):
+        ticks = []
+        for symbol in symbols:
+            seqs[symbol] += 1
+            ticks.append((symbol, seqs[symbol]))
+        windows.append(_window(number, ticks, bars=[("b", s) for s in sorted(set(symbols))[:2]]))
+    return windows
+
+
+def _expected(window: Window, subscriptions: Subscriptions) -> list[tuple[str, str, int]]:
+    """(T, S, seq-or-0) of every event the subscriptions select, per symbol in window order."""
+    masks, wildcard = subscriptions.masks()
+    out = []
+    for tick in window.ticks:
+        mask = masks.get(tick.symbol, 0) | wildcard
+        if mask & CHANNELS["trades"]:
+            out.append(("t", tick.symbol, tick.seq))
+        if mask & CHANNELS["quotes"]:
+            out.append(("q", tick.symbol, tick.seq))
+    for bar in window.bars:
+        if (masks.get(bar.symbol, 0) | wildcard) & CHANNELS["bars"]:
+            out.append(("b", bar.symbol, 0))
+    return out
+
+
+def _key(event: dict[str, Any]) -> tuple[str, str, int]:
+    seq = event.get("i", event.get("bp", 0))
+    if event["T"] == "q":
+        seq = round(event["bp"] * 10_000) - 999_900
+    return (event["T"], event["S"], seq if event["T"] != "b" else 0)
+
+
+def _per_symbol(events: list[tuple[str, str, int]]) -> dict[tuple[str, str], list[int]]:
+    grouped: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for kind, symbol, seq in events:
+        grouped[(kind, symbol)].append(seq)
+    return grouped
+
+
+@settings(max_examples=150)
+@given(
+    subs=st.lists(subscription_sets, min_size=1, max_size=4),
+    symbol_lists=tick_windows,
+    msgpack_=st.booleans(),
+)
+def test_property_5_and_6_exact_symbols_one_frame_per_window_order_kept(
+    subs: list[Subscriptions], symbol_lists: list[list[str]], msgpack_: bool
+) -> None:
+    """Property 5: only subscribed symbols. Property 6: a fast client gets one frame per window
+    (when it has anything in it), and per symbol nothing is lost, duplicated or reordered."""
+    encoding = Encoding.MSGPACK if msgpack_ else Encoding.JSON
+    windows = _windows_from(symbol_lists)
+    connections = [FakeConnection(encoding) for _ in subs]
+    for connection, subscriptions in zip(connections, subs, strict=True):
+        _subscribe(connection, subscriptions)
+    _route(windows, connections)
+    for connection, subscriptions in zip(connections, subs, strict=True):
+        expected_windows = [_expected(window, subscriptions) for window in windows]
+        non_empty = [events for events in expected_windows if events]
+        assert len(connection.frames) == len(non_empty)  # one frame per window, none when empty
+        received = [[_key(event) for event in _decode(frame)] for frame in connection.frames]
+        for got, want in zip(received, non_empty, strict=True):
+            assert _per_symbol(got) == _per_symbol(want)  # same events, same order per symbol
+            assert sorted(got) == sorted(want)  # nothing extra: only subscribed symbols
+
+
+@settings(max_examples=200)
+@given(
+    sizes=st.lists(st.integers(min_value=1, max_value=300), max_size=200),
+    slack=st.integers(min_value=0, max_value=5000),
+)
+def test_property_23_frames_stay_under_the_limit_and_split_never_truncates(
+    sizes: list[int], slack: int
+) -> None:
+    json_parts = [json.dumps({"p": "x" * size, "n": i}) for i, size in enumerate(sizes)]
+    packed = [msgpack.packb({"p": "x" * size, "n": i}) for i, size in enumerate(sizes)]
+    # Any limit that fits the largest single event plus the array's own bytes.
+    limit = max((len(part) for part in [*json_parts, *packed]), default=0) + 5 + slack
+    frames = json_frames(json_parts, limit)
+    assert all(len(frame.encode()) <= limit for frame in frames)
+    assert [json.dumps(part) for frame in frames for part in json.loads(frame)] == json_parts
+
+    packed_frames = msgpack_frames(packed, limit)
+    assert all(len(frame) <= limit for frame in packed_frames)
+    unpacked = [item for frame in packed_frames for item in msgpack.unpackb(frame)]
+    assert unpacked == [{"p": "x" * size, "n": i} for i, size in enumerate(sizes)]
+
+
+def test_a_large_window_is_split_into_several_frames_not_truncated() -> None:
+    window = _window(1, [(SYMBOLS[i % len(SYMBOLS)], i) for i in range(1, 400)])
+    connection = FakeConnection(Encoding.MSGPACK, frame_limit=4096)
+    _subscribe(connection, Subscriptions({"trades": frozenset({"*"})}))
+    _route([window], [connection])
+    assert len(connection.frames) > 1
+    assert all(len(frame) <= 4096 for frame in connection.frames)
+    assert sum(len(_decode(frame)) for frame in connection.frames) == 399
+
+
+def test_msgpack_events_carry_timestamp_extensions_and_json_rfc3339() -> None:
+    encoded = EncodedWindow(_window(1, [("AAPL", 7)], bars=[("u", "AAPL")]))
+    (trade, quote, bar) = [msgpack.unpackb(part) for _, part in encoded.msgpack_parts("AAPL")]
+    assert isinstance(trade["t"], msgpack.Timestamp) and trade["t"].to_unix_nano() == AT_NS + 7
+    assert trade == {
+        **trade,
+        "T": "t",
+        "S": "AAPL",
+        "i": 7,
+        "x": "V",
+        "p": 100.0007,
+        "s": 100,
+        "c": ["@"],
+        "z": "C",
+    }
+    assert quote["T"] == "q" and quote["bp"] == 99.9907 and quote["ap"] == 100.0107 and quote["as"] == 400
+    assert bar["T"] == "u" and set(bar) == {"T", "S", "o", "h", "l", "c", "v", "t", "n", "vw"}
+    json_trade = json.loads(encoded.json_parts("AAPL")[0][1])
+    assert json_trade["t"] == rfc3339_ns(AT_NS + 7) == "2025-11-24T16:00:00.123456796Z"
+
+
+def test_outbox_conflates_a_stalled_client_then_gives_up() -> None:
+    outbox = BackpressureManager(high_water=2, max_behind=5)
+    key_a, key_b = (1, "AAPL"), (1, "MSFT")
+    assert outbox.offer([(key_a, "a1")], writable=True) == [[(key_a, "a1")]]
+    for n in range(2, 6):
+        assert outbox.offer([(key_a, f"a{n}"), (key_b, f"b{n}")], writable=False) == []
+    # Past the high-water mark only the newest event per (channel, symbol) is kept.
+    assert outbox.size() == 2
+    assert outbox.offer([], writable=True) == [[(key_a, "a5"), (key_b, "b5")]]
+    for n in range(5):
+        assert outbox.offer([(key_a, f"x{n}")], writable=False) == []
+    assert outbox.offer([(key_a, "late")], writable=False) is None  # sixth window behind: 407
+    assert outbox.size() <= 2
+
+
+def test_slow_connection_gets_on_slow_once_and_memory_stays_bounded() -> None:
+    connection = FakeConnection(Encoding.JSON)
+    _subscribe(connection, Subscriptions({"trades": frozenset({"*"}), "quotes": frozenset({"*"})}))
+    connection.is_writable = False
+    connection.outbox.max_behind = 50
+    windows = _windows_from([SYMBOLS * 5 for _ in range(40)])
+    _route(windows, [connection])
+    assert connection.frames == []
+    assert connection.outbox.size() <= connection.outbox.high_water * 80 + 2 * len(SYMBOLS)
+    connection.is_writable = True
+    _route(_windows_from([["AAPL"]]), [connection])
+    events = [event for frame in connection.frames for event in _decode(frame)]
+    assert {(e["T"], e["S"]) for e in events} >= {("t", s) for s in SYMBOLS}
+    assert not connection.slow
+
+
+def test_subscriptions_apply_wildcard_and_reply_shape() -> None:
+    subs = Subscriptions().apply(
+        "subscribe", parse_subscription({"action": "subscribe", "trades": ["AAPL", "*"], "quotes": ["MSFT"]})
+    )
+    assert subs.symbol_count() == 2
+    reply = subs.message()
+    assert reply["T"] == "subscription" and reply["trades"] == ["*", "AAPL"] and reply["quotes"] == ["MSFT"]
+    assert all(reply[name] == [] for name in ("bars", "updatedBars", "dailyBars", "statuses"))
+    subs = subs.apply("unsubscribe", {"trades": ["*"], "quotes": ["MSFT"]})
+    assert subs.message()["trades"] == ["AAPL"] and subs.message()["quotes"] == []
+
+
+@pytest.mark.parametrize(
+    ("message", "code"),
+    [
+        ({"action": "subscribe", "trades": "AAPL"}, 400),
+        ({"action": "subscribe", "trades": [1]}, 400),
+        ({"action": "subscribe", "trades": [""]}, 400),
+        ({"action": "subscribe", "orderbooks": ["AAPL"]}, 410),
+        ({"action": "subscribe", "news": ["*"]}, 410),
+    ],
+)
+def test_malformed_subscriptions(message: dict[str, Any], code: int) -> None:
+    with pytest.raises(StreamError) as raised:
+        parse_subscription(message)
+    assert raised.value.code == code
+
+
+def test_ignored_channels_and_decoding() -> None:
+    assert parse_subscription({"action": "subscribe", "lulds": ["AAPL"], "trades": ["A"]}) == {
+        "trades": ["A"]
+    }
+    assert decode_inbound(None, msgpack.packb({"action": "auth"})) == {"action": "auth"}
+    assert decode_inbound(None, b'{"action": "auth"}') == {"action": "auth"}
+    for text in ("not json", "[1, 2]", '"auth"', "{" * 100_000):
+        with pytest.raises(StreamError):
+            decode_inbound(text, None)
+    with pytest.raises(StreamError):
+        decode_inbound(None, b"\xc1\xff\x00")
+
+
+def test_trade_update_message_shape() -> None:
+    event = {
+        "event": "fill", "account_id": "a", "order_id": "o", "symbol": "AAPL",
+        "at": "2026-01-02T03:04:05.123456+00:00", "price_units": 1_900_100, "qty": 3, "position_qty": 5,
+    }  # fmt: skip
+    message = trade_update_message(event, {"id": "o"})
+    assert message == {
+        "stream": "trade_updates",
+        "data": {
+            "event": "fill", "order": {"id": "o"}, "timestamp": "2026-01-02T03:04:05.123456Z",
+            "price": "190.01", "qty": "3", "position_qty": "5",
+        },
+    }  # fmt: skip

@@ -1,0 +1,417 @@
+"""The stream protocols through the real ASGI stack (origin check, sessions, routing, consumers)
+with Channels' WebsocketCommunicator, a real Redis carrying the market's window messages and real
+order events from the trading services. Every Alpaca error code has a test here."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import msgpack
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.db import connections
+from django.test import Client
+from pytest_django.fixtures import Settings
+
+from config.asgi import application
+from config.redis_pools import redis_client
+from realtime import fanout
+from realtime.wire import Window, WireBar, WireTick
+from tests.realtime.servers import isolate_streams
+from trading import services
+from trading.models import Account, Asset
+
+AT_NS = 1_764_000_000_000_000_000
+TIMEOUT = 3
+
+
+@pytest.fixture
+def stream_settings(settings: Settings) -> Settings:
+    return isolate_streams(settings)
+
+
+def run(body: Callable[[], Awaitable[None]]) -> None:
+    """One event loop per test, and this loop's fan-out stopped with it."""
+
+    async def wrapped() -> None:
+        try:
+            await body()
+        finally:
+            await fanout.shutdown()
+            # The consumers' queries ran in asgiref's sync thread; its connection must not
+            # outlive the test (PostgreSQL cannot drop a test database with sessions open).
+            await database_sync_to_async(connections.close_all)()
+
+    asyncio.run(wrapped())
+
+
+def window(number: int, *symbols: str, seq: int = 1) -> Window:
+    return Window(
+        number=number,
+        ticks=[WireTick(s, seq, 1_000_000, 100, 999_900, 300, 1_000_100, 400, AT_NS + seq) for s in symbols],
+        bars=[
+            WireBar("b", s, AT_NS, 1_000_000, 1_000_100, 999_900, 1_000_000, 500, 5, 1_000_000)
+            for s in symbols
+        ],
+    )
+
+
+def publish(win: Window) -> None:
+    redis_client().publish(settings.MARKET_WINDOWS_CHANNEL, win.encode())
+
+
+def decode(frame: str | bytes) -> Any:
+    return msgpack.unpackb(frame, timestamp=3) if isinstance(frame, bytes) else json.loads(frame)
+
+
+async def open_stream(
+    path: str = "/v2/iex", *, msgpack_: bool = False, headers: list[tuple[bytes, bytes]] | None = None
+) -> WebsocketCommunicator:
+    all_headers = list(headers or [])
+    if msgpack_:
+        all_headers.append((b"content-type", b"application/msgpack"))
+    communicator = WebsocketCommunicator(application, path, headers=all_headers)
+    connected, _ = await communicator.connect(timeout=TIMEOUT)
+    assert connected
+    if path.startswith("/v2/"):
+        assert decode(await communicator.receive_from(TIMEOUT)) == [{"T": "success", "msg": "connected"}]
+    return communicator
+
+
+async def say(communicator: WebsocketCommunicator, message: dict[str, Any], *, msgpack_: bool = False) -> Any:
+    if msgpack_:
+        await communicator.send_to(bytes_data=msgpack.packb(message))
+    else:
+        await communicator.send_to(text_data=json.dumps(message))
+    return decode(await communicator.receive_from(TIMEOUT))
+
+
+async def closed_with(communicator: WebsocketCommunicator) -> int:
+    output = await communicator.receive_output(TIMEOUT)
+    assert output["type"] == "websocket.close", output
+    return int(output.get("code", 1000))
+
+
+def error(code: int, msg: str) -> list[dict[str, Any]]:
+    return [{"T": "error", "code": code, "msg": msg}]
+
+
+@pytest.fixture
+def credentials(
+    transactional_db: None, stream_settings: Settings, make_account: Callable[..., Account]
+) -> tuple[str, str]:
+    account = make_account()
+    key, secret = services.api_key_create(account_id=account.pk, label="stream")
+    return key.key_id, secret
+
+
+def auth_message(credentials: tuple[str, str]) -> dict[str, str]:
+    return {"action": "auth", "key": credentials[0], "secret": credentials[1]}
+
+
+def test_json_stream_delivers_only_subscribed_symbols_then_unsubscribes(credentials: tuple[str, str]) -> None:
+    async def body() -> None:
+        ws = await open_stream()
+        assert await say(ws, auth_message(credentials)) == [{"T": "success", "msg": "authenticated"}]
+        reply = await say(ws, {"action": "subscribe", "trades": ["AAPL"], "quotes": ["MSFT"], "bars": ["*"]})
+        assert reply[0]["T"] == "subscription"
+        assert (reply[0]["trades"], reply[0]["quotes"], reply[0]["bars"]) == (["AAPL"], ["MSFT"], ["*"])
+        publish(window(1, "AAPL", "MSFT", "NVDA"))
+        events = decode(await ws.receive_from(TIMEOUT))  # the whole window in one frame
+        assert [(e["T"], e["S"]) for e in events] == [
+            ("t", "AAPL"), ("b", "AAPL"), ("q", "MSFT"), ("b", "MSFT"), ("b", "NVDA"),
+        ]  # fmt: skip
+        trade = events[0]
+        assert trade["p"] == 100.0 and trade["x"] == "V" and trade["t"].endswith("Z") and trade["i"] == 1
+        reply = await say(
+            ws, {"action": "unsubscribe", "trades": ["AAPL"], "quotes": ["MSFT"], "bars": ["*"]}
+        )
+        assert reply[0]["trades"] == reply[0]["quotes"] == reply[0]["bars"] == []
+        publish(window(2, "AAPL", "MSFT", seq=2))
+        assert await ws.receive_nothing(0.3)
+        await ws.disconnect()
+
+    run(body)
+
+
+def test_msgpack_stream_uses_binary_frames_and_timestamp_extensions(credentials: tuple[str, str]) -> None:
+    async def body() -> None:
+        ws = await open_stream(msgpack_=True)
+        assert await say(ws, auth_message(credentials), msgpack_=True) == [
+            {"T": "success", "msg": "authenticated"}
+        ]
+        await say(ws, {"action": "subscribe", "trades": ["AAPL"], "quotes": ["AAPL"]}, msgpack_=True)
+        publish(window(1, "AAPL", "MSFT"))
+        frame = await ws.receive_from(TIMEOUT)
+        assert isinstance(frame, bytes)
+        trade, quote = msgpack.unpackb(frame)
+        assert isinstance(trade["t"], msgpack.Timestamp) and trade["t"].to_unix_nano() == AT_NS + 1
+        assert (trade["T"], quote["T"], quote["bp"], quote["ap"]) == ("t", "q", 99.99, 100.01)
+        await ws.disconnect()
+
+    run(body)
+
+
+def test_error_codes_400_401_403_405_410_and_the_socket_stays_usable(
+    credentials: tuple[str, str], settings: Settings
+) -> None:
+    settings.STREAM_MAX_SYMBOLS = 3
+
+    async def body() -> None:
+        ws = await open_stream()
+        assert await say(ws, {"action": "subscribe", "trades": ["AAPL"]}) == error(401, "not authenticated")
+        await ws.send_to(text_data="{not json")
+        assert decode(await ws.receive_from(TIMEOUT)) == error(400, "invalid syntax")
+        await ws.send_to(bytes_data=b"\xc1\x00garbage")
+        assert decode(await ws.receive_from(TIMEOUT)) == error(400, "invalid syntax")
+        assert await say(ws, {"action": "dance"}) == error(400, "invalid syntax")
+        assert await say(ws, ["auth"]) == error(400, "invalid syntax")  # type: ignore[arg-type]
+        assert (await say(ws, auth_message(credentials)))[0]["msg"] == "authenticated"
+        assert await say(ws, auth_message(credentials)) == error(403, "already authenticated")
+        assert await say(ws, {"action": "subscribe", "trades": "AAPL"}) == error(400, "invalid syntax")
+        assert await say(ws, {"action": "subscribe", "orderbooks": ["AAPL"]}) == error(
+            410, "invalid subscribe action"
+        )
+        assert await say(ws, {"action": "subscribe", "trades": ["A", "B", "C", "D"]}) == error(
+            405, "symbol limit exceeded"
+        )
+        reply = await say(ws, {"action": "subscribe", "trades": ["A", "B"], "quotes": ["C", "*"]})
+        assert reply[0]["trades"] == ["A", "B"]  # the refused request changed nothing
+        await ws.disconnect()
+
+    run(body)
+
+
+def test_402_auth_failed_then_rate_limited_and_closed(
+    credentials: tuple[str, str], settings: Settings
+) -> None:
+    settings.STREAM_AUTH_FAILURES_MAX = 2
+
+    async def body() -> None:
+        ws = await open_stream()
+        wrong = {"action": "auth", "key": credentials[0], "secret": "wrong"}
+        assert await say(ws, wrong) == error(402, "auth failed")
+        assert await say(ws, {"action": "auth", "key": 5, "secret": None}) == error(402, "auth failed")
+        # Over the limit: refused without a lookup (even the right secret) and closed.
+        assert await say(ws, auth_message(credentials)) == error(402, "auth failed")
+        assert await closed_with(ws) == 4402
+
+    run(body)
+
+
+def test_404_auth_timeout(stream_settings: Settings, transactional_db: None) -> None:
+    stream_settings.STREAM_AUTH_TIMEOUT_S = 0.2
+
+    async def body() -> None:
+        ws = await open_stream()
+        assert decode(await ws.receive_from(TIMEOUT)) == error(404, "auth timeout")
+        assert await closed_with(ws) == 4404
+
+    run(body)
+
+
+def test_406_connection_limit_per_key(credentials: tuple[str, str], settings: Settings) -> None:
+    settings.STREAM_MAX_CONNECTIONS_PER_KEY = 2
+
+    async def body() -> None:
+        first, second, third = [await open_stream() for _ in range(3)]
+        for ws in (first, second):
+            assert (await say(ws, auth_message(credentials)))[0]["msg"] == "authenticated"
+        assert await say(third, auth_message(credentials)) == error(406, "connection limit exceeded")
+        assert await closed_with(third) == 4406
+        await first.disconnect()
+        fourth = await open_stream()
+        assert (await say(fourth, auth_message(credentials)))[0]["msg"] == "authenticated"
+        await second.disconnect()
+        await fourth.disconnect()
+
+    run(body)
+
+
+def test_409_feed_not_enabled(credentials: tuple[str, str], settings: Settings) -> None:
+    settings.STREAM_FEEDS = ["iex"]
+
+    async def body() -> None:
+        ws = await open_stream("/v2/sip")
+        assert await say(ws, auth_message(credentials)) == error(409, "insufficient subscription")
+        assert await closed_with(ws) == 4409
+
+    run(body)
+
+
+def test_oversized_inbound_and_floods_close_only_that_socket(
+    credentials: tuple[str, str], settings: Settings
+) -> None:
+    settings.STREAM_MAX_INBOUND_BYTES = 2000
+    settings.STREAM_INBOUND_BURST = 10
+
+    async def body() -> None:
+        healthy = await open_stream()
+        await say(healthy, auth_message(credentials))
+        await say(healthy, {"action": "subscribe", "trades": ["AAPL"]})
+        big = await open_stream()
+        await big.send_to(text_data=json.dumps({"action": "subscribe", "trades": ["X" * 10] * 300}))
+        assert decode(await big.receive_from(TIMEOUT)) == error(400, "invalid syntax")
+        assert await closed_with(big) == 4400
+        flood = await open_stream()
+        for _ in range(20):
+            await flood.send_to(text_data="garbage")
+        outputs = [await flood.receive_output(TIMEOUT) for _ in range(11)]
+        assert outputs[-1] == {"type": "websocket.close", "code": 4429}
+        publish(window(1, "AAPL"))
+        assert [e["S"] for e in decode(await healthy.receive_from(TIMEOUT))] == ["AAPL"]
+        await healthy.disconnect()
+
+    run(body)
+
+
+def test_origin_is_checked_for_browsers_and_absent_for_bots(
+    stream_settings: Settings, transactional_db: None
+) -> None:
+    async def body() -> None:
+        for origin, allowed in (
+            (None, True),
+            (b"http://localhost:8000", True),
+            (b"https://evil.example", False),
+        ):
+            headers = [(b"origin", origin)] if origin else []
+            communicator = WebsocketCommunicator(application, "/v2/iex", headers=headers)
+            connected, _ = await communicator.connect(timeout=TIMEOUT)
+            assert connected is allowed, origin
+            await communicator.disconnect()
+
+    run(body)
+
+
+def session_cookie(user_id: int) -> list[tuple[bytes, bytes]]:
+    from django.contrib.auth import get_user_model
+
+    client = Client()
+    client.force_login(get_user_model().objects.get(pk=user_id))
+    return [
+        (
+            b"cookie",
+            f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode(),
+        )
+    ]
+
+
+def test_session_auth_market_data_and_dashboard_updates(
+    stream_settings: Settings,
+    transactional_db: None,
+    make_account: Callable[..., Account],
+    make_asset: Callable[..., Asset],
+) -> None:
+    account = make_account()
+    make_asset("AAPL", price="100.00")
+    cookie = session_cookie(account.user_id)
+
+    async def body() -> None:
+        ws = await open_stream(headers=cookie)
+        assert await say(ws, {"action": "auth"}) == [{"T": "success", "msg": "authenticated"}]
+        anonymous = await open_stream()
+        assert await say(anonymous, {"action": "auth"}) == error(402, "auth failed")
+        refused = WebsocketCommunicator(application, "/ws/dashboard")
+        assert (await refused.connect(timeout=TIMEOUT))[0] is False
+        dashboard = WebsocketCommunicator(application, "/ws/dashboard", headers=cookie)
+        assert (await dashboard.connect(timeout=TIMEOUT))[0]
+        await database_sync_to_async(services.order_place)(
+            account_id=account.pk,
+            request=services.OrderRequest(
+                symbol="AAPL", qty=2, side="buy", type="market", time_in_force="day"
+            ),
+        )
+        updates = [json.loads(await dashboard.receive_from(TIMEOUT)) for _ in range(2)]
+        assert [u["data"]["trade_update"]["event"] for u in updates] == ["new", "fill"]
+        assert updates[-1]["stream"] == "account_update"
+        assert [p["symbol"] for p in updates[-1]["data"]["positions"]] == ["AAPL"]
+        assert updates[-1]["data"]["account"]["status"] == "ACTIVE"
+        for communicator in (ws, anonymous, dashboard):
+            await communicator.disconnect()
+
+    run(body)
+
+
+def test_trade_updates_stream(credentials: tuple[str, str], make_asset: Callable[..., Asset]) -> None:
+    make_asset("AAPL", price="100.00")
+    account_id = (
+        services.api_key_account_id(credentials[0]) if hasattr(services, "api_key_account_id") else None
+    )
+
+    async def body() -> None:
+        ws = await open_stream("/stream")
+        await ws.send_to(text_data=json.dumps({"action": "listen", "data": {"streams": ["trade_updates"]}}))
+        assert json.loads(await ws.receive_from(TIMEOUT))["data"] == {
+            "status": "unauthorized",
+            "action": "listen",
+        }
+        await ws.send_to(
+            bytes_data=json.dumps(
+                {"action": "authenticate", "data": {"key_id": credentials[0], "secret_key": credentials[1]}}
+            ).encode()
+        )
+        assert json.loads(await ws.receive_from(TIMEOUT)) == {
+            "stream": "authorization", "data": {"status": "authorized", "action": "authenticate"},
+        }  # fmt: skip
+        await ws.send_to(text_data=json.dumps({"action": "listen", "data": {"streams": ["trade_updates"]}}))
+        assert json.loads(await ws.receive_from(TIMEOUT)) == {
+            "stream": "listening",
+            "data": {"streams": ["trade_updates"]},
+        }
+        owner = await database_sync_to_async(
+            lambda: Account.objects.get(api_keys__key_id=credentials[0]).pk
+        )()
+        order = await database_sync_to_async(services.order_place)(
+            account_id=owner,
+            request=services.OrderRequest(
+                symbol="AAPL", qty=3, side="buy", type="market", time_in_force="day"
+            ),
+        )
+        new, fill = [json.loads(await ws.receive_from(TIMEOUT)) for _ in range(2)]
+        assert (new["stream"], new["data"]["event"], fill["data"]["event"]) == (
+            "trade_updates",
+            "new",
+            "fill",
+        )
+        assert fill["data"]["order"]["id"] == str(order.pk) and fill["data"]["order"]["status"] == "filled"
+        assert (
+            fill["data"]["qty"] == "3"
+            and fill["data"]["position_qty"] == "3"
+            and fill["data"]["price"] == "100.01"
+        )
+        assert new["data"]["timestamp"].endswith("Z")
+        await ws.disconnect()
+
+    assert account_id is None or account_id
+    run(body)
+
+
+def test_gaps_are_counted_and_a_backwards_jump_is_a_restart(credentials: tuple[str, str]) -> None:
+    async def body() -> None:
+        ws = await open_stream()
+        await say(ws, auth_message(credentials))
+        await say(ws, {"action": "subscribe", "trades": ["AAPL"]})
+        manager = fanout.manager()
+        for number in (1, 2, 5, 6, 1):
+            publish(window(number, "AAPL", seq=number))
+        received = [decode(await ws.receive_from(TIMEOUT))[0]["i"] for _ in range(5)]
+        assert received == [1, 2, 5, 6, 1]  # nothing replayed, nothing invented
+        deadline = time.monotonic() + TIMEOUT
+        while manager.stats.restarts < 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert (manager.stats.gaps, manager.stats.missed_windows, manager.stats.restarts) == (1, 2, 1)
+        await ws.disconnect()
+
+    run(body)
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_loops() -> Iterator[None]:
+    yield
+    assert not fanout._managers, "a test left a fan-out manager running"

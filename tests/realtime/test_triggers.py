@@ -1,0 +1,166 @@
+"""The market's resting-order engine, through the real services and real Redis pub/sub events."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+from django.utils import timezone
+from pytest_django.fixtures import Settings
+
+from realtime.throttle import ThrottleController
+from realtime.triggers import TriggerEngine
+from realtime.wire import WireTick
+from realtime.writer import TickWriter, WindowBatch
+from trading import services
+from trading.models import Account, Asset, Fill, Order, OrderStatus
+from trading.units import price_to_units
+
+
+@pytest.fixture
+def order_events_channel(settings: Settings) -> str:
+    # A channel of its own: other test runs share the Redis server and publish order events too.
+    settings.ORDER_EVENTS_CHANNEL = f"test:orders:{uuid.uuid4().hex}"
+    return settings.ORDER_EVENTS_CHANNEL
+
+
+@pytest.fixture
+def engine(order_events_channel: str) -> Iterator[TriggerEngine]:
+    engine = TriggerEngine()
+    engine.start()
+    yield engine
+    engine.stop()
+
+
+def wait_for(condition: Callable[[], bool], engine: TriggerEngine, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        engine.process_events()
+        if condition():
+            return
+        time.sleep(0.02)
+    raise AssertionError("condition not reached")
+
+
+def limit_buy(
+    account: Account, price: str, *, time_in_force: str = "gtc", now: dt.datetime | None = None
+) -> Order:
+    request = services.OrderRequest(
+        symbol="AAPL",
+        qty=10,
+        side="buy",
+        type="limit",
+        time_in_force=time_in_force,
+        limit_price_units=price_to_units(price),
+    )
+    return services.order_place(account_id=account.pk, request=request, now=now)
+
+
+def committed_window(symbol: str, seq: int, *, bid: str, ask: str) -> list[WireTick]:
+    """A window's tick, stored first: fills may only use prices that are persisted."""
+    tick = WireTick(
+        symbol,
+        seq,
+        price_to_units(ask),
+        100,
+        price_to_units(bid),
+        100,
+        price_to_units(ask),
+        100,
+        time.time_ns(),
+    )
+    TickWriter(throttle=ThrottleController(max_rows_per_s=0, max_txn_per_s=0)).write(
+        WindowBatch(number=1, ticks=[tick])
+    )
+    return [tick]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_crossing_price_fills_a_resting_limit_and_not_a_canceled_one(
+    asset: Asset, account: Account, engine: TriggerEngine
+) -> None:
+    kept = limit_buy(account, "99.00")
+    canceled = limit_buy(account, "99.00")
+    far = limit_buy(account, "90.00")
+    wait_for(lambda: all(str(o.pk) in engine.book for o in (kept, canceled, far)), engine)
+    services.order_cancel(account_id=account.pk, order_id=canceled.pk)
+    wait_for(lambda: str(canceled.pk) not in engine.book, engine)
+
+    window = committed_window("AAPL", 2, bid="98.80", ask="98.90")
+    outcomes = engine.on_window(window)
+
+    assert [(o.order_id, o.filled, o.price, o.tick_seq) for o in outcomes] == [
+        (str(kept.pk), True, price_to_units("98.90"), 2)
+    ]
+    kept.refresh_from_db()
+    assert kept.status == OrderStatus.FILLED
+    fill = Fill.objects.get(order=kept)
+    assert (fill.price_units, fill.tick_seq, fill.qty) == (price_to_units("98.90"), 2, 10)
+    canceled.refresh_from_db()
+    far.refresh_from_db()
+    assert canceled.status == OrderStatus.CANCELED and far.status == OrderStatus.NEW
+    assert not Fill.objects.filter(order__in=[canceled, far]).exists()
+    assert str(kept.pk) not in engine.book and str(far.pk) in engine.book
+    # The fill's own event comes back over Redis and leaves the book as it is.
+    wait_for(lambda: len(engine.book) == 1, engine)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cancel_racing_the_fill_has_one_outcome(
+    asset: Asset, account: Account, engine: TriggerEngine
+) -> None:
+    order = limit_buy(account, "99.00")
+    wait_for(lambda: str(order.pk) in engine.book, engine)
+    # Canceled in the database; the event may or may not have arrived when the price crosses.
+    services.order_cancel(account_id=account.pk, order_id=order.pk)
+    outcomes = engine.on_window(committed_window("AAPL", 2, bid="98.00", ask="98.10"))
+    order.refresh_from_db()
+    assert order.status == OrderStatus.CANCELED
+    assert not Fill.objects.filter(order=order).exists()
+    assert all(not o.filled for o in outcomes)
+    account.refresh_from_db()
+    assert account.reserved_cents == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_start_rebuilds_the_book_and_expires_past_day_orders(
+    asset: Asset, account: Account, order_events_channel: str
+) -> None:
+    resting = limit_buy(account, "95.00")
+    yesterday = timezone.now() - dt.timedelta(days=1, hours=1)
+    stale = limit_buy(account, "96.00", time_in_force="day", now=yesterday)
+    engine = TriggerEngine()
+    engine.start()
+    try:
+        stale.refresh_from_db()
+        assert stale.status == OrderStatus.EXPIRED
+        assert str(resting.pk) in engine.book
+        wait_for(lambda: str(stale.pk) not in engine.book and len(engine.book) == 1, engine)
+    finally:
+        engine.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_order_added_by_event_meets_the_latest_price_at_once(
+    make_asset: Callable[..., Asset], account: Account, engine: TriggerEngine
+) -> None:
+    make_asset("AAPL", price="100.00")
+    make_asset("MSFT", price="50.00")
+    engine.on_window(committed_window("AAPL", 2, bid="100.00", ask="100.02"))
+    order = limit_buy(account, "99.00")  # rests: the ask in Redis/DB is 100.02
+    # The price falls while the order's "new" event is still on its way.
+    engine.on_window(committed_window("AAPL", 3, bid="98.50", ask="98.60"))
+    order.refresh_from_db()
+    if order.status != OrderStatus.FILLED:
+        # The event arrived after that window: the next window fills it at the newest AAPL
+        # price even though AAPL does not trade in it.
+        deadline = time.monotonic() + 10
+        while not engine.subscriber.events.qsize() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        engine.on_window(committed_window("MSFT", 2, bid="50.00", ask="50.02"))
+        order.refresh_from_db()
+    assert order.status == OrderStatus.FILLED
+    assert Fill.objects.get(order=order).tick_seq == 3

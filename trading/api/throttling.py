@@ -1,0 +1,320 @@
+"""Rate limits: per user and endpoint class for the API (Property 12), per name and address for logins.
+
+The limiter is a sliding-window log run as one Lua script in Redis: the script trims entries older
+than the window, counts the rest and admits the request only if the count is below the limit, all
+atomically and on Redis' clock. Any window of the configured length therefore holds at most
+``limit`` admitted requests, however requests from many web processes interleave; a fixed-window
+counter would admit twice the limit across a window edge, a token bucket up to twice in one
+window. The cost is memory: at most ``limit`` entries per (user, endpoint class), expiring with
+the window.
+
+When Redis is unavailable each process falls back to the same algorithm in memory (a bounded
+map of users), so limits still apply, per process rather than across them, until Redis answers.
+
+Endpoint classes (``settings.RATE_LIMITS``): ``orders`` (writes under /v2/orders and /v2/positions),
+``write`` (other writes), ``market_data`` (/v2/stocks), ``read`` (other reads) and ``anon``
+(requests without a user, by client address). A view may name its class with ``throttle_scope``.
+
+Login throttling is an authentication backend, so it guards every login form (the admin's and
+the dashboard's) without wrapping views: an attempt takes a slot per (username, address) and per
+address; a successful login gives both back.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+import time
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import redis
+from django.conf import settings
+from django.contrib.auth.backends import ModelBackend
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest
+from rest_framework.request import Request
+from rest_framework.throttling import BaseThrottle
+
+from config.redis_pools import redis_client
+
+if TYPE_CHECKING:
+    # rest_framework.views imports this module (DEFAULT_THROTTLE_CLASSES) while it loads.
+    from rest_framework.views import APIView
+
+logger = logging.getLogger(__name__)
+
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([a-z]+)\s*$")
+_UNITS = {
+    "s": 1,
+    "sec": 1,
+    "second": 1,
+    "m": 60,
+    "min": 60,
+    "minute": 60,
+    "h": 3600,
+    "hour": 3600,
+    "d": 86400,
+    "day": 86400,
+}
+
+
+@dataclass(frozen=True)
+class Rate:
+    limit: int
+    window: float  # seconds
+
+    @classmethod
+    def parse(cls, text: str) -> Rate:
+        """``"200/min"``, ``"5/15min"``, ``"10/s"``: a count per (optionally multiplied) unit."""
+        match = _RATE.match(text.lower())
+        unit = _UNITS.get(match.group(3).rstrip("s") or "s") if match else None
+        if match is None or unit is None:
+            raise ValueError(f"invalid rate {text!r}; expected e.g. '200/min' or '5/15min'")
+        return cls(limit=int(match.group(1)), window=float(int(match.group(2) or 1) * unit))
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    # Seconds until a request would be admitted (0 when allowed).
+    wait: float
+    # The entry this request added, so a successful login can give its slot back.
+    member: str = ""
+
+
+# KEYS[1]: the log. ARGV: limit, window in microseconds, member. Returns {allowed, wait µs}.
+_SLIDING_WINDOW = """
+if redis.replicate_commands then redis.replicate_commands() end
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) < limit then
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000))
+  return {1, 0}
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {0, tonumber(oldest[2]) + window - now}
+"""
+
+
+class _LocalWindows:
+    """The same sliding-window log in memory, for when Redis is unavailable; bounded in keys."""
+
+    def __init__(self, *, max_keys: int, clock: Callable[[], float]) -> None:
+        self.max_keys = max_keys
+        self.clock = clock
+        self._logs: OrderedDict[str, deque[tuple[float, str]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def hit(self, key: str, rate: Rate, member: str) -> Decision:
+        now = self.clock()
+        with self._lock:
+            log = self._logs.get(key)
+            if log is None:
+                log = self._logs[key] = deque()
+                while len(self._logs) > self.max_keys:
+                    self._logs.popitem(last=False)
+            self._logs.move_to_end(key)
+            while log and log[0][0] <= now - rate.window:
+                log.popleft()
+            if len(log) < rate.limit:
+                log.append((now, member))
+                return Decision(True, 0.0, member)
+            return Decision(False, log[0][0] + rate.window - now)
+
+    def remove(self, key: str, member: str | None) -> None:
+        with self._lock:
+            log = self._logs.get(key)
+            if log is None:
+                return
+            if member is None:
+                del self._logs[key]
+            else:
+                self._logs[key] = deque(entry for entry in log if entry[1] != member)
+
+
+class SlidingWindowLimiter:
+    """Exact sliding-window limits in Redis, with the in-memory fallback described above."""
+
+    def __init__(
+        self,
+        *,
+        redis_factory: Callable[[], redis.Redis] = redis_client,
+        clock: Callable[[], float] = time.monotonic,
+        local_max_keys: int = 10_000,
+        retry_seconds: float = 1.0,
+    ) -> None:
+        self._redis_factory = redis_factory
+        self._clock = clock
+        self._retry_seconds = retry_seconds
+        self._down_until = 0.0
+        self.local = _LocalWindows(max_keys=local_max_keys, clock=clock)
+
+    def _client(self) -> redis.Redis | None:
+        if self._clock() < self._down_until:
+            return None
+        return self._redis_factory()
+
+    def _failed(self, error: Exception) -> None:
+        self._down_until = self._clock() + self._retry_seconds
+        logger.warning("rate limits: Redis unavailable (%s); limiting per process", error)
+
+    def hit(self, key: str, rate: Rate) -> Decision:
+        member = uuid.uuid4().hex
+        client = self._client()
+        if client is not None:
+            try:
+                allowed, wait_us = client.eval(
+                    _SLIDING_WINDOW, 1, key, rate.limit, int(rate.window * 1_000_000), member
+                )
+                return Decision(bool(allowed), max(0, int(wait_us)) / 1_000_000, member if allowed else "")
+            except redis.RedisError as error:
+                self._failed(error)
+        return self.local.hit(key, rate, member)
+
+    def release(self, key: str, member: str | None = None) -> None:
+        """Give back one admitted slot (``member``) or forget the key entirely (None)."""
+        self.local.remove(key, member)
+        client = self._client()
+        if client is None:
+            return
+        try:
+            if member is None:
+                client.delete(key)
+            else:
+                client.zrem(key, member)
+        except redis.RedisError as error:
+            self._failed(error)
+
+
+_limiter: SlidingWindowLimiter | None = None
+_limiter_lock = threading.Lock()
+
+
+def limiter() -> SlidingWindowLimiter:
+    global _limiter
+    with _limiter_lock:
+        if _limiter is None:
+            _limiter = SlidingWindowLimiter()
+        return _limiter
+
+
+def rate_for(scope: str) -> Rate | None:
+    """The configured rate of an endpoint class; None (unlimited) when it has none."""
+    text = settings.RATE_LIMITS.get(scope)
+    return Rate.parse(text) if text else None
+
+
+# --- API ----------------------------------------------------------------------------------------
+
+_ORDER_PATHS = ("/v2/orders", "/v2/positions")
+_MARKET_DATA_PATHS = ("/v2/stocks",)
+_SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def endpoint_scope(request: Request, view: APIView | None = None) -> str:
+    """The endpoint class a request is limited under."""
+    if not getattr(request.user, "is_authenticated", False):
+        return "anon"
+    declared = getattr(view, "throttle_scope", None)
+    if isinstance(declared, str) and declared:
+        return declared
+    path = request.path
+    if request.method not in _SAFE_METHODS:
+        return "orders" if path.startswith(_ORDER_PATHS) else "write"
+    return "market_data" if path.startswith(_MARKET_DATA_PATHS) else "read"
+
+
+class EndpointRateThrottle(BaseThrottle):
+    """DRF throttle for every API view (``DEFAULT_THROTTLE_CLASSES``): one budget per user and
+    endpoint class, whether the user came with an API key or a dashboard session."""
+
+    def __init__(self) -> None:
+        self._wait: float | None = None
+
+    def identity(self, request: Request) -> str:
+        user = request.user
+        if not getattr(user, "is_authenticated", False):
+            return f"ip:{self.get_ident(request)}"
+        # date_joined is part of the identity so a user recreated under a reused id (SQLite reuses
+        # the highest id after a delete) does not inherit its predecessor's budget.
+        joined = getattr(user, "date_joined", None)
+        stamp = int(joined.timestamp() * 1_000_000) if joined is not None else 0
+        return f"user:{user.pk}.{stamp}"
+
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        if not settings.RATE_LIMITS_ENABLED:
+            return True
+        scope = endpoint_scope(request, view)
+        rate = rate_for(scope)
+        if rate is None:
+            return True
+        key = f"{settings.RATE_LIMIT_KEY_PREFIX}:{scope}:{self.identity(request)}"
+        decision = limiter().hit(key, rate)
+        if not decision.allowed:
+            # Whole seconds, rounded up: a client that waits the Retry-After it was told is admitted.
+            self._wait = float(max(1, math.ceil(decision.wait)))
+        return decision.allowed
+
+    def wait(self) -> float | None:
+        return self._wait
+
+
+# --- Login --------------------------------------------------------------------------------------
+
+
+def _client_address(request: HttpRequest) -> str:
+    return str(request.META.get("REMOTE_ADDR") or "unknown")
+
+
+def login_keys(*, username: str, address: str) -> tuple[str, str]:
+    prefix = settings.RATE_LIMIT_KEY_PREFIX
+    return f"{prefix}:login:{username.lower()}|{address}", f"{prefix}:login-ip:{address}"
+
+
+class LoginThrottleBackend(ModelBackend):
+    """Django's ModelBackend behind login limits: past them every attempt fails, right password or
+    not, until the window moves on. Refusing by PermissionDenied stops ``authenticate`` from trying
+    other backends and still sends ``user_login_failed``."""
+
+    def authenticate(  # type: ignore[override]  # the stubs' _User is the settings' user model
+        self,
+        request: HttpRequest | None,
+        username: str | None = None,
+        password: str | None = None,
+        **kwargs: Any,
+    ) -> AbstractBaseUser | None:
+        if username is None:
+            username = kwargs.get("username")
+        if request is None or username is None:
+            return super().authenticate(request, username=username, password=password, **kwargs)
+        pair_key, address_key = login_keys(username=str(username), address=_client_address(request))
+        rates = (
+            (pair_key, Rate.parse(settings.LOGIN_RATE_LIMIT)),
+            (address_key, Rate.parse(settings.LOGIN_IP_RATE_LIMIT)),
+        )
+        taken: list[tuple[str, str]] = []
+        for key, rate in rates:
+            decision = limiter().hit(key, rate)
+            if not decision.allowed:
+                for taken_key, member in taken:
+                    limiter().release(taken_key, member)
+                logger.warning("login throttled for %r from %s", username, _client_address(request))
+                raise PermissionDenied("too many login attempts; try again later")
+            taken.append((key, decision.member))
+        user = super().authenticate(request, username=username, password=password, **kwargs)
+        if user is not None:
+            # Only failures count against the limits: an office behind one address logs in freely.
+            limiter().release(pair_key)
+            limiter().release(address_key, taken[1][1])
+        return user
