@@ -59,11 +59,11 @@ def verify_key_pair(key_id: str, secret: str) -> StreamIdentity | None:
     """The REST API's key check (HMAC compare, cache, revocation) for a stream's auth message."""
     from rest_framework.exceptions import AuthenticationFailed
 
-    from trading.api.authentication import _verified_key
+    from trading.api.authentication import verified_key
     from trading.models import Account
 
     try:
-        known = _verified_key(key_id.strip(), secret.strip())
+        known = verified_key(key_id.strip(), secret.strip())
     except AuthenticationFailed:
         return None
     if not Account.objects.filter(pk=known.account_id, user__is_active=True).exists():

@@ -24,9 +24,15 @@ def _fast_password_hasher(settings: Settings) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _clear_latest_quotes() -> None:
+def _clear_shared_redis_state() -> None:
+    client = redis_client()
     # Quotes left in Redis by another test would override the database's newest tick.
-    redis_client().delete(settings.LATEST_QUOTES_KEY)
+    client.delete(settings.LATEST_QUOTES_KEY)
+    # Rate-limit logs are keyed by user id, and ids restart after each test's database flush,
+    # so one test's requests would count against the next test's user.
+    stale = list(client.scan_iter(match=f"{settings.RATE_LIMIT_KEY_PREFIX}:*", count=1000))
+    if stale:
+        client.delete(*stale)
 
 
 @pytest.fixture

@@ -77,7 +77,8 @@ def _split_pair(pair: str) -> tuple[str, str]:
     return key_id, secret
 
 
-def _verified_key(key_id: str, secret: str) -> VerifiedKey:
+def verified_key(key_id: str, secret: str) -> VerifiedKey:
+    """The key a (key id, secret) pair names; AuthenticationFailed when it names none (also for streams)."""
     offered = services.api_key_secret_hmac(secret)
     cache_key = services.api_key_cache_key(key_id)
     cached = cache.get(cache_key)
@@ -114,7 +115,7 @@ class APIKeyAuthentication(BaseAuthentication):
         credentials = _credentials(request)
         if credentials is None:
             return None
-        known = _verified_key(*credentials)
+        known = verified_key(*credentials)
         # One query for user and account; the reverse one-to-one cache is filled by select_related.
         account = Account.objects.select_related("user").filter(pk=known.account_id).first()
         if account is None or not account.user.is_active:
