@@ -91,9 +91,10 @@ def test_no_read_is_older_than_the_bound_after_a_write(
                 set_quote("AAPL", price=price)
                 with transaction.atomic():
                     # Registered first, so it runs first after COMMIT: the instant the write is visible.
-                    transaction.on_commit(
-                        lambda units=price_to_units(price): committed.append((time.monotonic(), units))
-                    )
+                    def record_commit(units: int = price_to_units(price)) -> None:
+                        committed.append((time.monotonic(), units))
+
+                    transaction.on_commit(record_commit)
                     services.symbol_stats_refresh(symbols=["AAPL"])
                 time.sleep(0.2)
         finally:

@@ -191,7 +191,9 @@ def test_a_suspended_account_cannot_trade(account: Account, asset: Asset) -> Non
 # --- Activities ---------------------------------------------------------------------------------
 
 
-def _activities(client: APIClient, path: str = "/v2/account/activities", **params: object) -> list[dict]:
+def _activities(
+    client: APIClient, path: str = "/v2/account/activities", /, **params: str | int
+) -> list[dict]:
     response = client.get(path, params)
     assert response.status_code == 200, response.content
     return list(response.json())

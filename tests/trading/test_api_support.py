@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rest_framework.response import Response
 from rest_framework.test import APIClient
 
 from trading import services
 from trading.models import Account, Asset
+
+if TYPE_CHECKING:
+    # Stub-only: what the stubs say APIClient requests return (a Response with .json() etc.).
+    from rest_framework.response import _MonkeyPatchedResponse
 
 
 class KeyClient(APIClient):
@@ -41,12 +44,12 @@ def key_client(account: Account, *, style: str = "headers") -> KeyClient:
     return client
 
 
-def post_order(client: APIClient, **body: Any) -> Response:
+def post_order(client: APIClient, **body: Any) -> _MonkeyPatchedResponse:
     payload = {"side": "buy", "type": "market", "time_in_force": "day", **body}
     return client.post("/v2/orders", payload, format="json")
 
 
-def assert_alpaca_error(response: Response, status: int) -> dict[str, Any]:
+def assert_alpaca_error(response: _MonkeyPatchedResponse, status: int) -> dict[str, Any]:
     """Any failure has Alpaca's shape and the status's code (e.g. 422 -> 42210000)."""
     assert response.status_code == status, response.content
     body = response.json()

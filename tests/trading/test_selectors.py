@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from functools import partial
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -185,8 +186,8 @@ def test_property_2_portfolio_reads_take_constant_queries(make_account, quotes_i
         )
 
     for read in (selectors.account_summary, selectors.portfolio_positions):
-        small_count = _count(lambda read=read: read(account=small))
-        large_count = _count(lambda read=read: read(account=large))
+        small_count = _count(partial(read, account=small))
+        large_count = _count(partial(read, account=large))
         assert small_count == large_count, read.__name__
         positions_fills_quotes_closes = 3 if quotes_in_redis else 4
         expected = positions_fills_quotes_closes + (1 if read is selectors.account_summary else 0)
@@ -201,7 +202,7 @@ def test_property_2_history_takes_constant_queries(make_account) -> None:
     _holdings(large, 200, "B")
     for timeframe in ("1D", "15Min"):
         counts = [
-            _count(lambda owner=owner: selectors.portfolio_history(account=owner, timeframe=timeframe))  # noqa: B023
+            _count(partial(selectors.portfolio_history, account=owner, timeframe=timeframe))
             for owner in (small, large)
         ]
         assert counts[0] == counts[1], timeframe
