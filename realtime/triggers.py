@@ -34,21 +34,6 @@ logger = logging.getLogger(__name__)
 EVENT_QUEUE_MAX = 10_000
 
 
-def resting_order(order: Order) -> matching.RestingOrder:
-    return matching.RestingOrder(
-        id=str(order.pk),
-        symbol=order.asset.symbol,
-        side=order.side,
-        type=order.type,
-        limit=order.limit_price_units,
-        stop=order.stop_price_units,
-        trail_price=order.trail_price_units,
-        trail_percent=order.trail_percent_units,
-        water_mark=order.high_water_mark_units,
-        stop_triggered=order.stop_triggered_at is not None,
-    )
-
-
 @dataclass(frozen=True)
 class Outcome:
     """What the engine did for one decision (for logs and tests)."""
@@ -147,7 +132,7 @@ class TriggerEngine:
             .select_related("asset")
         )
         for order in orders.iterator(chunk_size=2_000):
-            book.add(resting_order(order))
+            book.add(services.order_as_resting(order))
         self.book = book
         logger.info("trigger book: %d resting orders", len(book))
 
@@ -191,7 +176,7 @@ class TriggerEngine:
                 .select_related("asset")
             )
             for order in orders:
-                resting = resting_order(order)
+                resting = services.order_as_resting(order)
                 self.book.add(resting)
                 added.add(resting.symbol)
         return added

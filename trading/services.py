@@ -379,7 +379,7 @@ def order_place(
                 else None,
             )
             order_event_publish_on_commit(_event("new", order, now))
-            decision = matching.evaluate(_resting(order), quote.as_quote())
+            decision = matching.evaluate(order_as_resting(order), quote.as_quote())
             if decision is not None and decision.action is matching.Action.FILL:
                 assert decision.price is not None
                 _execute_fill(
@@ -451,7 +451,8 @@ def _may_short(account: Account, asset_id: uuid.UUID) -> bool:
     return account.shorting_enabled and Asset.objects.filter(pk=asset_id, shortable=True).exists()
 
 
-def _resting(order: Order) -> matching.RestingOrder:
+def order_as_resting(order: Order) -> matching.RestingOrder:
+    """An order as the pure matching code sees it (on placement here, in the market's book)."""
     return matching.RestingOrder(
         id=str(order.pk),
         symbol=order.asset.symbol,
