@@ -7,6 +7,7 @@ from trading.api import views
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("v2/account", views.AccountView.as_view(), name="account"),
+    path("v2/account/reset", views.AccountResetView.as_view(), name="account-reset"),
     path(
         "v2/account/configurations", views.AccountConfigurationsView.as_view(), name="account-configurations"
     ),

@@ -3,6 +3,7 @@
 from trading.api import schema  # noqa: F401  (registers the API-key scheme for the OpenAPI schema)
 from trading.api.views_account import (
     AccountConfigurationsView,
+    AccountResetView,
     AccountView,
     ActivitiesByTypeView,
     ActivitiesView,
@@ -20,6 +21,7 @@ from trading.api.views_watchlists import (
 
 __all__ = [
     "AccountConfigurationsView",
+    "AccountResetView",
     "AccountView",
     "ActivitiesByTypeView",
     "ActivitiesView",

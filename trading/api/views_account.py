@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -21,6 +22,7 @@ from trading.api.serializers import (
     activity_shape,
 )
 from trading.api.views_base import TradingAPIView, parse_body, parse_query, request_account, with_errors
+from trading.errors import Forbidden
 
 ACTIVITY = PolymorphicProxySerializer(
     component_name="Activity",
@@ -34,6 +36,19 @@ class AccountView(TradingAPIView):
     def get(self, request: Request) -> Response:
         summary = selectors.account_summary(account=request_account(request))
         return Response(AccountSerializer.shape(summary))
+
+
+class AccountResetView(TradingAPIView):
+    """Start over (our addition to Alpaca's API): orders canceled, positions cleared, cash restored."""
+
+    @extend_schema(
+        operation_id="account_reset", request=None, responses=with_errors({200: AccountSerializer})
+    )
+    def post(self, request: Request) -> Response:
+        if not settings.ACCOUNT_SELF_RESET:
+            raise Forbidden("account reset is disabled by the operator")
+        account = services.account_reset(account_id=request_account(request).pk)
+        return Response(AccountSerializer.shape(selectors.account_summary(account=account)))
 
 
 class AccountConfigurationsView(TradingAPIView):
