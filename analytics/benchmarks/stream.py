@@ -1,0 +1,705 @@
+"""``benchmark stream``: market-data fan-out through real servers on loopback, against its baselines.
+
+A throwaway database holds one account and API key. A publisher in this process publishes one
+realtime/wire.py ``Window`` per ``--window-ms`` on a Redis channel of the run's own, with
+``--universe`` symbols ticking once every 2 s on average (the market's rate; 250 ticks/s for
+500 symbols), then at each ``--rate-multipliers`` multiple of it. Each tick's ``at_ns`` is
+``time.time_ns()`` at publish, so a client's receive time minus the trade's ``t`` is the
+tick-to-client latency (same clock, one machine). A client subprocess (its own GIL) opens
+``--clients`` WebSocket connections that authenticate with the key and subscribe to trades for
+``--symbols-per-client`` random symbols, JSON encoding, and measures for ``--seconds`` per step:
+delivered updates/s, frames/s, payload bytes/s, latency p50/p99. Servers, one at a time:
+
+- design: ``daphne config.asgi:application``, the project's consumers and process-local fan-out;
+- naive: daphne serving ``NaiveTradesConsumer`` below (analytics/benchmarks/_stream_naive_asgi.py),
+  Channels' documented pattern: a group per symbol, and a relay here turning each window into one
+  ``group_send`` per tick, so the channel layer delivers each tick to each client separately;
+- raw ceiling: a minimal ``websockets`` server (analytics/benchmarks/_stream_procs.py) that
+  subscribes to the same windows and sends each client the same frames the design sends.
+
+The unbatched variant (one frame per event, Property 39) is computed, not served: the client
+re-frames exactly the events the design delivered, one per frame, and adds the WebSocket frame
+headers both ways (TCP/IP overhead per segment is not counted; it would favour batching further).
+Memory per idle connection is the server process's RSS growth while the clients connect,
+authenticate and subscribe with nothing published, divided by the clients connected (one
+priming connection first, so the fan-out's one-off start-up is not counted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import CommandError
+from django.db import connection
+
+from analytics.benchmarks._database import throwaway_database
+from analytics.benchmarks._report import Report, Row
+from analytics.benchmarks._stream_procs import _open
+from realtime.streams import TRADES, rfc3339_ns, window_events
+from realtime.wire import Window, WireTick
+from trading import services
+from trading.models import Account
+
+HELP = "WebSocket fan-out on loopback: this design vs per-client group_send, unbatched and raw websockets"
+
+ROOT = Path(__file__).resolve().parents[2]
+P99_GOAL_MS = 100.0
+CEILING_GOAL = 0.4
+CEILING_AIM = 0.7
+IDLE_GOAL_KB = 20.0
+MARKET_TICK_INTERVAL_S = 2.0  # one tick per symbol every 2 s on average (DESIGN.md 5a)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--clients", type=int, default=1000, help="WebSocket clients (default 1000)")
+    parser.add_argument(
+        "--symbols-per-client", type=int, default=20, help="trade subscriptions per client (default 20)"
+    )
+    parser.add_argument("--universe", type=int, default=500, help="symbols ticking (default 500)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per step (default 10)")
+    parser.add_argument(
+        "--window-ms", type=int, default=100, help="batch window of the publisher (default 100)"
+    )
+    parser.add_argument(
+        "--rate-multipliers",
+        default="1,4",
+        help="tick rates as multiples of the market's (default 1,4); the naive baseline runs the first",
+    )
+    parser.add_argument("--settle", type=float, default=2.0, help="unmeasured seconds before each step")
+    parser.add_argument(
+        "--db-name", default=None, help="throwaway database (file on SQLite, name on PostgreSQL)"
+    )
+
+
+# --- The naive baseline's consumer (served by _stream_naive_asgi) -----------------------------------
+
+
+class NaiveTradesConsumer(AsyncWebsocketConsumer):
+    """Channels' documented fan-out: join a group per symbol; every tick is a ``group_send`` that
+    the channel layer delivers to each member's channel, and each becomes one frame."""
+
+    joined: list[str]
+    authenticated = False
+
+    async def connect(self) -> None:
+        self.joined = []
+        await self.accept()
+        await self.send(text_data='[{"T":"success","msg":"connected"}]')
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        from realtime.consumers import verify_key_pair
+
+        message = json.loads(text_data or bytes_data or b"{}")
+        action = message.get("action")
+        if action == "auth":
+            identity = await database_sync_to_async(verify_key_pair)(
+                str(message.get("key", "")), str(message.get("secret", ""))
+            )
+            if identity is None:
+                await self.send(text_data='[{"T":"error","code":402,"msg":"auth failed"}]')
+                await self.close(code=4402)
+                return
+            self.authenticated = True
+            await self.send(text_data='[{"T":"success","msg":"authenticated"}]')
+        elif action == "subscribe" and self.authenticated:
+            symbols = [str(symbol) for symbol in message.get("trades", [])]
+            for symbol in symbols:
+                group = f"trades.{symbol}"
+                await self.channel_layer.group_add(group, self.channel_name)
+                self.joined.append(group)
+            await self.send(text_data=json.dumps([{"T": "subscription", "trades": symbols}]))
+
+    async def trade_message(self, event: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps([event["trade"]], separators=(",", ":")))
+
+    async def disconnect(self, code: int) -> None:
+        for group in self.joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+
+# --- Measurements -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Step:
+    multiplier: float
+    ticks_per_s: float
+    result: dict[str, Any]
+
+    def rate(self, name: str) -> float:
+        seconds = float(self.result["seconds"]) or 1.0
+        return float(self.result[name]) / seconds
+
+    @property
+    def p99(self) -> float | None:
+        value = self.result.get("p99_ms")
+        return None if value is None else float(value)
+
+    @property
+    def p50(self) -> float | None:
+        value = self.result.get("p50_ms")
+        return None if value is None else float(value)
+
+
+@dataclass
+class Session:
+    name: str
+    connected: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+    connect_seconds: float = 0.0
+    idle_bytes_per_connection: float | None = None
+    steps: list[Step] = field(default_factory=list)
+
+    def best_within_goal(self, clients: int) -> Step | None:
+        good = [
+            step
+            for step in self.steps
+            if step.p99 is not None
+            and step.p99 < P99_GOAL_MS
+            and step.result["clients_with_data"] == clients
+            and not step.result["closed"]
+        ]
+        return max(good, key=lambda step: step.rate("updates"), default=None)
+
+
+@dataclass
+class Plan:
+    clients: int
+    universe: list[str]
+    subscriptions: list[list[str]]
+    key: str
+    secret: str
+    window_s: float
+    seconds: float
+    settle: float
+    multipliers: list[float]
+    channel: str
+    channels_prefix: str
+    stream_prefix: str
+    workdir: Path
+
+    def ticks_per_s(self, multiplier: float) -> float:
+        return len(self.universe) / MARKET_TICK_INTERVAL_S * multiplier
+
+
+def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
+    clients, per_client, universe = (
+        int(options["clients"]),
+        int(options["symbols_per_client"]),
+        int(options["universe"]),
+    )
+    seconds, window_ms = float(options["seconds"]), int(options["window_ms"])
+    try:
+        multipliers = [float(value) for value in str(options["rate_multipliers"]).split(",") if value.strip()]
+    except ValueError:
+        raise CommandError("--rate-multipliers takes numbers separated by commas, e.g. 1,4") from None
+    if clients < 1 or universe < 1 or seconds <= 0 or window_ms < 1 or not multipliers:
+        raise CommandError(
+            "--clients, --universe, --seconds, --window-ms and --rate-multipliers must be positive"
+        )
+    if not 1 <= per_client <= universe:
+        raise CommandError("--symbols-per-client must be between 1 and --universe")
+    symbols = [f"BS{index:04d}" for index in range(universe)]
+    chooser = random.Random(39)
+    run_id = f"bench{os.getpid()}{uuid.uuid4().hex[:6]}"
+    with (
+        throwaway_database(name=options.get("db_name"), log=log) as name,
+        tempfile.TemporaryDirectory(prefix="bench-stream-", dir=settings.VAR_DIR) as workdir,
+    ):
+        key, secret = _seed()
+        plan = Plan(
+            clients=clients,
+            universe=symbols,
+            subscriptions=[chooser.sample(symbols, per_client) for _ in range(clients)],
+            key=key,
+            secret=secret,
+            window_s=window_ms / 1000,
+            seconds=seconds,
+            settle=float(options["settle"]),
+            multipliers=multipliers,
+            channel=f"{run_id}:windows",
+            channels_prefix=f"{run_id}:ch",
+            stream_prefix=f"{run_id}:ws",
+            workdir=Path(workdir),
+        )
+        database_url = _database_url()
+        sessions: dict[str, Session] = {}
+        for kind in ("design", "naive", "raw"):
+            steps = multipliers if kind != "naive" else multipliers[:1]
+            log(f"{kind}: starting the server, then {clients} clients x {per_client} of {universe} symbols")
+            with _server(kind, plan, database_url) as (port, pid):
+                sessions[kind] = asyncio.run(_session(kind, plan, port, pid, steps, log))
+        report = Report(
+            title=(
+                f"benchmark stream: {clients} clients x {per_client} of {universe} symbols, JSON, "
+                f"{window_ms} ms windows, {seconds:g} s per step, {connection.vendor} ({name}), "
+                f"127.0.0.1, {os.cpu_count()} cores"
+            )
+        )
+        _rows(report, plan, sessions)
+    return report
+
+
+def _seed() -> tuple[str, str]:
+    user = get_user_model().objects.create(username="bench-stream")
+    account = Account.objects.create(user=user, account_number="BS0000000001", cash_cents=10_000_000)
+    key, secret = services.api_key_create(account_id=account.pk, label="benchmark stream")
+    return key.key_id, secret
+
+
+def _database_url() -> str:
+    params = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{Path(params['NAME']).resolve()}"
+    password = f":{params['PASSWORD']}" if params.get("PASSWORD") else ""
+    return (
+        f"postgres://{params.get('USER') or 'postgres'}{password}@{params.get('HOST') or '127.0.0.1'}:"
+        f"{params.get('PORT') or 5432}/{params['NAME']}"
+    )
+
+
+# --- Processes ----------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+@contextmanager
+def _server(kind: str, plan: Plan, database_url: str) -> Iterator[tuple[int, int]]:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DATABASE_URL": database_url,
+        "MARKET_WINDOWS_CHANNEL": plan.channel,
+        "ORDER_EVENTS_CHANNEL": f"{plan.channel}:orders",
+        "STREAM_REDIS_PREFIX": plan.stream_prefix,
+        "STREAM_REDIS_CLIENT_NAME": plan.stream_prefix.replace(":", "-"),
+        "STREAM_MAX_CONNECTIONS_PER_KEY": str(plan.clients + 10),
+        "CHANNELS_PREFIX": plan.channels_prefix,
+        "LOG_LEVEL": "WARNING",
+    }
+    if kind == "raw":
+        command = [
+            sys.executable, "-m", "analytics.benchmarks._stream_procs", "raw",
+            "--port", str(port), "--redis-url", settings.REDIS_URL, "--channel", plan.channel,
+        ]  # fmt: skip
+    else:
+        application = (
+            "config.asgi:application"
+            if kind == "design"
+            else "analytics.benchmarks._stream_naive_asgi:application"
+        )
+        command = [
+            str(Path(sys.executable).parent / "daphne"),
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            application,
+        ]
+    log_path = plan.workdir / f"{kind}-{port}.log"
+    with open(log_path, "wb") as output:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise CommandError(f"{kind} server exited:\n{log_path.read_text(errors='replace')[-3000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise CommandError(f"{kind} server did not listen within 30 s") from None
+                time.sleep(0.1)
+        yield port, process.pid
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# --- Publisher and relay ------------------------------------------------------------------------------
+
+
+class Publisher:
+    """One Window per window period at ``ticks_per_s``, each tick stamped with time.time_ns()."""
+
+    def __init__(self, client: aioredis.Redis, plan: Plan) -> None:
+        self.client = client
+        self.plan = plan
+        self.ticks_per_s = 0.0
+        self.published = 0
+        self.late_windows = 0
+        self._random = random.Random(7)
+        self._seq = dict.fromkeys(plan.universe, 0)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        number, carry = 0, 0.0
+        window_s = self.plan.window_s
+        next_at = time.monotonic()
+        while not stop.is_set():
+            carry += self.ticks_per_s * window_s
+            count = int(carry)
+            carry -= count
+            now_ns = time.time_ns()
+            ticks = []
+            for symbol in self._random.choices(self.plan.universe, k=count):
+                seq = self._seq[symbol] = self._seq[symbol] + 1
+                price = 1_000_000 + seq
+                ticks.append(WireTick(symbol, seq, price, 100, price - 100, 300, price + 100, 400, now_ns))
+            number += 1
+            await self.client.publish(self.plan.channel, Window(number=number, ticks=ticks).encode())
+            self.published += count
+            next_at += window_s
+            delay = next_at - time.monotonic()
+            if delay < 0:
+                self.late_windows += 1
+                next_at = time.monotonic()
+            await asyncio.sleep(max(0.0, delay))
+
+
+async def _relay(client: aioredis.Redis, plan: Plan, subscribed: asyncio.Event, stop: asyncio.Event) -> None:
+    """The naive design's market side: one ``group_send`` per tick to the symbol's group."""
+    from channels_redis.core import RedisChannelLayer
+
+    layer = RedisChannelLayer(hosts=[settings.REDIS_URL], prefix=plan.channels_prefix)
+    # channels_redis logs (INFO) every group_send that finds a member's channel full and drops
+    # the message for it: thousands of lines a second once the baseline saturates. The drops
+    # show in the table as delivered below offered.
+    layer_logger = logging.getLogger("channels_redis.core")
+    level = layer_logger.level
+    layer_logger.setLevel(logging.WARNING)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    await pubsub.subscribe(plan.channel)
+    subscribed.set()
+    try:
+        while not stop.is_set():
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if message is None:
+                continue
+            window = Window.decode(message["data"])
+            for symbol, events in window_events(window, status_at_ns=0).items():
+                for channel, event in events:
+                    if channel == TRADES and not stop.is_set():
+                        trade = {**event, "t": rfc3339_ns(event["t"])}
+                        await layer.group_send(f"trades.{symbol}", {"type": "trade.message", "trade": trade})
+    finally:
+        layer_logger.setLevel(level)
+        await pubsub.aclose()
+
+
+# --- One server's session -----------------------------------------------------------------------------
+
+
+async def _line(process: asyncio.subprocess.Process, tag: str, timeout: float) -> dict[str, Any]:
+    assert process.stdout is not None
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise CommandError(f"the client process sent no {tag} within {timeout:.0f} s")
+        raw = await asyncio.wait_for(process.stdout.readline(), remaining)
+        if not raw:
+            raise CommandError(f"the client process exited before {tag}")
+        text = raw.decode().strip()
+        if text.startswith(tag + " "):
+            parsed: dict[str, Any] = json.loads(text[len(tag) + 1 :])
+            return parsed
+
+
+async def _session(
+    kind: str, plan: Plan, port: int, pid: int, multipliers: list[float], log: Callable[[str], None]
+) -> Session:
+    session = Session(kind)
+    url = f"ws://127.0.0.1:{port}/v2/iex"
+    plan_path = plan.workdir / f"plan-{kind}.json"
+    plan_path.write_text(
+        json.dumps({"url": url, "key": plan.key, "secret": plan.secret, "subscriptions": plan.subscriptions})
+    )
+    client = aioredis.from_url(settings.REDIS_URL)
+    publisher = Publisher(client, plan)
+    tasks: list[asyncio.Task[None]] = []
+    stop = asyncio.Event()
+    prime = await _open(url, plan.key, plan.secret, [plan.universe[0]])
+    drain = asyncio.create_task(_discard(prime))
+    await asyncio.sleep(0.5)
+    before = _rss_bytes(pid)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "analytics.benchmarks._stream_procs", "client", "--plan", str(plan_path),
+        cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        ready = await _line(process, "READY", timeout=60 + plan.clients * 0.1)
+        session.connected, session.failed = int(ready["connected"]), int(ready["failed"])
+        session.errors, session.connect_seconds = list(ready["errors"]), float(ready["seconds"])
+        log(
+            f"{kind}: {session.connected} of {plan.clients} clients connected in {session.connect_seconds:.1f} s"
+            + (f"; {session.failed} failed, e.g. {session.errors[0]}" if session.failed else "")
+        )
+        await asyncio.sleep(1.0)
+        if session.connected:
+            session.idle_bytes_per_connection = (_rss_bytes(pid) - before) / session.connected
+        if kind == "naive":
+            subscribed = asyncio.Event()
+            tasks.append(asyncio.create_task(_relay(client, plan, subscribed, stop)))
+            await asyncio.wait_for(subscribed.wait(), 10)
+        tasks.append(asyncio.create_task(publisher.run(stop)))
+        assert process.stdin is not None
+        for multiplier in multipliers:
+            publisher.ticks_per_s = plan.ticks_per_s(multiplier)
+            await asyncio.sleep(plan.settle)
+            cpu, wall = _cpu_seconds(pid), time.perf_counter()
+            process.stdin.write(f"MEASURE {plan.seconds}\n".encode())
+            await process.stdin.drain()
+            result = await _line(process, "RESULT", timeout=plan.seconds + 60)
+            result["server_cpu"] = (_cpu_seconds(pid) - cpu) / (time.perf_counter() - wall)
+            step = Step(multiplier, publisher.ticks_per_s, result)
+            session.steps.append(step)
+            log(
+                f"{kind} @ {multiplier:g}x ({step.ticks_per_s:,.0f} ticks/s): "
+                f"{step.rate('updates'):,.0f} updates/s, {step.rate('frames'):,.0f} frames/s, "
+                f"p50 {_ms(step.p50)}, p99 {_ms(step.p99)}, server CPU {result['server_cpu']:.0%}, "
+                f"client CPU {result['client_cpu']:.0%}, "
+                f"{result['clients_with_data']}/{session.connected} clients got data"
+            )
+    finally:
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        # asyncio.wait, not gather: a library that swallows a cancellation must not hang the run
+        # (the loops also check ``stop``).
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
+        if process.returncode is None and process.stdin is not None:
+            with contextlib.suppress(Exception):
+                process.stdin.write(b"QUIT\n")
+                await process.stdin.drain()
+        try:
+            await asyncio.wait_for(process.wait(), 20)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+        drain.cancel()
+        await asyncio.gather(drain, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(prime.close(), 2)
+        await client.aclose()
+    return session
+
+
+async def _discard(ws: Any) -> None:
+    async for _ in ws:
+        pass
+
+
+# --- The table ----------------------------------------------------------------------------------------
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} ms"
+
+
+def _ratio(optimised: float, baseline: float) -> str:
+    return f"{optimised / baseline:.2f}x" if baseline else "-"
+
+
+def _rows(report: Report, plan: Plan, sessions: dict[str, Session]) -> None:
+    design, naive, raw = sessions["design"], sessions["naive"], sessions["raw"]
+    market = plan.multipliers[0]
+    offered = plan.ticks_per_s(market) * plan.clients * len(plan.subscriptions[0]) / len(plan.universe)
+
+    for name, session in sessions.items():
+        everyone = session.connected == plan.clients and all(
+            step.result["clients_with_data"] == plan.clients for step in session.steps
+        )
+        report.add(
+            Row(
+                f"{name}: connections that received data",
+                f"{min((s.result['clients_with_data'] for s in session.steps), default=0)}/{plan.clients}",
+                f"connected {session.connected}, failed {session.failed}",
+                "-",
+                "all",
+                everyone,
+            )
+        )
+
+    if design.steps and naive.steps:
+        first, base = design.steps[0], naive.steps[0]
+        label = f"@ {market:g}x ({first.ticks_per_s:,.0f} ticks/s, ~{offered:,.0f} updates/s offered)"
+        report.add(
+            Row(
+                f"delivered updates/s {label}: design vs naive group_send",
+                f"{first.rate('updates'):,.0f}",
+                f"{base.rate('updates'):,.0f}",
+                _ratio(first.rate("updates"), base.rate("updates")),
+                "-",
+                None,
+            )
+        )
+        report.add(
+            Row(
+                "  frames/s",
+                f"{first.rate('frames'):,.0f}",
+                f"{base.rate('frames'):,.0f}",
+                _ratio(first.rate("frames"), base.rate("frames")),
+                "-",
+                None,
+            )
+        )
+        report.add(
+            Row(
+                "  payload bytes/s",
+                f"{first.rate('payload_bytes'):,.0f}",
+                f"{base.rate('payload_bytes'):,.0f}",
+                _ratio(first.rate("payload_bytes"), base.rate("payload_bytes")),
+                "-",
+                None,
+            )
+        )
+        report.add(
+            Row(
+                "  latency p50 / p99",
+                f"{_ms(first.p50)} / {_ms(first.p99)}",
+                f"{_ms(base.p50)} / {_ms(base.p99)}",
+                "-",
+                f"p99 < {P99_GOAL_MS:.0f} ms",
+                first.p99 is not None and first.p99 < P99_GOAL_MS,
+            )
+        )
+    for mine, ceiling in zip(design.steps, raw.steps, strict=False):
+        report.add(
+            Row(
+                f"design vs raw websockets @ {mine.multiplier:g}x ({mine.ticks_per_s:,.0f} ticks/s): updates/s",
+                f"{mine.rate('updates'):,.0f}",
+                f"{ceiling.rate('updates'):,.0f}",
+                _ratio(mine.rate("updates"), ceiling.rate("updates")),
+                "-",
+                None,
+            )
+        )
+        report.add(
+            Row(
+                "  frames/s; p50 / p99",
+                f"{mine.rate('frames'):,.0f}; {_ms(mine.p50)} / {_ms(mine.p99)}",
+                f"{ceiling.rate('frames'):,.0f}; {_ms(ceiling.p50)} / {_ms(ceiling.p99)}",
+                "-",
+                "-",
+                None,
+            )
+        )
+    best, best_raw = design.best_within_goal(plan.clients), raw.best_within_goal(plan.clients)
+    best_rate = best.rate("updates") if best else 0.0
+    raw_rate = best_raw.rate("updates") if best_raw else 0.0
+    report.add(
+        Row(
+            f"highest delivered updates/s with p99 < {P99_GOAL_MS:.0f} ms: design vs raw ceiling",
+            f"{best_rate:,.0f}",
+            f"{raw_rate:,.0f}",
+            _ratio(best_rate, raw_rate),
+            f">= {CEILING_GOAL}x (aim {CEILING_AIM}x)",
+            bool(raw_rate) and best_rate >= CEILING_GOAL * raw_rate,
+        )
+    )
+    batched = sum(step.result["wire_bytes"] for step in design.steps)
+    unbatched = sum(step.result["unbatched_wire_bytes"] for step in design.steps)
+    report.add(
+        Row(
+            "P39 bytes on the wire: batched vs unbatched (computed)",
+            f"{batched:,}",
+            f"{unbatched:,}",
+            _ratio(batched, unbatched),
+            "batched < unbatched",
+            bool(batched) and batched < unbatched,
+        )
+    )
+    idle = design.idle_bytes_per_connection
+    naive_idle = naive.idle_bytes_per_connection
+    report.add(
+        Row(
+            "server memory per idle connection: design vs naive (RSS delta / N)",
+            "-" if idle is None else f"{idle / 1024:.1f} KB",
+            "-" if naive_idle is None else f"{naive_idle / 1024:.1f} KB",
+            "-",
+            f"< {IDLE_GOAL_KB:.0f} KB",
+            idle is not None and idle / 1024 < IDLE_GOAL_KB,
+        )
+    )
+    raw_idle = raw.idle_bytes_per_connection
+    report.add(
+        Row(
+            "  raw websockets per idle connection",
+            "-",
+            "-" if raw_idle is None else f"{raw_idle / 1024:.1f} KB",
+            "-",
+            "-",
+            None,
+        )
+    )
+    cpu = "; ".join(
+        f"{name} "
+        + ", ".join(
+            f"{step.result['server_cpu']:.0%} server / {step.result['client_cpu']:.0%} client"
+            for step in session.steps
+        )
+        for name, session in sessions.items()
+    )
+    report.notes += [
+        "measured: updates/s, frames/s, payload bytes/s and latency (receive time minus the trade's t, "
+        "stamped with time.time_ns() at publish) by the client process; RSS from /proc.",
+        "latency includes the client process reading each window's burst of frames from every "
+        "socket on one event loop: the raw ceiling's p50/p99, through the same client, is that floor.",
+        "computed: 'unbatched' re-frames the events the design delivered one per frame (WebSocket "
+        "headers included both ways, TCP/IP overhead not); it is not a served variant.",
+        f"naive baseline measured at {market:g}x only; CPU per step (1 core = 100%): {cpu}. "
+        "A server near 100% is saturated; a client near 100% means the client side limited the figure.",
+    ]
+    if any(session.connected < plan.clients for session in sessions.values()):
+        report.notes.append(
+            f"NOT every client connected ({', '.join(f'{n} {s.connected}' for n, s in sessions.items())} "
+            f"of {plan.clients}): figures are for the connected ones; e.g. "
+            + "; ".join(error for session in sessions.values() for error in session.errors[:1])
+        )

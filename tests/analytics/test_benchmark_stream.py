@@ -1,0 +1,57 @@
+"""``manage.py benchmark stream`` runs end to end against real servers and prints its table.
+
+Speeds are not asserted (the goals are the benchmark's business): the rows, that every client
+connection of every server received data, and the clean-up are.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from trading.models import Account
+
+
+@pytest.mark.live
+@pytest.mark.db_backend
+@pytest.mark.django_db(transaction=True)
+def test_benchmark_stream_prints_its_table(tmp_path: Path) -> None:
+    throwaway = str(tmp_path / "benchmark.sqlite3") if connection.vendor == "sqlite" else None
+    out = io.StringIO()
+    call_command(
+        "benchmark",
+        "stream",
+        clients=20,
+        symbols_per_client=10,
+        universe=50,
+        seconds=2,
+        settle=1,
+        rate_multipliers="1,2",
+        db_name=throwaway,
+        stdout=out,
+    )
+    text = out.getvalue()
+    for scenario in (
+        "delivered updates/s @ 1x",
+        "design vs raw websockets @ 1x",
+        "design vs raw websockets @ 2x",
+        "highest delivered updates/s with p99 < 100 ms: design vs raw ceiling",
+        "P39 bytes on the wire: batched vs unbatched (computed)",
+        "server memory per idle connection",
+    ):
+        assert scenario in text, text
+    for server in ("design", "naive", "raw"):
+        rows = [
+            line for line in text.splitlines() if line.startswith(f"{server}: connections that received data")
+        ]
+        assert len(rows) == 1, text
+        assert "20/20" in rows[0] and rows[0].split()[-1] == "yes", rows[0]
+    p39 = next(line for line in text.splitlines() if line.startswith("P39"))
+    assert p39.split()[-1] == "yes", p39  # batching always saves the per-frame brackets and headers
+    assert not Account.objects.exists()  # the real (test) database was not touched
+    if throwaway:
+        assert not Path(throwaway).exists()
