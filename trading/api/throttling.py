@@ -159,11 +159,19 @@ class SlidingWindowLimiter:
         self._retry_seconds = retry_seconds
         self._down_until = 0.0
         self.local = _LocalWindows(max_keys=local_max_keys, clock=clock)
+        # One client and one registered script for the limiter's life: building a redis.Redis
+        # costs ~65 us (its response-callback table) and EVAL resends the script; the client
+        # shares the process's pool, which redis-py makes safe across fork.
+        self._redis: redis.Redis | None = None
+        self._script: Any = None
 
     def _client(self) -> redis.Redis | None:
         if self._clock() < self._down_until:
             return None
-        return self._redis_factory()
+        if self._redis is None:
+            self._redis = self._redis_factory()
+            self._script = self._redis.register_script(_SLIDING_WINDOW)
+        return self._redis
 
     def _failed(self, error: Exception) -> None:
         self._down_until = self._clock() + self._retry_seconds
@@ -174,8 +182,9 @@ class SlidingWindowLimiter:
         client = self._client()
         if client is not None:
             try:
-                allowed, wait_us = client.eval(
-                    _SLIDING_WINDOW, 1, key, rate.limit, int(rate.window * 1_000_000), member
+                # EVALSHA, falling back to EVAL (and caching the script) after a Redis restart.
+                allowed, wait_us = self._script(
+                    keys=[key], args=[rate.limit, int(rate.window * 1_000_000), member]
                 )
                 return Decision(bool(allowed), max(0, int(wait_us)) / 1_000_000, member if allowed else "")
             except redis.RedisError as error:
