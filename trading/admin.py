@@ -451,7 +451,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
+class OrderAdmin(ImmutableAdmin):
     list_display = [
         "short_id",
         "account",
@@ -471,18 +471,8 @@ class OrderAdmin(admin.ModelAdmin):
     search_fields = ["client_order_id__exact", "account__account_number__exact", "asset__symbol__exact"]
     search_help_text = "Order id, client order id, account number or symbol (exact)"
     raw_id_fields = ["account", "asset", "replaces"]
-    show_full_result_count = False
+    # Immutable by hand: orders change state only through the services' status-conditional updates.
     actions = ["cancel_orders"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # Orders change state only through the services' status-conditional updates.
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Order], search_term: str

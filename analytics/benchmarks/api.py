@@ -23,7 +23,6 @@ import argparse
 import datetime as dt
 import http.client
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,7 +43,7 @@ from django.db import connection
 from django.utils import timezone
 
 from analytics import services as analytics_services
-from analytics.benchmarks._database import throwaway_database
+from analytics.benchmarks import _database
 from analytics.benchmarks._report import Report, Row
 from trading import services
 from trading.models import Account, Asset, CashEntry, DailyBar, MinuteBar, Position, StockPriceHistory
@@ -116,7 +115,9 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
     requests, concurrency = int(options["requests"]), int(options["concurrency"])
     if requests < 1 or concurrency < 1:
         raise CommandError("--requests and --concurrency must be at least 1")
-    with throwaway_database(name=options.get("db_name"), keep=bool(options.get("keep")), log=log) as name:
+    with _database.throwaway_database(
+        name=options.get("db_name"), keep=bool(options.get("keep")), log=log
+    ) as name:
         headers, symbol = _seed(accounts=int(options["accounts"]), symbols=int(options["symbols"]), log=log)
         start = (timezone.now() - dt.timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
         endpoints = [
@@ -131,7 +132,7 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
                 "bars", f"/v2/stocks/{symbol}/bars?timeframe=1Min&limit=100&start={start}", cacheable=False
             ),
         ]
-        database_url = _database_url()
+        database_url = _database.database_url()
         results: dict[tuple[str, bool], Measurement] = {}
         for cached in (True, False):
             chosen = endpoints if cached else [endpoint for endpoint in endpoints if endpoint.cacheable]
@@ -356,29 +357,12 @@ def _seed(*, accounts: int, symbols: int, log: Callable[[str], None]) -> tuple[d
     return {"APCA-API-KEY-ID": key.key_id, "APCA-API-SECRET-KEY": secret}, names[0]
 
 
-def _database_url() -> str:
-    params = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{Path(params['NAME']).resolve()}"
-    password = f":{params['PASSWORD']}" if params.get("PASSWORD") else ""
-    return (
-        f"postgres://{params.get('USER') or 'postgres'}{password}@{params.get('HOST') or '127.0.0.1'}:"
-        f"{params.get('PORT') or 5432}/{params['NAME']}"
-    )
-
-
 # --- Server and client --------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @contextmanager
 def _gunicorn(database_url: str, *, cached: bool, workers: int, threads: int) -> Iterator[int]:
-    port = _free_port()
+    port = _database.free_port()
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings",

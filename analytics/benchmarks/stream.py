@@ -54,7 +54,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
 from django.db import connection
 
-from analytics.benchmarks._database import throwaway_database
+from analytics.benchmarks import _database
 from analytics.benchmarks._report import Report, Row
 from analytics.benchmarks._stream_procs import _open
 from realtime.streams import TRADES, rfc3339_ns, window_events
@@ -226,7 +226,7 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
     chooser = random.Random(39)
     run_id = f"bench{os.getpid()}{uuid.uuid4().hex[:6]}"
     with (
-        throwaway_database(name=options.get("db_name"), log=log) as name,
+        _database.throwaway_database(name=options.get("db_name"), log=log) as name,
         tempfile.TemporaryDirectory(prefix="bench-stream-", dir=settings.VAR_DIR) as workdir,
     ):
         key, secret = _seed()
@@ -245,7 +245,7 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
             stream_prefix=f"{run_id}:ws",
             workdir=Path(workdir),
         )
-        database_url = _database_url()
+        database_url = _database.database_url()
         sessions: dict[str, Session] = {}
         for kind in ("design", "naive", "raw"):
             steps = multipliers if kind != "naive" else multipliers[:1]
@@ -270,24 +270,7 @@ def _seed() -> tuple[str, str]:
     return key.key_id, secret
 
 
-def _database_url() -> str:
-    params = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{Path(params['NAME']).resolve()}"
-    password = f":{params['PASSWORD']}" if params.get("PASSWORD") else ""
-    return (
-        f"postgres://{params.get('USER') or 'postgres'}{password}@{params.get('HOST') or '127.0.0.1'}:"
-        f"{params.get('PORT') or 5432}/{params['NAME']}"
-    )
-
-
 # --- Processes ----------------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -305,7 +288,7 @@ def _rss_bytes(pid: int) -> int:
 
 @contextmanager
 def _server(kind: str, plan: Plan, database_url: str) -> Iterator[tuple[int, int]]:
-    port = _free_port()
+    port = _database.free_port()
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings",

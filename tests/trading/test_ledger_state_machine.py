@@ -78,21 +78,6 @@ def _machine_settings() -> settings:
     )
 
 
-def _resting(order: Order) -> matching.RestingOrder:
-    return matching.RestingOrder(
-        id=str(order.pk),
-        symbol=order.asset.symbol,
-        side=order.side,
-        type=order.type,
-        limit=order.limit_price_units,
-        stop=order.stop_price_units,
-        trail_price=order.trail_price_units,
-        trail_percent=order.trail_percent_units,
-        water_mark=order.high_water_mark_units,
-        stop_triggered=order.stop_triggered_at is not None,
-    )
-
-
 def _snapshot() -> tuple[object, ...]:
     return (
         sorted(Order.objects.values_list("pk", "status", "reserved_cents")),
@@ -406,7 +391,9 @@ class LedgerMachine(RuleBasedStateMachine):
         now = self.clock()
         tick = self.tick(symbol, min(max(self.level(symbol, steps), 400_000), 1_600_000), spread)
         quotes = {symbol: matching.Quote(bid=tick.bid_units, ask=tick.ask_units, last=tick.price_units)}
-        resting = [_resting(order) for order in self.open_orders() if order.asset.symbol == symbol]
+        resting = [
+            services.order_as_resting(order) for order in self.open_orders() if order.asset.symbol == symbol
+        ]
         decisions = matching.triggered(resting, quotes)
         book = matching.TriggerBook()
         for order in resting:
