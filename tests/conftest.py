@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import pytest
 from django.conf import settings
@@ -13,7 +13,7 @@ from pytest_django.fixtures import Settings
 
 from config.redis_pools import redis_client
 from trading import services
-from trading.models import Account, Asset, StockPriceHistory
+from trading.models import Account, Asset, MinuteBar, StockPriceHistory
 from trading.units import price_to_units
 
 
@@ -49,24 +49,49 @@ def make_asset(db: None) -> Callable[..., Asset]:
     return make
 
 
-def set_quote(
-    symbol: str, *, price: str, spread_units: int = 100, at: dt.datetime | None = None
+def add_tick(
+    symbol: str, *, price_units: int, spread_units: int = 100, at: dt.datetime | None = None
 ) -> StockPriceHistory:
-    """Store a tick: trade at ``price``, bid/ask ``spread_units`` (1/10,000 $) either side."""
-    units = price_to_units(price)
+    """Store the symbol's next tick: trade at ``price_units``, bid/ask ``spread_units`` either side."""
     last = (
         StockPriceHistory.objects.filter(symbol=symbol).order_by("-seq").values_list("seq", flat=True).first()
     )
     return StockPriceHistory.objects.create(
         symbol=symbol,
         seq=(last or 0) + 1,
-        price_units=units,
+        price_units=price_units,
         size=100,
-        bid_units=units - spread_units,
+        bid_units=price_units - spread_units,
         bid_size=300,
-        ask_units=units + spread_units,
+        ask_units=price_units + spread_units,
         ask_size=400,
         recorded_at=at or timezone.now(),
+    )
+
+
+def set_quote(
+    symbol: str, *, price: str, spread_units: int = 100, at: dt.datetime | None = None
+) -> StockPriceHistory:
+    """Store a tick at a dollar ``price`` ("190.00"), exactly converted to price units."""
+    return add_tick(symbol, price_units=price_to_units(price), spread_units=spread_units, at=at)
+
+
+def add_minute_bar_ramps(bases: Mapping[str, int], *, start: dt.datetime, minutes: int) -> None:
+    """Minute bars rising one cent a minute from each symbol's base (price units), from ``start``."""
+    MinuteBar.objects.bulk_create(
+        MinuteBar(
+            symbol=symbol,
+            start=start + dt.timedelta(minutes=i),
+            open_units=base + i * 100,
+            high_units=base + i * 100 + 500,
+            low_units=base + i * 100 - 500,
+            close_units=base + i * 100 + 200,
+            volume=1000 + i,
+            trade_count=10 + i,
+            vwap_units=base + i * 100 + 50,
+        )
+        for symbol, base in bases.items()
+        for i in range(minutes)
     )
 
 

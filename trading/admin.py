@@ -29,6 +29,7 @@ from django.template.response import TemplateResponse
 from trading import services
 from trading.errors import Forbidden, InvalidRequest, NotCancelable, NotFound
 from trading.models import (
+    OPEN_ORDER_STATUSES,
     Account,
     ApiKey,
     Asset,
@@ -513,7 +514,7 @@ class OrderAdmin(ImmutableAdmin):
     @admin.action(description="Cancel selected open orders")
     def cancel_orders(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
         canceled = 0
-        for order in queryset.filter(status__in=["new", "partially_filled"]):
+        for order in queryset.filter(status__in=OPEN_ORDER_STATUSES):
             try:
                 services.order_cancel(account_id=order.account_id, order_id=order.pk)
                 canceled += 1

@@ -23,10 +23,10 @@ from alpaca.trading.requests import (
 )
 from django.utils import timezone
 
-from tests.conftest import set_quote
+from tests.conftest import add_minute_bar_ramps, set_quote
 from tests.processes import ServerProcess, gunicorn_server
 from trading import services
-from trading.models import Account, Asset, MinuteBar
+from trading.models import Account, Asset
 
 BARS_PER_SYMBOL = 30
 SERVER_PAGE_MAX = 7  # small, so the SDK has to follow next_page_token across several pages
@@ -45,21 +45,7 @@ def market(make_asset: Callable[..., Asset]) -> dict[str, Asset]:
         "MSFT": make_asset("MSFT", price="410.00", exchange="NASDAQ"),
     }
     start = timezone.now().replace(second=0, microsecond=0) - dt.timedelta(minutes=BARS_PER_SYMBOL + 5)
-    MinuteBar.objects.bulk_create(
-        MinuteBar(
-            symbol=symbol,
-            start=start + dt.timedelta(minutes=i),
-            open_units=base + i * 100,
-            high_units=base + i * 100 + 500,
-            low_units=base + i * 100 - 500,
-            close_units=base + i * 100 + 200,
-            volume=1000 + i,
-            trade_count=10 + i,
-            vwap_units=base + i * 100 + 50,
-        )
-        for symbol, base in (("AAPL", 1_900_000), ("MSFT", 4_100_000))
-        for i in range(BARS_PER_SYMBOL)
-    )
+    add_minute_bar_ramps({"AAPL": 1_900_000, "MSFT": 4_100_000}, start=start, minutes=BARS_PER_SYMBOL)
     return assets
 
 

@@ -31,8 +31,9 @@ from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 from rest_framework.test import APIClient
 
+from tests.conftest import add_minute_bar_ramps
 from trading import calendar, services
-from trading.models import Account, Asset, DailyBar, MinuteBar, StockPriceHistory
+from trading.models import Account, Asset, DailyBar, StockPriceHistory
 
 BASE = dt.datetime(2024, 3, 4, 14, 30, tzinfo=dt.UTC)
 TICKS = 20
@@ -58,21 +59,7 @@ def market(db: None) -> None:
         for symbol, base in PRICES.items()
         for seq in range(1, TICKS + 1)
     )
-    MinuteBar.objects.bulk_create(
-        MinuteBar(
-            symbol=symbol,
-            start=BASE + dt.timedelta(minutes=i),
-            open_units=base + i * 100,
-            high_units=base + i * 100 + 500,
-            low_units=base + i * 100 - 500,
-            close_units=base + i * 100 + 200,
-            volume=1000 + i,
-            trade_count=10 + i,
-            vwap_units=base + i * 100 + 50,
-        )
-        for symbol, base in PRICES.items()
-        for i in range(MINUTES)
-    )
+    add_minute_bar_ramps(PRICES, start=BASE, minutes=MINUTES)
     DailyBar.objects.bulk_create(
         DailyBar(
             symbol=symbol,

@@ -16,6 +16,7 @@ from django.db.models import Sum
 from django.utils import timezone
 from pytest_django.fixtures import Settings
 
+from tests.conftest import add_tick
 from trading import services
 from trading.errors import Forbidden, InvalidRequest, NotCancelable, NotFound
 from trading.models import (
@@ -43,21 +44,8 @@ MakeAsset = Callable[..., Asset]
 
 
 def tick(symbol: str, last_units: int, *, spread_units: int = 100) -> StockPriceHistory:
-    """A new newest tick (exact units, no float conversion): bid and ask ``spread_units`` either side."""
-    seq = (
-        StockPriceHistory.objects.filter(symbol=symbol).order_by("-seq").values_list("seq", flat=True).first()
-    )
-    return StockPriceHistory.objects.create(
-        symbol=symbol,
-        seq=(seq or 0) + 1,
-        price_units=last_units,
-        size=100,
-        bid_units=last_units - spread_units,
-        bid_size=100,
-        ask_units=last_units + spread_units,
-        ask_size=100,
-        recorded_at=timezone.now(),
-    )
+    """A new newest tick in exact units: bid and ask ``spread_units`` either side."""
+    return add_tick(symbol, price_units=last_units, spread_units=spread_units)
 
 
 def place(account: Account, *, now: dt.datetime = NOW, **fields: object) -> Order:
