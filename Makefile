@@ -1,4 +1,4 @@
-# Needs only Python 3.11 and (for the dashboard's JS tests, once package.json exists) Node.js.
+# Needs only Python 3.11 and Node.js (npm installs the dashboard's browser libraries and runs its JS tests).
 # `make run` starts everything with embedded defaults; `make test` runs the whole suite.
 
 PY ?= $(shell command -v python3.11 >/dev/null 2>&1 && echo python3.11 || echo python3)
@@ -10,8 +10,6 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 MANAGE := $(BIN)/python manage.py
 STAMP := $(VENV)/.installed
-HAS_PACKAGE_JSON := $(wildcard package.json)
-NODE_DEPS := $(if $(HAS_PACKAGE_JSON),node_modules/.installed)
 
 # The Procfile's processes read these.
 export HTTP_PORT WS_PORT
@@ -42,12 +40,13 @@ $(STAMP): $(BIN)/python $(wildcard requirements*.txt)
 
 venv: $(STAMP)
 
-node_modules/.installed: $(wildcard package.json package-lock.json)
-	@if [ -f package-lock.json ]; then npm ci; else npm install; fi
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
 	@touch $@
 
 # --- running --------------------------------------------------------------------------------------
-run: venv
+# Node dependencies first: collectstatic copies the browser libraries out of node_modules.
+run: venv node_modules/.installed
 	$(MANAGE) migrate --noinput
 	$(MANAGE) ensure_indexes
 	$(MANAGE) collectstatic --noinput -v0
@@ -68,18 +67,17 @@ stop:
 	else echo "No $(VENV): nothing to stop"; fi
 
 # --- quality --------------------------------------------------------------------------------------
-# Exit status 5 (no tests collected) is success only on the DB_TESTS_ONLY pass, where it means
-# that no test depends on the database backend. Backend-neutral JS tests run in the first pass.
-test: venv $(NODE_DEPS)
+# The JS unit tests (node --test, seconds) run first; they are backend-neutral, so the
+# DB_TESTS_ONLY pass skips them. Exit status 5 (no tests collected) is success only on that pass,
+# where it means that no test depends on the database backend.
+test: venv node_modules/.installed
+	@if [ "$${DB_TESTS_ONLY:-}" = 1 ]; then echo "DB_TESTS_ONLY=1: skipping npm test (ran in the first pass)"; \
+	else npm test; fi
 	@status=0; $(BIN)/pytest $(PYTEST_ARGS) || status=$$?; \
 	if [ $$status -eq 5 ] && [ "$${DB_TESTS_ONLY:-}" = 1 ]; then \
 		echo "DB_TESTS_ONLY=1: no test depends on the database backend; nothing to run."; status=0; \
 	fi; \
 	exit $$status
-ifneq ($(HAS_PACKAGE_JSON),)
-	@if [ "$${DB_TESTS_ONLY:-}" = 1 ]; then echo "DB_TESTS_ONLY=1: skipping npm test (ran in the first pass)"; \
-	else npm test; fi
-endif
 
 lint: venv
 	@status=0; \

@@ -217,6 +217,24 @@ class CacheManager:
             return value
         return self._load(key, ttl, loader, generation)
 
+    def cached_locally(self, key: str, loader: Callable[[], T]) -> T:
+        """``key`` from this process's L1, else ``loader()`` kept there (no Redis copy: for values
+        whose loader reads a shared copy of its own, and that may be any immutable object).
+
+        Like every L1 entry it lives at most ``CACHE_L1_MAX_SECONDS`` and ``invalidate(key)``
+        drops it in every process; with caching disabled the loader runs every time.
+        """
+        if not self.config.enabled:
+            return loader()
+        self._ensure_listener()
+        value = self.l1.get(key, _MISSING)
+        if value is not _MISSING:
+            return value
+        generation = self.l1.generation
+        value = loader()
+        self.l1.set_if_generation(key, value, self.config.l1_max_seconds, generation)
+        return value
+
     def invalidate(self, *keys: str) -> None:
         """Drop ``keys`` everywhere now: this L1, L2, and (by message) every other process's L1."""
         for key in keys:

@@ -7,6 +7,7 @@ or trades there are (Property 13). Money is integer cents and prices 1/10,000 $,
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 from trading.models import Account
@@ -119,3 +120,38 @@ class SymbolStats(models.Model):
 
     def __str__(self) -> str:
         return f"{self.symbol} @ {self.as_of:%Y-%m-%d %H:%M}"
+
+
+FRONTEND_PAGE_MAX_LENGTH = 32
+USER_AGENT_MAX_LENGTH = 300
+
+
+class FrontendSample(models.Model):
+    """One performance report of a dashboard page (``POST /v2/metrics/frontend``): what the
+    browser measured over ``interval_s`` seconds. Kept as long as other monitoring samples."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    page = models.CharField(max_length=FRONTEND_PAGE_MAX_LENGTH)
+    received_at = models.DateTimeField(db_index=True)
+    interval_s = models.FloatField()
+    renders = models.BigIntegerField()
+    updates = models.BigIntegerField()
+    render_ms_p50 = models.FloatField()
+    render_ms_p95 = models.FloatField()
+    render_ms_max = models.FloatField()
+    long_tasks = models.BigIntegerField()
+    long_task_ms = models.FloatField()
+    frames = models.BigIntegerField()
+    dropped_frames = models.BigIntegerField()
+    # Only Chromium exposes the JS heap size; other browsers report null.
+    js_heap_bytes = models.BigIntegerField(null=True, blank=True)
+    dom_nodes = models.BigIntegerField()
+    user_agent = models.CharField(max_length=USER_AGENT_MAX_LENGTH, blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.page} @ {self.received_at:%Y-%m-%d %H:%M:%S}"

@@ -9,6 +9,7 @@ the endpoints answer, so a cache hit costs no serialisation work and no queries 
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,12 +30,12 @@ from trading.models import Account, Asset
 from trading.units import cents_to_str, units_to_str
 
 
-def _snapshot_payload(snapshot: LeaderboardSnapshot) -> dict[str, Any]:
+def _snapshot_payload(snapshot: LeaderboardSnapshot, *, limit: int | None = None) -> dict[str, Any]:
     entries = (
         LeaderboardEntry.objects.filter(snapshot=snapshot)
         .order_by("rank")
         .values_list("rank", "account_number", "username", "equity_cents", "baseline_cents", "return_pct")[
-            : settings.LEADERBOARD_LIMIT_MAX
+            : limit or settings.LEADERBOARD_LIMIT_MAX
         ]
     )
     return {
@@ -63,6 +64,16 @@ def _latest_snapshot(period: str) -> LeaderboardSnapshot | None:
 def _stored_board(period: str) -> dict[str, Any] | None:
     snapshot = _latest_snapshot(period)
     return _snapshot_payload(snapshot) if snapshot else None
+
+
+def leaderboard_snapshot_get(*, period: str, snapshot_id: int, limit: int) -> dict[str, Any] | None:
+    """A stored board as ``GET /v2/leaderboard?period=<period>&limit=<limit>`` answers it, read from
+    the database (not the cache, which another process may not have invalidated yet). Falls back to
+    the newest board of the period once the snapshot has been pruned; None when there is none."""
+    snapshot = LeaderboardSnapshot.objects.filter(pk=snapshot_id, period=period).first()
+    if snapshot is None:
+        snapshot = _latest_snapshot(period)
+    return _snapshot_payload(snapshot, limit=limit) if snapshot else None
 
 
 def _age(payload: dict[str, Any] | None, now: dt.datetime) -> float:
@@ -159,15 +170,22 @@ def _analytics_payload(row: AccountAnalytics) -> dict[str, Any]:
 
 def account_analytics_get(*, account: Account) -> dict[str, Any]:
     """The account's precomputed analytics; computed now (for it alone) if none exist yet."""
+    return account_analytics_get_by_id(account_id=account.pk)
+
+
+def account_analytics_get_by_id(*, account_id: uuid.UUID | str) -> dict[str, Any]:
+    """``account_analytics_get`` for a caller who knows only the account's id (an API key does):
+    a cached answer then needs no query at all."""
 
     def load() -> dict[str, Any]:
-        row = AccountAnalytics.objects.filter(account_id=account.pk).first()
+        rows = AccountAnalytics.objects.select_related("account")
+        row = rows.filter(account_id=account_id).first()
         if row is None:
-            services.account_analytics_refresh(account_ids=[account.pk])
-            row = AccountAnalytics.objects.get(account_id=account.pk)
-        return {"account_number": account.account_number, **_analytics_payload(row)}
+            services.account_analytics_refresh(account_ids=[uuid.UUID(str(account_id))])
+            row = rows.get(account_id=account_id)
+        return {"account_number": row.account.account_number, **_analytics_payload(row)}
 
-    return cache_manager().cached(services.account_analytics_cache_key(account.pk), "analytics", load)
+    return cache_manager().cached(services.account_analytics_cache_key(account_id), "analytics", load)
 
 
 def _stats_payload(row: SymbolStats) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import statistics
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -37,6 +37,7 @@ from django.db.models import (
     Model,
     Q,
     QuerySet,
+    Subquery,
     Sum,
     Value,
     When,
@@ -45,15 +46,20 @@ from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from analytics.cache import cache_manager
+from analytics.events import LeaderboardChanged, leaderboard_changed_publish_on_commit
 from analytics.models import (
+    FRONTEND_PAGE_MAX_LENGTH,
+    USER_AGENT_MAX_LENGTH,
     AccountAnalytics,
     AccountEquityDay,
+    FrontendSample,
     LeaderboardEntry,
     LeaderboardPeriod,
     LeaderboardSnapshot,
     SymbolStats,
 )
 from trading import calendar
+from trading.errors import InvalidRequest
 from trading.models import Account, Asset, CashEntry, Fill, MinuteBar, OrderSide, Position
 from trading.quotes import latest_quotes
 from trading.selectors import day_boundary, previous_closes
@@ -247,17 +253,39 @@ class LeaderboardRefreshResult:
     as_of: dt.datetime
     accounts: int
     snapshot_ids: dict[str, int]
+    # Whether the top of the overall board (ranks and equities) differs from the previous one.
+    changed: bool = False
+
+
+def _board_top(period: str) -> list[tuple[uuid.UUID, int]]:
+    """(account, equity) by rank at the top of the newest stored board: one query, stored or not."""
+    newest = LeaderboardSnapshot.objects.filter(period=period).order_by("-as_of", "-id").values("pk")[:1]
+    return list(
+        LeaderboardEntry.objects.filter(
+            snapshot_id=Subquery(newest), rank__lte=settings.DASHBOARD_LEADERBOARD_LIMIT
+        )
+        .order_by("rank")
+        .values_list("account_id", "equity_cents")
+    )
 
 
 def leaderboard_refresh(
     *, now: dt.datetime | None = None, book: Book | None = None
 ) -> LeaderboardRefreshResult:
     """New overall and daily snapshots for every account, today's equity point per account, and the
-    cached boards invalidated after commit. Older snapshots beyond SNAPSHOTS_KEPT are deleted."""
+    cached boards invalidated after commit. Older snapshots beyond SNAPSHOTS_KEPT are deleted.
+    When the top of the overall board changed, dashboards are told after commit (analytics/events.py)."""
     book = book or book_load(now=now)
     snapshot_ids: dict[str, int] = {}
+    changed = False
     with transaction.atomic():
         for period in LeaderboardPeriod.values:
+            ranked = book.ranked(period)
+            if period == LeaderboardPeriod.OVERALL:
+                top = ranked[: settings.DASHBOARD_LEADERBOARD_LIMIT]
+                changed = _board_top(period) != [
+                    (state.account_id, state.equity_cents) for state, _, _ in top
+                ]
             snapshot = LeaderboardSnapshot.objects.create(
                 period=period, as_of=book.now, trading_day=book.trading_day, account_count=len(book.accounts)
             )
@@ -273,7 +301,7 @@ def leaderboard_refresh(
                         baseline_cents=baseline,
                         return_pct=gain,
                     )
-                    for rank, (state, baseline, gain) in enumerate(book.ranked(period), start=1)
+                    for rank, (state, baseline, gain) in enumerate(ranked, start=1)
                 ),
                 batch_size=1000,
             )
@@ -300,7 +328,18 @@ def leaderboard_refresh(
             batch_size=1000,
         )
         cache_manager().invalidate_on_commit(*(leaderboard_cache_key(p) for p in LeaderboardPeriod.values))
-    return LeaderboardRefreshResult(as_of=book.now, accounts=len(book.accounts), snapshot_ids=snapshot_ids)
+        if changed:
+            # Registered after the invalidation, so a reader prompted by it finds the new board.
+            leaderboard_changed_publish_on_commit(
+                LeaderboardChanged(
+                    period=LeaderboardPeriod.OVERALL,
+                    snapshot_id=snapshot_ids[LeaderboardPeriod.OVERALL],
+                    as_of=book.now,
+                )
+            )
+    return LeaderboardRefreshResult(
+        as_of=book.now, accounts=len(book.accounts), snapshot_ids=snapshot_ids, changed=changed
+    )
 
 
 # --- Per-account analytics ----------------------------------------------------------------------
@@ -513,3 +552,51 @@ def analytics_refresh_all(*, now: dt.datetime | None = None) -> LeaderboardRefre
     result = leaderboard_refresh(book=book)
     account_analytics_refresh(book=book)
     return result
+
+
+# --- Frontend performance reports -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FrontendFigures:
+    """What a dashboard page measured over one report interval (docs/dashboard.md)."""
+
+    interval_s: float
+    renders: int
+    updates: int
+    render_ms_p50: float
+    render_ms_p95: float
+    render_ms_max: float
+    long_tasks: int
+    long_task_ms: float
+    frames: int
+    dropped_frames: int
+    dom_nodes: int
+    # None where the browser does not expose its heap (only Chromium does).
+    js_heap_bytes: int | None = None
+
+
+def frontend_sample_record(
+    *,
+    user_id: int | None,
+    page: str,
+    figures: FrontendFigures,
+    user_agent: str = "",
+    now: dt.datetime | None = None,
+) -> FrontendSample:
+    """Store one page's performance report; a negative or non-finite figure is refused."""
+    if not 1 <= len(page) <= FRONTEND_PAGE_MAX_LENGTH:
+        raise InvalidRequest(f"page must be 1 to {FRONTEND_PAGE_MAX_LENGTH} characters")
+    values = asdict(figures)
+    for name, value in values.items():
+        if value is None and name == "js_heap_bytes":
+            continue
+        if value is None or not math.isfinite(value) or value < 0:
+            raise InvalidRequest(f"{name} must be a non-negative number")
+    return FrontendSample.objects.create(
+        user_id=user_id,
+        page=page,
+        received_at=now or timezone.now(),
+        user_agent=user_agent[:USER_AGENT_MAX_LENGTH],
+        **values,
+    )

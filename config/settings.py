@@ -81,6 +81,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "trading.context_processors.signup_mode",
             ],
         },
     },
@@ -160,7 +161,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/login"
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -372,3 +373,65 @@ STREAM_CONNECTION_TTL_S = env.float("STREAM_CONNECTION_TTL_S", default=60.0)
 STREAM_ORDER_EVENT_QUEUE = env.int("STREAM_ORDER_EVENT_QUEUE", default=10_000)
 STREAM_REDIS_PREFIX = env.str("STREAM_REDIS_PREFIX", default="sim:ws")
 STREAM_REDIS_CLIENT_NAME = env.str("STREAM_REDIS_CLIENT_NAME", default="sim-ws")
+
+# --- Dashboard static files ---
+# Browser libraries come from the npm registry (package.json; `make` runs `npm ci`) and are served
+# from node_modules under static/vendor/, never copied into the repository; the dashboard's import
+# map points at them. Before `npm ci` the directories are missing and Django warns (staticfiles.W004).
+# Prefixed entries are (prefix, directory) pairs, which the plain Path list above does not admit.
+DASHBOARD_VENDOR_STATIC_DIRS: list[Any] = [
+    ("vendor/lightweight-charts", BASE_DIR / "node_modules/lightweight-charts/dist"),
+    # lightweight-charts' ES module imports this by its bare name.
+    ("vendor/fancy-canvas", BASE_DIR / "node_modules/fancy-canvas"),
+]
+STATICFILES_DIRS += DASHBOARD_VENDOR_STATIC_DIRS
+
+# --- Dashboard pages, sign-up and the dashboard's endpoints ---
+from django.core.exceptions import ImproperlyConfigured  # noqa: E402
+
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/"
+# Who may create an account at /signup: "open" (anyone), "invite" (whoever knows
+# SIGNUP_INVITE_CODE) or "closed" (operators create users in the admin).
+SIGNUP_MODE = env.str("SIGNUP_MODE", default="open").strip().lower()
+SIGNUP_INVITE_CODE = env.str("SIGNUP_INVITE_CODE", default="")
+# Accounts one client address may open, so a script cannot fill the leaderboard with accounts.
+SIGNUP_IP_RATE_LIMIT = env.str("SIGNUP_IP_RATE_LIMIT", default="10/hour")
+if SIGNUP_MODE not in {"open", "invite", "closed"}:
+    raise ImproperlyConfigured(f"SIGNUP_MODE must be open, invite or closed, not {SIGNUP_MODE!r}")
+if SIGNUP_MODE == "invite" and not SIGNUP_INVITE_CODE:
+    raise ImproperlyConfigured("SIGNUP_MODE=invite needs SIGNUP_INVITE_CODE")
+# Where browsers and bots reach the WebSocket streams, e.g. "wss://sim.example.com" behind a proxy;
+# empty: the request's host name on WS_PORT (daphne's port under `make run`).
+STREAM_PUBLIC_URL = env.str("STREAM_PUBLIC_URL", default="").rstrip("/")
+WS_PORT = env.int("WS_PORT", default=8001)
+# How often the dashboard page reports its rendering figures to POST /v2/metrics/frontend.
+DASHBOARD_PERF_REPORT_INTERVAL_S = env.float("DASHBOARD_PERF_REPORT_INTERVAL_S", default=30.0)
+# The bootstrap's market table (every active asset with prices and a sparkline) is shared by all
+# users; prices move every couple of seconds and the page follows them over the stream anyway.
+CACHE_TTLS = {"dashboard_assets": 2.0, **CACHE_TTLS}
+# Monitoring samples (the dashboard's frontend performance reports among them) older than this are
+# deleted by the retention cleanup.
+MONITORING_SAMPLE_RETENTION_DAYS = env.int("MONITORING_SAMPLE_RETENTION_DAYS", default=14)
+
+# --- Real-time: the dashboard channel and leaderboard changes (realtime/fanout.py) ---
+# The leaderboard job publishes one message here when a refresh changed the top of the overall
+# board (analytics/events.py); every web process relays the board to its dashboard sockets.
+LEADERBOARD_EVENTS_CHANNEL = env.str("LEADERBOARD_EVENTS_CHANNEL", default="sim:leaderboard:events")
+# How many ranks count as "the board" for a change, and how many the dashboard is sent
+# (the body of GET /v2/leaderboard?limit=<this>).
+DASHBOARD_LEADERBOARD_LIMIT = env.int("DASHBOARD_LEADERBOARD_LIMIT", default=20)
+
+# --- Jobs: retention of analytics rows (jobs/retention.py) ---
+# Account equity per trading day (analytics.AccountEquityDay): a row per account and day, the
+# series returns over periods are computed from, so a year's return and a year-to-date one need
+# more than 366 days; 400 leaves a margin. Never taken below the 90 days the analytics read.
+EQUITY_DAY_RETENTION_DAYS = env.int("EQUITY_DAY_RETENTION_DAYS", default=400)
+
+# --- Real-time: window delivery to stream sockets (realtime/fanout.py) ---
+# The young-generation threshold of Python's cyclic garbage collector in a process serving
+# streams, raised (never lowered) when its fan-out starts. At the default 700, each market window
+# (a few thousand short-lived objects) set off collections that promoted the window in flight
+# to the old generation, and every few seconds a full collection walked the ~100 objects of each
+# of 1,000 connections: 150-250 ms pauses, the tick-to-client p99. 0 keeps Python's default.
+STREAM_GC_GEN0_THRESHOLD = env.int("STREAM_GC_GEN0_THRESHOLD", default=20_000)

@@ -1,10 +1,8 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from trading.views import home
-
 urlpatterns = [
-    path("", home, name="home"),
+    path("", include("trading.page_urls")),
     path("admin/", admin.site.urls),
     path("", include("trading.api.ops_urls")),
     path("", include("trading.api.market_data_urls")),

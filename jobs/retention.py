@@ -77,6 +77,28 @@ retention_register(
     retention=_days("JOB_RUN_RETENTION_DAYS"),
     keep=Q(status__in=("queued", "running")),
 )
+# Monitoring samples: the dashboard's frontend performance reports.
+retention_register(
+    label="frontend samples",
+    model="analytics.FrontendSample",
+    time_field="received_at",
+    retention=_days("MONITORING_SAMPLE_RETENTION_DAYS"),
+)
+
+
+def _equity_day_retention() -> dt.timedelta:
+    # Imported late: this module loads before the apps' models do.
+    from analytics.services import SERIES_DAYS
+
+    # Never shorter than the series the analytics read back (volatility, drawdown, Sharpe),
+    # whatever the setting says: a shorter one would silently change those figures.
+    return dt.timedelta(days=max(settings.EQUITY_DAY_RETENTION_DAYS, SERIES_DAYS + 1))
+
+
+# One row per account and trading day, read for returns over periods (a year needs 366 days).
+retention_register(
+    label="equity days", model="analytics.AccountEquityDay", time_field="day", retention=_equity_day_retention
+)
 
 
 def retention_cleanup_rule(

@@ -29,6 +29,7 @@ from kombu import pools
 
 from jobs import retention, selectors
 from jobs.models import JobRun, JobStatus, OutboxEntry, Statement
+from jobs.retry import is_transient
 from jobs.statements import statement_pdf_render
 from trading.models import Account
 
@@ -204,11 +205,14 @@ def job_fail(*, job_id: uuid.UUID | str, error: str, token: uuid.UUID | None = N
     )
 
 
-def job_execute(*, job_id: uuid.UUID | str) -> dict[str, Any] | None:
+def job_execute(*, job_id: uuid.UUID | str, may_retry: bool = True) -> dict[str, Any] | None:
     """Run a job run's effect exactly once; None when it was done already or does not exist.
 
-    Errors propagate with the claim released (the task decides retry or failure through
-    ``job_release_for_retry`` / ``job_fail``): see jobs.tasks.
+    Errors propagate after the run is settled under this worker's claim: a transient error, when
+    ``may_retry`` (the caller will try again: the task has retries left), gives the claim back
+    (queued); any other error marks the run failed with the error, which the admin and the API
+    show, and nothing retries it. Settling here, with the claim token, means a duplicate delivery
+    can never take over a run between its release and its failure mark.
     """
     claim = job_claim(job_id=job_id)
     if claim is None:
@@ -234,7 +238,15 @@ def job_execute(*, job_id: uuid.UUID | str) -> dict[str, Any] | None:
         # The worker that took the run over produces the effect; this one's is dropped.
         logger.warning("job run %s: lease lost, effect dropped", job.pk)
         return None
+    except Exception as error:
+        described = f"{type(error).__name__}: {error}"
+        if may_retry and is_transient(error):
+            job_release_for_retry(job_id=job.pk, token=token, error=described)
+        else:
+            job_fail(job_id=job.pk, token=token, error=described)
+        raise
     except BaseException as error:
+        # The worker is going away (shutdown, a time limit): the run is not at fault.
         job_release_for_retry(job_id=job.pk, token=token, error=f"{type(error).__name__}: {error}")
         raise
     return result
@@ -284,15 +296,18 @@ def statement_request(*, account_id: uuid.UUID, period: str, now: dt.datetime | 
     return job
 
 
-def statements_monthly(*, period: str | None = None, now: dt.datetime | None = None) -> dict[str, Any] | None:
+def statements_monthly(
+    *, period: str | None = None, now: dt.datetime | None = None, may_retry: bool = True
+) -> dict[str, Any] | None:
     """Beat: last month's statement for every account, one job run (and task) per account.
 
     The fan-out is itself a run unique per period, so a second beat process, or the beat firing
-    again later that day, enqueues nothing; each account's run is unique as well.
+    again later that day, enqueues nothing; each account's run is unique as well. A permanent
+    error (a malformed or unfinished ``period``) fails the fan-out's run: see ``job_execute``.
     """
     period = period or selectors.statement_last_period(now=now or timezone.now())
     fan_out, _ = job_run_ensure(name=STATEMENTS_MONTHLY_JOB, slot=period, params={"period": period})
-    return job_execute(job_id=fan_out.pk)
+    return job_execute(job_id=fan_out.pk, may_retry=may_retry)
 
 
 def _statements_fan_out(job: JobRun) -> int:
@@ -385,8 +400,9 @@ def _retention_commit(job: JobRun, prepared: dict[str, int], token: uuid.UUID) -
 JOB_HANDLERS[RETENTION_JOB] = JobHandler(prepare=lambda job: retention_run(), commit=_retention_commit)
 
 
-def retention_hourly(*, now: dt.datetime | None = None) -> dict[str, Any] | None:
-    """Beat: one cleanup per hour bucket, whichever beat process or delivery gets there first."""
+def retention_hourly(*, now: dt.datetime | None = None, may_retry: bool = True) -> dict[str, Any] | None:
+    """Beat: one cleanup per hour bucket, whichever beat process or delivery gets there first.
+    A permanent error fails the hour's run (see ``job_execute``); the next hour tries afresh."""
     now = now or timezone.now()
     job, _ = job_run_ensure(name=RETENTION_JOB, slot=now.strftime("%Y-%m-%dT%H"))
-    return job_execute(job_id=job.pk)
+    return job_execute(job_id=job.pk, may_retry=may_retry)

@@ -2,8 +2,11 @@
 
 ``JobTask`` adds the retry policy (Property 30): transient errors (database or Redis briefly
 unavailable) are retried with capped exponential backoff and full jitter up to JOB_MAX_RETRIES;
-anything else fails at once. Either way a job run's failure is recorded on its row, where the
-admin shows it. Messages are acknowledged late and rejected (so redelivered) when the worker dies.
+anything else fails at once. Tasks that run a job run pass ``self.may_retry()`` down, so the run
+is settled by the service that holds its claim: a failure that will not be retried (permanent,
+or retries exhausted) marks the run failed with its error, which the admin shows; one that will
+be retried puts it back in the queue. Messages are acknowledged late and rejected (so
+redelivered) when the worker dies.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ class JobTask(Task):
     # Retry scheduling is explicit below (retry_delay); Celery's own autoretry stays off.
     max_retries = None
 
+    def may_retry(self) -> bool:
+        """Whether a transient failure of this delivery will be retried (retries remain)."""
+        return int(self.request.retries or 0) < settings.JOB_MAX_RETRIES
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().__call__(*args, **kwargs)
@@ -37,37 +44,36 @@ class JobTask(Task):
             raise self.retry(exc=busy, countdown=busy.retry_in) from None
         except Exception as error:
             attempt = int(self.request.retries or 0)
-            job_id = kwargs.get("job_id") or (
-                args[0] if args and self.name == services.JOB_EXECUTE_TASK else None
-            )
             if should_retry(attempt=attempt, max_retries=settings.JOB_MAX_RETRIES, error=error):
                 countdown = retry_delay(
                     attempt=attempt, base=settings.JOB_RETRY_BASE_SECONDS, cap=settings.JOB_RETRY_CAP_SECONDS
                 )
                 logger.warning(
-                    "%s failed (attempt %d), retrying in %.1fs: %s", self.name, attempt + 1, countdown, error
+                    "%s failed (attempt %d), retrying in %.3fs: %s", self.name, attempt + 1, countdown, error
                 )
                 raise self.retry(exc=error, countdown=countdown) from None
-            if job_id is not None:
-                services.job_fail(job_id=job_id, error=f"{type(error).__name__}: {error}")
             raise
 
 
 @shared_task(base=JobTask, bind=True, name=services.JOB_EXECUTE_TASK)
 def job_execute_task(self: JobTask, job_id: str) -> None:
     """Run a job run (a statement, ...) exactly once, whatever number of times it is delivered."""
-    services.job_execute(job_id=job_id)
+    services.job_execute(job_id=job_id, may_retry=self.may_retry())
 
 
 @shared_task(base=JobTask, bind=True, name=services.STATEMENTS_MONTHLY_TASK)
 def statements_monthly_task(self: JobTask, period: str | None = None) -> None:
     """Fan out last month's statements, one run per account (the fan-out itself runs once)."""
-    services.statements_monthly(period=period)
+    services.statements_monthly(period=period, may_retry=self.may_retry())
 
 
 @shared_task(base=JobTask, bind=True, name="jobs.retention_cleanup")
 def retention_cleanup_task(self: JobTask) -> None:
-    services.retention_hourly()
+    services.retention_hourly(may_retry=self.may_retry())
+
+
+# The tasks below change nothing that a job run records: a transient failure is retried, a
+# permanent one is logged, and the next beat run tries again.
 
 
 @shared_task(base=JobTask, bind=True, name="jobs.outbox_drain")

@@ -14,13 +14,16 @@ STREAM_AUTH_FAILURES_MAX the answer is 402 without a lookup and the socket is cl
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
@@ -103,15 +106,54 @@ class TokenBucket:
         return True
 
 
+_Result = TypeVar("_Result")
+
+
+async def lookup_in_own_context(function: Callable[..., _Result], *args: Any) -> _Result:
+    """``database_sync_to_async(function)(*args)`` without leaving state on the connection.
+
+    Django's cache handler is context-local (asgiref Local), and sync_to_async copies the
+    thread's context changes back into the caller's: a key check that touches the cache would
+    leave a cache object with its own Redis client (~15 KB) in the connection's context for as
+    long as the socket stays open. Run in a task with a copy of the context, the changes land
+    in the copy, dropped when the lookup ends.
+    """
+    call: Awaitable[_Result] = database_sync_to_async(function)(*args)
+
+    async def run() -> _Result:
+        return await call
+
+    return await asyncio.get_running_loop().create_task(run(), context=contextvars.copy_context())
+
+
 class _StreamConsumer(AsyncWebsocketConsumer):
     """Shared limits: inbound size and rate, the auth timeout, session identity."""
 
     channel_layer_alias = NO_CHANNEL_LAYER
+    # Never joined (no channel layer): one shared empty list rather than one per connection.
+    groups: ClassVar[list[str]] = []
 
     identity: StreamIdentity | None = None
     _auth_timer: asyncio.TimerHandle | None = None
     _auth_task: asyncio.Task[None] | None = None
     _closing = False
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Channels' AsyncConsumer.__call__ for consumers without a channel layer.
+
+        Channels waits on its message sources through a task per source and an asyncio.wait per
+        message (await_many_dispatch), which an idle connection holds for its whole life; with
+        the client as the only source, awaiting it directly dispatches the same messages in the
+        same order and holds nothing more than the pending receive.
+        """
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
 
     def _client_address(self) -> str:
         client = self.scope.get("client")
@@ -176,13 +218,13 @@ class _StreamConsumer(AsyncWebsocketConsumer):
             user_id = self._session_user_id()
             if user_id is None:
                 return None, False
-            return await database_sync_to_async(session_identity)(user_id), False
+            return await lookup_in_own_context(session_identity, user_id), False
         names = (f"ip:{address}", f"key:{key}" if isinstance(key, str) else "")
         if await limiter.blocked(*names):
             return None, True
         identity = None
         if isinstance(key, str) and isinstance(secret, str) and key and secret:
-            identity = await database_sync_to_async(verify_key_pair)(key, secret)
+            identity = await lookup_in_own_context(verify_key_pair, key, secret)
         if identity is None:
             await limiter.failed(*names)
         return identity, False
@@ -197,7 +239,6 @@ class MarketDataConsumer(_StreamConsumer):
     async def connect(self) -> None:
         self.feed = str(self.scope.get("url_route", {}).get("kwargs", {}).get("feed", "iex"))
         self.encoding = Encoding.from_headers(self.scope.get("headers", ()))
-        self.subscriptions = Subscriptions()
         self.fanout = fanout.manager()
         await self.fanout.ensure_started()
         await self.accept()
@@ -260,9 +301,9 @@ class MarketDataConsumer(_StreamConsumer):
         self._registry_token = token
         self.identity = identity
         self._stop_auth_timer()
-        send, probe = fanout.unwrap_send(self.base_send)
+        send, socket = fanout.unwrap_send(self.base_send)
         self.connection = fanout.StreamConnection(
-            send=send, probe=probe, encoding=self.encoding, on_slow=self._slow_client
+            send=send, socket=socket, encoding=self.encoding, on_slow=self._slow_client
         )
         await self.send_control([AUTHENTICATED])
 
@@ -270,10 +311,11 @@ class MarketDataConsumer(_StreamConsumer):
         if self.identity is None or self.connection is None:
             raise StreamError(401)
         request = parse_subscription(message)
-        updated = self.subscriptions.apply(action, request)
+        # The routing masks are the subscription state: an idle connection keeps no second copy.
+        current = Subscriptions.from_masks(self.connection.masks, self.connection.wildcard_mask)
+        updated = current.apply(action, request)
         if updated.symbol_count() > settings.STREAM_MAX_SYMBOLS:
             raise StreamError(405)
-        self.subscriptions = updated
         masks, wildcard = updated.masks()
         self.fanout.update(self.connection, masks, wildcard)
         await self.send_control([updated.message()])
@@ -292,10 +334,18 @@ class MarketDataConsumer(_StreamConsumer):
 
 
 class TradeUpdatesConsumer(_StreamConsumer):
-    """Alpaca's trading stream at ``/stream``: ``trade_updates`` for the authenticated account."""
+    """Alpaca's trading stream at ``/stream``: ``trade_updates`` for the authenticated account.
+
+    Open sockets per API key (or session user) are limited to STREAM_MAX_CONNECTIONS_PER_KEY, as
+    on the market-data stream but counted apart from it, so a bot may hold both streams. Alpaca
+    documents no error code for this stream: past the limit the authentication is answered with
+    the trading stream's error message ("connection limit exceeded") and the socket is closed
+    with 4406, which alpaca-py reports as a failed authentication.
+    """
 
     wants_snapshot = False
     listening = False
+    _registry_token: str | None = None
 
     async def connect(self) -> None:
         self.fanout = fanout.manager()
@@ -336,12 +386,25 @@ class TradeUpdatesConsumer(_StreamConsumer):
             await self.send_json(authorization_message(authorized=True))
             return
         identity, blocked = await self._identify(data.get("key_id"), data.get("secret_key"))
+        if identity is not None:
+            token = f"{self.fanout.token}:{id(self)}"
+            if not await self.fanout.registry.acquire(
+                self._limit_key(identity), token, settings.STREAM_MAX_CONNECTIONS_PER_KEY
+            ):
+                await self.send_json(trading_error_message(error_message(406)["msg"]))
+                await self.close_with(CLOSE_BASE + 406)
+                return
+            self._registry_token = token
         await self.send_json(authorization_message(authorized=identity is not None))
         if blocked:
             await self.close_with(CLOSE_BASE + 402)
         elif identity is not None:
             self.identity = identity
             self._stop_auth_timer()
+
+    @staticmethod
+    def _limit_key(identity: StreamIdentity) -> str:
+        return f"trade_updates:{identity.limit_key}"
 
     async def _listen(self, data: dict[str, Any]) -> None:
         if self.identity is None:
@@ -367,17 +430,24 @@ class TradeUpdatesConsumer(_StreamConsumer):
         self._stop_auth_timer()
         if self.identity is not None and self.listening:
             self.fanout.unlisten_account(self.identity.account_id, self)
+        if self.identity is not None and self._registry_token is not None:
+            await self.fanout.registry.release(self._limit_key(self.identity), self._registry_token)
 
 
 class DashboardConsumer(_StreamConsumer):
-    """The dashboard's own channel: its account's trade updates with fresh account and positions.
+    """The dashboard's own channel: account snapshots, trade updates and leaderboard changes.
 
     Session only (browsers cannot send API keys safely); refused at the handshake otherwise.
-    Each order event of the account produces one frame:
+    On connect: ``{"stream":"account_update","data":{"account":..,"positions":[..]}}``, the
+    state a reconnecting page resumes from. Each order event of the account produces one frame:
     ``{"stream":"account_update","data":{"trade_update":..,"account":..,"positions":[..]}}``.
+    Each changed leaderboard: ``{"stream":"leaderboard","data":<GET /v2/leaderboard?limit=20>}``.
     """
 
     wants_snapshot = True
+    # Frames that arrive while the connect snapshot is being read wait here, so the snapshot is
+    # always first; None once it has been sent.
+    _held: list[str] | None = None
 
     async def connect(self) -> None:
         user_id = self._session_user_id()
@@ -390,7 +460,25 @@ class DashboardConsumer(_StreamConsumer):
         await self.fanout.ensure_started()
         self._bucket = TokenBucket(settings.STREAM_INBOUND_RATE, settings.STREAM_INBOUND_BURST)
         await self.accept()
+        # Listen before reading the snapshot: an event committed after the read is then held and
+        # sent after it, never lost between the two.
+        self._held = []
         self.fanout.listen_account(identity.account_id, self)
+        self.fanout.listen_leaderboard(self)
+        snapshot = await database_sync_to_async(fanout.account_snapshot)(identity.account_id)
+        if snapshot is None:
+            await self.close()
+            return
+        await self.send(text_data=encode_control_json({"stream": "account_update", "data": snapshot}))
+        held, self._held = self._held, None
+        for frame in held:
+            await self.send(text_data=frame)
+
+    async def _send_or_hold(self, frame: str) -> None:
+        if self._held is not None:
+            self._held.append(frame)
+        else:
+            await self.send(text_data=frame)
 
     async def refuse(self, code: int) -> None:
         await self.send(text_data=encode_control_json({"stream": "error", "data": error_message(code)}))
@@ -403,11 +491,15 @@ class DashboardConsumer(_StreamConsumer):
         data: dict[str, Any] = {"trade_update": trade_update["data"]}
         if snapshot is not None:
             data.update(snapshot)
-        await self.send(text_data=encode_control_json({"stream": "account_update", "data": data}))
+        await self._send_or_hold(encode_control_json({"stream": "account_update", "data": data}))
+
+    async def leaderboard_changed(self, frame: str) -> None:
+        await self._send_or_hold(frame)
 
     async def disconnect(self, code: int) -> None:
         if self.identity is not None:
             self.fanout.unlisten_account(self.identity.account_id, self)
+            self.fanout.unlisten_leaderboard(self)
 
 
 def encode_control_json(message: dict[str, Any]) -> str:

@@ -7,6 +7,15 @@ subscribed connection at most one frame per window holding only its symbols (Mes
 The naive design, a channel-layer ``group_send`` per tick per client, serialises and routes each
 tick once per client through Redis; this one touches Redis once per window per process.
 
+Delivery is one synchronous pass over the window's connections. Connections that take the same
+symbols and channels share one frame, built once with its WebSocket header
+(streams.EncodedSelection); under daphne it is written straight to each socket (DaphneSocket)
+rather than through ASGI, autobahn and a later turn of the event loop, so a connection's frame is
+on the wire as soon as its turn comes and the last of 1,000 connections waits only for the
+kernel copies before it. The pass allocates no container per connection, and the process's
+young-generation GC threshold is raised above a window's peak (raise_gc_threshold): full
+collections walking every connection's objects were the p99 latency.
+
 Each connection owns a bounded outbox (BackpressureManager). While the socket drains, frames go
 straight out; when the server's send buffer for that socket is over STREAM_SEND_BUFFER_BYTES the
 client is not reading, so windows queue up to STREAM_OUTBOX_HIGH_WATER, then conflate to the
@@ -24,6 +33,9 @@ are gone either way, and re-subscribing would also drop the windows already buff
 
 Order events (trading/events.py) arrive on the same subscription and are turned into
 ``trade_updates`` for the account's listeners on this process, one database read per event.
+Leaderboard changes (analytics/events.py) arrive there too; the board is read once per process
+and the same frame goes to every dashboard socket. Only the newest pending change is kept: a
+dashboard needs the current board, not every board in between.
 """
 
 from __future__ import annotations
@@ -31,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import json
 import logging
 import os
@@ -38,7 +51,7 @@ import time
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -47,7 +60,15 @@ import redis.asyncio as aioredis
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from realtime.streams import EncodedWindow, Encoding, Part, PartKey, frames_for, trade_update_message
+from realtime.streams import (
+    CHANNEL_BITS,
+    EncodedSelection,
+    EncodedWindow,
+    Encoding,
+    Part,
+    PartKey,
+    trade_update_message,
+)
 from realtime.wire import Window
 
 logger = logging.getLogger(__name__)
@@ -56,39 +77,101 @@ RedisFailure = (redis.RedisError, OSError, asyncio.TimeoutError)
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
-# --- The transport: how full is this socket's send buffer? ------------------------------------------
+# --- The transport: how full is this socket's send buffer, and writing to it directly -------------
 
 
-def unwrap_send(send: Send) -> tuple[Send, Callable[[], int] | None]:
-    """The innermost ASGI send and, under daphne, a probe of the socket's unsent bytes.
+class DaphneSocket:
+    """One daphne WebSocket's TCP transport: how much it holds unsent, and a write that skips ASGI.
 
     ASGI has no back-pressure signal, and daphne's send never blocks: it appends to the Twisted
-    transport's buffer, which grows without bound for a client that stops reading. daphne's send
-    is ``partial(server.handle_reply, protocol)``; Channels' session middleware wraps it in a bound
-    method keeping it as ``real_send``. Data frames skip that wrapper (it only acts on HTTP
-    responses). Any other server yields no probe and the socket counts as always writable.
+    transport's buffer, which grows without bound for a client that stops reading, so ``backlog``
+    reads that buffer. daphne's send also goes through autobahn's ``sendMessage`` (a frame built
+    per call, debug-log arguments formatted even when nothing is logged) and Twisted's ``write``,
+    which only registers the socket with the event loop: nothing reaches the wire until the loop
+    is back in its selector, so every frame of a window waited for the last connection's.
+
+    ``write`` takes a whole WebSocket frame (built once per selection, streams.EncodedSelection)
+    and hands it to the kernel with ``send()`` when Twisted holds nothing unsent for the socket,
+    as asyncio's own transports do; whatever the kernel does not take, or anything written while
+    Twisted still holds bytes (a control frame, an earlier window), goes to Twisted's buffer, so
+    the socket's byte order is kept. Autobahn only ever writes whole frames, so frames written
+    here never interleave with its own.
+    """
+
+    __slots__ = ("protocol",)
+
+    def __init__(self, protocol: Any) -> None:
+        self.protocol = protocol
+
+    @classmethod
+    def of(cls, protocol: Any) -> DaphneSocket | None:
+        """The socket of an autobahn protocol over plain TCP; None for anything else (TLS,
+        compression negotiated), which then keeps the ASGI send."""
+        transport = getattr(protocol, "transport", None)
+        if transport is None or not hasattr(transport, "dataBuffer") or not hasattr(transport, "socket"):
+            return None
+        if getattr(transport, "TLS", False):  # bytes written to the socket would skip encryption
+            return None
+        if not hasattr(protocol, "STATE_OPEN") or getattr(protocol, "_perMessageCompress", None) is not None:
+            return None
+        return cls(protocol)
+
+    def backlog(self) -> int:
+        transport = self.protocol.transport
+        if transport is None:
+            return 0
+        # FileDescriptor keeps written-but-unsent bytes in dataBuffer (from offset) and _tempDataBuffer.
+        return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+
+    def state(self) -> bool | None:
+        """True: open for direct writes; False: closing or closed (nothing more may be sent);
+        None: open, but autobahn has frames of its own queued, so writes must queue behind them."""
+        protocol = self.protocol
+        transport = protocol.transport
+        if protocol.state != protocol.STATE_OPEN or transport is None or transport.disconnecting:
+            return False
+        if protocol.send_queue:
+            return None
+        return bool(transport.connected)
+
+    def write(self, frame: bytes) -> None:
+        transport = self.protocol.transport
+        if not self.backlog():
+            try:
+                sent = transport.socket.send(frame)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                # A reset peer: Twisted's own write meets the same error and closes the connection
+                # the usual way (onClose, the consumer's disconnect).
+                sent = 0
+            if sent == len(frame):
+                return
+            frame = frame[sent:]
+        transport.write(frame)
+
+
+def unwrap_send(send: Send) -> tuple[Send, DaphneSocket | None]:
+    """The innermost ASGI send and, under daphne over TCP, the connection's socket.
+
+    daphne's send is ``partial(server.handle_reply, protocol)``; Channels' session middleware
+    wraps it in a bound method keeping it as ``real_send``. Data frames skip that wrapper (it only
+    acts on HTTP responses). Any other server yields no socket: frames go through the ASGI send
+    and the socket counts as always writable.
     """
     target: Any = send
     for _ in range(8):
         if isinstance(target, functools.partial):
             for argument in target.args:
-                transport = getattr(argument, "transport", None)
-                if transport is not None and hasattr(transport, "dataBuffer"):
-                    return target, functools.partial(_twisted_backlog, argument)
+                socket = DaphneSocket.of(argument)
+                if socket is not None:
+                    return target, socket
             return target, None
         inner = getattr(getattr(target, "__self__", None), "real_send", None)
         if inner is None:
             break
         target = inner
     return target, None
-
-
-def _twisted_backlog(protocol: Any) -> int:
-    transport = protocol.transport
-    if transport is None:
-        return 0
-    # FileDescriptor keeps written-but-unsent bytes in dataBuffer (from offset) and _tempDataBuffer.
-    return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
 
 
 # --- Per-connection outbox ---------------------------------------------------------------------------
@@ -106,7 +189,9 @@ class BackpressureManager:
     def __init__(self, *, high_water: int, max_behind: int) -> None:
         self.high_water = high_water
         self.max_behind = max_behind
-        self.pending: deque[list[Part]] = deque()
+        # Created when a window first has to wait: most clients never fall behind, and an empty
+        # deque costs ~600 bytes per connection.
+        self.pending: deque[list[Part]] | None = None
         self.conflated: dict[PartKey, str | bytes] | None = None
         self.behind = 0
 
@@ -119,6 +204,8 @@ class BackpressureManager:
             self.behind = 0
             return [parts] if parts else []
         if parts:
+            if self.pending is None:
+                self.pending = deque()
             self.pending.append(parts)
             # Once conflating, every new window folds in at once until the client drains.
             if self.conflated is not None or len(self.pending) > self.high_water:
@@ -145,21 +232,22 @@ class BackpressureManager:
         if self.conflated:
             batches.append(list(self.conflated.items()))
         self.conflated = None
-        batches.extend(self.pending)
-        self.pending.clear()
+        if self.pending:
+            batches.extend(self.pending)
+        self.pending = None
         self.behind = 0
         return batches
 
     def size(self) -> int:
         """Parts held: bounded by high_water windows plus one part per (channel, symbol)."""
-        return sum(len(batch) for batch in self.pending) + len(self.conflated or ())
+        return sum(len(batch) for batch in self.pending or ()) + len(self.conflated or ())
 
 
 # --- Connections as the fan-out sees them ------------------------------------------------------------
 
 
 class StreamConnection:
-    """One market-data socket: its routing masks, encoding, outbox and raw send."""
+    """One market-data socket: its routing masks, encoding, outbox and how to write to it."""
 
     __slots__ = (
         "__weakref__",
@@ -169,9 +257,9 @@ class StreamConnection:
         "masks",
         "on_slow",
         "outbox",
-        "probe",
         "send",
         "send_buffer_limit",
+        "socket",
         "wildcard_mask",
     )
 
@@ -181,10 +269,10 @@ class StreamConnection:
         send: Send,
         encoding: Encoding,
         on_slow: Callable[[], Awaitable[None]],
-        probe: Callable[[], int] | None = None,
+        socket: DaphneSocket | None = None,
     ) -> None:
         self.send = send
-        self.probe = probe
+        self.socket = socket
         self.encoding = encoding
         self.on_slow = on_slow
         self.masks: dict[str, int] = {}
@@ -197,12 +285,33 @@ class StreamConnection:
         )
 
     def writable(self) -> bool:
-        return self.probe is None or self.probe() <= self.send_buffer_limit
+        return self.socket is None or self.socket.backlog() <= self.send_buffer_limit
 
-    async def offer(self, parts: list[Part], stats: FanoutStats) -> None:
+    def write_now(self, selection: EncodedSelection, stats: FanoutStats) -> bool:
+        """The usual case, done without a coroutine: a daphne socket that keeps up takes this
+        window's frames, shared with every connection of the same selection. False: ``offer``."""
+        socket = self.socket
+        outbox = self.outbox
+        if (
+            socket is None
+            or self.closed
+            or outbox.backlogged
+            or socket.state() is not True
+            or socket.backlog() > self.send_buffer_limit
+        ):
+            return False
+        outbox.behind = 0
+        for frame in selection.wire():
+            socket.write(frame)
+        stats.frames += len(selection.frames())
+        stats.bytes += selection.payload_bytes()
+        return True
+
+    async def offer(self, selection: EncodedSelection, stats: FanoutStats) -> None:
+        """This window's selection: sent now, or queued, conflated or refused by the outbox."""
         if self.closed:
             return
-        batches = self.outbox.offer(parts, writable=self.writable())
+        batches = self.outbox.offer(selection.parts, writable=self.writable())
         if batches is None:
             self.closed = True
             stats.slow_disconnects += 1
@@ -210,39 +319,63 @@ class StreamConnection:
             await self.on_slow()
             return
         for batch in batches:
-            frames = frames_for(self.encoding, [payload for _, payload in batch], self.frame_limit)
-            for frame in frames:
-                if isinstance(frame, bytes):
-                    await self.send({"type": "websocket.send", "bytes": frame})
+            # The usual case, a client keeping up: this window's own frames, shared with every
+            # connection of the same selection. A drained backlog is framed for this client alone.
+            shared = (
+                selection
+                if batch is selection.parts
+                else EncodedSelection(self.encoding, batch, self.frame_limit)
+            )
+            await self._write(shared, stats)
+
+    async def _write(self, selection: EncodedSelection, stats: FanoutStats) -> None:
+        socket = self.socket
+        state = socket.state() if socket is not None else None
+        if state is False:
+            return  # closing: the consumer's disconnect removes it from the fan-out
+        if socket is not None and state:
+            for frame in selection.wire():
+                socket.write(frame)
+        else:
+            for payload in selection.frames():
+                if isinstance(payload, bytes):
+                    await self.send({"type": "websocket.send", "bytes": payload})
                 else:
-                    await self.send({"type": "websocket.send", "text": frame})
-                stats.frames += 1
-                stats.bytes += len(frame)
+                    await self.send({"type": "websocket.send", "text": payload})
+        stats.frames += len(selection.frames())
+        stats.bytes += selection.payload_bytes()
 
 
 class MessageBatcher:
     """Which parts of a window each connection gets: only its symbols and channels."""
 
     @staticmethod
-    def targets(
+    def selections(
         encoded: EncodedWindow,
-        by_symbol: dict[str, set[StreamConnection]],
-        wildcard: set[StreamConnection],
-    ) -> dict[StreamConnection, list[tuple[str, int]]]:
-        wanted: dict[StreamConnection, list[tuple[str, int]]] = {}
-        for symbol in encoded.symbols:
-            present = encoded.channels_of(symbol)
+        by_symbol: Mapping[str, Collection[StreamConnection]],
+        wildcard: Collection[StreamConnection],
+    ) -> dict[StreamConnection, int]:
+        """Each connection's selection of the window (EncodedWindow), if it has one.
+
+        No container per connection: a window's routing must not leave the cyclic garbage
+        collector thousands of live objects to walk and promote (each full collection of a
+        process holding 1,000 connections is a pause of 100-200 ms).
+        """
+        selected: dict[StreamConnection, int] = {}
+        for index, symbol in enumerate(encoded.symbols):
+            present = encoded.present[symbol]
+            shift = index * CHANNEL_BITS
             for connection in by_symbol.get(symbol, ()):
                 mask = (connection.masks.get(symbol, 0) | connection.wildcard_mask) & present
                 if mask:
-                    wanted.setdefault(connection, []).append((symbol, mask))
+                    selected[connection] = selected.get(connection, 0) | (mask << shift)
             for connection in wildcard:
                 if symbol in connection.masks:
                     continue  # routed above with its named channels merged in
                 mask = connection.wildcard_mask & present
                 if mask:
-                    wanted.setdefault(connection, []).append((symbol, mask))
-        return wanted
+                    selected[connection] = selected.get(connection, 0) | (mask << shift)
+        return selected
 
 
 class AccountListener(Protocol):
@@ -251,6 +384,12 @@ class AccountListener(Protocol):
     wants_snapshot: bool
 
     async def account_event(self, trade_update: dict[str, Any], snapshot: dict[str, Any] | None) -> None: ...
+
+
+class LeaderboardListener(Protocol):
+    """A dashboard socket: sent the leaderboard frame whenever the board changed."""
+
+    async def leaderboard_changed(self, frame: str) -> None: ...
 
 
 @dataclass
@@ -265,6 +404,7 @@ class FanoutStats:
     slow_disconnects: int = 0
     order_events: int = 0
     order_events_dropped: int = 0
+    leaderboard_changes: int = 0
     last_window: int | None = None
 
 
@@ -379,6 +519,22 @@ class AuthFailureLimiter:
                 await pipe.execute()
 
 
+def raise_gc_threshold() -> None:
+    """Raise the collector's young-generation threshold to STREAM_GC_GEN0_THRESHOLD (never lower it).
+
+    A window allocates a few thousand short-lived objects (decoded ticks, encoded events). At
+    Python's default of 700 they set off collections mid-window that promoted the window in
+    flight to older generations, which in turn triggered full collections walking every
+    connection's objects: pauses of 150-250 ms with 1,000 connections. Above the window's peak the
+    window is freed by reference counting before any collection starts, and collections run only
+    as long-lived objects (new connections) accumulate.
+    """
+    wanted = settings.STREAM_GC_GEN0_THRESHOLD
+    young, middle, old = gc.get_threshold()
+    if wanted > young:
+        gc.set_threshold(wanted, middle, old)
+
+
 # --- The manager --------------------------------------------------------------------------------------
 
 
@@ -390,11 +546,14 @@ class SubscriptionManager:
         self.redis = aioredis.Redis(connection_pool=self.pool)
         self.windows_channel = settings.MARKET_WINDOWS_CHANNEL.encode()
         self.orders_channel = settings.ORDER_EVENTS_CHANNEL.encode()
-        self.by_symbol: dict[str, set[StreamConnection]] = {}
+        self.leaderboard_channel = settings.LEADERBOARD_EVENTS_CHANNEL.encode()
+        # dict as an ordered set: ~half a set's memory for the 40-odd connections of a symbol.
+        self.by_symbol: dict[str, dict[StreamConnection, None]] = {}
         self.wildcard: set[StreamConnection] = set()
         self.connections: weakref.WeakSet[StreamConnection] = weakref.WeakSet()
         self.backlogged: set[StreamConnection] = set()
         self.accounts: dict[str, set[AccountListener]] = {}
+        self.leaderboard_listeners: set[LeaderboardListener] = set()
         self.stats = FanoutStats()
         self.token = uuid.uuid4().hex[:12]
         self.registry = ConnectionRegistry(
@@ -408,15 +567,19 @@ class SubscriptionManager:
         )
         self.subscribed = asyncio.Event()
         self._order_queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=settings.STREAM_ORDER_EVENT_QUEUE)
+        self._leaderboard_pending: bytes | None = None
+        self._leaderboard_wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
     # Lifecycle
 
     async def ensure_started(self) -> None:
         if not self._tasks:
+            raise_gc_threshold()
             self._tasks = [
                 asyncio.create_task(self._listen(), name="stream-fanout"),
                 asyncio.create_task(self._order_worker(), name="stream-order-events"),
+                asyncio.create_task(self._leaderboard_worker(), name="stream-leaderboard"),
                 asyncio.create_task(self._refresh_registry(), name="stream-registry"),
             ]
         # A client that subscribes right after connecting must not miss the first windows
@@ -440,11 +603,11 @@ class SubscriptionManager:
         for symbol in connection.masks.keys() - masks.keys():
             holders = self.by_symbol.get(symbol)
             if holders is not None:
-                holders.discard(connection)
+                holders.pop(connection, None)
                 if not holders:
                     del self.by_symbol[symbol]
         for symbol in masks.keys() - connection.masks.keys():
-            self.by_symbol.setdefault(symbol, set()).add(connection)
+            self.by_symbol.setdefault(symbol, {})[connection] = None
         connection.masks = masks
         connection.wildcard_mask = wildcard_mask
         if wildcard_mask:
@@ -469,6 +632,12 @@ class SubscriptionManager:
             if not listeners:
                 del self.accounts[account_id]
 
+    def listen_leaderboard(self, listener: LeaderboardListener) -> None:
+        self.leaderboard_listeners.add(listener)
+
+    def unlisten_leaderboard(self, listener: LeaderboardListener) -> None:
+        self.leaderboard_listeners.discard(listener)
+
     # Windows
 
     def _check_sequence(self, number: int) -> None:
@@ -492,17 +661,43 @@ class SubscriptionManager:
         self._check_sequence(window.number)
         if not (self.by_symbol or self.wildcard or self.backlogged):
             return
-        encoded = EncodedWindow(window)
-        wanted = MessageBatcher.targets(encoded, self.by_symbol, self.wildcard)
-        for connection, symbols in wanted.items():
-            await self._offer(connection, encoded.parts_for(connection.encoding, symbols))
-        # A stalled client with nothing new this window still gets its chance to drain or time out.
-        for connection in list(self.backlogged - wanted.keys()):
-            await self._offer(connection, [])
+        await self.deliver(EncodedWindow(window))
 
-    async def _offer(self, connection: StreamConnection, parts: list[Part]) -> None:
+    async def deliver(self, encoded: EncodedWindow) -> None:
+        """Each connection's selection of the window, framed once per distinct selection.
+
+        Connections that keep up are written in one synchronous pass, straight to their sockets
+        (DaphneSocket), so each frame is on the wire as soon as its turn comes; the rest go
+        through their outboxes.
+        """
+        stats = self.stats
+        selected = MessageBatcher.selections(encoded, self.by_symbol, self.wildcard)
+        sharing: dict[int, int] = {}
+        for wanted in selected.values():
+            sharing[wanted] = sharing.get(wanted, 0) + 1
+        # Frames of the selections several connections share, per encoding. The others are built,
+        # written and dropped at once, so a window holds few objects alive at any moment.
+        shared: dict[Encoding, dict[int, EncodedSelection]] = {Encoding.JSON: {}, Encoding.MSGPACK: {}}
+        for connection, wanted in selected.items():
+            encoding = connection.encoding
+            selection = shared[encoding].get(wanted) if sharing[wanted] > 1 else None
+            if selection is None or selection.limit != connection.frame_limit:
+                parts = encoded.selected_parts(encoding, wanted)
+                selection = EncodedSelection(encoding, parts, connection.frame_limit)
+                if sharing[wanted] > 1:
+                    shared[encoding][wanted] = selection
+            if not connection.write_now(selection, stats):
+                await self._offer(connection, selection)
+        if self.backlogged:
+            # A stalled client with nothing new this window still gets its chance to drain or time out.
+            for connection in [c for c in self.backlogged if c not in selected]:
+                await self._offer(
+                    connection, EncodedSelection(connection.encoding, [], connection.frame_limit)
+                )
+
+    async def _offer(self, connection: StreamConnection, selection: EncodedSelection) -> None:
         try:
-            await connection.offer(parts, self.stats)
+            await connection.offer(selection, self.stats)
         except Exception:
             logger.exception("stream send failed; dropping the connection from the fan-out")
             self.remove(connection)
@@ -519,7 +714,7 @@ class SubscriptionManager:
         while True:
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(self.windows_channel, self.orders_channel)
+                await pubsub.subscribe(self.windows_channel, self.orders_channel, self.leaderboard_channel)
                 self.subscribed.set()
                 backoff = 0.05
                 while True:
@@ -533,6 +728,9 @@ class SubscriptionManager:
                             logger.exception("malformed market window ignored")
                     elif message["channel"] == self.orders_channel:
                         self._queue_order_event(message["data"])
+                    elif message["channel"] == self.leaderboard_channel:
+                        self._leaderboard_pending = message["data"]
+                        self._leaderboard_wakeup.set()
             except asyncio.CancelledError:
                 raise
             except RedisFailure as error:
@@ -582,6 +780,37 @@ class SubscriptionManager:
             except Exception:
                 logger.exception("trade update not sent to one listener")
 
+    # Leaderboard changes
+
+    async def _leaderboard_worker(self) -> None:
+        while True:
+            await self._leaderboard_wakeup.wait()
+            self._leaderboard_wakeup.clear()
+            payload, self._leaderboard_pending = self._leaderboard_pending, None
+            if payload is None:
+                continue
+            try:
+                await self.dispatch_leaderboard_change(payload)
+            except Exception:
+                logger.exception("leaderboard change could not be delivered")
+
+    async def dispatch_leaderboard_change(self, payload: bytes | str) -> None:
+        if not self.leaderboard_listeners:
+            return
+        event = json.loads(payload)
+        board = await database_sync_to_async(leaderboard_board)(
+            str(event["period"]), int(event["snapshot_id"])
+        )
+        if board is None:
+            return
+        self.stats.leaderboard_changes += 1
+        frame = json.dumps({"stream": "leaderboard", "data": board}, separators=(",", ":"))
+        for listener in list(self.leaderboard_listeners):
+            try:
+                await listener.leaderboard_changed(frame)
+            except Exception:
+                logger.exception("leaderboard not sent to one dashboard")
+
     async def _refresh_registry(self) -> None:
         while True:
             await asyncio.sleep(self.registry.ttl / 3)
@@ -599,6 +828,15 @@ def order_shape(account_id: str, order_id: str) -> dict[str, Any] | None:
     except (NotFound, ValueError):
         return None
     return OrderSerializer.shape(order)
+
+
+def leaderboard_board(period: str, snapshot_id: int) -> dict[str, Any] | None:
+    """The changed board as the dashboard shows it: GET /v2/leaderboard?limit=<dashboard limit>."""
+    from analytics.selectors import leaderboard_snapshot_get
+
+    return leaderboard_snapshot_get(
+        period=period, snapshot_id=snapshot_id, limit=settings.DASHBOARD_LEADERBOARD_LIMIT
+    )
 
 
 def account_snapshot(account_id: str) -> dict[str, Any] | None:

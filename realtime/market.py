@@ -12,13 +12,21 @@ Threads and what they own:
 A restart resumes every symbol from its highest stored seq and last stored price, so ticks stay
 gap-free and unique across a kill -9 (Property 36): windows lost in the queue were never
 published, and their seqs are simply produced again.
+
+Every MARKET_HALT_POLL_S the clock re-reads the tradable assets: new listings start trading
+(from their stored state, if any), delisted or no longer tradable symbols stop, and halts and
+resumptions go out as trading statuses; no restart needed. With MARKET_HOURS=xnys no ticks are
+produced while the NYSE session is closed: windows still go through the pipeline (empty), so bars
+close and day orders expire on time. "Now" comes from an injectable clock.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import redis
@@ -34,6 +42,7 @@ from realtime.throttle import ThrottleController
 from realtime.triggers import TriggerEngine
 from realtime.wire import Window, WireTick
 from realtime.writer import TickPipeline, TickWriter, WindowBatch
+from trading import calendar
 from trading.models import Asset, DailyBar, MinuteBar
 from trading.quotes import LatestQuote, latest_quotes_store, latest_ticks_from_db
 
@@ -71,6 +80,38 @@ class MarketConfig:
 def market_assets(*, limit: int) -> list[Asset]:
     assets = Asset.objects.filter(active=True, tradable=True).order_by("symbol")
     return list(assets[:limit] if limit > 0 else assets)
+
+
+class SessionGate:
+    """Whether the market trades now: always, or (MARKET_HOURS=xnys) inside an NYSE session.
+
+    The calendar is asked again only once the next open or close has passed (or the clock was
+    set back), not every window.
+    """
+
+    def __init__(self, clock: Callable[[], dt.datetime]) -> None:
+        self._clock = clock
+        self._open = True
+        self._since: dt.datetime | None = None
+        self._until: dt.datetime | None = None
+
+    def is_open(self) -> bool:
+        if calendar.always_open():
+            return True
+        now = self._clock()
+        if self._since is None or self._until is None or not self._since <= now < self._until:
+            was_open = self._open if self._until is not None else None
+            session = calendar.clock_at(now)
+            self._open = session.is_open
+            self._since = now
+            self._until = session.next_close if session.is_open else session.next_open
+            if was_open != self._open:
+                logger.info(
+                    "market: session %s until %s",
+                    "open" if self._open else "closed, no ticks",
+                    self._until.isoformat(),
+                )
+        return self._open
 
 
 def resume_starts(assets: list[Asset]) -> list[SymbolStart]:
@@ -122,8 +163,10 @@ class MarketProcess:
         throttle: ThrottleController | None = None,
         max_queue_windows: int | None = None,
         triggers: bool = True,
+        clock: Callable[[], dt.datetime] = timezone.now,
     ) -> None:
         self.config = config
+        self.session = SessionGate(clock)
         self.window_s = config.window_ms / 1000
         self._stop = threading.Event()
         self.history: SymbolHistory[WireTick] = SymbolHistory()
@@ -135,33 +178,35 @@ class MarketProcess:
         )
         self.engine: TriggerEngine | None = TriggerEngine() if triggers else None
         self.simulator: MarketSimulator | None = None
-        self._halted: set[str] = set()
         self._number = config.first_window
         self._stats = _Stats()
         self._publish_failures = 0
         self.published = 0
+        # Windows fully handled (stored, published, triggers run): what a caller may wait for.
+        self.windows_done = 0
 
     def request_stop(self) -> None:
         self._stop.set()
+
+    def _resume_bars(self, symbols: list[str]) -> None:
+        minute_start, day_start = current_bar_starts(timezone.now())
+        self.roller.resume(
+            minute_bars=MinuteBar.objects.filter(symbol__in=symbols, start=minute_start),
+            daily_bars=DailyBar.objects.filter(symbol__in=symbols, start=day_start),
+        )
 
     def setup(self) -> None:
         assets = market_assets(limit=self.config.symbols)
         if not assets:
             raise RuntimeError("no tradable assets: run `manage.py seed_demo` first")
         starts = resume_starts(assets)
-        self._halted = {start.symbol for start in starts if start.halted}
         self.simulator = MarketSimulator(
             symbols=starts,
             seed=self.config.seed,
             window_s=self.window_s,
             tick_interval_s=self.config.tick_interval_s,
         )
-        symbols = [start.symbol for start in starts]
-        minute_start, day_start = current_bar_starts(timezone.now())
-        self.roller.resume(
-            minute_bars=MinuteBar.objects.filter(symbol__in=symbols, start=minute_start),
-            daily_bars=DailyBar.objects.filter(symbol__in=symbols, start=day_start),
-        )
+        self._resume_bars([start.symbol for start in starts])
         resumed = sum(1 for start in starts if start.seq)
         logger.info(
             "market: %d symbols (%d resumed from stored ticks, highest seq %d), seed %d, window %d ms, "
@@ -192,11 +237,10 @@ class MarketProcess:
                 now = time.monotonic()
                 if self.config.duration_s and now - started >= self.config.duration_s:
                     break
-                statuses: dict[str, str] = {}
-                if now >= next_halt_poll:
-                    statuses = self._poll_halts()
+                poll = now >= next_halt_poll
+                if poll:
                     next_halt_poll = now + self.config.halt_poll_s
-                self._produce_window(statuses)
+                self.run_window(poll=poll)
                 if now >= next_log:
                     self._log()
                     next_log = now + self.config.log_interval_s
@@ -220,27 +264,60 @@ class MarketProcess:
             self._log()
             connection.close()
 
-    def _produce_window(self, statuses: dict[str, str]) -> None:
+    def run_window(self, *, poll: bool = False) -> WindowBatch:
+        """One window of the clock: re-read the assets when ``poll``, then simulate (in session)."""
         assert self.simulator is not None
+        statuses = self._poll_assets() if poll else {}
         at_ns = time.time_ns()
-        ticks = self.simulator.step(at_ns=at_ns)
+        ticks = self.simulator.step(at_ns=at_ns) if self.session.is_open() else []
+        return self.submit_window(ticks, statuses=statuses, at_ns=at_ns)
+
+    def submit_window(
+        self, ticks: Sequence[WireTick], *, statuses: dict[str, str] | None = None, at_ns: int | None = None
+    ) -> WindowBatch:
+        """Hand one window's ticks on: history and bars here, then (on the writer thread) persist,
+        publish and trigger. Blocks while the pipeline's queue is full (Property 9). The
+        simulator's windows come through here; tests feed scripted prices the same way."""
+        ticks = list(ticks)
+        at_ns = time.time_ns() if at_ns is None else at_ns
         for tick in ticks:
             self.history.append(tick.symbol, tick)
         bars = self.roller.roll(ticks, now_ns=at_ns)
-        batch = WindowBatch(number=self._number, ticks=ticks, bars=bars, statuses=statuses)
+        batch = WindowBatch(number=self._number, ticks=ticks, bars=bars, statuses=statuses or {})
         self._number += 1
         self.pipeline.put(batch)
         self._stats.windows += 1
         self._stats.ticks += len(ticks)
+        return batch
 
-    def _poll_halts(self) -> dict[str, str]:
+    def _poll_assets(self) -> dict[str, str]:
+        """Follow the asset table: listings, delistings, halts. Returns the changed trading statuses."""
         assert self.simulator is not None
-        halted = set(Asset.objects.filter(halted=True).values_list("symbol", flat=True))
+        listed = dict(
+            Asset.objects.filter(active=True, tradable=True)
+            .order_by("symbol")
+            .values_list("symbol", "halted")
+        )
+        simulated = set(self.simulator.symbols)
+        gone = sorted(simulated - listed.keys())
+        for symbol in gone:
+            self.simulator.remove_symbol(symbol)
+        new = [symbol for symbol in listed if symbol not in simulated]
+        if self.config.symbols > 0:
+            # A symbol limit caps the set; it never pushes out a symbol already trading.
+            new = new[: max(0, self.config.symbols - (len(simulated) - len(gone)))]
+        if new:
+            for start in resume_starts(list(Asset.objects.filter(symbol__in=new).order_by("symbol"))):
+                self.simulator.add_symbol(start)
+            # Bars of a symbol seen earlier in this run are already here, and newer than stored.
+            self._resume_bars([symbol for symbol in new if self.roller.forming_day(symbol) is None])
+        if gone or new:
+            logger.info("market: now trading %s; stopped %s", new or "-", gone or "-")
         statuses: dict[str, str] = {}
-        for symbol in halted ^ self._halted:
-            if self.simulator.set_halted(symbol, symbol in halted):
-                statuses[symbol] = STATUS_HALTED if symbol in halted else STATUS_TRADING
-        self._halted = halted
+        for symbol, halted in listed.items():
+            # The simulator's own flag is the reference, so a re-listed symbol is set right too.
+            if self.simulator.set_halted(symbol, halted):
+                statuses[symbol] = STATUS_HALTED if halted else STATUS_TRADING
         if statuses:
             logger.info("market: trading status changed: %s", statuses)
         return statuses
@@ -266,6 +343,7 @@ class MarketProcess:
                 self.engine.on_window(batch.ticks)
             except Exception:
                 logger.exception("market: resting-order triggers failed for window %d", batch.number)
+        self.windows_done += 1
 
     def _log(self) -> None:
         now = time.monotonic()

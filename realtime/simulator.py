@@ -11,10 +11,15 @@ per interval. A tick carries the trade and the prevailing quote (bid/ask a few b
 apart, at least a cent each side, on whole cents) with sizes; its seq is the symbol's previous
 seq plus one, continuing from the state given at construction (the newest stored tick after a
 restart). Same seed, same starting state and same sequence of calls give the same ticks.
+
+Symbols come and go while it runs (new listings, delistings): a new one starts from the current
+factor levels, so its first move is its own, not everything the market did before it existed; a
+removed one is parked with its state, so a re-listing continues its seq and price.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 from collections.abc import Iterable
@@ -87,29 +92,31 @@ class MarketSimulator:
         self._sectors: dict[str, float] = {}
         self._symbols: list[_Symbol] = []
         for start in starts:
-            if start.price_units <= 0:
-                raise ValueError(f"{start.symbol}: starting price must be positive")
-            # Per-symbol traits come from the symbol's own seed, so they do not depend on which
-            # other symbols are simulated.
-            traits = random.Random(stable_seed(seed, "symbol", start.symbol))
             self._sectors.setdefault(start.sector, 0.0)
-            self._symbols.append(
-                _Symbol(
-                    symbol=start.symbol,
-                    sector=start.sector,
-                    beta=traits.uniform(*BETA_RANGE),
-                    idio_sigma=traits.uniform(*IDIO_SIGMA_RANGE),
-                    log_price=math.log(start.price_units),
-                    seq=start.seq,
-                    halted=start.halted,
-                    market_at_last=0.0,
-                    sector_at_last=0.0,
-                    elapsed_s=0.0,
-                    rng=random.Random(stable_seed(seed, "ticks", start.symbol, start.seq)),
-                )
-            )
+            self._symbols.append(self._new_state(start))
         self._by_symbol = {s.symbol: s for s in self._symbols}
         self._sector_names = sorted(self._sectors)
+        self._parked: dict[str, _Symbol] = {}
+
+    def _new_state(self, start: SymbolStart) -> _Symbol:
+        if start.price_units <= 0:
+            raise ValueError(f"{start.symbol}: starting price must be positive")
+        # Per-symbol traits come from the symbol's own seed, so they do not depend on which
+        # other symbols are simulated.
+        traits = random.Random(stable_seed(self.seed, "symbol", start.symbol))
+        return _Symbol(
+            symbol=start.symbol,
+            sector=start.sector,
+            beta=traits.uniform(*BETA_RANGE),
+            idio_sigma=traits.uniform(*IDIO_SIGMA_RANGE),
+            log_price=math.log(start.price_units),
+            seq=start.seq,
+            halted=start.halted,
+            market_at_last=0.0,
+            sector_at_last=0.0,
+            elapsed_s=0.0,
+            rng=random.Random(stable_seed(self.seed, "ticks", start.symbol, start.seq)),
+        )
 
     @property
     def symbols(self) -> list[str]:
@@ -127,6 +134,35 @@ class MarketSimulator:
         if state is None or state.halted == halted:
             return False
         state.halted = halted
+        return True
+
+    def add_symbol(self, start: SymbolStart) -> bool:
+        """Start simulating a symbol; True when it was not simulated already.
+
+        A symbol removed earlier resumes its own state and ignores ``start``: ticks it produced
+        may still be on their way to the database, so only this state knows its last seq.
+        """
+        if start.symbol in self._by_symbol:
+            return False
+        state = self._parked.pop(start.symbol, None)
+        if state is None:
+            state = self._new_state(start)
+            if start.sector not in self._sectors:
+                self._sectors[start.sector] = 0.0
+                bisect.insort(self._sector_names, start.sector)
+        # Its next move spans only the time it is simulated again.
+        self._rebase(state)
+        bisect.insort(self._symbols, state, key=lambda s: s.symbol)
+        self._by_symbol[state.symbol] = state
+        return True
+
+    def remove_symbol(self, symbol: str) -> bool:
+        """Stop simulating a symbol (delisted, no longer tradable); True when it was simulated."""
+        state = self._by_symbol.pop(symbol, None)
+        if state is None:
+            return False
+        self._symbols.remove(state)
+        self._parked[symbol] = state
         return True
 
     def step(self, *, at_ns: int) -> list[WireTick]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -31,6 +32,8 @@ TAPE = "C"
 
 # Channel bits: a connection's interest in one symbol is an int mask over these.
 TRADES, QUOTES, BARS, UPDATED_BARS, DAILY_BARS, STATUSES = (1 << i for i in range(6))
+CHANNEL_BITS = 6
+CHANNEL_MASK = (1 << CHANNEL_BITS) - 1
 CHANNELS: dict[str, int] = {
     "trades": TRADES,
     "quotes": QUOTES,
@@ -153,6 +156,19 @@ class Subscriptions:
                     by_symbol[symbol] = by_symbol.get(symbol, 0) | bit
         return by_symbol, wildcard
 
+    @classmethod
+    def from_masks(cls, by_symbol: Mapping[str, int], wildcard: int) -> Subscriptions:
+        """The state whose ``masks()`` these are (the inverse of ``masks``)."""
+        channels: dict[str, set[str]] = {}
+        for symbol, bits in by_symbol.items():
+            for name, bit in CHANNELS.items():
+                if bits & bit:
+                    channels.setdefault(name, set()).add(symbol)
+        for name, bit in CHANNELS.items():
+            if wildcard & bit:
+                channels.setdefault(name, set()).add(WILDCARD)
+        return cls({name: frozenset(symbols) for name, symbols in channels.items()})
+
     def apply(self, action: str, request: Mapping[str, Sequence[str]]) -> Subscriptions:
         channels = {name: set(self.get(name)) for name in CHANNELS}
         for channel, symbols in request.items():
@@ -193,7 +209,9 @@ def parse_subscription(message: Mapping[str, Any]) -> dict[str, list[str]]:
             symbol = symbol.strip()
             if not symbol or len(symbol) > MAX_SYMBOL_LENGTH:
                 raise StreamError(400)
-            symbols.append(symbol)
+            # One string per symbol in the process, not one per subscribing connection (each
+            # decoded message brings its own copies; 1,000 clients x 20 symbols is ~1 KB each).
+            symbols.append(sys.intern(symbol))
         request[key] = symbols
     return request
 
@@ -312,9 +330,15 @@ Part = tuple[PartKey, str | bytes]
 
 
 class EncodedWindow:
-    """One window's events, each encoded at most once per encoding, shared by all connections."""
+    """One window's events, each encoded at most once per encoding, shared by all connections.
 
-    __slots__ = ("_events", "_json", "_msgpack", "number", "symbols")
+    What a connection takes from a window is a selection: an int holding, for the window's i-th
+    symbol (window order), that connection's channel bits at bit ``CHANNEL_BITS * i``. An int is
+    cheap to build up symbol by symbol, hashes for grouping connections that take the same
+    thing, and is not a container the cyclic garbage collector has to track.
+    """
+
+    __slots__ = ("_events", "_json", "_msgpack", "number", "present", "symbols")
 
     def __init__(self, window: Window, *, now_ns: int | None = None) -> None:
         self.number = window.number
@@ -324,41 +348,67 @@ class EncodedWindow:
             )
         self._events = window_events(window, status_at_ns=now_ns)
         self.symbols: list[str] = list(self._events)  # window order of first appearance
-        self._json: dict[str, list[tuple[int, str]]] = {}
-        self._msgpack: dict[str, list[tuple[int, bytes]]] = {}
+        # Channels each symbol has events on this window.
+        self.present: dict[str, int] = {}
+        for symbol, events in self._events.items():
+            mask = 0
+            for channel, _ in events:
+                mask |= channel
+            self.present[symbol] = mask
+        # Per symbol: (channel bit, part), each part built once and shared by every selection.
+        self._json: dict[str, list[tuple[int, Part]]] = {}
+        self._msgpack: dict[str, list[tuple[int, Part]]] = {}
 
     def channels_of(self, symbol: str) -> int:
-        mask = 0
-        for channel, _ in self._events.get(symbol, ()):
-            mask |= channel
-        return mask
+        return self.present.get(symbol, 0)
+
+    def _parts(self, encoding: Encoding, symbol: str) -> list[tuple[int, Part]]:
+        cache = self._msgpack if encoding is Encoding.MSGPACK else self._json
+        parts = cache.get(symbol)
+        if parts is None:
+            encode = encode_event_msgpack if encoding is Encoding.MSGPACK else encode_event_json
+            parts = cache[symbol] = [
+                (channel, ((channel, symbol), encode(event)))
+                for channel, event in self._events.get(symbol, ())
+            ]
+        return parts
 
     def json_parts(self, symbol: str) -> list[tuple[int, str]]:
-        parts = self._json.get(symbol)
-        if parts is None:
-            parts = [(channel, encode_event_json(event)) for channel, event in self._events.get(symbol, ())]
-            self._json[symbol] = parts
-        return parts
+        return [
+            (channel, text)
+            for channel, (_, text) in self._parts(Encoding.JSON, symbol)
+            if isinstance(text, str)
+        ]
 
     def msgpack_parts(self, symbol: str) -> list[tuple[int, bytes]]:
-        parts = self._msgpack.get(symbol)
-        if parts is None:
-            parts = [
-                (channel, encode_event_msgpack(event)) for channel, event in self._events.get(symbol, ())
-            ]
-            self._msgpack[symbol] = parts
-        return parts
+        return [
+            (channel, packed)
+            for channel, (_, packed) in self._parts(Encoding.MSGPACK, symbol)
+            if isinstance(packed, bytes)
+        ]
 
     def parts_for(self, encoding: Encoding, wanted: Iterable[tuple[str, int]]) -> list[Part]:
         """The parts one connection gets: for each (symbol, channel mask), in window order per symbol."""
         out: list[Part] = []
         for symbol, mask in wanted:
-            encoded: Sequence[tuple[int, str | bytes]] = (
-                self.msgpack_parts(symbol) if encoding is Encoding.MSGPACK else self.json_parts(symbol)
-            )
-            for channel, payload in encoded:
+            for channel, part in self._parts(encoding, symbol):
                 if channel & mask:
-                    out.append(((channel, symbol), payload))
+                    out.append(part)
+        return out
+
+    def selected_parts(self, encoding: Encoding, selection: int) -> list[Part]:
+        """The parts of a selection (see the class), in window order."""
+        out: list[Part] = []
+        symbols = self.symbols
+        while selection:
+            # The lowest selected symbol, found without walking the symbols nobody selected.
+            index = ((selection & -selection).bit_length() - 1) // CHANNEL_BITS
+            shift = index * CHANNEL_BITS
+            mask = (selection >> shift) & CHANNEL_MASK
+            selection ^= mask << shift
+            for channel, part in self._parts(encoding, symbols[index]):
+                if channel & mask:
+                    out.append(part)
         return out
 
 
@@ -417,6 +467,59 @@ def frames_for(encoding: Encoding, payloads: Sequence[str | bytes], limit: int) 
     if encoding is Encoding.MSGPACK:
         return msgpack_frames([p for p in payloads if isinstance(p, bytes)], limit)
     return json_frames([p for p in payloads if isinstance(p, str)], limit)
+
+
+def websocket_frame(payload: bytes, *, binary: bool) -> bytes:
+    """One whole server-to-client WebSocket frame (RFC 6455 5.2): FIN set, unmasked, unfragmented."""
+    first = 0x82 if binary else 0x81
+    size = len(payload)
+    if size < 126:
+        return bytes((first, size)) + payload
+    if size < 0x10000:
+        return bytes((first, 126)) + size.to_bytes(2, "big") + payload
+    return bytes((first, 127)) + size.to_bytes(8, "big") + payload
+
+
+class EncodedSelection:
+    """What one group of connections takes from a window (the same symbols and channels, one
+    encoding and frame limit): its parts, for an outbox that may have to conflate them, and its
+    frames, split and given their WebSocket headers once however many connections share them.
+
+    With 1,000 clients a window holds a few hundred distinct selections at most, so frames are
+    built per selection, not per connection.
+    """
+
+    __slots__ = ("_frames", "_size", "_wire", "encoding", "limit", "parts")
+
+    def __init__(self, encoding: Encoding, parts: list[Part], limit: int) -> None:
+        self.encoding = encoding
+        self.parts = parts
+        self.limit = limit
+        self._frames: list[str] | list[bytes] | None = None
+        self._wire: list[bytes] | None = None
+        self._size = 0
+
+    def frames(self) -> list[str] | list[bytes]:
+        """The payloads of the frames (each a JSON or msgpack array), for an ASGI send."""
+        if self._frames is None:
+            self._frames = frames_for(self.encoding, [payload for _, payload in self.parts], self.limit)
+            self._size = sum(len(frame) for frame in self._frames)
+        return self._frames
+
+    def payload_bytes(self) -> int:
+        """Bytes of the frames' payloads (JSON parts are ASCII: characters are bytes)."""
+        self.frames()
+        return self._size
+
+    def wire(self) -> list[bytes]:
+        """The same frames with their WebSocket headers, to be written to a socket as they are."""
+        if self._wire is None:
+            binary = self.encoding is Encoding.MSGPACK
+            self._wire = [
+                websocket_frame(frame if isinstance(frame, bytes) else frame.encode(), binary=binary)
+                for frame in self.frames()
+            ]
+        return self._wire
 
 
 # --- trade_updates ---------------------------------------------------------------------------------

@@ -8,19 +8,28 @@ be split, so a window larger than the bucket waits until the bucket has filled u
 (the capacity stretches to that one write), which keeps the same bound with the largest write
 as the burst.
 
+A bucket alone lets a full bucket and a second of refill land within one second (twice the rate
+right after a quiet spell, and at every start). So a log of the last second's writes also holds
+every one-second interval to the rate itself: at most ``rate`` rows (a single write larger than
+that is written alone) and ``rate`` transactions (at least one), whatever happened before.
+
 Clock and sleep are injectable: tests drive a fake clock instead of waiting.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
 
 _EPSILON = 1e-6
+# The interval the configured rates are per.
+WINDOW_S = 1.0
 
 
 @dataclass
@@ -67,6 +76,11 @@ class ThrottleController:
         txn_capacity = max(1.0, txns * burst_s)
         self._rows = _Bucket(rate=rows, capacity=row_capacity, tokens=row_capacity, updated=now)
         self._txns = _Bucket(rate=txns, capacity=txn_capacity, tokens=txn_capacity, updated=now)
+        # Writes granted within the last WINDOW_S: (when, rows), oldest first.
+        self._recent: deque[tuple[float, int]] = deque()
+        self._recent_rows = 0
+        self._rows_per_window = max(1, math.floor(rows * WINDOW_S + _EPSILON)) if rows > 0 else 0
+        self._txns_per_window = max(1, math.floor(txns * WINDOW_S + _EPSILON)) if txns > 0 else 0
         self.waited_s = 0.0
 
     @property
@@ -87,13 +101,38 @@ class ThrottleController:
                 now = self._clock()
                 self._rows.refill(now, ceiling=rows)
                 self._txns.refill(now, ceiling=1)
-                delay = max(self._rows.wait_for(rows), self._txns.wait_for(1))
+                delay = max(self._rows.wait_for(rows), self._txns.wait_for(1), self._window_wait(now, rows))
                 if delay <= 0:
                     if self._rows.rate > 0:
                         self._rows.tokens -= rows
                     if self._txns.rate > 0:
                         self._txns.tokens -= 1
+                    if self._rows_per_window or self._txns_per_window:
+                        self._recent.append((now, rows))
+                        self._recent_rows += rows
                     self.waited_s += waited
                     return waited
                 self._sleep(delay)
                 waited += delay
+
+    def _window_wait(self, now: float, rows: int) -> float:
+        """Seconds until a write of ``rows`` keeps the last WINDOW_S within both rates (0: now)."""
+        recent = self._recent
+        # The epsilon lets a write that slept exactly until an entry's second ended go ahead,
+        # rather than sleep again for a float rounding error.
+        horizon = now - WINDOW_S + _EPSILON
+        while recent and recent[0][0] <= horizon:
+            self._recent_rows -= recent.popleft()[1]
+        until = now
+        if self._txns_per_window and len(recent) >= self._txns_per_window:
+            until = max(until, recent[len(recent) - self._txns_per_window][0] + WINDOW_S)
+        if self._rows_per_window and recent and self._recent_rows + rows > self._rows_per_window:
+            # Wait for the oldest writes to leave the interval until this one fits (or, when it is
+            # larger than a whole second's rows, until it is alone).
+            remaining = self._recent_rows
+            for when, written in recent:
+                remaining -= written
+                until = max(until, when + WINDOW_S)
+                if remaining + rows <= self._rows_per_window:
+                    break
+        return until - now

@@ -43,6 +43,7 @@ from trading.errors import InvalidRequest, NotFound
 from trading.models import (
     OPEN_ORDER_STATUSES,
     Account,
+    ApiKey,
     Asset,
     CashEntry,
     DailyBar,
@@ -822,3 +823,15 @@ def watchlist_get_by_name(*, account_id: uuid.UUID, name: str) -> Watchlist:
     if watchlist is None:
         raise NotFound("watchlist not found")
     return watchlist
+
+
+# --- API keys -----------------------------------------------------------------------------------
+
+
+def api_keys_list(*, account_id: uuid.UUID) -> list[ApiKey]:
+    """The account's keys: active ones newest first, then revoked ones, most recently revoked first."""
+    return list(
+        ApiKey.objects.filter(account_id=account_id).order_by(
+            F("revoked_at").desc(nulls_first=True), "-created_at", "key_id"
+        )
+    )

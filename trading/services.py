@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
+from django.contrib.auth import password_validation
 from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
@@ -25,6 +26,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from analytics.cache import cache_manager
 from trading import calendar, matching
 from trading.errors import Forbidden, InvalidRequest, NotCancelable, NotFound
 from trading.events import OrderEvent, order_event_publish_on_commit
@@ -230,6 +232,8 @@ def api_key_revoke(
     transaction.on_commit(
         lambda: cache.set(api_key_cache_key(key_id), API_KEY_REVOKED, 2 * settings.API_KEY_CACHE_SECONDS)
     )
+    # And every process drops its in-memory copy of the key's owner (trading.api.authentication).
+    cache_manager().invalidate_on_commit(api_key_cache_key(key_id))
     return key
 
 
@@ -898,3 +902,48 @@ def _watchlist_set_assets(watchlist: Watchlist, assets: list[Asset]) -> None:
     WatchlistEntry.objects.bulk_create(
         WatchlistEntry(watchlist=watchlist, asset=asset, position=index) for index, asset in enumerate(assets)
     )
+
+
+# --- Sign-up ----------------------------------------------------------------------------------
+
+SIGNUP_OPEN, SIGNUP_INVITE, SIGNUP_CLOSED = "open", "invite", "closed"
+
+
+def user_signup(*, username: str, password: str, email: str = "", invite_code: str = "") -> User:
+    """A new user and their trading account, together or not at all, as ``SIGNUP_MODE`` allows.
+
+    Invalid input raises ValidationError keyed by field (username, email, password,
+    invite_code), so a form shows each message beside its field; a closed sign-up is Forbidden.
+    """
+    mode = settings.SIGNUP_MODE
+    if mode == SIGNUP_CLOSED:
+        raise Forbidden("sign-up is closed")
+    if mode == SIGNUP_INVITE and not _invite_code_matches(invite_code):
+        raise ValidationError({"invite_code": "This invite code is not valid."})
+    user = User(username=username.strip(), email=email.strip())
+    errors: dict[str, list[str]] = {}
+    try:
+        # Username rules and uniqueness, e-mail format; the password is checked separately below.
+        user.full_clean(exclude=["password"])
+    except ValidationError as error:
+        errors.update(error.message_dict)
+    try:
+        password_validation.validate_password(password, user=user)
+    except ValidationError as error:
+        errors["password"] = list(error.messages)
+    if errors:
+        raise ValidationError(errors)
+    user.set_password(password)
+    try:
+        with transaction.atomic():
+            user.save()
+            account_open(user=user)
+    except IntegrityError:
+        # Another sign-up took the name between the check above and this insert.
+        raise ValidationError({"username": "A user with that username already exists."}) from None
+    return user
+
+
+def _invite_code_matches(offered: str) -> bool:
+    expected = settings.SIGNUP_INVITE_CODE
+    return bool(expected) and hmac.compare_digest(offered.strip().encode(), expected.encode())

@@ -1,7 +1,9 @@
-"""``manage.py benchmark api`` runs end to end against real gunicorn processes and prints its table.
+"""``manage.py benchmark api`` runs end to end against real gunicorn processes and prints its table,
+with wrk driving the load (CI installs it beside chromium) and with the Python client it falls
+back to.
 
 Timings are not asserted (the goals are the benchmark's business); the rows, the query counts the
-server reports and the clean-up are.
+server reports, the note naming the load generator and the clean-up are.
 """
 
 from __future__ import annotations
@@ -13,20 +15,26 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
+from analytics.benchmarks.api import LoadClient
 from trading.models import Account
 
 
 @pytest.mark.live
 @pytest.mark.db_backend
 @pytest.mark.django_db(transaction=True)
-def test_benchmark_api_prints_its_table(tmp_path: Path) -> None:
+@pytest.mark.parametrize("client", ["wrk", "python"])
+def test_benchmark_api_prints_its_table(tmp_path: Path, client: str) -> None:
     throwaway = str(tmp_path / "benchmark.sqlite3") if connection.vendor == "sqlite" else None
     out = io.StringIO()
     call_command(
         "benchmark",
         "api",
+        client=client,
+        duration=1,
+        warmup_seconds=0,
         requests=30,
         warmup=5,
+        query_sample=5,
         concurrency=4,
         accounts=20,
         symbols=5,
@@ -41,14 +49,26 @@ def test_benchmark_api_prints_its_table(tmp_path: Path) -> None:
         "symbol stats p99: cached vs uncached (P14)",
         "DB queries/request (P41)",
         "p99/p50 cached (P15)",
-        "all cached reads p99 (P14)",
+        "cached reads, worst p99 (P14)",
         "bars (not cached)",
+        "load average (1/5/15 min) before:",
     ):
         assert scenario in text, text
     assert "non-2xx answers: 0" in text, text
+    assert ("load: wrk" in text) == (client == "wrk"), text
     for line in text.splitlines():
         if "DB queries/request (P41)" in line:
-            assert line.split()[-1] == "yes", line  # caching took fewer queries for every endpoint
+            cached, uncached = (float(value) for value in line.split()[3:5])
+            assert cached < 0.5 <= uncached, line  # a cached answer takes (almost always) no query
+            assert line.split()[-1] == "yes", line
     assert not Account.objects.exists()  # the real (test) database was not touched
     if throwaway:
         assert not Path(throwaway).exists()
+
+
+def test_without_wrk_the_python_client_is_used_and_said(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    chosen = LoadClient.choose("auto")
+    assert chosen.wrk is None and "wrk is not installed" in chosen.note and "floor" in chosen.note
+    with pytest.raises(Exception, match="wrk is not installed"):
+        LoadClient.choose("wrk")

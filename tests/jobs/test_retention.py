@@ -4,6 +4,7 @@ and does it in bounded batches (one short transaction each)."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from io import StringIO
 from typing import Any
 
@@ -13,9 +14,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
+from analytics.models import AccountEquityDay
 from jobs import retention
 from jobs.models import JobRun, JobStatus
-from trading.models import DailyBar, MinuteBar, StockPriceHistory
+from trading.models import Account, DailyBar, MinuteBar, StockPriceHistory
 
 NOW = dt.datetime(2026, 6, 15, 12, 0, tzinfo=dt.UTC)
 HOUR = 3600
@@ -118,7 +120,7 @@ def test_each_batch_deletes_at_most_the_batch_size() -> None:
 
 
 def test_registry_is_open_for_other_apps() -> None:
-    assert {"ticks", "minute bars", "daily bars", "job runs"} <= set(retention.RETENTION_RULES)
+    assert {"ticks", "minute bars", "daily bars", "job runs", "equity days"} <= set(retention.RETENTION_RULES)
     retention.retention_register(
         label="test samples", model="jobs.JobRun", time_field="created_at", retention=lambda: None
     )
@@ -152,3 +154,44 @@ def test_hourly_job_runs_once_per_hour_bucket() -> None:
     assert services.retention_hourly(now=NOW + dt.timedelta(minutes=30)) is None  # a second beat
     assert services.retention_hourly(now=NOW + dt.timedelta(hours=1)) is not None
     assert JobRun.objects.filter(name=services.RETENTION_JOB, status=JobStatus.SUCCEEDED).count() == 2
+
+
+@pytest.mark.django_db
+@hypothesis_settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    ages=st.lists(
+        st.one_of(st.integers(min_value=0, max_value=800), st.sampled_from([89, 90, 91, 92, 399, 400, 401])),
+        max_size=20,
+        unique=True,
+    ),
+    retention_days=st.sampled_from([30, 400, 730]),
+)
+def test_equity_days_kept_for_their_retention_never_under_the_analytics_series(
+    settings: Any, make_account: Callable[..., Account], ages: list[int], retention_days: int
+) -> None:
+    """Property 29 for account equity days: rows older than EQUITY_DAY_RETENTION_DAYS go; a
+    setting shorter than the 90 days the analytics read back keeps those 90 days (plus today)."""
+    from analytics.services import SERIES_DAYS
+
+    settings.EQUITY_DAY_RETENTION_DAYS = retention_days
+    AccountEquityDay.objects.all().delete()
+    account = Account.objects.first() or make_account()
+    today = NOW.date()
+    AccountEquityDay.objects.bulk_create(
+        AccountEquityDay(account=account, day=today - dt.timedelta(days=age), equity_cents=age)
+        for age in ages
+    )
+
+    deleted = retention.retention_cleanup(now=NOW, batch_size=3)["equity days"]
+
+    kept_for = max(retention_days, SERIES_DAYS + 1)
+    assert sorted(AccountEquityDay.objects.values_list("equity_cents", flat=True)) == sorted(
+        age for age in ages if age <= kept_for
+    )
+    assert deleted == sum(1 for age in ages if age > kept_for)
+
+
+def test_equity_days_default_to_more_than_a_year() -> None:
+    from django.conf import settings
+
+    assert settings.EQUITY_DAY_RETENTION_DAYS > 366

@@ -1,7 +1,8 @@
-"""Real daphne processes for stream tests, and the settings that isolate a stream test.
+"""Real daphne and market processes for stream tests, and the settings that isolate a stream test.
 
-Modelled on tests/processes.py's gunicorn_server: the same command production runs
-(``daphne config.asgi:application``), against the test database and the test's Redis channels.
+Modelled on tests/processes.py's gunicorn_server: the same commands production runs
+(``daphne config.asgi:application``, ``manage.py run_market``), against the test database and the
+test's Redis channels.
 """
 
 from __future__ import annotations
@@ -9,9 +10,10 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +21,14 @@ from pathlib import Path
 from django.conf import settings as django_settings
 from pytest_django.fixtures import Settings
 
+from config.redis_pools import redis_client
+from realtime.wire import Window
 from tests.processes import ROOT, VENV_BIN, free_port, test_database_url
 
 STREAM_SETTING_NAMES = (
     "MARKET_WINDOWS_CHANNEL",
     "ORDER_EVENTS_CHANNEL",
+    "LEADERBOARD_EVENTS_CHANNEL",
     "STREAM_REDIS_PREFIX",
     "STREAM_REDIS_CLIENT_NAME",
 )
@@ -38,6 +43,7 @@ def isolate_streams(settings: Settings) -> Settings:
     suffix = uuid.uuid4().hex[:10]
     settings.MARKET_WINDOWS_CHANNEL = f"test:windows:{suffix}"
     settings.ORDER_EVENTS_CHANNEL = f"test:orders:{suffix}"
+    settings.LEADERBOARD_EVENTS_CHANNEL = f"test:leaderboard:{suffix}"
     settings.STREAM_REDIS_PREFIX = f"test:ws:{suffix}"
     settings.STREAM_REDIS_CLIENT_NAME = f"test-ws-{suffix}"
     return settings
@@ -103,3 +109,82 @@ def daphne_server(tmp_path: Path, *, extra_env: Mapping[str, str] | None = None)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def market_env(**extra: str) -> dict[str, str]:
+    """Environment for ``run_market`` against the test database, on this test's channels and its
+    own latest-quotes key."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DATABASE_URL": test_database_url(),
+        **stream_env(),
+        "LATEST_QUOTES_KEY": f"test:quotes:{uuid.uuid4().hex}",
+        "MARKET_LOG_INTERVAL_S": "1",
+        **extra,
+    }
+
+
+@contextmanager
+def market_process(
+    tmp_path: Path,
+    env: Mapping[str, str],
+    name: str,
+    *,
+    symbols: int,
+    window_ms: int = 50,
+    tick_interval_s: float = 0.2,
+    seed: int = 7,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``manage.py run_market`` as ``make run`` starts it; killed if the test leaves it running.
+    Its log is printed afterwards (pytest shows it for a failing test)."""
+    log_path = tmp_path / f"{name}.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [str(VENV_BIN / "python"), "manage.py", "run_market",
+             "--symbols", str(symbols), "--window-ms", str(window_ms),
+             "--tick-interval", str(tick_interval_s), "--seed", str(seed)],
+            cwd=ROOT, env=dict(env), stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        print(log_path.read_text(errors="replace"))
+
+
+class WindowCollector:
+    """A real Redis subscriber to the market's windows: what any web process would receive, with
+    the monotonic time each window arrived."""
+
+    def __init__(self, channel: str) -> None:
+        self.windows: list[Window] = []
+        self.arrivals: list[float] = []
+        self._pubsub = redis_client().pubsub(ignore_subscribe_messages=True)
+        self._pubsub.subscribe(channel)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            message = self._pubsub.get_message(timeout=0.2)
+            if message and message["type"] == "message":
+                arrived = time.monotonic()
+                self.windows.append(Window.decode(message["data"]))
+                self.arrivals.append(arrived)
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"not reached within {timeout}s: {what or 'the market published nothing'}")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._pubsub.close()

@@ -1,5 +1,6 @@
 """The fan-out through real daphne processes on one Redis (Property 9, multi-process fan-out,
-bad input): windows published to Redis exactly as the market publishes them."""
+bad input): windows published to Redis exactly as the market publishes them, and by the real
+market process."""
 
 from __future__ import annotations
 
@@ -21,9 +22,9 @@ from websockets.sync.client import ClientConnection, connect
 
 from config.redis_pools import redis_client
 from realtime.wire import Window, WireTick
-from tests.realtime.servers import DaphneProcess, daphne_server, isolate_streams
+from tests.realtime.servers import DaphneProcess, daphne_server, isolate_streams, market_env, market_process
 from trading import services
-from trading.models import Account
+from trading.models import Account, Asset
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
 
@@ -173,3 +174,37 @@ def test_two_processes_slow_client_is_cut_off_and_floods_hurt_no_one(
     # The flood closed only the flooding socket.
     assert flood_closed or flooder.close_code == 4429
     stack.close()
+
+
+def test_two_processes_deliver_the_same_ticks_from_the_real_market(
+    servers: tuple[DaphneProcess, DaphneProcess],
+    key: tuple[str, str],
+    make_asset: Callable[..., Asset],
+    tmp_path: Path,
+) -> None:
+    """Two web processes and one ``run_market`` on one Redis: a client on each web process receives
+    the same ticks, the same symbols with the same seqs, over the interval both were connected."""
+    symbols = ["MKA", "MKB", "MKC"]
+    for symbol in symbols:
+        make_asset(symbol, price="100.00")
+    stack = ExitStack()
+    readers = [Reader(open_client(stack, server, key, symbols)) for server in servers]
+    for reader in readers:
+        reader.start()
+    with market_process(tmp_path, market_env(), "market", symbols=len(symbols), tick_interval_s=0.1):
+        deadline = time.monotonic() + 30
+        while min(len(r.trades) for r in readers) < 60 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    stack.close()
+    for reader in readers:
+        reader.join(5)
+
+    for symbol in symbols:
+        seqs = [[seq for seq, s in reader.trades if s == symbol] for reader in readers]
+        assert all(seqs), f"no {symbol} trades on one of the processes"
+        low, high = max(run[0] for run in seqs), min(run[-1] for run in seqs)
+        overlap = [[seq for seq in run if low <= seq <= high] for run in seqs]
+        # Nothing lost, doubled or reordered on either process: every seq of the interval, once.
+        assert overlap[0] == overlap[1] == list(range(low, high + 1)), symbol
+        assert high - low >= 5, symbol
+    assert not any(reader.errors for reader in readers)

@@ -126,3 +126,27 @@ def test_prices_move_together_within_a_sector() -> None:
             total += 1
             agree += (moves[0] > 0) == (moves[1] > 0)
     assert agree / total > 0.6
+
+
+def test_symbols_listed_and_delisted_while_running() -> None:
+    sim = MarketSimulator(symbols=starts(3), seed=4, window_s=0.1, tick_interval_s=0.1)
+    run(sim, 30)  # the market factors have moved meanwhile
+    listing = SymbolStart(symbol="NEW", sector="Utilities", price_units=2_000_000, seq=7)
+    assert sim.add_symbol(listing)
+    assert not sim.add_symbol(listing)
+    window = sim.step(at_ns=0)
+    assert [t.symbol for t in window] == ["NEW", "S000", "S001", "S002"]  # still ordered by symbol
+    new = [t for t in window + run(sim, 20) if t.symbol == "NEW"]
+    assert [t.seq for t in new] == list(range(8, 8 + 21))
+    # It starts from its own price, not from everything the market did before it was listed.
+    assert abs(new[0].price - 2_000_000) <= 2_000_000 * 0.01
+
+    before = [t for t in run(sim, 5) if t.symbol == "S001"][-1]
+    assert sim.remove_symbol("S001") and not sim.remove_symbol("S001")
+    assert "S001" not in {t.symbol for t in run(sim, 20)}
+    # Listed again: it continues its own seq and price; the start given is for new symbols only.
+    assert sim.add_symbol(SymbolStart(symbol="S001", sector="Energy", price_units=1, seq=0))
+    resumed = [t for t in run(sim, 20) if t.symbol == "S001"]
+    assert [t.seq for t in resumed] == list(range(before.seq + 1, before.seq + 21))
+    assert abs(resumed[0].price - before.price) <= before.price * 0.01
+    assert sim.symbols == ["NEW", "S000", "S001", "S002"]

@@ -15,7 +15,7 @@ import msgpack
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from realtime.fanout import BackpressureManager, FanoutStats, MessageBatcher, StreamConnection
+from realtime.fanout import BackpressureManager, StreamConnection, SubscriptionManager
 from realtime.streams import (
     CHANNELS,
     EncodedWindow,
@@ -28,6 +28,7 @@ from realtime.streams import (
     parse_subscription,
     rfc3339_ns,
     trade_update_message,
+    websocket_frame,
 )
 from realtime.wire import Window, WireBar, WireTick
 
@@ -80,20 +81,16 @@ def _subscribe(connection: StreamConnection, subscriptions: Subscriptions) -> No
 
 
 def _route(windows: list[Window], connections: list[FakeConnection]) -> None:
-    by_symbol: dict[str, set[StreamConnection]] = defaultdict(set)
-    wildcard: set[StreamConnection] = set()
+    """The windows through the fan-out's own delivery (SubscriptionManager.deliver), no Redis."""
+    manager = SubscriptionManager()
     for connection in connections:
-        for symbol in connection.masks:
-            by_symbol[symbol].add(connection)
-        if connection.wildcard_mask:
-            wildcard.add(connection)
-    stats = FanoutStats()
+        masks, wildcard = connection.masks, connection.wildcard_mask
+        connection.masks = {}
+        manager.update(connection, masks, wildcard)
 
     async def run() -> None:
         for window in windows:
-            encoded = EncodedWindow(window)
-            for connection, wanted in MessageBatcher.targets(encoded, by_symbol, wildcard).items():
-                await connection.offer(encoded.parts_for(connection.encoding, wanted), stats)
+            await manager.deliver(EncodedWindow(window))
 
     asyncio.run(run())
 
@@ -261,6 +258,49 @@ def test_slow_connection_gets_on_slow_once_and_memory_stays_bounded() -> None:
     events = [event for frame in connection.frames for event in _decode(frame)]
     assert {(e["T"], e["S"]) for e in events} >= {("t", s) for s in SYMBOLS}
     assert not connection.slow
+
+
+def test_connections_with_the_same_selection_share_its_frames() -> None:
+    """A window's frame is built once per distinct selection, not once per connection."""
+    same = [FakeConnection(Encoding.JSON) for _ in range(3)]
+    other = FakeConnection(Encoding.JSON)
+    packed = FakeConnection(Encoding.MSGPACK)
+    for connection in [*same, packed]:
+        _subscribe(connection, Subscriptions({"trades": frozenset({"AAPL", "MSFT"})}))
+    _subscribe(other, Subscriptions({"trades": frozenset({"AAPL"})}))
+    _route([_window(1, [("AAPL", 1), ("MSFT", 1), ("NVDA", 1)])], [*same, other, packed])
+    assert all(len(connection.frames) == 1 for connection in [*same, other, packed])
+    assert same[0].frames[0] is same[1].frames[0] is same[2].frames[0]
+    assert [e["S"] for e in _decode(same[0].frames[0])] == ["AAPL", "MSFT"]
+    assert [e["S"] for e in _decode(other.frames[0])] == ["AAPL"]
+    assert [e["S"] for e in _decode(packed.frames[0])] == ["AAPL", "MSFT"]
+
+
+@given(subs=subscription_sets)
+def test_subscriptions_are_recovered_from_their_routing_masks(subs: Subscriptions) -> None:
+    """Property 5 (its state): a connection keeps only its routing masks, and the subscription
+    state rebuilt from them, which answers the next subscribe, is the state it asked for."""
+    wanted = Subscriptions({name: symbols for name, symbols in subs.channels.items() if symbols})
+    assert Subscriptions.from_masks(*subs.masks()) == wanted
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65_535, 65_536, 70_000])
+@pytest.mark.parametrize("binary", [False, True])
+def test_websocket_frames_are_what_a_websocket_client_parses(size: int, binary: bool) -> None:
+    """Frames written straight to daphne's sockets, parsed by the websockets library's own parser."""
+    from websockets.frames import Frame, Opcode
+    from websockets.streams import StreamReader
+
+    payload = bytes(range(256)) * (size // 256) + bytes(size % 256) if binary else b"x" * size
+    reader = StreamReader()
+    reader.feed_data(websocket_frame(payload, binary=binary) + b"next")
+    parser = Frame.parse(reader.read_exact, mask=False)
+    with pytest.raises(StopIteration) as parsed:
+        next(parser)
+    frame = parsed.value.value
+    assert frame.fin and frame.opcode is (Opcode.BINARY if binary else Opcode.TEXT)
+    assert frame.data == payload
+    assert reader.buffer == b"next"  # the header said exactly how long the payload is
 
 
 def test_subscriptions_apply_wildcard_and_reply_shape() -> None:

@@ -321,6 +321,9 @@ def test_session_auth_market_data_and_dashboard_updates(
         assert (await refused.connect(timeout=TIMEOUT))[0] is False
         dashboard = WebsocketCommunicator(application, "/ws/dashboard", headers=cookie)
         assert (await dashboard.connect(timeout=TIMEOUT))[0]
+        snapshot = json.loads(await dashboard.receive_from(TIMEOUT))
+        assert snapshot["stream"] == "account_update" and set(snapshot["data"]) == {"account", "positions"}
+        assert snapshot["data"]["positions"] == [] and snapshot["data"]["account"]["id"] == str(account.pk)
         await database_sync_to_async(services.order_place)(
             account_id=account.pk,
             request=services.OrderRequest(
@@ -389,6 +392,36 @@ def test_trade_updates_stream(credentials: tuple[str, str], make_asset: Callable
         await ws.disconnect()
 
     assert account_id is None or account_id
+    run(body)
+
+
+def test_trade_updates_connection_limit_per_key(credentials: tuple[str, str], settings: Settings) -> None:
+    """/stream counts its sockets per key like market data (apart from it), answers the one over
+    the limit with the trading stream's error shape and closes it; a disconnect frees the slot."""
+    settings.STREAM_MAX_CONNECTIONS_PER_KEY = 2
+    authenticate = {
+        "action": "authenticate",
+        "data": {"key_id": credentials[0], "secret_key": credentials[1]},
+    }
+    authorized = {"stream": "authorization", "data": {"status": "authorized", "action": "authenticate"}}
+
+    async def body() -> None:
+        market_data = await open_stream()  # another stream of the same key does not count here
+        assert (await say(market_data, auth_message(credentials)))[0]["msg"] == "authenticated"
+        first, second, third = [await open_stream("/stream") for _ in range(3)]
+        for ws in (first, second):
+            assert await say(ws, authenticate) == authorized
+        assert await say(third, authenticate) == {
+            "stream": "listening",
+            "data": {"error": "connection limit exceeded"},
+        }
+        assert await closed_with(third) == 4406
+        await first.disconnect()
+        fourth = await open_stream("/stream")
+        assert await say(fourth, authenticate) == authorized
+        for ws in (second, fourth, market_data):
+            await ws.disconnect()
+
     run(body)
 
 

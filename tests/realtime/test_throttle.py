@@ -90,3 +90,48 @@ def test_a_window_larger_than_the_bucket_waits_until_it_fits() -> None:
     throttle.acquire(rows=100)  # the initial burst
     waited = throttle.acquire(rows=300)  # one transaction of 300 rows: 3 s of refill
     assert abs(waited - 3.0) < 0.01
+
+
+@given(
+    rows_rate=st.integers(1, 2_000),
+    txn_rate=st.floats(0.5, 50),
+    calls=st.lists(st.tuples(st.integers(0, 3_000), st.floats(0, 3.0)), min_size=1, max_size=40),
+)
+def test_no_one_second_interval_exceeds_the_rates(
+    rows_rate: int, txn_rate: float, calls: list[tuple[int, float]]
+) -> None:
+    """Property 7: any one-second interval holds at most the configured rows and transactions,
+    including the first second and the second after a quiet spell (a full bucket); a single write
+    larger than a second's rows is written alone."""
+    clock = FakeClock()
+    throttle = ThrottleController(
+        max_rows_per_s=rows_rate, max_txn_per_s=txn_rate, clock=clock, sleep=clock.sleep
+    )
+    done: list[tuple[float, int]] = []
+    for rows, gap in calls:
+        clock.now += gap
+        throttle.acquire(rows=rows)
+        done.append((clock.now, rows))
+    txns_per_second = max(1, int(txn_rate + 1e-6))
+    for i, (start, _) in enumerate(done):
+        # Writes in [start, start + 1 s), less the limiter's 1 us rounding allowance.
+        inside = [rows for at, rows in done[i:] if at < start + 1.0 - 2e-6]
+        assert len(inside) <= txns_per_second
+        if any(rows > rows_rate for rows in inside):
+            assert len(inside) == 1
+        else:
+            assert sum(inside) <= rows_rate
+
+
+def test_a_start_or_a_quiet_spell_does_not_double_the_rate() -> None:
+    """Property 7: a full bucket plus a second of refill would allow twice the rate in one second."""
+    clock = FakeClock()
+    throttle = ThrottleController(max_rows_per_s=100, max_txn_per_s=5, clock=clock, sleep=clock.sleep)
+    for _ in range(2):
+        starts = []
+        for _ in range(10):
+            throttle.acquire(rows=10)
+            starts.append(clock.now)
+        # Five at once (the transaction limit), the next five one second later, not 0.2 s apart.
+        assert [round(at - starts[0], 6) for at in starts] == [0.0] * 5 + [1.0] * 5
+        clock.now += 10  # quiet: both buckets fill up again

@@ -12,7 +12,7 @@ from realtime.bars import BarRoller
 from realtime.simulator import MarketSimulator, SymbolStart
 from realtime.throttle import ThrottleController
 from realtime.wire import WireTick
-from realtime.writer import PATH_BULK_CREATE, PATH_COPY, TickPipeline, TickWriter, WindowBatch
+from realtime.writer import PATH_COPY, PATH_EXECUTEMANY, TickPipeline, TickWriter, WindowBatch
 from trading.models import DailyBar, MinuteBar, StockPriceHistory
 
 AT_NS = 1_764_000_030 * 1_000_000_000
@@ -37,8 +37,8 @@ def test_a_window_is_stored_with_its_bars_by_the_backends_fast_path() -> None:
     roller = BarRoller()
     writer.write(batch(1, [tick("AAA", 1, 1_000_000), tick("BBB", 1, 2_000_000)], roller))
     writer.write(batch(2, [tick("AAA", 2, 1_010_000, size=300, at_ns=AT_NS + 10**8)], roller))
-    # COPY on PostgreSQL, bulk_create elsewhere: the path must match the backend under test.
-    assert writer.last_path == (PATH_COPY if connection.vendor == "postgresql" else PATH_BULK_CREATE)
+    # COPY on PostgreSQL, executemany on SQLite: the path must match the backend under test.
+    assert writer.last_path == (PATH_COPY if connection.vendor == "postgresql" else PATH_EXECUTEMANY)
     stored = {
         (t.symbol, t.seq): (t.price_units, t.size, t.bid_units, t.bid_size, t.ask_units, t.ask_size)
         for t in StockPriceHistory.objects.all()

@@ -19,6 +19,7 @@ from django.test import override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from analytics.cache import cache_manager
 from tests.trading.test_api_support import (
     MakeAccount,
     MakeAsset,
@@ -87,9 +88,33 @@ def test_a_cached_key_skips_the_key_lookup(account: Account, django_assert_num_q
     client = key_client(account)
     client.get("/v2/clock")
     assert ApiKey.objects.get(pk=client.key_id).last_used_at is not None
-    # Only the account (with its user) is read: the key itself comes from the cache.
+    # The key and its owner come from this process's memory: a view that needs no account row
+    # takes no query at all.
+    with django_assert_num_queries(0):
+        assert client.get("/v2/clock").status_code == 200
+    # Once that copy is gone (it lives at most a second) the key comes from Redis and the owner's
+    # row takes one query; a view that needs the account loads it when it asks.
+    cache_manager().l1.clear()
     with django_assert_num_queries(1):
         assert client.get("/v2/clock").status_code == 200
+    assert client.get("/v2/account").json()["account_number"] == account.account_number
+
+
+def test_a_deactivated_owner_is_refused_within_the_memory_bound(
+    account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The owner's row is kept in memory for at most CACHE_L1_MAX_SECONDS (an injected clock
+    stands for the wait): after that a deactivated user's key is refused."""
+    from django.conf import settings
+
+    now = [1_000_000.0]
+    monkeypatch.setattr(cache_manager().l1, "clock", lambda: now[0])
+    client = key_client(account)
+    assert client.get("/v2/clock").status_code == 200
+    get_user_model().objects.filter(pk=account.user_id).update(is_active=False)
+    assert client.get("/v2/clock").status_code == 200  # within the bound: still the cached owner
+    now[0] += settings.CACHE_L1_MAX_SECONDS
+    assert_alpaca_error(client.get("/v2/clock"), 401)
 
 
 def test_session_login_works_and_csrf_is_enforced(make_account: MakeAccount, asset: Asset) -> None:

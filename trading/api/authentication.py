@@ -8,6 +8,13 @@
 A verified key is cached for API_KEY_CACHE_SECONDS so most requests skip the key lookup; the
 cache holds the secret's HMAC, never the secret, and ``services.api_key_revoke`` replaces the entry
 with a revocation marker.
+
+In front of that, each process keeps the key's owner (the user's row, not the account's) in its
+L1 for at most CACHE_L1_MAX_SECONDS (analytics.cache), so a request whose view needs no account row
+(the cached leaderboard, analytics and stats reads) authenticates without Redis or the database.
+The account is loaded when a view first asks for ``request.user.account``. Revocation drops the
+entry in every process (the cache's invalidation channel); a user deactivated, or a message lost,
+takes effect within the L1 bound, the one every cached mutable value keeps (DESIGN 5a).
 """
 
 from __future__ import annotations
@@ -19,15 +26,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.cache import cache
+from django.db import DEFAULT_DB_ALIAS
 from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
+from analytics.cache import cache_manager
 from trading import services
-from trading.models import Account, ApiKey
+from trading.models import ApiKey
 
 KEY_HEADER = "HTTP_APCA_API_KEY_ID"
 SECRET_HEADER = "HTTP_APCA_API_SECRET_KEY"
@@ -108,21 +118,67 @@ def verified_key(key_id: str, secret: str) -> VerifiedKey:
     return known
 
 
+# What a request's user needs without another query: the throttle's identity (pk, date_joined),
+# the permission checks (is_active, is_staff, is_superuser) and names. Any other field (the
+# password hash is deliberately not kept) loads on first access like a deferred one.
+OWNER_FIELDS = (
+    "id",
+    "username",
+    "first_name",
+    "last_name",
+    "email",
+    "is_active",
+    "is_staff",
+    "is_superuser",
+    "date_joined",
+)
+
+
+@dataclass(frozen=True)
+class KeyOwner:
+    """A verified key and its owner's row, as the process-local cache keeps them (immutable:
+    every request builds its own user instance from them)."""
+
+    key: VerifiedKey
+    user_values: tuple[Any, ...]
+
+    def user(self) -> AbstractBaseUser:
+        return get_user_model().from_db(DEFAULT_DB_ALIAS, list(OWNER_FIELDS), self.user_values)
+
+
+def _key_owner(key_id: str, secret: str) -> KeyOwner:
+    known = verified_key(key_id, secret)
+    # The owner of the key's account, if still active. A slice, not .first(): the pk filter names
+    # one row, and .first()'s ORDER BY costs ~130 us of query compilation.
+    values = next(
+        iter(
+            get_user_model()
+            .objects.filter(pk=known.user_id, account__pk=known.account_id, is_active=True)
+            .values_list(*OWNER_FIELDS)[:1]
+        ),
+        None,
+    )
+    if values is None:
+        raise exceptions.AuthenticationFailed(INVALID_CREDENTIALS)
+    return KeyOwner(key=known, user_values=tuple(values))
+
+
 class APIKeyAuthentication(BaseAuthentication):
-    """Alpaca-style key pairs; the user is the account's owner, so ``request.user.account`` works."""
+    """Alpaca-style key pairs; the user is the account's owner, so ``request.user.account`` works
+    (loaded on first use)."""
 
     def authenticate(self, request: Request) -> tuple[AbstractBaseUser, VerifiedKey] | None:
         credentials = _credentials(request)
         if credentials is None:
             return None
-        known = verified_key(*credentials)
-        # One query for user and account; the reverse one-to-one cache is filled by select_related.
-        # A slice, not .first(): the pk filter names one row, and .first()'s ORDER BY costs
-        # ~130 us of query compilation on every request.
-        account = next(iter(Account.objects.select_related("user").filter(pk=known.account_id)[:1]), None)
-        if account is None or not account.user.is_active:
+        key_id, secret = credentials
+        owner = cache_manager().cached_locally(
+            services.api_key_cache_key(key_id), lambda: _key_owner(key_id, secret)
+        )
+        # Compared on every request: the cache says which key exists, not that this secret is it.
+        if not hmac.compare_digest(services.api_key_secret_hmac(secret), owner.key.secret_hmac):
             raise exceptions.AuthenticationFailed(INVALID_CREDENTIALS)
-        return account.user, known
+        return owner.user(), owner.key
 
     def authenticate_header(self, request: Request) -> str:
         # Any value here makes DRF answer unauthenticated requests 401 instead of 403.

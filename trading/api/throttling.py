@@ -286,6 +286,17 @@ def _client_address(request: HttpRequest) -> str:
     return str(request.META.get("REMOTE_ADDR") or "unknown")
 
 
+# The backend marks a refused request so a login page can say why (Django's ``authenticate``
+# swallows the PermissionDenied and reports an ordinary failure).
+_LOGIN_THROTTLED_ATTR = "login_throttled_for_seconds"
+
+
+def login_throttled_for(request: HttpRequest) -> float | None:
+    """Seconds until a login from this request would be tried again, if it was throttled."""
+    wait = getattr(request, _LOGIN_THROTTLED_ATTR, None)
+    return float(wait) if wait is not None else None
+
+
 def login_keys(*, username: str, address: str) -> tuple[str, str]:
     prefix = settings.RATE_LIMIT_KEY_PREFIX
     return f"{prefix}:login:{username.lower()}|{address}", f"{prefix}:login-ip:{address}"
@@ -319,6 +330,7 @@ class LoginThrottleBackend(ModelBackend):
                 for taken_key, member in taken:
                     limiter().release(taken_key, member)
                 logger.warning("login throttled for %r from %s", username, _client_address(request))
+                setattr(request, _LOGIN_THROTTLED_ATTR, decision.wait)
                 raise PermissionDenied("too many login attempts; try again later")
             taken.append((key, decision.member))
         user = super().authenticate(request, username=username, password=password, **kwargs)
@@ -327,3 +339,14 @@ class LoginThrottleBackend(ModelBackend):
             limiter().release(pair_key)
             limiter().release(address_key, taken[1][1])
         return user
+
+
+def signup_throttled_for(request: HttpRequest) -> float | None:
+    """Seconds until this address may open another account, or None when it may now.
+
+    Every sign-up attempt that reaches the service counts, so one address cannot mint accounts
+    (each with fresh virtual cash) to flood a class's leaderboard.
+    """
+    key = f"{settings.RATE_LIMIT_KEY_PREFIX}:signup-ip:{_client_address(request)}"
+    decision = limiter().hit(key, Rate.parse(settings.SIGNUP_IP_RATE_LIMIT))
+    return None if decision.allowed else decision.wait

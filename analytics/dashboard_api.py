@@ -1,0 +1,152 @@
+"""The dashboard's own endpoints under /v2/: its first-load bootstrap and its performance reports.
+
+Both take a session (the page) or an API key, answer errors in Alpaca's shape and appear in the
+OpenAPI schema. The serializers here describe the answers for the schema; the bodies are built by
+``analytics.dashboard`` and ``analytics.services`` (see trading/api/serializers.py on why).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from analytics import services
+from analytics.dashboard import dashboard_bootstrap_get
+from analytics.models import FRONTEND_PAGE_MAX_LENGTH
+from analytics.serializers import AccountAnalyticsSerializer, LeaderboardSerializer
+from jobs.api import StatementSerializer
+from trading.api.serializers import (
+    AccountSerializer,
+    OrderSerializer,
+    PositionSerializer,
+    TradeActivitySerializer,
+)
+from trading.api.views_base import TradingAPIView, parse_body, request_account, with_errors
+
+# --- Bootstrap ------------------------------------------------------------------------------------
+
+
+class DashboardUserSerializer(serializers.Serializer[Any]):
+    username = serializers.CharField()
+    is_staff = serializers.BooleanField()
+
+
+class DashboardOrdersSerializer(serializers.Serializer[Any]):
+    open = OrderSerializer(many=True, help_text="As GET /v2/orders?status=open&limit=500, newest first.")
+    recent = OrderSerializer(many=True, help_text="The 50 most recent orders of any status, newest first.")
+
+
+class DashboardAssetSerializer(serializers.Serializer[Any]):
+    symbol = serializers.CharField()
+    name = serializers.CharField()
+    exchange = serializers.CharField()
+    sector = serializers.CharField()
+    tradable = serializers.BooleanField()
+    halted = serializers.BooleanField()
+    last = serializers.FloatField(allow_null=True, help_text="Dollars; null before the first tick.")
+    prev_close = serializers.FloatField(allow_null=True, help_text="The previous trading day's close.")
+    bid = serializers.FloatField(allow_null=True)
+    ask = serializers.FloatField(allow_null=True)
+    volume = serializers.IntegerField(help_text="Shares traded this trading day.")
+    spark = serializers.ListField(
+        child=serializers.FloatField(), help_text="Up to 30 recent one-minute closes, oldest first."
+    )
+
+
+class DashboardWatchlistSerializer(serializers.Serializer[Any]):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    symbols = serializers.ListField(child=serializers.CharField())
+
+
+class DashboardStreamsSerializer(serializers.Serializer[Any]):
+    market_data = serializers.CharField()
+    trade_updates = serializers.CharField()
+    dashboard = serializers.CharField()
+
+
+class DashboardConfigSerializer(serializers.Serializer[Any]):
+    batch_window_ms = serializers.IntegerField()
+    self_reset = serializers.BooleanField()
+    perf_report_interval_s = serializers.FloatField()
+
+
+class DashboardBootstrapSerializer(serializers.Serializer[Any]):
+    as_of = serializers.DateTimeField()
+    user = DashboardUserSerializer()
+    account = AccountSerializer()
+    positions = PositionSerializer(many=True)
+    orders = DashboardOrdersSerializer()
+    fills = TradeActivitySerializer(many=True, help_text="The 50 most recent FILL activities.")
+    assets = DashboardAssetSerializer(many=True, help_text="Every active asset, sorted by symbol.")
+    watchlist = DashboardWatchlistSerializer()
+    leaderboard = LeaderboardSerializer(help_text="As GET /v2/leaderboard?period=overall&limit=20.")
+    analytics = AccountAnalyticsSerializer(allow_null=True, help_text="Null before the first analytics run.")
+    statements = StatementSerializer(many=True)
+    streams = DashboardStreamsSerializer()
+    config = DashboardConfigSerializer()
+
+
+class DashboardBootstrapView(TradingAPIView):
+    @extend_schema(
+        operation_id="dashboard_bootstrap",
+        responses=with_errors({200: DashboardBootstrapSerializer}),
+        description="Everything the dashboard shows on its first load, in one answer.",
+    )
+    def get(self, request: Request) -> Response:
+        account = request_account(request)
+        return Response(dashboard_bootstrap_get(user=request.user, account=account, request=request))
+
+
+# --- Frontend performance reports -----------------------------------------------------------------
+
+# Far above anything a page measures in one interval, and safely inside a 64-bit column.
+_COUNT_MAX = 2**53
+
+
+def _count(**kwargs: Any) -> serializers.IntegerField:
+    return serializers.IntegerField(min_value=0, max_value=_COUNT_MAX, **kwargs)
+
+
+def _measure() -> serializers.FloatField:
+    return serializers.FloatField(min_value=0)
+
+
+class FrontendSampleSerializer(serializers.Serializer[Any]):
+    page = serializers.CharField(max_length=FRONTEND_PAGE_MAX_LENGTH)
+    interval_s = _measure()
+    renders = _count()
+    updates = _count()
+    render_ms_p50 = _measure()
+    render_ms_p95 = _measure()
+    render_ms_max = _measure()
+    long_tasks = _count()
+    long_task_ms = _measure()
+    frames = _count()
+    dropped_frames = _count()
+    js_heap_bytes = _count(allow_null=True, help_text="null where the browser does not expose it")
+    dom_nodes = _count()
+
+
+class FrontendMetricsView(TradingAPIView):
+    """A page's rendering figures over its last report interval (session: send X-CSRFToken)."""
+
+    @extend_schema(
+        operation_id="frontend_metrics_create",
+        request=FrontendSampleSerializer,
+        responses=with_errors({204: OpenApiResponse(description="stored")}),
+    )
+    def post(self, request: Request) -> Response:
+        body = parse_body(FrontendSampleSerializer, request)
+        page = body.pop("page")
+        services.frontend_sample_record(
+            user_id=request.user.pk,
+            page=page,
+            figures=services.FrontendFigures(**body),
+            user_agent=str(request.META.get("HTTP_USER_AGENT", "")),
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)

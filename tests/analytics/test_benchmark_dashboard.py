@@ -1,0 +1,73 @@
+"""``manage.py benchmark dashboard`` runs end to end (servers, market, chromium) and prints its table.
+
+Speeds are not asserted (the goals are the benchmark's business): the rows, that both renderers
+received market data and drew frames, the first load's API calls, and the clean-up are.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from django.conf import global_settings
+from django.core.management import call_command
+from django.db import connection
+from pytest_django.fixtures import Settings
+
+from tests.e2e.browser import MISSING_CHROMIUM, chromium_executable
+from trading.models import Account
+
+
+@pytest.mark.live
+@pytest.mark.slow
+@pytest.mark.db_backend
+@pytest.mark.django_db(transaction=True)
+def test_benchmark_dashboard_prints_its_table(tmp_path: Path, settings: Settings) -> None:
+    if chromium_executable() is None:
+        pytest.skip(MISSING_CHROMIUM)
+    # The benchmark's user logs in to gunicorn, which verifies with the production hasher; the
+    # quick test hasher of tests/conftest.py would make that password unverifiable there.
+    settings.PASSWORD_HASHERS = global_settings.PASSWORD_HASHERS
+    throwaway = str(tmp_path / "benchmark.sqlite3") if connection.vendor == "sqlite" else None
+    out = io.StringIO()
+    call_command(
+        "benchmark",
+        "dashboard",
+        symbols=60,
+        rate=2,
+        seconds=2,
+        settle=1,
+        db_name=throwaway,
+        screenshots=str(tmp_path / "shots"),
+        stdout=out,
+    )
+    text = out.getvalue()
+    lines = text.splitlines()
+
+    def row(scenario: str) -> list[str]:
+        found = [line for line in lines if line.startswith(scenario)]
+        assert len(found) == 1, text
+        return found[0][len(scenario) :].split()
+
+    for scenario in (
+        "P40 scripting time per market message",
+        "  scripting time per second",
+        "  renderer task time (CDP TaskDuration) per second",
+        "  layout + style recalculation per second",
+    ):
+        cells = row(scenario)
+        assert cells[1] != "-" and cells[3] != "-", (scenario, text)  # both renderers measured
+    received = row("  market messages received per second")
+    assert float(received[0].replace(",", "")) > 0 and float(received[1].replace(",", "")) > 0, text
+    frames = row("frames dropped (of frames drawn)")  # "<dropped> of <frames> <dropped> of <frames> - - -"
+    assert int(frames[2]) > 0 and int(frames[5]) > 0, text
+    first_load = row("P19 API requests on first load")
+    assert int(first_load[0]) >= 1 and first_load[-1] in ("yes", "NO"), text
+    assert "/v2/dashboard/bootstrap" in text  # the notes list the first load's calls
+    assert "page errors" not in text, text
+    for renderer in ("optimised", "naive"):
+        assert (tmp_path / "shots" / f"benchmark-dashboard-{renderer}.png").stat().st_size > 0
+    assert not Account.objects.exists()  # the real (test) database was not touched
+    if throwaway:
+        assert not Path(throwaway).exists()

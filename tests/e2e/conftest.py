@@ -1,0 +1,195 @@
+"""Fixtures of the browser tests (tests/e2e/browser.py): one live stack and one chromium per module."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.db import DEFAULT_DB_ALIAS, connection
+from django.test.utils import setup_databases, teardown_databases
+from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize
+from pytest_django import DjangoDbBlocker
+
+from tests.e2e.browser import (
+    DESKTOP,
+    MISSING_CHROMIUM,
+    SCREENSHOT_DIR,
+    LiveStack,
+    PageWatch,
+    chromium_browser,
+    chromium_executable,
+    collect_static,
+    live_stack,
+    node_modules_problem,
+    save_screenshot,
+    screenshot_path,
+    seed_market,
+)
+
+STACK_SYMBOLS = 500  # Property 18: a 500-row market table
+TICKING_SYMBOLS = 200
+TICK_INTERVAL_S = 1.0
+
+# Read at collection, before any fixture can switch the connection to a test database.
+_CONFIGURED_DATABASE_NAME = settings.DATABASES[DEFAULT_DB_ALIAS]["NAME"]
+_phase_reports = pytest.StashKey[dict[str, pytest.TestReport]]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    # Kept so the page fixture knows at teardown whether the test failed (its screenshot says so).
+    report = yield
+    item.stash.setdefault(_phase_reports, {})[report.when] = report
+    stack = getattr(item, "funcargs", {}).get("dashboard_stack")
+    if report.failed and isinstance(stack, LiveStack):
+        report.sections.append(("live stack logs", stack.logs()))
+    return report
+
+
+@pytest.fixture(scope="module")
+def chromium(dashboard_stack: LiveStack) -> Iterator[Browser]:
+    # After the stack and closed before it (see chromium_browser): the stack seeds and flushes
+    # the database on the connection Django uses outside Playwright's event loop.
+    executable = chromium_executable()
+    if executable is None:
+        pytest.skip(MISSING_CHROMIUM)
+    with chromium_browser(executable) as browser:
+        yield browser
+
+
+@contextmanager
+def _test_database(django_db_blocker: DjangoDbBlocker) -> Iterator[None]:
+    """The test database, created here when pytest-django did not create one.
+
+    pytest-django creates it only when some collected test carries a ``django_db`` marker or a
+    db fixture, and those wrap each test in a transaction or flush after it: both wrong for a
+    stack whose processes share one seeded database for a whole module. So these tests carry
+    neither; alone in a run, the module makes the database itself.
+    """
+    if connection.settings_dict["NAME"] != _CONFIGURED_DATABASE_NAME:
+        yield  # pytest-django switched to its test database
+        return
+    with django_db_blocker.unblock():
+        created = setup_databases(
+            verbosity=0, interactive=False, aliases={DEFAULT_DB_ALIAS: False}, serialized_aliases=set()
+        )
+    try:
+        yield
+    finally:
+        with django_db_blocker.unblock():
+            _wait_for_other_sessions_to_end()
+            teardown_databases(created, verbosity=0)
+
+
+def _wait_for_other_sessions_to_end(timeout: float = 10.0) -> None:
+    """PostgreSQL refuses to drop a database with sessions open, and a server's session ends a
+    moment after its process does (the backend notices the closed socket)."""
+    if connection.vendor != "postgresql":
+        return
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            row = cursor.fetchone()
+            if not row or row[0] == 0:
+                return
+            time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def dashboard_stack(
+    django_db_setup: None, django_db_blocker: DjangoDbBlocker, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveStack]:
+    """The live stack over 500 seeded symbols, shared by a module's tests; the database is
+    flushed afterwards (real processes committed its rows, as under transactional_db)."""
+    problem = node_modules_problem()
+    if problem:
+        pytest.fail(problem)
+    workdir = tmp_path_factory.mktemp("dashboard-stack")
+    with _test_database(django_db_blocker):
+        try:
+            with django_db_blocker.unblock():
+                collect_static()
+                symbols = seed_market(symbols=STACK_SYMBOLS, workdir=workdir)
+            with live_stack(
+                workdir, symbols=symbols, ticking=TICKING_SYMBOLS, tick_interval_s=TICK_INTERVAL_S
+            ) as stack:
+                yield stack
+        finally:
+            with django_db_blocker.unblock():
+                call_command("flush", interactive=False, verbosity=0)
+
+
+@pytest.fixture
+def live_db(django_db_blocker: DjangoDbBlocker, dashboard_stack: LiveStack) -> Iterator[None]:
+    """ORM access for a test over the live stack, without a transaction around it (the servers
+    must see what the test writes, and a SQLite write transaction would lock them out)."""
+    with django_db_blocker.unblock():
+        yield
+
+
+@dataclass
+class OpenedPage:
+    page: Page
+    watch: PageWatch
+    name: str
+
+
+@dataclass
+class Pages:
+    """Browser contexts of one test (each its own cookies), screenshotted when the test ends."""
+
+    browser: Browser
+    stack: LiveStack
+    test_name: str
+    opened: list[OpenedPage] = field(default_factory=list)
+    contexts: list[BrowserContext] = field(default_factory=list)
+
+    def open(self, *, viewport: ViewportSize | None = None, name: str = "", **options: Any) -> OpenedPage:
+        context = self.browser.new_context(
+            base_url=self.stack.base_url, viewport=viewport or DESKTOP, **options
+        )
+        self.contexts.append(context)
+        page = context.new_page()
+        watch = PageWatch()
+        watch.attach(page)
+        opened = OpenedPage(page=page, watch=watch, name=name or f"page{len(self.opened) + 1}")
+        self.opened.append(opened)
+        return opened
+
+    def screenshot(self, page: Page, label: str, *, full_page: bool = False) -> None:
+        """A screenshot at a moment the test chooses, named after the test and ``label``."""
+        save_screenshot(page, f"{self.test_name}-{label}", full_page=full_page)
+
+    def close(self, *, failed: bool) -> None:
+        for opened in self.opened:
+            suffix = "-FAILED" if failed else ""
+            label = "" if len(self.opened) == 1 else f"-{opened.name}"
+            try:
+                save_screenshot(opened.page, f"{self.test_name}{label}{suffix}")
+            except Exception as error:  # a crashed page must not hide the test's own failure
+                print(f"screenshot of {opened.name} failed: {error}")
+        for context in self.contexts:
+            context.close()
+
+
+@pytest.fixture
+def pages(chromium: Browser, dashboard_stack: LiveStack, request: pytest.FixtureRequest) -> Iterator[Pages]:
+    opened = Pages(browser=chromium, stack=dashboard_stack, test_name=request.node.name)
+    stem = screenshot_path(opened.test_name).stem
+    for stale in [*SCREENSHOT_DIR.glob(f"{stem}.png"), *SCREENSHOT_DIR.glob(f"{stem}-*.png")]:
+        stale.unlink()  # an earlier run's, e.g. a -FAILED one this run would not overwrite
+    yield opened
+    reports = request.node.stash.get(_phase_reports, {})
+    failed = any(report.failed for report in reports.values())
+    opened.close(failed=failed)

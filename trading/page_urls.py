@@ -1,0 +1,43 @@
+"""Routes of the server-rendered pages (session login, CSRF on every form).
+
+The password views are Django's own; their URL names are the ones those views and their e-mail
+template reverse (``password_change_done``, ``password_reset_confirm``...).
+"""
+
+from django.contrib.auth import views as auth_views
+from django.urls import URLPattern, URLResolver, path
+
+from trading import views
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("", views.home, name="home"),
+    path("signup", views.signup, name="signup"),
+    path("login", views.ThrottledLoginView.as_view(), name="login"),
+    path("logout", auth_views.LogoutView.as_view(), name="logout"),
+    path(
+        "password/change",
+        auth_views.PasswordChangeView.as_view(template_name="registration/site_password_change_form.html"),
+        name="password_change",
+    ),
+    path(
+        "password/change/done",
+        auth_views.PasswordChangeDoneView.as_view(
+            template_name="registration/site_password_change_done.html"
+        ),
+        name="password_change_done",
+    ),
+    path("password/reset/", auth_views.PasswordResetView.as_view(), name="password_reset"),
+    path("password/reset/done/", auth_views.PasswordResetDoneView.as_view(), name="password_reset_done"),
+    path(
+        "password/reset/<uidb64>/<token>/",
+        auth_views.PasswordResetConfirmView.as_view(),
+        name="password_reset_confirm",
+    ),
+    path(
+        "password/reset/complete/",
+        auth_views.PasswordResetCompleteView.as_view(),
+        name="password_reset_complete",
+    ),
+    path("keys", views.api_keys, name="keys"),
+    path("keys/<str:key_id>/revoke", views.api_key_revoke, name="key_revoke"),
+]
