@@ -31,7 +31,7 @@ from analytics.models import AccountAnalytics
 from analytics.selectors import account_analytics_get, leaderboard_get
 from jobs.api import StatementSerializer
 from jobs.selectors import statements_list
-from trading import selectors, services
+from trading import calendar, selectors, services
 from trading.api.serializers import AccountSerializer, OrderSerializer, PositionSerializer, activity_shape
 from trading.errors import InvalidRequest, NotFound
 from trading.models import Account, Asset, DailyBar, MinuteBar, Watchlist
@@ -143,6 +143,12 @@ def _analytics_or_none(account: Account) -> dict[str, Any] | None:
     return account_analytics_get(account=account)
 
 
+def _next_day_start(now: dt.datetime) -> dt.datetime:
+    # prev_close, volume and last_equity roll over where selectors.day_boundary puts the next
+    # trading day's start; a page open across that instant re-fetches the bootstrap then.
+    return calendar.day_start(calendar.trading_day_of(now) + dt.timedelta(days=1))
+
+
 def dashboard_bootstrap_get(
     *,
     user: AbstractBaseUser | AnonymousUser,
@@ -189,5 +195,6 @@ def dashboard_bootstrap_get(
             "batch_window_ms": settings.STREAM_BATCH_WINDOW_MS,
             "self_reset": settings.ACCOUNT_SELF_RESET,
             "perf_report_interval_s": settings.DASHBOARD_PERF_REPORT_INTERVAL_S,
+            "next_day_start": _next_day_start(now).astimezone(dt.UTC).isoformat(),
         },
     }

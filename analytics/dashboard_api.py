@@ -73,6 +73,7 @@ class DashboardConfigSerializer(serializers.Serializer[Any]):
     batch_window_ms = serializers.IntegerField()
     self_reset = serializers.BooleanField()
     perf_report_interval_s = serializers.FloatField()
+    next_day_start = serializers.DateTimeField()
 
 
 class DashboardBootstrapSerializer(serializers.Serializer[Any]):

@@ -445,6 +445,7 @@ class DashboardConsumer(_StreamConsumer):
     """
 
     wants_snapshot = True
+    _registry_token: str | None = None
     # Frames that arrive while the connect snapshot is being read wait here, so the snapshot is
     # always first; None once it has been sent.
     _held: list[str] | None = None
@@ -455,9 +456,19 @@ class DashboardConsumer(_StreamConsumer):
         if identity is None:
             await self.close()
             return
-        self.identity = identity
         self.fanout = fanout.manager()
         await self.fanout.ensure_started()
+        # Each socket costs a snapshot read and a place in every leaderboard broadcast, so a
+        # session gets the same number of them as a key gets streams; over it the handshake is
+        # refused (403) and the page's reconnect backs off.
+        token = f"{self.fanout.token}:{id(self)}"
+        if not await self.fanout.registry.acquire(
+            self._limit_key(identity), token, settings.STREAM_MAX_CONNECTIONS_PER_KEY
+        ):
+            await self.close()
+            return
+        self._registry_token = token
+        self.identity = identity
         self._bucket = TokenBucket(settings.STREAM_INBOUND_RATE, settings.STREAM_INBOUND_BURST)
         await self.accept()
         # Listen before reading the snapshot: an event committed after the read is then held and
@@ -500,6 +511,12 @@ class DashboardConsumer(_StreamConsumer):
         if self.identity is not None:
             self.fanout.unlisten_account(self.identity.account_id, self)
             self.fanout.unlisten_leaderboard(self)
+            if self._registry_token is not None:
+                await self.fanout.registry.release(self._limit_key(self.identity), self._registry_token)
+
+    @staticmethod
+    def _limit_key(identity: StreamIdentity) -> str:
+        return f"dashboard:{identity.limit_key}"
 
 
 def encode_control_json(message: dict[str, Any]) -> str:

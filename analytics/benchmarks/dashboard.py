@@ -51,8 +51,8 @@ from django.core.management.base import CommandError
 from django.db import connection
 
 from analytics.benchmarks import _database
+from analytics.benchmarks._processes import process_stop, redis_keys_delete
 from analytics.benchmarks._report import Report, Row
-from config.redis_pools import redis_client
 from trading import services
 
 if TYPE_CHECKING:
@@ -272,13 +272,13 @@ def _stack(
     }  # fmt: skip
     with ExitStack() as cleanup:
         # Last out: the quotes hash, limiter and cache keys the run left in Redis.
-        cleanup.callback(_delete_redis_keys, f"{run_id}*")
+        cleanup.callback(redis_keys_delete, f"{run_id}*")
         started: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
         for name, command in commands.items():
             log_path = workdir / f"{name}.log"
             output = cleanup.enter_context(open(log_path, "wb"))
             process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
-            cleanup.callback(_stop, process)
+            cleanup.callback(process_stop, process)
             started[name] = (process, log_path)
         log(f"starting gunicorn :{http_port}, daphne :{ws_port} and the market")
         _wait(*started["gunicorn"], _listening(http_port), "gunicorn")
@@ -289,24 +289,6 @@ def _stack(
                 raise CommandError(
                     f"{name} exited during the run:\n{log_path.read_text(errors='replace')[-3000:]}"
                 )
-
-
-def _delete_redis_keys(*patterns: str) -> None:
-    client = redis_client()
-    for pattern in patterns:
-        keys = list(client.scan_iter(match=pattern, count=1000))
-        if keys:
-            client.delete(*keys)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 # --- The browser ---------------------------------------------------------------------------------------

@@ -58,6 +58,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 
 from analytics.benchmarks import _database
+from analytics.benchmarks._processes import process_stop
 from analytics.benchmarks._report import Report, Row
 from analytics.benchmarks._stream_procs import _open
 from config.redis_pools import redis_client
@@ -358,12 +359,7 @@ def _server(kind: str, plan: Plan, database_url: str) -> Iterator[tuple[int, int
                 time.sleep(0.1)
         yield port, process.pid
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        process_stop(process)
 
 
 # --- Publisher and relay ------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from analytics.benchmarks._database import throwaway_database
 from analytics.benchmarks._report import Report, Row
 from realtime.throttle import ThrottleController
 from realtime.wire import WireTick
-from realtime.writer import TICK_COLUMNS, TickWriter, WindowBatch, recorded_at
+from realtime.writer import TICK_COLUMNS, TickWriter, WindowBatch, recorded_at, ticks_bulk_create
 from trading.models import StockPriceHistory
 
 HELP = (
@@ -137,22 +137,7 @@ def _through_writer(windows: list[list[WireTick]]) -> None:
 def _through_bulk_create(windows: list[list[WireTick]]) -> None:
     for ticks in windows:
         with transaction.atomic():
-            StockPriceHistory.objects.bulk_create(
-                [
-                    StockPriceHistory(
-                        symbol=t.symbol,
-                        seq=t.seq,
-                        price_units=t.price,
-                        size=t.size,
-                        bid_units=t.bid,
-                        bid_size=t.bid_size,
-                        ask_units=t.ask,
-                        ask_size=t.ask_size,
-                        recorded_at=recorded_at(t.at_ns),
-                    )
-                    for t in ticks
-                ]
-            )
+            ticks_bulk_create(ticks)
 
 
 def _through_psycopg_copy(windows: list[list[WireTick]]) -> None:

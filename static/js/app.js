@@ -16,20 +16,16 @@ import {
   AnalyticsPanel,
   FillsPanel,
   LeaderboardPanel,
-  OPEN_STATUSES,
   OpenOrdersPanel,
   OrderHistoryPanel,
   PositionsPanel,
   StatementsPanel,
-  fillFromTradeUpdate,
 } from "./panels.js";
 import { PerfMonitor } from "./perf.js";
-import { Store, boundedPrepend } from "./store.js";
+import { Store } from "./store.js";
 import { ConnectionIndicator, DashboardStream, MarketDataStream, backoffDelay } from "./streams.js";
+import { MAX_FILLS, MAX_ORDERS, Resyncer, applyDashboardMessage, applyOrder } from "./sync.js";
 
-// Bounded histories: the page may stay open for days.
-export const MAX_ORDERS = 200;
-export const MAX_FILLS = 200;
 const SYMBOL_KEY = "dashboard.symbol";
 const RESYNC_DELAY_MS = 250;
 
@@ -98,50 +94,7 @@ function applyBootstrap(data) {
   store.set("leaderboard", data.leaderboard || null);
   store.set("analytics", data.analytics || null);
   store.set("statements", data.statements || []);
-}
-
-/** An order's new state (from the stream or a POST answer) in the open list and the history. */
-function applyOrder(order) {
-  const state = store.state;
-  const isOpen = OPEN_STATUSES.has(order.status);
-  const openIndex = state.openOrders.findIndex((item) => item.id === order.id);
-  if (isOpen && openIndex >= 0) {
-    const openOrders = state.openOrders.slice();
-    openOrders[openIndex] = order;
-    store.set("openOrders", openOrders);
-  } else if (isOpen) {
-    store.set("openOrders", [order, ...state.openOrders]);
-  } else if (openIndex >= 0) {
-    store.set(
-      "openOrders",
-      state.openOrders.filter((item) => item.id !== order.id),
-    );
-  }
-  const historyIndex = state.orders.findIndex((item) => item.id === order.id);
-  if (historyIndex >= 0) {
-    const orders = state.orders.slice();
-    orders[historyIndex] = order;
-    store.set("orders", orders);
-  } else {
-    store.set("orders", boundedPrepend(state.orders, order, MAX_ORDERS));
-  }
-}
-
-function applyDashboardMessage(message) {
-  const data = message.data || {};
-  if (message.stream === "account_update") {
-    if (data.account) store.set("account", data.account);
-    if (Array.isArray(data.positions)) store.set("positions", data.positions);
-    const update = data.trade_update;
-    if (update && update.order) {
-      applyOrder(update.order);
-      if (update.event === "fill" || update.event === "partial_fill") {
-        store.set("fills", boundedPrepend(store.state.fills, fillFromTradeUpdate(update), MAX_FILLS));
-      }
-    }
-  } else if (message.stream === "leaderboard") {
-    store.set("leaderboard", data);
-  }
+  resyncer.scheduleRollover(data.config && data.config.next_day_start, data.as_of);
 }
 
 let bootstrapAttempt = 0;
@@ -165,22 +118,21 @@ async function loadBootstrap() {
 
 // After a socket comes back, ticks and order events may have been missed: one bootstrap call
 // brings everything to the server's present. Both sockets reconnecting together share one call.
-let resyncTimer = 0;
-function scheduleResync() {
-  if (resyncTimer) return;
-  resyncTimer = setTimeout(async () => {
-    try {
-      applyBootstrap(await loadBootstrap());
-      dashboard.resyncs += 1;
-      const selected = store.state.ui.selected;
-      if (selected && chart) chart.load(selected);
-    } catch (error) {
-      console.error("dashboard: resync failed", error);
-    } finally {
-      resyncTimer = 0;
-    }
-  }, RESYNC_DELAY_MS);
-}
+// The same call at the next trading day's start brings the new day's change, volume and day P&L.
+const resyncer = new Resyncer({
+  load: loadBootstrap,
+  apply: (data) => {
+    applyBootstrap(data);
+    dashboard.resyncs += 1;
+    const selected = store.state.ui.selected;
+    if (selected && chart) chart.load(selected);
+  },
+  applyMessage: (message) => applyDashboardMessage(store, message),
+  onError: (error) => console.error("dashboard: resync failed", error),
+  delayMs: RESYNC_DELAY_MS,
+});
+dashboard.resyncer = resyncer;
+const scheduleResync = () => resyncer.schedule();
 
 // --- Components -----------------------------------------------------------------------------------
 
@@ -279,7 +231,7 @@ async function main() {
     announce,
     onSymbol: (symbol) => select(symbol),
     onPlaced: (order) => {
-      applyOrder(order);
+      resyncer.defer(() => applyOrder(store, order));
       // Without the dashboard channel, positions and cash would wait for the next reconnect.
       if (store.state.streamDashboard !== "open") scheduleResync();
     },
@@ -370,7 +322,7 @@ async function main() {
     onReady: ({ reconnected }) => {
       if (reconnected) scheduleResync();
     },
-    onMessage: applyDashboardMessage,
+    onMessage: (message) => resyncer.dispatch(message),
   });
   dashboard.streams = { marketData, dashboard: dashboardStream };
   marketData.start();

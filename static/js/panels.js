@@ -273,11 +273,16 @@ const OPEN_ORDER_COLUMNS = [
 ];
 
 export class OpenOrdersPanel {
-  constructor({ root, api, store, announce, onSelect }) {
+  constructor({ root, api, store, announce, onSelect, doc, win }) {
     this.api = api;
     this.store = store;
     this.announce = announce;
+    // Ids whose DELETE is in flight: kept here, not on the stored orders, which the stream and
+    // resyncs replace at any moment and would bring the Cancel button back mid-request.
+    this.canceling = new Set();
     this.table = new VirtualTable({
+      doc,
+      win,
       root: root.querySelector(".panel-body"),
       label: "Open orders",
       columns: OPEN_ORDER_COLUMNS,
@@ -307,17 +312,26 @@ export class OpenOrdersPanel {
   update(state) {
     if (state.openOrders === this.orders) return;
     this.orders = state.openOrders;
-    this.table.setItems(this.orders);
+    this.#render();
     if (this.count) this.count.textContent = String(this.orders.length);
+  }
+
+  #render() {
+    const orders = this.orders || [];
+    const canceling = this.canceling;
+    const shown = canceling.size ? orders.map((order) => (canceling.has(order.id) ? { ...order, canceling: true } : order)) : orders;
+    this.table.setItems(shown);
   }
 
   async cancel(id) {
     const order = this.store.state.openOrders.find((item) => item.id === id);
-    if (!order || order.canceling) return;
-    this.#replace(id, { ...order, canceling: true });
+    if (!order || this.canceling.has(id)) return;
+    this.canceling.add(id);
+    this.#render();
     this.error.textContent = "";
     try {
       await this.api.delete(`/v2/orders/${encodeURIComponent(id)}`);
+      this.canceling.delete(id);
       // Canceled: it leaves the open list now; the stream's "canceled" event confirms it.
       this.store.set(
         "openOrders",
@@ -325,17 +339,10 @@ export class OpenOrdersPanel {
       );
       this.announce(`Canceled ${order.side} ${order.qty} ${order.symbol}.`);
     } catch (error) {
-      const current = this.store.state.openOrders.find((item) => item.id === id);
-      if (current) this.#replace(id, { ...current, canceling: false });
+      this.canceling.delete(id);
+      this.#render();
       this.error.textContent = errorMessage(error);
     }
-  }
-
-  #replace(id, order) {
-    this.store.set(
-      "openOrders",
-      this.store.state.openOrders.map((item) => (item.id === id ? order : item)),
-    );
   }
 }
 
@@ -556,13 +563,31 @@ export function statementPeriods(now = new Date(), count = 12) {
 }
 
 const JOB_POLL_MS = [500, 1000, 1000, 2000, 2000, 3000, 5000];
+// A job still queued after this long waits on a worker that is down or swamped: stop polling.
+export const JOB_GIVE_UP_MS = 120000;
+
+/**
+ * Follows a statement job until it ends, calling `onStatus(job)` before each wait. Returns the
+ * finished job, or the last one seen with `gaveUp: true` once `giveUpMs` passed on `now()`.
+ */
+export async function followJob({ api, job, timers, now = Date.now, onStatus = () => {}, giveUpMs = JOB_GIVE_UP_MS }) {
+  const started = now();
+  for (let poll = 0; job.status === "queued" || job.status === "running"; poll++) {
+    if (now() - started >= giveUpMs) return { ...job, gaveUp: true };
+    onStatus(job);
+    await new Promise((resolve) => timers.setTimeout(resolve, JOB_POLL_MS[Math.min(poll, JOB_POLL_MS.length - 1)]));
+    job = await api.get(`/v2/jobs/${encodeURIComponent(job.job_id)}`);
+  }
+  return job;
+}
 
 export class StatementsPanel {
-  constructor({ root, api, store, announce, timers = window }) {
+  constructor({ root, api, store, announce, timers = window, now = Date.now }) {
     this.api = api;
     this.store = store;
     this.announce = announce;
     this.timers = timers;
+    this.now = now;
     this.form = root.querySelector("form");
     this.status = root.querySelector("[data-job-status]");
     this.select = this.form.elements.namedItem("period");
@@ -634,11 +659,16 @@ export class StatementsPanel {
     button.disabled = true;
     this.#status("queued", `Requesting the ${period} statement\u2026`);
     try {
-      let job = await this.api.post("/v2/statements", { period });
-      for (let poll = 0; job.status === "queued" || job.status === "running"; poll++) {
-        this.#status(job.status, `Statement ${period}: ${job.status}\u2026`);
-        await new Promise((resolve) => this.timers.setTimeout(resolve, JOB_POLL_MS[Math.min(poll, JOB_POLL_MS.length - 1)]));
-        job = await this.api.get(`/v2/jobs/${encodeURIComponent(job.job_id)}`);
+      const job = await followJob({
+        api: this.api,
+        job: await this.api.post("/v2/statements", { period }),
+        timers: this.timers,
+        now: this.now,
+        onStatus: (current) => this.#status(current.status, `Statement ${period}: ${current.status}\u2026`),
+      });
+      if (job.gaveUp) {
+        this.#status(job.status, `Statement ${period} is still ${job.status} - check back later.`);
+        return;
       }
       if (job.status !== "succeeded") {
         this.#status("failed", `Statement ${period} failed: ${job.error || "unknown error"}`);

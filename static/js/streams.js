@@ -192,28 +192,37 @@ export class MarketDataStream {
 /**
  * The dashboard channel: JSON objects {"stream": "account_update" | "leaderboard", "data": ...}.
  * The server refuses the handshake without a session, which reads here as a drop and is retried.
+ * The channel is ready at its first account_update (the server's snapshot, always sent first),
+ * not when the socket opens: a server that accepts and then closes must not reset the backoff
+ * nor set off a resync on every attempt.
  */
 export class DashboardStream {
   constructor({ url, onMessage, onState = () => {}, onReady = () => {}, WebSocketImpl, timers, backoff }) {
     this.onMessage = onMessage;
+    this.awaitingSnapshot = false;
     this.socket = new ReconnectingSocket({
       url,
       WebSocketImpl,
       timers,
       backoff,
       onState: (state, detail) => onState(state, detail),
-      onSocketOpen: (socket) => {
-        socket.ready();
-        onReady({ reconnected: socket.readyCount > 1 });
+      onSocketOpen: () => {
+        this.awaitingSnapshot = true;
       },
-      onMessage: (data) => {
+      onMessage: (data, socket) => {
         let message;
         try {
           message = JSON.parse(data);
         } catch {
           return;
         }
-        if (message && typeof message === "object" && typeof message.stream === "string") this.onMessage(message);
+        if (!message || typeof message !== "object" || typeof message.stream !== "string") return;
+        if (this.awaitingSnapshot && message.stream === "account_update") {
+          this.awaitingSnapshot = false;
+          socket.ready();
+          onReady({ reconnected: socket.readyCount > 1 });
+        }
+        this.onMessage(message);
       },
     });
   }

@@ -9,6 +9,7 @@ server reports, the note naming the load generator and the clean-up are.
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from django.core.management import call_command
 from django.db import connection
 
 from analytics.benchmarks.api import LoadClient
+from config.redis_pools import redis_client
 from trading.models import Account
 
 
@@ -64,6 +66,7 @@ def test_benchmark_api_prints_its_table(tmp_path: Path, client: str) -> None:
     assert not Account.objects.exists()  # the real (test) database was not touched
     if throwaway:
         assert not Path(throwaway).exists()
+    assert not list(redis_client().scan_iter(match=f"bench{os.getpid()}*"))  # its keys are gone
 
 
 def test_without_wrk_the_python_client_is_used_and_said(monkeypatch: pytest.MonkeyPatch) -> None:

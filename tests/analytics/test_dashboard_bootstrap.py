@@ -118,6 +118,7 @@ def test_the_answer_has_exactly_the_documented_shape(
     make_asset("AAPL")
     account = make_account(username="alice")
 
+    before = timezone.now()
     body = _bootstrap(_session(account))
 
     assert set(body) == TOP_KEYS == set(DashboardBootstrapSerializer().fields)
@@ -131,7 +132,15 @@ def test_the_answer_has_exactly_the_documented_shape(
         "trade_updates": "ws://testserver:8001/stream",
         "dashboard": "ws://testserver:8001/ws/dashboard",
     }
+    next_day_start = dt.datetime.fromisoformat(body["config"].pop("next_day_start"))
     assert body["config"] == {"batch_window_ms": 100, "self_reset": True, "perf_report_interval_s": 30.0}
+    # The next trading day's start, as day_boundary draws it: the page re-fetches there.
+    assert next_day_start.utcoffset() == dt.timedelta(0)
+    assert next_day_start > before
+    assert trading_selectors.day_boundary(next_day_start) == next_day_start
+    assert trading_selectors.day_boundary(next_day_start - dt.timedelta(microseconds=1)) == (
+        trading_selectors.day_boundary(before)
+    )
     assert body["analytics"] is None  # before the first analytics run
     assert body["statements"] == [] and body["positions"] == [] and body["fills"] == []
 

@@ -35,7 +35,7 @@ from django.core.management import call_command
 from django.db import connections
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, ViewportSize, sync_playwright
 
-from config.redis_pools import redis_client
+from analytics.benchmarks._processes import process_stop, redis_keys_delete
 from tests.processes import ROOT, VENV_BIN, ServerProcess, free_port, gunicorn_server, test_database_url
 from trading import services
 from trading.models import Account, Asset
@@ -163,7 +163,7 @@ class LiveStack:
 
     def stop_daphne(self) -> None:
         if self.daphne is not None:
-            _terminate(self.daphne)
+            process_stop(self.daphne)
 
     def assert_running(self) -> None:
         for name, process in (("gunicorn", self.http.process), ("market", self.market)):
@@ -208,24 +208,6 @@ def _wait_until_listening(
     )
 
 
-def _delete_redis_keys(*patterns: str) -> None:
-    client = redis_client()
-    for pattern in patterns:
-        keys = list(client.scan_iter(match=pattern, count=1000))
-        if keys:
-            client.delete(*keys)
-
-
-def _terminate(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def stack_env(ws_port: int, run: str) -> dict[str, str]:
     """Environment of every process of one stack: the test database, and channels and Redis keys
     of its own, all named ``test:browser:<run>:...``."""
@@ -266,17 +248,17 @@ def live_stack(
     env = stack_env(ws_port, run)
     with ExitStack() as cleanup:
         # Last out: the quotes hash, limiter and cache keys the stack left in Redis.
-        cleanup.callback(_delete_redis_keys, f"test:browser:{run}:*", f"test-browser-{run}:*")
+        cleanup.callback(redis_keys_delete, f"test:browser:{run}:*", f"test-browser-{run}:*")
         market_log = cleanup.enter_context(open(workdir / "market.log", "wb"))
         market = subprocess.Popen(
             [str(VENV_BIN / "python"), "manage.py", "run_market", "--symbols", str(ticking),
              "--tick-interval", str(tick_interval_s), "--window-ms", "100", "--seed", "7"],
             cwd=ROOT, env=env, stdout=market_log, stderr=subprocess.STDOUT,
         )  # fmt: skip
-        cleanup.callback(_terminate, market)
+        cleanup.callback(process_stop, market)
         # daphne starts while gunicorn does: two cold Django start-ups in parallel.
         daphne, daphne_log = _spawn_daphne(workdir, ws_port, env, 1)
-        cleanup.callback(_terminate, daphne)
+        cleanup.callback(process_stop, daphne)
         http = cleanup.enter_context(gunicorn_server(workdir, extra_env=env))
         _wait_until_listening(daphne, ws_port, daphne_log, timeout=30)
         stack = LiveStack(

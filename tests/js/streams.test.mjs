@@ -198,17 +198,87 @@ describe("MarketDataStream", () => {
 });
 
 describe("DashboardStream", () => {
-  test("is live once open and hands objects with a stream name to the page", () => {
+  test("is live at the first account_update (the snapshot) and hands objects with a stream name to the page", () => {
     const { FakeWebSocket, opened } = fakeSockets();
     const timers = fakeTimers();
     const messages = [];
-    const stream = new DashboardStream({ url: "ws://x/ws/dashboard", WebSocketImpl: FakeWebSocket, timers, onMessage: (m) => messages.push(m) });
+    const readies = [];
+    const stream = new DashboardStream({
+      url: "ws://x/ws/dashboard",
+      WebSocketImpl: FakeWebSocket,
+      timers,
+      onMessage: (m) => messages.push(m),
+      onReady: (info) => readies.push(info),
+    });
     stream.start();
     opened[0].open();
+    assert.equal(stream.socket.state, "connecting", "an open socket is not yet a working channel");
+    assert.deepEqual(readies, []);
+    opened[0].receive({ stream: "account_update", data: { account: {}, positions: [] } });
     assert.equal(stream.socket.state, "open");
+    assert.deepEqual(readies, [{ reconnected: false }]);
     opened[0].receive({ stream: "account_update", data: { account: {}, positions: [] } });
     opened[0].receive(["not", "an", "object"]);
-    assert.equal(messages.length, 1);
+    assert.equal(messages.length, 2);
+    assert.equal(readies.length, 1, "only the first frame of a connection makes it ready");
+
+    opened[0].drop();
+    timers.runAll();
+    opened[1].open();
+    opened[1].receive({ stream: "account_update", data: { account: {}, positions: [] } });
+    assert.deepEqual(readies[1], { reconnected: true });
+  });
+
+  test("a server that accepts and then closes meets a growing backoff and no resyncs", () => {
+    const { FakeWebSocket, opened } = fakeSockets();
+    const timers = fakeTimers();
+    const readies = [];
+    const stream = new DashboardStream({
+      url: "ws://x/ws/dashboard",
+      WebSocketImpl: FakeWebSocket,
+      timers,
+      backoff: { baseMs: 100, capMs: 10000, random: () => 0 },
+      onMessage: () => {},
+      onReady: (info) => readies.push(info),
+    });
+    stream.start();
+    const waits = [];
+    for (let i = 0; i < 5; i++) {
+      opened[i].open();
+      opened[i].receive({ stream: "leaderboard", data: {} }); // not the snapshot: still not ready
+      opened[i].drop();
+      waits.push(...timers.runAll());
+    }
+    assert.deepEqual(waits, [50, 100, 200, 400, 800]);
+    assert.deepEqual(readies, []);
+    assert.equal(stream.socket.state, "reconnecting");
+  });
+});
+
+describe("MarketDataStream readiness", () => {
+  test("a server that accepts, says connected and closes meets a growing backoff and no resyncs", () => {
+    const { FakeWebSocket, opened } = fakeSockets();
+    const timers = fakeTimers();
+    const readies = [];
+    const stream = new MarketDataStream({
+      url: "ws://x/v2/iex",
+      WebSocketImpl: FakeWebSocket,
+      timers,
+      backoff: { baseMs: 100, capMs: 10000, random: () => 0 },
+      onData: () => {},
+      onReady: (info) => readies.push(info),
+    });
+    stream.start();
+    const waits = [];
+    for (let i = 0; i < 4; i++) {
+      opened[i].open();
+      opened[i].receive([{ T: "success", msg: "connected" }]);
+      opened[i].receive([{ T: "success", msg: "authenticated" }]);
+      opened[i].drop();
+      waits.push(...timers.runAll());
+    }
+    assert.deepEqual(waits, [50, 100, 200, 400]);
+    assert.deepEqual(readies, []);
   });
 });
 

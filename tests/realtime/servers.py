@@ -21,6 +21,7 @@ from pathlib import Path
 from django.conf import settings as django_settings
 from pytest_django.fixtures import Settings
 
+from analytics.benchmarks._processes import process_stop
 from config.redis_pools import redis_client
 from realtime.wire import Window
 from tests.processes import ROOT, VENV_BIN, free_port, test_database_url
@@ -103,12 +104,7 @@ def daphne_server(tmp_path: Path, *, extra_env: Mapping[str, str] | None = None)
         _wait_until_listening(server, timeout=30)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        process_stop(process)
 
 
 def market_env(**extra: str) -> dict[str, str]:

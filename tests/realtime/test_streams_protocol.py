@@ -425,6 +425,39 @@ def test_trade_updates_connection_limit_per_key(credentials: tuple[str, str], se
     run(body)
 
 
+def test_dashboard_sockets_per_session_are_limited(
+    stream_settings: Settings,
+    transactional_db: None,
+    make_account: Callable[..., Account],
+) -> None:
+    """/ws/dashboard counts its sockets per user apart from the Alpaca streams: the one over the
+    limit is refused at the handshake, and a disconnect frees its slot."""
+    stream_settings.STREAM_MAX_CONNECTIONS_PER_KEY = 2
+    cookie = session_cookie(make_account().user_id)
+
+    async def dashboard() -> tuple[bool, WebsocketCommunicator]:
+        communicator = WebsocketCommunicator(application, "/ws/dashboard", headers=cookie)
+        connected, _ = await communicator.connect(timeout=TIMEOUT)
+        if connected:
+            assert json.loads(await communicator.receive_from(TIMEOUT))["stream"] == "account_update"
+        return connected, communicator
+
+    async def body() -> None:
+        market_data = await open_stream(headers=cookie)  # the Alpaca stream counts apart
+        assert await say(market_data, {"action": "auth"}) == [{"T": "success", "msg": "authenticated"}]
+        (first_ok, first), (second_ok, second) = await dashboard(), await dashboard()
+        assert first_ok and second_ok
+        third_ok, _ = await dashboard()
+        assert third_ok is False
+        await first.disconnect()
+        fourth_ok, fourth = await dashboard()
+        assert fourth_ok
+        for communicator in (second, fourth, market_data):
+            await communicator.disconnect()
+
+    run(body)
+
+
 def test_gaps_are_counted_and_a_backwards_jump_is_a_restart(credentials: tuple[str, str]) -> None:
     async def body() -> None:
         ws = await open_stream()

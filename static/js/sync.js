@@ -1,0 +1,200 @@
+// Keeping the page's copy of the account in step with the server. Order states arrive from two
+// places (the POST answer and the dashboard channel) in no fixed order, and a resync replaces
+// the state wholesale with a snapshot taken while events kept arriving: the rules here make the
+// newest word win whichever way they interleave.
+
+import { OPEN_STATUSES, fillFromTradeUpdate } from "./panels.js";
+import { boundedPrepend } from "./store.js";
+
+// Bounded histories: the page may stay open for days.
+export const MAX_ORDERS = 200;
+export const MAX_FILLS = 200;
+
+// States an order never leaves: a copy in one of them outranks any open copy.
+export const FINAL_STATUSES = new Set(["filled", "canceled", "expired", "rejected", "replaced"]);
+
+/**
+ * Whether `incoming` is older than the page's `stored` copy of the same order, e.g. the answer
+ * of POST /v2/orders ("new") arriving after the stream's "fill" event: applying it would roll
+ * the order back.
+ */
+export function isStaleOrder(stored, incoming) {
+  if (!stored) return false;
+  if (FINAL_STATUSES.has(stored.status) && !FINAL_STATUSES.has(incoming.status)) return true;
+  const storedAt = Date.parse(stored.updated_at);
+  const incomingAt = Date.parse(incoming.updated_at);
+  if (Number.isFinite(storedAt) && Number.isFinite(incomingAt)) {
+    if (storedAt > incomingAt) return true;
+    // Same instant (timestamps are only so fine): the further-filled copy is the later one.
+    if (storedAt === incomingAt) return Number(stored.filled_qty || 0) > Number(incoming.filled_qty || 0);
+  }
+  return false;
+}
+
+/**
+ * The open list and the history with `order`'s new state, or null when the page already holds
+ * a later state of it.
+ */
+export function mergeOrder({ openOrders, orders }, order, maxOrders = MAX_ORDERS) {
+  const openIndex = openOrders.findIndex((item) => item.id === order.id);
+  const historyIndex = orders.findIndex((item) => item.id === order.id);
+  // The history keeps an order after it left the open list: its copy there counts too.
+  if (isStaleOrder(openOrders[openIndex], order) || isStaleOrder(orders[historyIndex], order)) return null;
+  const isOpen = OPEN_STATUSES.has(order.status);
+  let nextOpen = openOrders;
+  if (isOpen && openIndex >= 0) {
+    nextOpen = openOrders.slice();
+    nextOpen[openIndex] = order;
+  } else if (isOpen) {
+    nextOpen = [order, ...openOrders];
+  } else if (openIndex >= 0) {
+    nextOpen = openOrders.filter((item) => item.id !== order.id);
+  }
+  let nextOrders;
+  if (historyIndex >= 0) {
+    nextOrders = orders.slice();
+    nextOrders[historyIndex] = order;
+  } else {
+    nextOrders = boundedPrepend(orders, order, maxOrders);
+  }
+  return { openOrders: nextOpen, orders: nextOrders };
+}
+
+/** An order's new state (from the stream or a POST answer) in the store, unless it is stale. */
+export function applyOrder(store, order) {
+  const merged = mergeOrder(store.state, order);
+  if (!merged) return false;
+  if (merged.openOrders !== store.state.openOrders) store.set("openOrders", merged.openOrders);
+  store.set("orders", merged.orders);
+  return true;
+}
+
+/** The same execution as seen by the stream (a trade update) and by a snapshot (an activity). */
+function sameFill(a, b) {
+  if (a.id === b.id) return true;
+  return (
+    a.order_id === b.order_id &&
+    Number(a.qty) === Number(b.qty) &&
+    Date.parse(a.transaction_time) === Date.parse(b.transaction_time)
+  );
+}
+
+/** One message of the dashboard channel applied to the store. */
+export function applyDashboardMessage(store, message) {
+  const data = message.data || {};
+  if (message.stream === "account_update") {
+    if (data.account) store.set("account", data.account);
+    if (Array.isArray(data.positions)) store.set("positions", data.positions);
+    const update = data.trade_update;
+    if (update && update.order) {
+      applyOrder(store, update.order);
+      if (update.event === "fill" || update.event === "partial_fill") {
+        const fill = fillFromTradeUpdate(update);
+        // A replayed event may already be in the snapshot that came before it.
+        if (!store.state.fills.some((known) => sameFill(known, fill))) {
+          store.set("fills", boundedPrepend(store.state.fills, fill, MAX_FILLS));
+        }
+      }
+    }
+  } else if (message.stream === "leaderboard") {
+    store.set("leaderboard", data);
+  }
+}
+
+// setTimeout's longest wait; a later instant is reached by waking early and rescheduling.
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * How long to wait before refetching for the trading day that starts at `nextDayStart`, as
+ * measured on the server's clock (`asOf`, the bootstrap's time) so a skewed client clock cannot
+ * make it fire early and loop. A random `jitterMs` spreads the pages; `floorMs` puts the call
+ * safely past the boundary. Null when the bootstrap carried no boundary.
+ */
+export function rolloverDelay(nextDayStart, asOf, { random = Math.random, jitterMs = 30000, floorMs = 1000 } = {}) {
+  const boundary = Date.parse(nextDayStart);
+  const serverNow = Date.parse(asOf);
+  if (!Number.isFinite(boundary) || !Number.isFinite(serverNow)) return null;
+  return Math.min(MAX_TIMER_MS, Math.max(0, boundary - serverNow) + floorMs + random() * jitterMs);
+}
+
+/**
+ * Re-fetches the bootstrap: `schedule()` after a socket comes back (calls in one `delayMs`
+ * share one fetch), `scheduleRollover()` at the next trading day's start. Dashboard messages
+ * that arrive while the fetch is in flight are held and applied after the snapshot, which would
+ * otherwise overwrite them; a `schedule()` during the fetch runs another one after it, since the
+ * reconnect it reports may postdate the snapshot.
+ */
+export class Resyncer {
+  constructor({ load, apply, applyMessage, onError = () => {}, timers = globalThis, delayMs = 250, rollover = {} }) {
+    this.load = load;
+    this.apply = apply;
+    this.applyMessage = applyMessage;
+    this.onError = onError;
+    this.timers = timers;
+    this.delayMs = delayMs;
+    this.rollover = rollover;
+    this.timer = 0;
+    this.rolloverTimer = 0;
+    this.inFlight = false;
+    this.again = false;
+    this.held = [];
+  }
+
+  schedule() {
+    if (this.inFlight) {
+      this.again = true;
+      return;
+    }
+    if (this.timer) return;
+    this.timer = this.timers.setTimeout(() => this.#run(), this.delayMs);
+  }
+
+  /** A dashboard-channel message: applied now, or after the snapshot being fetched. */
+  dispatch(message) {
+    this.defer(() => this.applyMessage(message));
+  }
+
+  /** Any other change to the account's state (a POST answer): now, or after the snapshot. */
+  defer(change) {
+    if (this.inFlight) this.held.push(change);
+    else change();
+  }
+
+  /** Schedules one resync just after `nextDayStart` (see rolloverDelay); replaces the last one. */
+  scheduleRollover(nextDayStart, asOf) {
+    if (this.rolloverTimer) this.timers.clearTimeout(this.rolloverTimer);
+    this.rolloverTimer = 0;
+    const wait = rolloverDelay(nextDayStart, asOf, this.rollover);
+    if (wait === null) return null;
+    this.rolloverTimer = this.timers.setTimeout(() => {
+      this.rolloverTimer = 0;
+      this.schedule();
+    }, wait);
+    return wait;
+  }
+
+  async #run() {
+    this.timer = 0;
+    this.inFlight = true;
+    let data = null;
+    try {
+      data = await this.load();
+    } catch (error) {
+      this.onError(error);
+    }
+    this.inFlight = false;
+    try {
+      if (data !== null) this.apply(data);
+    } catch (error) {
+      this.onError(error);
+    } finally {
+      const held = this.held;
+      this.held = [];
+      for (const change of held) change();
+      if (this.again) {
+        this.again = false;
+        this.schedule();
+      }
+    }
+  }
+}
