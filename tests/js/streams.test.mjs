@@ -9,6 +9,7 @@ import {
   backoffDelay,
   combinedState,
 } from "../../static/js/streams.js";
+import { fakeTimers } from "./fake-timers.mjs";
 
 /** WebSockets that the test opens, feeds and closes by hand. */
 function fakeSockets() {
@@ -46,27 +47,6 @@ function fakeSockets() {
     }
   }
   return { FakeWebSocket, opened };
-}
-
-function fakeTimers() {
-  const pending = new Map();
-  let next = 1;
-  return {
-    pending,
-    setTimeout(callback, ms) {
-      pending.set(next, { callback, ms });
-      return next++;
-    },
-    clearTimeout(id) {
-      pending.delete(id);
-    },
-    runAll() {
-      const due = Array.from(pending.entries());
-      pending.clear();
-      for (const [, { callback }] of due) callback();
-      return due.map(([, { ms }]) => ms);
-    },
-  };
 }
 
 describe("backoffDelay", () => {

@@ -3,6 +3,7 @@ import { describe, test } from "node:test";
 
 import { Store } from "../../static/js/store.js";
 import { Resyncer, applyDashboardMessage, applyOrder, mergeOrder, rolloverDelay } from "../../static/js/sync.js";
+import { fakeTimers } from "./fake-timers.mjs";
 
 function accountStore() {
   return new Store(
@@ -17,28 +18,6 @@ function order(status, updatedAt, extra = {}) {
 
 function tradeUpdate(event, orderState, extra = {}) {
   return { stream: "account_update", data: { trade_update: { event, order: orderState, timestamp: orderState.updated_at, ...extra } } };
-}
-
-/** Timers the test fires by hand. */
-function fakeTimers() {
-  const pending = new Map();
-  let next = 1;
-  return {
-    pending,
-    setTimeout(callback, ms) {
-      pending.set(next, { callback, ms });
-      return next++;
-    },
-    clearTimeout(id) {
-      pending.delete(id);
-    },
-    runAll() {
-      const due = Array.from(pending.values());
-      pending.clear();
-      for (const { callback } of due) callback();
-      return due.map(({ ms }) => ms);
-    },
-  };
 }
 
 /** A promise the test settles when it wants: the bootstrap GET in flight. */
