@@ -64,7 +64,6 @@ def home(request: HttpRequest) -> HttpResponse:
             "base_url": api_base_url(request),
             "asset_count": Asset.objects.filter(active=True).count(),
             "market_hours": settings.MARKET_HOURS,
-            "signup_mode": settings.SIGNUP_MODE,
         },
     )
 
@@ -114,9 +113,6 @@ class ThrottledLoginView(LoginView):
 
     authentication_form = ThrottledAuthenticationForm
     redirect_authenticated_user = True
-
-    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        return {**super().get_context_data(**kwargs), "signup_mode": settings.SIGNUP_MODE}
 
     def form_invalid(self, form: Any) -> HttpResponse:
         response = super().form_invalid(form)
