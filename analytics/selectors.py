@@ -82,10 +82,11 @@ def _age(payload: dict[str, Any] | None, now: dt.datetime) -> float:
     return (now - dt.datetime.fromisoformat(payload["as_of"])).total_seconds()
 
 
-def leaderboard_get(
+def leaderboard_read(
     *, period: str, limit: int | None = None, now: dt.datetime | None = None
-) -> dict[str, Any]:
-    """The newest board of ``period``, its first ``limit`` entries, never older than the bound."""
+) -> tuple[dict[str, Any], int]:
+    """The newest board of ``period``, never older than the bound, as the cache holds it (shared:
+    never modify it), and the checked ``limit``; ``leaderboard_first`` cuts the board to it."""
     if period not in LeaderboardPeriod.values:
         raise InvalidRequest(f"period must be one of {', '.join(LeaderboardPeriod.values)}")
     limit = settings.LEADERBOARD_LIMIT_DEFAULT if limit is None else limit
@@ -99,7 +100,19 @@ def leaderboard_get(
     if _age(board, now) > bound:
         board = _board_refreshed(period=period, now=now, bound=bound)
     assert board is not None
+    return board, limit
+
+
+def leaderboard_first(board: dict[str, Any], limit: int) -> dict[str, Any]:
     return {**board, "entries": board["entries"][:limit]}
+
+
+def leaderboard_get(
+    *, period: str, limit: int | None = None, now: dt.datetime | None = None
+) -> dict[str, Any]:
+    """The newest board of ``period``, its first ``limit`` entries, never older than the bound."""
+    board, limit = leaderboard_read(period=period, limit=limit, now=now)
+    return leaderboard_first(board, limit)
 
 
 def _board_refreshed(*, period: str, now: dt.datetime, bound: float) -> dict[str, Any]:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
+from typing import Any
 
-from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.permissions import IsAdminUser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
-from rest_framework.response import Response
 
 from analytics import selectors
+from analytics.cache import RenderedBodies
 from analytics.models import LeaderboardPeriod
 from analytics.serializers import (
     AccountAnalyticsSerializer,
@@ -24,6 +26,14 @@ from trading.api.authentication import VerifiedKey
 from trading.api.views_base import TradingAPIView, parse_query, request_account, with_errors
 from trading.errors import InvalidRequest
 
+# The cached reads answer with the body rendered when their cached value was first served (the
+# renderer the API uses, so the bytes are those DRF would write).
+_bodies = RenderedBodies(render=lambda data: JSONRenderer().render(data))
+
+
+def _json(body: bytes) -> HttpResponse:
+    return HttpResponse(body, content_type=JSONRenderer.media_type)
+
 
 class LeaderboardView(TradingAPIView):
     @extend_schema(
@@ -31,7 +41,7 @@ class LeaderboardView(TradingAPIView):
         parameters=[LeaderboardQuerySerializer],
         responses=with_errors({200: LeaderboardSerializer}),
     )
-    def get(self, request: Request) -> Response:
+    def get(self, request: Request) -> HttpResponse:
         # Parsed by hand, not by the serializer that documents the parameters: building a DRF
         # serializer costs more than serving the cached board. The selector checks both values.
         params = request.query_params
@@ -41,7 +51,10 @@ class LeaderboardView(TradingAPIView):
         except ValueError:
             raise InvalidRequest("limit must be a whole number") from None
         period = params.get("period") or LeaderboardPeriod.OVERALL
-        return Response(selectors.leaderboard_get(period=period, limit=parsed_limit))
+        board, checked = selectors.leaderboard_read(period=period, limit=parsed_limit)
+        return _json(
+            _bodies.get(board, variant=checked, payload=lambda: selectors.leaderboard_first(board, checked))
+        )
 
 
 class _Echo:
@@ -82,12 +95,15 @@ class AccountAnalyticsView(TradingAPIView):
     @extend_schema(
         operation_id="analytics_account_retrieve", responses=with_errors({200: AccountAnalyticsSerializer})
     )
-    def get(self, request: Request) -> Response:
+    def get(self, request: Request) -> HttpResponse:
         # An API key names its account: a cached answer then costs no query for the account row.
         key = request.auth
+        analytics: dict[str, Any]
         if isinstance(key, VerifiedKey):
-            return Response(selectors.account_analytics_get_by_id(account_id=key.account_id))
-        return Response(selectors.account_analytics_get(account=request_account(request)))
+            analytics = selectors.account_analytics_get_by_id(account_id=key.account_id)
+        else:
+            analytics = selectors.account_analytics_get(account=request_account(request))
+        return _json(_bodies.get(analytics))
 
 
 class SymbolStatsView(TradingAPIView):
@@ -96,8 +112,8 @@ class SymbolStatsView(TradingAPIView):
         parameters=[OpenApiParameter("symbol", str, OpenApiParameter.PATH)],
         responses=with_errors({200: SymbolStatsSerializer}),
     )
-    def get(self, request: Request, symbol: str) -> Response:
-        return Response(selectors.symbol_stats_get(symbol=symbol))
+    def get(self, request: Request, symbol: str) -> HttpResponse:
+        return _json(_bodies.get(selectors.symbol_stats_get(symbol=symbol)))
 
 
 def bench_ping(request: HttpRequest) -> JsonResponse:

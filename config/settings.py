@@ -435,3 +435,13 @@ EQUITY_DAY_RETENTION_DAYS = env.int("EQUITY_DAY_RETENTION_DAYS", default=400)
 # to the old generation, and every few seconds a full collection walked the ~100 objects of each
 # of 1,000 connections: 150-250 ms pauses, the tick-to-client p99. 0 keeps Python's default.
 STREAM_GC_GEN0_THRESHOLD = env.int("STREAM_GC_GEN0_THRESHOLD", default=20_000)
+
+# --- API: content negotiation (trading/api/negotiation.py) ---
+# Every response is the view's first renderer's (JSON for the API), whatever Accept says, as
+# Alpaca answers; DRF's negotiation cost ~10% of a cached read for a known outcome.
+REST_FRAMEWORK["DEFAULT_CONTENT_NEGOTIATION_CLASS"] = "trading.api.negotiation.FirstRendererNegotiation"
+
+# --- Pages: flash messages ---
+# Kept in the session (the pages already load it to know who is logged in). Django's default,
+# the cookie-first fallback, builds a signed-cookie signer on every request, API calls included.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"

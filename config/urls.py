@@ -1,14 +1,26 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 
-urlpatterns = [
-    path("", include("trading.page_urls")),
-    path("admin/", admin.site.urls),
-    path("", include("trading.api.ops_urls")),
-    path("", include("trading.api.market_data_urls")),
-    path("", include("trading.api.urls")),
+from trading.api.ops_urls import schema_urlpatterns
+
+# Django tries routes in order, one pattern at a time (~1.5 us each, more under load): with
+# every app included at "" an API request walked ~60 patterns before its own. Under one "v2/"
+# prefix, market data under "v2/stocks/", an API request now tries at most ~30 and a page ~15.
+# The app modules' routes are relative to these prefixes; none overlap, so order only decides
+# speed: the cached reads (analytics) and jobs before the trading routes, schema pages last.
+api_v2: list[URLPattern | URLResolver] = [
+    path("stocks/", include("trading.api.market_data_urls")),
     path("", include("analytics.urls")),
     path("", include("jobs.urls")),
+    path("", include("trading.api.urls")),
+    path("", include(schema_urlpatterns)),
+]
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("v2/", include(api_v2)),
+    path("", include("trading.page_urls")),
+    path("", include("trading.api.ops_urls")),
+    path("admin/", admin.site.urls),
 ]
 
 # Alpaca clients expect JSON errors in their shape, also for unknown routes and crashes.

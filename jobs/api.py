@@ -127,10 +127,6 @@ class JobDetailView(TradingAPIView):
 
 
 class StatementPdfView(TradingAPIView):
-    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
-        # The body is a file whatever the client accepts; errors still go out as JSON.
-        return super().perform_content_negotiation(request, force=True)
-
     @extend_schema(
         operation_id="statements_pdf",
         responses=with_errors({200: OpenApiResponse(OpenApiTypes.BINARY, description="application/pdf")}),

@@ -9,6 +9,13 @@ Authentication: bots send their API key and secret, checked exactly as the REST 
 by sending ``{"action":"auth"}`` (market data) or ``{"action":"authenticate"}`` (trade_updates)
 without credentials. Failed key auths are counted per client address and key in Redis; past
 STREAM_AUTH_FAILURES_MAX the answer is 402 without a lookup and the socket is closed.
+
+Memory per idle connection (issue 3): the consumers run without Channels' middleware stack
+(realtime/routing.py). A connection keeps only its session key from the handshake, and the
+session is read when the client authenticates with it, through Channels' own session store and
+``get_user``, the lookup AuthMiddlewareStack would have made at connect and kept for the socket's
+life. Once accepted, a consumer drops the scope's headers and lets realtime/daphne_trim.py free
+what daphne, autobahn and Twisted keep of the handshake.
 """
 
 from __future__ import annotations
@@ -18,16 +25,18 @@ import contextvars
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from importlib import import_module
 from typing import Any, ClassVar, TypeVar
 
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.http.cookie import parse_cookie
 
-from realtime import fanout
+from realtime import daphne_trim, fanout
 from realtime.streams import (
     AUTHENTICATED,
     CONNECTED,
@@ -49,9 +58,12 @@ logger = logging.getLogger(__name__)
 # with 4000 + the Alpaca error code it just sent (4407 slow client, 4404 auth timeout, ...).
 CLOSE_BASE = 4000
 NO_CHANNEL_LAYER = "__streams_use_the_fanout__"
+# What an accepted connection keeps of its scope: the handshake's headers, routing and server
+# details are read at connect only.
+KEPT_SCOPE_KEYS = ("type", "path", "client")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StreamIdentity:
     account_id: str
     # What the connection limit counts: the API key, or the user for session logins.
@@ -83,6 +95,31 @@ def session_identity(user_id: int) -> StreamIdentity | None:
     if account_id is None:
         return None
     return StreamIdentity(account_id=str(account_id), limit_key=f"user:{user_id}")
+
+
+def session_key_from_headers(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The Django session key in a handshake's Cookie header, read as Channels' CookieMiddleware
+    and SessionMiddleware read it (the first Cookie header, SESSION_COOKIE_NAME)."""
+    for name, value in headers:
+        if name == b"cookie":
+            return parse_cookie(value.decode("latin1")).get(settings.SESSION_COOKIE_NAME) or None
+    return None
+
+
+async def session_user_id(session_key: str | None) -> int | None:
+    """The user logged in with this session, or None: Channels' AuthMiddlewareStack lookup.
+
+    The session store of SESSION_ENGINE and ``channels.auth.get_user`` (authentication backend,
+    active user, session hash checked against the password), run in a context of its own as
+    ``lookup_in_own_context`` explains.
+    """
+    if not session_key:
+        return None
+    from channels.auth import get_user
+
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    user = await in_own_context(get_user({"session": store}))
+    return int(user.pk) if user.is_authenticated else None
 
 
 class TokenBucket:
@@ -119,6 +156,11 @@ async def lookup_in_own_context(function: Callable[..., _Result], *args: Any) ->
     in the copy, dropped when the lookup ends.
     """
     call: Awaitable[_Result] = database_sync_to_async(function)(*args)
+    return await in_own_context(call)
+
+
+async def in_own_context(call: Awaitable[_Result]) -> _Result:
+    """Await ``call`` in a task with a copy of the current context (see lookup_in_own_context)."""
 
     async def run() -> _Result:
         return await call
@@ -137,6 +179,8 @@ class _StreamConsumer(AsyncWebsocketConsumer):
     _auth_timer: asyncio.TimerHandle | None = None
     _auth_task: asyncio.Task[None] | None = None
     _closing = False
+    # All a connection keeps of its handshake's headers: the Django session's key, if any.
+    _session_key: str | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Channels' AsyncConsumer.__call__ for consumers without a channel layer.
@@ -147,6 +191,9 @@ class _StreamConsumer(AsyncWebsocketConsumer):
         same order and holds nothing more than the pending receive.
         """
         self.scope = scope
+        # The consumer's reference is then the only one (the routers keep no frame): _accept can
+        # replace the scope with the little an open connection needs.
+        del scope
         self.channel_layer = None
         self.base_send = send
         try:
@@ -159,11 +206,15 @@ class _StreamConsumer(AsyncWebsocketConsumer):
         client = self.scope.get("client")
         return str(client[0]) if client else ""
 
-    def _session_user_id(self) -> int | None:
-        user = self.scope.get("user")
-        if user is not None and user.is_authenticated:
-            return int(user.pk)
-        return None
+    def _read_handshake(self) -> None:
+        """What the connection needs of the handshake's headers, read before they are dropped."""
+        self._session_key = session_key_from_headers(self.scope.get("headers", ()))
+
+    async def _accept(self) -> None:
+        """Accept, then let the handshake go: the scope's headers and the server's leftovers."""
+        await self.accept()
+        self.scope = {key: self.scope[key] for key in KEPT_SCOPE_KEYS if key in self.scope}
+        daphne_trim.release_handshake(self.base_send)
 
     def _start_auth_timer(self) -> None:
         self._bucket = TokenBucket(settings.STREAM_INBOUND_RATE, settings.STREAM_INBOUND_BURST)
@@ -215,7 +266,7 @@ class _StreamConsumer(AsyncWebsocketConsumer):
         limiter = fanout.manager().auth_failures
         address = self._client_address()
         if key is None and secret is None:
-            user_id = self._session_user_id()
+            user_id = await session_user_id(self._session_key)
             if user_id is None:
                 return None, False
             return await lookup_in_own_context(session_identity, user_id), False
@@ -239,9 +290,10 @@ class MarketDataConsumer(_StreamConsumer):
     async def connect(self) -> None:
         self.feed = str(self.scope.get("url_route", {}).get("kwargs", {}).get("feed", "iex"))
         self.encoding = Encoding.from_headers(self.scope.get("headers", ()))
+        self._read_handshake()
         self.fanout = fanout.manager()
         await self.fanout.ensure_started()
-        await self.accept()
+        await self._accept()
         await self.send_control([CONNECTED])
         self._start_auth_timer()
 
@@ -285,6 +337,10 @@ class MarketDataConsumer(_StreamConsumer):
             await self.close_with(CLOSE_BASE + 409)
             return
         identity, blocked = await self._identify(message.get("key"), message.get("secret"))
+        if self._closing:
+            # The auth timeout closed the socket during the lookup: nothing may be sent, and a
+            # connection registered now would never be released.
+            return
         if blocked:
             await self.refuse(402)
             await self.close_with(CLOSE_BASE + 402)
@@ -348,9 +404,10 @@ class TradeUpdatesConsumer(_StreamConsumer):
     _registry_token: str | None = None
 
     async def connect(self) -> None:
+        self._read_handshake()
         self.fanout = fanout.manager()
         await self.fanout.ensure_started()
-        await self.accept()
+        await self._accept()
         self._start_auth_timer()
 
     async def send_json(self, message: dict[str, Any]) -> None:
@@ -386,6 +443,8 @@ class TradeUpdatesConsumer(_StreamConsumer):
             await self.send_json(authorization_message(authorized=True))
             return
         identity, blocked = await self._identify(data.get("key_id"), data.get("secret_key"))
+        if self._closing:
+            return  # closed by the auth timeout during the lookup, as on the market-data stream
         if identity is not None:
             token = f"{self.fanout.token}:{id(self)}"
             if not await self.fanout.registry.acquire(
@@ -451,7 +510,8 @@ class DashboardConsumer(_StreamConsumer):
     _held: list[str] | None = None
 
     async def connect(self) -> None:
-        user_id = self._session_user_id()
+        self._read_handshake()
+        user_id = await session_user_id(self._session_key)
         identity = await database_sync_to_async(session_identity)(user_id) if user_id is not None else None
         if identity is None:
             await self.close()
@@ -470,7 +530,7 @@ class DashboardConsumer(_StreamConsumer):
         self._registry_token = token
         self.identity = identity
         self._bucket = TokenBucket(settings.STREAM_INBOUND_RATE, settings.STREAM_INBOUND_BURST)
-        await self.accept()
+        await self._accept()
         # Listen before reading the snapshot: an event committed after the read is then held and
         # sent after it, never lost between the two.
         self._held = []

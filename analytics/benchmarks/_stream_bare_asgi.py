@@ -2,14 +2,17 @@
 
 The least a WebSocket can cost under daphne: no Django, no Channels, no middleware; it answers
 the benchmark client's handshake (connected, auth, subscribe) with fixed frames and then waits.
-What daphne, autobahn and Twisted keep per connection is the floor under any Channels consumer's
-memory per idle connection, the design's included.
+What daphne, autobahn and Twisted keep per connection, after the design's own release of the
+handshake's leftovers (realtime/daphne_trim.py), is the floor under the design's memory per idle
+connection.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from realtime.daphne_trim import release_handshake
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -27,6 +30,7 @@ async def application(scope: dict[str, Any], receive: Receive, send: Send) -> No
         message = await receive()
         if message["type"] == "websocket.connect":
             await send({"type": "websocket.accept"})
+            release_handshake(send)
             await send({"type": "websocket.send", "text": '[{"T":"success","msg":"connected"}]'})
         elif message["type"] == "websocket.receive":
             text = message.get("text") or ""

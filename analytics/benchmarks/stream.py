@@ -16,7 +16,8 @@ delivered updates/s, frames/s, payload bytes/s, latency p50/p99. Servers, one at
   ``group_send`` per tick, so the channel layer delivers each tick to each client separately;
 - raw ceiling: a minimal ``websockets`` server (analytics/benchmarks/_stream_procs.py) that
   subscribes to the same windows and sends each client the same frames the design sends;
-- bare daphne (memory only): daphne serving an ASGI app with no Django or Channels
+- bare daphne (memory only): daphne serving an ASGI app with no Django or Channels that releases
+  the handshake as the design does
   (analytics/benchmarks/_stream_bare_asgi.py), the floor under any consumer's memory per
   connection on this server.
 

@@ -15,6 +15,7 @@ import redis
 from django.contrib.auth import get_user_model
 from django.test import Client
 
+from config.redis_pools import redis_client
 from tests.processes import free_port, gunicorn_server
 from trading import services
 from trading.api.throttling import Rate, SlidingWindowLimiter, _LocalWindows
@@ -65,6 +66,40 @@ def test_no_burst_across_a_window_edge() -> None:
     assert not refused.allowed and refused.wait == pytest.approx(58.0)
     clock.now = 219.0
     assert windows.hit("k", rate, "y").allowed
+
+
+def test_the_limiter_survives_a_script_flush_and_a_killed_connection() -> None:
+    """The limiter talks on one connection of its own: after Redis forgets the script or drops
+    that connection, the next requests are still counted in Redis, exactly."""
+    limiter = SlidingWindowLimiter(retry_seconds=0.0)
+    rate = Rate(4, 60)
+    key = "sim:rl:test:recover"
+    assert limiter.hit(key, rate).allowed
+    admin = redis_client()
+    admin.script_flush()
+    assert limiter.hit(key, rate).allowed  # NOSCRIPT: run again with EVAL
+    pinned = limiter._pinned
+    assert pinned is not None
+    pinned.send_command("CLIENT", "ID")
+    assert admin.client_kill_filter(_id=pinned.read_response()) == 1
+    # A write on the dropped connection fails and is retried on a fresh one; where the write still
+    # went out (TCP) the read fails instead and that one request is counted in this process.
+    assert limiter.hit(key, rate).allowed
+    before = admin.zcard(key)
+    assert limiter.hit(key, rate).allowed
+    assert admin.zcard(key) == before + 1  # back in Redis
+    admin.delete(key)
+
+
+def test_a_busy_limiter_connection_sends_other_threads_through_the_pool() -> None:
+    limiter = SlidingWindowLimiter()
+    rate = Rate(100, 60)
+    key = "sim:rl:test:threads"
+    assert limiter.hit(key, rate).allowed
+    with limiter._pinned_lock:  # another thread is mid-request on the limiter's own connection
+        assert limiter.hit(key, rate).allowed
+    assert redis_client().zcard(key) == 2
+    redis_client().delete(key)
 
 
 def test_without_redis_the_local_limiter_applies() -> None:

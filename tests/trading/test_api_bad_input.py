@@ -65,6 +65,16 @@ def test_form_encoding_is_415(client: KeyClient) -> None:
     assert_alpaca_error(response, 415)
 
 
+def test_any_accept_header_gets_json(client: KeyClient) -> None:
+    """Alpaca answers JSON whatever the client accepts; no 406 for a browser-like Accept."""
+    for accept in ("text/html", "application/xml", "image/png;q=0.9", "*/*"):
+        response = client.get("/v2/clock", HTTP_ACCEPT=accept)
+        assert response.status_code == 200, accept
+        assert response["Content-Type"] == "application/json"
+        assert "is_open" in response.json()
+    assert_alpaca_error(client.get("/v2/orders/not-a-uuid", HTTP_ACCEPT="text/html"), 404)
+
+
 def test_wrong_method_is_405(client: KeyClient) -> None:
     assert_alpaca_error(client.put("/v2/orders", {}, format="json"), 405)
 

@@ -1,4 +1,4 @@
-"""Operational routes: health, the OpenAPI schema and its browsable docs (all public)."""
+"""Operational routes: health at the root, and (under /v2/) the OpenAPI schema and its browsable docs; all public."""
 
 from typing import Any
 
@@ -14,11 +14,10 @@ _public: dict[str, Any] = {"permission_classes": [AllowAny], "authentication_cla
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("healthz", HealthzView.as_view(), name="healthz"),
-    path("v2/openapi.json", SpectacularJSONAPIView.as_view(**_public), name="openapi-schema"),
-    path(
-        "v2/docs", SpectacularSwaggerView.as_view(url_name="openapi-schema", **_public), name="openapi-docs"
-    ),
-    path(
-        "v2/redoc", SpectacularRedocView.as_view(url_name="openapi-schema", **_public), name="openapi-redoc"
-    ),
+]
+
+schema_urlpatterns: list[URLPattern | URLResolver] = [
+    path("openapi.json", SpectacularJSONAPIView.as_view(**_public), name="openapi-schema"),
+    path("docs", SpectacularSwaggerView.as_view(url_name="openapi-schema", **_public), name="openapi-docs"),
+    path("redoc", SpectacularRedocView.as_view(url_name="openapi-schema", **_public), name="openapi-redoc"),
 ]

@@ -1,0 +1,208 @@
+"""The WebSocket stack without Channels' middleware (realtime/routing.py) and the release of
+daphne's handshake state (realtime/daphne_trim.py): the behaviour they must keep, through a real
+daphne where the release happens, plus the list-backed queue the release swaps in."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.test import Client
+from pytest_django.fixtures import Settings
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+
+from config.redis_pools import redis_client
+from realtime import daphne_trim
+from realtime.wire import Window, WireTick
+from tests.realtime.servers import DaphneProcess, daphne_server, isolate_streams
+from trading.models import Account, Asset
+
+AT_NS = 1_764_000_000_000_000_000
+TIMEOUT = 10
+
+
+# --- The list-backed deque, as the inbound queue's internals ---------------------------------------
+
+
+def test_a_lean_queue_keeps_asyncio_queue_order_wakeups_and_cancellation() -> None:
+    async def body() -> None:
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        queue.put_nowait(1)
+        assert daphne_trim.lean_queue(queue)
+        queue.put_nowait(2)
+        assert [await queue.get(), await queue.get()] == [1, 2]
+
+        # A waiting get is woken by a put, as daphne's put_nowait wakes the consumer's receive.
+        waiting = asyncio.ensure_future(queue.get())
+        await asyncio.sleep(0)
+        queue.put_nowait(3)
+        assert await asyncio.wait_for(waiting, 1) == 3
+
+        # A cancelled get (a consumer torn down while idle) leaves no waiter behind: the next
+        # item goes to the next get, not to the cancelled one.
+        abandoned = asyncio.ensure_future(queue.get())
+        await asyncio.sleep(0)
+        abandoned.cancel()
+        await asyncio.gather(abandoned, return_exceptions=True)
+        queue.put_nowait(4)
+        queue.put_nowait(5)
+        assert [await queue.get(), await queue.get()] == [4, 5]
+        assert queue.empty()
+
+    asyncio.run(body())
+
+
+def test_only_unbounded_asyncio_queues_and_daphne_sockets_are_touched() -> None:
+    async def not_daphne(message: dict[str, Any]) -> None:
+        pass
+
+    assert not daphne_trim.lean_queue(asyncio.Queue(maxsize=1))
+    assert not daphne_trim.lean_queue(None)
+    # Any other server's send (or Channels' test communicator's): nothing to release.
+    assert not daphne_trim.release_handshake(not_daphne)
+    assert not daphne_trim.release_handshake(functools.partial(not_daphne))
+
+
+# --- Through a real daphne ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def stream_settings(settings: Settings) -> Settings:
+    return isolate_streams(settings)
+
+
+def session_cookie(user_id: int) -> tuple[Client, str]:
+    client = Client()
+    client.force_login(get_user_model().objects.get(pk=user_id))
+    return client, f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+
+
+def receive(ws: ClientConnection) -> Any:
+    return json.loads(ws.recv(TIMEOUT))
+
+
+@contextmanager
+def open_market_data(server: DaphneProcess, headers: dict[str, str]) -> Iterator[ClientConnection]:
+    with connect(f"{server.ws_url}/v2/iex", additional_headers=headers, open_timeout=TIMEOUT) as ws:
+        assert receive(ws) == [{"T": "success", "msg": "connected"}]
+        yield ws
+
+
+def assert_released(server: DaphneProcess) -> None:
+    """daphne_trim recognised every part of daphne's connection state (a daphne, autobahn or
+    Twisted upgrade that changed them shows here, not only as memory in the benchmark)."""
+    log = server.log()
+    assert "connection state released after the handshake" in log, log
+    assert "connection state not released" not in log, log
+
+
+def assert_clean_log(server: DaphneProcess) -> None:
+    assert_released(server)
+    log = server.log()
+    assert "Exception inside application" not in log, log
+    assert "internal error" not in log, log
+
+
+@pytest.mark.live
+@pytest.mark.slow
+def test_session_auth_data_and_later_messages_after_the_handshake_is_released(
+    stream_settings: Settings,
+    transactional_db: None,
+    make_account: Callable[..., Account],
+    make_asset: Callable[..., Asset],
+    tmp_path: Path,
+) -> None:
+    account = make_account()
+    make_asset("AAPL", price="100.00")
+    _, cookie = session_cookie(account.user_id)
+
+    with daphne_server(tmp_path) as server:
+        origin = f"http://127.0.0.1:{server.port}"
+        # The dashboard's market-data socket: Origin and session cookie, then auth without keys.
+        with open_market_data(server, {"Cookie": cookie, "Origin": origin}) as ws:
+            ws.send(json.dumps({"action": "auth"}))
+            assert receive(ws) == [{"T": "success", "msg": "authenticated"}]
+            ws.send(json.dumps({"action": "subscribe", "trades": ["AAPL"]}))
+            assert receive(ws)[0]["trades"] == ["AAPL"]
+            redis_client().publish(
+                settings.MARKET_WINDOWS_CHANNEL,
+                Window(
+                    number=1,
+                    ticks=[WireTick("AAPL", 1, 1_000_000, 100, 999_900, 300, 1_000_100, 400, AT_NS)],
+                ).encode(),
+            )
+            assert [(event["T"], event["S"]) for event in receive(ws)] == [("t", "AAPL")]
+            # Messages still reach the consumer through the released inbound queue.
+            ws.send(json.dumps({"action": "unsubscribe", "trades": ["AAPL"]}))
+            assert receive(ws)[0]["trades"] == []
+            ws.send(json.dumps({"action": "auth"}))
+            assert receive(ws) == [{"T": "error", "code": 403, "msg": "already authenticated"}]
+
+        # The trading stream resolves the same session when asked to.
+        with connect(
+            f"{server.ws_url}/stream", additional_headers={"Cookie": cookie}, open_timeout=TIMEOUT
+        ) as trading:
+            trading.send(json.dumps({"action": "authenticate", "data": {}}))
+            assert receive(trading) == {
+                "stream": "authorization",
+                "data": {"status": "authorized", "action": "authenticate"},
+            }
+            trading.send(json.dumps({"action": "listen", "data": {"streams": ["trade_updates"]}}))
+            assert receive(trading) == {"stream": "listening", "data": {"streams": ["trade_updates"]}}
+        assert_clean_log(server)
+
+
+@pytest.mark.live
+@pytest.mark.slow
+def test_foreign_origins_unknown_paths_and_ended_sessions_are_refused(
+    stream_settings: Settings,
+    transactional_db: None,
+    make_account: Callable[..., Account],
+    tmp_path: Path,
+) -> None:
+    account = make_account()
+    browser, cookie = session_cookie(account.user_id)
+
+    with daphne_server(tmp_path, extra_env={"STREAM_AUTH_TIMEOUT_S": "1"}) as server:
+        # Cross-site WebSocket hijacking: another site's page is refused at the handshake, with
+        # or without the visitor's cookie, on every route.
+        for path in ("/v2/iex", "/stream", "/ws/dashboard"):
+            with pytest.raises(InvalidStatus) as refused:
+                connect(
+                    f"{server.ws_url}{path}",
+                    additional_headers={"Cookie": cookie, "Origin": "https://evil.example"},
+                    open_timeout=TIMEOUT,
+                )
+            assert refused.value.response.status_code == 403, path
+        with pytest.raises(InvalidStatus):
+            connect(f"{server.ws_url}/v2/IEX", open_timeout=TIMEOUT)  # no such route
+
+        # No session, then a session that was logged out since the cookie was issued.
+        with open_market_data(server, {}) as anonymous:
+            anonymous.send(json.dumps({"action": "auth"}))
+            assert receive(anonymous) == [{"T": "error", "code": 402, "msg": "auth failed"}]
+        browser.logout()
+        with open_market_data(server, {"Cookie": cookie}) as ended:
+            ended.send(json.dumps({"action": "auth"}))
+            assert receive(ended) == [{"T": "error", "code": 402, "msg": "auth failed"}]
+        with pytest.raises(InvalidStatus):
+            connect(
+                f"{server.ws_url}/ws/dashboard", additional_headers={"Cookie": cookie}, open_timeout=TIMEOUT
+            )
+
+        # The auth timeout still answers and closes a released connection.
+        with open_market_data(server, {}) as idle:
+            assert receive(idle) == [{"T": "error", "code": 404, "msg": "auth timeout"}]
+            with pytest.raises(ConnectionClosed) as closed:
+                idle.recv(TIMEOUT)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4404
+        assert_released(server)
