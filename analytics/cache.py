@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -508,22 +509,16 @@ class RenderedBodies:
 
     def __init__(self, *, render: Callable[[Any], bytes], max_entries: int = 256) -> None:
         self._render = render
-        self._max_entries = max_entries
-        self._entries: OrderedDict[tuple[int, Any], tuple[object, bytes]] = OrderedDict()
-        self._lock = threading.Lock()
+        # Entries leave by the LRU bound alone: a body is valid for as long as its value is.
+        self._entries = LRUCache(max_entries=max_entries)
 
     def get(self, source: object, *, variant: Any = None, payload: Callable[[], Any] | None = None) -> bytes:
         """The body for ``source`` (rendered from ``payload()`` when given, else from ``source``)."""
-        key = (id(source), variant)
-        with self._lock:
-            found = self._entries.get(key)
-            if found is not None and found[0] is source:
-                self._entries.move_to_end(key)
-                return found[1]
+        key = f"{id(source)}:{variant!r}"
+        found = self._entries.get(key)
+        if found is not None and found[0] is source:
+            body: bytes = found[1]
+            return body
         body = self._render(source if payload is None else payload())
-        with self._lock:
-            self._entries[key] = (source, body)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self._max_entries:
-                self._entries.popitem(last=False)
+        self._entries.set(key, (source, body), math.inf)
         return body

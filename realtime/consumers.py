@@ -191,6 +191,8 @@ class _StreamConsumer(AsyncWebsocketConsumer):
         same order and holds nothing more than the pending receive.
         """
         self.scope = scope
+        # What the connection needs of the handshake's headers, read before _accept drops them.
+        self._session_key = session_key_from_headers(scope.get("headers", ()))
         # The consumer's reference is then the only one (the routers keep no frame): _accept can
         # replace the scope with the little an open connection needs.
         del scope
@@ -205,10 +207,6 @@ class _StreamConsumer(AsyncWebsocketConsumer):
     def _client_address(self) -> str:
         client = self.scope.get("client")
         return str(client[0]) if client else ""
-
-    def _read_handshake(self) -> None:
-        """What the connection needs of the handshake's headers, read before they are dropped."""
-        self._session_key = session_key_from_headers(self.scope.get("headers", ()))
 
     async def _accept(self) -> None:
         """Accept, then let the handshake go: the scope's headers and the server's leftovers."""
@@ -290,7 +288,6 @@ class MarketDataConsumer(_StreamConsumer):
     async def connect(self) -> None:
         self.feed = str(self.scope.get("url_route", {}).get("kwargs", {}).get("feed", "iex"))
         self.encoding = Encoding.from_headers(self.scope.get("headers", ()))
-        self._read_handshake()
         self.fanout = fanout.manager()
         await self.fanout.ensure_started()
         await self._accept()
@@ -404,7 +401,6 @@ class TradeUpdatesConsumer(_StreamConsumer):
     _registry_token: str | None = None
 
     async def connect(self) -> None:
-        self._read_handshake()
         self.fanout = fanout.manager()
         await self.fanout.ensure_started()
         await self._accept()
@@ -510,7 +506,6 @@ class DashboardConsumer(_StreamConsumer):
     _held: list[str] | None = None
 
     async def connect(self) -> None:
-        self._read_handshake()
         user_id = await session_user_id(self._session_key)
         identity = await database_sync_to_async(session_identity)(user_id) if user_id is not None else None
         if identity is None:

@@ -217,13 +217,13 @@ class SlidingWindowLimiter:
         connection = self._pinned
         try:
             try:
-                try:
-                    connection.send_command("EVALSHA", self._script.sha, 1, key, *args)
-                except (redis.ConnectionError, redis.TimeoutError):
-                    # Redis restarted or closed the idle connection: nothing was sent, so one
-                    # fresh attempt cannot count this request twice.
-                    connection.disconnect()
-                    connection.send_command("EVALSHA", self._script.sha, 1, key, *args)
+                connection.send_command("EVALSHA", self._script.sha, 1, key, *args)
+            except (redis.ConnectionError, redis.TimeoutError):
+                # Redis restarted or closed the idle connection: nothing was sent, so one fresh
+                # attempt cannot count this request twice.
+                connection.disconnect()
+                connection.send_command("EVALSHA", self._script.sha, 1, key, *args)
+            try:
                 return connection.read_response()
             except redis.exceptions.NoScriptError:
                 # Redis restarted or flushed its scripts; EVAL runs it and caches it again.
