@@ -64,6 +64,9 @@ HELP = "The dashboard in headless chromium: selective renderer vs naive full reb
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+# Flags for a headless chromium in containers and CI (the browser tests use them too): no sandbox
+# (root, no user namespaces), no GPU, and none of the background traffic (updates, sync,
+# safe-browsing lists) a profile starts with.
 CHROMIUM_ARGS = (
     "--no-sandbox",
     "--disable-gpu",

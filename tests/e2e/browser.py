@@ -36,20 +36,11 @@ from django.db import connections
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, ViewportSize, sync_playwright
 
 from analytics.benchmarks._processes import process_stop, redis_keys_delete
+from analytics.benchmarks.dashboard import CHROMIUM_ARGS
 from tests.processes import ROOT, VENV_BIN, ServerProcess, free_port, gunicorn_server, test_database_url
 from trading import services
 from trading.models import Account, Asset
 
-# Flags for a headless chromium in containers and CI: no sandbox (root, no user namespaces), no
-# GPU, and none of the background traffic (updates, sync, safe-browsing lists) a profile starts with.
-CHROMIUM_ARGS = (
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-)
 DESKTOP: ViewportSize = {"width": 1280, "height": 800}
 PHONE: ViewportSize = {"width": 390, "height": 844}
 SCREENSHOT_DIR = Path(settings.VAR_DIR) / "test-artifacts" / "screenshots"
