@@ -36,6 +36,8 @@ def _json(body: bytes) -> HttpResponse:
 
 
 class LeaderboardView(TradingAPIView):
+    rate_verdict_after_handler = True
+
     @extend_schema(
         operation_id="leaderboard_retrieve",
         parameters=[LeaderboardQuerySerializer],
@@ -92,6 +94,8 @@ class LeaderboardCsvView(TradingAPIView):
 
 
 class AccountAnalyticsView(TradingAPIView):
+    rate_verdict_after_handler = True
+
     @extend_schema(
         operation_id="analytics_account_retrieve", responses=with_errors({200: AccountAnalyticsSerializer})
     )
@@ -107,6 +111,8 @@ class AccountAnalyticsView(TradingAPIView):
 
 
 class SymbolStatsView(TradingAPIView):
+    rate_verdict_after_handler = True
+
     @extend_schema(
         operation_id="analytics_symbol_retrieve",
         parameters=[OpenApiParameter("symbol", str, OpenApiParameter.PATH)],

@@ -64,6 +64,17 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+# The REST API's stack under gunicorn (config/wsgi.py): MIDDLEWARE without whitenoise, CSRF and
+# messages, none of which does anything under /v2/ (every view there is a DRF view, and DRF
+# checks CSRF itself for session callers). Host checks, security headers, sessions and
+# request.user stay.
+API_MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -349,6 +360,7 @@ AUTHENTICATION_BACKENDS = ["trading.api.throttling.LoginThrottleBackend"]
 BENCHMARK_ENDPOINTS = env.bool("BENCHMARK_ENDPOINTS", default=False)
 if BENCHMARK_ENDPOINTS:
     MIDDLEWARE = ["analytics.middleware.QueryCountMiddleware", *MIDDLEWARE]
+    API_MIDDLEWARE = ["analytics.middleware.QueryCountMiddleware", *API_MIDDLEWARE]
 
 # --- Streams ---
 # WebSocket stream limits (realtime/consumers.py, realtime/fanout.py); see README "Streams".

@@ -14,12 +14,15 @@ import pytest
 import redis
 from django.contrib.auth import get_user_model
 from django.test import Client
+from pytest_django.fixtures import Settings as SettingsWrapper
+from rest_framework.test import APIClient
 
+from analytics import selectors as analytics_selectors, services as analytics_services
 from config.redis_pools import redis_client
 from tests.processes import free_port, gunicorn_server
 from trading import services
-from trading.api.throttling import Rate, SlidingWindowLimiter, _LocalWindows
-from trading.models import Account
+from trading.api.throttling import Rate, SlidingWindowLimiter, _LocalWindows, limiter
+from trading.models import Account, Asset
 
 
 class FakeClock:
@@ -102,6 +105,53 @@ def test_a_busy_limiter_connection_sends_other_threads_through_the_pool() -> Non
     redis_client().delete(key)
 
 
+def test_a_verdict_read_later_is_as_exact_and_holds_the_connection_meanwhile() -> None:
+    """hit_begin sends the request and returns; until its verdict is read the limiter's own
+    connection is reserved, so a hit in between goes through the pool, and every one counts."""
+    limiter = SlidingWindowLimiter()
+    rate = Rate(3, 60)
+    key = "sim:rl:test:later"
+    first = limiter.hit_begin(key, rate)
+    assert first is not None
+    assert limiter.hit_begin(key, rate) is None  # the connection is taken until first is read
+    assert limiter.hit(key, rate).allowed  # through the pool meanwhile
+    assert first.result().allowed and first.result().allowed  # read once, answered again
+    third = limiter.hit_begin(key, rate)
+    assert third is not None and third.result().allowed
+    last = limiter.hit_begin(key, rate)
+    assert last is not None
+    refused = last.result()
+    assert not refused.allowed and 59 < refused.wait <= 60
+    assert redis_client().zcard(key) == 3
+    redis_client().delete(key)
+
+
+def test_a_verdict_read_later_survives_a_script_flush_and_a_killed_connection() -> None:
+    limiter = SlidingWindowLimiter(retry_seconds=0.0)
+    rate = Rate(10, 60)
+    key = "sim:rl:test:later-recover"
+    admin = redis_client()
+
+    def verdict() -> bool:
+        pending = limiter.hit_begin(key, rate)
+        assert pending is not None
+        return pending.result().allowed
+
+    assert verdict()
+    admin.script_flush()
+    assert verdict()  # NOSCRIPT on the read: EVAL on the same connection
+    pinned = limiter._pinned
+    assert pinned is not None
+    pinned.send_command("CLIENT", "ID")
+    assert admin.client_kill_filter(_id=pinned.read_response()) == 1
+    assert verdict()  # resent on a fresh connection, or counted locally if the send went out
+    before = admin.zcard(key)
+    assert verdict()
+    assert admin.zcard(key) == before + 1
+    assert not limiter._pinned_lock.locked()
+    admin.delete(key)
+
+
 def test_without_redis_the_local_limiter_applies() -> None:
     dead = f"redis://127.0.0.1:{free_port()}/0"
     limiter = SlidingWindowLimiter(
@@ -121,8 +171,10 @@ def _get(url: str, key_id: str, secret: str) -> tuple[int, dict[str, object], st
 
 @pytest.mark.live
 @pytest.mark.db_backend
+# /v2/account waits for the verdict before its handler; the leaderboard reads it afterwards.
+@pytest.mark.parametrize("path", ["/v2/account", "/v2/leaderboard"])
 def test_concurrent_requests_over_the_limit_through_gunicorn(
-    transactional_db: None, tmp_path: Path, make_account: Callable[..., Account]
+    transactional_db: None, tmp_path: Path, make_account: Callable[..., Account], path: str
 ) -> None:
     """Property 12: 40 concurrent requests against a limit of 7 over 4 processes: exactly 7 pass,
     the rest get 429 in Alpaca's shape with Retry-After, and another user is unaffected."""
@@ -131,7 +183,7 @@ def test_concurrent_requests_over_the_limit_through_gunicorn(
     greedy_key, greedy_secret = services.api_key_create(account_id=greedy.pk)
     other_key, other_secret = services.api_key_create(account_id=other.pk)
     with gunicorn_server(tmp_path, workers=4, extra_env={"RATE_LIMITS": f"read={limit}/min"}) as server:
-        url = f"{server.base_url}/v2/account"
+        url = f"{server.base_url}{path}"
         barrier = threading.Barrier(requests)
         results: list[tuple[int, dict[str, object], str | None]] = []
         lock = threading.Lock()
@@ -152,8 +204,54 @@ def test_concurrent_requests_over_the_limit_through_gunicorn(
         refused = [(body, retry) for status, body, retry in results if status == 429]
         assert {body["code"] for body, _ in refused} == {42910000}
         assert all(retry is not None and 1 <= int(retry) <= 60 for _, retry in refused)
-        status, body, _ = _get(url, other_key.key_id, other_secret)
+        status, body, _ = _get(f"{server.base_url}/v2/account", other_key.key_id, other_secret)
         assert status == 200 and body["account_number"] == other.account_number
+        assert _get(url, other_key.key_id, other_secret)[0] == 200
+
+
+@pytest.mark.django_db
+def test_cached_reads_check_their_verdict_after_the_handler_exactly(
+    settings: SettingsWrapper,
+    make_asset: Callable[..., Asset],
+    make_account: Callable[..., Account],
+    key_client: Callable[[Account], APIClient],
+) -> None:
+    """Property 12 for the views that read the limiter's verdict after their handler: errors
+    count like answers, the request past the limit gets 429 with Retry-After, and the limiter's
+    connection is free after each request."""
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "read": "3/min"}
+    make_asset("AAPL", price="100.00")
+    analytics_services.symbol_stats_refresh()
+    client = key_client(make_account())
+    statuses = [
+        client.get(path).status_code
+        for path in ("/v2/analytics/symbols/AAPL", "/v2/analytics/symbols/NOPE", "/v2/leaderboard")
+    ]
+    assert statuses == [200, 404, 200]
+    refused = client.get("/v2/analytics/symbols/AAPL")
+    assert refused.status_code == 429 and refused.json()["code"] == 42910000
+    assert 1 <= int(refused["Retry-After"]) <= 60
+    assert not limiter()._pinned_lock.locked()
+
+
+@pytest.mark.django_db
+def test_a_crashing_cached_read_still_reads_its_verdict(
+    monkeypatch: pytest.MonkeyPatch,
+    make_account: Callable[..., Account],
+    key_client: Callable[[Account], APIClient],
+) -> None:
+    def crash(**_: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(analytics_selectors, "symbol_stats_get", crash)
+    client = key_client(make_account())
+    client.raise_request_exception = False
+    assert client.get("/v2/analytics/symbols/AAPL").status_code == 500
+    assert not limiter()._pinned_lock.locked()
+    pinned = limiter()._pinned
+    assert pinned is not None
+    pinned.send_command("PING")  # nothing left unread on it
+    assert pinned.read_response() in (b"PONG", "PONG")
 
 
 @pytest.mark.django_db

@@ -15,6 +15,13 @@ Endpoint classes (``settings.RATE_LIMITS``): ``orders`` (writes under /v2/orders
 ``write`` (other writes), ``market_data`` (/v2/stocks), ``read`` (other reads) and ``anon``
 (requests without a user, by client address). A view may name its class with ``throttle_scope``.
 
+A request's verdict costs one round trip to Redis, which on a loaded web process is the largest
+share of a cached read's time. Views whose handler only serves precomputed, cached data set
+``rate_verdict_after_handler``: for their reads the script is sent before the handler runs and
+its answer read after, before anything is answered, so the handler's work overlaps the round trip
+(``benchmark api``). A refused request then costs what serving it would have (a cached lookup)
+and still gets its 429; writes and other reads wait for the verdict first.
+
 Login throttling is an authentication backend, so it guards every login form (the admin's and
 the dashboard's) without wrapping views: an attempt takes a slot per (username, address) and per
 address; a successful login gives both back.
@@ -33,7 +40,7 @@ import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import redis
 from django.conf import settings
@@ -146,6 +153,40 @@ class _LocalWindows:
                 self._logs[key] = deque(entry for entry in log if entry[1] != member)
 
 
+def _pack(*parts: str) -> bytes:
+    """One command in RESP, as redis-py would send it."""
+    encoded = [part.encode() for part in parts]
+    return b"".join(
+        [f"*{len(encoded)}\r\n".encode(), *(b"$%d\r\n%s\r\n" % (len(part), part) for part in encoded)]
+    )
+
+
+def _script_args(rate: Rate, member: str) -> tuple[int, int, str]:
+    return rate.limit, int(rate.window * 1_000_000), member
+
+
+def _decided(allowed: Any, wait_us: Any, member: str) -> Decision:
+    return Decision(bool(allowed), max(0, int(wait_us)) / 1_000_000, member if allowed else "")
+
+
+class PendingDecision:
+    """A verdict asked of Redis and not read yet (``SlidingWindowLimiter.hit_begin``)."""
+
+    def __init__(
+        self, *, read: Callable[[], Decision] | None = None, decided: Decision | None = None
+    ) -> None:
+        self._read = read
+        self._decision = decided
+
+    def result(self) -> Decision:
+        """The verdict, read once (later calls answer the same)."""
+        if self._decision is None:
+            assert self._read is not None
+            read, self._read = self._read, None
+            self._decision = read()
+        return self._decision
+
+
 class SlidingWindowLimiter:
     """Exact sliding-window limits in Redis, with the in-memory fallback described above."""
 
@@ -189,52 +230,97 @@ class SlidingWindowLimiter:
         logger.warning("rate limits: Redis unavailable (%s); limiting per process", error)
 
     def hit(self, key: str, rate: Rate) -> Decision:
+        pending = self.hit_begin(key, rate)
+        if pending is not None:
+            return pending.result()
         member = uuid.uuid4().hex
         client = self._client()
         if client is not None:
-            args = (rate.limit, int(rate.window * 1_000_000), member)
             try:
-                if self._pinned_lock.acquire(blocking=False):
-                    try:
-                        allowed, wait_us = self._evaluate_pinned(client, key, args)
-                    finally:
-                        self._pinned_lock.release()
-                else:
-                    # EVALSHA, falling back to EVAL (and caching the script) after a Redis restart.
-                    allowed, wait_us = self._script(keys=[key], args=list(args))
-                return Decision(bool(allowed), max(0, int(wait_us)) / 1_000_000, member if allowed else "")
+                # EVALSHA, falling back to EVAL (and caching the script) after a Redis restart.
+                allowed, wait_us = self._script(keys=[key], args=list(_script_args(rate, member)))
+                return _decided(allowed, wait_us, member)
             except redis.RedisError as error:
                 self._failed(error)
         return self.local.hit(key, rate, member)
 
-    def _evaluate_pinned(self, client: redis.Redis, key: str, args: tuple[int, int, str]) -> Any:
-        """The script on the limiter's own connection (the caller holds ``_pinned_lock``)."""
-        pool = client.connection_pool
+    def hit_begin(self, key: str, rate: Rate) -> PendingDecision | None:
+        """Send this request's hit on the limiter's own connection and return without waiting
+        for the verdict, so the caller can work while Redis decides; ``result()`` reads it (and
+        must be called: until then the connection is reserved for this verdict).
+
+        None when that connection is busy with another thread's request or Redis is marked
+        down; ``hit`` then takes the pooled or the local path.
+        """
+        client = self._client()
+        if client is None or not self._pinned_lock.acquire(blocking=False):
+            return None
+        member = uuid.uuid4().hex
+        args = _script_args(rate, member)
+        try:
+            self._send_pinned(client, key, args)
+        except redis.RedisError as error:
+            self._pinned_lock.release()
+            self._failed(error)
+            return PendingDecision(decided=self.local.hit(key, rate, member))
+        except BaseException:
+            self._pinned_lock.release()
+            raise
+        return PendingDecision(read=lambda: self._read_pinned(client, key, rate, args))
+
+    def _send_pinned(self, client: redis.Redis, key: str, args: tuple[int, int, str]) -> None:
+        """The script, sent on the limiter's own connection (the caller holds ``_pinned_lock``)."""
         if self._pinned is None or self._pinned_pid != os.getpid():
             # After a fork the parent's connection is not ours to use; the pool starts afresh too.
-            self._pinned = pool.get_connection()
+            self._pinned = client.connection_pool.get_connection()
             self._pinned_pid = os.getpid()
+        # Packed here rather than by redis-py's generic packer: the request is always the same
+        # six strings, and packing them generically costs more than the rest of the send.
+        packed = _pack("EVALSHA", self._script.sha, "1", key, *map(str, args))
+        try:
+            self._pinned.send_packed_command([packed])
+        except (redis.ConnectionError, redis.TimeoutError):
+            # Redis restarted or closed the idle connection: nothing was sent, so one fresh
+            # attempt cannot count this request twice.
+            self._pinned.disconnect()
+            try:
+                self._pinned.send_packed_command([packed])
+            except (redis.ConnectionError, redis.TimeoutError):
+                self._drop_pinned(client)
+                raise
+
+    def _read_pinned(self, client: redis.Redis, key: str, rate: Rate, args: tuple[int, int, str]) -> Decision:
+        """The verdict ``_send_pinned`` asked for; releases ``_pinned_lock``."""
+        member = args[2]
         connection = self._pinned
+        assert connection is not None  # set by _send_pinned under the same lock
         try:
             try:
-                connection.send_command("EVALSHA", self._script.sha, 1, key, *args)
-            except (redis.ConnectionError, redis.TimeoutError):
-                # Redis restarted or closed the idle connection: nothing was sent, so one fresh
-                # attempt cannot count this request twice.
-                connection.disconnect()
-                connection.send_command("EVALSHA", self._script.sha, 1, key, *args)
-            try:
-                return connection.read_response()
+                allowed, wait_us = connection.read_response()
             except redis.exceptions.NoScriptError:
                 # Redis restarted or flushed its scripts; EVAL runs it and caches it again.
                 connection.send_command("EVAL", _SLIDING_WINDOW, 1, key, *args)
-                return connection.read_response()
-        except (redis.ConnectionError, redis.TimeoutError):
-            # A broken connection goes back to the pool closed; the next request checks out anew.
-            self._pinned = None
+                allowed, wait_us = connection.read_response()
+            return _decided(allowed, wait_us, member)
+        except redis.ResponseError as error:
+            # A whole error reply was read, so the connection is still in step.
+            self._failed(error)
+        except BaseException as error:
+            # Anything else may leave part of a reply unread: that connection is not used again.
+            self._drop_pinned(client)
+            if not isinstance(error, redis.RedisError):
+                raise
+            self._failed(error)
+        finally:
+            self._pinned_lock.release()
+        return self.local.hit(key, rate, member)
+
+    def _drop_pinned(self, client: redis.Redis) -> None:
+        """A broken connection goes back to the pool closed; the next request checks out anew."""
+        connection, self._pinned = self._pinned, None
+        if connection is not None:
             connection.disconnect()
-            pool.release(connection)
-            raise
+            client.connection_pool.release(connection)
 
     def release(self, key: str, member: str | None = None) -> None:
         """Give back one admitted slot (``member``) or forget the key entirely (None)."""
@@ -294,6 +380,18 @@ def endpoint_scope(request: Request, view: APIView | None = None) -> str:
     return "market_data" if path.startswith(_MARKET_DATA_PATHS) else "read"
 
 
+class DefersRateVerdict(Protocol):
+    """A view that reads its request's verdict after its handler ran (TradingAPIView)."""
+
+    rate_verdict_after_handler: bool
+    pending_rate_verdict: PendingDecision | None
+
+
+def retry_after(decision: Decision) -> float:
+    """Whole seconds, rounded up: a client that waits the Retry-After it was told is admitted."""
+    return float(max(1, math.ceil(decision.wait)))
+
+
 class EndpointRateThrottle(BaseThrottle):
     """DRF throttle for every API view (``DEFAULT_THROTTLE_CLASSES``): one budget per user and
     endpoint class, whether the user came with an API key or a dashboard session."""
@@ -319,10 +417,15 @@ class EndpointRateThrottle(BaseThrottle):
         if rate is None:
             return True
         key = f"{settings.RATE_LIMIT_KEY_PREFIX}:{scope}:{self.identity(request)}"
+        if request.method in _SAFE_METHODS and getattr(view, "rate_verdict_after_handler", False):
+            pending = limiter().hit_begin(key, rate)
+            if pending is not None:
+                # The view reads the verdict once its handler has run (TradingAPIView).
+                cast(DefersRateVerdict, view).pending_rate_verdict = pending
+                return True
         decision = limiter().hit(key, rate)
         if not decision.allowed:
-            # Whole seconds, rounded up: a client that waits the Retry-After it was told is admitted.
-            self._wait = float(max(1, math.ceil(decision.wait)))
+            self._wait = retry_after(decision)
         return decision.allowed
 
     def wait(self) -> float | None:

@@ -6,13 +6,16 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from django.http import HttpRequest, HttpResponseBase
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import PermissionDenied, Throttled, ValidationError
 from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from trading.api.serializers import ErrorSerializer
+from trading.api.throttling import PendingDecision, retry_after
 from trading.errors import NotFound
 from trading.models import Account
 
@@ -65,3 +68,29 @@ def parse_uuid(value: str, *, what: str) -> uuid.UUID:
 
 class TradingAPIView(APIView):
     """Base for the Alpaca trading endpoints (authentication and errors come from settings)."""
+
+    # Set by views whose handler only reads precomputed, cached data: the rate limiter's verdict
+    # is then read after the handler ran, so the two overlap (trading/api/throttling.py).
+    rate_verdict_after_handler = False
+    pending_rate_verdict: PendingDecision | None = None
+
+    def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
+        pending, self.pending_rate_verdict = self.pending_rate_verdict, None
+        if pending is not None:
+            decision = pending.result()
+            if not decision.allowed:
+                try:
+                    self.throttled(request, retry_after(decision))
+                except Throttled as refused:
+                    response = self.handle_exception(refused)
+        return super().finalize_response(request, response, *args, **kwargs)
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        try:
+            return super().dispatch(request, *args, **kwargs)
+        finally:
+            # A handler whose error escaped DRF never reached finalize_response; the verdict is
+            # still read, so the limiter's connection is free for the next request.
+            if self.pending_rate_verdict is not None:
+                self.pending_rate_verdict.result()
+                self.pending_rate_verdict = None

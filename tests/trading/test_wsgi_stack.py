@@ -1,0 +1,159 @@
+"""config.wsgi: the REST API under /v2/ runs through its own middleware stack, pages through the
+full one; both are called here as gunicorn calls them, with a WSGI environ."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+from wsgiref.util import setup_testing_defaults
+
+import pytest
+from django.conf import settings
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver
+from rest_framework.views import APIView
+
+from config.wsgi import application, handler_for
+from trading.models import Account
+
+pytestmark = pytest.mark.django_db
+
+
+def _routes(patterns: list[URLPattern | URLResolver], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            yield from _routes(pattern.url_patterns, prefix + str(pattern.pattern))
+        else:
+            yield prefix + str(pattern.pattern), pattern.callback
+
+
+def test_every_api_route_is_a_drf_view() -> None:
+    """The API stack leaves out Django's CSRF middleware. That is safe only while every /v2/ view
+    is a DRF view: DRF marks them exempt from the middleware and checks CSRF itself for callers
+    that authenticate with a session."""
+    api = [
+        (route, callback)
+        for route, callback in _routes(get_resolver().url_patterns)
+        if route.startswith("v2/")
+    ]
+    assert len(api) > 30
+    not_drf = [route for route, callback in api if not issubclass(getattr(callback, "cls", object), APIView)]
+    assert not_drf == []
+
+
+class Answer:
+    def __init__(self, status: str, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.status_code = int(status.split()[0])
+        self.headers = dict(headers)
+        self.body = body
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def _call(
+    method: str,
+    path: str,
+    *,
+    body: bytes = b"",
+    content_type: str = "",
+    headers: dict[str, str] | None = None,
+) -> Answer:
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "HTTP_HOST": "127.0.0.1",
+        "wsgi.input": io.BytesIO(body),
+        "CONTENT_LENGTH": str(len(body)),
+        "CONTENT_TYPE": content_type,
+    }
+    for name, value in (headers or {}).items():
+        environ[f"HTTP_{name.upper().replace('-', '_')}"] = value
+    setup_testing_defaults(environ)
+    started: list[tuple[str, list[tuple[str, str]]]] = []
+
+    def start_response(status: str, response_headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+        started.append((status, response_headers))
+
+    # As Django's test client does: the test's transaction holds the connection that the
+    # request signals would otherwise close.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        chunks = application(environ, start_response)
+        try:
+            payload = b"".join(chunks)
+        finally:
+            getattr(chunks, "close", lambda: None)()
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+    return Answer(started[0][0], started[0][1], payload)
+
+
+@pytest.fixture
+def browser_session(make_account: Callable[..., Account]) -> dict[str, str]:
+    """A logged-in dashboard session: its cookie and its CSRF token, as the page hands them out."""
+    account = make_account()
+    client = Client()
+    client.force_login(account.user)
+    client.get("/")  # the dashboard page sets the CSRF cookie
+    session = client.cookies[settings.SESSION_COOKIE_NAME].value
+    token = client.cookies[settings.CSRF_COOKIE_NAME].value
+    return {"session": session, "csrf": token}
+
+
+def test_session_writes_to_the_api_still_need_the_csrf_token(browser_session: dict[str, str]) -> None:
+    cookie = f"{settings.SESSION_COOKIE_NAME}={browser_session['session']}"
+    order = json.dumps(
+        {"symbol": "NOPE", "qty": "1", "side": "buy", "type": "market", "time_in_force": "day"}
+    )
+    forged = _call(
+        "POST", "/v2/orders", body=order.encode(), content_type="application/json", headers={"Cookie": cookie}
+    )
+    assert forged.status_code == 403 and "CSRF" in forged.json()["message"]
+    signed = _call(
+        "POST",
+        "/v2/orders",
+        body=order.encode(),
+        content_type="application/json",
+        headers={
+            "Cookie": f"{cookie}; {settings.CSRF_COOKIE_NAME}={browser_session['csrf']}",
+            "X-CSRFToken": browser_session["csrf"],
+            "Origin": "http://127.0.0.1",
+        },
+    )
+    # Past the CSRF check the order itself is judged: the symbol does not exist.
+    assert signed.status_code == 422, signed.body
+    assert _call("GET", "/v2/account", headers={"Cookie": cookie}).status_code == 200
+
+
+def test_pages_keep_the_csrf_middleware() -> None:
+    refused = _call(
+        "POST", "/login", body=b"username=a&password=b", content_type="application/x-www-form-urlencoded"
+    )
+    assert refused.status_code == 403
+
+
+def test_api_answers_keep_the_security_headers_and_the_host_check() -> None:
+    clock = _call("GET", "/v2/clock")
+    assert clock.status_code == 401  # no key; the answer still passed through the stack
+    assert clock.headers["X-Content-Type-Options"] == "nosniff"
+    assert clock.headers["X-Frame-Options"] == "DENY"
+    assert _call("GET", "/v2/clock", headers={"Host": "evil.example"}).status_code == 400
+    assert _call("GET", "/", headers={"Host": "evil.example"}).status_code == 400
+
+
+def test_api_paths_take_the_shorter_stack() -> None:
+    def view_hooks(handler: Any) -> set[str]:
+        return {type(hook.__self__).__name__ for hook in handler._view_middleware}
+
+    assert "CsrfViewMiddleware" in view_hooks(application.pages)
+    assert "CsrfViewMiddleware" not in view_hooks(application.api)
+    configured = list(settings.MIDDLEWARE)
+    handler_for(["django.middleware.common.CommonMiddleware"])
+    assert configured == settings.MIDDLEWARE  # swapped only while the handler was built
