@@ -275,7 +275,7 @@ class SlidingWindowLimiter:
             self._pinned = client.connection_pool.get_connection()
             self._pinned_pid = os.getpid()
         # Packed here rather than by redis-py's generic packer: the request is always the same
-        # six strings, and packing them generically costs more than the rest of the send.
+        # seven strings, and packing them generically costs more than the rest of the send.
         packed = _pack("EVALSHA", self._script.sha, "1", key, *map(str, args))
         try:
             self._pinned.send_packed_command([packed])
