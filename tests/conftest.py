@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import pytest
 from django.conf import settings
@@ -92,6 +92,28 @@ def add_minute_bar_ramps(bases: Mapping[str, int], *, start: dt.datetime, minute
         )
         for symbol, base in bases.items()
         for i in range(minutes)
+    )
+
+
+def add_flat_minute_bars(symbols: Iterable[str], *, start: dt.datetime, minutes: int) -> None:
+    """Minute bars whose every price and count is 1, for tests about which rows are read."""
+    MinuteBar.objects.bulk_create(
+        (
+            MinuteBar(
+                symbol=symbol,
+                start=start + dt.timedelta(minutes=i),
+                open_units=1,
+                high_units=1,
+                low_units=1,
+                close_units=1,
+                volume=1,
+                trade_count=1,
+                vwap_units=1,
+            )
+            for symbol in symbols
+            for i in range(minutes)
+        ),
+        batch_size=5000,
     )
 
 

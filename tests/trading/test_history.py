@@ -13,6 +13,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext, override_settings
 from hypothesis import HealthCheck, event, given, settings as hsettings, strategies as st
 
+from tests.conftest import add_flat_minute_bars
 from trading import calendar, history
 from trading.errors import InvalidRequest
 from trading.models import Asset, DailyBar, MinuteBar, StockPriceHistory
@@ -71,21 +72,7 @@ def all_pages(fetch: Any, *, limit: int, max_pages: int = 10_000) -> list[Any]:
 @pytest.mark.django_db
 def test_property_3_page_size_never_exceeds_limit_or_maximum() -> None:
     seed_ticks({"AAA": 25, "BBB": 25, "CCC": 25})
-    MinuteBar.objects.bulk_create(
-        MinuteBar(
-            symbol=symbol,
-            start=BASE + dt.timedelta(minutes=i),
-            open_units=1,
-            high_units=1,
-            low_units=1,
-            close_units=1,
-            volume=1,
-            trade_count=1,
-            vwap_units=1,
-        )
-        for symbol in ("AAA", "BBB")
-        for i in range(40)
-    )
+    add_flat_minute_bars(("AAA", "BBB"), start=BASE, minutes=40)
 
     @DB_EXAMPLES
     @given(

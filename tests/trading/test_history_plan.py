@@ -14,6 +14,7 @@ import pytest
 from django.db import connection
 from django.db.models import Q
 
+from tests.conftest import add_flat_minute_bars
 from trading import history
 from trading.models import Asset, MinuteBar, StockPriceHistory
 from trading.quotes import newest_per_symbol
@@ -158,24 +159,7 @@ def test_deep_pages_seek_the_unique_symbol_seq_index(analyzed: None) -> None:
 
 
 def test_bar_ranges_seek_the_symbol_start_index(db: None) -> None:
-    MinuteBar.objects.bulk_create(
-        (
-            MinuteBar(
-                symbol=symbol,
-                start=BASE + dt.timedelta(minutes=minute),
-                open_units=1,
-                high_units=1,
-                low_units=1,
-                close_units=1,
-                volume=1,
-                trade_count=1,
-                vwap_units=1,
-            )
-            for symbol in SYMBOLS
-            for minute in range(200)
-        ),
-        batch_size=5000,
-    )
+    add_flat_minute_bars(SYMBOLS, start=BASE, minutes=200)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
     start = BASE + dt.timedelta(minutes=50)
