@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
+from typing import TypeVar
 
 import pytest
 from django.conf import settings
@@ -13,7 +14,7 @@ from pytest_django.fixtures import Settings
 
 from config.redis_pools import redis_client
 from trading import services
-from trading.models import Account, Asset, MinuteBar, StockPriceHistory
+from trading.models import Account, Asset, DailyBar, MinuteBar, StockPriceHistory
 from trading.units import price_to_units
 
 
@@ -95,21 +96,29 @@ def add_minute_bar_ramps(bases: Mapping[str, int], *, start: dt.datetime, minute
     )
 
 
+Bar = TypeVar("Bar", MinuteBar, DailyBar)
+
+
+def flat_bar(model: type[Bar], symbol: str, start: dt.datetime) -> Bar:
+    """A bar whose every price and count is 1, for tests about which rows exist or are read."""
+    return model(
+        symbol=symbol,
+        start=start,
+        open_units=1,
+        high_units=1,
+        low_units=1,
+        close_units=1,
+        volume=1,
+        trade_count=1,
+        vwap_units=1,
+    )
+
+
 def add_flat_minute_bars(symbols: Iterable[str], *, start: dt.datetime, minutes: int) -> None:
-    """Minute bars whose every price and count is 1, for tests about which rows are read."""
+    """``flat_bar`` minute bars for each symbol, ``minutes`` of them from ``start``."""
     MinuteBar.objects.bulk_create(
         (
-            MinuteBar(
-                symbol=symbol,
-                start=start + dt.timedelta(minutes=i),
-                open_units=1,
-                high_units=1,
-                low_units=1,
-                close_units=1,
-                volume=1,
-                trade_count=1,
-                vwap_units=1,
-            )
+            flat_bar(MinuteBar, symbol, start + dt.timedelta(minutes=i))
             for symbol in symbols
             for i in range(minutes)
         ),

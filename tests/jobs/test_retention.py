@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings as hypothesis_settings, stra
 from analytics.models import AccountEquityDay
 from jobs import retention
 from jobs.models import JobRun, JobStatus
+from tests.conftest import flat_bar
 from trading.models import Account, DailyBar, MinuteBar, StockPriceHistory
 
 NOW = dt.datetime(2026, 6, 15, 12, 0, tzinfo=dt.UTC)
@@ -28,20 +29,6 @@ ages = st.lists(st.integers(min_value=0, max_value=200 * 24 * HOUR), max_size=25
 boundary_ages = st.lists(
     st.sampled_from([24 * HOUR - 1, 24 * HOUR, 24 * HOUR + 1, 90 * 24 * HOUR, 90 * 24 * HOUR + 1]), max_size=6
 )
-
-
-def _bar(model: type[MinuteBar] | type[DailyBar], symbol: str, start: dt.datetime) -> Any:
-    return model(
-        symbol=symbol,
-        start=start,
-        open_units=1,
-        high_units=1,
-        low_units=1,
-        close_units=1,
-        volume=1,
-        trade_count=1,
-        vwap_units=1,
-    )
 
 
 @pytest.mark.django_db
@@ -61,10 +48,11 @@ def test_cleanup_removes_exactly_the_expired_rows(
         for seq, age in enumerate(tick_ages)
     )
     MinuteBar.objects.bulk_create(
-        _bar(MinuteBar, f"S{index}", NOW - dt.timedelta(seconds=age)) for index, age in enumerate(bar_ages)
+        flat_bar(MinuteBar, f"S{index}", NOW - dt.timedelta(seconds=age))
+        for index, age in enumerate(bar_ages)
     )
     DailyBar.objects.bulk_create(
-        _bar(DailyBar, f"S{index}", NOW - dt.timedelta(seconds=age)) for index, age in enumerate(bar_ages)
+        flat_bar(DailyBar, f"S{index}", NOW - dt.timedelta(seconds=age)) for index, age in enumerate(bar_ages)
     )
 
     deleted = retention.retention_cleanup(now=NOW, batch_size=batch_size)

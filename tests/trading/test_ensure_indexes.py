@@ -8,7 +8,6 @@ Backend-specific expectations are asserted for the backend in use, never skipped
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterator
 from io import StringIO
 from typing import Any
@@ -20,6 +19,7 @@ from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from tests.conftest import flat_bar
 from trading.indexes import declared, invalid_index_names
 from trading.models import DailyBar, StockPriceHistory
 
@@ -119,20 +119,6 @@ def _drop_daily_bar_unique() -> None:
         cursor.execute(f'ALTER TABLE "{BAR_TABLE}__new" RENAME TO "{BAR_TABLE}"')
 
 
-def _daily_bar(start: dt.datetime) -> DailyBar:
-    return DailyBar(
-        symbol="AAPL",
-        start=start,
-        open_units=1,
-        high_units=1,
-        low_units=1,
-        close_units=1,
-        volume=1,
-        trade_count=1,
-        vwap_units=1,
-    )
-
-
 @pytest.mark.django_db(transaction=True)
 def test_recreates_a_missing_unique_constraint(restore_schema: None) -> None:
     _drop_daily_bar_unique()
@@ -152,9 +138,9 @@ def test_recreates_a_missing_unique_constraint(restore_schema: None) -> None:
         assert connection.vendor == "sqlite"
         assert restored["index"] is True
     start = timezone.now()
-    DailyBar.objects.bulk_create([_daily_bar(start)])
+    DailyBar.objects.bulk_create([flat_bar(DailyBar, "AAPL", start)])
     with pytest.raises(IntegrityError), transaction.atomic():
-        DailyBar.objects.bulk_create([_daily_bar(start)])
+        DailyBar.objects.bulk_create([flat_bar(DailyBar, "AAPL", start)])
 
     assert_all_ok(run())
 
@@ -163,7 +149,7 @@ def test_recreates_a_missing_unique_constraint(restore_schema: None) -> None:
 def test_a_unique_build_blocked_by_duplicates_fails_clearly_and_recovers(restore_schema: None) -> None:
     _drop_daily_bar_unique()
     start = timezone.now()
-    DailyBar.objects.bulk_create([_daily_bar(start), _daily_bar(start)])
+    DailyBar.objects.bulk_create([flat_bar(DailyBar, "AAPL", start), flat_bar(DailyBar, "AAPL", start)])
 
     out = StringIO()
     with pytest.raises(CommandError, match="could not be built"):

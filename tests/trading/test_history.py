@@ -223,20 +223,7 @@ def test_next_page_token_is_none_exactly_at_the_end() -> None:
 @pytest.mark.django_db
 def test_tampered_or_foreign_tokens_are_rejected() -> None:
     seed_ticks({"AAA": 5})
-    MinuteBar.objects.bulk_create(
-        MinuteBar(
-            symbol="AAA",
-            start=BASE + dt.timedelta(minutes=i),
-            open_units=1,
-            high_units=1,
-            low_units=1,
-            close_units=1,
-            volume=1,
-            trade_count=1,
-            vwap_units=1,
-        )
-        for i in range(5)
-    )
+    add_flat_minute_bars(["AAA"], start=BASE, minutes=5)
     token = history.ticks_page(symbols=["AAA"], limit=2).next_page_token
     assert token
     flipped = token[:-1] + ("A" if token[-1] != "A" else "B")
