@@ -9,6 +9,7 @@ from typing import TypeVar
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.test import Client
 from django.utils import timezone
 from pytest_django.fixtures import Settings
 
@@ -94,6 +95,13 @@ def add_minute_bar_ramps(bases: Mapping[str, int], *, start: dt.datetime, minute
         for symbol, base in bases.items()
         for i in range(minutes)
     )
+
+
+def session_cookie(user_id: int) -> tuple[Client, str]:
+    """A test client logged in as the user, and its session as a Cookie header value."""
+    client = Client()
+    client.force_login(get_user_model().objects.get(pk=user_id))
+    return client, f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
 
 
 Bar = TypeVar("Bar", MinuteBar, DailyBar)

@@ -14,8 +14,6 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.test import Client
 from pytest_django.fixtures import Settings
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
@@ -23,6 +21,7 @@ from websockets.sync.client import ClientConnection, connect
 from config.redis_pools import redis_client
 from realtime import daphne_trim
 from realtime.wire import Window, WireTick
+from tests.conftest import session_cookie
 from tests.realtime.servers import DaphneProcess, daphne_server, isolate_streams
 from trading.models import Account, Asset
 
@@ -78,12 +77,6 @@ def test_only_unbounded_asyncio_queues_and_daphne_sockets_are_touched() -> None:
 @pytest.fixture
 def stream_settings(settings: Settings) -> Settings:
     return isolate_streams(settings)
-
-
-def session_cookie(user_id: int) -> tuple[Client, str]:
-    client = Client()
-    client.force_login(get_user_model().objects.get(pk=user_id))
-    return client, f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
 
 
 def receive(ws: ClientConnection) -> Any:

@@ -16,13 +16,13 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.db import connections
-from django.test import Client
 from pytest_django.fixtures import Settings
 
 from config.asgi import application
 from config.redis_pools import redis_client
 from realtime import fanout
 from realtime.wire import Window, WireBar, WireTick
+from tests.conftest import session_cookie
 from tests.realtime.servers import isolate_streams
 from trading import services
 from trading.models import Account, Asset
@@ -289,17 +289,8 @@ def test_origin_is_checked_for_browsers_and_absent_for_bots(
     run(body)
 
 
-def session_cookie(user_id: int) -> list[tuple[bytes, bytes]]:
-    from django.contrib.auth import get_user_model
-
-    client = Client()
-    client.force_login(get_user_model().objects.get(pk=user_id))
-    return [
-        (
-            b"cookie",
-            f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode(),
-        )
-    ]
+def session_cookie_header(user_id: int) -> list[tuple[bytes, bytes]]:
+    return [(b"cookie", session_cookie(user_id)[1].encode())]
 
 
 def test_session_auth_market_data_and_dashboard_updates(
@@ -310,7 +301,7 @@ def test_session_auth_market_data_and_dashboard_updates(
 ) -> None:
     account = make_account()
     make_asset("AAPL", price="100.00")
-    cookie = session_cookie(account.user_id)
+    cookie = session_cookie_header(account.user_id)
 
     async def body() -> None:
         ws = await open_stream(headers=cookie)
@@ -433,7 +424,7 @@ def test_dashboard_sockets_per_session_are_limited(
     """/ws/dashboard counts its sockets per user apart from the Alpaca streams: the one over the
     limit is refused at the handshake, and a disconnect frees its slot."""
     stream_settings.STREAM_MAX_CONNECTIONS_PER_KEY = 2
-    cookie = session_cookie(make_account().user_id)
+    cookie = session_cookie_header(make_account().user_id)
 
     async def dashboard() -> tuple[bool, WebsocketCommunicator]:
         communicator = WebsocketCommunicator(application, "/ws/dashboard", headers=cookie)

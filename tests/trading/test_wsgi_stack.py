@@ -13,11 +13,11 @@ import pytest
 from django.conf import settings
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
-from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.views import APIView
 
 from config.wsgi import application, handler_for
+from tests.conftest import session_cookie
 from trading.models import Account
 
 pytestmark = pytest.mark.django_db
@@ -98,17 +98,13 @@ def _call(
 @pytest.fixture
 def browser_session(make_account: Callable[..., Account]) -> dict[str, str]:
     """A logged-in dashboard session: its cookie and its CSRF token, as the page hands them out."""
-    account = make_account()
-    client = Client()
-    client.force_login(account.user)
+    client, cookie = session_cookie(make_account().user_id)
     client.get("/")  # the dashboard page sets the CSRF cookie
-    session = client.cookies[settings.SESSION_COOKIE_NAME].value
-    token = client.cookies[settings.CSRF_COOKIE_NAME].value
-    return {"session": session, "csrf": token}
+    return {"cookie": cookie, "csrf": client.cookies[settings.CSRF_COOKIE_NAME].value}
 
 
 def test_session_writes_to_the_api_still_need_the_csrf_token(browser_session: dict[str, str]) -> None:
-    cookie = f"{settings.SESSION_COOKIE_NAME}={browser_session['session']}"
+    cookie = browser_session["cookie"]
     order = json.dumps(
         {"symbol": "NOPE", "qty": "1", "side": "buy", "type": "market", "time_in_force": "day"}
     )
