@@ -20,7 +20,7 @@ export HTTP_PORT WS_PORT
 help:
 	@echo "make run     migrate, seed demo data, start web (HTTP :$(HTTP_PORT)), ws (:$(WS_PORT)), worker, beat"
 	@echo "make test    run the test suite (PYTEST_ARGS='...' passes options to pytest)"
-	@echo "make lint    ruff check, ruff format --check, mypy"
+	@echo "make lint    ruff check, ruff format --check, mypy, eslint"
 	@echo "make format  ruff format and ruff check --fix"
 	@echo "make stop    stop the embedded Redis server"
 	@echo "make clean   make stop, then remove var/ (database, logs, static files; keeps .venv)"
@@ -79,11 +79,12 @@ test: venv node_modules/.installed
 	fi; \
 	exit $$status
 
-lint: venv
+lint: venv node_modules/.installed
 	@status=0; \
 	echo "ruff check ."; $(BIN)/ruff check . || status=1; \
 	echo "ruff format --check ."; $(BIN)/ruff format --check . || status=1; \
 	echo "mypy ."; $(BIN)/mypy . || status=1; \
+	echo "eslint ."; npx --no-install eslint . || status=1; \
 	exit $$status
 
 format: venv

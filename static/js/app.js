@@ -140,7 +140,7 @@ let chart = null;
 let ticket = null;
 
 function initialSymbol(state) {
-  let stored = null;
+  let stored;
   try {
     stored = localStorage.getItem(SYMBOL_KEY);
   } catch {

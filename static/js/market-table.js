@@ -138,7 +138,7 @@ export class MarketTable {
     this.sortEpoch = 0;
     this.rows = null;
     // The shown rows are recomputed only when one of these inputs changed (Property 17).
-    this.visibleRows = memoizeLast((market, assetsVersion, query, watchOnly, sortKey, sortDir, watchlist, sortEpoch) =>
+    this.visibleRows = memoizeLast((market, assetsVersion, query, watchOnly, sortKey, sortDir, _watchlist, _sortEpoch) =>
       filterSortRows(market.values(), { query, watchOnly, sortKey, sortDir }),
     );
     root.dataset.renderer = "selective";
