@@ -465,7 +465,27 @@ REST_FRAMEWORK["DEFAULT_CONTENT_NEGOTIATION_CLASS"] = "trading.api.negotiation.F
 # the cookie-first fallback, builds a signed-cookie signer on every request, API calls included.
 MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 
-# --- Page security: the Content-Security-Policy ---
+# --- Page security: TLS, cookies, HSTS and the Content-Security-Policy ---
+# Behind TLS (a proxy terminating HTTPS in front of gunicorn and daphne) TLS=true sets every value
+# below; each has its own variable to override it. Unset, they stay Django's defaults, which
+# plain HTTP (`make run`) needs: a secure-only cookie is never sent over http://.
+TLS = env.bool("TLS", default=False)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=TLS)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=TLS)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=TLS)
+# A year, the minimum the browsers' preload lists accept. Once a browser has seen it, the site is
+# HTTPS-only for it for that long: turn it on when TLS is there to stay.
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=365 * 24 * 3600 if TLS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=TLS)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=TLS)
+# The header by which the TLS-terminating proxy says a request came over HTTPS (its value then is
+# "https"); empty: none, the connection itself decides. The proxy must set it on every request,
+# overwriting what the client sent, or a client could claim HTTPS.
+_proxy_ssl_header = env.str("SECURE_PROXY_SSL_HEADER", default="X-Forwarded-Proto" if TLS else "").strip()
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https") if _proxy_ssl_header else None
+)
+
 from csp.constants import NONCE, NONE, SELF  # noqa: E402
 
 # Every page (config/wsgi.py: not the JSON API) gets this policy. Scripts and styles come from
