@@ -31,10 +31,12 @@ from trading.units import cents_to_str, units_to_str
 
 
 def _snapshot_payload(snapshot: LeaderboardSnapshot, *, limit: int | None = None) -> dict[str, Any]:
+    # Usernames only: every signed-in user reads the board, and an account number is what a
+    # support request or a statement identifies an account by (the staff CSV keeps it).
     entries = (
         LeaderboardEntry.objects.filter(snapshot=snapshot)
         .order_by("rank")
-        .values_list("rank", "account_number", "username", "equity_cents", "baseline_cents", "return_pct")[
+        .values_list("rank", "username", "equity_cents", "baseline_cents", "return_pct")[
             : limit or settings.LEADERBOARD_LIMIT_MAX
         ]
     )
@@ -46,13 +48,12 @@ def _snapshot_payload(snapshot: LeaderboardSnapshot, *, limit: int | None = None
         "entries": [
             {
                 "rank": rank,
-                "account_number": number,
                 "username": username,
                 "equity": cents_to_str(equity),
                 "baseline": cents_to_str(baseline),
                 "return_pct": round(gain * 100, 4),
             }
-            for rank, number, username, equity, baseline, gain in entries
+            for rank, username, equity, baseline, gain in entries
         ],
     }
 

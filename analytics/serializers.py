@@ -26,7 +26,6 @@ class LeaderboardCsvQuerySerializer(serializers.Serializer[Any]):
 
 class LeaderboardEntrySerializer(serializers.Serializer[Any]):
     rank = serializers.IntegerField()
-    account_number = serializers.CharField()
     username = serializers.CharField()
     equity = serializers.CharField(help_text="dollars")
     baseline = serializers.CharField(help_text="what the return is measured against, dollars")

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "csp",
     "channels",
     "trading",
     "realtime",
@@ -60,6 +61,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # After whitenoise, which answers static files itself: a CSP on a script or stylesheet does nothing.
+    "trading.page_security.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -67,10 +70,11 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
-# The REST API's stack under gunicorn (config/wsgi.py): MIDDLEWARE without whitenoise, CSRF and
-# messages, none of which does anything under /v2/ (every view there is a DRF view, and DRF
-# checks CSRF itself for session callers). Host checks, security headers, sessions and
-# request.user stay.
+# The REST API's stack under gunicorn (config/wsgi.py): MIDDLEWARE without whitenoise, CSP, CSRF
+# and messages, none of which does anything under /v2/ (every view there is a DRF view answering
+# JSON, which a browser never renders, and DRF checks CSRF itself for session callers; the two
+# HTML pages under /v2/, the API docs, take the full stack). Host checks, security headers,
+# sessions and request.user stay.
 API_MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -460,3 +464,50 @@ REST_FRAMEWORK["DEFAULT_CONTENT_NEGOTIATION_CLASS"] = "trading.api.negotiation.F
 # Kept in the session (the pages already load it to know who is logged in). Django's default,
 # the cookie-first fallback, builds a signed-cookie signer on every request, API calls included.
 MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
+
+# --- Page security: TLS, cookies, HSTS and the Content-Security-Policy ---
+# Behind TLS (a proxy terminating HTTPS in front of gunicorn and daphne) TLS=true sets every value
+# below; each has its own variable to override it. Unset, they stay Django's defaults, which
+# plain HTTP (`make run`) needs: a secure-only cookie is never sent over http://.
+TLS = env.bool("TLS", default=False)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=TLS)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=TLS)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=TLS)
+# A year, the minimum the browsers' preload lists accept. Once a browser has seen it, the site is
+# HTTPS-only for it for that long: turn it on when TLS is there to stay.
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=365 * 24 * 3600 if TLS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=TLS)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=TLS)
+# The header by which the TLS-terminating proxy says a request came over HTTPS (its value then is
+# "https"); empty: none, the connection itself decides. The proxy must set it on every request,
+# overwriting what the client sent, or a client could claim HTTPS.
+_proxy_ssl_header = env.str("SECURE_PROXY_SSL_HEADER", default="X-Forwarded-Proto" if TLS else "").strip()
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https") if _proxy_ssl_header else None
+)
+
+from csp.constants import NONCE, NONE, SELF  # noqa: E402
+
+# Every page (config/wsgi.py: not the JSON API) gets this policy. Scripts and styles come from
+# this origin only; the few inline ones (the dashboard's import map, the API docs' start-up) carry
+# the request's nonce (request.csp_nonce). connect-src also gets the WebSocket origin the page is
+# told to use (trading/page_security.py). img-src admits data: URLs: the pages' empty favicon and
+# the API docs' icons.
+# lightweight-charts inserts one <style> element of its own, for the TradingView attribution logo
+# its licence asks for; it is admitted by the hash of its exact text (lightweight-charts 5.2.1). A
+# version that changes the text is refused, and the dashboard's browser test that counts CSP
+# violations says so.
+_CHART_ATTRIBUTION_STYLE_HASH = "'sha256-3pRED1tOXas1FXFoPb9TGCjmYe9XQsmO9OV23khV2nY='"
+CONTENT_SECURITY_POLICY: dict[str, Any] = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, NONCE, _CHART_ATTRIBUTION_STYLE_HASH],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}

@@ -5,7 +5,9 @@ The REST API under ``/v2/`` runs through its own, shorter middleware stack
 marks it exempt (DRF's SessionAuthentication runs Django's CSRF check itself for session
 callers), the API sends no flash messages and whitenoise has no files under ``/v2/``. Each layer
 costs a few microseconds on every request, and the cached reads are held to a 10 ms p99 (README,
-Benchmarks). Pages, the admin and static files keep the full ``settings.MIDDLEWARE``.
+Benchmarks). Pages, the admin and static files keep the full ``settings.MIDDLEWARE``; so do the
+API's two HTML pages (Swagger UI and Redoc under ``/v2/``), which need the pages' Content-Security-
+Policy, a header the JSON answers have no use for (a browser renders none of them).
 """
 
 import os
@@ -15,6 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.wsgi import get_wsgi_application
+from django.urls import reverse
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -37,15 +40,24 @@ def handler_for(middleware: list[str]) -> WSGIHandler:
 
 
 class SplitStackHandler:
-    """Routes ``/v2/`` to the API handler and everything else to the pages handler."""
+    """Routes ``/v2/`` to the API handler, except ``pages_under_api``, and everything else to the
+    pages handler."""
 
-    def __init__(self, *, pages: WSGIHandler, api: WSGIHandler) -> None:
+    def __init__(self, *, pages: WSGIHandler, api: WSGIHandler, pages_under_api: Iterable[str] = ()) -> None:
         self.pages = pages
         self.api = api
+        self.pages_under_api = frozenset(pages_under_api)
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        handler = self.api if environ.get("PATH_INFO", "").startswith(API_PREFIX) else self.pages
-        return handler(environ, start_response)
+        path = environ.get("PATH_INFO", "")
+        if path.startswith(API_PREFIX) and path not in self.pages_under_api:
+            return self.api(environ, start_response)
+        return self.pages(environ, start_response)
 
 
-application = SplitStackHandler(pages=get_wsgi_application(), api=handler_for(settings.API_MIDDLEWARE))
+_pages = get_wsgi_application()  # sets Django up, so the URLconf can be read below
+application = SplitStackHandler(
+    pages=_pages,
+    api=handler_for(settings.API_MIDDLEWARE),
+    pages_under_api=(reverse("openapi-docs"), reverse("openapi-redoc")),
+)

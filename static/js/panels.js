@@ -440,9 +440,13 @@ export class FillsPanel {
 }
 
 export class LeaderboardPanel {
-  constructor({ root }) {
+  // Entries name players by username only (the API shows no account numbers): rows are keyed by
+  // it, and the viewer's own row is the one with the signed-in user's name.
+  constructor({ root, doc, win }) {
     this.asOf = root.querySelector("[data-field=as_of]");
     this.table = new VirtualTable({
+      doc,
+      win,
       root: root.querySelector(".panel-body"),
       label: "Leaderboard",
       columns: [

@@ -46,6 +46,8 @@ TOP_KEYS = {
     "streams",
     "config",
 }
+# Usernames, never account numbers: every player sees the board.
+LEADERBOARD_ENTRY_FIELDS = {"rank", "username", "equity", "baseline", "return_pct"}
 ASSET_KEYS = {
     "symbol",
     "name",
@@ -182,6 +184,7 @@ def test_alpaca_parts_equal_their_endpoints_bodies(
     assert len(body["fills"]) == 2
     assert body["leaderboard"] == endpoint("/v2/leaderboard?period=overall&limit=20")
     assert len(body["leaderboard"]["entries"]) == 2
+    assert all(set(entry) == LEADERBOARD_ENTRY_FIELDS for entry in body["leaderboard"]["entries"])
     assert body["statements"] == endpoint("/v2/statements")
     assert [statement["period"] for statement in body["statements"]] == ["2026-10", "2026-09"]
     assert body["analytics"] is None

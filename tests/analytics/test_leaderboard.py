@@ -57,11 +57,13 @@ def test_returns_and_ranks_follow_equity_and_exclude_added_cash(
         result = services.leaderboard_refresh()
     assert result.accounts == 3
     board = selectors.leaderboard_get(period="overall", now=result.as_of)
-    assert [row["account_number"] for row in board["entries"]] == [
-        winner.account_number,
-        idle.account_number,
-        loser.account_number,
+    assert [row["username"] for row in board["entries"]] == [
+        winner.user.username,
+        idle.user.username,
+        loser.user.username,
     ]
+    # Other players see names, never account numbers (the staff CSV keeps them).
+    assert all("account_number" not in row for row in board["entries"])
     first, second, third = board["entries"]
     assert (first["rank"], second["rank"], third["rank"]) == (1, 2, 3)
     # Bought at the ask ($100.01), now bid/last $110: equity = cash + 10 * $110.
@@ -74,9 +76,9 @@ def test_returns_and_ranks_follow_equity_and_exclude_added_cash(
     assert third["return_pct"] < 0
     # The daily board agrees with the trading API's last_equity for an account that traded today.
     daily = selectors.leaderboard_get(period="daily", now=result.as_of)
-    by_number = {row["account_number"]: row for row in daily["entries"]}
+    by_name = {row["username"]: row for row in daily["entries"]}
     summary = account_summary(account=Account.objects.get(pk=loser.pk), now=result.as_of)
-    assert by_number[loser.account_number]["baseline"] == f"{summary.last_equity / UNITS_PER_CENT / 100:.2f}"
+    assert by_name[loser.user.username]["baseline"] == f"{summary.last_equity / UNITS_PER_CENT / 100:.2f}"
 
 
 def test_reset_measures_from_the_reset(

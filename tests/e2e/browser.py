@@ -293,18 +293,39 @@ def chromium_browser(executable: str) -> Iterator[Browser]:
             os.environ[ASYNC_UNSAFE] = previous
 
 
+# Reports each Content-Security-Policy violation of every document the page loads to the test.
+_REPORT_CSP_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.__reportCspViolation({
+    page: location.pathname,
+    directive: event.effectiveDirective,
+    blocked: event.blockedURI,
+    source: event.sourceFile,
+    sample: event.sample,
+  });
+});
+"""
+
+
 @dataclass
 class PageWatch:
-    """What a page did: its uncaught errors, console errors and the API calls it made."""
+    """What a page did: its uncaught errors, console errors, Content-Security-Policy violations
+    (the ``securitypolicyviolation`` events of every document it loaded) and its API calls."""
 
     page_errors: list[str] = field(default_factory=list)
     console_errors: list[str] = field(default_factory=list)
+    csp_violations: list[dict[str, str]] = field(default_factory=list)
     api_calls: list[str] = field(default_factory=list)
 
     def attach(self, page: Page) -> None:
         page.on("pageerror", lambda error: self.page_errors.append(str(error)))
         page.on("console", self._console)
         page.on("request", self._request)
+        page.expose_function("__reportCspViolation", self._csp_violation)
+        page.add_init_script(_REPORT_CSP_VIOLATIONS)
+
+    def _csp_violation(self, violation: dict[str, str]) -> None:
+        self.csp_violations.append(violation)
 
     def _console(self, message: ConsoleMessage) -> None:
         if message.type == "error":

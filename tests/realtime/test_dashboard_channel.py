@@ -83,9 +83,10 @@ def test_snapshot_on_connect_then_only_changed_leaderboards(
         assert frame["stream"] == "leaderboard"
         assert frame["data"] == browser.get("/v2/leaderboard?limit=20").json()
         assert frame["data"]["as_of"] == first.as_of.isoformat()
-        assert {e["account_number"] for e in frame["data"]["entries"]} == {
-            a.account_number for a in (me, rival, other)
+        assert {e["username"] for e in frame["data"]["entries"]} == {
+            a.user.username for a in (me, rival, other)
         }
+        assert all("account_number" not in e for e in frame["data"]["entries"])
 
         # Nothing moved: a new snapshot is stored, but no frame goes out.
         unchanged = analytics_services.leaderboard_refresh()
@@ -101,6 +102,6 @@ def test_snapshot_on_connect_then_only_changed_leaderboards(
         assert frame["stream"] == "leaderboard"
         assert frame["data"]["as_of"] == changed.as_of.isoformat()
         assert frame["data"] == browser.get("/v2/leaderboard?limit=20").json()
-        equities = {e["account_number"]: e["equity"] for e in frame["data"]["entries"]}
-        assert equities[rival.account_number] == "12500.00"
+        equities = {e["username"]: e["equity"] for e in frame["data"]["entries"]}
+        assert equities[rival.user.username] == "12500.00"
     assert "Traceback" not in server.log(), server.log()

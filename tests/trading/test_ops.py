@@ -1,17 +1,19 @@
 """/healthz against real dependencies (a Redis port nobody listens on, an unreachable database),
-and the public OpenAPI schema and docs."""
+its details for staff only, and the public OpenAPI schema and docs."""
 
 from __future__ import annotations
 
 import copy
 import datetime as dt
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import cast
 
 import pytest
 import redis
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import connections
 from django.db.utils import load_backend
 from django.http import HttpResponse
@@ -20,6 +22,7 @@ from django.test import Client, RequestFactory
 from tests.conftest import set_quote
 from tests.processes import free_port
 from trading.api.ops import HealthCheck, HealthzView
+from trading.models import Account
 
 
 def dead_redis() -> redis.Redis:
@@ -48,8 +51,37 @@ def unreachable_database() -> Iterator[str]:
         del connections[alias]
 
 
+@pytest.fixture
+def staff(db: None) -> User:
+    return get_user_model().objects.create_user(username="operator", password="pw-123456!", is_staff=True)
+
+
+def healthz(view_health_check: HealthCheck, *, user: User | None = None) -> HttpResponse:
+    """GET /healthz through the view with an injected health check, as ``user`` (default anonymous)."""
+    request = RequestFactory().get("/healthz")
+    request.user = user or AnonymousUser()
+    return cast(HttpResponse, HealthzView.as_view(health_check=view_health_check)(request))
+
+
 @pytest.mark.django_db
-def test_healthz_ok(client: Client) -> None:
+def test_healthz_tells_anonymous_callers_only_the_status(client: Client) -> None:
+    response = client.get("/healthz")
+
+    assert response.status_code == 200
+    assert response["Cache-Control"] == "no-store"
+    assert response.json() == {"status": "ok"}
+
+
+@pytest.mark.django_db
+def test_healthz_details_are_for_staff_only(client: Client, make_account: Callable[..., Account]) -> None:
+    client.force_login(make_account().user)
+
+    assert client.get("/healthz").json() == {"status": "ok"}
+
+
+@pytest.mark.django_db
+def test_healthz_ok(client: Client, staff: User) -> None:
+    client.force_login(staff)
     response = client.get("/healthz")
 
     assert response.status_code == 200
@@ -84,10 +116,12 @@ def test_market_lag_comes_from_the_newest_tick() -> None:
 
 
 @pytest.mark.django_db
-def test_redis_down_is_degraded_but_still_200() -> None:
-    view = HealthzView.as_view(health_check=HealthCheck(redis_factory=dead_redis))
+def test_redis_down_is_degraded_but_still_200(staff: User) -> None:
+    anonymous = healthz(HealthCheck(redis_factory=dead_redis))
+    assert anonymous.status_code == 200
+    assert json.loads(anonymous.content) == {"status": "degraded"}
 
-    response = cast(HttpResponse, view(RequestFactory().get("/healthz")))
+    response = healthz(HealthCheck(redis_factory=dead_redis), user=staff)
 
     assert response.status_code == 200
     body = json.loads(response.content)
@@ -97,10 +131,12 @@ def test_redis_down_is_degraded_but_still_200() -> None:
 
 
 @pytest.mark.django_db
-def test_database_down_is_503(unreachable_database: str) -> None:
-    view = HealthzView.as_view(health_check=HealthCheck(using=unreachable_database))
+def test_database_down_is_503(unreachable_database: str, staff: User) -> None:
+    anonymous = healthz(HealthCheck(using=unreachable_database))
+    assert anonymous.status_code == 503
+    assert json.loads(anonymous.content) == {"status": "down"}
 
-    response = cast(HttpResponse, view(RequestFactory().get("/healthz")))
+    response = healthz(HealthCheck(using=unreachable_database), user=staff)
 
     assert response.status_code == 503
     body = json.loads(response.content)
@@ -126,8 +162,9 @@ def test_swagger_docs_page_is_public_and_self_hosted(client: Client) -> None:
 
     assert response.status_code == 200
     page = response.content.decode()
-    assert "/v2/openapi.json" in page
     assert "drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in page  # no CDN
+    # The start-up script, which names the schema, is served apart (no inline code on the page).
+    assert "/v2/openapi.json" in client.get("/v2/docs?script=").content.decode()
 
 
 def test_redoc_page_is_public(client: Client) -> None:

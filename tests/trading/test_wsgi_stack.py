@@ -153,3 +153,15 @@ def test_api_paths_take_the_shorter_stack() -> None:
     configured = list(settings.MIDDLEWARE)
     handler_for(["django.middleware.common.CommonMiddleware"])
     assert configured == settings.MIDDLEWARE  # swapped only while the handler was built
+
+
+def test_pages_and_the_api_docs_get_the_content_security_policy_and_json_answers_do_not() -> None:
+    """A policy only matters for what a browser renders: the JSON API (held to its cached-read
+    latency) runs no CSP middleware; its two HTML pages, the API docs, take the pages' stack."""
+    for path in ("/login", "/v2/docs", "/v2/redoc"):
+        answer = _call("GET", path)
+        assert answer.status_code == 200, path
+        assert "script-src 'self'" in answer.headers["Content-Security-Policy"], path
+    for path in ("/v2/clock", "/v2/openapi.json", "/v2/docs/"):
+        assert "Content-Security-Policy" not in _call("GET", path).headers, path
+    assert not any("page_security" in name or "csp" in name for name in settings.API_MIDDLEWARE)

@@ -10,6 +10,10 @@ authentication, throttling) is what is broken, and it needs no authentication. I
 
 The market block reports how old the newest stored tick is (the market process's lag), found
 with one step down the ``recorded_at`` index.
+
+Anonymous callers (load balancers, monitors, anyone) get the status alone: which dependency is
+down, how slow it is and whether the Redis is embedded tell an attacker what to aim at. A staff
+session gets the whole report.
 """
 
 from __future__ import annotations
@@ -107,6 +111,10 @@ class HealthzView(View):
 
     def get(self, request: HttpRequest) -> JsonResponse:
         report = (self.health_check or HealthCheck()).run()
-        response = JsonResponse(report, status=503 if report["status"] == "down" else 200)
+        status = 503 if report["status"] == "down" else 200
+        user = getattr(request, "user", None)
+        if not (user is not None and user.is_active and user.is_staff):
+            report = {"status": report["status"]}
+        response = JsonResponse(report, status=status)
         response["Cache-Control"] = "no-store"
         return response

@@ -2,8 +2,10 @@
 
 from typing import Any
 
+from csp.constants import SELF
+from csp.decorators import csp_update
 from django.urls import URLPattern, URLResolver, path
-from drf_spectacular.views import SpectacularJSONAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularJSONAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 from rest_framework.permissions import AllowAny
 
 from trading.api.ops import HealthzView
@@ -18,6 +20,24 @@ urlpatterns: list[URLPattern | URLResolver] = [
 
 schema_urlpatterns: list[URLPattern | URLResolver] = [
     path("openapi.json", SpectacularJSONAPIView.as_view(**_public), name="openapi-schema"),
-    path("docs", SpectacularSwaggerView.as_view(url_name="openapi-schema", **_public), name="openapi-docs"),
-    path("redoc", SpectacularRedocView.as_view(url_name="openapi-schema", **_public), name="openapi-redoc"),
+    # The two HTML pages of the API: config/wsgi.py sends them through the pages' middleware (the
+    # Content-Security-Policy among it). Swagger UI's split view serves its start-up script at
+    # "docs?script", so the page holds no inline code; Redoc's carries the request's CSP nonce,
+    # and Redoc's search runs in a worker it starts from a blob: URL of its own code.
+    path(
+        "docs",
+        SpectacularSwaggerSplitView.as_view(
+            url_name="openapi-schema", template_name="api_docs/swagger_ui.html", **_public
+        ),
+        name="openapi-docs",
+    ),
+    path(
+        "redoc",
+        csp_update({"worker-src": [SELF, "blob:"]})(
+            SpectacularRedocView.as_view(
+                url_name="openapi-schema", template_name="api_docs/redoc.html", **_public
+            )
+        ),
+        name="openapi-redoc",
+    ),
 ]

@@ -13,7 +13,8 @@ map of users), so limits still apply, per process rather than across them, until
 
 Endpoint classes (``settings.RATE_LIMITS``): ``orders`` (writes under /v2/orders and /v2/positions),
 ``write`` (other writes), ``market_data`` (/v2/stocks), ``read`` (other reads) and ``anon``
-(requests without a user, by client address). A view may name its class with ``throttle_scope``.
+(requests without a user, by the client address config/client_address.py decides). A view may
+name its class with ``throttle_scope``.
 
 A request's verdict costs one round trip to Redis, which on a loaded web process is the largest
 share of a cached read's time. Views whose handler only serves precomputed, cached data set
@@ -52,6 +53,7 @@ from redis.connection import Connection
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
+from config.client_address import request_client_address
 from config.redis_pools import redis_client
 
 if TYPE_CHECKING:
@@ -402,7 +404,9 @@ class EndpointRateThrottle(BaseThrottle):
     def identity(self, request: Request) -> str:
         user = request.user
         if not getattr(user, "is_authenticated", False):
-            return f"ip:{self.get_ident(request)}"
+            # Not DRF's get_ident: without NUM_PROXIES it believes any X-Forwarded-For, so a
+            # client could name a fresh address per request and never run out of budget.
+            return f"ip:{request_client_address(request._request)}"
         # date_joined is part of the identity so a user recreated under a reused id (SQLite reuses
         # the highest id after a delete) does not inherit its predecessor's budget.
         joined = getattr(user, "date_joined", None)
@@ -433,10 +437,6 @@ class EndpointRateThrottle(BaseThrottle):
 
 
 # --- Login --------------------------------------------------------------------------------------
-
-
-def _client_address(request: HttpRequest) -> str:
-    return str(request.META.get("REMOTE_ADDR") or "unknown")
 
 
 # The backend marks a refused request so a login page can say why (Django's ``authenticate``
@@ -471,7 +471,8 @@ class LoginThrottleBackend(ModelBackend):
             username = kwargs.get("username")
         if request is None or username is None:
             return super().authenticate(request, username=username, password=password, **kwargs)
-        pair_key, address_key = login_keys(username=str(username), address=_client_address(request))
+        address = request_client_address(request)
+        pair_key, address_key = login_keys(username=str(username), address=address)
         rates = (
             (pair_key, Rate.parse(settings.LOGIN_RATE_LIMIT)),
             (address_key, Rate.parse(settings.LOGIN_IP_RATE_LIMIT)),
@@ -482,7 +483,7 @@ class LoginThrottleBackend(ModelBackend):
             if not decision.allowed:
                 for taken_key, member in taken:
                     limiter().release(taken_key, member)
-                logger.warning("login throttled for %r from %s", username, _client_address(request))
+                logger.warning("login throttled for %r from %s", username, address)
                 setattr(request, _LOGIN_THROTTLED_ATTR, decision.wait)
                 raise PermissionDenied("too many login attempts; try again later")
             taken.append((key, decision.member))
@@ -500,6 +501,6 @@ def signup_throttled_for(request: HttpRequest) -> float | None:
     Every sign-up attempt that reaches the service counts, so one address cannot mint accounts
     (each with fresh virtual cash) to flood a class's leaderboard.
     """
-    key = f"{settings.RATE_LIMIT_KEY_PREFIX}:signup-ip:{_client_address(request)}"
+    key = f"{settings.RATE_LIMIT_KEY_PREFIX}:signup-ip:{request_client_address(request)}"
     decision = limiter().hit(key, Rate.parse(settings.SIGNUP_IP_RATE_LIMIT))
     return None if decision.allowed else decision.wait
