@@ -6,10 +6,13 @@ tests exercise is the deployed path, not Django's test client.
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -127,3 +130,85 @@ def redis_server(port: int, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]
     finally:
         process.kill()
         process.wait(timeout=10)
+
+
+def postgres_bin_dir() -> Path | None:
+    """The newest installed PostgreSQL's server programs (Debian's layout), if any."""
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parent.parent.name)
+    )
+    return Path(found[-1]).parent if found else None
+
+
+def _as_postgres(command: list[str]) -> list[str]:
+    # initdb and pg_ctl refuse to run as root.
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+@dataclass
+class PostgresServer:
+    """A PostgreSQL server of the test's own (data directory, port), never the shared one."""
+
+    bin_dir: Path
+    root: Path
+    port: int
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "server.log"
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _pg_ctl(self, *args: str) -> None:
+        subprocess.run(
+            _as_postgres([str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), *args]),
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=60,
+        )  # fmt: skip
+
+    def start(self) -> None:
+        """Start (or start again) and wait until it accepts connections."""
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._pg_ctl("-o", options, "-l", str(self.log_path), "-w", "start")
+
+    def stop(self) -> None:
+        """Stop as an operator restarting it does: sessions are ended, the port closes."""
+        self._pg_ctl("-m", "fast", "-w", "stop")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@contextmanager
+def postgres_server() -> Iterator[PostgresServer]:
+    """A fresh PostgreSQL server (initdb) on a free port, started; stopped and deleted on exit.
+
+    Its directory is made under the system's temporary directory and handed to the ``postgres``
+    user when running as root (pytest's own tmp_path is private to root).
+    """
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None:
+        raise RuntimeError("PostgreSQL's server programs (/usr/lib/postgresql/*/bin) are not installed")
+    root = Path(tempfile.mkdtemp(prefix="test-postgres-"))
+    if os.geteuid() == 0:
+        shutil.chown(root, user="postgres", group="postgres")
+    server = PostgresServer(bin_dir=bin_dir, root=root, port=free_port())
+    try:
+        subprocess.run(
+            _as_postgres([str(bin_dir / "initdb"), "-D", str(server.data_dir), "-U", "postgres",
+                          "--auth=trust", "-E", "UTF8", "--no-sync"]),
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=120,
+        )  # fmt: skip
+        server.start()
+        yield server
+    finally:
+        if (server.data_dir / "postmaster.pid").exists():
+            subprocess.run(
+                _as_postgres([str(bin_dir / "pg_ctl"), "-D", str(server.data_dir), "-m", "immediate", "stop"]),
+                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=60,
+            )  # fmt: skip
+        shutil.rmtree(root, ignore_errors=True)
