@@ -11,7 +11,9 @@ Threads and what they own:
 
 A restart resumes every symbol from its highest stored seq and last stored price, so ticks stay
 gap-free and unique across a kill -9 (Property 36): windows lost in the queue were never
-published, and their seqs are simply produced again.
+published, and their seqs are simply produced again. A database outage stops nothing: the writer
+retries its window until the database answers (realtime/writer.py), the queue fills and the clock
+waits, and the asset poll skips its turns meanwhile.
 
 Every MARKET_HALT_POLL_S the clock re-reads the tradable assets: new listings start trading
 (from their stored state, if any), delisted or no longer tradable symbols stop, and halts and
