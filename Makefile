@@ -55,7 +55,7 @@ run: venv node_modules/.installed
 	@echo "  HTTP (dashboard, REST API):  http://127.0.0.1:$(HTTP_PORT)"
 	@echo "  WebSockets (streams):        ws://127.0.0.1:$(WS_PORT)"
 	@echo
-	exec $(BIN)/honcho start -f Procfile
+	exec $(BIN)/python -m config.process_manager Procfile
 
 stop:
 	@if [ -x $(BIN)/python ]; then \

@@ -106,6 +106,7 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------------------------
+DB_CONNECT_TIMEOUT_S = 2
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
@@ -118,6 +119,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Tests run real processes against the test database, so it must be a file, not :memory:;
     # one per test process, so two test runs on one checkout cannot drop each other's database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test_db_{os.getpid()}.sqlite3")}
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A server that does not answer (host unreachable, hung) fails a connection attempt after
+    # this many seconds instead of the OS's minutes, so requests answer 503 instead of hanging
+    # (libpq and psycopg take 2 s as their shortest timeout).
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", DB_CONNECT_TIMEOUT_S)
 # Reused connections: opening one per request (and, on SQLite, re-running the WAL pragma) was
 # the largest cost of a cached API read under gunicorn.
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))

@@ -11,7 +11,9 @@ Threads and what they own:
 
 A restart resumes every symbol from its highest stored seq and last stored price, so ticks stay
 gap-free and unique across a kill -9 (Property 36): windows lost in the queue were never
-published, and their seqs are simply produced again.
+published, and their seqs are simply produced again. A database outage stops nothing: the writer
+retries its window until the database answers (realtime/writer.py), the queue fills and the clock
+waits, and the asset poll skips its turns meanwhile.
 
 Every MARKET_HALT_POLL_S the clock re-reads the tradable assets: new listings start trading
 (from their stored state, if any), delisted or no longer tradable symbols stop, and halts and
@@ -22,6 +24,7 @@ close and day orders expire on time. "Now" comes from an injectable clock.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import threading
@@ -31,7 +34,7 @@ from dataclasses import dataclass
 
 import redis
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from config.redis_pools import redis_client
@@ -41,7 +44,7 @@ from realtime.simulator import MarketSimulator, SymbolStart
 from realtime.throttle import ThrottleController
 from realtime.triggers import TriggerEngine
 from realtime.wire import Window, WireTick
-from realtime.writer import TickPipeline, TickWriter, WindowBatch
+from realtime.writer import DATABASE_UNAVAILABLE, TickPipeline, TickWriter, WindowBatch
 from trading import calendar
 from trading.models import Asset, DailyBar, MinuteBar
 from trading.quotes import LatestQuote, latest_quotes_store, latest_ticks_from_db
@@ -181,12 +184,14 @@ class MarketProcess:
         self._number = config.first_window
         self._stats = _Stats()
         self._publish_failures = 0
+        self._poll_failing = False
         self.published = 0
         # Windows fully handled (stored, published, triggers run): what a caller may wait for.
         self.windows_done = 0
 
     def request_stop(self) -> None:
         self._stop.set()
+        self.pipeline.request_stop()
 
     def _resume_bars(self, symbols: list[str]) -> None:
         minute_start, day_start = current_bar_starts(timezone.now())
@@ -267,7 +272,7 @@ class MarketProcess:
     def run_window(self, *, poll: bool = False) -> WindowBatch:
         """One window of the clock: re-read the assets when ``poll``, then simulate (in session)."""
         assert self.simulator is not None
-        statuses = self._poll_assets() if poll else {}
+        statuses = self._poll_assets_if_reachable() if poll else {}
         at_ns = time.time_ns()
         ticks = self.simulator.step(at_ns=at_ns) if self.session.is_open() else []
         return self.submit_window(ticks, statuses=statuses, at_ns=at_ns)
@@ -285,10 +290,31 @@ class MarketProcess:
         bars = self.roller.roll(ticks, now_ns=at_ns)
         batch = WindowBatch(number=self._number, ticks=ticks, bars=bars, statuses=statuses or {})
         self._number += 1
-        self.pipeline.put(batch)
-        self._stats.windows += 1
-        self._stats.ticks += len(ticks)
+        if self.pipeline.put(batch):
+            self._stats.windows += 1
+            self._stats.ticks += len(ticks)
         return batch
+
+    def _poll_assets_if_reachable(self) -> dict[str, str]:
+        """``_poll_assets``, or nothing while the database is unavailable: the market keeps
+        trading the symbols it has (the tick writer holds their windows until it is back)."""
+        try:
+            statuses = self._poll_assets()
+        except DATABASE_UNAVAILABLE as error:
+            # This thread's connection may be dead: closed, Django opens a new one next time.
+            with contextlib.suppress(DatabaseError):
+                connection.close()
+            if not self._poll_failing:
+                logger.warning(
+                    "market: cannot re-read the assets (%s); trading the current ones until the database answers",
+                    type(error).__name__,
+                )
+            self._poll_failing = True
+            return {}
+        if self._poll_failing:
+            logger.info("market: re-reading the assets again")
+            self._poll_failing = False
+        return statuses
 
     def _poll_assets(self) -> dict[str, str]:
         """Follow the asset table: listings, delistings, halts. Returns the changed trading statuses."""
@@ -351,17 +377,23 @@ class MarketProcess:
         elapsed = max(now - stats.since, 1e-9)
         windows = stats.windows - stats.windows_at_log
         ticks = stats.ticks - stats.ticks_at_log
+        pipeline = self.pipeline
+        outage = pipeline.outage_s()
         logger.info(
             "market: %d windows, %.0f ticks/s, %d ticks in total, queue %d/%d, writer lag %.0f ms, "
-            "producer blocked %.1f s, published %d windows, %d rows written",
+            "producer blocked %.1f s, published %d windows, %d rows written, "
+            "database outages %d (%.1f s)%s",
             windows,
             ticks / elapsed,
             stats.ticks,
-            self.pipeline.depth,
-            self.pipeline.max_windows,
-            self.pipeline.last_lag_s * 1000,
-            self.pipeline.blocked_s,
+            pipeline.depth,
+            pipeline.max_windows,
+            pipeline.last_lag_s * 1000,
+            pipeline.blocked_s,
             self.published,
-            self.pipeline.writer.rows_written,
+            pipeline.writer.rows_written,
+            pipeline.outages,
+            pipeline.outage_total_s + outage,
+            f", database unavailable for {outage:.1f} s now" if pipeline.outage_since is not None else "",
         )
         stats.since, stats.windows_at_log, stats.ticks_at_log = now, stats.windows, stats.ticks

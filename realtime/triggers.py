@@ -12,6 +12,7 @@ thread that calls ``process_events`` and ``on_window`` (the tick writer, after e
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -22,10 +23,12 @@ from dataclasses import dataclass
 
 import redis
 from django.conf import settings
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from config.redis_pools import redis_client
 from realtime.wire import WireTick
+from realtime.writer import DATABASE_UNAVAILABLE
 from trading import calendar, matching, services
 from trading.models import OPEN_ORDER_STATUSES, Order, OrderStatus, OrderType
 
@@ -131,8 +134,12 @@ class TriggerEngine:
             .exclude(type=OrderType.MARKET)
             .select_related("asset")
         )
-        for order in orders.iterator(chunk_size=2_000):
-            book.add(services.order_as_resting(order))
+        try:
+            for order in orders.iterator(chunk_size=2_000):
+                book.add(services.order_as_resting(order))
+        except BaseException:
+            self.subscriber.needs_rebuild.set()  # still owed: tried again at the next window
+            raise
         self.book = book
         logger.info("trigger book: %d resting orders", len(book))
 
@@ -190,6 +197,21 @@ class TriggerEngine:
 
     def on_window(self, ticks: Sequence[WireTick]) -> list[Outcome]:
         """Act on one committed window's prices: fill, trigger or track what they cross."""
+        try:
+            return self._on_window(ticks)
+        except DATABASE_UNAVAILABLE:
+            # Order events taken from the queue may be lost with this window: reload the book.
+            self._database_lost()
+            raise
+
+    def _database_lost(self) -> None:
+        """The database went away mid-window: the book is reloaded from it at the next window
+        (orders whose fill failed are still open there), on a new connection."""
+        self.subscriber.needs_rebuild.set()
+        with contextlib.suppress(DatabaseError):
+            connection.close()
+
+    def _on_window(self, ticks: Sequence[WireTick]) -> list[Outcome]:
         self.expire_day_orders()
         added = self.process_events()
         outcomes: list[Outcome] = []
@@ -237,10 +259,12 @@ class TriggerEngine:
                 services.order_track_water_mark(
                     order_id=decision.order_id, water_mark_units=decision.water_mark
                 )
-        except Exception:
-            # The order stays open in the database; the next start's rebuild picks it up again.
+        except Exception as error:
+            # The order stays open in the database; the next rebuild picks it up again.
             logger.exception("order %s: %s failed", decision.order_id, decision.action.value)
             self.book.remove(decision.order_id)
+            if isinstance(error, DATABASE_UNAVAILABLE):
+                self._database_lost()
         else:
             self.book.apply(decision)
         return Outcome(

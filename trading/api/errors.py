@@ -7,6 +7,7 @@ body, so the shape must hold for DRF's own errors, domain errors, 404s and crash
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,6 +15,7 @@ from django.core.exceptions import (
     PermissionDenied as DjangoPermissionDenied,
     ValidationError as DjangoValidationError,
 )
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
@@ -28,6 +30,15 @@ logger = logging.getLogger(__name__)
 # Alpaca answers invalid parameters with 422, where DRF would say 400.
 VALIDATION_STATUS = status.HTTP_422_UNPROCESSABLE_ENTITY
 API_PREFIX = "/v2/"
+# The database cannot be reached (stopped, restarting, connection lost, connect timeout): the
+# request is answered 503 at once, and the next request tries a new connection.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
+UNAVAILABLE_MESSAGE = "service unavailable: the database is not answering, try again shortly"
+UNAVAILABLE_PAGE = (
+    '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Service unavailable</title>'
+    "</head><body><h1>Service unavailable</h1><p>The database is not answering. Try again in a "
+    "moment.</p></body></html>"
+)
 
 
 def error_code(status_code: int) -> int:
@@ -52,6 +63,8 @@ def flatten_detail(detail: Any, prefix: str = "") -> list[str]:
 
 
 def _status_and_message(exc: Exception) -> tuple[int, str]:
+    if isinstance(exc, DATABASE_UNAVAILABLE):
+        return status.HTTP_503_SERVICE_UNAVAILABLE, UNAVAILABLE_MESSAGE
     if isinstance(exc, TradingError):
         return exc.status, exc.message
     if isinstance(exc, UnitError):
@@ -81,8 +94,11 @@ def alpaca_exception_handler(exc: Exception, context: Mapping[str, Any]) -> Resp
     if isinstance(exc, exceptions.Throttled):
         # alpaca-py retries 429 on its own schedule; other clients need the hint.
         headers["Retry-After"] = str(max(1, int(getattr(exc, "wait", None) or 1)))
-    if status_code >= 500:
-        view = context.get("view")
+    view = context.get("view")
+    if isinstance(exc, DATABASE_UNAVAILABLE):
+        # One line per request, no traceback: during an outage every request ends here.
+        logger.warning("%s: database unavailable: %s", type(view).__name__ if view else "API view", exc)
+    elif status_code >= 500:
         logger.error("unhandled error in %s", type(view).__name__ if view else "API view", exc_info=exc)
     set_rollback()
     return Response(error_body(status_code, message), status=status_code, headers=headers)
@@ -96,7 +112,14 @@ def json_not_found(request: HttpRequest, exception: Exception | None = None) -> 
 
 
 def json_server_error(request: HttpRequest) -> HttpResponse:
-    """``handler500``: Alpaca-shaped for the API, Django's page for everything else."""
-    if request.path.startswith(API_PREFIX):
+    """``handler500``: Alpaca-shaped for the API, Django's page for everything else; 503 instead
+    when the database could not be reached (a page's view, or a middleware such as the session's,
+    raised it; Django calls this handler while handling that exception)."""
+    api = request.path.startswith(API_PREFIX)
+    if isinstance(sys.exc_info()[1], DATABASE_UNAVAILABLE):
+        if api:
+            return JsonResponse(error_body(503, UNAVAILABLE_MESSAGE), status=503)
+        return HttpResponse(UNAVAILABLE_PAGE, status=503, content_type="text/html; charset=utf-8")
+    if api:
         return JsonResponse(error_body(500, "internal server error"), status=500)
     return defaults.server_error(request)

@@ -1,0 +1,99 @@
+"""With the database unreachable, the web answers 503 at once (Alpaca's shape under /v2/, a plain
+page elsewhere) and serves again as soon as the database is back, through config.wsgi as gunicorn
+calls it. The outage is real: the connection is pointed at a database that cannot be opened (a
+file in a directory that does not exist, a port nothing listens on), as a stopped server is.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from tests.processes import free_port
+from tests.trading.test_api_support import key_client
+from tests.trading.test_wsgi_stack import Answer, _call
+from trading.api.errors import UNAVAILABLE_MESSAGE
+from trading.models import Account, Asset
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@contextmanager
+def database_pointed_at(**changes: Any) -> Iterator[None]:
+    """This thread's connection re-pointed (NAME, HOST, PORT...) until the block ends."""
+    saved = {name: connection.settings_dict.get(name) for name in changes}
+    connection.close()
+    connection.settings_dict.update(changes)
+    try:
+        yield
+    finally:
+        connection.close()
+        connection.settings_dict.update(saved)
+
+
+def unreachable() -> dict[str, Any]:
+    if connection.vendor == "sqlite":
+        return {"NAME": "/nonexistent-directory/db.sqlite3"}
+    return {"HOST": "127.0.0.1", "PORT": free_port()}  # nothing listens there: refused
+
+
+def key_headers(account: Account) -> dict[str, str]:
+    client = key_client(account)
+    return {"APCA-API-KEY-ID": client.key_id, "APCA-API-SECRET-KEY": client.secret}
+
+
+def test_the_api_answers_503_in_alpacas_shape_then_200(account: Account) -> None:
+    headers = key_headers(account)
+    assert _call("GET", "/v2/account", headers=headers).status_code == 200
+    with database_pointed_at(**unreachable()):
+        down = _call("GET", "/v2/account", headers=headers)
+    assert down.status_code == 503, down.body
+    assert down.json() == {"code": 50310000, "message": UNAVAILABLE_MESSAGE}
+    assert _call("GET", "/v2/account", headers=headers).status_code == 200
+
+
+def test_a_page_answers_a_plain_503_page_then_200(make_asset: Callable[..., Asset]) -> None:
+    make_asset("AAA")
+    assert _call("GET", "/").status_code == 200
+    with database_pointed_at(**unreachable()):
+        down = _call("GET", "/")
+    assert down.status_code == 503, down.body
+    assert down.headers["Content-Type"].startswith("text/html")
+    assert b"Service unavailable" in down.body
+    assert _call("GET", "/").status_code == 200
+
+
+@pytest.mark.db_backend("postgresql")
+def test_a_server_that_never_answers_is_a_503_after_the_connect_timeout(account: Account) -> None:
+    """A server that accepts connections and never answers (hung, or a black-holed network)
+    would hold the request for minutes without a connect timeout; with it the answer is a 503
+    after DB_CONNECT_TIMEOUT_S (psycopg's shortest, 2 s)."""
+    assert connection.settings_dict["OPTIONS"]["connect_timeout"] == settings.DB_CONNECT_TIMEOUT_S <= 2
+    headers = key_headers(account)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # the kernel completes the handshakes; nothing ever reads or answers
+    answers: list[Answer] = []
+    with silent, database_pointed_at(HOST="127.0.0.1", PORT=silent.getsockname()[1]):
+        # The request runs on this thread (the connection settings are this thread's); a watchdog
+        # ends the wait for a hung connect by closing the listening socket.
+        watchdog = threading.Timer(10, silent.close)
+        watchdog.start()
+        started = time.monotonic()
+        try:
+            answers.append(_call("GET", "/v2/account", headers=headers))
+        finally:
+            watchdog.cancel()
+        elapsed = time.monotonic() - started
+    assert answers[0].status_code == 503, answers[0].body
+    assert answers[0].json()["code"] == 50310000
+    # The attempt gave up on its timeout, not on the watchdog.
+    assert elapsed < 10
