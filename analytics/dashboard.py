@@ -26,9 +26,9 @@ from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
 from rest_framework.request import Request
 
-from analytics.cache import cache_manager
 from analytics.models import AccountAnalytics
 from analytics.selectors import account_analytics_get, leaderboard_get
+from config.cache import cache_manager
 from jobs.api import StatementSerializer
 from jobs.selectors import statements_list
 from trading import calendar, selectors, services

@@ -5,7 +5,7 @@ While Redis is down, requests that enqueue jobs still answer 202 (no 500): the m
 the outbox table. Once Redis is back, the outbox drain (the task beat sends every 30 s; sent here
 by the test, as beat would) publishes the messages and the worker runs each job exactly once.
 Reads and orders during the same kind of outage are covered by
-tests/analytics/test_processes.py::test_redis_outage_degrades_to_the_database_without_errors.
+tests/config/test_cache_processes.py::test_redis_outage_degrades_to_the_database_without_errors.
 """
 
 from __future__ import annotations
