@@ -19,9 +19,10 @@ from typing import Any
 
 import pytest
 
+from analytics.models import Statement
 from jobs import services
-from jobs.models import JobRun, JobStatus, OutboxEntry, Statement
-from tests.jobs.support import Month, account_with_activity, last_month
+from jobs.models import JobRun, JobStatus, OutboxEntry
+from tests.analytics.statement_builders import Month, account_with_activity, last_month
 from tests.jobs.workers import celery_worker, wait_for
 from tests.processes import ServerProcess, free_port, gunicorn_server, redis_server
 from tests.trading.test_api_support import MakeAsset
