@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -62,8 +63,9 @@ class LeaseLost(Exception):
 
 
 def _publish(*, task_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
-    from config.celery import app
-
+    # The project's Celery app, which config/__init__.py loads in every process (the wiring is
+    # above jobs, so it is not imported here); tasks are sent by name.
+    app = current_app
     # A bounded pool per broker URL, waited on briefly (DESIGN 5a), read from settings at call time.
     connection = app.connection_for_write(settings.CELERY_BROKER_URL)
     with pools.connections[connection].acquire(block=True, timeout=settings.REDIS_POOL_TIMEOUT) as conn:
