@@ -247,10 +247,6 @@ LOGGING = {
     "loggers": {"django_redis": {"level": "ERROR"}},
 }
 
-from jobs.schedule import BEAT_SCHEDULE  # noqa: E402
-
-CELERY_BEAT_SCHEDULE = BEAT_SCHEDULE
-
 # --- Real-time market (run_market) and fan-out -------------------------------------------------
 # One Redis pub/sub message per batch window (realtime/wire.py).
 MARKET_WINDOWS_CHANNEL = env.str("MARKET_WINDOWS_CHANNEL", default="sim:market:windows")
