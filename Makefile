@@ -20,7 +20,7 @@ export HTTP_PORT WS_PORT
 help:
 	@echo "make run     migrate, seed demo data, start web (HTTP :$(HTTP_PORT)), ws (:$(WS_PORT)), worker, beat"
 	@echo "make test    run the test suite (PYTEST_ARGS='...' passes options to pytest)"
-	@echo "make lint    ruff check, ruff format --check, mypy, eslint"
+	@echo "make lint    ruff check, ruff format --check, mypy, lint-imports (app layers), eslint"
 	@echo "make format  ruff format and ruff check --fix"
 	@echo "make stop    stop the embedded Redis server"
 	@echo "make clean   make stop, then remove var/ (database, logs, static files; keeps .venv)"
@@ -84,6 +84,7 @@ lint: venv node_modules/.installed
 	echo "ruff check ."; $(BIN)/ruff check . || status=1; \
 	echo "ruff format --check ."; $(BIN)/ruff format --check . || status=1; \
 	echo "mypy ."; $(BIN)/mypy . || status=1; \
+	echo "lint-imports"; $(BIN)/lint-imports || status=1; \
 	echo "eslint ."; npx --no-install eslint . || status=1; \
 	exit $$status
 

@@ -1,5 +1,5 @@
-"""Monitoring samples and the precomputed analytics tables for operators: read-only lists (rows
-are written only by the endpoints and the analytics jobs)."""
+"""Monitoring samples, the precomputed analytics tables and the statements for operators:
+read-only lists (rows are written only by the endpoints and the jobs)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from analytics.models import (
     FrontendSample,
     LeaderboardEntry,
     LeaderboardSnapshot,
+    Statement,
     SymbolStats,
 )
 from trading.admin import ImmutableAdmin, dollars, price
@@ -329,3 +330,14 @@ class AccountEquityDayAdmin(AnalyticsAdmin):
     @admin.display(description="Cash added that day", ordering="flows_cents")
     def flows(self, row: AccountEquityDay) -> str:
         return dollars(row.flows_cents)
+
+
+@admin.register(Statement)
+class StatementAdmin(admin.ModelAdmin):
+    list_display = ["account", "period", "trade_count", "closing_equity_cents", "created_at"]
+    search_fields = ["account__account_number", "=period"]
+    list_select_related = ["account__user"]
+    readonly_fields = [field.name for field in Statement._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

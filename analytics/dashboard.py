@@ -26,11 +26,11 @@ from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
 from rest_framework.request import Request
 
-from analytics.cache import cache_manager
 from analytics.models import AccountAnalytics
 from analytics.selectors import account_analytics_get, leaderboard_get
-from jobs.api import StatementSerializer
-from jobs.selectors import statements_list
+from analytics.serializers import StatementSerializer
+from analytics.statements import statements_list
+from config.cache import cache_manager
 from trading import calendar, selectors, services
 from trading.api.serializers import AccountSerializer, OrderSerializer, PositionSerializer, activity_shape
 from trading.errors import InvalidRequest, NotFound

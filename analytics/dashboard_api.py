@@ -17,8 +17,7 @@ from rest_framework.response import Response
 from analytics import services
 from analytics.dashboard import dashboard_bootstrap_get
 from analytics.models import FRONTEND_PAGE_MAX_LENGTH
-from analytics.serializers import AccountAnalyticsSerializer, LeaderboardSerializer
-from jobs.api import StatementSerializer
+from analytics.serializers import AccountAnalyticsSerializer, LeaderboardSerializer, StatementSerializer
 from trading.api.serializers import (
     AccountSerializer,
     OrderSerializer,

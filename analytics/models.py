@@ -1,4 +1,5 @@
-"""Precomputed read models: leaderboard snapshots, per-account analytics, per-symbol stats.
+"""Precomputed read models: leaderboard snapshots, per-account analytics, per-symbol stats, and
+the monthly statements (reports produced once by a job and kept).
 
 Rows are written by ``analytics.services`` (run by jobs, or synchronously when a read finds them
 too old) and served as stored, so the endpoints' query counts do not depend on how many accounts
@@ -6,6 +7,8 @@ or trades there are (Property 13). Money is integer cents and prices 1/10,000 $,
 """
 
 from __future__ import annotations
+
+import uuid
 
 from django.conf import settings
 from django.db import models
@@ -155,3 +158,40 @@ class FrontendSample(models.Model):
 
     def __str__(self) -> str:
         return f"{self.page} @ {self.received_at:%Y-%m-%d %H:%M:%S}"
+
+
+def statement_upload_to(instance: Statement, filename: str) -> str:
+    return f"statements/{instance.account_id}/{filename}"
+
+
+class Statement(models.Model):
+    """A monthly account statement; the figures are stored beside the PDF for listings.
+
+    One per account and period: the statement job (jobs) produces it once and it is kept. The
+    table keeps the name it was created under, when statements belonged to the jobs app.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="statements")
+    period = models.CharField(max_length=7, help_text="YYYY-MM")
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    opening_cash_cents = models.BigIntegerField()
+    closing_cash_cents = models.BigIntegerField()
+    opening_equity_cents = models.BigIntegerField()
+    closing_equity_cents = models.BigIntegerField()
+    commissions_cents = models.BigIntegerField()
+    realized_pl_cents = models.BigIntegerField()
+    trade_count = models.PositiveIntegerField()
+    pdf = models.FileField(upload_to=statement_upload_to, max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "jobs_statement"
+        ordering = ["-period"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "period"], name="statement_account_period_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.period}"

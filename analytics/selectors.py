@@ -1,4 +1,4 @@
-"""Reads of the precomputed rows, cache-through (analytics.cache), in a fixed number of queries.
+"""Reads of the precomputed rows, cache-through (config.cache), in a fixed number of queries.
 
 The leaderboard is never served older than ``LEADERBOARD_MAX_STALENESS_S`` (Property 11): a board
 found older when read is recomputed synchronously, by one process under the stampede lock while
@@ -17,7 +17,6 @@ from django.conf import settings
 from django.utils import timezone
 
 from analytics import services
-from analytics.cache import cache_manager
 from analytics.models import (
     AccountAnalytics,
     LeaderboardEntry,
@@ -25,6 +24,7 @@ from analytics.models import (
     LeaderboardSnapshot,
     SymbolStats,
 )
+from config.cache import cache_manager
 from trading.errors import InvalidRequest, NotFound
 from trading.models import Account, Asset
 from trading.units import cents_to_str, units_to_str

@@ -1,13 +1,17 @@
-"""Query parsing and documented response shapes for the analytics endpoints (OpenAPI)."""
+"""Query parsing and documented response shapes for the analytics and statement endpoints (OpenAPI)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.conf import settings
+from django.urls import reverse
 from rest_framework import serializers
+from rest_framework.request import Request
 
-from analytics.models import LeaderboardPeriod
+from analytics.models import LeaderboardPeriod, Statement
+from trading.api.serializers import rfc3339
+from trading.units import cents_to_str
 
 
 class LeaderboardQuerySerializer(serializers.Serializer[Any]):
@@ -70,3 +74,37 @@ class SymbolStatsSerializer(serializers.Serializer[Any]):
     holders = serializers.IntegerField()
     net_shares_held = serializers.IntegerField()
     fills_today = serializers.IntegerField()
+
+
+class StatementSerializer(serializers.Serializer[Any]):
+    id = serializers.UUIDField()
+    period = serializers.CharField()
+    period_start = serializers.DateTimeField()
+    period_end = serializers.DateTimeField()
+    opening_cash = serializers.CharField()
+    closing_cash = serializers.CharField()
+    opening_equity = serializers.CharField()
+    closing_equity = serializers.CharField()
+    commissions = serializers.CharField()
+    realized_pl = serializers.CharField()
+    trade_count = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    pdf_url = serializers.CharField()
+
+    @staticmethod
+    def shape(statement: Statement, request: Request) -> dict[str, Any]:
+        return {
+            "id": str(statement.pk),
+            "period": statement.period,
+            "period_start": rfc3339(statement.period_start),
+            "period_end": rfc3339(statement.period_end),
+            "opening_cash": cents_to_str(statement.opening_cash_cents),
+            "closing_cash": cents_to_str(statement.closing_cash_cents),
+            "opening_equity": cents_to_str(statement.opening_equity_cents),
+            "closing_equity": cents_to_str(statement.closing_equity_cents),
+            "commissions": cents_to_str(statement.commissions_cents),
+            "realized_pl": cents_to_str(statement.realized_pl_cents),
+            "trade_count": statement.trade_count,
+            "created_at": rfc3339(statement.created_at),
+            "pdf_url": request.build_absolute_uri(reverse("statement-pdf", args=[statement.pk])),
+        }

@@ -45,7 +45,6 @@ from django.db.models import (
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
-from analytics.cache import cache_manager
 from analytics.events import LeaderboardChanged, leaderboard_changed_publish_on_commit
 from analytics.models import (
     FRONTEND_PAGE_MAX_LENGTH,
@@ -58,6 +57,7 @@ from analytics.models import (
     LeaderboardSnapshot,
     SymbolStats,
 )
+from config.cache import cache_manager
 from trading import calendar
 from trading.errors import InvalidRequest
 from trading.models import Account, Asset, CashEntry, Fill, MinuteBar, OrderSide, Position

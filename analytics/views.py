@@ -13,7 +13,6 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 
 from analytics import selectors
-from analytics.cache import RenderedBodies
 from analytics.models import LeaderboardPeriod
 from analytics.serializers import (
     AccountAnalyticsSerializer,
@@ -23,6 +22,7 @@ from analytics.serializers import (
     SymbolStatsSerializer,
 )
 from trading.api.authentication import VerifiedKey
+from trading.api.rendered_bodies import RenderedBodies
 from trading.api.views_base import TradingAPIView, parse_query, request_account, with_errors
 from trading.errors import InvalidRequest
 

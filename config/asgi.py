@@ -1,61 +1,26 @@
 """ASGI entry point: daphne serves the WebSocket streams; HTTP goes to Django as well.
 
-Origins are checked against ALLOWED_HOSTS so a page on another site cannot open a socket with a
-visitor's session cookie (cross-site WebSocket hijacking). Channels' AllowedHostsOriginValidator
-also refuses a handshake with no Origin header, which would shut out every bot (alpaca-py and
-most WebSocket libraries send none); browsers always send Origin, so allowing its absence keeps
-the protection where it matters.
-
 The WebSocket routes are served by realtime.routing.StreamRouter (origin check, route, consumer)
 rather than Channels' middleware stack, which costs ~6 KB per idle connection; the consumers read
-the Django session themselves when a client authenticates with it. ``websocket_app`` keeps the
-stock stack for the benchmark's naive baseline (analytics/benchmarks/_stream_naive_asgi.py).
+the Django session themselves when a client authenticates with it. Origins are checked against
+ALLOWED_HOSTS for browsers (realtime.routing.BrowserOriginValidator).
 """
 
 import os
 from collections.abc import Awaitable, Mapping
 from typing import Any
-from urllib.parse import ParseResult, urlparse
 
-from channels.auth import AuthMiddlewareStack
-from channels.security.websocket import OriginValidator
-from django.conf import settings
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()
 
-from realtime.routing import StreamRouter, websocket_urlpatterns  # noqa: E402  (needs the app registry)
-
-
-class BrowserOriginValidator(OriginValidator):
-    """ALLOWED_HOSTS origins for browsers; no Origin header (non-browser clients) is allowed."""
-
-    def valid_origin(self, parsed_origin: ParseResult | None) -> bool:
-        if parsed_origin is None:
-            return True
-        return bool(self.validate_origin(parsed_origin))
-
-    def allows(self, scope: dict[str, Any]) -> bool:
-        """OriginValidator.__call__'s check on its own, for a router that wraps no application."""
-        parsed_origin = None
-        for name, value in scope.get("headers", ()):
-            if name == b"origin":
-                # The last Origin header counts, as in Channels (latin-1 decodes any bytes).
-                parsed_origin = urlparse(value.decode("latin1"))
-        return self.valid_origin(parsed_origin)
-
-
-def allowed_origins() -> list[str]:
-    allowed = list(settings.ALLOWED_HOSTS)
-    if settings.DEBUG and not allowed:
-        allowed = ["localhost", "127.0.0.1", "[::1]"]  # as Django and Channels do in DEBUG
-    return ["*"] if "*" in allowed else allowed
-
-
-def websocket_app(inner: Any) -> Any:
-    """Channels' stock stack (origin check, cookies, session, user) around ``inner``."""
-    return BrowserOriginValidator(AuthMiddlewareStack(inner), allowed_origins())
+from realtime.routing import (  # noqa: E402  (needs the app registry)
+    BrowserOriginValidator,
+    StreamRouter,
+    allowed_origins,
+    websocket_urlpatterns,
+)
 
 
 async def _no_application(scope_type: object) -> None:

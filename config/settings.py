@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "realtime",
     "analytics",
     "jobs",
+    "benchmarks",
 ]
 
 MIDDLEWARE = [
@@ -256,10 +257,6 @@ LOGGING = {
     "loggers": {"django_redis": {"level": "ERROR"}},
 }
 
-from jobs.schedule import BEAT_SCHEDULE  # noqa: E402
-
-CELERY_BEAT_SCHEDULE = BEAT_SCHEDULE
-
 # --- Real-time market (run_market) and fan-out -------------------------------------------------
 # One Redis pub/sub message per batch window (realtime/wire.py).
 MARKET_WINDOWS_CHANNEL = env.str("MARKET_WINDOWS_CHANNEL", default="sim:market:windows")
@@ -447,7 +444,7 @@ LEADERBOARD_EVENTS_CHANNEL = env.str("LEADERBOARD_EVENTS_CHANNEL", default="sim:
 # (the body of GET /v2/leaderboard?limit=<this>).
 DASHBOARD_LEADERBOARD_LIMIT = env.int("DASHBOARD_LEADERBOARD_LIMIT", default=20)
 
-# --- Jobs: retention of analytics rows (jobs/retention.py) ---
+# --- Retention of analytics rows (registered in analytics/apps.py) ---
 # Account equity per trading day (analytics.AccountEquityDay): a row per account and day, the
 # series returns over periods are computed from, so a year's return and a year-to-date one need
 # more than 366 days; 400 leaves a margin. Never taken below the 90 days the analytics read.

@@ -1,4 +1,4 @@
-"""Job runs (failures with their error and attempts), statements and the outbox, for operators."""
+"""Job runs (failures with their error and attempts) and the outbox, for operators."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from jobs import services
-from jobs.models import JobRun, JobStatus, OutboxEntry, Statement
+from jobs.models import JobRun, JobStatus, OutboxEntry
 
 
 @admin.register(JobRun)
@@ -31,17 +31,6 @@ class JobRunAdmin(admin.ModelAdmin):
                 services.job_enqueue(task_name=services.JOB_EXECUTE_TASK, args=[str(run.pk)])
                 retried += 1
         self.message_user(request, f"{retried} run(s) queued again.", messages.SUCCESS)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-
-@admin.register(Statement)
-class StatementAdmin(admin.ModelAdmin):
-    list_display = ["account", "period", "trade_count", "closing_equity_cents", "created_at"]
-    search_fields = ["account__account_number", "=period"]
-    list_select_related = ["account__user"]
-    readonly_fields = [field.name for field in Statement._meta.fields]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

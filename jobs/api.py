@@ -19,12 +19,13 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from analytics import statements
+from analytics.serializers import StatementSerializer
 from jobs import selectors, services
-from jobs.models import JobRun, Statement
+from jobs.models import JobRun
 from trading.api.serializers import rfc3339
 from trading.api.views_base import TradingAPIView, parse_body, request_account, with_errors
 from trading.errors import NotFound
-from trading.units import cents_to_str
 
 
 class StatementRequestSerializer(serializers.Serializer[Any]):
@@ -59,40 +60,6 @@ class JobSerializer(serializers.Serializer[Any]):
         }
 
 
-class StatementSerializer(serializers.Serializer[Any]):
-    id = serializers.UUIDField()
-    period = serializers.CharField()
-    period_start = serializers.DateTimeField()
-    period_end = serializers.DateTimeField()
-    opening_cash = serializers.CharField()
-    closing_cash = serializers.CharField()
-    opening_equity = serializers.CharField()
-    closing_equity = serializers.CharField()
-    commissions = serializers.CharField()
-    realized_pl = serializers.CharField()
-    trade_count = serializers.IntegerField()
-    created_at = serializers.DateTimeField()
-    pdf_url = serializers.CharField()
-
-    @staticmethod
-    def shape(statement: Statement, request: Request) -> dict[str, Any]:
-        return {
-            "id": str(statement.pk),
-            "period": statement.period,
-            "period_start": rfc3339(statement.period_start),
-            "period_end": rfc3339(statement.period_end),
-            "opening_cash": cents_to_str(statement.opening_cash_cents),
-            "closing_cash": cents_to_str(statement.closing_cash_cents),
-            "opening_equity": cents_to_str(statement.opening_equity_cents),
-            "closing_equity": cents_to_str(statement.closing_equity_cents),
-            "commissions": cents_to_str(statement.commissions_cents),
-            "realized_pl": cents_to_str(statement.realized_pl_cents),
-            "trade_count": statement.trade_count,
-            "created_at": rfc3339(statement.created_at),
-            "pdf_url": request.build_absolute_uri(reverse("statement-pdf", args=[statement.pk])),
-        }
-
-
 def _viewer(request: Request) -> tuple[uuid.UUID | None, bool]:
     account = getattr(request.user, "account", None)
     return (account.pk if account is not None else None), bool(request.user.is_staff)
@@ -103,8 +70,8 @@ class StatementsView(TradingAPIView):
         operation_id="statements_list", responses=with_errors({200: StatementSerializer(many=True)})
     )
     def get(self, request: Request) -> Response:
-        statements = selectors.statements_list(account_id=request_account(request).pk)
-        return Response([StatementSerializer.shape(statement, request) for statement in statements])
+        listed = statements.statements_list(account_id=request_account(request).pk)
+        return Response([StatementSerializer.shape(statement, request) for statement in listed])
 
     @extend_schema(
         operation_id="statements_request",
@@ -133,7 +100,7 @@ class StatementPdfView(TradingAPIView):
     )
     def get(self, request: Request, statement_id: str) -> FileResponse:
         account_id, staff = _viewer(request)
-        statement = selectors.statement_get(statement_id=statement_id, account_id=account_id, staff=staff)
+        statement = statements.statement_get(statement_id=statement_id, account_id=account_id, staff=staff)
         try:
             handle = statement.pdf.open("rb")
         except FileNotFoundError:

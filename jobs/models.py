@@ -1,8 +1,9 @@
-"""Job runs (exactly-once claims), statements, and the outbox of messages the broker refused.
+"""Job runs (exactly-once claims) and the outbox of messages the broker refused.
 
 Exactly-once comes from the database, not the broker: a job run is unique per (name, slot), and
-each effect has its own domain uniqueness (one statement per account and period), so duplicate
-deliveries, two beat processes and redeliveries after a crash converge on one row.
+each effect has its own domain uniqueness (one statement per account and period, analytics'
+Statement), so duplicate deliveries, two beat processes and redeliveries after a crash converge
+on one row.
 """
 
 from __future__ import annotations
@@ -63,38 +64,6 @@ class JobRun(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in FINISHED_JOB_STATUSES
-
-
-def statement_upload_to(instance: Statement, filename: str) -> str:
-    return f"statements/{instance.account_id}/{filename}"
-
-
-class Statement(models.Model):
-    """A monthly account statement; the figures are stored beside the PDF for listings."""
-
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="statements")
-    period = models.CharField(max_length=7, help_text="YYYY-MM")
-    period_start = models.DateTimeField()
-    period_end = models.DateTimeField()
-    opening_cash_cents = models.BigIntegerField()
-    closing_cash_cents = models.BigIntegerField()
-    opening_equity_cents = models.BigIntegerField()
-    closing_equity_cents = models.BigIntegerField()
-    commissions_cents = models.BigIntegerField()
-    realized_pl_cents = models.BigIntegerField()
-    trade_count = models.PositiveIntegerField()
-    pdf = models.FileField(upload_to=statement_upload_to, max_length=255)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["-period"]
-        constraints = [
-            models.UniqueConstraint(fields=["account", "period"], name="statement_account_period_unique")
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.account_id} {self.period}"
 
 
 class OutboxEntry(models.Model):

@@ -1,104 +1,20 @@
-"""Retention: delete rows older than their retention, in bounded batches (Property 29).
+"""Retention cleanup: delete rows older than their retention, in bounded batches (Property 29).
 
-A registry of (model, time field, retention) so each app registers its own tables (monitoring
-samples, when they exist, call ``retention_register`` from their AppConfig.ready). Each batch is
-one short transaction deleting at most RETENTION_BATCH_SIZE rows up to a primary-key bound, so the
-tick writer and the API never wait long behind cleanup, and SQLite's single write lock is
-released between batches.
+The rules come from the registry in config/retention.py, where each app registers its own tables.
+Each batch is one short transaction deleting at most RETENTION_BATCH_SIZE rows up to a
+primary-key bound, so the tick writer and the API never wait long behind cleanup, and SQLite's
+single write lock is released between batches.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from django.apps import apps
 from django.conf import settings
-from django.db import models, transaction
-from django.db.models import Q
+from django.db import transaction
 
-
-@dataclass(frozen=True)
-class RetentionRule:
-    label: str
-    model: str  # "app_label.ModelName", resolved late so apps can register before loading
-    time_field: str
-    # None keeps rows for ever (daily bars); read at run time so settings overrides apply.
-    retention: Callable[[], dt.timedelta | None]
-    # Rows never deleted whatever their age (a job run still queued or running).
-    keep: Q | None = None
-
-    def model_class(self) -> type[models.Model]:
-        return apps.get_model(self.model)
-
-
-RETENTION_RULES: dict[str, RetentionRule] = {}
-
-
-def retention_register(
-    *,
-    label: str,
-    model: str,
-    time_field: str,
-    retention: Callable[[], dt.timedelta | None],
-    keep: Q | None = None,
-) -> None:
-    RETENTION_RULES[label] = RetentionRule(
-        label=label, model=model, time_field=time_field, retention=retention, keep=keep
-    )
-
-
-def _hours(setting: str) -> Callable[[], dt.timedelta]:
-    return lambda: dt.timedelta(hours=getattr(settings, setting))
-
-
-def _days(setting: str) -> Callable[[], dt.timedelta]:
-    return lambda: dt.timedelta(days=getattr(settings, setting))
-
-
-retention_register(
-    label="ticks",
-    model="trading.StockPriceHistory",
-    time_field="recorded_at",
-    retention=_hours("TICK_RETENTION_HOURS"),
-)
-retention_register(
-    label="minute bars",
-    model="trading.MinuteBar",
-    time_field="start",
-    retention=_days("MINUTE_BAR_RETENTION_DAYS"),
-)
-retention_register(label="daily bars", model="trading.DailyBar", time_field="start", retention=lambda: None)
-retention_register(
-    label="job runs",
-    model="jobs.JobRun",
-    time_field="created_at",
-    retention=_days("JOB_RUN_RETENTION_DAYS"),
-    keep=Q(status__in=("queued", "running")),
-)
-# Monitoring samples: the dashboard's frontend performance reports.
-retention_register(
-    label="frontend samples",
-    model="analytics.FrontendSample",
-    time_field="received_at",
-    retention=_days("MONITORING_SAMPLE_RETENTION_DAYS"),
-)
-
-
-def _equity_day_retention() -> dt.timedelta:
-    # Imported late: this module loads before the apps' models do.
-    from analytics.services import SERIES_DAYS
-
-    # Never shorter than the series the analytics read back (volatility, drawdown, Sharpe),
-    # whatever the setting says: a shorter one would silently change those figures.
-    return dt.timedelta(days=max(settings.EQUITY_DAY_RETENTION_DAYS, SERIES_DAYS + 1))
-
-
-# One row per account and trading day, read for returns over periods (a year needs 366 days).
-retention_register(
-    label="equity days", model="analytics.AccountEquityDay", time_field="day", retention=_equity_day_retention
-)
+from config.retention import RETENTION_RULES, RetentionRule
 
 
 def retention_cleanup_rule(

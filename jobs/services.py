@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -27,10 +28,12 @@ from django.db.models import F, Q
 from django.utils import timezone
 from kombu import pools
 
-from jobs import retention, selectors
-from jobs.models import JobRun, JobStatus, OutboxEntry, Statement
+from analytics import statements
+from analytics.models import Statement
+from analytics.statement_pdf import statement_pdf_render
+from jobs import retention
+from jobs.models import JobRun, JobStatus, OutboxEntry
 from jobs.retry import is_transient
-from jobs.statements import statement_pdf_render
 from trading.models import Account
 
 logger = logging.getLogger(__name__)
@@ -60,8 +63,9 @@ class LeaseLost(Exception):
 
 
 def _publish(*, task_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
-    from config.celery import app
-
+    # The project's Celery app, which config/__init__.py loads in every process (the wiring is
+    # above jobs, so it is not imported here); tasks are sent by name.
+    app = current_app
     # A bounded pool per broker URL, waited on briefly (DESIGN 5a), read from settings at call time.
     connection = app.connection_for_write(settings.CELERY_BROKER_URL)
     with pools.connections[connection].acquire(block=True, timeout=settings.REDIS_POOL_TIMEOUT) as conn:
@@ -282,7 +286,7 @@ def statement_request(*, account_id: uuid.UUID, period: str, now: dt.datetime | 
 
     Raises InvalidRequest for a malformed, unfinished or future period.
     """
-    selectors.statement_period_bounds(period=period, now=now or timezone.now())
+    statements.statement_period_bounds(period=period, now=now or timezone.now())
     with transaction.atomic():
         job, created = job_run_ensure(
             name=STATEMENT_JOB,
@@ -305,7 +309,7 @@ def statements_monthly(
     again later that day, enqueues nothing; each account's run is unique as well. A permanent
     error (a malformed or unfinished ``period``) fails the fan-out's run: see ``job_execute``.
     """
-    period = period or selectors.statement_last_period(now=now or timezone.now())
+    period = period or statements.statement_last_period(now=now or timezone.now())
     fan_out, _ = job_run_ensure(name=STATEMENTS_MONTHLY_JOB, slot=period, params={"period": period})
     return job_execute(job_id=fan_out.pk, may_retry=may_retry)
 
@@ -314,7 +318,7 @@ def _statements_fan_out(job: JobRun) -> int:
     """Idempotent: a run is sent only by the call that created it. A crash between creating and
     sending leaves it queued, and ``job_runs_recover`` sends it."""
     period = job.params["period"]
-    _, period_end = selectors.statement_period_bounds(period=period, now=timezone.now())
+    _, period_end = statements.statement_period_bounds(period=period, now=timezone.now())
     enqueued = 0
     account_ids = (
         Account.objects.filter(created_at__lt=period_end).order_by("pk").values_list("pk", flat=True)
@@ -339,7 +343,7 @@ JOB_HANDLERS[STATEMENTS_MONTHLY_JOB] = JobHandler(
 
 @dataclasses.dataclass(frozen=True)
 class _PreparedStatement:
-    data: selectors.StatementData
+    data: statements.StatementData
     pdf: bytes
 
 
@@ -348,7 +352,7 @@ def _statement_prepare(job: JobRun) -> _PreparedStatement:
     if hold:
         # Test hook: keeps the run claimed and unfinished so a test can kill the worker here.
         time.sleep(hold)
-    data = selectors.statement_data(account_id=job.params["account_id"], period=job.params["period"])
+    data = statements.statement_data(account_id=job.params["account_id"], period=job.params["period"])
     return _PreparedStatement(data=data, pdf=statement_pdf_render(data=data))
 
 

@@ -60,6 +60,7 @@ import redis.asyncio as aioredis
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from config.redis_pools import async_redis_pool
 from realtime.streams import (
     CHANNEL_BITS,
     EncodedSelection,
@@ -411,19 +412,6 @@ class FanoutStats:
 # --- Redis ------------------------------------------------------------------------------------------
 
 
-def async_redis_pool() -> aioredis.BlockingConnectionPool:
-    """A bounded, blocking asyncio pool: at most REDIS_POOL_MAX_CONNECTIONS, waiting
-    REDIS_POOL_TIMEOUT for a free one, then failing into the caller's degraded path."""
-    return aioredis.BlockingConnectionPool.from_url(
-        settings.REDIS_URL,
-        max_connections=settings.REDIS_POOL_MAX_CONNECTIONS,
-        timeout=settings.REDIS_POOL_TIMEOUT,
-        socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
-        socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
-        client_name=f"{settings.STREAM_REDIS_CLIENT_NAME}-{os.getpid()}",
-    )
-
-
 class ConnectionRegistry:
     """Open stream connections per API key (or user), shared by every web process (error 406).
 
@@ -542,7 +530,7 @@ class SubscriptionManager:
     """The process's one Redis subscription and its routing tables."""
 
     def __init__(self) -> None:
-        self.pool = async_redis_pool()
+        self.pool = async_redis_pool(client_name=f"{settings.STREAM_REDIS_CLIENT_NAME}-{os.getpid()}")
         self.redis = aioredis.Redis(connection_pool=self.pool)
         self.windows_channel = settings.MARKET_WINDOWS_CHANNEL.encode()
         self.orders_channel = settings.ORDER_EVENTS_CHANNEL.encode()

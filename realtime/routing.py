@@ -7,14 +7,22 @@ user, ~6 KB per idle connection (tracemalloc, ``benchmark stream``). Here the or
 and the route matched before the consumer starts, and nothing of the router stays on the
 connection: the consumers resolve the Django session themselves, when they need it, through
 Channels' own session store and ``get_user`` (realtime/consumers.py, ``session_user_id``).
+
+Origins are checked against ALLOWED_HOSTS so a page on another site cannot open a socket with a
+visitor's session cookie (cross-site WebSocket hijacking). Channels' AllowedHostsOriginValidator
+also refuses a handshake with no Origin header, which would shut out every bot (alpaca-py and
+most WebSocket libraries send none); browsers always send Origin, so allowing its absence keeps
+the protection where it matters (``BrowserOriginValidator``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+from urllib.parse import ParseResult, urlparse
 
-from channels.security.websocket import WebsocketDenier
+from channels.security.websocket import OriginValidator, WebsocketDenier
+from django.conf import settings
 from django.urls import URLPattern, path, re_path
 
 from realtime.consumers import DashboardConsumer, MarketDataConsumer, TradeUpdatesConsumer
@@ -28,6 +36,31 @@ websocket_urlpatterns = [
 ]
 
 Scope = dict[str, Any]
+
+
+class BrowserOriginValidator(OriginValidator):
+    """ALLOWED_HOSTS origins for browsers; no Origin header (non-browser clients) is allowed."""
+
+    def valid_origin(self, parsed_origin: ParseResult | None) -> bool:
+        if parsed_origin is None:
+            return True
+        return bool(self.validate_origin(parsed_origin))
+
+    def allows(self, scope: dict[str, Any]) -> bool:
+        """OriginValidator.__call__'s check on its own, for a router that wraps no application."""
+        parsed_origin = None
+        for name, value in scope.get("headers", ()):
+            if name == b"origin":
+                # The last Origin header counts, as in Channels (latin-1 decodes any bytes).
+                parsed_origin = urlparse(value.decode("latin1"))
+        return self.valid_origin(parsed_origin)
+
+
+def allowed_origins() -> list[str]:
+    allowed = list(settings.ALLOWED_HOSTS)
+    if settings.DEBUG and not allowed:
+        allowed = ["localhost", "127.0.0.1", "[::1]"]  # as Django and Channels do in DEBUG
+    return ["*"] if "*" in allowed else allowed
 
 
 async def _no_route(path: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TypeVar
 
 import pytest
@@ -13,6 +13,7 @@ from django.test import Client
 from django.utils import timezone
 from pytest_django.fixtures import Settings
 
+from config.cache import CacheConfig, cache_manager_reset
 from config.redis_pools import redis_client
 from trading import services
 from trading.models import Account, Asset, DailyBar, MinuteBar, StockPriceHistory
@@ -35,6 +36,21 @@ def _clear_shared_redis_state() -> None:
     stale = list(client.scan_iter(match=f"{settings.RATE_LIMIT_KEY_PREFIX}:*", count=1000))
     if stale:
         client.delete(*stale)
+
+
+@pytest.fixture
+def clean_cache() -> Iterator[None]:
+    """A new process-wide cache manager and no cached values in Redis, before and after the test.
+
+    The manager keeps L1 entries across tests, and Redis outlives each test's database rollback:
+    both would serve rows another test wrote."""
+    cache_manager_reset()
+    client = redis_client()
+    stale = list(client.scan_iter(match=f"{CacheConfig.from_settings().prefix}:*", count=1000))
+    if stale:
+        client.delete(*stale)
+    yield
+    cache_manager_reset()
 
 
 @pytest.fixture

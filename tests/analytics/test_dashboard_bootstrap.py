@@ -17,10 +17,10 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 from rest_framework.test import APIClient
 
 from analytics import services as analytics_services
-from analytics.cache import cache_manager_reset
 from analytics.dashboard import SPARK_POINTS, dashboard_assets_load
 from analytics.dashboard_api import DashboardAssetSerializer, DashboardBootstrapSerializer
-from jobs.models import Statement
+from analytics.models import Statement
+from config.cache import cache_manager_reset
 from tests.conftest import add_minute_bar_ramps, set_quote
 from tests.trading.test_api_support import assert_alpaca_error, buy, key_client, post_order
 from trading import selectors as trading_selectors

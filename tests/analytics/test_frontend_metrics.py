@@ -16,7 +16,8 @@ from rest_framework.test import APIClient
 
 from analytics import services
 from analytics.models import FrontendSample
-from jobs.retention import RETENTION_RULES, retention_cleanup_rule
+from config.retention import RETENTION_RULES
+from jobs.retention import retention_cleanup_rule
 from tests.trading.test_api_support import assert_alpaca_error, key_client
 from trading.errors import InvalidRequest
 from trading.models import Account

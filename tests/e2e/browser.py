@@ -35,8 +35,8 @@ from django.core.management import call_command
 from django.db import connections
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, ViewportSize, sync_playwright
 
-from analytics.benchmarks._processes import process_stop, redis_keys_delete
-from analytics.benchmarks.dashboard import CHROMIUM_ARGS
+from benchmarks.dashboard import CHROMIUM_ARGS
+from benchmarks.processes import process_stop, redis_keys_delete
 from tests.processes import ROOT, VENV_BIN, ServerProcess, free_port, gunicorn_server, test_database_url
 from trading import services
 from trading.models import Account, Asset

@@ -5,7 +5,7 @@ While Redis is down, requests that enqueue jobs still answer 202 (no 500): the m
 the outbox table. Once Redis is back, the outbox drain (the task beat sends every 30 s; sent here
 by the test, as beat would) publishes the messages and the worker runs each job exactly once.
 Reads and orders during the same kind of outage are covered by
-tests/analytics/test_processes.py::test_redis_outage_degrades_to_the_database_without_errors.
+tests/config/test_cache_processes.py::test_redis_outage_degrades_to_the_database_without_errors.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from typing import Any
 
 import pytest
 
+from analytics.models import Statement
 from jobs import services
-from jobs.models import JobRun, JobStatus, OutboxEntry, Statement
-from tests.jobs.support import Month, account_with_activity, last_month
+from jobs.models import JobRun, JobStatus, OutboxEntry
+from tests.analytics.statement_builders import Month, account_with_activity, last_month
 from tests.jobs.workers import celery_worker, wait_for
 from tests.processes import ServerProcess, free_port, gunicorn_server, redis_server
 from tests.trading.test_api_support import MakeAsset

@@ -15,6 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
 from analytics.models import AccountEquityDay
+from config.retention import RETENTION_RULES
 from jobs import retention
 from jobs.models import JobRun, JobStatus
 from tests.conftest import flat_bar
@@ -97,7 +98,7 @@ def test_each_batch_deletes_at_most_the_batch_size() -> None:
     counts: list[int] = []
     with CaptureQueriesContext(connection) as queries:
         retention.retention_cleanup_rule(
-            rule=retention.RETENTION_RULES["ticks"],
+            rule=RETENTION_RULES["ticks"],
             now=NOW,
             batch_size=5,
             progress=lambda label, total: counts.append(total),
@@ -105,17 +106,6 @@ def test_each_batch_deletes_at_most_the_batch_size() -> None:
     assert counts == [5, 10, 15, 20, 23]
     deletes = [query["sql"] for query in queries.captured_queries if query["sql"].startswith("DELETE")]
     assert len(deletes) == 5
-
-
-def test_registry_is_open_for_other_apps() -> None:
-    assert {"ticks", "minute bars", "daily bars", "job runs", "equity days"} <= set(retention.RETENTION_RULES)
-    retention.retention_register(
-        label="test samples", model="jobs.JobRun", time_field="created_at", retention=lambda: None
-    )
-    try:
-        assert retention.RETENTION_RULES["test samples"].model_class() is JobRun
-    finally:
-        del retention.RETENTION_RULES["test samples"]
 
 
 @pytest.mark.django_db

@@ -1,7 +1,8 @@
-"""Statements in-process: the figures, the PDF, exactly-once job runs (claims, leases, takeover),
-the beat fan-out, the outbox, and the API's answers including bad input (Properties 10, 27, 35).
+"""Statement jobs in-process: exactly-once job runs (claims, leases, takeover), the beat fan-out,
+the outbox, and the API's answers including bad input (Properties 10, 27, 35).
 
-Worker processes are exercised in test_worker.py; here the services run directly."""
+Worker processes are exercised in test_worker.py; here the services run directly. The figures and
+the PDF are analytics' (tests/analytics/test_statements.py)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,11 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count
 from django.utils import timezone
 
-from jobs import selectors, services
-from jobs.models import JobRun, JobStatus, OutboxEntry, Statement
-from jobs.statements import statement_pdf_render
-from tests.jobs.support import STARTING_CASH, Month, account_with_activity, daily_close, last_month
+from analytics.models import Statement
+from jobs import services
+from jobs.models import JobRun, JobStatus, OutboxEntry
+from tests.analytics.statement_builders import Month, account_with_activity, daily_close, last_month
 from tests.trading.test_api_support import MakeAsset, assert_alpaca_error, key_client
-from trading.errors import InvalidRequest
 from trading.models import Account
 
 pytestmark = pytest.mark.django_db
@@ -41,36 +41,6 @@ def trader(month: Month) -> Account:
 
 def _execute(job: JobRun) -> dict[str, Any] | None:
     return services.job_execute(job_id=job.pk)
-
-
-# --- Figures and PDF ------------------------------------------------------------------------------
-
-
-def test_statement_figures_reconcile(trader: Account, month: Month) -> None:
-    data = selectors.statement_data(account_id=trader.pk, period=month.period)
-
-    buy, sell = 100_010, 39_996  # 10 at the ask 100.01, 4 at the bid 99.99, in cents
-    assert data.opening_cash_cents == 0
-    assert data.external_flows_cents == STARTING_CASH + 50_000
-    assert data.trade_cash_cents == sell - buy
-    assert data.commissions_cents == 200
-    assert data.closing_cash_cents == STARTING_CASH + 50_000 - buy + sell - 200
-    assert [(t.symbol, t.side, t.qty) for t in data.trades] == [("AAPL", "buy", 10), ("AAPL", "sell", 4)]
-    assert [(line.kind, line.amount_cents) for line in data.cash_movements] == [
-        ("deposit", STARTING_CASH),
-        ("grant", 50_000),
-    ]
-    # The buy after the month is not in its closing positions; they are valued at its last close.
-    assert [(p.symbol, p.qty, p.value_cents) for p in data.closing_positions] == [("AAPL", 6, 63_000)]
-    assert data.opening_positions == []
-    assert data.closing_equity_cents == data.closing_cash_cents + 63_000
-    assert data.profit_loss_cents == data.closing_equity_cents - STARTING_CASH - 50_000
-    assert data.realized_pl_cents == sum(t.realized_pl_cents for t in data.trades)
-
-
-def test_pdf_is_a_real_pdf(trader: Account, month: Month) -> None:
-    pdf = statement_pdf_render(data=selectors.statement_data(account_id=trader.pk, period=month.period))
-    assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF")
 
 
 def test_statement_produced_once_however_often_executed(trader: Account, month: Month) -> None:
@@ -185,20 +155,6 @@ def test_monthly_fan_out_once_per_period(month: Month) -> None:
         1,
         1,
     ]
-
-
-def test_last_period_is_the_previous_trading_month() -> None:
-    assert selectors.statement_last_period(now=dt.datetime(2026, 3, 1, 3, 0, tzinfo=dt.UTC)) == "2026-01"
-    assert selectors.statement_last_period(now=dt.datetime(2026, 3, 1, 6, 0, tzinfo=dt.UTC)) == "2026-02"
-    assert selectors.statement_last_period(now=dt.datetime(2026, 1, 15, tzinfo=dt.UTC)) == "2025-12"
-
-
-@pytest.mark.parametrize(
-    "period", ["2026-13", "2026-00", "2026-1", "26-01", "abc", "", "2026-01-01", "1969-12"]
-)
-def test_malformed_periods_refused(period: str) -> None:
-    with pytest.raises(InvalidRequest):
-        selectors.statement_period_bounds(period=period, now=timezone.now())
 
 
 # --- Outbox -------------------------------------------------------------------------------------

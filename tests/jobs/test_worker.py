@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 from django.db.models import Count
 
+from analytics.models import Statement
 from jobs import services
-from jobs.models import JobRun, JobStatus, Statement
-from tests.jobs.support import Month, account_with_activity, last_month
+from jobs.models import JobRun, JobStatus
+from tests.analytics.statement_builders import Month, account_with_activity, last_month
 from tests.jobs.workers import WorkerProcess, celery_worker, purge_broker, wait_for
 from tests.trading.test_api_support import MakeAsset, key_client
 

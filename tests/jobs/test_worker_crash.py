@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import pytest
 
+from analytics.models import Statement
 from jobs import services
-from jobs.models import JobRun, JobStatus, Statement
-from tests.jobs.support import account_with_activity, last_month
+from jobs.models import JobRun, JobStatus
+from tests.analytics.statement_builders import account_with_activity, last_month
 from tests.jobs.workers import celery_worker, purge_broker, wait_for
 from tests.trading.test_api_support import MakeAsset
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from django.conf import settings as django_settings
 from pytest_django.fixtures import Settings
 
-from analytics.benchmarks._processes import process_stop
+from benchmarks.processes import process_stop
 from config.redis_pools import redis_client
 from realtime.wire import Window
 from tests.processes import ROOT, VENV_BIN, free_port, test_database_url

@@ -19,7 +19,7 @@ from django.test import override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from analytics.cache import cache_manager
+from config.cache import cache_manager
 from tests.trading.test_api_support import (
     MakeAccount,
     MakeAsset,

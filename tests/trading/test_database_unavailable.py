@@ -19,7 +19,7 @@ from django.db import connection
 
 from tests.processes import free_port
 from tests.trading.test_api_support import key_client
-from tests.trading.test_wsgi_stack import Answer, _call
+from tests.config.test_wsgi_stack import Answer, _call
 from trading.api.errors import UNAVAILABLE_MESSAGE
 from trading.models import Account, Asset
 

@@ -10,7 +10,7 @@ cache holds the secret's HMAC, never the secret, and ``services.api_key_revoke``
 with a revocation marker.
 
 In front of that, each process keeps the key's owner (the user's row, not the account's) in its
-L1 for at most CACHE_L1_MAX_SECONDS (analytics.cache), so a request whose view needs no account row
+L1 for at most CACHE_L1_MAX_SECONDS (config.cache), so a request whose view needs no account row
 (the cached leaderboard, analytics and stats reads) authenticates without Redis or the database.
 The account is loaded when a view first asks for ``request.user.account``. Revocation drops the
 entry in every process (the cache's invalidation channel); a user deactivated, or a message lost,
@@ -35,7 +35,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
-from analytics.cache import cache_manager
+from config.cache import cache_manager
 from trading import services
 from trading.models import ApiKey
 

@@ -7,7 +7,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
-from jobs.retention import RETENTION_RULES, retention_cleanup_rule
+from config.retention import RETENTION_RULES
+from jobs.retention import retention_cleanup_rule
 
 
 class Command(BaseCommand):

@@ -1,13 +1,15 @@
 """Benchmarks run by ``manage.py benchmark <name>``: each proves an optimisation against its naive
 baseline in one run and prints the goal and whether it was met (DESIGN.md 5a, section 7).
 
-A benchmark is a module in this package whose name does not start with an underscore, defining
+A benchmark is a module in this package, its name not starting with an underscore, defining
 
 - ``HELP``: one line for ``benchmark --help``;
 - ``add_arguments(parser)``: its own options (``--strict`` is added for every benchmark);
 - ``run(options, log) -> Report``: ``options`` as parsed, ``log`` prints progress lines.
 
-Adding ``stream.py``, ``api.py`` or ``dashboard.py`` here is all it takes to add a benchmark.
+Adding ``stream.py``, ``api.py`` or ``dashboard.py`` here is all it takes to add a benchmark. The
+app's other public modules (``apps``, ``processes``: the process helpers benchmarks and tests
+share) define no ``run`` and are not benchmarks.
 """
 
 from __future__ import annotations

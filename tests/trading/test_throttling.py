@@ -15,11 +15,11 @@ import redis
 from django.contrib.auth import get_user_model
 from django.test import Client
 from pytest_django.fixtures import Settings as SettingsWrapper
-from rest_framework.test import APIClient
 
 from analytics import selectors as analytics_selectors, services as analytics_services
 from config.redis_pools import redis_client
 from tests.processes import free_port, gunicorn_server
+from tests.trading.test_api_support import key_client
 from trading import services
 from trading.api.throttling import Rate, SlidingWindowLimiter, _LocalWindows, limiter
 from trading.models import Account, Asset
@@ -210,11 +210,11 @@ def test_concurrent_requests_over_the_limit_through_gunicorn(
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("clean_cache")
 def test_cached_reads_check_their_verdict_after_the_handler_exactly(
     settings: SettingsWrapper,
     make_asset: Callable[..., Asset],
     make_account: Callable[..., Account],
-    key_client: Callable[[Account], APIClient],
 ) -> None:
     """Property 12 for the views that read the limiter's verdict after their handler: errors
     count like answers, the request past the limit gets 429 with Retry-After, and the limiter's
@@ -235,10 +235,10 @@ def test_cached_reads_check_their_verdict_after_the_handler_exactly(
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("clean_cache")
 def test_a_crashing_cached_read_still_reads_its_verdict(
     monkeypatch: pytest.MonkeyPatch,
     make_account: Callable[..., Account],
-    key_client: Callable[[Account], APIClient],
 ) -> None:
     def crash(**_: object) -> None:
         raise RuntimeError("boom")

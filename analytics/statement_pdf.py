@@ -1,7 +1,8 @@
 """A monthly statement as a PDF (reportlab platypus): summary, positions, trades, cash movements.
 
-Pure rendering: figures come in as ``StatementData`` and bytes go out, so it runs outside any
-database transaction. Long tables continue over pages with their header row repeated.
+Pure rendering: figures come in as ``StatementData`` (analytics.statements) and bytes go out, so
+it runs outside any database transaction. Long tables continue over pages with their header row
+repeated.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-from jobs.selectors import PositionLine, StatementData
+from analytics.statements import PositionLine, StatementData
 from trading.units import cents_to_str, units_to_str
 
 _TABLE_STYLE = TableStyle(

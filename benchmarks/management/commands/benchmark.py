@@ -1,4 +1,4 @@
-"""``manage.py benchmark <name> [options]``: run one benchmark from ``analytics/benchmarks/``.
+"""``manage.py benchmark <name> [options]``: run one benchmark from ``benchmarks/``.
 
 Each prints a table (scenario, optimised, baseline, ratio, goal, met?); ``--strict`` makes a
 missed goal exit non-zero. ``manage.py benchmark --help`` lists the benchmarks available.
@@ -11,8 +11,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from analytics.benchmarks import available
-from analytics.benchmarks._report import Report
+from benchmarks import available
+from benchmarks._report import Report
 
 
 class Command(BaseCommand):

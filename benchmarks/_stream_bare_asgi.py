@@ -1,4 +1,4 @@
-"""ASGI app for ``benchmark stream``'s memory floor: ``daphne analytics.benchmarks._stream_bare_asgi:application``.
+"""ASGI app for ``benchmark stream``'s memory floor: ``daphne benchmarks._stream_bare_asgi:application``.
 
 The least a WebSocket can cost under daphne: no Django, no Channels, no middleware; it answers
 the benchmark client's handshake (connected, auth, subscribe) with fixed frames and then waits.

@@ -26,8 +26,8 @@ from django.core.management.base import CommandError
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from analytics.benchmarks._database import throwaway_database
-from analytics.benchmarks._report import Report, Row, median_database_seconds, median_seconds, ms, speedup
+from benchmarks._database import throwaway_database
+from benchmarks._report import Report, Row, median_database_seconds, median_seconds, ms, speedup
 from trading import history, services
 from trading.models import Account, Asset, Position, StockPriceHistory
 

@@ -11,14 +11,14 @@ tick-to-client latency (same clock, one machine). A client subprocess (its own G
 delivered updates/s, frames/s, payload bytes/s, latency p50/p99. Servers, one at a time:
 
 - design: ``daphne config.asgi:application``, the project's consumers and process-local fan-out;
-- naive: daphne serving ``NaiveTradesConsumer`` below (analytics/benchmarks/_stream_naive_asgi.py),
+- naive: daphne serving ``NaiveTradesConsumer`` below (benchmarks/_stream_naive_asgi.py),
   Channels' documented pattern: a group per symbol, and a relay here turning each window into one
   ``group_send`` per tick, so the channel layer delivers each tick to each client separately;
-- raw ceiling: a minimal ``websockets`` server (analytics/benchmarks/_stream_procs.py) that
+- raw ceiling: a minimal ``websockets`` server (benchmarks/_stream_procs.py) that
   subscribes to the same windows and sends each client the same frames the design sends;
 - bare daphne (memory only): daphne serving an ASGI app with no Django or Channels that releases
   the handshake as the design does
-  (analytics/benchmarks/_stream_bare_asgi.py), the floor under any consumer's memory per
+  (benchmarks/_stream_bare_asgi.py), the floor under any consumer's memory per
   connection on this server.
 
 The unbatched variant (one frame per event, Property 39) is computed, not served: the client
@@ -58,10 +58,10 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
 from django.db import connection
 
-from analytics.benchmarks import _database
-from analytics.benchmarks._processes import process_stop
-from analytics.benchmarks._report import Report, Row
-from analytics.benchmarks._stream_procs import _open
+from benchmarks import _database
+from benchmarks._report import Report, Row
+from benchmarks._stream_procs import _open
+from benchmarks.processes import process_stop
 from config.redis_pools import redis_client
 from realtime.streams import TRADES, rfc3339_ns, window_events
 from realtime.wire import Window, WireTick
@@ -70,7 +70,7 @@ from trading.models import Account
 
 HELP = "WebSocket fan-out on loopback: this design vs per-client group_send, unbatched and raw websockets"
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 P99_GOAL_MS = 100.0
 CEILING_GOAL = 0.4
 CEILING_AIM = 0.7
@@ -326,14 +326,14 @@ def _server(kind: str, plan: Plan, database_url: str) -> Iterator[tuple[int, int
     }
     if kind == "raw":
         command = [
-            sys.executable, "-m", "analytics.benchmarks._stream_procs", "raw",
+            sys.executable, "-m", "benchmarks._stream_procs", "raw",
             "--port", str(port), "--redis-url", settings.REDIS_URL, "--channel", plan.channel,
         ]  # fmt: skip
     else:
         application = {
             "design": "config.asgi:application",
-            "naive": "analytics.benchmarks._stream_naive_asgi:application",
-            "bare": "analytics.benchmarks._stream_bare_asgi:application",
+            "naive": "benchmarks._stream_naive_asgi:application",
+            "bare": "benchmarks._stream_bare_asgi:application",
         }[kind]
         command = [
             str(Path(sys.executable).parent / "daphne"),
@@ -470,7 +470,7 @@ async def _session(
     await asyncio.sleep(0.5)
     before = _rss_bytes(pid)
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "analytics.benchmarks._stream_procs", "client", "--plan", str(plan_path),
+        sys.executable, "-m", "benchmarks._stream_procs", "client", "--plan", str(plan_path),
         cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:

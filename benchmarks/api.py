@@ -52,9 +52,9 @@ from django.db import connection
 from django.utils import timezone
 
 from analytics import services as analytics_services
-from analytics.benchmarks import _database
-from analytics.benchmarks._processes import process_stop, redis_keys_delete
-from analytics.benchmarks._report import Report, Row
+from benchmarks import _database
+from benchmarks._report import Report, Row
+from benchmarks.processes import process_stop, redis_keys_delete
 from trading import services
 from trading.models import Account, Asset, CashEntry, DailyBar, MinuteBar, Position, StockPriceHistory
 
@@ -62,7 +62,7 @@ HELP = "cached vs uncached reads through gunicorn on loopback: p50/p99, req/s, q
 
 P99_GOAL_MS = 10.0
 SPREAD_GOAL = 5.0
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

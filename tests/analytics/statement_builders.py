@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from jobs import selectors
+from analytics import statements
 from trading import services
 from trading.models import Account, DailyBar
 from trading.units import PRICE_SCALE
@@ -28,8 +28,8 @@ class Month:
 
 def last_month() -> Month:
     now = timezone.now()
-    period = selectors.statement_last_period(now=now)
-    start, end = selectors.statement_period_bounds(period=period, now=now)
+    period = statements.statement_last_period(now=now)
+    start, end = statements.statement_period_bounds(period=period, now=now)
     return Month(period=period, start=start, end=end)
 
 

@@ -30,8 +30,8 @@ from typing import Any
 from django.core.management.base import CommandError
 from django.db import connection, transaction
 
-from analytics.benchmarks._database import throwaway_database
-from analytics.benchmarks._report import Report, Row
+from benchmarks._database import throwaway_database
+from benchmarks._report import Report, Row
 from realtime.throttle import ThrottleController
 from realtime.wire import WireTick
 from realtime.writer import TICK_COLUMNS, TickWriter, WindowBatch, recorded_at, ticks_bulk_create

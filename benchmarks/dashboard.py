@@ -50,9 +50,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
-from analytics.benchmarks import _database
-from analytics.benchmarks._processes import process_stop, redis_keys_delete
-from analytics.benchmarks._report import Report, Row
+from benchmarks import _database
+from benchmarks._report import Report, Row
+from benchmarks.processes import process_stop, redis_keys_delete
 from trading import services
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ if TYPE_CHECKING:
 
 HELP = "The dashboard in headless chromium: selective renderer vs naive full rebuild (P40), API calls on load (P19)"
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 # Flags for a headless chromium in containers and CI (the browser tests use them too): no sandbox
 # (root, no user namespaces), no GPU, and none of the background traffic (updates, sync,

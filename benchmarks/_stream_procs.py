@@ -1,12 +1,12 @@
 """Subprocesses of ``benchmark stream``, kept free of Django so they start fast and stay small.
 
-``python -m analytics.benchmarks._stream_procs client ...``: N WebSocket clients in one asyncio
+``python -m benchmarks._stream_procs client ...``: N WebSocket clients in one asyncio
 process (its own GIL, apart from the publisher). Each connects, authenticates, subscribes to
 trades for its symbols (JSON), then reads. The parent drives it over stdin/stdout:
 ``READY {...}`` once every connection is set up, then per ``MEASURE <seconds>`` line one
 ``RESULT {...}`` line, and ``QUIT`` closes everything.
 
-``python -m analytics.benchmarks._stream_procs raw ...``: the raw ceiling, a minimal
+``python -m benchmarks._stream_procs raw ...``: the raw ceiling, a minimal
 ``websockets`` server doing the same job as the design with nothing else: the same auth and
 subscribe handshake (credentials not checked), one Redis subscription to the market windows, and
 per window one frame per client holding its symbols' trades, the very bytes the design sends

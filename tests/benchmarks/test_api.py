@@ -16,7 +16,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from analytics.benchmarks.api import LoadClient
+from benchmarks.api import LoadClient
 from config.redis_pools import redis_client
 from trading.models import Account
 

@@ -6,18 +6,15 @@ import dataclasses
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 import redis
 from hypothesis import given, strategies as st
-from rest_framework.test import APIClient
 
-from analytics import services
-from analytics.cache import CacheConfig, CacheManager, LRUCache, RenderedBodies
+from config.cache import CacheConfig, CacheManager, LRUCache
 from config.redis_pools import redis_client
 from tests.processes import free_port
-from trading.models import Account, Asset
 
 
 class FakeClock:
@@ -240,96 +237,3 @@ def test_without_redis_reads_use_the_loader_and_writes_succeed(clock: FakeClock)
     assert manager._pending == {"k"}
     with manager.single_flight("job") as holder:
         assert holder
-
-
-# --- Property 28 through the API ----------------------------------------------------------------------
-
-
-@pytest.mark.django_db
-def test_a_miss_populates_the_cache_and_the_next_read_skips_the_database(
-    make_asset: Callable[..., Asset],
-    make_account: Callable[..., Account],
-    key_client: Callable[[Account], APIClient],
-    django_assert_num_queries,
-) -> None:
-    """Property 28: after one miss, reads of the same data take no query (L1, then L2)."""
-    make_asset("AAPL")
-    account = make_account()
-    services.analytics_refresh_all()
-    client = key_client(account)
-    # The selectors first, without the HTTP layer; then the endpoints, authentication included.
-    from analytics import selectors
-    from analytics.cache import cache_manager
-
-    for read in (
-        lambda: selectors.leaderboard_get(period="overall"),
-        lambda: selectors.account_analytics_get(account=account),
-        lambda: selectors.symbol_stats_get(symbol="AAPL"),
-    ):
-        first = read()
-        with django_assert_num_queries(0):
-            assert read() == first  # L1
-        cache_manager().l1.clear()
-        with django_assert_num_queries(0):
-            assert read() == first  # L2
-    for path in ("/v2/leaderboard", "/v2/analytics/account", "/v2/analytics/symbols/AAPL"):
-        client.get(path)
-        # The key's owner is in memory too, and these views need no account row: no query at all.
-        with django_assert_num_queries(0):
-            assert client.get(path).status_code == 200
-
-
-# --- Rendered bodies ------------------------------------------------------------------------------
-
-
-def test_a_body_is_rendered_once_per_cached_value_and_again_for_a_new_one() -> None:
-    renders: list[object] = []
-
-    def render(data: object) -> bytes:
-        renders.append(data)
-        return repr(data).encode()
-
-    bodies = RenderedBodies(render=render, max_entries=2)
-    board = {"entries": [1, 2, 3]}
-    assert bodies.get(board) == b"{'entries': [1, 2, 3]}"
-    assert bodies.get(board) == b"{'entries': [1, 2, 3]}" and len(renders) == 1
-    # A variant (the leaderboard's limit) renders its own payload from the same value.
-    assert (
-        bodies.get(board, variant=1, payload=lambda: {"entries": board["entries"][:1]}) == b"{'entries': [1]}"
-    )
-    assert len(renders) == 2
-    # An equal but new object (a reload after an invalidation) is rendered again.
-    reloaded = {"entries": [1, 2, 3]}
-    bodies.get(reloaded)
-    assert len(renders) == 3
-    # Bounded: the oldest entry went, so the first value renders again.
-    bodies.get(board)
-    assert len(renders) == 4
-
-
-@pytest.mark.django_db
-def test_cached_endpoints_answer_what_drf_would_render_and_follow_invalidation(
-    make_asset: Callable[..., Asset],
-    make_account: Callable[..., Account],
-    key_client: Callable[[Account], APIClient],
-    django_capture_on_commit_callbacks,
-) -> None:
-    from rest_framework.renderers import JSONRenderer
-
-    from analytics import selectors
-
-    make_asset("AAPL")
-    account = make_account()
-    services.analytics_refresh_all()
-    client = key_client(account)
-    response = client.get("/v2/leaderboard?limit=1")
-    assert response["Content-Type"] == "application/json"
-    assert response.content == JSONRenderer().render(selectors.leaderboard_get(period="overall", limit=1))
-    stats = client.get("/v2/analytics/symbols/AAPL")
-    assert stats.content == JSONRenderer().render(selectors.symbol_stats_get(symbol="AAPL"))
-    before = client.get("/v2/leaderboard").json()["as_of"]
-    make_account()  # a new player: the next refresh's board differs
-    with django_capture_on_commit_callbacks(execute=True):  # the invalidation goes out after commit
-        services.leaderboard_refresh()
-    after = client.get("/v2/leaderboard").json()
-    assert after["as_of"] != before and len(after["entries"]) == 2

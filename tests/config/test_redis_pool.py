@@ -2,7 +2,8 @@
 errors, under 1,000 concurrent connects, auths and disconnects.
 
 Every connection's auth and connection-limit bookkeeping goes through the process's bounded,
-blocking asyncio pool (the fan-out's subscription holds one of its connections for good). Redis's
+blocking asyncio pool (config.redis_pools.async_redis_pool, the fan-out's; its subscription holds
+one of its connections for good). Redis's
 own CLIENT LIST, filtered by the pool's client name, is sampled from another thread throughout.
 """
 

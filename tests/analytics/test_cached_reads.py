@@ -1,0 +1,76 @@
+"""Cached reads of the precomputed analytics rows through the cache layers and the API: a miss fills
+the cache, later reads take no query, and the answers are what DRF would render."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from rest_framework.test import APIClient
+
+from analytics import services
+from trading.models import Account, Asset
+
+# --- Property 28 through the API ----------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_miss_populates_the_cache_and_the_next_read_skips_the_database(
+    make_asset: Callable[..., Asset],
+    make_account: Callable[..., Account],
+    key_client: Callable[[Account], APIClient],
+    django_assert_num_queries,
+) -> None:
+    """Property 28: after one miss, reads of the same data take no query (L1, then L2)."""
+    make_asset("AAPL")
+    account = make_account()
+    services.analytics_refresh_all()
+    client = key_client(account)
+    # The selectors first, without the HTTP layer; then the endpoints, authentication included.
+    from analytics import selectors
+    from config.cache import cache_manager
+
+    for read in (
+        lambda: selectors.leaderboard_get(period="overall"),
+        lambda: selectors.account_analytics_get(account=account),
+        lambda: selectors.symbol_stats_get(symbol="AAPL"),
+    ):
+        first = read()
+        with django_assert_num_queries(0):
+            assert read() == first  # L1
+        cache_manager().l1.clear()
+        with django_assert_num_queries(0):
+            assert read() == first  # L2
+    for path in ("/v2/leaderboard", "/v2/analytics/account", "/v2/analytics/symbols/AAPL"):
+        client.get(path)
+        # The key's owner is in memory too, and these views need no account row: no query at all.
+        with django_assert_num_queries(0):
+            assert client.get(path).status_code == 200
+
+
+@pytest.mark.django_db
+def test_cached_endpoints_answer_what_drf_would_render_and_follow_invalidation(
+    make_asset: Callable[..., Asset],
+    make_account: Callable[..., Account],
+    key_client: Callable[[Account], APIClient],
+    django_capture_on_commit_callbacks,
+) -> None:
+    from rest_framework.renderers import JSONRenderer
+
+    from analytics import selectors
+
+    make_asset("AAPL")
+    account = make_account()
+    services.analytics_refresh_all()
+    client = key_client(account)
+    response = client.get("/v2/leaderboard?limit=1")
+    assert response["Content-Type"] == "application/json"
+    assert response.content == JSONRenderer().render(selectors.leaderboard_get(period="overall", limit=1))
+    stats = client.get("/v2/analytics/symbols/AAPL")
+    assert stats.content == JSONRenderer().render(selectors.symbol_stats_get(symbol="AAPL"))
+    before = client.get("/v2/leaderboard").json()["as_of"]
+    make_account()  # a new player: the next refresh's board differs
+    with django_capture_on_commit_callbacks(execute=True):  # the invalidation goes out after commit
+        services.leaderboard_refresh()
+    after = client.get("/v2/leaderboard").json()
+    assert after["as_of"] != before and len(after["entries"]) == 2
