@@ -7,8 +7,10 @@ connection and no channel-layer channel (``channel_layer_alias`` names no layer 
 Authentication: bots send their API key and secret, checked exactly as the REST API checks them
 (trading/api/authentication.py); the dashboard's browser authenticates with its Django session,
 by sending ``{"action":"auth"}`` (market data) or ``{"action":"authenticate"}`` (trade_updates)
-without credentials. Failed key auths are counted per client address and key in Redis; past
-STREAM_AUTH_FAILURES_MAX the answer is 402 without a lookup and the socket is closed.
+without credentials. Failed key auths are counted in Redis per existing key (STREAM_AUTH_FAILURES_MAX
+within STREAM_AUTH_FAILURES_WINDOW_S) and per client address (fanout.AUTH_FAILURES_PER_ADDRESS_MAX,
+the address as config/client_address.py sees it); past either the answer is 402 without a lookup
+and the socket is closed.
 
 Memory per idle connection (issue 3): the consumers run without Channels' middleware stack
 (realtime/routing.py). A connection keeps only its session key from the handshake, and the
@@ -36,6 +38,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.http.cookie import parse_cookie
 
+from config.client_address import scope_client_address
 from realtime import daphne_trim, fanout
 from realtime.streams import (
     AUTHENTICATED,
@@ -60,7 +63,9 @@ CLOSE_BASE = 4000
 NO_CHANNEL_LAYER = "__streams_use_the_fanout__"
 # What an accepted connection keeps of its scope: the handshake's headers, routing and server
 # details are read at connect only.
-KEPT_SCOPE_KEYS = ("type", "path", "client")
+KEPT_SCOPE_KEYS = ("type", "path")
+# ApiKey.key_id's length: a longer id names no key, so it is not looked up.
+KEY_ID_MAX_LENGTH = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,20 +75,37 @@ class StreamIdentity:
     limit_key: str
 
 
-def verify_key_pair(key_id: str, secret: str) -> StreamIdentity | None:
+@dataclass(frozen=True, slots=True)
+class KeyCheck:
+    """A key pair's check: the identity it proves, or None and whether the key id exists at all
+    (only an existing key's failures are counted against it)."""
+
+    identity: StreamIdentity | None
+    key_exists: bool
+
+
+def key_pair_check(key_id: str, secret: str) -> KeyCheck:
     """The REST API's key check (HMAC compare, cache, revocation) for a stream's auth message."""
     from rest_framework.exceptions import AuthenticationFailed
 
     from trading.api.authentication import verified_key
-    from trading.models import Account
+    from trading.models import Account, ApiKey
 
+    key_id, secret = key_id.strip(), secret.strip()
     try:
-        known = verified_key(key_id.strip(), secret.strip())
+        known = verified_key(key_id, secret)
     except AuthenticationFailed:
-        return None
+        exists = len(key_id) <= KEY_ID_MAX_LENGTH and ApiKey.objects.filter(key_id=key_id).exists()
+        return KeyCheck(identity=None, key_exists=exists)
     if not Account.objects.filter(pk=known.account_id, user__is_active=True).exists():
-        return None
-    return StreamIdentity(account_id=known.account_id, limit_key=f"key:{key_id.strip()}")
+        return KeyCheck(identity=None, key_exists=True)
+    return KeyCheck(
+        identity=StreamIdentity(account_id=known.account_id, limit_key=f"key:{key_id}"), key_exists=True
+    )
+
+
+def verify_key_pair(key_id: str, secret: str) -> StreamIdentity | None:
+    return key_pair_check(key_id, secret).identity
 
 
 def session_identity(user_id: int) -> StreamIdentity | None:
@@ -179,8 +201,10 @@ class _StreamConsumer(AsyncWebsocketConsumer):
     _auth_timer: asyncio.TimerHandle | None = None
     _auth_task: asyncio.Task[None] | None = None
     _closing = False
-    # All a connection keeps of its handshake's headers: the Django session's key, if any.
+    # All a connection keeps of its handshake's headers: the Django session's key, if any, and
+    # the client's address (TRUSTED_PROXIES decides whether X-Forwarded-For names it).
     _session_key: str | None = None
+    _address: str = ""
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Channels' AsyncConsumer.__call__ for consumers without a channel layer.
@@ -193,6 +217,7 @@ class _StreamConsumer(AsyncWebsocketConsumer):
         self.scope = scope
         # What the connection needs of the handshake's headers, read before _accept drops them.
         self._session_key = session_key_from_headers(scope.get("headers", ()))
+        self._address = scope_client_address(scope)
         # The consumer's reference is then the only one (the routers keep no frame): _accept can
         # replace the scope with the little an open connection needs.
         del scope
@@ -203,10 +228,6 @@ class _StreamConsumer(AsyncWebsocketConsumer):
                 await self.dispatch(await receive())
         except StopConsumer:
             pass
-
-    def _client_address(self) -> str:
-        client = self.scope.get("client")
-        return str(client[0]) if client else ""
 
     async def _accept(self) -> None:
         """Accept, then let the handshake go: the scope's headers and the server's leftovers."""
@@ -261,22 +282,21 @@ class _StreamConsumer(AsyncWebsocketConsumer):
 
     async def _identify(self, key: object, secret: object) -> tuple[StreamIdentity | None, bool]:
         """(identity or None, whether the client is rate-limited and must be closed)."""
-        limiter = fanout.manager().auth_failures
-        address = self._client_address()
         if key is None and secret is None:
             user_id = await session_user_id(self._session_key)
             if user_id is None:
                 return None, False
             return await lookup_in_own_context(session_identity, user_id), False
-        names = (f"ip:{address}", f"key:{key}" if isinstance(key, str) else "")
-        if await limiter.blocked(*names):
+        limiter = fanout.manager().auth_failures
+        key_id = key.strip() if isinstance(key, str) else ""
+        if await limiter.blocked(address=self._address, key_id=key_id or None):
             return None, True
-        identity = None
-        if isinstance(key, str) and isinstance(secret, str) and key and secret:
-            identity = await lookup_in_own_context(verify_key_pair, key, secret)
-        if identity is None:
-            await limiter.failed(*names)
-        return identity, False
+        check = KeyCheck(identity=None, key_exists=False)
+        if key_id and isinstance(secret, str) and secret.strip():
+            check = await lookup_in_own_context(key_pair_check, key_id, secret)
+        if check.identity is None:
+            await limiter.failed(address=self._address, key_id=key_id if check.key_exists else None)
+        return check.identity, False
 
 
 class MarketDataConsumer(_StreamConsumer):

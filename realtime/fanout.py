@@ -51,7 +51,7 @@ import time
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -483,39 +483,79 @@ class ConnectionRegistry:
                 await pipe.execute()
 
 
+# Failed auths from one client address before it is refused without a lookup. Far above the
+# per-key limit: behind a NAT or an untrusted proxy one address is many people, and a bot with a
+# wrong secret is already stopped by its key's own count.
+AUTH_FAILURES_PER_ADDRESS_MAX = 50
+
+# KEYS[1]: a failure counter. ARGV[1]: the window in milliseconds. Returns the count.
+# INCR, then give the counter its window when it has none: a new counter, or one left without an
+# expiry (by an earlier version, or a crash between two commands). One script, so no counter is
+# ever left behind without its expiry. Redis 6.2 has no EXPIRE ... NX, which this stands for.
+_COUNT_FAILURE = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 or redis.call('PTTL', KEYS[1]) < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+return count
+"""
+
+
 class AuthFailureLimiter:
-    """Failed stream auths per client address and per key in a sliding-ish fixed window.
+    """Failed stream auths per client address and per existing key, in a fixed window.
 
     alpaca-py reconnects after a failed auth; a bot with a wrong secret would otherwise verify
-    keys in a loop. Past the limit the server answers 402 without checking and closes. A Redis
-    outage disables the limit rather than locking everyone out.
+    keys in a loop. Past a limit the server answers 402 without checking and closes. A key is
+    limited after ``limit`` failures within ``window_s``; an address only after
+    ``address_limit`` (AUTH_FAILURES_PER_ADDRESS_MAX, or ``limit`` if higher). Failures with a key
+    id nobody owns count against the address alone, so guessing ids neither fills Redis nor locks
+    anyone out. Each counter expires ``window_s`` after its first failure. A Redis outage disables
+    the limit rather than locking everyone out.
     """
 
-    def __init__(self, client: aioredis.Redis, *, limit: int, window_s: int, prefix: str) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        limit: int,
+        window_s: float,
+        prefix: str,
+        address_limit: int = AUTH_FAILURES_PER_ADDRESS_MAX,
+    ) -> None:
         self.client = client
         self.limit = limit
-        self.window_s = window_s
+        self.address_limit = max(address_limit, limit)
+        self.window_ms = max(1, int(window_s * 1000))
         self.prefix = prefix
 
-    def _keys(self, names: Iterable[str]) -> list[str]:
-        return [f"{self.prefix}:authfail:{name}" for name in names if name]
+    def address_key(self, address: str) -> str:
+        return f"{self.prefix}:authfail:ip:{address}"
 
-    async def blocked(self, *names: str) -> bool:
-        keys = self._keys(names)
-        if not keys:
-            return False
+    def key_id_key(self, key_id: str) -> str:
+        return f"{self.prefix}:authfail:key:{key_id}"
+
+    async def blocked(self, *, address: str, key_id: str | None) -> bool:
+        keys = [self.address_key(address)]
+        if key_id:
+            keys.append(self.key_id_key(key_id))
         try:
             counts = await self.client.mget(keys)
         except RedisFailure:
             return False
-        return any(count is not None and int(count) >= self.limit for count in counts)
+        limits = (self.address_limit, self.limit)
+        return any(
+            count is not None and int(count) >= limit for count, limit in zip(counts, limits, strict=False)
+        )
 
-    async def failed(self, *names: str) -> None:
+    async def failed(self, *, address: str, key_id: str | None) -> None:
+        """Count one failure for the address and, when it names an existing key, for that key."""
+        keys = [self.address_key(address)]
+        if key_id:
+            keys.append(self.key_id_key(key_id))
         with contextlib.suppress(*RedisFailure):
             async with self.client.pipeline(transaction=False) as pipe:
-                for key in self._keys(names):
-                    pipe.incr(key)
-                    pipe.expire(key, self.window_s, nx=True)
+                for key in keys:
+                    pipe.eval(_COUNT_FAILURE, 1, key, self.window_ms)
                 await pipe.execute()
 
 

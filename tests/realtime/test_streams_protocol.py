@@ -70,13 +70,28 @@ def decode(frame: str | bytes) -> Any:
     return msgpack.unpackb(frame, timestamp=3) if isinstance(frame, bytes) else json.loads(frame)
 
 
+def from_peer(address: str) -> Callable[..., Awaitable[None]]:
+    """The ASGI application as a server hands it a connection from ``address`` (the test
+    communicator's scope names no client)."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await application({**scope, "client": [address, 50_000]}, receive, send)
+
+    return app
+
+
 async def open_stream(
-    path: str = "/v2/iex", *, msgpack_: bool = False, headers: list[tuple[bytes, bytes]] | None = None
+    path: str = "/v2/iex",
+    *,
+    msgpack_: bool = False,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    peer: str | None = None,
 ) -> WebsocketCommunicator:
     all_headers = list(headers or [])
     if msgpack_:
         all_headers.append((b"content-type", b"application/msgpack"))
-    communicator = WebsocketCommunicator(application, path, headers=all_headers)
+    app = application if peer is None else from_peer(peer)
+    communicator = WebsocketCommunicator(app, path, headers=all_headers)
     connected, _ = await communicator.connect(timeout=TIMEOUT)
     assert connected
     if path.startswith("/v2/"):
@@ -197,10 +212,90 @@ def test_402_auth_failed_then_rate_limited_and_closed(
         ws = await open_stream()
         wrong = {"action": "auth", "key": credentials[0], "secret": "wrong"}
         assert await say(ws, wrong) == error(402, "auth failed")
+        # Malformed credentials name no key: they count against the address only.
         assert await say(ws, {"action": "auth", "key": 5, "secret": None}) == error(402, "auth failed")
-        # Over the limit: refused without a lookup (even the right secret) and closed.
+        assert await say(ws, wrong) == error(402, "auth failed")
+        # The key is over its limit: refused without a lookup (even the right secret) and closed.
         assert await say(ws, auth_message(credentials)) == error(402, "auth failed")
         assert await closed_with(ws) == 4402
+
+    run(body)
+
+
+def failure_counter(name: str) -> str:
+    return f"{settings.STREAM_REDIS_PREFIX}:authfail:{name}"
+
+
+async def wait_until_gone(key: str) -> None:
+    """Until Redis has expired ``key`` (a bounded wait: the window, not the time, is the test)."""
+    deadline = time.monotonic() + 30
+    while redis_client().exists(key):
+        assert time.monotonic() < deadline, f"{key} never expired (PTTL {redis_client().pttl(key)})"
+        await asyncio.sleep(0.05)
+
+
+def test_a_key_locked_out_by_failed_auths_authenticates_again_after_the_window(
+    credentials: tuple[str, str], settings: Settings
+) -> None:
+    """The lockout ends: its counter has an expiry on the embedded Redis (6.2, no EXPIRE NX)."""
+    settings.STREAM_AUTH_FAILURES_MAX = 2
+    settings.STREAM_AUTH_FAILURES_WINDOW_S = 1.0
+    counter = failure_counter(f"key:{credentials[0]}")
+
+    async def body() -> None:
+        ws = await open_stream()
+        wrong = {"action": "auth", "key": credentials[0], "secret": "wrong"}
+        for _ in range(2):
+            assert await say(ws, wrong) == error(402, "auth failed")
+        assert await say(ws, auth_message(credentials)) == error(402, "auth failed")
+        assert await closed_with(ws) == 4402
+        assert 0 < redis_client().pttl(counter) <= 1000
+        await wait_until_gone(counter)
+        again = await open_stream()
+        assert await say(again, auth_message(credentials)) == [{"T": "success", "msg": "authenticated"}]
+        await again.disconnect()
+
+    run(body)
+
+
+def test_a_failure_counter_left_without_expiry_gets_one(credentials: tuple[str, str]) -> None:
+    counter = failure_counter(f"key:{credentials[0]}")
+    redis_client().set(counter, 7)  # as the old EXPIRE ... NX left them on Redis 6.2: no TTL
+
+    async def body() -> None:
+        await fanout.manager().auth_failures.failed(address="198.51.100.7", key_id=credentials[0])
+        assert redis_client().get(counter) == b"8"
+        assert 0 < redis_client().pttl(counter) <= settings.STREAM_AUTH_FAILURES_WINDOW_S * 1000
+
+    run(body)
+
+
+def test_unknown_key_ids_count_against_the_forwarded_address_only_and_at_a_higher_limit(
+    credentials: tuple[str, str], settings: Settings
+) -> None:
+    """Guessed key ids write no counter of their own; the address is locked out only after
+    AUTH_FAILURES_PER_ADDRESS_MAX failures, and behind a trusted proxy that address is the
+    forwarded client's, so the proxy's other clients still authenticate."""
+    settings.STREAM_AUTH_FAILURES_MAX = 2
+    settings.STREAM_INBOUND_BURST = 10 * fanout.AUTH_FAILURES_PER_ADDRESS_MAX
+    settings.TRUSTED_PROXIES = ["10.0.0.0/8"]
+    prefix = f"{settings.STREAM_REDIS_PREFIX}:authfail:"
+
+    def forwarded(client: str) -> list[tuple[bytes, bytes]]:
+        return [(b"x-forwarded-for", client.encode())]
+
+    async def body() -> None:
+        ws = await open_stream(peer="10.0.0.1", headers=forwarded("203.0.113.5"))
+        for number in range(fanout.AUTH_FAILURES_PER_ADDRESS_MAX):
+            guess = {"action": "auth", "key": f"PKGUESS{number:06d}", "secret": "x"}
+            assert await say(ws, guess) == error(402, "auth failed"), number
+        counters = {key.decode() for key in redis_client().scan_iter(match=f"{prefix}*")}
+        assert counters == {f"{prefix}ip:203.0.113.5"}
+        assert await say(ws, auth_message(credentials)) == error(402, "auth failed")
+        assert await closed_with(ws) == 4402
+        neighbour = await open_stream(peer="10.0.0.1", headers=forwarded("203.0.113.6"))
+        assert await say(neighbour, auth_message(credentials)) == [{"T": "success", "msg": "authenticated"}]
+        await neighbour.disconnect()
 
     run(body)
 
