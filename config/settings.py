@@ -388,6 +388,8 @@ STREAM_CONNECTION_TTL_S = env.float("STREAM_CONNECTION_TTL_S", default=60.0)
 STREAM_ORDER_EVENT_QUEUE = env.int("STREAM_ORDER_EVENT_QUEUE", default=10_000)
 STREAM_REDIS_PREFIX = env.str("STREAM_REDIS_PREFIX", default="sim:ws")
 STREAM_REDIS_CLIENT_NAME = env.str("STREAM_REDIS_CLIENT_NAME", default="sim-ws")
+# Revoked stream credentials (trading/events.py): every web process closes the sockets holding them.
+STREAM_REVOCATIONS_CHANNEL = env.str("STREAM_REVOCATIONS_CHANNEL", default="sim:ws:revocations")
 
 # --- Dashboard static files ---
 # Browser libraries come from the npm registry (package.json; `make` runs `npm ci`) and are served

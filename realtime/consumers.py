@@ -54,6 +54,12 @@ from realtime.streams import (
     parse_subscription,
     trading_error_message,
 )
+from trading.events import (
+    stream_key_credential,
+    stream_session_credential,
+    stream_sessions_credential,
+    stream_user_credential,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +79,10 @@ class StreamIdentity:
     account_id: str
     # What the connection limit counts: the API key, or the user for session logins.
     limit_key: str
+    user_id: int
+    # What it authenticated with, as trading.events names credentials: revoking any of them
+    # closes the socket (SubscriptionManager.revoke).
+    credentials: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,16 +109,20 @@ def key_pair_check(key_id: str, secret: str) -> KeyCheck:
         return KeyCheck(identity=None, key_exists=exists)
     if not Account.objects.filter(pk=known.account_id, user__is_active=True).exists():
         return KeyCheck(identity=None, key_exists=True)
-    return KeyCheck(
-        identity=StreamIdentity(account_id=known.account_id, limit_key=f"key:{key_id}"), key_exists=True
+    identity = StreamIdentity(
+        account_id=known.account_id,
+        limit_key=f"key:{key_id}",
+        user_id=known.user_id,
+        credentials=(stream_key_credential(key_id), stream_user_credential(known.user_id)),
     )
+    return KeyCheck(identity=identity, key_exists=True)
 
 
 def verify_key_pair(key_id: str, secret: str) -> StreamIdentity | None:
     return key_pair_check(key_id, secret).identity
 
 
-def session_identity(user_id: int) -> StreamIdentity | None:
+def session_identity(user_id: int, session_key: str) -> StreamIdentity | None:
     from trading.models import Account
 
     account_id = (
@@ -116,7 +130,16 @@ def session_identity(user_id: int) -> StreamIdentity | None:
     )
     if account_id is None:
         return None
-    return StreamIdentity(account_id=str(account_id), limit_key=f"user:{user_id}")
+    return StreamIdentity(
+        account_id=str(account_id),
+        limit_key=f"user:{user_id}",
+        user_id=user_id,
+        credentials=(
+            stream_session_credential(session_key),
+            stream_sessions_credential(user_id),
+            stream_user_credential(user_id),
+        ),
+    )
 
 
 def session_key_from_headers(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
@@ -205,6 +228,9 @@ class _StreamConsumer(AsyncWebsocketConsumer):
     # the client's address (TRUSTED_PROXIES decides whether X-Forwarded-For names it).
     _session_key: str | None = None
     _address: str = ""
+    # When the credentials being presented started to be checked (the fan-out's clock): a
+    # revocation that arrived after it may have been missed by the check (SubscriptionManager.hold).
+    _checked_at = 0.0
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Channels' AsyncConsumer.__call__ for consumers without a channel layer.
@@ -280,13 +306,26 @@ class _StreamConsumer(AsyncWebsocketConsumer):
     async def refuse(self, code: int) -> None:
         raise NotImplementedError
 
+    async def _session_identity(self) -> StreamIdentity | None:
+        user_id = await session_user_id(self._session_key)
+        if user_id is None or self._session_key is None:
+            return None
+        return await lookup_in_own_context(session_identity, user_id, self._session_key)
+
+    def _hold(self, fanout_manager: fanout.SubscriptionManager, identity: StreamIdentity) -> bool:
+        """Register the socket under its credentials, so revoking one closes it; False when one
+        was revoked while it was being checked."""
+        return fanout_manager.hold(identity.credentials, self, checked_at=self._checked_at)
+
+    async def credentials_revoked(self) -> None:
+        """One of this socket's credentials was revoked: say so (as the protocol can) and close."""
+        raise NotImplementedError
+
     async def _identify(self, key: object, secret: object) -> tuple[StreamIdentity | None, bool]:
         """(identity or None, whether the client is rate-limited and must be closed)."""
+        self._checked_at = fanout.manager().clock()
         if key is None and secret is None:
-            user_id = await session_user_id(self._session_key)
-            if user_id is None:
-                return None, False
-            return await lookup_in_own_context(session_identity, user_id), False
+            return await self._session_identity(), False
         limiter = fanout.manager().auth_failures
         key_id = key.strip() if isinstance(key, str) else ""
         if await limiter.blocked(address=self._address, key_id=key_id or None):
@@ -371,6 +410,9 @@ class MarketDataConsumer(_StreamConsumer):
             await self.refuse(406)
             await self.close_with(CLOSE_BASE + 406)
             return
+        if not self._hold(self.fanout, identity):
+            await self.fanout.registry.release(identity.limit_key, token)
+            raise StreamError(402)
         self._registry_token = token
         self.identity = identity
         self._stop_auth_timer()
@@ -397,13 +439,23 @@ class MarketDataConsumer(_StreamConsumer):
         await self.refuse(407)
         await self.close_with(CLOSE_BASE + 407)
 
+    async def credentials_revoked(self) -> None:
+        if self._closing:
+            return
+        if self.connection is not None:
+            self.fanout.remove(self.connection)  # no data frame after the error
+        await self.refuse(402)
+        await self.close_with(CLOSE_BASE + 402)
+
     async def disconnect(self, code: int) -> None:
         self._closing = True
         self._stop_auth_timer()
         if self.connection is not None:
             self.fanout.remove(self.connection)
-        if self.identity is not None and self._registry_token is not None:
-            await self.fanout.registry.release(self.identity.limit_key, self._registry_token)
+        if self.identity is not None:
+            self.fanout.release(self.identity.credentials, self)
+            if self._registry_token is not None:
+                await self.fanout.registry.release(self.identity.limit_key, self._registry_token)
 
 
 class TradeUpdatesConsumer(_StreamConsumer):
@@ -456,7 +508,9 @@ class TradeUpdatesConsumer(_StreamConsumer):
 
     async def _authenticate(self, data: dict[str, Any]) -> None:
         if self.identity is not None:
-            await self.send_json(authorization_message(authorized=True))
+            # Checked once per socket: another key's credentials are neither checked nor
+            # adopted, and the socket keeps the identity it has.
+            await self.refuse(403)
             return
         identity, blocked = await self._identify(data.get("key_id"), data.get("secret_key"))
         if self._closing:
@@ -469,7 +523,11 @@ class TradeUpdatesConsumer(_StreamConsumer):
                 await self.send_json(trading_error_message(error_message(406)["msg"]))
                 await self.close_with(CLOSE_BASE + 406)
                 return
-            self._registry_token = token
+            if not self._hold(self.fanout, identity):
+                await self.fanout.registry.release(self._limit_key(identity), token)
+                identity = None
+            else:
+                self._registry_token = token
         await self.send_json(authorization_message(authorized=identity is not None))
         if blocked:
             await self.close_with(CLOSE_BASE + 402)
@@ -498,15 +556,27 @@ class TradeUpdatesConsumer(_StreamConsumer):
         await self.send_json(listening_message(["trade_updates"] if wanted else []))
 
     async def account_event(self, trade_update: dict[str, Any], snapshot: dict[str, Any] | None) -> None:
-        await self.send_json(trade_update)
+        if not self._closing:
+            await self.send_json(trade_update)
+
+    async def credentials_revoked(self) -> None:
+        if self._closing or self.identity is None:
+            return
+        if self.listening:
+            self.fanout.unlisten_account(self.identity.account_id, self)
+            self.listening = False
+        await self.send_json(authorization_message(authorized=False))
+        await self.close_with(CLOSE_BASE + 401)
 
     async def disconnect(self, code: int) -> None:
         self._closing = True
         self._stop_auth_timer()
-        if self.identity is not None and self.listening:
-            self.fanout.unlisten_account(self.identity.account_id, self)
-        if self.identity is not None and self._registry_token is not None:
-            await self.fanout.registry.release(self._limit_key(self.identity), self._registry_token)
+        if self.identity is not None:
+            if self.listening:
+                self.fanout.unlisten_account(self.identity.account_id, self)
+            self.fanout.release(self.identity.credentials, self)
+            if self._registry_token is not None:
+                await self.fanout.registry.release(self._limit_key(self.identity), self._registry_token)
 
 
 class DashboardConsumer(_StreamConsumer):
@@ -526,8 +596,8 @@ class DashboardConsumer(_StreamConsumer):
     _held: list[str] | None = None
 
     async def connect(self) -> None:
-        user_id = await session_user_id(self._session_key)
-        identity = await database_sync_to_async(session_identity)(user_id) if user_id is not None else None
+        self._checked_at = fanout.manager().clock()
+        identity = await self._session_identity()
         if identity is None:
             await self.close()
             return
@@ -542,6 +612,10 @@ class DashboardConsumer(_StreamConsumer):
         ):
             await self.close()
             return
+        if not self._hold(self.fanout, identity):
+            await self.fanout.registry.release(self._limit_key(identity), token)
+            await self.close()
+            return
         self._registry_token = token
         self.identity = identity
         self._bucket = TokenBucket(settings.STREAM_INBOUND_RATE, settings.STREAM_INBOUND_BURST)
@@ -552,6 +626,8 @@ class DashboardConsumer(_StreamConsumer):
         self.fanout.listen_account(identity.account_id, self)
         self.fanout.listen_leaderboard(self)
         snapshot = await database_sync_to_async(fanout.account_snapshot)(identity.account_id)
+        if self._closing:
+            return  # revoked while the snapshot was read: already closed
         if snapshot is None:
             await self.close()
             return
@@ -574,18 +650,31 @@ class DashboardConsumer(_StreamConsumer):
         await self._admit(text_data, bytes_data)
 
     async def account_event(self, trade_update: dict[str, Any], snapshot: dict[str, Any] | None) -> None:
+        if self._closing:
+            return
         data: dict[str, Any] = {"trade_update": trade_update["data"]}
         if snapshot is not None:
             data.update(snapshot)
         await self._send_or_hold(encode_control_json({"stream": "account_update", "data": data}))
 
     async def leaderboard_changed(self, frame: str) -> None:
-        await self._send_or_hold(frame)
+        if not self._closing:
+            await self._send_or_hold(frame)
+
+    async def credentials_revoked(self) -> None:
+        if self._closing or self.identity is None:
+            return
+        self._closing = True
+        self.fanout.unlisten_account(self.identity.account_id, self)
+        self.fanout.unlisten_leaderboard(self)
+        await self.close(code=CLOSE_BASE + 401)
 
     async def disconnect(self, code: int) -> None:
+        self._closing = True
         if self.identity is not None:
             self.fanout.unlisten_account(self.identity.account_id, self)
             self.fanout.unlisten_leaderboard(self)
+            self.fanout.release(self.identity.credentials, self)
             if self._registry_token is not None:
                 await self.fanout.registry.release(self._limit_key(self.identity), self._registry_token)
 

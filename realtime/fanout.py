@@ -36,6 +36,11 @@ Order events (trading/events.py) arrive on the same subscription and are turned 
 Leaderboard changes (analytics/events.py) arrive there too; the board is read once per process
 and the same frame goes to every dashboard socket. Only the newest pending change is kept: a
 dashboard needs the current board, not every board in between.
+
+Revoked credentials (trading/events.py: a key revoked, a user deactivated or deleted, a password
+changed, a logout) arrive on the same subscription: each authenticated socket is held under the
+credentials it showed (``hold``), and a revocation closes the sockets holding any of them at once,
+after the protocol's error message (``credentials_revoked`` on each consumer).
 """
 
 from __future__ import annotations
@@ -46,12 +51,13 @@ import functools
 import gc
 import json
 import logging
+import math
 import os
 import time
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -75,6 +81,11 @@ logger = logging.getLogger(__name__)
 
 RedisFailure = (redis.RedisError, OSError, asyncio.TimeoutError)
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+# How long a revocation is remembered: a credential check that started before it arrived and
+# finishes after it (a key read from the database just before the revoke committed) is refused.
+# Far above any check's duration; entries are dropped on the next revocation after it.
+REVOKED_MEMORY_S = 30.0
 
 
 # --- The transport: how full is this socket's send buffer, and writing to it directly -------------
@@ -392,6 +403,12 @@ class LeaderboardListener(Protocol):
     async def leaderboard_changed(self, frame: str) -> None: ...
 
 
+class CredentialHolder(Protocol):
+    """An authenticated socket: told when a credential it authenticated with is revoked."""
+
+    async def credentials_revoked(self) -> None: ...
+
+
 @dataclass
 class FanoutStats:
     windows: int = 0
@@ -405,6 +422,8 @@ class FanoutStats:
     order_events: int = 0
     order_events_dropped: int = 0
     leaderboard_changes: int = 0
+    revocations: int = 0
+    revoked_sockets: int = 0
     last_window: int | None = None
 
 
@@ -581,12 +600,14 @@ def raise_gc_threshold() -> None:
 class SubscriptionManager:
     """The process's one Redis subscription and its routing tables."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
         self.pool = async_redis_pool()
         self.redis = aioredis.Redis(connection_pool=self.pool)
         self.windows_channel = settings.MARKET_WINDOWS_CHANNEL.encode()
         self.orders_channel = settings.ORDER_EVENTS_CHANNEL.encode()
         self.leaderboard_channel = settings.LEADERBOARD_EVENTS_CHANNEL.encode()
+        self.revocations_channel = settings.STREAM_REVOCATIONS_CHANNEL.encode()
         # dict as an ordered set: ~half a set's memory for the 40-odd connections of a symbol.
         self.by_symbol: dict[str, dict[StreamConnection, None]] = {}
         self.wildcard: set[StreamConnection] = set()
@@ -594,6 +615,11 @@ class SubscriptionManager:
         self.backlogged: set[StreamConnection] = set()
         self.accounts: dict[str, set[AccountListener]] = {}
         self.leaderboard_listeners: set[LeaderboardListener] = set()
+        # Credential (trading.events' names) -> the sockets authenticated with it.
+        self.holders: dict[str, dict[CredentialHolder, None]] = {}
+        # Credential -> when its revocation arrived (time.monotonic()), for REVOKED_MEMORY_S.
+        self.revoked: dict[str, float] = {}
+        self._revoking: set[asyncio.Task[None]] = set()
         self.stats = FanoutStats()
         self.token = uuid.uuid4().hex[:12]
         self.registry = ConnectionRegistry(
@@ -678,6 +704,53 @@ class SubscriptionManager:
     def unlisten_leaderboard(self, listener: LeaderboardListener) -> None:
         self.leaderboard_listeners.discard(listener)
 
+    # Revocation
+
+    def hold(self, credentials: Iterable[str], holder: CredentialHolder, *, checked_at: float) -> bool:
+        """Register ``holder`` under its credentials; False, registering nothing, if one of them
+        was revoked after ``checked_at`` (time.monotonic() when its check started): that check may
+        have read the credential before the revocation committed."""
+        credentials = tuple(credentials)
+        if any(self.revoked.get(credential, -math.inf) >= checked_at for credential in credentials):
+            return False
+        for credential in credentials:
+            self.holders.setdefault(credential, {})[holder] = None
+        return True
+
+    def release(self, credentials: Iterable[str], holder: CredentialHolder) -> None:
+        for credential in credentials:
+            holders = self.holders.get(credential)
+            if holders is not None:
+                holders.pop(holder, None)
+                if not holders:
+                    del self.holders[credential]
+
+    def revoke(self, payload: bytes | str) -> None:
+        """A revocation message (trading.events): close every socket holding a credential in it."""
+        try:
+            credentials = [str(credential) for credential in json.loads(payload)["revoke"]]
+        except (ValueError, KeyError, TypeError):
+            logger.warning("malformed stream revocation ignored: %r", payload[:200])
+            return
+        now = self.clock()
+        self.revoked = {c: at for c, at in self.revoked.items() if now - at < REVOKED_MEMORY_S}
+        self.stats.revocations += 1
+        revoked: dict[CredentialHolder, None] = {}
+        for credential in credentials:
+            self.revoked[credential] = now
+            revoked.update(self.holders.pop(credential, {}))
+        for holder in revoked:
+            task = asyncio.create_task(self._close_revoked(holder))
+            self._revoking.add(task)
+            task.add_done_callback(self._revoking.discard)
+        self.stats.revoked_sockets += len(revoked)
+
+    async def _close_revoked(self, holder: CredentialHolder) -> None:
+        try:
+            await holder.credentials_revoked()
+        except Exception:
+            logger.exception("a socket whose credentials were revoked could not be closed cleanly")
+
     # Windows
 
     def _check_sequence(self, number: int) -> None:
@@ -754,7 +827,12 @@ class SubscriptionManager:
         while True:
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(self.windows_channel, self.orders_channel, self.leaderboard_channel)
+                await pubsub.subscribe(
+                    self.windows_channel,
+                    self.orders_channel,
+                    self.leaderboard_channel,
+                    self.revocations_channel,
+                )
                 self.subscribed.set()
                 backoff = 0.05
                 while True:
@@ -771,6 +849,8 @@ class SubscriptionManager:
                     elif message["channel"] == self.leaderboard_channel:
                         self._leaderboard_pending = message["data"]
                         self._leaderboard_wakeup.set()
+                    elif message["channel"] == self.revocations_channel:
+                        self.revoke(message["data"])
             except asyncio.CancelledError:
                 raise
             except RedisFailure as error:

@@ -4,3 +4,8 @@ from django.apps import AppConfig
 class TradingConfig(AppConfig):
     name = "trading"
     verbose_name = "Trading"
+
+    def ready(self) -> None:
+        from trading import receivers
+
+        receivers.connect()

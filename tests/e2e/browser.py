@@ -222,6 +222,7 @@ def stack_env(ws_port: int, run: str) -> dict[str, str]:
         "CACHE_INVALIDATION_CHANNEL": f"test:browser:{run}:cache",
         "RATE_LIMIT_KEY_PREFIX": f"test:browser:{run}:rl",
         "LEADERBOARD_EVENTS_CHANNEL": f"test:browser:{run}:leaderboard",
+        "STREAM_REVOCATIONS_CHANNEL": f"test:browser:{run}:revocations",
         "LOG_LEVEL": "WARNING",
     }
 

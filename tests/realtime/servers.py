@@ -30,6 +30,7 @@ STREAM_SETTING_NAMES = (
     "MARKET_WINDOWS_CHANNEL",
     "ORDER_EVENTS_CHANNEL",
     "LEADERBOARD_EVENTS_CHANNEL",
+    "STREAM_REVOCATIONS_CHANNEL",
     "STREAM_REDIS_PREFIX",
     "STREAM_REDIS_CLIENT_NAME",
 )
@@ -45,6 +46,7 @@ def isolate_streams(settings: Settings) -> Settings:
     settings.MARKET_WINDOWS_CHANNEL = f"test:windows:{suffix}"
     settings.ORDER_EVENTS_CHANNEL = f"test:orders:{suffix}"
     settings.LEADERBOARD_EVENTS_CHANNEL = f"test:leaderboard:{suffix}"
+    settings.STREAM_REVOCATIONS_CHANNEL = f"test:revocations:{suffix}"
     settings.STREAM_REDIS_PREFIX = f"test:ws:{suffix}"
     settings.STREAM_REDIS_CLIENT_NAME = f"test-ws-{suffix}"
     return settings

@@ -567,3 +567,182 @@ def test_gaps_are_counted_and_a_backwards_jump_is_a_restart(credentials: tuple[s
 def _no_leftover_loops() -> Iterator[None]:
     yield
     assert not fanout._managers, "a test left a fan-out manager running"
+
+
+# --- Revoked credentials close the sockets that showed them ----------------------------------------
+
+
+AUTHENTICATED_REPLY = [{"T": "success", "msg": "authenticated"}]
+AUTHORIZED = {"stream": "authorization", "data": {"status": "authorized", "action": "authenticate"}}
+UNAUTHORIZED = {"stream": "authorization", "data": {"status": "unauthorized", "action": "authenticate"}}
+
+
+def authenticate_message(credentials: tuple[str, str]) -> dict[str, Any]:
+    return {"action": "authenticate", "data": {"key_id": credentials[0], "secret_key": credentials[1]}}
+
+
+async def open_dashboard(cookie: list[tuple[bytes, bytes]]) -> WebsocketCommunicator:
+    dashboard = WebsocketCommunicator(application, "/ws/dashboard", headers=cookie)
+    assert (await dashboard.connect(timeout=TIMEOUT))[0]
+    assert json.loads(await dashboard.receive_from(TIMEOUT))["stream"] == "account_update"
+    return dashboard
+
+
+async def revoked_with(communicator: WebsocketCommunicator) -> tuple[Any, int]:
+    """The message a revoked socket is sent before its close, and the close code."""
+    message = decode(await communicator.receive_from(TIMEOUT))
+    return message, await closed_with(communicator)
+
+
+def new_key(account_id: Any) -> tuple[str, str]:
+    key, secret = services.api_key_create(account_id=account_id, label="another")
+    return key.key_id, secret
+
+
+def test_revoking_a_key_closes_its_market_data_and_trade_updates_sockets(
+    credentials: tuple[str, str], make_asset: Callable[..., Asset]
+) -> None:
+    make_asset("AAPL", price="100.00")
+    owner = Account.objects.get(api_keys__key_id=credentials[0])
+    other = new_key(owner.pk)  # the same account's other key stays in use
+
+    async def body() -> None:
+        market_data = await open_stream()
+        assert await say(market_data, auth_message(credentials)) == AUTHENTICATED_REPLY
+        await say(market_data, {"action": "subscribe", "trades": ["AAPL"]})
+        trading = await open_stream("/stream")
+        assert await say(trading, authenticate_message(credentials)) == AUTHORIZED
+        await say(trading, {"action": "listen", "data": {"streams": ["trade_updates"]}})
+        kept = await open_stream()
+        assert await say(kept, auth_message(other)) == AUTHENTICATED_REPLY
+        await say(kept, {"action": "subscribe", "trades": ["AAPL"]})
+
+        await database_sync_to_async(services.api_key_revoke)(key_id=credentials[0])
+        assert await revoked_with(market_data) == (error(402, "auth failed"), 4402)
+        assert await revoked_with(trading) == (UNAUTHORIZED, 4401)
+        publish(window(1, "AAPL"))
+        assert [e["S"] for e in decode(await kept.receive_from(TIMEOUT))] == ["AAPL"]
+        # The key is refused from now on, on a new socket too.
+        again = await open_stream()
+        assert await say(again, auth_message(credentials)) == error(402, "auth failed")
+        for communicator in (kept, again):
+            await communicator.disconnect()
+
+    run(body)
+
+
+def test_logout_closes_that_sessions_sockets_and_no_other(
+    stream_settings: Settings, transactional_db: None, make_account: Callable[..., Account]
+) -> None:
+    user_id = make_account().user_id
+    leaving, leaving_cookie = session_cookie(user_id)
+    _, staying_cookie = session_cookie(user_id)
+
+    async def body() -> None:
+        market_data = await open_stream(headers=[(b"cookie", leaving_cookie.encode())])
+        assert await say(market_data, {"action": "auth"}) == AUTHENTICATED_REPLY
+        trading = await open_stream("/stream", headers=[(b"cookie", leaving_cookie.encode())])
+        assert await say(trading, {"action": "authenticate", "data": {}}) == AUTHORIZED
+        dashboard = await open_dashboard([(b"cookie", leaving_cookie.encode())])
+        other_session = await open_dashboard([(b"cookie", staying_cookie.encode())])
+
+        await database_sync_to_async(leaving.logout)()
+        assert await revoked_with(market_data) == (error(402, "auth failed"), 4402)
+        assert await revoked_with(trading) == (UNAUTHORIZED, 4401)
+        assert await closed_with(dashboard) == 4401
+        assert await other_session.receive_nothing(0.3)
+        await other_session.disconnect()
+
+    run(body)
+
+
+def test_a_password_change_closes_the_users_session_sockets_and_deactivation_all_of_them(
+    credentials: tuple[str, str],
+) -> None:
+    user = Account.objects.get(api_keys__key_id=credentials[0]).user
+    cookie = [(b"cookie", session_cookie(user.pk)[1].encode())]
+
+    async def body() -> None:
+        session_socket = await open_stream(headers=cookie)
+        assert await say(session_socket, {"action": "auth"}) == AUTHENTICATED_REPLY
+        dashboard = await open_dashboard(cookie)
+        key_socket = await open_stream()
+        assert await say(key_socket, auth_message(credentials)) == AUTHENTICATED_REPLY
+
+        def change_password() -> None:
+            user.set_password("another-pw-987!")
+            user.save()
+
+        await database_sync_to_async(change_password)()
+        assert await revoked_with(session_socket) == (error(402, "auth failed"), 4402)
+        assert await closed_with(dashboard) == 4401
+        assert await key_socket.receive_nothing(0.3)  # an API key is not a password
+
+        def deactivate() -> None:
+            user.is_active = False
+            user.save()
+
+        await database_sync_to_async(deactivate)()
+        assert await revoked_with(key_socket) == (error(402, "auth failed"), 4402)
+
+    run(body)
+
+
+def test_authenticating_again_keeps_the_first_identity(
+    credentials: tuple[str, str], make_account: Callable[..., Account], make_asset: Callable[..., Asset]
+) -> None:
+    """Another key's credentials on an authenticated socket are refused (market data: Alpaca's
+    403; trade_updates: an error message) and the socket stays the first key's."""
+    make_asset("AAPL", price="100.00")
+    mine = Account.objects.get(api_keys__key_id=credentials[0])
+    stranger = make_account()
+    strangers_key = new_key(stranger.pk)
+
+    async def body() -> None:
+        market_data = await open_stream()
+        assert await say(market_data, auth_message(credentials)) == AUTHENTICATED_REPLY
+        assert await say(market_data, auth_message(strangers_key)) == error(403, "already authenticated")
+        trading = await open_stream("/stream")
+        assert await say(trading, authenticate_message(credentials)) == AUTHORIZED
+        assert await say(trading, authenticate_message(strangers_key)) == {
+            "stream": "listening",
+            "data": {"error": "already authenticated"},
+        }
+        await say(trading, {"action": "listen", "data": {"streams": ["trade_updates"]}})
+        placed = {
+            account: await database_sync_to_async(services.order_place)(
+                account_id=account.pk,
+                request=services.OrderRequest(
+                    symbol="AAPL", qty=1, side="buy", type="market", time_in_force="day"
+                ),
+            )
+            for account in (stranger, mine)
+        }
+        updates = [json.loads(await trading.receive_from(TIMEOUT)) for _ in range(2)]
+        assert [(u["data"]["event"], u["data"]["order"]["id"]) for u in updates] == [
+            ("new", str(placed[mine].pk)),
+            ("fill", str(placed[mine].pk)),
+        ]
+        assert await trading.receive_nothing(0.3)
+        # Revoking the stranger's key leaves the socket alone: it never held that key.
+        await database_sync_to_async(services.api_key_revoke)(key_id=strangers_key[0])
+        assert await market_data.receive_nothing(0.3)
+        for communicator in (market_data, trading):
+            await communicator.disconnect()
+
+    run(body)
+
+
+def test_a_credential_revoked_during_its_check_is_not_held(stream_settings: Settings) -> None:
+    """A check that read the key just before its revocation committed must not outlive it."""
+
+    async def body() -> None:
+        manager = fanout.manager()
+        holder = object()
+        started = manager.clock()
+        manager.revoke(json.dumps({"revoke": ["key:PKRACE"]}))
+        assert not manager.hold(("key:PKRACE", "user:1"), holder, checked_at=started)  # type: ignore[arg-type]
+        assert manager.holders == {}
+        assert manager.hold(("key:PKRACE", "user:1"), holder, checked_at=manager.clock())  # type: ignore[arg-type]
+
+    run(body)
