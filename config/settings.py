@@ -370,6 +370,8 @@ if BENCHMARK_ENDPOINTS:
 STREAM_FEEDS = env.list("STREAM_FEEDS", default=["iex", "sip", "test"])
 STREAM_AUTH_TIMEOUT_S = env.float("STREAM_AUTH_TIMEOUT_S", default=10.0)
 STREAM_MAX_SYMBOLS = env.int("STREAM_MAX_SYMBOLS", default=5000)
+# Symbols summed over all of one user's market-data connections (all its keys and sessions).
+STREAM_MAX_SYMBOLS_PER_USER = env.int("STREAM_MAX_SYMBOLS_PER_USER", default=10_000)
 STREAM_MAX_CONNECTIONS_PER_KEY = env.int("STREAM_MAX_CONNECTIONS_PER_KEY", default=5)
 # A data frame's payload never exceeds this; a window with more is split into several frames.
 STREAM_MAX_FRAME_BYTES = env.int("STREAM_MAX_FRAME_BYTES", default=64 * 1024)

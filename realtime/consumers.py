@@ -43,6 +43,7 @@ from realtime import daphne_trim, fanout
 from realtime.streams import (
     AUTHENTICATED,
     CONNECTED,
+    WILDCARD,
     Encoding,
     StreamError,
     Subscriptions,
@@ -343,6 +344,8 @@ class MarketDataConsumer(_StreamConsumer):
 
     connection: fanout.StreamConnection | None = None
     _registry_token: str | None = None
+    # Symbols this connection holds in its user's budget (fanout.SymbolBudget).
+    _symbols_claimed = 0
 
     async def connect(self) -> None:
         self.feed = str(self.scope.get("url_route", {}).get("kwargs", {}).get("feed", "iex"))
@@ -423,17 +426,52 @@ class MarketDataConsumer(_StreamConsumer):
         await self.send_control([AUTHENTICATED])
 
     async def _subscribe(self, action: str, message: dict[str, Any]) -> None:
-        if self.identity is None or self.connection is None:
+        """Validate everything first (the listing, the symbol limits, the reply's size), then
+        change the subscription: a refused request leaves it as it was."""
+        identity, connection = self.identity, self.connection
+        if identity is None or connection is None:
             raise StreamError(401)
         request = parse_subscription(message)
+        if action == "subscribe":
+            # Only listed symbols: unknown ones are left out of the subscription and its reply.
+            # (An unsubscribe is not filtered: a symbol delisted since must still be removable.)
+            listed = await self.fanout.listed.get()
+            request = {
+                channel: [symbol for symbol in symbols if symbol == WILDCARD or symbol in listed]
+                for channel, symbols in request.items()
+            }
         # The routing masks are the subscription state: an idle connection keeps no second copy.
-        current = Subscriptions.from_masks(self.connection.masks, self.connection.wildcard_mask)
+        current = Subscriptions.from_masks(connection.masks, connection.wildcard_mask)
         updated = current.apply(action, request)
-        if updated.symbol_count() > settings.STREAM_MAX_SYMBOLS:
+        count = updated.symbol_count()
+        if count > settings.STREAM_MAX_SYMBOLS:
             raise StreamError(405)
+        reply = encode_control([updated.message()], self.encoding)
+        if len(reply) > settings.STREAM_MAX_FRAME_BYTES:
+            raise StreamError(405)  # its reply would not fit in a frame (Property 23)
+        token = self._registry_token
+        if count != self._symbols_claimed and token is not None:
+            user = self._budget_user(identity)
+            if not await self.fanout.symbol_budget.claim(user, token, count):
+                raise StreamError(405)
+            self._symbols_claimed = count
+            if self._closing:
+                # Closed during the claim, perhaps after its disconnect released the old count.
+                await self.fanout.symbol_budget.release(user, token)
+                return
         masks, wildcard = updated.masks()
-        self.fanout.update(self.connection, masks, wildcard)
-        await self.send_control([updated.message()])
+        self.fanout.update(connection, masks, wildcard)
+        # The reply counts against the connection's byte budget: a client re-subscribing in a
+        # loop has its data conflated rather than making this process send more.
+        connection.spend(len(reply), self.fanout.clock())
+        if isinstance(reply, bytes):
+            await self.send(bytes_data=reply)
+        else:
+            await self.send(text_data=reply)
+
+    @staticmethod
+    def _budget_user(identity: StreamIdentity) -> str:
+        return f"user:{identity.user_id}"
 
     async def _slow_client(self) -> None:
         await self.refuse(407)
@@ -455,6 +493,9 @@ class MarketDataConsumer(_StreamConsumer):
         if self.identity is not None:
             self.fanout.release(self.identity.credentials, self)
             if self._registry_token is not None:
+                if self._symbols_claimed:
+                    user = self._budget_user(self.identity)
+                    await self.fanout.symbol_budget.release(user, self._registry_token)
                 await self.fanout.registry.release(self.identity.limit_key, self._registry_token)
 
 

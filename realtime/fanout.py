@@ -82,6 +82,19 @@ logger = logging.getLogger(__name__)
 RedisFailure = (redis.RedisError, OSError, asyncio.TimeoutError)
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
+# Bytes of data frames a market-data connection may be sent per second, and at once after a
+# quiet spell (the bucket's depth). Past it the connection is conflated to the newest event per
+# (channel, symbol) until the budget refills: a client that reads everything we send still cannot
+# make this process send it more than this. Twice what the dashboard's ``*`` subscription to
+# trades, quotes and bars needs at 4x the market's default rate (~250 KB/s of JSON for 1,000 ticks
+# a second over 500 symbols; tests/realtime/test_streams.py checks it is never conflated there).
+OUTBOUND_BYTES_PER_S = 512 * 1024
+OUTBOUND_BURST_BYTES = OUTBOUND_BYTES_PER_S
+
+# How long the symbols the market lists are kept per process before they are read again: a new
+# listing can be subscribed to within this.
+LISTED_SYMBOLS_TTL_S = 5.0
+
 # How long a revocation is remembered: a credential check that started before it arrived and
 # finishes after it (a key read from the database just before the revoke committed) is refused.
 # Far above any check's duration; entries are dropped on the next revocation after it.
@@ -210,7 +223,17 @@ class BackpressureManager:
     def backlogged(self) -> bool:
         return bool(self.pending) or self.conflated is not None
 
-    def offer(self, parts: list[Part], *, writable: bool) -> list[list[Part]] | None:
+    def offer(self, parts: list[Part], *, writable: bool, throttled: bool = False) -> list[list[Part]] | None:
+        """``throttled``: the connection is over its byte budget. A client that reads is then
+        conflated (the newest part per key waits for the budget), never counted as falling behind."""
+        if writable and throttled:
+            if parts:
+                if self.pending is None:
+                    self.pending = deque()
+                self.pending.append(parts)
+                self._conflate()
+            self.behind = 0
+            return []
         if writable and not self.backlogged:
             self.behind = 0
             return [parts] if parts else []
@@ -262,6 +285,8 @@ class StreamConnection:
 
     __slots__ = (
         "__weakref__",
+        "budget",
+        "budget_at",
         "closed",
         "encoding",
         "frame_limit",
@@ -294,11 +319,26 @@ class StreamConnection:
         self.outbox = BackpressureManager(
             high_water=settings.STREAM_OUTBOX_HIGH_WATER, max_behind=settings.STREAM_OUTBOX_MAX_FRAMES
         )
+        # The byte budget (OUTBOUND_BYTES_PER_S): a token bucket, full at first. It may go below
+        # zero, since a batch is sent whole; nothing more is sent until it has refilled.
+        self.budget: float = OUTBOUND_BURST_BYTES
+        self.budget_at = -math.inf
 
     def writable(self) -> bool:
         return self.socket is None or self.socket.backlog() <= self.send_buffer_limit
 
-    def write_now(self, selection: EncodedSelection, stats: FanoutStats) -> bool:
+    def within_budget(self, now: float) -> bool:
+        """Refill the byte budget up to ``now`` (the fan-out's clock); whether it allows a batch."""
+        self.budget = min(OUTBOUND_BURST_BYTES, self.budget + (now - self.budget_at) * OUTBOUND_BYTES_PER_S)
+        self.budget_at = now
+        return self.budget > 0
+
+    def spend(self, size: int, now: float) -> None:
+        """``size`` bytes sent outside the fan-out (a subscription reply) count against the budget."""
+        self.within_budget(now)
+        self.budget -= size
+
+    def write_now(self, selection: EncodedSelection, stats: FanoutStats, now: float) -> bool:
         """The usual case, done without a coroutine: a daphne socket that keeps up takes this
         window's frames, shared with every connection of the same selection. False: ``offer``."""
         socket = self.socket
@@ -309,20 +349,26 @@ class StreamConnection:
             or outbox.backlogged
             or socket.state() is not True
             or socket.backlog() > self.send_buffer_limit
+            or not self.within_budget(now)
         ):
             return False
         outbox.behind = 0
         for frame in selection.wire():
             socket.write(frame)
+        size = selection.payload_bytes()
+        self.budget -= size
         stats.frames += len(selection.frames())
-        stats.bytes += selection.payload_bytes()
+        stats.bytes += size
         return True
 
-    async def offer(self, selection: EncodedSelection, stats: FanoutStats) -> None:
+    async def offer(self, selection: EncodedSelection, stats: FanoutStats, now: float) -> None:
         """This window's selection: sent now, or queued, conflated or refused by the outbox."""
         if self.closed:
             return
-        batches = self.outbox.offer(selection.parts, writable=self.writable())
+        throttled = not self.within_budget(now)
+        if throttled and selection.parts:
+            stats.throttled += 1
+        batches = self.outbox.offer(selection.parts, writable=self.writable(), throttled=throttled)
         if batches is None:
             self.closed = True
             stats.slow_disconnects += 1
@@ -353,8 +399,10 @@ class StreamConnection:
                     await self.send({"type": "websocket.send", "bytes": payload})
                 else:
                     await self.send({"type": "websocket.send", "text": payload})
+        size = selection.payload_bytes()
+        self.budget -= size
         stats.frames += len(selection.frames())
-        stats.bytes += selection.payload_bytes()
+        stats.bytes += size
 
 
 class MessageBatcher:
@@ -419,6 +467,8 @@ class FanoutStats:
     frames: int = 0
     bytes: int = 0
     slow_disconnects: int = 0
+    # Windows a connection over its byte budget had conflated instead of sent.
+    throttled: int = 0
     order_events: int = 0
     order_events_dropped: int = 0
     leaderboard_changes: int = 0
@@ -500,6 +550,170 @@ class ConnectionRegistry:
                     pipe.zadd(self._key(identity), dict.fromkeys(tokens, expiry), xx=True)
                     pipe.expire(self._key(identity), int(self.ttl) + 1)
                 await pipe.execute()
+
+
+# KEYS[1]: a user's symbol counts, a hash of connection token -> "count:expiry in ms".
+# ARGV: token, its new count, the user's budget, now (ms), the token's expiry (ms), the hash's TTL
+# (ms). Returns 1 and records the count if the user's live connections stay within the budget,
+# else 0 and changes nothing. Fields of connections whose process died (not refreshed) expire.
+_CLAIM_SYMBOLS = """
+local total = 0
+local now = tonumber(ARGV[4])
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  if fields[i] ~= ARGV[1] then
+    local count, expiry = string.match(fields[i + 1], '^(%d+):(%d+)$')
+    if count and tonumber(expiry) > now then
+      total = total + tonumber(count)
+    else
+      redis.call('HDEL', KEYS[1], fields[i])
+    end
+  end
+end
+local wanted = tonumber(ARGV[2])
+if wanted > 0 and total + wanted > tonumber(ARGV[3]) then
+  return 0
+end
+if wanted > 0 then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ':' .. ARGV[5])
+  redis.call('PEXPIRE', KEYS[1], ARGV[6])
+else
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 1
+"""
+
+
+class SymbolBudget:
+    """Symbols subscribed per user, summed over all of its market-data connections (all its keys,
+    its sessions) on every web process: STREAM_MAX_SYMBOLS_PER_USER (405 beyond).
+
+    Each connection's count is a field of the user's hash, with an expiry its process refreshes
+    (as ConnectionRegistry does), so a crashed process's counts lapse. When Redis is unavailable
+    only this process's connections are counted.
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        limit: int,
+        ttl: float,
+        prefix: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client = client
+        self.limit = limit
+        self.ttl = ttl
+        self.prefix = prefix
+        self.clock = clock
+        # user -> connection token -> symbols, for this process's connections.
+        self.local: dict[str, dict[str, int]] = {}
+
+    def key(self, user: str) -> str:
+        return f"{self.prefix}:symbols:{user}"
+
+    async def claim(self, user: str, token: str, count: int) -> bool:
+        """Set the connection's count to ``count`` if the user stays within the budget."""
+        now_ms = int(self.clock() * 1000)
+        ttl_ms = int(self.ttl * 1000)
+        try:
+            allowed = await self.client.eval(
+                _CLAIM_SYMBOLS,
+                1,
+                self.key(user),
+                token,
+                count,
+                self.limit,
+                now_ms,
+                now_ms + ttl_ms,
+                ttl_ms + 1000,
+            )
+        except RedisFailure:
+            logger.warning("stream symbol budget: Redis unavailable, counting this process only")
+            mine = self.local.get(user, {})
+            allowed = count == 0 or sum(mine.values()) - mine.get(token, 0) + count <= self.limit
+        if not allowed:
+            return False
+        if count:
+            self.local.setdefault(user, {})[token] = count
+        else:
+            self._forget(user, token)
+        return True
+
+    async def release(self, user: str, token: str) -> None:
+        if token not in self.local.get(user, {}):
+            return
+        self._forget(user, token)
+        with contextlib.suppress(*RedisFailure):
+            await self.client.hdel(self.key(user), token)
+
+    def _forget(self, user: str, token: str) -> None:
+        counts = self.local.get(user)
+        if counts is not None:
+            counts.pop(token, None)
+            if not counts:
+                del self.local[user]
+
+    async def refresh(self) -> None:
+        if not self.local:
+            return
+        expiry = int((self.clock() + self.ttl) * 1000)
+        with contextlib.suppress(*RedisFailure):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for user, counts in self.local.items():
+                    pipe.hset(self.key(user), mapping={t: f"{n}:{expiry}" for t, n in counts.items()})
+                    pipe.pexpire(self.key(user), int(self.ttl * 1000) + 1000)
+                await pipe.execute()
+
+
+class ListedSymbols:
+    """The symbols the market lists (trading.selectors.tradable_symbols_get), read at most once
+    per LISTED_SYMBOLS_TTL_S by this process, however many connections subscribe meanwhile.
+
+    A subscription holds only these: a symbol nobody lists is left out of it and of its reply,
+    so a client cannot make this process route, store and echo names it made up.
+    """
+
+    def __init__(
+        self,
+        load: Callable[[], Awaitable[frozenset[str]]],
+        *,
+        ttl: float = LISTED_SYMBOLS_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.load = load
+        self.ttl = ttl
+        self.clock = clock
+        self.symbols: frozenset[str] | None = None
+        self.read_at = -math.inf
+        self._loading: asyncio.Future[frozenset[str]] | None = None
+
+    async def get(self) -> frozenset[str]:
+        if self.symbols is not None and self.clock() - self.read_at < self.ttl:
+            return self.symbols
+        if self._loading is None:
+            self._loading = asyncio.ensure_future(self._read())
+        return await asyncio.shield(self._loading)
+
+    async def _read(self) -> frozenset[str]:
+        try:
+            symbols = await self.load()
+        except Exception:
+            if self.symbols is None:
+                raise
+            logger.warning("listed symbols not re-read (database unavailable?): keeping the last list")
+            return self.symbols
+        finally:
+            self._loading = None
+        self.symbols, self.read_at = symbols, self.clock()
+        return symbols
+
+
+def listed_symbols_read() -> Awaitable[frozenset[str]]:
+    from trading.selectors import tradable_symbols_get
+
+    return database_sync_to_async(tradable_symbols_get)()
 
 
 # Failed auths from one client address before it is refused without a lookup. Far above the
@@ -631,6 +845,13 @@ class SubscriptionManager:
             window_s=settings.STREAM_AUTH_FAILURES_WINDOW_S,
             prefix=settings.STREAM_REDIS_PREFIX,
         )
+        self.symbol_budget = SymbolBudget(
+            self.redis,
+            limit=settings.STREAM_MAX_SYMBOLS_PER_USER,
+            ttl=settings.STREAM_CONNECTION_TTL_S,
+            prefix=settings.STREAM_REDIS_PREFIX,
+        )
+        self.listed = ListedSymbols(listed_symbols_read, clock=clock)
         self.subscribed = asyncio.Event()
         self._order_queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=settings.STREAM_ORDER_EVENT_QUEUE)
         self._leaderboard_pending: bytes | None = None
@@ -784,6 +1005,7 @@ class SubscriptionManager:
         through their outboxes.
         """
         stats = self.stats
+        now = self.clock()
         selected = MessageBatcher.selections(encoded, self.by_symbol, self.wildcard)
         sharing: dict[int, int] = {}
         for wanted in selected.values():
@@ -799,18 +1021,19 @@ class SubscriptionManager:
                 selection = EncodedSelection(encoding, parts, connection.frame_limit)
                 if sharing[wanted] > 1:
                     shared[encoding][wanted] = selection
-            if not connection.write_now(selection, stats):
-                await self._offer(connection, selection)
+            if not connection.write_now(selection, stats, now):
+                await self._offer(connection, selection, now)
         if self.backlogged:
-            # A stalled client with nothing new this window still gets its chance to drain or time out.
+            # A stalled or throttled client with nothing new this window still gets its chance
+            # to drain or time out.
             for connection in [c for c in self.backlogged if c not in selected]:
                 await self._offer(
-                    connection, EncodedSelection(connection.encoding, [], connection.frame_limit)
+                    connection, EncodedSelection(connection.encoding, [], connection.frame_limit), now
                 )
 
-    async def _offer(self, connection: StreamConnection, selection: EncodedSelection) -> None:
+    async def _offer(self, connection: StreamConnection, selection: EncodedSelection, now: float) -> None:
         try:
-            await connection.offer(selection, self.stats)
+            await connection.offer(selection, self.stats, now)
         except Exception:
             logger.exception("stream send failed; dropping the connection from the fan-out")
             self.remove(connection)
@@ -935,6 +1158,7 @@ class SubscriptionManager:
         while True:
             await asyncio.sleep(self.registry.ttl / 3)
             await self.registry.refresh()
+            await self.symbol_budget.refresh()
 
 
 def order_shape(account_id: str, order_id: str) -> dict[str, Any] | None:

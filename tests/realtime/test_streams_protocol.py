@@ -22,7 +22,7 @@ from config.asgi import application
 from config.redis_pools import redis_client
 from realtime import fanout
 from realtime.wire import Window, WireBar, WireTick
-from tests.conftest import session_cookie
+from tests.conftest import list_symbols, session_cookie
 from tests.realtime.servers import isolate_streams
 from trading import services
 from trading.models import Account, Asset
@@ -131,6 +131,8 @@ def auth_message(credentials: tuple[str, str]) -> dict[str, str]:
 
 
 def test_json_stream_delivers_only_subscribed_symbols_then_unsubscribes(credentials: tuple[str, str]) -> None:
+    list_symbols("AAPL", "MSFT", "NVDA")
+
     async def body() -> None:
         ws = await open_stream()
         assert await say(ws, auth_message(credentials)) == [{"T": "success", "msg": "authenticated"}]
@@ -156,6 +158,8 @@ def test_json_stream_delivers_only_subscribed_symbols_then_unsubscribes(credenti
 
 
 def test_msgpack_stream_uses_binary_frames_and_timestamp_extensions(credentials: tuple[str, str]) -> None:
+    list_symbols("AAPL", "MSFT")
+
     async def body() -> None:
         ws = await open_stream(msgpack_=True)
         assert await say(ws, auth_message(credentials), msgpack_=True) == [
@@ -177,6 +181,7 @@ def test_error_codes_400_401_403_405_410_and_the_socket_stays_usable(
     credentials: tuple[str, str], settings: Settings
 ) -> None:
     settings.STREAM_MAX_SYMBOLS = 3
+    list_symbols("AAPL", "A", "B", "C", "D")
 
     async def body() -> None:
         ws = await open_stream()
@@ -345,6 +350,7 @@ def test_oversized_inbound_and_floods_close_only_that_socket(
 ) -> None:
     settings.STREAM_MAX_INBOUND_BYTES = 2000
     settings.STREAM_INBOUND_BURST = 10
+    list_symbols("AAPL")
 
     async def body() -> None:
         healthy = await open_stream()
@@ -545,6 +551,8 @@ def test_dashboard_sockets_per_session_are_limited(
 
 
 def test_gaps_are_counted_and_a_backwards_jump_is_a_restart(credentials: tuple[str, str]) -> None:
+    list_symbols("AAPL")
+
     async def body() -> None:
         ws = await open_stream()
         await say(ws, auth_message(credentials))
@@ -744,5 +752,96 @@ def test_a_credential_revoked_during_its_check_is_not_held(stream_settings: Sett
         assert not manager.hold(("key:PKRACE", "user:1"), holder, checked_at=started)  # type: ignore[arg-type]
         assert manager.holders == {}
         assert manager.hold(("key:PKRACE", "user:1"), holder, checked_at=manager.clock())  # type: ignore[arg-type]
+
+    run(body)
+
+
+# --- Subscriptions: listed symbols only, validated before anything changes -----------------------
+
+
+def test_a_subscription_holds_only_listed_symbols_and_its_reply_stays_small(
+    credentials: tuple[str, str],
+) -> None:
+    """The amplification: thousands of made-up 32-character symbols on three channels, then the
+    same one-symbol subscribe again and again. Unknown symbols are left out, so every reply is
+    as small as the real subscription."""
+    list_symbols("AAPL", "MSFT")
+    made_up = [f"{number:032d}" for number in range(2000)]
+
+    async def body() -> None:
+        ws = await open_stream()
+        await say(ws, auth_message(credentials))
+        for channel in ("trades", "quotes", "bars"):
+            reply = await say(ws, {"action": "subscribe", channel: [*made_up, "AAPL"]})
+            assert reply[0][channel] == ["AAPL"]
+        await ws.send_to(text_data=json.dumps({"action": "subscribe", "trades": ["AAPL"]}))
+        frame = await ws.receive_from(TIMEOUT)
+        assert len(frame) < 300, frame
+        assert decode(frame)[0] == {
+            "T": "subscription",
+            "trades": ["AAPL"], "quotes": ["AAPL"], "bars": ["AAPL"], "updatedBars": [],
+            "dailyBars": [], "statuses": [], "corrections": ["AAPL"], "cancelErrors": ["AAPL"],
+        }  # fmt: skip
+        assert set(fanout.manager().by_symbol) == {"AAPL"}  # nothing routed for made-up names
+        publish(window(1, made_up[0], "MSFT", "AAPL"))
+        assert {e["S"] for e in decode(await ws.receive_from(TIMEOUT))} == {"AAPL"}
+        await ws.disconnect()
+
+    run(body)
+
+
+def test_a_subscription_whose_reply_would_not_fit_a_frame_is_refused_and_changes_nothing(
+    credentials: tuple[str, str], settings: Settings
+) -> None:
+    settings.STREAM_MAX_FRAME_BYTES = 300
+    symbols = [f"S{number:02d}" for number in range(40)]
+    list_symbols(*symbols)
+
+    async def body() -> None:
+        ws = await open_stream()
+        await say(ws, auth_message(credentials))
+        assert (await say(ws, {"action": "subscribe", "trades": ["S00"]}))[0]["trades"] == ["S00"]
+        assert await say(ws, {"action": "subscribe", "trades": symbols}) == error(
+            405, "symbol limit exceeded"
+        )
+        publish(window(1, "S05", "S00"))
+        assert [e["S"] for e in decode(await ws.receive_from(TIMEOUT)) if e["T"] == "t"] == ["S00"]
+        reply = await say(ws, {"action": "subscribe", "quotes": ["S01"]})
+        assert (reply[0]["trades"], reply[0]["quotes"]) == (["S00"], ["S01"])
+        await ws.disconnect()
+
+    run(body)
+
+
+def test_the_symbol_budget_spans_all_of_a_users_keys(
+    credentials: tuple[str, str], settings: Settings, make_account: Callable[..., Account]
+) -> None:
+    settings.STREAM_MAX_SYMBOLS_PER_USER = 5
+    symbols = [f"S{number}" for number in range(10)]
+    list_symbols(*symbols)
+    second_key = new_key(Account.objects.get(api_keys__key_id=credentials[0]).pk)
+    strangers_key = new_key(make_account().pk)
+
+    async def body() -> None:
+        first = await open_stream()
+        await say(first, auth_message(credentials))
+        assert (await say(first, {"action": "subscribe", "trades": symbols[:3]}))[0]["trades"] == symbols[:3]
+        second = await open_stream()
+        await say(second, auth_message(second_key))
+        refused = await say(second, {"action": "subscribe", "trades": symbols[3:6], "quotes": ["*"]})
+        assert refused == error(405, "symbol limit exceeded")
+        assert (await say(second, {"action": "subscribe", "quotes": ["*"]}))[0]["quotes"] == ["*"]
+        assert (await say(second, {"action": "subscribe", "trades": symbols[3:5]}))[0]["trades"] == symbols[
+            3:5
+        ]
+        stranger = await open_stream()
+        await say(stranger, auth_message(strangers_key))
+        assert len((await say(stranger, {"action": "subscribe", "trades": symbols[:5]}))[0]["trades"]) == 5
+        # A closed connection gives its symbols back.
+        await first.disconnect()
+        reply = await say(second, {"action": "subscribe", "trades": symbols[5:8]})
+        assert reply[0]["trades"] == symbols[3:8]
+        for ws in (second, stranger):
+            await ws.disconnect()
 
     run(body)
