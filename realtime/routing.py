@@ -17,6 +17,7 @@ from typing import Any
 from channels.security.websocket import WebsocketDenier
 from django.urls import URLPattern, path, re_path
 
+from realtime import daphne_trim
 from realtime.consumers import DashboardConsumer, MarketDataConsumer, TradeUpdatesConsumer
 
 websocket_urlpatterns = [
@@ -30,9 +31,30 @@ websocket_urlpatterns = [
 Scope = dict[str, Any]
 
 
-async def _no_route(path: str) -> None:
-    # As Channels' outermost URLRouter: daphne logs it and closes the handshake.
-    raise ValueError(f"No route found for path {path!r}.")
+NOT_FOUND = 404
+
+
+async def _not_found(scope: Scope, receive: Any, send: Any) -> None:
+    """A handshake on a path no route serves: refused with HTTP 404.
+
+    Channels' URLRouter raises instead, which daphne logs as a traceback and answers 500. The ASGI
+    denial-response extension answers 404 where the server has it; daphne has not, and is told
+    directly (daphne_trim); any other server refuses the handshake its own way (403 on most).
+    """
+    message = await receive()
+    if message.get("type") != "websocket.connect":
+        return
+    if "websocket.http.response" in scope.get("extensions", {}):
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": NOT_FOUND,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+            }
+        )
+        await send({"type": "websocket.http.response.body", "body": b"Not Found"})
+    elif not daphne_trim.deny_handshake(send, NOT_FOUND, "Not Found"):
+        await send({"type": "websocket.close"})
 
 
 class StreamRouter:
@@ -57,7 +79,7 @@ class StreamRouter:
         full_path = str(scope.get("path", ""))
         root_path = str(scope.get("root_path", ""))
         if root_path and not full_path.startswith(root_path):
-            return _no_route(full_path)
+            return _not_found(scope, receive, send)
         route_path = full_path[len(root_path) :].lstrip("/")
         for route in self.routes:
             match = route.pattern.match(route_path)
@@ -74,4 +96,4 @@ class StreamRouter:
                 consumer = consumer_class(**route.callback.consumer_initkwargs)  # type: ignore[attr-defined]
                 routed: Awaitable[None] = consumer(routed_scope, receive, send)
                 return routed
-        return _no_route(route_path)
+        return _not_found(scope, receive, send)
