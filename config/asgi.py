@@ -1,10 +1,11 @@
 """ASGI entry point: daphne serves the WebSocket streams; HTTP goes to Django as well.
 
-Origins are checked against ALLOWED_HOSTS so a page on another site cannot open a socket with a
-visitor's session cookie (cross-site WebSocket hijacking). Channels' AllowedHostsOriginValidator
-also refuses a handshake with no Origin header, which would shut out every bot (alpaca-py and
-most WebSocket libraries send none); browsers always send Origin, so allowing its absence keeps
-the protection where it matters.
+A browser's Origin must be one of this site's own origins, scheme, host and port compared, so a
+page on another site (or another port of the same host) cannot open a socket with a visitor's
+session cookie (cross-site WebSocket hijacking); see ``allowed_origins``. Channels'
+AllowedHostsOriginValidator compares the host alone, and also refuses a handshake with no Origin
+header, which would shut out every bot (alpaca-py and most WebSocket libraries send none);
+browsers always send Origin, so allowing its absence keeps the protection where it matters.
 
 The WebSocket routes are served by realtime.routing.StreamRouter (origin check, route, consumer)
 rather than Channels' middleware stack, which costs ~6 KB per idle connection; the consumers read
@@ -29,12 +30,16 @@ from realtime.routing import StreamRouter, websocket_urlpatterns  # noqa: E402  
 
 
 class BrowserOriginValidator(OriginValidator):
-    """ALLOWED_HOSTS origins for browsers; no Origin header (non-browser clients) is allowed."""
+    """The site's own origins for browsers (``allowed_origins``: every pattern carries a scheme,
+    so Channels compares scheme, host and port); no Origin header (non-browser clients) is allowed."""
 
     def valid_origin(self, parsed_origin: ParseResult | None) -> bool:
         if parsed_origin is None:
             return True
-        return bool(self.validate_origin(parsed_origin))
+        try:
+            return bool(self.validate_origin(parsed_origin))
+        except ValueError:  # a port that is not a number, or out of range
+            return False
 
     def allows(self, scope: dict[str, Any]) -> bool:
         """OriginValidator.__call__'s check on its own, for a router that wraps no application."""
@@ -46,11 +51,36 @@ class BrowserOriginValidator(OriginValidator):
         return self.valid_origin(parsed_origin)
 
 
+_PAGE_SCHEMES = {"ws": "http", "wss": "https"}
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def allowed_origins() -> list[str]:
-    allowed = list(settings.ALLOWED_HOSTS)
-    if settings.DEBUG and not allowed:
-        allowed = ["localhost", "127.0.0.1", "[::1]"]  # as Django and Channels do in DEBUG
-    return ["*"] if "*" in allowed else allowed
+    """The origins whose pages may open the streams, as ``scheme://host:port`` patterns.
+
+    - every ALLOWED_HOSTS name on ``http`` at HTTP_PORT (gunicorn's pages under ``make run``) and
+      WS_PORT (daphne answers HTTP too);
+    - every ALLOWED_HOSTS name with the scheme and port of STREAM_PUBLIC_URL when it is set
+      (``wss://sim.example.com`` means pages at ``https://<host>``: a proxy serving both);
+    - every CSRF_TRUSTED_ORIGINS entry, the origins Django already trusts for this site's forms
+      (Django's ``https://*.example.com`` is Channels' ``https://.example.com``).
+
+    A leading dot in ALLOWED_HOSTS stands for the domain and its subdomains, as in Django; ``*``
+    allows any origin.
+    """
+    hosts = list(settings.ALLOWED_HOSTS)
+    if settings.DEBUG and not hosts:
+        hosts = ["localhost", "127.0.0.1", "[::1]"]  # as Django and Channels do in DEBUG
+    if "*" in hosts:
+        return ["*"]
+    served = {("http", settings.HTTP_PORT), ("http", settings.WS_PORT)}
+    public = urlparse(settings.STREAM_PUBLIC_URL) if settings.STREAM_PUBLIC_URL else None
+    if public is not None and public.scheme in _PAGE_SCHEMES:
+        scheme = _PAGE_SCHEMES[public.scheme]
+        served.add((scheme, public.port or _DEFAULT_PORTS[scheme]))
+    origins = [f"{scheme}://{host}:{port}" for host in hosts for scheme, port in sorted(served)]
+    origins += [origin.replace("://*.", "://.") for origin in settings.CSRF_TRUSTED_ORIGINS]
+    return origins
 
 
 def websocket_app(inner: Any) -> Any:

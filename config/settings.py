@@ -424,6 +424,8 @@ if SIGNUP_MODE == "invite" and not SIGNUP_INVITE_CODE:
 # empty: the request's host name on WS_PORT (daphne's port under `make run`).
 STREAM_PUBLIC_URL = env.str("STREAM_PUBLIC_URL", default="").rstrip("/")
 WS_PORT = env.int("WS_PORT", default=8001)
+# gunicorn's port under `make run`: the pages' own origin, allowed to open the WebSocket streams.
+HTTP_PORT = env.int("HTTP_PORT", default=8000)
 # How often the dashboard page reports its rendering figures to POST /v2/metrics/frontend.
 DASHBOARD_PERF_REPORT_INTERVAL_S = env.float("DASHBOARD_PERF_REPORT_INTERVAL_S", default=30.0)
 # The bootstrap's market table (every active asset with prices and a sparkline) is shared by all

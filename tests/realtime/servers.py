@@ -92,6 +92,8 @@ def daphne_server(tmp_path: Path, *, extra_env: Mapping[str, str] | None = None)
         **os.environ,
         "DATABASE_URL": test_database_url(),
         "DJANGO_SETTINGS_MODULE": "config.settings",
+        # daphne's own port, as under `make run`: pages it serves may open its sockets.
+        "WS_PORT": str(port),
         **stream_env(),
     }
     env.update(extra_env or {})

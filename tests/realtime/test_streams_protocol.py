@@ -376,9 +376,12 @@ def test_origin_is_checked_for_browsers_and_absent_for_bots(
     stream_settings: Settings, transactional_db: None
 ) -> None:
     async def body() -> None:
+        page = f"http://localhost:{settings.HTTP_PORT}"
         for origin, allowed in (
             (None, True),
-            (b"http://localhost:8000", True),
+            (page.encode(), True),
+            (page.replace("http:", "https:").encode(), False),  # the same host and port, not scheme
+            (f"http://localhost:{settings.HTTP_PORT + 1000}".encode(), False),
             (b"https://evil.example", False),
         ):
             headers = [(b"origin", origin)] if origin else []
