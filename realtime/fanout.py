@@ -47,12 +47,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import functools
 import gc
 import json
 import logging
 import math
 import os
+import struct
+import termios
 import time
 import uuid
 import weakref
@@ -146,6 +149,17 @@ class DaphneSocket:
             return 0
         # FileDescriptor keeps written-but-unsent bytes in dataBuffer (from offset) and _tempDataBuffer.
         return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+
+    def kernel_backlog(self) -> int:
+        """Bytes the kernel holds unsent or unacknowledged for this socket (Linux SIOCOUTQ; 0
+        where it cannot be read). A client that stops reading leaves what was sent here first,
+        up to the kernel's send buffer (several MB on loopback), before ``backlog`` grows."""
+        transport = self.protocol.transport
+        try:
+            packed = fcntl.ioctl(transport.socket.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+        except (AttributeError, OSError, ValueError):
+            return 0
+        return int(struct.unpack("i", packed)[0])
 
     def state(self) -> bool | None:
         """True: open for direct writes; False: closing or closed (nothing more may be sent);
@@ -368,7 +382,13 @@ class StreamConnection:
         throttled = not self.within_budget(now)
         if throttled and selection.parts:
             stats.throttled += 1
-        batches = self.outbox.offer(selection.parts, writable=self.writable(), throttled=throttled)
+        # Off the fast path (write_now), what the kernel still holds for the socket counts too:
+        # held to its byte budget, a client that does not read at all would only fill the
+        # kernel's send buffer (several MB on loopback), slowly, and never look stalled.
+        writable = self.writable() and (
+            self.socket is None or self.socket.kernel_backlog() <= self.send_buffer_limit
+        )
+        batches = self.outbox.offer(selection.parts, writable=writable, throttled=throttled)
         if batches is None:
             self.closed = True
             stats.slow_disconnects += 1
