@@ -23,6 +23,10 @@ newest event per (channel, symbol); a client still stalled after STREAM_OUTBOX_M
 gets Alpaca's 407 "slow client" and is closed. Memory per stalled client is therefore bounded by
 its subscription, never by how long it stalls.
 
+Each connection also has a byte budget (OUTBOUND_BYTES_PER_S, a token bucket checked once per
+window, not per update): a client that reads everything but is sent more than that is conflated
+the same way until the budget refills, and is never closed for it.
+
 Redis pub/sub drops a subscriber whose output buffer overflows (a process that fell behind), so
 the listener re-subscribes whenever its connection fails, and window numbers are checked: a jump
 forward is counted and logged as missed windows, a jump backwards is a market restart. Windows

@@ -245,6 +245,16 @@ def test_outbox_conflates_a_stalled_client_then_gives_up() -> None:
     assert outbox.size() <= 2
 
 
+def test_outbox_conflates_a_throttled_client_that_reads_without_giving_up() -> None:
+    outbox = BackpressureManager(high_water=2, max_behind=5)
+    key_a, key_b = (1, "AAPL"), (1, "MSFT")
+    for n in range(50):  # far past max_behind: over its budget is not behind
+        assert outbox.offer([(key_a, f"a{n}"), (key_b, f"b{n}")], writable=True, throttled=True) == []
+        assert outbox.size() == 2
+    assert outbox.offer([(key_a, "a50")], writable=True) == [[(key_b, "b49"), (key_a, "a50")]]
+    assert not outbox.backlogged
+
+
 def test_slow_connection_gets_on_slow_once_and_memory_stays_bounded() -> None:
     connection = FakeConnection(Encoding.JSON)
     _subscribe(connection, Subscriptions({"trades": frozenset({"*"}), "quotes": frozenset({"*"})}))
