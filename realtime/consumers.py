@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from importlib import import_module
 from typing import Any, ClassVar, TypeVar
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -255,6 +256,19 @@ class _StreamConsumer(AsyncWebsocketConsumer):
                 await self.dispatch(await receive())
         except StopConsumer:
             pass
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Channels' dispatch without its ``aclose_old_connections`` before every message.
+
+        That is a hop to the sync thread and back per client message (about half of what a
+        re-subscribe cost, and what a client sending messages in a loop makes this process do);
+        these consumers touch the database only through database_sync_to_async, which closes old
+        connections around each call itself.
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def _accept(self) -> None:
         """Accept, then let the handshake go: the scope's headers and the server's leftovers."""
