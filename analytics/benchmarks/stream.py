@@ -114,8 +114,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--attack-rounds",
         type=int,
-        default=2,
-        help="rounds of (without, with) the subscription-reply attack on the design (default 2; 0: none)",
+        default=3,
+        help="rounds of (without, with) the subscription-reply attack on the design (default 3; 0: none)",
     )
     parser.add_argument(
         "--db-name", default=None, help="throwaway database (file on SQLite, name on PostgreSQL)"
@@ -875,6 +875,10 @@ def _attack_rows(report: Report, design: Session) -> None:
             "all",
             everyone,
         )
+    )
+    report.notes.append(
+        "attack rounds, clients' p99 without / under the attack: "
+        + "; ".join(f"{_ms(quiet_step.p99)} / {_ms(step.p99)}" for quiet_step, step in design.attack_rounds)
     )
     largest = max((int(stats["largest_reply"]) for stats in design.attacker), default=0)
     unfiltered = unfiltered_reply_bytes()
