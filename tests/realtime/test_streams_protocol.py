@@ -25,7 +25,7 @@ from realtime.wire import Window, WireBar, WireTick
 from tests.conftest import list_symbols, session_cookie
 from tests.realtime.servers import isolate_streams
 from trading import services
-from trading.models import Account, Asset
+from trading.models import Account, ApiKey, Asset
 
 AT_NS = 1_764_000_000_000_000_000
 TIMEOUT = 3
@@ -636,8 +636,10 @@ def test_revoking_a_key_closes_its_market_data_and_trade_updates_sockets(
         # The key is refused from now on, on a new socket too.
         again = await open_stream()
         assert await say(again, auth_message(credentials)) == error(402, "auth failed")
-        for communicator in (kept, again):
-            await communicator.disconnect()
+        # Deleting a key (the admin) is revoking it too.
+        await database_sync_to_async(ApiKey.objects.filter(key_id=other[0]).delete)()
+        assert await revoked_with(kept) == (error(402, "auth failed"), 4402)
+        await again.disconnect()
 
     run(body)
 
