@@ -6,6 +6,14 @@ trades for its symbols (JSON), then reads. The parent drives it over stdin/stdou
 ``READY {...}`` once every connection is set up, then per ``MEASURE <seconds>`` line one
 ``RESULT {...}`` line, and ``QUIT`` closes everything.
 
+``python -m benchmarks._stream_procs attack ...``: the subscription-reply amplification
+attack on the design's market-data stream: ``--sockets`` connections authenticate with their own
+key, subscribe to ``--symbols`` made-up symbols of ``--symbol-length`` characters on trades, quotes
+and bars (a message per channel, under the inbound size limit), then each re-subscribes one listed
+symbol ``--rate`` times a second, reading (and only counting) every reply. ``READY {...}`` once
+the big subscriptions are answered; on ``QUIT`` it prints ``RESULT {...}`` (messages sent, reply
+bytes received while re-subscribing, the largest reply, the seconds since READY) and exits.
+
 ``python -m benchmarks._stream_procs raw ...``: the raw ceiling, a minimal
 ``websockets`` server doing the same job as the design with nothing else: the same auth and
 subscribe handshake (credentials not checked), one Redis subscription to the market windows, and
@@ -222,6 +230,69 @@ async def client_main(args: argparse.Namespace) -> None:
     await asyncio.gather(*readers, return_exceptions=True)
 
 
+# --- The amplification attack ------------------------------------------------------------------------
+
+
+def made_up_symbols(count: int, length: int) -> list[str]:
+    return [f"Z{number:0{length - 1}d}" for number in range(count)]
+
+
+async def attack_main(args: argparse.Namespace) -> None:
+    from websockets.asyncio.client import connect
+
+    made_up = made_up_symbols(args.symbols, args.symbol_length)
+    stats = {"sent": 0, "reply_bytes": 0, "largest_reply": 0, "closed": 0}
+
+    async def read(ws: Any) -> None:
+        try:
+            async for message in ws:
+                stats["reply_bytes"] += len(message)
+                stats["largest_reply"] = max(stats["largest_reply"], len(message))
+        except Exception:
+            pass
+        stats["closed"] += 1
+
+    sockets = []
+    for _ in range(args.sockets):
+        ws = await connect(args.url, compression=None, max_size=2**24, open_timeout=60, ping_interval=None)
+        await ws.recv()
+        await ws.send(json.dumps({"action": "auth", "key": args.key, "secret": args.secret}))
+        await ws.recv()
+        for channel in ("trades", "quotes", "bars"):
+            await ws.send(json.dumps({"action": "subscribe", channel: made_up}))
+            reply = await ws.recv()
+            stats["reply_bytes"] += len(reply)
+            stats["largest_reply"] = max(stats["largest_reply"], len(reply))
+        sockets.append(ws)
+    readers = [asyncio.create_task(read(ws)) for ws in sockets]
+    stats["reply_bytes"] = 0  # from here on: the re-subscribe loop's replies
+    started = time.monotonic()
+    _emit("READY", {"sockets": len(sockets)})
+
+    loop = asyncio.get_running_loop()
+    quit_requested = asyncio.Event()
+    threading.Thread(
+        target=lambda: (sys.stdin.readline(), loop.call_soon_threadsafe(quit_requested.set)), daemon=True
+    ).start()
+    resubscribe = json.dumps({"action": "subscribe", "trades": [args.listed_symbol]})
+    period = 1 / args.rate
+    next_at = time.monotonic()
+    while not quit_requested.is_set():
+        for ws in sockets:
+            with contextlib.suppress(Exception):
+                await ws.send(resubscribe)
+                stats["sent"] += 1
+        next_at += period
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(quit_requested.wait(), max(0.0, next_at - time.monotonic()))
+    _emit("RESULT", {**stats, "seconds": time.monotonic() - started})
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True), 5)
+    for reader in readers:
+        reader.cancel()
+    await asyncio.gather(*readers, return_exceptions=True)
+
+
 # --- The raw ceiling ---------------------------------------------------------------------------------
 
 
@@ -285,8 +356,18 @@ def main() -> None:
     raw.add_argument("--port", type=int, required=True)
     raw.add_argument("--redis-url", required=True)
     raw.add_argument("--channel", required=True)
+    attack = sub.add_parser("attack")
+    attack.add_argument("--url", required=True)
+    attack.add_argument("--key", required=True)
+    attack.add_argument("--secret", required=True)
+    attack.add_argument("--listed-symbol", required=True)
+    attack.add_argument("--sockets", type=int, default=5)
+    attack.add_argument("--symbols", type=int, default=5000)
+    attack.add_argument("--symbol-length", type=int, default=32)
+    attack.add_argument("--rate", type=float, default=15.0)
     args = parser.parse_args()
-    asyncio.run(client_main(args) if args.role == "client" else raw_main(args))
+    main_of = {"client": client_main, "raw": raw_main, "attack": attack_main}
+    asyncio.run(main_of[args.role](args))
 
 
 if __name__ == "__main__":

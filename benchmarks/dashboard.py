@@ -249,8 +249,10 @@ def _stack(
         "DATABASE_URL": database_url,
         "DEBUG": "false",
         "WS_PORT": str(ws_port),
+        "HTTP_PORT": str(http_port),  # the page's origin, which daphne lets open its sockets
         "STREAM_PUBLIC_URL": f"ws://127.0.0.1:{ws_port}",
         "MARKET_WINDOWS_CHANNEL": f"{run_id}:windows",
+        "STREAM_REVOCATIONS_CHANNEL": f"{run_id}:revocations",
         "ORDER_EVENTS_CHANNEL": f"{run_id}:orders",
         "LATEST_QUOTES_KEY": f"{run_id}:quotes",
         "STREAM_REDIS_PREFIX": f"{run_id}:ws",

@@ -27,6 +27,14 @@ headers both ways (TCP/IP overhead per segment is not counted; it would favour b
 Memory per idle connection is the server process's RSS growth while the clients connect,
 authenticate and subscribe with nothing published, divided by the clients connected (one
 priming connection first, so the fan-out's one-off start-up is not counted).
+
+The subscription-reply amplification attack (design only, ``--attack-rounds``): at the first rate,
+the clients' latency is measured alternately without and with an attacker subprocess
+(benchmarks/_stream_procs.py ``attack``) whose 5 sockets, on a key of another user,
+subscribe to 5,000 made-up 32-character symbols on three channels and then re-subscribe one
+listed symbol 15 times a second each: the attack that, before subscriptions were limited to listed
+symbols, drew an 875 KB reply per 70-byte message. The goal is the clients' p99 under attack
+within 1.2x of their p99 without it (medians over the rounds, whose order alternates).
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ import logging
 import os
 import random
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,13 +69,13 @@ from django.db import connection
 
 from benchmarks import _database
 from benchmarks._report import Report, Row
-from benchmarks._stream_procs import _open
+from benchmarks._stream_procs import _open, made_up_symbols
 from benchmarks.processes import process_stop
 from config.redis_pools import redis_client
-from realtime.streams import TRADES, rfc3339_ns, window_events
+from realtime.streams import TRADES, Subscriptions, rfc3339_ns, window_events
 from realtime.wire import Window, WireTick
 from trading import services
-from trading.models import Account
+from trading.models import Account, Asset
 
 HELP = "WebSocket fan-out on loopback: this design vs per-client group_send, unbatched and raw websockets"
 
@@ -75,6 +84,11 @@ P99_GOAL_MS = 100.0
 CEILING_GOAL = 0.4
 CEILING_AIM = 0.7
 IDLE_GOAL_KB = 20.0
+ATTACK_P99_GOAL = 1.2
+ATTACK_SOCKETS = 5
+ATTACK_SYMBOLS = 5000
+ATTACK_SYMBOL_LENGTH = 32
+ATTACK_RATE = 15.0
 MARKET_TICK_INTERVAL_S = 2.0  # one tick per symbol every 2 s on average (DESIGN.md 5a)
 
 
@@ -97,6 +111,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ),
     )
     parser.add_argument("--settle", type=float, default=2.0, help="unmeasured seconds before each step")
+    parser.add_argument(
+        "--attack-rounds",
+        type=int,
+        default=3,
+        help="rounds of (without, with) the subscription-reply attack on the design (default 3; 0: none)",
+    )
     parser.add_argument(
         "--db-name", default=None, help="throwaway database (file on SQLite, name on PostgreSQL)"
     )
@@ -181,6 +201,9 @@ class Session:
     connect_seconds: float = 0.0
     idle_bytes_per_connection: float | None = None
     steps: list[Step] = field(default_factory=list)
+    # (without, with) the amplification attack, per round; and what the attacker saw.
+    attack_rounds: list[tuple[Step, Step]] = field(default_factory=list)
+    attacker: list[dict[str, Any]] = field(default_factory=list)
 
     def best_within_goal(self, clients: int) -> Step | None:
         good = [
@@ -201,6 +224,9 @@ class Plan:
     subscriptions: list[list[str]]
     key: str
     secret: str
+    attacker_key: str
+    attacker_secret: str
+    attack_rounds: int
     window_s: float
     seconds: float
     settle: float
@@ -238,13 +264,16 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
         _database.throwaway_database(name=options.get("db_name"), log=log) as name,
         tempfile.TemporaryDirectory(prefix="bench-stream-", dir=settings.VAR_DIR) as workdir,
     ):
-        key, secret = _seed()
+        (key, secret), (attacker_key, attacker_secret) = _seed(symbols)
         plan = Plan(
             clients=clients,
             universe=symbols,
             subscriptions=[chooser.sample(symbols, per_client) for _ in range(clients)],
             key=key,
             secret=secret,
+            attacker_key=attacker_key,
+            attacker_secret=attacker_secret,
+            attack_rounds=max(0, int(options.get("attack_rounds") or 0)),
             window_s=window_ms / 1000,
             seconds=seconds,
             settle=float(options["settle"]),
@@ -286,11 +315,19 @@ def _forget(run_id: str) -> None:
         client.delete(*keys[start : start + 1000])
 
 
-def _seed() -> tuple[str, str]:
-    user = get_user_model().objects.create(username="bench-stream")
-    account = Account.objects.create(user=user, account_number="BS0000000001", cash_cents=10_000_000)
-    key, secret = services.api_key_create(account_id=account.pk, label="benchmark stream")
-    return key.key_id, secret
+def _seed(symbols: list[str]) -> tuple[tuple[str, str], tuple[str, str]]:
+    """The listed universe (a subscription holds only listed symbols), and a key for the clients
+    and one for the attacker, each of its own user (symbol budgets are per user)."""
+    Asset.objects.bulk_create(
+        Asset(symbol=symbol, name=f"{symbol} Inc.", sector="Benchmark") for symbol in symbols
+    )
+    keys = []
+    for number, name in enumerate(("bench-stream", "bench-stream-attacker"), start=1):
+        user = get_user_model().objects.create(username=name)
+        account = Account.objects.create(user=user, account_number=f"BS{number:010d}", cash_cents=10_000_000)
+        key, secret = services.api_key_create(account_id=account.pk, label=name)
+        keys.append((key.key_id, secret))
+    return keys[0], keys[1]
 
 
 # --- Processes ----------------------------------------------------------------------------------------
@@ -320,7 +357,10 @@ def _server(kind: str, plan: Plan, database_url: str) -> Iterator[tuple[int, int
         "ORDER_EVENTS_CHANNEL": f"{plan.channel}:orders",
         "STREAM_REDIS_PREFIX": plan.stream_prefix,
         "STREAM_REDIS_CLIENT_NAME": plan.stream_prefix.replace(":", "-"),
+        "STREAM_REVOCATIONS_CHANNEL": f"{plan.channel}:revocations",
         "STREAM_MAX_CONNECTIONS_PER_KEY": str(plan.clients + 10),
+        # One user holds every client's subscriptions here.
+        "STREAM_MAX_SYMBOLS_PER_USER": str(sum(len(symbols) for symbols in plan.subscriptions) + 1000),
         "CHANNELS_PREFIX": plan.channels_prefix,
         "LOG_LEVEL": "WARNING",
     }
@@ -491,7 +531,9 @@ async def _session(
         if multipliers:
             tasks.append(asyncio.create_task(publisher.run(stop)))
         assert process.stdin is not None
-        for multiplier in multipliers:
+
+        async def measure(multiplier: float, label: str) -> Step:
+            assert process.stdin is not None
             publisher.ticks_per_s = plan.ticks_per_s(multiplier)
             await asyncio.sleep(plan.settle)
             cpu, wall = _cpu_seconds(pid), time.perf_counter()
@@ -500,14 +542,33 @@ async def _session(
             result = await _line(process, "RESULT", timeout=plan.seconds + 60)
             result["server_cpu"] = (_cpu_seconds(pid) - cpu) / (time.perf_counter() - wall)
             step = Step(multiplier, publisher.ticks_per_s, result)
-            session.steps.append(step)
             log(
-                f"{kind} @ {multiplier:g}x ({step.ticks_per_s:,.0f} ticks/s): "
+                f"{label} @ {multiplier:g}x ({step.ticks_per_s:,.0f} ticks/s): "
                 f"{step.rate('updates'):,.0f} updates/s, {step.rate('frames'):,.0f} frames/s, "
                 f"p50 {_ms(step.p50)}, p99 {_ms(step.p99)}, server CPU {result['server_cpu']:.0%}, "
                 f"client CPU {result['client_cpu']:.0%}, "
                 f"{result['clients_with_data']}/{session.connected} clients got data"
             )
+            return step
+
+        for multiplier in multipliers:
+            session.steps.append(await measure(multiplier, kind))
+        if kind == "design" and multipliers:
+            for round_number in range(1, plan.attack_rounds + 1):
+                # Alternating the order (without-with, with-without, ...) cancels a drift in the
+                # machine's load between the two.
+                measured: dict[bool, Step] = {}
+                for attacked in (False, True) if round_number % 2 else (True, False):
+                    label = f"{kind}, round {round_number} {'under' if attacked else 'without'} the attack"
+                    if not attacked:
+                        measured[attacked] = await measure(multipliers[0], label)
+                        continue
+                    attacker = await _start_attacker(plan, url)
+                    try:
+                        measured[attacked] = await measure(multipliers[0], label)
+                    finally:
+                        session.attacker.append(await _stop_attacker(attacker))
+                session.attack_rounds.append((measured[False], measured[True]))
     finally:
         stop.set()
         for task in tasks:
@@ -536,6 +597,48 @@ async def _session(
 async def _discard(ws: Any) -> None:
     async for _ in ws:
         pass
+
+
+async def _start_attacker(plan: Plan, url: str) -> asyncio.subprocess.Process:
+    attacker = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "benchmarks._stream_procs", "attack",
+        "--url", url, "--key", plan.attacker_key, "--secret", plan.attacker_secret,
+        "--listed-symbol", plan.universe[0], "--sockets", str(ATTACK_SOCKETS),
+        "--symbols", str(ATTACK_SYMBOLS), "--symbol-length", str(ATTACK_SYMBOL_LENGTH),
+        "--rate", str(ATTACK_RATE),
+        cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        await _line(attacker, "READY", timeout=120)
+    except BaseException:
+        attacker.kill()
+        await attacker.wait()
+        raise
+    return attacker
+
+
+async def _stop_attacker(attacker: asyncio.subprocess.Process) -> dict[str, Any]:
+    assert attacker.stdin is not None
+    try:
+        attacker.stdin.write(b"QUIT\n")
+        await attacker.stdin.drain()
+        return await _line(attacker, "RESULT", timeout=30)
+    finally:
+        try:
+            await asyncio.wait_for(attacker.wait(), 20)
+        except TimeoutError:
+            attacker.kill()
+            await attacker.wait()
+
+
+def unfiltered_reply_bytes() -> int:
+    """The reply the attacker's subscription drew before subscriptions held only listed symbols:
+    every made-up symbol echoed on its three channels (and trades' corrections and cancel errors)."""
+    made_up = made_up_symbols(ATTACK_SYMBOLS, ATTACK_SYMBOL_LENGTH)
+    subscription = Subscriptions(
+        {"trades": frozenset(made_up), "quotes": frozenset(made_up), "bars": frozenset(made_up)}
+    )
+    return len(json.dumps([subscription.message()], separators=(",", ":")))
 
 
 # --- The table ----------------------------------------------------------------------------------------
@@ -698,6 +801,7 @@ def _rows(report: Report, plan: Plan, sessions: dict[str, Session]) -> None:
                 None,
             )
         )
+    _attack_rows(report, design)
     cpu = "; ".join(
         f"{name} "
         + ", ".join(
@@ -724,3 +828,80 @@ def _rows(report: Report, plan: Plan, sessions: dict[str, Session]) -> None:
             f"of {plan.clients}): figures are for the connected ones; e.g. "
             + "; ".join(error for session in sessions.values() for error in session.errors[:1])
         )
+
+
+def _attack_rows(report: Report, design: Session) -> None:
+    if not design.attack_rounds:
+        return
+    quiet = [step.p99 for step, _ in design.attack_rounds if step.p99 is not None]
+    attacked = [step.p99 for _, step in design.attack_rounds if step.p99 is not None]
+    quiet_p99 = statistics.median(quiet) if quiet else None
+    attacked_p99 = statistics.median(attacked) if attacked else None
+    ratio = attacked_p99 / quiet_p99 if quiet_p99 and attacked_p99 is not None else None
+    rounds = len(design.attack_rounds)
+    report.add(
+        Row(
+            f"clients' p99 under the subscription-reply attack vs without it ({ATTACK_SOCKETS} sockets, "
+            f"{ATTACK_SYMBOLS:,} made-up symbols x 3 channels, re-subscribing {ATTACK_RATE:g}/s each; "
+            f"median of {rounds} rounds)",
+            _ms(attacked_p99),
+            _ms(quiet_p99),
+            "-" if ratio is None else f"{ratio:.2f}x",
+            f"<= {ATTACK_P99_GOAL}x",
+            ratio is not None and ratio <= ATTACK_P99_GOAL,
+        )
+    )
+    quiet_cpu = statistics.median(step.result["server_cpu"] for step, _ in design.attack_rounds)
+    attacked_cpu = statistics.median(step.result["server_cpu"] for _, step in design.attack_rounds)
+    report.add(
+        Row(
+            "  server CPU under the attack vs without it (1 core = 100%)",
+            f"{attacked_cpu:.0%}",
+            f"{quiet_cpu:.0%}",
+            "-",
+            "-",
+            None,
+        )
+    )
+    everyone = all(
+        step.result["clients_with_data"] == design.connected for pair in design.attack_rounds for step in pair
+    )
+    report.add(
+        Row(
+            "  clients that received data under the attack",
+            f"{min(step.result['clients_with_data'] for _, step in design.attack_rounds)}/{design.connected}",
+            "-",
+            "-",
+            "all",
+            everyone,
+        )
+    )
+    report.notes.append(
+        "attack rounds, clients' p99 without / under the attack: "
+        + "; ".join(f"{_ms(quiet_step.p99)} / {_ms(step.p99)}" for quiet_step, step in design.attack_rounds)
+    )
+    largest = max((int(stats["largest_reply"]) for stats in design.attacker), default=0)
+    unfiltered = unfiltered_reply_bytes()
+    report.add(
+        Row(
+            "  largest reply the attacker drew: listed symbols only vs every symbol echoed (computed)",
+            f"{largest:,} B",
+            f"{unfiltered:,} B",
+            f"{unfiltered / largest:,.0f}x smaller" if largest else "-",
+            "-",
+            None,
+        )
+    )
+    seconds = sum(float(stats["seconds"]) for stats in design.attacker) or 1.0
+    sent = sum(int(stats["sent"]) for stats in design.attacker)
+    received = sum(int(stats["reply_bytes"]) for stats in design.attacker)
+    report.add(
+        Row(
+            "  attacker's messages sent / reply bytes received per second",
+            f"{sent / seconds:,.0f} msg/s / {received / seconds:,.0f} B/s",
+            f"{sent / seconds:,.0f} msg/s / {sent / seconds * unfiltered:,.0f} B/s",
+            "-",
+            "-",
+            None,
+        )
+    )

@@ -377,6 +377,8 @@ if BENCHMARK_ENDPOINTS:
 STREAM_FEEDS = env.list("STREAM_FEEDS", default=["iex", "sip", "test"])
 STREAM_AUTH_TIMEOUT_S = env.float("STREAM_AUTH_TIMEOUT_S", default=10.0)
 STREAM_MAX_SYMBOLS = env.int("STREAM_MAX_SYMBOLS", default=5000)
+# Symbols summed over all of one user's market-data connections (all its keys and sessions).
+STREAM_MAX_SYMBOLS_PER_USER = env.int("STREAM_MAX_SYMBOLS_PER_USER", default=10_000)
 STREAM_MAX_CONNECTIONS_PER_KEY = env.int("STREAM_MAX_CONNECTIONS_PER_KEY", default=5)
 # A data frame's payload never exceeds this; a window with more is split into several frames.
 STREAM_MAX_FRAME_BYTES = env.int("STREAM_MAX_FRAME_BYTES", default=64 * 1024)
@@ -390,11 +392,13 @@ STREAM_SEND_BUFFER_BYTES = env.int("STREAM_SEND_BUFFER_BYTES", default=256 * 102
 STREAM_OUTBOX_HIGH_WATER = env.int("STREAM_OUTBOX_HIGH_WATER", default=10)
 STREAM_OUTBOX_MAX_FRAMES = env.int("STREAM_OUTBOX_MAX_FRAMES", default=100)
 STREAM_AUTH_FAILURES_MAX = env.int("STREAM_AUTH_FAILURES_MAX", default=10)
-STREAM_AUTH_FAILURES_WINDOW_S = env.int("STREAM_AUTH_FAILURES_WINDOW_S", default=60)
+STREAM_AUTH_FAILURES_WINDOW_S = env.float("STREAM_AUTH_FAILURES_WINDOW_S", default=60.0)
 STREAM_CONNECTION_TTL_S = env.float("STREAM_CONNECTION_TTL_S", default=60.0)
 STREAM_ORDER_EVENT_QUEUE = env.int("STREAM_ORDER_EVENT_QUEUE", default=10_000)
 STREAM_REDIS_PREFIX = env.str("STREAM_REDIS_PREFIX", default="sim:ws")
 STREAM_REDIS_CLIENT_NAME = env.str("STREAM_REDIS_CLIENT_NAME", default="sim-ws")
+# Revoked stream credentials (trading/events.py): every web process closes the sockets holding them.
+STREAM_REVOCATIONS_CHANNEL = env.str("STREAM_REVOCATIONS_CHANNEL", default="sim:ws:revocations")
 
 # --- Dashboard static files ---
 # Browser libraries come from the npm registry (package.json; `make` runs `npm ci`) and are served
@@ -427,6 +431,8 @@ if SIGNUP_MODE == "invite" and not SIGNUP_INVITE_CODE:
 # empty: the request's host name on WS_PORT (daphne's port under `make run`).
 STREAM_PUBLIC_URL = env.str("STREAM_PUBLIC_URL", default="").rstrip("/")
 WS_PORT = env.int("WS_PORT", default=8001)
+# gunicorn's port under `make run`: the pages' own origin, allowed to open the WebSocket streams.
+HTTP_PORT = env.int("HTTP_PORT", default=8000)
 # How often the dashboard page reports its rendering figures to POST /v2/metrics/frontend.
 DASHBOARD_PERF_REPORT_INTERVAL_S = env.float("DASHBOARD_PERF_REPORT_INTERVAL_S", default=30.0)
 # The bootstrap's market table (every active asset with prices and a sparkline) is shared by all

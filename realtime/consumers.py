@@ -7,8 +7,10 @@ connection and no channel-layer channel (``channel_layer_alias`` names no layer 
 Authentication: bots send their API key and secret, checked exactly as the REST API checks them
 (trading/api/authentication.py); the dashboard's browser authenticates with its Django session,
 by sending ``{"action":"auth"}`` (market data) or ``{"action":"authenticate"}`` (trade_updates)
-without credentials. Failed key auths are counted per client address and key in Redis; past
-STREAM_AUTH_FAILURES_MAX the answer is 402 without a lookup and the socket is closed.
+without credentials. Failed key auths are counted in Redis per existing key (STREAM_AUTH_FAILURES_MAX
+within STREAM_AUTH_FAILURES_WINDOW_S) and per client address (fanout.AUTH_FAILURES_PER_ADDRESS_MAX,
+the address as config/client_address.py sees it); past either the answer is 402 without a lookup
+and the socket is closed.
 
 Memory per idle connection (issue 3): the consumers run without Channels' middleware stack
 (realtime/routing.py). A connection keeps only its session key from the handshake, and the
@@ -30,16 +32,19 @@ from dataclasses import dataclass
 from importlib import import_module
 from typing import Any, ClassVar, TypeVar
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.http.cookie import parse_cookie
 
+from config.client_address import scope_client_address
 from realtime import daphne_trim, fanout
 from realtime.streams import (
     AUTHENTICATED,
     CONNECTED,
+    WILDCARD,
     Encoding,
     StreamError,
     Subscriptions,
@@ -51,6 +56,12 @@ from realtime.streams import (
     parse_subscription,
     trading_error_message,
 )
+from trading.events import (
+    stream_key_credential,
+    stream_session_credential,
+    stream_sessions_credential,
+    stream_user_credential,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +71,7 @@ CLOSE_BASE = 4000
 NO_CHANNEL_LAYER = "__streams_use_the_fanout__"
 # What an accepted connection keeps of its scope: the handshake's headers, routing and server
 # details are read at connect only.
-KEPT_SCOPE_KEYS = ("type", "path", "client")
+KEPT_SCOPE_KEYS = ("type", "path")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,25 +79,52 @@ class StreamIdentity:
     account_id: str
     # What the connection limit counts: the API key, or the user for session logins.
     limit_key: str
+    user_id: int
+    # What it authenticated with, as trading.events names credentials: revoking any of them
+    # closes the socket (SubscriptionManager.revoke).
+    credentials: tuple[str, ...]
 
 
-def verify_key_pair(key_id: str, secret: str) -> StreamIdentity | None:
+@dataclass(frozen=True, slots=True)
+class KeyCheck:
+    """A key pair's check: the identity it proves, or None and whether the key id exists at all
+    (only an existing key's failures are counted against it)."""
+
+    identity: StreamIdentity | None
+    key_exists: bool
+
+
+def key_pair_check(key_id: str, secret: str) -> KeyCheck:
     """The REST API's key check (HMAC compare, cache, revocation) for a stream's auth message."""
     from rest_framework.exceptions import AuthenticationFailed
 
     from trading.api.authentication import verified_key
-    from trading.models import Account
+    from trading.models import Account, ApiKey
 
+    key_id, secret = key_id.strip(), secret.strip()
     try:
-        known = verified_key(key_id.strip(), secret.strip())
+        known = verified_key(key_id, secret)
     except AuthenticationFailed:
-        return None
+        # An id longer than the column names no key: not worth a query.
+        longest = ApiKey._meta.get_field("key_id").max_length or 0
+        exists = len(key_id) <= longest and ApiKey.objects.filter(key_id=key_id).exists()
+        return KeyCheck(identity=None, key_exists=exists)
     if not Account.objects.filter(pk=known.account_id, user__is_active=True).exists():
-        return None
-    return StreamIdentity(account_id=known.account_id, limit_key=f"key:{key_id.strip()}")
+        return KeyCheck(identity=None, key_exists=True)
+    identity = StreamIdentity(
+        account_id=known.account_id,
+        limit_key=f"key:{key_id}",
+        user_id=known.user_id,
+        credentials=(stream_key_credential(key_id), stream_user_credential(known.user_id)),
+    )
+    return KeyCheck(identity=identity, key_exists=True)
 
 
-def session_identity(user_id: int) -> StreamIdentity | None:
+def verify_key_pair(key_id: str, secret: str) -> StreamIdentity | None:
+    return key_pair_check(key_id, secret).identity
+
+
+def session_identity(user_id: int, session_key: str) -> StreamIdentity | None:
     from trading.models import Account
 
     account_id = (
@@ -94,7 +132,16 @@ def session_identity(user_id: int) -> StreamIdentity | None:
     )
     if account_id is None:
         return None
-    return StreamIdentity(account_id=str(account_id), limit_key=f"user:{user_id}")
+    return StreamIdentity(
+        account_id=str(account_id),
+        limit_key=f"user:{user_id}",
+        user_id=user_id,
+        credentials=(
+            stream_session_credential(session_key),
+            stream_sessions_credential(user_id),
+            stream_user_credential(user_id),
+        ),
+    )
 
 
 def session_key_from_headers(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
@@ -179,8 +226,13 @@ class _StreamConsumer(AsyncWebsocketConsumer):
     _auth_timer: asyncio.TimerHandle | None = None
     _auth_task: asyncio.Task[None] | None = None
     _closing = False
-    # All a connection keeps of its handshake's headers: the Django session's key, if any.
+    # All a connection keeps of its handshake's headers: the Django session's key, if any, and
+    # the client's address (TRUSTED_PROXIES decides whether X-Forwarded-For names it).
     _session_key: str | None = None
+    _address: str = ""
+    # When the credentials being presented started to be checked (the fan-out's clock): a
+    # revocation that arrived after it may have been missed by the check (SubscriptionManager.hold).
+    _checked_at = 0.0
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Channels' AsyncConsumer.__call__ for consumers without a channel layer.
@@ -193,6 +245,7 @@ class _StreamConsumer(AsyncWebsocketConsumer):
         self.scope = scope
         # What the connection needs of the handshake's headers, read before _accept drops them.
         self._session_key = session_key_from_headers(scope.get("headers", ()))
+        self._address = scope_client_address(scope)
         # The consumer's reference is then the only one (the routers keep no frame): _accept can
         # replace the scope with the little an open connection needs.
         del scope
@@ -204,9 +257,18 @@ class _StreamConsumer(AsyncWebsocketConsumer):
         except StopConsumer:
             pass
 
-    def _client_address(self) -> str:
-        client = self.scope.get("client")
-        return str(client[0]) if client else ""
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Channels' dispatch without its ``aclose_old_connections`` before every message.
+
+        That is a hop to the sync thread and back per client message (about half of what a
+        re-subscribe cost, and what a client sending messages in a loop makes this process do);
+        these consumers touch the database only through database_sync_to_async, which closes old
+        connections around each call itself.
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def _accept(self) -> None:
         """Accept, then let the handshake go: the scope's headers and the server's leftovers."""
@@ -259,24 +321,36 @@ class _StreamConsumer(AsyncWebsocketConsumer):
     async def refuse(self, code: int) -> None:
         raise NotImplementedError
 
+    async def _session_identity(self) -> StreamIdentity | None:
+        user_id = await session_user_id(self._session_key)
+        if user_id is None or self._session_key is None:
+            return None
+        return await lookup_in_own_context(session_identity, user_id, self._session_key)
+
+    def _hold(self, fanout_manager: fanout.SubscriptionManager, identity: StreamIdentity) -> bool:
+        """Register the socket under its credentials, so revoking one closes it; False when one
+        was revoked while it was being checked."""
+        return fanout_manager.hold(identity.credentials, self, checked_at=self._checked_at)
+
+    async def credentials_revoked(self) -> None:
+        """One of this socket's credentials was revoked: say so (as the protocol can) and close."""
+        raise NotImplementedError
+
     async def _identify(self, key: object, secret: object) -> tuple[StreamIdentity | None, bool]:
         """(identity or None, whether the client is rate-limited and must be closed)."""
-        limiter = fanout.manager().auth_failures
-        address = self._client_address()
+        self._checked_at = fanout.manager().clock()
         if key is None and secret is None:
-            user_id = await session_user_id(self._session_key)
-            if user_id is None:
-                return None, False
-            return await lookup_in_own_context(session_identity, user_id), False
-        names = (f"ip:{address}", f"key:{key}" if isinstance(key, str) else "")
-        if await limiter.blocked(*names):
+            return await self._session_identity(), False
+        limiter = fanout.manager().auth_failures
+        key_id = key.strip() if isinstance(key, str) else ""
+        if await limiter.blocked(address=self._address, key_id=key_id or None):
             return None, True
-        identity = None
-        if isinstance(key, str) and isinstance(secret, str) and key and secret:
-            identity = await lookup_in_own_context(verify_key_pair, key, secret)
-        if identity is None:
-            await limiter.failed(*names)
-        return identity, False
+        check = KeyCheck(identity=None, key_exists=False)
+        if key_id and isinstance(secret, str) and secret.strip():
+            check = await lookup_in_own_context(key_pair_check, key_id, secret)
+        if check.identity is None:
+            await limiter.failed(address=self._address, key_id=key_id if check.key_exists else None)
+        return check.identity, False
 
 
 class MarketDataConsumer(_StreamConsumer):
@@ -284,6 +358,8 @@ class MarketDataConsumer(_StreamConsumer):
 
     connection: fanout.StreamConnection | None = None
     _registry_token: str | None = None
+    # Symbols this connection holds in its user's budget (fanout.SymbolBudget).
+    _symbols_claimed = 0
 
     async def connect(self) -> None:
         self.feed = str(self.scope.get("url_route", {}).get("kwargs", {}).get("feed", "iex"))
@@ -351,6 +427,9 @@ class MarketDataConsumer(_StreamConsumer):
             await self.refuse(406)
             await self.close_with(CLOSE_BASE + 406)
             return
+        if not self._hold(self.fanout, identity):
+            await self.fanout.registry.release(identity.limit_key, token)
+            raise StreamError(402)
         self._registry_token = token
         self.identity = identity
         self._stop_auth_timer()
@@ -361,29 +440,77 @@ class MarketDataConsumer(_StreamConsumer):
         await self.send_control([AUTHENTICATED])
 
     async def _subscribe(self, action: str, message: dict[str, Any]) -> None:
-        if self.identity is None or self.connection is None:
+        """Validate everything first (the listing, the symbol limits, the reply's size), then
+        change the subscription: a refused request leaves it as it was."""
+        identity, connection = self.identity, self.connection
+        if identity is None or connection is None:
             raise StreamError(401)
         request = parse_subscription(message)
+        if action == "subscribe":
+            # Only listed symbols: unknown ones are left out of the subscription and its reply.
+            # (An unsubscribe is not filtered: a symbol delisted since must still be removable.)
+            listed = await self.fanout.listed.get()
+            request = {
+                channel: [symbol for symbol in symbols if symbol == WILDCARD or symbol in listed]
+                for channel, symbols in request.items()
+            }
         # The routing masks are the subscription state: an idle connection keeps no second copy.
-        current = Subscriptions.from_masks(self.connection.masks, self.connection.wildcard_mask)
+        current = Subscriptions.from_masks(connection.masks, connection.wildcard_mask)
         updated = current.apply(action, request)
-        if updated.symbol_count() > settings.STREAM_MAX_SYMBOLS:
+        count = updated.symbol_count()
+        if count > settings.STREAM_MAX_SYMBOLS:
             raise StreamError(405)
+        reply = encode_control([updated.message()], self.encoding)
+        if len(reply) > settings.STREAM_MAX_FRAME_BYTES:
+            raise StreamError(405)  # its reply would not fit in a frame (Property 23)
+        token = self._registry_token
+        if count != self._symbols_claimed and token is not None:
+            user = self._budget_user(identity)
+            if not await self.fanout.symbol_budget.claim(user, token, count):
+                raise StreamError(405)
+            self._symbols_claimed = count
+            if self._closing:
+                # Closed during the claim, perhaps after its disconnect released the old count.
+                await self.fanout.symbol_budget.release(user, token)
+                return
         masks, wildcard = updated.masks()
-        self.fanout.update(self.connection, masks, wildcard)
-        await self.send_control([updated.message()])
+        self.fanout.update(connection, masks, wildcard)
+        # The reply counts against the connection's byte budget: a client re-subscribing in a
+        # loop has its data conflated rather than making this process send more.
+        connection.spend(len(reply), self.fanout.clock())
+        if isinstance(reply, bytes):
+            await self.send(bytes_data=reply)
+        else:
+            await self.send(text_data=reply)
+
+    @staticmethod
+    def _budget_user(identity: StreamIdentity) -> str:
+        return f"user:{identity.user_id}"
 
     async def _slow_client(self) -> None:
         await self.refuse(407)
         await self.close_with(CLOSE_BASE + 407)
+
+    async def credentials_revoked(self) -> None:
+        if self._closing:
+            return
+        if self.connection is not None:
+            self.fanout.remove(self.connection)  # no data frame after the error
+        await self.refuse(402)
+        await self.close_with(CLOSE_BASE + 402)
 
     async def disconnect(self, code: int) -> None:
         self._closing = True
         self._stop_auth_timer()
         if self.connection is not None:
             self.fanout.remove(self.connection)
-        if self.identity is not None and self._registry_token is not None:
-            await self.fanout.registry.release(self.identity.limit_key, self._registry_token)
+        if self.identity is not None:
+            self.fanout.release(self.identity.credentials, self)
+            if self._registry_token is not None:
+                if self._symbols_claimed:
+                    user = self._budget_user(self.identity)
+                    await self.fanout.symbol_budget.release(user, self._registry_token)
+                await self.fanout.registry.release(self.identity.limit_key, self._registry_token)
 
 
 class TradeUpdatesConsumer(_StreamConsumer):
@@ -436,7 +563,9 @@ class TradeUpdatesConsumer(_StreamConsumer):
 
     async def _authenticate(self, data: dict[str, Any]) -> None:
         if self.identity is not None:
-            await self.send_json(authorization_message(authorized=True))
+            # Checked once per socket: another key's credentials are neither checked nor
+            # adopted, and the socket keeps the identity it has.
+            await self.refuse(403)
             return
         identity, blocked = await self._identify(data.get("key_id"), data.get("secret_key"))
         if self._closing:
@@ -449,7 +578,11 @@ class TradeUpdatesConsumer(_StreamConsumer):
                 await self.send_json(trading_error_message(error_message(406)["msg"]))
                 await self.close_with(CLOSE_BASE + 406)
                 return
-            self._registry_token = token
+            if not self._hold(self.fanout, identity):
+                await self.fanout.registry.release(self._limit_key(identity), token)
+                identity = None
+            else:
+                self._registry_token = token
         await self.send_json(authorization_message(authorized=identity is not None))
         if blocked:
             await self.close_with(CLOSE_BASE + 402)
@@ -478,15 +611,27 @@ class TradeUpdatesConsumer(_StreamConsumer):
         await self.send_json(listening_message(["trade_updates"] if wanted else []))
 
     async def account_event(self, trade_update: dict[str, Any], snapshot: dict[str, Any] | None) -> None:
-        await self.send_json(trade_update)
+        if not self._closing:
+            await self.send_json(trade_update)
+
+    async def credentials_revoked(self) -> None:
+        if self._closing or self.identity is None:
+            return
+        if self.listening:
+            self.fanout.unlisten_account(self.identity.account_id, self)
+            self.listening = False
+        await self.send_json(authorization_message(authorized=False))
+        await self.close_with(CLOSE_BASE + 401)
 
     async def disconnect(self, code: int) -> None:
         self._closing = True
         self._stop_auth_timer()
-        if self.identity is not None and self.listening:
-            self.fanout.unlisten_account(self.identity.account_id, self)
-        if self.identity is not None and self._registry_token is not None:
-            await self.fanout.registry.release(self._limit_key(self.identity), self._registry_token)
+        if self.identity is not None:
+            if self.listening:
+                self.fanout.unlisten_account(self.identity.account_id, self)
+            self.fanout.release(self.identity.credentials, self)
+            if self._registry_token is not None:
+                await self.fanout.registry.release(self._limit_key(self.identity), self._registry_token)
 
 
 class DashboardConsumer(_StreamConsumer):
@@ -506,8 +651,8 @@ class DashboardConsumer(_StreamConsumer):
     _held: list[str] | None = None
 
     async def connect(self) -> None:
-        user_id = await session_user_id(self._session_key)
-        identity = await database_sync_to_async(session_identity)(user_id) if user_id is not None else None
+        self._checked_at = fanout.manager().clock()
+        identity = await self._session_identity()
         if identity is None:
             await self.close()
             return
@@ -522,6 +667,10 @@ class DashboardConsumer(_StreamConsumer):
         ):
             await self.close()
             return
+        if not self._hold(self.fanout, identity):
+            await self.fanout.registry.release(self._limit_key(identity), token)
+            await self.close()
+            return
         self._registry_token = token
         self.identity = identity
         self._bucket = TokenBucket(settings.STREAM_INBOUND_RATE, settings.STREAM_INBOUND_BURST)
@@ -532,6 +681,8 @@ class DashboardConsumer(_StreamConsumer):
         self.fanout.listen_account(identity.account_id, self)
         self.fanout.listen_leaderboard(self)
         snapshot = await database_sync_to_async(fanout.account_snapshot)(identity.account_id)
+        if self._closing:
+            return  # revoked while the snapshot was read: already closed
         if snapshot is None:
             await self.close()
             return
@@ -554,18 +705,31 @@ class DashboardConsumer(_StreamConsumer):
         await self._admit(text_data, bytes_data)
 
     async def account_event(self, trade_update: dict[str, Any], snapshot: dict[str, Any] | None) -> None:
+        if self._closing:
+            return
         data: dict[str, Any] = {"trade_update": trade_update["data"]}
         if snapshot is not None:
             data.update(snapshot)
         await self._send_or_hold(encode_control_json({"stream": "account_update", "data": data}))
 
     async def leaderboard_changed(self, frame: str) -> None:
-        await self._send_or_hold(frame)
+        if not self._closing:
+            await self._send_or_hold(frame)
+
+    async def credentials_revoked(self) -> None:
+        if self._closing or self.identity is None:
+            return
+        self._closing = True
+        self.fanout.unlisten_account(self.identity.account_id, self)
+        self.fanout.unlisten_leaderboard(self)
+        await self.close(code=CLOSE_BASE + 401)
 
     async def disconnect(self, code: int) -> None:
+        self._closing = True
         if self.identity is not None:
             self.fanout.unlisten_account(self.identity.account_id, self)
             self.fanout.unlisten_leaderboard(self)
+            self.fanout.release(self.identity.credentials, self)
             if self._registry_token is not None:
                 await self.fanout.registry.release(self._limit_key(self.identity), self._registry_token)
 

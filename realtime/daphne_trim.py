@@ -1,4 +1,5 @@
-"""Releasing what daphne, autobahn and Twisted keep of a WebSocket's handshake once it is open.
+"""Releasing what daphne, autobahn and Twisted keep of a WebSocket's handshake once it is open,
+and refusing a handshake with the HTTP status it deserves (``deny_handshake``).
 
 An idle stream connection is mostly server bookkeeping: measured with tracemalloc over 1,000 idle
 sockets (``benchmark stream``), a bare daphne socket holds ~20 KB of Python objects, and ~8 KB of
@@ -65,6 +66,31 @@ def daphne_protocol(send: Any) -> Any | None:
         return None
     protocol = send.args[0]
     return protocol if isinstance(protocol, WebSocketProtocol) else None
+
+
+def deny_handshake(send: Any, status: int, reason: str) -> bool:
+    """Refuse a daphne WebSocket handshake with this HTTP status.
+
+    daphne answers 403 to any refusal (an ASGI ``websocket.close`` before the accept) and 500 to
+    an application that raises, and does not implement ASGI's denial-response extension; this is
+    its own ``serverReject`` with the status given. False, doing nothing, unless ``send`` is a
+    daphne socket whose handshake is still pending.
+    """
+    protocol = daphne_protocol(send)
+    if protocol is None or getattr(protocol, "state", None) != getattr(
+        protocol, "STATE_CONNECTING", object()
+    ):
+        return False
+    deferred = getattr(protocol, "handshake_deferred", None)
+    server: Any = getattr(protocol, "server", None)
+    if deferred is None or not hasattr(server, "protocol_disconnected"):
+        return False
+    from autobahn.websocket.types import ConnectionDeny
+
+    deferred.errback(ConnectionDeny(code=status, reason=reason))
+    del protocol.handshake_deferred
+    server.protocol_disconnected(protocol)
+    return True
 
 
 def release_handshake(send: Any) -> bool:

@@ -23,6 +23,10 @@ newest event per (channel, symbol); a client still stalled after STREAM_OUTBOX_M
 gets Alpaca's 407 "slow client" and is closed. Memory per stalled client is therefore bounded by
 its subscription, never by how long it stalls.
 
+Each connection also has a byte budget (OUTBOUND_BYTES_PER_S, a token bucket checked once per
+window, not per update): a client that reads everything but is sent more than that is conflated
+the same way until the budget refills, and is never closed for it.
+
 Redis pub/sub drops a subscriber whose output buffer overflows (a process that fell behind), so
 the listener re-subscribes whenever its connection fails, and window numbers are checked: a jump
 forward is counted and logged as missed windows, a jump backwards is a market restart. Windows
@@ -36,17 +40,26 @@ Order events (trading/events.py) arrive on the same subscription and are turned 
 Leaderboard changes (analytics/events.py) arrive there too; the board is read once per process
 and the same frame goes to every dashboard socket. Only the newest pending change is kept: a
 dashboard needs the current board, not every board in between.
+
+Revoked credentials (trading/events.py: a key revoked, a user deactivated or deleted, a password
+changed, a logout) arrive on the same subscription: each authenticated socket is held under the
+credentials it showed (``hold``), and a revocation closes the sockets holding any of them at once,
+after the protocol's error message (``credentials_revoked`` on each consumer).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import functools
 import gc
 import json
 import logging
+import math
 import os
+import struct
+import termios
 import time
 import uuid
 import weakref
@@ -76,6 +89,24 @@ logger = logging.getLogger(__name__)
 
 RedisFailure = (redis.RedisError, OSError, asyncio.TimeoutError)
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+# Bytes of data frames a market-data connection may be sent per second, and at once after a
+# quiet spell (the bucket's depth). Past it the connection is conflated to the newest event per
+# (channel, symbol) until the budget refills: a client that reads everything we send still cannot
+# make this process send it more than this. Twice what the dashboard's ``*`` subscription to
+# trades, quotes and bars needs at 4x the market's default rate (~250 KB/s of JSON for 1,000 ticks
+# a second over 500 symbols; tests/realtime/test_streams.py checks it is never conflated there).
+OUTBOUND_BYTES_PER_S = 512 * 1024
+OUTBOUND_BURST_BYTES = OUTBOUND_BYTES_PER_S
+
+# How long the symbols the market lists are kept per process before they are read again: a new
+# listing can be subscribed to within this.
+LISTED_SYMBOLS_TTL_S = 5.0
+
+# How long a revocation is remembered: a credential check that started before it arrived and
+# finishes after it (a key read from the database just before the revoke committed) is refused.
+# Far above any check's duration; entries are dropped on the next revocation after it.
+REVOKED_MEMORY_S = 30.0
 
 
 # --- The transport: how full is this socket's send buffer, and writing to it directly -------------
@@ -123,6 +154,17 @@ class DaphneSocket:
             return 0
         # FileDescriptor keeps written-but-unsent bytes in dataBuffer (from offset) and _tempDataBuffer.
         return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+
+    def kernel_backlog(self) -> int:
+        """Bytes the kernel holds unsent or unacknowledged for this socket (Linux SIOCOUTQ; 0
+        where it cannot be read). A client that stops reading leaves what was sent here first,
+        up to the kernel's send buffer (several MB on loopback), before ``backlog`` grows."""
+        transport = self.protocol.transport
+        try:
+            packed = fcntl.ioctl(transport.socket.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+        except (AttributeError, OSError, ValueError):
+            return 0
+        return int(struct.unpack("i", packed)[0])
 
     def state(self) -> bool | None:
         """True: open for direct writes; False: closing or closed (nothing more may be sent);
@@ -200,7 +242,17 @@ class BackpressureManager:
     def backlogged(self) -> bool:
         return bool(self.pending) or self.conflated is not None
 
-    def offer(self, parts: list[Part], *, writable: bool) -> list[list[Part]] | None:
+    def offer(self, parts: list[Part], *, writable: bool, throttled: bool = False) -> list[list[Part]] | None:
+        """``throttled``: the connection is over its byte budget. A client that reads is then
+        conflated (the newest part per key waits for the budget), never counted as falling behind."""
+        if writable and throttled:
+            if parts:
+                if self.pending is None:
+                    self.pending = deque()
+                self.pending.append(parts)
+                self._conflate()
+            self.behind = 0
+            return []
         if writable and not self.backlogged:
             self.behind = 0
             return [parts] if parts else []
@@ -252,6 +304,8 @@ class StreamConnection:
 
     __slots__ = (
         "__weakref__",
+        "budget",
+        "budget_at",
         "closed",
         "encoding",
         "frame_limit",
@@ -284,11 +338,26 @@ class StreamConnection:
         self.outbox = BackpressureManager(
             high_water=settings.STREAM_OUTBOX_HIGH_WATER, max_behind=settings.STREAM_OUTBOX_MAX_FRAMES
         )
+        # The byte budget (OUTBOUND_BYTES_PER_S): a token bucket, full at first. It may go below
+        # zero, since a batch is sent whole; nothing more is sent until it has refilled.
+        self.budget: float = OUTBOUND_BURST_BYTES
+        self.budget_at = -math.inf
 
     def writable(self) -> bool:
         return self.socket is None or self.socket.backlog() <= self.send_buffer_limit
 
-    def write_now(self, selection: EncodedSelection, stats: FanoutStats) -> bool:
+    def within_budget(self, now: float) -> bool:
+        """Refill the byte budget up to ``now`` (the fan-out's clock); whether it allows a batch."""
+        self.budget = min(OUTBOUND_BURST_BYTES, self.budget + (now - self.budget_at) * OUTBOUND_BYTES_PER_S)
+        self.budget_at = now
+        return self.budget > 0
+
+    def spend(self, size: int, now: float) -> None:
+        """``size`` bytes sent outside the fan-out (a subscription reply) count against the budget."""
+        self.within_budget(now)
+        self.budget -= size
+
+    def write_now(self, selection: EncodedSelection, stats: FanoutStats, now: float) -> bool:
         """The usual case, done without a coroutine: a daphne socket that keeps up takes this
         window's frames, shared with every connection of the same selection. False: ``offer``."""
         socket = self.socket
@@ -299,20 +368,32 @@ class StreamConnection:
             or outbox.backlogged
             or socket.state() is not True
             or socket.backlog() > self.send_buffer_limit
+            or not self.within_budget(now)
         ):
             return False
         outbox.behind = 0
         for frame in selection.wire():
             socket.write(frame)
+        size = selection.payload_bytes()
+        self.budget -= size
         stats.frames += len(selection.frames())
-        stats.bytes += selection.payload_bytes()
+        stats.bytes += size
         return True
 
-    async def offer(self, selection: EncodedSelection, stats: FanoutStats) -> None:
+    async def offer(self, selection: EncodedSelection, stats: FanoutStats, now: float) -> None:
         """This window's selection: sent now, or queued, conflated or refused by the outbox."""
         if self.closed:
             return
-        batches = self.outbox.offer(selection.parts, writable=self.writable())
+        throttled = not self.within_budget(now)
+        if throttled and selection.parts:
+            stats.throttled += 1
+        # Off the fast path (write_now), what the kernel still holds for the socket counts too:
+        # held to its byte budget, a client that does not read at all would only fill the
+        # kernel's send buffer (several MB on loopback), slowly, and never look stalled.
+        writable = self.writable() and (
+            self.socket is None or self.socket.kernel_backlog() <= self.send_buffer_limit
+        )
+        batches = self.outbox.offer(selection.parts, writable=writable, throttled=throttled)
         if batches is None:
             self.closed = True
             stats.slow_disconnects += 1
@@ -343,8 +424,10 @@ class StreamConnection:
                     await self.send({"type": "websocket.send", "bytes": payload})
                 else:
                     await self.send({"type": "websocket.send", "text": payload})
+        size = selection.payload_bytes()
+        self.budget -= size
         stats.frames += len(selection.frames())
-        stats.bytes += selection.payload_bytes()
+        stats.bytes += size
 
 
 class MessageBatcher:
@@ -393,6 +476,12 @@ class LeaderboardListener(Protocol):
     async def leaderboard_changed(self, frame: str) -> None: ...
 
 
+class CredentialHolder(Protocol):
+    """An authenticated socket: told when a credential it authenticated with is revoked."""
+
+    async def credentials_revoked(self) -> None: ...
+
+
 @dataclass
 class FanoutStats:
     windows: int = 0
@@ -403,9 +492,13 @@ class FanoutStats:
     frames: int = 0
     bytes: int = 0
     slow_disconnects: int = 0
+    # Windows a connection over its byte budget had conflated instead of sent.
+    throttled: int = 0
     order_events: int = 0
     order_events_dropped: int = 0
     leaderboard_changes: int = 0
+    revocations: int = 0
+    revoked_sockets: int = 0
     last_window: int | None = None
 
 
@@ -471,39 +564,243 @@ class ConnectionRegistry:
                 await pipe.execute()
 
 
-class AuthFailureLimiter:
-    """Failed stream auths per client address and per key in a sliding-ish fixed window.
+# KEYS[1]: a user's symbol counts, a hash of connection token -> "count:expiry in ms".
+# ARGV: token, its new count, the user's budget, now (ms), the token's expiry (ms), the hash's TTL
+# (ms). Returns 1 and records the count if the user's live connections stay within the budget,
+# else 0 and changes nothing. Fields of connections whose process died (not refreshed) expire.
+_CLAIM_SYMBOLS = """
+local total = 0
+local now = tonumber(ARGV[4])
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  if fields[i] ~= ARGV[1] then
+    local count, expiry = string.match(fields[i + 1], '^(%d+):(%d+)$')
+    if count and tonumber(expiry) > now then
+      total = total + tonumber(count)
+    else
+      redis.call('HDEL', KEYS[1], fields[i])
+    end
+  end
+end
+local wanted = tonumber(ARGV[2])
+if wanted > 0 and total + wanted > tonumber(ARGV[3]) then
+  return 0
+end
+if wanted > 0 then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ':' .. ARGV[5])
+  redis.call('PEXPIRE', KEYS[1], ARGV[6])
+else
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 1
+"""
 
-    alpaca-py reconnects after a failed auth; a bot with a wrong secret would otherwise verify
-    keys in a loop. Past the limit the server answers 402 without checking and closes. A Redis
-    outage disables the limit rather than locking everyone out.
+
+class SymbolBudget:
+    """Symbols subscribed per user, summed over all of its market-data connections (all its keys,
+    its sessions) on every web process: STREAM_MAX_SYMBOLS_PER_USER (405 beyond).
+
+    Each connection's count is a field of the user's hash, with an expiry its process refreshes
+    (as ConnectionRegistry does), so a crashed process's counts lapse. When Redis is unavailable
+    only this process's connections are counted.
     """
 
-    def __init__(self, client: aioredis.Redis, *, limit: int, window_s: int, prefix: str) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        limit: int,
+        ttl: float,
+        prefix: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.client = client
         self.limit = limit
-        self.window_s = window_s
+        self.ttl = ttl
+        self.prefix = prefix
+        self.clock = clock
+        # user -> connection token -> symbols, for this process's connections.
+        self.local: dict[str, dict[str, int]] = {}
+
+    def key(self, user: str) -> str:
+        return f"{self.prefix}:symbols:{user}"
+
+    async def claim(self, user: str, token: str, count: int) -> bool:
+        """Set the connection's count to ``count`` if the user stays within the budget."""
+        now_ms = int(self.clock() * 1000)
+        ttl_ms = int(self.ttl * 1000)
+        try:
+            allowed = await self.client.eval(
+                _CLAIM_SYMBOLS,
+                1,
+                self.key(user),
+                token,
+                count,
+                self.limit,
+                now_ms,
+                now_ms + ttl_ms,
+                ttl_ms + 1000,
+            )
+        except RedisFailure:
+            logger.warning("stream symbol budget: Redis unavailable, counting this process only")
+            mine = self.local.get(user, {})
+            allowed = count == 0 or sum(mine.values()) - mine.get(token, 0) + count <= self.limit
+        if not allowed:
+            return False
+        if count:
+            self.local.setdefault(user, {})[token] = count
+        else:
+            self._forget(user, token)
+        return True
+
+    async def release(self, user: str, token: str) -> None:
+        if token not in self.local.get(user, {}):
+            return
+        self._forget(user, token)
+        with contextlib.suppress(*RedisFailure):
+            await self.client.hdel(self.key(user), token)
+
+    def _forget(self, user: str, token: str) -> None:
+        counts = self.local.get(user)
+        if counts is not None:
+            counts.pop(token, None)
+            if not counts:
+                del self.local[user]
+
+    async def refresh(self) -> None:
+        if not self.local:
+            return
+        expiry = int((self.clock() + self.ttl) * 1000)
+        with contextlib.suppress(*RedisFailure):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for user, counts in self.local.items():
+                    pipe.hset(self.key(user), mapping={t: f"{n}:{expiry}" for t, n in counts.items()})
+                    pipe.pexpire(self.key(user), int(self.ttl * 1000) + 1000)
+                await pipe.execute()
+
+
+class ListedSymbols:
+    """The symbols the market lists (trading.selectors.tradable_symbols_get), read at most once
+    per LISTED_SYMBOLS_TTL_S by this process, however many connections subscribe meanwhile.
+
+    A subscription holds only these: a symbol nobody lists is left out of it and of its reply,
+    so a client cannot make this process route, store and echo names it made up.
+    """
+
+    def __init__(
+        self,
+        load: Callable[[], Awaitable[frozenset[str]]],
+        *,
+        ttl: float = LISTED_SYMBOLS_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.load = load
+        self.ttl = ttl
+        self.clock = clock
+        self.symbols: frozenset[str] | None = None
+        self.read_at = -math.inf
+        self._loading: asyncio.Future[frozenset[str]] | None = None
+
+    async def get(self) -> frozenset[str]:
+        if self.symbols is not None and self.clock() - self.read_at < self.ttl:
+            return self.symbols
+        if self._loading is None:
+            self._loading = asyncio.ensure_future(self._read())
+        return await asyncio.shield(self._loading)
+
+    async def _read(self) -> frozenset[str]:
+        try:
+            symbols = await self.load()
+        except Exception:
+            if self.symbols is None:
+                raise
+            logger.warning("listed symbols not re-read (database unavailable?): keeping the last list")
+            return self.symbols
+        finally:
+            self._loading = None
+        self.symbols, self.read_at = symbols, self.clock()
+        return symbols
+
+
+def listed_symbols_read() -> Awaitable[frozenset[str]]:
+    from trading.selectors import tradable_symbols_get
+
+    return database_sync_to_async(tradable_symbols_get)()
+
+
+# Failed auths from one client address before it is refused without a lookup. Far above the
+# per-key limit: behind a NAT or an untrusted proxy one address is many people, and a bot with a
+# wrong secret is already stopped by its key's own count.
+AUTH_FAILURES_PER_ADDRESS_MAX = 50
+
+# KEYS[1]: a failure counter. ARGV[1]: the window in milliseconds. Returns the count.
+# INCR, then give the counter its window when it has none: a new counter, or one left without an
+# expiry (by an earlier version, or a crash between two commands). One script, so no counter is
+# ever left behind without its expiry. Redis 6.2 has no EXPIRE ... NX, which this stands for.
+_COUNT_FAILURE = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 or redis.call('PTTL', KEYS[1]) < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+return count
+"""
+
+
+class AuthFailureLimiter:
+    """Failed stream auths per client address and per existing key, in a fixed window.
+
+    alpaca-py reconnects after a failed auth; a bot with a wrong secret would otherwise verify
+    keys in a loop. Past a limit the server answers 402 without checking and closes. A key is
+    limited after ``limit`` failures within ``window_s``; an address only after
+    ``address_limit`` (AUTH_FAILURES_PER_ADDRESS_MAX, or ``limit`` if higher). Failures with a key
+    id nobody owns count against the address alone, so guessing ids neither fills Redis nor locks
+    anyone out. Each counter expires ``window_s`` after its first failure. A Redis outage disables
+    the limit rather than locking everyone out.
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        limit: int,
+        window_s: float,
+        prefix: str,
+        address_limit: int = AUTH_FAILURES_PER_ADDRESS_MAX,
+    ) -> None:
+        self.client = client
+        self.limit = limit
+        self.address_limit = max(address_limit, limit)
+        self.window_ms = max(1, int(window_s * 1000))
         self.prefix = prefix
 
-    def _keys(self, names: Iterable[str]) -> list[str]:
-        return [f"{self.prefix}:authfail:{name}" for name in names if name]
+    def address_key(self, address: str) -> str:
+        return f"{self.prefix}:authfail:ip:{address}"
 
-    async def blocked(self, *names: str) -> bool:
-        keys = self._keys(names)
-        if not keys:
-            return False
+    def key_id_key(self, key_id: str) -> str:
+        return f"{self.prefix}:authfail:key:{key_id}"
+
+    async def blocked(self, *, address: str, key_id: str | None) -> bool:
+        keys = [self.address_key(address)]
+        if key_id:
+            keys.append(self.key_id_key(key_id))
         try:
             counts = await self.client.mget(keys)
         except RedisFailure:
             return False
-        return any(count is not None and int(count) >= self.limit for count in counts)
+        limits = (self.address_limit, self.limit)
+        return any(
+            count is not None and int(count) >= limit for count, limit in zip(counts, limits, strict=False)
+        )
 
-    async def failed(self, *names: str) -> None:
+    async def failed(self, *, address: str, key_id: str | None) -> None:
+        """Count one failure for the address and, when it names an existing key, for that key."""
+        keys = [self.address_key(address)]
+        if key_id:
+            keys.append(self.key_id_key(key_id))
         with contextlib.suppress(*RedisFailure):
             async with self.client.pipeline(transaction=False) as pipe:
-                for key in self._keys(names):
-                    pipe.incr(key)
-                    pipe.expire(key, self.window_s, nx=True)
+                for key in keys:
+                    pipe.eval(_COUNT_FAILURE, 1, key, self.window_ms)
                 await pipe.execute()
 
 
@@ -529,12 +826,14 @@ def raise_gc_threshold() -> None:
 class SubscriptionManager:
     """The process's one Redis subscription and its routing tables."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
         self.pool = async_redis_pool(client_name=f"{settings.STREAM_REDIS_CLIENT_NAME}-{os.getpid()}")
         self.redis = aioredis.Redis(connection_pool=self.pool)
         self.windows_channel = settings.MARKET_WINDOWS_CHANNEL.encode()
         self.orders_channel = settings.ORDER_EVENTS_CHANNEL.encode()
         self.leaderboard_channel = settings.LEADERBOARD_EVENTS_CHANNEL.encode()
+        self.revocations_channel = settings.STREAM_REVOCATIONS_CHANNEL.encode()
         # dict as an ordered set: ~half a set's memory for the 40-odd connections of a symbol.
         self.by_symbol: dict[str, dict[StreamConnection, None]] = {}
         self.wildcard: set[StreamConnection] = set()
@@ -542,6 +841,11 @@ class SubscriptionManager:
         self.backlogged: set[StreamConnection] = set()
         self.accounts: dict[str, set[AccountListener]] = {}
         self.leaderboard_listeners: set[LeaderboardListener] = set()
+        # Credential (trading.events' names) -> the sockets authenticated with it.
+        self.holders: dict[str, dict[CredentialHolder, None]] = {}
+        # Credential -> when its revocation arrived (time.monotonic()), for REVOKED_MEMORY_S.
+        self.revoked: dict[str, float] = {}
+        self._revoking: set[asyncio.Task[None]] = set()
         self.stats = FanoutStats()
         self.token = uuid.uuid4().hex[:12]
         self.registry = ConnectionRegistry(
@@ -553,6 +857,13 @@ class SubscriptionManager:
             window_s=settings.STREAM_AUTH_FAILURES_WINDOW_S,
             prefix=settings.STREAM_REDIS_PREFIX,
         )
+        self.symbol_budget = SymbolBudget(
+            self.redis,
+            limit=settings.STREAM_MAX_SYMBOLS_PER_USER,
+            ttl=settings.STREAM_CONNECTION_TTL_S,
+            prefix=settings.STREAM_REDIS_PREFIX,
+        )
+        self.listed = ListedSymbols(listed_symbols_read, clock=clock)
         self.subscribed = asyncio.Event()
         self._order_queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=settings.STREAM_ORDER_EVENT_QUEUE)
         self._leaderboard_pending: bytes | None = None
@@ -626,6 +937,53 @@ class SubscriptionManager:
     def unlisten_leaderboard(self, listener: LeaderboardListener) -> None:
         self.leaderboard_listeners.discard(listener)
 
+    # Revocation
+
+    def hold(self, credentials: Iterable[str], holder: CredentialHolder, *, checked_at: float) -> bool:
+        """Register ``holder`` under its credentials; False, registering nothing, if one of them
+        was revoked after ``checked_at`` (time.monotonic() when its check started): that check may
+        have read the credential before the revocation committed."""
+        credentials = tuple(credentials)
+        if any(self.revoked.get(credential, -math.inf) >= checked_at for credential in credentials):
+            return False
+        for credential in credentials:
+            self.holders.setdefault(credential, {})[holder] = None
+        return True
+
+    def release(self, credentials: Iterable[str], holder: CredentialHolder) -> None:
+        for credential in credentials:
+            holders = self.holders.get(credential)
+            if holders is not None:
+                holders.pop(holder, None)
+                if not holders:
+                    del self.holders[credential]
+
+    def revoke(self, payload: bytes | str) -> None:
+        """A revocation message (trading.events): close every socket holding a credential in it."""
+        try:
+            credentials = [str(credential) for credential in json.loads(payload)["revoke"]]
+        except (ValueError, KeyError, TypeError):
+            logger.warning("malformed stream revocation ignored: %r", payload[:200])
+            return
+        now = self.clock()
+        self.revoked = {c: at for c, at in self.revoked.items() if now - at < REVOKED_MEMORY_S}
+        self.stats.revocations += 1
+        revoked: dict[CredentialHolder, None] = {}
+        for credential in credentials:
+            self.revoked[credential] = now
+            revoked.update(self.holders.pop(credential, {}))
+        for holder in revoked:
+            task = asyncio.create_task(self._close_revoked(holder))
+            self._revoking.add(task)
+            task.add_done_callback(self._revoking.discard)
+        self.stats.revoked_sockets += len(revoked)
+
+    async def _close_revoked(self, holder: CredentialHolder) -> None:
+        try:
+            await holder.credentials_revoked()
+        except Exception:
+            logger.exception("a socket whose credentials were revoked could not be closed cleanly")
+
     # Windows
 
     def _check_sequence(self, number: int) -> None:
@@ -659,6 +1017,7 @@ class SubscriptionManager:
         through their outboxes.
         """
         stats = self.stats
+        now = self.clock()
         selected = MessageBatcher.selections(encoded, self.by_symbol, self.wildcard)
         sharing: dict[int, int] = {}
         for wanted in selected.values():
@@ -674,18 +1033,19 @@ class SubscriptionManager:
                 selection = EncodedSelection(encoding, parts, connection.frame_limit)
                 if sharing[wanted] > 1:
                     shared[encoding][wanted] = selection
-            if not connection.write_now(selection, stats):
-                await self._offer(connection, selection)
+            if not connection.write_now(selection, stats, now):
+                await self._offer(connection, selection, now)
         if self.backlogged:
-            # A stalled client with nothing new this window still gets its chance to drain or time out.
+            # A stalled or throttled client with nothing new this window still gets its chance
+            # to drain or time out.
             for connection in [c for c in self.backlogged if c not in selected]:
                 await self._offer(
-                    connection, EncodedSelection(connection.encoding, [], connection.frame_limit)
+                    connection, EncodedSelection(connection.encoding, [], connection.frame_limit), now
                 )
 
-    async def _offer(self, connection: StreamConnection, selection: EncodedSelection) -> None:
+    async def _offer(self, connection: StreamConnection, selection: EncodedSelection, now: float) -> None:
         try:
-            await connection.offer(selection, self.stats)
+            await connection.offer(selection, self.stats, now)
         except Exception:
             logger.exception("stream send failed; dropping the connection from the fan-out")
             self.remove(connection)
@@ -702,7 +1062,12 @@ class SubscriptionManager:
         while True:
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(self.windows_channel, self.orders_channel, self.leaderboard_channel)
+                await pubsub.subscribe(
+                    self.windows_channel,
+                    self.orders_channel,
+                    self.leaderboard_channel,
+                    self.revocations_channel,
+                )
                 self.subscribed.set()
                 backoff = 0.05
                 while True:
@@ -719,6 +1084,8 @@ class SubscriptionManager:
                     elif message["channel"] == self.leaderboard_channel:
                         self._leaderboard_pending = message["data"]
                         self._leaderboard_wakeup.set()
+                    elif message["channel"] == self.revocations_channel:
+                        self.revoke(message["data"])
             except asyncio.CancelledError:
                 raise
             except RedisFailure as error:
@@ -803,6 +1170,7 @@ class SubscriptionManager:
         while True:
             await asyncio.sleep(self.registry.ttl / 3)
             await self.registry.refresh()
+            await self.symbol_budget.refresh()
 
 
 def order_shape(account_id: str, order_id: str) -> dict[str, Any] | None:

@@ -25,6 +25,7 @@ from channels.security.websocket import OriginValidator, WebsocketDenier
 from django.conf import settings
 from django.urls import URLPattern, path, re_path
 
+from realtime import daphne_trim
 from realtime.consumers import DashboardConsumer, MarketDataConsumer, TradeUpdatesConsumer
 
 websocket_urlpatterns = [
@@ -39,12 +40,16 @@ Scope = dict[str, Any]
 
 
 class BrowserOriginValidator(OriginValidator):
-    """ALLOWED_HOSTS origins for browsers; no Origin header (non-browser clients) is allowed."""
+    """The site's own origins for browsers (``allowed_origins``: every pattern carries a scheme,
+    so Channels compares scheme, host and port); no Origin header (non-browser clients) is allowed."""
 
     def valid_origin(self, parsed_origin: ParseResult | None) -> bool:
         if parsed_origin is None:
             return True
-        return bool(self.validate_origin(parsed_origin))
+        try:
+            return bool(self.validate_origin(parsed_origin))
+        except ValueError:  # a port that is not a number, or out of range
+            return False
 
     def allows(self, scope: dict[str, Any]) -> bool:
         """OriginValidator.__call__'s check on its own, for a router that wraps no application."""
@@ -56,16 +61,62 @@ class BrowserOriginValidator(OriginValidator):
         return self.valid_origin(parsed_origin)
 
 
+_PAGE_SCHEMES = {"ws": "http", "wss": "https"}
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def allowed_origins() -> list[str]:
-    allowed = list(settings.ALLOWED_HOSTS)
-    if settings.DEBUG and not allowed:
-        allowed = ["localhost", "127.0.0.1", "[::1]"]  # as Django and Channels do in DEBUG
-    return ["*"] if "*" in allowed else allowed
+    """The origins whose pages may open the streams, as ``scheme://host:port`` patterns.
+
+    - every ALLOWED_HOSTS name on ``http`` at HTTP_PORT (gunicorn's pages under ``make run``) and
+      WS_PORT (daphne answers HTTP too);
+    - every ALLOWED_HOSTS name with the scheme and port of STREAM_PUBLIC_URL when it is set
+      (``wss://sim.example.com`` means pages at ``https://<host>``: a proxy serving both);
+    - every CSRF_TRUSTED_ORIGINS entry, the origins Django already trusts for this site's forms
+      (Django's ``https://*.example.com`` is Channels' ``https://.example.com``).
+
+    A leading dot in ALLOWED_HOSTS stands for the domain and its subdomains, as in Django; ``*``
+    allows any origin.
+    """
+    hosts = list(settings.ALLOWED_HOSTS)
+    if settings.DEBUG and not hosts:
+        hosts = ["localhost", "127.0.0.1", "[::1]"]  # as Django and Channels do in DEBUG
+    if "*" in hosts:
+        return ["*"]
+    served = {("http", settings.HTTP_PORT), ("http", settings.WS_PORT)}
+    public = urlparse(settings.STREAM_PUBLIC_URL) if settings.STREAM_PUBLIC_URL else None
+    if public is not None and public.scheme in _PAGE_SCHEMES:
+        scheme = _PAGE_SCHEMES[public.scheme]
+        served.add((scheme, public.port or _DEFAULT_PORTS[scheme]))
+    origins = [f"{scheme}://{host}:{port}" for host in hosts for scheme, port in sorted(served)]
+    origins += [origin.replace("://*.", "://.") for origin in settings.CSRF_TRUSTED_ORIGINS]
+    return origins
 
 
-async def _no_route(path: str) -> None:
-    # As Channels' outermost URLRouter: daphne logs it and closes the handshake.
-    raise ValueError(f"No route found for path {path!r}.")
+NOT_FOUND = 404
+
+
+async def _not_found(scope: Scope, receive: Any, send: Any) -> None:
+    """A handshake on a path no route serves: refused with HTTP 404.
+
+    Channels' URLRouter raises instead, which daphne logs as a traceback and answers 500. The ASGI
+    denial-response extension answers 404 where the server has it; daphne has not, and is told
+    directly (daphne_trim); any other server refuses the handshake its own way (403 on most).
+    """
+    message = await receive()
+    if message.get("type") != "websocket.connect":
+        return
+    if "websocket.http.response" in scope.get("extensions", {}):
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": NOT_FOUND,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+            }
+        )
+        await send({"type": "websocket.http.response.body", "body": b"Not Found"})
+    elif not daphne_trim.deny_handshake(send, NOT_FOUND, "Not Found"):
+        await send({"type": "websocket.close"})
 
 
 class StreamRouter:
@@ -90,7 +141,7 @@ class StreamRouter:
         full_path = str(scope.get("path", ""))
         root_path = str(scope.get("root_path", ""))
         if root_path and not full_path.startswith(root_path):
-            return _no_route(full_path)
+            return _not_found(scope, receive, send)
         route_path = full_path[len(root_path) :].lstrip("/")
         for route in self.routes:
             match = route.pattern.match(route_path)
@@ -107,4 +158,4 @@ class StreamRouter:
                 consumer = consumer_class(**route.callback.consumer_initkwargs)  # type: ignore[attr-defined]
                 routed: Awaitable[None] = consumer(routed_scope, receive, send)
                 return routed
-        return _no_route(route_path)
+        return _not_found(scope, receive, send)

@@ -67,6 +67,15 @@ def make_asset(db: None) -> Callable[..., Asset]:
     return make
 
 
+def list_symbols(*symbols: str) -> None:
+    """Listed assets (active, tradable) without prices: the symbols a stream may subscribe to.
+    Symbols already listed are left as they are."""
+    Asset.objects.bulk_create(
+        [Asset(symbol=symbol, name=f"{symbol} Inc.", sector="Technology") for symbol in symbols],
+        ignore_conflicts=True,
+    )
+
+
 def add_tick(
     symbol: str, *, price_units: int, spread_units: int = 100, at: dt.datetime | None = None
 ) -> StockPriceHistory:

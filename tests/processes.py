@@ -83,10 +83,11 @@ def _wait_until_answering(server: ServerProcess, path: str, timeout: float) -> N
 
 @contextmanager
 def gunicorn_server(
-    tmp_path: Path, *, extra_env: Mapping[str, str] | None = None, workers: int = 2
+    tmp_path: Path, *, extra_env: Mapping[str, str] | None = None, workers: int = 2, port: int | None = None
 ) -> Iterator[ServerProcess]:
-    """gunicorn serving the project on a free loopback port, against the test database."""
-    port = free_port()
+    """gunicorn serving the project on a loopback port (``port``, or a free one), against the
+    test database."""
+    port = port or free_port()
     env = {**os.environ, "DATABASE_URL": test_database_url(), "DJANGO_SETTINGS_MODULE": "config.settings"}
     env.update(extra_env or {})
     log_path = tmp_path / f"gunicorn-{port}.log"

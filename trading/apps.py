@@ -24,3 +24,7 @@ class TradingConfig(AppConfig):
         retention_register(
             label="daily bars", model="trading.DailyBar", time_field="start", retention=lambda: None
         )
+
+        from trading import receivers
+
+        receivers.connect()

@@ -379,6 +379,12 @@ def assets_list(
     return assets.order_by("symbol")
 
 
+def tradable_symbols_get() -> frozenset[str]:
+    """The symbols the market lists: the assets ``run_market`` ticks (active and tradable; a
+    halted one is still listed, and its status messages are streamed)."""
+    return frozenset(Asset.objects.filter(active=True, tradable=True).values_list("symbol", flat=True))
+
+
 def asset_get(*, symbol_or_asset_id: str) -> Asset:
     asset = Asset.objects.filter(_asset_match("", symbol_or_asset_id)).first()
     if asset is None:

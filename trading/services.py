@@ -29,7 +29,12 @@ from django.utils import timezone
 from config.cache import cache_manager
 from trading import calendar, matching
 from trading.errors import Forbidden, InvalidRequest, NotCancelable, NotFound
-from trading.events import OrderEvent, order_event_publish_on_commit
+from trading.events import (
+    OrderEvent,
+    order_event_publish_on_commit,
+    stream_credentials_revoke_on_commit,
+    stream_key_credential,
+)
 from trading.models import (
     OPEN_ORDER_STATUSES,
     Account,
@@ -234,6 +239,8 @@ def api_key_revoke(
     )
     # And every process drops its in-memory copy of the key's owner (trading.api.authentication).
     cache_manager().invalidate_on_commit(api_key_cache_key(key_id))
+    # Open stream sockets authenticated with the key are closed, on every web process.
+    stream_credentials_revoke_on_commit(stream_key_credential(key_id))
     return key
 
 

@@ -199,7 +199,7 @@ def _wait_until_listening(
     )
 
 
-def stack_env(ws_port: int, run: str) -> dict[str, str]:
+def stack_env(ws_port: int, run: str, http_port: int) -> dict[str, str]:
     """Environment of every process of one stack: the test database, and channels and Redis keys
     of its own, all named ``test:browser:<run>:...``."""
     inherited = dict(os.environ)
@@ -211,6 +211,8 @@ def stack_env(ws_port: int, run: str) -> dict[str, str]:
         "DATABASE_URL": test_database_url(),
         "DEBUG": "false",
         "WS_PORT": str(ws_port),
+        # The pages' origin: daphne lets the dashboard's page open its sockets.
+        "HTTP_PORT": str(http_port),
         "STREAM_PUBLIC_URL": f"ws://127.0.0.1:{ws_port}",
         "MARKET_WINDOWS_CHANNEL": f"test:browser:{run}:windows",
         "ORDER_EVENTS_CHANNEL": f"test:browser:{run}:orders",
@@ -222,6 +224,7 @@ def stack_env(ws_port: int, run: str) -> dict[str, str]:
         "CACHE_INVALIDATION_CHANNEL": f"test:browser:{run}:cache",
         "RATE_LIMIT_KEY_PREFIX": f"test:browser:{run}:rl",
         "LEADERBOARD_EVENTS_CHANNEL": f"test:browser:{run}:leaderboard",
+        "STREAM_REVOCATIONS_CHANNEL": f"test:browser:{run}:revocations",
         "LOG_LEVEL": "WARNING",
     }
 
@@ -234,9 +237,9 @@ def live_stack(
     problem = node_modules_problem()
     if problem:
         raise RuntimeError(problem)
-    ws_port = free_port()
+    ws_port, http_port = free_port(), free_port()
     run = uuid.uuid4().hex[:10]
-    env = stack_env(ws_port, run)
+    env = stack_env(ws_port, run, http_port)
     with ExitStack() as cleanup:
         # Last out: the quotes hash, limiter and cache keys the stack left in Redis.
         cleanup.callback(redis_keys_delete, f"test:browser:{run}:*", f"test-browser-{run}:*")
@@ -250,7 +253,7 @@ def live_stack(
         # daphne starts while gunicorn does: two cold Django start-ups in parallel.
         daphne, daphne_log = _spawn_daphne(workdir, ws_port, env, 1)
         cleanup.callback(process_stop, daphne)
-        http = cleanup.enter_context(gunicorn_server(workdir, extra_env=env))
+        http = cleanup.enter_context(gunicorn_server(workdir, extra_env=env, port=http_port))
         _wait_until_listening(daphne, ws_port, daphne_log, timeout=30)
         stack = LiveStack(
             workdir=workdir, env=env, http=http, ws_port=ws_port, symbols=symbols, ticking=ticking,

@@ -20,6 +20,7 @@ from pytest_django.fixtures import Settings
 
 from config.redis_pools import redis_client
 from realtime.wire import Window, WireTick
+from tests.conftest import list_symbols
 from tests.realtime.servers import DaphneProcess, daphne_server, isolate_streams
 from trading import services
 from trading.models import Account, Asset
@@ -82,6 +83,7 @@ def wait_for(
 def test_stock_data_stream_receives_exactly_its_symbols_then_unsubscribes(
     server: DaphneProcess, credentials: tuple[str, str]
 ) -> None:
+    list_symbols("AAPL", "MSFT", "NVDA")
     received: list[Trade | Quote] = []
 
     async def on_data(item: Trade | Quote) -> None:

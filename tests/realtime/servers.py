@@ -30,6 +30,7 @@ STREAM_SETTING_NAMES = (
     "MARKET_WINDOWS_CHANNEL",
     "ORDER_EVENTS_CHANNEL",
     "LEADERBOARD_EVENTS_CHANNEL",
+    "STREAM_REVOCATIONS_CHANNEL",
     "STREAM_REDIS_PREFIX",
     "STREAM_REDIS_CLIENT_NAME",
 )
@@ -45,6 +46,7 @@ def isolate_streams(settings: Settings) -> Settings:
     settings.MARKET_WINDOWS_CHANNEL = f"test:windows:{suffix}"
     settings.ORDER_EVENTS_CHANNEL = f"test:orders:{suffix}"
     settings.LEADERBOARD_EVENTS_CHANNEL = f"test:leaderboard:{suffix}"
+    settings.STREAM_REVOCATIONS_CHANNEL = f"test:revocations:{suffix}"
     settings.STREAM_REDIS_PREFIX = f"test:ws:{suffix}"
     settings.STREAM_REDIS_CLIENT_NAME = f"test-ws-{suffix}"
     return settings
@@ -90,6 +92,8 @@ def daphne_server(tmp_path: Path, *, extra_env: Mapping[str, str] | None = None)
         **os.environ,
         "DATABASE_URL": test_database_url(),
         "DJANGO_SETTINGS_MODULE": "config.settings",
+        # daphne's own port, as under `make run`: pages it serves may open its sockets.
+        "WS_PORT": str(port),
         **stream_env(),
     }
     env.update(extra_env or {})

@@ -22,6 +22,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from config.redis_pools import redis_client
 from realtime.wire import Window, WireTick
+from tests.conftest import list_symbols
 from tests.realtime.servers import DaphneProcess, daphne_server, isolate_streams, market_env, market_process
 from trading import services
 from trading.models import Account, Asset
@@ -96,6 +97,7 @@ class Reader(threading.Thread):
 def key(
     stream_settings: Settings, transactional_db: None, make_account: Callable[..., Account]
 ) -> tuple[str, str]:
+    list_symbols(*SYMBOLS)
     api_key, secret = services.api_key_create(account_id=make_account().pk, label="fanout")
     return api_key.key_id, secret
 

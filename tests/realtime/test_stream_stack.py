@@ -69,6 +69,8 @@ def test_only_unbounded_asyncio_queues_and_daphne_sockets_are_touched() -> None:
     # Any other server's send (or Channels' test communicator's): nothing to release.
     assert not daphne_trim.release_handshake(not_daphne)
     assert not daphne_trim.release_handshake(functools.partial(not_daphne))
+    assert not daphne_trim.deny_handshake(not_daphne, 404, "Not Found")
+    assert not daphne_trim.deny_handshake(functools.partial(not_daphne), 404, "Not Found")
 
 
 # --- Through a real daphne ----------------------------------------------------------------------------
@@ -176,8 +178,11 @@ def test_foreign_origins_unknown_paths_and_ended_sessions_are_refused(
                     open_timeout=TIMEOUT,
                 )
             assert refused.value.response.status_code == 403, path
-        with pytest.raises(InvalidStatus):
-            connect(f"{server.ws_url}/v2/IEX", open_timeout=TIMEOUT)  # no such route
+        # No such route: HTTP 404, not a server error (and no traceback in the log).
+        for path in ("/v2/IEX", "/v2/../stream", "/v1beta3/crypto/us", "/v2/iex/extra"):
+            with pytest.raises(InvalidStatus) as missing:
+                connect(f"{server.ws_url}{path}", open_timeout=TIMEOUT)
+            assert missing.value.response.status_code == 404, path
 
         # No session, then a session that was logged out since the cookie was issued.
         with open_market_data(server, {}) as anonymous:
@@ -199,3 +204,5 @@ def test_foreign_origins_unknown_paths_and_ended_sessions_are_refused(
                 idle.recv(TIMEOUT)
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 4404
         assert_released(server)
+        assert "Exception inside application" not in server.log(), server.log()
+        assert "No route found" not in server.log(), server.log()

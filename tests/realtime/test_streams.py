@@ -15,6 +15,7 @@ import msgpack
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from realtime import fanout
 from realtime.fanout import BackpressureManager, StreamConnection, SubscriptionManager
 from realtime.streams import (
     CHANNELS,
@@ -244,6 +245,16 @@ def test_outbox_conflates_a_stalled_client_then_gives_up() -> None:
     assert outbox.size() <= 2
 
 
+def test_outbox_conflates_a_throttled_client_that_reads_without_giving_up() -> None:
+    outbox = BackpressureManager(high_water=2, max_behind=5)
+    key_a, key_b = (1, "AAPL"), (1, "MSFT")
+    for n in range(50):  # far past max_behind: over its budget is not behind
+        assert outbox.offer([(key_a, f"a{n}"), (key_b, f"b{n}")], writable=True, throttled=True) == []
+        assert outbox.size() == 2
+    assert outbox.offer([(key_a, "a50")], writable=True) == [[(key_b, "b49"), (key_a, "a50")]]
+    assert not outbox.backlogged
+
+
 def test_slow_connection_gets_on_slow_once_and_memory_stays_bounded() -> None:
     connection = FakeConnection(Encoding.JSON)
     _subscribe(connection, Subscriptions({"trades": frozenset({"*"}), "quotes": frozenset({"*"})}))
@@ -274,6 +285,128 @@ def test_connections_with_the_same_selection_share_its_frames() -> None:
     assert [e["S"] for e in _decode(same[0].frames[0])] == ["AAPL", "MSFT"]
     assert [e["S"] for e in _decode(other.frames[0])] == ["AAPL"]
     assert [e["S"] for e in _decode(packed.frames[0])] == ["AAPL", "MSFT"]
+
+
+# --- The byte budget per connection (OUTBOUND_BYTES_PER_S), on an injected clock --------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class TimedConnection(FakeConnection):
+    """A FakeConnection that notes the fan-out clock's time and size of every frame sent."""
+
+    __slots__ = ("sent",)
+
+    def __init__(self, encoding: Encoding, clock: Clock) -> None:
+        super().__init__(encoding)
+        self.sent: list[tuple[float, int]] = []
+        record = self.send
+
+        async def send(message: dict[str, Any]) -> None:
+            await record(message)
+            self.sent.append((clock.now, len(self.frames[-1])))
+
+        self.send = send
+
+
+def _deliver_timed(
+    manager: SubscriptionManager, clock: Clock, windows: list[Window], *, period: float
+) -> None:
+    async def run() -> None:
+        for window in windows:
+            await manager.deliver(EncodedWindow(window))
+            clock.now += period
+
+    asyncio.run(run())
+
+
+def _market_windows(
+    count: int, *, symbols: list[str], ticks_per_window: int, first_number: int = 1
+) -> list[Window]:
+    """Windows of ticks spread over ``symbols`` in turn, at realistic prices (~$50-$500)."""
+    windows = []
+    for number in range(first_number, first_number + count):
+        ticks = []
+        for i in range(ticks_per_window):
+            index = (number * ticks_per_window + i) % len(symbols)
+            price = 500_000 + index * 9_137 + number
+            ticks.append(
+                WireTick(
+                    symbols[index], number, price, 100, price - 100, 300, price + 100, 400, AT_NS + number
+                )
+            )
+        windows.append(Window(number=number, ticks=ticks))
+    return windows
+
+
+def test_a_connection_over_its_byte_budget_is_conflated_not_closed() -> None:
+    """A client reading everything is sent at most the budget per second (plus the bucket's depth
+    and one batch), gets the newest value of every symbol once it drains, and stays open."""
+    clock = Clock()
+    start = clock.now
+    manager = SubscriptionManager(clock=clock)
+    connection = TimedConnection(Encoding.JSON, clock)
+    manager.update(connection, {}, CHANNELS["trades"] | CHANNELS["quotes"])
+    symbols = [f"SY{i:03d}" for i in range(400)]
+    # ~1.2 MB/s offered for 5 s: 20 windows a second of 200 ticks (a trade and a quote each).
+    windows = _market_windows(100, symbols=symbols, ticks_per_window=200)
+    _deliver_timed(manager, clock, windows, period=0.05)
+
+    assert not connection.slow and not connection.closed
+    assert manager.stats.throttled > 0
+    largest = max(size for _, size in connection.sent)
+    for second in range(5):
+        sent = sum(size for at, size in connection.sent if start + second <= at < start + second + 1)
+        assert sent <= fanout.OUTBOUND_BURST_BYTES + fanout.OUTBOUND_BYTES_PER_S + largest, second
+    total = sum(size for _, size in connection.sent)
+    assert total <= fanout.OUTBOUND_BURST_BYTES + 5 * fanout.OUTBOUND_BYTES_PER_S + largest
+
+    # A quiet second refills the budget: the next window drains the conflated backlog, one event
+    # per (channel, symbol), each the newest.
+    clock.now += 1.0
+    connection.frames.clear()
+    last = _market_windows(1, symbols=symbols, ticks_per_window=1, first_number=101)
+    _deliver_timed(manager, clock, last, period=0.05)
+    received: dict[tuple[str, str], float] = {}
+    for frame in connection.frames:
+        for event in _decode(frame):
+            received[(event["T"], event["S"])] = event["p"] if event["T"] == "t" else event["bp"]
+    newest: dict[tuple[str, str], float] = {}
+    for window in [*windows, *last]:
+        for tick in window.ticks:
+            newest[("t", tick.symbol)] = tick.price / 10_000
+            newest[("q", tick.symbol)] = tick.bid / 10_000
+    assert received == newest
+    assert not connection.slow and not connection.closed
+
+
+def test_a_dashboard_wildcard_at_4x_the_market_rate_is_never_conflated() -> None:
+    """The budget sits above the dashboard's need: trades, quotes and bars of every symbol at 4x
+    the default rate (500 symbols, 1,000 ticks a second, a minute's 500 bars in one window)."""
+    clock = Clock()
+    manager = SubscriptionManager(clock=clock)
+    dashboard = TimedConnection(Encoding.JSON, clock)
+    manager.update(dashboard, {}, CHANNELS["trades"] | CHANNELS["quotes"] | CHANNELS["bars"])
+    # Real tickers are 1-5 letters; 4 is generous for the S&P 500.
+    symbols = [f"{chr(65 + i // 26 % 26)}{chr(65 + i % 26)}Z{i // 676}" for i in range(500)]
+    windows = _market_windows(100, symbols=symbols, ticks_per_window=100)  # 10 s at 100 ms
+    windows[0] = Window(
+        number=windows[0].number,
+        ticks=windows[0].ticks,
+        bars=[
+            WireBar("b", s, AT_NS, 500_000, 510_000, 490_000, 505_000, 12_345, 67, 501_234) for s in symbols
+        ],
+    )
+    _deliver_timed(manager, clock, windows, period=0.1)
+    assert manager.stats.throttled == 0
+    delivered = sum(len(_decode(frame)) for frame in dashboard.frames)
+    assert delivered == sum(2 * len(w.ticks) + len(w.bars) for w in windows)
 
 
 @given(subs=subscription_sets)

@@ -17,9 +17,9 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from tests.config.test_wsgi_stack import Answer, _call
 from tests.processes import free_port
 from tests.trading.test_api_support import key_client
-from tests.config.test_wsgi_stack import Answer, _call
 from trading.api.errors import UNAVAILABLE_MESSAGE
 from trading.models import Account, Asset
 
