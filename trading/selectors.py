@@ -575,7 +575,10 @@ INTRADAY_MINUTES = {"1Min": 1, "5Min": 5, "15Min": 15, "1H": 60}
 TIMEFRAMES = (*INTRADAY_MINUTES, "1D")
 HISTORY_POINTS_MAX = 20_000
 INTRADAY_SPAN_MAX = dt.timedelta(days=30)
-_PERIOD = re.compile(r"^(\d{1,4})([DWMA])$")
+_PERIOD = re.compile(r"^([0-9]{1,4})([DWMA])$", re.ASCII)
+# The longest periods, a century as period=all covers: longer ones reach back past what dates can
+# represent (9999A).
+PERIOD_COUNT_MAX = {"D": 36500, "W": 5200, "M": 1200, "A": 100}
 EXTERNAL_CASH_KINDS = (CashEntry.Kind.DEPOSIT, CashEntry.Kind.GRANT, CashEntry.Kind.RESET)
 
 
@@ -596,6 +599,8 @@ def _period_start(period: str, end: dt.datetime) -> dt.datetime:
     if not match or int(match.group(1)) == 0:
         raise InvalidRequest("period must be a number and a unit D, W, M or A (such as 1M), or 'all'")
     count, unit = int(match.group(1)), match.group(2)
+    if count > PERIOD_COUNT_MAX[unit]:
+        raise InvalidRequest(f"period may cover at most 100 years ({PERIOD_COUNT_MAX[unit]}{unit})")
     last_day = calendar.trading_day_of(end)
     if unit in ("D", "W"):
         first_day = last_day - dt.timedelta(days=count * (7 if unit == "W" else 1) - 1)

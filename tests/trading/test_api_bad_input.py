@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from urllib.parse import urlencode
 
 import pytest
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -264,3 +265,155 @@ def test_django_handlers_answer_json_for_the_api_only(rf: RequestFactory) -> Non
     assert api_crash.status_code == 500 and _body(api_crash)["code"] == 50010000
     page = json_not_found(rf.get("/dashboard/nothing"), Http404())
     assert page.status_code == 404 and not page["Content-Type"].startswith("application/json")
+
+
+# --- Times and dates out of range -----------------------------------------------------------------
+
+OUT_OF_RANGE_TIMES = [
+    "/v2/stocks/AAPL/bars?timeframe=1Min&end=9999-12-31",
+    "/v2/stocks/AAPL/bars?timeframe=1Min&start=9999-12-31T23:59:59.999999999Z",
+    "/v2/stocks/AAPL/bars?timeframe=1Min&start=0001-01-01T00:00:00%2B23:59",
+    "/v2/stocks/AAPL/bars?timeframe=1Month&start=0001-01-01",
+    "/v2/stocks/bars?symbols=AAPL&timeframe=1Week&end=0001-01-01",
+    "/v2/stocks/AAPL/trades?start=0001-01-01T00:00:00%2B23:59",
+    "/v2/stocks/quotes?symbols=AAPL&end=9999-12-31T23:59:59-23:59",
+    "/v2/orders?after=0001-01-01T00:00:00%2B23:59",
+    "/v2/orders?until=9999-12-31T23:59:59-23:59",
+    "/v2/account/activities?after=0001-01-01T00:00:00%2B23:59",
+    "/v2/account/activities/FILL?until=9999-12-31",
+    "/v2/account/activities?date=9999-12-31",
+    "/v2/account/activities?date=0001-01-01",
+    "/v2/account/portfolio/history?date_end=0001-01-01",
+    "/v2/account/portfolio/history?date_end=9999-12-31",
+    "/v2/account/portfolio/history?date_start=0001-01-01",
+    "/v2/account/portfolio/history?end=9999-12-31T23:59:59Z",
+    "/v2/account/portfolio/history?period=9999A",
+    "/v2/calendar?end=0001-01-01",
+    "/v2/calendar?start=9999-12-31",
+]
+
+
+@pytest.mark.parametrize("url", OUT_OF_RANGE_TIMES)
+def test_times_out_of_range_are_422(client: KeyClient, url: str) -> None:
+    """Times nothing can be computed with are refused where they are parsed, never a 500 from the
+    arithmetic after (a day added to 9999-12-31, an offset taking year 1 back to year 0)."""
+    message = assert_alpaca_error(client.get(url), 422)["message"]
+    assert "between 1900-01-01 and 2999-12-31" in message or "100 years" in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/v2/stocks/AAPL/bars?timeframe=1Min&start=1900-01-01&end=2999-12-31",
+        "/v2/stocks/AAPL/bars?timeframe=12Month&start=2999-12-31T23:59:59.999999999Z",
+        "/v2/orders?status=all&after=1900-01-01T00:00:00%2B00:00&until=2999-12-31T23:59:59Z",
+        "/v2/account/activities?date=2999-12-31",
+        "/v2/account/portfolio/history?date_start=1900-01-01&date_end=2999-12-31",
+        "/v2/calendar?start=2999-06-01",
+    ],
+)
+def test_times_at_the_edges_of_the_range_are_answered(client: KeyClient, url: str) -> None:
+    assert client.get(url).status_code == 200
+
+
+# Other scripts' digits (written as escapes: they look like ASCII ones) and impossible fields.
+FULLWIDTH_2024 = "\uff12\uff10\uff12\uff14"
+ARABIC_INDIC_ZERO = "\u0660"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        f"{FULLWIDTH_2024}-01-01",
+        f"2024-{ARABIC_INDIC_ZERO}1-01",
+        "2024-13-01",
+        "2024-02-30",
+        f"2024-01-01T1{ARABIC_INDIC_ZERO}:00:00Z",
+        f"2024-01-01T10:00:00+{ARABIC_INDIC_ZERO}5:00",
+        "2024-01-01T24:00:00Z",
+        "2024-01-01T10:00:00+00:60",
+        "2024-01-01T10:00:00+24:00",
+    ],
+)
+def test_times_take_ascii_digits_and_real_fields_only(client: KeyClient, value: str) -> None:
+    assert_alpaca_error(client.get("/v2/orders", {"after": value}), 422)
+    assert_alpaca_error(client.get("/v2/stocks/AAPL/trades", {"start": value}), 422)
+    if "T" not in value:
+        assert_alpaca_error(client.get("/v2/calendar", {"start": value}), 422)
+        assert_alpaca_error(client.get("/v2/account/activities", {"date": value}), 422)
+
+
+# Each parameter of the API that takes a time or a date, with a request that carries it.
+TIME_PARAMETERS = [
+    ("/v2/stocks/AAPL/bars?timeframe=1Min", "start"),
+    ("/v2/stocks/AAPL/bars?timeframe=1Min", "end"),
+    ("/v2/stocks/AAPL/bars?timeframe=1Month", "start"),
+    ("/v2/stocks/bars?symbols=AAPL&timeframe=1Week", "end"),
+    ("/v2/stocks/bars?symbols=AAPL&timeframe=4Hour", "start"),
+    ("/v2/stocks/trades?symbols=AAPL", "start"),
+    ("/v2/stocks/AAPL/quotes?sort=desc", "end"),
+    ("/v2/orders?status=all", "after"),
+    ("/v2/orders?status=all", "until"),
+    ("/v2/account/activities?", "after"),
+    ("/v2/account/activities?", "until"),
+    ("/v2/account/activities?", "date"),
+    ("/v2/account/portfolio/history?", "date_start"),
+    ("/v2/account/portfolio/history?", "date_end"),
+    ("/v2/account/portfolio/history?timeframe=1D", "start"),
+    ("/v2/account/portfolio/history?period=1A", "end"),
+    ("/v2/calendar?", "start"),
+    ("/v2/calendar?", "end"),
+]
+
+
+# Digits of other scripts: Arabic-Indic, Devanagari, fullwidth, mathematical bold.
+OTHER_DIGITS = [chr(base + n) for base in (0x660, 0x966, 0xFF10, 0x1D7CE) for n in range(10)]
+
+
+def _digits(count: int, low: int, high: int) -> st.SearchStrategy[str]:
+    """Zero-padded numbers, mostly in range, with the edges and a few other scripts' digits."""
+    number = st.one_of(st.integers(low, high), st.sampled_from([0, low, high, 10**count - 1]))
+    plain = number.map(lambda n: str(n).zfill(count)[-count:])
+    foreign = st.tuples(plain, st.sampled_from(OTHER_DIGITS)).map(lambda t: t[1] + t[0][1:])
+    return st.one_of(plain, plain, plain, foreign)
+
+
+@st.composite
+def rfc3339ish(draw: st.DrawFn) -> str:
+    date = f"{draw(_digits(4, 1, 9999))}-{draw(_digits(2, 1, 12))}-{draw(_digits(2, 1, 31))}"
+    if draw(st.booleans()):
+        return date
+    text = f"{date}{draw(st.sampled_from('Tt '))}{draw(_digits(2, 0, 23))}:{draw(_digits(2, 0, 59))}"
+    if draw(st.booleans()):
+        text += f":{draw(_digits(2, 0, 59))}"
+        if draw(st.booleans()):
+            text += "." + draw(st.text("0123456789", min_size=1, max_size=10))
+    zone = draw(
+        st.one_of(
+            st.sampled_from(["", "Z", "z", "+00:00", "-00:00", "+23:59", "-23:59", "+24:00", " 05:00"]),
+            st.builds(
+                lambda sign, h, m: f"{sign}{h}:{m}",
+                st.sampled_from("+-"),
+                _digits(2, 0, 99),
+                _digits(2, 0, 99),
+            ),
+        )
+    )
+    return text + zone
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(target=st.sampled_from(TIME_PARAMETERS), value=st.one_of(rfc3339ish(), st.text(max_size=30)))
+def test_property_no_time_ever_crashes(client: KeyClient, target: tuple[str, str], value: str) -> None:
+    """Any RFC 3339-like string (or any text) on any time parameter answers 200 or an
+    Alpaca-shaped 4xx: never a 500."""
+    url, name = target
+    separator = "" if url.endswith("?") else "&"
+    response = client.get(f"{url}{separator}{urlencode({name: value})}")
+    if response.status_code != 200:
+        assert_alpaca_error(response, response.status_code)
+        assert 400 <= response.status_code < 500, (url, name, value, response.content)

@@ -10,7 +10,6 @@ entry. Prices are JSON numbers, times RFC 3339 in UTC with a ``Z``. ``feed``, ``
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +27,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from trading import history
+from trading.api import times
 from trading.errors import InvalidRequest, NotFound
 from trading.history import Bar, PaginatedResult, Snapshot, Tick
 from trading.units import PRICE_SCALE
@@ -106,37 +106,15 @@ def snapshot_json(snapshot: Snapshot) -> dict[str, Any]:
 
 # --- Query parameters -----------------------------------------------------------------------
 
-_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.(\d{1,9}))?(?:[Zz]|[+-]\d{2}:?\d{2})?$")
-# An unencoded "+" in a query string arrives as a space: "...T10:00:00 00:00".
-_SPACE_OFFSET_RE = re.compile(r" (\d{2}:?\d{2})$")
-
 
 def parse_time(value: str | None, *, name: str, end: bool = False) -> dt.datetime | None:
-    """RFC 3339 (fractional seconds, Z or offset; no offset means UTC) or YYYY-MM-DD.
-
-    A date means the start of that UTC day for ``start`` and its whole day for ``end``.
-    """
+    """RFC 3339 or YYYY-MM-DD (trading/api/times.py); a date means the start of that UTC day for
+    ``start`` and the whole day for ``end``."""
     if value is None or value.strip() == "":
         return None
-    text = _SPACE_OFFSET_RE.sub(r"+\1", value.strip())
-    try:
-        if _DATE_RE.match(text):
-            day = dt.date.fromisoformat(text)
-            moment = dt.datetime.combine(day, dt.time.min, tzinfo=dt.UTC)
-            return moment + dt.timedelta(days=1) - dt.timedelta(microseconds=1) if end else moment
-        match = _TIME_RE.match(text)
-        if match:
-            parsed = dt.datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
-            parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-            # Times are stored to the microsecond: a start with nanoseconds beyond them begins at
-            # the next microsecond; an end simply drops them.
-            if not end and (match.group(1) or "").ljust(9, "0")[6:] != "000":
-                parsed += dt.timedelta(microseconds=1)
-            return parsed
-    except ValueError:
-        pass
-    raise InvalidRequest(f"invalid {name}: expected RFC 3339 or YYYY-MM-DD, got {value!r}")
+    return times.parse_instant(
+        value, name=name, date_as=times.utc_day_end if end else times.utc_day_start, upper=end
+    )
 
 
 def symbols_param(request: Request) -> list[str]:

@@ -19,6 +19,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from trading import calendar, matching
+from trading.api import times
+from trading.errors import InvalidRequest
 from trading.models import Account, Asset, CashEntry, Exchange, Order, OrderSide, Watchlist
 from trading.selectors import AccountSummary, Activity, PortfolioHistory, PositionValue
 from trading.units import UnitError, cents_to_str, price_to_units, to_decimal, units_to_str
@@ -114,27 +116,42 @@ class PercentField(serializers.Field):
 
 @extend_schema_field(OpenApiTypes.DATETIME)
 class InstantField(serializers.Field):
-    """An RFC 3339 time or a date (the start of that trading day) from a query string.
+    """An RFC 3339 time or a date (the start of that trading day) from a query string, in the
+    range trading/api/times.py accepts. ``upper`` marks an upper bound (nanoseconds dropped
+    rather than rounded up)."""
 
-    A '+' in an offset arrives as a space when the client did not percent-encode it.
-    """
+    def __init__(self, *, upper: bool = False, **kwargs: Any) -> None:
+        self.upper = upper
+        super().__init__(**kwargs)
 
     def to_internal_value(self, data: object) -> dt.datetime:
         if not isinstance(data, str):
             raise serializers.ValidationError("must be an RFC 3339 time or a date")
-        text = data.strip().replace(" ", "+")
+        name = self.field_name or "time"
         try:
-            if len(text) == 10:
-                return calendar.day_start(dt.date.fromisoformat(text))
-            moment = dt.datetime.fromisoformat(text)
-        except ValueError:
-            raise serializers.ValidationError("must be an RFC 3339 time or a date") from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=dt.UTC)
-        return moment
+            return times.parse_instant(data, name=name, date_as=calendar.day_start, upper=self.upper)
+        except InvalidRequest as error:
+            raise serializers.ValidationError(error.message.removeprefix(f"invalid {name}: ")) from None
 
     def to_representation(self, value: dt.datetime) -> str | None:
         return rfc3339(value)
+
+
+@extend_schema_field(OpenApiTypes.DATE)
+class DayField(serializers.Field):
+    """A ``YYYY-MM-DD`` date from a query string, in the range trading/api/times.py accepts."""
+
+    def to_internal_value(self, data: object) -> dt.date:
+        if not isinstance(data, str):
+            raise serializers.ValidationError("must be a date as YYYY-MM-DD")
+        name = self.field_name or "date"
+        try:
+            return times.parse_day(data, name=name)
+        except InvalidRequest as error:
+            raise serializers.ValidationError(error.message.removeprefix(f"invalid {name}: ")) from None
+
+    def to_representation(self, value: dt.date) -> str:
+        return value.isoformat()
 
 
 @extend_schema_field(OpenApiTypes.STR)
@@ -213,7 +230,7 @@ class OrdersQuerySerializer(serializers.Serializer[Any]):
     status = serializers.ChoiceField(choices=["open", "closed", "all"], default="open")
     limit = serializers.IntegerField(min_value=1, default=50)
     after = InstantField(required=False)
-    until = InstantField(required=False)
+    until = InstantField(upper=True, required=False)
     direction = serializers.ChoiceField(choices=["asc", "desc"], default="desc")
     nested = serializers.BooleanField(required=False, default=False)
     side = serializers.ChoiceField(choices=OrderSide.choices, required=False)
@@ -246,17 +263,17 @@ class AssetsQuerySerializer(serializers.Serializer[Any]):
 
 
 class CalendarQuerySerializer(serializers.Serializer[Any]):
-    start = serializers.DateField(required=False)
-    end = serializers.DateField(required=False)
+    start = DayField(required=False)
+    end = DayField(required=False)
 
 
 class PortfolioHistoryQuerySerializer(serializers.Serializer[Any]):
     period = serializers.CharField(required=False)
     timeframe = serializers.CharField(required=False)
-    date_start = serializers.DateField(required=False)
-    date_end = serializers.DateField(required=False)
+    date_start = DayField(required=False)
+    date_end = DayField(required=False)
     start = InstantField(required=False)
-    end = InstantField(required=False)
+    end = InstantField(upper=True, required=False)
     extended_hours = serializers.BooleanField(required=False)
     intraday_reporting = serializers.CharField(required=False)
     pnl_reset = serializers.CharField(required=False)
@@ -266,9 +283,9 @@ class PortfolioHistoryQuerySerializer(serializers.Serializer[Any]):
 class ActivitiesQuerySerializer(serializers.Serializer[Any]):
     activity_types = CommaListField(required=False)
     category = serializers.ChoiceField(choices=["trade_activity", "non_trade_activity"], required=False)
-    date = serializers.DateField(required=False)
+    date = DayField(required=False)
     after = InstantField(required=False)
-    until = InstantField(required=False)
+    until = InstantField(upper=True, required=False)
     direction = serializers.ChoiceField(choices=["asc", "desc"], default="desc")
     page_size = serializers.IntegerField(min_value=1, max_value=100, default=100)
     page_token = serializers.CharField(required=False)
