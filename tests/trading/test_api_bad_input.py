@@ -8,10 +8,16 @@ from collections.abc import Iterator
 from urllib.parse import urlencode
 
 import pytest
-from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.exceptions import (
+    DisallowedHost,
+    RequestDataTooBig,
+    TooManyFieldsSent,
+    ValidationError as DjangoValidationError,
+)
 from django.http import Http404
 from django.test import RequestFactory
 from hypothesis import HealthCheck, given, settings, strategies as st
+from pytest_django.fixtures import Settings
 from rest_framework import exceptions
 
 from tests.trading.test_api_support import (
@@ -21,7 +27,13 @@ from tests.trading.test_api_support import (
     key_client,
     post_order,
 )
-from trading.api.errors import alpaca_exception_handler, json_not_found, json_server_error
+from trading.api.errors import (
+    alpaca_exception_handler,
+    json_bad_request,
+    json_not_found,
+    json_server_error,
+)
+from trading.api.parsers import MAX_JSON_DEPTH
 from trading.errors import Forbidden, NotFound
 from trading.models import Account, Asset, CashEntry, Fill, Order, Position
 
@@ -417,3 +429,99 @@ def test_property_no_time_ever_crashes(client: KeyClient, target: tuple[str, str
     if response.status_code != 200:
         assert_alpaca_error(response, response.status_code)
         assert 400 <= response.status_code < 500, (url, name, value, response.content)
+
+
+# --- Bodies: nesting and size ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[" * 1000 + "]" * 1000,
+        '{"a":' * 1000 + "1" + "}" * 1000,
+        '{"symbol": "AAPL", "qty": 1, "take_profit": ' + "[" * 5000 + "]" * 5000 + "}",
+        '{"symbol": "AAPL", "qty": 1, "legs": ' + '{"a":' * 40 + "1" + "}" * 40 + "}",
+    ],
+    ids=["array-1000", "object-1000", "array-5000-in-a-field", "object-40"],
+)
+def test_deeply_nested_json_is_400(client: KeyClient, body: str) -> None:
+    response = client.generic("POST", "/v2/orders", body, content_type="application/json")
+    assert "nested" in assert_alpaca_error(response, 400)["message"]
+
+
+def test_json_nested_as_deep_as_allowed_is_parsed(client: KeyClient) -> None:
+    legs = '{"a":' * (MAX_JSON_DEPTH - 1) + "1" + "}" * (MAX_JSON_DEPTH - 1)
+    body = (
+        '{"symbol": "AAPL", "qty": 1, "side": "buy", "type": "market", "time_in_force": "day", "legs": '
+        + legs
+        + "}"
+    )
+    # Parsed, then refused for what it asks (legs are multi-leg orders), not for its shape.
+    response = client.generic("POST", "/v2/orders", body, content_type="application/json")
+    assert "not supported" in assert_alpaca_error(response, 422)["message"]
+
+
+def test_body_over_the_upload_limit_is_413(client: KeyClient, settings: Settings) -> None:
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    order = {"symbol": "AAPL", "qty": 1, "side": "buy", "type": "market", "time_in_force": "day"}
+    padded = json.dumps({**order, "client_order_id": None, "pad": "x" * limit})
+    for method, path in (
+        ("POST", "/v2/orders"),
+        ("POST", "/v2/watchlists"),
+        ("PATCH", "/v2/account/configurations"),
+    ):
+        response = client.generic(method, path, padded, content_type="application/json")
+        body = assert_alpaca_error(response, 413)
+        assert body["code"] == 41310000 and str(limit) in body["message"]
+    # Just under the limit a body is read (the padding is a field the endpoint ignores).
+    fitting = json.dumps({"suspend_trade": None, "pad": "x" * (limit - 100)})
+    assert len(fitting) <= limit
+    response = client.generic("PATCH", "/v2/account/configurations", fitting, content_type="application/json")
+    assert response.status_code == 200, response.content
+
+
+def test_django_refusals_of_a_request_are_alpaca_shaped(rf: RequestFactory) -> None:
+    too_big = alpaca_exception_handler(RequestDataTooBig("body"), {})
+    assert too_big.status_code == 413 and too_big.data["code"] == 41310000
+    too_many = alpaca_exception_handler(TooManyFieldsSent("fields"), {})
+    assert too_many.status_code == 400 and too_many.data["code"] == 40010000
+    api = json_bad_request(rf.get("/v2/orders"), RequestDataTooBig("body"))
+    assert api.status_code == 413 and _body(api)["code"] == 41310000
+    host = json_bad_request(rf.get("/v1beta1/news"), DisallowedHost("evil.example"))
+    assert host.status_code == 400 and _body(host)["code"] == 40010000
+    page = json_bad_request(rf.get("/login"), DisallowedHost("evil.example"))
+    assert page.status_code == 400 and not page["Content-Type"].startswith("application/json")
+
+
+# --- Unknown API paths ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1beta1/news",
+        "/v1beta3/crypto/us/bars",
+        "/v1beta1/options/snapshots/AAPL",
+        "/v1beta1/screener/stocks/most-actives",
+        "/v1beta1/corporate-actions",
+        "/v1/anything",
+        "/v2",
+        "/v2/",
+        "/v2/no/such/endpoint",
+        "/v2/stocks/AAPL/nothing",
+    ],
+)
+def test_unknown_api_paths_are_json_404(client: KeyClient, path: str) -> None:
+    for method in ("get", "post", "delete"):
+        response = getattr(client, method)(path)
+        assert response["Content-Type"] == "application/json"
+        assert assert_alpaca_error(response, 404) == {"code": 40410000, "message": "endpoint not found"}
+
+
+@pytest.mark.parametrize(
+    "path", ["/no-such-page", "/v2beta", "/version", "/static/none.js", "/admin/nothing/"]
+)
+def test_unknown_pages_keep_the_html_404(client: KeyClient, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code in (404, 302)  # the admin sends anonymous browsers to its login
+    assert not response["Content-Type"].startswith("application/json")
