@@ -455,7 +455,7 @@ CASH_ACTIVITY_KINDS: dict[str, tuple[str, ...]] = {
     "FEE": (CashEntry.Kind.COMMISSION,),
 }
 ACTIVITY_TYPES = (FILL_ACTIVITY, *CASH_ACTIVITY_KINDS)
-_ACTIVITY_ID = re.compile(r"^\d{17}::([0-9a-fA-F-]{32,36})$")
+_ACTIVITY_ID = re.compile(r"[0-9]{17}::([0-9a-fA-F-]{32,36})", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -488,7 +488,7 @@ def _cash_activity_type(kind: str) -> str:
 
 def _keyset(page_token: str, account_id: uuid.UUID) -> tuple[dt.datetime, uuid.UUID]:
     """The exact (time, id) of the activity a page token names; the token keeps milliseconds only."""
-    match = _ACTIVITY_ID.match(page_token)
+    match = _ACTIVITY_ID.fullmatch(page_token)
     row_id = _as_uuid(match.group(1)) if match else None
     if row_id is None:
         raise InvalidRequest("invalid page_token")
@@ -575,7 +575,7 @@ INTRADAY_MINUTES = {"1Min": 1, "5Min": 5, "15Min": 15, "1H": 60}
 TIMEFRAMES = (*INTRADAY_MINUTES, "1D")
 HISTORY_POINTS_MAX = 20_000
 INTRADAY_SPAN_MAX = dt.timedelta(days=30)
-_PERIOD = re.compile(r"^([0-9]{1,4})([DWMA])$", re.ASCII)
+_PERIOD = re.compile(r"([0-9]{1,4})([DWMA])", re.ASCII)
 # The longest periods, a century as period=all covers: longer ones reach back past what dates can
 # represent (9999A).
 PERIOD_COUNT_MAX = {"D": 36500, "W": 5200, "M": 1200, "A": 100}
@@ -595,7 +595,7 @@ class PortfolioHistory:
 
 def _period_start(period: str, end: dt.datetime) -> dt.datetime:
     """The first day a period like 1D, 2W, 3M or 1A covers, ending with the day of ``end``."""
-    match = _PERIOD.match(period)
+    match = _PERIOD.fullmatch(period)
     if not match or int(match.group(1)) == 0:
         raise InvalidRequest("period must be a number and a unit D, W, M or A (such as 1M), or 'all'")
     count, unit = int(match.group(1)), match.group(2)

@@ -525,3 +525,84 @@ def test_unknown_pages_keep_the_html_404(client: KeyClient, path: str) -> None:
     response = client.get(path)
     assert response.status_code in (404, 302)  # the admin sends anonymous browsers to its login
     assert not response["Content-Type"].startswith("application/json")
+
+
+# --- Numbers: ASCII digits only -------------------------------------------------------------------
+
+ARABIC_INDIC_THREE = "\u0663"
+FULLWIDTH_ONE = "\uff11"
+
+
+@pytest.mark.parametrize("digits", [ARABIC_INDIC_THREE, FULLWIDTH_ONE, f"1{ARABIC_INDIC_ZERO}", "1_0"])
+@pytest.mark.parametrize(
+    "field",
+    ["qty", "limit_price", "stop_price", "trail_price", "trail_percent", "notional"],
+)
+def test_order_numbers_take_ascii_digits_only(client: KeyClient, field: str, digits: str) -> None:
+    order: dict[str, object] = {"symbol": "AAPL", "qty": 1, "type": "market"}
+    if field in ("limit_price", "stop_price"):
+        order["type"] = "limit" if field == "limit_price" else "stop"
+    if field.startswith("trail"):
+        order["type"] = "trailing_stop"
+    if field == "notional":
+        del order["qty"]
+    order[field] = digits
+    assert field in assert_alpaca_error(post_order(client, **order), 422)["message"]
+
+
+def test_replace_and_close_take_ascii_digits_only(account: Account, asset: Asset) -> None:
+    client = key_client(account)
+    buy(client, "AAPL", 5)
+    resting = post_order(client, symbol="AAPL", qty=1, type="limit", limit_price="50").json()
+    for change in ({"qty": ARABIC_INDIC_THREE}, {"limit_price": f"5{FULLWIDTH_ONE}"}):
+        assert_alpaca_error(client.patch(f"/v2/orders/{resting['id']}", change, format="json"), 422)
+    for query in ({"qty": ARABIC_INDIC_THREE}, {"percentage": f"5{ARABIC_INDIC_ZERO}"}):
+        assert_alpaca_error(client.delete(f"/v2/positions/AAPL?{urlencode(query)}"), 422)
+    assert Position.objects.get(account=account).qty == 5
+
+
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [
+        ("/v2/orders", "limit"),
+        ("/v2/account/activities", "page_size"),
+        ("/v2/stocks/AAPL/bars?timeframe=1Min", "limit"),
+        ("/v2/stocks/trades?symbols=AAPL", "limit"),
+        ("/v2/leaderboard", "limit"),
+    ],
+)
+def test_limits_take_ascii_digits_only(client: KeyClient, path: str, name: str) -> None:
+    separator = "&" if "?" in path else "?"
+    for digits in (ARABIC_INDIC_THREE, FULLWIDTH_ONE, "1_0", "1.0"):
+        assert_alpaca_error(client.get(f"{path}{separator}{urlencode({name: digits})}"), 422)
+    assert client.get(f"{path}{separator}{name}=3").status_code == 200
+
+
+def test_statement_periods_take_ascii_digits_only(client: KeyClient) -> None:
+    response = client.post("/v2/statements", {"period": f"2024-{ARABIC_INDIC_ZERO}1"}, format="json")
+    assert "YYYY-MM" in assert_alpaca_error(response, 422)["message"]
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    field=st.sampled_from(["qty", "limit_price", "trail_percent"]),
+    digits=st.lists(
+        st.one_of(st.characters(categories=["Nd"]), st.sampled_from("0123456789")), min_size=1, max_size=4
+    )
+    .filter(lambda chars: any(not char.isascii() for char in chars))
+    .map("".join),
+)
+def test_property_other_scripts_digits_never_make_an_order(
+    client: KeyClient, field: str, digits: str
+) -> None:
+    order = {
+        "symbol": "AAPL",
+        "qty": "1",
+        "type": {"qty": "market", "limit_price": "limit"}.get(field, "trailing_stop"),
+    }
+    order[field] = digits
+    assert_alpaca_error(post_order(client, **order), 422)

@@ -23,7 +23,7 @@ from trading.api import times
 from trading.errors import InvalidRequest
 from trading.models import Account, Asset, CashEntry, Exchange, Order, OrderSide, Watchlist
 from trading.selectors import AccountSummary, Activity, PortfolioHistory, PositionValue
-from trading.units import UnitError, cents_to_str, price_to_units, to_decimal, units_to_str
+from trading.units import UnitError, cents_to_str, price_to_units, to_decimal, to_integer, units_to_str
 
 # --- Value formatting -------------------------------------------------------------------------
 
@@ -112,6 +112,27 @@ class PercentField(serializers.Field):
 
     def to_representation(self, value: int) -> str | None:
         return units_to_str(value)
+
+
+class IntegerField(serializers.IntegerField):
+    """DRF's integer field (limits and schema alike) reading ASCII digits only (trading/units.py)."""
+
+    def to_internal_value(self, data: object) -> int:
+        try:
+            return to_integer(data, field=self.field_name or "value")
+        except UnitError:
+            self.fail("invalid")
+
+
+class DecimalNumberField(serializers.DecimalField):
+    """DRF's decimal field (digits, places and limits alike) reading ASCII digits only."""
+
+    def to_internal_value(self, data: object) -> Decimal:
+        try:
+            value = to_decimal(data, field=self.field_name or "value")
+        except UnitError:
+            self.fail("invalid")
+        return self.quantize(self.validate_precision(value))
 
 
 @extend_schema_field(OpenApiTypes.DATETIME)
@@ -228,7 +249,7 @@ class OrderReplaceSerializer(serializers.Serializer[Any]):
 
 class OrdersQuerySerializer(serializers.Serializer[Any]):
     status = serializers.ChoiceField(choices=["open", "closed", "all"], default="open")
-    limit = serializers.IntegerField(min_value=1, default=50)
+    limit = IntegerField(min_value=1, default=50)
     after = InstantField(required=False)
     until = InstantField(upper=True, required=False)
     direction = serializers.ChoiceField(choices=["asc", "desc"], default="desc")
@@ -247,7 +268,7 @@ class CancelOrdersQuerySerializer(serializers.Serializer[Any]):
 
 class PositionCloseQuerySerializer(serializers.Serializer[Any]):
     qty = WholeQuantityField(required=False)
-    percentage = serializers.DecimalField(max_digits=12, decimal_places=9, required=False)
+    percentage = DecimalNumberField(max_digits=12, decimal_places=9, required=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "qty" in attrs and "percentage" in attrs:
@@ -287,7 +308,7 @@ class ActivitiesQuerySerializer(serializers.Serializer[Any]):
     after = InstantField(required=False)
     until = InstantField(upper=True, required=False)
     direction = serializers.ChoiceField(choices=["asc", "desc"], default="desc")
-    page_size = serializers.IntegerField(min_value=1, max_value=100, default=100)
+    page_size = IntegerField(min_value=1, max_value=100, default=100)
     page_token = serializers.CharField(required=False)
 
 
@@ -323,7 +344,7 @@ class AccountConfigurationUpdateSerializer(serializers.Serializer[Any]):
     dtbp_check = serializers.CharField(required=False, allow_null=True, help_text="both, entry or exit")
     pdt_check = serializers.CharField(required=False, allow_null=True, help_text="both, entry or exit")
     ptp_no_exception_entry = serializers.BooleanField(required=False, allow_null=True)
-    max_options_trading_level = serializers.IntegerField(required=False, allow_null=True)
+    max_options_trading_level = IntegerField(required=False, allow_null=True)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         for name in ("dtbp_check", "pdt_check"):
