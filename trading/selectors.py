@@ -49,11 +49,13 @@ from trading.models import (
     Order,
     OrderSide,
     Position,
+    UsernameSkeleton,
     Watchlist,
     WatchlistEntry,
 )
 from trading.quotes import latest_quotes, newest_per_symbol
 from trading.units import UNITS_PER_CENT
+from trading.usernames import username_skeleton
 
 ORDERS_LIMIT_DEFAULT = 50
 ORDERS_LIMIT_MAX = 500
@@ -819,6 +821,17 @@ def watchlist_get_by_name(*, account_id: uuid.UUID, name: str) -> Watchlist:
     if watchlist is None:
         raise NotFound("watchlist not found")
     return watchlist
+
+
+# --- Users ----------------------------------------------------------------------------------------
+
+
+def username_lookalike_exists(*, username: str, exclude_user_id: int | None = None) -> bool:
+    """Whether another user holds a name that looks like ``username`` (the same skeleton)."""
+    holders = UsernameSkeleton.objects.filter(skeleton=username_skeleton(username))
+    if exclude_user_id is not None:
+        holders = holders.exclude(user_id=exclude_user_id)
+    return holders.exists()
 
 
 # --- API keys -----------------------------------------------------------------------------------
