@@ -74,7 +74,6 @@ class LeaderboardCsvView(TradingAPIView):
         operation_id="leaderboard_csv",
         parameters=[LeaderboardCsvQuerySerializer],
         responses={
-            **with_errors({}),
             (200, "text/csv"): OpenApiResponse(str, description="every entry, best first"),
         },
     )
@@ -98,7 +97,8 @@ class AccountAnalyticsView(TradingAPIView):
     rate_verdict_after_handler = True
 
     @extend_schema(
-        operation_id="analytics_account_retrieve", responses=with_errors({200: AccountAnalyticsSerializer})
+        operation_id="analytics_account_retrieve",
+        responses=with_errors({200: AccountAnalyticsSerializer}, 403),
     )
     def get(self, request: Request) -> HttpResponse:
         # An API key names its account: a cached answer then costs no query for the account row.

@@ -227,21 +227,49 @@ def _raw_schema(serializer: type[serializers.Serializer]) -> dict[str, Any]:
     return {"type": "object", "properties": properties}
 
 
+# Symbols are upper-cased and unknown ones left out of the answer, so any list of names is valid.
+_SYMBOL_PATTERN = r"[A-Za-z0-9.]{1,16}"
 SYMBOLS = OpenApiParameter(
-    "symbols", OpenApiTypes.STR, required=True, description="Comma-separated symbols, e.g. AAPL,MSFT."
+    "symbols",
+    OpenApiTypes.STR,
+    required=True,
+    pattern=rf"^{_SYMBOL_PATTERN}(,{_SYMBOL_PATTERN})*$",
+    description="Comma-separated symbols, e.g. AAPL,MSFT.",
+)
+SYMBOL = OpenApiParameter(
+    "symbol",
+    OpenApiTypes.STR,
+    OpenApiParameter.PATH,
+    pattern=rf"^{_SYMBOL_PATTERN}$",
+    description="e.g. AAPL",
 )
 TIMEFRAME = OpenApiParameter(
     "timeframe",
     OpenApiTypes.STR,
     required=True,
-    description="1-59Min (or T), 1-23Hour (or H), 1Day, 1Week, 1/2/3/4/6/12Month.",
+    pattern=(
+        r"^(([1-9]|[1-5][0-9])(Min|T)|([1-9]|1[0-9]|2[0-3])(Hour|H)|1(Day|D|Week|W)|(1|2|3|4|6|12)(Month|M))$"
+    ),
+    description="1-59Min (or T), 1-23Hour (or H), 1Day (or D), 1Week (or W), 1/2/3/4/6/12Month (or M).",
 )
 FEED = OpenApiParameter("feed", OpenApiTypes.STR, description="Accepted and ignored.")
+_TIME_TEXT = f"RFC 3339 time or YYYY-MM-DD, {times.RANGE_TEXT} (inclusive)."
 HISTORY_PARAMETERS = [
-    OpenApiParameter("start", OpenApiTypes.STR, description="RFC 3339 time or YYYY-MM-DD (inclusive)."),
-    OpenApiParameter("end", OpenApiTypes.STR, description="RFC 3339 time or YYYY-MM-DD (inclusive)."),
-    OpenApiParameter("limit", OpenApiTypes.INT, description="Rows per page across all symbols, 1-10000."),
-    OpenApiParameter("page_token", OpenApiTypes.STR, description="next_page_token of the previous page."),
+    OpenApiParameter("start", OpenApiTypes.STR, description=_TIME_TEXT),
+    OpenApiParameter("end", OpenApiTypes.STR, description=_TIME_TEXT),
+    OpenApiParameter(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": history.ALPACA_LIMIT_MAX},
+        description=f"Rows per page across all symbols, 1-{history.ALPACA_LIMIT_MAX}; "
+        "a page holds at most HISTORY_PAGE_MAX rows, the rest follow by next_page_token.",
+    ),
+    OpenApiParameter(
+        "page_token",
+        OpenApiTypes.STR,
+        pattern=r"^[A-Za-z0-9_:-]+$",
+        description="The next_page_token of the previous page, as given (opaque, signed); "
+        "a token from another query is refused with 422.",
+    ),
     OpenApiParameter("sort", OpenApiTypes.STR, enum=["asc", "desc"], description="Time order per symbol."),
     *(
         OpenApiParameter(name, OpenApiTypes.STR, description="Accepted and ignored.")
@@ -260,7 +288,7 @@ def _history_schema(key: str, item: type[serializers.Serializer], *, single: boo
     else:
         fields[key] = serializers.DictField(child=serializers.ListField(child=item()))
     name = f"{'Symbol' if single else 'Multi'}{key.capitalize()}Page"
-    parameters = ([] if single else [SYMBOLS]) + ([TIMEFRAME] if key == "bars" else []) + HISTORY_PARAMETERS
+    parameters = [SYMBOL if single else SYMBOLS] + ([TIMEFRAME] if key == "bars" else []) + HISTORY_PARAMETERS
     return extend_schema_view(
         get=extend_schema(
             operation_id=f"stock{'_symbol' if single else ''}_{key}",
@@ -278,7 +306,7 @@ def _latest_schema(key: str, item: type[serializers.Serializer], *, single: bool
             get=extend_schema(
                 operation_id=f"stock_symbol_latest_{key}",
                 tags=["market data"],
-                parameters=[FEED],
+                parameters=[SYMBOL, FEED],
                 responses={200: inline_serializer(f"SymbolLatest{key.capitalize()}", fields)},
             )
         )
@@ -472,7 +500,7 @@ class SymbolSnapshotView(APIView):
     @extend_schema(
         operation_id="stock_symbol_snapshot",
         tags=["market data"],
-        parameters=[FEED],
+        parameters=[SYMBOL, FEED],
         responses={200: SymbolSnapshotSchema},
     )
     def get(self, request: Request, symbol: str) -> Response:
