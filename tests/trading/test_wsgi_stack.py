@@ -181,3 +181,13 @@ def test_api_bodies_over_the_upload_limit_are_413_before_any_view(
     # Pages keep Django's own handling (here the CSRF check refuses the form first).
     page = _call("POST", "/login", body=oversized, content_type="application/x-www-form-urlencoded")
     assert page.status_code == 403
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
+@pytest.mark.parametrize("path", ["/v1beta1/news", "/v1beta3/crypto/us/latest/quotes", "/v2", "/v2/nothing"])
+def test_unknown_api_paths_are_json_404_on_either_stack(method: str, path: str) -> None:
+    """/v1beta* paths run through the pages' stack, whose CSRF middleware must not answer first."""
+    answer = _call(method, path, body=b"{}", content_type="application/json")
+    assert answer.status_code == 404
+    assert answer.headers["Content-Type"] == "application/json"
+    assert answer.json() == {"code": 40410000, "message": "endpoint not found"}
