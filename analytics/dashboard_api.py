@@ -94,7 +94,7 @@ class DashboardBootstrapSerializer(serializers.Serializer[Any]):
 class DashboardBootstrapView(TradingAPIView):
     @extend_schema(
         operation_id="dashboard_bootstrap",
-        responses=with_errors({200: DashboardBootstrapSerializer}),
+        responses=with_errors({200: DashboardBootstrapSerializer}, 403),
         description="Everything the dashboard shows on its first load, in one answer.",
     )
     def get(self, request: Request) -> Response:

@@ -10,13 +10,18 @@ from rest_framework import serializers
 from rest_framework.request import Request
 
 from analytics.models import LeaderboardPeriod, Statement
-from trading.api.serializers import rfc3339
+from trading.api.serializers import IntegerField, rfc3339
 from trading.units import cents_to_str
 
 
 class LeaderboardQuerySerializer(serializers.Serializer[Any]):
     period = serializers.ChoiceField(choices=LeaderboardPeriod.values, default=LeaderboardPeriod.OVERALL)
-    limit = serializers.IntegerField(min_value=1, required=False, help_text="default 50, at most 500")
+    limit = IntegerField(
+        min_value=1,
+        max_value=settings.LEADERBOARD_LIMIT_MAX,
+        required=False,
+        help_text=f"Default {settings.LEADERBOARD_LIMIT_DEFAULT}.",
+    )
 
     def validate_limit(self, value: int) -> int:
         if value > settings.LEADERBOARD_LIMIT_MAX:

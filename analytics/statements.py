@@ -25,7 +25,7 @@ from trading.models import Account, Asset, CashEntry, DailyBar, Fill, OrderSide,
 from trading.selectors import EXTERNAL_CASH_KINDS
 from trading.units import trade_value_cents
 
-_PERIOD = re.compile(r"^(\d{4})-(\d{2})$")
+_PERIOD = re.compile(r"([0-9]{4})-([0-9]{2})", re.ASCII)
 TRADE_CASH_KINDS = (CashEntry.Kind.BUY, CashEntry.Kind.SELL)
 
 
@@ -38,7 +38,7 @@ def statement_period_bounds(*, period: str, now: dt.datetime) -> tuple[dt.dateti
     A statement is produced once and kept, so one for a month still running would be wrong
     for ever; such periods are refused like malformed ones.
     """
-    match = _PERIOD.match(period) if isinstance(period, str) else None
+    match = _PERIOD.fullmatch(period) if isinstance(period, str) else None
     if not match or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 1970:
         raise InvalidRequest("period must be a month as YYYY-MM, e.g. 2026-09")
     year, month = int(match.group(1)), int(match.group(2))

@@ -25,6 +25,7 @@ from trading.api.authentication import VerifiedKey
 from trading.api.rendered_bodies import RenderedBodies
 from trading.api.views_base import TradingAPIView, parse_query, request_account, with_errors
 from trading.errors import InvalidRequest
+from trading.units import UnitError, to_integer
 
 # The cached reads answer with the body rendered when their cached value was first served (the
 # renderer the API uses, so the bytes are those DRF would write).
@@ -49,8 +50,8 @@ class LeaderboardView(TradingAPIView):
         params = request.query_params
         limit = params.get("limit")
         try:
-            parsed_limit = None if limit is None else int(limit)
-        except ValueError:
+            parsed_limit = None if limit is None else to_integer(limit, field="limit")
+        except UnitError:
             raise InvalidRequest("limit must be a whole number") from None
         period = params.get("period") or LeaderboardPeriod.OVERALL
         board, checked = selectors.leaderboard_read(period=period, limit=parsed_limit)
@@ -73,7 +74,6 @@ class LeaderboardCsvView(TradingAPIView):
         operation_id="leaderboard_csv",
         parameters=[LeaderboardCsvQuerySerializer],
         responses={
-            **with_errors({}),
             (200, "text/csv"): OpenApiResponse(str, description="every entry, best first"),
         },
     )
@@ -97,7 +97,8 @@ class AccountAnalyticsView(TradingAPIView):
     rate_verdict_after_handler = True
 
     @extend_schema(
-        operation_id="analytics_account_retrieve", responses=with_errors({200: AccountAnalyticsSerializer})
+        operation_id="analytics_account_retrieve",
+        responses=with_errors({200: AccountAnalyticsSerializer}, 403),
     )
     def get(self, request: Request) -> HttpResponse:
         # An API key names its account: a cached answer then costs no query for the account row.

@@ -29,5 +29,6 @@ urlpatterns: list[URLPattern | URLResolver] = [
 ]
 
 # Alpaca clients expect JSON errors in their shape, also for unknown routes and crashes.
+handler400 = "trading.api.errors.json_bad_request"
 handler404 = "trading.api.errors.json_not_found"
 handler500 = "trading.api.errors.json_server_error"

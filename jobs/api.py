@@ -29,7 +29,11 @@ from trading.errors import NotFound
 
 
 class StatementRequestSerializer(serializers.Serializer[Any]):
-    period = serializers.CharField(help_text="A finished month, YYYY-MM")
+    period = serializers.RegexField(
+        r"^[0-9]{4}-(0[1-9]|1[0-2])$",
+        help_text="A finished month, YYYY-MM",
+        error_messages={"invalid": "period must be a month as YYYY-MM, e.g. 2026-09"},
+    )
 
 
 class JobSerializer(serializers.Serializer[Any]):
@@ -67,7 +71,7 @@ def _viewer(request: Request) -> tuple[uuid.UUID | None, bool]:
 
 class StatementsView(TradingAPIView):
     @extend_schema(
-        operation_id="statements_list", responses=with_errors({200: StatementSerializer(many=True)})
+        operation_id="statements_list", responses=with_errors({200: StatementSerializer(many=True)}, 403)
     )
     def get(self, request: Request) -> Response:
         listed = statements.statements_list(account_id=request_account(request).pk)
@@ -96,7 +100,7 @@ class JobDetailView(TradingAPIView):
 class StatementPdfView(TradingAPIView):
     @extend_schema(
         operation_id="statements_pdf",
-        responses=with_errors({200: OpenApiResponse(OpenApiTypes.BINARY, description="application/pdf")}),
+        responses={(200, "application/pdf"): OpenApiResponse(OpenApiTypes.BINARY, description="the PDF")},
     )
     def get(self, request: Request, statement_id: str) -> FileResponse:
         account_id, staff = _viewer(request)

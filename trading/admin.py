@@ -20,13 +20,16 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.contrib.auth.models import User
 from django.core.paginator import Paginator
 from django.db import connections, models
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
-from trading import services
+from trading import selectors, services
 from trading.errors import Forbidden, InvalidRequest, NotCancelable, NotFound
 from trading.models import (
     OPEN_ORDER_STATUSES,
@@ -704,3 +707,37 @@ class WatchlistEntryAdmin(admin.ModelAdmin):
     @admin.display(description="Account")
     def account(self, obj: WatchlistEntry) -> str:
         return str(obj.watchlist.account)
+
+
+# --- Users: Django's admin, refusing names that look like another user's ----------------------------
+
+
+def _refuse_lookalike(username: str, *, user_id: int | None) -> None:
+    if selectors.username_lookalike_exists(username=username, exclude_user_id=user_id):
+        raise forms.ValidationError(services.USERNAME_LOOKALIKE_MESSAGE, code="lookalike")
+
+
+class UserAddForm(AdminUserCreationForm):
+    def clean_username(self) -> str:
+        username = super().clean_username()
+        if username:
+            _refuse_lookalike(username, user_id=None)
+        return username
+
+
+class UserEditForm(UserChangeForm):
+    def clean_username(self) -> str:
+        username = str(self.cleaned_data["username"])
+        # An unchanged name is kept even if it collided before skeletons existed (migration 0002).
+        if "username" in self.changed_data:
+            _refuse_lookalike(username, user_id=self.instance.pk)
+        return username
+
+
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):
+    form = UserEditForm
+    add_form = UserAddForm

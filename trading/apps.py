@@ -28,3 +28,4 @@ class TradingConfig(AppConfig):
         from trading import receivers
 
         receivers.connect()
+        from trading import signals  # noqa: F401  (connects the username-skeleton hooks)

@@ -35,6 +35,7 @@ from trading import calendar
 from trading.errors import InvalidRequest
 from trading.models import DailyBar, MinuteBar, StockPriceHistory
 from trading.quotes import newest_per_symbol
+from trading.units import UnitError, to_integer
 
 T = TypeVar("T")
 
@@ -130,11 +131,9 @@ def page_limit(limit: int | str | None) -> int:
     maximum = int(settings.HISTORY_PAGE_MAX)
     if limit is None or limit == "":
         return min(int(settings.HISTORY_PAGE_DEFAULT), maximum)
-    if isinstance(limit, bool):
-        raise InvalidRequest("invalid limit")
     try:
-        value = int(limit)
-    except (TypeError, ValueError):
+        value = to_integer(limit, field="limit")
+    except UnitError:
         raise InvalidRequest("invalid limit: must be an integer") from None
     upper = max(ALPACA_LIMIT_MAX, maximum)
     if not 1 <= value <= upper:

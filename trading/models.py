@@ -77,6 +77,25 @@ class Account(models.Model):
         return self.cash_cents - self.reserved_cents
 
 
+class UsernameSkeleton(models.Model):
+    """What a user's name looks like (trading/usernames.py), unique across users: names that
+    differ only by case, compatibility forms or confusable characters cannot both be taken.
+
+    Every user has one, kept current when the username is set or changed (trading/signals.py),
+    except a user whose name already collided with an older one's when this table was created
+    (migration 0002): that user keeps the name and logs in as before, but holds no skeleton.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="username_skeleton"
+    )
+    # NFKC and case folding can make a 150-character name several times longer.
+    skeleton = models.TextField(unique=True)
+
+    def __str__(self) -> str:
+        return self.skeleton
+
+
 class ApiKey(models.Model):
     key_id = models.CharField(max_length=32, primary_key=True)
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="api_keys")

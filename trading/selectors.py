@@ -49,11 +49,13 @@ from trading.models import (
     Order,
     OrderSide,
     Position,
+    UsernameSkeleton,
     Watchlist,
     WatchlistEntry,
 )
 from trading.quotes import latest_quotes, newest_per_symbol
 from trading.units import UNITS_PER_CENT
+from trading.usernames import username_skeleton
 
 ORDERS_LIMIT_DEFAULT = 50
 ORDERS_LIMIT_MAX = 500
@@ -461,7 +463,7 @@ CASH_ACTIVITY_KINDS: dict[str, tuple[str, ...]] = {
     "FEE": (CashEntry.Kind.COMMISSION,),
 }
 ACTIVITY_TYPES = (FILL_ACTIVITY, *CASH_ACTIVITY_KINDS)
-_ACTIVITY_ID = re.compile(r"^\d{17}::([0-9a-fA-F-]{32,36})$")
+_ACTIVITY_ID = re.compile(r"[0-9]{17}::([0-9a-fA-F-]{32,36})", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -494,7 +496,7 @@ def _cash_activity_type(kind: str) -> str:
 
 def _keyset(page_token: str, account_id: uuid.UUID) -> tuple[dt.datetime, uuid.UUID]:
     """The exact (time, id) of the activity a page token names; the token keeps milliseconds only."""
-    match = _ACTIVITY_ID.match(page_token)
+    match = _ACTIVITY_ID.fullmatch(page_token)
     row_id = _as_uuid(match.group(1)) if match else None
     if row_id is None:
         raise InvalidRequest("invalid page_token")
@@ -581,7 +583,10 @@ INTRADAY_MINUTES = {"1Min": 1, "5Min": 5, "15Min": 15, "1H": 60}
 TIMEFRAMES = (*INTRADAY_MINUTES, "1D")
 HISTORY_POINTS_MAX = 20_000
 INTRADAY_SPAN_MAX = dt.timedelta(days=30)
-_PERIOD = re.compile(r"^(\d{1,4})([DWMA])$")
+_PERIOD = re.compile(r"([0-9]{1,4})([DWMA])", re.ASCII)
+# The longest periods, a century as period=all covers: longer ones reach back past what dates can
+# represent (9999A).
+PERIOD_COUNT_MAX = {"D": 36500, "W": 5200, "M": 1200, "A": 100}
 EXTERNAL_CASH_KINDS = (CashEntry.Kind.DEPOSIT, CashEntry.Kind.GRANT, CashEntry.Kind.RESET)
 
 
@@ -598,10 +603,12 @@ class PortfolioHistory:
 
 def _period_start(period: str, end: dt.datetime) -> dt.datetime:
     """The first day a period like 1D, 2W, 3M or 1A covers, ending with the day of ``end``."""
-    match = _PERIOD.match(period)
+    match = _PERIOD.fullmatch(period)
     if not match or int(match.group(1)) == 0:
         raise InvalidRequest("period must be a number and a unit D, W, M or A (such as 1M), or 'all'")
     count, unit = int(match.group(1)), match.group(2)
+    if count > PERIOD_COUNT_MAX[unit]:
+        raise InvalidRequest(f"period may cover at most 100 years ({PERIOD_COUNT_MAX[unit]}{unit})")
     last_day = calendar.trading_day_of(end)
     if unit in ("D", "W"):
         first_day = last_day - dt.timedelta(days=count * (7 if unit == "W" else 1) - 1)
@@ -820,6 +827,17 @@ def watchlist_get_by_name(*, account_id: uuid.UUID, name: str) -> Watchlist:
     if watchlist is None:
         raise NotFound("watchlist not found")
     return watchlist
+
+
+# --- Users ----------------------------------------------------------------------------------------
+
+
+def username_lookalike_exists(*, username: str, exclude_user_id: int | None = None) -> bool:
+    """Whether another user holds a name that looks like ``username`` (the same skeleton)."""
+    holders = UsernameSkeleton.objects.filter(skeleton=username_skeleton(username))
+    if exclude_user_id is not None:
+        holders = holders.exclude(user_id=exclude_user_id)
+    return holders.exists()
 
 
 # --- API keys -----------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from config.cache import cache_manager
-from trading import calendar, matching
+from trading import calendar, matching, selectors
 from trading.errors import Forbidden, InvalidRequest, NotCancelable, NotFound
 from trading.events import (
     OrderEvent,
@@ -49,11 +49,13 @@ from trading.models import (
     OrderType,
     Position,
     TimeInForce,
+    UsernameSkeleton,
     Watchlist,
     WatchlistEntry,
 )
 from trading.quotes import LatestQuote, latest_quotes
 from trading.units import dollars_to_cents, round_half_even, trade_value_cents
+from trading.usernames import username_skeleton
 
 # --- Accounts ---------------------------------------------------------------------------------
 
@@ -916,6 +918,23 @@ def _watchlist_set_assets(watchlist: Watchlist, assets: list[Asset]) -> None:
 SIGNUP_OPEN, SIGNUP_INVITE, SIGNUP_CLOSED = "open", "invite", "closed"
 
 
+USERNAME_LOOKALIKE_MESSAGE = "A user with a name that looks the same already exists."
+
+
+def username_skeleton_store(*, user: User) -> None:
+    """Keep the user's skeleton (``UsernameSkeleton``) current after its username was written.
+
+    Names that look like another user's are refused before they are saved (trading/signals.py,
+    ``user_signup``, the admin's forms); a race between two such saves ends in an IntegrityError
+    here, inside the saving transaction. The one user that may save a name whose skeleton another
+    holds is one whose name already collided before skeletons existed: it keeps none.
+    """
+    skeleton = username_skeleton(user.username)
+    holder = UsernameSkeleton.objects.filter(skeleton=skeleton).values_list("user_id", flat=True).first()
+    if holder is None:
+        UsernameSkeleton.objects.update_or_create(user=user, defaults={"skeleton": skeleton})
+
+
 def user_signup(*, username: str, password: str, email: str = "", invite_code: str = "") -> User:
     """A new user and their trading account, together or not at all, as ``SIGNUP_MODE`` allows.
 
@@ -938,6 +957,8 @@ def user_signup(*, username: str, password: str, email: str = "", invite_code: s
         password_validation.validate_password(password, user=user)
     except ValidationError as error:
         errors["password"] = list(error.messages)
+    if "username" not in errors and selectors.username_lookalike_exists(username=user.username):
+        errors["username"] = [USERNAME_LOOKALIKE_MESSAGE]
     if errors:
         raise ValidationError(errors)
     user.set_password(password)

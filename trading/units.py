@@ -2,11 +2,18 @@
 
 SQLite has no decimal type, so amounts are integer cents and prices integer units of 1/10,000 of
 a dollar on every backend. Alpaca clients send decimal strings or numbers; answers are strings.
+
+``to_decimal`` and ``to_integer`` are the one parser of every number a client sends (quantities,
+prices, percentages, trail values, limits and page sizes). They take ASCII digits only:
+``Decimal()`` and ``int()`` also take the digits of other scripts (U+0663 ARABIC-INDIC DIGIT
+THREE, U+FF11 FULLWIDTH DIGIT ONE) and underscores, which no client means as a number and which
+would let a display show one value while the server reads another.
 """
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+import re
+from decimal import ROUND_HALF_EVEN, Decimal
 
 PRICE_SCALE = 10_000  # price units per dollar
 CENTS_PER_DOLLAR = 100
@@ -17,18 +24,44 @@ class UnitError(ValueError):
     """A value that cannot be represented exactly in our units."""
 
 
-def to_decimal(value: object, *, field: str) -> Decimal:
-    if isinstance(value, bool) or value is None:
+# A JSON number's grammar (leading zeros and a bare "." tolerated), in ASCII; the exponent is
+# bounded so no arithmetic on the value can leave the decimal context's range.
+_DECIMAL_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?", re.ASCII)
+_INTEGER_RE = re.compile(r"[+-]?[0-9]+", re.ASCII)
+# Whitespace a client may leave around a number in a string; Unicode's other spaces are not it.
+_ASCII_SPACE = " \t\r\n"
+_NON_FINITE = {"nan", "snan", "inf", "infinity"}
+# No quantity, price or percentage comes near this; past it a value is refused before any use.
+MAGNITUDE_MAX = Decimal(10) ** 18
+
+
+def _number_text(value: object, *, field: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
         raise UnitError(f"{field} must be a number")
     if isinstance(value, float):
-        value = repr(value)
-    try:
-        result = Decimal(str(value).strip())
-    except (InvalidOperation, ValueError):
-        raise UnitError(f"{field} must be a number") from None
-    if not result.is_finite():
-        raise UnitError(f"{field} must be a finite number")
+        return repr(value)  # nan and inf fail the grammar below
+    return str(value).strip(_ASCII_SPACE)
+
+
+def to_decimal(value: object, *, field: str) -> Decimal:
+    """A number sent as a JSON number or a decimal string (ASCII digits, e.g. "187.25", "1e3")."""
+    text = _number_text(value, field=field)
+    if _DECIMAL_RE.fullmatch(text) is None:
+        if text.lstrip("+-").lower() in _NON_FINITE:
+            raise UnitError(f"{field} must be a finite number")
+        raise UnitError(f"{field} must be a number written with the digits 0-9")
+    result = Decimal(text)
+    if abs(result) >= MAGNITUDE_MAX:
+        raise UnitError(f"{field} is too large")
     return result
+
+
+def to_integer(value: object, *, field: str) -> int:
+    """A whole number sent as a JSON integer or a string of ASCII digits (e.g. a page size)."""
+    text = _number_text(value, field=field)
+    if isinstance(value, float) or _INTEGER_RE.fullmatch(text) is None or len(text) > 20:
+        raise UnitError(f"{field} must be a whole number written with the digits 0-9")
+    return int(text)
 
 
 def price_to_units(value: object, *, field: str = "price") -> int:

@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 
 from config.wsgi import application, handler_for
 from tests.conftest import session_cookie
+from trading import services
 from trading.models import Account
 
 pytestmark = pytest.mark.django_db
@@ -165,3 +166,40 @@ def test_pages_and_the_api_docs_get_the_content_security_policy_and_json_answers
     for path in ("/v2/clock", "/v2/openapi.json", "/v2/docs/"):
         assert "Content-Security-Policy" not in _call("GET", path).headers, path
     assert not any("page_security" in name or "csp" in name for name in settings.API_MIDDLEWARE)
+
+
+def test_api_bodies_over_the_upload_limit_are_413_before_any_view(
+    make_account: Callable[..., Account],
+) -> None:
+    """Even an operation that never reads its body (a reset) refuses one over the limit, unread."""
+    account = make_account()
+    key, secret = services.api_key_create(account_id=account.pk)
+    auth = {"APCA-API-KEY-ID": key.key_id, "APCA-API-SECRET-KEY": secret}
+    Account.objects.filter(pk=account.pk).update(cash_cents=1)
+    oversized = b"{" + b" " * settings.DATA_UPLOAD_MAX_MEMORY_SIZE + b"}"
+    for method, path in (("POST", "/v2/account/reset"), ("GET", "/v2/clock"), ("POST", "/v1beta1/news")):
+        refused = _call(method, path, body=oversized, content_type="application/json", headers=auth)
+        assert refused.status_code == 413, (path, refused.body)
+        assert refused.json()["code"] == 41310000
+        assert refused.headers["Content-Type"] == "application/json"
+    account.refresh_from_db()
+    assert account.cash_cents == 1  # not reset
+    # At the limit the request is served.
+    fitting = b"{" + b" " * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE - 2) + b"}"
+    assert (
+        _call("GET", "/v2/clock", body=fitting, content_type="application/json", headers=auth).status_code
+        == 200
+    )
+    # Pages keep Django's own handling (here the CSRF check refuses the form first).
+    page = _call("POST", "/login", body=oversized, content_type="application/x-www-form-urlencoded")
+    assert page.status_code == 403
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
+@pytest.mark.parametrize("path", ["/v1beta1/news", "/v1beta3/crypto/us/latest/quotes", "/v2", "/v2/nothing"])
+def test_unknown_api_paths_are_json_404_on_either_stack(method: str, path: str) -> None:
+    """/v1beta* paths run through the pages' stack, whose CSRF middleware must not answer first."""
+    answer = _call(method, path, body=b"{}", content_type="application/json")
+    assert answer.status_code == 404
+    assert answer.headers["Content-Type"] == "application/json"
+    assert answer.json() == {"code": 40410000, "message": "endpoint not found"}

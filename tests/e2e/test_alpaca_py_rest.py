@@ -9,8 +9,21 @@ from pathlib import Path
 
 import pytest
 from alpaca.common.exceptions import APIError
-from alpaca.data.historical import StockHistoricalDataClient
-from alpaca.data.requests import StockBarsRequest, StockLatestQuoteRequest
+from alpaca.data.historical import (
+    CryptoHistoricalDataClient,
+    NewsClient,
+    OptionHistoricalDataClient,
+    ScreenerClient,
+    StockHistoricalDataClient,
+)
+from alpaca.data.requests import (
+    CryptoLatestQuoteRequest,
+    MostActivesRequest,
+    NewsRequest,
+    OptionLatestQuoteRequest,
+    StockBarsRequest,
+    StockLatestQuoteRequest,
+)
 from alpaca.data.timeframe import TimeFrame
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import AssetClass, OrderSide, OrderStatus, OrderType, QueryOrderStatus, TimeInForce
@@ -162,3 +175,28 @@ def test_historical_client_pages_through_bars(
     quote = client.get_stock_latest_quote(StockLatestQuoteRequest(symbol_or_symbols="MSFT"))["MSFT"]
     assert quote.ask_price == pytest.approx(411.01)
     assert quote.bid_price == pytest.approx(410.99)
+
+
+def test_data_apis_the_simulator_lacks_answer_an_error_the_sdk_can_read(
+    server: ServerProcess, credentials: tuple[str, str]
+) -> None:
+    """News, crypto, options and the screener live under /v1beta* at Alpaca; here they do not
+    exist, and the SDK's APIError must still carry Alpaca's code (it parses the body as JSON)."""
+    key, secret = credentials
+    options = {"api_key": key, "secret_key": secret, "url_override": server.base_url}
+    calls: list[Callable[[], object]] = [
+        lambda: NewsClient(**options).get_news(NewsRequest(symbols="AAPL")),
+        lambda: ScreenerClient(**options).get_most_actives(MostActivesRequest(top=5)),
+        lambda: CryptoHistoricalDataClient(**options).get_crypto_latest_quote(
+            CryptoLatestQuoteRequest(symbol_or_symbols="BTC/USD")
+        ),
+        lambda: OptionHistoricalDataClient(**options).get_option_latest_quote(
+            OptionLatestQuoteRequest(symbol_or_symbols="AAPL240621C00190000")
+        ),
+    ]
+    for call in calls:
+        with pytest.raises(APIError) as refused:
+            call()
+        assert refused.value.status_code == 404
+        assert refused.value.code == 40410000
+        assert refused.value.message == "endpoint not found"

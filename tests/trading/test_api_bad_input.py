@@ -5,12 +5,19 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from urllib.parse import urlencode
 
 import pytest
-from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.exceptions import (
+    DisallowedHost,
+    RequestDataTooBig,
+    TooManyFieldsSent,
+    ValidationError as DjangoValidationError,
+)
 from django.http import Http404
 from django.test import RequestFactory
 from hypothesis import HealthCheck, given, settings, strategies as st
+from pytest_django.fixtures import Settings
 from rest_framework import exceptions
 
 from tests.trading.test_api_support import (
@@ -20,7 +27,13 @@ from tests.trading.test_api_support import (
     key_client,
     post_order,
 )
-from trading.api.errors import alpaca_exception_handler, json_not_found, json_server_error
+from trading.api.errors import (
+    alpaca_exception_handler,
+    json_bad_request,
+    json_not_found,
+    json_server_error,
+)
+from trading.api.parsers import MAX_JSON_DEPTH
 from trading.errors import Forbidden, NotFound
 from trading.models import Account, Asset, CashEntry, Fill, Order, Position
 
@@ -264,3 +277,332 @@ def test_django_handlers_answer_json_for_the_api_only(rf: RequestFactory) -> Non
     assert api_crash.status_code == 500 and _body(api_crash)["code"] == 50010000
     page = json_not_found(rf.get("/dashboard/nothing"), Http404())
     assert page.status_code == 404 and not page["Content-Type"].startswith("application/json")
+
+
+# --- Times and dates out of range -----------------------------------------------------------------
+
+OUT_OF_RANGE_TIMES = [
+    "/v2/stocks/AAPL/bars?timeframe=1Min&end=9999-12-31",
+    "/v2/stocks/AAPL/bars?timeframe=1Min&start=9999-12-31T23:59:59.999999999Z",
+    "/v2/stocks/AAPL/bars?timeframe=1Min&start=0001-01-01T00:00:00%2B23:59",
+    "/v2/stocks/AAPL/bars?timeframe=1Month&start=0001-01-01",
+    "/v2/stocks/bars?symbols=AAPL&timeframe=1Week&end=0001-01-01",
+    "/v2/stocks/AAPL/trades?start=0001-01-01T00:00:00%2B23:59",
+    "/v2/stocks/quotes?symbols=AAPL&end=9999-12-31T23:59:59-23:59",
+    "/v2/orders?after=0001-01-01T00:00:00%2B23:59",
+    "/v2/orders?until=9999-12-31T23:59:59-23:59",
+    "/v2/account/activities?after=0001-01-01T00:00:00%2B23:59",
+    "/v2/account/activities/FILL?until=9999-12-31",
+    "/v2/account/activities?date=9999-12-31",
+    "/v2/account/activities?date=0001-01-01",
+    "/v2/account/portfolio/history?date_end=0001-01-01",
+    "/v2/account/portfolio/history?date_end=9999-12-31",
+    "/v2/account/portfolio/history?date_start=0001-01-01",
+    "/v2/account/portfolio/history?end=9999-12-31T23:59:59Z",
+    "/v2/account/portfolio/history?period=9999A",
+    "/v2/calendar?end=0001-01-01",
+    "/v2/calendar?start=9999-12-31",
+]
+
+
+@pytest.mark.parametrize("url", OUT_OF_RANGE_TIMES)
+def test_times_out_of_range_are_422(client: KeyClient, url: str) -> None:
+    """Times nothing can be computed with are refused where they are parsed, never a 500 from the
+    arithmetic after (a day added to 9999-12-31, an offset taking year 1 back to year 0)."""
+    message = assert_alpaca_error(client.get(url), 422)["message"]
+    assert "between 1900-01-01 and 2999-12-31" in message or "100 years" in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/v2/stocks/AAPL/bars?timeframe=1Min&start=1900-01-01&end=2999-12-31",
+        "/v2/stocks/AAPL/bars?timeframe=12Month&start=2999-12-31T23:59:59.999999999Z",
+        "/v2/orders?status=all&after=1900-01-01T00:00:00%2B00:00&until=2999-12-31T23:59:59Z",
+        "/v2/account/activities?date=2999-12-31",
+        "/v2/account/portfolio/history?date_start=1900-01-01&date_end=2999-12-31",
+        "/v2/calendar?start=2999-06-01",
+    ],
+)
+def test_times_at_the_edges_of_the_range_are_answered(client: KeyClient, url: str) -> None:
+    assert client.get(url).status_code == 200
+
+
+# Other scripts' digits (written as escapes: they look like ASCII ones) and impossible fields.
+FULLWIDTH_2024 = "\uff12\uff10\uff12\uff14"
+ARABIC_INDIC_ZERO = "\u0660"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        f"{FULLWIDTH_2024}-01-01",
+        f"2024-{ARABIC_INDIC_ZERO}1-01",
+        "2024-13-01",
+        "2024-02-30",
+        f"2024-01-01T1{ARABIC_INDIC_ZERO}:00:00Z",
+        f"2024-01-01T10:00:00+{ARABIC_INDIC_ZERO}5:00",
+        "2024-01-01T24:00:00Z",
+        "2024-01-01T10:00:00+00:60",
+        "2024-01-01T10:00:00+24:00",
+    ],
+)
+def test_times_take_ascii_digits_and_real_fields_only(client: KeyClient, value: str) -> None:
+    assert_alpaca_error(client.get("/v2/orders", {"after": value}), 422)
+    assert_alpaca_error(client.get("/v2/stocks/AAPL/trades", {"start": value}), 422)
+    if "T" not in value:
+        assert_alpaca_error(client.get("/v2/calendar", {"start": value}), 422)
+        assert_alpaca_error(client.get("/v2/account/activities", {"date": value}), 422)
+
+
+# Each parameter of the API that takes a time or a date, with a request that carries it.
+TIME_PARAMETERS = [
+    ("/v2/stocks/AAPL/bars?timeframe=1Min", "start"),
+    ("/v2/stocks/AAPL/bars?timeframe=1Min", "end"),
+    ("/v2/stocks/AAPL/bars?timeframe=1Month", "start"),
+    ("/v2/stocks/bars?symbols=AAPL&timeframe=1Week", "end"),
+    ("/v2/stocks/bars?symbols=AAPL&timeframe=4Hour", "start"),
+    ("/v2/stocks/trades?symbols=AAPL", "start"),
+    ("/v2/stocks/AAPL/quotes?sort=desc", "end"),
+    ("/v2/orders?status=all", "after"),
+    ("/v2/orders?status=all", "until"),
+    ("/v2/account/activities?", "after"),
+    ("/v2/account/activities?", "until"),
+    ("/v2/account/activities?", "date"),
+    ("/v2/account/portfolio/history?", "date_start"),
+    ("/v2/account/portfolio/history?", "date_end"),
+    ("/v2/account/portfolio/history?timeframe=1D", "start"),
+    ("/v2/account/portfolio/history?period=1A", "end"),
+    ("/v2/calendar?", "start"),
+    ("/v2/calendar?", "end"),
+]
+
+
+# Digits of other scripts: Arabic-Indic, Devanagari, fullwidth, mathematical bold.
+OTHER_DIGITS = [chr(base + n) for base in (0x660, 0x966, 0xFF10, 0x1D7CE) for n in range(10)]
+
+
+def _digits(count: int, low: int, high: int) -> st.SearchStrategy[str]:
+    """Zero-padded numbers, mostly in range, with the edges and a few other scripts' digits."""
+    number = st.one_of(st.integers(low, high), st.sampled_from([0, low, high, 10**count - 1]))
+    plain = number.map(lambda n: str(n).zfill(count)[-count:])
+    foreign = st.tuples(plain, st.sampled_from(OTHER_DIGITS)).map(lambda t: t[1] + t[0][1:])
+    return st.one_of(plain, plain, plain, foreign)
+
+
+@st.composite
+def rfc3339ish(draw: st.DrawFn) -> str:
+    date = f"{draw(_digits(4, 1, 9999))}-{draw(_digits(2, 1, 12))}-{draw(_digits(2, 1, 31))}"
+    if draw(st.booleans()):
+        return date
+    text = f"{date}{draw(st.sampled_from('Tt '))}{draw(_digits(2, 0, 23))}:{draw(_digits(2, 0, 59))}"
+    if draw(st.booleans()):
+        text += f":{draw(_digits(2, 0, 59))}"
+        if draw(st.booleans()):
+            text += "." + draw(st.text("0123456789", min_size=1, max_size=10))
+    zone = draw(
+        st.one_of(
+            st.sampled_from(["", "Z", "z", "+00:00", "-00:00", "+23:59", "-23:59", "+24:00", " 05:00"]),
+            st.builds(
+                lambda sign, h, m: f"{sign}{h}:{m}",
+                st.sampled_from("+-"),
+                _digits(2, 0, 99),
+                _digits(2, 0, 99),
+            ),
+        )
+    )
+    return text + zone
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(target=st.sampled_from(TIME_PARAMETERS), value=st.one_of(rfc3339ish(), st.text(max_size=30)))
+def test_property_no_time_ever_crashes(client: KeyClient, target: tuple[str, str], value: str) -> None:
+    """Any RFC 3339-like string (or any text) on any time parameter answers 200 or an
+    Alpaca-shaped 4xx: never a 500."""
+    url, name = target
+    separator = "" if url.endswith("?") else "&"
+    response = client.get(f"{url}{separator}{urlencode({name: value})}")
+    if response.status_code != 200:
+        assert_alpaca_error(response, response.status_code)
+        assert 400 <= response.status_code < 500, (url, name, value, response.content)
+
+
+# --- Bodies: nesting and size ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[" * 1000 + "]" * 1000,
+        '{"a":' * 1000 + "1" + "}" * 1000,
+        '{"symbol": "AAPL", "qty": 1, "take_profit": ' + "[" * 5000 + "]" * 5000 + "}",
+        '{"symbol": "AAPL", "qty": 1, "legs": ' + '{"a":' * 40 + "1" + "}" * 40 + "}",
+    ],
+    ids=["array-1000", "object-1000", "array-5000-in-a-field", "object-40"],
+)
+def test_deeply_nested_json_is_400(client: KeyClient, body: str) -> None:
+    response = client.generic("POST", "/v2/orders", body, content_type="application/json")
+    assert "nested" in assert_alpaca_error(response, 400)["message"]
+
+
+def test_json_nested_as_deep_as_allowed_is_parsed(client: KeyClient) -> None:
+    legs = '{"a":' * (MAX_JSON_DEPTH - 1) + "1" + "}" * (MAX_JSON_DEPTH - 1)
+    body = (
+        '{"symbol": "AAPL", "qty": 1, "side": "buy", "type": "market", "time_in_force": "day", "legs": '
+        + legs
+        + "}"
+    )
+    # Parsed, then refused for what it asks (legs are multi-leg orders), not for its shape.
+    response = client.generic("POST", "/v2/orders", body, content_type="application/json")
+    assert "not supported" in assert_alpaca_error(response, 422)["message"]
+
+
+def test_body_over_the_upload_limit_is_413(client: KeyClient, settings: Settings) -> None:
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    order = {"symbol": "AAPL", "qty": 1, "side": "buy", "type": "market", "time_in_force": "day"}
+    padded = json.dumps({**order, "client_order_id": None, "pad": "x" * limit})
+    for method, path in (
+        ("POST", "/v2/orders"),
+        ("POST", "/v2/watchlists"),
+        ("PATCH", "/v2/account/configurations"),
+    ):
+        response = client.generic(method, path, padded, content_type="application/json")
+        body = assert_alpaca_error(response, 413)
+        assert body["code"] == 41310000 and str(limit) in body["message"]
+    # Just under the limit a body is read (the padding is a field the endpoint ignores).
+    fitting = json.dumps({"suspend_trade": None, "pad": "x" * (limit - 100)})
+    assert len(fitting) <= limit
+    response = client.generic("PATCH", "/v2/account/configurations", fitting, content_type="application/json")
+    assert response.status_code == 200, response.content
+
+
+def test_django_refusals_of_a_request_are_alpaca_shaped(rf: RequestFactory) -> None:
+    too_big = alpaca_exception_handler(RequestDataTooBig("body"), {})
+    assert too_big.status_code == 413 and too_big.data["code"] == 41310000
+    too_many = alpaca_exception_handler(TooManyFieldsSent("fields"), {})
+    assert too_many.status_code == 400 and too_many.data["code"] == 40010000
+    api = json_bad_request(rf.get("/v2/orders"), RequestDataTooBig("body"))
+    assert api.status_code == 413 and _body(api)["code"] == 41310000
+    host = json_bad_request(rf.get("/v1beta1/news"), DisallowedHost("evil.example"))
+    assert host.status_code == 400 and _body(host)["code"] == 40010000
+    page = json_bad_request(rf.get("/login"), DisallowedHost("evil.example"))
+    assert page.status_code == 400 and not page["Content-Type"].startswith("application/json")
+
+
+# --- Unknown API paths ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1beta1/news",
+        "/v1beta3/crypto/us/bars",
+        "/v1beta1/options/snapshots/AAPL",
+        "/v1beta1/screener/stocks/most-actives",
+        "/v1beta1/corporate-actions",
+        "/v1/anything",
+        "/v2",
+        "/v2/",
+        "/v2/no/such/endpoint",
+        "/v2/stocks/AAPL/nothing",
+    ],
+)
+def test_unknown_api_paths_are_json_404(client: KeyClient, path: str) -> None:
+    for method in ("get", "post", "delete"):
+        response = getattr(client, method)(path)
+        assert response["Content-Type"] == "application/json"
+        assert assert_alpaca_error(response, 404) == {"code": 40410000, "message": "endpoint not found"}
+
+
+@pytest.mark.parametrize(
+    "path", ["/no-such-page", "/v2beta", "/version", "/static/none.js", "/admin/nothing/"]
+)
+def test_unknown_pages_keep_the_html_404(client: KeyClient, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code in (404, 302)  # the admin sends anonymous browsers to its login
+    assert not response["Content-Type"].startswith("application/json")
+
+
+# --- Numbers: ASCII digits only -------------------------------------------------------------------
+
+ARABIC_INDIC_THREE = "\u0663"
+FULLWIDTH_ONE = "\uff11"
+
+
+@pytest.mark.parametrize("digits", [ARABIC_INDIC_THREE, FULLWIDTH_ONE, f"1{ARABIC_INDIC_ZERO}", "1_0"])
+@pytest.mark.parametrize(
+    "field",
+    ["qty", "limit_price", "stop_price", "trail_price", "trail_percent", "notional"],
+)
+def test_order_numbers_take_ascii_digits_only(client: KeyClient, field: str, digits: str) -> None:
+    order: dict[str, object] = {"symbol": "AAPL", "qty": 1, "type": "market"}
+    if field in ("limit_price", "stop_price"):
+        order["type"] = "limit" if field == "limit_price" else "stop"
+    if field.startswith("trail"):
+        order["type"] = "trailing_stop"
+    if field == "notional":
+        del order["qty"]
+    order[field] = digits
+    assert field in assert_alpaca_error(post_order(client, **order), 422)["message"]
+
+
+def test_replace_and_close_take_ascii_digits_only(account: Account, asset: Asset) -> None:
+    client = key_client(account)
+    buy(client, "AAPL", 5)
+    resting = post_order(client, symbol="AAPL", qty=1, type="limit", limit_price="50").json()
+    for change in ({"qty": ARABIC_INDIC_THREE}, {"limit_price": f"5{FULLWIDTH_ONE}"}):
+        assert_alpaca_error(client.patch(f"/v2/orders/{resting['id']}", change, format="json"), 422)
+    for query in ({"qty": ARABIC_INDIC_THREE}, {"percentage": f"5{ARABIC_INDIC_ZERO}"}):
+        assert_alpaca_error(client.delete(f"/v2/positions/AAPL?{urlencode(query)}"), 422)
+    assert Position.objects.get(account=account).qty == 5
+
+
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [
+        ("/v2/orders", "limit"),
+        ("/v2/account/activities", "page_size"),
+        ("/v2/stocks/AAPL/bars?timeframe=1Min", "limit"),
+        ("/v2/stocks/trades?symbols=AAPL", "limit"),
+        ("/v2/leaderboard", "limit"),
+    ],
+)
+def test_limits_take_ascii_digits_only(client: KeyClient, path: str, name: str) -> None:
+    separator = "&" if "?" in path else "?"
+    for digits in (ARABIC_INDIC_THREE, FULLWIDTH_ONE, "1_0", "1.0"):
+        assert_alpaca_error(client.get(f"{path}{separator}{urlencode({name: digits})}"), 422)
+    assert client.get(f"{path}{separator}{name}=3").status_code == 200
+
+
+def test_statement_periods_take_ascii_digits_only(client: KeyClient) -> None:
+    response = client.post("/v2/statements", {"period": f"2024-{ARABIC_INDIC_ZERO}1"}, format="json")
+    assert "YYYY-MM" in assert_alpaca_error(response, 422)["message"]
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    field=st.sampled_from(["qty", "limit_price", "trail_percent"]),
+    digits=st.lists(
+        st.one_of(st.characters(categories=["Nd"]), st.sampled_from("0123456789")), min_size=1, max_size=4
+    )
+    .filter(lambda chars: any(not char.isascii() for char in chars))
+    .map("".join),
+)
+def test_property_other_scripts_digits_never_make_an_order(
+    client: KeyClient, field: str, digits: str
+) -> None:
+    order = {
+        "symbol": "AAPL",
+        "qty": "1",
+        "type": {"qty": "market", "limit_price": "limit"}.get(field, "trailing_stop"),
+    }
+    order[field] = digits
+    assert_alpaca_error(post_order(client, **order), 422)

@@ -15,6 +15,8 @@ from trading.units import (
     dollars_to_cents,
     price_to_units,
     round_half_even,
+    to_decimal,
+    to_integer,
     trade_value_cents,
     units_to_decimal,
     units_to_float,
@@ -196,3 +198,53 @@ def test_trade_value_is_within_half_a_cent(price: int, qty: int) -> None:
 )
 def test_round_half_even(value: str, rounded: int) -> None:
     assert round_half_even(Decimal(value)) == rounded
+
+
+# --- ASCII digits only ---------------------------------------------------------------------------
+
+# Decimal digits of every script but ASCII's (Arabic-Indic, Devanagari, fullwidth, mathematical...).
+other_digits = st.characters(categories=["Nd"]).filter(lambda char: not char.isascii())
+
+
+@given(
+    text=st.lists(st.one_of(other_digits, st.sampled_from("0123456789")), min_size=1, max_size=8)
+    .filter(lambda chars: any(not char.isascii() for char in chars))
+    .map("".join),
+    decoration=st.sampled_from(["{}", "-{}", "{}.5", "1.{}", "{}e2", " {} "]),
+)
+def test_property_digits_of_other_scripts_are_refused(text: str, decoration: str) -> None:
+    """Python's Decimal() and int() read Arabic-Indic and fullwidth digits as numbers; the API's numbers must not."""
+    value = decoration.format(text)
+    for parse in (to_decimal, to_integer):
+        with pytest.raises(UnitError, match="digits 0-9"):
+            parse(value, field="qty")
+    with pytest.raises(UnitError):
+        price_to_units(value, field="limit_price")
+
+
+@pytest.mark.parametrize(
+    "value", ["1_000", "\u00a010", "10\u2003", "0x10", "1e1000", "1e18", "-1e19", 10**18]
+)
+def test_underscores_unicode_spaces_and_huge_numbers_are_refused(value: object) -> None:
+    with pytest.raises(UnitError):
+        to_decimal(value, field="qty")
+
+
+@pytest.mark.parametrize(
+    ("value", "parsed"),
+    [("10", Decimal(10)), (" 10\t", Decimal(10)), ("+1.50", Decimal("1.50")), (".5", Decimal("0.5")), ("2.", Decimal(2)),
+     ("1e3", Decimal(1000)), ("1E-2", Decimal("0.01")), (7, Decimal(7)), (0.1, Decimal("0.1")), (1e-7, Decimal("1e-7"))],
+)  # fmt: skip
+def test_ascii_numbers_are_read(value: object, parsed: Decimal) -> None:
+    assert to_decimal(value, field="qty") == parsed
+
+
+@pytest.mark.parametrize(("value", "parsed"), [("10", 10), ("-3", -3), (" 42 ", 42), (500, 500)])
+def test_ascii_integers_are_read(value: object, parsed: int) -> None:
+    assert to_integer(value, field="limit") == parsed
+
+
+@pytest.mark.parametrize("value", ["1.0", "1e3", 1.0, True, None, "", "1" * 21])
+def test_integers_are_whole_numbers_written_as_such(value: object) -> None:
+    with pytest.raises(UnitError):
+        to_integer(value, field="limit")

@@ -7,12 +7,16 @@ body, so the shape must hold for DRF's own errors, domain errors, 404s and crash
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import (
     PermissionDenied as DjangoPermissionDenied,
+    RequestDataTooBig,
+    SuspiciousOperation,
     ValidationError as DjangoValidationError,
 )
 from django.db import InterfaceError, OperationalError
@@ -29,7 +33,6 @@ logger = logging.getLogger(__name__)
 
 # Alpaca answers invalid parameters with 422, where DRF would say 400.
 VALIDATION_STATUS = status.HTTP_422_UNPROCESSABLE_ENTITY
-API_PREFIX = "/v2/"
 # The database cannot be reached (stopped, restarting, connection lost, connect timeout): the
 # request is answered 503 at once, and the next request tries a new connection.
 DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
@@ -39,6 +42,19 @@ UNAVAILABLE_PAGE = (
     "</head><body><h1>Service unavailable</h1><p>The database is not answering. Try again in a "
     "moment.</p></body></html>"
 )
+
+# Paths whose first segment is an API version (v2, v1beta1, v1beta3...) belong to the API, known
+# or not: Alpaca's SDKs call several such prefixes (news, crypto, options, screener) on the same
+# base URL, and alpaca-py crashes reading an error that is not JSON. Everything else is a page.
+_API_PATH_RE = re.compile(r"/v[0-9]+(?:beta[0-9]+)?(?:/|$)", re.ASCII)
+
+
+def is_api_path(path: str) -> bool:
+    return _API_PATH_RE.match(path) is not None
+
+
+def body_too_large_message() -> str:
+    return f"request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes"
 
 
 def error_code(status_code: int) -> int:
@@ -73,6 +89,12 @@ def _status_and_message(exc: Exception) -> tuple[int, str]:
         return status.HTTP_404_NOT_FOUND, str(exc) or "not found"
     if isinstance(exc, DjangoPermissionDenied):
         return status.HTTP_403_FORBIDDEN, str(exc) or "forbidden"
+    if isinstance(exc, RequestDataTooBig):
+        # Django refuses a body over DATA_UPLOAD_MAX_MEMORY_SIZE before reading it.
+        return status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, body_too_large_message()
+    if isinstance(exc, SuspiciousOperation):
+        # Django's other refusals of a request (too many form fields, a malformed header...).
+        return status.HTTP_400_BAD_REQUEST, "bad request"
     if isinstance(exc, DjangoValidationError):
         # A model or field refusing a value (e.g. a malformed UUID reaching a query) is bad input.
         return VALIDATION_STATUS, "; ".join(exc.messages) or "invalid request"
@@ -104,9 +126,20 @@ def alpaca_exception_handler(exc: Exception, context: Mapping[str, Any]) -> Resp
     return Response(error_body(status_code, message), status=status_code, headers=headers)
 
 
+def json_bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """``handler400`` (Django refused the request, e.g. its body over DATA_UPLOAD_MAX_MEMORY_SIZE
+    or a disallowed host): Alpaca-shaped for the API, Django's page for everything else."""
+    if is_api_path(request.path):
+        status_code, message = _status_and_message(exception or SuspiciousOperation())
+        if not 400 <= status_code < 500:
+            status_code, message = status.HTTP_400_BAD_REQUEST, "bad request"
+        return JsonResponse(error_body(status_code, message), status=status_code)
+    return defaults.bad_request(request, exception or SuspiciousOperation())
+
+
 def json_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    """``handler404``: Alpaca-shaped for the API, Django's page for everything else."""
-    if request.path.startswith(API_PREFIX):
+    """``handler404``: Alpaca-shaped for the API (``is_api_path``), Django's page for everything else."""
+    if is_api_path(request.path):
         return JsonResponse(error_body(404, "endpoint not found"), status=404)
     return defaults.page_not_found(request, exception or Http404())
 
@@ -115,7 +148,7 @@ def json_server_error(request: HttpRequest) -> HttpResponse:
     """``handler500``: Alpaca-shaped for the API, Django's page for everything else; 503 instead
     when the database could not be reached (a page's view, or a middleware such as the session's,
     raised it; Django calls this handler while handling that exception)."""
-    api = request.path.startswith(API_PREFIX)
+    api = is_api_path(request.path)
     if isinstance(sys.exc_info()[1], DATABASE_UNAVAILABLE):
         if api:
             return JsonResponse(error_body(503, UNAVAILABLE_MESSAGE), status=503)

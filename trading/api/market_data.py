@@ -10,7 +10,6 @@ entry. Prices are JSON numbers, times RFC 3339 in UTC with a ``Z``. ``feed``, ``
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +27,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from trading import history
+from trading.api import times
 from trading.errors import InvalidRequest, NotFound
 from trading.history import Bar, PaginatedResult, Snapshot, Tick
 from trading.units import PRICE_SCALE
@@ -106,37 +106,15 @@ def snapshot_json(snapshot: Snapshot) -> dict[str, Any]:
 
 # --- Query parameters -----------------------------------------------------------------------
 
-_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.(\d{1,9}))?(?:[Zz]|[+-]\d{2}:?\d{2})?$")
-# An unencoded "+" in a query string arrives as a space: "...T10:00:00 00:00".
-_SPACE_OFFSET_RE = re.compile(r" (\d{2}:?\d{2})$")
-
 
 def parse_time(value: str | None, *, name: str, end: bool = False) -> dt.datetime | None:
-    """RFC 3339 (fractional seconds, Z or offset; no offset means UTC) or YYYY-MM-DD.
-
-    A date means the start of that UTC day for ``start`` and its whole day for ``end``.
-    """
+    """RFC 3339 or YYYY-MM-DD (trading/api/times.py); a date means the start of that UTC day for
+    ``start`` and the whole day for ``end``."""
     if value is None or value.strip() == "":
         return None
-    text = _SPACE_OFFSET_RE.sub(r"+\1", value.strip())
-    try:
-        if _DATE_RE.match(text):
-            day = dt.date.fromisoformat(text)
-            moment = dt.datetime.combine(day, dt.time.min, tzinfo=dt.UTC)
-            return moment + dt.timedelta(days=1) - dt.timedelta(microseconds=1) if end else moment
-        match = _TIME_RE.match(text)
-        if match:
-            parsed = dt.datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
-            parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-            # Times are stored to the microsecond: a start with nanoseconds beyond them begins at
-            # the next microsecond; an end simply drops them.
-            if not end and (match.group(1) or "").ljust(9, "0")[6:] != "000":
-                parsed += dt.timedelta(microseconds=1)
-            return parsed
-    except ValueError:
-        pass
-    raise InvalidRequest(f"invalid {name}: expected RFC 3339 or YYYY-MM-DD, got {value!r}")
+    return times.parse_instant(
+        value, name=name, date_as=times.utc_day_end if end else times.utc_day_start, upper=end
+    )
 
 
 def symbols_param(request: Request) -> list[str]:
@@ -249,21 +227,49 @@ def _raw_schema(serializer: type[serializers.Serializer]) -> dict[str, Any]:
     return {"type": "object", "properties": properties}
 
 
+# Symbols are upper-cased and unknown ones left out of the answer, so any list of names is valid.
+_SYMBOL_PATTERN = r"[A-Za-z0-9.]{1,16}"
 SYMBOLS = OpenApiParameter(
-    "symbols", OpenApiTypes.STR, required=True, description="Comma-separated symbols, e.g. AAPL,MSFT."
+    "symbols",
+    OpenApiTypes.STR,
+    required=True,
+    pattern=rf"^{_SYMBOL_PATTERN}(,{_SYMBOL_PATTERN})*$",
+    description="Comma-separated symbols, e.g. AAPL,MSFT.",
+)
+SYMBOL = OpenApiParameter(
+    "symbol",
+    OpenApiTypes.STR,
+    OpenApiParameter.PATH,
+    pattern=rf"^{_SYMBOL_PATTERN}$",
+    description="e.g. AAPL",
 )
 TIMEFRAME = OpenApiParameter(
     "timeframe",
     OpenApiTypes.STR,
     required=True,
-    description="1-59Min (or T), 1-23Hour (or H), 1Day, 1Week, 1/2/3/4/6/12Month.",
+    pattern=(
+        r"^(([1-9]|[1-5][0-9])(Min|T)|([1-9]|1[0-9]|2[0-3])(Hour|H)|1(Day|D|Week|W)|(1|2|3|4|6|12)(Month|M))$"
+    ),
+    description="1-59Min (or T), 1-23Hour (or H), 1Day (or D), 1Week (or W), 1/2/3/4/6/12Month (or M).",
 )
 FEED = OpenApiParameter("feed", OpenApiTypes.STR, description="Accepted and ignored.")
+_TIME_TEXT = f"RFC 3339 time or YYYY-MM-DD, {times.RANGE_TEXT} (inclusive)."
 HISTORY_PARAMETERS = [
-    OpenApiParameter("start", OpenApiTypes.STR, description="RFC 3339 time or YYYY-MM-DD (inclusive)."),
-    OpenApiParameter("end", OpenApiTypes.STR, description="RFC 3339 time or YYYY-MM-DD (inclusive)."),
-    OpenApiParameter("limit", OpenApiTypes.INT, description="Rows per page across all symbols, 1-10000."),
-    OpenApiParameter("page_token", OpenApiTypes.STR, description="next_page_token of the previous page."),
+    OpenApiParameter("start", OpenApiTypes.STR, description=_TIME_TEXT),
+    OpenApiParameter("end", OpenApiTypes.STR, description=_TIME_TEXT),
+    OpenApiParameter(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": history.ALPACA_LIMIT_MAX},
+        description=f"Rows per page across all symbols, 1-{history.ALPACA_LIMIT_MAX}; "
+        "a page holds at most HISTORY_PAGE_MAX rows, the rest follow by next_page_token.",
+    ),
+    OpenApiParameter(
+        "page_token",
+        OpenApiTypes.STR,
+        pattern=r"^[A-Za-z0-9_:-]+$",
+        description="The next_page_token of the previous page, as given (opaque, signed); "
+        "a token from another query is refused with 422.",
+    ),
     OpenApiParameter("sort", OpenApiTypes.STR, enum=["asc", "desc"], description="Time order per symbol."),
     *(
         OpenApiParameter(name, OpenApiTypes.STR, description="Accepted and ignored.")
@@ -282,7 +288,7 @@ def _history_schema(key: str, item: type[serializers.Serializer], *, single: boo
     else:
         fields[key] = serializers.DictField(child=serializers.ListField(child=item()))
     name = f"{'Symbol' if single else 'Multi'}{key.capitalize()}Page"
-    parameters = ([] if single else [SYMBOLS]) + ([TIMEFRAME] if key == "bars" else []) + HISTORY_PARAMETERS
+    parameters = [SYMBOL if single else SYMBOLS] + ([TIMEFRAME] if key == "bars" else []) + HISTORY_PARAMETERS
     return extend_schema_view(
         get=extend_schema(
             operation_id=f"stock{'_symbol' if single else ''}_{key}",
@@ -300,7 +306,7 @@ def _latest_schema(key: str, item: type[serializers.Serializer], *, single: bool
             get=extend_schema(
                 operation_id=f"stock_symbol_latest_{key}",
                 tags=["market data"],
-                parameters=[FEED],
+                parameters=[SYMBOL, FEED],
                 responses={200: inline_serializer(f"SymbolLatest{key.capitalize()}", fields)},
             )
         )
@@ -494,7 +500,7 @@ class SymbolSnapshotView(APIView):
     @extend_schema(
         operation_id="stock_symbol_snapshot",
         tags=["market data"],
-        parameters=[FEED],
+        parameters=[SYMBOL, FEED],
         responses={200: SymbolSnapshotSchema},
     )
     def get(self, request: Request, symbol: str) -> Response:

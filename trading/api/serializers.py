@@ -19,9 +19,31 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from trading import calendar, matching
-from trading.models import Account, Asset, CashEntry, Exchange, Order, OrderSide, Watchlist
-from trading.selectors import AccountSummary, Activity, PortfolioHistory, PositionValue
-from trading.units import UnitError, cents_to_str, price_to_units, to_decimal, units_to_str
+from trading.api import times
+from trading.errors import InvalidRequest
+from trading.models import (
+    Account,
+    Asset,
+    CashEntry,
+    Exchange,
+    Order,
+    OrderSide,
+    OrderType,
+    TimeInForce,
+    Watchlist,
+)
+from trading.selectors import (
+    ACTIVITY_TYPES,
+    CASH_ACTIVITY_KINDS,
+    FILL_ACTIVITY,
+    ORDERS_LIMIT_MAX,
+    TIMEFRAMES as PORTFOLIO_TIMEFRAMES,
+    AccountSummary,
+    Activity,
+    PortfolioHistory,
+    PositionValue,
+)
+from trading.units import UnitError, cents_to_str, price_to_units, to_decimal, to_integer, units_to_str
 
 # --- Value formatting -------------------------------------------------------------------------
 
@@ -112,29 +134,70 @@ class PercentField(serializers.Field):
         return units_to_str(value)
 
 
-@extend_schema_field(OpenApiTypes.DATETIME)
-class InstantField(serializers.Field):
-    """An RFC 3339 time or a date (the start of that trading day) from a query string.
+class IntegerField(serializers.IntegerField):
+    """DRF's integer field (limits and schema alike) reading ASCII digits only (trading/units.py)."""
 
-    A '+' in an offset arrives as a space when the client did not percent-encode it.
-    """
+    def to_internal_value(self, data: object) -> int:
+        try:
+            return to_integer(data, field=self.field_name or "value")
+        except UnitError:
+            self.fail("invalid")
+
+
+class DecimalNumberField(serializers.DecimalField):
+    """DRF's decimal field (digits, places and limits alike) reading ASCII digits only."""
+
+    def to_internal_value(self, data: object) -> Decimal:
+        try:
+            value = to_decimal(data, field=self.field_name or "value")
+        except UnitError:
+            self.fail("invalid")
+        return self.quantize(self.validate_precision(value))
+
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "description": f"RFC 3339 time, or YYYY-MM-DD for that trading day; {times.RANGE_TEXT}.",
+    }
+)
+class InstantField(serializers.Field):
+    """An RFC 3339 time or a date (the start of that trading day) from a query string, in the
+    range trading/api/times.py accepts. ``upper`` marks an upper bound (nanoseconds dropped
+    rather than rounded up)."""
+
+    def __init__(self, *, upper: bool = False, **kwargs: Any) -> None:
+        self.upper = upper
+        super().__init__(**kwargs)
 
     def to_internal_value(self, data: object) -> dt.datetime:
         if not isinstance(data, str):
             raise serializers.ValidationError("must be an RFC 3339 time or a date")
-        text = data.strip().replace(" ", "+")
+        name = self.field_name or "time"
         try:
-            if len(text) == 10:
-                return calendar.day_start(dt.date.fromisoformat(text))
-            moment = dt.datetime.fromisoformat(text)
-        except ValueError:
-            raise serializers.ValidationError("must be an RFC 3339 time or a date") from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=dt.UTC)
-        return moment
+            return times.parse_instant(data, name=name, date_as=calendar.day_start, upper=self.upper)
+        except InvalidRequest as error:
+            raise serializers.ValidationError(error.message.removeprefix(f"invalid {name}: ")) from None
 
     def to_representation(self, value: dt.datetime) -> str | None:
         return rfc3339(value)
+
+
+@extend_schema_field({"type": "string", "format": "date", "description": f"YYYY-MM-DD, {times.RANGE_TEXT}."})
+class DayField(serializers.Field):
+    """A ``YYYY-MM-DD`` date from a query string, in the range trading/api/times.py accepts."""
+
+    def to_internal_value(self, data: object) -> dt.date:
+        if not isinstance(data, str):
+            raise serializers.ValidationError("must be a date as YYYY-MM-DD")
+        name = self.field_name or "date"
+        try:
+            return times.parse_day(data, name=name)
+        except InvalidRequest as error:
+            raise serializers.ValidationError(error.message.removeprefix(f"invalid {name}: ")) from None
+
+    def to_representation(self, value: dt.date) -> str:
+        return value.isoformat()
 
 
 @extend_schema_field(OpenApiTypes.STR)
@@ -164,8 +227,9 @@ class OrderCreateSerializer(serializers.Serializer[Any]):
     qty = WholeQuantityField(required=False, allow_null=True)
     notional = serializers.JSONField(required=False, allow_null=True)
     side = serializers.ChoiceField(choices=OrderSide.choices)
-    type = serializers.CharField(max_length=20)
-    time_in_force = serializers.CharField(max_length=8)
+    type = serializers.ChoiceField(choices=OrderType.choices)
+    # opg and cls are Alpaca's; the service explains why they are refused here.
+    time_in_force = serializers.ChoiceField(choices=[*TimeInForce.values, "opg", "cls"])
     limit_price = PriceField(required=False, allow_null=True)
     stop_price = PriceField(required=False, allow_null=True)
     trail_price = PriceField(required=False, allow_null=True)
@@ -211,9 +275,13 @@ class OrderReplaceSerializer(serializers.Serializer[Any]):
 
 class OrdersQuerySerializer(serializers.Serializer[Any]):
     status = serializers.ChoiceField(choices=["open", "closed", "all"], default="open")
-    limit = serializers.IntegerField(min_value=1, default=50)
+    limit = IntegerField(
+        min_value=1,
+        default=50,
+        help_text=f"At most {ORDERS_LIMIT_MAX} orders are returned, whatever is asked.",
+    )
     after = InstantField(required=False)
-    until = InstantField(required=False)
+    until = InstantField(upper=True, required=False)
     direction = serializers.ChoiceField(choices=["asc", "desc"], default="desc")
     nested = serializers.BooleanField(required=False, default=False)
     side = serializers.ChoiceField(choices=OrderSide.choices, required=False)
@@ -230,7 +298,7 @@ class CancelOrdersQuerySerializer(serializers.Serializer[Any]):
 
 class PositionCloseQuerySerializer(serializers.Serializer[Any]):
     qty = WholeQuantityField(required=False)
-    percentage = serializers.DecimalField(max_digits=12, decimal_places=9, required=False)
+    percentage = DecimalNumberField(max_digits=12, decimal_places=9, required=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "qty" in attrs and "percentage" in attrs:
@@ -246,32 +314,51 @@ class AssetsQuerySerializer(serializers.Serializer[Any]):
 
 
 class CalendarQuerySerializer(serializers.Serializer[Any]):
-    start = serializers.DateField(required=False)
-    end = serializers.DateField(required=False)
+    start = DayField(required=False)
+    end = DayField(required=False)
 
 
 class PortfolioHistoryQuerySerializer(serializers.Serializer[Any]):
-    period = serializers.CharField(required=False)
-    timeframe = serializers.CharField(required=False)
-    date_start = serializers.DateField(required=False)
-    date_end = serializers.DateField(required=False)
+    period = serializers.RegexField(
+        r"^([0-9]{1,4}[DWMA]|all)$",
+        required=False,
+        help_text="A number and a unit (D days, W weeks, M months, A years), at most 100 years, "
+        "such as 1M; or all. Default 1M.",
+    )
+    timeframe = serializers.ChoiceField(
+        choices=list(PORTFOLIO_TIMEFRAMES),
+        required=False,
+        help_text="Default: 1Min under 7 days, 15Min under 30 days, else 1D; intraday ones cover "
+        "at most 30 days.",
+    )
+    date_start = DayField(required=False)
+    date_end = DayField(required=False)
     start = InstantField(required=False)
-    end = InstantField(required=False)
-    extended_hours = serializers.BooleanField(required=False)
-    intraday_reporting = serializers.CharField(required=False)
-    pnl_reset = serializers.CharField(required=False)
-    cashflow_types = serializers.CharField(required=False)
+    end = InstantField(upper=True, required=False)
+    extended_hours = serializers.BooleanField(required=False, help_text="Accepted and ignored.")
+    intraday_reporting = serializers.CharField(
+        required=False, help_text="market_hours, extended_hours or continuous: accepted and ignored."
+    )
+    pnl_reset = serializers.CharField(required=False, help_text="per_day or no_reset: accepted and ignored.")
+    cashflow_types = serializers.CharField(required=False, help_text="Accepted and ignored.")
 
 
 class ActivitiesQuerySerializer(serializers.Serializer[Any]):
-    activity_types = CommaListField(required=False)
+    activity_types = CommaListField(
+        required=False,
+        help_text=f"Comma-separated types among {', '.join(ACTIVITY_TYPES)}; others match nothing.",
+    )
     category = serializers.ChoiceField(choices=["trade_activity", "non_trade_activity"], required=False)
-    date = serializers.DateField(required=False)
+    date = DayField(required=False)
     after = InstantField(required=False)
-    until = InstantField(required=False)
+    until = InstantField(upper=True, required=False)
     direction = serializers.ChoiceField(choices=["asc", "desc"], default="desc")
-    page_size = serializers.IntegerField(min_value=1, max_value=100, default=100)
-    page_token = serializers.CharField(required=False)
+    page_size = IntegerField(min_value=1, max_value=100, default=100)
+    page_token = serializers.RegexField(
+        r"^[0-9]{17}::[0-9a-fA-F-]{32,36}$",
+        required=False,
+        help_text="The id of the last activity of the previous page: the page starts after it.",
+    )
 
 
 class WatchlistCreateSerializer(serializers.Serializer[Any]):
@@ -306,7 +393,7 @@ class AccountConfigurationUpdateSerializer(serializers.Serializer[Any]):
     dtbp_check = serializers.CharField(required=False, allow_null=True, help_text="both, entry or exit")
     pdt_check = serializers.CharField(required=False, allow_null=True, help_text="both, entry or exit")
     ptp_no_exception_entry = serializers.BooleanField(required=False, allow_null=True)
-    max_options_trading_level = serializers.IntegerField(required=False, allow_null=True)
+    max_options_trading_level = IntegerField(required=False, allow_null=True)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         for name in ("dtbp_check", "pdt_check"):
@@ -721,7 +808,7 @@ class PortfolioHistorySerializer(ShapeSerializer):
 class TradeActivitySerializer(ShapeSerializer):
     id = serializers.CharField()
     account_id = serializers.UUIDField()
-    activity_type = serializers.CharField()
+    activity_type = serializers.ChoiceField(choices=[FILL_ACTIVITY])
     transaction_time = serializers.DateTimeField()
     type = serializers.ChoiceField(choices=["fill", "partial_fill"])
     price = serializers.CharField()
@@ -759,7 +846,7 @@ class TradeActivitySerializer(ShapeSerializer):
 class NonTradeActivitySerializer(ShapeSerializer):
     id = serializers.CharField()
     account_id = serializers.UUIDField()
-    activity_type = serializers.CharField()
+    activity_type = serializers.ChoiceField(choices=list(CASH_ACTIVITY_KINDS))
     date = serializers.DateField()
     created_at = serializers.DateTimeField()
     net_amount = serializers.CharField()

@@ -24,15 +24,22 @@ from trading.api.serializers import (
 from trading.api.views_base import TradingAPIView, parse_body, parse_query, request_account, with_errors
 from trading.errors import Forbidden
 
-ACTIVITY = PolymorphicProxySerializer(
+# A list of activities, each a fill or a cash movement told apart by activity_type.
+ACTIVITIES = PolymorphicProxySerializer(
     component_name="Activity",
-    serializers=[TradeActivitySerializer, NonTradeActivitySerializer],
+    serializers={
+        activity_type: TradeActivitySerializer
+        if activity_type == selectors.FILL_ACTIVITY
+        else NonTradeActivitySerializer
+        for activity_type in selectors.ACTIVITY_TYPES
+    },
     resource_type_field_name="activity_type",
+    many=True,
 )
 
 
 class AccountView(TradingAPIView):
-    @extend_schema(operation_id="account_retrieve", responses=with_errors({200: AccountSerializer}))
+    @extend_schema(operation_id="account_retrieve", responses=with_errors({200: AccountSerializer}, 403))
     def get(self, request: Request) -> Response:
         summary = selectors.account_summary(account=request_account(request))
         return Response(AccountSerializer.shape(summary))
@@ -42,7 +49,7 @@ class AccountResetView(TradingAPIView):
     """Start over (our addition to Alpaca's API): orders canceled, positions cleared, cash restored."""
 
     @extend_schema(
-        operation_id="account_reset", request=None, responses=with_errors({200: AccountSerializer})
+        operation_id="account_reset", request=None, responses=with_errors({200: AccountSerializer}, 403)
     )
     def post(self, request: Request) -> Response:
         if not settings.ACCOUNT_SELF_RESET:
@@ -54,7 +61,7 @@ class AccountResetView(TradingAPIView):
 class AccountConfigurationsView(TradingAPIView):
     @extend_schema(
         operation_id="account_configurations_retrieve",
-        responses=with_errors({200: AccountConfigurationSerializer}),
+        responses=with_errors({200: AccountConfigurationSerializer}, 403),
     )
     def get(self, request: Request) -> Response:
         return Response(AccountConfigurationSerializer.shape(request_account(request)))
@@ -81,7 +88,7 @@ class ActivitiesView(TradingAPIView):
     @extend_schema(
         operation_id="account_activities_list",
         parameters=[ActivitiesQuerySerializer],
-        responses=with_errors({200: ACTIVITY}),
+        responses=with_errors({200: ACTIVITIES}, 403),
     )
     def get(self, request: Request, activity_type: str | None = None) -> Response:
         query = parse_query(ActivitiesQuerySerializer, request)
@@ -122,7 +129,7 @@ class ActivitiesByTypeView(ActivitiesView):
                 "activity_type", str, OpenApiParameter.PATH, enum=list(selectors.ACTIVITY_TYPES)
             ),
         ],
-        responses=with_errors({200: ACTIVITY}),
+        responses=with_errors({200: ACTIVITIES}, 403),
     )
     def get(self, request: Request, activity_type: str | None = None) -> Response:
         return super().get(request, activity_type)
@@ -132,7 +139,7 @@ class PortfolioHistoryView(TradingAPIView):
     @extend_schema(
         operation_id="portfolio_history_retrieve",
         parameters=[PortfolioHistoryQuerySerializer],
-        responses=with_errors({200: PortfolioHistorySerializer}),
+        responses=with_errors({200: PortfolioHistorySerializer}, 403),
     )
     def get(self, request: Request) -> Response:
         query = parse_query(PortfolioHistoryQuerySerializer, request)

@@ -14,24 +14,23 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from trading.api.schema import ERROR_DESCRIPTIONS
 from trading.api.serializers import ErrorSerializer
 from trading.api.throttling import PendingDecision, retry_after
 from trading.errors import NotFound
 from trading.models import Account
 
-ERRORS: dict[int, OpenApiResponse] = {
-    status: OpenApiResponse(ErrorSerializer, description=description)
-    for status, description in (
-        (401, "missing or invalid API key"),
-        (403, "forbidden: insufficient buying power or shares, or not allowed"),
-        (404, "not found"),
-        (422, "invalid parameters"),
-    )
-}
 
-
-def with_errors(responses: Mapping[int, Any]) -> dict[int, Any]:
-    return {**ERRORS, **responses}
+def with_errors(responses: Mapping[int, Any], *statuses: int) -> dict[int, Any]:
+    """``responses`` plus the error statuses the view's own logic answers (e.g. 403 for a caller
+    without a trading account, 404 for a name that matches nothing); those that follow from the
+    operation's shape (401, 404 for path ids, 422 for parameters, 429...) the schema class adds
+    (trading/api/schema.py)."""
+    errors = {
+        status: OpenApiResponse(ErrorSerializer, description=ERROR_DESCRIPTIONS[status])
+        for status in statuses
+    }
+    return {**errors, **responses}
 
 
 def request_account(request: Request) -> Account:

@@ -32,7 +32,7 @@ class OrdersView(TradingAPIView):
     @extend_schema(
         operation_id="orders_list",
         parameters=[OrdersQuerySerializer],
-        responses=with_errors({200: OrderSerializer(many=True)}),
+        responses=with_errors({200: OrderSerializer(many=True)}, 403),
     )
     def get(self, request: Request) -> Response:
         query = parse_query(OrdersQuerySerializer, request)
@@ -94,7 +94,9 @@ class OrdersView(TradingAPIView):
 
 class OrderDetailView(TradingAPIView):
     @extend_schema(
-        operation_id="orders_retrieve", parameters=[ORDER_ID], responses=with_errors({200: OrderSerializer})
+        operation_id="orders_retrieve",
+        parameters=[ORDER_ID],
+        responses=with_errors({200: OrderSerializer}, 403),
     )
     def get(self, request: Request, order_id: str) -> Response:
         order = selectors.order_get(
@@ -127,7 +129,7 @@ class OrderDetailView(TradingAPIView):
     @extend_schema(
         operation_id="orders_cancel",
         parameters=[ORDER_ID],
-        responses=with_errors({204: OpenApiResponse(description="canceled")}),
+        responses=with_errors({204: OpenApiResponse(description="canceled")}, 422),
     )
     def delete(self, request: Request, order_id: str) -> Response:
         services.order_cancel(
@@ -140,7 +142,7 @@ class OrderByClientIdView(TradingAPIView):
     @extend_schema(
         operation_id="orders_by_client_order_id",
         parameters=[ClientOrderIdQuerySerializer],
-        responses=with_errors({200: OrderSerializer}),
+        responses=with_errors({200: OrderSerializer}, 403, 404),
     )
     def get(self, request: Request) -> Response:
         query = parse_query(ClientOrderIdQuerySerializer, request)

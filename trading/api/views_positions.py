@@ -27,7 +27,9 @@ SYMBOL_OR_ASSET_ID = OpenApiParameter(
 
 
 class PositionsView(TradingAPIView):
-    @extend_schema(operation_id="positions_list", responses=with_errors({200: PositionSerializer(many=True)}))
+    @extend_schema(
+        operation_id="positions_list", responses=with_errors({200: PositionSerializer(many=True)}, 403)
+    )
     def get(self, request: Request) -> Response:
         positions = selectors.portfolio_positions(account=request_account(request))
         return Response([PositionSerializer.shape(position) for position in positions])
@@ -62,7 +64,7 @@ class PositionDetailView(TradingAPIView):
     @extend_schema(
         operation_id="positions_retrieve",
         parameters=[SYMBOL_OR_ASSET_ID],
-        responses=with_errors({200: PositionSerializer}),
+        responses=with_errors({200: PositionSerializer}, 403),
     )
     def get(self, request: Request, symbol_or_asset_id: str) -> Response:
         position = selectors.portfolio_position(

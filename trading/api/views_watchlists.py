@@ -38,7 +38,7 @@ def _answer(account: Account, watchlist_id: uuid.UUID) -> Response:
 
 class WatchlistsView(TradingAPIView):
     @extend_schema(
-        operation_id="watchlists_list", responses=with_errors({200: WatchlistSerializer(many=True)})
+        operation_id="watchlists_list", responses=with_errors({200: WatchlistSerializer(many=True)}, 403)
     )
     def get(self, request: Request) -> Response:
         watchlists = selectors.watchlists_list(account_id=request_account(request).pk)
@@ -68,7 +68,7 @@ class WatchlistDetailView(TradingAPIView):
     @extend_schema(
         operation_id="watchlists_retrieve",
         parameters=[WATCHLIST_ID],
-        responses=with_errors({200: WatchlistSerializer}),
+        responses=with_errors({200: WatchlistSerializer}, 403),
     )
     def get(self, request: Request, watchlist_id: str | None = None) -> Response:
         account = request_account(request)
@@ -122,7 +122,7 @@ class WatchlistByNameView(WatchlistDetailView):
     @extend_schema(
         operation_id="watchlists_by_name_retrieve",
         parameters=[WatchlistNameQuerySerializer],
-        responses=with_errors({200: WatchlistSerializer}),
+        responses=with_errors({200: WatchlistSerializer}, 403, 404),
     )
     def get(self, request: Request, watchlist_id: str | None = None) -> Response:
         return super().get(request)
@@ -131,7 +131,7 @@ class WatchlistByNameView(WatchlistDetailView):
         operation_id="watchlists_by_name_update",
         parameters=[WatchlistNameQuerySerializer],
         request=WatchlistUpdateSerializer,
-        responses=with_errors({200: WatchlistSerializer}),
+        responses=with_errors({200: WatchlistSerializer}, 404),
     )
     def put(self, request: Request, watchlist_id: str | None = None) -> Response:
         return super().put(request)
@@ -140,7 +140,7 @@ class WatchlistByNameView(WatchlistDetailView):
         operation_id="watchlists_by_name_add_asset",
         parameters=[WatchlistNameQuerySerializer],
         request=WatchlistAddAssetSerializer,
-        responses=with_errors({200: WatchlistSerializer}),
+        responses=with_errors({200: WatchlistSerializer}, 404),
     )
     def post(self, request: Request, watchlist_id: str | None = None) -> Response:
         return super().post(request)
@@ -148,7 +148,7 @@ class WatchlistByNameView(WatchlistDetailView):
     @extend_schema(
         operation_id="watchlists_by_name_delete",
         parameters=[WatchlistNameQuerySerializer],
-        responses=with_errors({204: OpenApiResponse(description="deleted")}),
+        responses=with_errors({204: OpenApiResponse(description="deleted")}, 404),
     )
     def delete(self, request: Request, watchlist_id: str | None = None) -> Response:
         return super().delete(request)
