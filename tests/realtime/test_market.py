@@ -21,9 +21,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import time_machine
 from django.db.models import Count, Max, Min
 from django.utils import timezone
 from pytest_django.fixtures import Settings
+from rest_framework.test import APIClient
 from websockets.sync.client import connect
 
 from realtime.bars import MINUTE_NS
@@ -415,3 +417,83 @@ def test_a_websocket_client_gets_each_minute_bar_once_when_its_minute_ends(
     ]
     assert (second[0]["o"], second[0]["v"]) == (102.0, 100)
     assert (second[1]["c"], second[1]["v"], second[1]["n"]) == (102.0, 300 + carried[0], 3 + carried[1])
+
+
+def test_historical_bars_hold_only_closed_minutes_and_never_change_once_returned(
+    make_asset: Callable[..., Asset],
+    make_account: Callable[..., Account],
+    start_market: Callable[..., MarketProcess],
+) -> None:
+    """The REST side of the same cadence, with the clock pinned inside a minute and moved across
+    its end: a minute bar appears once its minute is over, and is the same on every later call;
+    latest bar and snapshot follow the closed minutes; today's daily bar holds the closed minutes
+    so far and grows with each one."""
+    key, secret = services.api_key_create(account_id=make_account().pk, label="bars")
+    api = APIClient(HTTP_APCA_API_KEY_ID=key.key_id, HTTP_APCA_API_SECRET_KEY=secret)
+    minute = dt.datetime(2025, 11, 24, 15, 0, tzinfo=dt.UTC)  # 10:00 in New York
+
+    def get(path: str, **params: str) -> Any:
+        response = api.get(path, {"symbols": "AAPL", **params})
+        assert response.status_code == 200, response.content
+        return response.json()
+
+    def minute_bars() -> list[dict[str, Any]]:
+        return list(get("/v2/stocks/bars", timeframe="1Min")["bars"].get("AAPL", []))
+
+    def day_bars() -> list[dict[str, Any]]:
+        return list(get("/v2/stocks/bars", timeframe="1Day")["bars"].get("AAPL", []))
+
+    def reference(start: dt.datetime, end: dt.datetime) -> tuple[float, float, float, float, int, int]:
+        ticks = list(
+            StockPriceHistory.objects.filter(
+                symbol="AAPL", recorded_at__gte=start, recorded_at__lt=end
+            ).order_by("seq")
+        )
+        prices = [t.price_units / 10_000 for t in ticks]
+        return prices[0], max(prices), min(prices), prices[-1], sum(t.size for t in ticks), len(ticks)
+
+    def ohlcvn(bar: dict[str, Any]) -> tuple[float, float, float, float, int, int]:
+        return bar["o"], bar["h"], bar["l"], bar["c"], bar["v"], bar["n"]
+
+    with time_machine.travel(minute + dt.timedelta(seconds=20), tick=False) as clock:
+        make_asset("AAPL", price="100.00")
+        market = start_market(triggers=False)
+
+        def window_at(moment: dt.datetime) -> None:
+            clock.move_to(moment)
+            done = market.windows_done
+            market.run_window()
+            wait_until(lambda: market.windows_done > done, "the window was handled")
+
+        window_at(minute + dt.timedelta(seconds=20))
+        assert minute_bars() == [] and day_bars() == []
+        assert get("/v2/stocks/bars/latest")["bars"] == {}
+        assert get("/v2/stocks/snapshots")["AAPL"]["minuteBar"] is None
+        window_at(minute + dt.timedelta(seconds=40))
+        assert minute_bars() == [] and get("/v2/stocks/bars/latest")["bars"] == {}
+
+        window_at(minute + dt.timedelta(seconds=60, milliseconds=50))  # the minute is over
+        closed = minute_bars()
+        assert [bar["t"] for bar in closed] == ["2025-11-24T15:00:00Z"]
+        assert ohlcvn(closed[0]) == reference(minute, minute + dt.timedelta(minutes=1))
+        assert get("/v2/stocks/bars/latest")["bars"]["AAPL"] == closed[0]
+        snapshot = get("/v2/stocks/snapshots")["AAPL"]
+        assert snapshot["minuteBar"] == closed[0]
+        today = day_bars()
+        assert [bar["t"] for bar in today] == ["2025-11-24T05:00:00Z"]  # New York midnight
+        assert ohlcvn(today[0]) == ohlcvn(closed[0]) and snapshot["dailyBar"] == today[0]
+
+        window_at(minute + dt.timedelta(seconds=90))  # inside the next minute: nothing changes
+        assert minute_bars() == closed and day_bars() == today
+        assert get("/v2/stocks/bars/latest")["bars"]["AAPL"] == closed[0]
+
+        window_at(minute + dt.timedelta(seconds=120, milliseconds=50))
+        both = minute_bars()
+        assert both[0] == closed[0] and [bar["t"] for bar in both] == [
+            "2025-11-24T15:00:00Z",
+            "2025-11-24T15:01:00Z",
+        ]
+        assert get("/v2/stocks/bars/latest")["bars"]["AAPL"] == both[1]
+        grown = day_bars()
+        assert ohlcvn(grown[0]) == reference(minute, minute + dt.timedelta(minutes=2))
+        assert grown[0]["v"] > today[0]["v"]
