@@ -206,11 +206,6 @@ class BarRoller:
     def forming_minute(self, symbol: str) -> FormingBar | None:
         return self._minutes.get(symbol)
 
-    def forming_day(self, symbol: str) -> FormingBar | None:
-        """The symbol's daily bar as last stored: its day's closed minutes."""
-        day = self._days.get(symbol)
-        return day.bar if day is not None else None
-
     def roll(self, ticks: Sequence[WireTick], *, now_ns: int) -> BarRollup:
         for tick in ticks:
             minute_ns = tick.at_ns - tick.at_ns % MINUTE_NS
