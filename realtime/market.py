@@ -38,7 +38,7 @@ from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from config.redis_pools import redis_client
-from realtime.bars import BarRoller, current_bar_starts
+from realtime.bars import BarRoller
 from realtime.ring import SymbolHistory
 from realtime.simulator import MarketSimulator, SymbolStart
 from realtime.throttle import ThrottleController
@@ -46,8 +46,8 @@ from realtime.triggers import TriggerEngine
 from realtime.wire import Window, WireTick
 from realtime.writer import DATABASE_UNAVAILABLE, TickPipeline, TickWriter, WindowBatch
 from trading import calendar
-from trading.models import Asset, DailyBar, MinuteBar
-from trading.quotes import LatestQuote, latest_quotes_store, latest_ticks_from_db
+from trading.models import Asset, DailyBar, MinuteBar, StockPriceHistory
+from trading.quotes import LatestQuote, latest_quotes_store, latest_ticks_from_db, newest_per_symbol
 
 logger = logging.getLogger("realtime.market")
 
@@ -135,6 +135,55 @@ def resume_starts(assets: list[Asset]) -> list[SymbolStart]:
     return starts
 
 
+def unbarred_ticks(*, symbols: list[str]) -> list[WireTick]:
+    """The stored ticks of ``symbols`` that no stored minute bar holds yet, oldest first.
+
+    Minutes close in the window that first passes their end, for every symbol at once and in that
+    window's transaction, and ticks are stored with the window they belong to. So what no bar
+    holds starts after the newest stored minute bar's minute, and at the earliest in the minute
+    before the newest stored tick's (that minute's closing window may not have been stored); the
+    later of the two bounds the read to a minute or two of ticks.
+    """
+    newest_bar = (
+        MinuteBar.objects.filter(symbol__in=symbols)
+        .order_by("-start")
+        .values_list("start", flat=True)
+        .first()
+    )
+    newest_tick = (
+        StockPriceHistory.objects.filter(symbol__in=symbols)
+        .order_by("-recorded_at")
+        .values_list("recorded_at", flat=True)
+        .first()
+    )
+    if newest_tick is None:
+        return []
+    since = newest_tick.replace(second=0, microsecond=0) - dt.timedelta(minutes=1)
+    if newest_bar is not None:
+        since = max(since, newest_bar + dt.timedelta(minutes=1))
+    rows = (
+        StockPriceHistory.objects.filter(symbol__in=symbols, recorded_at__gte=since)
+        .order_by("recorded_at", "seq")
+        .values_list(
+            "symbol",
+            "seq",
+            "price_units",
+            "size",
+            "bid_units",
+            "bid_size",
+            "ask_units",
+            "ask_size",
+            "recorded_at",
+        )
+    )
+    return [WireTick(*row[:8], at_ns=_epoch_ns(row[8])) for row in rows]
+
+
+def _epoch_ns(moment: dt.datetime) -> int:
+    delta = moment - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+
+
 def _latest_quote(tick: WireTick) -> LatestQuote:
     return LatestQuote(
         symbol=tick.symbol,
@@ -170,6 +219,8 @@ class MarketProcess:
     ) -> None:
         self.config = config
         self.session = SessionGate(clock)
+        self._clock = clock
+        self._last_at_ns = 0
         self.window_s = config.window_ms / 1000
         self._stop = threading.Event()
         self.history: SymbolHistory[WireTick] = SymbolHistory()
@@ -194,11 +245,16 @@ class MarketProcess:
         self.pipeline.request_stop()
 
     def _resume_bars(self, symbols: list[str]) -> None:
-        minute_start, day_start = current_bar_starts(timezone.now())
-        self.roller.resume(
-            minute_bars=MinuteBar.objects.filter(symbol__in=symbols, start=minute_start),
-            daily_bars=DailyBar.objects.filter(symbol__in=symbols, start=day_start),
+        """Hand the roller what a previous run left: each symbol's newest daily bar and the stored
+        ticks no stored minute bar holds yet (the minute that was forming, or one that was over
+        but not yet closed, when the process stopped)."""
+        symbols = [symbol for symbol in symbols if not self.roller.knows(symbol)]
+        if not symbols:
+            return
+        daily = DailyBar.objects.filter(
+            pk__in=newest_per_symbol(DailyBar, symbols=symbols, order_key="start")
         )
+        self.roller.resume(daily_bars=daily, ticks=unbarred_ticks(symbols=symbols))
 
     def setup(self) -> None:
         assets = market_assets(limit=self.config.symbols)
@@ -273,7 +329,7 @@ class MarketProcess:
         """One window of the clock: re-read the assets when ``poll``, then simulate (in session)."""
         assert self.simulator is not None
         statuses = self._poll_assets_if_reachable() if poll else {}
-        at_ns = time.time_ns()
+        at_ns = self._now_ns()
         ticks = self.simulator.step(at_ns=at_ns) if self.session.is_open() else []
         return self.submit_window(ticks, statuses=statuses, at_ns=at_ns)
 
@@ -284,7 +340,7 @@ class MarketProcess:
         publish and trigger. Blocks while the pipeline's queue is full (Property 9). The
         simulator's windows come through here; tests feed scripted prices the same way."""
         ticks = list(ticks)
-        at_ns = time.time_ns() if at_ns is None else at_ns
+        at_ns = self._now_ns() if at_ns is None else at_ns
         for tick in ticks:
             self.history.append(tick.symbol, tick)
         bars = self.roller.roll(ticks, now_ns=at_ns)
@@ -294,6 +350,13 @@ class MarketProcess:
             self._stats.windows += 1
             self._stats.ticks += len(ticks)
         return batch
+
+    def _now_ns(self) -> int:
+        """The window's time stamp: the clock, never behind the previous window's. A clock stepping
+        back (NTP) would stamp trades into minutes already closed and sent; held here, ticks stay in
+        time order and a published minute bar stays final."""
+        self._last_at_ns = max(_epoch_ns(self._clock()), self._last_at_ns)
+        return self._last_at_ns
 
     def _poll_assets_if_reachable(self) -> dict[str, str]:
         """``_poll_assets``, or nothing while the database is unavailable: the market keeps
@@ -336,7 +399,7 @@ class MarketProcess:
             for start in resume_starts(list(Asset.objects.filter(symbol__in=new).order_by("symbol"))):
                 self.simulator.add_symbol(start)
             # Bars of a symbol seen earlier in this run are already here, and newer than stored.
-            self._resume_bars([symbol for symbol in new if self.roller.forming_day(symbol) is None])
+            self._resume_bars(new)
         if gone or new:
             logger.info("market: now trading %s; stopped %s", new or "-", gone or "-")
         statuses: dict[str, str] = {}

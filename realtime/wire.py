@@ -36,7 +36,7 @@ class WireTick:
 
 @dataclass(frozen=True, slots=True)
 class WireBar:
-    kind: str  # "b" minute bar closed, "u" updated (still forming) minute bar, "d" daily bar
+    kind: str  # "b" closed minute bar, "d" daily bar ("u", a corrected closed bar, is never made)
     symbol: str
     start_ns: int
     open: int

@@ -125,7 +125,7 @@ export class ReconnectingSocket {
 /**
  * Alpaca's market-data protocol over JSON: wait for "connected", authenticate with the page's
  * session ({"action":"auth"} without key or secret), subscribe to every symbol's trades, quotes
- * and minute bars. Data frames are arrays of {"T": "t"|"q"|"b"|"u"|"s", ...}.
+ * and minute bars. Data frames are arrays of {"T": "t"|"q"|"b"|"s", ...}.
  */
 export class MarketDataStream {
   constructor({ url, onData, onState = () => {}, onReady = () => {}, WebSocketImpl, timers, backoff }) {

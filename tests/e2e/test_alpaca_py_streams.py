@@ -5,24 +5,28 @@ orders placed and filled through the trading services (what the web and market p
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from alpaca.data.live import StockDataStream
-from alpaca.data.models import Quote, Trade
+from alpaca.data.models import Bar, Quote, Trade
 from alpaca.trading.stream import TradingStream
 from django.conf import settings
 from pytest_django.fixtures import Settings
 
 from config.redis_pools import redis_client
+from realtime.bars import MINUTE_NS
+from realtime.market import MarketConfig, MarketProcess
 from realtime.wire import Window, WireTick
 from tests.conftest import list_symbols
 from tests.realtime.servers import DaphneProcess, daphne_server, isolate_streams
-from trading import services
+from trading import calendar, services
 from trading.models import Account, Asset
 from trading.units import PRICE_SCALE
 
@@ -175,3 +179,72 @@ def test_trading_stream_gets_new_and_fill_for_market_and_crossed_limit_orders(
             str(limit.pk),
             3,
         )
+
+
+def test_stock_data_stream_gets_each_minute_bar_once_when_its_minute_ends(
+    server: DaphneProcess,
+    credentials: tuple[str, str],
+    make_asset: Callable[..., Asset],
+    stream_settings: Settings,
+) -> None:
+    """The market's own bar path (in this process, publishing as run_market does) to alpaca-py's
+    handlers: one closed minute bar per minute, stamped with its start, with the daily bar of the
+    day so far, and no updated bars."""
+    stream_settings.LATEST_QUOTES_KEY = f"test:quotes:{uuid.uuid4().hex}"
+    make_asset("AAPL", price="100.00")
+    market = MarketProcess(
+        MarketConfig(seed=3, symbols=0, window_ms=50, tick_interval_s=0.05), triggers=False
+    )
+    market.setup()
+    minutes: list[Bar] = []
+    updated: list[Bar] = []
+    daily: list[Bar] = []
+
+    async def on_minute(bar: Bar) -> None:
+        minutes.append(bar)
+
+    async def on_updated(bar: Bar) -> None:
+        updated.append(bar)
+
+    async def on_daily(bar: Bar) -> None:
+        daily.append(bar)
+
+    stream = StockDataStream(*credentials, url_override=f"{server.ws_url}/v2/iex")
+    stream.subscribe_bars(on_minute, "AAPL")
+    stream.subscribe_updated_bars(on_updated, "AAPL")
+    stream.subscribe_daily_bars(on_daily, "AAPL")
+    now = time.time_ns()
+    first = now - now % MINUTE_NS + 2 * MINUTE_NS  # after the asset's stored tick
+    market.submit_window([], at_ns=first - MINUTE_NS)  # closes that tick's minute before anyone listens
+    prices: dict[dt.datetime, float] = {}
+    minute_numbers = iter(range(1_000_000))
+
+    def poke() -> None:
+        """One window a minute later than the last, with one trade: it closes the last minute."""
+        k = next(minute_numbers)
+        start = first + k * MINUTE_NS
+        price = 100 + k / 100
+        prices[dt.datetime.fromtimestamp(start // 10**9, tz=dt.UTC)] = price
+        units = round(price * PRICE_SCALE)
+        done = market.windows_done
+        tick = WireTick("AAPL", k + 2, units, 100, units - 100, 300, units + 100, 400, start + 10**9)
+        market.submit_window([tick], at_ns=tick.at_ns)
+        wait_for(lambda: market.windows_done > done)
+
+    try:
+        with Running(stream):
+            wait_for(lambda: len(minutes) >= 3, poke=poke)
+    finally:
+        market.shutdown()
+    assert updated == []
+    assert len({bar.timestamp for bar in minutes}) == len(minutes)  # each minute once
+    for bar in minutes:
+        assert bar.symbol == "AAPL" and bar.timestamp.second == 0
+        assert (bar.open, bar.high, bar.low, bar.close, bar.volume, bar.trade_count) == (
+            prices[bar.timestamp], prices[bar.timestamp], prices[bar.timestamp], prices[bar.timestamp], 100, 1,
+        )  # fmt: skip
+    # A daily bar with every closed minute, stamped with the trading day's start.
+    assert len(daily) == len(minutes)
+    for minute, day in zip(minutes, daily, strict=True):
+        assert day.timestamp == calendar.day_start(calendar.trading_day_of(minute.timestamp))
+        assert day.close == minute.close

@@ -55,7 +55,9 @@ def test_a_window_is_stored_with_its_bars_by_the_backends_fast_path() -> None:
     }
     recorded = StockPriceHistory.objects.get(symbol="AAA", seq=1).recorded_at
     assert int(recorded.timestamp()) == AT_NS // 10**9
-    # The forming minute bar was upserted in place, not duplicated.
+    # Nothing is stored for a forming minute; the window that ends it stores each closed bar once.
+    assert not MinuteBar.objects.exists() and not DailyBar.objects.exists()
+    writer.write(batch(3, [tick("BBB", 2, 2_000_000, at_ns=AT_NS + 30 * 10**9)], roller))
     minute = MinuteBar.objects.get(symbol="AAA")
     assert (minute.open_units, minute.close_units, minute.volume, minute.trade_count) == (
         1_000_000, 1_010_000, 400, 2,
@@ -68,14 +70,25 @@ def test_a_window_is_stored_with_its_bars_by_the_backends_fast_path() -> None:
 @pytest.mark.django_db(transaction=True)
 def test_a_window_is_all_or_nothing() -> None:
     writer = TickWriter(throttle=unthrottled())
-    writer.write(batch(1, [tick("AAA", 1, 1_000_000)]))
-    # A duplicate (symbol, seq) in the middle of a window: nothing of that window may remain.
-    broken = batch(2, [tick("BBB", 1, 2_000_000), tick("AAA", 1, 1_000_000), tick("CCC", 1, 3_000_000)])
+    roller = BarRoller()
+    writer.write(batch(1, [tick("AAA", 1, 1_000_000)], roller))
+    # A duplicate (symbol, seq) in the middle of a window that also closes a minute: nothing of that
+    # window may remain, its bars neither.
+    later = AT_NS + 30 * 10**9
+    broken = batch(
+        2,
+        [
+            tick("BBB", 1, 2_000_000, at_ns=later),
+            tick("AAA", 1, 1_000_000, at_ns=later),
+            tick("CCC", 1, 3_000_000, at_ns=later),
+        ],
+        roller,
+    )
+    assert broken.bars.minute_rows and broken.bars.daily_rows
     with pytest.raises(IntegrityError):
         writer.write(broken)
     assert list(StockPriceHistory.objects.values_list("symbol", "seq")) == [("AAA", 1)]
-    assert set(MinuteBar.objects.values_list("symbol", flat=True)) == {"AAA"}
-    assert set(DailyBar.objects.values_list("symbol", flat=True)) == {"AAA"}
+    assert not MinuteBar.objects.exists() and not DailyBar.objects.exists()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -87,10 +100,10 @@ def test_a_slow_writer_blocks_the_simulator_and_nothing_is_dropped() -> None:
     committed: list[int] = []
     depth_seen: list[int] = []
     max_windows = 2
-    # Each window is 5 ticks + 5 minute bars + 5 daily bars = 15 rows; 150 rows/s is ten windows
-    # a second, while the producer below offers them as fast as it can.
+    # Each window is 5 ticks (its 3 s close no minute, so no bars); 50 rows/s is ten windows a
+    # second, while the producer below offers them as fast as it can.
     pipeline = TickPipeline(
-        writer=TickWriter(throttle=ThrottleController(max_rows_per_s=150, max_txn_per_s=0)),
+        writer=TickWriter(throttle=ThrottleController(max_rows_per_s=50, max_txn_per_s=0)),
         on_committed=lambda b: committed.append(b.number),
         max_windows=max_windows,
     )
@@ -117,7 +130,7 @@ def test_a_slow_writer_blocks_the_simulator_and_nothing_is_dropped() -> None:
         pipeline.close()
         stop.set()
         watcher.join()
-    # 30 windows x 15 rows at 150 rows/s, less the first second's burst: about 2 s of waiting.
+    # 30 windows x 5 rows at 50 rows/s, less the first second's burst: about 2 s of waiting.
     assert production_s > 1.0
     assert pipeline.blocked_s > 1.0
     assert max(depth_seen) <= max_windows and pipeline.max_depth <= max_windows

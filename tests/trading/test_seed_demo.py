@@ -6,6 +6,7 @@ import datetime as dt
 import itertools
 import re
 import stat
+from fractions import Fraction
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,14 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.db import connection
 from django.db.models import Max, Min
+from rest_framework.test import APIClient
 
-from trading import services
-from trading.management.commands.seed_demo import HistoryGenerator, read_logins
+from realtime.market import resume_starts, unbarred_ticks
+from trading import calendar, services
+from trading.demo_history import Bars, HistoryGenerator
+from trading.management.commands.seed_demo import read_logins
 from trading.models import Account, ApiKey, Asset, CashEntry, DailyBar, Exchange, MinuteBar, StockPriceHistory
 from trading.universe import GICS_SECTORS, SYMBOL_PATTERN, assets_from_records, sp500, starting_price_units
 
@@ -93,11 +98,8 @@ def test_universe_mapping_rules() -> None:
 # --- history -------------------------------------------------------------------------------------
 
 
-def _as_rows(bars: list[DailyBar] | list[MinuteBar]) -> list[tuple[object, ...]]:
-    return [
-        (b.symbol, b.start, b.open_units, b.high_units, b.low_units, b.close_units, b.volume, b.vwap_units)
-        for b in bars
-    ]
+def _as_rows(bars: Bars) -> list[tuple[object, ...]]:
+    return list(bars.rows("X"))
 
 
 def test_history_is_reproducible_from_the_seed() -> None:
@@ -105,7 +107,7 @@ def test_history_is_reproducible_from_the_seed() -> None:
     asset = sp500()[0]
 
     def run(seed: int) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
-        history = HistoryGenerator(seed=seed, now=now, days=5, minutes=60).history(asset)
+        history = HistoryGenerator(seed=seed, now=now, days=5, minute_days=2).history(asset)
         return _as_rows(history.daily), _as_rows(history.minute)
 
     assert run(42) == run(42)
@@ -119,6 +121,7 @@ def test_history_does_not_depend_on_the_other_symbols() -> None:
     together = HistoryGenerator(seed=1, now=now, days=3, minutes=30)
     together.history(first)
     assert _as_rows(alone.history(second).minute) == _as_rows(together.history(second).minute)
+    assert _as_rows(alone.history(second).daily) == _as_rows(together.history(second).daily)
 
 
 @pytest.mark.django_db
@@ -131,7 +134,7 @@ def test_seed_demo_creates_market_users_and_keys(tmp_path: Path) -> None:
     assert MinuteBar.objects.count() == 20 * 30
     assert StockPriceHistory.objects.count() == 20
     assert set(StockPriceHistory.objects.values_list("seq", flat=True)) == {1}
-    assert "history 100% (20/20 symbols)" in output
+    assert "history 100% (20/20 symbols" in output
 
     # Minute bars cover the 30 minutes before --now, one per minute.
     span = MinuteBar.objects.aggregate(first=Min("start"), last=Max("start"))
@@ -244,16 +247,132 @@ def test_real_hours_history_stops_at_the_last_close(settings: Any) -> None:
 
     history = HistoryGenerator(seed=42, now=sunday, days=3, minutes=120).history(asset)
 
-    assert [bar.start.date() for bar in history.daily] == [dt.date(2025, 3, d) for d in (12, 13, 14)]
+    assert [bar.date() for bar in history.daily.starts] == [dt.date(2025, 3, d) for d in (12, 13, 14)]
     friday_close = dt.datetime(2025, 3, 14, 20, 0, tzinfo=dt.UTC)  # 16:00 New York
     assert len(history.minute) == 120
-    assert history.minute[-1].start == friday_close - dt.timedelta(minutes=1)
-    assert history.daily[-1].close_units == history.minute[-1].close_units == asset.initial_price_units
+    assert history.minute.starts[-1] == friday_close - dt.timedelta(minutes=1)
+    assert history.daily.close[-1] == history.minute.close[-1] == asset.initial_price_units
+    assert history.tick.recorded_at == friday_close - dt.timedelta(milliseconds=1)  # in the last minute
 
-    # Fifteen minutes after Monday's open, only those fifteen minutes are seeded.
+    # Fifteen minutes after Monday's open, the window reaches back into Friday's session.
     monday_early = HistoryGenerator(
         seed=42, now=dt.datetime(2025, 3, 17, 13, 45, tzinfo=dt.UTC), days=3, minutes=120
     )
-    minutes = monday_early.history(asset).minute
-    assert [bar.start for bar in minutes][:1] == [dt.datetime(2025, 3, 17, 13, 30, tzinfo=dt.UTC)]
-    assert len(minutes) == 15
+    starts = monday_early.history(asset).minute.starts
+    assert len(starts) == 120
+    assert starts[-15] == dt.datetime(2025, 3, 17, 13, 30, tzinfo=dt.UTC)  # Monday's open
+    assert starts[-16] == friday_close - dt.timedelta(minutes=1)
+
+
+def _aggregate(minutes: list[MinuteBar]) -> tuple[int, ...]:
+    volume = sum(bar.volume for bar in minutes)
+    return (
+        minutes[0].open_units,
+        max(bar.high_units for bar in minutes),
+        min(bar.low_units for bar in minutes),
+        minutes[-1].close_units,
+        volume,
+        sum(bar.trade_count for bar in minutes),
+        round(Fraction(sum(bar.vwap_units * bar.volume for bar in minutes), volume)),
+    )
+
+
+def _daily(bar: DailyBar) -> tuple[int, ...]:
+    return (
+        bar.open_units, bar.high_units, bar.low_units, bar.close_units, bar.volume, bar.trade_count,
+        bar.vwap_units,
+    )  # fmt: skip
+
+
+def _check_seeded_history(
+    symbols: list[str], *, days: int, minute_days: int, minutes_per_day: list[int]
+) -> None:
+    """Counts, the minute bars of each day aggregating to its daily bar, unbroken chains, and the
+    stored tick continuing from the newest close."""
+    for symbol in symbols:
+        daily = list(DailyBar.objects.filter(symbol=symbol).order_by("start"))
+        minute = list(MinuteBar.objects.filter(symbol=symbol).order_by("start"))
+        assert len(daily) == days and len(minute) == sum(minutes_per_day)
+        by_day: dict[dt.datetime, list[MinuteBar]] = {}
+        for bar in minute:
+            by_day.setdefault(calendar.day_start(calendar.trading_day_of(bar.start)), []).append(bar)
+        assert [len(bars) for bars in by_day.values()] == minutes_per_day
+        days_by_start = {bar.start: bar for bar in daily}
+        assert list(by_day) == [bar.start for bar in daily[-minute_days:]]
+        for start, day_minutes in by_day.items():
+            assert _daily(days_by_start[start]) == _aggregate(day_minutes), start
+        chains: tuple[list[DailyBar] | list[MinuteBar], ...] = (daily, minute)
+        for chain in chains:
+            for previous, following in itertools.pairwise(chain):
+                assert following.open_units == previous.close_units
+            for each in chain:
+                assert each.low_units <= min(each.open_units, each.close_units) <= each.high_units
+                assert each.low_units <= each.vwap_units <= each.high_units and each.volume > 0
+        tick = StockPriceHistory.objects.get(symbol=symbol)
+        assert (
+            tick.price_units == minute[-1].close_units == Asset.objects.get(symbol=symbol).initial_price_units
+        )
+        assert minute[-1].start <= tick.recorded_at < minute[-1].start + dt.timedelta(minutes=1)
+    # The market resumes from that close, and no stored tick is left outside a bar.
+    assets = list(Asset.objects.filter(symbol__in=symbols))
+    assert {start.symbol: start.price_units for start in resume_starts(assets)} == {
+        asset.symbol: asset.initial_price_units for asset in assets
+    }
+    assert unbarred_ticks(symbols=symbols) == []
+
+
+@pytest.mark.django_db
+def test_default_history_is_400_days_and_5_days_of_consistent_minutes(tmp_path: Path) -> None:
+    output = seed(tmp_path, "--symbols", "3", "--users", "0", "--now", NOW)
+
+    symbols = [asset.symbol for asset in sp500()[:3]]
+    # 2025-03-12 15:30:20 UTC is 11:30 in New York; the 9th of March has 23 hours (DST begins).
+    _check_seeded_history(symbols, days=400, minute_days=5, minutes_per_day=[1440, 1380, 1440, 1440, 690])
+    assert DailyBar.objects.filter(symbol=symbols[0]).aggregate(first=Min("start"))["first"] == (
+        calendar.day_start(dt.date(2024, 2, 7))
+    )
+    assert "400 trading days of daily bars, minute bars for 5 trading days" in output
+    assert "history 100% (3/3 symbols" in output
+    # The minute bars' start index was built again after the bulk insert.
+    with connection.cursor() as cursor:
+        assert "minute_bar_start_idx" in connection.introspection.get_constraints(cursor, "trading_minutebar")
+
+
+@pytest.mark.django_db
+def test_real_hours_history_has_the_nyse_sessions(tmp_path: Path, settings: Any) -> None:
+    settings.MARKET_HOURS = "xnys"
+    seed(tmp_path, "--symbols", "2", "--users", "0", "--days", "30", "--now", "2025-03-16T12:00:00+00:00")
+
+    symbols = [asset.symbol for asset in sp500()[:2]]
+    _check_seeded_history(symbols, days=30, minute_days=5, minutes_per_day=[390] * 5)
+    first = MinuteBar.objects.filter(symbol=symbols[0]).aggregate(first=Min("start"))["first"]
+    assert first == dt.datetime(2025, 3, 10, 13, 30, tzinfo=dt.UTC)  # Monday's open, 09:30 New York
+    weekdays = {bar.weekday() for bar in DailyBar.objects.values_list("start", flat=True)}
+    assert weekdays <= {0, 1, 2, 3, 4}  # sessions only
+
+
+@pytest.mark.django_db
+def test_a_200_day_average_from_the_seeded_daily_bars(tmp_path: Path, make_account: Any) -> None:
+    seed(tmp_path, "--symbols", "1", "--users", "0", "--minute-days", "1", "--now", NOW)
+    key, secret = services.api_key_create(account_id=make_account().pk)
+    api = APIClient(HTTP_APCA_API_KEY_ID=key.key_id, HTTP_APCA_API_SECRET_KEY=secret)
+    symbol = sp500()[0].symbol
+
+    def bars(**params: str) -> Any:
+        response = api.get(
+            "/v2/stocks/bars", {"symbols": symbol, "timeframe": "1Day", "limit": "200", **params}
+        )
+        assert response.status_code == 200, response.content
+        return response.json()
+
+    newest = bars(sort="desc")["bars"][symbol]
+    stored = list(DailyBar.objects.filter(symbol=symbol).order_by("-start")[:200])
+    assert len(newest) == 200 and newest[0]["t"] == "2025-03-12T04:00:00Z"  # today's bar so far
+    sma = sum(bar["c"] for bar in newest) / 200
+    assert sma == pytest.approx(sum(bar.close_units for bar in stored) / 200 / 10_000)
+    # The same 200 days, oldest first, from a start 199 trading days back.
+    ranged = bars(start="2024-08-25T04:00:00Z")
+    assert ranged["bars"][symbol] == newest[::-1] and ranged["next_page_token"] is None
+    # Without a start, the first page holds the oldest 200 of the 400 and a token for the rest.
+    oldest = bars()
+    assert len(oldest["bars"][symbol]) == 200 and oldest["next_page_token"] is not None

@@ -1,14 +1,12 @@
-"""Seed a demo: the S&P 500 universe, recent price history, one tick per symbol, demo logins.
+"""Seed a demo: the S&P 500 universe, price history, one tick per symbol, demo logins.
 
-History is geometric Brownian motion with a market factor, a sector factor and each symbol's own
-noise, drawn from RNGs keyed by ``--seed`` and the factor's name, so the same seed gives the same
-paths whatever ``--symbols`` is. Paths are drawn backwards from each symbol's starting price, so
-the newest close, the seeded tick and ``Asset.initial_price_units`` agree and the market process
-continues from them seamlessly.
-
-Only bars are seeded (minute bars for the last ``--minutes``, daily bars for ``--days``): seeding
-ticks for days would be millions of rows. One tick per symbol lets market orders fill before the
-market process has run.
+History (trading/demo_history.py): 400 trading days of daily bars and 5 trading days of minute
+bars by default (the current day, up to now, counted in both), deterministic for ``--seed`` and
+``--now``, inserted by the backend's fastest path with progress output. The daily bars of the
+days with minute bars are their exact aggregates, and each symbol's one stored tick is the newest
+minute's close at its starting price, so the market process continues from it seamlessly. Ticks
+for days would be millions of rows; one tick per symbol lets market orders fill before the market
+process has run.
 
 Logins are printed and written to ``var/demo_credentials.txt`` (mode 0600), because API secrets
 are stored only as an HMAC and cannot be shown again; ``--if-empty`` on an already seeded database
@@ -18,9 +16,7 @@ prints that file instead of seeding, which is how ``make run`` shows them on eve
 from __future__ import annotations
 
 import datetime as dt
-import math
 import os
-import random
 import secrets
 import time
 from collections.abc import Iterator, Sequence
@@ -34,274 +30,16 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.utils import timezone
 
-from trading import calendar, services
+from trading import services
+from trading.demo_history import BarInserter, HistoryGenerator
 from trading.models import Asset, DailyBar, MinuteBar, StockPriceHistory
-from trading.units import PRICE_SCALE, UNITS_PER_CENT
-from trading.universe import UniverseAsset, sp500, stable_seed
+from trading.universe import UniverseAsset, sp500
 
 CREDENTIALS_FILENAME = "demo_credentials.txt"
 ADMIN_USERNAME = "admin"
 DEMO_USER_PREFIX = "demo"
-BATCH_ROWS = 5_000
-
-# Daily volatilities of the three components of a log return (about 25 % a year in total).
-MARKET_DAILY_SIGMA = 0.009
-SECTOR_DAILY_SIGMA = 0.006
-IDIO_DAILY_SIGMA_RANGE = (0.007, 0.018)
-BETA_RANGE = (0.7, 1.3)
-MARKET_DAILY_DRIFT = 0.0003
-
-
-# --- price paths ---------------------------------------------------------------------------------
-
-
-def _cents(dollars: float) -> int:
-    return max(1, round(dollars * 100)) * UNITS_PER_CENT
-
-
-def _cents_up(dollars: float) -> int:
-    return max(1, math.ceil(dollars * 100 - 1e-9)) * UNITS_PER_CENT
-
-
-def _cents_down(dollars: float) -> int:
-    return max(1, math.floor(dollars * 100 + 1e-9)) * UNITS_PER_CENT
-
-
-@dataclass(frozen=True)
-class Session:
-    """One trading day's bar window: it starts at ``start`` and (for today) ends at ``end``."""
-
-    start: dt.datetime
-    end: dt.datetime
-
-
-@dataclass
-class SymbolHistory:
-    daily: list[DailyBar]
-    minute: list[MinuteBar]
-    tick: StockPriceHistory
-
-
-@dataclass
-class _Factors:
-    daily: list[float]
-    minute: list[float]
-
-
-class HistoryGenerator:
-    """Deterministic bars for any symbol, ending at its starting price at ``now``."""
-
-    def __init__(self, *, seed: int, now: dt.datetime, days: int, minutes: int) -> None:
-        self.seed = seed
-        self.now = now
-        self.end_minute, session_open = self._history_end(now)
-        if session_open is not None:
-            # Real hours: no minute bars before the latest session opened.
-            minutes = min(minutes, (self.end_minute - session_open) // dt.timedelta(minutes=1))
-        self.minutes = max(0, minutes)
-        self.sessions = self._sessions(days)
-        self.minutes_per_day = 1440 if calendar.always_open() else 390
-        self.minute_scale = 1 / math.sqrt(self.minutes_per_day)
-        self.window_start = self.end_minute - dt.timedelta(minutes=minutes)
-        # Which minute bars (by index) fall in each session: the same for every symbol.
-        self.session_minutes = [
-            range(self._minute_index(session.start), self._minute_index(session.end))
-            for session in self.sessions
-        ]
-        self.market = self._factors("market", MARKET_DAILY_SIGMA, MARKET_DAILY_DRIFT)
-        self._sectors: dict[str, _Factors] = {}
-
-    @staticmethod
-    def _history_end(now: dt.datetime) -> tuple[dt.datetime, dt.datetime | None]:
-        """Where history stops: now, or with real hours the latest session's close (and its open)."""
-        end = now.replace(second=0, microsecond=0)
-        if calendar.always_open():
-            return end, None
-        today = calendar.trading_day_of(now)
-        zone = calendar.trading_zone()
-        for day in reversed(calendar.sessions_between(today - dt.timedelta(days=10), today)):
-            opened = dt.datetime.combine(day.date, day.open, tzinfo=zone)
-            if opened <= now:
-                closed = dt.datetime.combine(day.date, day.close, tzinfo=zone)
-                return min(end, closed), opened
-        return end, None
-
-    def _sessions(self, days: int) -> list[Session]:
-        if days <= 0:
-            return []
-        today = calendar.trading_day_of(self.now)
-        dates = [s.date for s in calendar.sessions_between(today - dt.timedelta(days=2 * days + 10), today)]
-        sessions = []
-        for date in dates:
-            start = calendar.day_start(date)
-            end = min(calendar.day_start(date + dt.timedelta(days=1)), self.end_minute)
-            if end > start:  # not a session that has yet to open
-                sessions.append(Session(start=start, end=end))
-        return sessions[-days:]
-
-    def _minute_index(self, moment: dt.datetime) -> int:
-        offset = (moment - self.window_start) // dt.timedelta(minutes=1)
-        return min(max(offset, 0), self.minutes)
-
-    def _factors(self, name: str, sigma: float, drift: float = 0.0) -> _Factors:
-        rng = random.Random(stable_seed(self.seed, "factor", name))
-        daily = [rng.gauss(drift, sigma) for _ in self.sessions]
-        minute = [
-            rng.gauss(drift / self.minutes_per_day, sigma * self.minute_scale) for _ in range(self.minutes)
-        ]
-        return _Factors(daily=daily, minute=minute)
-
-    def _sector(self, sector: str) -> _Factors:
-        if sector not in self._sectors:
-            self._sectors[sector] = self._factors(f"sector:{sector}", SECTOR_DAILY_SIGMA)
-        return self._sectors[sector]
-
-    def history(self, asset: UniverseAsset) -> SymbolHistory:
-        rng = random.Random(stable_seed(self.seed, "symbol", asset.symbol))
-        beta = rng.uniform(*BETA_RANGE)
-        idio = rng.uniform(*IDIO_DAILY_SIGMA_RANGE)
-        sector = self._sector(asset.sector)
-        anchor = asset.initial_price_units / PRICE_SCALE
-        # Average daily volume: millions of shares, fewer for expensive stocks.
-        daily_volume = math.exp(rng.gauss(math.log(4e6), 0.6)) * math.sqrt(100 / anchor)
-        trade_size = rng.uniform(60, 150)
-
-        minute_bars, minute_close_at = self._minutes(
-            asset.symbol, rng, anchor, beta, idio, sector, daily_volume, trade_size
-        )
-        window_open = minute_bars[0].open_units / PRICE_SCALE if minute_bars else anchor
-        daily_bars = self._days(
-            asset.symbol, rng, anchor, window_open, beta, idio, sector, daily_volume, trade_size,
-            minute_bars, minute_close_at,
-        )  # fmt: skip
-        return SymbolHistory(daily=daily_bars, minute=minute_bars, tick=self._tick(asset, rng))
-
-    def _minutes(
-        self,
-        symbol: str,
-        rng: random.Random,
-        anchor: float,
-        beta: float,
-        idio: float,
-        sector: _Factors,
-        daily_volume: float,
-        trade_size: float,
-    ) -> tuple[list[MinuteBar], dict[dt.datetime, float]]:
-        sigma = idio * self.minute_scale
-        closes = [anchor]
-        for k in reversed(range(self.minutes)):
-            step = beta * self.market.minute[k] + sector.minute[k] + rng.gauss(0, sigma)
-            closes.append(closes[-1] / math.exp(step))
-        closes.reverse()  # closes[0] is the window's opening price, closes[-1] the anchor
-        bars = []
-        close_at: dict[dt.datetime, float] = {}
-        for k in range(self.minutes):
-            start = self.window_start + dt.timedelta(minutes=k)
-            open_units, close_units = _cents(closes[k]), _cents(closes[k + 1])
-            wiggle = abs(rng.gauss(0, sigma * 0.6))
-            high = _cents_up(max(open_units, close_units) / PRICE_SCALE * math.exp(wiggle))
-            low = _cents_down(
-                min(open_units, close_units) / PRICE_SCALE * math.exp(-abs(rng.gauss(0, sigma * 0.6)))
-            )
-            volume = max(1, round(daily_volume / self.minutes_per_day * math.exp(rng.gauss(0, 0.5))))
-            bars.append(
-                MinuteBar(
-                    symbol=symbol,
-                    start=start,
-                    open_units=open_units,
-                    high_units=high,
-                    low_units=low,
-                    close_units=close_units,
-                    volume=volume,
-                    trade_count=max(1, round(volume / trade_size)),
-                    vwap_units=(open_units + high + low + close_units) // 4,
-                )
-            )
-            close_at[start + dt.timedelta(minutes=1)] = closes[k + 1]
-        return bars, close_at
-
-    def _days(
-        self,
-        symbol: str,
-        rng: random.Random,
-        anchor: float,
-        window_open: float,
-        beta: float,
-        idio: float,
-        sector: _Factors,
-        daily_volume: float,
-        trade_size: float,
-        minute_bars: Sequence[MinuteBar],
-        minute_close_at: dict[dt.datetime, float],
-    ) -> list[DailyBar]:
-        """Daily bars, newest first while drawing, agreeing with the minute bars they overlap."""
-        bars = []
-        day_sigma = math.sqrt((beta * MARKET_DAILY_SIGMA) ** 2 + SECTOR_DAILY_SIGMA**2 + idio**2)
-        # The opening price of the later day (or of the minute window), walking backwards.
-        next_open = window_open
-        for index in reversed(range(len(self.sessions))):
-            session = self.sessions[index]
-            inside = [minute_bars[k] for k in self.session_minutes[index]]
-            day_seconds = (session.end - session.start).total_seconds()
-            # The part of the day the minute bars do not cover moves in one coarse step.
-            coarse_fraction = max(0.0, (day_seconds - 60 * len(inside)) / 86_400)
-            if session.end > self.window_start:
-                # The day overlaps the minute window: its close and its minutes come from there.
-                close = minute_close_at.get(session.end, anchor) if session.end < self.end_minute else anchor
-                if session.start >= self.window_start:
-                    open_ = minute_close_at.get(session.start, window_open)
-                else:
-                    fraction = (self.window_start - session.start).total_seconds() / 86_400
-                    step = (
-                        beta * self.market.daily[index] + sector.daily[index] + rng.gauss(0, idio)
-                    ) * math.sqrt(fraction)
-                    open_ = window_open / math.exp(step)
-            else:
-                # Entirely before the window: the close is the next day's open (no overnight gap in
-                # an always-open market; over a weekend the price did not move).
-                close = next_open
-                step = beta * self.market.daily[index] + sector.daily[index] + rng.gauss(0, idio)
-                open_ = close / math.exp(step * math.sqrt(day_seconds / 86_400))
-            next_open = open_
-            open_units, close_units = _cents(open_), _cents(close)
-            spread = day_sigma * math.sqrt(coarse_fraction) * 0.8
-            high = max(open_units, close_units, *(bar.high_units for bar in inside))
-            low = min(open_units, close_units, *(bar.low_units for bar in inside))
-            high = _cents_up(high / PRICE_SCALE * math.exp(abs(rng.gauss(0, spread))))
-            low = _cents_down(low / PRICE_SCALE * math.exp(-abs(rng.gauss(0, spread))))
-            coarse_volume = round(daily_volume * coarse_fraction * math.exp(rng.gauss(0, 0.3)))
-            volume = max(1, coarse_volume + sum(bar.volume for bar in inside))
-            bars.append(
-                DailyBar(
-                    symbol=symbol,
-                    start=session.start,
-                    open_units=open_units,
-                    high_units=high,
-                    low_units=low,
-                    close_units=close_units,
-                    volume=volume,
-                    trade_count=max(1, round(volume / trade_size)),
-                    vwap_units=(open_units + high + low + close_units) // 4,
-                )
-            )
-        bars.reverse()
-        return bars
-
-    def _tick(self, asset: UniverseAsset, rng: random.Random) -> StockPriceHistory:
-        price = asset.initial_price_units
-        # A spread of one to four basis points, at least a cent each side, on whole cents.
-        half_spread = max(1, math.ceil(price * rng.uniform(0.5e-4, 2e-4) / UNITS_PER_CENT)) * UNITS_PER_CENT
-        return StockPriceHistory(
-            symbol=asset.symbol,
-            seq=1,
-            price_units=price,
-            size=rng.randint(1, 5) * 100,
-            bid_units=max(UNITS_PER_CENT, price - half_spread),
-            bid_size=rng.randint(1, 10) * 100,
-            ask_units=price + half_spread,
-            ask_size=rng.randint(1, 10) * 100,
-            recorded_at=self.now,
-        )
+DEFAULT_DAYS = 400  # a 200-day average needs 200, a year-over-year comparison a year of sessions
+DEFAULT_MINUTE_DAYS = 5
 
 
 # --- logins --------------------------------------------------------------------------------------
@@ -398,8 +136,24 @@ class Command(BaseCommand):
             help="Do nothing (except print the saved demo logins) when assets already exist.",
         )
         parser.add_argument("--symbols", type=int, default=0, help="How many symbols (default: all ~500).")
-        parser.add_argument("--days", type=int, default=30, help="Daily bars for this many trading days.")
-        parser.add_argument("--minutes", type=int, default=120, help="Minute bars for this many minutes.")
+        parser.add_argument(
+            "--days",
+            type=int,
+            default=DEFAULT_DAYS,
+            help=f"Daily bars for this many trading days (default {DEFAULT_DAYS}).",
+        )
+        parser.add_argument(
+            "--minute-days",
+            type=int,
+            default=DEFAULT_MINUTE_DAYS,
+            help=f"Minute bars for this many trading days, today's so far included (default {DEFAULT_MINUTE_DAYS}).",
+        )
+        parser.add_argument(
+            "--minutes",
+            type=int,
+            default=None,
+            help="Minute bars for this many trading minutes before now instead of --minute-days (small demos).",
+        )
         parser.add_argument("--users", type=int, default=3, help="Demo users demo1..demoN.")
         parser.add_argument("--seed", type=int, default=42, help="Seed of the price paths.")
         parser.add_argument(
@@ -414,8 +168,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        for name in ("symbols", "days", "minutes", "users"):
-            if options[name] < 0:
+        for name in ("symbols", "days", "minute_days", "minutes", "users"):
+            if options[name] is not None and options[name] < 0:
                 raise CommandError(f"--{name} must not be negative")
         path = Path(options["credentials_file"] or Path(settings.VAR_DIR) / CREDENTIALS_FILENAME)
         if options["if_empty"] and Asset.objects.exists():
@@ -440,7 +194,10 @@ class Command(BaseCommand):
         self, universe: list[UniverseAsset], options: dict[str, Any], report: SeedReport
     ) -> None:
         existing = set(Asset.objects.values_list("symbol", flat=True))
-        new = [asset for asset in universe if asset.symbol not in existing]
+        # In symbol order: each symbol's bars then append to the (symbol, start) index.
+        new = sorted(
+            (asset for asset in universe if asset.symbol not in existing), key=lambda asset: asset.symbol
+        )
         if existing:
             self.stdout.write(
                 f"{len(existing)} assets already exist and keep their history; "
@@ -448,20 +205,33 @@ class Command(BaseCommand):
             )
         if not new:
             return
+        symbols = [asset.symbol for asset in new]
         with_ticks = set(
-            StockPriceHistory.objects.filter(symbol__in=[a.symbol for a in new])
-            .values_list("symbol", flat=True)
-            .distinct()
+            StockPriceHistory.objects.filter(symbol__in=symbols).values_list("symbol", flat=True).distinct()
+        )
+        # Bars a market process already wrote for these symbols are kept (the slower path that
+        # skips existing rows); a fresh database takes the fast one.
+        conflicts = (
+            MinuteBar.objects.filter(symbol__in=symbols).exists()
+            or DailyBar.objects.filter(symbol__in=symbols).exists()
         )
         generator = HistoryGenerator(
             seed=options["seed"],
             now=_parse_now(options["now"]),
             days=options["days"],
+            minute_days=options["minute_days"],
             minutes=options["minutes"],
         )
+        inserter = BarInserter(conflicts=conflicts)
+        minute_span = (
+            f"the last {options['minutes']} trading minutes"
+            if options["minutes"] is not None
+            else f"{options['minute_days']} trading days"
+        )
         self.stdout.write(
-            f"Seeding {len(new)} assets: {options['days']} days of daily bars, {options['minutes']} minutes "
-            f"of minute bars, one tick each (seed {options['seed']}) ..."
+            f"Seeding {len(new)} assets: {len(generator.daily_sessions)} trading days of daily bars, "
+            f"minute bars for {minute_span} ({len(generator.minute_starts)} minutes each), one tick each "
+            f"(seed {options['seed']}, {inserter.path}) ..."
         )
         with transaction.atomic():
             Asset.objects.bulk_create(
@@ -478,38 +248,35 @@ class Command(BaseCommand):
                 batch_size=500,
             )
             report.assets = len(new)
-            daily: list[DailyBar] = []
-            minute: list[MinuteBar] = []
             ticks: list[StockPriceHistory] = []
-            for done, asset in self._progress(new):
-                history = generator.history(asset)
-                daily += history.daily
-                minute += history.minute
-                if asset.symbol not in with_ticks:
-                    ticks.append(history.tick)
-                if len(daily) + len(minute) >= BATCH_ROWS or done == len(new):
-                    report.daily_bars += self._insert(DailyBar, daily)
-                    report.minute_bars += self._insert(MinuteBar, minute)
-                    report.ticks += self._insert(StockPriceHistory, ticks)
-                    daily, minute, ticks = [], [], []
+            with inserter.deferred_indexes(MinuteBar):
+                for _, asset in self._progress(new, report):
+                    history = generator.history(asset)
+                    report.daily_bars += inserter.insert(DailyBar, asset.symbol, history.daily)
+                    report.minute_bars += inserter.insert(MinuteBar, asset.symbol, history.minute)
+                    if asset.symbol not in with_ticks:
+                        ticks.append(history.tick)
+                self.stdout.write("  indexing and committing ...")
+            StockPriceHistory.objects.bulk_create(ticks, batch_size=1_000, ignore_conflicts=True)
+            report.ticks = len(ticks)
 
-    def _progress(self, items: Sequence[UniverseAsset]) -> Iterator[tuple[int, UniverseAsset]]:
+    def _progress(
+        self, items: Sequence[UniverseAsset], report: SeedReport
+    ) -> Iterator[tuple[int, UniverseAsset]]:
         """Yield (number done, item), printing a line at each further 10 %."""
         total, shown = len(items), 0
+        started = time.monotonic()
         for index, item in enumerate(items, start=1):
             yield index, item
             percent = index * 100 // total
             if percent >= shown + 10 or index == total:
                 shown = percent - percent % 10
-                self.stdout.write(f"  history {percent:3d}% ({index}/{total} symbols)")
-
-    @staticmethod
-    def _insert(model: type[DailyBar] | type[MinuteBar] | type[StockPriceHistory], rows: list[Any]) -> int:
-        if not rows:
-            return 0
-        # ignore_conflicts: rows a market process already wrote for a symbol are kept, not duplicated.
-        model.objects.bulk_create(rows, batch_size=1_000, ignore_conflicts=True)
-        return len(rows)
+                elapsed = time.monotonic() - started
+                rows = report.daily_bars + report.minute_bars
+                self.stdout.write(
+                    f"  history {percent:3d}% ({index}/{total} symbols, {rows:,} bars, "
+                    f"{elapsed:.1f} s, {rows / max(elapsed, 1e-9):,.0f} bars/s)"
+                )
 
     def _seed_users(self, count: int, path: Path, report: SeedReport) -> None:
         user_model = get_user_model()
