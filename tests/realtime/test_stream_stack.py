@@ -6,6 +6,7 @@ tests/realtime/test_transport.py."""
 from __future__ import annotations
 
 import json
+import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +19,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from config.redis_pools import redis_client
+from realtime.consumers import MarketDataConsumer
+from realtime.routing import StreamRouter, websocket_urlpatterns
 from realtime.wire import Window, WireTick
 from tests.conftest import session_cookie
 from tests.realtime.servers import DaphneProcess, daphne_server, isolate_streams
@@ -25,6 +28,25 @@ from trading.models import Account, Asset
 
 AT_NS = 1_764_000_000_000_000_000
 TIMEOUT = 10
+
+
+def test_the_router_starts_each_consumer_itself_without_channels_wrapper() -> None:
+    """StreamRouter takes the consumer class and arguments that Channels' ``as_asgi()`` keeps on
+    its wrapper (``consumer_class``, ``consumer_initkwargs``) and starts the consumer directly;
+    without them it would run the wrapper, one more coroutine frame holding the scope for each
+    socket's life. A Channels upgrade that drops them fails here."""
+
+    async def nothing(*args: Any) -> Any:
+        return None
+
+    router = StreamRouter(websocket_urlpatterns, origin_allowed=lambda scope: True)
+    for path in ("/v2/iex", "/stream", "/ws/dashboard"):
+        started = router({"type": "websocket", "path": path, "headers": []}, nothing, nothing)
+        assert isinstance(started, types.CoroutineType), path
+        try:
+            assert started.cr_code is MarketDataConsumer.__call__.__code__, path
+        finally:
+            started.close()
 
 
 @pytest.fixture
