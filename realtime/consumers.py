@@ -8,9 +8,9 @@ Authentication: bots send their API key and secret, checked exactly as the REST 
 (trading/api/authentication.py); the dashboard's browser authenticates with its Django session,
 by sending ``{"action":"auth"}`` (market data) or ``{"action":"authenticate"}`` (trade_updates)
 without credentials. Failed key auths are counted in Redis per existing key (STREAM_AUTH_FAILURES_MAX
-within STREAM_AUTH_FAILURES_WINDOW_S) and per client address (AUTH_FAILURES_PER_ADDRESS_MAX in realtime/limits.py,
-the address as config/client_address.py sees it); past either the answer is 402 without a lookup
-and the socket is closed.
+within STREAM_AUTH_FAILURES_WINDOW_S) and per client address (AUTH_FAILURES_PER_ADDRESS_MAX,
+realtime/limits.py; the address as config/client_address.py sees it); past either the answer is
+402 without a lookup and the socket is closed.
 
 Memory per idle connection (issue 3): the consumers run without Channels' middleware stack
 (realtime/routing.py). A connection keeps only its session key from the handshake, and the
