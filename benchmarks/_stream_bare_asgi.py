@@ -3,7 +3,7 @@
 The least a WebSocket can cost under daphne: no Django, no Channels, no middleware; it answers
 the benchmark client's handshake (connected, auth, subscribe) with fixed frames and then waits.
 What daphne, autobahn and Twisted keep per connection, after the design's own release of the
-handshake's leftovers (realtime/daphne_trim.py), is the floor under the design's memory per idle
+handshake's leftovers (realtime/transport.py), is the floor under the design's memory per idle
 connection.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from realtime.daphne_trim import release_handshake
+from realtime.transport import release_handshake
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]

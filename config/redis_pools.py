@@ -7,11 +7,16 @@ connection before failing, so callers take their degraded path instead of piling
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import redis
 import redis.asyncio as aioredis
 from django.conf import settings
+
+# What a call through an asyncio pool raises when Redis is down, slow or the pool stays exhausted:
+# the errors its callers' degraded paths catch.
+ASYNC_REDIS_FAILURES = (redis.RedisError, OSError, asyncio.TimeoutError)
 
 _lock = threading.Lock()
 _pool: redis.BlockingConnectionPool | None = None

@@ -71,18 +71,22 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
-# The REST API's stack under gunicorn (config/wsgi.py): MIDDLEWARE without whitenoise, CSP, CSRF
-# and messages, none of which does anything under /v2/ (every view there is a DRF view answering
-# JSON, which a browser never renders, and DRF checks CSRF itself for session callers; the two
-# HTML pages under /v2/, the API docs, take the full stack). Host checks, security headers,
-# sessions and request.user stay.
-API_MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-]
+# The REST API's stack under gunicorn (config/wsgi.py) is MIDDLEWARE without these, each of which
+# does nothing under /v2/; any other middleware reaches the API too. Host checks, security headers,
+# sessions and request.user stay. The two HTML pages under /v2/, the API docs, take the full stack.
+API_MIDDLEWARE_SKIPPED = {
+    "whitenoise.middleware.WhiteNoiseMiddleware": "serves static files, and none lives under /v2/",
+    "trading.page_security.ContentSecurityPolicyMiddleware": (
+        "the pages' Content-Security-Policy (django-csp), page-only: a policy is for what a browser "
+        "renders, and the API answers JSON"
+    ),
+    "django.middleware.csrf.CsrfViewMiddleware": (
+        "every /v2/ view is a DRF view, which it only marks exempt; DRF runs Django's CSRF check "
+        "itself for session callers"
+    ),
+    "django.contrib.messages.middleware.MessageMiddleware": "the API sends no flash messages",
+}
+API_MIDDLEWARE = [name for name in MIDDLEWARE if name not in API_MIDDLEWARE_SKIPPED]
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -370,7 +374,7 @@ AUTHENTICATION_BACKENDS = ["trading.api.throttling.LoginThrottleBackend"]
 BENCHMARK_ENDPOINTS = env.bool("BENCHMARK_ENDPOINTS", default=False)
 if BENCHMARK_ENDPOINTS:
     MIDDLEWARE = ["analytics.middleware.QueryCountMiddleware", *MIDDLEWARE]
-    API_MIDDLEWARE = ["analytics.middleware.QueryCountMiddleware", *API_MIDDLEWARE]
+    API_MIDDLEWARE = [name for name in MIDDLEWARE if name not in API_MIDDLEWARE_SKIPPED]
 
 # --- Streams ---
 # WebSocket stream limits (realtime/consumers.py, realtime/fanout.py); see README "Streams".

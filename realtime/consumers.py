@@ -8,15 +8,15 @@ Authentication: bots send their API key and secret, checked exactly as the REST 
 (trading/api/authentication.py); the dashboard's browser authenticates with its Django session,
 by sending ``{"action":"auth"}`` (market data) or ``{"action":"authenticate"}`` (trade_updates)
 without credentials. Failed key auths are counted in Redis per existing key (STREAM_AUTH_FAILURES_MAX
-within STREAM_AUTH_FAILURES_WINDOW_S) and per client address (fanout.AUTH_FAILURES_PER_ADDRESS_MAX,
-the address as config/client_address.py sees it); past either the answer is 402 without a lookup
-and the socket is closed.
+within STREAM_AUTH_FAILURES_WINDOW_S) and per client address (AUTH_FAILURES_PER_ADDRESS_MAX,
+realtime/limits.py; the address as config/client_address.py sees it); past either the answer is
+402 without a lookup and the socket is closed.
 
 Memory per idle connection (issue 3): the consumers run without Channels' middleware stack
 (realtime/routing.py). A connection keeps only its session key from the handshake, and the
 session is read when the client authenticates with it, through Channels' own session store and
 ``get_user``, the lookup AuthMiddlewareStack would have made at connect and kept for the socket's
-life. Once accepted, a consumer drops the scope's headers and lets realtime/daphne_trim.py free
+life. Once accepted, a consumer drops the scope's headers and lets realtime/transport.py free
 what daphne, autobahn and Twisted keep of the handshake.
 """
 
@@ -40,7 +40,9 @@ from django.conf import settings
 from django.http.cookie import parse_cookie
 
 from config.client_address import scope_client_address
-from realtime import daphne_trim, fanout
+from realtime import fanout, transport
+from realtime.outbox import StreamConnection
+from realtime.selectors import account_snapshot_get
 from realtime.streams import (
     AUTHENTICATED,
     CONNECTED,
@@ -274,7 +276,7 @@ class _StreamConsumer(AsyncWebsocketConsumer):
         """Accept, then let the handshake go: the scope's headers and the server's leftovers."""
         await self.accept()
         self.scope = {key: self.scope[key] for key in KEPT_SCOPE_KEYS if key in self.scope}
-        daphne_trim.release_handshake(self.base_send)
+        transport.release_handshake(self.base_send)
 
     def _start_auth_timer(self) -> None:
         self._bucket = TokenBucket(settings.STREAM_INBOUND_RATE, settings.STREAM_INBOUND_BURST)
@@ -330,7 +332,7 @@ class _StreamConsumer(AsyncWebsocketConsumer):
     def _hold(self, fanout_manager: fanout.SubscriptionManager, identity: StreamIdentity) -> bool:
         """Register the socket under its credentials, so revoking one closes it; False when one
         was revoked while it was being checked."""
-        return fanout_manager.hold(identity.credentials, self, checked_at=self._checked_at)
+        return fanout_manager.revocations.hold(identity.credentials, self, checked_at=self._checked_at)
 
     async def credentials_revoked(self) -> None:
         """One of this socket's credentials was revoked: say so (as the protocol can) and close."""
@@ -356,9 +358,9 @@ class _StreamConsumer(AsyncWebsocketConsumer):
 class MarketDataConsumer(_StreamConsumer):
     """Alpaca's market-data stream: ``/v2/iex``, ``/v2/sip`` and ``/v2/test``."""
 
-    connection: fanout.StreamConnection | None = None
+    connection: StreamConnection | None = None
     _registry_token: str | None = None
-    # Symbols this connection holds in its user's budget (fanout.SymbolBudget).
+    # Symbols this connection holds in its user's budget (realtime.limits.SymbolBudget).
     _symbols_claimed = 0
 
     async def connect(self) -> None:
@@ -433,9 +435,11 @@ class MarketDataConsumer(_StreamConsumer):
         self._registry_token = token
         self.identity = identity
         self._stop_auth_timer()
-        send, socket = fanout.unwrap_send(self.base_send)
-        self.connection = fanout.StreamConnection(
-            send=send, socket=socket, encoding=self.encoding, on_slow=self._slow_client
+        self.connection = StreamConnection(
+            send=self.base_send,
+            socket=transport.daphne_socket(self.base_send),
+            encoding=self.encoding,
+            on_slow=self._slow_client,
         )
         await self.send_control([AUTHENTICATED])
 
@@ -505,7 +509,7 @@ class MarketDataConsumer(_StreamConsumer):
         if self.connection is not None:
             self.fanout.remove(self.connection)
         if self.identity is not None:
-            self.fanout.release(self.identity.credentials, self)
+            self.fanout.revocations.release(self.identity.credentials, self)
             if self._registry_token is not None:
                 if self._symbols_claimed:
                     user = self._budget_user(self.identity)
@@ -629,7 +633,7 @@ class TradeUpdatesConsumer(_StreamConsumer):
         if self.identity is not None:
             if self.listening:
                 self.fanout.unlisten_account(self.identity.account_id, self)
-            self.fanout.release(self.identity.credentials, self)
+            self.fanout.revocations.release(self.identity.credentials, self)
             if self._registry_token is not None:
                 await self.fanout.registry.release(self._limit_key(self.identity), self._registry_token)
 
@@ -680,7 +684,7 @@ class DashboardConsumer(_StreamConsumer):
         self._held = []
         self.fanout.listen_account(identity.account_id, self)
         self.fanout.listen_leaderboard(self)
-        snapshot = await database_sync_to_async(fanout.account_snapshot)(identity.account_id)
+        snapshot = await database_sync_to_async(account_snapshot_get)(account_id=identity.account_id)
         if self._closing:
             return  # revoked while the snapshot was read: already closed
         if snapshot is None:
@@ -729,7 +733,7 @@ class DashboardConsumer(_StreamConsumer):
         if self.identity is not None:
             self.fanout.unlisten_account(self.identity.account_id, self)
             self.fanout.unlisten_leaderboard(self)
-            self.fanout.release(self.identity.credentials, self)
+            self.fanout.revocations.release(self.identity.credentials, self)
             if self._registry_token is not None:
                 await self.fanout.registry.release(self._limit_key(self.identity), self._registry_token)
 

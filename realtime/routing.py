@@ -25,7 +25,7 @@ from channels.security.websocket import OriginValidator, WebsocketDenier
 from django.conf import settings
 from django.urls import URLPattern, path, re_path
 
-from realtime import daphne_trim
+from realtime import transport
 from realtime.consumers import DashboardConsumer, MarketDataConsumer, TradeUpdatesConsumer
 
 websocket_urlpatterns = [
@@ -101,7 +101,7 @@ async def _not_found(scope: Scope, receive: Any, send: Any) -> None:
 
     Channels' URLRouter raises instead, which daphne logs as a traceback and answers 500. The ASGI
     denial-response extension answers 404 where the server has it; daphne has not, and is told
-    directly (daphne_trim); any other server refuses the handshake its own way (403 on most).
+    directly (realtime/transport.py); any other server refuses the handshake its own way (403 on most).
     """
     message = await receive()
     if message.get("type") != "websocket.connect":
@@ -115,7 +115,7 @@ async def _not_found(scope: Scope, receive: Any, send: Any) -> None:
             }
         )
         await send({"type": "websocket.http.response.body", "body": b"Not Found"})
-    elif not daphne_trim.deny_handshake(send, NOT_FOUND, "Not Found"):
+    elif not transport.deny_handshake(send, NOT_FOUND, "Not Found"):
         await send({"type": "websocket.close"})
 
 

@@ -156,6 +156,17 @@ def test_api_paths_take_the_shorter_stack() -> None:
     assert configured == settings.MIDDLEWARE  # swapped only while the handler was built
 
 
+def test_the_api_stack_is_every_middleware_but_the_named_skips_in_the_same_order() -> None:
+    """New middleware reaches /v2/ unless API_MIDDLEWARE_SKIPPED names it, with the reason."""
+    skipped = settings.API_MIDDLEWARE_SKIPPED
+    kept = [name for name in settings.MIDDLEWARE if name not in skipped]
+    assert kept == settings.API_MIDDLEWARE
+    assert set(skipped) <= set(settings.MIDDLEWARE), "a skip naming no middleware (renamed?)"
+    assert all(isinstance(reason, str) and reason.strip() for reason in skipped.values())
+    # The pages' Content-Security-Policy is deliberately page-only.
+    assert "trading.page_security.ContentSecurityPolicyMiddleware" in skipped
+
+
 def test_pages_and_the_api_docs_get_the_content_security_policy_and_json_answers_do_not() -> None:
     """A policy only matters for what a browser renders: the JSON API (held to its cached-read
     latency) runs no CSP middleware; its two HTML pages, the API docs, take the pages' stack."""

@@ -85,8 +85,14 @@ def _wait_until_listening(server: DaphneProcess, timeout: float) -> None:
 
 
 @contextmanager
-def daphne_server(tmp_path: Path, *, extra_env: Mapping[str, str] | None = None) -> Iterator[DaphneProcess]:
-    """daphne serving config.asgi on a free loopback port, against the test database."""
+def daphne_server(
+    tmp_path: Path,
+    *,
+    extra_env: Mapping[str, str] | None = None,
+    application: str = "config.asgi:application",
+) -> Iterator[DaphneProcess]:
+    """daphne serving ``application`` (config.asgi's by default) on a free loopback port, against
+    the test database."""
     port = free_port()
     env = {
         **os.environ,
@@ -100,7 +106,7 @@ def daphne_server(tmp_path: Path, *, extra_env: Mapping[str, str] | None = None)
     log_path = tmp_path / f"daphne-{port}.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+            [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), application],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     server = DaphneProcess(process=process, port=port, log_path=log_path)

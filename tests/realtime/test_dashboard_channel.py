@@ -20,7 +20,7 @@ from pytest_django.fixtures import Settings
 from websockets.sync.client import ClientConnection, connect
 
 from analytics import services as analytics_services
-from realtime.fanout import account_snapshot
+from realtime.selectors import account_snapshot_get
 from tests.realtime.servers import daphne_server, isolate_streams
 from trading import services
 from trading.models import Account, Asset
@@ -72,7 +72,7 @@ def test_snapshot_on_connect_then_only_changed_leaderboards(
         snapshot = receive(ws)
         assert snapshot == {
             "stream": "account_update",
-            "data": json.loads(json.dumps(account_snapshot(str(me.pk)))),
+            "data": json.loads(json.dumps(account_snapshot_get(account_id=str(me.pk)))),
         }
         assert [p["symbol"] for p in snapshot["data"]["positions"]] == ["AAPL"]
 

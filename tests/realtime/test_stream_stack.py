@@ -1,12 +1,12 @@
-"""The WebSocket stack without Channels' middleware (realtime/routing.py) and the release of
-daphne's handshake state (realtime/daphne_trim.py): the behaviour they must keep, through a real
-daphne where the release happens, plus the list-backed queue the release swaps in."""
+"""The WebSocket stack without Channels' middleware (realtime/routing.py), with daphne's handshake
+state released (realtime/transport.py): the behaviour the streams must keep, through a real daphne
+serving the project's application. The transport module's own guard tests are in
+tests/realtime/test_transport.py."""
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import json
+import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +19,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from config.redis_pools import redis_client
-from realtime import daphne_trim
+from realtime.consumers import MarketDataConsumer
+from realtime.routing import StreamRouter, websocket_urlpatterns
 from realtime.wire import Window, WireTick
 from tests.conftest import session_cookie
 from tests.realtime.servers import DaphneProcess, daphne_server, isolate_streams
@@ -29,51 +30,23 @@ AT_NS = 1_764_000_000_000_000_000
 TIMEOUT = 10
 
 
-# --- The list-backed deque, as the inbound queue's internals ---------------------------------------
+def test_the_router_starts_each_consumer_itself_without_channels_wrapper() -> None:
+    """StreamRouter takes the consumer class and arguments that Channels' ``as_asgi()`` keeps on
+    its wrapper (``consumer_class``, ``consumer_initkwargs``) and starts the consumer directly;
+    without them it would run the wrapper, one more coroutine frame holding the scope for each
+    socket's life. A Channels upgrade that drops them fails here."""
 
+    async def nothing(*args: Any) -> Any:
+        return None
 
-def test_a_lean_queue_keeps_asyncio_queue_order_wakeups_and_cancellation() -> None:
-    async def body() -> None:
-        queue: asyncio.Queue[int] = asyncio.Queue()
-        queue.put_nowait(1)
-        assert daphne_trim.lean_queue(queue)
-        queue.put_nowait(2)
-        assert [await queue.get(), await queue.get()] == [1, 2]
-
-        # A waiting get is woken by a put, as daphne's put_nowait wakes the consumer's receive.
-        waiting = asyncio.ensure_future(queue.get())
-        await asyncio.sleep(0)
-        queue.put_nowait(3)
-        assert await asyncio.wait_for(waiting, 1) == 3
-
-        # A cancelled get (a consumer torn down while idle) leaves no waiter behind: the next
-        # item goes to the next get, not to the cancelled one.
-        abandoned = asyncio.ensure_future(queue.get())
-        await asyncio.sleep(0)
-        abandoned.cancel()
-        await asyncio.gather(abandoned, return_exceptions=True)
-        queue.put_nowait(4)
-        queue.put_nowait(5)
-        assert [await queue.get(), await queue.get()] == [4, 5]
-        assert queue.empty()
-
-    asyncio.run(body())
-
-
-def test_only_unbounded_asyncio_queues_and_daphne_sockets_are_touched() -> None:
-    async def not_daphne(message: dict[str, Any]) -> None:
-        pass
-
-    assert not daphne_trim.lean_queue(asyncio.Queue(maxsize=1))
-    assert not daphne_trim.lean_queue(None)
-    # Any other server's send (or Channels' test communicator's): nothing to release.
-    assert not daphne_trim.release_handshake(not_daphne)
-    assert not daphne_trim.release_handshake(functools.partial(not_daphne))
-    assert not daphne_trim.deny_handshake(not_daphne, 404, "Not Found")
-    assert not daphne_trim.deny_handshake(functools.partial(not_daphne), 404, "Not Found")
-
-
-# --- Through a real daphne ----------------------------------------------------------------------------
+    router = StreamRouter(websocket_urlpatterns, origin_allowed=lambda scope: True)
+    for path in ("/v2/iex", "/stream", "/ws/dashboard"):
+        started = router({"type": "websocket", "path": path, "headers": []}, nothing, nothing)
+        assert isinstance(started, types.CoroutineType), path
+        try:
+            assert started.cr_code is MarketDataConsumer.__call__.__code__, path
+        finally:
+            started.close()
 
 
 @pytest.fixture
@@ -93,8 +66,8 @@ def open_market_data(server: DaphneProcess, headers: dict[str, str]) -> Iterator
 
 
 def assert_released(server: DaphneProcess) -> None:
-    """daphne_trim recognised every part of daphne's connection state (a daphne, autobahn or
-    Twisted upgrade that changed them shows here, not only as memory in the benchmark)."""
+    """realtime/transport.py recognised every part of daphne's connection state (a daphne,
+    autobahn or Twisted upgrade that changed them shows here, not only as memory in the benchmark)."""
     log = server.log()
     assert "connection state released after the handshake" in log, log
     assert "connection state not released" not in log, log

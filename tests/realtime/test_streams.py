@@ -15,8 +15,9 @@ import msgpack
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from realtime import fanout
-from realtime.fanout import BackpressureManager, StreamConnection, SubscriptionManager
+from realtime import outbox
+from realtime.fanout import SubscriptionManager
+from realtime.outbox import BackpressureManager, StreamConnection
 from realtime.streams import (
     CHANNELS,
     EncodedWindow,
@@ -363,9 +364,9 @@ def test_a_connection_over_its_byte_budget_is_conflated_not_closed() -> None:
     largest = max(size for _, size in connection.sent)
     for second in range(5):
         sent = sum(size for at, size in connection.sent if start + second <= at < start + second + 1)
-        assert sent <= fanout.OUTBOUND_BURST_BYTES + fanout.OUTBOUND_BYTES_PER_S + largest, second
+        assert sent <= outbox.OUTBOUND_BURST_BYTES + outbox.OUTBOUND_BYTES_PER_S + largest, second
     total = sum(size for _, size in connection.sent)
-    assert total <= fanout.OUTBOUND_BURST_BYTES + 5 * fanout.OUTBOUND_BYTES_PER_S + largest
+    assert total <= outbox.OUTBOUND_BURST_BYTES + 5 * outbox.OUTBOUND_BYTES_PER_S + largest
 
     # A quiet second refills the budget: the next window drains the conflated backlog, one event
     # per (channel, symbol), each the newest.

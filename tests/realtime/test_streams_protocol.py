@@ -21,6 +21,7 @@ from pytest_django.fixtures import Settings
 from config.asgi import application
 from config.redis_pools import redis_client
 from realtime import fanout
+from realtime.limits import AUTH_FAILURES_PER_ADDRESS_MAX
 from realtime.wire import Window, WireBar, WireTick
 from tests.conftest import list_symbols, session_cookie
 from tests.realtime.servers import isolate_streams
@@ -282,7 +283,7 @@ def test_unknown_key_ids_count_against_the_forwarded_address_only_and_at_a_highe
     AUTH_FAILURES_PER_ADDRESS_MAX failures, and behind a trusted proxy that address is the
     forwarded client's, so the proxy's other clients still authenticate."""
     settings.STREAM_AUTH_FAILURES_MAX = 2
-    settings.STREAM_INBOUND_BURST = 10 * fanout.AUTH_FAILURES_PER_ADDRESS_MAX
+    settings.STREAM_INBOUND_BURST = 10 * AUTH_FAILURES_PER_ADDRESS_MAX
     settings.TRUSTED_PROXIES = ["10.0.0.0/8"]
     prefix = f"{settings.STREAM_REDIS_PREFIX}:authfail:"
 
@@ -291,7 +292,7 @@ def test_unknown_key_ids_count_against_the_forwarded_address_only_and_at_a_highe
 
     async def body() -> None:
         ws = await open_stream(peer="10.0.0.1", headers=forwarded("203.0.113.5"))
-        for number in range(fanout.AUTH_FAILURES_PER_ADDRESS_MAX):
+        for number in range(AUTH_FAILURES_PER_ADDRESS_MAX):
             guess = {"action": "auth", "key": f"PKGUESS{number:06d}", "secret": "x"}
             assert await say(ws, guess) == error(402, "auth failed"), number
         counters = {key.decode() for key in redis_client().scan_iter(match=f"{prefix}*")}
@@ -754,9 +755,9 @@ def test_a_credential_revoked_during_its_check_is_not_held(stream_settings: Sett
         holder = object()
         started = manager.clock()
         manager.revoke(json.dumps({"revoke": ["key:PKRACE"]}))
-        assert not manager.hold(("key:PKRACE", "user:1"), holder, checked_at=started)  # type: ignore[arg-type]
-        assert manager.holders == {}
-        assert manager.hold(("key:PKRACE", "user:1"), holder, checked_at=manager.clock())  # type: ignore[arg-type]
+        assert not manager.revocations.hold(("key:PKRACE", "user:1"), holder, checked_at=started)  # type: ignore[arg-type]
+        assert manager.revocations.holders == {}
+        assert manager.revocations.hold(("key:PKRACE", "user:1"), holder, checked_at=manager.clock())  # type: ignore[arg-type]
 
     run(body)
 
