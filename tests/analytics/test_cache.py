@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 from analytics import services
 from analytics.cache import CacheConfig, CacheManager, LRUCache, RenderedBodies
 from config.redis_pools import redis_client
+from tests.conftest import ManualClock
 from tests.processes import free_port
 from trading.models import Account, Asset
 
@@ -247,6 +248,7 @@ def test_without_redis_reads_use_the_loader_and_writes_succeed(clock: FakeClock)
 
 @pytest.mark.django_db
 def test_a_miss_populates_the_cache_and_the_next_read_skips_the_database(
+    l1_clock: ManualClock,
     make_asset: Callable[..., Asset],
     make_account: Callable[..., Account],
     key_client: Callable[[Account], APIClient],

@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from pydantic import TypeAdapter
 
-from tests.conftest import set_quote
+from tests.conftest import ManualClock, set_quote
 from tests.trading.test_api_support import (
     MakeAsset,
     assert_alpaca_error,
@@ -189,7 +189,9 @@ def _queries(client, path: str, expected_items: int | None = None) -> int:
 
 
 @pytest.mark.parametrize("path", ["/v2/positions", "/v2/account"])
-def test_property_2_query_count_does_not_grow_with_holdings(make_account, path: str) -> None:
+def test_property_2_query_count_does_not_grow_with_holdings(
+    l1_clock: ManualClock, make_account, path: str
+) -> None:
     """Property 2: the portfolio reads take the same number of queries for 1 and 200 holdings."""
     small, large = make_account(), make_account()
     _holdings(small, 1)
