@@ -28,8 +28,10 @@ def new_york(
     year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, *, fold: int = 0
 ) -> dt.datetime:
     """An instant named by New York wall-clock time (``fold=1``: the second 01:xx of the night
-    the clocks go back)."""
-    return dt.datetime(year, month, day, hour, minute, second, tzinfo=NEW_YORK, fold=fold)
+    the clocks go back), in UTC: arithmetic on a datetime in a zone with DST is wall-clock
+    arithmetic (03:05 EDT minus an hour is 02:05, which does not exist), so tests add and
+    subtract on UTC datetimes."""
+    return dt.datetime(year, month, day, hour, minute, second, tzinfo=NEW_YORK, fold=fold).astimezone(dt.UTC)
 
 
 # Instants that tests of time-dependent behaviour are pinned to (with time-machine, e.g.

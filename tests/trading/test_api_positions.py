@@ -7,12 +7,13 @@ import datetime as dt
 import pytest
 from alpaca.trading.enums import OrderSide, OrderStatus, PositionSide
 from alpaca.trading.models import ClosePositionResponse, Order as AlpacaOrder, Position as AlpacaPosition
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from pydantic import TypeAdapter
 
-from tests.conftest import ManualClock, set_quote
+from tests.conftest import ManualClock, boundary_instants, new_york, set_quote
 from tests.trading.test_api_support import (
     MakeAsset,
     assert_alpaca_error,
@@ -20,11 +21,12 @@ from tests.trading.test_api_support import (
     key_client,
     post_order,
 )
-from trading import calendar
+from trading import calendar, services
 from trading.api.serializers import PositionSerializer
 from trading.models import Account, Asset, CashEntry, DailyBar, Order, Position, StockPriceHistory
 
-pytestmark = pytest.mark.django_db
+# A stopped clock: "yesterday" must not move between a test's setup and its requests.
+pytestmark = [pytest.mark.django_db, pytest.mark.time_machine(new_york(2026, 3, 4, 15, 0), tick=False)]
 
 
 @pytest.fixture
@@ -40,7 +42,11 @@ def _yesterday_close(symbol: str, close_units: int) -> None:
     )  # fmt: skip
 
 
-def test_position_parses_and_is_valued_at_the_last_trade(client, asset: Asset) -> None:
+@boundary_instants()
+def test_position_parses_and_is_valued_at_the_last_trade(now: dt.datetime, asset: Asset) -> None:
+    # Opened an hour ago: before a New York midnight for some of the instants, after it for others.
+    user = get_user_model().objects.create_user(username="valued", password="pw-123456!")
+    client = key_client(services.account_open(user=user, now=now - dt.timedelta(hours=1)))
     _yesterday_close("AAPL", 950_000)
     buy(client, "AAPL", 10)  # at 100.01
     set_quote("AAPL", price="102.00")
