@@ -17,6 +17,7 @@ from django.utils import timezone
 from jobs import selectors, services
 from jobs.models import JobRun, JobStatus, OutboxEntry, Statement
 from jobs.statements import statement_pdf_render
+from tests.conftest import frozen_at, new_york
 from tests.jobs.support import STARTING_CASH, Month, account_with_activity, daily_close, last_month
 from tests.trading.test_api_support import MakeAsset, assert_alpaca_error, key_client
 from trading.errors import InvalidRequest
@@ -194,6 +195,23 @@ def test_last_period_is_the_previous_trading_month() -> None:
 
 
 @pytest.mark.parametrize(
+    ("period", "start", "end"),
+    [
+        ("2026-03", new_york(2026, 3, 1), new_york(2026, 4, 1)),  # 31 days less the hour DST takes
+        ("2026-11", new_york(2026, 11, 1), new_york(2026, 12, 1)),  # 30 days and the hour it gives back
+        ("2026-12", new_york(2026, 12, 1), new_york(2027, 1, 1)),
+    ],
+)
+def test_a_period_is_a_calendar_month_in_new_york_time(
+    period: str, start: dt.datetime, end: dt.datetime
+) -> None:
+    assert selectors.statement_period_bounds(period=period, now=new_york(2027, 2, 1)) == (start, end)
+    with pytest.raises(InvalidRequest, match="has not ended"):
+        selectors.statement_period_bounds(period=period, now=end - dt.timedelta(microseconds=1))
+    assert selectors.statement_period_bounds(period=period, now=end)[1] == end
+
+
+@pytest.mark.parametrize(
     "period", ["2026-13", "2026-00", "2026-1", "26-01", "abc", "", "2026-01-01", "1969-12"]
 )
 def test_malformed_periods_refused(period: str) -> None:
@@ -269,6 +287,21 @@ def test_unfinished_and_future_periods_422(trader: Account) -> None:
     for period in (f"{now:%Y-%m}", f"{now.year + 1}-01"):
         message = assert_alpaca_error(client.post("/v2/statements", {"period": period}, format="json"), 422)
         assert "has not ended" in message["message"]
+
+
+@pytest.mark.parametrize(
+    ("now", "status"),
+    [
+        # April's last second in New York is already May in UTC: April has not ended yet.
+        frozen_at(new_york(2026, 4, 30, 23, 59, 59), 422, name="before-new-york-midnight"),
+        frozen_at(new_york(2026, 5, 1, 0, 0, 1), 202, name="after-new-york-midnight"),
+    ],
+)
+def test_a_month_may_be_requested_from_new_york_midnight_after_it(
+    now: dt.datetime, status: int, make_account: Any
+) -> None:
+    response = key_client(make_account()).post("/v2/statements", {"period": "2026-04"}, format="json")
+    assert response.status_code == status, response.content
 
 
 def test_other_users_jobs_and_statements_are_not_found(
