@@ -15,7 +15,7 @@ from django.test import Client
 from django.utils import timezone
 from pytest_django.fixtures import Settings
 
-from analytics.cache import cache_manager
+from analytics.cache import CacheConfig, cache_manager, cache_manager_reset
 from config.redis_pools import redis_client
 from trading import services
 from trading.models import Account, Asset, DailyBar, MinuteBar, StockPriceHistory
@@ -85,7 +85,13 @@ def l1_clock(monkeypatch: pytest.MonkeyPatch) -> ManualClock:
     among them) lives until the test advances the clock past CACHE_L1_MAX_SECONDS. A query count
     taken after a warming request then cannot depend on how fast a busy machine ran them."""
     clock = ManualClock()
-    monkeypatch.setattr(cache_manager().l1, "clock", clock)
+    manager = cache_manager()
+    monkeypatch.setattr(manager.l1, "clock", clock)
+    # A new manager's invalidation listener empties L1 once it has subscribed: let that happen
+    # now rather than between a test's warming request and its count.
+    manager._ensure_listener()
+    if manager._listener is not None:
+        assert manager._listener.subscribed.wait(5)
     return clock
 
 
@@ -95,16 +101,25 @@ def _fast_password_hasher(settings: Settings) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
-@pytest.fixture(autouse=True)
-def _clear_shared_redis_state() -> None:
+def _delete_matching(pattern: str) -> None:
     client = redis_client()
-    # Quotes left in Redis by another test would override the database's newest tick.
-    client.delete(settings.LATEST_QUOTES_KEY)
-    # Rate-limit logs are keyed by user id, and ids restart after each test's database flush,
-    # so one test's requests would count against the next test's user.
-    stale = list(client.scan_iter(match=f"{settings.RATE_LIMIT_KEY_PREFIX}:*", count=1000))
+    stale = list(client.scan_iter(match=pattern, count=1000))
     if stale:
         client.delete(*stale)
+
+
+@pytest.fixture(autouse=True)
+def _clear_shared_redis_state(request: pytest.FixtureRequest) -> None:
+    # Quotes left in Redis by another test would override the database's newest tick.
+    redis_client().delete(settings.LATEST_QUOTES_KEY)
+    # Rate-limit logs are keyed by user id, and ids restart after each test's database flush,
+    # so one test's requests would count against the next test's user.
+    _delete_matching(f"{settings.RATE_LIMIT_KEY_PREFIX}:*")
+    if request.node.get_closest_marker("time_machine") is not None:
+        # Cached values expire by the wall clock: in a test that travels back in time, what an
+        # earlier test cached (in this process's L1 or in Redis) would look fresh for months.
+        cache_manager_reset()
+        _delete_matching(f"{CacheConfig.from_settings().prefix}:*")
 
 
 @pytest.fixture
