@@ -8,15 +8,20 @@
   database, so backend-neutral tests run once.
 - ``@pytest.mark.db_backend("postgresql")`` limits a test to the named backends (Django's
   ``connection.vendor``); on other backends it is deselected, so it needs no skip.
+- ``TEST_FROZEN_NOW=<ISO 8601 instant with offset>`` (opt-in) runs the whole suite as if the wall
+  clock had read that instant when the run started (it keeps ticking), in the test process and in
+  every Python process the tests start: a check that no test depends on the hour or the day.
 
 Shared fixtures belong in ``tests/conftest.py``; this file holds only policy.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import time
 from collections.abc import Generator
-from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import settings as hypothesis_settings
@@ -29,10 +34,41 @@ def _env_flag(name: str) -> bool:
 IN_CI = _env_flag("CI")
 DB_TESTS_ONLY = _env_flag("DB_TESTS_ONLY")
 
+# --- TEST_FROZEN_NOW: the whole run at another wall-clock time ------------------------------------
+FROZEN_NOW = os.environ.get("TEST_FROZEN_NOW", "").strip()
+# Read by tests/clock_shim/sitecustomize.py in each Python process the tests start.
+CLOCK_OFFSET_ENV = "TEST_CLOCK_OFFSET_S"
+_CLOCK_SHIM = Path(__file__).resolve().parent / "tests" / "clock_shim"
+
+
+def _frozen_now(text: str) -> dt.datetime:
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise pytest.UsageError(f"TEST_FROZEN_NOW={text!r} is not an ISO 8601 instant") from None
+    if moment.tzinfo is None:
+        raise pytest.UsageError(f"TEST_FROZEN_NOW={text!r} needs an offset, e.g. 2026-03-08T01:59:00-05:00")
+    return moment
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    if not FROZEN_NOW:
+        return
+    import time_machine
+
+    moment = _frozen_now(FROZEN_NOW)
+    # Children shift by the same offset from their own start, so all processes share one clock.
+    os.environ[CLOCK_OFFSET_ENV] = repr(moment.timestamp() - time.time())
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_CLOCK_SHIM), os.environ.get("PYTHONPATH")]))
+    time_machine.travel(moment, tick=True).start()
+    time.time()  # a ticking travel counts from its first reading: take it now, as the offset was
+
+
 # --- Hypothesis ---------------------------------------------------------------------------------
 # Database-backed examples vary a lot in duration, so "dev" only catches pathological ones and
 # "ci" (shared, busy machines) has no deadline at all.
-hypothesis_settings.register_profile("dev", deadline=timedelta(seconds=1))
+hypothesis_settings.register_profile("dev", deadline=dt.timedelta(seconds=1))
 hypothesis_settings.register_profile(
     "ci", max_examples=250, deadline=None, derandomize=False, print_blob=True
 )
@@ -44,6 +80,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     flags = [f"hypothesis profile: {profile}", f"CI={'true' if IN_CI else 'false'}"]
     if DB_TESTS_ONLY:
         flags.append("DB_TESTS_ONLY=1")
+    if FROZEN_NOW:
+        flags.append(f"TEST_FROZEN_NOW={FROZEN_NOW} (the clock ticks on from there)")
     return ["; ".join(flags)]
 
 

@@ -12,9 +12,10 @@ import datetime as dt
 from collections.abc import Callable
 
 from django.conf import settings
-from django.db import transaction
+from django.db import models, transaction
 
 from config.retention import RETENTION_RULES, RetentionRule
+from trading import calendar
 
 
 def retention_cleanup_rule(
@@ -29,7 +30,11 @@ def retention_cleanup_rule(
     if retention is None:
         return 0
     model = rule.model_class()
-    cutoff = now - retention
+    cutoff: dt.datetime | dt.date = now - retention
+    if not isinstance(model._meta.get_field(rule.time_field), models.DateTimeField):
+        # A date column holds trading days: age counts from today's trading day, not from the
+        # UTC date, which is already tomorrow's on a New York evening.
+        cutoff = calendar.trading_day_of(now) - retention
     batch_size = batch_size or settings.RETENTION_BATCH_SIZE
     expired = model._default_manager.filter(**{f"{rule.time_field}__lt": cutoff})
     if rule.keep is not None:

@@ -583,6 +583,7 @@ INTRADAY_MINUTES = {"1Min": 1, "5Min": 5, "15Min": 15, "1H": 60}
 TIMEFRAMES = (*INTRADAY_MINUTES, "1D")
 HISTORY_POINTS_MAX = 20_000
 INTRADAY_SPAN_MAX = dt.timedelta(days=30)
+_MICROSECOND = dt.timedelta(microseconds=1)
 _PERIOD = re.compile(r"([0-9]{1,4})([DWMA])", re.ASCII)
 # The longest periods, a century as period=all covers: longer ones reach back past what dates can
 # represent (9999A).
@@ -601,15 +602,26 @@ class PortfolioHistory:
     timeframe: str
 
 
-def _period_start(period: str, end: dt.datetime) -> dt.datetime:
-    """The first day a period like 1D, 2W, 3M or 1A covers, ending with the day of ``end``."""
+def _period(period: str) -> tuple[int, str]:
     match = _PERIOD.fullmatch(period)
     if not match or int(match.group(1)) == 0:
         raise InvalidRequest("period must be a number and a unit D, W, M or A (such as 1M), or 'all'")
     count, unit = int(match.group(1)), match.group(2)
     if count > PERIOD_COUNT_MAX[unit]:
         raise InvalidRequest(f"period may cover at most 100 years ({PERIOD_COUNT_MAX[unit]}{unit})")
-    last_day = calendar.trading_day_of(end)
+    return count, unit
+
+
+def _last_day(end: dt.datetime) -> dt.date:
+    """The last trading day a window ending (exclusively) at ``end`` touches: an ``end`` at a
+    midnight, as ``date_end`` gives, ends the day before it, not the day it starts."""
+    return calendar.trading_day_of(end - _MICROSECOND)
+
+
+def _period_start(period: str, end: dt.datetime) -> dt.datetime:
+    """The first day a period like 1D, 2W, 3M or 1A covers, ending with the last day of ``end``."""
+    count, unit = _period(period)
+    last_day = _last_day(end)
     if unit in ("D", "W"):
         first_day = last_day - dt.timedelta(days=count * (7 if unit == "W" else 1) - 1)
     else:
@@ -627,6 +639,13 @@ def _days_in_month(year: int, month: int) -> int:
     return (following - dt.timedelta(days=1)).day
 
 
+def _nominal_span(period: str) -> dt.timedelta:
+    """A period's length as Alpaca names it (a month counts 30 days, a year 365), whatever the
+    calendar: the default timeframe must not change with the month's length or the hour."""
+    count, unit = _period(period)
+    return dt.timedelta(days=count * {"D": 1, "W": 7, "M": 30, "A": 365}[unit])
+
+
 def _default_timeframe(span: dt.timedelta) -> str:
     # Alpaca's rule: 1Min under 7 days, 15Min under 30 days, otherwise 1D.
     if span < dt.timedelta(days=7):
@@ -639,7 +658,7 @@ def _default_timeframe(span: dt.timedelta) -> str:
 def _buckets(start: dt.datetime, end: dt.datetime, timeframe: str) -> list[tuple[dt.datetime, dt.datetime]]:
     """Left-labelled windows covering [start, end]: (label, the instant its equity is taken)."""
     if timeframe == "1D":
-        days = calendar.sessions_between(calendar.trading_day_of(start), calendar.trading_day_of(end))
+        days = calendar.sessions_between(calendar.trading_day_of(start), _last_day(end))
         return [
             (calendar.day_start(day.date), min(calendar.day_start(day.date + dt.timedelta(days=1)), end))
             for day in days
@@ -718,8 +737,11 @@ def portfolio_history(
     explicit = start is not None or (period is not None and period != "all")
     if start is None:
         start = end - dt.timedelta(days=36500) if period == "all" else _period_start(period or "1M", end)
+        span = end - start if period == "all" else _nominal_span(period or "1M")
+    else:
+        span = end - start
     if timeframe is None:
-        timeframe = _default_timeframe(end - start)
+        timeframe = _default_timeframe(span)
     if timeframe not in TIMEFRAMES:
         raise InvalidRequest(f"timeframe must be one of {', '.join(TIMEFRAMES)}")
     # Nothing before the account's last reset counts: returns are measured from there.

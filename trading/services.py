@@ -646,15 +646,28 @@ def _owned_order(account_id: uuid.UUID | str, order_id: uuid.UUID | str) -> Orde
         raise NotFound("order not found") from None
 
 
+def _expire_if_due(order: Order, now: dt.datetime) -> bool:
+    """Expire a day order whose trading day has ended but which the periodic expiry has not
+    reached yet (it runs every few seconds), so a cancel or replace in that gap sees it expired:
+    a replacement would otherwise carry it into the next day."""
+    if order.expires_at is None or order.expires_at > now:
+        return False
+    return _order_close(order=order, status=OrderStatus.EXPIRED, now=now)
+
+
 def order_cancel(
     *, account_id: uuid.UUID | str, order_id: uuid.UUID | str, now: dt.datetime | None = None
 ) -> Order:
     now = now or timezone.now()
     with transaction.atomic():
         order = _owned_order(account_id, order_id)
-        if not _order_close(order=order, status=OrderStatus.CANCELED, now=now):
-            order.refresh_from_db()
-            raise NotCancelable(f"order is {order.status} and can no longer be canceled")
+        canceled = not _expire_if_due(order, now) and _order_close(
+            order=order, status=OrderStatus.CANCELED, now=now
+        )
+    # Raised after the commit, so an expiry found here is kept.
+    if not canceled:
+        order.refresh_from_db()
+        raise NotCancelable(f"order is {order.status} and can no longer be canceled")
     return order
 
 
@@ -687,40 +700,66 @@ def order_replace(
     now = now or timezone.now()
     with transaction.atomic():
         old = _owned_order(account_id, order_id)
-        if not old.is_open:
-            raise NotCancelable(f"order is {old.status} and can no longer be replaced")
-        if old.type == OrderType.MARKET:
-            raise InvalidRequest("market orders cannot be replaced")
-        if limit_price_units is not None and old.type not in (OrderType.LIMIT, OrderType.STOP_LIMIT):
-            raise InvalidRequest("limit_price applies only to limit and stop_limit orders")
-        if stop_price_units is not None and old.type not in (OrderType.STOP, OrderType.STOP_LIMIT):
-            raise InvalidRequest("stop_price applies only to stop and stop_limit orders")
-        if trail_units is not None and old.type != OrderType.TRAILING_STOP:
-            raise InvalidRequest("trail applies only to trailing_stop orders")
-        trail_price, trail_percent = old.trail_price_units, old.trail_percent_units
-        if trail_units is not None:
-            if trail_price is not None:
-                trail_price = trail_units
-            else:
-                trail_percent = trail_units
-        if not _order_close(order=old, status=OrderStatus.REPLACED, now=now):
-            raise NotCancelable("order is no longer open")
-        request = OrderRequest(
-            symbol=old.asset.symbol,
-            qty=qty if qty is not None else old.qty,
-            side=old.side,
-            type=old.type,
-            time_in_force=time_in_force or old.time_in_force,
-            limit_price_units=limit_price_units if limit_price_units is not None else old.limit_price_units,
-            stop_price_units=stop_price_units if stop_price_units is not None else old.stop_price_units,
-            trail_price_units=trail_price,
-            trail_percent_units=trail_percent,
-            client_order_id=client_order_id,
-            extended_hours=old.extended_hours,
-        )
-        new = order_place(account_id=account_id, request=request, now=now)
-        Order.objects.filter(pk=new.pk).update(replaces=old)
-        new.replaces = old
+        if not _expire_if_due(old, now):
+            return _replace_open(
+                old,
+                qty=qty,
+                time_in_force=time_in_force,
+                limit_price_units=limit_price_units,
+                stop_price_units=stop_price_units,
+                trail_units=trail_units,
+                client_order_id=client_order_id,
+                now=now,
+            )
+    # Raised after the commit, so the expiry is kept.
+    raise NotCancelable("order expired at the end of its trading day and can no longer be replaced")
+
+
+def _replace_open(
+    old: Order,
+    *,
+    qty: int | None,
+    time_in_force: str | None,
+    limit_price_units: int | None,
+    stop_price_units: int | None,
+    trail_units: int | None,
+    client_order_id: str | None,
+    now: dt.datetime,
+) -> Order:
+    if not old.is_open:
+        raise NotCancelable(f"order is {old.status} and can no longer be replaced")
+    if old.type == OrderType.MARKET:
+        raise InvalidRequest("market orders cannot be replaced")
+    if limit_price_units is not None and old.type not in (OrderType.LIMIT, OrderType.STOP_LIMIT):
+        raise InvalidRequest("limit_price applies only to limit and stop_limit orders")
+    if stop_price_units is not None and old.type not in (OrderType.STOP, OrderType.STOP_LIMIT):
+        raise InvalidRequest("stop_price applies only to stop and stop_limit orders")
+    if trail_units is not None and old.type != OrderType.TRAILING_STOP:
+        raise InvalidRequest("trail applies only to trailing_stop orders")
+    trail_price, trail_percent = old.trail_price_units, old.trail_percent_units
+    if trail_units is not None:
+        if trail_price is not None:
+            trail_price = trail_units
+        else:
+            trail_percent = trail_units
+    if not _order_close(order=old, status=OrderStatus.REPLACED, now=now):
+        raise NotCancelable("order is no longer open")
+    request = OrderRequest(
+        symbol=old.asset.symbol,
+        qty=qty if qty is not None else old.qty,
+        side=old.side,
+        type=old.type,
+        time_in_force=time_in_force or old.time_in_force,
+        limit_price_units=limit_price_units if limit_price_units is not None else old.limit_price_units,
+        stop_price_units=stop_price_units if stop_price_units is not None else old.stop_price_units,
+        trail_price_units=trail_price,
+        trail_percent_units=trail_percent,
+        client_order_id=client_order_id,
+        extended_hours=old.extended_hours,
+    )
+    new = order_place(account_id=old.account_id, request=request, now=now)
+    Order.objects.filter(pk=new.pk).update(replaces=old)
+    new.replaces = old
     return new
 
 

@@ -15,6 +15,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from analytics import services
 from analytics.models import (
@@ -24,7 +25,7 @@ from analytics.models import (
     LeaderboardSnapshot,
     SymbolStats,
 )
-from trading import services as trading
+from trading import calendar, services as trading
 from trading.models import Account, Asset
 
 pytestmark = pytest.mark.django_db
@@ -87,7 +88,7 @@ def add_players(
             AccountEquityDay.objects.bulk_create(
                 AccountEquityDay(
                     account=account,
-                    day=dt.date.today() - dt.timedelta(days=back),
+                    day=calendar.trading_day_of(timezone.now()) - dt.timedelta(days=back),
                     equity_cents=1_000_000 + back,
                 )
                 for back in range(1, 4)

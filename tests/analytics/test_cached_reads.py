@@ -9,6 +9,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from analytics import services
+from tests.conftest import ManualClock
 from trading.models import Account, Asset
 
 # --- Property 28 through the API ----------------------------------------------------------------------
@@ -16,6 +17,7 @@ from trading.models import Account, Asset
 
 @pytest.mark.django_db
 def test_a_miss_populates_the_cache_and_the_next_read_skips_the_database(
+    l1_clock: ManualClock,
     make_asset: Callable[..., Asset],
     make_account: Callable[..., Account],
     key_client: Callable[[Account], APIClient],

@@ -21,7 +21,7 @@ from analytics.dashboard import SPARK_POINTS, dashboard_assets_load
 from analytics.dashboard_api import DashboardAssetSerializer, DashboardBootstrapSerializer
 from analytics.models import Statement
 from config.cache import cache_manager_reset
-from tests.conftest import add_minute_bar_ramps, set_quote
+from tests.conftest import BOUNDARY_INSTANTS, add_minute_bar_ramps, boundary_instants, frozen_at, set_quote
 from tests.trading.test_api_support import assert_alpaca_error, buy, key_client, post_order
 from trading import selectors as trading_selectors
 from trading.models import Account, Asset, DailyBar, MinuteBar, Watchlist
@@ -247,11 +247,34 @@ def test_openapi_schema_lists_the_dashboard_endpoints() -> None:
     assert "post" in schema["paths"]["/v2/metrics/frontend"]
 
 
+@pytest.mark.parametrize(
+    ("now", "next_day_start"),
+    [
+        frozen_at(BOUNDARY_INSTANTS[name], next_day_start, name=name)
+        for name, next_day_start in [
+            ("before-midnight", "2026-03-05T05:00:00+00:00"),
+            ("after-midnight", "2026-03-06T05:00:00+00:00"),
+            ("month-end-evening", "2026-05-01T04:00:00+00:00"),
+            ("spring-forward", "2026-03-09T04:00:00+00:00"),
+            ("fall-back", "2026-11-02T05:00:00+00:00"),
+        ]
+    ],
+)
+def test_the_page_refreshes_at_the_coming_new_york_midnight(
+    now: dt.datetime, next_day_start: str, make_account: MakeAccount
+) -> None:
+    body = _bootstrap(_session(make_account()))
+    assert body["as_of"] == now.isoformat()
+    assert body["config"]["next_day_start"] == next_day_start
+
+
 # --- The market table -----------------------------------------------------------------------------
 
 
-def test_prices_volume_and_never_ticked_symbols(make_asset: MakeAsset, make_account: MakeAccount) -> None:
-    now = timezone.now()
+@boundary_instants()
+def test_prices_volume_and_never_ticked_symbols(
+    now: dt.datetime, make_asset: MakeAsset, make_account: MakeAccount
+) -> None:
     today = trading_selectors.day_boundary(now)
     make_asset("AAPL", price="189.12", spread_units=100, sector="Technology")
     _daily_bar("AAPL", today - dt.timedelta(days=1), close_units=1_875_000, volume=999)

@@ -18,9 +18,9 @@ from rest_framework.test import APIClient
 
 from analytics import selectors, services
 from analytics.models import AccountAnalytics, AccountEquityDay, LeaderboardSnapshot, SymbolStats
-from tests.conftest import set_quote
-from trading import services as trading
-from trading.models import Account, Asset, Position
+from tests.conftest import frozen_at, new_york, set_quote
+from trading import calendar, services as trading
+from trading.models import Account, Asset, DailyBar, Position
 from trading.selectors import account_summary
 from trading.units import UNITS_PER_CENT
 
@@ -118,6 +118,78 @@ def test_leaderboard_is_never_older_than_its_bound(
         assert board["entries"][0]["return_pct"] > 0  # recomputed from the new prices
     # Every read past the bound recomputed once; SNAPSHOTS_KEPT bounds what is stored.
     assert LeaderboardSnapshot.objects.filter(period="overall").count() == services.SNAPSHOTS_KEPT
+
+
+def _daily_board_around(day: dt.date, make_asset: Callable[..., Asset]) -> str:
+    """An account opened two days before ``day`` that bought 10 AAPL at 100.01 at 15:00 on it;
+    AAPL closed ``day`` at 105.00 and trades at 110.00 now. Returns its account number."""
+    user = get_user_model().objects.create_user(username="daily", password="pw-123456!")
+    start = calendar.day_start(day)
+    account = trading.account_open(user=user, cash_cents=1_000_000, now=start - dt.timedelta(days=2))
+    make_asset("AAPL", price="100.00")
+    order = trading.order_place(
+        account_id=account.pk,
+        request=trading.OrderRequest(symbol="AAPL", qty=10, side="buy", type="market", time_in_force="day"),
+        now=start + dt.timedelta(hours=15),
+    )
+    assert order.status == "filled"
+    DailyBar.objects.create(
+        symbol="AAPL", start=start, open_units=1_000_000, high_units=1_100_000, low_units=1_000_000,
+        close_units=1_050_000, volume=10, trade_count=1, vwap_units=1_000_000,
+    )  # fmt: skip
+    set_quote("AAPL", price="110.00", at=start + dt.timedelta(hours=23, minutes=59))
+    return account.account_number
+
+
+@pytest.mark.parametrize(
+    ("now", "day", "trading_day", "baseline"),
+    [
+        frozen_at(
+            new_york(*ymd, 23, 59, 59),
+            dt.date(*ymd),
+            dt.date(*ymd).isoformat(),
+            "10000.00",
+            name=f"{name}-before",
+        )
+        for name, ymd in [
+            ("midnight", (2026, 3, 4)),
+            ("month-end", (2026, 4, 30)),
+            ("dst", (2026, 3, 7)),
+            ("dst-end", (2026, 10, 31)),
+        ]
+    ]
+    + [
+        frozen_at(
+            new_york(*next_ymd, 0, 0, 1),
+            dt.date(*ymd),
+            dt.date(*next_ymd).isoformat(),
+            "10049.90",
+            name=f"{name}-after",
+        )
+        for name, ymd, next_ymd in [
+            ("midnight", (2026, 3, 4), (2026, 3, 5)),
+            ("month-end", (2026, 4, 30), (2026, 5, 1)),
+            ("dst", (2026, 3, 7), (2026, 3, 8)),
+            ("dst-end", (2026, 10, 31), (2026, 11, 1)),
+        ]
+    ],
+)
+def test_the_daily_board_starts_a_new_day_at_new_york_midnight(
+    now: dt.datetime, day: dt.date, trading_day: str, baseline: str, make_asset: Callable[..., Asset]
+) -> None:
+    """Before midnight the day's baseline is its start (cash only); a second after it, the
+    equity at the day's close (cash 8,999.90 plus 10 x 105.00). Equity is 8,999.90 + 10 x 110."""
+    number = _daily_board_around(day, make_asset)
+
+    board = selectors.leaderboard_get(period="daily")
+
+    assert board["trading_day"] == trading_day
+    (entry,) = board["entries"]
+    assert entry["account_number"] == number
+    assert (entry["equity"], entry["baseline"]) == ("10099.90", baseline)
+    assert entry["return_pct"] == pytest.approx(
+        (10_099.90 - float(baseline)) / float(baseline) * 100, abs=1e-4
+    )
 
 
 def test_a_read_with_no_board_yet_computes_one(

@@ -20,6 +20,7 @@ from tests.analytics.statement_builders import (
     daily_close,
     last_month,
 )
+from tests.conftest import new_york
 from tests.trading.test_api_support import MakeAsset
 from trading.errors import InvalidRequest
 from trading.models import Account
@@ -78,6 +79,23 @@ def test_last_period_is_the_previous_trading_month() -> None:
     assert statements.statement_last_period(now=dt.datetime(2026, 3, 1, 3, 0, tzinfo=dt.UTC)) == "2026-01"
     assert statements.statement_last_period(now=dt.datetime(2026, 3, 1, 6, 0, tzinfo=dt.UTC)) == "2026-02"
     assert statements.statement_last_period(now=dt.datetime(2026, 1, 15, tzinfo=dt.UTC)) == "2025-12"
+
+
+@pytest.mark.parametrize(
+    ("period", "start", "end"),
+    [
+        ("2026-03", new_york(2026, 3, 1), new_york(2026, 4, 1)),  # 31 days less the hour DST takes
+        ("2026-11", new_york(2026, 11, 1), new_york(2026, 12, 1)),  # 30 days and the hour it gives back
+        ("2026-12", new_york(2026, 12, 1), new_york(2027, 1, 1)),
+    ],
+)
+def test_a_period_is_a_calendar_month_in_new_york_time(
+    period: str, start: dt.datetime, end: dt.datetime
+) -> None:
+    assert statements.statement_period_bounds(period=period, now=new_york(2027, 2, 1)) == (start, end)
+    with pytest.raises(InvalidRequest, match="has not ended"):
+        statements.statement_period_bounds(period=period, now=end - dt.timedelta(microseconds=1))
+    assert statements.statement_period_bounds(period=period, now=end)[1] == end
 
 
 @pytest.mark.parametrize(

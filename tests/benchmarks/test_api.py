@@ -18,6 +18,7 @@ from django.db import connection
 
 from benchmarks.api import LoadClient
 from config.redis_pools import redis_client
+from tests.tools import require_tool
 from trading.models import Account
 
 
@@ -26,6 +27,8 @@ from trading.models import Account
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("client", ["wrk", "python"])
 def test_benchmark_api_prints_its_table(tmp_path: Path, client: str) -> None:
+    if client == "wrk":
+        require_tool("wrk")
     throwaway = str(tmp_path / "benchmark.sqlite3") if connection.vendor == "sqlite" else None
     out = io.StringIO()
     call_command(

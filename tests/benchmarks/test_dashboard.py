@@ -15,7 +15,7 @@ from django.core.management import call_command
 from django.db import connection
 from pytest_django.fixtures import Settings
 
-from tests.e2e.browser import MISSING_CHROMIUM, chromium_executable
+from tests.tools import require_tool
 from trading.models import Account
 
 
@@ -24,8 +24,7 @@ from trading.models import Account
 @pytest.mark.db_backend
 @pytest.mark.django_db(transaction=True)
 def test_benchmark_dashboard_prints_its_table(tmp_path: Path, settings: Settings) -> None:
-    if chromium_executable() is None:
-        pytest.skip(MISSING_CHROMIUM)
+    require_tool("chromium")
     # The benchmark's user logs in to gunicorn, which verifies with the production hasher; the
     # quick test hasher of tests/conftest.py would make that password unverifiable there.
     settings.PASSWORD_HASHERS = global_settings.PASSWORD_HASHERS

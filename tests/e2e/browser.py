@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 import subprocess
 import time
@@ -51,16 +50,6 @@ ASYNC_UNSAFE = "DJANGO_ALLOW_ASYNC_UNSAFE"
 
 
 # --- Preconditions ------------------------------------------------------------------------------
-
-
-def chromium_executable() -> str | None:
-    return shutil.which("chromium")
-
-
-MISSING_CHROMIUM = (
-    "Debian's chromium is not installed (no `chromium` on PATH): `apt-get install chromium` "
-    "(.ci/run installs it). With CI=true this skip fails the run."
-)
 
 
 def node_modules_problem() -> str | None:

@@ -18,12 +18,10 @@ from pytest_django import DjangoDbBlocker
 
 from tests.e2e.browser import (
     DESKTOP,
-    MISSING_CHROMIUM,
     SCREENSHOT_DIR,
     LiveStack,
     PageWatch,
     chromium_browser,
-    chromium_executable,
     collect_static,
     live_stack,
     node_modules_problem,
@@ -31,6 +29,7 @@ from tests.e2e.browser import (
     screenshot_path,
     seed_market,
 )
+from tests.tools import require_tool
 
 STACK_SYMBOLS = 500  # Property 18: a 500-row market table
 TICKING_SYMBOLS = 200
@@ -55,13 +54,16 @@ def pytest_runtest_makereport(
 
 
 @pytest.fixture(scope="module")
-def chromium(dashboard_stack: LiveStack) -> Iterator[Browser]:
+def chromium_path() -> str:
+    # Asked for before the stack starts, so a missing chromium skips without starting servers.
+    return require_tool("chromium")
+
+
+@pytest.fixture(scope="module")
+def chromium(chromium_path: str, dashboard_stack: LiveStack) -> Iterator[Browser]:
     # After the stack and closed before it (see chromium_browser): the stack seeds and flushes
     # the database on the connection Django uses outside Playwright's event loop.
-    executable = chromium_executable()
-    if executable is None:
-        pytest.skip(MISSING_CHROMIUM)
-    with chromium_browser(executable) as browser:
+    with chromium_browser(chromium_path) as browser:
         yield browser
 
 
@@ -108,10 +110,14 @@ def _wait_for_other_sessions_to_end(timeout: float = 10.0) -> None:
 
 @pytest.fixture(scope="module")
 def dashboard_stack(
-    django_db_setup: None, django_db_blocker: DjangoDbBlocker, tmp_path_factory: pytest.TempPathFactory
+    chromium_path: str,
+    django_db_setup: None,
+    django_db_blocker: DjangoDbBlocker,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[LiveStack]:
     """The live stack over 500 seeded symbols, shared by a module's tests; the database is
-    flushed afterwards (real processes committed its rows, as under transactional_db)."""
+    flushed afterwards (real processes committed its rows, as under transactional_db). Every
+    test here drives chromium, so without it they skip before any server starts."""
     problem = node_modules_problem()
     if problem:
         pytest.fail(problem)

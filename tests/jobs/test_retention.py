@@ -18,7 +18,7 @@ from analytics.models import AccountEquityDay
 from config.retention import RETENTION_RULES
 from jobs import retention
 from jobs.models import JobRun, JobStatus
-from tests.conftest import flat_bar
+from tests.conftest import NEW_YORK, flat_bar, new_york
 from trading.models import Account, DailyBar, MinuteBar, StockPriceHistory
 
 NOW = dt.datetime(2026, 6, 15, 12, 0, tzinfo=dt.UTC)
@@ -167,6 +167,35 @@ def test_equity_days_kept_for_their_retention_never_under_the_analytics_series(
         age for age in ages if age <= kept_for
     )
     assert deleted == sum(1 for age in ages if age > kept_for)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "now",
+    [
+        new_york(2026, 6, 15, 12),
+        new_york(2026, 6, 15, 22, 30),  # still the 15th in New York, already the 16th in UTC
+        new_york(2026, 6, 15, 23, 59, 59),
+        new_york(2026, 6, 16, 0, 0, 1),
+    ],
+    ids=lambda now: now.astimezone(NEW_YORK).strftime("%H:%M:%S-new-york"),
+)
+def test_equity_days_age_in_new_york_trading_days(
+    now: dt.datetime, settings: Any, make_account: Callable[..., Account]
+) -> None:
+    """An equity day is a New York trading day, so its age counts from New York's date: on a
+    New York evening the UTC date is a day ahead, which aged every row by a day more."""
+    settings.EQUITY_DAY_RETENTION_DAYS = 400
+    account = make_account()
+    today = now.astimezone(NEW_YORK).date()
+    AccountEquityDay.objects.bulk_create(
+        AccountEquityDay(account=account, day=today - dt.timedelta(days=age), equity_cents=age)
+        for age in (0, 399, 400, 401)
+    )
+
+    assert retention.retention_cleanup(now=now)["equity days"] == 1
+
+    assert sorted(AccountEquityDay.objects.values_list("equity_cents", flat=True)) == [0, 399, 400]
 
 
 def test_equity_days_default_to_more_than_a_year() -> None:

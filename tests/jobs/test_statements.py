@@ -19,6 +19,7 @@ from analytics.models import Statement
 from jobs import services
 from jobs.models import JobRun, JobStatus, OutboxEntry
 from tests.analytics.statement_builders import Month, account_with_activity, daily_close, last_month
+from tests.conftest import frozen_at, new_york
 from tests.trading.test_api_support import MakeAsset, assert_alpaca_error, key_client
 from trading.models import Account
 
@@ -225,6 +226,21 @@ def test_unfinished_and_future_periods_422(trader: Account) -> None:
     for period in (f"{now:%Y-%m}", f"{now.year + 1}-01"):
         message = assert_alpaca_error(client.post("/v2/statements", {"period": period}, format="json"), 422)
         assert "has not ended" in message["message"]
+
+
+@pytest.mark.parametrize(
+    ("now", "status"),
+    [
+        # April's last second in New York is already May in UTC: April has not ended yet.
+        frozen_at(new_york(2026, 4, 30, 23, 59, 59), 422, name="before-new-york-midnight"),
+        frozen_at(new_york(2026, 5, 1, 0, 0, 1), 202, name="after-new-york-midnight"),
+    ],
+)
+def test_a_month_may_be_requested_from_new_york_midnight_after_it(
+    now: dt.datetime, status: int, make_account: Any
+) -> None:
+    response = key_client(make_account()).post("/v2/statements", {"period": "2026-04"}, format="json")
+    assert response.status_code == status, response.content
 
 
 def test_other_users_jobs_and_statements_are_not_found(

@@ -13,13 +13,13 @@ from alpaca.trading.models import (
     TradeAccount,
     TradeActivity,
 )
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.test import override_settings
-from django.utils import timezone
 from rest_framework.test import APIClient
 
-from config.cache import cache_manager
+from tests.conftest import BOUNDARY_INSTANTS, NEW_YORK, ManualClock, boundary_instants, frozen_at, new_york
 from tests.trading.test_api_support import (
     MakeAccount,
     MakeAsset,
@@ -84,7 +84,9 @@ def test_a_revoked_key_is_refused_at_once(account: Account, django_capture_on_co
     assert_alpaca_error(client.get("/v2/account"), 401)
 
 
-def test_a_cached_key_skips_the_key_lookup(account: Account, django_assert_num_queries) -> None:
+def test_a_cached_key_skips_the_key_lookup(
+    l1_clock: ManualClock, account: Account, django_assert_num_queries
+) -> None:
     client = key_client(account)
     client.get("/v2/clock")
     assert ApiKey.objects.get(pk=client.key_id).last_used_at is not None
@@ -94,26 +96,22 @@ def test_a_cached_key_skips_the_key_lookup(account: Account, django_assert_num_q
         assert client.get("/v2/clock").status_code == 200
     # Once that copy is gone (it lives at most a second) the key comes from Redis and the owner's
     # row takes one query; a view that needs the account loads it when it asks.
-    cache_manager().l1.clear()
+    l1_clock.advance(settings.CACHE_L1_MAX_SECONDS)
     with django_assert_num_queries(1):
         assert client.get("/v2/clock").status_code == 200
     assert client.get("/v2/account").json()["account_number"] == account.account_number
 
 
 def test_a_deactivated_owner_is_refused_within_the_memory_bound(
-    account: Account, monkeypatch: pytest.MonkeyPatch
+    l1_clock: ManualClock, account: Account
 ) -> None:
     """The owner's row is kept in memory for at most CACHE_L1_MAX_SECONDS (an injected clock
     stands for the wait): after that a deactivated user's key is refused."""
-    from django.conf import settings
-
-    now = [1_000_000.0]
-    monkeypatch.setattr(cache_manager().l1, "clock", lambda: now[0])
     client = key_client(account)
     assert client.get("/v2/clock").status_code == 200
     get_user_model().objects.filter(pk=account.user_id).update(is_active=False)
     assert client.get("/v2/clock").status_code == 200  # within the bound: still the cached owner
-    now[0] += settings.CACHE_L1_MAX_SECONDS
+    l1_clock.advance(settings.CACHE_L1_MAX_SECONDS)
     assert_alpaca_error(client.get("/v2/clock"), 401)
 
 
@@ -157,8 +155,8 @@ def test_account_parses_as_trade_account(account: Account, asset: Asset) -> None
     assert parsed.last_equity == "100000.00"
 
 
-def test_last_equity_is_yesterdays_close(make_asset: MakeAsset) -> None:
-    now = timezone.now()
+@boundary_instants()
+def test_last_equity_is_yesterdays_close(now: dt.datetime, make_asset: MakeAsset) -> None:
     today = calendar.trading_day_of(now)
     yesterday = calendar.day_start(today - dt.timedelta(days=1))
     user = get_user_model().objects.create_user(username="early", password="pw-123456!")
@@ -304,9 +302,19 @@ def _minute_bars(symbol: str, start: dt.datetime, closes: list[int]) -> None:
     )  # fmt: skip
 
 
-def test_portfolio_history_parses_and_follows_the_bars(make_asset: MakeAsset) -> None:
-    now = timezone.now().replace(second=0, microsecond=0)
-    opened = now - dt.timedelta(minutes=10)
+@pytest.mark.parametrize(
+    "now",
+    [
+        frozen_at(new_york(2026, 3, 4, 15, 0, 30)),
+        # Opened before New York midnight, read after it.
+        frozen_at(new_york(2026, 3, 5, 0, 5, 30)),
+        # Opened at 01:55 EST, read at 03:05 EDT: ten minutes across the spring-forward gap.
+        frozen_at(new_york(2026, 3, 8, 3, 5, 30)),
+    ],
+)
+def test_portfolio_history_parses_and_follows_the_bars(now: dt.datetime, make_asset: MakeAsset) -> None:
+    minute = now.astimezone(dt.UTC).replace(second=0)  # in UTC: New York's wall clock jumps
+    opened = minute - dt.timedelta(minutes=10)
     user = get_user_model().objects.create_user(username="hist", password="pw-123456!")
     account = services.account_open(user=user, cash_cents=1_000_000, now=opened)
     make_asset("AAPL", price="100.00")
@@ -319,9 +327,8 @@ def test_portfolio_history_parses_and_follows_the_bars(make_asset: MakeAsset) ->
     _minute_bars("AAPL", opened, [1_000_000 + i * 10_000 for i in range(10)])
     client = key_client(account)
 
-    # 2D, not 1D: the server reads the real clock, and in the first ten minutes after midnight
-    # New York time the account's opening falls in the previous day. Either way the history
-    # starts when the account opened.
+    # 2D, not 1D: in the first ten minutes after New York midnight the account's opening falls
+    # in the previous day. Either way the history starts when the account opened.
     body = client.get("/v2/account/portfolio/history", {"period": "2D", "timeframe": "1Min"}).json()
 
     history = PortfolioHistory(**body)
@@ -330,6 +337,7 @@ def test_portfolio_history_parses_and_follows_the_bars(make_asset: MakeAsset) ->
     # Ten whole minutes and the current one.
     assert len(history.timestamp) == 11
     assert history.timestamp[0] == int(opened.timestamp())
+    assert history.timestamp[-1] == int(minute.timestamp())
     assert history.timestamp[1] - history.timestamp[0] == 60
     # After minute i closes the 10 shares are worth 10 x (100 + i); cash is 10,000 - 1,000.10.
     assert history.equity[:10] == [pytest.approx(8999.90 + 10 * (100 + i)) for i in range(10)]
@@ -378,16 +386,95 @@ def test_portfolio_history_refuses_bad_parameters(account: Account, params: dict
     assert_alpaca_error(key_client(account).get("/v2/account/portfolio/history", params), 422)
 
 
-def test_intraday_history_is_limited_to_30_days() -> None:
+def _hour_floor(moment: dt.datetime) -> dt.datetime:
+    return moment.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
+
+
+@pytest.mark.parametrize(
+    ("now", "first"),
+    [
+        # The default period (1M) is longer than 30 days here: the window is cut to 30 days.
+        frozen_at(new_york(2026, 1, 15, 12, 0, 30), new_york(2025, 12, 16, 12)),
+        frozen_at(
+            BOUNDARY_INSTANTS["month-end-evening"], new_york(2026, 3, 31, 21), name="month-end-evening"
+        ),
+        # Here it is shorter (February, or a 30-day month before midnight), so it is all shown.
+        frozen_at(new_york(2026, 3, 15, 21, 15), new_york(2026, 2, 16)),
+        frozen_at(BOUNDARY_INSTANTS["before-midnight"], new_york(2026, 2, 5), name="before-midnight"),
+        frozen_at(BOUNDARY_INSTANTS["after-midnight"], new_york(2026, 2, 6), name="after-midnight"),
+        frozen_at(BOUNDARY_INSTANTS["spring-forward"], new_york(2026, 2, 9), name="spring-forward"),
+        # October 2 to the second 01:30 of November 1 is 30 days and 2.5 hours (a 25-hour day).
+        frozen_at(BOUNDARY_INSTANTS["fall-back"], new_york(2026, 10, 2, 2), name="fall-back"),
+    ],
+)
+def test_intraday_history_is_limited_to_30_days(now: dt.datetime, first: dt.datetime) -> None:
     user = get_user_model().objects.create_user(username="old", password="pw-123456!")
-    account = services.account_open(user=user, now=timezone.now() - dt.timedelta(days=90))
+    account = services.account_open(user=user, now=now - dt.timedelta(days=90))
     client = key_client(account)
 
     assert_alpaca_error(client.get("/v2/account/portfolio/history", {"period": "3M", "timeframe": "1H"}), 422)
-    # Asked without a period, the window shrinks to what the timeframe allows instead.
+    # Asked without a period, the default month shrinks to what the timeframe allows instead.
     shrunk = PortfolioHistory(**client.get("/v2/account/portfolio/history", {"timeframe": "1H"}).json())
-    assert 24 * 30 <= len(shrunk.timestamp) <= 24 * 30 + 1
+    assert shrunk.timestamp[0] == int(first.timestamp())
+    assert shrunk.timestamp[-1] == int(_hour_floor(now).timestamp())  # the hour running now
+    assert all(b - a == 3600 for a, b in zip(shrunk.timestamp, shrunk.timestamp[1:], strict=False))
+    assert len(shrunk.timestamp) <= 24 * 30 + 1
     assert set(shrunk.equity) == {100_000.0}
+
+
+@boundary_instants()
+def test_the_default_history_is_daily_in_every_month(now: dt.datetime) -> None:
+    """Alpaca's default is one month of daily points. The timeframe follows the period's name
+    (a month counts 30 days), not the calendar: a window of 28 to 31 days must not answer 15Min
+    in some months or hours and 1D in others."""
+    user = get_user_model().objects.create_user(username="new", password="pw-123456!")
+    account = services.account_open(user=user, now=now - dt.timedelta(seconds=1))
+    history = PortfolioHistory(**key_client(account).get("/v2/account/portfolio/history").json())
+    assert history.timeframe == "1D"
+    # The account opened a second ago: its history is today's point, labelled with today's start.
+    assert history.timestamp == [int(calendar.day_start(calendar.trading_day_of(now)).timestamp())]
+
+
+@pytest.mark.parametrize(
+    ("now", "query", "first", "hours"),
+    [
+        frozen_at(new_york(2026, 3, 10, 12), {"date_end": "2026-03-06"}, new_york(2026, 3, 6), 24),
+        # The day the clocks go forward has 23 hours, the day they go back 25.
+        frozen_at(new_york(2026, 3, 10, 12), {"date_end": "2026-03-08"}, new_york(2026, 3, 8), 23),
+        frozen_at(new_york(2026, 11, 3, 12), {"date_end": "2026-11-01"}, new_york(2026, 11, 1), 25),
+        # An end at New York midnight, as RFC 3339, ends the day before it.
+        frozen_at(new_york(2026, 3, 10, 12), {"end": "2026-03-07T05:00:00Z"}, new_york(2026, 3, 6), 24),
+    ],
+)
+def test_a_one_day_period_ending_on_a_date_covers_that_whole_day(
+    now: dt.datetime, query: dict[str, str], first: dt.datetime, hours: int
+) -> None:
+    user = get_user_model().objects.create_user(username="dated", password="pw-123456!")
+    account = services.account_open(user=user, now=now - dt.timedelta(days=60))
+
+    response = key_client(account).get(
+        "/v2/account/portfolio/history", {"period": "1D", "timeframe": "1H", **query}
+    )
+
+    history = PortfolioHistory(**response.json())
+    assert history.timestamp[0] == int(first.timestamp())
+    assert len(history.timestamp) == hours
+    assert all(b - a == 3600 for a, b in zip(history.timestamp, history.timestamp[1:], strict=False))
+
+
+@pytest.mark.parametrize("now", [frozen_at(new_york(2026, 3, 12, 12))])
+def test_a_daily_history_ending_on_a_date_has_no_point_for_the_day_after(now: dt.datetime) -> None:
+    user = get_user_model().objects.create_user(username="weekly", password="pw-123456!")
+    account = services.account_open(user=user, now=now - dt.timedelta(days=60))
+
+    body = (
+        key_client(account)
+        .get("/v2/account/portfolio/history", {"period": "1W", "timeframe": "1D", "date_end": "2026-03-08"})
+        .json()
+    )
+
+    days = [dt.datetime.fromtimestamp(stamp, NEW_YORK).date() for stamp in PortfolioHistory(**body).timestamp]
+    assert days == [dt.date(2026, 3, 2) + dt.timedelta(days=i) for i in range(7)]  # through the 8th
 
 
 @override_settings(ACCOUNT_STARTING_CASH="100000.00")

@@ -9,15 +9,14 @@ from alpaca.trading.enums import AssetExchange, AssetStatus
 from alpaca.trading.models import Asset as AlpacaAsset, Calendar as AlpacaCalendar, Clock as AlpacaClock
 from alpaca.trading.requests import GetAssetsRequest, GetCalendarRequest
 from django.test import override_settings
-from django.utils import timezone
 from pydantic import TypeAdapter
 
+from tests.conftest import BOUNDARY_INSTANTS, frozen_at, new_york
 from tests.trading.test_api_support import (
     MakeAsset,
     assert_alpaca_error,
     key_client,
 )
-from trading import calendar
 from trading.api.serializers import AssetSerializer
 from trading.models import Account, Exchange
 
@@ -71,22 +70,59 @@ def test_asset_list_filters_as_the_sdk_asks(client, make_asset: MakeAsset) -> No
     assert client.get("/v2/assets/HALT").json()["tradable"] is False
 
 
-def test_clock_says_open_until_the_day_boundary(client) -> None:
-    before = timezone.now()
+@pytest.mark.parametrize(
+    ("now", "timestamp", "boundary"),
+    [
+        frozen_at(BOUNDARY_INSTANTS[name], timestamp, boundary, name=name)
+        for name, timestamp, boundary in [
+            ("before-midnight", "2026-03-04T23:59:59-05:00", "2026-03-05T00:00:00-05:00"),
+            ("after-midnight", "2026-03-05T00:00:01-05:00", "2026-03-06T00:00:00-05:00"),
+            ("month-end-evening", "2026-04-30T21:15:00-04:00", "2026-05-01T00:00:00-04:00"),
+            ("spring-forward", "2026-03-08T03:05:00-04:00", "2026-03-09T00:00:00-04:00"),
+            ("fall-back", "2026-11-01T01:30:00-05:00", "2026-11-02T00:00:00-05:00"),
+        ]
+    ],
+)
+def test_clock_says_open_until_the_day_boundary(
+    now: dt.datetime, timestamp: str, boundary: str, client
+) -> None:
     body = client.get("/v2/clock").json()
 
     clock = AlpacaClock(**body)
     assert clock.is_open is True
-    assert clock.timestamp >= before
-    assert clock.next_close == clock.next_open
-    assert clock.next_close == calendar.day_start(calendar.trading_day_of(before) + dt.timedelta(days=1))
-    assert body["timestamp"][-6:] in ("-05:00", "-04:00")
+    assert clock.timestamp == now
+    assert (body["timestamp"], body["next_open"], body["next_close"]) == (timestamp, boundary, boundary)
 
 
 @override_settings(MARKET_HOURS="xnys")
-def test_clock_with_real_hours(client) -> None:
-    clock = AlpacaClock(**client.get("/v2/clock").json())
-    assert clock.next_open > clock.timestamp or clock.is_open
+@pytest.mark.parametrize(
+    ("now", "is_open", "next_open", "next_close"),
+    [
+        frozen_at(
+            new_york(2026, 3, 4, 9, 29, 59), False, "2026-03-04T09:30:00-05:00", "2026-03-04T16:00:00-05:00"
+        ),
+        frozen_at(
+            new_york(2026, 3, 4, 15, 59), True, "2026-03-05T09:30:00-05:00", "2026-03-04T16:00:00-05:00"
+        ),
+        frozen_at(
+            new_york(2026, 3, 4, 23, 59, 59), False, "2026-03-05T09:30:00-05:00", "2026-03-05T16:00:00-05:00"
+        ),
+        # Friday night before the clocks go forward on Sunday: Monday's session, in EDT.
+        frozen_at(new_york(2026, 3, 6, 20), False, "2026-03-09T09:30:00-04:00", "2026-03-09T16:00:00-04:00"),
+        frozen_at(
+            new_york(2026, 11, 1, 1, 30, fold=1),
+            False,
+            "2026-11-02T09:30:00-05:00",
+            "2026-11-02T16:00:00-05:00",
+        ),
+    ],
+)
+def test_clock_with_real_hours(
+    now: dt.datetime, is_open: bool, next_open: str, next_close: str, client
+) -> None:
+    body = client.get("/v2/clock").json()
+    assert AlpacaClock(**body).timestamp == now
+    assert (body["is_open"], body["next_open"], body["next_close"]) == (is_open, next_open, next_close)
 
 
 def test_calendar_range_as_the_sdk_sends_it(client) -> None:
@@ -98,11 +134,23 @@ def test_calendar_range_as_the_sdk_sends_it(client) -> None:
     assert response.json()[0]["open"] == "00:00" and response.json()[0]["close"] == "23:59"
 
 
-def test_calendar_defaults_to_the_coming_year(client) -> None:
+@pytest.mark.parametrize(
+    ("now", "today"),
+    [
+        frozen_at(BOUNDARY_INSTANTS[name], today, name=name)
+        for name, today in [
+            ("before-midnight", "2026-03-04"),
+            ("after-midnight", "2026-03-05"),
+            ("month-end-evening", "2026-04-30"),  # May 1st in UTC, still April in New York
+            ("fall-back", "2026-11-01"),
+        ]
+    ],
+)
+def test_calendar_defaults_to_the_coming_year(now: dt.datetime, today: str, client) -> None:
     days = client.get("/v2/calendar").json()
-    today = calendar.trading_day_of(timezone.now())
-    assert days[0]["date"] == today.isoformat()
+    assert days[0]["date"] == today
     assert len(days) == 366
+    assert all((day["open"], day["close"]) == ("00:00", "23:59") for day in days)
 
 
 @override_settings(MARKET_HOURS="xnys")

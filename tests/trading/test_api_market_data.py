@@ -31,7 +31,7 @@ from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 from rest_framework.test import APIClient
 
-from tests.conftest import add_minute_bar_ramps
+from tests.conftest import ManualClock, add_minute_bar_ramps
 from trading import calendar, services
 from trading.models import Account, Asset, DailyBar, StockPriceHistory
 
@@ -366,7 +366,7 @@ def test_no_trailing_slash_routes(market: None, api: APIClient) -> None:
 
 
 def test_snapshots_and_latest_take_the_same_queries_for_one_or_many_symbols(
-    market: None, api: APIClient
+    l1_clock: ManualClock, market: None, api: APIClient
 ) -> None:
     def queries(path: str, symbols: str) -> int:
         api.get(path, {"symbols": symbols})  # warms the API-key cache

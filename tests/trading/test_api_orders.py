@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from pydantic import TypeAdapter
 
-from tests.conftest import set_quote
+from tests.conftest import ManualClock, set_quote
 from tests.trading.test_api_support import (
     MakeAccount,
     MakeAsset,
@@ -245,7 +245,9 @@ def test_ioc_that_cannot_fill_is_canceled(client, asset: Asset) -> None:
     assert order.time_in_force == TimeInForce.IOC
 
 
-def test_property_2_order_list_query_count_does_not_grow(client, asset: Asset, account: Account) -> None:
+def test_property_2_order_list_query_count_does_not_grow(
+    l1_clock: ManualClock, client, asset: Asset, account: Account
+) -> None:
     """Property 2: listing 1 or 60 orders (with replaced ones linked) takes the same queries."""
 
     def queries() -> int:

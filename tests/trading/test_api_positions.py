@@ -7,12 +7,13 @@ import datetime as dt
 import pytest
 from alpaca.trading.enums import OrderSide, OrderStatus, PositionSide
 from alpaca.trading.models import ClosePositionResponse, Order as AlpacaOrder, Position as AlpacaPosition
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from pydantic import TypeAdapter
 
-from tests.conftest import set_quote
+from tests.conftest import ManualClock, boundary_instants, new_york, set_quote
 from tests.trading.test_api_support import (
     MakeAsset,
     assert_alpaca_error,
@@ -20,11 +21,12 @@ from tests.trading.test_api_support import (
     key_client,
     post_order,
 )
-from trading import calendar
+from trading import calendar, services
 from trading.api.serializers import PositionSerializer
 from trading.models import Account, Asset, CashEntry, DailyBar, Order, Position, StockPriceHistory
 
-pytestmark = pytest.mark.django_db
+# A stopped clock: "yesterday" must not move between a test's setup and its requests.
+pytestmark = [pytest.mark.django_db, pytest.mark.time_machine(new_york(2026, 3, 4, 15, 0), tick=False)]
 
 
 @pytest.fixture
@@ -40,7 +42,11 @@ def _yesterday_close(symbol: str, close_units: int) -> None:
     )  # fmt: skip
 
 
-def test_position_parses_and_is_valued_at_the_last_trade(client, asset: Asset) -> None:
+@boundary_instants()
+def test_position_parses_and_is_valued_at_the_last_trade(now: dt.datetime, asset: Asset) -> None:
+    # Opened an hour ago: before a New York midnight for some of the instants, after it for others.
+    user = get_user_model().objects.create_user(username="valued", password="pw-123456!")
+    client = key_client(services.account_open(user=user, now=now - dt.timedelta(hours=1)))
     _yesterday_close("AAPL", 950_000)
     buy(client, "AAPL", 10)  # at 100.01
     set_quote("AAPL", price="102.00")
@@ -189,7 +195,9 @@ def _queries(client, path: str, expected_items: int | None = None) -> int:
 
 
 @pytest.mark.parametrize("path", ["/v2/positions", "/v2/account"])
-def test_property_2_query_count_does_not_grow_with_holdings(make_account, path: str) -> None:
+def test_property_2_query_count_does_not_grow_with_holdings(
+    l1_clock: ManualClock, make_account, path: str
+) -> None:
     """Property 2: the portfolio reads take the same number of queries for 1 and 200 holdings."""
     small, large = make_account(), make_account()
     _holdings(small, 1)

@@ -11,6 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from pydantic import TypeAdapter
 
+from tests.conftest import ManualClock
 from tests.trading.test_api_support import (
     MakeAccount,
     MakeAsset,
@@ -110,7 +111,7 @@ def test_another_accounts_watchlist_is_not_found(client, make_account: MakeAccou
     assert Watchlist.objects.get(pk=theirs.id).name == "secret"
 
 
-def test_property_2_watchlist_list_query_count_does_not_grow(client) -> None:
+def test_property_2_watchlist_list_query_count_does_not_grow(l1_clock: ManualClock, client) -> None:
     """Property 2: watchlists and all their assets load in the same queries for 1 or 10 lists."""
 
     def queries() -> int:

@@ -477,6 +477,49 @@ def test_daily_weekly_and_monthly_bars() -> None:
     assert months[0].low_units == 48 and months[1].high_units == 220
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("first_day", "days", "weeks", "months"),
+    [
+        # Weeks start on Mondays at New York midnight, in EST before the clocks go forward on
+        # Sunday 8 March and in EDT after; so do months.
+        (
+            dt.date(2026, 2, 23),
+            21,
+            ["2026-02-23T05:00:00+00:00", "2026-03-02T05:00:00+00:00", "2026-03-09T04:00:00+00:00"],
+            ["2026-02-01T05:00:00+00:00", "2026-03-01T05:00:00+00:00"],
+        ),
+        # The clocks go back on Sunday 1 November, the first day of a month.
+        (
+            dt.date(2026, 10, 26),
+            14,
+            ["2026-10-26T04:00:00+00:00", "2026-11-02T05:00:00+00:00"],
+            ["2026-10-01T04:00:00+00:00", "2026-11-01T04:00:00+00:00"],
+        ),
+    ],
+    ids=["spring-forward", "fall-back"],
+)
+def test_weekly_and_monthly_bars_start_at_new_york_midnight_across_dst(
+    first_day: dt.date, days: int, weeks: list[str], months: list[str]
+) -> None:
+    DailyBar.objects.bulk_create(
+        DailyBar(
+            symbol="AAA", start=calendar.day_start(first_day + dt.timedelta(days=i)), open_units=100 + i,
+            high_units=100 + i, low_units=100 + i, close_units=100 + i, volume=1, trade_count=1,
+            vwap_units=100 + i,
+        )
+        for i in range(days)
+    )  # fmt: skip
+
+    def starts(timeframe: str) -> list[str]:
+        page = history.bars_page(symbols=["AAA"], timeframe=timeframe).items
+        return [bar.start.astimezone(dt.UTC).isoformat() for bar in page]
+
+    assert starts("1Week") == weeks
+    assert starts("1Month") == months
+    assert sum(bar.volume for bar in history.bars_page(symbols=["AAA"], timeframe="1Week").items) == days
+
+
 # --- Latest values and snapshots -----------------------------------------------------------------
 
 

@@ -13,19 +13,20 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from tests.conftest import set_quote
+from tests.conftest import boundary_instants, new_york, set_quote
 from trading import calendar, selectors, services
 from trading.models import Account, Asset, CashEntry, DailyBar, Order, Position, StockPriceHistory
 from trading.quotes import LatestQuote, latest_quotes_store
 
-pytestmark = pytest.mark.django_db
-
-NOW = timezone.now()
-TODAY = calendar.day_start(calendar.trading_day_of(NOW))
+# Every test runs with the wall clock stopped at NOW, unless it is pinned to other instants
+# (boundary_instants: either side of New York midnight, a month's end, the DST changes).
+NOW = new_york(2026, 3, 4, 15, 0)
+pytestmark = [pytest.mark.django_db, pytest.mark.time_machine(NOW, tick=False)]
 
 
 def _day(offset: int) -> dt.datetime:
-    return calendar.day_start(calendar.trading_day_of(NOW) + dt.timedelta(days=offset))
+    """The start of the trading day ``offset`` days from today (the frozen clock's today)."""
+    return calendar.day_start(calendar.trading_day_of(timezone.now()) + dt.timedelta(days=offset))
 
 
 def _account_since(start: dt.datetime, cash_cents: int = 1_000_000) -> Account:
@@ -51,7 +52,10 @@ def _close(symbol: str, day: dt.datetime, close_units: int) -> None:
 # --- Valuation and last_equity -------------------------------------------------------------------
 
 
-def test_shares_held_since_yesterday_gain_from_yesterdays_close(make_asset: Callable[..., Asset]) -> None:
+@boundary_instants()
+def test_shares_held_since_yesterday_gain_from_yesterdays_close(
+    now: dt.datetime, make_asset: Callable[..., Asset]
+) -> None:
     account = _account_since(_day(-2))
     make_asset("AAPL", price="100.00")
     _trade(account, "AAPL", 10, "buy", _day(-1) + dt.timedelta(hours=1))  # at 100.01
@@ -68,7 +72,10 @@ def test_shares_held_since_yesterday_gain_from_yesterdays_close(make_asset: Call
     assert summary.equity == (1_000_000 - 100_010) * 100 + 10 * 1_020_000
 
 
-def test_shares_bought_today_gain_from_their_price(make_asset: Callable[..., Asset]) -> None:
+@boundary_instants()
+def test_shares_bought_today_gain_from_their_price(
+    now: dt.datetime, make_asset: Callable[..., Asset]
+) -> None:
     account = _account_since(_day(-2))
     make_asset("AAPL", price="100.00")
     _trade(account, "AAPL", 10, "buy", _day(-1) + dt.timedelta(hours=1))
@@ -82,7 +89,8 @@ def test_shares_bought_today_gain_from_their_price(make_asset: Callable[..., Ass
     assert position.unrealized_intraday_pl == 20 * 1_020_000 - (10 * 950_000 + 10 * 1_000_100)
 
 
-def test_shares_sold_today_leave_at_average_cost(make_asset: Callable[..., Asset]) -> None:
+@boundary_instants()
+def test_shares_sold_today_leave_at_average_cost(now: dt.datetime, make_asset: Callable[..., Asset]) -> None:
     account = _account_since(_day(-2))
     make_asset("AAPL", price="100.00")
     _trade(account, "AAPL", 10, "buy", _day(-1) + dt.timedelta(hours=1))
@@ -99,7 +107,10 @@ def test_shares_sold_today_leave_at_average_cost(make_asset: Callable[..., Asset
     assert summary.last_equity == (1_000_000 - 100_010) * 100 + 10 * 950_000
 
 
-def test_a_position_closed_today_still_counts_in_last_equity(make_asset: Callable[..., Asset]) -> None:
+@boundary_instants()
+def test_a_position_closed_today_still_counts_in_last_equity(
+    now: dt.datetime, make_asset: Callable[..., Asset]
+) -> None:
     account = _account_since(_day(-2))
     make_asset("AAPL", price="100.00")
     _trade(account, "AAPL", 10, "buy", _day(-1) + dt.timedelta(hours=1))
@@ -112,8 +123,9 @@ def test_a_position_closed_today_still_counts_in_last_equity(make_asset: Callabl
     assert summary.last_equity == (1_000_000 - 100_010) * 100 + 10 * 950_000
 
 
+@boundary_instants()
 def test_last_equity_after_a_reset_today_is_the_reset_cash(
-    make_asset: Callable[..., Asset], settings
+    now: dt.datetime, make_asset: Callable[..., Asset], settings
 ) -> None:
     settings.ACCOUNT_STARTING_CASH = "5000.00"
     account = _account_since(_day(-2))
@@ -211,7 +223,8 @@ def test_property_2_history_takes_constant_queries(make_account) -> None:
 # --- Portfolio history --------------------------------------------------------------------------
 
 
-def test_daily_history_uses_each_days_close(make_asset: Callable[..., Asset]) -> None:
+@boundary_instants()
+def test_daily_history_uses_each_days_close(now: dt.datetime, make_asset: Callable[..., Asset]) -> None:
     account = _account_since(_day(-3))
     make_asset("AAPL", price="100.00")
     _trade(account, "AAPL", 10, "buy", _day(-2) + dt.timedelta(hours=12))  # at 100.01
@@ -291,7 +304,9 @@ def test_property_37_activity_pages_concatenate_exactly(account: Account, asset:
             token = page[-1].id
             if direction == "asc" and len(seen) == 3:
                 # Appended after the reader's position: it must show up once, at the end.
-                services.account_grant_cash(account_id=account.pk, amount_cents=1)
+                services.account_grant_cash(
+                    account_id=account.pk, amount_cents=1, now=same_time + dt.timedelta(seconds=1)
+                )
         if direction == "desc":
             assert seen == expected
         else:

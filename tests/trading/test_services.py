@@ -16,7 +16,7 @@ from django.db.models import Sum
 from django.utils import timezone
 from pytest_django.fixtures import Settings
 
-from tests.conftest import add_tick
+from tests.conftest import add_tick, new_york
 from trading import services
 from trading.errors import Forbidden, InvalidRequest, NotCancelable, NotFound
 from trading.models import (
@@ -565,6 +565,85 @@ def test_day_orders_expire_at_the_day_boundary_and_release_what_they_held(accoun
     assert account.reserved_cents == 9_000
     assert position(account).qty_held == 0  # type: ignore[union-attr]
     assert services.orders_expire(now=boundary + dt.timedelta(days=3)) == 0
+
+
+@pytest.mark.parametrize(
+    ("placed", "boundary"),
+    [
+        (new_york(2026, 3, 4, 23, 59, 59), new_york(2026, 3, 5)),
+        (new_york(2026, 3, 5, 0, 0, 1), new_york(2026, 3, 6)),
+        # Placed on the 23-hour and the 25-hour day: still the next New York midnight.
+        (new_york(2026, 3, 8, 1, 59), new_york(2026, 3, 9)),
+        (new_york(2026, 11, 1, 1, 30, fold=1), new_york(2026, 11, 2)),
+        (new_york(2026, 4, 30, 21, 15), new_york(2026, 5, 1)),  # already May 1st in UTC
+    ],
+)
+def test_a_day_order_expires_at_the_next_new_york_midnight(
+    account: Account, placed: dt.datetime, boundary: dt.datetime
+) -> None:
+    order = place(account, qty=1, type="limit", limit_price_units=900_000, time_in_force="day", now=placed)
+    assert order.expires_at == boundary
+    assert services.orders_expire(now=boundary - dt.timedelta(microseconds=1)) == 0
+    assert services.orders_expire(now=boundary) == 1
+
+
+@pytest.mark.parametrize(
+    ("placed", "boundary"),
+    [
+        (new_york(2026, 3, 4, 10), new_york(2026, 3, 4, 16)),  # in the session: today's close
+        (new_york(2026, 3, 4, 17), new_york(2026, 3, 5, 16)),  # after it: the next session's
+        (new_york(2026, 3, 6, 23, 59, 59), new_york(2026, 3, 9, 16)),  # Friday night: Monday
+        (new_york(2026, 11, 25, 20), new_york(2026, 11, 27, 13)),  # Thanksgiving, then an early close
+    ],
+)
+def test_with_real_hours_a_day_order_expires_at_the_next_close(
+    account: Account, placed: dt.datetime, boundary: dt.datetime, settings: Settings
+) -> None:
+    settings.MARKET_HOURS = "xnys"
+    order = place(account, qty=1, type="limit", limit_price_units=900_000, time_in_force="day", now=placed)
+    assert order.expires_at == boundary
+
+
+def test_a_day_order_past_its_boundary_cannot_be_replaced_into_a_new_day(account: Account) -> None:
+    """The periodic expiry runs every few seconds; a replace that reaches a day order after its
+    trading day ended but before the expiry did must not carry it into the next day."""
+    placed, boundary = new_york(2026, 3, 4, 23, 59, 30), new_york(2026, 3, 5)
+    order = place(account, qty=10, type="limit", limit_price_units=950_000, time_in_force="day", now=placed)
+    later = boundary + dt.timedelta(seconds=5)
+
+    with pytest.raises(NotCancelable, match="expired"):
+        services.order_replace(account_id=account.pk, order_id=order.pk, qty=5, now=later)
+
+    order.refresh_from_db()
+    assert (order.status, order.expired_at) == (OrderStatus.EXPIRED, later)
+    assert not Order.objects.filter(replaces=order).exists()
+    assert fresh(account).reserved_cents == 0
+    assert services.orders_expire(now=later) == 0  # already done
+
+
+def test_a_day_order_past_its_boundary_is_expired_not_canceled(account: Account) -> None:
+    placed, boundary = new_york(2026, 3, 4, 23, 59, 30), new_york(2026, 3, 5)
+    order = place(account, qty=10, type="limit", limit_price_units=950_000, time_in_force="day", now=placed)
+
+    with pytest.raises(NotCancelable, match="expired"):
+        services.order_cancel(
+            account_id=account.pk, order_id=order.pk, now=boundary + dt.timedelta(seconds=5)
+        )
+
+    order.refresh_from_db()
+    assert order.status == OrderStatus.EXPIRED and order.canceled_at is None
+    assert fresh(account).reserved_cents == 0
+
+
+def test_a_day_order_replaced_before_its_boundary_keeps_that_boundary(account: Account) -> None:
+    placed, boundary = new_york(2026, 3, 4, 23, 59, 30), new_york(2026, 3, 5)
+    order = place(account, qty=10, type="limit", limit_price_units=950_000, time_in_force="day", now=placed)
+
+    new = services.order_replace(
+        account_id=account.pk, order_id=order.pk, qty=5, now=boundary - dt.timedelta(seconds=1)
+    )
+
+    assert new.expires_at == boundary and new.time_in_force == "day"
 
 
 # --- positions ------------------------------------------------------------------------------------------

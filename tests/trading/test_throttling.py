@@ -15,6 +15,8 @@ import redis
 from django.contrib.auth import get_user_model
 from django.test import Client
 from pytest_django.fixtures import Settings as SettingsWrapper
+from redis.commands.core import Script
+from redis.typing import ScriptTextT
 
 from analytics import selectors as analytics_selectors, services as analytics_services
 from config.redis_pools import redis_client
@@ -150,6 +152,42 @@ def test_a_verdict_read_later_survives_a_script_flush_and_a_killed_connection() 
     assert admin.zcard(key) == before + 1
     assert not limiter._pinned_lock.locked()
     admin.delete(key)
+
+
+def test_the_first_hits_of_a_new_process_from_several_threads_all_get_a_verdict() -> None:
+    """gunicorn's threads take a new worker's first requests together. A thread that found the
+    limiter's Redis client before its script was registered failed with AttributeError (a 500)."""
+    registering, proceed = threading.Event(), threading.Event()
+    pool = redis_client().connection_pool
+
+    class SlowToRegister(redis.Redis):
+        def register_script(self, script: ScriptTextT) -> Script:
+            registering.set()
+            proceed.wait(timeout=10)
+            return super().register_script(script)
+
+    limiter = SlidingWindowLimiter(redis_factory=lambda: SlowToRegister(connection_pool=pool))
+    key, rate = "sim:rl:test:first-hits", Rate(10, 60)
+    outcomes: dict[str, object] = {}
+
+    def hit(name: str) -> None:
+        try:
+            outcomes[name] = limiter.hit(key, rate).allowed
+        except Exception as error:
+            outcomes[name] = error
+
+    first = threading.Thread(target=hit, args=("first",))
+    first.start()
+    assert registering.wait(timeout=10)  # the first thread is building the client
+    second = threading.Thread(target=hit, args=("second",))
+    second.start()
+    second.join(timeout=0.5)  # it must wait for the client, not use half of it
+    proceed.set()
+    first.join(timeout=10)
+    second.join(timeout=10)
+    assert outcomes == {"first": True, "second": True}
+    assert redis_client().zcard(key) == 2  # both counted in Redis
+    redis_client().delete(key)
 
 
 def test_without_redis_the_local_limiter_applies() -> None:

@@ -210,6 +210,7 @@ class SlidingWindowLimiter:
         # shares the process's pool, which redis-py makes safe across fork.
         self._redis: redis.Redis | None = None
         self._script: Any = None
+        self._init_lock = threading.Lock()
         # Every API request takes one limiter round trip. Through redis-py's client that costs
         # ~100 us of CPU (pool checkout and return, retry and metrics wrappers) around a ~20 us
         # exchange, so the limiter keeps one connection checked out of the same bounded pool
@@ -222,10 +223,18 @@ class SlidingWindowLimiter:
     def _client(self) -> redis.Redis | None:
         if self._clock() < self._down_until:
             return None
-        if self._redis is None:
-            self._redis = self._redis_factory()
-            self._script = self._redis.register_script(_SLIDING_WINDOW)
-        return self._redis
+        client = self._redis
+        if client is None:
+            # A new process's first requests arrive together on several threads: one builds the
+            # client, and the client is published only with its script, so no thread finds the
+            # one without the other.
+            with self._init_lock:
+                if self._redis is None:
+                    built = self._redis_factory()
+                    self._script = built.register_script(_SLIDING_WINDOW)
+                    self._redis = built
+                client = self._redis
+        return client
 
     def _failed(self, error: Exception) -> None:
         self._down_until = self._clock() + self._retry_seconds
