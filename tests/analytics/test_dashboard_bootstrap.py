@@ -21,8 +21,8 @@ from analytics.dashboard import SPARK_POINTS, dashboard_assets_load
 from analytics.dashboard_api import DashboardAssetSerializer, DashboardBootstrapSerializer
 from analytics.models import Statement
 from config.cache import cache_manager_reset
-from tests.conftest import add_minute_bar_ramps, set_quote
-from tests.trading.test_api_support import assert_alpaca_error, buy, key_client, post_order
+from tests.builders import add_minute_bar_ramps, set_quote
+from tests.trading.api_support import assert_alpaca_error, buy, key_client, post_order
 from trading import selectors as trading_selectors
 from trading.models import Account, Asset, DailyBar, MinuteBar, Watchlist
 

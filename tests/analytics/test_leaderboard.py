@@ -18,7 +18,7 @@ from rest_framework.test import APIClient
 
 from analytics import selectors, services
 from analytics.models import AccountAnalytics, AccountEquityDay, LeaderboardSnapshot, SymbolStats
-from tests.conftest import set_quote
+from tests.builders import set_quote
 from trading import services as trading
 from trading.models import Account, Asset, Position
 from trading.selectors import account_summary

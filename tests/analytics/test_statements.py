@@ -20,7 +20,7 @@ from tests.analytics.statement_builders import (
     daily_close,
     last_month,
 )
-from tests.trading.test_api_support import MakeAsset
+from tests.trading.api_support import MakeAsset
 from trading.errors import InvalidRequest
 from trading.models import Account
 

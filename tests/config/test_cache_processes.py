@@ -21,7 +21,7 @@ import redis
 from django.db import transaction
 
 from analytics import services
-from tests.conftest import set_quote
+from tests.builders import set_quote
 from tests.processes import free_port, gunicorn_server, redis_server
 from trading import services as trading
 from trading.models import Account, Asset

@@ -24,8 +24,8 @@ from pytest_django.fixtures import Settings
 
 from config.asgi import application
 from realtime import fanout
+from tests.realtime.frames import decode
 from tests.realtime.servers import isolate_streams
-from tests.realtime.test_streams_protocol import decode
 from trading import services
 from trading.models import Account
 

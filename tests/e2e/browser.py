@@ -27,13 +27,22 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.core.management import call_command
 from django.db import connections
-from playwright.sync_api import Browser, ConsoleMessage, Page, Request, ViewportSize, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    Request,
+    ViewportSize,
+    sync_playwright,
+)
 
 from benchmarks.dashboard import CHROMIUM_ARGS
 from benchmarks.processes import process_stop, redis_keys_delete
@@ -262,6 +271,51 @@ def live_stack(
         cleanup.callback(stack.stop_daphne)
         stack.assert_running()
         yield stack
+
+
+@dataclass
+class OpenedPage:
+    page: Page
+    watch: PageWatch
+    name: str
+
+
+@dataclass
+class Pages:
+    """Browser contexts of one test (each its own cookies), screenshotted when the test ends."""
+
+    browser: Browser
+    stack: LiveStack
+    test_name: str
+    opened: list[OpenedPage] = field(default_factory=list)
+    contexts: list[BrowserContext] = field(default_factory=list)
+
+    def open(self, *, viewport: ViewportSize | None = None, name: str = "", **options: Any) -> OpenedPage:
+        context = self.browser.new_context(
+            base_url=self.stack.base_url, viewport=viewport or DESKTOP, **options
+        )
+        self.contexts.append(context)
+        page = context.new_page()
+        watch = PageWatch()
+        watch.attach(page)
+        opened = OpenedPage(page=page, watch=watch, name=name or f"page{len(self.opened) + 1}")
+        self.opened.append(opened)
+        return opened
+
+    def screenshot(self, page: Page, label: str, *, full_page: bool = False) -> None:
+        """A screenshot at a moment the test chooses, named after the test and ``label``."""
+        save_screenshot(page, f"{self.test_name}-{label}", full_page=full_page)
+
+    def close(self, *, failed: bool) -> None:
+        for opened in self.opened:
+            suffix = "-FAILED" if failed else ""
+            label = "" if len(self.opened) == 1 else f"-{opened.name}"
+            try:
+                save_screenshot(opened.page, f"{self.test_name}{label}{suffix}")
+            except Exception as error:  # a crashed page must not hide the test's own failure
+                print(f"screenshot of {opened.name} failed: {error}")
+        for context in self.contexts:
+            context.close()
 
 
 # --- The browser --------------------------------------------------------------------------------

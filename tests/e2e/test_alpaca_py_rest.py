@@ -36,7 +36,7 @@ from alpaca.trading.requests import (
 )
 from django.utils import timezone
 
-from tests.conftest import add_minute_bar_ramps, set_quote
+from tests.builders import add_minute_bar_ramps, set_quote
 from tests.processes import ServerProcess, gunicorn_server
 from trading import services
 from trading.models import Account, Asset

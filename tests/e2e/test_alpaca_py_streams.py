@@ -20,7 +20,7 @@ from pytest_django.fixtures import Settings
 
 from config.redis_pools import redis_client
 from realtime.wire import Window, WireTick
-from tests.conftest import list_symbols
+from tests.builders import list_symbols
 from tests.realtime.servers import DaphneProcess, daphne_server, isolate_streams
 from trading import services
 from trading.models import Account, Asset

@@ -17,8 +17,16 @@ import pytest
 from django.contrib.auth import get_user_model
 from playwright.sync_api import Page, expect
 
-from tests.e2e.browser import PASSWORD, PHONE, LiveStack, PageWatch, unique_username, user_create
-from tests.e2e.conftest import OpenedPage, Pages
+from tests.e2e.browser import (
+    PASSWORD,
+    PHONE,
+    LiveStack,
+    OpenedPage,
+    Pages,
+    PageWatch,
+    unique_username,
+    user_create,
+)
 from trading.models import Account, Order, Position, Watchlist
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]

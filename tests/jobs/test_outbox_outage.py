@@ -25,7 +25,7 @@ from jobs.models import JobRun, JobStatus, OutboxEntry
 from tests.analytics.statement_builders import Month, account_with_activity, last_month
 from tests.jobs.workers import celery_worker, wait_for
 from tests.processes import ServerProcess, free_port, gunicorn_server, redis_server
-from tests.trading.test_api_support import MakeAsset
+from tests.trading.api_support import MakeAsset
 from trading import services as trading
 from trading.models import Account
 

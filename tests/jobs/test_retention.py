@@ -18,7 +18,7 @@ from analytics.models import AccountEquityDay
 from config.retention import RETENTION_RULES
 from jobs import retention
 from jobs.models import JobRun, JobStatus
-from tests.conftest import flat_bar
+from tests.builders import flat_bar
 from trading.models import Account, DailyBar, MinuteBar, StockPriceHistory
 
 NOW = dt.datetime(2026, 6, 15, 12, 0, tzinfo=dt.UTC)

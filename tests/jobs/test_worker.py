@@ -21,7 +21,7 @@ from jobs import services
 from jobs.models import JobRun, JobStatus
 from tests.analytics.statement_builders import Month, account_with_activity, last_month
 from tests.jobs.workers import WorkerProcess, celery_worker, purge_broker, wait_for
-from tests.trading.test_api_support import MakeAsset, key_client
+from tests.trading.api_support import MakeAsset, key_client
 
 pytestmark = [pytest.mark.live, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

@@ -22,7 +22,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from config.redis_pools import redis_client
 from realtime.wire import Window, WireTick
-from tests.conftest import list_symbols
+from tests.builders import list_symbols
 from tests.realtime.servers import DaphneProcess, daphne_server, isolate_streams, market_env, market_process
 from trading import services
 from trading.models import Account, Asset

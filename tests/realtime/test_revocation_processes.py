@@ -18,7 +18,7 @@ from pytest_django.fixtures import Settings
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from tests.conftest import session_cookie
+from tests.builders import session_cookie
 from tests.processes import gunicorn_server
 from tests.realtime.servers import DaphneProcess, daphne_server, isolate_streams, stream_env
 from trading import services

@@ -21,7 +21,7 @@ from websockets.sync.client import ClientConnection, connect
 from config.redis_pools import redis_client
 from realtime import daphne_trim
 from realtime.wire import Window, WireTick
-from tests.conftest import session_cookie
+from tests.builders import session_cookie
 from tests.realtime.servers import DaphneProcess, daphne_server, isolate_streams
 from trading.models import Account, Asset
 

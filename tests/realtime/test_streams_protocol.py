@@ -22,7 +22,8 @@ from config.asgi import application
 from config.redis_pools import redis_client
 from realtime import fanout
 from realtime.wire import Window, WireBar, WireTick
-from tests.conftest import list_symbols, session_cookie
+from tests.builders import list_symbols, session_cookie
+from tests.realtime.frames import decode
 from tests.realtime.servers import isolate_streams
 from trading import services
 from trading.models import Account, ApiKey, Asset
@@ -64,10 +65,6 @@ def window(number: int, *symbols: str, seq: int = 1) -> Window:
 
 def publish(win: Window) -> None:
     redis_client().publish(settings.MARKET_WINDOWS_CHANNEL, win.encode())
-
-
-def decode(frame: str | bytes) -> Any:
-    return msgpack.unpackb(frame, timestamp=3) if isinstance(frame, bytes) else json.loads(frame)
 
 
 def from_peer(address: str) -> Callable[..., Awaitable[None]]:

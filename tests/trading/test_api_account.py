@@ -20,7 +20,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from config.cache import cache_manager
-from tests.trading.test_api_support import (
+from tests.trading.api_support import (
     MakeAccount,
     MakeAsset,
     assert_alpaca_error,

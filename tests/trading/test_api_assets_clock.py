@@ -12,7 +12,7 @@ from django.test import override_settings
 from django.utils import timezone
 from pydantic import TypeAdapter
 
-from tests.trading.test_api_support import (
+from tests.trading.api_support import (
     MakeAsset,
     assert_alpaca_error,
     key_client,

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from pytest_django.fixtures import Settings
 from rest_framework import exceptions
 
-from tests.trading.test_api_support import (
+from tests.trading.api_support import (
     KeyClient,
     assert_alpaca_error,
     buy,

@@ -11,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from pydantic import TypeAdapter
 
-from tests.trading.test_api_support import (
+from tests.trading.api_support import (
     MakeAccount,
     MakeAsset,
     assert_alpaca_error,
