@@ -22,12 +22,13 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 
 
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-IN_CI = _env_flag("CI")
-DB_TESTS_ONLY = _env_flag("DB_TESTS_ONLY")
+# Read by their literal names: tests/config/test_settings.py matches the README's table against them.
+IN_CI = _flag(os.environ.get("CI"))
+DB_TESTS_ONLY = _flag(os.environ.get("DB_TESTS_ONLY"))
 
 # --- Hypothesis ---------------------------------------------------------------------------------
 # Database-backed examples vary a lot in duration, so "dev" only catches pathological ones and
@@ -190,3 +191,4 @@ def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Ite
             f"database backends (this run uses {vendor})."
         )
     return lines
+

@@ -1,10 +1,15 @@
 """Shared fixtures: real database rows built through the services, a real Redis.
 
-Plain builder functions (ticks, bars, logged-in clients) live in tests/builders.py.
+Plain builder functions (ticks, bars, logged-in clients) live in tests/builders.py. Each pytest
+process (each xdist worker) keeps its Redis keys and channels under a prefix of its own, set in
+``pytest_configure`` below, so parallel workers, another test run and a ``make run`` sharing the
+Redis never see each other's quotes, rate-limit logs, cache entries or messages.
 """
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -12,11 +17,29 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from pytest_django.fixtures import Settings
 
+from benchmarks.processes import redis_keys_delete, redis_names
 from config.cache import CacheConfig, cache_manager_reset
 from config.redis_pools import redis_client
 from tests.builders import set_quote
 from trading import services
 from trading.models import Account, Asset
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # After pytest-django has loaded the settings and before any test uses Redis. The processes a
+    # test starts get the prefix from tests/processes.py; os.environ carries it to any other.
+    prefix = f"test{os.getpid()}"
+    for name, value in redis_names(prefix).items():
+        setattr(settings, name, value)
+    os.environ["REDIS_KEY_PREFIX"] = prefix
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # The run's keys (quotes, rate-limit logs, cache entries, stream counts), sub-prefixes included.
+    try:
+        redis_keys_delete(f"{settings.REDIS_KEY_PREFIX}:*")
+    except Exception as error:  # Redis gone: nothing to leave behind, and no reason to fail the run
+        print(f"could not delete this run's Redis keys: {error}")
 
 
 @pytest.fixture(autouse=True)
@@ -49,6 +72,19 @@ def clean_cache() -> Iterator[None]:
     if stale:
         client.delete(*stale)
     yield
+    cache_manager_reset()
+
+
+@pytest.fixture
+def stream_settings(settings: Settings) -> Iterator[Settings]:
+    """Redis keys and channels of this test's own, a prefix under the run's, here and in every
+    process the test starts: nothing another test left (auth failures counted per address,
+    connection counts, windows of a market still stopping) reaches it. The process's cache
+    manager is rebuilt around it, as it holds the invalidation channel and key prefix."""
+    for name, value in redis_names(f"{settings.REDIS_KEY_PREFIX}:{uuid.uuid4().hex[:10]}").items():
+        setattr(settings, name, value)
+    cache_manager_reset()
+    yield settings
     cache_manager_reset()
 
 

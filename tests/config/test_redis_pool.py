@@ -25,17 +25,11 @@ from pytest_django.fixtures import Settings
 from config.asgi import application
 from realtime import fanout
 from tests.realtime.frames import decode
-from tests.realtime.servers import isolate_streams
 from trading import services
 from trading.models import Account
 
 CLIENTS = 1000
 POOL_BOUND = 6
-
-
-@pytest.fixture
-def stream_settings(settings: Settings) -> Settings:
-    return isolate_streams(settings)
 
 
 def _named_clients(client: redis.Redis, prefix: str) -> int:

@@ -3,9 +3,9 @@
 ``live_stack`` starts the processes production runs, pointed at the test database and Redis:
 gunicorn (pages, REST and static files through WhiteNoise), daphne (the WebSockets; its port is
 handed to the HTTP side as ``WS_PORT`` and ``STREAM_PUBLIC_URL``, so the bootstrap advertises it)
-and ``manage.py run_market`` ticking the first symbols of the seeded universe. Channel names and
-Redis key prefixes are the stack's own, so a concurrent test run or a forgotten ``make run`` on
-the same Redis can neither feed it ticks nor eat its quotes. daphne can be stopped and started
+and ``manage.py run_market`` ticking the first symbols of the seeded universe. Its Redis keys and
+channels are the stack's own (a ``REDIS_KEY_PREFIX`` of its own), so a concurrent test run or a
+forgotten ``make run`` on the same Redis can neither feed it ticks nor eat its quotes. daphne can be stopped and started
 again on the same port, which is how the reconnect test restarts "the server".
 
 Chromium is Debian's (``apt-get install chromium``; ``.ci/run`` installs it), launched by
@@ -46,7 +46,7 @@ from playwright.sync_api import (
 
 from benchmarks.dashboard import CHROMIUM_ARGS
 from benchmarks.processes import process_stop, redis_keys_delete
-from tests.processes import ROOT, VENV_BIN, ServerProcess, free_port, gunicorn_server, test_database_url
+from tests.processes import ROOT, VENV_BIN, ServerProcess, free_port, gunicorn_server, process_env
 from trading import services
 from trading.models import Account, Asset
 
@@ -208,34 +208,26 @@ def _wait_until_listening(
     )
 
 
+def stack_prefix(run: str) -> str:
+    """The Redis key prefix of one stack's processes, under the test run's."""
+    return f"{settings.REDIS_KEY_PREFIX}:browser:{run}"
+
+
 def stack_env(ws_port: int, run: str, http_port: int) -> dict[str, str]:
-    """Environment of every process of one stack: the test database, and channels and Redis keys
-    of its own, all named ``test:browser:<run>:...``."""
-    inherited = dict(os.environ)
-    # Set in the test process while Playwright's loop runs; the servers keep Django's check.
-    inherited.pop(ASYNC_UNSAFE, None)
-    return {
-        **inherited,
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "DATABASE_URL": test_database_url(),
-        "DEBUG": "false",
-        "WS_PORT": str(ws_port),
+    """Environment of every process of one stack: the test database, and Redis keys and channels
+    of its own (``stack_prefix``)."""
+    env = process_env(
+        DEBUG="false",
+        WS_PORT=str(ws_port),
         # The pages' origin: daphne lets the dashboard's page open its sockets.
-        "HTTP_PORT": str(http_port),
-        "STREAM_PUBLIC_URL": f"ws://127.0.0.1:{ws_port}",
-        "MARKET_WINDOWS_CHANNEL": f"test:browser:{run}:windows",
-        "ORDER_EVENTS_CHANNEL": f"test:browser:{run}:orders",
-        "LATEST_QUOTES_KEY": f"test:browser:{run}:quotes",
-        "STREAM_REDIS_PREFIX": f"test:browser:{run}:ws",
-        "STREAM_REDIS_CLIENT_NAME": f"test-browser-{run}",
-        "CHANNELS_PREFIX": f"test:browser:{run}:ch",
-        "CACHE_KEY_PREFIX": f"test-browser-{run}",
-        "CACHE_INVALIDATION_CHANNEL": f"test:browser:{run}:cache",
-        "RATE_LIMIT_KEY_PREFIX": f"test:browser:{run}:rl",
-        "LEADERBOARD_EVENTS_CHANNEL": f"test:browser:{run}:leaderboard",
-        "STREAM_REVOCATIONS_CHANNEL": f"test:browser:{run}:revocations",
-        "LOG_LEVEL": "WARNING",
-    }
+        HTTP_PORT=str(http_port),
+        STREAM_PUBLIC_URL=f"ws://127.0.0.1:{ws_port}",
+        REDIS_KEY_PREFIX=stack_prefix(run),
+        LOG_LEVEL="WARNING",
+    )
+    # Set in the test process while Playwright's loop runs; the servers keep Django's check.
+    env.pop(ASYNC_UNSAFE, None)
+    return env
 
 
 @contextmanager
@@ -251,7 +243,7 @@ def live_stack(
     env = stack_env(ws_port, run, http_port)
     with ExitStack() as cleanup:
         # Last out: the quotes hash, limiter and cache keys the stack left in Redis.
-        cleanup.callback(redis_keys_delete, f"test:browser:{run}:*", f"test-browser-{run}:*")
+        cleanup.callback(redis_keys_delete, f"{stack_prefix(run)}:*")
         market_log = cleanup.enter_context(open(workdir / "market.log", "wb"))
         market = subprocess.Popen(
             [str(VENV_BIN / "python"), "manage.py", "run_market", "--symbols", str(ticking),

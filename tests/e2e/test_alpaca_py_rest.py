@@ -41,13 +41,15 @@ from tests.processes import ServerProcess, gunicorn_server
 from trading import services
 from trading.models import Account, Asset
 
+pytestmark = pytest.mark.live
+
 BARS_PER_SYMBOL = 30
 SERVER_PAGE_MAX = 7  # small, so the SDK has to follow next_page_token across several pages
 
 
 @pytest.fixture
 def server(transactional_db: None, tmp_path: Path) -> Iterator[ServerProcess]:
-    with gunicorn_server(tmp_path, extra_env={"HISTORY_PAGE_MAX": str(SERVER_PAGE_MAX)}) as running:
+    with gunicorn_server(tmp_path, overrides={"HISTORY_PAGE_MAX": SERVER_PAGE_MAX}) as running:
         yield running
 
 

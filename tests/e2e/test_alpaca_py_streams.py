@@ -21,17 +21,12 @@ from pytest_django.fixtures import Settings
 from config.redis_pools import redis_client
 from realtime.wire import Window, WireTick
 from tests.builders import list_symbols
-from tests.realtime.servers import DaphneProcess, daphne_server, isolate_streams
+from tests.realtime.servers import DaphneProcess, daphne_server
 from trading import services
 from trading.models import Account, Asset
 from trading.units import PRICE_SCALE
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
-
-
-@pytest.fixture
-def stream_settings(settings: Settings) -> Settings:
-    return isolate_streams(settings)
 
 
 @pytest.fixture

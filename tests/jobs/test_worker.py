@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.live, pytest.mark.slow, pytest.mark.django_db(transact
 def worker(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
     purge_broker()
     with celery_worker(
-        tmp_path_factory.mktemp("workers"), extra_env={"JOB_TEST_STATEMENT_HOLD_SECONDS": "1"}
+        tmp_path_factory.mktemp("workers"), overrides={"JOB_TEST_STATEMENT_HOLD_SECONDS": 1}
     ) as process:
         yield process
 

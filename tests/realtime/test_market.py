@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from zoneinfo import ZoneInfo
 
@@ -24,7 +23,6 @@ from pytest_django.fixtures import Settings
 
 from realtime.market import MarketConfig, MarketProcess
 from realtime.wire import WireTick
-from tests.realtime.servers import isolate_streams
 from trading import services
 from trading.models import OPEN_ORDER_STATUSES, Account, Asset, Fill, Order, OrderStatus, StockPriceHistory
 from trading.units import price_to_units
@@ -36,14 +34,7 @@ TIMEOUT = 10.0
 
 
 @pytest.fixture
-def market_settings(settings: Settings) -> Settings:
-    isolate_streams(settings)
-    settings.LATEST_QUOTES_KEY = f"test:quotes:{uuid.uuid4().hex}"
-    return settings
-
-
-@pytest.fixture
-def start_market(market_settings: Settings) -> Iterator[Callable[..., MarketProcess]]:
+def start_market(stream_settings: Settings) -> Iterator[Callable[..., MarketProcess]]:
     started: list[MarketProcess] = []
 
     def start(*, triggers: bool = True, clock: Callable[[], dt.datetime] = timezone.now) -> MarketProcess:
@@ -225,9 +216,9 @@ def at_new_york(year: int, month: int, day: int, hour: int, minute: int) -> dt.d
 
 
 def test_xnys_hours_no_ticks_while_the_session_is_closed(
-    make_asset: Callable[..., Asset], market_settings: Settings, start_market: Callable[..., MarketProcess]
+    make_asset: Callable[..., Asset], stream_settings: Settings, start_market: Callable[..., MarketProcess]
 ) -> None:
-    market_settings.MARKET_HOURS = "xnys"
+    stream_settings.MARKET_HOURS = "xnys"
     for symbol in ("AAA", "BBB"):
         make_asset(symbol, price="100.00")
     now = [at_new_york(2025, 11, 19, 9, 0)]

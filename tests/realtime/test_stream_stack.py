@@ -22,7 +22,7 @@ from config.redis_pools import redis_client
 from realtime import daphne_trim
 from realtime.wire import Window, WireTick
 from tests.builders import session_cookie
-from tests.realtime.servers import DaphneProcess, daphne_server, isolate_streams
+from tests.realtime.servers import DaphneProcess, daphne_server
 from trading.models import Account, Asset
 
 AT_NS = 1_764_000_000_000_000_000
@@ -74,11 +74,6 @@ def test_only_unbounded_asyncio_queues_and_daphne_sockets_are_touched() -> None:
 
 
 # --- Through a real daphne ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def stream_settings(settings: Settings) -> Settings:
-    return isolate_streams(settings)
 
 
 def receive(ws: ClientConnection) -> Any:
@@ -167,7 +162,7 @@ def test_foreign_origins_unknown_paths_and_ended_sessions_are_refused(
     account = make_account()
     browser, cookie = session_cookie(account.user_id)
 
-    with daphne_server(tmp_path, extra_env={"STREAM_AUTH_TIMEOUT_S": "1"}) as server:
+    with daphne_server(tmp_path, overrides={"STREAM_AUTH_TIMEOUT_S": 1}) as server:
         # Cross-site WebSocket hijacking: another site's page is refused at the handshake, with
         # or without the visitor's cookie, on every route.
         for path in ("/v2/iex", "/stream", "/ws/dashboard"):

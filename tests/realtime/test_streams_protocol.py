@@ -24,17 +24,11 @@ from realtime import fanout
 from realtime.wire import Window, WireBar, WireTick
 from tests.builders import list_symbols, session_cookie
 from tests.realtime.frames import decode
-from tests.realtime.servers import isolate_streams
 from trading import services
 from trading.models import Account, ApiKey, Asset
 
 AT_NS = 1_764_000_000_000_000_000
 TIMEOUT = 3
-
-
-@pytest.fixture
-def stream_settings(settings: Settings) -> Settings:
-    return isolate_streams(settings)
 
 
 def run(body: Callable[[], Awaitable[None]]) -> None:
