@@ -8,6 +8,9 @@
   database, so backend-neutral tests run once.
 - ``@pytest.mark.db_backend("postgresql")`` limits a test to the named backends (Django's
   ``connection.vendor``); on other backends it is deselected, so it needs no skip.
+- A test that starts a server, a worker, the market or a browser must be marked
+  ``@pytest.mark.live`` (``make test-fast`` runs ``-m "not live"``); one that is not fails at the
+  start of the process.
 
 Shared fixtures belong in ``tests/conftest.py``; this file holds only policy.
 """
@@ -15,8 +18,11 @@ Shared fixtures belong in ``tests/conftest.py``; this file holds only policy.
 from __future__ import annotations
 
 import os
-from collections.abc import Generator
+import sys
+from collections.abc import Generator, Sequence
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings as hypothesis_settings
@@ -192,3 +198,50 @@ def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Ite
         )
     return lines
 
+
+# --- Live tests are marked ------------------------------------------------------------------------
+# Programs that make a test live: servers (gunicorn, daphne), Celery, load generators, PostgreSQL
+# of a test's own, the Playwright driver (which starts chromium), and Python processes running the
+# market, the process manager or a benchmark's stream servers and clients.
+_LIVE_PROGRAMS = frozenset({"gunicorn", "daphne", "celery", "wrk", "initdb", "pg_ctl"})
+_LIVE_ARGUMENTS = frozenset(
+    {"run_market", "config.process_manager", "benchmarks._stream_procs", "run-driver"}
+)
+_running: list[pytest.Item] = []
+
+
+def _starts_live_process(argv: Sequence[Any]) -> str | None:
+    words = [str(arg) for arg in argv]
+    programs = {Path(word).name for word in words}
+    if found := programs & _LIVE_PROGRAMS or _LIVE_ARGUMENTS.intersection(words):
+        return sorted(found)[0]
+    # A Redis server of the test's own; the embedded one (a Unix socket under VAR_DIR) is shared.
+    if "redis-server" in programs and "--unixsocket" not in words:
+        return "redis-server"
+    return None
+
+
+def _refuse_unmarked_live_processes(event: str, args: tuple[Any, ...]) -> None:
+    if event != "subprocess.Popen" or not _running or _running[-1].get_closest_marker("live"):
+        return
+    argv = args[1] if isinstance(args[1], list | tuple) else [args[1]]
+    program = _starts_live_process(argv)
+    if program is not None:
+        raise RuntimeError(
+            f"{_running[-1].nodeid} starts {program}: mark it @pytest.mark.live, so that `make "
+            "test-fast` (-m 'not live') leaves it out"
+        )
+
+
+sys.addaudithook(_refuse_unmarked_live_processes)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(
+    item: pytest.Item, nextitem: pytest.Item | None
+) -> Generator[None, object, object]:
+    _running.append(item)
+    try:
+        return (yield)
+    finally:
+        _running.pop()
