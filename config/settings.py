@@ -166,13 +166,14 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Redis: the server, its key and channel names, the pools --------------------------------------
 # One Redis for the cache, the channel layer, the Celery broker and the fan-out. Unset: the first
 # process starts an embedded redis-server on VAR_DIR/redis.sock and all processes share it.
-REDIS_URL = env.str("REDIS_URL", default="")
-EMBEDDED_REDIS = not REDIS_URL
+_redis_url = env.str("REDIS_URL", default="")
+EMBEDDED_REDIS = not _redis_url
 if EMBEDDED_REDIS:
     _socket = embedded_redis_socket(VAR_DIR)
     REDIS_URL = f"unix://{_socket}?db=0"
     CELERY_BROKER_URL = f"redis+socket://{_socket}"
 else:
+    REDIS_URL = _redis_url
     CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 
 # Every key and channel this project uses in Redis starts with this prefix, so deployments (and
