@@ -359,12 +359,14 @@ document.addEventListener("securitypolicyviolation", (event) => {
 @dataclass
 class PageWatch:
     """What a page did: its uncaught errors, console errors, Content-Security-Policy violations
-    (the ``securitypolicyviolation`` events of every document it loaded) and its API calls."""
+    (the ``securitypolicyviolation`` events of every document it loaded), its API calls and the
+    scripts it fetched."""
 
     page_errors: list[str] = field(default_factory=list)
     console_errors: list[str] = field(default_factory=list)
     csp_violations: list[dict[str, str]] = field(default_factory=list)
     api_calls: list[str] = field(default_factory=list)
+    scripts: list[str] = field(default_factory=list)
 
     def attach(self, page: Page) -> None:
         page.on("pageerror", lambda error: self.page_errors.append(str(error)))
@@ -385,6 +387,8 @@ class PageWatch:
         # or WebSocket handshakes.
         if request.resource_type in ("fetch", "xhr") and "/v2/" in request.url:
             self.api_calls.append(f"{request.method} {request.url}")
+        elif request.resource_type == "script":
+            self.scripts.append(request.url)
 
 
 def screenshot_path(name: str) -> Path:
