@@ -22,7 +22,7 @@ help:
 	@echo "make run        migrate, seed demo data, start web (HTTP :$(HTTP_PORT)), ws (:$(WS_PORT)), worker, beat"
 	@echo "make test       run the whole test suite, serially (PYTEST_ARGS='...' passes options to pytest)"
 	@echo "make test-fast  the suite without the tests that start servers, workers, the market or chromium"
-	@echo "                (-m 'not live'), on PYTEST_WORKERS=$(PYTEST_WORKERS) parallel workers: about two minutes"
+	@echo "                (-m 'not live'), on PYTEST_WORKERS=$(PYTEST_WORKERS) parallel workers: a minute or two"
 	@echo "make lint       ruff check, ruff format --check, mypy, lint-imports (app layers), eslint"
 	@echo "make format     ruff format and ruff check --fix"
 	@echo "make stop       stop the embedded Redis server"
