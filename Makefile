@@ -6,6 +6,7 @@ VENV ?= .venv
 HTTP_PORT ?= 8000
 WS_PORT ?= 8001
 PYTEST_ARGS ?=
+PYTEST_WORKERS ?= 2
 
 BIN := $(VENV)/bin
 MANAGE := $(BIN)/python manage.py
@@ -15,15 +16,17 @@ STAMP := $(VENV)/.installed
 export HTTP_PORT WS_PORT
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run stop test lint format clean
+.PHONY: help venv run stop test test-fast lint format clean
 
 help:
-	@echo "make run     migrate, seed demo data, start web (HTTP :$(HTTP_PORT)), ws (:$(WS_PORT)), worker, beat"
-	@echo "make test    run the test suite (PYTEST_ARGS='...' passes options to pytest)"
-	@echo "make lint    ruff check, ruff format --check, mypy, lint-imports (app layers), eslint"
-	@echo "make format  ruff format and ruff check --fix"
-	@echo "make stop    stop the embedded Redis server"
-	@echo "make clean   make stop, then remove var/ (database, logs, static files; keeps .venv)"
+	@echo "make run        migrate, seed demo data, start web (HTTP :$(HTTP_PORT)), ws (:$(WS_PORT)), worker, beat"
+	@echo "make test       run the whole test suite, serially (PYTEST_ARGS='...' passes options to pytest)"
+	@echo "make test-fast  the suite without the tests that start servers, workers, the market or chromium"
+	@echo "                (-m 'not live'), on PYTEST_WORKERS=$(PYTEST_WORKERS) parallel workers: a minute or two"
+	@echo "make lint       ruff check, ruff format --check, mypy, lint-imports (app layers), eslint"
+	@echo "make format     ruff format and ruff check --fix"
+	@echo "make stop       stop the embedded Redis server"
+	@echo "make clean      make stop, then remove var/ (database, logs, static files; keeps .venv)"
 
 # --- environments ---------------------------------------------------------------------------------
 $(BIN)/python:
@@ -78,6 +81,13 @@ test: venv node_modules/.installed
 		echo "DB_TESTS_ONLY=1: no test depends on the database backend; nothing to run."; status=0; \
 	fi; \
 	exit $$status
+
+# The fast lane: every test but the live ones (real servers, workers, the market, chromium; the root
+# conftest.py refuses a server started by an unmarked test), on xdist workers, each with its own
+# test database and Redis key prefix (tests/settings.py, tests/conftest.py).
+test-fast: venv node_modules/.installed
+	npm test
+	$(BIN)/pytest -m "not live" -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 lint: venv node_modules/.installed
 	@status=0; \

@@ -11,6 +11,9 @@
 - ``TEST_FROZEN_NOW=<ISO 8601 instant with offset>`` (opt-in) runs the whole suite as if the wall
   clock had read that instant when the run started (it keeps ticking), in the test process and in
   every Python process the tests start: a check that no test depends on the hour or the day.
+- A test that starts a server, a worker, the market or a browser must be marked
+  ``@pytest.mark.live`` (``make test-fast`` runs ``-m "not live"``); one that is not fails at the
+  start of the process.
 
 Shared fixtures belong in ``tests/conftest.py``; this file holds only policy.
 """
@@ -19,20 +22,23 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import sys
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings as hypothesis_settings
 
 
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-IN_CI = _env_flag("CI")
-DB_TESTS_ONLY = _env_flag("DB_TESTS_ONLY")
+# Read by their literal names: tests/config/test_settings.py matches the README's table against them.
+IN_CI = _flag(os.environ.get("CI"))
+DB_TESTS_ONLY = _flag(os.environ.get("DB_TESTS_ONLY"))
 
 # --- TEST_FROZEN_NOW: the whole run at another wall-clock time ------------------------------------
 FROZEN_NOW = os.environ.get("TEST_FROZEN_NOW", "").strip()
@@ -228,3 +234,51 @@ def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Ite
             f"database backends (this run uses {vendor})."
         )
     return lines
+
+
+# --- Live tests are marked ------------------------------------------------------------------------
+# Programs that make a test live: servers (gunicorn, daphne), Celery, load generators, PostgreSQL
+# of a test's own, the Playwright driver (which starts chromium), and Python processes running the
+# market, the process manager or a benchmark's stream servers and clients.
+_LIVE_PROGRAMS = frozenset({"gunicorn", "daphne", "celery", "wrk", "initdb", "pg_ctl"})
+_LIVE_ARGUMENTS = frozenset(
+    {"run_market", "config.process_manager", "benchmarks._stream_procs", "run-driver"}
+)
+_running: list[pytest.Item] = []
+
+
+def _starts_live_process(argv: Sequence[Any]) -> str | None:
+    words = [str(arg) for arg in argv]
+    programs = {Path(word).name for word in words}
+    if found := programs & _LIVE_PROGRAMS or _LIVE_ARGUMENTS.intersection(words):
+        return sorted(found)[0]
+    # A Redis server of the test's own; the embedded one (a Unix socket under VAR_DIR) is shared.
+    if "redis-server" in programs and "--unixsocket" not in words:
+        return "redis-server"
+    return None
+
+
+def _refuse_unmarked_live_processes(event: str, args: tuple[Any, ...]) -> None:
+    if event != "subprocess.Popen" or not _running or _running[-1].get_closest_marker("live"):
+        return
+    argv = args[1] if isinstance(args[1], list | tuple) else [args[1]]
+    program = _starts_live_process(argv)
+    if program is not None:
+        raise RuntimeError(
+            f"{_running[-1].nodeid} starts {program}: mark it @pytest.mark.live, so that `make "
+            "test-fast` (-m 'not live') leaves it out"
+        )
+
+
+sys.addaudithook(_refuse_unmarked_live_processes)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(
+    item: pytest.Item, nextitem: pytest.Item | None
+) -> Generator[None, object, object]:
+    _running.append(item)
+    try:
+        return (yield)
+    finally:
+        _running.pop()

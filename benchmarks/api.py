@@ -464,17 +464,15 @@ def _seed(*, accounts: int, symbols: int, log: Callable[[str], None]) -> tuple[d
 @contextmanager
 def _gunicorn(database_url: str, *, cached: bool, workers: int, threads: int) -> Iterator[int]:
     port = _database.free_port()
-    # Keys of their own, so a running instance's cache and the two runs never mix; deleted after.
-    cache_prefix = f"bench{os.getpid()}{'c' if cached else 'u'}"
-    rate_limit_prefix = f"bench{os.getpid()}:rl"
+    # Redis keys of their own, so a running instance's cache and the two runs never mix; deleted after.
+    redis_prefix = f"bench{os.getpid()}{'c' if cached else 'u'}"
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "DATABASE_URL": database_url,
         "BENCHMARK_ENDPOINTS": "true",
         "CACHE_ENABLED": "true" if cached else "false",
-        "CACHE_KEY_PREFIX": cache_prefix,
-        "RATE_LIMIT_KEY_PREFIX": rate_limit_prefix,
+        "REDIS_KEY_PREFIX": redis_prefix,
         "RATE_LIMITS": "read=100000000/min,market_data=100000000/min,anon=100000000/min",
         "LEADERBOARD_MAX_STALENESS_S": "86400",
         "LOG_LEVEL": "WARNING",
@@ -504,7 +502,7 @@ def _gunicorn(database_url: str, *, cached: bool, workers: int, threads: int) ->
         yield port
     finally:
         process_stop(process)
-        redis_keys_delete(f"{cache_prefix}:*", f"{rate_limit_prefix}:*")
+        redis_keys_delete(f"{redis_prefix}:*")
         log_path.unlink(missing_ok=True)
 
 

@@ -251,17 +251,8 @@ def _stack(
         "WS_PORT": str(ws_port),
         "HTTP_PORT": str(http_port),  # the page's origin, which daphne lets open its sockets
         "STREAM_PUBLIC_URL": f"ws://127.0.0.1:{ws_port}",
-        "MARKET_WINDOWS_CHANNEL": f"{run_id}:windows",
-        "STREAM_REVOCATIONS_CHANNEL": f"{run_id}:revocations",
-        "ORDER_EVENTS_CHANNEL": f"{run_id}:orders",
-        "LATEST_QUOTES_KEY": f"{run_id}:quotes",
-        "STREAM_REDIS_PREFIX": f"{run_id}:ws",
-        "STREAM_REDIS_CLIENT_NAME": run_id,
-        "CHANNELS_PREFIX": f"{run_id}:ch",
-        "CACHE_KEY_PREFIX": run_id,
-        "CACHE_INVALIDATION_CHANNEL": f"{run_id}:cache",
-        "RATE_LIMIT_KEY_PREFIX": f"{run_id}:rl",
-        "LEADERBOARD_EVENTS_CHANNEL": f"{run_id}:leaderboard",
+        # Every Redis key and channel of the stack's own.
+        "REDIS_KEY_PREFIX": run_id,
         "LOG_LEVEL": "WARNING",
     }
     commands = {

@@ -70,7 +70,7 @@ from django.db import connection
 from benchmarks import _database
 from benchmarks._report import Report, Row
 from benchmarks._stream_procs import _open, made_up_symbols
-from benchmarks.processes import process_stop
+from benchmarks.processes import process_stop, redis_names
 from config.redis_pools import redis_client
 from realtime.streams import TRADES, Subscriptions, rfc3339_ns, window_events
 from realtime.wire import Window, WireTick
@@ -231,10 +231,18 @@ class Plan:
     seconds: float
     settle: float
     multipliers: list[float]
-    channel: str
-    channels_prefix: str
-    stream_prefix: str
+    redis_prefix: str
     workdir: Path
+
+    @property
+    def channel(self) -> str:
+        """The market windows' channel of the design server (started with the run's prefix)."""
+        return str(redis_names(self.redis_prefix)["MARKET_WINDOWS_CHANNEL"])
+
+    @property
+    def channels_prefix(self) -> str:
+        """The channel layer's prefix, the naive baseline's group memberships."""
+        return str(redis_names(self.redis_prefix)["CHANNEL_LAYERS"]["default"]["CONFIG"]["prefix"])
 
     def ticks_per_s(self, multiplier: float) -> float:
         return len(self.universe) / MARKET_TICK_INTERVAL_S * multiplier
@@ -278,9 +286,7 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
             seconds=seconds,
             settle=float(options["settle"]),
             multipliers=multipliers,
-            channel=f"{run_id}:windows",
-            channels_prefix=f"{run_id}:ch",
-            stream_prefix=f"{run_id}:ws",
+            redis_prefix=run_id,
             workdir=Path(workdir),
         )
         database_url = _database.database_url()
@@ -353,15 +359,10 @@ def _server(kind: str, plan: Plan, database_url: str) -> Iterator[tuple[int, int
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "DATABASE_URL": database_url,
-        "MARKET_WINDOWS_CHANNEL": plan.channel,
-        "ORDER_EVENTS_CHANNEL": f"{plan.channel}:orders",
-        "STREAM_REDIS_PREFIX": plan.stream_prefix,
-        "STREAM_REDIS_CLIENT_NAME": plan.stream_prefix.replace(":", "-"),
-        "STREAM_REVOCATIONS_CHANNEL": f"{plan.channel}:revocations",
+        "REDIS_KEY_PREFIX": plan.redis_prefix,
         "STREAM_MAX_CONNECTIONS_PER_KEY": str(plan.clients + 10),
         # One user holds every client's subscriptions here.
         "STREAM_MAX_SYMBOLS_PER_USER": str(sum(len(symbols) for symbols in plan.subscriptions) + 1000),
-        "CHANNELS_PREFIX": plan.channels_prefix,
         "LOG_LEVEL": "WARNING",
     }
     if kind == "raw":

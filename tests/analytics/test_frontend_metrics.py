@@ -18,7 +18,7 @@ from analytics import services
 from analytics.models import FrontendSample
 from config.retention import RETENTION_RULES
 from jobs.retention import retention_cleanup_rule
-from tests.trading.test_api_support import assert_alpaca_error, key_client
+from tests.trading.api_support import assert_alpaca_error, key_client
 from trading.errors import InvalidRequest
 from trading.models import Account
 

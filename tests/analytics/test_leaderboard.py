@@ -18,7 +18,8 @@ from rest_framework.test import APIClient
 
 from analytics import selectors, services
 from analytics.models import AccountAnalytics, AccountEquityDay, LeaderboardSnapshot, SymbolStats
-from tests.conftest import frozen_at, new_york, set_quote
+from tests.builders import set_quote
+from tests.clock import frozen_at, new_york
 from trading import calendar, services as trading
 from trading.models import Account, Asset, DailyBar, Position
 from trading.selectors import account_summary

@@ -20,8 +20,8 @@ from tests.analytics.statement_builders import (
     daily_close,
     last_month,
 )
-from tests.conftest import new_york
-from tests.trading.test_api_support import MakeAsset
+from tests.clock import new_york
+from tests.trading.api_support import MakeAsset
 from trading.errors import InvalidRequest
 from trading.models import Account
 

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import pytest
 import redis
+from django.conf import settings
 from django.db import transaction
 
 from analytics import services
-from tests.conftest import set_quote
-from tests.processes import free_port, gunicorn_server, redis_server
+from tests.builders import set_quote
+from tests.processes import free_port, gunicorn_server, redis_server, redis_timeouts
 from trading import services as trading
 from trading.models import Account, Asset
 from trading.units import price_to_units
@@ -128,7 +129,8 @@ def test_redis_outage_degrades_to_the_database_without_errors(
     key = (api_key.key_id, secret)
     services.analytics_refresh_all()
     port = free_port()
-    env = {"REDIS_URL": f"redis://127.0.0.1:{port}/0", "REDIS_SOCKET_TIMEOUT": "0.5"}
+    env = {"REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+    cached_values = f"{settings.REDIS_KEY_PREFIX}:an:v:*"
     order = {"symbol": "AAPL", "qty": 1, "side": "buy", "type": "market", "time_in_force": "day"}
 
     def exercise(base_url: str) -> dict[str, int]:
@@ -145,10 +147,13 @@ def test_redis_outage_degrades_to_the_database_without_errors(
         statuses["POST /v2/orders"] = _call(base_url, "/v2/orders", key, order)[0]
         return statuses
 
-    with redis_server(port, tmp_path) as first_redis, gunicorn_server(tmp_path, extra_env=env) as server:
+    with (
+        redis_server(port, tmp_path) as first_redis,
+        gunicorn_server(tmp_path, extra_env=env, overrides=redis_timeouts(socket=0.5)) as server,
+    ):
         assert set(exercise(server.base_url).values()) == {200}
         cached = redis.Redis(port=port)
-        assert any(cached.scan_iter(match="sim:an:v:*"))
+        assert any(cached.scan_iter(match=cached_values))
         first_redis.kill()
         first_redis.wait(timeout=10)
         for _ in range(3):
@@ -156,7 +161,7 @@ def test_redis_outage_degrades_to_the_database_without_errors(
         with redis_server(port, tmp_path):
             time.sleep(1.2)  # past CACHE_REDIS_RETRY_SECONDS: the server tries Redis again
             assert set(exercise(server.base_url).values()) == {200}
-            assert any(redis.Redis(port=port).scan_iter(match="sim:an:v:*"))  # caching again
+            assert any(redis.Redis(port=port).scan_iter(match=cached_values))  # caching again
         log = server.log()
         assert "Internal Server Error" not in log
         assert "cache: Redis unavailable" in log and "rate limits: Redis unavailable" in log  # degraded

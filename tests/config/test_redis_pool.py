@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -24,18 +25,12 @@ from pytest_django.fixtures import Settings
 
 from config.asgi import application
 from realtime import fanout
-from tests.realtime.servers import isolate_streams
-from tests.realtime.test_streams_protocol import decode
+from tests.realtime.frames import decode
 from trading import services
 from trading.models import Account
 
 CLIENTS = 1000
 POOL_BOUND = 6
-
-
-@pytest.fixture
-def stream_settings(settings: Settings) -> Settings:
-    return isolate_streams(settings)
 
 
 def _named_clients(client: redis.Redis, prefix: str) -> int:
@@ -109,4 +104,9 @@ def test_property_8_pool_bound_holds_under_a_connection_storm(
     assert not [r for r in caplog.records if "Redis unavailable" in r.getMessage()], (
         "pool errors in the storm"
     )
-    assert _named_clients(observer, prefix) == 0  # all returned when the manager stopped
+    # All closed when the manager stopped; the server drops a closed client from CLIENT LIST when
+    # it next reads that socket, which on a busy machine (parallel test workers) can take a moment.
+    deadline = time.monotonic() + 5
+    while _named_clients(observer, prefix) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _named_clients(observer, prefix) == 0

@@ -3,21 +3,18 @@ full one; both are called here as gunicorn calls them, with a WSGI environ."""
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
-from wsgiref.util import setup_testing_defaults
 
 import pytest
 from django.conf import settings
-from django.core.signals import request_finished, request_started
-from django.db import close_old_connections
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.views import APIView
 
 from config.wsgi import application, handler_for
-from tests.conftest import session_cookie
+from tests.builders import session_cookie
+from tests.wsgi_calls import wsgi_call
 from trading import services
 from trading.models import Account
 
@@ -46,56 +43,6 @@ def test_every_api_route_is_a_drf_view() -> None:
     assert not_drf == []
 
 
-class Answer:
-    def __init__(self, status: str, headers: list[tuple[str, str]], body: bytes) -> None:
-        self.status_code = int(status.split()[0])
-        self.headers = dict(headers)
-        self.body = body
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def _call(
-    method: str,
-    path: str,
-    *,
-    body: bytes = b"",
-    content_type: str = "",
-    headers: dict[str, str] | None = None,
-) -> Answer:
-    environ: dict[str, Any] = {
-        "REQUEST_METHOD": method,
-        "PATH_INFO": path,
-        "HTTP_HOST": "127.0.0.1",
-        "wsgi.input": io.BytesIO(body),
-        "CONTENT_LENGTH": str(len(body)),
-        "CONTENT_TYPE": content_type,
-    }
-    for name, value in (headers or {}).items():
-        environ[f"HTTP_{name.upper().replace('-', '_')}"] = value
-    setup_testing_defaults(environ)
-    started: list[tuple[str, list[tuple[str, str]]]] = []
-
-    def start_response(status: str, response_headers: list[tuple[str, str]], exc_info: Any = None) -> None:
-        started.append((status, response_headers))
-
-    # As Django's test client does: the test's transaction holds the connection that the
-    # request signals would otherwise close.
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    try:
-        chunks = application(environ, start_response)
-        try:
-            payload = b"".join(chunks)
-        finally:
-            getattr(chunks, "close", lambda: None)()
-    finally:
-        request_started.connect(close_old_connections)
-        request_finished.connect(close_old_connections)
-    return Answer(started[0][0], started[0][1], payload)
-
-
 @pytest.fixture
 def browser_session(make_account: Callable[..., Account]) -> dict[str, str]:
     """A logged-in dashboard session: its cookie and its CSRF token, as the page hands them out."""
@@ -109,11 +56,11 @@ def test_session_writes_to_the_api_still_need_the_csrf_token(browser_session: di
     order = json.dumps(
         {"symbol": "NOPE", "qty": "1", "side": "buy", "type": "market", "time_in_force": "day"}
     )
-    forged = _call(
+    forged = wsgi_call(
         "POST", "/v2/orders", body=order.encode(), content_type="application/json", headers={"Cookie": cookie}
     )
     assert forged.status_code == 403 and "CSRF" in forged.json()["message"]
-    signed = _call(
+    signed = wsgi_call(
         "POST",
         "/v2/orders",
         body=order.encode(),
@@ -126,23 +73,23 @@ def test_session_writes_to_the_api_still_need_the_csrf_token(browser_session: di
     )
     # Past the CSRF check the order itself is judged: the symbol does not exist.
     assert signed.status_code == 422, signed.body
-    assert _call("GET", "/v2/account", headers={"Cookie": cookie}).status_code == 200
+    assert wsgi_call("GET", "/v2/account", headers={"Cookie": cookie}).status_code == 200
 
 
 def test_pages_keep_the_csrf_middleware() -> None:
-    refused = _call(
+    refused = wsgi_call(
         "POST", "/login", body=b"username=a&password=b", content_type="application/x-www-form-urlencoded"
     )
     assert refused.status_code == 403
 
 
 def test_api_answers_keep_the_security_headers_and_the_host_check() -> None:
-    clock = _call("GET", "/v2/clock")
+    clock = wsgi_call("GET", "/v2/clock")
     assert clock.status_code == 401  # no key; the answer still passed through the stack
     assert clock.headers["X-Content-Type-Options"] == "nosniff"
     assert clock.headers["X-Frame-Options"] == "DENY"
-    assert _call("GET", "/v2/clock", headers={"Host": "evil.example"}).status_code == 400
-    assert _call("GET", "/", headers={"Host": "evil.example"}).status_code == 400
+    assert wsgi_call("GET", "/v2/clock", headers={"Host": "evil.example"}).status_code == 400
+    assert wsgi_call("GET", "/", headers={"Host": "evil.example"}).status_code == 400
 
 
 def test_api_paths_take_the_shorter_stack() -> None:
@@ -171,11 +118,11 @@ def test_pages_and_the_api_docs_get_the_content_security_policy_and_json_answers
     """A policy only matters for what a browser renders: the JSON API (held to its cached-read
     latency) runs no CSP middleware; its two HTML pages, the API docs, take the pages' stack."""
     for path in ("/login", "/v2/docs", "/v2/redoc"):
-        answer = _call("GET", path)
+        answer = wsgi_call("GET", path)
         assert answer.status_code == 200, path
         assert "script-src 'self'" in answer.headers["Content-Security-Policy"], path
     for path in ("/v2/clock", "/v2/openapi.json", "/v2/docs/"):
-        assert "Content-Security-Policy" not in _call("GET", path).headers, path
+        assert "Content-Security-Policy" not in wsgi_call("GET", path).headers, path
     assert not any("page_security" in name or "csp" in name for name in settings.API_MIDDLEWARE)
 
 
@@ -189,7 +136,7 @@ def test_api_bodies_over_the_upload_limit_are_413_before_any_view(
     Account.objects.filter(pk=account.pk).update(cash_cents=1)
     oversized = b"{" + b" " * settings.DATA_UPLOAD_MAX_MEMORY_SIZE + b"}"
     for method, path in (("POST", "/v2/account/reset"), ("GET", "/v2/clock"), ("POST", "/v1beta1/news")):
-        refused = _call(method, path, body=oversized, content_type="application/json", headers=auth)
+        refused = wsgi_call(method, path, body=oversized, content_type="application/json", headers=auth)
         assert refused.status_code == 413, (path, refused.body)
         assert refused.json()["code"] == 41310000
         assert refused.headers["Content-Type"] == "application/json"
@@ -198,11 +145,11 @@ def test_api_bodies_over_the_upload_limit_are_413_before_any_view(
     # At the limit the request is served.
     fitting = b"{" + b" " * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE - 2) + b"}"
     assert (
-        _call("GET", "/v2/clock", body=fitting, content_type="application/json", headers=auth).status_code
+        wsgi_call("GET", "/v2/clock", body=fitting, content_type="application/json", headers=auth).status_code
         == 200
     )
     # Pages keep Django's own handling (here the CSRF check refuses the form first).
-    page = _call("POST", "/login", body=oversized, content_type="application/x-www-form-urlencoded")
+    page = wsgi_call("POST", "/login", body=oversized, content_type="application/x-www-form-urlencoded")
     assert page.status_code == 403
 
 
@@ -210,7 +157,7 @@ def test_api_bodies_over_the_upload_limit_are_413_before_any_view(
 @pytest.mark.parametrize("path", ["/v1beta1/news", "/v1beta3/crypto/us/latest/quotes", "/v2", "/v2/nothing"])
 def test_unknown_api_paths_are_json_404_on_either_stack(method: str, path: str) -> None:
     """/v1beta* paths run through the pages' stack, whose CSRF middleware must not answer first."""
-    answer = _call(method, path, body=b"{}", content_type="application/json")
+    answer = wsgi_call(method, path, body=b"{}", content_type="application/json")
     assert answer.status_code == 404
     assert answer.headers["Content-Type"] == "application/json"
     assert answer.json() == {"code": 40410000, "message": "endpoint not found"}

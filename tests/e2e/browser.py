@@ -3,9 +3,9 @@
 ``live_stack`` starts the processes production runs, pointed at the test database and Redis:
 gunicorn (pages, REST and static files through WhiteNoise), daphne (the WebSockets; its port is
 handed to the HTTP side as ``WS_PORT`` and ``STREAM_PUBLIC_URL``, so the bootstrap advertises it)
-and ``manage.py run_market`` ticking the first symbols of the seeded universe. Channel names and
-Redis key prefixes are the stack's own, so a concurrent test run or a forgotten ``make run`` on
-the same Redis can neither feed it ticks nor eat its quotes. daphne can be stopped and started
+and ``manage.py run_market`` ticking the first symbols of the seeded universe. Its Redis keys and
+channels are the stack's own (a ``REDIS_KEY_PREFIX`` of its own), so a concurrent test run or a
+forgotten ``make run`` on the same Redis can neither feed it ticks nor eat its quotes. daphne can be stopped and started
 again on the same port, which is how the reconnect test restarts "the server".
 
 Chromium is Debian's (``apt-get install chromium``; ``.ci/run`` installs it), launched by
@@ -26,17 +26,26 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.core.management import call_command
 from django.db import connections
-from playwright.sync_api import Browser, ConsoleMessage, Page, Request, ViewportSize, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    Request,
+    ViewportSize,
+    sync_playwright,
+)
 
 from benchmarks.dashboard import CHROMIUM_ARGS
 from benchmarks.processes import process_stop, redis_keys_delete
-from tests.processes import ROOT, VENV_BIN, ServerProcess, free_port, gunicorn_server, test_database_url
+from tests.processes import ROOT, VENV_BIN, ServerProcess, free_port, gunicorn_server, process_env
 from trading import services
 from trading.models import Account, Asset
 
@@ -188,34 +197,26 @@ def _wait_until_listening(
     )
 
 
+def stack_prefix(run: str) -> str:
+    """The Redis key prefix of one stack's processes, under the test run's."""
+    return f"{settings.REDIS_KEY_PREFIX}:browser:{run}"
+
+
 def stack_env(ws_port: int, run: str, http_port: int) -> dict[str, str]:
-    """Environment of every process of one stack: the test database, and channels and Redis keys
-    of its own, all named ``test:browser:<run>:...``."""
-    inherited = dict(os.environ)
-    # Set in the test process while Playwright's loop runs; the servers keep Django's check.
-    inherited.pop(ASYNC_UNSAFE, None)
-    return {
-        **inherited,
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "DATABASE_URL": test_database_url(),
-        "DEBUG": "false",
-        "WS_PORT": str(ws_port),
+    """Environment of every process of one stack: the test database, and Redis keys and channels
+    of its own (``stack_prefix``)."""
+    env = process_env(
+        DEBUG="false",
+        WS_PORT=str(ws_port),
         # The pages' origin: daphne lets the dashboard's page open its sockets.
-        "HTTP_PORT": str(http_port),
-        "STREAM_PUBLIC_URL": f"ws://127.0.0.1:{ws_port}",
-        "MARKET_WINDOWS_CHANNEL": f"test:browser:{run}:windows",
-        "ORDER_EVENTS_CHANNEL": f"test:browser:{run}:orders",
-        "LATEST_QUOTES_KEY": f"test:browser:{run}:quotes",
-        "STREAM_REDIS_PREFIX": f"test:browser:{run}:ws",
-        "STREAM_REDIS_CLIENT_NAME": f"test-browser-{run}",
-        "CHANNELS_PREFIX": f"test:browser:{run}:ch",
-        "CACHE_KEY_PREFIX": f"test-browser-{run}",
-        "CACHE_INVALIDATION_CHANNEL": f"test:browser:{run}:cache",
-        "RATE_LIMIT_KEY_PREFIX": f"test:browser:{run}:rl",
-        "LEADERBOARD_EVENTS_CHANNEL": f"test:browser:{run}:leaderboard",
-        "STREAM_REVOCATIONS_CHANNEL": f"test:browser:{run}:revocations",
-        "LOG_LEVEL": "WARNING",
-    }
+        HTTP_PORT=str(http_port),
+        STREAM_PUBLIC_URL=f"ws://127.0.0.1:{ws_port}",
+        REDIS_KEY_PREFIX=stack_prefix(run),
+        LOG_LEVEL="WARNING",
+    )
+    # Set in the test process while Playwright's loop runs; the servers keep Django's check.
+    env.pop(ASYNC_UNSAFE, None)
+    return env
 
 
 @contextmanager
@@ -231,7 +232,7 @@ def live_stack(
     env = stack_env(ws_port, run, http_port)
     with ExitStack() as cleanup:
         # Last out: the quotes hash, limiter and cache keys the stack left in Redis.
-        cleanup.callback(redis_keys_delete, f"test:browser:{run}:*", f"test-browser-{run}:*")
+        cleanup.callback(redis_keys_delete, f"{stack_prefix(run)}:*")
         market_log = cleanup.enter_context(open(workdir / "market.log", "wb"))
         market = subprocess.Popen(
             [str(VENV_BIN / "python"), "manage.py", "run_market", "--symbols", str(ticking),
@@ -251,6 +252,51 @@ def live_stack(
         cleanup.callback(stack.stop_daphne)
         stack.assert_running()
         yield stack
+
+
+@dataclass
+class OpenedPage:
+    page: Page
+    watch: PageWatch
+    name: str
+
+
+@dataclass
+class Pages:
+    """Browser contexts of one test (each its own cookies), screenshotted when the test ends."""
+
+    browser: Browser
+    stack: LiveStack
+    test_name: str
+    opened: list[OpenedPage] = field(default_factory=list)
+    contexts: list[BrowserContext] = field(default_factory=list)
+
+    def open(self, *, viewport: ViewportSize | None = None, name: str = "", **options: Any) -> OpenedPage:
+        context = self.browser.new_context(
+            base_url=self.stack.base_url, viewport=viewport or DESKTOP, **options
+        )
+        self.contexts.append(context)
+        page = context.new_page()
+        watch = PageWatch()
+        watch.attach(page)
+        opened = OpenedPage(page=page, watch=watch, name=name or f"page{len(self.opened) + 1}")
+        self.opened.append(opened)
+        return opened
+
+    def screenshot(self, page: Page, label: str, *, full_page: bool = False) -> None:
+        """A screenshot at a moment the test chooses, named after the test and ``label``."""
+        save_screenshot(page, f"{self.test_name}-{label}", full_page=full_page)
+
+    def close(self, *, failed: bool) -> None:
+        for opened in self.opened:
+            suffix = "-FAILED" if failed else ""
+            label = "" if len(self.opened) == 1 else f"-{opened.name}"
+            try:
+                save_screenshot(opened.page, f"{self.test_name}{label}{suffix}")
+            except Exception as error:  # a crashed page must not hide the test's own failure
+                print(f"screenshot of {opened.name} failed: {error}")
+        for context in self.contexts:
+            context.close()
 
 
 # --- The browser --------------------------------------------------------------------------------
@@ -302,12 +348,14 @@ document.addEventListener("securitypolicyviolation", (event) => {
 @dataclass
 class PageWatch:
     """What a page did: its uncaught errors, console errors, Content-Security-Policy violations
-    (the ``securitypolicyviolation`` events of every document it loaded) and its API calls."""
+    (the ``securitypolicyviolation`` events of every document it loaded), its API calls and the
+    scripts it fetched."""
 
     page_errors: list[str] = field(default_factory=list)
     console_errors: list[str] = field(default_factory=list)
     csp_violations: list[dict[str, str]] = field(default_factory=list)
     api_calls: list[str] = field(default_factory=list)
+    scripts: list[str] = field(default_factory=list)
 
     def attach(self, page: Page) -> None:
         page.on("pageerror", lambda error: self.page_errors.append(str(error)))
@@ -328,6 +376,8 @@ class PageWatch:
         # or WebSocket handshakes.
         if request.resource_type in ("fetch", "xhr") and "/v2/" in request.url:
             self.api_calls.append(f"{request.method} {request.url}")
+        elif request.resource_type == "script":
+            self.scripts.append(request.url)
 
 
 def screenshot_path(name: str) -> Path:

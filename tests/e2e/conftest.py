@@ -5,27 +5,23 @@ from __future__ import annotations
 import time
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 from django.conf import settings
 from django.core.management import call_command
 from django.db import DEFAULT_DB_ALIAS, connection
 from django.test.utils import setup_databases, teardown_databases
-from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize
+from playwright.sync_api import Browser
 from pytest_django import DjangoDbBlocker
 
 from tests.e2e.browser import (
-    DESKTOP,
     SCREENSHOT_DIR,
     LiveStack,
-    PageWatch,
+    Pages,
     chromium_browser,
     collect_static,
     live_stack,
     node_modules_problem,
-    save_screenshot,
     screenshot_path,
     seed_market,
 )
@@ -142,51 +138,6 @@ def live_db(django_db_blocker: DjangoDbBlocker, dashboard_stack: LiveStack) -> I
     must see what the test writes, and a SQLite write transaction would lock them out)."""
     with django_db_blocker.unblock():
         yield
-
-
-@dataclass
-class OpenedPage:
-    page: Page
-    watch: PageWatch
-    name: str
-
-
-@dataclass
-class Pages:
-    """Browser contexts of one test (each its own cookies), screenshotted when the test ends."""
-
-    browser: Browser
-    stack: LiveStack
-    test_name: str
-    opened: list[OpenedPage] = field(default_factory=list)
-    contexts: list[BrowserContext] = field(default_factory=list)
-
-    def open(self, *, viewport: ViewportSize | None = None, name: str = "", **options: Any) -> OpenedPage:
-        context = self.browser.new_context(
-            base_url=self.stack.base_url, viewport=viewport or DESKTOP, **options
-        )
-        self.contexts.append(context)
-        page = context.new_page()
-        watch = PageWatch()
-        watch.attach(page)
-        opened = OpenedPage(page=page, watch=watch, name=name or f"page{len(self.opened) + 1}")
-        self.opened.append(opened)
-        return opened
-
-    def screenshot(self, page: Page, label: str, *, full_page: bool = False) -> None:
-        """A screenshot at a moment the test chooses, named after the test and ``label``."""
-        save_screenshot(page, f"{self.test_name}-{label}", full_page=full_page)
-
-    def close(self, *, failed: bool) -> None:
-        for opened in self.opened:
-            suffix = "-FAILED" if failed else ""
-            label = "" if len(self.opened) == 1 else f"-{opened.name}"
-            try:
-                save_screenshot(opened.page, f"{self.test_name}{label}{suffix}")
-            except Exception as error:  # a crashed page must not hide the test's own failure
-                print(f"screenshot of {opened.name} failed: {error}")
-        for context in self.contexts:
-            context.close()
 
 
 @pytest.fixture

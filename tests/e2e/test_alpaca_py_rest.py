@@ -36,10 +36,12 @@ from alpaca.trading.requests import (
 )
 from django.utils import timezone
 
-from tests.conftest import add_minute_bar_ramps, set_quote
+from tests.builders import add_minute_bar_ramps, set_quote
 from tests.processes import ServerProcess, gunicorn_server
 from trading import services
 from trading.models import Account, Asset
+
+pytestmark = pytest.mark.live
 
 BARS_PER_SYMBOL = 30
 SERVER_PAGE_MAX = 7  # small, so the SDK has to follow next_page_token across several pages
@@ -47,7 +49,7 @@ SERVER_PAGE_MAX = 7  # small, so the SDK has to follow next_page_token across se
 
 @pytest.fixture
 def server(transactional_db: None, tmp_path: Path) -> Iterator[ServerProcess]:
-    with gunicorn_server(tmp_path, extra_env={"HISTORY_PAGE_MAX": str(SERVER_PAGE_MAX)}) as running:
+    with gunicorn_server(tmp_path, overrides={"HISTORY_PAGE_MAX": SERVER_PAGE_MAX}) as running:
         yield running
 
 

@@ -8,7 +8,6 @@ import asyncio
 import datetime as dt
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,18 +23,13 @@ from config.redis_pools import redis_client
 from realtime.bars import MINUTE_NS
 from realtime.market import MarketConfig, MarketProcess
 from realtime.wire import Window, WireTick
-from tests.conftest import list_symbols
-from tests.realtime.servers import DaphneProcess, daphne_server, isolate_streams
+from tests.builders import list_symbols
+from tests.realtime.servers import DaphneProcess, daphne_server
 from trading import calendar, services
 from trading.models import Account, Asset
 from trading.units import PRICE_SCALE
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
-
-
-@pytest.fixture
-def stream_settings(settings: Settings) -> Settings:
-    return isolate_streams(settings)
 
 
 @pytest.fixture
@@ -190,7 +184,6 @@ def test_stock_data_stream_gets_each_minute_bar_once_when_its_minute_ends(
     """The market's own bar path (in this process, publishing as run_market does) to alpaca-py's
     handlers: one closed minute bar per minute, stamped with its start, with the daily bar of the
     day so far, and no updated bars."""
-    stream_settings.LATEST_QUOTES_KEY = f"test:quotes:{uuid.uuid4().hex}"
     make_asset("AAPL", price="100.00")
     market = MarketProcess(
         MarketConfig(seed=3, symbols=0, window_ms=50, tick_interval_s=0.05), triggers=False

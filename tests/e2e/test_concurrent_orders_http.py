@@ -16,6 +16,8 @@ from tests.processes import ServerProcess, gunicorn_server
 from trading import services
 from trading.models import Account, Asset, CashEntry, Order, Position
 
+pytestmark = pytest.mark.live
+
 BUYERS = 50
 AFFORDABLE = 10
 

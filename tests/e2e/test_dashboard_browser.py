@@ -17,8 +17,16 @@ import pytest
 from django.contrib.auth import get_user_model
 from playwright.sync_api import Page, expect
 
-from tests.e2e.browser import PASSWORD, PHONE, LiveStack, PageWatch, unique_username, user_create
-from tests.e2e.conftest import OpenedPage, Pages
+from tests.e2e.browser import (
+    PASSWORD,
+    PHONE,
+    LiveStack,
+    OpenedPage,
+    Pages,
+    PageWatch,
+    unique_username,
+    user_create,
+)
 from trading.models import Account, Order, Position, Watchlist
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
@@ -196,6 +204,28 @@ def test_login_first_load_makes_at_most_three_api_calls_then_streams(
     page.wait_for_timeout(3_000)
     assert market_messages(page) > before
     assert opened.watch.api_calls == first_load
+    assert opened.watch.page_errors == []
+    # The benchmark's baseline renderer is never downloaded by the page people use.
+    assert any(url.endswith("/static/js/app.js") for url in opened.watch.scripts), opened.watch.scripts
+    assert not [url for url in opened.watch.scripts if url.endswith("/naive-table.js")]
+
+
+def test_the_naive_baseline_is_imported_only_when_the_page_asks_for_it(
+    dashboard_stack: LiveStack, pages: Pages, trader: str
+) -> None:
+    """``/?renderer=naive`` (benchmark dashboard's baseline) imports naive-table.js and draws the
+    whole market with it, under the page's Content-Security-Policy."""
+    opened = pages.open(name="naive")
+    page = opened.page
+    log_in(page, trader)
+    assert not [url for url in opened.watch.scripts if url.endswith("/naive-table.js")]
+
+    page.goto("/?renderer=naive")
+    page.wait_for_selector(READY, timeout=UI_TIMEOUT_MS)
+    expect(page.locator("#market-table table.naive-table")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(page.locator("#market-table tr[data-symbol]")).to_have_count(len(dashboard_stack.symbols))
+    assert len([url for url in opened.watch.scripts if url.endswith("/static/js/naive-table.js")]) == 1
+    assert opened.watch.csp_violations == []
     assert opened.watch.page_errors == []
 
 

@@ -24,8 +24,8 @@ from jobs import services
 from jobs.models import JobRun, JobStatus, OutboxEntry
 from tests.analytics.statement_builders import Month, account_with_activity, last_month
 from tests.jobs.workers import celery_worker, wait_for
-from tests.processes import ServerProcess, free_port, gunicorn_server, redis_server
-from tests.trading.test_api_support import MakeAsset
+from tests.processes import ServerProcess, free_port, gunicorn_server, redis_server, redis_timeouts
+from tests.trading.api_support import MakeAsset
 from trading import services as trading
 from trading.models import Account
 
@@ -65,17 +65,12 @@ def test_jobs_enqueued_while_redis_is_down_run_once_after_it_returns(
     )
     port = free_port()
     broker = f"redis://127.0.0.1:{port}/0"
-    env = {
-        "REDIS_URL": broker,
-        "CELERY_BROKER_URL": broker,
-        "REDIS_SOCKET_TIMEOUT": "0.5",
-        "REDIS_POOL_TIMEOUT": "0.5",
-    }
+    env = {"REDIS_URL": broker, "CELERY_BROKER_URL": broker}
 
     with (
         redis_server(port, tmp_path) as first_redis,
-        gunicorn_server(tmp_path, extra_env=env) as web,
-        celery_worker(tmp_path, extra_env=env) as worker,
+        gunicorn_server(tmp_path, extra_env=env, overrides=redis_timeouts(socket=0.5, pool=0.5)) as web,
+        celery_worker(tmp_path, extra_env=env, overrides=redis_timeouts(socket=0.5, pool=0.5)) as worker,
     ):
         # Redis up: the ordinary path, straight to the broker.
         status, body, _ = _request_statement(web, before, month.period)

@@ -18,7 +18,8 @@ from analytics.models import AccountEquityDay
 from config.retention import RETENTION_RULES
 from jobs import retention
 from jobs.models import JobRun, JobStatus
-from tests.conftest import NEW_YORK, flat_bar, new_york
+from tests.builders import flat_bar
+from tests.clock import NEW_YORK, new_york
 from trading.models import Account, DailyBar, MinuteBar, StockPriceHistory
 
 NOW = dt.datetime(2026, 6, 15, 12, 0, tzinfo=dt.UTC)

@@ -19,8 +19,8 @@ from analytics.models import Statement
 from jobs import services
 from jobs.models import JobRun, JobStatus, OutboxEntry
 from tests.analytics.statement_builders import Month, account_with_activity, daily_close, last_month
-from tests.conftest import frozen_at, new_york
-from tests.trading.test_api_support import MakeAsset, assert_alpaca_error, key_client
+from tests.clock import frozen_at, new_york
+from tests.trading.api_support import MakeAsset, assert_alpaca_error, key_client
 from trading.models import Account
 
 pytestmark = pytest.mark.django_db

@@ -21,7 +21,7 @@ from jobs import services
 from jobs.models import JobRun, JobStatus
 from tests.analytics.statement_builders import Month, account_with_activity, last_month
 from tests.jobs.workers import WorkerProcess, celery_worker, purge_broker, wait_for
-from tests.trading.test_api_support import MakeAsset, key_client
+from tests.trading.api_support import MakeAsset, key_client
 
 pytestmark = [pytest.mark.live, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.live, pytest.mark.slow, pytest.mark.django_db(transact
 def worker(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
     purge_broker()
     with celery_worker(
-        tmp_path_factory.mktemp("workers"), extra_env={"JOB_TEST_STATEMENT_HOLD_SECONDS": "1"}
+        tmp_path_factory.mktemp("workers"), overrides={"JOB_TEST_STATEMENT_HOLD_SECONDS": 1}
     ) as process:
         yield process
 

@@ -11,7 +11,7 @@ from jobs import services
 from jobs.models import JobRun, JobStatus
 from tests.analytics.statement_builders import account_with_activity, last_month
 from tests.jobs.workers import celery_worker, purge_broker, wait_for
-from tests.trading.test_api_support import MakeAsset
+from tests.trading.api_support import MakeAsset
 
 pytestmark = [pytest.mark.live, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -23,9 +23,7 @@ def test_worker_killed_mid_job_statement_made_once_after_restart(tmp_path, make_
     purge_broker()
 
     # This worker claims the run, then blocks in the statement job (test hook) until killed.
-    with celery_worker(
-        tmp_path, extra_env={"JOB_TEST_STATEMENT_HOLD_SECONDS": "60"}, concurrency=1
-    ) as doomed:
+    with celery_worker(tmp_path, overrides={"JOB_TEST_STATEMENT_HOLD_SECONDS": 60}, concurrency=1) as doomed:
         job = services.statement_request(account_id=account.pk, period=month.period)
         wait_for(
             lambda: JobRun.objects.get(pk=job.pk).status == JobStatus.RUNNING,

@@ -16,19 +16,32 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from tests.processes import ROOT, VENV_BIN, test_database_url
+from tests.processes import ROOT, VENV_BIN, process_env
 
 # Shortened for tests: an unacknowledged message comes back after 3 s (swept every second), and
 # a claimed run whose worker died may be claimed again after 2 s.
-FAST_RECOVERY_ENV = {
-    "JOB_VISIBILITY_TIMEOUT_SECONDS": "3",
-    "JOB_UNACKED_RESTORE_INTERVAL_SECONDS": "1",
-    "JOB_UNACKED_RESTORE_THROTTLE": "1",
-    "JOB_LEASE_SECONDS": "2",
-    "JOB_RETRY_BASE_SECONDS": "0.2",
-    "JOB_RETRY_CAP_SECONDS": "2",
+FAST_RECOVERY: dict[str, Any] = {
+    "CELERY_BROKER_TRANSPORT_OPTIONS": {
+        "visibility_timeout": 3,
+        "unacked_restore_interval": 1,
+        "unacked_restore_throttle": 1,
+    },
+    "JOB_LEASE_SECONDS": 2,
+    "JOB_RETRY_BASE_SECONDS": 0.2,
+    "JOB_RETRY_CAP_SECONDS": 2,
 }
+
+
+def _merged(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for name, value in changes.items():
+        current = merged.get(name)
+        merged[name] = (
+            {**current, **value} if isinstance(current, dict) and isinstance(value, dict) else value
+        )
+    return merged
 
 
 @dataclass
@@ -64,16 +77,16 @@ def purge_broker() -> None:
 
 @contextmanager
 def celery_worker(
-    tmp_path: Path, *, extra_env: Mapping[str, str] | None = None, concurrency: int = 2
+    tmp_path: Path,
+    *,
+    extra_env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    concurrency: int = 2,
 ) -> Iterator[WorkerProcess]:
+    """``celery -A config worker`` on the test settings, recovering fast (``FAST_RECOVERY``), with
+    ``overrides`` of settings on top and ``extra_env`` in its environment."""
     name = f"jobs-test-{uuid.uuid4().hex[:8]}"
-    env = {
-        **os.environ,
-        "DATABASE_URL": test_database_url(),
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        **FAST_RECOVERY_ENV,
-        **(extra_env or {}),
-    }
+    env = {**process_env(overrides=_merged(FAST_RECOVERY, overrides or {})), **(extra_env or {})}
     log_path = tmp_path / f"{name}.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(

@@ -1,60 +1,26 @@
-"""Real daphne and market processes for stream tests, and the settings that isolate a stream test.
+"""Real daphne and market processes for stream tests.
 
 Modelled on tests/processes.py's gunicorn_server: the same commands production runs
 (``daphne config.asgi:application``, ``manage.py run_market``), against the test database and the
-test's Redis channels.
+test's Redis keys and channels (``stream_settings`` in tests/conftest.py gives a test its own).
 """
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-
-from django.conf import settings as django_settings
-from pytest_django.fixtures import Settings
+from typing import Any
 
 from benchmarks.processes import process_stop
 from config.redis_pools import redis_client
 from realtime.wire import Window
-from tests.processes import ROOT, VENV_BIN, free_port, test_database_url
-
-STREAM_SETTING_NAMES = (
-    "MARKET_WINDOWS_CHANNEL",
-    "ORDER_EVENTS_CHANNEL",
-    "LEADERBOARD_EVENTS_CHANNEL",
-    "STREAM_REVOCATIONS_CHANNEL",
-    "STREAM_REDIS_PREFIX",
-    "STREAM_REDIS_CLIENT_NAME",
-)
-
-
-def isolate_streams(settings: Settings) -> Settings:
-    """Channels and key prefixes of this test's own, so concurrent test runs and a running market
-    process publishing on the default channels cannot leak windows or events into it.
-
-    Test modules wrap this in a ``stream_settings`` fixture over pytest-django's ``settings``.
-    """
-    suffix = uuid.uuid4().hex[:10]
-    settings.MARKET_WINDOWS_CHANNEL = f"test:windows:{suffix}"
-    settings.ORDER_EVENTS_CHANNEL = f"test:orders:{suffix}"
-    settings.LEADERBOARD_EVENTS_CHANNEL = f"test:leaderboard:{suffix}"
-    settings.STREAM_REVOCATIONS_CHANNEL = f"test:revocations:{suffix}"
-    settings.STREAM_REDIS_PREFIX = f"test:ws:{suffix}"
-    settings.STREAM_REDIS_CLIENT_NAME = f"test-ws-{suffix}"
-    return settings
-
-
-def stream_env() -> dict[str, str]:
-    """The current stream settings as environment variables for a server process."""
-    return {name: str(getattr(django_settings, name)) for name in STREAM_SETTING_NAMES}
+from tests.processes import ROOT, VENV_BIN, free_port, process_env
 
 
 @dataclass
@@ -89,20 +55,14 @@ def daphne_server(
     tmp_path: Path,
     *,
     extra_env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
     application: str = "config.asgi:application",
 ) -> Iterator[DaphneProcess]:
     """daphne serving ``application`` (config.asgi's by default) on a free loopback port, against
     the test database."""
     port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": test_database_url(),
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        # daphne's own port, as under `make run`: pages it serves may open its sockets.
-        "WS_PORT": str(port),
-        **stream_env(),
-    }
-    env.update(extra_env or {})
+    # daphne's own port, as under `make run`: pages it serves may open its sockets.
+    env = {**process_env(overrides=overrides, WS_PORT=str(port)), **(extra_env or {})}
     log_path = tmp_path / f"daphne-{port}.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
@@ -117,18 +77,10 @@ def daphne_server(
         process_stop(process)
 
 
-def market_env(**extra: str) -> dict[str, str]:
-    """Environment for ``run_market`` against the test database, on this test's channels and its
-    own latest-quotes key."""
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "DATABASE_URL": test_database_url(),
-        **stream_env(),
-        "LATEST_QUOTES_KEY": f"test:quotes:{uuid.uuid4().hex}",
-        "MARKET_LOG_INTERVAL_S": "1",
-        **extra,
-    }
+def market_env(*, overrides: Mapping[str, Any] | None = None, **variables: str) -> dict[str, str]:
+    """Environment for ``run_market`` against the test database and the test's Redis keys; it
+    logs its throughput every second."""
+    return process_env(overrides={"MARKET_LOG_INTERVAL_S": 1, **(overrides or {})}, **variables)
 
 
 @contextmanager

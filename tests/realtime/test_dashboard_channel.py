@@ -21,18 +21,13 @@ from websockets.sync.client import ClientConnection, connect
 
 from analytics import services as analytics_services
 from realtime.selectors import account_snapshot_get
-from tests.realtime.servers import daphne_server, isolate_streams
+from tests.realtime.servers import daphne_server
 from trading import services
 from trading.models import Account, Asset
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
 
 TIMEOUT = 10
-
-
-@pytest.fixture
-def stream_settings(settings: Settings) -> Settings:
-    return isolate_streams(settings)
 
 
 def logged_in(user_id: int) -> Client:

@@ -22,8 +22,8 @@ from websockets.sync.client import ClientConnection, connect
 
 from config.redis_pools import redis_client
 from realtime.wire import Window, WireTick
-from tests.conftest import list_symbols
-from tests.realtime.servers import DaphneProcess, daphne_server, isolate_streams, market_env, market_process
+from tests.builders import list_symbols
+from tests.realtime.servers import DaphneProcess, daphne_server, market_env, market_process
 from trading import services
 from trading.models import Account, Asset
 
@@ -32,11 +32,6 @@ pytestmark = [pytest.mark.live, pytest.mark.slow]
 SYMBOLS = [f"S{i:03d}" for i in range(400)]
 WATCHED = SYMBOLS[:10]
 AT_NS = 1_764_000_000_000_000_000
-
-
-@pytest.fixture
-def stream_settings(settings: Settings) -> Settings:
-    return isolate_streams(settings)
 
 
 def big_window(number: int) -> Window:
@@ -105,16 +100,16 @@ def key(
 @pytest.fixture
 def servers(key: tuple[str, str], tmp_path: Path) -> Iterator[tuple[DaphneProcess, DaphneProcess]]:
     limits = {
-        "STREAM_SEND_BUFFER_BYTES": str(64 * 1024),
-        "STREAM_OUTBOX_HIGH_WATER": "3",
-        "STREAM_OUTBOX_MAX_FRAMES": "10",
-        "STREAM_INBOUND_BURST": "20",
-        "STREAM_INBOUND_RATE": "5",
-        "STREAM_MAX_CONNECTIONS_PER_KEY": "20",
+        "STREAM_SEND_BUFFER_BYTES": 64 * 1024,
+        "STREAM_OUTBOX_HIGH_WATER": 3,
+        "STREAM_OUTBOX_MAX_FRAMES": 10,
+        "STREAM_INBOUND_BURST": 20,
+        "STREAM_INBOUND_RATE": 5,
     }
+    connections = {"STREAM_MAX_CONNECTIONS_PER_KEY": "20"}
     with (
-        daphne_server(tmp_path, extra_env=limits) as first,
-        daphne_server(tmp_path, extra_env=limits) as second,
+        daphne_server(tmp_path, extra_env=connections, overrides=limits) as first,
+        daphne_server(tmp_path, extra_env=connections, overrides=limits) as second,
     ):
         yield first, second
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from websockets.sync.client import connect
 from realtime.bars import MINUTE_NS
 from realtime.market import MarketConfig, MarketProcess
 from realtime.wire import WireTick
-from tests.realtime.servers import daphne_server, isolate_streams
+from tests.realtime.servers import daphne_server
 from trading import calendar, services
 from trading.models import (
     OPEN_ORDER_STATUSES,
@@ -53,14 +52,7 @@ TIMEOUT = 10.0
 
 
 @pytest.fixture
-def market_settings(settings: Settings) -> Settings:
-    isolate_streams(settings)
-    settings.LATEST_QUOTES_KEY = f"test:quotes:{uuid.uuid4().hex}"
-    return settings
-
-
-@pytest.fixture
-def start_market(market_settings: Settings) -> Iterator[Callable[..., MarketProcess]]:
+def start_market(stream_settings: Settings) -> Iterator[Callable[..., MarketProcess]]:
     started: list[MarketProcess] = []
 
     def start(*, triggers: bool = True, clock: Callable[[], dt.datetime] = timezone.now) -> MarketProcess:
@@ -242,9 +234,9 @@ def at_new_york(year: int, month: int, day: int, hour: int, minute: int) -> dt.d
 
 
 def test_xnys_hours_no_ticks_while_the_session_is_closed(
-    make_asset: Callable[..., Asset], market_settings: Settings, start_market: Callable[..., MarketProcess]
+    make_asset: Callable[..., Asset], stream_settings: Settings, start_market: Callable[..., MarketProcess]
 ) -> None:
-    market_settings.MARKET_HOURS = "xnys"
+    stream_settings.MARKET_HOURS = "xnys"
     for symbol in ("AAA", "BBB"):
         make_asset(symbol, price="100.00")
     now = [at_new_york(2025, 11, 19, 9, 0)]

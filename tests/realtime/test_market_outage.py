@@ -23,7 +23,7 @@ import pytest
 from pytest_django.fixtures import Settings
 
 from tests.processes import ROOT, VENV_BIN, PostgresServer, gunicorn_server, postgres_server
-from tests.realtime.servers import WindowCollector, isolate_streams, market_env, market_process
+from tests.realtime.servers import WindowCollector, market_env, market_process
 
 SYMBOLS = ["AAA", "BBB", "CCC", "DDD"]
 OUTAGE_S = 10.0
@@ -69,11 +69,6 @@ def stored_seqs(server: PostgresServer) -> list[tuple[str, int]]:
     return [(str(symbol), int(seq)) for symbol, seq in rows]
 
 
-@pytest.fixture
-def stream_settings(settings: Settings) -> Settings:
-    return isolate_streams(settings)
-
-
 @pytest.mark.live
 @pytest.mark.slow
 @pytest.mark.db_backend("postgresql")
@@ -82,7 +77,7 @@ def test_the_market_and_the_web_ride_out_a_database_restart(
 ) -> None:
     collector: WindowCollector | None = None
     with postgres_server() as server:
-        env = market_env(DATABASE_URL=server.url(), MARKET_HALT_POLL_S="0.5")
+        env = market_env(overrides={"MARKET_HALT_POLL_S": 0.5}, DATABASE_URL=server.url())
         try:
             manage(env, "migrate", "--noinput", "-v0")
             key = json.loads(manage(env, "shell", "-c", SEED).strip().splitlines()[-1])

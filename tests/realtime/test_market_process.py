@@ -8,11 +8,9 @@ database and a real Redis, a real pub/sub subscriber standing in for the web pro
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,8 +20,7 @@ from django.db.models import Count, Max, Min
 from pytest_django.fixtures import Settings
 
 from realtime.wire import WireTick
-from tests import processes
-from tests.realtime.servers import WindowCollector, isolate_streams, market_env, market_process
+from tests.realtime.servers import WindowCollector, market_env, market_process
 from trading.models import Asset, StockPriceHistory
 
 SYMBOLS = ["AAA", "BBB", "CCC", "DDD"]
@@ -37,22 +34,13 @@ def stored_max_seq() -> dict[str, int]:
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_kill_and_restart_keep_every_seen_tick_stored_once_without_gaps(
-    make_asset: Callable[..., Asset], tmp_path: Path
+    stream_settings: Settings, make_asset: Callable[..., Asset], tmp_path: Path
 ) -> None:
     """Property 36: every tick produced and seen is persisted exactly once across kill -9 and restart."""
     for symbol in SYMBOLS:
         make_asset(symbol, price="100.00")  # one stored tick each: seq 1
-    channel = f"test:market:windows:{uuid.uuid4().hex}"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "DATABASE_URL": processes.test_database_url(),
-        "MARKET_WINDOWS_CHANNEL": channel,
-        "LATEST_QUOTES_KEY": f"test:quotes:{uuid.uuid4().hex}",
-        "ORDER_EVENTS_CHANNEL": f"test:orders:{uuid.uuid4().hex}",
-        "MARKET_LOG_INTERVAL_S": "1",
-    }
-    collector = WindowCollector(channel)
+    env = market_env()
+    collector = WindowCollector(stream_settings.MARKET_WINDOWS_CHANNEL)
     try:
         with market_process(tmp_path, env, "first", symbols=len(SYMBOLS)) as first:
             collector.wait_for(lambda: sum(len(w.ticks) for w in collector.windows) >= 20)
@@ -105,11 +93,6 @@ def test_kill_and_restart_keep_every_seen_tick_stored_once_without_gaps(
         assert seq == after_kill[symbol] + 1, symbol
 
 
-@pytest.fixture
-def stream_settings(settings: Settings) -> Settings:
-    return isolate_streams(settings)
-
-
 def seq_spans() -> dict[str, tuple[int, int, int]]:
     """(lowest seq, highest seq, rows) per symbol: no gaps and no duplicates means (1, n, n)."""
     spans = StockPriceHistory.objects.values("symbol").annotate(n=Count("id"), lo=Min("seq"), hi=Max("seq"))
@@ -150,7 +133,7 @@ def test_listings_delistings_and_halts_are_followed_without_a_restart(
             i for i, w in enumerate(collector.windows) if i >= since and w.statuses.get(symbol) == status
         )
 
-    env = market_env(MARKET_HALT_POLL_S="0.2")
+    env = market_env(overrides={"MARKET_HALT_POLL_S": 0.2})
     try:
         with market_process(tmp_path, env, "assets", symbols=0, tick_interval_s=0.1) as market:
             collector.wait_for(lambda: bool(ticks_of("AAA", 0) and ticks_of("BBB", 0)))
@@ -217,8 +200,8 @@ def test_throttled_writes_hold_the_rate_and_slow_the_simulator_without_dropping(
         make_asset(symbol, price="100.00")
     max_rows, max_txns, queue = 40, 4, 4
     env = market_env(
+        overrides={"MARKET_QUEUE_MAX_WINDOWS": queue},
         MARKET_WRITE_MAX_ROWS_PER_S=str(max_rows), MARKET_WRITE_MAX_TXN_PER_S=str(max_txns),
-        MARKET_QUEUE_MAX_WINDOWS=str(queue),
     )  # fmt: skip
     collector = WindowCollector(settings.MARKET_WINDOWS_CHANNEL)
     try:

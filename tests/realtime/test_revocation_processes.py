@@ -18,9 +18,9 @@ from pytest_django.fixtures import Settings
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from tests.conftest import session_cookie
+from tests.builders import session_cookie
 from tests.processes import gunicorn_server
-from tests.realtime.servers import DaphneProcess, daphne_server, isolate_streams, stream_env
+from tests.realtime.servers import DaphneProcess, daphne_server
 from trading import services
 from trading.models import Account
 
@@ -28,11 +28,6 @@ pytestmark = [pytest.mark.live, pytest.mark.slow]
 
 # A wait, not a measure: the close follows the revocation's one pub/sub message at once.
 TIMEOUT = 10
-
-
-@pytest.fixture
-def stream_settings(settings: Settings) -> Settings:
-    return isolate_streams(settings)
 
 
 def receive(ws: ClientConnection) -> Any:
@@ -110,7 +105,7 @@ def test_a_revoked_key_and_a_logout_close_sockets_on_other_processes(
         assert close_code(bot_orders) == 4401
 
         # The browser logs out through gunicorn (a web process of its own).
-        with gunicorn_server(tmp_path, extra_env=stream_env(), workers=1) as web:
+        with gunicorn_server(tmp_path, workers=1) as web:
             http = requests.Session()
             name, value = cookie.split("=", 1)
             http.cookies.set(name, value)

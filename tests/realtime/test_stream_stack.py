@@ -22,8 +22,8 @@ from config.redis_pools import redis_client
 from realtime.consumers import MarketDataConsumer
 from realtime.routing import StreamRouter, websocket_urlpatterns
 from realtime.wire import Window, WireTick
-from tests.conftest import session_cookie
-from tests.realtime.servers import DaphneProcess, daphne_server, isolate_streams
+from tests.builders import session_cookie
+from tests.realtime.servers import DaphneProcess, daphne_server
 from trading.models import Account, Asset
 
 AT_NS = 1_764_000_000_000_000_000
@@ -47,11 +47,6 @@ def test_the_router_starts_each_consumer_itself_without_channels_wrapper() -> No
             assert started.cr_code is MarketDataConsumer.__call__.__code__, path
         finally:
             started.close()
-
-
-@pytest.fixture
-def stream_settings(settings: Settings) -> Settings:
-    return isolate_streams(settings)
 
 
 def receive(ws: ClientConnection) -> Any:
@@ -140,7 +135,7 @@ def test_foreign_origins_unknown_paths_and_ended_sessions_are_refused(
     account = make_account()
     browser, cookie = session_cookie(account.user_id)
 
-    with daphne_server(tmp_path, extra_env={"STREAM_AUTH_TIMEOUT_S": "1"}) as server:
+    with daphne_server(tmp_path, overrides={"STREAM_AUTH_TIMEOUT_S": 1}) as server:
         # Cross-site WebSocket hijacking: another site's page is refused at the handshake, with
         # or without the visitor's cookie, on every route.
         for path in ("/v2/iex", "/stream", "/ws/dashboard"):

@@ -23,18 +23,13 @@ from config.redis_pools import redis_client
 from realtime import fanout
 from realtime.limits import AUTH_FAILURES_PER_ADDRESS_MAX
 from realtime.wire import Window, WireBar, WireTick
-from tests.conftest import list_symbols, session_cookie
-from tests.realtime.servers import isolate_streams
+from tests.builders import list_symbols, session_cookie
+from tests.realtime.frames import decode
 from trading import services
 from trading.models import Account, ApiKey, Asset
 
 AT_NS = 1_764_000_000_000_000_000
 TIMEOUT = 3
-
-
-@pytest.fixture
-def stream_settings(settings: Settings) -> Settings:
-    return isolate_streams(settings)
 
 
 def run(body: Callable[[], Awaitable[None]]) -> None:
@@ -65,10 +60,6 @@ def window(number: int, *symbols: str, seq: int = 1) -> Window:
 
 def publish(win: Window) -> None:
     redis_client().publish(settings.MARKET_WINDOWS_CHANNEL, win.encode())
-
-
-def decode(frame: str | bytes) -> Any:
-    return msgpack.unpackb(frame, timestamp=3) if isinstance(frame, bytes) else json.loads(frame)
 
 
 def from_peer(address: str) -> Callable[..., Awaitable[None]]:

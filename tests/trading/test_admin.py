@@ -333,7 +333,7 @@ def test_history_cannot_be_changed_or_deleted(
 def test_tick_changelist_never_counts_the_whole_table(
     superuser_client: Client, market: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.conftest import set_quote
+    from tests.builders import set_quote
 
     for cents in range(30):
         set_quote("AAPL", price=f"100.{cents:02d}")

@@ -19,8 +19,8 @@ from django.core.cache import cache
 from django.test import override_settings
 from rest_framework.test import APIClient
 
-from tests.conftest import BOUNDARY_INSTANTS, NEW_YORK, ManualClock, boundary_instants, frozen_at, new_york
-from tests.trading.test_api_support import (
+from tests.clock import BOUNDARY_INSTANTS, NEW_YORK, ManualClock, boundary_instants, frozen_at, new_york
+from tests.trading.api_support import (
     MakeAccount,
     MakeAsset,
     assert_alpaca_error,

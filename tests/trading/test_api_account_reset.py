@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 from pytest_django.fixtures import Settings
 
-from tests.trading.test_api_support import assert_alpaca_error, buy, key_client, post_order
+from tests.trading.api_support import assert_alpaca_error, buy, key_client, post_order
 from trading.models import Account, Asset, Order, Position
 
 pytestmark = pytest.mark.django_db

@@ -11,8 +11,8 @@ from alpaca.trading.requests import GetAssetsRequest, GetCalendarRequest
 from django.test import override_settings
 from pydantic import TypeAdapter
 
-from tests.conftest import BOUNDARY_INSTANTS, frozen_at, new_york
-from tests.trading.test_api_support import (
+from tests.clock import BOUNDARY_INSTANTS, frozen_at, new_york
+from tests.trading.api_support import (
     MakeAsset,
     assert_alpaca_error,
     key_client,

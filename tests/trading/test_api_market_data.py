@@ -31,7 +31,8 @@ from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 from rest_framework.test import APIClient
 
-from tests.conftest import ManualClock, add_minute_bar_ramps
+from tests.builders import add_minute_bar_ramps
+from tests.clock import ManualClock
 from trading import calendar, services
 from trading.models import Account, Asset, DailyBar, StockPriceHistory
 

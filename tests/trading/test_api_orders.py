@@ -15,8 +15,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from pydantic import TypeAdapter
 
-from tests.conftest import ManualClock, set_quote
-from tests.trading.test_api_support import (
+from tests.builders import set_quote
+from tests.clock import ManualClock
+from tests.trading.api_support import (
     MakeAccount,
     MakeAsset,
     assert_alpaca_error,

@@ -13,8 +13,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from pydantic import TypeAdapter
 
-from tests.conftest import ManualClock, boundary_instants, new_york, set_quote
-from tests.trading.test_api_support import (
+from tests.builders import set_quote
+from tests.clock import ManualClock, boundary_instants, new_york
+from tests.trading.api_support import (
     MakeAsset,
     assert_alpaca_error,
     buy,

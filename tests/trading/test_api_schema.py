@@ -18,7 +18,7 @@ from django.core.management import call_command
 from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 
-from tests.conftest import add_minute_bar_ramps
+from tests.builders import add_minute_bar_ramps
 from tests.processes import VENV_BIN, gunicorn_server
 from trading import services
 from trading.models import Account, Asset

@@ -11,8 +11,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from pydantic import TypeAdapter
 
-from tests.conftest import ManualClock
-from tests.trading.test_api_support import (
+from tests.clock import ManualClock
+from tests.trading.api_support import (
     MakeAccount,
     MakeAsset,
     assert_alpaca_error,

@@ -17,9 +17,9 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from tests.config.test_wsgi_stack import Answer, _call
 from tests.processes import free_port
-from tests.trading.test_api_support import key_client
+from tests.trading.api_support import key_client
+from tests.wsgi_calls import Answer, wsgi_call
 from trading.api.errors import UNAVAILABLE_MESSAGE
 from trading.models import Account, Asset
 
@@ -52,23 +52,23 @@ def key_headers(account: Account) -> dict[str, str]:
 
 def test_the_api_answers_503_in_alpacas_shape_then_200(account: Account) -> None:
     headers = key_headers(account)
-    assert _call("GET", "/v2/account", headers=headers).status_code == 200
+    assert wsgi_call("GET", "/v2/account", headers=headers).status_code == 200
     with database_pointed_at(**unreachable()):
-        down = _call("GET", "/v2/account", headers=headers)
+        down = wsgi_call("GET", "/v2/account", headers=headers)
     assert down.status_code == 503, down.body
     assert down.json() == {"code": 50310000, "message": UNAVAILABLE_MESSAGE}
-    assert _call("GET", "/v2/account", headers=headers).status_code == 200
+    assert wsgi_call("GET", "/v2/account", headers=headers).status_code == 200
 
 
 def test_a_page_answers_a_plain_503_page_then_200(make_asset: Callable[..., Asset]) -> None:
     make_asset("AAA")
-    assert _call("GET", "/").status_code == 200
+    assert wsgi_call("GET", "/").status_code == 200
     with database_pointed_at(**unreachable()):
-        down = _call("GET", "/")
+        down = wsgi_call("GET", "/")
     assert down.status_code == 503, down.body
     assert down.headers["Content-Type"].startswith("text/html")
     assert b"Service unavailable" in down.body
-    assert _call("GET", "/").status_code == 200
+    assert wsgi_call("GET", "/").status_code == 200
 
 
 @pytest.mark.db_backend("postgresql")
@@ -89,7 +89,7 @@ def test_a_server_that_never_answers_is_a_503_after_the_connect_timeout(account:
         watchdog.start()
         started = time.monotonic()
         try:
-            answers.append(_call("GET", "/v2/account", headers=headers))
+            answers.append(wsgi_call("GET", "/v2/account", headers=headers))
         finally:
             watchdog.cancel()
         elapsed = time.monotonic() - started

@@ -19,7 +19,7 @@ from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from tests.conftest import flat_bar
+from tests.builders import flat_bar
 from trading.indexes import declared, invalid_index_names
 from trading.models import DailyBar, StockPriceHistory
 

@@ -13,7 +13,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext, override_settings
 from hypothesis import HealthCheck, event, given, settings as hsettings, strategies as st
 
-from tests.conftest import add_flat_minute_bars
+from tests.builders import add_flat_minute_bars
 from trading import calendar, history
 from trading.errors import InvalidRequest
 from trading.models import Asset, DailyBar, MinuteBar, StockPriceHistory

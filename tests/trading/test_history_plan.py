@@ -14,7 +14,7 @@ import pytest
 from django.db import connection
 from django.db.models import Q
 
-from tests.conftest import add_flat_minute_bars
+from tests.builders import add_flat_minute_bars
 from trading import history
 from trading.models import Asset, MinuteBar, StockPriceHistory
 from trading.quotes import newest_per_symbol

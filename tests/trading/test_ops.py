@@ -19,7 +19,7 @@ from django.db.utils import load_backend
 from django.http import HttpResponse
 from django.test import Client, RequestFactory
 
-from tests.conftest import set_quote
+from tests.builders import set_quote
 from tests.processes import free_port
 from trading.api.ops import HealthCheck, HealthzView
 from trading.models import Account

@@ -13,7 +13,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from tests.conftest import boundary_instants, new_york, set_quote
+from tests.builders import set_quote
+from tests.clock import boundary_instants, new_york
 from trading import calendar, selectors, services
 from trading.models import Account, Asset, CashEntry, DailyBar, Order, Position, StockPriceHistory
 from trading.quotes import LatestQuote, latest_quotes_store

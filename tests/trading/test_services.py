@@ -16,7 +16,8 @@ from django.db.models import Sum
 from django.utils import timezone
 from pytest_django.fixtures import Settings
 
-from tests.conftest import add_tick, new_york
+from tests.builders import add_tick
+from tests.clock import new_york
 from trading import services
 from trading.errors import Forbidden, InvalidRequest, NotCancelable, NotFound
 from trading.models import (

@@ -21,7 +21,7 @@ from redis.typing import ScriptTextT
 from analytics import selectors as analytics_selectors, services as analytics_services
 from config.redis_pools import redis_client
 from tests.processes import free_port, gunicorn_server
-from tests.trading.test_api_support import key_client
+from tests.trading.api_support import key_client
 from trading import services
 from trading.api.throttling import Rate, SlidingWindowLimiter, _LocalWindows, limiter
 from trading.models import Account, Asset

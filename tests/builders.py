@@ -1,0 +1,110 @@
+"""Builders of test data: rows made through the models and services, and logged-in clients.
+
+Fixtures stay in tests/conftest.py; these are plain functions any test or fixture imports.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from typing import TypeVar
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.utils import timezone
+
+from trading.models import Asset, DailyBar, MinuteBar, StockPriceHistory
+from trading.units import price_to_units
+
+
+def list_symbols(*symbols: str) -> None:
+    """Listed assets (active, tradable) without prices: the symbols a stream may subscribe to.
+    Symbols already listed are left as they are."""
+    Asset.objects.bulk_create(
+        [Asset(symbol=symbol, name=f"{symbol} Inc.", sector="Technology") for symbol in symbols],
+        ignore_conflicts=True,
+    )
+
+
+def add_tick(
+    symbol: str, *, price_units: int, spread_units: int = 100, at: dt.datetime | None = None
+) -> StockPriceHistory:
+    """Store the symbol's next tick: trade at ``price_units``, bid/ask ``spread_units`` either side."""
+    last = (
+        StockPriceHistory.objects.filter(symbol=symbol).order_by("-seq").values_list("seq", flat=True).first()
+    )
+    return StockPriceHistory.objects.create(
+        symbol=symbol,
+        seq=(last or 0) + 1,
+        price_units=price_units,
+        size=100,
+        bid_units=price_units - spread_units,
+        bid_size=300,
+        ask_units=price_units + spread_units,
+        ask_size=400,
+        recorded_at=at or timezone.now(),
+    )
+
+
+def set_quote(
+    symbol: str, *, price: str, spread_units: int = 100, at: dt.datetime | None = None
+) -> StockPriceHistory:
+    """Store a tick at a dollar ``price`` ("190.00"), exactly converted to price units."""
+    return add_tick(symbol, price_units=price_to_units(price), spread_units=spread_units, at=at)
+
+
+def add_minute_bar_ramps(bases: Mapping[str, int], *, start: dt.datetime, minutes: int) -> None:
+    """Minute bars rising one cent a minute from each symbol's base (price units), from ``start``."""
+    MinuteBar.objects.bulk_create(
+        MinuteBar(
+            symbol=symbol,
+            start=start + dt.timedelta(minutes=i),
+            open_units=base + i * 100,
+            high_units=base + i * 100 + 500,
+            low_units=base + i * 100 - 500,
+            close_units=base + i * 100 + 200,
+            volume=1000 + i,
+            trade_count=10 + i,
+            vwap_units=base + i * 100 + 50,
+        )
+        for symbol, base in bases.items()
+        for i in range(minutes)
+    )
+
+
+def session_cookie(user_id: int) -> tuple[Client, str]:
+    """A test client logged in as the user, and its session as a Cookie header value."""
+    client = Client()
+    client.force_login(get_user_model().objects.get(pk=user_id))
+    return client, f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+
+
+Bar = TypeVar("Bar", MinuteBar, DailyBar)
+
+
+def flat_bar(model: type[Bar], symbol: str, start: dt.datetime) -> Bar:
+    """A bar whose every price and count is 1, for tests about which rows exist or are read."""
+    return model(
+        symbol=symbol,
+        start=start,
+        open_units=1,
+        high_units=1,
+        low_units=1,
+        close_units=1,
+        volume=1,
+        trade_count=1,
+        vwap_units=1,
+    )
+
+
+def add_flat_minute_bars(symbols: Iterable[str], *, start: dt.datetime, minutes: int) -> None:
+    """``flat_bar`` minute bars for each symbol, ``minutes`` of them from ``start``."""
+    MinuteBar.objects.bulk_create(
+        (
+            flat_bar(MinuteBar, symbol, start + dt.timedelta(minutes=i))
+            for symbol in symbols
+            for i in range(minutes)
+        ),
+        batch_size=5000,
+    )
