@@ -123,7 +123,8 @@ def test_leaderboard_is_never_older_than_its_bound(
 
 def _daily_board_around(day: dt.date, make_asset: Callable[..., Asset]) -> str:
     """An account opened two days before ``day`` that bought 10 AAPL at 100.01 at 15:00 on it;
-    AAPL closed ``day`` at 105.00 and trades at 110.00 now. Returns its account number."""
+    AAPL closed ``day`` at 105.00 and trades at 110.00 now. Returns its owner's username (what the
+    board shows of an account)."""
     user = get_user_model().objects.create_user(username="daily", password="pw-123456!")
     start = calendar.day_start(day)
     account = trading.account_open(user=user, cash_cents=1_000_000, now=start - dt.timedelta(days=2))
@@ -139,7 +140,7 @@ def _daily_board_around(day: dt.date, make_asset: Callable[..., Asset]) -> str:
         close_units=1_050_000, volume=10, trade_count=1, vwap_units=1_000_000,
     )  # fmt: skip
     set_quote("AAPL", price="110.00", at=start + dt.timedelta(hours=23, minutes=59))
-    return account.account_number
+    return user.username
 
 
 @pytest.mark.parametrize(
@@ -180,13 +181,13 @@ def test_the_daily_board_starts_a_new_day_at_new_york_midnight(
 ) -> None:
     """Before midnight the day's baseline is its start (cash only); a second after it, the
     equity at the day's close (cash 8,999.90 plus 10 x 105.00). Equity is 8,999.90 + 10 x 110."""
-    number = _daily_board_around(day, make_asset)
+    username = _daily_board_around(day, make_asset)
 
     board = selectors.leaderboard_get(period="daily")
 
     assert board["trading_day"] == trading_day
     (entry,) = board["entries"]
-    assert entry["account_number"] == number
+    assert entry["username"] == username
     assert (entry["equity"], entry["baseline"]) == ("10099.90", baseline)
     assert entry["return_pct"] == pytest.approx(
         (10_099.90 - float(baseline)) / float(baseline) * 100, abs=1e-4
