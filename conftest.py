@@ -64,6 +64,11 @@ def pytest_configure(config: pytest.Config) -> None:
     import time_machine
 
     moment = _frozen_now(FROZEN_NOW)
+    if time_machine.escape_hatch.is_travelling():
+        # An xdist worker: it inherited the shim and the offset from the run that started it, so
+        # its clock already reads the run's. Travelling again from here would hand its children an
+        # offset measured against that shifted clock, i.e. the real time.
+        return
     # Children shift by the same offset from their own start, so all processes share one clock.
     os.environ[CLOCK_OFFSET_ENV] = repr(moment.timestamp() - time.time())
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_CLOCK_SHIM), os.environ.get("PYTHONPATH")]))
