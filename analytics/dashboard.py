@@ -1,16 +1,15 @@
 """The dashboard's first load in one answer (``GET /v2/dashboard/bootstrap``, docs/dashboard.md).
 
-Property 19 allows the page at most three calls to ``/v2/`` on its first load, so everything it
-shows comes from here, built from the same selectors and shapes as the Alpaca endpoints (the
-``account``, ``positions``, ``orders`` and ``fills`` parts are byte for byte what those endpoints
-answer) plus our own market table.
+The page makes at most three calls to ``/v2/`` on its first load (Property 19, docs/properties.md),
+so everything it shows comes from here, built from the same selectors and shapes as the Alpaca
+endpoints (the ``account``, ``positions``, ``orders`` and ``fills`` parts are byte for byte what
+those endpoints answer) plus our own market table.
 
-The market table is every active asset with its latest prices, today's volume and a sparkline,
-read in a fixed number of queries whatever the number of assets (Property 2): the assets, the
-latest quotes (Redis, one query for whatever Redis lacks), the previous closes, today's daily bars,
-and the recent minute bars of all symbols in one range read. It is the same for every user, so it
-is cached briefly (``CACHE_TTLS["dashboard_assets"]``); the page follows prices over the stream
-from then on.
+The market table is every active asset with its latest prices, today's volume and a sparkline, read
+in a fixed number of queries whatever the number of assets: the assets, the latest quotes (Redis,
+one query for whatever Redis lacks), the previous closes, today's daily bars, and the recent minute
+bars of all symbols in one range read. It is the same for every user, so it is cached briefly
+(``CACHE_TTLS["dashboard_assets"]``); the page follows prices over the stream from then on.
 """
 
 from __future__ import annotations

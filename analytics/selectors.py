@@ -1,9 +1,10 @@
 """Reads of the precomputed rows, cache-through (config.cache), in a fixed number of queries.
 
-The leaderboard is never served older than ``LEADERBOARD_MAX_STALENESS_S`` (Property 11): a board
-found older when read is recomputed synchronously, by one process under the stampede lock while
-the others wait for its result, and only then served. Payloads are JSON-shaped dicts, exactly what
-the endpoints answer, so a cache hit costs no serialisation work and no queries (Property 28).
+The leaderboard is never served older than ``LEADERBOARD_MAX_STALENESS_S`` (Property 11,
+docs/properties.md): a board found older when read is recomputed synchronously, by one process under
+the stampede lock while the others wait for its result, and only then served. Payloads are
+JSON-shaped dicts, exactly what the endpoints answer, so a cache hit costs no serialisation work and
+no queries.
 """
 
 from __future__ import annotations
