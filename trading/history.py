@@ -652,21 +652,15 @@ def _combine(key: tuple[str, dt.datetime], rows: list[tuple[Any, ...]]) -> Bar:
 
 
 def latest_ticks(*, symbols: Iterable[str]) -> dict[str, Tick]:
+    """Each symbol's newest stored tick: its trade is the latest trade, and its quote (every tick row
+    carries the prevailing quote) the latest quote, as the database holds them. The live quotes that
+    fills and valuations use are ``trading.quotes.latest_quotes`` (Redis first)."""
     wanted = normalize_symbols(symbols)
     if not wanted:
         return {}
     newest = newest_per_symbol(StockPriceHistory, symbols=wanted, order_key="seq")
     rows = StockPriceHistory.objects.filter(pk__in=newest).values_list(*TICK_FIELDS)
     return {tick.symbol: tick for tick in sorted(map(Tick._make, rows), key=lambda t: t.symbol)}
-
-
-def latest_trades(*, symbols: Iterable[str]) -> dict[str, Tick]:
-    return latest_ticks(symbols=symbols)
-
-
-def latest_quotes(*, symbols: Iterable[str]) -> dict[str, Tick]:
-    """The quote stored with each symbol's newest tick (every tick row carries its quote)."""
-    return latest_ticks(symbols=symbols)
 
 
 def latest_bars(*, symbols: Iterable[str]) -> dict[str, Bar]:
