@@ -457,7 +457,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["trading.api.throttling.EndpointRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     # Every response is the view's first renderer's (JSON for the API), whatever Accept says, as
-    # Alpaca answers; DRF's negotiation cost ~10% of a cached read for a known outcome.
+    # Alpaca answers (why: trading/api/negotiation.py).
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "trading.api.negotiation.FirstRendererNegotiation",
     "DEFAULT_PARSER_CLASSES": ["trading.api.parsers.BoundedJSONParser"],
     "EXCEPTION_HANDLER": "trading.api.errors.alpaca_exception_handler",
