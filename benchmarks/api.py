@@ -164,7 +164,7 @@ class LoadClient:
             note=(
                 f"load: the Python client ({reason}). Its threads share the cores with the server and "
                 "inflate every latency, the floor's included: judge the endpoints against the floor, "
-                "and measure P14 with wrk."
+                "and measure the cached reads' 10 ms p99 goal with wrk."
             ),
         )
 
