@@ -1,16 +1,15 @@
 """The dashboard's first load in one answer (``GET /v2/dashboard/bootstrap``, docs/dashboard.md).
 
-Property 19 allows the page at most three calls to ``/v2/`` on its first load, so everything it
-shows comes from here, built from the same selectors and shapes as the Alpaca endpoints (the
-``account``, ``positions``, ``orders`` and ``fills`` parts are byte for byte what those endpoints
-answer) plus our own market table.
+The page makes at most three calls to ``/v2/`` on its first load (Property 19, docs/properties.md),
+so everything it shows comes from here, built from the same selectors and shapes as the Alpaca
+endpoints (the ``account``, ``positions``, ``orders`` and ``fills`` parts are byte for byte what
+those endpoints answer) plus our own market table.
 
-The market table is every active asset with its latest prices, today's volume and a sparkline,
-read in a fixed number of queries whatever the number of assets (Property 2): the assets, the
-latest quotes (Redis, one query for whatever Redis lacks), the previous closes, today's daily bars,
-and the recent minute bars of all symbols in one range read. It is the same for every user, so it
-is cached briefly (``CACHE_TTLS["dashboard_assets"]``); the page follows prices over the stream
-from then on.
+The market table is every active asset with its latest prices, today's volume and a sparkline, read
+in a fixed number of queries whatever the number of assets: the assets, the latest quotes (Redis,
+one query for whatever Redis lacks), the previous closes, today's daily bars, and the recent minute
+bars of all symbols in one range read. It is the same for every user, so it is cached briefly
+(``CACHE_TTLS["dashboard_assets"]``); the page follows prices over the stream from then on.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from django.utils import timezone
 from rest_framework.request import Request
 
 from analytics.models import AccountAnalytics
-from analytics.selectors import account_analytics_get, leaderboard_get
+from analytics.selectors import account_analytics_get_or_compute, leaderboard_get_or_refresh
 from analytics.serializers import StatementSerializer
 from analytics.statements import statements_list
 from config.cache import cache_manager
@@ -113,7 +112,7 @@ def dashboard_assets_load(*, now: dt.datetime | None = None) -> list[dict[str, A
     return table
 
 
-def dashboard_assets_get(*, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+def dashboard_assets_cached(*, now: dt.datetime | None = None) -> list[dict[str, Any]]:
     """The market table through the cache layers (shared by every user, briefly)."""
     return cache_manager().cached(
         ASSETS_CACHE_KEY, "dashboard_assets", lambda: dashboard_assets_load(now=now)
@@ -123,7 +122,7 @@ def dashboard_assets_get(*, now: dt.datetime | None = None) -> list[dict[str, An
 # --- Per account ----------------------------------------------------------------------------------
 
 
-def dashboard_watchlist_get(*, account: Account) -> Watchlist:
+def dashboard_watchlist_get_or_create(*, account: Account) -> Watchlist:
     """The account's "Dashboard" watchlist, created empty the first time it is asked for."""
     try:
         return selectors.watchlist_get_by_name(account_id=account.pk, name=DASHBOARD_WATCHLIST)
@@ -140,7 +139,7 @@ def _analytics_or_none(account: Account) -> dict[str, Any] | None:
     # them once the periodic job has run.
     if not AccountAnalytics.objects.filter(account_id=account.pk).exists():
         return None
-    return account_analytics_get(account=account)
+    return account_analytics_get_or_compute(account=account)
 
 
 def _next_day_start(now: dt.datetime) -> dt.datetime:
@@ -149,7 +148,7 @@ def _next_day_start(now: dt.datetime) -> dt.datetime:
     return calendar.day_start(calendar.trading_day_of(now) + dt.timedelta(days=1))
 
 
-def dashboard_bootstrap_get(
+def dashboard_bootstrap_build(
     *,
     user: AbstractBaseUser | AnonymousUser,
     account: Account,
@@ -157,7 +156,10 @@ def dashboard_bootstrap_get(
     now: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """Everything the dashboard shows on its first load; ``request`` gives the addresses the
-    answer contains (statement downloads, streams) as the client reached this server."""
+    answer contains (statement downloads, streams) as the client reached this server.
+
+    Not a pure read: it creates the "Dashboard" watchlist on first use and refreshes a stale
+    leaderboard, as the endpoints it stands for would (and fills their caches)."""
     now = now or timezone.now()
     summary = selectors.account_summary(account=account, now=now)
     open_orders = selectors.orders_list(
@@ -167,7 +169,7 @@ def dashboard_bootstrap_get(
     fills = selectors.account_activities(
         account_id=account.pk, activity_types=[selectors.FILL_ACTIVITY], page_size=RECENT_FILLS
     )
-    watchlist = dashboard_watchlist_get(account=account)
+    watchlist = dashboard_watchlist_get_or_create(account=account)
     return {
         "as_of": now.astimezone(dt.UTC).isoformat(),
         "user": {"username": user.get_username(), "is_staff": bool(getattr(user, "is_staff", False))},
@@ -178,13 +180,15 @@ def dashboard_bootstrap_get(
             "recent": [OrderSerializer.shape(order) for order in recent_orders],
         },
         "fills": [activity_shape(activity) for activity in fills],
-        "assets": dashboard_assets_get(now=now),
+        "assets": dashboard_assets_cached(now=now),
         "watchlist": {
             "id": str(watchlist.pk),
             "name": watchlist.name,
             "symbols": [entry.asset.symbol for entry in watchlist.entries.all()],
         },
-        "leaderboard": leaderboard_get(period="overall", limit=settings.DASHBOARD_LEADERBOARD_LIMIT, now=now),
+        "leaderboard": leaderboard_get_or_refresh(
+            period="overall", limit=settings.DASHBOARD_LEADERBOARD_LIMIT, now=now
+        ),
         "analytics": _analytics_or_none(account),
         "statements": [
             StatementSerializer.shape(statement, request)

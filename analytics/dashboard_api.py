@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from analytics import services
-from analytics.dashboard import dashboard_bootstrap_get
+from analytics.dashboard import dashboard_bootstrap_build
 from analytics.models import FRONTEND_PAGE_MAX_LENGTH
 from analytics.serializers import AccountAnalyticsSerializer, LeaderboardSerializer, StatementSerializer
 from trading.api.serializers import (
@@ -99,7 +99,7 @@ class DashboardBootstrapView(TradingAPIView):
     )
     def get(self, request: Request) -> Response:
         account = request_account(request)
-        return Response(dashboard_bootstrap_get(user=request.user, account=account, request=request))
+        return Response(dashboard_bootstrap_build(user=request.user, account=account, request=request))
 
 
 # --- Frontend performance reports -----------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Benchmark-only middleware (installed when ``BENCHMARK_ENDPOINTS`` is on): reports how many
 database queries served each response in an ``X-DB-Queries`` header, so ``benchmark api`` can
-count queries inside the real server processes (Property 41)."""
+count queries inside the real server processes (Property 41, docs/properties.md)."""
 
 from __future__ import annotations
 

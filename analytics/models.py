@@ -3,7 +3,7 @@ the monthly statements (reports produced once by a job and kept).
 
 Rows are written by ``analytics.services`` (run by jobs, or synchronously when a read finds them
 too old) and served as stored, so the endpoints' query counts do not depend on how many accounts
-or trades there are (Property 13). Money is integer cents and prices 1/10,000 $, as in trading.
+or trades there are. Money is integer cents and prices 1/10,000 $, as in trading.
 """
 
 from __future__ import annotations

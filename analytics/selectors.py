@@ -1,9 +1,14 @@
 """Reads of the precomputed rows, cache-through (config.cache), in a fixed number of queries.
 
-The leaderboard is never served older than ``LEADERBOARD_MAX_STALENESS_S`` (Property 11): a board
-found older when read is recomputed synchronously, by one process under the stampede lock while
-the others wait for its result, and only then served. Payloads are JSON-shaped dicts, exactly what
-the endpoints answer, so a cache hit costs no serialisation work and no queries (Property 28).
+A read that may write says so in its name: ``*_get_or_refresh`` recomputes and stores a board
+found too old first, ``*_get_or_compute`` computes and stores rows that do not exist yet; each
+fills the cache, as every cache-through read does.
+
+The leaderboard is never served older than ``LEADERBOARD_MAX_STALENESS_S`` (Property 11,
+docs/properties.md): a board found older when read is recomputed synchronously, by one process under
+the stampede lock while the others wait for its result, and only then served. Payloads are
+JSON-shaped dicts, exactly what the endpoints answer, so a cache hit costs no serialisation work and
+no queries.
 """
 
 from __future__ import annotations
@@ -83,11 +88,12 @@ def _age(payload: dict[str, Any] | None, now: dt.datetime) -> float:
     return (now - dt.datetime.fromisoformat(payload["as_of"])).total_seconds()
 
 
-def leaderboard_read(
+def leaderboard_whole_get_or_refresh(
     *, period: str, limit: int | None = None, now: dt.datetime | None = None
 ) -> tuple[dict[str, Any], int]:
-    """The newest board of ``period``, never older than the bound, as the cache holds it (shared:
-    never modify it), and the checked ``limit``; ``leaderboard_first`` cuts the board to it."""
+    """The newest board of ``period``, whole, as the cache holds it (shared: never modify it), and
+    the checked ``limit``; ``leaderboard_first`` cuts the board to it. A board older than the
+    staleness bound is recomputed and stored first (``services.leaderboard_refresh``)."""
     if period not in LeaderboardPeriod.values:
         raise InvalidRequest(f"period must be one of {', '.join(LeaderboardPeriod.values)}")
     limit = settings.LEADERBOARD_LIMIT_DEFAULT if limit is None else limit
@@ -108,11 +114,12 @@ def leaderboard_first(board: dict[str, Any], limit: int) -> dict[str, Any]:
     return {**board, "entries": board["entries"][:limit]}
 
 
-def leaderboard_get(
+def leaderboard_get_or_refresh(
     *, period: str, limit: int | None = None, now: dt.datetime | None = None
 ) -> dict[str, Any]:
-    """The newest board of ``period``, its first ``limit`` entries, never older than the bound."""
-    board, limit = leaderboard_read(period=period, limit=limit, now=now)
+    """The newest board of ``period``, its first ``limit`` entries, never older than the bound
+    (recomputed and stored first when it was)."""
+    board, limit = leaderboard_whole_get_or_refresh(period=period, limit=limit, now=now)
     return leaderboard_first(board, limit)
 
 
@@ -182,14 +189,14 @@ def _analytics_payload(row: AccountAnalytics) -> dict[str, Any]:
     }
 
 
-def account_analytics_get(*, account: Account) -> dict[str, Any]:
-    """The account's precomputed analytics; computed now (for it alone) if none exist yet."""
-    return account_analytics_get_by_id(account_id=account.pk)
+def account_analytics_get_or_compute(*, account: Account) -> dict[str, Any]:
+    """The account's precomputed analytics; computed and stored now (for it alone) if none exist yet."""
+    return account_analytics_get_or_compute_by_id(account_id=account.pk)
 
 
-def account_analytics_get_by_id(*, account_id: uuid.UUID | str) -> dict[str, Any]:
-    """``account_analytics_get`` for a caller who knows only the account's id (an API key does):
-    a cached answer then needs no query at all."""
+def account_analytics_get_or_compute_by_id(*, account_id: uuid.UUID | str) -> dict[str, Any]:
+    """``account_analytics_get_or_compute`` for a caller who knows only the account's id (an API
+    key does): a cached answer then needs no query at all."""
 
     def load() -> dict[str, Any]:
         rows = AccountAnalytics.objects.select_related("account")
@@ -218,8 +225,8 @@ def _stats_payload(row: SymbolStats) -> dict[str, Any]:
     }
 
 
-def symbol_stats_get(*, symbol: str) -> dict[str, Any]:
-    """A symbol's precomputed stats; computed now (for it alone) if none exist yet."""
+def symbol_stats_get_or_compute(*, symbol: str) -> dict[str, Any]:
+    """A symbol's precomputed stats; computed and stored now (for it alone) if none exist yet."""
     symbol = symbol.upper()
 
     def load() -> dict[str, Any]:

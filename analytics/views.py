@@ -54,7 +54,7 @@ class LeaderboardView(TradingAPIView):
         except UnitError:
             raise InvalidRequest("limit must be a whole number") from None
         period = params.get("period") or LeaderboardPeriod.OVERALL
-        board, checked = selectors.leaderboard_read(period=period, limit=parsed_limit)
+        board, checked = selectors.leaderboard_whole_get_or_refresh(period=period, limit=parsed_limit)
         return _json(
             _bodies.get(board, variant=checked, payload=lambda: selectors.leaderboard_first(board, checked))
         )
@@ -105,9 +105,9 @@ class AccountAnalyticsView(TradingAPIView):
         key = request.auth
         analytics: dict[str, Any]
         if isinstance(key, VerifiedKey):
-            analytics = selectors.account_analytics_get_by_id(account_id=key.account_id)
+            analytics = selectors.account_analytics_get_or_compute_by_id(account_id=key.account_id)
         else:
-            analytics = selectors.account_analytics_get(account=request_account(request))
+            analytics = selectors.account_analytics_get_or_compute(account=request_account(request))
         return _json(_bodies.get(analytics))
 
 
@@ -120,7 +120,7 @@ class SymbolStatsView(TradingAPIView):
         responses=with_errors({200: SymbolStatsSerializer}),
     )
     def get(self, request: Request, symbol: str) -> HttpResponse:
-        return _json(_bodies.get(selectors.symbol_stats_get(symbol=symbol)))
+        return _json(_bodies.get(selectors.symbol_stats_get_or_compute(symbol=symbol)))
 
 
 def bench_ping(request: HttpRequest) -> JsonResponse:

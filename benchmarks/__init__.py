@@ -1,5 +1,6 @@
 """Benchmarks run by ``manage.py benchmark <name>``: each proves an optimisation against its naive
-baseline in one run and prints the goal and whether it was met (DESIGN.md 5a, section 7).
+baseline in one run and prints the goal and whether it was met. A row that proves one of the
+numbered properties names it ("P14" is Property 14 of docs/properties.md).
 
 A benchmark is a module in this package, its name not starting with an underscore, defining
 

@@ -14,8 +14,9 @@ database queries a response took (the ``X-DB-Queries`` header the benchmark-only
 sampled by ``--query-sample`` sequential requests after the load):
 
 - a trivial Django view (``/v2/_bench/ping``): the floor any endpoint sits on;
-- the cached reads (leaderboard, account analytics, symbol stats): Property 14, p99 under 10 ms;
-  Property 41, fewer queries per request than uncached; Property 15, p99/p50 bounded;
+- the cached reads (leaderboard, account analytics, symbol stats; docs/properties.md): Property 14,
+  p99 under 10 ms; Property 41, fewer queries per request than uncached; Property 15, p99/p50
+  bounded;
 - the trading reads (account, positions, assets, bars), which are not cached, for context.
 
 Rate limits stay on with limits too high to trip, so their cost is in every figure. The
@@ -163,7 +164,7 @@ class LoadClient:
             note=(
                 f"load: the Python client ({reason}). Its threads share the cores with the server and "
                 "inflate every latency, the floor's included: judge the endpoints against the floor, "
-                "and measure P14 with wrk."
+                "and measure the cached reads' 10 ms p99 goal with wrk."
             ),
         )
 

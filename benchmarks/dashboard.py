@@ -19,7 +19,7 @@ For each, after ``--settle`` seconds it measures for ``--seconds``:
 - scripting time: the renderer's main-thread script time from the DevTools protocol
   (``Performance.getMetrics`` ScriptDuration deltas), per second and per market-data message
   (messages counted on the socket by Playwright, outside the page, so counting costs the page
-  nothing and both renderers are divided by what they were sent) - Property 40;
+  nothing and both renderers are divided by what they were sent) - Property 40 (docs/properties.md);
 - frames and dropped frames: an animation-frame counter added before the page's scripts (a frame
   over 1.5 frame periods drops round(delta / period) - 1 frames, as static/js/perf.js counts);
 - the page's fetch/XHR requests to ``/v2/`` from navigation until the table is live and two

@@ -5,8 +5,8 @@ progress), runs ANALYZE, then measures, each as the median of ``--repeat`` runs:
 
 - history page 1 and page 1,000 through the real selector (``trading.history.ticks_page``),
   jumping straight to page 1,000 with the token of the row before it, against plain OFFSET
-  paging (``queryset[offset:offset + limit]``). Goals: page 1,000 within 2x of page 1 (Property 4)
-  and at least 10x faster than OFFSET at page 1,000;
+  paging (``queryset[offset:offset + limit]``). Goals: page 1,000 within 2x of page 1 (Property 4,
+  docs/properties.md) and at least 10x faster than OFFSET at page 1,000;
 - a portfolio of ``--holdings`` positions through ``trading.selectors.portfolio_positions``
   against the naive loop (load positions, then one query per position for its latest price).
   Goal: a constant number of queries (<= 5) where the loop takes holdings + 1.

@@ -21,11 +21,11 @@ delivered updates/s, frames/s, payload bytes/s, latency p50/p99. Servers, one at
   (benchmarks/_stream_bare_asgi.py), the floor under any consumer's memory per
   connection on this server.
 
-The unbatched variant (one frame per event, Property 39) is computed, not served: the client
-re-frames exactly the events the design delivered, one per frame, and adds the WebSocket frame
-headers both ways (TCP/IP overhead per segment is not counted; it would favour batching further).
-Memory per idle connection is the server process's RSS growth while the clients connect,
-authenticate and subscribe with nothing published, divided by the clients connected (one
+The unbatched variant (one frame per event, Property 39 of docs/properties.md) is computed, not
+served: the client re-frames exactly the events the design delivered, one per frame, and adds the
+WebSocket frame headers both ways (TCP/IP overhead per segment is not counted; it would favour
+batching further). Memory per idle connection is the server process's RSS growth while the clients
+connect, authenticate and subscribe with nothing published, divided by the clients connected (one
 priming connection first, so the fan-out's one-off start-up is not counted).
 
 The subscription-reply amplification attack (design only, ``--attack-rounds``): at the first rate,
@@ -89,7 +89,7 @@ ATTACK_SOCKETS = 5
 ATTACK_SYMBOLS = 5000
 ATTACK_SYMBOL_LENGTH = 32
 ATTACK_RATE = 15.0
-MARKET_TICK_INTERVAL_S = 2.0  # one tick per symbol every 2 s on average (DESIGN.md 5a)
+MARKET_TICK_INTERVAL_S = 2.0  # the market's default: one tick per symbol every 2 s on average
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,16 +1,8 @@
 """ASGI entry point: daphne serves the WebSocket streams; HTTP goes to Django as well.
 
-A browser's Origin must be one of this site's own origins, scheme, host and port compared, so a
-page on another site (or another port of the same host) cannot open a socket with a visitor's
-session cookie (cross-site WebSocket hijacking); see ``allowed_origins``. Channels'
-AllowedHostsOriginValidator compares the host alone, and also refuses a handshake with no Origin
-header, which would shut out every bot (alpaca-py and most WebSocket libraries send none);
-browsers always send Origin, so allowing its absence keeps the protection where it matters.
-
 The WebSocket routes are served by realtime.routing.StreamRouter (origin check, route, consumer)
-rather than Channels' middleware stack, which costs ~6 KB per idle connection; the consumers read
-the Django session themselves when a client authenticates with it; the origin check is
-realtime.routing.BrowserOriginValidator.
+rather than Channels' middleware stack; realtime/routing.py says why, and which origins a
+browser's handshake may come from (``allowed_origins``, ``BrowserOriginValidator``).
 """
 
 import os

@@ -2,10 +2,11 @@
 
 - **TTLs** come from one table, ``settings.CACHE_TTLS`` (data type -> seconds). An L1 entry lives
   at most ``CACHE_L1_MAX_SECONDS`` (1 s): invalidation messages can be lost (Redis drops a lagging
-  subscriber, a process can be mid-reconnect), and the cap is what keeps Property 34's bound then.
-- **Expiry is decided by the injectable clock** (waits and back-offs use the monotonic clock), not only by Redis: each L2 value carries the
-  instant it expires (Redis' own EX is there to reclaim memory), so tests move a fake clock
-  instead of sleeping.
+  subscriber, a process can be mid-reconnect), and the cap is what then bounds a stale read
+  across processes (Property 34, docs/properties.md).
+- **Expiry is decided by the injectable clock** (waits and back-offs use the monotonic clock),
+  not only by Redis: each L2 value carries the instant it expires (Redis' own EX is there to
+  reclaim memory), so tests move a fake clock instead of sleeping.
 - **Invalidation after commit** deletes the L2 value, bumps the key's version and publishes the
   key on ``CACHE_INVALIDATION_CHANNEL``; every process listens in a daemon thread and drops its L1
   entry. The version stops a loader that read the database before the write from storing its
@@ -50,7 +51,7 @@ _MISSING = object()
 
 
 class LRUCache:
-    """A bounded, thread-safe LRU map whose entries also expire (Property 22).
+    """A bounded, thread-safe LRU map whose entries also expire; a full map drops its least recently used.
 
     ``generation`` grows on every removal so a caller can tell that an invalidation happened
     while it was loading (see ``set_if_generation``).

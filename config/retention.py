@@ -1,4 +1,4 @@
-"""The registry of retention rules: which rows are deleted once older than what (Property 29).
+"""The registry of retention rules: which rows are deleted once older than what.
 
 Each app registers its own tables from its ``AppConfig.ready`` (``retention_register``); the hourly
 cleanup job (jobs/retention.py) runs every registered rule. The registry sits here, with the

@@ -289,7 +289,7 @@ CACHE_TTLS: dict[str, float] = {
     **env.dict("CACHE_TTLS", cast={"value": float}, default={}),
 }
 # An L1 (in-process) copy lives at most this long whatever its type's TTL: the bound on a stale
-# read across processes that holds even when an invalidation message is lost (Property 34).
+# read across processes (why: config/cache.py; Property 34, docs/properties.md).
 CACHE_L1_MAX_SECONDS = 1.0
 CACHE_L1_MAX_ENTRIES = 2048
 # Stampede lock: held at most this long by one recomputing process; others wait up to the wait.
@@ -457,7 +457,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["trading.api.throttling.EndpointRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     # Every response is the view's first renderer's (JSON for the API), whatever Accept says, as
-    # Alpaca answers; DRF's negotiation cost ~10% of a cached read for a known outcome.
+    # Alpaca answers (why: trading/api/negotiation.py).
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "trading.api.negotiation.FirstRendererNegotiation",
     "DEFAULT_PARSER_CLASSES": ["trading.api.parsers.BoundedJSONParser"],
     "EXCEPTION_HANDLER": "trading.api.errors.alpaca_exception_handler",
@@ -520,7 +520,7 @@ MARKET_WRITE_MAX_TXN_PER_S = env.float("MARKET_WRITE_MAX_TXN_PER_S", default=50)
 # Batch window: the market publishes and each stream connection gets at most one frame per window
 # (run_market --window-ms overrides it).
 STREAM_BATCH_WINDOW_MS = 100
-# Ticks of recent history kept in memory per symbol (Property 21).
+# Ticks of recent history kept in memory per symbol, so memory does not grow with uptime.
 MARKET_RING_CAPACITY = 1000
 # Windows queued between the simulator and the writer; when full the simulator waits.
 MARKET_QUEUE_MAX_WINDOWS = 50
@@ -560,10 +560,8 @@ STREAM_CONNECTION_TTL_S = 60.0
 # Order events queued per web process for trade_updates delivery (dropped and counted beyond).
 STREAM_ORDER_EVENT_QUEUE = 10_000
 # The young-generation threshold of Python's cyclic garbage collector in a process serving
-# streams, raised (never lowered) when its fan-out starts. At the default 700, each market window
-# (a few thousand short-lived objects) set off collections that promoted the window in flight
-# to the old generation, and every few seconds a full collection walked the ~100 objects of each
-# of 1,000 connections: 150-250 ms pauses, the tick-to-client p99. 0 keeps Python's default.
+# streams, raised (never lowered) when its fan-out starts; why: realtime/fanout.py,
+# raise_gc_threshold. 0 keeps Python's default.
 STREAM_GC_GEN0_THRESHOLD = 20_000
 # Where browsers and bots reach the WebSocket streams, e.g. "wss://sim.example.com" behind a proxy;
 # empty: the request's host name on WS_PORT (daphne's port under `make run`).
@@ -573,7 +571,7 @@ WS_PORT = env.int("WS_PORT", default=8001)
 HTTP_PORT = env.int("HTTP_PORT", default=8000)
 
 # --- Leaderboard, analytics and the dashboard ----------------------------------------------------
-# A leaderboard older than this when read is recomputed before it is served (Property 11).
+# A leaderboard older than this when read is recomputed before it is served.
 LEADERBOARD_MAX_STALENESS_S = env.float("LEADERBOARD_MAX_STALENESS_S", default=5.0)
 LEADERBOARD_LIMIT_DEFAULT = 50
 LEADERBOARD_LIMIT_MAX = 500

@@ -2,14 +2,12 @@
 
 The REST API under ``/v2/`` runs through its own, shorter middleware stack
 (``settings.API_MIDDLEWARE``: ``MIDDLEWARE`` minus ``API_MIDDLEWARE_SKIPPED``, which gives each
-skip its reason; anything else reaches the API): every view there is a DRF view, so Django's
-CSRF middleware only marks it exempt (DRF's SessionAuthentication runs Django's CSRF check itself
-for session callers), the API sends no flash messages and whitenoise has no files under
-``/v2/``. Each layer costs a few microseconds on every request, and the cached reads are held to
-a 10 ms p99 (README, Benchmarks). Pages, the admin and static files keep the full
-``settings.MIDDLEWARE``; so do the API's two HTML pages (Swagger UI and Redoc under ``/v2/``),
-which need the pages' Content-Security-Policy, a header the JSON answers have no use for (a
-browser renders none of them).
+skip its reason; anything else reaches the API). Each layer costs a few microseconds on every
+request, and the cached reads are held to a 10 ms p99 (README, Benchmarks; docs/architecture.md,
+Framework bypasses). Pages, the admin and static files keep the full ``settings.MIDDLEWARE``; so
+do the API's two HTML pages (Swagger UI and Redoc under ``/v2/``), which need the pages'
+Content-Security-Policy, a header the JSON answers have no use for (a browser renders none of
+them).
 
 An API request (``trading.api.errors.is_api_path``) whose declared body is larger than
 ``DATA_UPLOAD_MAX_MEMORY_SIZE`` is answered 413 in Alpaca's error shape here, before Django reads

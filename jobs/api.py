@@ -1,5 +1,6 @@
-"""``/v2/statements`` and ``/v2/jobs``: heavy work answers 202 at once and runs in a worker
-(Property 10); the job's status is pollable and the PDF downloads when ready (Property 27).
+"""``/v2/statements`` and ``/v2/jobs``: heavy work answers 202 at once and runs in a worker; the
+job's status is pollable and the PDF downloads when ready (Properties 10 and 27,
+docs/properties.md).
 
 Views validate, call one service or selector, and shape the answer; errors take Alpaca's shape
 through the project's exception handler. Another user's job or statement is a 404, the same as a

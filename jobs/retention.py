@@ -1,4 +1,4 @@
-"""Retention cleanup: delete rows older than their retention, in bounded batches (Property 29).
+"""Retention cleanup: delete rows older than their retention, keep the rest, in bounded batches.
 
 The rules come from the registry in config/retention.py, where each app registers its own tables.
 Each batch is one short transaction deleting at most RETENTION_BATCH_SIZE rows up to a

@@ -1,4 +1,5 @@
-"""Retry timing and the line between transient and permanent failures (Property 30).
+"""Retry timing (capped exponential backoff with full jitter) and the line between transient and
+permanent failures.
 
 Full jitter (a uniform delay under the capped exponential bound) spreads the retries of many
 jobs that failed together, e.g. when the database restarted, instead of retrying them in waves.

@@ -65,7 +65,8 @@ def _publish(*, task_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) 
     # The project's Celery app, which config/__init__.py loads in every process (the wiring is
     # above jobs, so it is not imported here); tasks are sent by name.
     app = current_app
-    # A bounded pool per broker URL, waited on briefly (DESIGN 5a), read from settings at call time.
+    # A bounded pool per broker URL, waited on briefly so a request whose broker is down falls back
+    # to the outbox instead of hanging; read from settings at call time.
     connection = app.connection_for_write(settings.CELERY_BROKER_URL)
     with pools.connections[connection].acquire(block=True, timeout=settings.REDIS_POOL_TIMEOUT) as conn:
         app.send_task(task_name, args=list(args), kwargs=dict(kwargs), connection=conn)

@@ -1,6 +1,6 @@
 """Celery entry points: thin wrappers, ids in, one service call each.
 
-``JobTask`` adds the retry policy (Property 30): transient errors (database or Redis briefly
+``JobTask`` adds the retry policy (jobs/retry.py): transient errors (database or Redis briefly
 unavailable) are retried with capped exponential backoff and full jitter up to JOB_MAX_RETRIES;
 anything else fails at once. Tasks that run a job run pass ``self.may_retry()`` down, so the run
 is settled by the service that holds its claim: a failure that will not be retried (permanent,

@@ -12,12 +12,12 @@ within STREAM_AUTH_FAILURES_WINDOW_S) and per client address (AUTH_FAILURES_PER_
 realtime/limits.py; the address as config/client_address.py sees it); past either the answer is
 402 without a lookup and the socket is closed.
 
-Memory per idle connection (issue 3): the consumers run without Channels' middleware stack
-(realtime/routing.py). A connection keeps only its session key from the handshake, and the
-session is read when the client authenticates with it, through Channels' own session store and
-``get_user``, the lookup AuthMiddlewareStack would have made at connect and kept for the socket's
-life. Once accepted, a consumer drops the scope's headers and lets realtime/transport.py free
-what daphne, autobahn and Twisted keep of the handshake.
+Memory per idle connection is kept small (docs/architecture.md, Fan-out): the consumers run without
+Channels' middleware stack (realtime/routing.py says why). A connection keeps only its session key
+from the handshake, and the session is read when the client authenticates with it, through Channels'
+own session store and ``get_user``, the lookup AuthMiddlewareStack would have made at connect and
+kept for the socket's life. Once accepted, a consumer drops the scope's headers and lets
+realtime/transport.py free what daphne, autobahn and Twisted keep of the handshake.
 """
 
 from __future__ import annotations
@@ -466,7 +466,7 @@ class MarketDataConsumer(_StreamConsumer):
             raise StreamError(405)
         reply = encode_control([updated.message()], self.encoding)
         if len(reply) > settings.STREAM_MAX_FRAME_BYTES:
-            raise StreamError(405)  # its reply would not fit in a frame (Property 23)
+            raise StreamError(405)  # its reply would not fit in a frame, and frames are never truncated
         token = self._registry_token
         if count != self._symbols_claimed and token is not None:
             user = self._budget_user(identity)

@@ -15,8 +15,7 @@ a connection's frame is on the wire as soon as its turn comes and the last of 1,
 waits only for the kernel copies before it. A connection that does not keep up, or is over its
 byte budget, goes through its bounded outbox instead (realtime/outbox.py). The pass allocates no
 container per connection, and the process's young-generation GC threshold is raised above a
-window's peak (raise_gc_threshold): full collections walking every connection's objects were the
-p99 latency.
+window's peak (``raise_gc_threshold`` says why).
 
 Redis pub/sub drops a subscriber whose output buffer overflows (a process that fell behind), so
 the listener re-subscribes whenever its connection fails, and window numbers are checked: a jump
@@ -85,8 +84,7 @@ class MessageBatcher:
         """Each connection's selection of the window (EncodedWindow), if it has one.
 
         No container per connection: a window's routing must not leave the cyclic garbage
-        collector thousands of live objects to walk and promote (each full collection of a
-        process holding 1,000 connections is a pause of 100-200 ms).
+        collector thousands of live objects to walk and promote (see ``raise_gc_threshold``).
         """
         selected: dict[StreamConnection, int] = {}
         for index, symbol in enumerate(encoded.symbols):

@@ -4,16 +4,16 @@ Threads and what they own:
 
 - the main thread runs the clock: every window it asks the simulator for ticks, keeps them in
   the per-symbol ring buffers, rolls bars and hands the window to the tick pipeline, blocking
-  while the pipeline's bounded queue is full (so a slow database slows the market, Property 9);
+  while the pipeline's bounded queue is full (a slow database slows the market, drops no ticks);
 - the writer thread commits each window in one transaction, and only then writes the latest
   quotes to Redis, publishes the window's one message and runs the trigger engine;
 - the order-event subscriber thread queues order events for the trigger engine.
 
 A restart resumes every symbol from its highest stored seq and last stored price, so ticks stay
-gap-free and unique across a kill -9 (Property 36): windows lost in the queue were never
-published, and their seqs are simply produced again. A database outage stops nothing: the writer
-retries its window until the database answers (realtime/writer.py), the queue fills and the clock
-waits, and the asset poll skips its turns meanwhile.
+gap-free and unique across a kill -9 (docs/architecture.md, Ticks to disk): windows lost in the
+queue were never published, and their seqs are simply produced again. A database outage stops
+nothing: the writer retries its window until the database answers (realtime/writer.py), the queue
+fills and the clock waits, and the asset poll skips its turns meanwhile.
 
 Every MARKET_HALT_POLL_S the clock re-reads the tradable assets: new listings start trading
 (from their stored state, if any), delisted or no longer tradable symbols stop, and halts and
@@ -337,7 +337,7 @@ class MarketProcess:
         self, ticks: Sequence[WireTick], *, statuses: dict[str, str] | None = None, at_ns: int | None = None
     ) -> WindowBatch:
         """Hand one window's ticks on: history and bars here, then (on the writer thread) persist,
-        publish and trigger. Blocks while the pipeline's queue is full (Property 9). The
+        publish and trigger. Blocks while the pipeline's queue is full (backpressure). The
         simulator's windows come through here; tests feed scripted prices the same way."""
         ticks = list(ticks)
         at_ns = self._now_ns() if at_ns is None else at_ns

@@ -1,7 +1,7 @@
 """Fixed-capacity ring buffers: the market process's only in-memory price history.
 
-Memory must not grow with uptime (Properties 21 and 24), so recent history is kept in
-``collections.deque(maxlen=...)``: appending to a full buffer drops the oldest item in O(1).
+Memory must not grow with uptime, so recent history is kept in ``collections.deque(maxlen=...)``:
+appending to a full buffer drops the oldest item in O(1).
 """
 
 from __future__ import annotations

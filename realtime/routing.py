@@ -8,11 +8,13 @@ and the route matched before the consumer starts, and nothing of the router stay
 connection: the consumers resolve the Django session themselves, when they need it, through
 Channels' own session store and ``get_user`` (realtime/consumers.py, ``session_user_id``).
 
-Origins are checked against ALLOWED_HOSTS so a page on another site cannot open a socket with a
-visitor's session cookie (cross-site WebSocket hijacking). Channels' AllowedHostsOriginValidator
-also refuses a handshake with no Origin header, which would shut out every bot (alpaca-py and
-most WebSocket libraries send none); browsers always send Origin, so allowing its absence keeps
-the protection where it matters (``BrowserOriginValidator``).
+A browser's Origin must be one of this site's own origins (``allowed_origins``: scheme, host and
+port compared), so a page on another site, or on another port of the same host, cannot open a
+socket with a visitor's session cookie (cross-site WebSocket hijacking). Channels'
+AllowedHostsOriginValidator compares the host alone, and also refuses a handshake with no Origin
+header, which would shut out every bot (alpaca-py and most WebSocket libraries send none);
+browsers always send Origin, so allowing its absence keeps the protection where it matters
+(``BrowserOriginValidator``).
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Alpaca's stream protocols as pure functions: parsing, the subscription state, message building
 and frame splitting. No I/O here, so all of it is unit- and property-tested without sockets.
 
-Market data (``/v2/iex``, ``/v2/sip``, ``/v2/test``) follows alpaca-compat.md: every frame is an
-array, JSON text or msgpack binary by the handshake's ``Content-Type``; in msgpack ``t`` is a
-Timestamp extension because alpaca-py calls ``msg["t"].to_datetime()`` on it.
+Market data (``/v2/iex``, ``/v2/sip``, ``/v2/test``) follows Alpaca's real-time stock data
+protocol (README, Streams): every frame is an array, JSON text or msgpack binary by the
+handshake's ``Content-Type``; in msgpack ``t`` is a Timestamp extension because alpaca-py calls
+``msg["t"].to_datetime()`` on it.
 
 A window's events are encoded once per encoding and shared by every connection (EncodedWindow):
 a frame is the concatenation of pre-encoded parts, so building 1,000 clients' frames costs string

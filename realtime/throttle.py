@@ -1,4 +1,4 @@
-"""ThrottleController: the write-rate limit of the tick writer (Property 7).
+"""ThrottleController: the write-rate limit of the tick writer, held in any one-second interval.
 
 Two token buckets, one for rows and one for transactions. A bucket holds at most ``burst_s``
 seconds' worth of its rate and refills continuously; a write waits until both buckets hold what

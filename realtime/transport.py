@@ -2,7 +2,8 @@
 daphne, autobahn and Twisted.
 
 ASGI gives an application a ``send`` coroutine and nothing else. Three measured gains need more
-(README, Framework bypasses), so this module reaches through ``send`` to daphne's protocol:
+(docs/architecture.md, Framework bypasses), so this module reaches through ``send`` to daphne's
+protocol:
 
 - **Raw frame writes** (``DaphneSocket``): a whole WebSocket frame goes to the kernel at once,
   instead of through autobahn's ``sendMessage`` and Twisted's ``write``, which only flush on a

@@ -1,11 +1,11 @@
 """The tick writer: each window's ticks and bars committed in one transaction, under the throttle.
 
-Persist, then publish (DESIGN.md 5a): nothing of a window is published or used for a fill until
-the transaction holding it has committed, so whatever anyone saw is stored. The producer hands
-windows over through a bounded queue; when the database falls behind, ``put`` blocks and the
-simulator slows down instead of dropping windows (Property 9). When the database cannot be
-reached the same holds: the writer retries the window it holds until it is stored, the queue fills
-and the simulator waits; the market resumes by itself once the database answers.
+Persist, then publish (docs/architecture.md, Ticks to disk): nothing of a window is published or
+used for a fill until the transaction holding it has committed, so whatever anyone saw is stored.
+The producer hands windows over through a bounded queue; when the database falls behind, ``put``
+blocks and the simulator slows down instead of dropping windows. When the database cannot be reached
+the same holds: the writer retries the window it holds until it is stored, the queue fills and the
+simulator waits; the market resumes by itself once the database answers.
 
 Ticks go in by the backend's fastest path: COPY on PostgreSQL, one prepared INSERT run over every
 row (executemany) on SQLite, bulk_create elsewhere; bars are upserted with bulk_create.

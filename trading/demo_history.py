@@ -349,7 +349,7 @@ class HistoryGenerator:
 class BarInserter:
     """Inserts bars by the backend's fastest path, within the caller's transaction.
 
-    Backend-specific on purpose (DESIGN.md: COPY on PostgreSQL): COPY FROM STDIN in text format on
+    Backend-specific on purpose (COPY is PostgreSQL's fast path): COPY FROM STDIN in text format on
     PostgreSQL; on SQLite one INSERT statement prepared once and run over every row. Start times
     are adapted for the database once per instant, not once per row. Rows that may already exist
     (``conflicts``) go through ``bulk_create(ignore_conflicts=True)`` instead, keeping them.

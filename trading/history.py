@@ -1,9 +1,10 @@
 """Market-data reads: keyset pages of ticks and bars, latest values and snapshots.
 
 Pages follow a unique key, so a token never ties and a page at any depth costs one index seek
-(Property 4); OFFSET is never used. Ticks page by (symbol, seq), bars by (symbol, start).
-Multi-symbol answers are grouped by symbol in ascending symbol order, as Alpaca's are, and the
-limit counts rows across all symbols. ``sort=desc`` reverses the order within each symbol.
+(Property 4, docs/properties.md); OFFSET is never used. Ticks page by (symbol, seq), bars by
+(symbol, start). Multi-symbol answers are grouped by symbol in ascending symbol order, as
+Alpaca's are, and the limit counts rows across all symbols. ``sort=desc`` reverses the order
+within each symbol.
 
 The keyset condition after a cursor (s, k) is ``symbol > s OR (symbol = s AND key > k)``. It runs
 as two reads because neither SQLite nor PostgreSQL seeks an index through that OR: measured on
@@ -11,10 +12,11 @@ SQLite, the OR form seeks only ``symbol = s`` and walks the cursor symbol from i
 deep pages grew with depth. The reads are the cursor's symbol (``symbol = s AND key > k``), then,
 only when the page is not full yet, the following symbols from their first row.
 
-Time ranges on ticks start from the (symbol, recorded_at) index (DESIGN.md 5a, Property 1). With
-a range, ticks are read in (recorded_at, seq) order, which is (symbol, seq) order because seq
-increases with time; ordering by seq instead would make the planners either walk the (symbol,
-seq) index from the symbol's first tick to the range start or sort the whole range per page.
+Time ranges on ticks start from the (symbol, recorded_at) index (Property 1, docs/properties.md).
+With a range, ticks are read in (recorded_at, seq) order, which is (symbol, seq) order because
+seq increases with time; ordering by seq instead would make the planners either walk the
+(symbol, seq) index from the symbol's first tick to the range start or sort the whole range per
+page.
 Tokens carry the cursor row's seq and recorded_at, so both orders can resume from any token.
 """
 
@@ -121,7 +123,7 @@ class Snapshot:
 
 
 def page_limit(limit: int | str | None) -> int:
-    """The page size for a requested ``limit`` (Property 3).
+    """The page size for a requested ``limit``: never more than asked for, nor than the maximum.
 
     Valid limits are 1..10,000 as on Alpaca (or up to HISTORY_PAGE_MAX if an operator raised it
     above that); anything else is a 422. A valid limit above HISTORY_PAGE_MAX gives a page of
@@ -650,21 +652,15 @@ def _combine(key: tuple[str, dt.datetime], rows: list[tuple[Any, ...]]) -> Bar:
 
 
 def latest_ticks(*, symbols: Iterable[str]) -> dict[str, Tick]:
+    """Each symbol's newest stored tick: its trade is the latest trade, and its quote (every tick row
+    carries the prevailing quote) the latest quote, as the database holds them. The live quotes that
+    fills and valuations use are ``trading.quotes.latest_quotes`` (Redis first)."""
     wanted = normalize_symbols(symbols)
     if not wanted:
         return {}
     newest = newest_per_symbol(StockPriceHistory, symbols=wanted, order_key="seq")
     rows = StockPriceHistory.objects.filter(pk__in=newest).values_list(*TICK_FIELDS)
     return {tick.symbol: tick for tick in sorted(map(Tick._make, rows), key=lambda t: t.symbol)}
-
-
-def latest_trades(*, symbols: Iterable[str]) -> dict[str, Tick]:
-    return latest_ticks(symbols=symbols)
-
-
-def latest_quotes(*, symbols: Iterable[str]) -> dict[str, Tick]:
-    """The quote stored with each symbol's newest tick (every tick row carries its quote)."""
-    return latest_ticks(symbols=symbols)
 
 
 def latest_bars(*, symbols: Iterable[str]) -> dict[str, Bar]:

@@ -1,5 +1,5 @@
 """The latest quote per symbol: Redis first (written by the market after each committed window),
-then the newest stored tick, in one query for any number of symbols (Property 2)."""
+then the newest stored tick, in one query for any number of symbols (no query per symbol)."""
 
 from __future__ import annotations
 

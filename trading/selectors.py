@@ -1,4 +1,5 @@
-"""Every read behind the trading API. Keyword-only, typed, constant query counts (Property 2).
+"""Every read behind the trading API. Keyword-only, typed, a constant number of queries whatever
+the number of rows behind a read (Property 2, docs/properties.md).
 
 Portfolio reads load positions with their assets in one query, the latest quotes of all their
 symbols in one batch (``trading.quotes.latest_quotes``), the previous trading day's closes in
@@ -172,7 +173,8 @@ def day_boundary(moment: dt.datetime) -> dt.datetime:
 
 
 def _measured_since(account: Account, now: dt.datetime) -> dt.datetime:
-    # Returns are measured from the later of the day's start and the last reset (DESIGN.md 5a).
+    # Returns are measured from the later of the day's start and the last reset, so a reset starts
+    # the day's figures afresh.
     boundary = day_boundary(now)
     if account.reset_at is not None and account.reset_at > boundary:
         return account.reset_at

@@ -112,7 +112,7 @@ def _format(value: Decimal) -> str:
 
 
 def trade_value_cents(*, price_units: int, qty: int) -> int:
-    """Price x quantity in cents, rounded half-even (DESIGN.md 5a)."""
+    """Price x quantity in cents, rounded half-even (docs/architecture.md, Units of money and quantities)."""
     exact = Decimal(price_units) * qty / UNITS_PER_CENT
     return int(exact.to_integral_value(rounding=ROUND_HALF_EVEN))
 

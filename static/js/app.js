@@ -1,9 +1,10 @@
-// The dashboard page: one bootstrap call and one chart call on first load (Property 19), then
-// everything live over two WebSockets; REST again only on user actions and, after a reconnect,
-// one bootstrap call to resume from a fresh snapshot.
+// The dashboard page: one bootstrap call and one chart call on first load (at most three calls to
+// /v2/: Property 19, docs/properties.md), then everything live over two WebSockets; REST again only
+// on user actions and, after a reconnect, one bootstrap call to resume from a fresh snapshot.
 //
-// ?renderer=naive swaps the market table for the innerHTML-rebuilding baseline (Property 40), a
-// module of the benchmark's only: imported in that mode alone, so the normal page never fetches it.
+// ?renderer=naive swaps the market table for the innerHTML-rebuilding baseline `benchmark
+// dashboard` measures against (Property 40), a module of the benchmark's only: imported in that
+// mode alone, so the normal page never fetches it.
 
 import { ApiClient, errorMessage } from "./api.js";
 import { PriceChart } from "./chart.js";

@@ -137,7 +137,8 @@ export class MarketTable {
     // Bumped when a table sorted by a moving figure is due for a re-sort.
     this.sortEpoch = 0;
     this.rows = null;
-    // The shown rows are recomputed only when one of these inputs changed (Property 17).
+    // The shown rows are recomputed only when one of these inputs changed (Property 17,
+    // docs/properties.md).
     this.visibleRows = memoizeLast((market, assetsVersion, query, watchOnly, sortKey, sortDir, _watchlist, _sortEpoch) =>
       filterSortRows(market.values(), { query, watchOnly, sortKey, sortDir }),
     );

@@ -1,7 +1,8 @@
-// The plain baseline of Property 40, selected with ?renderer=naive: every market-data message
-// rebuilds the whole market table's HTML (all rows, no virtual window) and assigns it with
-// innerHTML, the way a dashboard is commonly first written. Same columns, text and hooks as the
-// selective table, so `manage.py benchmark dashboard` compares the two in one page build.
+// The plain baseline of Property 40 (docs/properties.md), selected with ?renderer=naive: every
+// market-data message rebuilds the whole market table's HTML (all rows, no virtual window) and
+// assigns it with innerHTML, the way a dashboard is commonly first written. Same columns, text and
+// hooks as the selective table, so `manage.py benchmark dashboard` compares the two in one page
+// build.
 
 import { MARKET_COLUMNS, filterSortRows, sparkPoints, sparkTrend } from "./market-model.js";
 import { signOfText } from "./format.js";

@@ -1,6 +1,7 @@
 // The portfolio side of the page: account figures, positions, open orders (with cancel), order
 // history, fills, leaderboard, analytics and statements. Each panel re-renders only when its own
-// inputs changed (Property 17) and lists use VirtualTable (virtual past 50 items, Property 18).
+// inputs changed and lists use VirtualTable (virtual past 50 items): Properties 17 and 18,
+// docs/properties.md.
 
 import { errorMessage } from "./api.js";
 import {

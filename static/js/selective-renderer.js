@@ -1,6 +1,6 @@
 // SelectiveRenderer: row components keyed by id (a symbol, an order id). A price update writes
-// only the cells whose text changed (Property 16); a row handed the same inputs, or inputs that
-// format to the same text, is not touched at all (Property 17).
+// only the cells whose text changed; a row handed the same inputs, or inputs that format to the
+// same text, is not touched at all (Properties 16 and 17, docs/properties.md).
 //
 // A changed numeric cell flashes up or down. The flash restarts by switching between two
 // animation classes (flash-up-0/flash-up-1), so nothing has to remove it later: the only DOM

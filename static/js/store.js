@@ -1,6 +1,7 @@
-// The dashboard's state. Updates are coalesced: however many set/patch/upsert calls arrive
-// between two animation frames, listeners run once, in the next frame (Property 20). Rendering
-// once per frame is all a screen can show; rendering per message only burns the main thread.
+// The dashboard's state. Updates are coalesced: however many set/patch/upsert calls arrive between
+// two animation frames, listeners run once, in the next frame (Property 20, docs/properties.md).
+// Rendering once per frame is all a screen can show; rendering per message only burns the main
+// thread.
 
 /** requestAnimationFrame as a scheduler; tests inject their own to drive frames by hand. */
 export function animationFrameScheduler(win = globalThis) {
@@ -22,8 +23,8 @@ export function shallowEqual(a, b) {
 
 /**
  * Memoises a function on the identity of its arguments: called again with the same (===)
- * arguments it returns the previous result without running (Property 17's memoisation for
- * derived data such as the filtered, sorted symbol list).
+ * arguments it returns the previous result without running: how derived data such as the
+ * filtered, sorted symbol list skips work for unchanged inputs (Property 17, docs/properties.md).
  */
 export function memoizeLast(fn) {
   let lastArgs = null;

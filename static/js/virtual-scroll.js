@@ -1,6 +1,7 @@
 // VirtualScrollManager: a list over `threshold` (50) items renders only the rows in view plus
-// `overscan` rows either side (Property 18), keeps aria-rowcount/aria-rowindex right for screen
-// readers, and moves an active row with the keyboard. The arithmetic is in pure functions below.
+// `overscan` rows either side (Property 18, docs/properties.md), keeps aria-rowcount/aria-rowindex
+// right for screen readers, and moves an active row with the keyboard. The arithmetic is in pure
+// functions below.
 
 export const DEFAULT_THRESHOLD = 50;
 

@@ -33,9 +33,9 @@ def test_a_miss_populates_the_cache_and_the_next_read_skips_the_database(
     from config.cache import cache_manager
 
     for read in (
-        lambda: selectors.leaderboard_get(period="overall"),
-        lambda: selectors.account_analytics_get(account=account),
-        lambda: selectors.symbol_stats_get(symbol="AAPL"),
+        lambda: selectors.leaderboard_get_or_refresh(period="overall"),
+        lambda: selectors.account_analytics_get_or_compute(account=account),
+        lambda: selectors.symbol_stats_get_or_compute(symbol="AAPL"),
     ):
         first = read()
         with django_assert_num_queries(0):
@@ -67,9 +67,11 @@ def test_cached_endpoints_answer_what_drf_would_render_and_follow_invalidation(
     client = key_client(account)
     response = client.get("/v2/leaderboard?limit=1")
     assert response["Content-Type"] == "application/json"
-    assert response.content == JSONRenderer().render(selectors.leaderboard_get(period="overall", limit=1))
+    assert response.content == JSONRenderer().render(
+        selectors.leaderboard_get_or_refresh(period="overall", limit=1)
+    )
     stats = client.get("/v2/analytics/symbols/AAPL")
-    assert stats.content == JSONRenderer().render(selectors.symbol_stats_get(symbol="AAPL"))
+    assert stats.content == JSONRenderer().render(selectors.symbol_stats_get_or_compute(symbol="AAPL"))
     before = client.get("/v2/leaderboard").json()["as_of"]
     make_account()  # a new player: the next refresh's board differs
     with django_capture_on_commit_callbacks(execute=True):  # the invalidation goes out after commit

@@ -57,7 +57,7 @@ def test_returns_and_ranks_follow_equity_and_exclude_added_cash(
     with django_capture_on_commit_callbacks(execute=True):
         result = services.leaderboard_refresh()
     assert result.accounts == 3
-    board = selectors.leaderboard_get(period="overall", now=result.as_of)
+    board = selectors.leaderboard_get_or_refresh(period="overall", now=result.as_of)
     assert [row["username"] for row in board["entries"]] == [
         winner.user.username,
         idle.user.username,
@@ -76,7 +76,7 @@ def test_returns_and_ranks_follow_equity_and_exclude_added_cash(
     assert second["return_pct"] == 0.0 and second["baseline"] == "15000.00"
     assert third["return_pct"] < 0
     # The daily board agrees with the trading API's last_equity for an account that traded today.
-    daily = selectors.leaderboard_get(period="daily", now=result.as_of)
+    daily = selectors.leaderboard_get_or_refresh(period="daily", now=result.as_of)
     by_name = {row["username"]: row for row in daily["entries"]}
     summary = account_summary(account=Account.objects.get(pk=loser.pk), now=result.as_of)
     assert by_name[loser.user.username]["baseline"] == f"{summary.last_equity / UNITS_PER_CENT / 100:.2f}"
@@ -91,7 +91,7 @@ def test_reset_measures_from_the_reset(
     trading.account_reset(account_id=account.pk)
     with django_capture_on_commit_callbacks(execute=True):
         result = services.leaderboard_refresh()
-    entry = selectors.leaderboard_get(period="overall", now=result.as_of)["entries"][0]
+    entry = selectors.leaderboard_get_or_refresh(period="overall", now=result.as_of)["entries"][0]
     assert entry["return_pct"] == 0.0
     assert entry["baseline"] == entry["equity"]
 
@@ -108,13 +108,13 @@ def test_leaderboard_is_never_older_than_its_bound(
     t0 = timezone.now()
     with django_capture_on_commit_callbacks(execute=True):
         services.leaderboard_refresh(now=t0)
-        fresh = selectors.leaderboard_get(period="overall", now=t0 + dt.timedelta(seconds=4))
+        fresh = selectors.leaderboard_get_or_refresh(period="overall", now=t0 + dt.timedelta(seconds=4))
         assert fresh["as_of"] == t0.isoformat()  # within the bound: the stored board, as it was
         _buy(account, "AAPL", 10)
         set_quote("AAPL", price="120.00")
         for seconds in (5.5, 9, 60):
             now = t0 + dt.timedelta(seconds=seconds)
-            board = selectors.leaderboard_get(period="overall", now=now)
+            board = selectors.leaderboard_get_or_refresh(period="overall", now=now)
             assert now - dt.datetime.fromisoformat(board["as_of"]) <= dt.timedelta(seconds=5)
         assert board["entries"][0]["return_pct"] > 0  # recomputed from the new prices
     # Every read past the bound recomputed once; SNAPSHOTS_KEPT bounds what is stored.
@@ -183,7 +183,7 @@ def test_the_daily_board_starts_a_new_day_at_new_york_midnight(
     equity at the day's close (cash 8,999.90 plus 10 x 105.00). Equity is 8,999.90 + 10 x 110."""
     username = _daily_board_around(day, make_asset)
 
-    board = selectors.leaderboard_get(period="daily")
+    board = selectors.leaderboard_get_or_refresh(period="daily")
 
     assert board["trading_day"] == trading_day
     (entry,) = board["entries"]
@@ -198,7 +198,7 @@ def test_a_read_with_no_board_yet_computes_one(
     market: dict[str, Asset], make_account: Callable[..., Account]
 ) -> None:
     make_account()
-    board = selectors.leaderboard_get(period="daily")
+    board = selectors.leaderboard_get_or_refresh(period="daily")
     assert board["account_count"] == 1 and len(board["entries"]) == 1
 
 

@@ -5,8 +5,8 @@ session.
 
 Stop-limit and trailing-stop tracking need prices that cross chosen levels in a chosen order,
 which the random simulator of a real ``run_market`` cannot be asked for; the process's own
-window path with scripted ticks is the closest faithful setting (DESIGN 7: real processes where
-feasible).
+window path with scripted ticks is the closest faithful setting (behaviour of the running system
+is tested through real processes where that is feasible, docs/properties.md).
 """
 
 from __future__ import annotations

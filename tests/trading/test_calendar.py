@@ -1,4 +1,5 @@
-"""The trading day and session calendar (DESIGN.md 5a): always open by default, XNYS optionally."""
+"""The trading day and session calendar (docs/architecture.md, The trading day): always open by
+default, XNYS optionally."""
 
 from __future__ import annotations
 

@@ -553,7 +553,7 @@ def test_latest_values_and_snapshots_take_a_constant_number_of_queries(count: in
     )
     wanted = [*symbols, "UNKNOWN"]
     with CaptureQueriesContext(connection) as queries:
-        trades = history.latest_trades(symbols=wanted)
+        trades = history.latest_ticks(symbols=wanted)
     assert len(queries) == 1
     assert sorted(trades) == symbols and {t.seq for t in trades.values()} == {30}
     with CaptureQueriesContext(connection) as queries:

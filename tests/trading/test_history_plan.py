@@ -87,7 +87,7 @@ def assert_no_full_scan(plan: str, table: str) -> None:
 
 
 def assert_time_index(plan: str, *, upper_bound: bool) -> None:
-    """The plan seeks tick_symbol_time_idx on symbol and the time range: Property 1 itself."""
+    """The query plan seeks tick_symbol_time_idx on symbol and the time range: Property 1 itself."""
     assert "tick_symbol_time_idx" in indexes_in(plan), plan
     if connection.vendor == "sqlite":
         seek = "symbol=? AND recorded_at>? AND recorded_at<?" if upper_bound else "symbol=? AND recorded_at>?"

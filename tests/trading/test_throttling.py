@@ -281,7 +281,7 @@ def test_a_crashing_cached_read_still_reads_its_verdict(
     def crash(**_: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(analytics_selectors, "symbol_stats_get", crash)
+    monkeypatch.setattr(analytics_selectors, "symbol_stats_get_or_compute", crash)
     client = key_client(make_account())
     client.raise_request_exception = False
     assert client.get("/v2/analytics/symbols/AAPL").status_code == 500

@@ -1,4 +1,5 @@
-"""Exact money and price units (DESIGN.md 5a): conversions, rounding and what is refused."""
+"""Exact money and price units (docs/architecture.md, Units of money and quantities): conversions,
+rounding and what is refused."""
 
 from __future__ import annotations
 

@@ -14,7 +14,8 @@ L1 for at most CACHE_L1_MAX_SECONDS (config.cache), so a request whose view need
 (the cached leaderboard, analytics and stats reads) authenticates without Redis or the database.
 The account is loaded when a view first asks for ``request.user.account``. Revocation drops the
 entry in every process (the cache's invalidation channel); a user deactivated, or a message lost,
-takes effect within the L1 bound, the one every cached mutable value keeps (DESIGN 5a).
+takes effect within the L1 bound, the one every cached mutable value keeps (docs/architecture.md,
+Caching).
 """
 
 from __future__ import annotations

@@ -444,14 +444,14 @@ class LatestBarsView(_MultiLatestView):
 @_latest_schema("trade", TradeSchema, single=False)
 class LatestTradesView(_MultiLatestView):
     key = "trade"
-    latest = staticmethod(history.latest_trades)
+    latest = staticmethod(history.latest_ticks)
     render = staticmethod(trade_json)
 
 
 @_latest_schema("quote", QuoteSchema, single=False)
 class LatestQuotesView(_MultiLatestView):
     key = "quote"
-    latest = staticmethod(history.latest_quotes)
+    latest = staticmethod(history.latest_ticks)
     render = staticmethod(quote_json)
 
 
@@ -465,14 +465,14 @@ class SymbolLatestBarView(_SymbolLatestView):
 @_latest_schema("trade", TradeSchema, single=True)
 class SymbolLatestTradeView(_SymbolLatestView):
     key = "trade"
-    latest = staticmethod(history.latest_trades)
+    latest = staticmethod(history.latest_ticks)
     render = staticmethod(trade_json)
 
 
 @_latest_schema("quote", QuoteSchema, single=True)
 class SymbolLatestQuoteView(_SymbolLatestView):
     key = "quote"
-    latest = staticmethod(history.latest_quotes)
+    latest = staticmethod(history.latest_ticks)
     render = staticmethod(quote_json)
 
 

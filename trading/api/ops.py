@@ -4,8 +4,9 @@
 authentication, throttling) is what is broken, and it needs no authentication. Its status:
 
 - ``ok``: database and Redis answer;
-- ``degraded`` (still HTTP 200): Redis is down; the app keeps serving from the database (section
-  5a: caches miss, quotes fall back to stored ticks), so the instance should stay in rotation;
+- ``degraded`` (still HTTP 200): Redis is down; the app keeps serving from the database (caches
+  miss, quotes fall back to stored ticks: docs/architecture.md, Outages and crash recovery), so
+  the instance should stay in rotation;
 - ``down`` (HTTP 503): the database does not answer; nothing useful can be served.
 
 The market block reports how old the newest stored tick is (the market process's lag), found

@@ -1,4 +1,4 @@
-"""Rate limits: per user and endpoint class for the API (Property 12), per name and address for logins.
+"""Rate limits: per user and endpoint class for the API, per name and address for logins.
 
 The limiter is a sliding-window log run as one Lua script in Redis: the script trims entries older
 than the window, counts the rest and admits the request only if the count is below the limit, all
