@@ -20,7 +20,7 @@ export HTTP_PORT WS_PORT
 
 help:
 	@echo "make run        migrate, seed demo data, start web (HTTP :$(HTTP_PORT)), ws (:$(WS_PORT)), worker, beat"
-	@echo "make test       run the whole test suite, serially (PYTEST_ARGS='...' passes options to pytest)"
+	@echo "make test       run the whole test suite: non-live tests on $(PYTEST_WORKERS) workers, then the live ones (PYTEST_ARGS='...' passes options to pytest)"
 	@echo "make test-fast  the suite without the tests that start servers, workers, the market or chromium"
 	@echo "                (-m 'not live'), on PYTEST_WORKERS=$(PYTEST_WORKERS) parallel workers: a minute or two"
 	@echo "make lint       ruff check, ruff format --check, mypy, lint-imports (app layers), eslint"
@@ -71,16 +71,27 @@ stop:
 
 # --- quality --------------------------------------------------------------------------------------
 # The JS unit tests (node --test, seconds) run first; they are backend-neutral, so the
-# DB_TESTS_ONLY pass skips them. Exit status 5 (no tests collected) is success only on that pass,
-# where it means that no test depends on the database backend.
+# DB_TESTS_ONLY pass skips them. Then the Python suite in two runs that together are all of it:
+# the tests not marked `live` on PYTEST_WORKERS xdist workers (each with its own test database and
+# Redis key prefix), then the live ones (real servers, workers, the market, chromium) serially,
+# since they bind ports and compete for the cores. Exit status 5 (no tests collected) is fine for
+# one run when the other ran tests (PYTEST_ARGS may select only one kind), and for both only on
+# the DB_TESTS_ONLY pass, where it means that no test depends on the database backend.
 test: venv node_modules/.installed
 	@if [ "$${DB_TESTS_ONLY:-}" = 1 ]; then echo "DB_TESTS_ONLY=1: skipping npm test (ran in the first pass)"; \
 	else npm test; fi
-	@status=0; $(BIN)/pytest $(PYTEST_ARGS) || status=$$?; \
-	if [ $$status -eq 5 ] && [ "$${DB_TESTS_ONLY:-}" = 1 ]; then \
-		echo "DB_TESTS_ONLY=1: no test depends on the database backend; nothing to run."; status=0; \
-	fi; \
-	exit $$status
+	@echo "pytest: the tests not marked live, on $(PYTEST_WORKERS) workers"; \
+	fast=0; $(BIN)/pytest -m "not live" -n $(PYTEST_WORKERS) $(PYTEST_ARGS) || fast=$$?; \
+	echo "pytest: the live tests, serially"; \
+	live=0; $(BIN)/pytest -m live $(PYTEST_ARGS) || live=$$?; \
+	for s in $$fast $$live; do \
+		if [ $$s -ne 0 ] && [ $$s -ne 5 ]; then exit $$s; fi; \
+	done; \
+	if [ $$fast -eq 5 ] && [ $$live -eq 5 ]; then \
+		if [ "$${DB_TESTS_ONLY:-}" = 1 ]; then \
+			echo "DB_TESTS_ONLY=1: no test depends on the database backend; nothing to run."; \
+		else echo "no tests collected"; exit 5; fi; \
+	fi
 
 # The fast lane: every test but the live ones (real servers, workers, the market, chromium; the root
 # conftest.py refuses a server started by an unmarked test), on xdist workers, each with its own
