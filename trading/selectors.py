@@ -465,6 +465,39 @@ CASH_ACTIVITY_KINDS: dict[str, tuple[str, ...]] = {
     "FEE": (CashEntry.Kind.COMMISSION,),
 }
 ACTIVITY_TYPES = (FILL_ACTIVITY, *CASH_ACTIVITY_KINDS)
+# Every activity type Alpaca's Trading API defines (its account-activities reference and
+# alpaca-py's ActivityType). A filter may name any of them; those the simulator never produces
+# (dividends, transfers, corporate actions...) match nothing.
+ALPACA_ACTIVITY_TYPES = (
+    *ACTIVITY_TYPES,
+    *("TRANS", "MISC", "ACATC", "ACATS", "CFEE", "CIL", "CSW"),
+    *("DIV", "DIVCGL", "DIVCGS", "DIVFEE", "DIVFT", "DIVNRA", "DIVROC", "DIVTW", "DIVTXEX", "DIVWH"),
+    *("EXTRD", "FXTRD", "INT", "INTNRA", "INTPNL", "INTTW", "JNL", "JNLS", "MA", "MEM", "NC", "OCT"),
+    *("OPASN", "OPCSH", "OPEXC", "OPEXP", "OPTRD", "OPXRC", "PTC", "PTR", "REORG", "SC", "SPIN"),
+    *("SPLIT", "SSO", "SSP", "SWP", "VOF", "WH"),
+)
+# Alpaca's group filters: TRANS is cash transactions (CSD and CSW), MISC every type outside
+# TRANS, the dividends and FILL.
+_ACTIVITY_GROUPS: dict[str, tuple[str, ...]] = {
+    "TRANS": ("CSD", "CSW"),
+    "MISC": tuple(
+        kind
+        for kind in ALPACA_ACTIVITY_TYPES
+        if kind not in ("TRANS", "MISC", "CSD", "CSW", FILL_ACTIVITY) and not kind.startswith("DIV")
+    ),
+}
+
+
+def activity_types_produced(activity_types: Sequence[str]) -> set[str]:
+    """The types the simulator records among ``activity_types`` (groups expanded); InvalidRequest
+    (422) for a name Alpaca does not define."""
+    unknown = set(activity_types) - set(ALPACA_ACTIVITY_TYPES)
+    if unknown:
+        raise InvalidRequest(f"unsupported activity_type: {', '.join(sorted(unknown))}")
+    wanted = {kind for name in activity_types for kind in _ACTIVITY_GROUPS.get(name, (name,))}
+    return wanted & set(ACTIVITY_TYPES)
+
+
 _ACTIVITY_ID = re.compile(r"[0-9]{17}::([0-9a-fA-F-]{32,36})", re.ASCII)
 
 
@@ -535,10 +568,9 @@ def account_activities(
 ) -> list[Activity]:
     """One keyset page of fills and cash movements, merged by (time, id): two queries whatever
     the page depth (plus one to resolve a page token), never OFFSET."""
-    wanted = set(activity_types or ACTIVITY_TYPES)
-    unknown = wanted - set(ACTIVITY_TYPES)
-    if unknown:
-        raise InvalidRequest(f"unsupported activity_type: {', '.join(sorted(unknown))}")
+    wanted = activity_types_produced(activity_types) if activity_types is not None else set(ACTIVITY_TYPES)
+    if not wanted:
+        return []
     page_size = max(1, min(page_size, ACTIVITIES_PAGE_MAX))
     key = _keyset(page_token, account_id) if page_token else None
     descending = direction != "asc"

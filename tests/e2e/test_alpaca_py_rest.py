@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from alpaca.common.exceptions import APIError
 from alpaca.data.historical import (
     CryptoHistoricalDataClient,
@@ -26,7 +27,16 @@ from alpaca.data.requests import (
 )
 from alpaca.data.timeframe import TimeFrame
 from alpaca.trading.client import TradingClient
-from alpaca.trading.enums import AssetClass, OrderSide, OrderStatus, OrderType, QueryOrderStatus, TimeInForce
+from alpaca.trading.enums import (
+    ActivityType,
+    AssetClass,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    QueryOrderStatus,
+    TimeInForce,
+)
+from alpaca.trading.models import NonTradeActivity, TradeActivity
 from alpaca.trading.requests import (
     ClosePositionRequest,
     GetAssetsRequest,
@@ -142,6 +152,48 @@ def test_trading_client_end_to_end(
     client.close_position("AAPL")
     assert client.get_all_positions() == []
     assert float(client.get_account().cash) == pytest.approx(10000 - 1900.10 + 10 * 189.99)
+
+
+def test_sdk_reads_activities_of_every_type(
+    server: ServerProcess, market: dict[str, Asset], credentials: tuple[str, str]
+) -> None:
+    """Every activity type alpaca-py defines is a filter the server takes; those the simulator
+    never records answer an empty list the SDK's models accept."""
+    key_id, secret = credentials
+    client = TradingClient(key_id, secret, paper=True, url_override=server.base_url)
+    client.submit_order(
+        MarketOrderRequest(symbol="AAPL", qty=1, side=OrderSide.BUY, time_in_force=TimeInForce.DAY)
+    )
+    fills = client.get("/account/activities/FILL")
+    assert isinstance(fills, list) and TradeActivity(**fills[0]).activity_type == ActivityType.FILL
+    for kind in ActivityType:
+        if not kind.value.isupper():
+            continue
+        found = client.get(f"/account/activities/{kind.value}")
+        assert isinstance(found, list), kind
+        if kind.value not in ("FILL", "CSD", "MISC", "TRANS"):
+            assert found == [], kind
+    for item in client.get("/account/activities", {"activity_types": "DIV,TRANS"}):
+        assert NonTradeActivity(**item).activity_type == ActivityType.CSD
+
+
+def test_sdk_answers_carry_rate_limit_headers(
+    server: ServerProcess, market: dict[str, Asset], credentials: tuple[str, str]
+) -> None:
+    """Alpaca's X-RateLimit-* headers on what the SDK receives, the remaining budget falling."""
+    key_id, secret = credentials
+    client = TradingClient(key_id, secret, paper=True, url_override=server.base_url)
+    seen: list[requests.structures.CaseInsensitiveDict[str]] = []
+    client._session.hooks["response"].append(lambda response, *_, **__: seen.append(response.headers))
+    client.get_account()
+    client.get_orders()
+    client.get_clock()
+    assert len(seen) == 3
+    limits = {headers["X-RateLimit-Limit"] for headers in seen}
+    assert len(limits) == 1 and int(limits.pop()) > 3
+    remaining = [int(headers["X-RateLimit-Remaining"]) for headers in seen]
+    assert remaining == sorted(remaining, reverse=True) and remaining[0] - remaining[2] == 2
+    assert all(int(headers["X-RateLimit-Reset"]) > 0 for headers in seen)
 
 
 def test_bad_credentials_are_refused(server: ServerProcess, market: dict[str, Asset]) -> None:

@@ -28,7 +28,7 @@ from tests.trading.api_support import (
     key_client,
     post_order,
 )
-from trading import calendar, services
+from trading import calendar, selectors, services
 from trading.api.serializers import AccountSerializer
 from trading.models import Account, ApiKey, Asset, CommissionPlan, DailyBar, MinuteBar, Order
 
@@ -264,7 +264,38 @@ def test_activities_by_type_category_and_direction(account: Account, asset: Asse
         "CSD",
     ]
     assert [item["activity_type"] for item in _activities(client, category="non_trade_activity")] == ["CSD"]
-    assert_alpaca_error(client.get("/v2/account/activities/DIV"), 422)
+
+
+def test_every_alpaca_activity_type_is_accepted(account: Account, asset: Asset) -> None:
+    """Every type alpaca-py defines is a valid filter, by path and by query; those the simulator
+    never records (dividends, transfers, corporate actions...) answer an empty list."""
+    CommissionPlan.objects.create(name="flat", per_order_cents=100)
+    client = key_client(account)
+    buy(client, "AAPL", 1)
+    services.account_grant_cash(account_id=account.pk, amount_cents=5_000)
+    produced = {"FILL", "CSD", "JNLC", "FEE"}
+    defined = [kind.value for kind in ActivityType if kind.value.isupper()]
+    assert len(defined) > 30 and set(defined) <= set(selectors.ALPACA_ACTIVITY_TYPES)
+    for activity_type in selectors.ALPACA_ACTIVITY_TYPES:
+        by_path = _activities(client, f"/v2/account/activities/{activity_type}")
+        assert by_path == _activities(client, activity_types=activity_type), activity_type
+        if activity_type in ("TRANS", "MISC"):
+            continue
+        found = {item["activity_type"] for item in by_path}
+        assert found <= {activity_type} and (found == set()) == (activity_type not in produced), activity_type
+
+
+def test_activity_groups_and_unknown_types(account: Account, asset: Asset) -> None:
+    client = key_client(account)
+    buy(client, "AAPL", 1)
+    services.account_grant_cash(account_id=account.pk, amount_cents=5_000)
+    # TRANS is cash transactions (CSD, CSW); MISC every type outside TRANS, dividends and FILL.
+    assert [item["activity_type"] for item in _activities(client, "/v2/account/activities/TRANS")] == ["CSD"]
+    assert [item["activity_type"] for item in _activities(client, activity_types="MISC")] == ["JNLC"]
+    assert [item["activity_type"] for item in _activities(client, activity_types="DIV,FILL")] == ["FILL"]
+    assert _activities(client, activity_types="TRANS", category="trade_activity") == []
+    assert_alpaca_error(client.get("/v2/account/activities/NOPE"), 422)
+    assert_alpaca_error(client.get("/v2/account/activities", {"activity_types": "FILL,NOPE"}), 422)
 
 
 def test_activities_page_with_the_last_id_as_token(account: Account, asset: Asset) -> None:

@@ -8,6 +8,7 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Callable
+from email.message import Message
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,81 @@ def test_redis_sliding_window_is_exact_and_says_when_to_retry() -> None:
     assert [d.allowed for d in decisions] == [True, True, True, False, False]
     assert 59 < decisions[-1].wait <= 60
     assert limiter.hit("sim:rl:test:other", rate).allowed  # another key has its own budget
+
+
+def test_redis_verdicts_carry_the_remaining_budget_and_the_reset() -> None:
+    """Property 12's figures for the X-RateLimit headers: what the window still admits after each
+    request, and when its oldest entry leaves it (the same instant for every request until then)."""
+    limiter = SlidingWindowLimiter()
+    decisions = [limiter.hit("sim:rl:test:figures", Rate(3, 60)) for _ in range(5)]
+    assert [d.remaining for d in decisions] == [2, 1, 0, 0, 0]
+    assert len({d.reset_at for d in decisions}) == 1
+    # The refused request is told to wait until that reset.
+    assert decisions[0].reset_at - 60 < decisions[-1].reset_at - decisions[-1].wait <= decisions[0].reset_at
+
+
+def test_concurrent_verdicts_each_see_their_own_remaining_budget() -> None:
+    """Property 12 under concurrency: the budget left is read in the same atomic step as the
+    verdict, so 30 simultaneous requests against a limit of 10 see 9..0 once each, and the 20
+    refused ones see 0."""
+    limiter, rate, threads = SlidingWindowLimiter(), Rate(10, 60), 30
+    barrier = threading.Barrier(threads)
+    seen: list[tuple[bool, int]] = []
+    lock = threading.Lock()
+
+    def hit() -> None:
+        barrier.wait()
+        decision = limiter.hit("sim:rl:test:concurrent-figures", rate)
+        with lock:
+            seen.append((decision.allowed, decision.remaining))
+
+    workers = [threading.Thread(target=hit) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=30)
+    assert sorted(remaining for allowed, remaining in seen if allowed) == list(range(10))
+    assert [remaining for allowed, remaining in seen if not allowed] == [0] * 20
+
+
+def test_the_local_limiter_gives_the_same_figures() -> None:
+    clock = FakeClock()
+    windows = _LocalWindows(max_keys=10, clock=clock)
+    rate = Rate(2, 60)
+    first = windows.hit("k", rate, "a")
+    clock.now += 10
+    second, refused = windows.hit("k", rate, "b"), windows.hit("k", rate, "c")
+    assert (first.remaining, second.remaining, refused.remaining) == (1, 0, 0)
+    # The oldest entry leaves 50 s after the refusal; the reset is that instant in Unix time.
+    assert refused.wait == pytest.approx(50.0)
+    assert second.reset_at == pytest.approx(refused.reset_at, abs=0.01)
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("clean_cache")
+def test_api_answers_carry_alpacas_rate_limit_headers(
+    settings: SettingsWrapper, make_asset: Callable[..., Asset], make_account: Callable[..., Account]
+) -> None:
+    """X-RateLimit-Limit, -Remaining and -Reset on every limited answer: reads that wait for their
+    verdict, cached reads that read it after the handler, market data, errors and the 429."""
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "read": "4/min", "market_data": "5/min"}
+    make_asset("AAPL", price="100.00")
+    client = key_client(make_account())
+    answers = [
+        client.get(path) for path in ("/v2/account", "/v2/leaderboard", "/v2/orders/nope", "/v2/clock")
+    ]
+    assert [answer.status_code for answer in answers] == [200, 200, 404, 200]
+    refused = client.get("/v2/account")
+    assert refused.status_code == 429
+    for answer in [*answers, refused]:
+        assert answer["X-RateLimit-Limit"] == "4"
+    assert [answer["X-RateLimit-Remaining"] for answer in [*answers, refused]] == ["3", "2", "1", "0", "0"]
+    resets = {int(answer["X-RateLimit-Reset"]) for answer in [*answers, refused]}
+    assert len(resets) == 1  # the first request's entry leaves the window first
+    assert int(refused["Retry-After"]) >= 1
+    quotes = client.get("/v2/stocks/quotes/latest", {"symbols": "AAPL"})
+    assert quotes.status_code == 200
+    assert (quotes["X-RateLimit-Limit"], quotes["X-RateLimit-Remaining"]) == ("5", "4")
 
 
 def test_no_burst_across_a_window_edge() -> None:
@@ -198,13 +274,13 @@ def test_without_redis_the_local_limiter_applies() -> None:
     assert [limiter.hit("k", Rate(2, 60)).allowed for _ in range(3)] == [True, True, False]
 
 
-def _get(url: str, key_id: str, secret: str) -> tuple[int, dict[str, object], str | None]:
+def _get(url: str, key_id: str, secret: str) -> tuple[int, dict[str, object], Message]:
     request = urllib.request.Request(url, headers={"APCA-API-KEY-ID": key_id, "APCA-API-SECRET-KEY": secret})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read()), response.headers.get("Retry-After")
+            return response.status, json.loads(response.read()), response.headers
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}"), error.headers.get("Retry-After")
+        return error.code, json.loads(error.read() or b"{}"), error.headers
 
 
 @pytest.mark.live
@@ -215,7 +291,8 @@ def test_concurrent_requests_over_the_limit_through_gunicorn(
     transactional_db: None, tmp_path: Path, make_account: Callable[..., Account], path: str
 ) -> None:
     """Property 12: 40 concurrent requests against a limit of 7 over 4 processes: exactly 7 pass,
-    the rest get 429 in Alpaca's shape with Retry-After, and another user is unaffected."""
+    each told a different remaining budget (6..0), the rest get 429 in Alpaca's shape with
+    Retry-After and X-RateLimit-Remaining 0, and another user is unaffected."""
     limit, requests = 7, 40
     greedy, other = make_account(), make_account()
     greedy_key, greedy_secret = services.api_key_create(account_id=greedy.pk)
@@ -223,7 +300,7 @@ def test_concurrent_requests_over_the_limit_through_gunicorn(
     with gunicorn_server(tmp_path, workers=4, extra_env={"RATE_LIMITS": f"read={limit}/min"}) as server:
         url = f"{server.base_url}{path}"
         barrier = threading.Barrier(requests)
-        results: list[tuple[int, dict[str, object], str | None]] = []
+        results: list[tuple[int, dict[str, object], Message]] = []
         lock = threading.Lock()
 
         def call() -> None:
@@ -239,9 +316,14 @@ def test_concurrent_requests_over_the_limit_through_gunicorn(
             thread.join(timeout=60)
         statuses = Counter(status for status, _, _ in results)
         assert statuses == {200: limit, 429: requests - limit}, (statuses, server.log()[-12000:])
-        refused = [(body, retry) for status, body, retry in results if status == 429]
+        refused = [(body, headers) for status, body, headers in results if status == 429]
         assert {body["code"] for body, _ in refused} == {42910000}
-        assert all(retry is not None and 1 <= int(retry) <= 60 for _, retry in refused)
+        assert all(1 <= int(headers["Retry-After"]) <= 60 for _, headers in refused)
+        assert {headers["X-RateLimit-Remaining"] for _, headers in refused} == {"0"}
+        admitted = [headers for status, _, headers in results if status == 200]
+        assert sorted(int(headers["X-RateLimit-Remaining"]) for headers in admitted) == list(range(limit))
+        assert {headers["X-RateLimit-Limit"] for _, _, headers in results} == {str(limit)}
+        assert len({headers["X-RateLimit-Reset"] for _, _, headers in results}) == 1
         status, body, _ = _get(f"{server.base_url}/v2/account", other_key.key_id, other_secret)
         assert status == 200 and body["account_number"] == other.account_number
         assert _get(url, other_key.key_id, other_secret)[0] == 200

@@ -24,10 +24,10 @@ from drf_spectacular.utils import (
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from trading import history
 from trading.api import times
+from trading.api.views_base import RateLimitedAPIView
 from trading.errors import InvalidRequest, NotFound
 from trading.history import Bar, PaginatedResult, Snapshot, Tick
 from trading.units import PRICE_SCALE
@@ -335,7 +335,7 @@ def _fetch_ticks(request: Request, symbols: list[str]) -> PaginatedResult[Any]:
     return history.ticks_page(symbols=symbols, **_history_args(request))
 
 
-class _HistoryView(APIView):
+class _HistoryView(RateLimitedAPIView):
     key = ""
     fetch: Callable[[Request, list[str]], PaginatedResult[Any]]
     render: Callable[[Any], dict[str, Any]]
@@ -409,7 +409,7 @@ class SymbolQuotesView(_SymbolHistoryView):
 # --- Latest values --------------------------------------------------------------------------
 
 
-class _LatestView(APIView):
+class _LatestView(RateLimitedAPIView):
     key = ""  # "bar", "trade" or "quote"
     latest: Callable[..., dict[str, Any]]
     render: Callable[[Any], dict[str, Any]]
@@ -479,7 +479,7 @@ class SymbolLatestQuoteView(_SymbolLatestView):
 # --- Snapshots ------------------------------------------------------------------------------
 
 
-class SnapshotsView(APIView):
+class SnapshotsView(RateLimitedAPIView):
     @extend_schema(
         operation_id="stock_snapshots",
         tags=["market data"],
@@ -496,7 +496,7 @@ class SnapshotsView(APIView):
         return Response({symbol: snapshot_json(snapshot) for symbol, snapshot in found.items()})
 
 
-class SymbolSnapshotView(APIView):
+class SymbolSnapshotView(RateLimitedAPIView):
     @extend_schema(
         operation_id="stock_symbol_snapshot",
         tags=["market data"],

@@ -34,6 +34,7 @@ from trading.models import (
 )
 from trading.selectors import (
     ACTIVITY_TYPES,
+    ALPACA_ACTIVITY_TYPES,
     CASH_ACTIVITY_KINDS,
     FILL_ACTIVITY,
     ORDERS_LIMIT_MAX,
@@ -346,7 +347,8 @@ class PortfolioHistoryQuerySerializer(serializers.Serializer[Any]):
 class ActivitiesQuerySerializer(serializers.Serializer[Any]):
     activity_types = CommaListField(
         required=False,
-        help_text=f"Comma-separated types among {', '.join(ACTIVITY_TYPES)}; others match nothing.",
+        help_text=f"Comma-separated types among Alpaca's ({', '.join(ALPACA_ACTIVITY_TYPES)}); only "
+        f"{', '.join(ACTIVITY_TYPES)} are ever recorded, so the others match nothing.",
     )
     category = serializers.ChoiceField(choices=["trade_activity", "non_trade_activity"], required=False)
     date = DayField(required=False)

@@ -48,7 +48,7 @@ from django.conf import settings
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseBase
 from redis.connection import Connection
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
@@ -99,9 +99,15 @@ class Decision:
     wait: float
     # The entry this request added, so a successful login can give its slot back.
     member: str = ""
+    # Requests the window still admits after this one, and the Unix time (seconds) at which
+    # its oldest entry leaves it, i.e. when one more is admitted: the X-RateLimit headers. Both
+    # are read in the same atomic step as the verdict, so concurrent requests each see their own.
+    remaining: int = 0
+    reset_at: float = 0.0
 
 
-# KEYS[1]: the log. ARGV: limit, window in microseconds, member. Returns {allowed, wait µs}.
+# KEYS[1]: the log. ARGV: limit, window in microseconds, member.
+# Returns {allowed, wait µs, remaining, reset as Unix µs}.
 _SLIDING_WINDOW = """
 if redis.replicate_commands then redis.replicate_commands() end
 local limit = tonumber(ARGV[1])
@@ -109,13 +115,19 @@ local window = tonumber(ARGV[2])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) < limit then
+local count = redis.call('ZCARD', KEYS[1])
+local allowed = 0
+if count < limit then
   redis.call('ZADD', KEYS[1], now, ARGV[3])
   redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000))
-  return {1, 0}
+  count = count + 1
+  allowed = 1
 end
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return {0, tonumber(oldest[2]) + window - now}
+local reset = tonumber(oldest[2]) + window
+local wait = 0
+if allowed == 0 then wait = reset - now end
+return {allowed, wait, limit - count, reset}
 """
 
 
@@ -139,10 +151,18 @@ class _LocalWindows:
             self._logs.move_to_end(key)
             while log and log[0][0] <= now - rate.window:
                 log.popleft()
-            if len(log) < rate.limit:
+            allowed = len(log) < rate.limit
+            if allowed:
                 log.append((now, member))
-                return Decision(True, 0.0, member)
-            return Decision(False, log[0][0] + rate.window - now)
+            # The clock is monotonic; the reset is told in Unix time.
+            reset_in = log[0][0] + rate.window - now
+            return Decision(
+                allowed,
+                0.0 if allowed else reset_in,
+                member if allowed else "",
+                remaining=rate.limit - len(log),
+                reset_at=time.time() + reset_in,
+            )
 
     def remove(self, key: str, member: str | None) -> None:
         with self._lock:
@@ -167,8 +187,15 @@ def _script_args(rate: Rate, member: str) -> tuple[int, int, str]:
     return rate.limit, int(rate.window * 1_000_000), member
 
 
-def _decided(allowed: Any, wait_us: Any, member: str) -> Decision:
-    return Decision(bool(allowed), max(0, int(wait_us)) / 1_000_000, member if allowed else "")
+def _decided(reply: Any, member: str) -> Decision:
+    allowed, wait_us, remaining, reset_us = reply
+    return Decision(
+        bool(allowed),
+        max(0, int(wait_us)) / 1_000_000,
+        member if allowed else "",
+        remaining=max(0, int(remaining)),
+        reset_at=int(reset_us) / 1_000_000,
+    )
 
 
 class PendingDecision:
@@ -249,8 +276,7 @@ class SlidingWindowLimiter:
         if client is not None:
             try:
                 # EVALSHA, falling back to EVAL (and caching the script) after a Redis restart.
-                allowed, wait_us = self._script(keys=[key], args=list(_script_args(rate, member)))
-                return _decided(allowed, wait_us, member)
+                return _decided(self._script(keys=[key], args=list(_script_args(rate, member))), member)
             except redis.RedisError as error:
                 self._failed(error)
         return self.local.hit(key, rate, member)
@@ -307,12 +333,12 @@ class SlidingWindowLimiter:
         assert connection is not None  # set by _send_pinned under the same lock
         try:
             try:
-                allowed, wait_us = connection.read_response()
+                reply = connection.read_response()
             except redis.exceptions.NoScriptError:
                 # Redis restarted or flushed its scripts; EVAL runs it and caches it again.
                 connection.send_command("EVAL", _SLIDING_WINDOW, 1, key, *args)
-                allowed, wait_us = connection.read_response()
-            return _decided(allowed, wait_us, member)
+                reply = connection.read_response()
+            return _decided(reply, member)
         except redis.ResponseError as error:
             # A whole error reply was read, so the connection is still in step.
             self._failed(error)
@@ -403,6 +429,24 @@ def retry_after(decision: Decision) -> float:
     return float(max(1, math.ceil(decision.wait)))
 
 
+# Where a request's limit and verdict wait for its response (``rate_limit_headers_set``).
+_VERDICT_ATTR = "rate_limit_verdict"
+
+
+def rate_limit_headers_set(request: HttpRequest, response: HttpResponseBase) -> None:
+    """Alpaca's ``X-RateLimit-Limit``, ``-Remaining`` and ``-Reset`` (Unix seconds, rounded up:
+    when the window admits one more request) from the verdict this request was given, on every
+    answer of a limited endpoint, the 429 included."""
+    noted: tuple[Rate, Decision | PendingDecision] | None = getattr(request, _VERDICT_ATTR, None)
+    if noted is None:
+        return
+    rate, verdict = noted
+    decision = verdict.result() if isinstance(verdict, PendingDecision) else verdict
+    response["X-RateLimit-Limit"] = str(rate.limit)
+    response["X-RateLimit-Remaining"] = str(decision.remaining)
+    response["X-RateLimit-Reset"] = str(math.ceil(decision.reset_at))
+
+
 class EndpointRateThrottle(BaseThrottle):
     """DRF throttle for every API view (``DEFAULT_THROTTLE_CLASSES``): one budget per user and
     endpoint class, whether the user came with an API key or a dashboard session."""
@@ -435,8 +479,10 @@ class EndpointRateThrottle(BaseThrottle):
             if pending is not None:
                 # The view reads the verdict once its handler has run (TradingAPIView).
                 cast(DefersRateVerdict, view).pending_rate_verdict = pending
+                setattr(request._request, _VERDICT_ATTR, (rate, pending))
                 return True
         decision = limiter().hit(key, rate)
+        setattr(request._request, _VERDICT_ATTR, (rate, decision))
         if not decision.allowed:
             self._wait = retry_after(decision)
         return decision.allowed

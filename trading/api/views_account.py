@@ -93,24 +93,24 @@ class ActivitiesView(TradingAPIView):
     def get(self, request: Request, activity_type: str | None = None) -> Response:
         query = parse_query(ActivitiesQuerySerializer, request)
         types: list[str] | None = [activity_type.upper()] if activity_type else query.get("activity_types")
+        wanted = (
+            selectors.activity_types_produced(types) if types is not None else set(selectors.ACTIVITY_TYPES)
+        )
         category = query.get("category")
         if category is not None:
-            in_category = (
-                [selectors.FILL_ACTIVITY]
-                if category == "trade_activity"
-                else [kind for kind in selectors.ACTIVITY_TYPES if kind != selectors.FILL_ACTIVITY]
-            )
-            types = [kind for kind in (types or in_category) if kind in in_category]
+            trades = category == "trade_activity"
+            wanted = {kind for kind in wanted if (kind == selectors.FILL_ACTIVITY) == trades}
         after, until = query.get("after"), query.get("until")
         day: dt.date | None = query.get("date")
         if day is not None:
             after = calendar.day_start(day) - dt.timedelta(microseconds=1)
             until = calendar.day_start(day + dt.timedelta(days=1))
-        if types == []:
+        if not wanted:
+            # Types the simulator never produces (dividends, transfers...) have no entries.
             return Response([])
         activities = selectors.account_activities(
             account_id=request_account(request).pk,
-            activity_types=types,
+            activity_types=sorted(wanted),
             after=after,
             until=until,
             direction=query["direction"],
@@ -126,7 +126,7 @@ class ActivitiesByTypeView(ActivitiesView):
         parameters=[
             ActivitiesQuerySerializer,
             OpenApiParameter(
-                "activity_type", str, OpenApiParameter.PATH, enum=list(selectors.ACTIVITY_TYPES)
+                "activity_type", str, OpenApiParameter.PATH, enum=list(selectors.ALPACA_ACTIVITY_TYPES)
             ),
         ],
         responses=with_errors({200: ACTIVITIES}, 403),

@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 
 from trading.api.schema import ERROR_DESCRIPTIONS
 from trading.api.serializers import ErrorSerializer
-from trading.api.throttling import PendingDecision, retry_after
+from trading.api.throttling import PendingDecision, rate_limit_headers_set, retry_after
 from trading.errors import NotFound
 from trading.models import Account
 
@@ -65,7 +65,16 @@ def parse_uuid(value: str, *, what: str) -> uuid.UUID:
         raise NotFound(f"{what} not found") from None
 
 
-class TradingAPIView(APIView):
+class RateLimitedAPIView(APIView):
+    """Base for every rate-limited API endpoint: its answers carry the limiter's figures."""
+
+    def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        rate_limit_headers_set(request._request, response)
+        return response
+
+
+class TradingAPIView(RateLimitedAPIView):
     """Base for the Alpaca trading endpoints (authentication and errors come from settings)."""
 
     # Set by views whose handler only reads precomputed, cached data: the rate limiter's verdict
