@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Generator, Sequence
 from pathlib import Path
@@ -30,6 +31,13 @@ from typing import Any
 
 import pytest
 from hypothesis import settings as hypothesis_settings
+
+# --- Metrics: one multiprocess directory per pytest process ---------------------------------------
+# Each pytest process (each xdist worker) and the servers its tests start write their metrics into
+# a directory of their own, so a test reads only its own run's series. The settings (and so
+# config/metrics.py) are loaded before this module, but prometheus-client opens a value's file in
+# the directory the environment names when the value is first written, which is later.
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="test-metrics-")
 
 
 def _flag(value: str | None) -> bool:

@@ -482,7 +482,8 @@ def _gunicorn(database_url: str, *, cached: bool, workers: int, threads: int) ->
     with open(log_path, "wb") as output:
         process = subprocess.Popen(
             [
-                str(Path(sys.executable).parent / "gunicorn"), "config.wsgi:application",
+                str(Path(sys.executable).parent / "gunicorn"), "-c", "python:config.gunicorn_conf",
+                "config.wsgi:application",
                 "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(threads),
                 "--no-control-socket", "--keep-alive", "30",
             ],

@@ -7,6 +7,9 @@ that loads the settings then has it as ``celery.current_app`` (in every thread),
 send tasks without importing the wiring.
 """
 
+# First: it names the metrics directory before prometheus_client is imported (config/metrics.py).
+import config.metrics  # noqa: F401, I001
+
 from config.celery import app as celery_app
 
 __all__ = ("celery_app",)

@@ -14,6 +14,11 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()
 
+from config.metrics import process_identity_set  # noqa: E402
+
+# daphne: one streams process (the per-process series' role; config/metrics.py).
+process_identity_set(role="ws")
+
 from realtime.routing import (  # noqa: E402  (needs the app registry)
     BrowserOriginValidator,
     StreamRouter,

@@ -8,6 +8,9 @@ import os
 from typing import Any
 
 from celery import Celery
+from celery.signals import beat_init, worker_init, worker_process_init, worker_process_shutdown
+
+from config.metrics import metrics_process_dead, process_identity_set
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 app = Celery("simulator")
@@ -22,3 +25,27 @@ def _beat_schedule(sender: Celery, source: Any, **kwargs: Any) -> None:
     from jobs.schedule import BEAT_SCHEDULE
 
     source.beat_schedule = BEAT_SCHEDULE
+
+
+# Metrics (config/metrics.py): each pool child is a worker slot; a child that exits has its live
+# gauges dropped, as gunicorn's child_exit does for a web worker (config/gunicorn_conf.py).
+@worker_init.connect
+def _worker_main_identity(**kwargs: Any) -> None:
+    process_identity_set(role="worker", slot="main")
+
+
+@worker_process_init.connect
+def _worker_child_identity(**kwargs: Any) -> None:
+    from billiard.process import current_process  # type: ignore[import-untyped]
+
+    process_identity_set(role="worker", slot=getattr(current_process(), "index", 0))
+
+
+@worker_process_shutdown.connect
+def _worker_child_dead(pid: int | None = None, **kwargs: Any) -> None:
+    metrics_process_dead(pid or os.getpid())
+
+
+@beat_init.connect
+def _beat_identity(**kwargs: Any) -> None:
+    process_identity_set(role="beat")

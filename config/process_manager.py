@@ -38,6 +38,13 @@ from types import FrameType
 from typing import IO
 
 from config.backoff import backoff_delay
+from config.metrics import (
+    MULTIPROC_DIR_VARIABLE,
+    OPERATOR_MULTIPROC_DIR,
+    metrics_directory_clear,
+    metrics_directory_for,
+    metrics_process_dead,
+)
 
 RESTART_BASE_S = 1.0
 RESTART_CAP_S = 30.0
@@ -176,6 +183,7 @@ class ProcessManager:
         self.env = dict(env)
         self.cwd = cwd
         self.stop_grace_s = stop_grace_s
+        self.metrics_dir = metrics_directory_for(self.env)
         self.printer = Printer(output, [entry.name for entry in entries])
         self.processes = [Supervised(entry=entry, policy=policy_factory()) for entry in entries]
         self._stop_signal: int | None = None
@@ -247,6 +255,8 @@ class ProcessManager:
     def _exited(self, supervised: Supervised, now: float) -> None:
         process = supervised.process
         assert process is not None and process.returncode is not None
+        # Its live gauges (open connections, queue depth) must not outlive it (config/metrics.py).
+        metrics_process_dead(process.pid, self.metrics_dir)
         ran = supervised.policy.uptime()
         # Whatever it left behind (gunicorn's or celery's worker processes) goes with it, so the
         # next start finds its port and its role free.
@@ -314,6 +324,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         env.update(dotenv_parse(env_file.read_text()))
     # Python processes print as they go instead of in 8 KB blocks.
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # One metrics directory for every process, emptied here and only here: a process that
+    # restarts must not wipe its siblings' counters (config/metrics.py).
+    if OPERATOR_MULTIPROC_DIR is None:
+        env.pop(MULTIPROC_DIR_VARIABLE, None)
+    metrics_dir = metrics_directory_for(env)
+    env[MULTIPROC_DIR_VARIABLE] = str(metrics_dir)
+    metrics_directory_clear(metrics_dir)
     manager = ProcessManager(entries, env=env, cwd=procfile.parent)
     return manager.run()
 

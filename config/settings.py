@@ -53,9 +53,8 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # client address counts by it (config/client_address.py). Empty: the connection's peer is the client.
 TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
 # Benchmark-only, set by `manage.py benchmark` for the servers it starts: the /v2/_bench/ping floor
-# view and an X-DB-Queries header on every response.
+# view and an X-DB-Queries header on every response (config/http_metrics.py).
 BENCHMARK_ENDPOINTS = env.bool("BENCHMARK_ENDPOINTS", default=False)
-_benchmark_middleware = ["analytics.middleware.QueryCountMiddleware"] if BENCHMARK_ENDPOINTS else []
 
 INSTALLED_APPS = [
     "daphne",
@@ -79,7 +78,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    *_benchmark_middleware,
+    # Outermost, so the latency it measures includes every other layer (config/http_metrics.py).
+    "config.http_metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # After whitenoise, which answers static files itself: a CSP on a script or stylesheet does nothing.
@@ -297,6 +297,16 @@ CACHE_LOCK_SECONDS = 10.0
 CACHE_LOCK_WAIT_SECONDS = 2.0
 # After a Redis error the cache reads the database directly for this long before trying again.
 CACHE_REDIS_RETRY_SECONDS = 1.0
+
+# --- Metrics (config/metrics.py; README "Metrics") -------------------------------------------------
+# Prometheus metrics of every process on the host at /metrics (multiprocess files under
+# VAR_DIR/metrics). false: nothing is measured or written, the baseline of the cost figures.
+METRICS_ENABLED = env.bool("METRICS_ENABLED", default=True)
+# A bearer token Prometheus sends to /metrics (Authorization: Bearer <token>); empty: only a staff
+# member's session may read it.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# A database query slower than this is logged with its normalised SQL and route.
+DB_SLOW_QUERY_MS = env.float("DB_SLOW_QUERY_MS", default=200.0)
 
 # --- Celery and background jobs ------------------------------------------------------------------
 CELERY_TIMEZONE = "UTC"

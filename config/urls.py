@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path
 
 from analytics import urls as analytics_urls
+from config.metrics_endpoint import metrics_view
 from jobs import urls as jobs_urls
 from trading.api import urls as trading_api_urls
 from trading.api.ops_urls import schema_urlpatterns
@@ -26,6 +27,8 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("", include("trading.page_urls")),
     path("", include("trading.api.ops_urls")),
     path("admin/", admin.site.urls),
+    # Prometheus's scrape target, outside /v2/ and its error shape (config/metrics_endpoint.py).
+    path("metrics", metrics_view, name="metrics"),
 ]
 
 # Alpaca clients expect JSON errors in their shape, also for unknown routes and crashes.

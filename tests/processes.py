@@ -132,7 +132,7 @@ def gunicorn_server(
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [
-                str(VENV_BIN / "gunicorn"), "config.wsgi:application",
+                str(VENV_BIN / "gunicorn"), "-c", "python:config.gunicorn_conf", "config.wsgi:application",
                 "--bind", f"127.0.0.1:{port}",
                 "--workers", str(workers), "--threads", "4",
                 "--timeout", "60", "--no-control-socket",

@@ -18,6 +18,7 @@ import pytest
 OPTIONAL_TOOLS: dict[str, str] = {
     "chromium": "apt-get install chromium",
     "wrk": "apt-get install wrk",
+    "promtool": "apt-get download prometheus && dpkg-deb -x prometheus_*.deb root (root/usr/bin/promtool)",
 }
 
 

@@ -1,5 +1,6 @@
 from django.apps import AppConfig
 
+from config.db_metrics import db_metrics_install
 from config.retention import retention_days, retention_hours, retention_register
 
 
@@ -8,6 +9,8 @@ class TradingConfig(AppConfig):
     verbose_name = "Trading"
 
     def ready(self) -> None:
+        # Every process that loads the apps counts its database queries (config/db_metrics.py).
+        db_metrics_install()
         # Raw ticks are the bulk of the database; 1-minute bars are kept longer, daily bars for ever.
         retention_register(
             label="ticks",

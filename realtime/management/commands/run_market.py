@@ -8,6 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from config.metrics import process_identity_set
 from realtime.market import MarketConfig, MarketProcess
 
 
@@ -41,6 +42,7 @@ class Command(BaseCommand):
             tick_interval_s=options["tick_interval"],
             duration_s=options["duration"],
         )
+        process_identity_set(role="market")
         market = MarketProcess(config)
 
         def stop(signum: int, frame: FrameType | None) -> None:

@@ -1,0 +1,122 @@
+"""Database queries and query time, per request and per process, through a connection
+``execute_wrapper`` on every connection (Property 31, docs/properties.md).
+
+Inside a request (``config.http_metrics.RequestMetricsMiddleware`` opens the scope) the count and
+time add up in a thread-local and the middleware writes them once, with the request's route;
+``benchmark api`` reads the same count from the ``X-DB-Queries`` header it adds under
+``BENCHMARK_ENDPOINTS``. Outside a request (the market's writer, Celery tasks, the streams'
+database calls) each query is written to the per-process series directly.
+
+A query slower than ``DB_SLOW_QUERY_MS`` is logged with its normalised SQL (literals replaced by
+``?``, ``IN`` lists collapsed, so one statement shape is one log line) and the route that ran it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.signals import connection_created
+from prometheus_client import Counter
+
+from config.metrics import LabelledChildren, metrics_enabled, process_identity
+
+logger = logging.getLogger("config.db.slow")
+
+DB_QUERIES = Counter("db_queries_total", "Database queries run.", ["role", "slot"], registry=None)
+DB_QUERY_SECONDS = Counter(
+    "db_query_seconds_total", "Time spent in database queries.", ["role", "slot"], registry=None
+)
+DB_SLOW_QUERIES = Counter(
+    "db_slow_queries_total", "Queries slower than DB_SLOW_QUERY_MS.", ["route"], registry=None
+)
+_queries = LabelledChildren(DB_QUERIES)
+_query_seconds = LabelledChildren(DB_QUERY_SECONDS)
+
+
+@dataclass
+class RequestQueries:
+    count: int = 0
+    seconds: float = 0.0
+    route: str = ""
+
+
+_local = threading.local()
+
+_STRING = re.compile(r"'(?:[^']|'')*'")
+_NUMBER = re.compile(r"\b\d+(?:\.\d+)?\b")
+_PLACEHOLDER_LIST = re.compile(r"\(\s*(?:(?:\?|%s)\s*,\s*)+(?:\?|%s)\s*\)")
+_SPACE = re.compile(r"\s+")
+
+
+def sql_normalise(sql: str) -> str:
+    """One shape per statement: literals become ``?``, lists of them ``(?, ...)``."""
+    shape = _STRING.sub("?", sql)
+    shape = _NUMBER.sub("?", shape)
+    shape = shape.replace("%s", "?")
+    shape = _PLACEHOLDER_LIST.sub("(?, ...)", shape)
+    return _SPACE.sub(" ", shape).strip()
+
+
+def request_queries_begin(route: str = "") -> RequestQueries:
+    """Opens this thread's request scope: queries from here count towards it."""
+    scope = RequestQueries(route=route)
+    _local.scope = scope
+    return scope
+
+
+def request_queries_end() -> RequestQueries | None:
+    scope: RequestQueries | None = getattr(_local, "scope", None)
+    _local.scope = None
+    return scope
+
+
+def request_queries_route_set(route: str) -> None:
+    scope: RequestQueries | None = getattr(_local, "scope", None)
+    if scope is not None:
+        scope.route = route
+
+
+def process_queries_add(count: int, seconds: float) -> None:
+    """Adds queries to this process's series (one write each for count and time)."""
+    identity = process_identity()
+    _queries(identity.role, identity.slot).inc(count)
+    _query_seconds(identity.role, identity.slot).inc(seconds)
+
+
+def _measured(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+    started = time.perf_counter()
+    try:
+        return execute(sql, params, many, context)
+    finally:
+        elapsed = time.perf_counter() - started
+        scope: RequestQueries | None = getattr(_local, "scope", None)
+        if scope is not None:
+            scope.count += 1
+            scope.seconds += elapsed
+        elif metrics_enabled():
+            process_queries_add(1, elapsed)
+        if elapsed * 1000.0 >= settings.DB_SLOW_QUERY_MS:
+            route = scope.route if scope is not None and scope.route else "-"
+            logger.warning("slow query: %.1f ms route=%s sql=%s", elapsed * 1000.0, route, sql_normalise(sql))
+            if metrics_enabled():
+                DB_SLOW_QUERIES.labels(route).inc()
+
+
+def _wrap(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
+    # First in the list: Django's execute_wrapper() context manager pops the last entry, so one
+    # opened before this connection existed still removes its own wrapper, not this one.
+    if _measured not in connection.execute_wrappers:
+        connection.execute_wrappers.insert(0, _measured)
+
+
+def db_metrics_install() -> None:
+    """Wraps every database connection this process opens (idempotent; trading's ready())."""
+    connection_created.connect(_wrap, dispatch_uid="config.db_metrics")
