@@ -250,39 +250,74 @@ GC_COLLECTIONS = Counter(
     registry=None,
 )
 # A collection can run hundreds of times a second under load and each metric write is a locked
-# file write: the pauses add up in memory and are written at most once per this interval.
+# file write, so the pauses add up in memory and a flusher thread writes them at most once per this
+# interval. The gc callback itself must never write a metric: it runs inside whatever allocation
+# triggered the collection, which can be a metric write holding prometheus-client's process-wide,
+# non-reentrant values lock, and a write from the callback would wait on that lock forever.
 GC_FLUSH_INTERVAL_S = 1.0
+_GC_GENERATIONS = (0, 1, 2)
 
 
 class _GcPauses:
+    """The gc callback and the flusher. The callback only adds to running totals it never resets
+    (preallocated lists, mutated in place: no lock, no allocation worth a collection); the flusher
+    writes the difference since its last flush, so nothing a collection adds while a flush runs
+    is lost."""
+
     def __init__(self) -> None:
         self.started = 0.0
-        self.pending: dict[int, list[float]] = {0: [0.0, 0], 1: [0.0, 0], 2: [0.0, 0]}
-        self.flushed_at = 0.0
+        # generation -> [seconds, collections], cumulative since tracking started.
+        self.totals: list[list[float]] = [[0.0, 0.0] for _ in _GC_GENERATIONS]
+        self.flushed: list[list[float]] = [[0.0, 0.0] for _ in _GC_GENERATIONS]
+        self.flush_lock = threading.Lock()  # the flusher's, never taken by the callback
 
     def __call__(self, phase: str, info: dict[str, Any]) -> None:
         now = time.perf_counter()
         if phase == "start":
             self.started = now
             return
-        generation = int(info.get("generation", 0))
-        entry = self.pending.setdefault(generation, [0.0, 0])
+        generation = info.get("generation", 0)
+        entry = self.totals[generation if 0 <= generation <= 2 else 2]
         entry[0] += now - self.started
         entry[1] += 1
-        if now - self.flushed_at >= GC_FLUSH_INTERVAL_S:
-            self.flush(now)
 
-    def flush(self, now: float) -> None:
-        self.flushed_at = now
-        role, slot = _identity.role, _identity.slot
-        for generation, (seconds, count) in self.pending.items():
-            if count:
-                GC_PAUSE_SECONDS.labels(role, slot, str(generation)).inc(seconds)
-                GC_COLLECTIONS.labels(role, slot, str(generation)).inc(count)
-        self.pending = {generation: [0.0, 0] for generation in self.pending}
+    def flush(self) -> None:
+        """Writes what the callback added since the last flush. Ordinary code only (the flusher
+        thread, a scrape, a test), never the gc callback."""
+        with self.flush_lock:
+            role, slot = _identity.role, _identity.slot
+            for generation in _GC_GENERATIONS:
+                seconds, count = self.totals[generation]
+                done = self.flushed[generation]
+                if count > done[1]:
+                    GC_PAUSE_SECONDS.labels(role, slot, str(generation)).inc(seconds - done[0])
+                    GC_COLLECTIONS.labels(role, slot, str(generation)).inc(count - done[1])
+                    done[0], done[1] = seconds, count
 
 
 _gc_pauses: _GcPauses | None = None
+_gc_flusher_pid: int | None = None
+
+
+def _gc_flusher_run(pauses: _GcPauses, interval: float) -> None:
+    while True:
+        time.sleep(interval)
+        try:
+            pauses.flush()
+        except Exception:  # a full disk or a removed directory must not end the flusher
+            logger.warning("metrics: writing the gc pauses failed", exc_info=True)
+
+
+def _gc_flusher_start() -> None:
+    """One daemon flusher per process (threads do not survive a fork: a forked child that tracks
+    gc pauses starts its own)."""
+    global _gc_flusher_pid
+    if _gc_pauses is None or _gc_flusher_pid == os.getpid():
+        return
+    _gc_flusher_pid = os.getpid()
+    threading.Thread(
+        target=_gc_flusher_run, args=(_gc_pauses, GC_FLUSH_INTERVAL_S), name="metrics-gc-flusher", daemon=True
+    ).start()
 
 
 def gc_pause_tracking_start() -> None:
@@ -290,6 +325,13 @@ def gc_pause_tracking_start() -> None:
     if _gc_pauses is None:
         _gc_pauses = _GcPauses()
         gc.callbacks.append(_gc_pauses)
+    _gc_flusher_start()
+
+
+def gc_pauses_flush() -> None:
+    """Writes the gc pauses counted so far now (a scrape of this process, tests)."""
+    if _gc_pauses is not None:
+        _gc_pauses.flush()
 
 
 # --- Collect-time gauges ----------------------------------------------------------------------------
@@ -343,6 +385,7 @@ class _HostCollector:
 
     def collect(self) -> Iterable[Metric]:
         directory = metrics_directory()
+        gc_pauses_flush()
         _dead_processes_forget(directory)
         yield from MultiProcessCollector(None, path=str(directory)).collect()
         yield from _process_families()
