@@ -54,7 +54,13 @@ from trading.models import (
     WatchlistEntry,
 )
 from trading.quotes import LatestQuote, latest_quotes
-from trading.units import dollars_to_cents, round_half_even, trade_value_cents
+from trading.units import (
+    dollars_to_cents,
+    price_increment_valid,
+    round_half_even,
+    trade_value_cents,
+    units_to_str,
+)
 from trading.usernames import username_skeleton
 
 # --- Accounts ---------------------------------------------------------------------------------
@@ -313,6 +319,17 @@ def _validate(request: OrderRequest) -> None:
         and request.trail_percent_units >= 100 * matching.PERCENT_SCALE
     ):
         raise InvalidRequest("trail_percent must be below 100")
+    for name in ("limit_price", "stop_price"):
+        units = getattr(request, f"{name}_units")
+        if units is not None and not price_increment_valid(units):
+            # Alpaca's wording, so bots that match on it keep working.
+            raise InvalidRequest(
+                f"invalid {name} {units_to_str(units)}. sub-penny increment does not fulfill minimum pricing criteria"
+            )
+    if request.extended_hours and (
+        request.type != OrderType.LIMIT or request.time_in_force != TimeInForce.DAY
+    ):
+        raise InvalidRequest("extended hours order must be DAY limit orders")
     if request.client_order_id is not None and not 0 < len(request.client_order_id) <= 48:
         raise InvalidRequest("client_order_id must be 1 to 48 characters")
 

@@ -72,6 +72,12 @@ def price_to_units(value: object, *, field: str = "price") -> int:
     return int(amount)
 
 
+def price_increment_valid(units: int) -> bool:
+    """SEC Rule 612, as Alpaca applies it to limit and stop prices: whole cents from $1.00 up,
+    at most 4 decimals (any whole unit) below."""
+    return units < PRICE_SCALE or units % UNITS_PER_CENT == 0
+
+
 def dollars_to_cents(value: object, *, field: str = "amount") -> int:
     amount = to_decimal(value, field=field) * CENTS_PER_DOLLAR
     if amount != amount.to_integral_value():

@@ -127,9 +127,10 @@ class LedgerMachine(RuleBasedStateMachine):
         return StockPriceHistory.objects.filter(symbol=symbol).order_by("-seq").first()  # type: ignore[return-value]
 
     def level(self, symbol: str, steps: int) -> int:
-        """A price ``steps`` quarter-percents away from the last trade."""
+        """A price ``steps`` quarter-percents away from the last trade, in whole cents (Alpaca
+        refuses sub-penny limit and stop prices from $1 up)."""
         last = self.quote(symbol).price_units
-        return max(100, last + steps * last // 400)
+        return max(100, (last + steps * last // 400) // 100 * 100)
 
     def sell_choice(self, account: Account, pick: int, qty: int, fit: bool) -> tuple[str, int]:
         """A symbol the account holds when it holds any, and (when ``fit``) no more than it can sell."""

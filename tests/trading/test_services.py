@@ -874,6 +874,14 @@ def test_suspended_account_is_forbidden(account: Account) -> None:
         {"type": "market", "trail_price_units": 100},
         {"client_order_id": ""},
         {"client_order_id": "x" * 49},
+        # Sub-penny prices from $1.00 up (Alpaca's SEC Rule 612 check).
+        {"type": "limit", "limit_price_units": 1_000_050},
+        {"type": "stop", "stop_price_units": 10_001},
+        {"type": "stop_limit", "stop_price_units": 1_000_000, "limit_price_units": 999_999},
+        # extended_hours only on limit day orders.
+        {"extended_hours": True},
+        {"type": "limit", "limit_price_units": 1_000_000, "time_in_force": "gtc", "extended_hours": True},
+        {"type": "stop", "stop_price_units": 1_000_000, "time_in_force": "day", "extended_hours": True},
     ],
 )
 def test_malformed_orders_are_invalid_and_write_nothing(account: Account, fields: dict[str, Any]) -> None:
@@ -927,3 +935,23 @@ def test_malformed_ids_are_not_found(account: Account, call: Callable[[Account],
 def test_order_fill_of_a_vanished_order_returns_none() -> None:
     # The market's trigger book can outlive an order (its account deleted): no crash, no fill.
     assert services.order_fill(order_id=MISSING, price_units=1_000_000) is None
+
+
+def test_sub_penny_prices_below_a_dollar_are_accepted_and_messages_are_alpacas(
+    account: Account, make_asset: MakeAsset
+) -> None:
+    make_asset("PENY", price="0.5000")
+    resting = place(account, symbol="PENY", type="limit", limit_price_units=4_321, time_in_force="day")
+    assert (resting.status, resting.limit_price_units) == ("new", 4_321)
+    with pytest.raises(InvalidRequest) as sub_penny:
+        place(account, type="limit", limit_price_units=1_000_050)
+    assert str(sub_penny.value) == (
+        "invalid limit_price 100.005. sub-penny increment does not fulfill minimum pricing criteria"
+    )
+    with pytest.raises(InvalidRequest, match="extended hours order must be DAY limit orders"):
+        place(account, extended_hours=True)
+    extended = place(
+        account, type="limit", limit_price_units=900_000, time_in_force="day", extended_hours=True
+    )
+    assert (extended.status, extended.extended_hours) == ("new", True)
+    assert_books_balance(account)

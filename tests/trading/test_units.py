@@ -14,6 +14,7 @@ from trading.units import (
     UnitError,
     cents_to_str,
     dollars_to_cents,
+    price_increment_valid,
     price_to_units,
     round_half_even,
     to_decimal,
@@ -249,3 +250,24 @@ def test_ascii_integers_are_read(value: object, parsed: int) -> None:
 def test_integers_are_whole_numbers_written_as_such(value: object) -> None:
     with pytest.raises(UnitError):
         to_integer(value, field="limit")
+
+
+# --- SEC Rule 612 price increments (the order validation Alpaca applies) -------------------------
+
+
+@given(st.integers(min_value=1, max_value=10**12))
+def test_price_increment_is_a_cent_from_one_dollar_and_a_ten_thousandth_below(units: int) -> None:
+    valid = price_increment_valid(units)
+    price = Decimal(units) / 10_000
+    if price >= 1:
+        assert valid == (price == price.quantize(Decimal("0.01")))
+    else:
+        assert valid  # every price unit below $1 is a 4-decimal price
+
+
+@pytest.mark.parametrize(
+    ("units", "valid"),
+    [(10_000, True), (9_999, True), (10_001, False), (1_234_500, True), (1_234_560, False), (1, True)],
+)
+def test_price_increment_edges(units: int, valid: bool) -> None:
+    assert price_increment_valid(units) is valid
