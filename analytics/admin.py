@@ -15,6 +15,8 @@ from django.utils.html import format_html
 from analytics.models import (
     AccountAnalytics,
     AccountEquityDay,
+    Alert,
+    AlertRule,
     FrontendSample,
     LeaderboardEntry,
     LeaderboardSnapshot,
@@ -47,6 +49,69 @@ class FrontendSampleAdmin(admin.ModelAdmin):
     readonly_fields = [field.name for field in FrontendSample._meta.fields]
     # Samples pile up; an exact count of the whole table on every page is not worth its scan.
     show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+# --- Monitoring: alert rules (edited here, read by run_monitor within MONITOR_RULES_RELOAD_SECONDS)
+# and the alerts it raised (its history: written by the monitor only) ----------------------------
+@admin.register(AlertRule)
+class AlertRuleAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "enabled",
+        "severity",
+        "metric",
+        "kind",
+        "comparison",
+        "threshold",
+        "clear_threshold",
+        "for_seconds",
+    ]
+    list_editable = ["enabled"]
+    list_filter = ["enabled", "severity", "kind"]
+    search_fields = ["name", "metric"]
+    fieldsets = [
+        (None, {"fields": ["name", "description", "enabled", "severity"]}),
+        (
+            "What is measured",
+            {
+                "fields": [
+                    "metric",
+                    "labels",
+                    "kind",
+                    "aggregation",
+                    "group_by",
+                    "denominator_metric",
+                    "quantile",
+                    "window_seconds",
+                ],
+                "description": "Metric names and labels as /metrics shows them (README, Metrics). A counter is "
+                "read as a rate or a ratio over the window, a histogram as a quantile over it.",
+            },
+        ),
+        (
+            "When it fires and clears",
+            {"fields": ["comparison", "threshold", "clear_threshold", "for_seconds"]},
+        ),
+    ]
+
+
+@admin.register(Alert)
+class AlertAdmin(admin.ModelAdmin):
+    list_display = ["opened_at", "rule_name", "severity", "state", "summary", "peak_value", "resolved_at"]
+    list_filter = ["severity", ("resolved_at", admin.EmptyFieldListFilter), "rule_name"]
+    search_fields = ["rule_name", "summary"]
+    date_hierarchy = "opened_at"
+    readonly_fields = [field.name for field in Alert._meta.fields]
+
+    @admin.display(description="State")
+    def state(self, alert: Alert) -> str:
+        return "open" if alert.resolved_at is None else "resolved"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from trading.models import Account
@@ -195,3 +196,141 @@ class Statement(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_id} {self.period}"
+
+
+# --- Monitoring: alert rules, alerts and the ops page's samples (analytics/monitor.py) -----------
+class RuleKind(models.TextChoices):
+    VALUE = "value", "Value (a gauge as it is now)"
+    RATE = "rate", "Rate per second of a counter over the window"
+    RATIO = "ratio", "Ratio of two counters' increases over the window"
+    QUANTILE = "quantile", "Quantile of a histogram's observations over the window"
+
+
+class RuleAggregation(models.TextChoices):
+    SUM = "sum", "Sum"
+    MAX = "max", "Maximum"
+    MIN = "min", "Minimum"
+    AVG = "avg", "Average"
+
+
+class RuleComparison(models.TextChoices):
+    ABOVE = "gt", "above"
+    BELOW = "lt", "below"
+
+
+class AlertSeverity(models.TextChoices):
+    INFO = "info", "Info"
+    WARNING = "warning", "Warning"
+    CRITICAL = "critical", "Critical"
+
+
+METRIC_NAME_MAX_LENGTH = 200
+
+
+class AlertRule(models.Model):
+    """A threshold on one figure of this host's metrics. It fires once the figure has been past
+    ``threshold`` for ``for_seconds`` and clears once it has been back past ``clear_threshold``
+    (the hysteresis) for as long; evaluated by ``run_monitor`` (docs/architecture.md, Monitoring).
+
+    The figure: the samples named ``metric`` whose labels include every item of ``labels``. With
+    ``group_by`` (label names, comma-separated) they are summed per group first (per process:
+    ``role,slot``), then combined across groups by ``aggregation``, so "any process above" is
+    ``max``. A counter is read as its rate (or, with ``denominator_metric``, as the ratio of the two
+    increases) over ``window_seconds``; a histogram as the ``quantile`` of its observations in that
+    window."""
+
+    name = models.CharField(max_length=80, unique=True)
+    description = models.TextField(blank=True)
+    enabled = models.BooleanField(default=True)
+    metric = models.CharField(max_length=METRIC_NAME_MAX_LENGTH)
+    labels = models.JSONField(default=dict, blank=True, help_text='Label filter, e.g. {"role": "web"}')
+    kind = models.CharField(max_length=16, choices=RuleKind.choices, default=RuleKind.VALUE)
+    aggregation = models.CharField(max_length=8, choices=RuleAggregation.choices, default=RuleAggregation.SUM)
+    group_by = models.CharField(max_length=200, blank=True, help_text="Label names, comma-separated")
+    denominator_metric = models.CharField(max_length=METRIC_NAME_MAX_LENGTH, blank=True)
+    quantile = models.FloatField(default=0.99)
+    window_seconds = models.PositiveIntegerField(default=60)
+    comparison = models.CharField(max_length=2, choices=RuleComparison.choices, default=RuleComparison.ABOVE)
+    threshold = models.FloatField()
+    clear_threshold = models.FloatField()
+    for_seconds = models.PositiveIntegerField(
+        default=60, help_text="How long it must hold to fire, and to clear"
+    )
+    severity = models.CharField(max_length=16, choices=AlertSeverity.choices, default=AlertSeverity.WARNING)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if not isinstance(self.labels, dict) or not all(
+            isinstance(key, str) and isinstance(value, str) for key, value in self.labels.items()
+        ):
+            errors["labels"] = 'A JSON object of label names to values, e.g. {"role": "web"}.'
+        if self.comparison == RuleComparison.ABOVE and self.clear_threshold > self.threshold:
+            errors["clear_threshold"] = "Firing above the threshold, it must clear at or below it."
+        if self.comparison == RuleComparison.BELOW and self.clear_threshold < self.threshold:
+            errors["clear_threshold"] = "Firing below the threshold, it must clear at or above it."
+        if self.kind == RuleKind.RATIO and not self.denominator_metric:
+            errors["denominator_metric"] = "A ratio needs the counter it divides by."
+        if self.kind == RuleKind.QUANTILE and not 0 < self.quantile < 1:
+            errors["quantile"] = "Between 0 and 1, e.g. 0.99."
+        if self.kind != RuleKind.VALUE and self.window_seconds < 1:
+            errors["window_seconds"] = "A rate, ratio or quantile needs a window of at least a second."
+        if errors:
+            raise ValidationError(errors)
+
+
+class Alert(models.Model):
+    """One firing of a rule, from opening to resolution; kept as history. The rule's name and
+    thresholds are copied, so editing or deleting the rule leaves the history as it was."""
+
+    rule = models.ForeignKey(
+        AlertRule, null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts"
+    )
+    rule_name = models.CharField(max_length=80)
+    severity = models.CharField(max_length=16, choices=AlertSeverity.choices)
+    summary = models.CharField(max_length=300)
+    labels = models.JSONField(default=dict, blank=True)
+    threshold = models.FloatField()
+    clear_threshold = models.FloatField()
+    opened_at = models.DateTimeField(db_index=True)
+    resolved_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    opened_value = models.FloatField()
+    peak_value = models.FloatField()
+    last_value = models.FloatField()
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+        constraints = [
+            # At most one open alert per rule: a restarted monitor adopts it instead of opening another.
+            models.UniqueConstraint(
+                fields=["rule_name"],
+                condition=models.Q(resolved_at__isnull=True),
+                name="alert_one_open_per_rule",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rule_name} @ {self.opened_at:%Y-%m-%d %H:%M:%S}"
+
+
+class MonitorSample(models.Model):
+    """The ops page's figures at one instant, one row per tier and instant: ``values`` maps each
+    series (analytics/ops_series.py) to its number, or a top list to its rows. A tier's row is
+    the average of the finer tier's rows in its interval (analytics/monitor.py)."""
+
+    tier_seconds = models.PositiveIntegerField()
+    at = models.DateTimeField()
+    values = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["tier_seconds", "at"]
+        constraints = [models.UniqueConstraint(fields=["tier_seconds", "at"], name="monitor_sample_tier_at")]
+
+    def __str__(self) -> str:
+        return f"{self.tier_seconds}s @ {self.at:%Y-%m-%d %H:%M:%S}"

@@ -308,6 +308,28 @@ METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # A database query slower than this is logged with its normalised SQL and route.
 DB_SLOW_QUERY_MS = env.float("DB_SLOW_QUERY_MS", default=200.0)
 
+# --- Monitoring and alerts (analytics/monitor.py; README "Monitoring and alerts") ----------------
+# run_monitor evaluates the alert rules (analytics.AlertRule, edited in the admin) this often, from
+# this host's metrics; it rereads the rules this often, keeping the last ones it read (also in
+# VAR_DIR/monitor-rules.json) while the database is down.
+MONITOR_INTERVAL_SECONDS = 5.0
+MONITOR_RULES_RELOAD_SECONDS = 30.0
+# One evaluator per host: run_monitor holds this Redis lock (the host name is appended), renewing
+# it every cycle; a second run_monitor waits as a standby until the lock is free.
+MONITOR_LOCK_KEY = f"{REDIS_KEY_PREFIX}:monitor:lock"
+MONITOR_LOCK_SECONDS = 30.0
+# Samples for the ops page's trends, in tiers: (seconds per sample, seconds kept). The coarsest
+# tier is kept MONITORING_SAMPLE_RETENTION_DAYS (below), never less than the tier before it.
+MONITOR_SAMPLE_TIERS: tuple[tuple[int, int], ...] = ((10, 24 * 3600), (60, 7 * 24 * 3600), (600, 0))
+# Alerts are logged, mailed to every active staff user with an email address, and POSTed as JSON
+# to this URL (empty: no webhook), retried with backoff (1 s, 2 s, 4 s ...) up to the attempts.
+ALERT_WEBHOOK_URL = env.str("ALERT_WEBHOOK_URL", default="")
+ALERT_WEBHOOK_ATTEMPTS = 5
+ALERT_WEBHOOK_TIMEOUT_SECONDS = 5.0
+ALERT_WEBHOOK_RETRY_BASE_SECONDS = 1.0
+ALERT_WEBHOOK_RETRY_CAP_SECONDS = 30.0
+ALERT_MAIL_FROM = env.str("ALERT_MAIL_FROM", default="monitor@localhost")
+
 # --- Celery and background jobs ------------------------------------------------------------------
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ACKS_LATE = True
