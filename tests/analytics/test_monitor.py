@@ -65,7 +65,7 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.attempts += 1
                 if receiver.attempts <= receiver.fail_first:
@@ -240,7 +240,10 @@ def test_p32_below_rules_and_unreachable_dependencies(receiver: WebhookReceiver)
     redis_up = [True]
     delivery = AlertDelivery(webhook_url=receiver.url)
     monitor = Monitor(
-        notify=delivery, clock=clock, snapshot=list, probes={"database": lambda: True, "redis": lambda: redis_up[0]}
+        notify=delivery,
+        clock=clock,
+        snapshot=list,
+        probes={"database": lambda: True, "redis": lambda: redis_up[0]},
     )
     monitor.rules_reload(force=True)
     events = []
@@ -252,7 +255,9 @@ def test_p32_below_rules_and_unreachable_dependencies(receiver: WebhookReceiver)
     for _ in range(4):
         clock.advance(STEP_S)
         events.extend(monitor.evaluate())
-    assert [(e.transition, e.alert.rule_name) for e in events] == [(AlertTransition.OPENED, "Redis unreachable")]
+    assert [(e.transition, e.alert.rule_name) for e in events] == [
+        (AlertTransition.OPENED, "Redis unreachable")
+    ]
     redis_up[0] = True
     for _ in range(4):
         clock.advance(STEP_S)
