@@ -314,9 +314,8 @@ DB_SLOW_QUERY_MS = env.float("DB_SLOW_QUERY_MS", default=200.0)
 # VAR_DIR/monitor-rules.json) while the database is down.
 MONITOR_INTERVAL_SECONDS = 5.0
 MONITOR_RULES_RELOAD_SECONDS = 30.0
-# One evaluator per host: run_monitor holds this Redis lock (the host name is appended), renewing
-# it every cycle; a second run_monitor waits as a standby until the lock is free.
-MONITOR_LOCK_KEY = f"{REDIS_KEY_PREFIX}:monitor:lock"
+# One evaluator per host: run_monitor holds a Redis lock (<REDIS_KEY_PREFIX>:monitor:lock:<host>)
+# this long, renewing it every cycle; a second run_monitor waits as a standby until it is free.
 MONITOR_LOCK_SECONDS = 30.0
 # Samples for the ops page's trends, in tiers: (seconds per sample, seconds kept). The coarsest
 # tier is kept MONITORING_SAMPLE_RETENTION_DAYS (below), never less than the tier before it.
