@@ -16,7 +16,7 @@ from rest_framework.response import Response
 
 from analytics import services
 from analytics.dashboard import dashboard_bootstrap_build
-from analytics.models import FRONTEND_PAGE_MAX_LENGTH
+from analytics.models import FRONTEND_PAGE_MAX_LENGTH, FRONTEND_RENDERER_MAX_LENGTH
 from analytics.serializers import AccountAnalyticsSerializer, LeaderboardSerializer, StatementSerializer
 from trading.api.serializers import (
     AccountSerializer,
@@ -118,6 +118,13 @@ def _measure() -> serializers.FloatField:
 
 class FrontendSampleSerializer(serializers.Serializer[Any]):
     page = serializers.CharField(max_length=FRONTEND_PAGE_MAX_LENGTH)
+    renderer = serializers.CharField(
+        max_length=FRONTEND_RENDERER_MAX_LENGTH,
+        required=False,
+        default="",
+        allow_blank=True,
+        help_text="the market table's renderer: selective, or naive (the benchmark's baseline)",
+    )
     interval_s = _measure()
     renders = _count()
     updates = _count()
@@ -143,9 +150,11 @@ class FrontendMetricsView(TradingAPIView):
     def post(self, request: Request) -> Response:
         body = parse_body(FrontendSampleSerializer, request)
         page = body.pop("page")
+        renderer = body.pop("renderer")
         services.frontend_sample_record(
             user_id=request.user.pk,
             page=page,
+            renderer=renderer,
             figures=services.FrontendFigures(**body),
             user_agent=str(request.META.get("HTTP_USER_AGENT", "")),
         )

@@ -127,6 +127,7 @@ class SymbolStats(models.Model):
 
 
 FRONTEND_PAGE_MAX_LENGTH = 32
+FRONTEND_RENDERER_MAX_LENGTH = 16
 USER_AGENT_MAX_LENGTH = 300
 
 
@@ -152,6 +153,8 @@ class FrontendSample(models.Model):
     # Only Chromium exposes the JS heap size; other browsers report null.
     js_heap_bytes = models.BigIntegerField(null=True, blank=True)
     dom_nodes = models.BigIntegerField()
+    # Which market table the page drew with (static/js/app.js: selective, or the naive baseline).
+    renderer = models.CharField(max_length=FRONTEND_RENDERER_MAX_LENGTH, blank=True, default="")
     user_agent = models.CharField(max_length=USER_AGENT_MAX_LENGTH, blank=True)
 
     class Meta:

@@ -46,8 +46,10 @@ from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from analytics.events import LeaderboardChanged, leaderboard_changed_publish_on_commit
+from analytics.metrics import frontend_report_count
 from analytics.models import (
     FRONTEND_PAGE_MAX_LENGTH,
+    FRONTEND_RENDERER_MAX_LENGTH,
     USER_AGENT_MAX_LENGTH,
     AccountAnalytics,
     AccountEquityDay,
@@ -581,10 +583,12 @@ def frontend_sample_record(
     user_id: int | None,
     page: str,
     figures: FrontendFigures,
+    renderer: str = "",
     user_agent: str = "",
     now: dt.datetime | None = None,
 ) -> FrontendSample:
-    """Store one page's performance report; a negative or non-finite figure is refused."""
+    """Store one page's performance report and add it to the browser series (analytics/metrics.py);
+    a negative or non-finite figure is refused."""
     if not 1 <= len(page) <= FRONTEND_PAGE_MAX_LENGTH:
         raise InvalidRequest(f"page must be 1 to {FRONTEND_PAGE_MAX_LENGTH} characters")
     values = asdict(figures)
@@ -593,10 +597,15 @@ def frontend_sample_record(
             continue
         if value is None or not math.isfinite(value) or value < 0:
             raise InvalidRequest(f"{name} must be a non-negative number")
-    return FrontendSample.objects.create(
+    if len(renderer) > FRONTEND_RENDERER_MAX_LENGTH:
+        raise InvalidRequest(f"renderer must be at most {FRONTEND_RENDERER_MAX_LENGTH} characters")
+    sample = FrontendSample.objects.create(
         user_id=user_id,
         page=page,
+        renderer=renderer,
         received_at=now or timezone.now(),
         user_agent=user_agent[:USER_AGENT_MAX_LENGTH],
         **values,
     )
+    frontend_report_count(page=page, renderer=renderer, figures=figures)
+    return sample

@@ -38,10 +38,42 @@ import redis
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
+from prometheus_client import Counter
 
+from config.metrics import Deferred, metrics_enabled
 from config.redis_pools import redis_client
 
 logger = logging.getLogger(__name__)
+
+# --- Metrics (config/metrics.py): the hit rate per layer and data type, counted in memory and
+# written once a second, so a cached read stays a dictionary lookup.
+CACHE_HITS = Counter(
+    "cache_hits_total", "Cache reads answered, by layer and data type.", ["layer", "data_type"], registry=None
+)
+CACHE_MISSES = Counter(
+    "cache_misses_total",
+    "Cache reads a layer could not answer, by layer and data type.",
+    ["layer", "data_type"],
+    registry=None,
+)
+CACHE_STAMPEDE_WAITS = Counter(
+    "cache_stampede_waits_total",
+    "Misses that waited for another caller's load of the same key instead of loading.",
+    ["data_type"],
+    registry=None,
+)
+CACHE_REDIS_ERRORS = Counter(
+    "cache_redis_errors_total",
+    "Redis calls of the cache that failed, by what the cache was doing.",
+    ["operation"],
+    registry=None,
+)
+_hits = Deferred(CACHE_HITS)
+_misses = Deferred(CACHE_MISSES)
+_stampede_waits = Deferred(CACHE_STAMPEDE_WAITS)
+_redis_errors = Deferred(CACHE_REDIS_ERRORS)
+# cached_locally's entries have no data type of their own.
+LOCAL_DATA_TYPE = "local"
 
 T = TypeVar("T")
 Clock = Callable[[], float]
@@ -190,6 +222,7 @@ class CacheManager:
         self._local_locks: dict[str, threading.Lock] = {}
         self._listener: _InvalidationListener | None = None
         self._listener_pid = 0
+        self._metrics = metrics_enabled()
 
     # --- public API -------------------------------------------------------------------------
 
@@ -210,13 +243,18 @@ class CacheManager:
         self._ensure_listener()
         value = self.l1.get(key, _MISSING)
         if value is not _MISSING:
+            if self._metrics:
+                _hits("L1", data_type).inc()
             return value
         generation = self.l1.generation
         value = self._l2_get(key)
+        if self._metrics:
+            _misses("L1", data_type).inc()
+            (_misses if value is _MISSING else _hits)("L2", data_type).inc()
         if value is not _MISSING:
             self._l1_store(key, value, ttl, generation)
             return value
-        return self._load(key, ttl, loader, generation)
+        return self._load(key, ttl, loader, generation, data_type)
 
     def cached_locally(self, key: str, loader: Callable[[], T]) -> T:
         """``key`` from this process's L1, else ``loader()`` kept there (no Redis copy: for values
@@ -230,7 +268,11 @@ class CacheManager:
         self._ensure_listener()
         value = self.l1.get(key, _MISSING)
         if value is not _MISSING:
+            if self._metrics:
+                _hits("L1", LOCAL_DATA_TYPE).inc()
             return value
+        if self._metrics:
+            _misses("L1", LOCAL_DATA_TYPE).inc()
         generation = self.l1.generation
         value = loader()
         self.l1.set_if_generation(key, value, self.config.l1_max_seconds, generation)
@@ -291,6 +333,8 @@ class CacheManager:
 
     def _redis_failed(self, error: Exception, doing: str) -> None:
         self._down_until = time.monotonic() + self.config.redis_retry_seconds
+        if self._metrics:
+            _redis_errors(doing).inc()
         logger.warning("cache: Redis unavailable while %s (%s); using the database", doing, error)
 
     def _l2_get(self, key: str) -> Any:
@@ -311,7 +355,7 @@ class CacheManager:
             return _MISSING
         return envelope["v"]
 
-    def _load(self, key: str, ttl: float, loader: Callable[[], T], generation: int) -> T:
+    def _load(self, key: str, ttl: float, loader: Callable[[], T], generation: int, data_type: str) -> T:
         client = self._redis()
         if client is None:
             return self._load_locally(key, ttl, loader, generation)
@@ -326,6 +370,8 @@ class CacheManager:
             return self._load_locally(key, ttl, loader, generation)
         if not acquired:
             # Someone else is computing it: wait for their answer rather than add to the load.
+            if self._metrics:
+                _stampede_waits(data_type).inc()
             deadline = time.monotonic() + self.config.lock_wait_seconds
             while time.monotonic() < deadline:
                 time.sleep(0.01)

@@ -26,7 +26,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
 from prometheus_client import Counter
 
-from config.metrics import LabelledChildren, metrics_enabled, process_identity
+from config.metrics import Deferred, metrics_enabled, process_identity
 
 logger = logging.getLogger("config.db.slow")
 
@@ -37,8 +37,8 @@ DB_QUERY_SECONDS = Counter(
 DB_SLOW_QUERIES = Counter(
     "db_slow_queries_total", "Queries slower than DB_SLOW_QUERY_MS.", ["route"], registry=None
 )
-_queries = LabelledChildren(DB_QUERIES)
-_query_seconds = LabelledChildren(DB_QUERY_SECONDS)
+_queries = Deferred(DB_QUERIES)
+_query_seconds = Deferred(DB_QUERY_SECONDS)
 
 
 @dataclass

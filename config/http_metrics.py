@@ -25,7 +25,7 @@ from config.db_metrics import (
     request_queries_end,
     request_queries_route_set,
 )
-from config.metrics import COUNT_BUCKETS, LATENCY_BUCKETS, LabelledChildren, metrics_enabled
+from config.metrics import COUNT_BUCKETS, LATENCY_BUCKETS, Deferred, metrics_enabled
 
 HTTP_REQUESTS = Counter(
     "http_requests_total", "HTTP requests answered.", ["route", "method", "status"], registry=None
@@ -53,11 +53,11 @@ DB_REQUEST_QUERY_SECONDS = Counter(
     ["route"],
     registry=None,
 )
-_requests = LabelledChildren(HTTP_REQUESTS)
-_seconds = LabelledChildren(HTTP_REQUEST_SECONDS)
-_errors = LabelledChildren(HTTP_ERRORS)
-_request_queries = LabelledChildren(DB_REQUEST_QUERIES)
-_request_query_seconds = LabelledChildren(DB_REQUEST_QUERY_SECONDS)
+_requests = Deferred(HTTP_REQUESTS)
+_seconds = Deferred(HTTP_REQUEST_SECONDS)
+_errors = Deferred(HTTP_ERRORS)
+_request_queries = Deferred(DB_REQUEST_QUERIES)
+_request_query_seconds = Deferred(DB_REQUEST_QUERY_SECONDS)
 
 UNMATCHED_ROUTE = "unmatched"
 # Methods outside this set are counted as "other", so a client cannot invent label values.

@@ -67,7 +67,9 @@ os.environ[MULTIPROC_DIR_VARIABLE] = str(metrics_directory_for(os.environ))
 metrics_directory().mkdir(parents=True, exist_ok=True)
 
 # The multiprocess value class is chosen when prometheus_client is first imported: after the above.
+import atexit  # noqa: E402
 import bisect  # noqa: E402
+import contextlib  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
@@ -296,28 +298,6 @@ class _GcPauses:
 
 
 _gc_pauses: _GcPauses | None = None
-_gc_flusher_pid: int | None = None
-
-
-def _gc_flusher_run(pauses: _GcPauses, interval: float) -> None:
-    while True:
-        time.sleep(interval)
-        try:
-            pauses.flush()
-        except Exception:  # a full disk or a removed directory must not end the flusher
-            logger.warning("metrics: writing the gc pauses failed", exc_info=True)
-
-
-def _gc_flusher_start() -> None:
-    """One daemon flusher per process (threads do not survive a fork: a forked child that tracks
-    gc pauses starts its own)."""
-    global _gc_flusher_pid
-    if _gc_pauses is None or _gc_flusher_pid == os.getpid():
-        return
-    _gc_flusher_pid = os.getpid()
-    threading.Thread(
-        target=_gc_flusher_run, args=(_gc_pauses, GC_FLUSH_INTERVAL_S), name="metrics-gc-flusher", daemon=True
-    ).start()
 
 
 def gc_pause_tracking_start() -> None:
@@ -325,13 +305,180 @@ def gc_pause_tracking_start() -> None:
     if _gc_pauses is None:
         _gc_pauses = _GcPauses()
         gc.callbacks.append(_gc_pauses)
-    _gc_flusher_start()
+    _flusher_ensure()
 
 
 def gc_pauses_flush() -> None:
     """Writes the gc pauses counted so far now (a scrape of this process, tests)."""
     if _gc_pauses is not None:
         _gc_pauses.flush()
+
+
+# --- Deferred series: counted in memory, written once a second ---------------------------------------
+# A hot path (every request, every cache read, every stream window) adds to an in-memory figure
+# under a plain lock (tens of nanoseconds, no file), and the process's flusher thread writes the
+# sums once per FLUSH_INTERVAL_S, so the cost of a series no longer grows with the traffic. The
+# in-memory lock is never held while a metric is written, and the gc callback takes neither.
+# What a scrape of this process, an exiting process (atexit) and the flusher write is the same.
+FLUSH_INTERVAL_S = GC_FLUSH_INTERVAL_S
+_deferred_lock = threading.Lock()
+_deferred: list[DeferredCounterChild | DeferredHistogramChild] = []
+_flusher_running = False
+
+
+class DeferredCounterChild:
+    __slots__ = ("child", "pending")
+
+    def __init__(self, child: Any) -> None:
+        self.child = child
+        self.pending = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        with _deferred_lock:
+            self.pending += amount
+            if not _flusher_running:
+                _flusher_ensure_locked()
+
+    def _take(self) -> float:
+        taken, self.pending = self.pending, 0.0
+        return taken
+
+    def _write(self, taken: float) -> None:
+        if taken:
+            self.child.inc(taken)
+
+
+class DeferredHistogramChild:
+    """A histogram child's observations counted per bucket in memory; the flush adds each
+    bucket's count and the sum as ``Histogram.observe`` would have, one write per bucket used."""
+
+    __slots__ = ("bounds", "child", "counts", "total")
+
+    def __init__(self, child: Any) -> None:
+        self.child = child
+        self.bounds: list[float] = list(child._upper_bounds)
+        self.counts = [0] * len(self.bounds)
+        self.total = 0.0
+
+    def observe(self, amount: float) -> None:
+        index = bisect.bisect_left(self.bounds, amount)  # the first bound >= amount: Prometheus' le
+        with _deferred_lock:
+            self.counts[index] += 1
+            self.total += amount
+            if not _flusher_running:
+                _flusher_ensure_locked()
+
+    def _take(self) -> tuple[list[int], float] | None:
+        if not any(self.counts):
+            return None
+        taken = (self.counts, self.total)
+        self.counts, self.total = [0] * len(self.bounds), 0.0
+        return taken
+
+    def _write(self, taken: tuple[list[int], float] | None) -> None:
+        if taken is None:
+            return
+        counts, total = taken
+        # prometheus-client's Histogram child: one value per bucket (non-cumulative) and the sum.
+        self.child._sum.inc(total)
+        for index, count in enumerate(counts):
+            if count:
+                self.child._buckets[index].inc(count)
+
+
+class Deferred:
+    """A metric's deferred children by label values (as ``LabelledChildren``, but counted in
+    memory and written by the flusher): ``Deferred(COUNTER)(*labels).inc()``,
+    ``Deferred(HISTOGRAM)(*labels).observe(seconds)``."""
+
+    def __init__(self, metric: Counter | Histogram) -> None:
+        self.metric = metric
+        self._histogram = isinstance(metric, Histogram)
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self._children.get(values)
+        if child is None:
+            made = self.metric.labels(*values)
+            with _deferred_lock:
+                child = self._children.get(values)
+                if child is None:
+                    child = DeferredHistogramChild(made) if self._histogram else DeferredCounterChild(made)
+                    self._children[values] = child
+                    _deferred.append(child)
+        return child
+
+
+# Per-process figures a process writes itself once a second (its Redis pools' use): what the
+# process that answers /metrics cannot read of another process.
+_flush_hooks: dict[str, Callable[[], None]] = {}
+
+
+def metrics_flush_hook_register(name: str, function: Callable[[], None]) -> None:
+    """Registers (or replaces) ``function``, called at every flush of this process (the flusher
+    thread, once a second): for gauges of this process's own state, written with its role and
+    slot. It runs on the flusher thread, so it reads what it measures without awaiting anything."""
+    _flush_hooks[name] = function
+
+
+def metrics_flush() -> None:
+    """Writes every deferred figure, the gc pauses and the flush hooks' gauges of this process now
+    (the flusher does it once a second; a scrape, an exiting process and tests call it)."""
+    with _deferred_lock:
+        taken = [(child, child._take()) for child in _deferred]
+    for child, figures in taken:
+        child._write(figures)  # type: ignore[arg-type]
+    gc_pauses_flush()
+    for name, function in list(_flush_hooks.items()):
+        try:
+            function()
+        except Exception:
+            logger.warning("metrics: flush hook %s failed", name, exc_info=True)
+
+
+def _flusher_run(interval: float) -> None:
+    while True:
+        time.sleep(interval)
+        try:
+            metrics_flush()
+        except Exception:  # a full disk or a removed directory must not end the flusher
+            logger.warning("metrics: writing the deferred figures failed", exc_info=True)
+
+
+def _flusher_ensure_locked() -> None:
+    global _flusher_running
+    _flusher_running = True
+    threading.Thread(
+        target=_flusher_run, args=(FLUSH_INTERVAL_S,), name="metrics-flusher", daemon=True
+    ).start()
+
+
+def _flusher_ensure() -> None:
+    """One daemon flusher per process, started at the first deferred figure or gc tracking."""
+    with _deferred_lock:
+        if not _flusher_running:
+            _flusher_ensure_locked()
+
+
+def _after_fork_in_child() -> None:
+    # Threads do not survive a fork, and what the parent had counted is the parent's to write.
+    global _flusher_running, _deferred_lock
+    _flusher_running = False
+    _deferred_lock = threading.Lock()
+    for child in _deferred:
+        child._take()
+    if _gc_pauses is not None:
+        for generation in _GC_GENERATIONS:
+            _gc_pauses.flushed[generation][:] = _gc_pauses.totals[generation]
+
+
+def _flush_at_exit() -> None:
+    with contextlib.suppress(Exception):  # the directory may be gone (a test's temporary one)
+        metrics_flush()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_flush_at_exit)
 
 
 # --- Collect-time gauges ----------------------------------------------------------------------------
@@ -385,7 +532,7 @@ class _HostCollector:
 
     def collect(self) -> Iterable[Metric]:
         directory = metrics_directory()
-        gc_pauses_flush()
+        metrics_flush()
         _dead_processes_forget(directory)
         yield from MultiProcessCollector(None, path=str(directory)).collect()
         yield from _process_families()

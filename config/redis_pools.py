@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import weakref
 
 import redis
 import redis.asyncio as aioredis
 from django.conf import settings
+from prometheus_client import Gauge
+
+from config.metrics import metrics_enabled, metrics_flush_hook_register, process_identity
 
 # What a call through an asyncio pool raises when Redis is down, slow or the pool stays exhausted:
 # the errors its callers' degraded paths catch.
@@ -45,7 +49,7 @@ def async_redis_pool(*, client_name: str) -> aioredis.BlockingConnectionPool:
     """A new bounded, blocking asyncio pool (one per event loop that owns it): at most
     REDIS_POOL_MAX_CONNECTIONS, waiting REDIS_POOL_TIMEOUT for a free one, then failing into the
     caller's degraded path. Its connections carry ``client_name`` in Redis' CLIENT LIST."""
-    return aioredis.BlockingConnectionPool.from_url(
+    pool = aioredis.BlockingConnectionPool.from_url(
         settings.REDIS_URL,
         max_connections=settings.REDIS_POOL_MAX_CONNECTIONS,
         timeout=settings.REDIS_POOL_TIMEOUT,
@@ -53,3 +57,46 @@ def async_redis_pool(*, client_name: str) -> aioredis.BlockingConnectionPool:
         socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
         client_name=client_name,
     )
+    _async_pools.add(pool)
+    return pool
+
+
+# --- Metrics: each process's pools, written by the process itself (config/metrics.py) ---------------
+REDIS_POOL_IN_USE = Gauge(
+    "redis_pool_connections_in_use",
+    "Redis connections checked out of the process's pools (sync: the shared pool; async: the streams').",
+    ["role", "slot", "pool"],
+    multiprocess_mode="livesum",
+    registry=None,
+)
+REDIS_POOL_MAX = Gauge(
+    "redis_pool_connections_max",
+    "The most connections the process's pools may hold.",
+    ["role", "slot", "pool"],
+    multiprocess_mode="livesum",
+    registry=None,
+)
+_async_pools: weakref.WeakSet[aioredis.BlockingConnectionPool] = weakref.WeakSet()
+
+
+def _pool_gauges_write() -> None:
+    """On the metrics flusher's thread: ``len`` of the pools' sets (no await, no pool lock held
+    long: the sync pool's own lock for one set comprehension)."""
+    if not metrics_enabled():
+        return
+    identity = process_identity()
+    if _pool is not None:
+        REDIS_POOL_IN_USE.labels(identity.role, identity.slot, "sync").set(
+            len(_pool._get_in_use_connections())
+        )
+        REDIS_POOL_MAX.labels(identity.role, identity.slot, "sync").set(_pool.max_connections)
+    pools = list(_async_pools)
+    if pools:
+        in_use = sum(len(pool._in_use_connections) for pool in pools)
+        REDIS_POOL_IN_USE.labels(identity.role, identity.slot, "async").set(in_use)
+        REDIS_POOL_MAX.labels(identity.role, identity.slot, "async").set(
+            sum(pool.max_connections for pool in pools)
+        )
+
+
+metrics_flush_hook_register("redis_pools", _pool_gauges_write)

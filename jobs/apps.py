@@ -8,6 +8,9 @@ class JobsConfig(AppConfig):
     name = "jobs"
 
     def ready(self) -> None:
+        from jobs.metrics import jobs_metrics_install
+
+        jobs_metrics_install()
         # Finished runs only: a queued or running one is still someone's exactly-once claim.
         retention_register(
             label="job runs",

@@ -41,6 +41,12 @@ from django.http.cookie import parse_cookie
 
 from config.client_address import scope_client_address
 from realtime import fanout, transport
+from realtime.metrics import (
+    stream_auth_failed,
+    stream_connection_closed,
+    stream_connection_opened,
+    stream_message_received,
+)
 from realtime.outbox import StreamConnection
 from realtime.selectors import account_snapshot_get
 from realtime.streams import (
@@ -221,6 +227,8 @@ class _StreamConsumer(AsyncWebsocketConsumer):
     """Shared limits: inbound size and rate, the auth timeout, session identity."""
 
     channel_layer_alias = NO_CHANNEL_LAYER
+    # The ``endpoint`` label of this stream's series (realtime/metrics.py).
+    metrics_endpoint: ClassVar[str] = "other"
     # Never joined (no channel layer): one shared empty list rather than one per connection.
     groups: ClassVar[list[str]] = []
 
@@ -253,11 +261,14 @@ class _StreamConsumer(AsyncWebsocketConsumer):
         del scope
         self.channel_layer = None
         self.base_send = send
+        stream_connection_opened(self.metrics_endpoint)
         try:
             while True:
                 await self.dispatch(await receive())
         except StopConsumer:
             pass
+        finally:
+            stream_connection_closed(self.metrics_endpoint)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Channels' dispatch without its ``aclose_old_connections`` before every message.
@@ -306,6 +317,7 @@ class _StreamConsumer(AsyncWebsocketConsumer):
             # Messages already queued behind the one that closed the socket: answering them
             # would write to a closing protocol, which autobahn refuses with an exception.
             return None
+        stream_message_received(self.metrics_endpoint)
         size = len(bytes_data) if bytes_data is not None else len((text_data or "").encode())
         if size > settings.STREAM_MAX_INBOUND_BYTES:
             await self.refuse(400)
@@ -342,21 +354,28 @@ class _StreamConsumer(AsyncWebsocketConsumer):
         """(identity or None, whether the client is rate-limited and must be closed)."""
         self._checked_at = fanout.manager().clock()
         if key is None and secret is None:
-            return await self._session_identity(), False
+            identity = await self._session_identity()
+            if identity is None:
+                stream_auth_failed(self.metrics_endpoint, "session")
+            return identity, False
         limiter = fanout.manager().auth_failures
         key_id = key.strip() if isinstance(key, str) else ""
         if await limiter.blocked(address=self._address, key_id=key_id or None):
+            stream_auth_failed(self.metrics_endpoint, "blocked")
             return None, True
         check = KeyCheck(identity=None, key_exists=False)
         if key_id and isinstance(secret, str) and secret.strip():
             check = await lookup_in_own_context(key_pair_check, key_id, secret)
         if check.identity is None:
+            stream_auth_failed(self.metrics_endpoint, "credentials")
             await limiter.failed(address=self._address, key_id=key_id if check.key_exists else None)
         return check.identity, False
 
 
 class MarketDataConsumer(_StreamConsumer):
     """Alpaca's market-data stream: ``/v2/iex``, ``/v2/sip`` and ``/v2/test``."""
+
+    metrics_endpoint: ClassVar[str] = "market_data"
 
     connection: StreamConnection | None = None
     _registry_token: str | None = None
@@ -527,6 +546,7 @@ class TradeUpdatesConsumer(_StreamConsumer):
     with 4406, which alpaca-py reports as a failed authentication.
     """
 
+    metrics_endpoint: ClassVar[str] = "trade_updates"
     wants_snapshot = False
     listening = False
     _registry_token: str | None = None
@@ -648,6 +668,7 @@ class DashboardConsumer(_StreamConsumer):
     Each changed leaderboard: ``{"stream":"leaderboard","data":<GET /v2/leaderboard?limit=20>}``.
     """
 
+    metrics_endpoint: ClassVar[str] = "dashboard"
     wants_snapshot = True
     _registry_token: str | None = None
     # Frames that arrive while the connect snapshot is being read wait here, so the snapshot is
@@ -658,6 +679,7 @@ class DashboardConsumer(_StreamConsumer):
         self._checked_at = fanout.manager().clock()
         identity = await self._session_identity()
         if identity is None:
+            stream_auth_failed(self.metrics_endpoint, "session")
             await self.close()
             return
         self.fanout = fanout.manager()

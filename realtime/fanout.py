@@ -57,6 +57,7 @@ from django.conf import settings
 
 from config.redis_pools import ASYNC_REDIS_FAILURES, async_redis_pool
 from realtime.limits import AuthFailureLimiter, ConnectionRegistry, SymbolBudget
+from realtime.metrics import FanoutMetrics
 from realtime.outbox import StreamConnection
 from realtime.revocation import Revocations
 from realtime.selectors import (
@@ -129,6 +130,8 @@ class FanoutStats:
     slow_disconnects: int = 0
     # Windows a connection over its byte budget had conflated instead of sent.
     throttled: int = 0
+    # Windows folded into a connection's conflated batch (throttled or fallen behind).
+    conflated: int = 0
     order_events: int = 0
     order_events_dropped: int = 0
     leaderboard_changes: int = 0
@@ -176,6 +179,7 @@ class SubscriptionManager:
         self.leaderboard_listeners: set[LeaderboardListener] = set()
         self.revocations = Revocations(clock=clock)
         self.stats = FanoutStats()
+        self.metrics = FanoutMetrics(self.stats)
         self.token = uuid.uuid4().hex[:12]
         self.registry = ConnectionRegistry(
             self.redis, ttl=settings.STREAM_CONNECTION_TTL_S, prefix=settings.STREAM_REDIS_PREFIX
@@ -297,8 +301,10 @@ class SubscriptionManager:
         self.stats.windows += 1
         self._check_sequence(window.number)
         if not (self.by_symbol or self.wildcard or self.backlogged):
+            self.metrics.window_done(None)
             return
         await self.deliver(EncodedWindow(window))
+        self.metrics.window_done(window.published_ns)
 
     async def deliver(self, encoded: EncodedWindow) -> None:
         """Each connection's selection of the window, framed once per distinct selection.

@@ -39,6 +39,7 @@ from django.utils import timezone
 
 from config.redis_pools import redis_client
 from realtime.bars import BarRoller
+from realtime.metrics import market_window_produced, market_window_published
 from realtime.ring import SymbolHistory
 from realtime.simulator import MarketSimulator, SymbolStart
 from realtime.throttle import ThrottleController
@@ -349,6 +350,9 @@ class MarketProcess:
         if self.pipeline.put(batch):
             self._stats.windows += 1
             self._stats.ticks += len(ticks)
+            market_window_produced(
+                ticks=len(ticks), queue_depth=self.pipeline.depth, queue_capacity=self.pipeline.max_windows
+            )
         return batch
 
     def _now_ns(self) -> int:
@@ -416,14 +420,22 @@ class MarketProcess:
         latest: dict[str, WireTick] = {}
         for tick in batch.ticks:
             latest[tick.symbol] = tick
-        window = Window(number=batch.number, ticks=batch.ticks, bars=batch.bars.wire, statuses=batch.statuses)
         try:
             if latest:
                 latest_quotes_store(quotes=[_latest_quote(tick) for tick in latest.values()])
+            window = Window(
+                number=batch.number,
+                ticks=batch.ticks,
+                bars=batch.bars.wire,
+                statuses=batch.statuses,
+                published_ns=time.time_ns(),
+            )
             redis_client().publish(settings.MARKET_WINDOWS_CHANNEL, window.encode())
             self.published += 1
+            market_window_published(ok=True)
         except redis.RedisError as error:
             # The ticks are stored; subscribers see the window-number gap and resync.
+            market_window_published(ok=False)
             self._publish_failures += 1
             if self._publish_failures in (1, 10) or self._publish_failures % 100 == 0:
                 logger.warning("market: window %d not published (%s)", batch.number, error)

@@ -49,6 +49,7 @@ class DeliveryCounters(Protocol):
     frames: int
     bytes: int
     throttled: int
+    conflated: int
     slow_disconnects: int
 
 
@@ -232,6 +233,8 @@ class StreamConnection:
             logger.warning("closing a slow client (407): %d windows behind", self.outbox.behind)
             await self.on_slow()
             return
+        if selection.parts and self.outbox.conflated is not None:
+            stats.conflated += 1
         for batch in batches:
             # The usual case, a client keeping up: this window's own frames, shared with every
             # connection of the same selection. A drained backlog is framed for this client alone.

@@ -55,6 +55,8 @@ class Window:
     bars: list[WireBar] = field(default_factory=list)
     # Symbols whose trading status changed this window: symbol -> "H" halted / "T" trading.
     statuses: dict[str, str] = field(default_factory=dict)
+    # When the market published it (ns since the epoch; 0: not said): the fan-out's lag series.
+    published_ns: int = 0
 
     def encode(self) -> bytes:
         return msgpack.packb(
@@ -80,6 +82,7 @@ class Window:
                     for b in self.bars
                 ],
                 "s": self.statuses,
+                "p": self.published_ns,
             },
             use_bin_type=True,
         )
@@ -92,6 +95,7 @@ class Window:
             ticks=[WireTick(*row) for row in data["t"]],
             bars=[WireBar(*row) for row in data["b"]],
             statuses=dict(data.get("s") or {}),
+            published_ns=int(data.get("p") or 0),
         )
 
     def symbols(self) -> set[str]:

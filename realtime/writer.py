@@ -28,6 +28,7 @@ from django.db import DatabaseError, IntegrityError, InterfaceError, Operational
 
 from config.backoff import backoff_delay
 from realtime.bars import BAR_UPDATE_FIELDS, BarRollup
+from realtime.metrics import market_database_outage, market_throttle_waited, market_window_committed
 from realtime.throttle import ThrottleController
 from realtime.wire import WireTick
 from trading.models import DailyBar, MinuteBar, StockPriceHistory
@@ -90,7 +91,7 @@ class TickWriter:
         """Commit the window's ticks and bar upserts in one transaction (nothing when it is empty)."""
         if not batch.rows:
             return
-        self.throttle.acquire(rows=batch.rows)
+        market_throttle_waited(self.throttle.acquire(rows=batch.rows))
         path = self.insert_path
         with transaction.atomic():
             if batch.ticks:
@@ -267,6 +268,7 @@ class TickPipeline:
                     return
                 self.last_lag_s = time.monotonic() - batch.produced_at
                 self.windows_committed += 1
+                market_window_committed(rows=batch.rows, lag_s=self.last_lag_s, queue_depth=self.depth)
                 self.on_committed(batch)
         except BaseException as error:
             logger.exception("tick writer stopped")
@@ -332,6 +334,7 @@ class TickPipeline:
     def _outage_begins(self, batch: WindowBatch, error: BaseException) -> None:
         self.outage_since = self._clock()
         self.outages += 1
+        market_database_outage(begins=True)
         logger.warning(
             "tick writer: database unavailable (%s: %s); holding window %d and retrying every %.1f s "
             "at most; the queue holds %d windows, then the simulator waits",
@@ -347,6 +350,7 @@ class TickPipeline:
         duration = self._clock() - self.outage_since
         self.outage_total_s += duration
         self.outage_since = None
+        market_database_outage(begins=False)
         logger.warning(
             "tick writer: database available again after %.1f s (outage %d); window %d stored, "
             "%d windows queued behind it",

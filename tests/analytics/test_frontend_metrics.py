@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 
 from analytics import services
 from analytics.models import FrontendSample
+from config.metrics import metrics_snapshot, snapshot_value
 from config.retention import RETENTION_RULES
 from jobs.retention import retention_cleanup_rule
 from tests.trading.api_support import assert_alpaca_error, key_client
@@ -208,3 +209,56 @@ def test_staff_read_samples_in_the_admin_and_cannot_edit_them(
     assert listing.status_code == 200 and "dashboard" in listing.content.decode()
     assert detail.status_code == 200 and 'name="render_ms_p95"' not in detail.content.decode()
     assert client.get("/admin/analytics/frontendsample/add/").status_code == 403
+
+
+# --- Property 31 (docs/properties.md#p31): the reports move the browser series ---------------------
+
+
+def test_a_report_keeps_its_renderer_and_moves_the_browser_series(make_account: MakeAccount) -> None:
+    labels = {"page": "dashboard", "renderer": "naive"}
+
+    def value(name: str) -> float:
+        return snapshot_value(metrics_snapshot(), name, labels) or 0.0
+
+    names = [
+        "frontend_reports_total",
+        "frontend_renders_total",
+        "frontend_dropped_frames_total",
+        "frontend_long_task_seconds_total",
+        "frontend_render_p95_seconds_count",
+        "frontend_js_heap_bytes_count",
+    ]
+    before = {name: value(name) for name in names}
+    response = key_client(make_account()).post(URL, {**REPORT, "renderer": "naive"}, format="json")
+    assert response.status_code == 204
+    assert FrontendSample.objects.get().renderer == "naive"
+    moved = {name: value(name) - before[name] for name in names}
+    assert moved == {
+        "frontend_reports_total": 1.0,
+        "frontend_renders_total": 290.0,
+        "frontend_dropped_frames_total": 4.0,
+        "frontend_long_task_seconds_total": pytest.approx(0.063),
+        "frontend_render_p95_seconds_count": 1.0,
+        "frontend_js_heap_bytes_count": 1.0,
+    }
+    # p95 2.1 ms: between the 2 ms and 3 ms bounds.
+    samples = metrics_snapshot()
+    at = {
+        bound: snapshot_value(samples, "frontend_render_p95_seconds_bucket", {**labels, "le": bound}) or 0.0
+        for bound in ("0.002", "0.003")
+    }
+    assert at["0.003"] - at["0.002"] >= 1
+
+
+def test_a_page_or_renderer_the_server_does_not_serve_is_labelled_other(make_account: MakeAccount) -> None:
+    before = snapshot_value(
+        metrics_snapshot(), "frontend_reports_total", {"page": "other", "renderer": "other"}
+    )
+    response = key_client(make_account()).post(
+        URL, {**REPORT, "page": "x" * 20, "renderer": "webgl"}, format="json"
+    )
+    assert response.status_code == 204
+    after = snapshot_value(
+        metrics_snapshot(), "frontend_reports_total", {"page": "other", "renderer": "other"}
+    )
+    assert (after or 0.0) - (before or 0.0) == 1.0

@@ -17,6 +17,7 @@ from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 from pytest_django.fixtures import Settings
 
+from config.cache import cache_manager
 from config.db_metrics import sql_normalise
 from config.metrics import (
     MetricSample,
@@ -185,6 +186,18 @@ def test_promtool_accepts_the_metrics(staff_client: Client, account: Account, as
     promtool = require_tool("promtool")
     post_order(key_client(account), symbol="AAPL", qty="1")
     staff_client.get("/v2/no/such/route")
+    cache_manager().cached("promtool", "assets", lambda: 1)
     text = staff_client.get("/metrics").content
+    # prometheus-client's own parser reads every family, the collect-time ones included.
+    families = _families(text.decode())
+    for name in (
+        "http_requests",
+        "db_queries",
+        "cache_misses",
+        "job_outbox_size",
+        "job_runs",
+        "process_cpu_seconds",
+    ):
+        assert name in families, name
     result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, timeout=60)
     assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()

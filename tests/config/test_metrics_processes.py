@@ -92,7 +92,7 @@ def test_the_counted_pauses_reach_the_metrics_on_the_next_flush(pauses: _GcPause
 
 def test_the_flusher_thread_writes_the_pauses_without_anyone_asking() -> None:
     gc_pause_tracking_start()
-    assert any(thread.name == "metrics-gc-flusher" for thread in threading.enumerate())
+    assert any(thread.name == "metrics-flusher" for thread in threading.enumerate())
     tracker = metrics._gc_pauses
     assert tracker is not None
     before = tracker.flushed[2][1]

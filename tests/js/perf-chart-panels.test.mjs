@@ -3,7 +3,7 @@ import { describe, test } from "node:test";
 
 import { barFromAlpaca, foldBar, foldTrade } from "../../static/js/chart.js";
 import { accountFigures, describeOrderPrice, fillFromTradeUpdate, positionFigures, statementPeriods } from "../../static/js/panels.js";
-import { DROPPED_FRAME_MS, countFrames, percentile } from "../../static/js/perf.js";
+import { DROPPED_FRAME_MS, PerfMonitor, countFrames, percentile } from "../../static/js/perf.js";
 
 describe("perf figures", () => {
   test("nearest-rank percentiles", () => {
@@ -20,6 +20,75 @@ describe("perf figures", () => {
     assert.deepEqual(countFrames([DROPPED_FRAME_MS + 0.1]), { frames: 1, dropped: 1 });
     assert.deepEqual(countFrames([100]), { frames: 1, dropped: 5 });
     assert.deepEqual(countFrames([5000, 16.7]), { frames: 1, dropped: 0 });
+  });
+});
+
+describe("PerfMonitor.report()", () => {
+  function monitor({ post }) {
+    const clock = { now: 1000 };
+    const win = {
+      performance: { now: () => clock.now, memory: { usedJSHeapSize: 12_000_000 } },
+      requestAnimationFrame: () => 0,
+      setInterval: () => 0,
+    };
+    const doc = { getElementsByTagName: () => ({ length: 321 }) };
+    const calls = [];
+    const api = {
+      post: async (url, body, options) => {
+        calls.push({ url, body, options });
+        return post(url, body);
+      },
+    };
+    const perf = new PerfMonitor({ url: "/v2/metrics/frontend", intervalS: 30, renderer: "naive", api, win, doc });
+    return { perf, clock, calls };
+  }
+
+  test("posts the interval's figures with the renderer, then starts a new interval", async () => {
+    const { perf, clock, calls } = monitor({ post: async () => null });
+    for (const ms of [1, 2, 3, 4, 10]) perf.recordRender(ms, 5);
+    clock.now += 30_000;
+    const body = await perf.report();
+    assert.equal(calls.length, 1);
+    assert.equal(calls[0].url, "/v2/metrics/frontend");
+    assert.deepEqual(calls[0].options, { keepalive: true });
+    assert.equal(calls[0].body, body);
+    assert.deepEqual(body, {
+      page: "dashboard",
+      renderer: "naive",
+      interval_s: 30,
+      renders: 5,
+      updates: 25,
+      render_ms_p50: 3,
+      render_ms_p95: 10,
+      render_ms_max: 10,
+      long_tasks: 0,
+      long_task_ms: 0,
+      frames: 0,
+      dropped_frames: 0,
+      js_heap_bytes: 12_000_000,
+      dom_nodes: 321,
+    });
+    assert.equal(perf.totals.reports, 1);
+    assert.equal(perf.totals.last_report_status, "ok");
+    // The next report covers only what came after this one.
+    perf.recordRender(2, 1);
+    const next = await perf.report();
+    assert.equal(next.renders, 1);
+    assert.equal(next.interval_s, 0);
+    assert.equal(perf.totals.renders, 6);
+  });
+
+  test("a refused report is recorded with its status and does not throw", async () => {
+    const refused = Object.assign(new Error("rate limited"), { status: 429 });
+    const { perf } = monitor({
+      post: async () => {
+        throw refused;
+      },
+    });
+    const body = await perf.report();
+    assert.equal(body.renders, 0);
+    assert.equal(perf.totals.last_report_status, 429);
+    assert.equal(perf.totals.reports, 1);
   });
 });
 
