@@ -26,6 +26,9 @@ class RetentionRule:
     retention: Callable[[], dt.timedelta | None]
     # Rows never deleted whatever their age (a job run still queued or running).
     keep: Q | None = None
+    # Delete partition by partition (each value of this field in turn) along an index that
+    # starts with (partition_field, time_field), so the table needs no index on time alone.
+    partition_field: str | None = None
 
     def model_class(self) -> type[models.Model]:
         return apps.get_model(self.model)
@@ -41,9 +44,15 @@ def retention_register(
     time_field: str,
     retention: Callable[[], dt.timedelta | None],
     keep: Q | None = None,
+    partition_field: str | None = None,
 ) -> None:
     RETENTION_RULES[label] = RetentionRule(
-        label=label, model=model, time_field=time_field, retention=retention, keep=keep
+        label=label,
+        model=model,
+        time_field=time_field,
+        retention=retention,
+        keep=keep,
+        partition_field=partition_field,
     )
 
 

@@ -372,7 +372,9 @@ OUTBOX_DRAIN_BATCH = 500
 TICK_RETENTION_HOURS = env.int(
     "TICK_RETENTION_HOURS", default=24 if DATABASES["default"]["ENGINE"].endswith("sqlite3") else 24 * 7
 )
-MINUTE_BAR_RETENTION_DAYS = env.int("MINUTE_BAR_RETENTION_DAYS", default=90)
+# 21 days of minute bars (about 1.4 GB on SQLite for 503 symbols around the clock) keep the whole
+# database under 4 GB at these defaults (docs/architecture.md, Storage).
+MINUTE_BAR_RETENTION_DAYS = env.int("MINUTE_BAR_RETENTION_DAYS", default=21)
 JOB_RUN_RETENTION_DAYS = env.int("JOB_RUN_RETENTION_DAYS", default=30)
 # Account equity per trading day (analytics.AccountEquityDay): the series returns over periods are
 # computed from, so a year's return and a year-to-date one need more than 366 days; 400 leaves a

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.db import models, transaction
+from django.db.models import Q
 
 from config.retention import RETENTION_RULES, RetentionRule
 from trading import calendar
@@ -31,7 +33,8 @@ def retention_cleanup_rule(
         return 0
     model = rule.model_class()
     cutoff: dt.datetime | dt.date = now - retention
-    if not isinstance(model._meta.get_field(rule.time_field), models.DateTimeField):
+    field = model._meta.get_field(rule.time_field)
+    if isinstance(field, models.DateField) and not isinstance(field, models.DateTimeField):
         # A date column holds trading days: age counts from today's trading day, not from the
         # UTC date, which is already tomorrow's on a New York evening.
         cutoff = calendar.trading_day_of(now) - retention
@@ -39,6 +42,8 @@ def retention_cleanup_rule(
     expired = model._default_manager.filter(**{f"{rule.time_field}__lt": cutoff})
     if rule.keep is not None:
         expired = expired.exclude(rule.keep)
+    if rule.partition_field is not None:
+        return _cleanup_by_partition(rule=rule, expired=expired, batch_size=batch_size, progress=progress)
     deleted = 0
     while True:
         # The batch's highest key bounds the DELETE: a range the database walks by index, not a
@@ -52,6 +57,52 @@ def retention_cleanup_rule(
             progress(rule.label, deleted)
         if bound is None:
             return deleted
+
+
+def _cleanup_by_partition(
+    *,
+    rule: RetentionRule,
+    expired: models.QuerySet[Any],
+    batch_size: int,
+    progress: Callable[[str, int], None] | None,
+) -> int:
+    """Each partition's expired rows, oldest first, along the (partition, time) index.
+
+    The partitions are walked by one index seek each (the next value above the last), never a
+    scan of the table. Within one, each batch is bounded by its last row's (time, pk): a range of
+    the index to delete, with a plain upper bound on time for the seek, never more than
+    ``batch_size`` rows.
+    """
+    assert rule.partition_field is not None
+    model = expired.model
+    partition, time_field = rule.partition_field, rule.time_field
+    values = model._default_manager.order_by(partition).values_list(partition, flat=True)
+    deleted = 0
+    current = values.first()
+    while current is not None:
+        oldest = expired.filter(**{partition: current})
+        while True:
+            bound = (
+                oldest.order_by(time_field, "pk")
+                .values_list(time_field, "pk")[batch_size - 1 : batch_size]
+                .first()
+            )
+            batch = oldest
+            if bound is not None:
+                at, pk = bound
+                batch = oldest.filter(
+                    Q(**{f"{time_field}__lte": at})
+                    & (Q(**{f"{time_field}__lt": at}) | Q(**{time_field: at, "pk__lte": pk}))
+                )
+            with transaction.atomic():
+                count, _ = batch.delete()
+            deleted += count
+            if progress is not None and count:
+                progress(rule.label, deleted)
+            if bound is None:
+                break
+        current = values.filter(**{f"{partition}__gt": current}).first()
+    return deleted
 
 
 def retention_cleanup(

@@ -31,6 +31,7 @@ from realtime.bars import BAR_UPDATE_FIELDS, BarRollup
 from realtime.metrics import market_database_outage, market_throttle_waited, market_window_committed
 from realtime.throttle import ThrottleController
 from realtime.wire import WireTick
+from trading.fields import datetime_from_micros
 from trading.models import DailyBar, MinuteBar, StockPriceHistory
 
 logger = logging.getLogger(__name__)
@@ -67,8 +68,8 @@ class WindowBatch:
 
 
 def recorded_at(at_ns: int) -> dt.datetime:
-    seconds, rest = divmod(at_ns, 1_000_000_000)
-    return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).replace(microsecond=rest // 1000)
+    """A tick's time as stored: whole microseconds, the rest of the nanoseconds dropped."""
+    return datetime_from_micros(at_ns // 1000)
 
 
 class TickWriter:
@@ -116,13 +117,13 @@ class TickWriter:
         table = connection.ops.quote_name(StockPriceHistory._meta.db_table)
         columns = ", ".join(connection.ops.quote_name(column) for column in TICK_COLUMNS)
         statement = f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(TICK_COLUMNS))})"
-        adapt_datetime = connection.ops.adapt_datetimefield_value
+        # recorded_at is integer microseconds (trading/fields.py): no datetime on the way.
         with connection.cursor() as cursor:
             cursor.executemany(
                 statement,
                 [
                     (t.symbol, t.seq, t.price, t.size, t.bid, t.bid_size, t.ask, t.ask_size,
-                     adapt_datetime(recorded_at(t.at_ns)))
+                     t.at_ns // 1000)
                     for t in ticks
                 ],
             )  # fmt: skip
@@ -140,7 +141,7 @@ class TickWriter:
             for t in ticks:
                 copy.write_row(
                     (t.symbol, t.seq, t.price, t.size, t.bid, t.bid_size, t.ask, t.ask_size,
-                     recorded_at(t.at_ns))
+                     t.at_ns // 1000)
                 )  # fmt: skip
 
     @staticmethod

@@ -12,6 +12,7 @@ filters that would scan for distinct values, and search by exact symbol only.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from decimal import Decimal
 from functools import cached_property
@@ -628,8 +629,13 @@ class StockPriceHistoryAdmin(ExactSymbolSearch, LargeTableAdmin):
         "bid_size",
         "ask",
         "ask_size",
-        "recorded_at",
+        "recorded",
     ]
+
+    @admin.display(description="Recorded at", ordering="recorded_at")
+    def recorded(self, obj: StockPriceHistory) -> dt.datetime:
+        # Integer microseconds in the table (trading/fields.py): shown as the datetime it is.
+        return obj.recorded_at
 
     @admin.display(description="Price")
     def trade_price(self, obj: StockPriceHistory) -> str:
@@ -645,7 +651,12 @@ class StockPriceHistoryAdmin(ExactSymbolSearch, LargeTableAdmin):
 
 
 class BarAdmin(ExactSymbolSearch, LargeTableAdmin):
-    list_display = ["symbol", "start", "open", "high", "low", "close", "volume", "trade_count", "vwap"]
+    list_display = ["symbol", "started", "open", "high", "low", "close", "volume", "trade_count", "vwap"]
+
+    @admin.display(description="Start", ordering="start")
+    def started(self, obj: MinuteBar | DailyBar) -> dt.datetime:
+        # Minute bars keep integer microseconds (trading/fields.py): shown as the datetime it is.
+        return obj.start
 
     @admin.display(description="Open")
     def open(self, obj: MinuteBar | DailyBar) -> str:

@@ -17,6 +17,8 @@ class TradingConfig(AppConfig):
             model="trading.StockPriceHistory",
             time_field="recorded_at",
             retention=retention_hours("TICK_RETENTION_HOURS"),
+            # Along tick_symbol_time_idx: the table has no index on time alone.
+            partition_field="symbol",
         )
         retention_register(
             label="minute bars",

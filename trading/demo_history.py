@@ -402,24 +402,27 @@ class BarInserter:
             self._executemany(model, symbol, bars)
         return len(bars)
 
-    def _starts(self, bars: Bars, adapt: Any) -> list[Any]:
-        # Every symbol's bars share the generator's start lists, so each is adapted once.
+    def _starts(self, model: type[MinuteBar] | type[DailyBar], bars: Bars) -> list[Any]:
+        # Every symbol's bars share the generator's start lists, so each is adapted once, by the
+        # model's own field (a datetime for daily bars, integer microseconds for minute bars).
         entry = self._adapted.get(id(bars.starts))
         if entry is None or entry[0] is not bars.starts:
-            entry = self._adapted[id(bars.starts)] = (bars.starts, [adapt(start) for start in bars.starts])
+            field = model._meta.get_field("start")
+            adapted = [field.get_db_prep_value(start, connection) for start in bars.starts]
+            entry = self._adapted[id(bars.starts)] = (bars.starts, adapted)
         return entry[1]
 
     def _executemany(self, model: type[MinuteBar] | type[DailyBar], symbol: str, bars: Bars) -> None:
         table = connection.ops.quote_name(model._meta.db_table)
         columns = ", ".join(connection.ops.quote_name(column) for column in BAR_COLUMNS)
         statement = f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(BAR_COLUMNS))})"
-        starts = self._starts(bars, connection.ops.adapt_datetimefield_value)
+        starts = self._starts(model, bars)
         with connection.cursor() as cursor:
             cursor.executemany(statement, list(bars.rows(symbol, starts)))
 
     def _copy(self, model: type[MinuteBar] | type[DailyBar], symbol: str, bars: Bars) -> None:
         statement = f"COPY {model._meta.db_table} ({', '.join(BAR_COLUMNS)}) FROM STDIN"
-        starts = self._starts(bars, lambda start: start.isoformat())
+        starts = self._starts(model, bars)
         text = "".join("\t".join(map(str, row)) + "\n" for row in bars.rows(symbol, starts))
         # COPY bypasses Django's execute wrappers: translate driver errors as other queries' are.
         with connection.wrap_database_errors, connection.cursor() as cursor, cursor.copy(statement) as copy:

@@ -13,6 +13,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
+from trading.fields import EpochMicrosecondsField
+
 
 class Exchange(models.TextChoices):
     # Alpaca's venue list: alpaca-py rejects any other value.
@@ -317,16 +319,16 @@ class StockPriceHistory(models.Model):
     bid_size = models.IntegerField()
     ask_units = models.BigIntegerField()
     ask_size = models.IntegerField()
-    recorded_at = models.DateTimeField()
+    # Integer microseconds: the biggest table's timestamp, in the row and in its index
+    # (docs/architecture.md, Storage).
+    recorded_at = EpochMicrosecondsField()
 
     class Meta:
         verbose_name = "tick"
         constraints = [models.UniqueConstraint(fields=["symbol", "seq"], name="tick_symbol_seq_unique")]
-        indexes = [
-            models.Index(fields=["symbol", "recorded_at"], name="tick_symbol_time_idx"),
-            # Retention deletes by age across all symbols.
-            models.Index(fields=["recorded_at"], name="tick_time_idx"),
-        ]
+        # No index on recorded_at alone: retention deletes symbol by symbol along this one
+        # (config/retention.py, partition_field), which Alpaca's time ranges need anyway.
+        indexes = [models.Index(fields=["symbol", "recorded_at"], name="tick_symbol_time_idx")]
 
     def __str__(self) -> str:
         return f"{self.symbol}#{self.seq}"
@@ -351,6 +353,9 @@ class BarFields(models.Model):
 
 
 class MinuteBar(BarFields):
+    # Integer microseconds, as the ticks' (docs/architecture.md, Storage).
+    start = EpochMicrosecondsField()
+
     class Meta:
         constraints = [models.UniqueConstraint(fields=["symbol", "start"], name="minute_bar_unique")]
         indexes = [models.Index(fields=["start"], name="minute_bar_start_idx")]

@@ -33,7 +33,8 @@ from django.db.models import (
     Sum,
     Value,
 )
-from django.db.models.functions import Coalesce, ExtractMinute, Mod
+from django.db.models.expressions import CombinedExpression
+from django.db.models.functions import Coalesce, Mod
 from django.utils import timezone
 
 from trading import calendar
@@ -617,6 +618,7 @@ INTRADAY_MINUTES = {"1Min": 1, "5Min": 5, "15Min": 15, "1H": 60}
 TIMEFRAMES = (*INTRADAY_MINUTES, "1D")
 HISTORY_POINTS_MAX = 20_000
 INTRADAY_SPAN_MAX = dt.timedelta(days=30)
+MICROS_PER_MINUTE = 60_000_000
 _MICROSECOND = dt.timedelta(microseconds=1)
 _PERIOD = re.compile(r"([0-9]{1,4})([DWMA])", re.ASCII)
 # The longest periods, a century as period=all covers: longer ones reach back past what dates can
@@ -743,11 +745,12 @@ def _price_tape(
     step = INTRADAY_MINUTES[timeframe]
     if step > 1:
         # Only a window's last minute decides its equity; the others would be read and dropped.
-        bars = (
-            bars.annotate(minute_of_hour=ExtractMinute("start"))
-            .annotate(slot=Mod(F("minute_of_hour"), step))
-            .filter(slot=step - 1)
+        # Minute bars' start is integer microseconds (trading/fields.py); every step divides an
+        # hour, so the minute since the epoch modulo the step is the window's slot.
+        minutes = CombinedExpression(
+            F("start"), "/", Value(MICROS_PER_MINUTE), output_field=BigIntegerField()
         )
+        bars = bars.annotate(slot=Mod(minutes, step)).filter(slot=step - 1)
     for symbol, bar_start, close in bars.order_by("start").values_list("symbol", "start", "close_units"):
         tape[symbol].append((bar_start + minute, close))
     return opening, tape

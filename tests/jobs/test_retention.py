@@ -4,6 +4,7 @@ and does it in bounded batches (one short transaction each)."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from io import StringIO
 from typing import Any
@@ -45,8 +46,11 @@ def test_cleanup_removes_exactly_the_expired_rows(
     MinuteBar.objects.all().delete()
     DailyBar.objects.all().delete()
     tick_ages, bar_ages = tick_ages + extra, bar_ages + extra
+    # Three symbols: tick retention walks them one by one (partition_field).
     StockPriceHistory.objects.bulk_create(
-        StockPriceHistory(symbol="AAPL", seq=seq, recorded_at=NOW - dt.timedelta(seconds=age), **TICK_FIELDS)
+        StockPriceHistory(
+            symbol=f"T{seq % 3}", seq=seq, recorded_at=NOW - dt.timedelta(seconds=age), **TICK_FIELDS
+        )
         for seq, age in enumerate(tick_ages)
     )
     MinuteBar.objects.bulk_create(
@@ -74,6 +78,45 @@ def test_cleanup_removes_exactly_the_expired_rows(
     assert deleted["ticks"] == len(tick_ages) - len(kept_ticks)
     assert deleted["minute bars"] == len(bar_ages) - len(kept_bars)
     assert deleted["daily bars"] == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.db_backend
+def test_tick_retention_reads_and_deletes_along_an_index(settings: Any) -> None:
+    """Ticks have no index on their time alone: every query of their cleanup seeks the (symbol,
+    ...) indexes, none scans the table (read from EXPLAIN, after ANALYZE, on each backend)."""
+    settings.TICK_RETENTION_HOURS = 24
+    symbols = [f"R{index:02d}" for index in range(40)]
+    StockPriceHistory.objects.bulk_create(
+        (
+            StockPriceHistory(
+                symbol=symbol, seq=seq, recorded_at=NOW - dt.timedelta(hours=23, minutes=seq), **TICK_FIELDS
+            )
+            for symbol in symbols
+            for seq in range(1, 501)
+        ),
+        batch_size=5000,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    with CaptureQueriesContext(connection) as queries:
+        deleted = retention.retention_cleanup_rule(rule=RETENTION_RULES["ticks"], now=NOW, batch_size=100)
+    # Older than 24 hours: seq 61 onwards of each symbol.
+    assert deleted == len(symbols) * 440
+    assert StockPriceHistory.objects.count() == len(symbols) * 60
+    statements = [q["sql"] for q in queries.captured_queries if q["sql"].startswith(("SELECT", "DELETE"))]
+    assert statements
+    table = StockPriceHistory._meta.db_table
+    for sql in statements:
+        with connection.cursor() as cursor:
+            cursor.execute(("EXPLAIN QUERY PLAN " if connection.vendor == "sqlite" else "EXPLAIN ") + sql)
+            plan = "\n".join(" ".join(str(part) for part in row) for row in cursor.fetchall())
+        if connection.vendor == "sqlite":
+            # A bare SCAN reads the table; "SCAN ... USING INDEX" under the walk's LIMIT 1 reads
+            # the index's first entry.
+            assert not re.search(rf"\bSCAN (?:{table}|U0)\b(?! USING)", plan), (sql, plan)
+        else:
+            assert f"Seq Scan on {table}" not in plan, (sql, plan)
 
 
 @pytest.mark.django_db
