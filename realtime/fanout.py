@@ -420,7 +420,7 @@ class SubscriptionManager:
             return
         self.stats.order_events += 1
         order = await database_sync_to_async(order_shape_get)(
-            account_id=event["account_id"], order_id=event["order_id"]
+            account_id=event["account_id"], order_id=event["order_id"], state=event.get("order_state")
         )
         if order is None:
             return

@@ -82,17 +82,22 @@ class ListedSymbols:
         return symbols
 
 
-def order_shape_get(*, account_id: str, order_id: str) -> dict[str, Any] | None:
-    """The order's REST shape, read after the event's commit (one query with its joins)."""
+def order_shape_get(
+    *, account_id: str, order_id: str, state: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """The order's REST shape as it was at an event: the row read after the event's commit (one
+    query with its joins) with the event's ``order_state`` laid over it, so a ``new`` event shows
+    a new order even though the row has been filled since."""
     from trading import selectors as trading_selectors
     from trading.api.serializers import OrderSerializer
     from trading.errors import NotFound
+    from trading.events import OrderState
 
     try:
         order = trading_selectors.order_get(account_id=uuid.UUID(account_id), order_id=order_id)
     except (NotFound, ValueError):
         return None
-    return OrderSerializer.shape(order)
+    return OrderSerializer.shape(order, OrderState.from_payload(state) if state else None)
 
 
 def leaderboard_board_get(*, period: str, snapshot_id: int) -> dict[str, Any] | None:

@@ -14,7 +14,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from django.conf import settings
@@ -22,7 +22,65 @@ from django.db import transaction
 
 from config.redis_pools import redis_client
 
+if TYPE_CHECKING:
+    from trading.models import Order
+
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OrderState:
+    """What of an order changes over its life, as it was at one event.
+
+    ``trade_updates`` shows the order as it was when the event happened (a ``new`` event shows a
+    new order even when the fill committed in the same transaction and the row is filled by the
+    time the event is sent), and POST /v2/orders answers the order as accepted: both are the
+    order's row with these fields laid over it (trading.api.serializers.OrderSerializer.shape).
+    """
+
+    status: str
+    filled_qty: int
+    filled_avg_price_units: int | None
+    updated_at: dt.datetime
+    filled_at: dt.datetime | None = None
+    canceled_at: dt.datetime | None = None
+    expired_at: dt.datetime | None = None
+    replaced_at: dt.datetime | None = None
+    replaced_by: str | None = None
+    high_water_mark_units: int | None = None
+
+    _TIMES = ("updated_at", "filled_at", "canceled_at", "expired_at", "replaced_at")
+
+    @classmethod
+    def of(cls, order: Order, *, replaced_by: str | None = None) -> OrderState:
+        """The state of ``order`` as the caller's transaction has it now."""
+        return cls(
+            status=str(order.status),
+            filled_qty=order.filled_qty,
+            filled_avg_price_units=order.filled_avg_price_units,
+            updated_at=order.updated_at,
+            filled_at=order.filled_at,
+            canceled_at=order.canceled_at,
+            expired_at=order.expired_at,
+            replaced_at=order.replaced_at,
+            replaced_by=replaced_by,
+            high_water_mark_units=order.high_water_mark_units,
+        )
+
+    def as_payload(self) -> dict[str, Any]:
+        payload: dict[str, Any] = dict(self.__dict__)
+        for name in self._TIMES:
+            if payload[name] is not None:
+                payload[name] = payload[name].isoformat()
+        return payload
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> OrderState:
+        values = dict(payload)
+        for name in cls._TIMES:
+            if values.get(name) is not None:
+                values[name] = dt.datetime.fromisoformat(values[name])
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -35,10 +93,12 @@ class OrderEvent:
     price_units: int | None = None
     qty: int | None = None
     position_qty: int | None = None
+    order_state: OrderState | None = None
 
     def as_json(self) -> str:
         payload: dict[str, Any] = dict(self.__dict__)
         payload["at"] = self.at.isoformat()
+        payload["order_state"] = self.order_state.as_payload() if self.order_state else None
         return json.dumps(payload)
 
 

@@ -8,12 +8,16 @@ whichever process writes.
 from __future__ import annotations
 
 import uuid
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
 from trading.fields import EpochMicrosecondsField
+
+if TYPE_CHECKING:
+    from trading.events import OrderState
 
 
 class Exchange(models.TextChoices):
@@ -206,6 +210,9 @@ class Order(models.Model):
             models.Index(fields=["account", "status"], name="order_account_status_idx"),
             models.Index(fields=["status", "asset"], name="order_status_asset_idx"),
         ]
+
+    # Set by trading.services.order_place: the order as accepted, before any fill at placement.
+    accepted_state: OrderState | None = None
 
     def __str__(self) -> str:
         return f"{self.side} {self.qty} {self.asset_id} {self.type} ({self.status})"

@@ -31,6 +31,7 @@ from trading import calendar, matching, selectors
 from trading.errors import Forbidden, InvalidRequest, NotCancelable, NotFound
 from trading.events import (
     OrderEvent,
+    OrderState,
     order_event_publish_on_commit,
     stream_credentials_revoke_on_commit,
     stream_key_credential,
@@ -377,10 +378,18 @@ def order_place(
 ) -> Order:
     """Place an order: fill it now at the quote if it is marketable, otherwise let it rest.
 
+    The returned order's ``accepted_state`` is the order as accepted, before any fill: what its
+    ``new`` event shows and POST /v2/orders answers (README, Order lifecycle).
+
     Raises Forbidden (403) for insufficient buying power or shares, InvalidRequest (422) for
     anything malformed; nothing is written in either case.
     """
-    now = now or timezone.now()
+    return _order_place(account_id=account_id, request=request, now=now or timezone.now())
+
+
+def _order_place(
+    *, account_id: uuid.UUID | str, request: OrderRequest, now: dt.datetime, order_id: uuid.UUID | None = None
+) -> Order:
     _validate(request)
     asset = _tradable_asset(request.symbol)
     quote = _quote_for(asset.symbol)
@@ -391,6 +400,7 @@ def order_place(
         with transaction.atomic():
             _lock_account(account.pk)
             order = Order.objects.create(
+                id=order_id or uuid.uuid4(),
                 account_id=account.pk,
                 client_order_id=request.client_order_id or str(uuid.uuid4()),
                 asset=asset,
@@ -408,10 +418,10 @@ def order_place(
                 if request.time_in_force == TimeInForce.DAY
                 else None,
             )
-            order_event_publish_on_commit(_event("new", order, now))
             decision = matching.evaluate(order_as_resting(order), quote.as_quote())
             if decision is not None and decision.action is matching.Action.FILL:
                 assert decision.price is not None
+                _order_accept(order, now)
                 _execute_fill(
                     order=order,
                     account=account,
@@ -425,6 +435,7 @@ def order_place(
             _order_rest(
                 order=order, account=account, request=request, quote=quote, decision=decision, now=now
             )
+            _order_accept(order, now)
             if request.time_in_force in (TimeInForce.IOC, TimeInForce.FOK):
                 # Nothing to fill now and no partial fills: the order ends at once, unfilled.
                 _order_close(order=order, status=OrderStatus.CANCELED, now=now)
@@ -433,6 +444,13 @@ def order_place(
         if "client_order_id" in str(error) or "order_client_id_unique" in str(error):
             raise InvalidRequest("client_order_id must be unique") from None
         raise
+
+
+def _order_accept(order: Order, now: dt.datetime) -> None:
+    """The order is accepted: its ``new`` event, with the order as it is now."""
+    event = _event("new", order, now)
+    order.accepted_state = event.order_state
+    order_event_publish_on_commit(event)
 
 
 def _order_rest(
@@ -497,13 +515,22 @@ def order_as_resting(order: Order) -> matching.RestingOrder:
     )
 
 
-def _event(name: str, order: Order, now: dt.datetime, **extra: int | None) -> OrderEvent:
+def _event(
+    name: str,
+    order: Order,
+    now: dt.datetime,
+    *,
+    replaced_by: uuid.UUID | None = None,
+    **extra: int | None,
+) -> OrderEvent:
+    """An event with the order as it is at this point of the caller's transaction."""
     return OrderEvent(
         event=name,
         account_id=str(order.account_id),
         order_id=str(order.pk),
         symbol=order.asset.symbol,
         at=now,
+        order_state=OrderState.of(order, replaced_by=str(replaced_by) if replaced_by else None),
         **extra,
     )
 
@@ -516,14 +543,16 @@ def _execute_fill(
     The order must still be open (status-conditional update) and the cash or shares must be
     there (conditional updates); otherwise Forbidden rolls the caller back.
     """
-    qty = order.qty
-    value = trade_value_cents(price_units=price_units, qty=qty)
-    commission = commission_cents(qty=qty)
-    released = order.reserved_cents
     _lock_account(account.pk)
     # Claim the order before moving money: a cancel that won the race has already given the
     # reservation back, and releasing it twice would corrupt reserved cash.
-    changed = Order.objects.filter(pk=order.pk, status__in=OPEN_ORDER_STATUSES).update(
+    row = _order_locked(order.pk)
+    if row is None:
+        raise NotCancelable("order is no longer open")
+    qty, released = row.qty, row.reserved_cents
+    value = trade_value_cents(price_units=price_units, qty=qty)
+    commission = commission_cents(qty=qty)
+    Order.objects.filter(pk=order.pk).update(
         status=OrderStatus.FILLED,
         filled_qty=qty,
         filled_avg_price_units=price_units,
@@ -531,8 +560,6 @@ def _execute_fill(
         reserved_cents=0,
         updated_at=now,
     )
-    if not changed:
-        raise NotCancelable("order is no longer open")
     if order.side == OrderSide.BUY:
         cost = value + commission
         if not Account.objects.filter(
@@ -584,6 +611,7 @@ def _execute_fill(
     order.filled_avg_price_units = price_units
     order.filled_at = now
     order.reserved_cents = 0
+    order.updated_at = now
     order_event_publish_on_commit(
         _event("fill", order, now, price_units=price_units, qty=qty, position_qty=position_qty)
     )
@@ -628,7 +656,24 @@ def _position_apply_fill(
     return position.qty, realized
 
 
-def _order_close(*, order: Order, status: str, now: dt.datetime) -> bool:
+def _order_locked(order_id: uuid.UUID) -> Order | None:
+    """The order's row as it is now, locked until the transaction ends, if it is still open.
+
+    What an order holds (reserved cash, unfilled shares) is released from this row, never from
+    a copy read earlier: a fill committed in between changed it, and releasing the copy's figures
+    would release twice. The caller holds the account's lock (taken first, docs/architecture.md).
+    """
+    return (
+        Order.objects.select_for_update(no_key=True)
+        .filter(pk=order_id, status__in=OPEN_ORDER_STATUSES)
+        .only("reserved_cents", "qty", "filled_qty", "status")
+        .first()
+    )
+
+
+def _order_close(
+    *, order: Order, status: str, now: dt.datetime, replaced_by: uuid.UUID | None = None
+) -> bool:
     """End an open order (canceled, expired, replaced) and give back what it held."""
     stamp_field = {
         OrderStatus.CANCELED: "canceled_at",
@@ -636,23 +681,26 @@ def _order_close(*, order: Order, status: str, now: dt.datetime) -> bool:
         OrderStatus.REPLACED: "replaced_at",
     }[OrderStatus(status)]
     _lock_account(order.account_id)
-    changed = Order.objects.filter(pk=order.pk, status__in=OPEN_ORDER_STATUSES).update(
+    row = _order_locked(order.pk)
+    if row is None:
+        return False
+    Order.objects.filter(pk=order.pk).update(
         status=status, reserved_cents=0, updated_at=now, **{stamp_field: now}
     )
-    if not changed:
-        return False
-    if order.side == OrderSide.BUY and order.reserved_cents:
+    if order.side == OrderSide.BUY and row.reserved_cents:
         Account.objects.filter(pk=order.account_id).update(
-            reserved_cents=F("reserved_cents") - order.reserved_cents
+            reserved_cents=F("reserved_cents") - row.reserved_cents
         )
     elif order.side == OrderSide.SELL:
         Position.objects.filter(account_id=order.account_id, asset_id=order.asset_id).update(
-            qty_held=F("qty_held") - (order.qty - order.filled_qty)
+            qty_held=F("qty_held") - (row.qty - row.filled_qty)
         )
     setattr(order, stamp_field, now)
     order.status = status
     order.reserved_cents = 0
-    order_event_publish_on_commit(_event(str(status), order, now))
+    order.qty, order.filled_qty = row.qty, row.filled_qty
+    order.updated_at = now
+    order_event_publish_on_commit(_event(str(status), order, now, replaced_by=replaced_by))
     return True
 
 
@@ -759,7 +807,9 @@ def _replace_open(
             trail_price = trail_units
         else:
             trail_percent = trail_units
-    if not _order_close(order=old, status=OrderStatus.REPLACED, now=now):
+    # The replacement's id is chosen now, so the "replaced" event names it (replaced_by).
+    new_id = uuid.uuid4()
+    if not _order_close(order=old, status=OrderStatus.REPLACED, now=now, replaced_by=new_id):
         raise NotCancelable("order is no longer open")
     request = OrderRequest(
         symbol=old.asset.symbol,
@@ -774,7 +824,7 @@ def _replace_open(
         client_order_id=client_order_id,
         extended_hours=old.extended_hours,
     )
-    new = order_place(account_id=old.account_id, request=request, now=now)
+    new = _order_place(account_id=old.account_id, request=request, now=now, order_id=new_id)
     Order.objects.filter(pk=new.pk).update(replaces=old)
     new.replaces = old
     return new

@@ -4,16 +4,22 @@ current stop price."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
-from alpaca.trading.enums import OrderSide, TimeInForce
+from alpaca.trading.enums import OrderSide, OrderStatus, TimeInForce
 from alpaca.trading.requests import LimitOrderRequest, MarketOrderRequest, StopOrderRequest
+from alpaca.trading.stream import TradingStream
+from pytest_django.fixtures import Settings
 
+from tests.e2e.test_alpaca_py_streams import Running, wait_for
 from tests.processes import ServerProcess, gunicorn_server
+from tests.realtime.servers import DaphneProcess, daphne_server
 from trading import services
 from trading.models import Account, Asset, Order
 
@@ -21,8 +27,16 @@ pytestmark = pytest.mark.live
 
 
 @pytest.fixture
-def server(transactional_db: None, tmp_path: Path) -> Iterator[ServerProcess]:
+def server(stream_settings: Settings, transactional_db: None, tmp_path: Path) -> Iterator[ServerProcess]:
     with gunicorn_server(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+def stream_server(
+    stream_settings: Settings, transactional_db: None, tmp_path: Path
+) -> Iterator[DaphneProcess]:
+    with daphne_server(tmp_path) as running:
         yield running
 
 
@@ -35,10 +49,15 @@ def market(make_asset: Callable[..., Asset]) -> dict[str, Asset]:
 
 
 @pytest.fixture
-def client(make_account: Callable[..., Account], server: ServerProcess) -> TradingClient:
+def credentials(make_account: Callable[..., Account]) -> tuple[str, str]:
     account = make_account(cash=1_000_000)  # $10,000.00
     key, secret = services.api_key_create(account_id=account.pk, label="executions")
-    return TradingClient(key.key_id, secret, paper=True, url_override=server.base_url)
+    return key.key_id, secret
+
+
+@pytest.fixture
+def client(credentials: tuple[str, str], server: ServerProcess) -> TradingClient:
+    return TradingClient(*credentials, paper=True, url_override=server.base_url)
 
 
 def refused(submit: Callable[[], object]) -> APIError:
@@ -105,3 +124,34 @@ def test_sdk_orders_are_validated_as_alpaca_validates_them(
         auction = refused(lambda request=request: client.submit_order(request))  # type: ignore[misc]
         assert auction.status_code == 422 and "never closes" in auction.message
     assert Order.objects.count() == 2  # nothing refused was written
+
+
+def test_an_order_filling_at_once_is_answered_as_accepted_and_filled_on_trade_updates(
+    client: TradingClient,
+    credentials: tuple[str, str],
+    stream_server: DaphneProcess,
+    market: dict[str, Asset],
+) -> None:
+    updates: list[Any] = []
+
+    async def on_update(update: Any) -> None:
+        updates.append(update)
+
+    stream = TradingStream(*credentials, url_override=f"{stream_server.ws_url}/stream")
+    stream.subscribe_trade_updates(on_update)
+    with Running(stream):
+        wait_for(lambda: bool(stream._running))
+        time.sleep(0.5)  # the SDK sends "listen" without waiting for the answer
+        accepted = client.submit_order(
+            MarketOrderRequest(symbol="AAPL", qty=3, side=OrderSide.BUY, time_in_force=TimeInForce.DAY)
+        )
+        # Alpaca's answer: the order as accepted, nothing filled yet.
+        assert (accepted.status, accepted.filled_qty, accepted.filled_at) == (OrderStatus.NEW, "0", None)
+        wait_for(lambda: len(updates) >= 2)
+        new, fill = updates
+        assert (new.event, new.order.status, new.order.filled_qty) == ("new", "new", "0")
+        assert (fill.event, fill.order.status, fill.order.filled_qty) == ("fill", "filled", "3")
+        assert str(new.order.id) == str(fill.order.id) == str(accepted.id)
+        assert (fill.price, fill.qty, fill.position_qty) == (190.01, 3, 3)
+    now = client.get_order_by_id(accepted.id)
+    assert (now.status, now.filled_qty, now.filled_avg_price) == (OrderStatus.FILLED, "3", "190.01")

@@ -99,10 +99,12 @@ def test_trading_client_end_to_end(
     assert {asset.symbol for asset in assets} >= {"AAPL", "MSFT"}
     assert client.get_asset("AAPL").exchange.value == "NASDAQ"
 
-    # A market buy fills at once at the ask (190.00 + 0.01).
+    # A market buy fills at once at the ask (190.00 + 0.01); the answer is the order as accepted.
     bought = client.submit_order(
         MarketOrderRequest(symbol="AAPL", qty=10, side=OrderSide.BUY, time_in_force=TimeInForce.DAY)
     )
+    assert bought.status == OrderStatus.NEW
+    bought = client.get_order_by_id(bought.id)
     assert bought.status == OrderStatus.FILLED
     assert float(bought.filled_avg_price) == pytest.approx(190.01)
 

@@ -147,6 +147,9 @@ def test_trading_stream_gets_new_and_fill_for_market_and_crossed_limit_orders(
         fill = updates[1]
         assert (fill.price, fill.qty, fill.position_qty) == (100.01, 2, 2)
         assert fill.order.status == "filled" and fill.timestamp.tzinfo is not None
+        # Each update shows the order as it was at its event: new, then filled.
+        assert (updates[0].order.status, updates[0].order.filled_qty) == ("new", "0")
+        assert updates[0].order.filled_at is None and fill.order.filled_qty == "2"
 
         limit = services.order_place(
             account_id=account.pk,

@@ -470,6 +470,9 @@ def test_trade_updates_stream(credentials: tuple[str, str], make_asset: Callable
             "fill",
         )
         assert fill["data"]["order"]["id"] == str(order.pk) and fill["data"]["order"]["status"] == "filled"
+        # Each event shows the order as it was then: the new order was not filled yet.
+        assert (new["data"]["order"]["status"], new["data"]["order"]["filled_qty"]) == ("new", "0")
+        assert new["data"]["order"]["filled_at"] is None and fill["data"]["order"]["filled_qty"] == "3"
         assert (
             fill["data"]["qty"] == "3"
             and fill["data"]["position_qty"] == "3"

@@ -36,11 +36,21 @@ def client(account: Account) -> object:
     return key_client(account)
 
 
+def now_of(client, response) -> AlpacaOrder:
+    """The order as GET /v2/orders/{id} shows it now (POST answers it as accepted)."""
+    return AlpacaOrder(**client.get(f"/v2/orders/{response.json()['id']}").json())
+
+
 def test_market_buy_fills_at_the_ask(client, asset: Asset, account: Account) -> None:
     response = post_order(client, symbol="AAPL", qty=10)
 
     assert response.status_code == 200
-    order = AlpacaOrder(**response.json())
+    # Alpaca's lifecycle: POST answers the order as accepted ("new", nothing filled yet); the
+    # fill is on trade_updates and in every read from then on.
+    accepted = AlpacaOrder(**response.json())
+    assert (accepted.status, accepted.filled_qty, accepted.filled_at) == (OrderStatus.NEW, "0", None)
+    assert accepted.filled_avg_price is None
+    order = now_of(client, response)
     assert order.status == OrderStatus.FILLED
     assert order.side == OrderSide.BUY
     assert order.order_class == OrderClass.SIMPLE
@@ -56,7 +66,7 @@ def test_market_sell_fills_at_the_bid(client, asset: Asset, account: Account) ->
     buy(client, "AAPL", 10)
     set_quote("AAPL", price="110.00")
 
-    order = AlpacaOrder(**post_order(client, symbol="AAPL", qty=4, side="sell").json())
+    order = now_of(client, post_order(client, symbol="AAPL", qty=4, side="sell"))
 
     assert order.status == OrderStatus.FILLED
     assert order.filled_avg_price == "109.99"
@@ -100,7 +110,7 @@ def test_limit_price_may_be_a_json_number(client, asset: Asset) -> None:
 
 
 def test_marketable_limit_fills_at_the_quote(client, asset: Asset) -> None:
-    order = AlpacaOrder(**post_order(client, symbol="AAPL", qty=1, type="limit", limit_price="101").json())
+    order = now_of(client, post_order(client, symbol="AAPL", qty=1, type="limit", limit_price="101"))
     assert order.status == OrderStatus.FILLED
     assert order.filled_avg_price == "100.01"
 
@@ -239,9 +249,9 @@ def test_another_accounts_order_is_not_found(client, asset: Asset, make_account:
 
 
 def test_ioc_that_cannot_fill_is_canceled(client, asset: Asset) -> None:
-    order = AlpacaOrder(
-        **post_order(client, symbol="AAPL", qty=1, type="limit", limit_price="50", time_in_force="ioc").json()
-    )
+    response = post_order(client, symbol="AAPL", qty=1, type="limit", limit_price="50", time_in_force="ioc")
+    assert AlpacaOrder(**response.json()).status == OrderStatus.NEW  # as accepted
+    order = now_of(client, response)
     assert order.status == OrderStatus.CANCELED
     assert order.time_in_force == TimeInForce.IOC
 

@@ -99,6 +99,8 @@ def test_close_by_qty_then_percentage_then_the_rest(client, asset: Asset, accoun
 
     by_qty = AlpacaOrder(**client.delete("/v2/positions/AAPL", QUERY_STRING="qty=4").json())
     assert by_qty.side == OrderSide.SELL and by_qty.qty == "4"
+    assert by_qty.status == OrderStatus.NEW  # as accepted, as POST /v2/orders answers
+    by_qty = AlpacaOrder(**client.get(f"/v2/orders/{by_qty.id}").json())
     assert by_qty.status == OrderStatus.FILLED and by_qty.filled_avg_price == "99.99"
     assert Position.objects.get(account=account).qty == 6
 

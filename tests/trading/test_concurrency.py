@@ -268,3 +268,48 @@ def test_replace_racing_fill_has_exactly_one_winner(asset: Asset, make_account: 
             assert isinstance(replace.value, Order)
             services.order_cancel(account_id=account.pk, order_id=replace.value.pk)
         assert assert_books_balance(account).reserved_cents == 0
+
+
+@pytest.mark.parametrize("side", ["buy", "sell"])
+def test_expiry_and_cancels_racing_fills_release_each_order_once(
+    asset: Asset, make_account: MakeAccount, side: str
+) -> None:
+    """Expiry works from copies of the due orders read before each one's transaction, cancels
+    from a copy read before the lock; whichever of expiry, cancel and fill wins an order, what it
+    held (cash or shares) comes back exactly once, from the row as the lock finds it."""
+    account = make_account(cash=10_000_000)
+    if side == "sell":
+        services.order_place(
+            account_id=account.pk,
+            request=OrderRequest(symbol="RACE", qty=100, side="buy", type="market", time_in_force="gtc"),
+        )
+    start = Account.objects.get(pk=account.pk).cash_cents
+    placed_at = timezone.now()
+    limit, fill_price = (950_000, 940_100) if side == "buy" else (1_050_000, 1_060_000)
+    orders = [
+        services.order_place(
+            account_id=account.pk,
+            request=OrderRequest(symbol="RACE", qty=10, side=side, type="limit", time_in_force="day",
+                                 limit_price_units=limit),
+            now=placed_at,
+        )
+        for _ in range(8)
+    ]  # fmt: skip
+    after_day = max(order.expires_at for order in orders if order.expires_at) + dt.timedelta(seconds=1)
+    calls: list[Callable[[], object]] = [functools.partial(services.orders_expire, now=after_day)]
+    for order in orders:
+        calls.append(functools.partial(services.order_fill, order_id=order.pk, price_units=fill_price))
+        calls.append(functools.partial(services.order_cancel, account_id=account.pk, order_id=order.pk))
+    outcomes = run_together(calls)
+    assert unclean(outcomes) == []
+    statuses = {order.pk: Order.objects.get(pk=order.pk).status for order in orders}
+    assert set(statuses.values()) <= {"filled", "canceled", "expired"}
+    fills = sum(1 for status in statuses.values() if status == "filled")
+    assert Fill.objects.filter(order__in=orders).count() == fills
+    assert outcomes[0].value == sum(1 for status in statuses.values() if status == "expired")
+    balanced = assert_books_balance(account)
+    assert balanced.reserved_cents == 0
+    per_fill = -94_010 if side == "buy" else 106_000  # 10 shares at $94.01 or $106.00
+    assert balanced.cash_cents == start + fills * per_fill
+    if side == "sell":
+        assert Position.objects.get(account=account, asset=asset).qty_held == 0

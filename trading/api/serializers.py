@@ -21,6 +21,7 @@ from rest_framework import serializers
 from trading import calendar, matching
 from trading.api import times
 from trading.errors import InvalidRequest
+from trading.events import OrderState
 from trading.models import (
     Account,
     Asset,
@@ -515,7 +516,25 @@ class OrderSerializer(ShapeSerializer):
     ratio_qty = _nullable_str()
 
     @classmethod
-    def shape(cls, order: Order) -> dict[str, Any]:
+    def shape(cls, order: Order, state: OrderState | None = None) -> dict[str, Any]:
+        """The order's REST shape; with ``state``, as it was at that event (trading/events.py)."""
+        if state is not None:
+            return cls._shape(order) | {
+                "status": state.status,
+                "updated_at": rfc3339(state.updated_at),
+                "filled_at": rfc3339(state.filled_at),
+                "canceled_at": rfc3339(state.canceled_at),
+                "expired_at": rfc3339(state.expired_at),
+                "replaced_at": rfc3339(state.replaced_at),
+                "replaced_by": state.replaced_by,
+                "filled_qty": str(state.filled_qty),
+                "filled_avg_price": units_to_str(state.filled_avg_price_units),
+                "hwm": units_to_str(state.high_water_mark_units),
+            }
+        return cls._shape(order)
+
+    @classmethod
+    def _shape(cls, order: Order) -> dict[str, Any]:
         # replaced_by is a reverse one-to-one; selectors join it, so this reads no more rows.
         replaced_by = getattr(order, "replaced_by", None)
         return {
@@ -909,14 +928,14 @@ class ClosePositionResultSerializer(serializers.Serializer[Any]):
 
 
 def close_position_result(
-    symbol: str, *, order: Order | None, status: int, error: str = ""
+    symbol: str, *, order: Order | None, status: int, error: str = "", state: OrderState | None = None
 ) -> dict[str, Any]:
     if order is not None:
         return {
             "symbol": symbol,
             "status": status,
             "order_id": str(order.id),
-            "body": OrderSerializer.shape(order),
+            "body": OrderSerializer.shape(order, state),
         }
     body = {"code": status * 100000 + 10000, "message": error, "symbol": symbol}
     return {"symbol": symbol, "status": status, "order_id": None, "body": body}

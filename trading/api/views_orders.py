@@ -72,9 +72,11 @@ class OrdersView(TradingAPIView):
                 extended_hours=body["extended_hours"],
             ),
         )
-        # Read back so the answer shows what was committed (fill, timestamps), not the object's guess.
+        # The order as accepted, as Alpaca answers (a fill arrives on trade_updates; README, Order
+        # lifecycle), laid over the committed row read back (its timestamps, joins).
+        accepted = order.accepted_state
         order = selectors.order_get(account_id=account.pk, order_id=order.pk)
-        return Response(OrderSerializer.shape(order))
+        return Response(OrderSerializer.shape(order, accepted))
 
     @extend_schema(
         operation_id="orders_cancel_all",
@@ -124,7 +126,10 @@ class OrderDetailView(TradingAPIView):
             trail_units=body.get("trail"),
             client_order_id=body.get("client_order_id"),
         )
-        return Response(OrderSerializer.shape(selectors.order_get(account_id=account.pk, order_id=new.pk)))
+        # As for a new order: the replacement as accepted.
+        accepted = new.accepted_state
+        new = selectors.order_get(account_id=account.pk, order_id=new.pk)
+        return Response(OrderSerializer.shape(new, accepted))
 
     @extend_schema(
         operation_id="orders_cancel",

@@ -56,7 +56,11 @@ class PositionsView(TradingAPIView):
                 )
                 continue
             placed = selectors.order_get(account_id=account.pk, order_id=order.pk)
-            results.append(close_position_result(symbol, order=placed, status=status.HTTP_200_OK))
+            results.append(
+                close_position_result(
+                    symbol, order=placed, status=status.HTTP_200_OK, state=order.accepted_state
+                )
+            )
         return Response(results, status=status.HTTP_207_MULTI_STATUS)
 
 
@@ -84,4 +88,7 @@ class PositionDetailView(TradingAPIView):
         order = services.position_close(
             account_id=account.pk, symbol=symbol, qty=query.get("qty"), percentage=query.get("percentage")
         )
-        return Response(OrderSerializer.shape(selectors.order_get(account_id=account.pk, order_id=order.pk)))
+        # The closing order as accepted, as POST /v2/orders answers it.
+        accepted = order.accepted_state
+        order = selectors.order_get(account_id=account.pk, order_id=order.pk)
+        return Response(OrderSerializer.shape(order, accepted))
