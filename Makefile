@@ -19,7 +19,7 @@ export HTTP_PORT WS_PORT
 .PHONY: help venv run stop test test-fast lint format clean
 
 help:
-	@echo "make run        migrate, seed demo data, start web (HTTP :$(HTTP_PORT)), ws (:$(WS_PORT)), worker, beat"
+	@echo "make run        migrate, seed demo data, start web (HTTP :$(HTTP_PORT)), ws (:$(WS_PORT)), worker, beat, market, monitor"
 	@echo "make test       run the whole test suite: non-live tests on $(PYTEST_WORKERS) workers, then the live ones (PYTEST_ARGS='...' passes options to pytest)"
 	@echo "make test-fast  the suite without the tests that start servers, workers, the market or chromium"
 	@echo "                (-m 'not live'), on PYTEST_WORKERS=$(PYTEST_WORKERS) parallel workers: a minute or two"

@@ -1,9 +1,30 @@
 import datetime as dt
+from collections.abc import Callable
 
 from django.apps import AppConfig
 from django.conf import settings
+from django.db.models import Q
 
 from config.retention import retention_days, retention_register
+
+
+def monitor_tier_retention(index: int) -> Callable[[], dt.timedelta]:
+    """How long the ``index``-th sample tier is kept, read when the cleanup runs: its own time, or
+    for a tier without one (0) MONITORING_SAMPLE_RETENTION_DAYS; never less than a finer tier's,
+    so a coarser view never covers a shorter span."""
+
+    def retention() -> dt.timedelta:
+        kept = dt.timedelta(0)
+        for _tier, seconds in settings.MONITOR_SAMPLE_TIERS[: index + 1]:
+            own = (
+                dt.timedelta(seconds=seconds)
+                if seconds
+                else dt.timedelta(days=settings.MONITORING_SAMPLE_RETENTION_DAYS)
+            )
+            kept = max(kept, own)
+        return kept
+
+    return retention
 
 
 class AnalyticsConfig(AppConfig):
@@ -24,6 +45,16 @@ class AnalyticsConfig(AppConfig):
             time_field="received_at",
             retention=retention_days("MONITORING_SAMPLE_RETENTION_DAYS"),
         )
+        # The ops page's samples, one rule per tier (settings.MONITOR_SAMPLE_TIERS): each kept its
+        # own time, the coarsest for the monitoring retention (analytics/monitor_process.py).
+        for index, (tier, _) in enumerate(settings.MONITOR_SAMPLE_TIERS):
+            retention_register(
+                label=f"monitor samples ({tier} s)",
+                model="analytics.MonitorSample",
+                time_field="at",
+                retention=monitor_tier_retention(index),
+                keep=~Q(tier_seconds=tier),
+            )
         # One row per account and trading day, read for returns over periods (a year needs 366 days).
         retention_register(
             label="equity days",

@@ -113,7 +113,7 @@ def rules_load() -> list[RuleSpec]:
 
 
 def rules_file() -> Path:
-    return Path(settings.VAR_DIR) / "monitor-rules.json"
+    return Path(settings.MONITOR_RULES_FILE)
 
 
 def rules_file_write(rules: Iterable[RuleSpec], path: Path) -> None:
@@ -591,7 +591,7 @@ class Monitor:
                 self._adopt(open_alerts_load())
         except DatabaseError:
             logger.warning("monitor: the database is unreachable; evaluating the rules read before")
-            _connection_reset()
+            database_connection_reset()
             return False
         self.loaded_at = now
         self.rules_set(rules)
@@ -678,7 +678,7 @@ class Monitor:
                 logger.warning(
                     "monitor: the database is unreachable; %s is kept until it answers", alert.rule_name
                 )
-                _connection_reset()
+                database_connection_reset()
                 return
         self.unsaved = [alert for alert in self.unsaved if alert.dirty]
 
@@ -696,7 +696,7 @@ def _orphan_spec(alert: OpenAlert) -> RuleSpec:
     )
 
 
-def _connection_reset() -> None:
+def database_connection_reset() -> None:
     """Drops a connection broken by an outage, so the next query opens a fresh one."""
     with contextlib.suppress(DatabaseError):
         connection.close()

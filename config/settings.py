@@ -311,9 +311,10 @@ DB_SLOW_QUERY_MS = env.float("DB_SLOW_QUERY_MS", default=200.0)
 # --- Monitoring and alerts (analytics/monitor.py; README "Monitoring and alerts") ----------------
 # run_monitor evaluates the alert rules (analytics.AlertRule, edited in the admin) this often, from
 # this host's metrics; it rereads the rules this often, keeping the last ones it read (also in
-# VAR_DIR/monitor-rules.json) while the database is down.
+# MONITOR_RULES_FILE) while the database is down.
 MONITOR_INTERVAL_SECONDS = 5.0
 MONITOR_RULES_RELOAD_SECONDS = 30.0
+MONITOR_RULES_FILE = VAR_DIR / "monitor-rules.json"
 # One evaluator per host: run_monitor holds a Redis lock (<REDIS_KEY_PREFIX>:monitor:lock:<host>)
 # this long, renewing it every cycle; a second run_monitor waits as a standby until it is free.
 MONITOR_LOCK_SECONDS = 30.0

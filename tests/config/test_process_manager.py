@@ -36,7 +36,7 @@ from config.process_manager import (
 )
 from tests.processes import ROOT, ProcfileStack, procfile_stack
 
-ROLES = ("web", "ws", "worker", "beat", "market")
+ROLES = ("web", "ws", "worker", "beat", "market", "monitor")
 # After a kill -9 the stack serves again within this long (the restart delay is RESTART_BASE_S).
 RECOVERY_S = 10.0
 
@@ -76,7 +76,9 @@ def test_restarts_back_off_doubling_up_to_the_cap_and_start_over_after_a_long_ru
 def test_the_procfile_is_the_one_list_of_processes() -> None:
     entries = procfile_parse((ROOT / "Procfile").read_text())
     assert [entry.name for entry in entries] == list(ROLES)
-    assert entries[-1].command == ".venv/bin/python manage.py run_market"
+    commands = {entry.name: entry.command for entry in entries}
+    assert commands["market"] == ".venv/bin/python manage.py run_market"
+    assert commands["monitor"] == ".venv/bin/python manage.py run_monitor"
     with pytest.raises(ValueError, match="twice"):
         procfile_parse("a: x\na: y\n")
 
@@ -199,6 +201,11 @@ def serves_again(stack: ProcfileStack, role: str, deadline: float, celery: Celer
         return until(lambda: ws_ok(stack), deadline)
     if role == "market":
         return until(grows(lambda: ticks(stack)), deadline)
+    if role == "monitor":
+        # The new monitor takes the dead one's lock at once (its holder is gone) and evaluates.
+        since_start = f"monitor started with pid {latest_pid(stack, 'monitor')}"
+        evaluating = re.compile(r"monitor\s+\| monitor: evaluating")
+        return until(lambda: bool(evaluating.search(stack.log().split(since_start)[-1])), deadline)
     done = jobs_done(stack)
     if role == "worker":
         # A job for the new worker: the task beat sends every 4 s, sent now.
