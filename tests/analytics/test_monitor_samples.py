@@ -33,7 +33,7 @@ def snapshot(requests: float, errors: float, fast: float, slow: float, rss: floa
         MetricSample("cache_hits_total", {"layer": "l1", "data_type": "quote"}, requests * 3),
         MetricSample("cache_misses_total", {"layer": "l1", "data_type": "quote"}, requests),
         MetricSample("process_resident_memory_bytes", {"role": "web", "slot": "1"}, rss),
-        MetricSample("process_cpu_seconds", {"role": "web", "slot": "1"}, requests / 100),
+        MetricSample("process_cpu_seconds_total", {"role": "web", "slot": "1"}, requests / 100),
     ]
 
 

@@ -19,6 +19,9 @@ def test_each_app_registers_its_own_tables_when_ready(monkeypatch: pytest.Monkey
         "daily bars": "trading.DailyBar",
         "frontend samples": "analytics.FrontendSample",
         "equity days": "analytics.AccountEquityDay",
+        "monitor samples (10 s)": "analytics.MonitorSample",
+        "monitor samples (60 s)": "analytics.MonitorSample",
+        "monitor samples (600 s)": "analytics.MonitorSample",
         "job runs": "jobs.JobRun",
     }
 
