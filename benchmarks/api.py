@@ -28,6 +28,7 @@ ratios within one run, not figures across runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import http.client
 import json
@@ -46,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
@@ -54,7 +56,7 @@ from django.utils import timezone
 
 from analytics import services as analytics_services
 from benchmarks import _database
-from benchmarks._report import Report, Row
+from benchmarks._report import METRICS_COST_GOAL, Report, Row
 from benchmarks.processes import process_stop, redis_keys_delete
 from trading import services
 from trading.models import Account, Asset, CashEntry, DailyBar, MinuteBar, Position, StockPriceHistory
@@ -117,6 +119,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--db-name", default=None, help="throwaway database (file on SQLite, name on PostgreSQL)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the throwaway database afterwards")
+    parser.add_argument(
+        "--metrics-rounds",
+        type=int,
+        default=3,
+        help=(
+            "rounds of gunicorn with metrics on and off (METRICS_ENABLED=false) under wrk on a cached "
+            "read, order alternating, for the CPU per cached request (default 3; 0: none; needs wrk)"
+        ),
+    )
+    parser.add_argument(
+        "--metrics-cost-only",
+        action="store_true",
+        help="measure only the metrics' cost (skip the endpoint table)",
+    )
 
 
 @dataclass(frozen=True)
@@ -194,7 +210,8 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
         ]
         database_url = _database.database_url()
         results: dict[tuple[str, bool], Measurement] = {}
-        for cached in (True, False):
+        cost_only = bool(options.get("metrics_cost_only"))
+        for cached in () if cost_only else (True, False):
             chosen = endpoints if cached else [endpoint for endpoint in endpoints if endpoint.cacheable]
             label = "cache on" if cached else "cache off (CACHE_ENABLED=false)"
             with _gunicorn(
@@ -249,7 +266,18 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
                 f"concurrency {concurrency}, {load}"
             )
         )
-        _rows(report, endpoints, results)
+        if not cost_only:
+            _rows(report, endpoints, results)
+        rounds = int(options.get("metrics_rounds") or 0)
+        if rounds and client.wrk is not None:
+            cost = _metrics_cost(
+                client.wrk, database_url, endpoints[1], headers, options=options, rounds=rounds, log=log
+            )
+            _metrics_cost_rows(report, cost, endpoints[1])
+        elif rounds:
+            report.notes.append(
+                "metrics cost not measured: it needs wrk (the Python client's own CPU would swamp it)"
+            )
     report.notes.append(client.note)
     load_after = os.getloadavg()
     report.notes.append(
@@ -260,6 +288,84 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
         )
     )
     return report
+
+
+def _tree_cpu_seconds(pid: int) -> float:
+    """User plus system CPU of gunicorn's arbiter and its live workers so far."""
+    total = 0.0
+    try:
+        arbiter = psutil.Process(pid)
+        for process in [arbiter, *arbiter.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                total += times.user + times.system
+    except psutil.Error:
+        pass
+    return total
+
+
+def _metrics_cost(
+    wrk: str,
+    database_url: str,
+    endpoint: Endpoint,
+    headers: dict[str, str],
+    *,
+    options: dict[str, Any],
+    rounds: int,
+    log: Callable[[str], None],
+) -> dict[bool, list[float]]:
+    """Server CPU seconds per cached request with metrics on (True) and off (False,
+    METRICS_ENABLED=false): a fresh gunicorn per round and setting, warmed up, then wrk for
+    ``--duration`` seconds while the CPU of gunicorn's processes is read before and after; the
+    order alternates so a drift in the machine's load falls on both."""
+    cost: dict[bool, list[float]] = {True: [], False: []}
+    for round_number in range(1, rounds + 1):
+        for enabled in (True, False) if round_number % 2 else (False, True):
+            with _gunicorn(
+                database_url,
+                cached=True,
+                workers=int(options["workers"]),
+                threads=int(options["threads"]),
+                metrics=enabled,
+            ) as (port, pid):
+                command_options = {
+                    "duration": int(options["duration"]),
+                    "concurrency": int(options["concurrency"]),
+                    "threads": int(options["wrk_threads"]),
+                }
+                # Warm-up, untimed: the caches, the connection pools and the metrics' children.
+                _drive_wrk(wrk, port, endpoint.path, headers, warmup=0, **{**command_options, "duration": 1})
+                before = _tree_cpu_seconds(pid)
+                measured = _drive_wrk(wrk, port, endpoint.path, headers, warmup=0, **command_options)
+                spent = _tree_cpu_seconds(pid) - before
+            requests = measured.rate * int(options["duration"])
+            per_request = spent / requests if requests else float("nan")
+            cost[enabled].append(per_request)
+            log(
+                f"metrics {'on' if enabled else 'off'}, round {round_number}: {endpoint.name} "
+                f"{measured.rate:,.0f} req/s, {per_request * 1e6:.1f} us server CPU per request"
+            )
+    return cost
+
+
+def _metrics_cost_rows(report: Report, cost: dict[bool, list[float]], endpoint: Endpoint) -> None:
+    on, off = statistics.median(cost[True]), statistics.median(cost[False])
+    ratio = on / off if off else float("inf")
+    report.add(
+        Row(
+            f"server CPU per cached request ({endpoint.name}): metrics on vs off "
+            f"(median of {len(cost[True])} rounds)",
+            f"{on * 1e6:.1f} us",
+            f"{off * 1e6:.1f} us",
+            f"{ratio:.3f}x ({(ratio - 1) * 100:+.1f} %)",
+            f"<= {METRICS_COST_GOAL:.2f}x",
+            ratio <= METRICS_COST_GOAL,
+        )
+    )
+    report.notes.append(
+        "metrics cost rounds (us per request, on / off): "
+        + "; ".join(f"{a * 1e6:.1f} / {b * 1e6:.1f}" for a, b in zip(cost[True], cost[False], strict=True))
+    )
 
 
 def _ms(seconds: float) -> str:
@@ -463,7 +569,11 @@ def _seed(*, accounts: int, symbols: int, log: Callable[[str], None]) -> tuple[d
 
 
 @contextmanager
-def _gunicorn(database_url: str, *, cached: bool, workers: int, threads: int) -> Iterator[int]:
+def _gunicorn(
+    database_url: str, *, cached: bool, workers: int, threads: int, metrics: bool | None = None
+) -> Iterator[Any]:
+    """Yields the port, or (port, arbiter pid) when ``metrics`` says whether to measure (the
+    metrics' cost rounds)."""
     port = _database.free_port()
     # Redis keys of their own, so a running instance's cache and the two runs never mix; deleted after.
     redis_prefix = f"bench{os.getpid()}{'c' if cached else 'u'}"
@@ -478,6 +588,8 @@ def _gunicorn(database_url: str, *, cached: bool, workers: int, threads: int) ->
         "LEADERBOARD_MAX_STALENESS_S": "86400",
         "LOG_LEVEL": "WARNING",
     }
+    if metrics is not None:
+        env["METRICS_ENABLED"] = "true" if metrics else "false"
     log_path = Path(settings.VAR_DIR) / f"benchmark-api-gunicorn-{port}.log"
     with open(log_path, "wb") as output:
         process = subprocess.Popen(
@@ -501,7 +613,7 @@ def _gunicorn(database_url: str, *, cached: bool, workers: int, threads: int) ->
                 if time.monotonic() > deadline:
                     raise CommandError(f"gunicorn did not answer; see {log_path}") from None
                 time.sleep(0.1)
-        yield port
+        yield port if metrics is None else (port, process.pid)
     finally:
         process_stop(process)
         redis_keys_delete(f"{redis_prefix}:*")

@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -68,7 +69,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 
 from benchmarks import _database
-from benchmarks._report import Report, Row
+from benchmarks._report import METRICS_COST_GOAL, Report, Row
 from benchmarks._stream_procs import _open, made_up_symbols
 from benchmarks.processes import process_stop, redis_names
 from config.redis_pools import redis_client
@@ -116,6 +117,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=3,
         help="rounds of (without, with) the subscription-reply attack on the design (default 3; 0: none)",
+    )
+    parser.add_argument(
+        "--metrics-rounds",
+        type=int,
+        default=3,
+        help=(
+            "rounds of the design with metrics on and off (METRICS_ENABLED=false) at the first rate, "
+            "order alternating, for the CPU per delivered update (default 3; 0: none)"
+        ),
+    )
+    parser.add_argument(
+        "--metrics-cost-only",
+        action="store_true",
+        help="measure only the metrics' cost (skip the baselines and the attack)",
     )
     parser.add_argument(
         "--db-name", default=None, help="throwaway database (file on SQLite, name on PostgreSQL)"
@@ -291,14 +306,17 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
         )
         database_url = _database.database_url()
         sessions: dict[str, Session] = {}
+        cost_only = bool(options.get("metrics_cost_only"))
+        metrics_cost: dict[bool, list[float]] = {True: [], False: []}
         try:
-            for kind in ("design", "naive", "raw", "bare"):
+            for kind in () if cost_only else ("design", "naive", "raw", "bare"):
                 steps = {"naive": multipliers[:1], "bare": []}.get(kind, multipliers)
                 log(
                     f"{kind}: starting the server, then {clients} clients x {per_client} of {universe} symbols"
                 )
                 with _server(kind, plan, database_url) as (port, pid):
                     sessions[kind] = asyncio.run(_session(kind, plan, port, pid, steps, log))
+            metrics_cost = _metrics_cost(plan, database_url, int(options.get("metrics_rounds") or 0), log)
         finally:
             _forget(run_id)
         report = Report(
@@ -308,15 +326,65 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
                 f"127.0.0.1, {os.cpu_count()} cores"
             )
         )
-        _rows(report, plan, sessions)
+        if not cost_only:
+            _rows(report, plan, sessions)
+        _metrics_cost_rows(report, metrics_cost)
     return report
+
+
+def _metrics_cost(
+    plan: Plan, database_url: str, rounds: int, log: Callable[[str], None]
+) -> dict[bool, list[float]]:
+    """Server CPU seconds per delivered update of the design with metrics on (True) and off
+    (False, METRICS_ENABLED=false), one session each per round at the first rate, the order
+    alternating so a drift in the machine's load falls on both."""
+    cost: dict[bool, list[float]] = {True: [], False: []}
+    for round_number in range(1, rounds + 1):
+        for enabled in (True, False) if round_number % 2 else (False, True):
+            # Redis names of its own per server (under the run's prefix, so _forget deletes them):
+            # a stopped server's connections stay counted against the key until their expiry.
+            quiet = dataclasses.replace(
+                plan, attack_rounds=0, redis_prefix=f"{plan.redis_prefix}m{round_number}{int(enabled)}"
+            )
+            label = f"design, metrics {'on' if enabled else 'off'}, round {round_number}"
+            with _server("design", quiet, database_url, metrics=enabled) as (port, pid):
+                session = asyncio.run(
+                    _session("design", quiet, port, pid, plan.multipliers[:1], log, label=label)
+                )
+            step = session.steps[0]
+            updates = float(step.result["updates"])
+            per_update = float(step.result["server_cpu_s"]) / updates if updates else float("nan")
+            cost[enabled].append(per_update)
+            log(f"{label}: {per_update * 1e6:.2f} us server CPU per delivered update")
+    return cost
+
+
+def _metrics_cost_rows(report: Report, cost: dict[bool, list[float]]) -> None:
+    if not cost[True] or not cost[False]:
+        return
+    on, off = statistics.median(cost[True]), statistics.median(cost[False])
+    ratio = on / off if off else float("inf")
+    report.add(
+        Row(
+            f"server CPU per delivered update: metrics on vs off (median of {len(cost[True])} rounds)",
+            f"{on * 1e6:.2f} us",
+            f"{off * 1e6:.2f} us",
+            f"{ratio:.3f}x ({(ratio - 1) * 100:+.1f} %)",
+            f"<= {METRICS_COST_GOAL:.2f}x",
+            ratio <= METRICS_COST_GOAL,
+        )
+    )
+    report.notes.append(
+        "metrics cost rounds (us per update, on / off): "
+        + "; ".join(f"{a * 1e6:.2f} / {b * 1e6:.2f}" for a, b in zip(cost[True], cost[False], strict=True))
+    )
 
 
 def _forget(run_id: str) -> None:
     """Delete the run's Redis keys: the naive baseline's group memberships (a day's expiry in
     channels_redis) and the design's connection counts, all under the run's own prefix."""
     client = redis_client()
-    keys = list(client.scan_iter(match=f"{run_id}:*", count=1000))
+    keys = list(client.scan_iter(match=f"{run_id}*", count=1000))
     for start in range(0, len(keys), 1000):
         client.delete(*keys[start : start + 1000])
 
@@ -353,10 +421,11 @@ def _rss_bytes(pid: int) -> int:
 
 
 @contextmanager
-def _server(kind: str, plan: Plan, database_url: str) -> Iterator[tuple[int, int]]:
+def _server(kind: str, plan: Plan, database_url: str, *, metrics: bool = True) -> Iterator[tuple[int, int]]:
     port = _database.free_port()
     env = {
         **os.environ,
+        "METRICS_ENABLED": "true" if metrics else "false",
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "DATABASE_URL": database_url,
         "REDIS_KEY_PREFIX": plan.redis_prefix,
@@ -494,7 +563,14 @@ async def _line(process: asyncio.subprocess.Process, tag: str, timeout: float) -
 
 
 async def _session(
-    kind: str, plan: Plan, port: int, pid: int, multipliers: list[float], log: Callable[[str], None]
+    kind: str,
+    plan: Plan,
+    port: int,
+    pid: int,
+    multipliers: list[float],
+    log: Callable[[str], None],
+    *,
+    label: str | None = None,
 ) -> Session:
     session = Session(kind)
     url = f"ws://127.0.0.1:{port}/v2/iex"
@@ -541,7 +617,8 @@ async def _session(
             process.stdin.write(f"MEASURE {plan.seconds}\n".encode())
             await process.stdin.drain()
             result = await _line(process, "RESULT", timeout=plan.seconds + 60)
-            result["server_cpu"] = (_cpu_seconds(pid) - cpu) / (time.perf_counter() - wall)
+            result["server_cpu_s"] = _cpu_seconds(pid) - cpu
+            result["server_cpu"] = result["server_cpu_s"] / (time.perf_counter() - wall)
             step = Step(multiplier, publisher.ticks_per_s, result)
             log(
                 f"{label} @ {multiplier:g}x ({step.ticks_per_s:,.0f} ticks/s): "
@@ -553,7 +630,7 @@ async def _session(
             return step
 
         for multiplier in multipliers:
-            session.steps.append(await measure(multiplier, kind))
+            session.steps.append(await measure(multiplier, label or kind))
         if kind == "design" and multipliers:
             for round_number in range(1, plan.attack_rounds + 1):
                 # Alternating the order (without-with, with-without, ...) cancels a drift in the

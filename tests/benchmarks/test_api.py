@@ -43,6 +43,7 @@ def test_benchmark_api_prints_its_table(tmp_path: Path, client: str) -> None:
         concurrency=4,
         accounts=20,
         symbols=5,
+        metrics_rounds=1,
         db_name=throwaway,
         stdout=out,
     )
@@ -61,6 +62,10 @@ def test_benchmark_api_prints_its_table(tmp_path: Path, client: str) -> None:
         assert scenario in text, text
     assert "non-2xx answers: 0" in text, text
     assert ("load: wrk" in text) == (client == "wrk"), text
+    # The metrics' cost needs wrk: the Python client's own CPU would swamp it.
+    cost_row = "server CPU per cached request (leaderboard): metrics on vs off (median of 1 rounds)"
+    assert (cost_row in text) == (client == "wrk"), text
+    assert ("metrics cost not measured" in text) == (client != "wrk"), text
     for line in text.splitlines():
         if "DB queries/request (P41)" in line:
             cached, uncached = (float(value) for value in line.split()[3:5])

@@ -33,6 +33,7 @@ def test_benchmark_stream_prints_its_table(tmp_path: Path) -> None:
         seconds=2,
         settle=1,
         rate_multipliers="1,2",
+        metrics_rounds=1,
         db_name=throwaway,
         stdout=out,
     )
@@ -46,6 +47,8 @@ def test_benchmark_stream_prints_its_table(tmp_path: Path) -> None:
         "server memory per idle connection",
         "raw websockets per idle connection",
         "bare daphne (no Django/Channels: the floor) per idle connection",
+        "server CPU per delivered update: metrics on vs off (median of 1 rounds)",
+        "metrics cost rounds (us per update, on / off):",
     ):
         assert scenario in text, text
     for server in ("design", "naive", "raw"):
