@@ -44,6 +44,20 @@ def test_a_task_run_by_the_worker_moves_the_task_series(worker: WorkerProcess) -
     assert value("job_task_duration_seconds_count", {"task": TASK}) >= durations + 1
 
 
+def test_a_task_that_fails_for_good_moves_the_failures(worker: WorkerProcess) -> None:
+    task = services.JOB_EXECUTE_TASK
+    failures = value("job_failures_total", {"task": task})
+    failed_runs = value("job_task_runs_total", {"task": task, "outcome": "failure"})
+    services.job_enqueue(task_name=task, args=["not-a-job-id"])  # a permanent error: no retry
+    wait_for(
+        lambda: value("job_failures_total", {"task": task}) >= failures + 1,
+        timeout=30,
+        what="the failure counted",
+        worker=worker,
+    )
+    assert value("job_task_runs_total", {"task": task, "outcome": "failure"}) >= failed_runs + 1
+
+
 def test_the_queue_the_outbox_and_the_runs_by_status_are_read_at_collection() -> None:
     purge_broker()
     OutboxEntry.objects.create(task_name=TASK, args=[], kwargs={})
