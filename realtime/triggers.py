@@ -234,21 +234,40 @@ class TriggerEngine:
                 rounds[0][symbol] = self._latest[symbol]
         if not len(self.book):
             return outcomes
+        # Trailing stops' marks move in the book tick by tick and reach the database once per
+        # window (one UPDATE), not once per tick and order.
+        marks: dict[str, int] = {}
         for by_symbol in rounds:
             for tick in by_symbol.values():
                 quote = matching.Quote(bid=tick.bid, ask=tick.ask, last=tick.price)
                 for decision in self.book.crossed({tick.symbol: quote}):
-                    outcomes.append(self._act(decision, tick))
+                    outcomes.append(self._act(decision, tick, marks))
+        self._store_marks(marks)
         return outcomes
 
-    def _act(self, decision: matching.Decision, tick: WireTick) -> Outcome:
+    def _store_marks(self, marks: dict[str, int]) -> None:
+        try:
+            services.orders_track_water_marks(marks=marks)
+        except Exception as error:
+            # The book is ahead of the database: reload it, so both start again from the stored marks.
+            logger.exception("trailing stops' water marks not stored")
+            self.subscriber.needs_rebuild.set()
+            if isinstance(error, DATABASE_UNAVAILABLE):
+                self._database_lost()
+
+    def _act(self, decision: matching.Decision, tick: WireTick, marks: dict[str, int]) -> Outcome:
         filled = False
         now = self._clock()
         try:
             if decision.action is matching.Action.FILL:
                 assert decision.price is not None
+                marks.pop(decision.order_id, None)  # the fill stores the mark it fired from
                 order = services.order_fill(
-                    order_id=decision.order_id, price_units=decision.price, tick_seq=tick.seq, now=now
+                    order_id=decision.order_id,
+                    price_units=decision.price,
+                    tick_seq=tick.seq,
+                    water_mark_units=decision.water_mark,
+                    now=now,
                 )
                 # None: a cancel won the race; canceled: the account could no longer pay.
                 filled = order is not None and order.status == OrderStatus.FILLED
@@ -256,9 +275,7 @@ class TriggerEngine:
                 services.order_mark_triggered(order_id=decision.order_id, now=now)
             elif decision.action is matching.Action.TRACK:
                 assert decision.water_mark is not None
-                services.order_track_water_mark(
-                    order_id=decision.order_id, water_mark_units=decision.water_mark
-                )
+                marks[decision.order_id] = decision.water_mark
         except Exception as error:
             # The order stays open in the database; the next rebuild picks it up again.
             logger.exception("order %s: %s failed", decision.order_id, decision.action.value)

@@ -67,12 +67,25 @@ def stop_crossed(side: str, stop: int, quote: Quote) -> bool:
 
 
 def trailing_stop_level(order: RestingOrder, water_mark: int) -> int:
-    if order.trail_price is not None:
-        offset = order.trail_price
+    return trailing_stop_price(
+        side=order.side,
+        trail_price=order.trail_price,
+        trail_percent=order.trail_percent,
+        water_mark=water_mark,
+    )
+
+
+def trailing_stop_price(
+    *, side: str, trail_price: int | None, trail_percent: int | None, water_mark: int
+) -> int:
+    """A trailing stop's current stop price: one trail below the high (sells) or above the low
+    (buys) since it was placed. Orders show it as their ``stop_price`` as it trails."""
+    if trail_price is not None:
+        offset = trail_price
     else:
-        assert order.trail_percent is not None
-        offset = water_mark * order.trail_percent // (100 * PERCENT_SCALE)
-    return water_mark - offset if order.side == "sell" else water_mark + offset
+        assert trail_percent is not None
+        offset = water_mark * trail_percent // (100 * PERCENT_SCALE)
+    return water_mark - offset if side == "sell" else water_mark + offset
 
 
 def next_water_mark(order: RestingOrder, quote: Quote) -> int:

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import secrets
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -23,7 +24,7 @@ from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import BigIntegerField, Case, F, Value, When
 from django.utils import timezone
 
 from config.cache import cache_manager
@@ -536,7 +537,14 @@ def _event(
 
 
 def _execute_fill(
-    *, order: Order, account: Account, price_units: int, tick_seq: int | None, resting: bool, now: dt.datetime
+    *,
+    order: Order,
+    account: Account,
+    price_units: int,
+    tick_seq: int | None,
+    resting: bool,
+    now: dt.datetime,
+    water_mark_units: int | None = None,
 ) -> None:
     """Fill a whole order at ``price_units`` inside the caller's transaction.
 
@@ -552,6 +560,8 @@ def _execute_fill(
     qty, released = row.qty, row.reserved_cents
     value = trade_value_cents(price_units=price_units, qty=qty)
     commission = commission_cents(qty=qty)
+    if water_mark_units is not None:
+        order.high_water_mark_units = water_mark_units
     Order.objects.filter(pk=order.pk).update(
         status=OrderStatus.FILLED,
         filled_qty=qty,
@@ -559,6 +569,7 @@ def _execute_fill(
         filled_at=now,
         reserved_cents=0,
         updated_at=now,
+        high_water_mark_units=order.high_water_mark_units,
     )
     if order.side == OrderSide.BUY:
         cost = value + commission
@@ -835,9 +846,11 @@ def order_fill(
     order_id: uuid.UUID | str,
     price_units: int,
     tick_seq: int | None = None,
+    water_mark_units: int | None = None,
     now: dt.datetime | None = None,
 ) -> Order | None:
-    """Fill a resting order that a price crossed (the market's tick pipeline calls this).
+    """Fill a resting order that a price crossed (the market's tick pipeline calls this); a
+    trailing stop's ``water_mark_units`` is the mark it fired from, kept on the filled order.
 
     Returns None when the order is no longer open (a cancel won the race). When the account can
     no longer pay (its cash moved since the order rested), the order is canceled instead.
@@ -855,6 +868,7 @@ def order_fill(
                 tick_seq=tick_seq,
                 resting=True,
                 now=now,
+                water_mark_units=water_mark_units,
             )
             return order
     except NotCancelable:
@@ -873,10 +887,22 @@ def order_mark_triggered(*, order_id: uuid.UUID | str, now: dt.datetime | None =
     )
 
 
-def order_track_water_mark(*, order_id: uuid.UUID | str, water_mark_units: int) -> None:
-    Order.objects.filter(pk=order_id, status__in=OPEN_ORDER_STATUSES).update(
-        high_water_mark_units=water_mark_units
-    )
+def orders_track_water_marks(*, marks: Mapping[str, int]) -> int:
+    """Record trailing stops' new water marks (order id -> mark), all in one UPDATE.
+
+    The market calls this once per window with the marks that window moved, so a trailing stop
+    costs at most one row write per window however many ticks moved it, and its stop price as
+    orders show it (from the mark) is the one the market triggers at as of the last window.
+    Closed orders keep their mark. Returns how many orders moved.
+    """
+    if not marks:
+        return 0
+    cases = [When(pk=uuid.UUID(order_id), then=Value(mark)) for order_id, mark in marks.items()]
+    return Order.objects.filter(
+        pk__in=[uuid.UUID(order_id) for order_id in marks],
+        status__in=OPEN_ORDER_STATUSES,
+        type=OrderType.TRAILING_STOP,
+    ).update(high_water_mark_units=Case(*cases, output_field=BigIntegerField()))
 
 
 def orders_expire(*, now: dt.datetime | None = None) -> int:

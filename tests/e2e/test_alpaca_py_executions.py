@@ -12,14 +12,22 @@ from typing import Any
 import pytest
 from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
-from alpaca.trading.enums import OrderSide, OrderStatus, TimeInForce
-from alpaca.trading.requests import LimitOrderRequest, MarketOrderRequest, StopOrderRequest
+from alpaca.trading.enums import OrderSide, OrderStatus, QueryOrderStatus, TimeInForce
+from alpaca.trading.requests import (
+    GetOrdersRequest,
+    LimitOrderRequest,
+    MarketOrderRequest,
+    StopOrderRequest,
+    TrailingStopOrderRequest,
+)
 from alpaca.trading.stream import TradingStream
 from pytest_django.fixtures import Settings
 
+from realtime.triggers import TriggerEngine
 from tests.e2e.test_alpaca_py_streams import Running, wait_for
 from tests.processes import ServerProcess, gunicorn_server
 from tests.realtime.servers import DaphneProcess, daphne_server
+from tests.realtime.test_triggers import committed_ticks
 from trading import services
 from trading.models import Account, Asset, Order
 
@@ -155,3 +163,37 @@ def test_an_order_filling_at_once_is_answered_as_accepted_and_filled_on_trade_up
         assert (fill.price, fill.qty, fill.position_qty) == (190.01, 3, 3)
     now = client.get_order_by_id(accepted.id)
     assert (now.status, now.filled_qty, now.filled_avg_price) == (OrderStatus.FILLED, "3", "190.01")
+
+
+def test_a_trailing_stop_shows_its_stop_price_as_it_trails(
+    client: TradingClient, market: dict[str, Asset]
+) -> None:
+    """The market's trigger engine (run here as run_market runs it) moves the stop; alpaca-py
+    reads it as the order's stop_price, with the mark as hwm."""
+    client.submit_order(
+        MarketOrderRequest(symbol="AAPL", qty=5, side=OrderSide.BUY, time_in_force=TimeInForce.GTC)
+    )
+    placed = client.submit_order(
+        TrailingStopOrderRequest(
+            symbol="AAPL", qty=5, side=OrderSide.SELL, time_in_force=TimeInForce.GTC, trail_price=2.5
+        )
+    )
+    assert (placed.stop_price, placed.hwm) == ("187.50", "190.00")  # from the last trade, 190.00
+    engine = TriggerEngine()
+    engine.start()
+    try:
+        assert str(placed.id) in engine.book
+        engine.on_window(committed_ticks("AAPL", 2, ["190.40", "191.25", "190.90"]))
+        trailed = client.get_order_by_id(placed.id)
+        assert (trailed.status, trailed.stop_price, trailed.hwm) == (OrderStatus.NEW, "188.75", "191.25")
+        listed = client.get_orders(GetOrdersRequest(status=QueryOrderStatus.OPEN))
+        assert [(str(o.id), o.stop_price) for o in listed] == [(str(placed.id), "188.75")]
+        engine.on_window(committed_ticks("AAPL", 5, ["188.70"]))
+    finally:
+        engine.stop()
+    fired = client.get_order_by_id(placed.id)
+    assert (fired.status, fired.stop_price, fired.filled_avg_price) == (
+        OrderStatus.FILLED,
+        "188.75",
+        "188.69",
+    )

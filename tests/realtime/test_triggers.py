@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from pytest_django.fixtures import Settings
 
@@ -17,7 +18,8 @@ from realtime.throttle import ThrottleController
 from realtime.triggers import TriggerEngine
 from realtime.wire import WireTick
 from realtime.writer import TickWriter, WindowBatch
-from trading import services
+from trading import selectors, services
+from trading.api.serializers import OrderSerializer
 from trading.models import Account, Asset, Fill, Order, OrderStatus
 from trading.units import price_to_units
 
@@ -195,3 +197,74 @@ def test_an_order_whose_fill_met_a_lost_database_fills_at_a_later_crossing(
     assert [(o.order_id, o.filled) for o in outcomes] == [(str(order.pk), True)]
     order.refresh_from_db()
     assert order.status == OrderStatus.FILLED
+
+
+def committed_ticks(symbol: str, first_seq: int, lasts: list[str]) -> list[WireTick]:
+    """One window of several trades of ``symbol`` at ``lasts`` (a cent either side), stored first."""
+    ticks = [
+        WireTick(symbol, first_seq + i, price_to_units(last), 100, price_to_units(last) - 100, 100,
+                 price_to_units(last) + 100, 100, time.time_ns())
+        for i, last in enumerate(lasts)
+    ]  # fmt: skip
+    TickWriter(throttle=ThrottleController(max_rows_per_s=0, max_txn_per_s=0)).write(
+        WindowBatch(number=1, ticks=ticks)
+    )
+    return ticks
+
+
+@pytest.mark.django_db(transaction=True)
+def test_trailing_stops_store_their_marks_once_per_window_and_show_their_stop_price(
+    asset: Asset, account: Account, engine: TriggerEngine
+) -> None:
+    """However many ticks move them, trailing stops' marks reach the database in one UPDATE per
+    window, and the order's stop_price (REST, trade_updates) is the level the market holds."""
+    services.order_place(
+        account_id=account.pk,
+        request=services.OrderRequest(symbol="AAPL", qty=20, side="buy", type="market", time_in_force="gtc"),
+    )
+
+    def trailing(*, trail_price: int | None = None, trail_percent: int | None = None) -> Order:
+        request = services.OrderRequest(
+            symbol="AAPL", qty=5, side="sell", type="trailing_stop", time_in_force="gtc",
+            trail_price_units=trail_price, trail_percent_units=trail_percent,
+        )  # fmt: skip
+        return services.order_place(account_id=account.pk, request=request)
+
+    by_price = trailing(trail_price=price_to_units("2.00"))
+    by_percent = trailing(trail_percent=50_000)  # 5 %
+    wait_for(lambda: str(by_price.pk) in engine.book and str(by_percent.pk) in engine.book, engine)
+    assert (
+        OrderSerializer.shape(selectors.order_get(account_id=account.pk, order_id=by_price.pk))["stop_price"]
+        == "98.00"
+    )  # placed at a last trade of 100.00
+
+    window = committed_ticks("AAPL", 2, ["100.50", "101.00", "101.75", "101.20", "102.40", "102.10"])
+    with CaptureQueriesContext(connection) as queries:
+        outcomes = engine.on_window(window)
+    assert not any(o.filled for o in outcomes)  # 102.10 is above both stops
+    updates = [q["sql"] for q in queries if q["sql"].startswith('UPDATE "trading_order"')]
+    assert len(updates) == 1, updates
+    shown = {
+        order.pk: OrderSerializer.shape(selectors.order_get(account_id=account.pk, order_id=order.pk))
+        for order in (by_price, by_percent)
+    }
+    assert (shown[by_price.pk]["hwm"], shown[by_price.pk]["stop_price"]) == ("102.40", "100.40")
+    assert (shown[by_percent.pk]["hwm"], shown[by_percent.pk]["stop_price"]) == ("102.40", "97.28")
+    book = {order_id: engine.book._orders[str(order_id)].water_mark for order_id in shown}
+    assert book == {by_price.pk: price_to_units("102.40"), by_percent.pk: price_to_units("102.40")}
+
+    # A window that moves no mark writes nothing; one that crosses the stop fills at its mark.
+    with CaptureQueriesContext(connection) as queries:
+        engine.on_window(committed_ticks("AAPL", 8, ["101.00"]))
+    assert not [q for q in queries if q["sql"].startswith('UPDATE "trading_order"')]
+    outcomes = engine.on_window(committed_ticks("AAPL", 9, ["103.00", "100.30"]))
+    assert [o.order_id for o in outcomes if o.filled] == [str(by_price.pk)]
+    filled = selectors.order_get(account_id=account.pk, order_id=by_price.pk)
+    assert (filled.status, filled.high_water_mark_units) == ("filled", price_to_units("103.00"))
+    assert OrderSerializer.shape(filled)["stop_price"] == "101.00"
+    assert (
+        OrderSerializer.shape(selectors.order_get(account_id=account.pk, order_id=by_percent.pk))[
+            "stop_price"
+        ]
+        == "97.85"
+    )

@@ -3,7 +3,7 @@
 A Hypothesis state machine drives the real services against the real database with a few accounts
 and three symbols: cash grants and withdrawals, market and resting orders of every type, price
 ticks whose crossed resting orders are fired the way the market pipeline fires them
-(``matching.triggered`` -> ``order_fill`` / ``order_mark_triggered`` / ``order_track_water_mark``),
+(``matching.triggered`` -> ``order_fill`` / ``order_mark_triggered`` / ``orders_track_water_marks``),
 cancels, replaces, position closes, resets and day-order expiry. Time comes from the services'
 ``now=`` argument and only moves forward, so "since the last reset" is a timestamp comparison.
 
@@ -408,9 +408,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 services.order_mark_triggered(order_id=decision.order_id, now=now)
             else:
                 assert decision.water_mark is not None
-                services.order_track_water_mark(
-                    order_id=decision.order_id, water_mark_units=decision.water_mark
-                )
+                services.orders_track_water_marks(marks={decision.order_id: decision.water_mark})
 
     def fire(self, decision: matching.Decision, tick: StockPriceHistory, now: dt.datetime) -> None:
         assert decision.price is not None

@@ -6,12 +6,14 @@ exactly what ``matching.triggered`` decides, however orders were added, removed 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 
 import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
+from trading import matching
 from trading.matching import (
     PERCENT_SCALE,
     Action,
@@ -374,3 +376,43 @@ class BookMachine(RuleBasedStateMachine):
 
 def test_book_stays_consistent_under_add_remove_apply() -> None:
     run_state_machine_as_test(BookMachine, settings=settings(stateful_step_count=40))
+
+
+@given(
+    side=st.sampled_from(["buy", "sell"]),
+    trail_price=st.none() | st.integers(1, 50_000),
+    trail_percent=st.integers(1, 99 * matching.PERCENT_SCALE),
+    start=st.integers(10_000, 5_000_000),
+    moves=st.lists(st.integers(-20_000, 20_000), min_size=1, max_size=40),
+)
+def test_a_trailing_stops_shown_stop_price_is_the_level_it_fires_at(
+    side: str, trail_price: int | None, trail_percent: int, start: int, moves: list[int]
+) -> None:
+    """Whatever path the price takes, the stop price an order shows (from its stored water mark)
+    is where the book fires it: a last trade at it fires, one a unit short of it does not."""
+    order = matching.RestingOrder(
+        id="t", symbol="X", side=side, type="trailing_stop", trail_price=trail_price,
+        trail_percent=None if trail_price is not None else trail_percent, water_mark=start,
+    )  # fmt: skip
+    last = start
+    for move in moves:
+        last = max(1, last + move)
+        decision = matching.evaluate(order, matching.Quote(bid=last - 1, ask=last + 1, last=last))
+        if decision is not None and decision.action is matching.Action.FILL:
+            return
+        if decision is not None:
+            order = dataclasses.replace(order, water_mark=decision.water_mark)
+        assert order.water_mark is not None
+        shown = matching.trailing_stop_price(
+            side=side,
+            trail_price=order.trail_price,
+            trail_percent=order.trail_percent,
+            water_mark=order.water_mark,
+        )
+        at, short = (shown, shown + 1) if side == "sell" else (shown, shown - 1)
+        fired = matching.evaluate(order, matching.Quote(bid=at - 1, ask=at + 1, last=at))
+        assert fired is not None and fired.action is matching.Action.FILL
+        # A unit short of the stop, where that does not also move the mark (a zero offset).
+        if short > 0 and (short <= order.water_mark if side == "sell" else short >= order.water_mark):
+            missed = matching.evaluate(order, matching.Quote(bid=short - 1, ask=short + 1, last=short))
+            assert missed is None or missed.action is not matching.Action.FILL

@@ -461,14 +461,21 @@ def test_order_mark_triggered_and_track_water_mark(account: Account) -> None:
     order.refresh_from_db()
     assert order.stop_triggered_at == NOW
     trailing = place(account, qty=1, type="trailing_stop", trail_price_units=10_000)
-    services.order_track_water_mark(order_id=trailing.pk, water_mark_units=970_000)
+    other = place(account, qty=1, type="trailing_stop", trail_percent_units=10_000)
+    marks = {str(trailing.pk): 970_000, str(other.pk): 980_000, str(order.pk): 5}
+    # One statement for every mark; a stop_limit has no mark to move.
+    assert services.orders_track_water_marks(marks=marks) == 2
     trailing.refresh_from_db()
-    assert trailing.high_water_mark_units == 970_000
+    other.refresh_from_db()
+    order.refresh_from_db()
+    assert (trailing.high_water_mark_units, other.high_water_mark_units) == (970_000, 980_000)
+    assert order.high_water_mark_units is None
     # Closed orders do not move.
     services.order_cancel(account_id=account.pk, order_id=trailing.pk)
-    services.order_track_water_mark(order_id=trailing.pk, water_mark_units=1)
+    assert services.orders_track_water_marks(marks={str(trailing.pk): 1}) == 0
     trailing.refresh_from_db()
     assert trailing.high_water_mark_units == 970_000
+    assert services.orders_track_water_marks(marks={}) == 0
 
 
 # --- replace ------------------------------------------------------------------------------------------

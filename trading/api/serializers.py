@@ -530,6 +530,7 @@ class OrderSerializer(ShapeSerializer):
                 "filled_qty": str(state.filled_qty),
                 "filled_avg_price": units_to_str(state.filled_avg_price_units),
                 "hwm": units_to_str(state.high_water_mark_units),
+                "stop_price": units_to_str(_stop_price(order, state.high_water_mark_units)),
             }
         return cls._shape(order)
 
@@ -565,7 +566,7 @@ class OrderSerializer(ShapeSerializer):
             "position_intent": None,
             "time_in_force": order.time_in_force,
             "limit_price": units_to_str(order.limit_price_units),
-            "stop_price": units_to_str(order.stop_price_units),
+            "stop_price": units_to_str(_stop_price(order, order.high_water_mark_units)),
             "status": order.status,
             "extended_hours": order.extended_hours,
             "legs": None,
@@ -574,6 +575,19 @@ class OrderSerializer(ShapeSerializer):
             "hwm": units_to_str(order.high_water_mark_units),
             "ratio_qty": None,
         }
+
+
+def _stop_price(order: Order, water_mark: int | None) -> int | None:
+    """A trailing stop's stop price as it trails (from its water mark), as Alpaca shows it;
+    any other order's own."""
+    if order.type != OrderType.TRAILING_STOP or water_mark is None:
+        return order.stop_price_units
+    return matching.trailing_stop_price(
+        side=order.side,
+        trail_price=order.trail_price_units,
+        trail_percent=order.trail_percent_units,
+        water_mark=water_mark,
+    )
 
 
 class PositionSerializer(ShapeSerializer):
