@@ -8,11 +8,13 @@ time add up in a thread-local and the middleware writes them once, with the requ
 database calls) each query is written to the per-process series directly.
 
 A query slower than ``DB_SLOW_QUERY_MS`` is logged with its normalised SQL (literals replaced by
-``?``, ``IN`` lists collapsed, so one statement shape is one log line) and the route that ran it.
+``?``, ``IN`` lists collapsed, so one statement shape is one log line) and the route that ran it,
+and kept in a capped Redis list the ops page reads (``slow_query_record``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -21,12 +23,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
+from django.utils import timezone
 from prometheus_client import Counter
 
 from config.metrics import Deferred, metrics_enabled, process_identity
+from config.redis_pools import redis_client
 
 logger = logging.getLogger("config.db.slow")
 
@@ -105,9 +110,48 @@ def _measured(execute: Callable[..., Any], sql: str, params: Any, many: bool, co
             process_queries_add(1, elapsed)
         if elapsed * 1000.0 >= settings.DB_SLOW_QUERY_MS:
             route = scope.route if scope is not None and scope.route else "-"
-            logger.warning("slow query: %.1f ms route=%s sql=%s", elapsed * 1000.0, route, sql_normalise(sql))
+            shape = sql_normalise(sql)
+            logger.warning("slow query: %.1f ms route=%s sql=%s", elapsed * 1000.0, route, shape)
+            slow_query_record(shape=shape, ms=elapsed * 1000.0, route=route)
             if metrics_enabled():
                 DB_SLOW_QUERIES.labels(route).inc()
+
+
+# --- The recent slow queries, for the ops page ------------------------------------------------------
+# A capped Redis list shared by the host's processes (the newest SLOW_QUERIES_KEPT), which the ops
+# page groups by statement shape. Slow queries are rare, so one pipeline each costs nothing; after
+# a Redis error recording pauses for SLOW_QUERY_REDIS_RETRY_S, so an outage adds no wait to every
+# slow query.
+SLOW_QUERIES_KEPT = 500
+SLOW_QUERY_SQL_MAX = 2000
+SLOW_QUERY_REDIS_RETRY_S = 10.0
+_slow_redis_down_until = 0.0
+
+
+def slow_queries_key() -> str:
+    return f"{settings.REDIS_KEY_PREFIX}:db:slow"
+
+
+def slow_query_record(*, shape: str, ms: float, route: str) -> None:
+    global _slow_redis_down_until
+    now = time.monotonic()
+    if now < _slow_redis_down_until:
+        return
+    entry = json.dumps(
+        {
+            "sql": shape[:SLOW_QUERY_SQL_MAX],
+            "ms": round(ms, 1),
+            "route": route,
+            "at": timezone.now().timestamp(),
+        }
+    )
+    try:
+        pipe = redis_client().pipeline(transaction=False)
+        pipe.lpush(slow_queries_key(), entry)
+        pipe.ltrim(slow_queries_key(), 0, SLOW_QUERIES_KEPT - 1)
+        pipe.execute()
+    except (redis.RedisError, OSError):
+        _slow_redis_down_until = now + SLOW_QUERY_REDIS_RETRY_S
 
 
 def _wrap(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:

@@ -27,6 +27,8 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("", include("trading.page_urls")),
     path("", include("trading.api.ops_urls")),
     path("admin/", admin.site.urls),
+    # The staff-only ops performance page (analytics/ops_views.py).
+    path("ops/", include("analytics.ops_urls")),
     # Prometheus's scrape target, outside /v2/ and its error shape (config/metrics_endpoint.py).
     path("metrics", metrics_view, name="metrics"),
 ]
