@@ -59,8 +59,9 @@ export function keyLabel(key, series) {
   for (const entry of series) {
     if (entry.endsWith(".*") && key.startsWith(entry.slice(0, -1))) return key.slice(entry.length - 1);
   }
-  const parts = key.split(".");
-  return parts.slice(1).join(".").replaceAll("_", " ");
+  // The unit is in the chart's title: "api.p99_ms" reads "p99", "api.requests_per_s" "requests".
+  const name = key.split(".").slice(1).join(".").replace(/_(per_s|ms|s|bytes)$/, "");
+  return name.replaceAll("_", " ");
 }
 
 const SPANS = { "1h": 3600, "24h": 86400, "7d": 7 * 86400 };

@@ -32,5 +32,7 @@ test("figures read with their unit; a missing one is a dash", () => {
   assert.equal(formatValue(3.14159, "ms"), "3.14 ms");
   assert.equal(formatValue(undefined, "ms"), "—");
   assert.equal(keyLabel("process.rss_bytes.web-0", ["process.rss_bytes.*"]), "web-0");
-  assert.equal(keyLabel("api.p99_ms", ["api.p99_ms"]), "p99 ms");
+  assert.equal(keyLabel("api.p99_ms", ["api.p99_ms"]), "p99");
+  assert.equal(keyLabel("api.requests_per_s", ["api.requests_per_s"]), "requests");
+  assert.equal(keyLabel("ws.fanout_lag_p99_ms", ["ws.fanout_lag_p99_ms"]), "fanout lag p99");
 });
