@@ -73,17 +73,19 @@ stop:
 # The JS unit tests (node --test, seconds) run first; they are backend-neutral, so the
 # DB_TESTS_ONLY pass skips them. Then the Python suite in two runs that together are all of it:
 # the tests not marked `live` on PYTEST_WORKERS xdist workers (each with its own test database and
-# Redis key prefix), then the live ones (real servers, workers, the market, chromium) serially,
-# since they bind ports and compete for the cores. Exit status 5 (no tests collected) is fine for
-# one run when the other ran tests (PYTEST_ARGS may select only one kind), and for both only on
-# the DB_TESTS_ONLY pass, where it means that no test depends on the database backend.
+# Redis key prefix), then the live ones (real servers, workers, the market, chromium; free ports,
+# the worker's own database and key prefix) on as many workers, with the CPU-bound ones (benchmark
+# runs, the schema fuzzer: xdist_group "cpu_bound") kept on one worker so two never compete.
+# Exit status 5 (no tests collected) is fine for one run when the other ran tests (PYTEST_ARGS may
+# select only one kind), and for both only on the DB_TESTS_ONLY pass, where it means that no test
+# depends on the database backend.
 test: venv node_modules/.installed
 	@if [ "$${DB_TESTS_ONLY:-}" = 1 ]; then echo "DB_TESTS_ONLY=1: skipping npm test (ran in the first pass)"; \
 	else npm test; fi
 	@echo "pytest: the tests not marked live, on $(PYTEST_WORKERS) workers"; \
 	fast=0; $(BIN)/pytest -m "not live" -n $(PYTEST_WORKERS) $(PYTEST_ARGS) || fast=$$?; \
-	echo "pytest: the live tests, serially"; \
-	live=0; $(BIN)/pytest -m live $(PYTEST_ARGS) || live=$$?; \
+	echo "pytest: the live tests, on $(PYTEST_WORKERS) workers (the CPU-bound ones on one of them)"; \
+	live=0; $(BIN)/pytest -m live -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS) || live=$$?; \
 	for s in $$fast $$live; do \
 		if [ $$s -ne 0 ] && [ $$s -ne 5 ]; then exit $$s; fi; \
 	done; \

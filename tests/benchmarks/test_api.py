@@ -23,6 +23,7 @@ from trading.models import Account
 
 
 @pytest.mark.live
+@pytest.mark.xdist_group("cpu_bound")  # make test keeps these on one worker
 @pytest.mark.db_backend
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("client", ["wrk", "python"])

@@ -19,6 +19,7 @@ from trading.models import Account
 
 
 @pytest.mark.live
+@pytest.mark.xdist_group("cpu_bound")  # make test keeps these on one worker
 @pytest.mark.db_backend
 @pytest.mark.django_db(transaction=True)
 def test_benchmark_stream_prints_its_table(tmp_path: Path) -> None:
