@@ -75,7 +75,7 @@ stop:
 # the tests not marked `live` on PYTEST_WORKERS xdist workers (each with its own test database and
 # Redis key prefix), then the live ones (real servers, workers, the market, chromium; free ports,
 # the worker's own database and key prefix) on as many workers, with the CPU-bound ones (benchmark
-# runs, the schema fuzzer: xdist_group "cpu_bound") kept on one worker so two never compete.
+# runs, the schema fuzzer, chromium: xdist_group "cpu_bound") kept on one worker so two never compete.
 # Exit status 5 (no tests collected) is fine for one run when the other ran tests (PYTEST_ARGS may
 # select only one kind), and for both only on the DB_TESTS_ONLY pass, where it means that no test
 # depends on the database backend.

@@ -29,7 +29,8 @@ from tests.e2e.browser import (
 )
 from trading.models import Account, Order, Position, Watchlist
 
-pytestmark = [pytest.mark.live, pytest.mark.slow]
+# chromium beside a benchmark run on 2 cores can miss its waits: one worker runs all of them.
+pytestmark = [pytest.mark.live, pytest.mark.slow, pytest.mark.xdist_group("cpu_bound")]
 
 READY = "#dashboard[data-ready=true]"
 MARKET_ROWS = "#market-table [data-symbol]"
