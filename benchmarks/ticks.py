@@ -32,6 +32,19 @@ from django.db import connection, transaction
 
 from benchmarks._database import throwaway_database
 from benchmarks._report import Report, Row
+from benchmarks._storage import (
+    COMPACT_LAYOUT,
+    PLAIN_LAYOUT,
+    PREVIOUS_MINUTE_BAR_RETENTION_DAYS,
+    SQLITE_STEADY_STATE_GOAL_BYTES,
+    TICK_ROW_GOAL_BYTES,
+    Layouts,
+    gigabytes,
+    layouts_measure,
+    previous_minute_bar_rows,
+    steady_state_at_defaults,
+    storage_note,
+)
 from realtime.throttle import ThrottleController
 from realtime.wire import WireTick
 from realtime.writer import TICK_COLUMNS, TickWriter, WindowBatch, ticks_bulk_create
@@ -59,6 +72,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--rounds", type=int, default=3, help="runs of each contender, median reported (default 3)"
+    )
+    parser.add_argument(
+        "--storage-rows",
+        type=int,
+        default=100_000,
+        help="ticks held at the peak of the storage run, and as many minute bars (default 100,000; 0 skips it)",
     )
     parser.add_argument(
         "--db-name", default=None, help="throwaway database (file on SQLite, name on PostgreSQL)"
@@ -93,6 +112,12 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
                 rates[contender].append(rows / elapsed)
                 log(f"round {number + 1}/{rounds}: {contender}: {rows / elapsed:,.0f} rows/s")
         StockPriceHistory.objects.all().delete()
+        storage_rows = int(options.get("storage_rows") or 0)
+        layouts = (
+            layouts_measure(tick_rows=storage_rows, bar_rows=storage_rows, symbols=symbols, log=log)
+            if storage_rows > 0
+            else None
+        )
         report = Report(
             title=(
                 f"benchmark ticks: {rows:,} ticks over {symbols} symbols in windows of {per_window:,} "
@@ -100,6 +125,8 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
             )
         )
         _rows(report, rates=rates, path=path)
+        if layouts is not None:
+            _storage_rows(report, layouts=layouts)
     report.notes.append(
         "rows/s per round: "
         + "; ".join(
@@ -183,3 +210,50 @@ def _rows(report: Report, *, rates: dict[str, list[float]], path: str) -> None:
                 writer >= COPY_GOAL * copy,
             )
         )
+
+
+def _bytes(value: float) -> str:
+    return f"{value:.1f} B"
+
+
+def _storage_rows(report: Report, *, layouts: Layouts) -> None:
+    tick, bar = layouts.tick, layouts.bar
+    report.add(
+        Row(
+            f"tick row with its indexes: compact vs {PLAIN_LAYOUT} layout",
+            _bytes(tick[COMPACT_LAYOUT].per_row),
+            _bytes(tick[PLAIN_LAYOUT].per_row),
+            f"{tick[COMPACT_LAYOUT].per_row / tick[PLAIN_LAYOUT].per_row:.2f}x",
+            f"<= {TICK_ROW_GOAL_BYTES} B",
+            tick[COMPACT_LAYOUT].per_row <= TICK_ROW_GOAL_BYTES,
+        )
+    )
+    report.add(
+        Row(
+            f"minute bar row with its indexes: compact vs {PLAIN_LAYOUT} layout",
+            _bytes(bar[COMPACT_LAYOUT].per_row),
+            _bytes(bar[PLAIN_LAYOUT].per_row),
+            f"{bar[COMPACT_LAYOUT].per_row / bar[PLAIN_LAYOUT].per_row:.2f}x",
+            "-",
+            None,
+        )
+    )
+    steady = steady_state_at_defaults()
+    compact, plain = steady.size(layouts, COMPACT_LAYOUT), steady.size(layouts, PLAIN_LAYOUT)
+    sqlite = connection.vendor == "sqlite"
+    report.add(
+        Row(
+            f"steady state at default retentions: compact vs {PLAIN_LAYOUT} layout",
+            gigabytes(compact),
+            gigabytes(plain),
+            f"{compact / plain:.2f}x",
+            f"<= {gigabytes(SQLITE_STEADY_STATE_GOAL_BYTES)}" if sqlite else "-",
+            compact <= SQLITE_STEADY_STATE_GOAL_BYTES if sqlite else None,
+        )
+    )
+    before = steady.size(layouts, PLAIN_LAYOUT, minute_bar_rows=previous_minute_bar_rows(steady))
+    report.notes.append(storage_note(steady))
+    report.notes.append(
+        f"before the rework ({PLAIN_LAYOUT} layout, minute bars kept {PREVIOUS_MINUTE_BAR_RETENTION_DAYS} days): "
+        f"{gigabytes(before)} at these tick retentions; compact is {compact / before:.2f}x of it"
+    )

@@ -151,8 +151,12 @@ def unbarred_ticks(*, symbols: list[str]) -> list[WireTick]:
         .values_list("start", flat=True)
         .first()
     )
+    # The newest of each symbol's newest tick: one seek per symbol down (symbol, recorded_at),
+    # as ticks have no index on time alone.
     newest_tick = (
-        StockPriceHistory.objects.filter(symbol__in=symbols)
+        StockPriceHistory.objects.filter(
+            pk__in=newest_per_symbol(StockPriceHistory, symbols=symbols, order_key="recorded_at")
+        )
         .order_by("-recorded_at")
         .values_list("recorded_at", flat=True)
         .first()

@@ -7,6 +7,7 @@ path the writer took on this backend, that every contender stored every tick, an
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,7 @@ def test_benchmark_ticks_prints_its_table(tmp_path: Path) -> None:
         window_ticks=250,
         symbols=20,
         rounds=2,
+        storage_rows=4_000,
         db_name=throwaway,
         stdout=out,
     )
@@ -45,6 +47,20 @@ def test_benchmark_ticks_prints_its_table(tmp_path: Path) -> None:
         assert "round 2/2: copy:" in text, text
     else:
         assert "psycopg COPY" not in text
+
+    # Storage: bytes per row of both layouts and the steady state at defaults, from one run.
+    for scenario in (
+        "tick row with its indexes: compact vs plain layout",
+        "minute bar row with its indexes: compact vs plain layout",
+        "steady state at default retentions: compact vs plain layout",
+    ):
+        assert scenario in text, text
+    row = next(line for line in text.splitlines() if line.startswith("tick row with its indexes"))
+    compact, plain = (float(value) for value in re.findall(r"([0-9.]+) B\b", row)[:2])
+    assert 0 < compact < plain, row
+    assert "steady state at defaults: " in text and "before the rework" in text, text
+    for layout in ("plain", "compact"):
+        assert f"storage: {layout} ticks: " in text and f"storage: {layout} minute bars: " in text, text
 
     # The real database was never touched, and the throwaway one is gone.
     assert not StockPriceHistory.objects.exists()

@@ -22,7 +22,7 @@ from django.test import Client, RequestFactory
 from tests.builders import set_quote
 from tests.processes import free_port
 from trading.api.ops import HealthCheck, HealthzView
-from trading.models import Account
+from trading.models import Account, Asset
 
 
 def dead_redis() -> redis.Redis:
@@ -106,6 +106,10 @@ def test_healthz_needs_no_authentication_and_no_session(client: Client) -> None:
 @pytest.mark.django_db
 def test_market_lag_comes_from_the_newest_tick() -> None:
     now = dt.datetime(2025, 3, 12, 15, 0, 30, tzinfo=dt.UTC)
+    # Each asset's newest tick is read (ticks have no index on time alone).
+    Asset.objects.bulk_create(
+        Asset(symbol=symbol, name=symbol, sector="Technology") for symbol in ("AAA", "BBB")
+    )
     set_quote("AAA", price="10.00", at=now - dt.timedelta(seconds=90))
     set_quote("BBB", price="20.00", at=now - dt.timedelta(seconds=30))  # the newest
     set_quote("AAA", price="10.10", at=now - dt.timedelta(seconds=60))  # higher seq, not newest

@@ -9,8 +9,9 @@ authentication, throttling) is what is broken, and it needs no authentication. I
   the instance should stay in rotation;
 - ``down`` (HTTP 503): the database does not answer; nothing useful can be served.
 
-The market block reports how old the newest stored tick is (the market process's lag), found
-with one step down the ``recorded_at`` index.
+The market block reports how old the newest stored tick is (the market process's lag): the
+newest of each asset's newest tick, one seek per asset down the (symbol, recorded_at) index
+(ticks have no index on time alone: docs/architecture.md, Storage).
 
 Anonymous callers (load balancers, monitors, anyone) get the status alone: which dependency is
 down, how slow it is and whether the Redis is embedded tell an attacker what to aim at. A staff
@@ -33,7 +34,8 @@ from django.utils import timezone
 from django.views import View
 
 from config.redis_pools import redis_client
-from trading.models import StockPriceHistory
+from trading.models import Asset, StockPriceHistory
+from trading.quotes import newest_per_symbol
 
 
 def _millis(seconds: float) -> float:
@@ -92,6 +94,13 @@ class HealthCheck:
         try:
             last = (
                 StockPriceHistory.objects.using(self.using)
+                .filter(
+                    pk__in=newest_per_symbol(
+                        StockPriceHistory,
+                        symbols=Asset.objects.using(self.using).values_list("symbol", flat=True),
+                        order_key="recorded_at",
+                    )
+                )
                 .order_by("-recorded_at")
                 .values_list("recorded_at", flat=True)
                 .first()
