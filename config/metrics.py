@@ -82,7 +82,7 @@ from dataclasses import dataclass, field  # noqa: E402
 from typing import Any  # noqa: E402
 
 import psutil  # noqa: E402
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest  # noqa: E402
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values  # noqa: E402
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric  # noqa: E402
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead  # noqa: E402
 
@@ -460,11 +460,40 @@ def _flusher_ensure() -> None:
             _flusher_ensure_locked()
 
 
+def _values_lock() -> Any:
+    """prometheus-client's process-wide lock, which every multiprocess value write holds (the
+    closure of its value class; None if a later client keeps it elsewhere)."""
+    write = values.ValueClass.inc
+    cells = dict(zip(write.__code__.co_freevars, write.__closure__ or (), strict=False))
+    cell = cells.get("lock")
+    return None if cell is None else cell.cell_contents
+
+
+# A fork while the flusher thread is inside a write would hand the child a lock held by a thread
+# that does not exist there, and the child's first metric write would wait forever (a Celery
+# worker's parent runs a flusher and forks its pool's children). So the locks a write takes are
+# held across the fork by the forking thread, and released on both sides.
+_FORK_LOCKS: list[Any] = []
+
+
+def _before_fork() -> None:
+    gc_lock = _gc_pauses.flush_lock if _gc_pauses is not None else None
+    _FORK_LOCKS[:] = [lock for lock in (gc_lock, _deferred_lock, _values_lock()) if lock is not None]
+    for lock in _FORK_LOCKS:
+        lock.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    for lock in reversed(_FORK_LOCKS):
+        lock.release()
+    _FORK_LOCKS.clear()
+
+
 def _after_fork_in_child() -> None:
     # Threads do not survive a fork, and what the parent had counted is the parent's to write.
-    global _flusher_running, _deferred_lock
+    global _flusher_running
+    _after_fork_in_parent()
     _flusher_running = False
-    _deferred_lock = threading.Lock()
     for child in _deferred:
         child._take()
     if _gc_pauses is not None:
@@ -477,7 +506,9 @@ def _flush_at_exit() -> None:
         metrics_flush()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+os.register_at_fork(
+    before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+)
 atexit.register(_flush_at_exit)
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
-from prometheus_client import values
+from prometheus_client import Counter, values
 
 from config import metrics
 from config.metrics import (
@@ -24,6 +26,8 @@ from config.metrics import (
     process_identity,
     snapshot_value,
 )
+
+FORK_COUNTER = Counter("test_forked_writes_total", "Writes of a forked test child.", registry=None)
 
 # How long a collection may take before the test calls the process hung (a hang detector, not a
 # timing assertion: a collection takes milliseconds).
@@ -101,3 +105,36 @@ def test_the_flusher_thread_writes_the_pauses_without_anyone_asking() -> None:
     while tracker.flushed[2][1] <= before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert tracker.flushed[2][1] > before
+
+
+def test_a_fork_during_a_metric_write_leaves_the_child_able_to_write() -> None:
+    """A Celery worker's parent runs a flusher and forks its pool: a fork while another thread
+    holds the write lock must not hand the child a lock nobody will release."""
+    lock = _values_lock()
+    holding = threading.Event()
+
+    def writer_mid_write() -> None:
+        with lock:
+            holding.set()
+            time.sleep(0.3)
+
+    thread = threading.Thread(target=writer_mid_write, daemon=True)
+    thread.start()
+    assert holding.wait(HANG_S)
+    pid = os.fork()
+    if pid == 0:  # the child: one write, then out without running the parent's cleanup
+        try:
+            FORK_COUNTER.inc()
+        finally:
+            os._exit(0)
+    thread.join(HANG_S)
+    deadline = time.monotonic() + HANG_S
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    raise AssertionError("the forked child waited forever for the metrics lock")
