@@ -13,7 +13,7 @@ from django.test import Client
 from django.utils import timezone
 from pytest_django.fixtures import Settings
 
-from analytics.models import Alert, MonitorSample
+from analytics.models import Alert, AlertRule, MonitorSample
 from config.db_metrics import slow_queries_key, slow_query_record
 from config.redis_pools import redis_client
 
@@ -85,3 +85,40 @@ def test_slow_queries_are_grouped_by_statement(settings: Settings) -> None:
         ("SELECT ? FROM trading_order WHERE id = ?", 2, 900.0, 575.0),
         ("UPDATE trading_account SET cash = ?", 1, 300.0, 300.0),
     ]
+
+
+def test_rules_are_edited_in_the_admin_with_their_checks_and_alerts_are_read_only() -> None:
+    admin = get_user_model().objects.create_superuser(username="root", password="x", email="root@example.com")
+    client = Client()
+    client.force_login(admin)
+    assert client.get("/admin/analytics/alertrule/").status_code == 200
+    assert client.get("/admin/analytics/alertrule/add/").status_code == 200
+    form = {
+        "name": "Too many orders",
+        "description": "",
+        "enabled": "on",
+        "severity": "warning",
+        "metric": "http_requests_total",
+        "labels": '{"route": "orders"}',
+        "kind": "rate",
+        "aggregation": "sum",
+        "group_by": "",
+        "denominator_metric": "",
+        "quantile": "0.99",
+        "window_seconds": "60",
+        "comparison": "gt",
+        "threshold": "100",
+        "clear_threshold": "150",
+        "for_seconds": "30",
+    }
+    refused = client.post("/admin/analytics/alertrule/add/", form)
+    assert refused.status_code == 200 and "it must clear at or below it" in refused.content.decode()
+    accepted = client.post("/admin/analytics/alertrule/add/", {**form, "clear_threshold": "80"})
+    assert accepted.status_code == 302
+    assert AlertRule.objects.get(name="Too many orders").labels == {"route": "orders"}
+    alert = Alert.objects.create(rule_name="r", severity="info", summary="s", threshold=1, clear_threshold=0,
+                                 opened_at=timezone.now(), opened_value=2, peak_value=2, last_value=2)  # fmt: skip
+    assert client.get("/admin/analytics/alert/").status_code == 200
+    assert client.get("/admin/analytics/alert/add/").status_code == 403
+    page = client.get(f"/admin/analytics/alert/{alert.pk}/change/")
+    assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
