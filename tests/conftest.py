@@ -19,6 +19,7 @@ from pytest_django.fixtures import Settings
 
 from benchmarks.processes import redis_keys_delete, redis_names
 from config.cache import CacheConfig, cache_manager, cache_manager_reset
+from config.embedded_redis import embedded_redis_stop
 from config.redis_pools import redis_client
 from tests.builders import set_quote
 from tests.clock import ManualClock
@@ -77,6 +78,17 @@ def _clear_shared_redis_state(request: pytest.FixtureRequest) -> None:
         # earlier test cached (in this process's L1 or in Redis) would look fresh for months.
         cache_manager_reset()
         redis_keys_delete(f"{CacheConfig.from_settings().prefix}:*")
+
+
+@pytest.fixture(autouse=True)
+def _embedded_redis_servers_stopped(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    # A process a test starts with VAR_DIR under its tmp_path and no REDIS_URL launches an embedded
+    # Redis there as a daemon (settings import alone does it); nothing else would ever stop it.
+    tmp_path = request.node.funcargs.get("tmp_path") if hasattr(request.node, "funcargs") else None
+    if tmp_path is not None:
+        for socket_path in tmp_path.glob("**/redis.sock"):
+            embedded_redis_stop(socket_path.parent)
 
 
 @pytest.fixture
