@@ -235,7 +235,7 @@ class MarketProcess:
             on_committed=self._after_commit,
             max_windows=max_queue_windows,
         )
-        self.engine: TriggerEngine | None = TriggerEngine() if triggers else None
+        self.engine: TriggerEngine | None = TriggerEngine(clock=clock) if triggers else None
         self.simulator: MarketSimulator | None = None
         self._number = config.first_window
         self._stats = _Stats()

@@ -30,7 +30,15 @@ from config.redis_pools import redis_client
 from realtime.wire import WireTick
 from realtime.writer import DATABASE_UNAVAILABLE
 from trading import calendar, matching, services
-from trading.models import OPEN_ORDER_STATUSES, Order, OrderStatus, OrderType
+from trading.models import (
+    AUCTION_TIME_IN_FORCE,
+    OPEN_ORDER_STATUSES,
+    Order,
+    OrderStatus,
+    OrderType,
+    TimeInForce,
+)
+from trading.quotes import latest_ticks_from_db
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +121,11 @@ class TriggerEngine:
         self.subscriber = subscriber or OrderEventSubscriber()
         self._clock = clock
         self._next_expiry: dt.datetime | None = None
+        # MARKET_HOURS=xnys: the session in progress or next, whether its opening auction ran, and
+        # the opg orders still waiting for their symbol's first trade of the session.
+        self._session: calendar.Session | None = None
+        self._opened = False
+        self._opening: dict[str, list[str]] = {}
         # The newest quote seen per symbol, so an order added from an event is checked against
         # the price at once instead of waiting for that symbol's next trade.
         self._latest: dict[str, WireTick] = {}
@@ -132,6 +145,7 @@ class TriggerEngine:
         orders = (
             Order.objects.filter(status__in=OPEN_ORDER_STATUSES)
             .exclude(type=OrderType.MARKET)
+            .exclude(time_in_force__in=AUCTION_TIME_IN_FORCE)
             .select_related("asset")
         )
         try:
@@ -180,6 +194,7 @@ class TriggerEngine:
             orders = (
                 Order.objects.filter(pk__in=new_ids, status__in=OPEN_ORDER_STATUSES)
                 .exclude(type=OrderType.MARKET)
+                .exclude(time_in_force__in=AUCTION_TIME_IN_FORCE)
                 .select_related("asset")
             )
             for order in orders:
@@ -212,9 +227,10 @@ class TriggerEngine:
             connection.close()
 
     def _on_window(self, ticks: Sequence[WireTick]) -> list[Outcome]:
-        self.expire_day_orders()
         added = self.process_events()
-        outcomes: list[Outcome] = []
+        # Auctions first: the closing auction executes cls orders before the close expires them.
+        outcomes = self._run_auctions(ticks)
+        self.expire_day_orders()
         # Each symbol's ticks in order: a price that crossed a level and came back within one
         # window still fills, as it would have tick by tick.
         rounds: list[dict[str, WireTick]] = []
@@ -225,7 +241,6 @@ class TriggerEngine:
             if index == len(rounds):
                 rounds.append({})
             rounds[index][tick.symbol] = tick
-            self._latest[tick.symbol] = tick
         for symbol in added:
             # Newly added orders meet the newest price even if their symbol did not trade now.
             if symbol not in counts and symbol in self._latest:
@@ -244,6 +259,74 @@ class TriggerEngine:
                     outcomes.append(self._act(decision, tick, marks))
         self._store_marks(marks)
         return outcomes
+
+    def _run_auctions(self, ticks: Sequence[WireTick]) -> list[Outcome]:
+        """opg orders execute at their symbol's first trade of the session, cls orders at its
+        last (MARKET_HOURS=xnys; README, Order rules). A market order fills at that price; a
+        limit fills there if the price satisfies it, else it is canceled."""
+        first: dict[str, WireTick] = {}
+        for tick in ticks:
+            first.setdefault(tick.symbol, tick)
+            self._latest[tick.symbol] = tick
+        if calendar.always_open():
+            return []
+        now = self._clock()
+        if self._session is None:
+            self._session = calendar.session_at_or_after(now)
+            self._opened = False
+        outcomes: list[Outcome] = []
+        session = self._session
+        if now >= session.open and not self._opened:
+            self._opened = True
+            self._opening = self._auction_orders(TimeInForce.OPG, session)
+        for symbol in [symbol for symbol in self._opening if symbol in first]:
+            tick = first[symbol]
+            for order_id in self._opening.pop(symbol):
+                outcomes.append(self._auction(order_id, tick.price, tick.seq, now))
+        if now >= session.close:
+            closing = self._auction_orders(TimeInForce.CLS, session)
+            stored = latest_ticks_from_db(symbols=[s for s in closing if s not in self._latest])
+            for symbol, order_ids in closing.items():
+                last = self._latest.get(symbol) or stored.get(symbol)
+                if last is None:
+                    continue  # never traded: expired with the session
+                for order_id in order_ids:
+                    outcomes.append(self._auction(order_id, last.price, last.seq, now))
+            # opg orders of symbols that did not trade expire with the session.
+            self._opening = {}
+            self._session = calendar.session_at_or_after(now)
+            self._opened = False
+        return outcomes
+
+    @staticmethod
+    def _auction_orders(time_in_force: str, session: calendar.Session) -> dict[str, list[str]]:
+        orders = (
+            Order.objects.filter(
+                status__in=OPEN_ORDER_STATUSES, time_in_force=time_in_force, expires_at=session.close
+            )
+            .order_by("submitted_at", "id")
+            .values_list("asset__symbol", "id")
+        )
+        by_symbol: dict[str, list[str]] = {}
+        for symbol, order_id in orders:
+            by_symbol.setdefault(symbol, []).append(str(order_id))
+        return by_symbol
+
+    def _auction(self, order_id: str, price: int, seq: int, now: dt.datetime) -> Outcome:
+        filled = False
+        try:
+            order = services.order_auction_execute(
+                order_id=order_id, price_units=price, tick_seq=seq, now=now
+            )
+            filled = order is not None and order.status == OrderStatus.FILLED
+        except Exception as error:
+            # Still open in the database: it expires with its session.
+            logger.exception("auction order %s failed", order_id)
+            if isinstance(error, DATABASE_UNAVAILABLE):
+                self._database_lost()
+        return Outcome(
+            order_id=order_id, action=matching.Action.FILL, price=price, tick_seq=seq, filled=filled
+        )
 
     def _store_marks(self, marks: dict[str, int]) -> None:
         try:

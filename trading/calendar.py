@@ -25,6 +25,18 @@ class Clock:
 
 
 @dataclass(frozen=True)
+class Session:
+    open: dt.datetime
+    close: dt.datetime
+
+
+# Alpaca takes opg orders until 9:28 ET for that morning's opening auction and cls orders until
+# 15:50 ET for that afternoon's closing auction.
+OPG_CUTOFF = dt.timedelta(minutes=2)
+CLS_CUTOFF = dt.timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
 class SessionDay:
     date: dt.date
     open: dt.time
@@ -93,3 +105,26 @@ def sessions_between(start: dt.date, end: dt.date) -> list[SessionDay]:
         closed = calendar.session_close(session).to_pydatetime().astimezone(zone)
         result.append(SessionDay(session.date(), opened.time(), closed.time()))
     return result
+
+
+def session_at_or_after(moment: dt.datetime) -> Session:
+    """The NYSE session in progress at ``moment``, or else the next one (MARKET_HOURS=xnys)."""
+    import pandas as pd
+
+    calendar = _xnys()
+    stamp = pd.Timestamp(moment).tz_convert("UTC").floor("min")
+    session = calendar.minute_to_session(stamp, direction="next")
+    return Session(
+        open=calendar.session_open(session).to_pydatetime(),
+        close=calendar.session_close(session).to_pydatetime(),
+    )
+
+
+def auction_session(time_in_force: str, moment: dt.datetime) -> Session | None:
+    """The session whose opening (``opg``) or closing (``cls``) auction an order placed at
+    ``moment`` goes to, or None when it is too late for the coming one (the session is open, or
+    its auction is less than the cutoff away)."""
+    session = session_at_or_after(moment)
+    if time_in_force == "opg":
+        return session if moment < session.open - OPG_CUTOFF else None
+    return session if moment < session.close - CLS_CUTOFF else None

@@ -142,6 +142,12 @@ class TimeInForce(models.TextChoices):
     GTC = "gtc"
     IOC = "ioc"
     FOK = "fok"
+    # The opening and closing auctions: only with MARKET_HOURS=xnys (README, Order rules).
+    OPG = "opg"
+    CLS = "cls"
+
+
+AUCTION_TIME_IN_FORCE = (TimeInForce.OPG, TimeInForce.CLS)
 
 
 class OrderStatus(models.TextChoices):

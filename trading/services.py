@@ -38,6 +38,7 @@ from trading.events import (
     stream_key_credential,
 )
 from trading.models import (
+    AUCTION_TIME_IN_FORCE,
     OPEN_ORDER_STATUSES,
     Account,
     ApiKey,
@@ -290,10 +291,13 @@ def _validate(request: OrderRequest) -> None:
         raise InvalidRequest(f"invalid side {request.side!r}: must be buy or sell")
     if request.type not in OrderType.values:
         raise InvalidRequest(f"invalid order type {request.type!r}")
-    if request.time_in_force in ("opg", "cls"):
-        raise InvalidRequest(
-            f"time_in_force {request.time_in_force} is not supported: the market never closes"
-        )
+    if request.time_in_force in AUCTION_TIME_IN_FORCE:
+        if calendar.always_open():
+            raise InvalidRequest(
+                f"time_in_force {request.time_in_force} is not supported: the market never closes"
+            )
+        if request.type not in (OrderType.MARKET, OrderType.LIMIT):
+            raise InvalidRequest(f"time_in_force {request.time_in_force} is only for market and limit orders")
     if request.time_in_force not in TimeInForce.values:
         raise InvalidRequest(f"invalid time_in_force {request.time_in_force!r}")
     if not 0 < request.qty <= settings.ORDER_MAX_QTY:
@@ -362,6 +366,8 @@ def _reserve_estimate_units(request: OrderRequest, quote: LatestQuote) -> int:
     if request.type == OrderType.STOP:
         assert request.stop_price_units is not None
         return max(request.stop_price_units, quote.ask)
+    if request.type == OrderType.MARKET:  # an auction's market order, resting until its auction
+        return quote.ask
     # Trailing buy: fills at most one trail above the best price since placement.
     resting = matching.RestingOrder(
         id="",
@@ -392,6 +398,7 @@ def _order_place(
     *, account_id: uuid.UUID | str, request: OrderRequest, now: dt.datetime, order_id: uuid.UUID | None = None
 ) -> Order:
     _validate(request)
+    auction = _auction_session(request, now)
     asset = _tradable_asset(request.symbol)
     quote = _quote_for(asset.symbol)
     account = _account(account_id)
@@ -415,11 +422,10 @@ def _order_place(
                 trail_percent_units=request.trail_percent_units,
                 extended_hours=request.extended_hours,
                 submitted_at=now,
-                expires_at=calendar.next_day_boundary(now)
-                if request.time_in_force == TimeInForce.DAY
-                else None,
+                expires_at=_expires_at(request, auction, now),
             )
-            decision = matching.evaluate(order_as_resting(order), quote.as_quote())
+            # An auction order waits for its auction (realtime/triggers.py), whatever the quote.
+            decision = None if auction else matching.evaluate(order_as_resting(order), quote.as_quote())
             if decision is not None and decision.action is matching.Action.FILL:
                 assert decision.price is not None
                 _order_accept(order, now)
@@ -445,6 +451,30 @@ def _order_place(
         if "client_order_id" in str(error) or "order_client_id_unique" in str(error):
             raise InvalidRequest("client_order_id must be unique") from None
         raise
+
+
+def _auction_session(request: OrderRequest, now: dt.datetime) -> calendar.Session | None:
+    """The session whose auction an opg or cls order goes to; a refusal when it is too late."""
+    if request.time_in_force not in AUCTION_TIME_IN_FORCE:
+        return None
+    session = calendar.auction_session(request.time_in_force, now)
+    if session is None:
+        if request.time_in_force == TimeInForce.OPG:
+            raise InvalidRequest(
+                "opg orders are taken until 2 minutes before the open, and not while the session is open"
+            )
+        raise InvalidRequest("cls orders are taken until 10 minutes before the close")
+    return session
+
+
+def _expires_at(
+    request: OrderRequest, auction: calendar.Session | None, now: dt.datetime
+) -> dt.datetime | None:
+    """Day orders end with their trading day; auction orders with their session, should the
+    auction not have run (an opening auction executes or cancels them long before)."""
+    if auction is not None:
+        return auction.close
+    return calendar.next_day_boundary(now) if request.time_in_force == TimeInForce.DAY else None
 
 
 def _order_accept(order: Order, now: dt.datetime) -> None:
@@ -878,6 +908,30 @@ def order_fill(
             order = Order.objects.select_related("asset").get(pk=order_id)
             _order_close(order=order, status=OrderStatus.CANCELED, now=now)
         return order
+
+
+def order_auction_execute(
+    *,
+    order_id: uuid.UUID | str,
+    price_units: int,
+    tick_seq: int | None = None,
+    now: dt.datetime | None = None,
+) -> Order | None:
+    """Execute an opg or cls order in its auction at the auction's price: a market order, or a
+    limit the price satisfies, fills; any other is canceled, as Alpaca cancels what an auction
+    does not fill. Returns None when the order was no longer open."""
+    now = now or timezone.now()
+    order = Order.objects.select_related("asset").filter(pk=order_id).first()
+    if order is None or not order.is_open:
+        return None
+    if order.type == OrderType.LIMIT:
+        assert order.limit_price_units is not None
+        limit = order.limit_price_units
+        if not (price_units <= limit if order.side == OrderSide.BUY else price_units >= limit):
+            with transaction.atomic():
+                closed = _order_close(order=order, status=OrderStatus.CANCELED, now=now)
+            return order if closed else None
+    return order_fill(order_id=order.pk, price_units=price_units, tick_seq=tick_seq, now=now)
 
 
 def order_mark_triggered(*, order_id: uuid.UUID | str, now: dt.datetime | None = None) -> None:

@@ -4,12 +4,15 @@ current stop price."""
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import time_machine
 from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, OrderStatus, QueryOrderStatus, TimeInForce
@@ -27,6 +30,7 @@ from realtime.triggers import TriggerEngine
 from tests.e2e.test_alpaca_py_streams import Running, wait_for
 from tests.processes import ServerProcess, gunicorn_server
 from tests.realtime.servers import DaphneProcess, daphne_server
+from tests.realtime.test_auctions import MONDAY_CLOSE, MONDAY_OPEN, SATURDAY, WallClock
 from tests.realtime.test_triggers import committed_ticks
 from trading import services
 from trading.models import Account, Asset, Order
@@ -197,3 +201,74 @@ def test_a_trailing_stop_shows_its_stop_price_as_it_trails(
         "188.75",
         "188.69",
     )
+
+
+@pytest.fixture
+def saturday_xnys_server(
+    settings: Settings, stream_settings: Settings, transactional_db: None, tmp_path: Path
+) -> Iterator[ServerProcess]:
+    """A server with real NYSE hours whose clock reads a Saturday noon (New York) and ticks on
+    from there (the tests' clock shim), so opg and cls orders are taken whatever the real hour."""
+    settings.MARKET_HOURS = "xnys"
+    real_now = (
+        time_machine.escape_hatch.time.time() if time_machine.escape_hatch.is_travelling() else time.time()
+    )
+    shim = str(Path(__file__).resolve().parents[1] / "clock_shim")
+    env = {
+        "TEST_CLOCK_OFFSET_S": repr(SATURDAY.timestamp() - real_now),
+        "PYTHONPATH": os.pathsep.join(filter(None, [shim, os.environ.get("PYTHONPATH")])),
+    }
+    with gunicorn_server(tmp_path, extra_env=env, overrides={"MARKET_HOURS": "xnys"}) as running:
+        yield running
+
+
+@pytest.mark.filterwarnings("ignore:.*values returning an ndarray that drops timezone")
+def test_opg_and_cls_orders_execute_at_the_sessions_first_and_last_trade(
+    saturday_xnys_server: ServerProcess, credentials: tuple[str, str], market: dict[str, Asset]
+) -> None:
+    client = TradingClient(*credentials, paper=True, url_override=saturday_xnys_server.base_url)
+    assert client.get_clock().is_open is False
+    moo = client.submit_order(
+        MarketOrderRequest(symbol="AAPL", qty=2, side=OrderSide.BUY, time_in_force=TimeInForce.OPG)
+    )
+    loc = client.submit_order(
+        LimitOrderRequest(
+            symbol="AAPL", qty=3, side=OrderSide.BUY, time_in_force=TimeInForce.CLS, limit_price=195
+        )
+    )
+    assert (moo.status, moo.time_in_force, loc.time_in_force) == (
+        OrderStatus.NEW,
+        TimeInForce.OPG,
+        TimeInForce.CLS,
+    )
+    stop = refused(
+        lambda: client.submit_order(
+            StopOrderRequest(symbol="AAPL", qty=1, side=OrderSide.BUY, time_in_force=TimeInForce.OPG,
+                             stop_price=200)
+        )
+    )  # fmt: skip
+    assert (stop.status_code, stop.message) == (422, "time_in_force opg is only for market and limit orders")
+
+    clock = WallClock(MONDAY_OPEN - dt.timedelta(minutes=1))
+    engine = TriggerEngine(clock=clock)
+    engine.start()
+    try:
+        engine.on_window([])
+        assert client.get_order_by_id(moo.id).status == OrderStatus.NEW
+        clock.now = MONDAY_OPEN + dt.timedelta(seconds=1)
+        engine.on_window(committed_ticks("AAPL", 2, ["190.50", "190.20"]))
+        opened = client.get_order_by_id(moo.id)
+        assert (opened.status, opened.filled_avg_price, opened.filled_qty) == (
+            OrderStatus.FILLED,
+            "190.50",
+            "2",
+        )
+        assert client.get_order_by_id(loc.id).status == OrderStatus.NEW
+        engine.on_window(committed_ticks("AAPL", 4, ["191.00", "194.10"]))
+        clock.now = MONDAY_CLOSE
+        engine.on_window([])
+    finally:
+        engine.stop()
+    closed = client.get_order_by_id(loc.id)
+    assert (closed.status, closed.filled_avg_price, closed.filled_qty) == (OrderStatus.FILLED, "194.10", "3")
+    assert client.get_open_position("AAPL").qty == "5"

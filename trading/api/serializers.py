@@ -230,8 +230,8 @@ class OrderCreateSerializer(serializers.Serializer[Any]):
     notional = serializers.JSONField(required=False, allow_null=True)
     side = serializers.ChoiceField(choices=OrderSide.choices)
     type = serializers.ChoiceField(choices=OrderType.choices)
-    # opg and cls are Alpaca's; the service explains why they are refused here.
-    time_in_force = serializers.ChoiceField(choices=[*TimeInForce.values, "opg", "cls"])
+    # opg and cls only with MARKET_HOURS=xnys: the service says why it refuses them otherwise.
+    time_in_force = serializers.ChoiceField(choices=TimeInForce.values)
     limit_price = PriceField(required=False, allow_null=True)
     stop_price = PriceField(required=False, allow_null=True)
     trail_price = PriceField(required=False, allow_null=True)

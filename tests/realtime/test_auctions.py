@@ -1,0 +1,178 @@
+"""opg and cls orders with real NYSE hours (MARKET_HOURS=xnys): when they are taken, and the
+market's trigger engine executing them at the session's first and last trade (README, Order rules)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from pytest_django.fixtures import Settings
+
+from realtime.triggers import TriggerEngine
+from tests.clock import new_york
+from tests.realtime.test_triggers import committed_ticks
+from trading import calendar, services
+from trading.errors import InvalidRequest
+from trading.models import Account, Asset, Fill, Order, OrderStatus, Position
+from trading.units import price_to_units
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*values returning an ndarray that drops timezone")
+
+SATURDAY = new_york(2025, 6, 7, 12, 0)
+MONDAY_OPEN = new_york(2025, 6, 9, 9, 30)
+MONDAY_CLOSE = new_york(2025, 6, 9, 16, 0)
+
+
+@pytest.fixture
+def xnys(settings: Settings) -> None:
+    settings.MARKET_HOURS = "xnys"
+    settings.COMMISSION_PER_ORDER_CENTS = 0
+    settings.COMMISSION_PER_SHARE_CENTI_CENTS = 0
+    settings.COMMISSION_MINIMUM_CENTS = 0
+
+
+@pytest.mark.usefixtures("xnys")
+@pytest.mark.parametrize(
+    ("tif", "moment", "session_close"),
+    [
+        ("opg", SATURDAY, MONDAY_CLOSE),
+        ("opg", new_york(2025, 6, 9, 9, 27, 59), MONDAY_CLOSE),
+        ("opg", new_york(2025, 6, 9, 9, 28), None),  # under 2 minutes before the open
+        ("opg", new_york(2025, 6, 9, 11, 0), None),  # the session is open
+        ("opg", new_york(2025, 6, 9, 16, 30), new_york(2025, 6, 10, 16, 0)),  # the next morning's
+        ("cls", SATURDAY, MONDAY_CLOSE),
+        ("cls", new_york(2025, 6, 9, 15, 49, 59), MONDAY_CLOSE),
+        ("cls", new_york(2025, 6, 9, 15, 50), None),  # under 10 minutes before the close
+        ("cls", new_york(2025, 6, 9, 17, 0), new_york(2025, 6, 10, 16, 0)),
+        ("cls", new_york(2025, 7, 3, 12, 49), new_york(2025, 7, 3, 13, 0)),  # an early close (1 pm)
+        ("cls", new_york(2025, 7, 3, 12, 55), None),
+    ],
+)
+def test_auction_session_cutoffs(tif: str, moment: dt.datetime, session_close: dt.datetime | None) -> None:
+    session = calendar.auction_session(tif, moment)
+    if session_close is None:
+        assert session is None
+        return
+    assert session is not None and session.close == session_close
+    assert session.open < session.close and session.open.astimezone(calendar.trading_zone()).hour == 9
+
+
+def place(account: Account, now: dt.datetime, **fields: Any) -> Order:
+    values: dict[str, Any] = {"symbol": "AAPL", "qty": 10, "side": "buy", "type": "market"}
+    values.update(fields)
+    return services.order_place(account_id=account.pk, request=services.OrderRequest(**values), now=now)
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("xnys")
+def test_auction_orders_rest_until_their_auction_and_are_refused_as_alpaca_refuses_them(
+    asset: Asset, account: Account
+) -> None:
+    opg = place(account, SATURDAY, time_in_force="opg")
+    # Marketable against the quote, yet it waits for Monday's opening auction, holding cash.
+    assert (opg.status, opg.filled_qty, opg.expires_at) == (OrderStatus.NEW, 0, MONDAY_CLOSE)
+    account.refresh_from_db()
+    assert account.reserved_cents == opg.reserved_cents == 10 * 10_001
+    limit_cls = place(account, SATURDAY, time_in_force="cls", type="limit", limit_price_units=990_000)
+    assert limit_cls.status == OrderStatus.NEW and not Fill.objects.exists()
+    for fields in (
+        {"time_in_force": "opg", "type": "stop", "stop_price_units": 1_010_000},
+        {"time_in_force": "cls", "type": "trailing_stop", "trail_price_units": 10_000},
+    ):
+        with pytest.raises(InvalidRequest, match="only for market and limit orders"):
+            place(account, SATURDAY, **fields)
+    with pytest.raises(InvalidRequest, match="opg orders are taken until 2 minutes before the open"):
+        place(account, new_york(2025, 6, 9, 10, 0), time_in_force="opg")
+    with pytest.raises(InvalidRequest, match="cls orders are taken until 10 minutes before the close"):
+        place(account, new_york(2025, 6, 9, 15, 55), time_in_force="cls")
+
+
+class WallClock:
+    """The engine's "now", moved by the test."""
+
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def set(self, now: dt.datetime) -> None:
+        self.now = now
+
+
+@pytest.fixture
+def channel(settings: Settings) -> str:
+    settings.ORDER_EVENTS_CHANNEL = f"test:orders:{uuid.uuid4().hex}"
+    return settings.ORDER_EVENTS_CHANNEL
+
+
+@pytest.fixture
+def engine_at(channel: str) -> Iterator[Callable[[WallClock], TriggerEngine]]:
+    engines: list[TriggerEngine] = []
+
+    def start(clock: WallClock) -> TriggerEngine:
+        engine = TriggerEngine(clock=clock)
+        engine.start()
+        engines.append(engine)
+        return engine
+
+    yield start
+    for engine in engines:
+        engine.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("xnys")
+def test_the_market_executes_opg_at_the_first_trade_and_cls_at_the_last(
+    asset: Asset, make_account: Callable[..., Account], engine_at: Callable[[WallClock], TriggerEngine]
+) -> None:
+    account = make_account()
+    seller = make_account()
+    place(seller, new_york(2025, 6, 6, 11, 0), qty=20, time_in_force="day")  # Friday: shares to sell
+    moo = place(account, SATURDAY, time_in_force="opg")
+    loo_too_low = place(account, SATURDAY, time_in_force="opg", type="limit", limit_price_units=990_000)
+    loo_sell = place(
+        seller, SATURDAY, time_in_force="opg", side="sell", type="limit", limit_price_units=1_005_000
+    )
+    moc = place(account, SATURDAY, time_in_force="cls", qty=4)
+    moc_sell = place(seller, SATURDAY, time_in_force="cls", side="sell", qty=5)
+    clock = WallClock(SATURDAY + dt.timedelta(hours=1))
+    engine = engine_at(clock)
+    assert len(engine.book) == 0  # auction orders never rest in the book
+
+    assert engine.on_window([]) == []  # still the weekend
+    clock.set(MONDAY_OPEN + dt.timedelta(seconds=1))
+    outcomes = engine.on_window(committed_ticks("AAPL", 2, ["100.80", "100.20"]))
+    # The first trade of the session, 100.80, is the opening auction's price for all of them.
+    assert {o.order_id: (o.price, o.filled) for o in outcomes} == {
+        str(moo.pk): (price_to_units("100.80"), True),
+        str(loo_too_low.pk): (price_to_units("100.80"), False),
+        str(loo_sell.pk): (price_to_units("100.80"), True),
+    }
+    statuses = {o.pk: Order.objects.get(pk=o.pk).status for o in (moo, loo_too_low, loo_sell, moc, moc_sell)}
+    assert statuses == {
+        moo.pk: OrderStatus.FILLED,
+        loo_too_low.pk: OrderStatus.CANCELED,
+        loo_sell.pk: OrderStatus.FILLED,
+        moc.pk: OrderStatus.NEW,
+        moc_sell.pk: OrderStatus.NEW,
+    }
+    assert Fill.objects.get(order=moo).price_units == price_to_units("100.80")
+
+    clock.set(MONDAY_OPEN + dt.timedelta(hours=3))
+    assert engine.on_window(committed_ticks("AAPL", 4, ["101.10", "101.40"])) == []
+    clock.set(MONDAY_CLOSE + dt.timedelta(seconds=1))
+    outcomes = engine.on_window([])  # the market produces no ticks once closed
+    assert {o.order_id: (o.price, o.filled) for o in outcomes} == {
+        str(moc.pk): (price_to_units("101.40"), True),
+        str(moc_sell.pk): (price_to_units("101.40"), True),
+    }
+    assert Position.objects.get(account=account).qty == 14
+    assert Position.objects.get(account=seller).qty == 20 - 10 - 5
+    account.refresh_from_db()
+    seller.refresh_from_db()
+    assert account.reserved_cents == seller.reserved_cents == 0
+    assert Position.objects.get(account=seller).qty_held == 0
