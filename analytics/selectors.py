@@ -32,7 +32,7 @@ from analytics.models import (
 from config.cache import cache_manager
 from trading.errors import InvalidRequest, NotFound
 from trading.models import Account, Asset
-from trading.units import cents_to_str, units_to_str
+from trading.units import cents_to_str, qty_to_str, units_to_str
 
 
 def _snapshot_payload(snapshot: LeaderboardSnapshot, *, limit: int | None = None) -> dict[str, Any]:
@@ -220,7 +220,7 @@ def _stats_payload(row: SymbolStats) -> dict[str, Any]:
         "day_low": units_to_str(row.day_low_units),
         "day_volume": row.day_volume,
         "holders": row.holders,
-        "net_shares_held": row.net_shares_held,
+        "net_shares_held": qty_to_str(row.net_shares_held),
         "fills_today": row.fills_today,
     }
 

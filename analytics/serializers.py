@@ -77,7 +77,7 @@ class SymbolStatsSerializer(serializers.Serializer[Any]):
     day_low = serializers.CharField(allow_null=True)
     day_volume = serializers.IntegerField()
     holders = serializers.IntegerField()
-    net_shares_held = serializers.IntegerField()
+    net_shares_held = serializers.CharField(help_text="Shares held net, up to 9 decimals, as a string.")
     fills_today = serializers.IntegerField()
 
 

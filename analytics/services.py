@@ -65,7 +65,7 @@ from trading.errors import InvalidRequest
 from trading.models import Account, Asset, CashEntry, Fill, MinuteBar, OrderSide, Position
 from trading.quotes import latest_quotes
 from trading.selectors import day_boundary, previous_closes
-from trading.units import UNITS_PER_CENT
+from trading.units import QTY_SCALE, UNITS_PER_CENT, holding_value_units
 
 EXTERNAL_CASH_KINDS = (CashEntry.Kind.DEPOSIT, CashEntry.Kind.GRANT, CashEntry.Kind.RESET)
 TRADE_CASH_KINDS = (CashEntry.Kind.BUY, CashEntry.Kind.SELL, CashEntry.Kind.COMMISSION)
@@ -84,8 +84,13 @@ def account_analytics_cache_key(account_id: uuid.UUID | str) -> str:
     return f"analytics:account:{account_id}"
 
 
+# Symbol statistics hold quantities: the version names their unit (1/10^9 share since trading's
+# migration 0003), so no process reads an entry cached in whole shares before the rescale.
+SYMBOL_STATS_CACHE_VERSION = "q9"
+
+
 def symbol_stats_cache_key(symbol: str) -> str:
-    return f"symbol_stats:{symbol.upper()}"
+    return f"symbol_stats:{SYMBOL_STATS_CACHE_VERSION}:{symbol.upper()}"
 
 
 # --- Loading every account's state in a fixed number of queries --------------------------------
@@ -221,9 +226,9 @@ def book_load(*, now: dt.datetime | None = None, account_ids: Sequence[uuid.UUID
         state = states.get(account_id)
         if state is None:
             continue
-        fallback = abs(cost_basis) * UNITS_PER_CENT // abs(qty)
+        fallback = abs(cost_basis) * UNITS_PER_CENT * QTY_SCALE // abs(qty)
         price = current.get(symbol) or closes.get(symbol) or fallback
-        value = price * qty
+        value = holding_value_units(price_units=price, qty=qty)
         state.holdings_units += value
         if qty > 0:
             state.long_by_sector_units[sector] = state.long_by_sector_units.get(sector, 0) + value
@@ -240,7 +245,7 @@ def book_load(*, now: dt.datetime | None = None, account_ids: Sequence[uuid.UUID
                 price = (
                     (closes.get(symbol) if at_start else None) or current.get(symbol) or closes.get(symbol, 0)
                 )
-                then_units += qty_then * price
+                then_units += holding_value_units(price_units=price, qty=qty_then)
         state.day_start_equity_cents = state.cash_cents - total + round(then_units / UNITS_PER_CENT)
         state.flows_today_cents = external
     ordered = sorted(states.values(), key=lambda state: state.account_number)

@@ -18,7 +18,7 @@ from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from analytics.statements import PositionLine, StatementData
-from trading.units import cents_to_str, units_to_str
+from trading.units import cents_to_str, qty_to_str, units_to_str
 
 _TABLE_STYLE = TableStyle(
     [
@@ -46,7 +46,10 @@ def _table(header: list[str], rows: list[list[Any]], empty: str) -> Table:
 def _positions(lines: list[PositionLine]) -> Table:
     return _table(
         ["Symbol", "Quantity", "Price", "Market value"],
-        [[line.symbol, line.qty, units_to_str(line.price_units), _money(line.value_cents)] for line in lines],
+        [
+            [line.symbol, qty_to_str(line.qty), units_to_str(line.price_units), _money(line.value_cents)]
+            for line in lines
+        ],
         "No positions",
     )
 
@@ -102,7 +105,7 @@ def statement_pdf_render(*, data: StatementData) -> bytes:
                     f"{trade.filled_at.astimezone(zone):%Y-%m-%d %H:%M:%S}",
                     trade.symbol,
                     trade.side,
-                    trade.qty,
+                    qty_to_str(trade.qty),
                     units_to_str(trade.price_units),
                     _money(trade.value_cents),
                     _money(trade.commission_cents),

@@ -64,7 +64,7 @@ class TradeLine:
     filled_at: dt.datetime
     symbol: str
     side: str
-    qty: int
+    qty: int  # quantity units (1/10^9 share)
     price_units: int
     value_cents: int
     commission_cents: int
@@ -82,7 +82,7 @@ class CashLine:
 @dataclass(frozen=True)
 class PositionLine:
     symbol: str
-    qty: int
+    qty: int  # quantity units (1/10^9 share)
     price_units: int
     value_cents: int
 
@@ -216,6 +216,7 @@ def statement_data(
             "side",
             "qty",
             "price_units",
+            "value_cents",
             "commission_cents",
             "realized_pl_cents",
         )
@@ -234,8 +235,8 @@ def statement_data(
         closing_cash_cents=opening_cash + sum(entry[3] for entry in entries),
         external_flows_cents=sum(entry[3] for entry in entries if entry[1] in EXTERNAL_CASH_KINDS),
         trade_cash_cents=sum(entry[3] for entry in entries if entry[1] in TRADE_CASH_KINDS),
-        commissions_cents=sum(fill[5] for fill in fills),
-        realized_pl_cents=sum(fill[6] for fill in fills),
+        commissions_cents=sum(fill[6] for fill in fills),
+        realized_pl_cents=sum(fill[7] for fill in fills),
         opening_positions=_position_lines(opening_held, opening_prices),
         closing_positions=_position_lines(closing_held, closing_prices),
         trades=[
@@ -245,11 +246,11 @@ def statement_data(
                 side=side,
                 qty=qty,
                 price_units=price,
-                value_cents=trade_value_cents(price_units=price, qty=qty),
+                value_cents=value,
                 commission_cents=commission,
                 realized_pl_cents=realized,
             )
-            for filled_at, symbol, side, qty, price, commission, realized in fills
+            for filled_at, symbol, side, qty, price, value, commission, realized in fills
         ],
         cash_movements=[
             CashLine(created_at=created_at, kind=kind, memo=memo, amount_cents=amount)

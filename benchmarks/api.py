@@ -60,6 +60,7 @@ from benchmarks._report import METRICS_COST_GOAL, Report, Row
 from benchmarks.processes import process_stop, redis_keys_delete
 from trading import services
 from trading.models import Account, Asset, CashEntry, DailyBar, MinuteBar, Position, StockPriceHistory
+from trading.units import shares_to_units
 
 HELP = "cached vs uncached reads through gunicorn on loopback: p50/p99, req/s, queries per request"
 
@@ -552,7 +553,7 @@ def _seed(*, accounts: int, symbols: int, log: Callable[[str], None]) -> tuple[d
         Position(
             account=account,
             asset=assets[(index + offset) % len(assets)],
-            qty=10 + offset,
+            qty=shares_to_units(10 + offset),
             cost_basis_cents=1_000_000,
         )
         for index, account in enumerate(opened)

@@ -30,6 +30,7 @@ from benchmarks._database import throwaway_database
 from benchmarks._report import Report, Row, median_database_seconds, median_seconds, ms, speedup
 from trading import history, services
 from trading.models import Account, Asset, Position, StockPriceHistory
+from trading.units import shares_to_units
 
 HELP = "history pages (keyset vs OFFSET) and portfolio loads (batched vs N+1) on a throwaway database"
 
@@ -141,7 +142,8 @@ def _seed_portfolio(*, symbols: list[str]) -> Account:
     account = services.account_open(user=user)
     assets = Asset.objects.filter(symbol__in=symbols)
     Position.objects.bulk_create(
-        Position(account=account, asset=asset, qty=10, cost_basis_cents=100_000) for asset in assets
+        Position(account=account, asset=asset, qty=shares_to_units(10), cost_basis_cents=100_000)
+        for asset in assets
     )
     return account
 

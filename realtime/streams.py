@@ -24,7 +24,7 @@ from typing import Any
 import msgpack
 
 from realtime.wire import Window
-from trading.units import units_to_str
+from trading.units import qty_to_str, units_to_str
 
 UTC = dt.UTC
 PRICE_SCALE = 10_000
@@ -550,9 +550,9 @@ def trade_update_message(event: Mapping[str, Any], order: Mapping[str, Any]) -> 
     if event.get("price_units") is not None:
         data["price"] = _units_str(int(event["price_units"]))
     if event.get("qty") is not None:
-        data["qty"] = str(event["qty"])
+        data["qty"] = qty_to_str(int(event["qty"]))
     if event.get("position_qty") is not None:
-        data["position_qty"] = str(event["position_qty"])
+        data["position_qty"] = qty_to_str(int(event["position_qty"]))
     return {"stream": "trade_updates", "data": data}
 
 

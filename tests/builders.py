@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping
+from decimal import Decimal
 from typing import TypeVar
 
 from django.conf import settings
@@ -15,7 +16,7 @@ from django.test import Client
 from django.utils import timezone
 
 from trading.models import Asset, DailyBar, MinuteBar, StockPriceHistory
-from trading.units import price_to_units
+from trading.units import price_to_units, qty_to_units
 
 
 def list_symbols(*symbols: str) -> None:
@@ -108,3 +109,9 @@ def add_flat_minute_bars(symbols: Iterable[str], *, start: dt.datetime, minutes:
         ),
         batch_size=5000,
     )
+
+
+def shares(count: int | str | Decimal) -> int:
+    """Shares (whole or up to 9 decimals: 10, "0.5") in quantity units, as services and rows
+    take quantities (trading/units.py)."""
+    return qty_to_units(str(count), field="shares")

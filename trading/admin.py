@@ -48,7 +48,15 @@ from trading.models import (
     Watchlist,
     WatchlistEntry,
 )
-from trading.units import CENTS_PER_DOLLAR, UNITS_PER_CENT, dollars_to_cents, units_to_str
+from trading.units import (
+    CENTS_PER_DOLLAR,
+    QTY_SCALE,
+    UNITS_PER_CENT,
+    cents_to_str,
+    dollars_to_cents,
+    qty_to_str,
+    units_to_str,
+)
 
 admin.site.site_header = "Market simulator operations"
 admin.site.site_title = "Market simulator ops"
@@ -68,6 +76,11 @@ def dollars(cents: int | None) -> str:
         return "-"
     text = f"${abs(Decimal(cents)) / CENTS_PER_DOLLAR:,.2f}"
     return f"-{text}" if cents < 0 else text
+
+
+def shares(qty: int) -> str:
+    """Quantity units as shares, up to 9 decimals."""
+    return qty_to_str(qty) or "-"
 
 
 def price(units: int | None) -> str:
@@ -463,8 +476,8 @@ class OrderAdmin(ImmutableAdmin):
         "symbol",
         "side",
         "type",
-        "qty",
-        "filled_qty",
+        "quantity",
+        "filled",
         "limit_price",
         "stop_price",
         "filled_avg_price",
@@ -503,6 +516,16 @@ class OrderAdmin(ImmutableAdmin):
     def symbol(self, obj: Order) -> str:
         return obj.asset.symbol
 
+    @admin.display(description="Qty", ordering="qty")
+    def quantity(self, obj: Order) -> str:
+        if obj.notional_cents is not None:
+            return f"${cents_to_str(obj.notional_cents)} ({shares(obj.qty)})"
+        return shares(obj.qty)
+
+    @admin.display(description="Filled", ordering="filled_qty")
+    def filled(self, obj: Order) -> str:
+        return shares(obj.filled_qty)
+
     @admin.display(description="Limit")
     def limit_price(self, obj: Order) -> str:
         return price(obj.limit_price_units)
@@ -534,7 +557,7 @@ class FillAdmin(ImmutableAdmin):
         "account",
         "symbol",
         "side",
-        "qty",
+        "quantity",
         "fill_price",
         "commission",
         "realized_pl",
@@ -547,6 +570,10 @@ class FillAdmin(ImmutableAdmin):
     @admin.display(description="Symbol", ordering="asset__symbol")
     def symbol(self, obj: Fill) -> str:
         return obj.asset.symbol
+
+    @admin.display(description="Qty", ordering="qty")
+    def quantity(self, obj: Fill) -> str:
+        return shares(obj.qty)
 
     @admin.display(description="Price", ordering="price_units")
     def fill_price(self, obj: Fill) -> str:
@@ -563,7 +590,7 @@ class FillAdmin(ImmutableAdmin):
 
 @admin.register(Position)
 class PositionAdmin(ImmutableAdmin):
-    list_display = ["account", "symbol", "qty", "qty_held", "cost_basis", "avg_entry_price", "updated_at"]
+    list_display = ["account", "symbol", "quantity", "held", "cost_basis", "avg_entry_price", "updated_at"]
     list_select_related = ["account__user", "asset"]
     search_fields = ["=account__account_number", "account__user__username", "=asset__symbol"]
     raw_id_fields = ["account", "asset"]
@@ -571,6 +598,14 @@ class PositionAdmin(ImmutableAdmin):
     @admin.display(description="Symbol", ordering="asset__symbol")
     def symbol(self, obj: Position) -> str:
         return obj.asset.symbol
+
+    @admin.display(description="Qty", ordering="qty")
+    def quantity(self, obj: Position) -> str:
+        return shares(obj.qty)
+
+    @admin.display(description="Held", ordering="qty_held")
+    def held(self, obj: Position) -> str:
+        return shares(obj.qty_held)
 
     @admin.display(description="Cost basis", ordering="cost_basis_cents")
     def cost_basis(self, obj: Position) -> str:
@@ -580,7 +615,7 @@ class PositionAdmin(ImmutableAdmin):
     def avg_entry_price(self, obj: Position) -> str:
         if not obj.qty:
             return "-"
-        return price(round(obj.cost_basis_cents * UNITS_PER_CENT / obj.qty))
+        return price(round(obj.cost_basis_cents * UNITS_PER_CENT * QTY_SCALE / obj.qty))
 
 
 @admin.register(CashEntry)

@@ -91,6 +91,7 @@ class OrderEvent:
     symbol: str
     at: dt.datetime
     price_units: int | None = None
+    # Quantity units (1/10^9 share, trading/units.py), as everywhere in storage.
     qty: int | None = None
     position_qty: int | None = None
     order_state: OrderState | None = None

@@ -1,7 +1,7 @@
 """The write side's data: assets, accounts, keys, orders, fills, positions, ledger and prices.
 
-Money is integer cents and prices integer 1/10,000 dollars (trading/units.py); quantities are
-whole shares. Invariants that matter under concurrency are database constraints, so they hold
+Money is integer cents, prices integer 1/10,000 dollars and quantities integer 1/10^9 shares
+(trading/units.py). Invariants that matter under concurrency are database constraints, so they hold
 whichever process writes.
 """
 
@@ -171,7 +171,10 @@ class Order(models.Model):
     side = models.CharField(max_length=4, choices=OrderSide.choices)
     type = models.CharField(max_length=16, choices=OrderType.choices)
     time_in_force = models.CharField(max_length=4, choices=TimeInForce.choices)
+    # Quantity units (1/10^9 share). A notional order is sized when placed (docs/architecture.md,
+    # Fractional and notional orders): qty is what it buys or sells, notional what was asked.
     qty = models.BigIntegerField()
+    notional_cents = models.BigIntegerField(null=True, blank=True)
     limit_price_units = models.BigIntegerField(null=True, blank=True)
     stop_price_units = models.BigIntegerField(null=True, blank=True)
     trail_price_units = models.BigIntegerField(null=True, blank=True)
@@ -210,6 +213,10 @@ class Order(models.Model):
                 condition=Q(filled_qty__gte=0) & Q(filled_qty__lte=F("qty")), name="order_fill_within_qty"
             ),
             models.CheckConstraint(condition=Q(reserved_cents__gte=0), name="order_reserved_not_negative"),
+            models.CheckConstraint(
+                condition=Q(notional_cents__isnull=True) | Q(notional_cents__gt=0),
+                name="order_notional_positive",
+            ),
         ]
         indexes = [
             models.Index(fields=["account", "submitted_at"], name="order_account_submitted_idx"),
@@ -236,6 +243,9 @@ class Fill(models.Model):
     side = models.CharField(max_length=4, choices=OrderSide.choices)
     qty = models.BigIntegerField()
     price_units = models.BigIntegerField()
+    # Price x qty in cents as the ledger moved it: SQL sums this, never price x qty, which
+    # overflows 64 bits in quantity units.
+    value_cents = models.BigIntegerField()
     commission_cents = models.BigIntegerField(default=0)
     # Realised P&L of the shares this fill closed, in cents (0 for fills that open a position).
     realized_pl_cents = models.BigIntegerField(default=0)

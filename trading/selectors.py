@@ -56,7 +56,7 @@ from trading.models import (
     WatchlistEntry,
 )
 from trading.quotes import latest_quotes, newest_per_symbol
-from trading.units import UNITS_PER_CENT
+from trading.units import QTY_SCALE, UNITS_PER_CENT, divide_half_even, holding_value_units
 from trading.usernames import username_skeleton
 
 ORDERS_LIMIT_DEFAULT = 50
@@ -84,7 +84,8 @@ def _latest_prices(symbols: Iterable[str]) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class FlowSince:
-    """One asset's fills since an instant, summed per side (values in price units)."""
+    """One asset's fills since an instant, summed per side (quantities in quantity units, values in
+    price units as the ledger moved them)."""
 
     buy_qty: int = 0
     buy_value: int = 0
@@ -113,11 +114,11 @@ class PositionValue:
 
     @property
     def market_value(self) -> int:
-        return self.current_price * self.qty
+        return holding_value_units(price_units=self.current_price, qty=self.qty)
 
     @property
     def avg_entry_price(self) -> Decimal:
-        return Decimal(abs(self.cost_basis)) / abs(self.qty) / 10_000
+        return Decimal(abs(self.cost_basis)) * QTY_SCALE / abs(self.qty) / 10_000
 
     @property
     def unrealized_pl(self) -> int:
@@ -197,14 +198,15 @@ def _flows_since(
         .order_by()
         .annotate(
             side_qty=Sum("qty"),
-            side_value=Sum(F("price_units") * F("qty"), output_field=BigIntegerField()),
+            # Each fill's value in cents: price x qty in SQL would overflow 64 bits.
+            side_value=Sum("value_cents"),
         )
     )
     sums: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     for symbol, side, qty, value in rows:
         offset = 0 if side == OrderSide.BUY else 2
         sums[symbol][offset] += int(qty)
-        sums[symbol][offset + 1] += int(value)
+        sums[symbol][offset + 1] += int(value) * UNITS_PER_CENT
     return {
         symbol: FlowSince(buy_qty=buy_qty, buy_value=buy_value, sell_qty=sell_qty, sell_value=sell_value)
         for symbol, (buy_qty, buy_value, sell_qty, sell_value) in sums.items()
@@ -225,7 +227,7 @@ def _intraday_basis(*, qty_now: int, start_price: int, flow: FlowSince) -> int:
         opened_qty, opened_value, closed_qty = flow.sell_qty, flow.sell_value, flow.buy_qty
     # A position that flipped side today has no shares left from yesterday on this side.
     held = abs(qty_then) if qty_then * sign > 0 else 0
-    basis = Decimal(held * start_price + opened_value)
+    basis = Decimal(held * start_price) / QTY_SCALE + opened_value
     held += opened_qty
     if closed_qty and held:
         basis -= basis * min(closed_qty, held) / held
@@ -258,7 +260,7 @@ def _value_positions(
     values = []
     for position in positions:
         symbol = position.asset.symbol
-        avg_entry_units = abs(position.cost_basis_cents) * UNITS_PER_CENT // abs(position.qty)
+        avg_entry_units = abs(position.cost_basis_cents) * UNITS_PER_CENT * QTY_SCALE // abs(position.qty)
         price = current.get(symbol) or closes.get(symbol) or avg_entry_units
         lastday = closes.get(symbol, price)
         # After a reset today no share predates it, so the start price never applies.
@@ -341,7 +343,7 @@ def account_summary(*, account: Account, now: dt.datetime | None = None) -> Acco
         qty_then = qty_now.get(symbol, 0) - flows.get(symbol, FlowSince()).net_qty
         if qty_then:
             price = (closes.get(symbol) if at_start else None) or current.get(symbol) or closes.get(symbol, 0)
-            holdings_then += qty_then * price
+            holdings_then += holding_value_units(price_units=price, qty=qty_then)
     return AccountSummary(
         account=account,
         as_of=now,
@@ -821,8 +823,9 @@ def portfolio_history(
         price[symbol] = opening.get(symbol) or first_close or live.get(symbol) or 0
 
     cash = account.cash_cents - sum(amount for _, amount, _ in entries)
+    # Price units x quantity units until each point is taken (exact integers, never overflowing).
     holdings = sum(qty[symbol] * price[symbol] for symbol in symbols)
-    base = cash * UNITS_PER_CENT + holdings
+    base = cash * UNITS_PER_CENT + divide_half_even(holdings, QTY_SCALE)
     flows = 0
     fill_at = entry_at = 0
     cursor = dict.fromkeys(symbols, 0)
@@ -850,7 +853,7 @@ def portfolio_history(
             if taken_at >= now and symbol in live:
                 holdings += qty[symbol] * (live[symbol] - price[symbol])
                 price[symbol] = live[symbol]
-        equity = cash * UNITS_PER_CENT + holdings
+        equity = cash * UNITS_PER_CENT + divide_half_even(holdings, QTY_SCALE)
         profit = equity - base - flows
         result.timestamp.append(int(label.timestamp()))
         result.equity.append(round(equity / 10_000, 4))

@@ -58,9 +58,13 @@ from trading.models import (
 )
 from trading.quotes import LatestQuote, latest_quotes
 from trading.units import (
+    QTY_SCALE,
+    divide_half_even,
     dollars_to_cents,
     price_increment_valid,
-    round_half_even,
+    qty_for_value,
+    qty_to_str,
+    shares_to_units,
     trade_value_cents,
     units_to_str,
 )
@@ -258,10 +262,20 @@ def api_key_revoke(
 # --- Orders -----------------------------------------------------------------------------------
 
 
+# Alpaca's smallest notional order (docs/architecture.md, Fractional and notional orders).
+NOTIONAL_MIN_CENTS = 100
+# What fractional and notional orders may be, as on Alpaca.
+FRACTIONAL_ORDER_TYPES = (OrderType.MARKET, OrderType.LIMIT)
+FRACTIONAL_TIME_IN_FORCE = (TimeInForce.DAY,)
+
+
 @dataclass(frozen=True)
 class OrderRequest:
+    """An order as the service takes it: ``qty`` in quantity units (1/10^9 share), or a
+    ``notional`` in cents to be sized at the price it would fill at."""
+
     symbol: str
-    qty: int
+    qty: int | None
     side: str
     type: str
     time_in_force: str
@@ -271,9 +285,16 @@ class OrderRequest:
     trail_percent_units: int | None = None
     client_order_id: str | None = None
     extended_hours: bool = False
+    notional_cents: int | None = None
+
+    @property
+    def fractional(self) -> bool:
+        return self.notional_cents is not None or (self.qty is not None and self.qty % QTY_SCALE != 0)
 
 
 def commission_cents(*, qty: int) -> int:
+    """The commission of a fill of ``qty`` quantity units: the per-share part pro rata, so half
+    a share pays half the per-share rate (rounded half-even to the cent)."""
     plan = CommissionPlan.objects.filter(active=True).first()
     if plan is not None:
         per_order, per_share, minimum = plan.per_order_cents, plan.per_share_centi_cents, plan.minimum_cents
@@ -283,7 +304,7 @@ def commission_cents(*, qty: int) -> int:
         minimum = settings.COMMISSION_MINIMUM_CENTS
     if not (per_order or per_share or minimum):
         return 0
-    return max(minimum, per_order + round_half_even(Decimal(per_share * qty) / 100))
+    return max(minimum, per_order + divide_half_even(per_share * qty, 100 * QTY_SCALE))
 
 
 def _validate(request: OrderRequest) -> None:
@@ -300,8 +321,7 @@ def _validate(request: OrderRequest) -> None:
             raise InvalidRequest(f"time_in_force {request.time_in_force} is only for market and limit orders")
     if request.time_in_force not in TimeInForce.values:
         raise InvalidRequest(f"invalid time_in_force {request.time_in_force!r}")
-    if not 0 < request.qty <= settings.ORDER_MAX_QTY:
-        raise InvalidRequest(f"qty must be a whole number between 1 and {settings.ORDER_MAX_QTY}")
+    _validate_size(request)
     needs_limit = request.type in (OrderType.LIMIT, OrderType.STOP_LIMIT)
     needs_stop = request.type in (OrderType.STOP, OrderType.STOP_LIMIT)
     if needs_limit != (request.limit_price_units is not None):
@@ -338,6 +358,48 @@ def _validate(request: OrderRequest) -> None:
         raise InvalidRequest("extended hours order must be DAY limit orders")
     if request.client_order_id is not None and not 0 < len(request.client_order_id) <= 48:
         raise InvalidRequest("client_order_id must be 1 to 48 characters")
+
+
+def _validate_size(request: OrderRequest) -> None:
+    """Quantity or notional, and what a fractional or notional order may be (Alpaca's rules)."""
+    if (request.qty is None) == (request.notional_cents is None):
+        raise InvalidRequest("give either qty or notional")
+    if request.qty is not None and not 0 < request.qty <= shares_to_units(settings.ORDER_MAX_QTY):
+        raise InvalidRequest(f"qty must be above 0 and at most {settings.ORDER_MAX_QTY}")
+    if request.notional_cents is not None and request.notional_cents < NOTIONAL_MIN_CENTS:
+        raise InvalidRequest("notional must be at least $1.00")
+    if not request.fractional:
+        return
+    what = "notional orders" if request.notional_cents is not None else "fractional orders"
+    if request.type not in FRACTIONAL_ORDER_TYPES:
+        raise InvalidRequest(f"{what} must be market or limit orders")
+    if request.time_in_force not in FRACTIONAL_TIME_IN_FORCE:
+        raise InvalidRequest(f"{what} must be day orders")
+    if request.extended_hours:
+        raise InvalidRequest(f"{what} cannot trade in extended hours")
+
+
+def _order_size(request: OrderRequest, quote: LatestQuote) -> int:
+    """The order's quantity units: its qty, or what its notional buys or sells at the price it
+    fills at (the limit for a limit order, the quote's touch for a market order), rounded down
+    so a fill never spends more than the notional."""
+    if request.qty is not None:
+        return request.qty
+    assert request.notional_cents is not None
+    if request.limit_price_units is not None:
+        price = request.limit_price_units
+    else:
+        price = quote.ask if request.side == OrderSide.BUY else quote.bid
+    qty = qty_for_value(cents=request.notional_cents, price_units=price)
+    if qty <= 0:
+        raise InvalidRequest("notional is too small to buy any quantity at this price")
+    return qty
+
+
+def _refuse_fractional_short(*, position_qty: int) -> None:
+    """Alpaca does not short fractions of a share: a short position is whole shares."""
+    if position_qty < 0 and position_qty % QTY_SCALE:
+        raise Forbidden("fractional orders cannot open or leave a fractional short position")
 
 
 def _tradable_asset(symbol: str) -> Asset:
@@ -404,6 +466,7 @@ def _order_place(
     account = _account(account_id)
     if account.trading_suspended:
         raise Forbidden("trading is suspended for this account")
+    qty = _order_size(request, quote)
     try:
         with transaction.atomic():
             _lock_account(account.pk)
@@ -415,7 +478,8 @@ def _order_place(
                 side=request.side,
                 type=request.type,
                 time_in_force=request.time_in_force,
-                qty=request.qty,
+                qty=qty,
+                notional_cents=request.notional_cents,
                 limit_price_units=request.limit_price_units,
                 stop_price_units=request.stop_price_units,
                 trail_price_units=request.trail_price_units,
@@ -498,6 +562,7 @@ def _order_rest(
         update["stop_triggered_at"] = now
     if order.type == OrderType.TRAILING_STOP:
         update["high_water_mark_units"] = (decision.water_mark if decision else None) or quote.price
+    _refuse_resting_fractional_short(order)
     if order.side == OrderSide.BUY:
         reserve = trade_value_cents(price_units=_reserve_estimate_units(request, quote), qty=order.qty)
         reserve += commission_cents(qty=order.qty)
@@ -512,6 +577,15 @@ def _order_rest(
         Order.objects.filter(pk=order.pk).update(**update)
         for field, value in update.items():
             setattr(order, field, value)
+
+
+def _refuse_resting_fractional_short(order: Order) -> None:
+    """What the position would be once this and the account's other resting orders on the asset
+    fill; checked again at the fill, where it decides (docs/architecture.md)."""
+    position = Position.objects.filter(account_id=order.account_id, asset_id=order.asset_id).first()
+    held = position.qty - position.qty_held if position is not None else 0
+    after = held + order.qty if order.side == OrderSide.BUY else held - order.qty
+    _refuse_fractional_short(position_qty=after)
 
 
 def _hold_shares(*, account: Account, asset_id: uuid.UUID, qty: int) -> None:
@@ -634,12 +708,13 @@ def _execute_fill(
         realized_pl_cents=realized,
         tick_seq=tick_seq,
         filled_at=now,
+        value_cents=value,
     )
     kind = CashEntry.Kind.BUY if order.side == OrderSide.BUY else CashEntry.Kind.SELL
     entries = [
         CashEntry(account_id=account.pk, kind=kind, fill=fill, created_at=now,
                   amount_cents=-value if order.side == OrderSide.BUY else value,
-                  memo=f"{order.side} {qty} {order.asset.symbol}"),
+                  memo=f"{order.side} {qty_to_str(qty)} {order.asset.symbol}"),
     ]  # fmt: skip
     if commission:
         entries.append(
@@ -682,8 +757,8 @@ def _position_apply_fill(
     remaining, remaining_value = qty, value_cents
     if position.qty and (position.qty > 0) != (signed > 0):
         closing = min(qty, abs(position.qty))
-        closed_basis = round_half_even(Decimal(position.cost_basis_cents) * closing / abs(position.qty))
-        closing_value = round_half_even(Decimal(value_cents) * closing / qty)
+        closed_basis = divide_half_even(position.cost_basis_cents * closing, abs(position.qty))
+        closing_value = divide_half_even(value_cents * closing, qty)
         realized = closing_value - closed_basis if position.qty > 0 else -closed_basis - closing_value
         position.cost_basis_cents -= closed_basis
         position.qty += closing if signed > 0 else -closing
@@ -691,6 +766,7 @@ def _position_apply_fill(
     if remaining:
         position.cost_basis_cents += remaining_value if signed > 0 else -remaining_value
         position.qty += remaining if signed > 0 else -remaining
+    _refuse_fractional_short(position_qty=position.qty)
     if held:
         position.qty_held -= qty
     position.save(update_fields=["qty", "cost_basis_cents", "qty_held", "updated_at"])
@@ -802,7 +878,11 @@ def order_replace(
     client_order_id: str | None = None,
     now: dt.datetime | None = None,
 ) -> Order:
-    """Replace an open order with a new one carrying the changes; the old one becomes 'replaced'."""
+    """Replace an open order with a new one carrying the changes; the old one becomes 'replaced'.
+
+    ``qty`` is in quantity units. A notional order replaced with a qty becomes a qty order; one
+    replaced without keeps its notional, sized again at its new limit.
+    """
     now = now or timezone.now()
     with transaction.atomic():
         old = _owned_order(account_id, order_id)
@@ -852,9 +932,11 @@ def _replace_open(
     new_id = uuid.uuid4()
     if not _order_close(order=old, status=OrderStatus.REPLACED, now=now, replaced_by=new_id):
         raise NotCancelable("order is no longer open")
+    keeps_notional = qty is None and old.notional_cents is not None
     request = OrderRequest(
         symbol=old.asset.symbol,
-        qty=qty if qty is not None else old.qty,
+        qty=None if keeps_notional else (qty if qty is not None else old.qty),
+        notional_cents=old.notional_cents if keeps_notional else None,
         side=old.side,
         type=old.type,
         time_in_force=time_in_force or old.time_in_force,
@@ -981,7 +1063,12 @@ def position_close(
     percentage: Decimal | None = None,
     now: dt.datetime | None = None,
 ) -> Order:
-    """Close all or part of a position with a market order on the opposite side."""
+    """Close all or part of a position with a market order on the opposite side.
+
+    ``qty`` is in quantity units; a ``percentage`` of the position is taken to the unit (1/10^9
+    share), not rounded to whole shares, except for a short, which closes in whole shares since
+    no short position may be fractional.
+    """
     account_id = _as_uuid(account_id, what="account")
     position = (
         Position.objects.select_related("asset")
@@ -997,12 +1084,21 @@ def position_close(
     if percentage is not None:
         if not 0 < percentage <= 100:
             raise InvalidRequest("percentage must be above 0 and at most 100")
-        qty = int(size * percentage / 100)  # whole shares, rounded down as Alpaca does
+        # Rounded down to the unit, so 100 % is the whole position and never more.
+        qty = int(size * percentage / 100)
+        if position.qty < 0:
+            qty -= qty % QTY_SCALE
         if qty == 0:
-            raise InvalidRequest("percentage is less than one share")
+            raise InvalidRequest(
+                "percentage is less than one share"
+                if position.qty < 0
+                else "percentage is less than 0.000000001 share"
+            )
     qty = size if qty is None else qty
     if not 0 < qty <= size:
-        raise Forbidden(f"insufficient qty available for order (requested: {qty}, available: {size})")
+        raise Forbidden(
+            f"insufficient qty available for order (requested: {qty_to_str(qty)}, available: {qty_to_str(size)})"
+        )
     request = OrderRequest(
         symbol=position.asset.symbol,
         qty=qty,

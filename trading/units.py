@@ -1,7 +1,8 @@
 """Exact money and price units, and their conversion at the API edge.
 
-SQLite has no decimal type, so amounts are integer cents and prices integer units of 1/10,000 of
-a dollar on every backend. Alpaca clients send decimal strings or numbers; answers are strings.
+SQLite has no decimal type, so amounts are integer cents, prices integer units of 1/10,000 of
+a dollar and quantities integer units of 1/1,000,000,000 share (Alpaca takes 9 decimals) on every
+backend. Alpaca clients send decimal strings or numbers; answers are strings.
 
 ``to_decimal`` and ``to_integer`` are the one parser of every number a client sends (quantities,
 prices, percentages, trail values, limits and page sizes). They take ASCII digits only:
@@ -18,6 +19,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 PRICE_SCALE = 10_000  # price units per dollar
 CENTS_PER_DOLLAR = 100
 UNITS_PER_CENT = PRICE_SCALE // CENTS_PER_DOLLAR
+QTY_SCALE = 1_000_000_000  # quantity units per share
 
 
 class UnitError(ValueError):
@@ -85,6 +87,36 @@ def dollars_to_cents(value: object, *, field: str = "amount") -> int:
     return int(amount)
 
 
+def qty_to_units(value: object, *, field: str = "qty") -> int:
+    """A share quantity ('1.5', 2, '0.000000001') to integer units of 1/10^9 share; more than 9
+    decimals is an error, not a rounding."""
+    amount = to_decimal(value, field=field) * QTY_SCALE
+    if amount != amount.to_integral_value():
+        raise UnitError(f"{field} has more than 9 decimal places")
+    return int(amount)
+
+
+def shares_to_units(shares: int) -> int:
+    """Whole shares (a setting, a tick's size) in quantity units."""
+    return shares * QTY_SCALE
+
+
+def qty_to_str(qty: int | None) -> str | None:
+    """Quantity units as Alpaca writes a quantity: '10', '0.5', '-1.25' (no exponent, no
+    trailing zeros)."""
+    if qty is None:
+        return None
+    sign = "-" if qty < 0 else ""
+    whole, fraction = divmod(abs(qty), QTY_SCALE)
+    if not fraction:
+        return f"{sign}{whole}"
+    return f"{sign}{whole}.{f'{fraction:09d}'.rstrip('0')}"
+
+
+def qty_to_decimal(qty: int) -> Decimal:
+    return Decimal(qty) / QTY_SCALE
+
+
 def units_to_decimal(units: int) -> Decimal:
     return Decimal(units) / PRICE_SCALE
 
@@ -117,10 +149,30 @@ def _format(value: Decimal) -> str:
     return text
 
 
+def divide_half_even(numerator: int, denominator: int) -> int:
+    """An exact integer quotient rounded half-even, at any size (no float, no decimal context)."""
+    quotient, remainder = divmod(numerator, denominator)
+    twice = 2 * remainder
+    if twice > denominator or (twice == denominator and quotient % 2):
+        quotient += 1
+    return quotient
+
+
 def trade_value_cents(*, price_units: int, qty: int) -> int:
-    """Price x quantity in cents, rounded half-even (docs/architecture.md, Units of money and quantities)."""
-    exact = Decimal(price_units) * qty / UNITS_PER_CENT
-    return int(exact.to_integral_value(rounding=ROUND_HALF_EVEN))
+    """Price units x quantity units in cents, rounded half-even (docs/architecture.md, Units of
+    money and quantities)."""
+    return divide_half_even(price_units * qty, UNITS_PER_CENT * QTY_SCALE)
+
+
+def holding_value_units(*, price_units: int, qty: int) -> int:
+    """Price units x quantity units in price units (a position's market value), half-even."""
+    return divide_half_even(price_units * qty, QTY_SCALE)
+
+
+def qty_for_value(*, cents: int, price_units: int) -> int:
+    """The most quantity units that ``cents`` buys at ``price_units``: a notional order's size,
+    rounded down so the order never spends more than its notional."""
+    return cents * UNITS_PER_CENT * QTY_SCALE // price_units
 
 
 def round_half_even(value: Decimal) -> int:

@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from analytics import statements
+from tests.builders import shares
 from trading import services
 from trading.models import Account, DailyBar
 from trading.units import PRICE_SCALE
@@ -46,13 +47,15 @@ def account_with_activity(username: str, month: Month, *, symbol: str = "AAPL") 
         services.order_place(
             account_id=account.pk,
             request=services.OrderRequest(
-                symbol=symbol, qty=qty, side=side, type="market", time_in_force="day"
+                symbol=symbol, qty=shares(qty), side=side, type="market", time_in_force="day"
             ),
             now=month.at(day),
         )
     services.order_place(
         account_id=account.pk,
-        request=services.OrderRequest(symbol=symbol, qty=1, side="buy", type="market", time_in_force="gtc"),
+        request=services.OrderRequest(
+            symbol=symbol, qty=shares(1), side="buy", type="market", time_in_force="gtc"
+        ),
         now=month.end + dt.timedelta(hours=1),
     )
     account.refresh_from_db()

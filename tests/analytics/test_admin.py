@@ -25,6 +25,7 @@ from analytics.models import (
     LeaderboardSnapshot,
     SymbolStats,
 )
+from tests.builders import shares
 from trading import calendar, services as trading
 from trading.models import Account, Asset
 
@@ -63,7 +64,9 @@ def staff_client(client: Client) -> Client:
 def _trade(account: Account, symbol: str, qty: int, side: str = "buy") -> None:
     trading.order_place(
         account_id=account.pk,
-        request=trading.OrderRequest(symbol=symbol, qty=qty, side=side, type="market", time_in_force="day"),
+        request=trading.OrderRequest(
+            symbol=symbol, qty=shares(qty), side=side, type="market", time_in_force="day"
+        ),
     )
 
 

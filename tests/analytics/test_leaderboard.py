@@ -18,7 +18,7 @@ from rest_framework.test import APIClient
 
 from analytics import selectors, services
 from analytics.models import AccountAnalytics, AccountEquityDay, LeaderboardSnapshot, SymbolStats
-from tests.builders import set_quote
+from tests.builders import set_quote, shares
 from tests.clock import frozen_at, new_york
 from trading import calendar, services as trading
 from trading.models import Account, Asset, DailyBar, Position
@@ -31,7 +31,9 @@ pytestmark = pytest.mark.django_db
 def _buy(account: Account, symbol: str, qty: int) -> None:
     order = trading.order_place(
         account_id=account.pk,
-        request=trading.OrderRequest(symbol=symbol, qty=qty, side="buy", type="market", time_in_force="day"),
+        request=trading.OrderRequest(
+            symbol=symbol, qty=shares(qty), side="buy", type="market", time_in_force="day"
+        ),
     )
     assert order.status == "filled", order.status
 
@@ -131,7 +133,9 @@ def _daily_board_around(day: dt.date, make_asset: Callable[..., Asset]) -> str:
     make_asset("AAPL", price="100.00")
     order = trading.order_place(
         account_id=account.pk,
-        request=trading.OrderRequest(symbol="AAPL", qty=10, side="buy", type="market", time_in_force="day"),
+        request=trading.OrderRequest(
+            symbol="AAPL", qty=shares(10), side="buy", type="market", time_in_force="day"
+        ),
         now=start + dt.timedelta(hours=15),
     )
     assert order.status == "filled"
@@ -211,7 +215,7 @@ def _seed_accounts(count: int, assets: list[Asset], *, tag: str = "a") -> None:
         for index, user in enumerate(users)
     )
     Position.objects.bulk_create(
-        Position(account=account, asset=asset, qty=index + 1, cost_basis_cents=100_00 * (index + 1))
+        Position(account=account, asset=asset, qty=shares(index + 1), cost_basis_cents=100_00 * (index + 1))
         for account in accounts
         for index, asset in enumerate(assets)
     )
@@ -289,7 +293,7 @@ def test_endpoint_shapes_and_bad_input(
     assert sum(analytics["sector_allocation"].values()) == pytest.approx(1.0)
     assert analytics["rank"] == 1 and analytics["win_rate"] is None
     stats = client.get("/v2/analytics/symbols/XOM").json()
-    assert stats["symbol"] == "XOM" and stats["fills_today"] == 1 and stats["net_shares_held"] == 10
+    assert stats["symbol"] == "XOM" and stats["fills_today"] == 1 and stats["net_shares_held"] == "10"
 
     for path, params, status in (
         ("/v2/leaderboard", {"period": "weekly"}, 422),

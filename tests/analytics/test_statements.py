@@ -20,6 +20,7 @@ from tests.analytics.statement_builders import (
     daily_close,
     last_month,
 )
+from tests.builders import shares
 from tests.clock import new_york
 from tests.trading.api_support import MakeAsset
 from trading.errors import InvalidRequest
@@ -54,13 +55,16 @@ def test_statement_figures_reconcile(trader: Account, month: Month) -> None:
     assert data.trade_cash_cents == sell - buy
     assert data.commissions_cents == 200
     assert data.closing_cash_cents == STARTING_CASH + 50_000 - buy + sell - 200
-    assert [(t.symbol, t.side, t.qty) for t in data.trades] == [("AAPL", "buy", 10), ("AAPL", "sell", 4)]
+    assert [(t.symbol, t.side, t.qty) for t in data.trades] == [
+        ("AAPL", "buy", shares(10)),
+        ("AAPL", "sell", shares(4)),
+    ]
     assert [(line.kind, line.amount_cents) for line in data.cash_movements] == [
         ("deposit", STARTING_CASH),
         ("grant", 50_000),
     ]
     # The buy after the month is not in its closing positions; they are valued at its last close.
-    assert [(p.symbol, p.qty, p.value_cents) for p in data.closing_positions] == [("AAPL", 6, 63_000)]
+    assert [(p.symbol, p.qty, p.value_cents) for p in data.closing_positions] == [("AAPL", shares(6), 63_000)]
     assert data.opening_positions == []
     assert data.closing_equity_cents == data.closing_cash_cents + 63_000
     assert data.profit_loss_cents == data.closing_equity_cents - STARTING_CASH - 50_000

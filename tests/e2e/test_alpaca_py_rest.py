@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -177,6 +178,47 @@ def test_sdk_reads_activities_of_every_type(
             assert found == [], kind
     for item in client.get("/account/activities", {"activity_types": "DIV,TRANS"}):
         assert NonTradeActivity(**item).activity_type == ActivityType.CSD
+
+
+def test_sdk_places_notional_and_fractional_orders(
+    server: ServerProcess, market: dict[str, Asset], credentials: tuple[str, str]
+) -> None:
+    """alpaca-py's notional and fractional orders, a fractional position closed in part, and the
+    fills' fractional quantities in activities: what a dollar-sized bot does."""
+    key_id, secret = credentials
+    client = TradingClient(key_id, secret, paper=True, url_override=server.base_url)
+    assert client.get_asset("AAPL").fractionable is True
+
+    notional = client.submit_order(
+        MarketOrderRequest(symbol="AAPL", notional=100, side=OrderSide.BUY, time_in_force=TimeInForce.DAY)
+    )
+    assert notional.status == OrderStatus.FILLED
+    assert notional.notional == "100.00" and notional.qty is None
+    spent = Decimal(str(notional.filled_qty)) * Decimal(str(notional.filled_avg_price))
+    assert Decimal("99.99") < spent <= Decimal("100")
+
+    fractional = client.submit_order(
+        LimitOrderRequest(
+            symbol="AAPL", qty=1.25, side=OrderSide.BUY, time_in_force=TimeInForce.DAY, limit_price=500
+        )
+    )
+    assert fractional.status == OrderStatus.FILLED and fractional.filled_qty == "1.25"
+    held = Decimal(client.get_open_position("AAPL").qty)
+    assert held == Decimal("1.25") + Decimal(str(notional.filled_qty))
+
+    with pytest.raises(APIError) as refused:
+        client.submit_order(
+            MarketOrderRequest(symbol="AAPL", qty=0.5, side=OrderSide.BUY, time_in_force=TimeInForce.GTC)
+        )
+    assert refused.value.status_code == 422 and "day orders" in str(refused.value.message)
+
+    part = client.close_position("AAPL", ClosePositionRequest(qty="0.75"))
+    assert part.filled_qty == "0.75"
+    rest = client.close_position("AAPL", ClosePositionRequest(percentage="100"))
+    assert Decimal(str(rest.filled_qty)) == held - Decimal("0.75")
+    quantities = {TradeActivity(**item).qty for item in client.get("/account/activities/FILL")}
+    assert "1.25" in {str(qty) for qty in quantities} and "0.75" in {str(qty) for qty in quantities}
+    assert client.get_all_positions() == []
 
 
 def test_sdk_answers_carry_rate_limit_headers(

@@ -21,6 +21,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from analytics import services as analytics_services
 from realtime.selectors import account_snapshot_get
+from tests.builders import shares
 from tests.realtime.servers import daphne_server
 from trading import services
 from trading.models import Account, Asset
@@ -52,7 +53,9 @@ def test_snapshot_on_connect_then_only_changed_leaderboards(
     me, rival, other = (make_account(cash=1_000_000) for _ in range(3))
     services.order_place(
         account_id=me.pk,
-        request=services.OrderRequest(symbol="AAPL", qty=5, side="buy", type="market", time_in_force="day"),
+        request=services.OrderRequest(
+            symbol="AAPL", qty=shares(5), side="buy", type="market", time_in_force="day"
+        ),
     )
     browser = logged_in(me.user_id)
     cookie = f"{settings.SESSION_COOKIE_NAME}={browser.cookies[settings.SESSION_COOKIE_NAME].value}"

@@ -30,6 +30,7 @@ from websockets.sync.client import connect
 from realtime.bars import MINUTE_NS
 from realtime.market import MarketConfig, MarketProcess
 from realtime.wire import WireTick
+from tests.builders import shares
 from tests.realtime.servers import daphne_server
 from trading import calendar, services
 from trading.models import (
@@ -128,7 +129,7 @@ def place(
 
     request = services.OrderRequest(
         symbol=symbol,
-        qty=qty,
+        qty=shares(qty),
         side=side,
         type=type_,
         time_in_force="gtc",
@@ -172,7 +173,7 @@ def test_stop_limit_becomes_a_limit_when_its_stop_is_crossed_and_fills_only_when
     filled_seq = tape.trade("95.50", bid="95.49")
     wait_until(lambda: fresh(protect).status == OrderStatus.FILLED, "the triggered stop_limit filled")
     fill = Fill.objects.get(order=protect)
-    assert (fill.price_units, fill.tick_seq, fill.qty) == (price_to_units("95.49"), filled_seq, 10)
+    assert (fill.price_units, fill.tick_seq, fill.qty) == (price_to_units("95.49"), filled_seq, shares(10))
 
     # Stop crossed with the limit marketable in the same tick: filled at once, at the ask.
     assert fresh(chase).status != OrderStatus.FILLED

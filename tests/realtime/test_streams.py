@@ -481,13 +481,13 @@ def test_ignored_channels_and_decoding() -> None:
 def test_trade_update_message_shape() -> None:
     event = {
         "event": "fill", "account_id": "a", "order_id": "o", "symbol": "AAPL",
-        "at": "2026-01-02T03:04:05.123456+00:00", "price_units": 1_900_100, "qty": 3, "position_qty": 5,
+        "at": "2026-01-02T03:04:05.123456+00:00", "price_units": 1_900_100, "qty": 3_000_000_000, "position_qty": 5_500_000_000,
     }  # fmt: skip
     message = trade_update_message(event, {"id": "o"})
     assert message == {
         "stream": "trade_updates",
         "data": {
             "event": "fill", "order": {"id": "o"}, "timestamp": "2026-01-02T03:04:05.123456Z",
-            "price": "190.01", "qty": "3", "position_qty": "5",
+            "price": "190.01", "qty": "3", "position_qty": "5.5",
         },
     }  # fmt: skip

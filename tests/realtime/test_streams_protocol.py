@@ -23,7 +23,7 @@ from config.redis_pools import redis_client
 from realtime import fanout
 from realtime.limits import AUTH_FAILURES_PER_ADDRESS_MAX
 from realtime.wire import Window, WireBar, WireTick
-from tests.builders import list_symbols, session_cookie
+from tests.builders import list_symbols, session_cookie, shares
 from tests.realtime.frames import decode
 from trading import services
 from trading.models import Account, ApiKey, Asset
@@ -414,7 +414,7 @@ def test_session_auth_market_data_and_dashboard_updates(
         await database_sync_to_async(services.order_place)(
             account_id=account.pk,
             request=services.OrderRequest(
-                symbol="AAPL", qty=2, side="buy", type="market", time_in_force="day"
+                symbol="AAPL", qty=shares(2), side="buy", type="market", time_in_force="day"
             ),
         )
         updates = [json.loads(await dashboard.receive_from(TIMEOUT)) for _ in range(2)]
@@ -460,7 +460,7 @@ def test_trade_updates_stream(credentials: tuple[str, str], make_asset: Callable
         order = await database_sync_to_async(services.order_place)(
             account_id=owner,
             request=services.OrderRequest(
-                symbol="AAPL", qty=3, side="buy", type="market", time_in_force="day"
+                symbol="AAPL", qty=shares(3), side="buy", type="market", time_in_force="day"
             ),
         )
         new, fill = [json.loads(await ws.receive_from(TIMEOUT)) for _ in range(2)]
@@ -721,7 +721,7 @@ def test_authenticating_again_keeps_the_first_identity(
             account: await database_sync_to_async(services.order_place)(
                 account_id=account.pk,
                 request=services.OrderRequest(
-                    symbol="AAPL", qty=1, side="buy", type="market", time_in_force="day"
+                    symbol="AAPL", qty=shares(1), side="buy", type="market", time_in_force="day"
                 ),
             )
             for account in (stranger, mine)

@@ -18,6 +18,7 @@ from realtime.throttle import ThrottleController
 from realtime.triggers import TriggerEngine
 from realtime.wire import WireTick
 from realtime.writer import TickWriter, WindowBatch
+from tests.builders import shares
 from trading import selectors, services
 from trading.api.serializers import OrderSerializer
 from trading.models import Account, Asset, Fill, Order, OrderStatus
@@ -54,7 +55,7 @@ def limit_buy(
 ) -> Order:
     request = services.OrderRequest(
         symbol="AAPL",
-        qty=10,
+        qty=shares(10),
         side="buy",
         type="limit",
         time_in_force=time_in_force,
@@ -102,7 +103,7 @@ def test_crossing_price_fills_a_resting_limit_and_not_a_canceled_one(
     kept.refresh_from_db()
     assert kept.status == OrderStatus.FILLED
     fill = Fill.objects.get(order=kept)
-    assert (fill.price_units, fill.tick_seq, fill.qty) == (price_to_units("98.90"), 2, 10)
+    assert (fill.price_units, fill.tick_seq, fill.qty) == (price_to_units("98.90"), 2, shares(10))
     canceled.refresh_from_db()
     far.refresh_from_db()
     assert canceled.status == OrderStatus.CANCELED and far.status == OrderStatus.NEW

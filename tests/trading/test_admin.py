@@ -17,6 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from tests.builders import shares
 from trading import services
 from trading.admin import EstimatedCountPaginator
 from trading.models import (
@@ -77,7 +78,7 @@ def bar(model: type[MinuteBar] | type[DailyBar], symbol: str, start: dt.datetime
 
 def place(account: Account, *, side: str = "buy", type: str = "market", qty: int = 1, **extra: Any) -> Order:
     request = services.OrderRequest(
-        symbol="AAPL", qty=qty, side=side, type=type, time_in_force="gtc", **extra
+        symbol="AAPL", qty=shares(qty), side=side, type=type, time_in_force="gtc", **extra
     )
     return services.order_place(account_id=account.pk, request=request)
 

@@ -19,6 +19,7 @@ from django.core.cache import cache
 from django.test import override_settings
 from rest_framework.test import APIClient
 
+from tests.builders import shares
 from tests.clock import BOUNDARY_INSTANTS, NEW_YORK, ManualClock, boundary_instants, frozen_at, new_york
 from tests.trading.api_support import (
     MakeAccount,
@@ -164,7 +165,9 @@ def test_last_equity_is_yesterdays_close(now: dt.datetime, make_asset: MakeAsset
     make_asset("AAPL", price="100.00")
     services.order_place(
         account_id=account.pk,
-        request=services.OrderRequest(symbol="AAPL", qty=10, side="buy", type="market", time_in_force="day"),
+        request=services.OrderRequest(
+            symbol="AAPL", qty=shares(10), side="buy", type="market", time_in_force="day"
+        ),
         now=yesterday + dt.timedelta(hours=1),
     )
     DailyBar.objects.create(
@@ -185,7 +188,7 @@ def test_last_equity_is_yesterdays_close(now: dt.datetime, make_asset: MakeAsset
 def test_configurations_round_trip_through_the_sdk_model(account: Account) -> None:
     client = key_client(account)
     current = AccountConfiguration(**client.get("/v2/account/configurations").json())
-    assert current.no_shorting is True and current.fractional_trading is False
+    assert current.no_shorting is True and current.fractional_trading is True
 
     # alpaca-py's set_account_configurations sends model_dump(): every field, nulls included.
     changed = current.model_copy(update={"no_shorting": False, "suspend_trade": True})
@@ -200,7 +203,7 @@ def test_configurations_round_trip_through_the_sdk_model(account: Account) -> No
 
 def test_configuration_refuses_what_does_not_exist_here(account: Account) -> None:
     client = key_client(account)
-    for body in ({"fractional_trading": True}, {"max_margin_multiplier": "4"}, {"trade_confirm_email": "x"}):
+    for body in ({"fractional_trading": False}, {"max_margin_multiplier": "4"}, {"trade_confirm_email": "x"}):
         assert_alpaca_error(client.patch("/v2/account/configurations", body, format="json"), 422)
 
 
@@ -351,7 +354,9 @@ def test_portfolio_history_parses_and_follows_the_bars(now: dt.datetime, make_as
     make_asset("AAPL", price="100.00")
     services.order_place(
         account_id=account.pk,
-        request=services.OrderRequest(symbol="AAPL", qty=10, side="buy", type="market", time_in_force="day"),
+        request=services.OrderRequest(
+            symbol="AAPL", qty=shares(10), side="buy", type="market", time_in_force="day"
+        ),
         now=opened + dt.timedelta(seconds=30),
     )  # 10 shares at 100.01
     # Minute closes from the minute the account opened: 100, 101, ... 109.

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytest
 from pytest_django.fixtures import Settings
 
+from tests.builders import shares
 from tests.trading.api_support import assert_alpaca_error, buy, key_client, post_order
 from trading.models import Account, Asset, Order, Position
 
@@ -49,4 +50,4 @@ def test_reset_is_refused_when_the_operator_disabled_it(
     assert "disabled" in body["message"]
     account.refresh_from_db()
     assert account.cash_cents < 500_000  # nothing was reset
-    assert Position.objects.get(account=account).qty == 2
+    assert Position.objects.get(account=account).qty == shares(2)

@@ -43,7 +43,7 @@ def test_asset_by_symbol_and_by_id(client, make_asset: MakeAsset) -> None:
     parsed = AlpacaAsset(**by_symbol)
     assert parsed.symbol == "BRK.B" and parsed.asset_class.value == "us_equity"
     assert parsed.status == AssetStatus.ACTIVE and parsed.tradable and parsed.shortable
-    assert parsed.fractionable is False
+    assert parsed.fractionable is True
     assert client.get("/v2/assets/brk.b").json()["id"] == str(asset.id)
 
 

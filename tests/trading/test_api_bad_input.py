@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from pytest_django.fixtures import Settings
 from rest_framework import exceptions
 
+from tests.builders import shares
 from tests.trading.api_support import (
     KeyClient,
     assert_alpaca_error,
@@ -100,16 +101,24 @@ def test_wrong_method_is_405(client: KeyClient) -> None:
         ({"symbol": "AAPL", "qty": "-5"}, "qty"),
         ({"symbol": "AAPL", "qty": 10**12}, "qty"),
         ({"symbol": "AAPL", "qty": "1e400"}, "qty"),
-        ({"symbol": "AAPL", "qty": 1.5}, "fractional"),
-        ({"symbol": "AAPL", "qty": "0.001"}, "fractional"),
+        ({"symbol": "AAPL", "qty": "0.0000000001"}, "9 decimal places"),
+        ({"symbol": "AAPL", "qty": 1.5, "time_in_force": "gtc"}, "fractional orders must be day orders"),
+        ({"symbol": "AAPL", "qty": "0.001", "time_in_force": "ioc"}, "day orders"),
+        ({"symbol": "AAPL", "qty": "0.5", "type": "stop", "stop_price": "90"}, "market or limit"),
+        ({"symbol": "AAPL", "qty": "0.5", "type": "trailing_stop", "trail_price": "1"}, "market or limit"),
         ({"symbol": "AAPL", "qty": "NaN"}, "qty"),
         ({"symbol": "AAPL", "qty": "Infinity"}, "qty"),
         ({"symbol": "AAPL", "qty": True}, "qty"),
         ({"symbol": "AAPL", "qty": [1]}, "qty"),
         ({"symbol": "AAPL", "qty": {"n": 1}}, "qty"),
         ({"symbol": "AAPL"}, "qty"),
-        ({"symbol": "AAPL", "notional": "100"}, "notional"),
-        ({"symbol": "AAPL", "notional": 100, "qty": None}, "notional"),
+        ({"symbol": "AAPL", "notional": "100", "qty": 1}, "either qty or notional"),
+        ({"symbol": "AAPL", "notional": "0.99"}, "at least $1.00"),
+        ({"symbol": "AAPL", "notional": "10.001"}, "2 decimal places"),
+        ({"symbol": "AAPL", "notional": 100, "time_in_force": "gtc"}, "notional orders must be day orders"),
+        ({"symbol": "AAPL", "notional": 100, "type": "stop", "stop_price": "90"}, "market or limit"),
+        ({"symbol": "AAPL", "notional": -5}, "notional"),
+        ({"symbol": "AAPL", "notional": "NaN"}, "notional"),
         ({"symbol": "AAPL", "qty": 1, "order_class": "bracket"}, "bracket"),
         ({"symbol": "AAPL", "qty": 1, "order_class": "oco"}, "oco"),
         ({"symbol": "AAPL", "qty": 1, "order_class": "oto"}, "oto"),
@@ -174,10 +183,13 @@ def test_invalid_order_queries_are_422(client: KeyClient, params: dict[str, str]
 def test_replace_refuses_bad_changes(account: Account, asset: Asset) -> None:
     client = key_client(account)
     filled = buy(client, "AAPL", 1)
-    resting = post_order(client, symbol="AAPL", qty=1, type="limit", limit_price="50").json()
+    resting = post_order(
+        client, symbol="AAPL", qty=1, type="limit", limit_price="50", time_in_force="gtc"
+    ).json()
     before = _snapshot(account)
 
     assert_alpaca_error(client.patch(f"/v2/orders/{filled['id']}", {"qty": 2}, format="json"), 422)
+    # The resting order is a gtc limit: a fractional qty would need a day order.
     for change in ({"qty": 1.5}, {"qty": 0}, {"limit_price": "x"}, {"stop_price": 10}, {"qty": 10**9}):
         response = client.patch(f"/v2/orders/{resting['id']}", change, format="json")
         assert_alpaca_error(response, 422)
@@ -557,7 +569,7 @@ def test_replace_and_close_take_ascii_digits_only(account: Account, asset: Asset
         assert_alpaca_error(client.patch(f"/v2/orders/{resting['id']}", change, format="json"), 422)
     for query in ({"qty": ARABIC_INDIC_THREE}, {"percentage": f"5{ARABIC_INDIC_ZERO}"}):
         assert_alpaca_error(client.delete(f"/v2/positions/AAPL?{urlencode(query)}"), 422)
-    assert Position.objects.get(account=account).qty == 5
+    assert Position.objects.get(account=account).qty == shares(5)
 
 
 @pytest.mark.parametrize(

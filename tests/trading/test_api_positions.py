@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from pydantic import TypeAdapter
 
-from tests.builders import set_quote
+from tests.builders import set_quote, shares
 from tests.clock import ManualClock, boundary_instants, new_york
 from tests.trading.api_support import (
     MakeAsset,
@@ -102,23 +102,36 @@ def test_close_by_qty_then_percentage_then_the_rest(client, asset: Asset, accoun
     assert by_qty.status == OrderStatus.NEW  # as accepted, as POST /v2/orders answers
     by_qty = AlpacaOrder(**client.get(f"/v2/orders/{by_qty.id}").json())
     assert by_qty.status == OrderStatus.FILLED and by_qty.filled_avg_price == "99.99"
-    assert Position.objects.get(account=account).qty == 6
+    assert Position.objects.get(account=account).qty == shares(6)
 
-    by_percent = AlpacaOrder(**client.delete("/v2/positions/AAPL?percentage=50").json())
-    assert by_percent.qty == "3"
+    by_percent = AlpacaOrder(**client.delete("/v2/positions/AAPL?percentage=25").json())
+    assert by_percent.qty == "1.5"  # a quarter of 6, not rounded to whole shares
+
+    by_fraction = AlpacaOrder(**client.delete("/v2/positions/AAPL?qty=0.25").json())
+    assert by_fraction.qty == "0.25" and by_fraction.filled_qty == "0.25"
+    assert client.get("/v2/positions/AAPL").json()["qty"] == "4.25"
 
     rest = AlpacaOrder(**client.delete(f"/v2/positions/{asset.id}").json())
-    assert rest.qty == "3"
+    assert rest.qty == "4.25"
     assert client.get("/v2/positions").json() == []
 
 
 def test_close_refuses_bad_amounts(client, asset: Asset, account: Account) -> None:
     buy(client, "AAPL", 10)
-    for query in ("qty=11", "qty=0", "percentage=150", "percentage=1", "qty=1.5", "qty=1&percentage=5"):
+    bad = (
+        "qty=11",
+        "qty=0",
+        "percentage=150",
+        "percentage=0",
+        "qty=1.0000000001",
+        "qty=1&percentage=5",
+        "qty=10.5",
+    )
+    for query in bad:
         response = client.delete(f"/v2/positions/AAPL?{query}")
         assert response.status_code in (403, 422), query
         assert_alpaca_error(response, response.status_code)
-    assert Position.objects.get(account=account).qty == 10
+    assert Position.objects.get(account=account).qty == shares(10)
 
 
 def test_close_all_answers_207_and_cancels_orders_first(
@@ -183,7 +196,7 @@ def _holdings(account: Account, count: int) -> None:
         for a in assets
     )  # fmt: skip
     Position.objects.bulk_create(
-        Position(account=account, asset=a, qty=5, cost_basis_cents=50_000) for a in assets
+        Position(account=account, asset=a, qty=shares(5), cost_basis_cents=50_000) for a in assets
     )
 
 

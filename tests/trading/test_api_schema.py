@@ -18,7 +18,7 @@ from django.core.management import call_command
 from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 
-from tests.builders import add_minute_bar_ramps
+from tests.builders import add_minute_bar_ramps, shares
 from tests.processes import VENV_BIN, gunicorn_server
 from trading import services
 from trading.models import Account, Asset
@@ -155,9 +155,13 @@ def _seed(
         request = services.OrderRequest(side="buy", time_in_force="gtc", **fields)
         return str(services.order_place(account_id=account.pk, request=request).pk)
 
-    filled = order(symbol="AAPL", type="market", qty=5)
+    filled = order(symbol="AAPL", type="market", qty=shares(5))
     resting = order(
-        symbol="MSFT", qty=1, type="limit", limit_price_units=1_000_000, client_order_id="schema-resting"
+        symbol="MSFT",
+        qty=shares(1),
+        type="limit",
+        limit_price_units=1_000_000,
+        client_order_id="schema-resting",
     )
     watchlist = services.watchlist_create(account_id=account.pk, name="Tech", symbols=["AAPL"])
     known = {

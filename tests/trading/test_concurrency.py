@@ -24,6 +24,7 @@ from django.db.models import Sum
 from django.utils import timezone
 from pytest_django.fixtures import Settings
 
+from tests.builders import shares
 from trading import services
 from trading.errors import Forbidden, NotCancelable, TradingError
 from trading.models import Account, Asset, CashEntry, Fill, Order, Position, StockPriceHistory
@@ -128,6 +129,7 @@ def buy(account: Account, **fields: object) -> Callable[[], Order]:
         "time_in_force": "day",
     }
     values.update(fields)
+    values["qty"] = shares(values["qty"])  # type: ignore[arg-type]
     request = OrderRequest(**values)  # type: ignore[arg-type]
     return lambda: services.order_place(account_id=account.pk, request=request)
 
@@ -147,7 +149,7 @@ def test_50_concurrent_market_buys_against_cash_for_10(asset: Asset, make_accoun
     account = assert_books_balance(account)
     assert (account.cash_cents, account.reserved_cents) == (0, 0)
     pos = Position.objects.get(account=account, asset=asset)
-    assert (pos.qty, pos.cost_basis_cents) == (10, 10 * ONE_SHARE)
+    assert (pos.qty, pos.cost_basis_cents) == (shares(10), 10 * ONE_SHARE)
     # Rejected orders left nothing behind.
     assert Order.objects.filter(account=account).count() == 10
     assert Fill.objects.filter(account=account).count() == 10
@@ -175,7 +177,7 @@ def test_50_concurrent_sells_of_10_shares_hold_exactly_10(asset: Asset, make_acc
     account = make_account(cash=10 * ONE_SHARE)
     services.order_place(
         account_id=account.pk,
-        request=OrderRequest(symbol="RACE", qty=10, side="buy", type="market", time_in_force="day"),
+        request=OrderRequest(symbol="RACE", qty=shares(10), side="buy", type="market", time_in_force="day"),
     )
     calls = [
         buy(account, side="sell", type="limit", limit_price_units=1_100_000)
@@ -193,7 +195,7 @@ def test_50_concurrent_sells_of_10_shares_hold_exactly_10(asset: Asset, make_acc
     resting = sum(1 for order in succeeded if isinstance(order, Order) and order.status == "new")
     assert sold + resting == 10
     pos = Position.objects.get(account=account, asset=asset)
-    assert (pos.qty, pos.qty_held) == (10 - sold, resting)
+    assert (pos.qty, pos.qty_held) == (shares(10 - sold), shares(resting))
     account = assert_books_balance(account)
     assert account.cash_cents == sold * 9_999
 
@@ -206,7 +208,9 @@ def test_cancel_racing_fill_has_exactly_one_winner(
     if side == "sell":
         services.order_place(
             account_id=account.pk,
-            request=OrderRequest(symbol="RACE", qty=200, side="buy", type="market", time_in_force="gtc"),
+            request=OrderRequest(
+                symbol="RACE", qty=shares(200), side="buy", type="market", time_in_force="gtc"
+            ),
         )
     start = Account.objects.get(pk=account.pk).cash_cents
     limit, fill_price = (950_000, 940_100) if side == "buy" else (1_050_000, 1_060_000)

@@ -4,7 +4,9 @@ A Hypothesis state machine drives the real services against the real database wi
 and three symbols: cash grants and withdrawals, market and resting orders of every type, price
 ticks whose crossed resting orders are fired the way the market pipeline fires them
 (``matching.triggered`` -> ``order_fill`` / ``order_mark_triggered`` / ``orders_track_water_marks``),
-cancels, replaces, position closes, resets and day-order expiry. Time comes from the services'
+cancels, replaces, position closes, resets and day-order expiry. Quantities are quantity units
+(1/10^9 share): whole shares and fractions down to one unit, and notional orders sized in
+dollars, wherever Alpaca's rules allow fractions (market and limit day orders). Time comes from the services'
 ``now=`` argument and only moves forward, so "since the last reset" is a timestamp comparison.
 
 After every step, for every account, read back from the database:
@@ -51,7 +53,7 @@ from trading.models import (
     StockPriceHistory,
 )
 from trading.services import OrderRequest
-from trading.units import trade_value_cents
+from trading.units import QTY_SCALE, qty_for_value, trade_value_cents
 
 SYMBOLS = ("AAA", "BBB", "CCC")
 ACCOUNTS = 3
@@ -62,7 +64,21 @@ START = dt.datetime(2025, 3, 7, 15, 0, tzinfo=dt.UTC)  # a Friday; DST starts th
 # drawn as steps relative to the last trade, so resting orders are crossed often.
 price_units = st.integers(320, 480).map(lambda quarters: quarters * 2_500)
 level_steps = st.integers(-8, 8)  # x 0.25 % of the last trade
-quantities = st.integers(1, 15)
+# Whole shares, thousandths of a share, and any number of units (1/10^9 share), up to 15 shares.
+quantities = st.one_of(
+    st.integers(1, 15).map(lambda count: count * QTY_SCALE),
+    st.integers(1, 15_000).map(lambda thousandths: thousandths * QTY_SCALE // 1_000),
+    st.integers(1, 15 * QTY_SCALE),
+)
+notionals = st.integers(100, 200_000)  # $1 to $2,000 in cents
+
+
+def whole_unless(allowed: bool, qty: int) -> int:
+    """``qty`` where a fraction is allowed, else rounded up to whole shares (Alpaca refuses
+    fractional stop, trailing and non-day orders; the machine draws only valid ones)."""
+    return qty if allowed or not qty % QTY_SCALE else qty - qty % QTY_SCALE + QTY_SCALE
+
+
 time_in_force = st.sampled_from(["day", "gtc"])
 
 
@@ -219,7 +235,8 @@ class LedgerMachine(RuleBasedStateMachine):
         account = self.account(index)
         symbol, qty = self.sell_choice(account, pick, qty, fit)
         enough = self.available_shares(account, symbol) >= qty
-        request = OrderRequest(symbol=symbol, qty=qty, side="sell", type="market", time_in_force="gtc")
+        tif = "gtc" if not qty % QTY_SCALE else "day"
+        request = OrderRequest(symbol=symbol, qty=qty, side="sell", type="market", time_in_force=tif)
         order = self.place(account, request)
         if order is not None:
             assert enough
@@ -257,6 +274,7 @@ class LedgerMachine(RuleBasedStateMachine):
             symbol, qty = self.sell_choice(account, pick, qty, fit)
         else:
             symbol = SYMBOLS[pick % len(SYMBOLS)]
+        qty = whole_unless(kind == "limit" and tif == "day", qty)
         limit, stop = self.level(symbol, limit), self.level(symbol, stop)
         request = OrderRequest(
             symbol=symbol,
@@ -290,7 +308,7 @@ class LedgerMachine(RuleBasedStateMachine):
             symbol = SYMBOLS[pick % len(SYMBOLS)]
         request = OrderRequest(
             symbol=symbol,
-            qty=qty,
+            qty=whole_unless(False, qty),
             side=side,
             type="trailing_stop",
             time_in_force=tif,
@@ -313,6 +331,10 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(data=st.data(), qty=st.none() | quantities, steps=level_steps, tif=st.none() | time_in_force)
     def replace(self, data: st.DataObject, qty: int | None, steps: int, tif: str | None) -> None:
         old = data.draw(st.sampled_from(self.open_orders()), label="order")
+        if qty is not None:
+            qty = whole_unless(old.type == "limit" and (tif or old.time_in_force) == "day", qty)
+        elif old.qty % QTY_SCALE or old.notional_cents is not None:
+            tif = None  # a fractional or notional order stays a day order
         price = self.level(old.asset.symbol, steps)
         changes: dict[str, Any] = {"qty": qty, "time_in_force": tif}
         if old.type in ("limit", "stop_limit"):
@@ -336,6 +358,41 @@ class LedgerMachine(RuleBasedStateMachine):
         assert old.status == "replaced"
         assert new.replaces_id == old.pk
         event(f"replaced -> {new.status}")
+
+    @rule(
+        index=st.integers(0, ACCOUNTS - 1),
+        pick=st.integers(0, 5),
+        side=st.sampled_from(["buy", "sell"]),
+        notional=notionals,
+        kind=st.sampled_from(["market", "limit"]),
+        limit=level_steps,
+    )
+    def notional_order(self, index: int, pick: int, side: str, notional: int, kind: str, limit: int) -> None:
+        """A dollar-sized order: sized at its limit or the quote's touch, rounded down."""
+        account = self.account(index)
+        symbol = self.sell_choice(account, pick, QTY_SCALE, True)[0] if side == "sell" else SYMBOLS[pick % 3]
+        quote = self.quote(symbol)
+        price = self.level(symbol, limit) if kind == "limit" else None
+        sized_at = price or (quote.ask_units if side == "buy" else quote.bid_units)
+        request = OrderRequest(
+            symbol=symbol,
+            qty=None,
+            notional_cents=notional,
+            side=side,
+            type=kind,
+            time_in_force="day",
+            limit_price_units=price,
+        )
+        order = self.place(account, request)
+        if order is not None:
+            assert order.qty == qty_for_value(cents=notional, price_units=sized_at)
+            assert order.notional_cents == notional
+            if order.status == "filled" and side == "buy":
+                assert (
+                    trade_value_cents(price_units=order.filled_avg_price_units or 0, qty=order.qty)
+                    <= notional
+                )
+            event(f"notional {side} {kind} -> {order.status}")
 
     def has_positions(self) -> bool:
         return Position.objects.filter(qty__gt=0).exists()

@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from tests.builders import set_quote
+from tests.builders import set_quote, shares
 from tests.clock import boundary_instants, new_york
 from trading import calendar, selectors, services
 from trading.models import Account, Asset, CashEntry, DailyBar, Order, Position, StockPriceHistory
@@ -36,7 +36,9 @@ def _account_since(start: dt.datetime, cash_cents: int = 1_000_000) -> Account:
 
 
 def _trade(account: Account, symbol: str, qty: int, side: str, at: dt.datetime) -> Order:
-    request = services.OrderRequest(symbol=symbol, qty=qty, side=side, type="market", time_in_force="day")
+    request = services.OrderRequest(
+        symbol=symbol, qty=shares(qty), side=side, type="market", time_in_force="day"
+    )
     order = services.order_place(account_id=account.pk, request=request, now=at)
     # Selectors read the balances off the Account they are given, as a request loads it.
     account.refresh_from_db()
@@ -102,7 +104,7 @@ def test_shares_sold_today_leave_at_average_cost(now: dt.datetime, make_asset: C
     summary = selectors.account_summary(account=account)
 
     (position,) = summary.positions
-    assert position.qty == 6
+    assert position.qty == shares(6)
     assert position.intraday_basis == 6 * 950_000
     # The sale does not move last_equity: it is yesterday's state.
     assert summary.last_equity == (1_000_000 - 100_010) * 100 + 10 * 950_000
@@ -176,7 +178,7 @@ def _holdings(account: Account, count: int, prefix: str) -> list[str]:
         for a in assets
     )  # fmt: skip
     Position.objects.bulk_create(
-        Position(account=account, asset=a, qty=3, cost_basis_cents=30_000) for a in assets
+        Position(account=account, asset=a, qty=shares(3), cost_basis_cents=30_000) for a in assets
     )
     return [a.symbol for a in assets]
 
@@ -271,7 +273,7 @@ def test_property_3_order_pages_never_exceed_the_limit(account: Account, asset: 
     if not Order.objects.filter(account=account).exists():
         Order.objects.bulk_create(
             Order(account=account, asset=asset, client_order_id=f"c{i}", side="buy", type="limit",
-                  time_in_force="gtc", qty=1, limit_price_units=1, submitted_at=NOW - dt.timedelta(seconds=i))
+                  time_in_force="gtc", qty=shares(1), limit_price_units=1, submitted_at=NOW - dt.timedelta(seconds=i))
             for i in range(520)
         )  # fmt: skip
     page = selectors.orders_list(account_id=account.pk, status="all", limit=limit)

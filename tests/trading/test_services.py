@@ -16,7 +16,7 @@ from django.db.models import Sum
 from django.utils import timezone
 from pytest_django.fixtures import Settings
 
-from tests.builders import add_tick
+from tests.builders import add_tick, shares
 from tests.clock import new_york
 from trading import services
 from trading.errors import Forbidden, InvalidRequest, NotCancelable, NotFound
@@ -58,6 +58,8 @@ def place(account: Account, *, now: dt.datetime = NOW, **fields: object) -> Orde
         "time_in_force": "gtc",
     }
     values.update(fields)
+    if values["qty"] is not None:  # whole or decimal shares here, quantity units in the service
+        values["qty"] = shares(values["qty"])  # type: ignore[arg-type]
     return services.order_place(account_id=account.pk, request=OrderRequest(**values), now=now)  # type: ignore[arg-type]
 
 
@@ -118,9 +120,9 @@ def aapl(_test_settings: None, make_asset: MakeAsset) -> Asset:
 def test_market_buy_fills_at_the_ask(account: Account) -> None:
     order = place(account, qty=10)
     assert order.status == OrderStatus.FILLED
-    assert (order.filled_qty, order.filled_avg_price_units, order.filled_at) == (10, ASK, NOW)
+    assert (order.filled_qty, order.filled_avg_price_units, order.filled_at) == (shares(10), ASK, NOW)
     order.refresh_from_db()
-    assert (order.status, order.filled_qty, order.filled_avg_price_units) == ("filled", 10, ASK)
+    assert (order.status, order.filled_qty, order.filled_avg_price_units) == ("filled", shares(10), ASK)
 
     account = assert_books_balance(account)
     assert account.cash_cents == START - 100_010
@@ -128,7 +130,7 @@ def test_market_buy_fills_at_the_ask(account: Account) -> None:
     (fill,) = Fill.objects.filter(order=order)
     assert (fill.side, fill.qty, fill.price_units, fill.commission_cents, fill.realized_pl_cents) == (
         "buy",
-        10,
+        shares(10),
         ASK,
         0,
         0,
@@ -139,7 +141,7 @@ def test_market_buy_fills_at_the_ask(account: Account) -> None:
     assert entries == [("buy", -100_010)]
     pos = position(account)
     assert pos is not None
-    assert (pos.qty, pos.qty_held, pos.cost_basis_cents) == (10, 0, 100_010)
+    assert (pos.qty, pos.qty_held, pos.cost_basis_cents) == (shares(10), 0, 100_010)
 
 
 def test_market_sell_fills_at_the_bid_and_realises_average_cost_pl(account: Account) -> None:
@@ -153,7 +155,7 @@ def test_market_sell_fills_at_the_bid_and_realises_average_cost_pl(account: Acco
     assert account.cash_cents == START - 100_010 + 39_996
     pos = position(account)
     assert pos is not None
-    assert (pos.qty, pos.cost_basis_cents) == (6, 60_006)
+    assert (pos.qty, pos.cost_basis_cents) == (shares(6), 60_006)
     assert list(CashEntry.objects.filter(fill=fill).values_list("kind", "amount_cents")) == [("sell", 39_996)]
 
 
@@ -308,7 +310,7 @@ def test_resting_sell_holds_its_shares(account: Account) -> None:
     assert resting.status == "new"
     pos = position(account)
     assert pos is not None
-    assert (pos.qty, pos.qty_held) == (10, 10)
+    assert (pos.qty, pos.qty_held) == (shares(10), shares(10))
     before = snapshot()
     with pytest.raises(Forbidden, match="insufficient qty"):
         place(account, qty=1, side="sell")
@@ -332,7 +334,7 @@ def test_partly_held_position_sells_only_the_rest(account: Account) -> None:
     assert place(account, qty=4, side="sell").status == "filled"
     pos = position(account)
     assert pos is not None
-    assert (pos.qty, pos.qty_held) == (6, 6)
+    assert (pos.qty, pos.qty_held) == (shares(6), shares(6))
     assert_books_balance(account)
 
 
@@ -348,7 +350,7 @@ def test_stop_orders_rest_until_crossed_and_fill_at_once_when_already_crossed(ac
     assert (crossed.status, crossed.filled_avg_price_units) == ("filled", ASK)
     sell_stop = place(account, qty=5, side="sell", type="stop", stop_price_units=950_000)
     assert sell_stop.status == "new"
-    assert position(account).qty_held == 5  # type: ignore[union-attr]
+    assert position(account).qty_held == shares(5)  # type: ignore[union-attr]
     assert_books_balance(account)
 
 
@@ -392,7 +394,7 @@ def test_order_fill_of_a_resting_buy_at_the_crossing_price(account: Account) -> 
     assert filled is not None
     assert (filled.status, filled.filled_qty, filled.filled_avg_price_units, filled.filled_at) == (
         "filled",
-        10,
+        shares(10),
         940_100,
         later,
     )
@@ -401,7 +403,7 @@ def test_order_fill_of_a_resting_buy_at_the_crossing_price(account: Account) -> 
     assert (account.cash_cents, account.reserved_cents) == (START - 94_010, 0)
     fill = Fill.objects.get(order=order)
     assert (fill.tick_seq, fill.price_units) == (price.seq, 940_100)
-    assert position(account).qty == 10  # type: ignore[union-attr]
+    assert position(account).qty == shares(10)  # type: ignore[union-attr]
 
     # Filled orders are not filled twice.
     assert services.order_fill(order_id=order.pk, price_units=900_000, now=later) is None
@@ -487,7 +489,7 @@ def test_order_replace_moves_the_reservation_to_the_new_order(account: Account) 
     new = services.order_replace(
         account_id=account.pk,
         order_id=old.pk,
-        qty=5,
+        qty=shares(5),
         limit_price_units=960_000,
         client_order_id="mine-2",
         now=later,
@@ -495,7 +497,12 @@ def test_order_replace_moves_the_reservation_to_the_new_order(account: Account) 
     old.refresh_from_db()
     assert (old.status, old.replaced_at, old.reserved_cents) == ("replaced", later, 0)
     new.refresh_from_db()
-    assert (new.status, new.qty, new.limit_price_units, new.client_order_id) == ("new", 5, 960_000, "mine-2")
+    assert (new.status, new.qty, new.limit_price_units, new.client_order_id) == (
+        "new",
+        shares(5),
+        960_000,
+        "mine-2",
+    )
     assert new.replaces_id == old.pk
     assert new.reserved_cents == 48_000
     account = assert_books_balance(account)
@@ -504,7 +511,7 @@ def test_order_replace_moves_the_reservation_to_the_new_order(account: Account) 
     # A replacement that cannot be paid for leaves the original order as it was.
     before = snapshot()
     with pytest.raises(Forbidden):
-        services.order_replace(account_id=account.pk, order_id=new.pk, qty=1_000_000)
+        services.order_replace(account_id=account.pk, order_id=new.pk, qty=shares(1_000_000))
     assert snapshot() == before
     new.refresh_from_db()
     assert new.status == "new"
@@ -513,18 +520,18 @@ def test_order_replace_moves_the_reservation_to_the_new_order(account: Account) 
 def test_order_replace_of_a_sell_moves_the_held_shares(account: Account) -> None:
     place(account, qty=10)
     old = place(account, qty=10, side="sell", type="limit", limit_price_units=1_100_000)
-    new = services.order_replace(account_id=account.pk, order_id=old.pk, qty=4)
-    assert position(account).qty_held == 4  # type: ignore[union-attr]
+    new = services.order_replace(account_id=account.pk, order_id=old.pk, qty=shares(4))
+    assert position(account).qty_held == shares(4)  # type: ignore[union-attr]
     with pytest.raises(Forbidden):
-        services.order_replace(account_id=account.pk, order_id=new.pk, qty=11)
-    assert position(account).qty_held == 4  # type: ignore[union-attr]
+        services.order_replace(account_id=account.pk, order_id=new.pk, qty=shares(11))
+    assert position(account).qty_held == shares(4)  # type: ignore[union-attr]
     assert_books_balance(account)
 
 
 def test_order_replace_refusals(account: Account) -> None:
     filled = place(account, qty=1)
     with pytest.raises(NotCancelable):
-        services.order_replace(account_id=account.pk, order_id=filled.pk, qty=2)
+        services.order_replace(account_id=account.pk, order_id=filled.pk, qty=shares(2))
     stop = place(account, qty=1, type="stop", stop_price_units=1_050_000)
     with pytest.raises(InvalidRequest):
         services.order_replace(account_id=account.pk, order_id=stop.pk, limit_price_units=1_000_000)
@@ -540,7 +547,7 @@ def test_orders_are_private_to_their_account(make_account: MakeAccount) -> None:
     with pytest.raises(NotFound):
         services.order_cancel(account_id=other.pk, order_id=order.pk)
     with pytest.raises(NotFound):
-        services.order_replace(account_id=other.pk, order_id=order.pk, qty=2)
+        services.order_replace(account_id=other.pk, order_id=order.pk, qty=shares(2))
 
 
 # --- expiry -------------------------------------------------------------------------------------------
@@ -620,7 +627,7 @@ def test_a_day_order_past_its_boundary_cannot_be_replaced_into_a_new_day(account
     later = boundary + dt.timedelta(seconds=5)
 
     with pytest.raises(NotCancelable, match="expired"):
-        services.order_replace(account_id=account.pk, order_id=order.pk, qty=5, now=later)
+        services.order_replace(account_id=account.pk, order_id=order.pk, qty=shares(5), now=later)
 
     order.refresh_from_db()
     assert (order.status, order.expired_at) == (OrderStatus.EXPIRED, later)
@@ -648,7 +655,7 @@ def test_a_day_order_replaced_before_its_boundary_keeps_that_boundary(account: A
     order = place(account, qty=10, type="limit", limit_price_units=950_000, time_in_force="day", now=placed)
 
     new = services.order_replace(
-        account_id=account.pk, order_id=order.pk, qty=5, now=boundary - dt.timedelta(seconds=1)
+        account_id=account.pk, order_id=order.pk, qty=shares(5), now=boundary - dt.timedelta(seconds=1)
     )
 
     assert new.expires_at == boundary and new.time_in_force == "day"
@@ -660,7 +667,12 @@ def test_a_day_order_replaced_before_its_boundary_keeps_that_boundary(account: A
 def test_position_close_whole(account: Account) -> None:
     place(account, qty=10)
     order = services.position_close(account_id=account.pk, symbol="aapl", now=NOW)
-    assert (order.side, order.qty, order.status, order.filled_avg_price_units) == ("sell", 10, "filled", BID)
+    assert (order.side, order.qty, order.status, order.filled_avg_price_units) == (
+        "sell",
+        shares(10),
+        "filled",
+        BID,
+    )
     assert position(account).qty == 0  # type: ignore[union-attr]
     assert assert_books_balance(account).cash_cents == START - 100_010 + 99_990
     with pytest.raises(NotFound):
@@ -669,31 +681,39 @@ def test_position_close_whole(account: Account) -> None:
 
 @pytest.mark.parametrize(
     ("qty", "percentage", "sold"),
-    [(3, None, 3), (None, Decimal("50"), 5), (None, Decimal("25"), 2), (None, Decimal("100"), 10)],
+    [
+        (3, None, 3),
+        (None, Decimal("50"), 5),
+        (None, Decimal("25"), Decimal("2.5")),  # not rounded to whole shares
+        (None, Decimal("100"), 10),
+        (Decimal("1.5"), None, Decimal("1.5")),
+    ],
 )
 def test_position_close_part(
-    account: Account, qty: int | None, percentage: Decimal | None, sold: int
+    account: Account, qty: Decimal | None, percentage: Decimal | None, sold: Decimal
 ) -> None:
     place(account, qty=10)
-    order = services.position_close(account_id=account.pk, symbol="AAPL", qty=qty, percentage=percentage)
-    assert (order.qty, order.status) == (sold, "filled")
-    assert position(account).qty == 10 - sold  # type: ignore[union-attr]
+    order = services.position_close(
+        account_id=account.pk, symbol="AAPL", qty=None if qty is None else shares(qty), percentage=percentage
+    )
+    assert (order.qty, order.status) == (shares(sold), "filled")
+    assert position(account).qty == shares(10 - sold)  # type: ignore[union-attr]
     assert_books_balance(account)
 
 
 def test_position_close_refusals(account: Account) -> None:
     place(account, qty=3)
     with pytest.raises(Forbidden):
-        services.position_close(account_id=account.pk, symbol="AAPL", qty=4)
+        services.position_close(account_id=account.pk, symbol="AAPL", qty=shares(4))
     with pytest.raises(InvalidRequest):
-        services.position_close(account_id=account.pk, symbol="AAPL", percentage=Decimal("10"))  # 0.3 shares
+        services.position_close(account_id=account.pk, symbol="AAPL", percentage=Decimal("0.00000001"))
     with pytest.raises(InvalidRequest):
         services.position_close(account_id=account.pk, symbol="AAPL", percentage=Decimal("101"))
     with pytest.raises(InvalidRequest):
-        services.position_close(account_id=account.pk, symbol="AAPL", qty=1, percentage=Decimal("50"))
+        services.position_close(account_id=account.pk, symbol="AAPL", qty=shares(1), percentage=Decimal("50"))
     with pytest.raises(NotFound):
         services.position_close(account_id=account.pk, symbol="MSFT")
-    assert position(account).qty == 3  # type: ignore[union-attr]
+    assert position(account).qty == shares(3)  # type: ignore[union-attr]
 
 
 # --- account reset and cash grants ---------------------------------------------------------------------
@@ -781,7 +801,7 @@ def test_short_then_cover_realises_pl(make_asset: MakeAsset, account: Account) -
     assert (short.status, short.filled_avg_price_units) == ("filled", BID)
     pos = position(account, "SHRT")
     assert pos is not None
-    assert (pos.qty, pos.cost_basis_cents) == (-10, -99_990)
+    assert (pos.qty, pos.cost_basis_cents) == (shares(-10), -99_990)
     assert assert_books_balance(account).cash_cents == START + 99_990
 
     tick("SHRT", 900_000)  # the price falls to 90.00: ask 90.01
@@ -907,7 +927,7 @@ def test_services_on_unknown_ids(account: Account) -> None:
     with pytest.raises(NotFound):
         services.order_cancel(account_id=account.pk, order_id=MISSING)
     with pytest.raises(NotFound):
-        services.order_replace(account_id=account.pk, order_id=MISSING, qty=2)
+        services.order_replace(account_id=account.pk, order_id=MISSING, qty=shares(2))
     with pytest.raises(NotFound):
         services.account_reset(account_id=MISSING)
     with pytest.raises(NotFound):
@@ -918,7 +938,7 @@ def test_services_on_unknown_ids(account: Account) -> None:
     "call",
     [
         lambda account: services.order_cancel(account_id=account.pk, order_id="not-a-uuid"),
-        lambda account: services.order_replace(account_id=account.pk, order_id="not-a-uuid", qty=2),
+        lambda account: services.order_replace(account_id=account.pk, order_id="not-a-uuid", qty=shares(2)),
         lambda account: services.account_reset(account_id="not-a-uuid"),
         lambda account: services.account_grant_cash(account_id="not-a-uuid", amount_cents=1),
         lambda account: services.account_configure(account_id="not-a-uuid", no_shorting=True),

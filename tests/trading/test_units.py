@@ -11,11 +11,17 @@ from hypothesis import given, strategies as st
 
 from trading.units import (
     PRICE_SCALE,
+    QTY_SCALE,
     UnitError,
     cents_to_str,
+    divide_half_even,
     dollars_to_cents,
+    holding_value_units,
     price_increment_valid,
     price_to_units,
+    qty_for_value,
+    qty_to_str,
+    qty_to_units,
     round_half_even,
     to_decimal,
     to_integer,
@@ -178,20 +184,87 @@ def test_unit_error_is_a_value_error_naming_the_field() -> None:
     ],
 )
 def test_trade_value_cents_rounds_half_even(price: int, qty: int, value: int) -> None:
+    """Whole shares (``qty`` here) x price, in quantity units as the function takes them."""
+    assert trade_value_cents(price_units=price, qty=qty * QTY_SCALE) == value
+
+
+@pytest.mark.parametrize(
+    ("price", "qty", "value"),
+    [
+        (1_000_000, QTY_SCALE // 2, 5_000),  # $100 x 0.5
+        (1_000_100, 1, 0),  # one unit (1/10^9 share) of a $100.01 share
+        (1_000_000, 5_000_000, 50),  # $100 x 0.005 = 50 cents
+        (1_000_000, 15_000_000, 150),
+        (100, 5 * QTY_SCALE // 10, 0),  # 0.5 cent -> 0 (even)
+        (100, 15 * QTY_SCALE // 10, 2),  # 1.5 cents -> 2 (even)
+    ],
+)
+def test_trade_value_cents_of_fractions(price: int, qty: int, value: int) -> None:
     assert trade_value_cents(price_units=price, qty=qty) == value
 
 
-@given(price=st.integers(min_value=0, max_value=10**10), qty=st.integers(min_value=0, max_value=10**7))
+@given(price=st.integers(min_value=0, max_value=10**10), qty=st.integers(min_value=0, max_value=10**16))
 def test_trade_value_cents_is_exact_half_even(price: int, qty: int) -> None:
-    exact = Fraction(price * qty, PRICE_SCALE // 100)
+    exact = Fraction(price * qty, PRICE_SCALE // 100 * QTY_SCALE)
     # round() on a Fraction rounds half to even, with no float anywhere.
     assert trade_value_cents(price_units=price, qty=qty) == round(exact)
+    assert holding_value_units(price_units=price, qty=qty) == round(Fraction(price * qty, QTY_SCALE))
 
 
-@given(price=st.integers(min_value=1, max_value=10**9), qty=st.integers(min_value=1, max_value=10**6))
+@given(price=st.integers(min_value=1, max_value=10**9), qty=st.integers(min_value=1, max_value=10**15))
 def test_trade_value_is_within_half_a_cent(price: int, qty: int) -> None:
     value = trade_value_cents(price_units=price, qty=qty)
-    assert abs(Fraction(value) - Fraction(price * qty, 100)) <= Fraction(1, 2)
+    assert abs(Fraction(value) - Fraction(price * qty, 100 * QTY_SCALE)) <= Fraction(1, 2)
+
+
+@given(numerator=st.integers(-(10**30), 10**30), denominator=st.integers(1, 10**20))
+def test_divide_half_even_is_exact(numerator: int, denominator: int) -> None:
+    assert divide_half_even(numerator, denominator) == round(Fraction(numerator, denominator))
+
+
+@given(cents=st.integers(100, 10**12), price=st.integers(1, 10**9))
+def test_a_notional_buys_the_most_units_it_pays_for(cents: int, price: int) -> None:
+    """Sized down: the value never exceeds the notional, and one more unit would."""
+    qty = qty_for_value(cents=cents, price_units=price)
+    assert Fraction(price * qty, 100 * QTY_SCALE) <= cents < Fraction(price * (qty + 1), 100 * QTY_SCALE)
+
+
+# --- quantities ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "units"),
+    [("1", QTY_SCALE), (10, 10 * QTY_SCALE), ("0.5", QTY_SCALE // 2), (1.5, 1_500_000_000),
+     ("0.000000001", 1), ("123.456789012", 123_456_789_012), ("1e-9", 1), (" 2.50 ", 2_500_000_000),
+     (Decimal("3.0"), 3 * QTY_SCALE)],
+)  # fmt: skip
+def test_qty_to_units_reads_up_to_nine_decimals(value: object, units: int) -> None:
+    assert qty_to_units(value) == units
+
+
+@pytest.mark.parametrize(
+    "value", ["0.0000000001", "1.0000000005", 1e-10, "\u0663", "1\u0665", "\uff11.5", "1_0"]
+)
+def test_qty_to_units_refuses_tenth_decimals_and_other_digits(value: object) -> None:
+    """Decimal("\u0663") is 3 (U+0663 ARABIC-INDIC DIGIT THREE): the one parser refuses digits of other scripts in quantities too."""
+    with pytest.raises(UnitError):
+        qty_to_units(value)
+
+
+@pytest.mark.parametrize(
+    ("units", "text"),
+    [(QTY_SCALE, "1"), (10 * QTY_SCALE, "10"), (QTY_SCALE // 2, "0.5"), (1, "0.000000001"),
+     (-1_250_000_000, "-1.25"), (0, "0"), (123_456_789_012, "123.456789012"), (None, None)],
+)  # fmt: skip
+def test_qty_to_str(units: int | None, text: str | None) -> None:
+    assert qty_to_str(units) == text
+
+
+@given(units=st.integers(-(10**18), 10**18))
+def test_qty_round_trips_through_its_string(units: int) -> None:
+    text = qty_to_str(units)
+    assert text is not None and "e" not in text.lower()
+    assert qty_to_units(text) == units
 
 
 @pytest.mark.parametrize(

@@ -45,7 +45,18 @@ from trading.selectors import (
     PortfolioHistory,
     PositionValue,
 )
-from trading.units import UnitError, cents_to_str, price_to_units, to_decimal, to_integer, units_to_str
+from trading.units import (
+    QTY_SCALE,
+    UnitError,
+    cents_to_str,
+    dollars_to_cents,
+    price_to_units,
+    qty_to_str,
+    qty_to_units,
+    to_decimal,
+    to_integer,
+    units_to_str,
+)
 
 # --- Value formatting -------------------------------------------------------------------------
 
@@ -79,25 +90,39 @@ def units_str(units: int) -> str:
 
 
 @extend_schema_field(OpenApiTypes.STR)
-class WholeQuantityField(serializers.Field):
-    """A share count sent as a number or a string; 10, 10.0 and "10" are the same order."""
-
-    default_error_messages = {"fractional": "fractional trading is not supported: qty must be a whole number"}
+class QuantityField(serializers.Field):
+    """A share quantity sent as a number or a string, up to 9 decimals ("0.5", 10, "10.0"), to
+    integer quantity units (1/10^9 share)."""
 
     def to_internal_value(self, data: object) -> int:
         try:
-            value = to_decimal(data, field=self.field_name or "qty")
+            value = qty_to_units(data, field=self.field_name or "qty")
         except UnitError as error:
             raise serializers.ValidationError(str(error)) from None
-        if value != value.to_integral_value():
-            self.fail("fractional")
-        if abs(value) > Decimal(10) ** 15:
-            # Far past ORDER_MAX_QTY; refused here so an exponent like 1e400 never reaches int().
+        if abs(value) > 10**15 * QTY_SCALE:
+            # Far past ORDER_MAX_QTY; refused here so no later arithmetic meets such a number.
             raise serializers.ValidationError("qty is too large")
-        return int(value)
+        return value
 
-    def to_representation(self, value: int) -> str:
-        return str(value)
+    def to_representation(self, value: int) -> str | None:
+        return qty_to_str(value)
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class NotionalField(serializers.Field):
+    """A dollar amount to trade, as a number or a string with at most 2 decimals, to cents."""
+
+    def to_internal_value(self, data: object) -> int:
+        try:
+            value = dollars_to_cents(data, field=self.field_name or "notional")
+        except UnitError as error:
+            raise serializers.ValidationError(str(error)) from None
+        if abs(value) > 10**15:
+            raise serializers.ValidationError("notional is too large")
+        return value
+
+    def to_representation(self, value: int) -> str | None:
+        return cents_to_str(value)
 
 
 @extend_schema_field(OpenApiTypes.STR)
@@ -226,8 +251,8 @@ UNSUPPORTED_ORDER_CLASSES = ("bracket", "oco", "oto", "mleg")
 
 class OrderCreateSerializer(serializers.Serializer[Any]):
     symbol = serializers.CharField(max_length=16)
-    qty = WholeQuantityField(required=False, allow_null=True)
-    notional = serializers.JSONField(required=False, allow_null=True)
+    qty = QuantityField(required=False, allow_null=True)
+    notional = NotionalField(required=False, allow_null=True)
     side = serializers.ChoiceField(choices=OrderSide.choices)
     type = serializers.ChoiceField(choices=OrderType.choices)
     # opg and cls only with MARKET_HOURS=xnys: the service says why it refuses them otherwise.
@@ -256,17 +281,13 @@ class OrderCreateSerializer(serializers.Serializer[Any]):
             raise serializers.ValidationError(
                 "take_profit and stop_loss need a bracket order, which is not supported"
             )
-        if attrs.get("notional") not in (None, ""):
-            raise serializers.ValidationError(
-                "notional orders are not supported: fractional trading is not supported, give qty"
-            )
-        if attrs.get("qty") is None:
-            raise serializers.ValidationError({"qty": "qty is required"})
+        if (attrs.get("qty") is None) == (attrs.get("notional") is None):
+            raise serializers.ValidationError({"qty": "give either qty or notional"})
         return attrs
 
 
 class OrderReplaceSerializer(serializers.Serializer[Any]):
-    qty = WholeQuantityField(required=False, allow_null=True)
+    qty = QuantityField(required=False, allow_null=True)
     time_in_force = serializers.CharField(max_length=8, required=False, allow_null=True)
     limit_price = PriceField(required=False, allow_null=True)
     stop_price = PriceField(required=False, allow_null=True)
@@ -299,7 +320,7 @@ class CancelOrdersQuerySerializer(serializers.Serializer[Any]):
 
 
 class PositionCloseQuerySerializer(serializers.Serializer[Any]):
-    qty = WholeQuantityField(required=False)
+    qty = QuantityField(required=False)
     percentage = DecimalNumberField(max_digits=12, decimal_places=9, required=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -402,8 +423,8 @@ class AccountConfigurationUpdateSerializer(serializers.Serializer[Any]):
         for name in ("dtbp_check", "pdt_check"):
             if attrs.get(name) not in (None, "both", "entry", "exit"):
                 raise serializers.ValidationError({name: "must be both, entry or exit"})
-        if attrs.get("fractional_trading"):
-            raise serializers.ValidationError("fractional trading is not supported")
+        if attrs.get("fractional_trading") is False:
+            raise serializers.ValidationError("fractional trading cannot be turned off here")
         multiplier = attrs.get("max_margin_multiplier")
         if multiplier is not None and multiplier.strip() not in ("1", "1.0"):
             raise serializers.ValidationError("margin is not supported: max_margin_multiplier must be 1")
@@ -473,7 +494,7 @@ class AssetSerializer(ShapeSerializer):
             "margin_requirement_short": "100",
             "shortable": asset.shortable,
             "easy_to_borrow": asset.easy_to_borrow,
-            "fractionable": False,
+            "fractionable": True,
             "attributes": [],
         }
 
@@ -495,8 +516,8 @@ class OrderSerializer(ShapeSerializer):
     asset_id = serializers.UUIDField()
     symbol = serializers.CharField()
     asset_class = serializers.CharField()
-    notional = _nullable_str(help_text="Always null: notional orders are not supported.")
-    qty = serializers.CharField()
+    notional = _nullable_str(help_text="The dollar amount of a notional order, else null.")
+    qty = _nullable_str(help_text="Null for a notional order, as on Alpaca.")
     filled_qty = serializers.CharField()
     filled_avg_price = _nullable_str()
     order_class = serializers.CharField()
@@ -555,9 +576,9 @@ class OrderSerializer(ShapeSerializer):
             "asset_id": str(order.asset_id),
             "symbol": order.asset.symbol,
             "asset_class": order.asset.asset_class,
-            "notional": None,
-            "qty": str(order.qty),
-            "filled_qty": str(order.filled_qty),
+            "notional": cents_to_str(order.notional_cents),
+            "qty": None if order.notional_cents is not None else qty_to_str(order.qty),
+            "filled_qty": qty_to_str(order.filled_qty),
             "filled_avg_price": units_to_str(order.filled_avg_price_units),
             "order_class": "simple",
             "order_type": order.type,
@@ -622,8 +643,8 @@ class PositionSerializer(ShapeSerializer):
             "exchange": asset.exchange,
             "asset_class": asset.asset_class,
             "asset_marginable": asset.marginable,
-            "qty": str(value.qty),
-            "qty_available": str(value.qty_available),
+            "qty": qty_to_str(value.qty),
+            "qty_available": qty_to_str(value.qty_available),
             "side": value.side,
             "avg_entry_price": decimal_str(value.avg_entry_price, 4),
             "market_value": units_str(value.market_value),
@@ -747,7 +768,7 @@ class AccountConfigurationSerializer(ShapeSerializer):
     def shape(cls, account: Account) -> dict[str, Any]:
         return {
             "dtbp_check": "entry",
-            "fractional_trading": False,
+            "fractional_trading": True,
             "max_margin_multiplier": "1",
             "no_shorting": not account.shorting_enabled,
             "pdt_check": "entry",
@@ -868,12 +889,12 @@ class TradeActivitySerializer(ShapeSerializer):
             "transaction_time": rfc3339(fill.filled_at),
             "type": "fill" if leaves == 0 else "partial_fill",
             "price": units_str(fill.price_units),
-            "qty": str(fill.qty),
+            "qty": qty_to_str(fill.qty),
             "side": fill.side,
             "symbol": fill.asset.symbol,
-            "leaves_qty": str(leaves),
+            "leaves_qty": qty_to_str(leaves),
             "order_id": str(fill.order_id),
-            "cum_qty": str(order.filled_qty),
+            "cum_qty": qty_to_str(order.filled_qty),
             "order_status": order.status,
         }
 

@@ -60,7 +60,8 @@ class OrdersView(TradingAPIView):
             account_id=account.pk,
             request=services.OrderRequest(
                 symbol=body["symbol"],
-                qty=body["qty"],
+                qty=body.get("qty"),
+                notional_cents=body.get("notional"),
                 side=body["side"],
                 type=body["type"],
                 time_in_force=body["time_in_force"],
