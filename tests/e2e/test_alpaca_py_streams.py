@@ -23,7 +23,7 @@ from config.redis_pools import redis_client
 from realtime.bars import MINUTE_NS
 from realtime.market import MarketConfig, MarketProcess
 from realtime.wire import Window, WireTick
-from tests.builders import list_symbols
+from tests.builders import list_symbols, shares
 from tests.realtime.servers import DaphneProcess, daphne_server
 from trading import calendar, services
 from trading.models import Account, Asset
@@ -136,7 +136,7 @@ def test_trading_stream_gets_new_and_fill_for_market_and_crossed_limit_orders(
         market = services.order_place(
             account_id=account.pk,
             request=services.OrderRequest(
-                symbol="AAPL", qty=2, side="buy", type="market", time_in_force="day"
+                symbol="AAPL", qty=shares(2), side="buy", type="market", time_in_force="day"
             ),
         )
         wait_for(lambda: len(updates) >= 2)
@@ -155,7 +155,7 @@ def test_trading_stream_gets_new_and_fill_for_market_and_crossed_limit_orders(
             account_id=account.pk,
             request=services.OrderRequest(
                 symbol="AAPL",
-                qty=1,
+                qty=shares(1),
                 side="buy",
                 type="limit",
                 time_in_force="gtc",
