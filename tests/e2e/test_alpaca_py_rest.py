@@ -189,19 +189,23 @@ def test_sdk_places_notional_and_fractional_orders(
     client = TradingClient(key_id, secret, paper=True, url_override=server.base_url)
     assert client.get_asset("AAPL").fractionable is True
 
-    notional = client.submit_order(
+    placed = client.submit_order(
         MarketOrderRequest(symbol="AAPL", notional=100, side=OrderSide.BUY, time_in_force=TimeInForce.DAY)
     )
+    assert placed.notional == "100.00" and placed.qty is None
+    notional = client.get_order_by_id(placed.id)  # the POST answers the order as accepted
     assert notional.status == OrderStatus.FILLED
     assert notional.notional == "100.00" and notional.qty is None
     spent = Decimal(str(notional.filled_qty)) * Decimal(str(notional.filled_avg_price))
     assert Decimal("99.99") < spent <= Decimal("100")
 
-    fractional = client.submit_order(
+    placed = client.submit_order(
         LimitOrderRequest(
             symbol="AAPL", qty=1.25, side=OrderSide.BUY, time_in_force=TimeInForce.DAY, limit_price=500
         )
     )
+    assert placed.qty == "1.25"
+    fractional = client.get_order_by_id(placed.id)
     assert fractional.status == OrderStatus.FILLED and fractional.filled_qty == "1.25"
     held = Decimal(client.get_open_position("AAPL").qty)
     assert held == Decimal("1.25") + Decimal(str(notional.filled_qty))
@@ -213,9 +217,9 @@ def test_sdk_places_notional_and_fractional_orders(
     assert refused.value.status_code == 422 and "day orders" in str(refused.value.message)
 
     part = client.close_position("AAPL", ClosePositionRequest(qty="0.75"))
-    assert part.filled_qty == "0.75"
+    assert part.qty == "0.75" and client.get_order_by_id(part.id).filled_qty == "0.75"
     rest = client.close_position("AAPL", ClosePositionRequest(percentage="100"))
-    assert Decimal(str(rest.filled_qty)) == held - Decimal("0.75")
+    assert Decimal(str(client.get_order_by_id(rest.id).filled_qty)) == held - Decimal("0.75")
     quantities = {TradeActivity(**item).qty for item in client.get("/account/activities/FILL")}
     assert "1.25" in {str(qty) for qty in quantities} and "0.75" in {str(qty) for qty in quantities}
     assert client.get_all_positions() == []

@@ -548,7 +548,7 @@ class OrderSerializer(ShapeSerializer):
                 "expired_at": rfc3339(state.expired_at),
                 "replaced_at": rfc3339(state.replaced_at),
                 "replaced_by": state.replaced_by,
-                "filled_qty": str(state.filled_qty),
+                "filled_qty": qty_to_str(state.filled_qty),
                 "filled_avg_price": units_to_str(state.filled_avg_price_units),
                 "hwm": units_to_str(state.high_water_mark_units),
                 "stop_price": units_to_str(_stop_price(order, state.high_water_mark_units)),
