@@ -285,7 +285,9 @@ def test_expiry_and_cancels_racing_fills_release_each_order_once(
     if side == "sell":
         services.order_place(
             account_id=account.pk,
-            request=OrderRequest(symbol="RACE", qty=100, side="buy", type="market", time_in_force="gtc"),
+            request=OrderRequest(
+                symbol="RACE", qty=shares(100), side="buy", type="market", time_in_force="gtc"
+            ),
         )
     start = Account.objects.get(pk=account.pk).cash_cents
     placed_at = timezone.now()
@@ -293,7 +295,7 @@ def test_expiry_and_cancels_racing_fills_release_each_order_once(
     orders = [
         services.order_place(
             account_id=account.pk,
-            request=OrderRequest(symbol="RACE", qty=10, side=side, type="limit", time_in_force="day",
+            request=OrderRequest(symbol="RACE", qty=shares(10), side=side, type="limit", time_in_force="day",
                                  limit_price_units=limit),
             now=placed_at,
         )

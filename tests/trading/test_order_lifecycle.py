@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import time
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -21,11 +22,13 @@ from pytest_django.fixtures import Settings
 from redis.client import PubSub
 
 from config.redis_pools import redis_client
+from tests.builders import shares
 from trading import services
 from trading.api.serializers import OrderSerializer
 from trading.events import OrderState
 from trading.models import Account, Asset, Order, Position
 from trading.services import OrderRequest
+from trading.units import qty_to_decimal
 
 pytestmark = pytest.mark.django_db
 
@@ -69,11 +72,16 @@ def place(account: Account, **fields: object) -> Order:
     values: dict[str, object] = {"symbol": "AAPL", "qty": 2, "side": "buy", "type": "market"}
     values.setdefault("time_in_force", "day")
     values.update(fields)
+    values["qty"] = shares(values["qty"])  # type: ignore[arg-type]
     return services.order_place(account_id=account.pk, request=OrderRequest(**values), now=NOW)  # type: ignore[arg-type]
 
 
-def states(events: list[dict[str, Any]]) -> list[tuple[str, str, int]]:
-    return [(e["event"], e["order_state"]["status"], e["order_state"]["filled_qty"]) for e in events]
+def states(events: list[dict[str, Any]]) -> list[tuple[str, str, Decimal]]:
+    """Each event's name, status and filled shares (the payload carries quantity units)."""
+    return [
+        (e["event"], e["order_state"]["status"], qty_to_decimal(e["order_state"]["filled_qty"]))
+        for e in events
+    ]
 
 
 def test_an_order_filling_on_placement_is_answered_and_announced_as_new_then_filled(
@@ -166,8 +174,8 @@ def test_closing_releases_what_the_locked_row_holds_not_a_stale_copy(
             Order.objects.filter(pk=order.pk).update(reserved_cents=F("reserved_cents") - 36_000)
             Account.objects.filter(pk=account.pk).update(reserved_cents=F("reserved_cents") - 36_000)
         else:
-            Order.objects.filter(pk=order.pk).update(filled_qty=4)
-            Position.objects.filter(account=account).update(qty_held=F("qty_held") - 4)
+            Order.objects.filter(pk=order.pk).update(filled_qty=shares(4))
+            Position.objects.filter(account=account).update(qty_held=F("qty_held") - shares(4))
     assert services._order_close(order=stale, status="canceled", now=NOW)
     account.refresh_from_db()
     assert account.reserved_cents == 0
