@@ -221,12 +221,14 @@ def test_trailing_stops_store_their_marks_once_per_window_and_show_their_stop_pr
     window, and the order's stop_price (REST, trade_updates) is the level the market holds."""
     services.order_place(
         account_id=account.pk,
-        request=services.OrderRequest(symbol="AAPL", qty=20, side="buy", type="market", time_in_force="gtc"),
+        request=services.OrderRequest(
+            symbol="AAPL", qty=shares(20), side="buy", type="market", time_in_force="gtc"
+        ),
     )
 
     def trailing(*, trail_price: int | None = None, trail_percent: int | None = None) -> Order:
         request = services.OrderRequest(
-            symbol="AAPL", qty=5, side="sell", type="trailing_stop", time_in_force="gtc",
+            symbol="AAPL", qty=shares(5), side="sell", type="trailing_stop", time_in_force="gtc",
             trail_price_units=trail_price, trail_percent_units=trail_percent,
         )  # fmt: skip
         return services.order_place(account_id=account.pk, request=request)

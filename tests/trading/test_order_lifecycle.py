@@ -11,7 +11,6 @@ import datetime as dt
 import json
 import time
 from collections.abc import Callable, Iterator
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -28,7 +27,7 @@ from trading.api.serializers import OrderSerializer
 from trading.events import OrderState
 from trading.models import Account, Asset, Order, Position
 from trading.services import OrderRequest
-from trading.units import qty_to_decimal
+from trading.units import qty_to_str
 
 pytestmark = pytest.mark.django_db
 
@@ -76,11 +75,10 @@ def place(account: Account, **fields: object) -> Order:
     return services.order_place(account_id=account.pk, request=OrderRequest(**values), now=NOW)  # type: ignore[arg-type]
 
 
-def states(events: list[dict[str, Any]]) -> list[tuple[str, str, Decimal]]:
+def states(events: list[dict[str, Any]]) -> list[tuple[str, str, str | None]]:
     """Each event's name, status and filled shares (the payload carries quantity units)."""
     return [
-        (e["event"], e["order_state"]["status"], qty_to_decimal(e["order_state"]["filled_qty"]))
-        for e in events
+        (e["event"], e["order_state"]["status"], qty_to_str(e["order_state"]["filled_qty"])) for e in events
     ]
 
 
@@ -89,7 +87,7 @@ def test_an_order_filling_on_placement_is_answered_and_announced_as_new_then_fil
 ) -> None:
     order = committed(django_capture_on_commit_callbacks, lambda: place(account))
     new, fill = published(channel)
-    assert states([new, fill]) == [("new", "new", 0), ("fill", "filled", 2)]
+    assert states([new, fill]) == [("new", "new", "0"), ("fill", "filled", "2")]
     assert new["order_state"]["filled_at"] is None and new["order_state"]["filled_avg_price_units"] is None
     assert fill["order_state"]["filled_avg_price_units"] == 1_000_100
     assert fill["order_state"]["filled_at"] == NOW.isoformat()
@@ -114,7 +112,7 @@ def test_every_event_shows_the_order_at_that_event(
         lambda: place(account, type="limit", limit_price_units=900_000, time_in_force="ioc"),
     )
     ioc = published(channel)
-    assert states(ioc) == [("new", "new", 0), ("canceled", "canceled", 0)]
+    assert states(ioc) == [("new", "new", "0"), ("canceled", "canceled", "0")]
     assert ioc[0]["order_state"]["canceled_at"] is None and ioc[1]["order_state"]["canceled_at"] is not None
 
     # A resting limit, replaced: "replaced" names the replacement, which is then "new".
@@ -122,7 +120,7 @@ def test_every_event_shows_the_order_at_that_event(
         django_capture_on_commit_callbacks,
         lambda: place(account, type="limit", limit_price_units=900_000, time_in_force="gtc"),
     )
-    assert states(published(channel)) == [("new", "new", 0)]
+    assert states(published(channel)) == [("new", "new", "0")]
     replacement = committed(
         django_capture_on_commit_callbacks,
         lambda: services.order_replace(
@@ -147,7 +145,7 @@ def test_every_event_shows_the_order_at_that_event(
         django_capture_on_commit_callbacks,
         lambda: services.order_fill(order_id=replacement.pk, price_units=910_000, now=NOW) or replacement,
     )
-    assert states(published(channel)) == [("fill", "filled", 2)]
+    assert states(published(channel)) == [("fill", "filled", "2")]
 
 
 def test_state_survives_the_wire(asset: Asset, account: Account) -> None:
