@@ -1,5 +1,5 @@
 """Symbol statistics count net shares held in quantity units (1/10^9 share), like the trading
-tables since trading's 0004; stored rows are rescaled so none holds whole shares meanwhile."""
+tables since trading's 0005; stored rows are rescaled so none holds whole shares meanwhile."""
 
 from __future__ import annotations
 
@@ -23,6 +23,6 @@ def scale_down(apps: Any, schema_editor: Any) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = [("analytics", "0006_frontend_sample_renderer"), ("trading", "0004_fractional_quantities")]
+    dependencies = [("analytics", "0006_frontend_sample_renderer"), ("trading", "0005_fractional_quantities")]
 
     operations = [migrations.RunPython(scale_up, scale_down, elidable=False)]

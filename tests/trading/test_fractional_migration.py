@@ -1,4 +1,4 @@
-"""Migration trading 0004 (and analytics 0007) from their predecessors' state on each backend:
+"""Migration trading 0005 (and analytics 0007) from their predecessors' state on each backend:
 every stored quantity becomes quantity units (x 10^9) keeping every balance, each fill gets its
 value in cents, and going back refuses to round a fractional quantity away."""
 
@@ -20,11 +20,11 @@ from trading.models import Account, Fill, Order, Position
 pytestmark = [pytest.mark.db_backend, pytest.mark.django_db(transaction=True)]
 
 BEFORE: list[tuple[str, str]] = [
-    ("trading", "0003_compact_market_data"),
+    ("trading", "0004_order_auction_time_in_force"),
     ("analytics", "0006_frontend_sample_renderer"),
 ]
 AFTER: list[tuple[str, str]] = [
-    ("trading", "0004_fractional_quantities"),
+    ("trading", "0005_fractional_quantities"),
     ("analytics", "0007_fractional_net_shares"),
 ]
 AT = dt.datetime(2026, 3, 2, 15, tzinfo=dt.UTC)

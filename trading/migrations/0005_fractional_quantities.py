@@ -62,7 +62,7 @@ def scale_down(apps: Any, schema_editor: Any) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = [("trading", "0003_compact_market_data")]
+    dependencies = [("trading", "0004_order_auction_time_in_force")]
 
     operations = [
         migrations.AddField(
