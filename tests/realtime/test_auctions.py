@@ -12,6 +12,7 @@ import pytest
 from pytest_django.fixtures import Settings
 
 from realtime.triggers import TriggerEngine
+from tests.builders import shares
 from tests.clock import new_york
 from tests.realtime.test_triggers import committed_ticks
 from trading import calendar, services
@@ -63,6 +64,7 @@ def test_auction_session_cutoffs(tif: str, moment: dt.datetime, session_close: d
 def place(account: Account, now: dt.datetime, **fields: Any) -> Order:
     values: dict[str, Any] = {"symbol": "AAPL", "qty": 10, "side": "buy", "type": "market"}
     values.update(fields)
+    values["qty"] = shares(values["qty"])  # whole shares here, quantity units in the service
     return services.order_place(account_id=account.pk, request=services.OrderRequest(**values), now=now)
 
 
@@ -170,8 +172,8 @@ def test_the_market_executes_opg_at_the_first_trade_and_cls_at_the_last(
         str(moc.pk): (price_to_units("101.40"), True),
         str(moc_sell.pk): (price_to_units("101.40"), True),
     }
-    assert Position.objects.get(account=account).qty == 14
-    assert Position.objects.get(account=seller).qty == 20 - 10 - 5
+    assert Position.objects.get(account=account).qty == shares(14)
+    assert Position.objects.get(account=seller).qty == shares(20 - 10 - 5)
     account.refresh_from_db()
     seller.refresh_from_db()
     assert account.reserved_cents == seller.reserved_cents == 0
