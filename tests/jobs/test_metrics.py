@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from config.metrics import metrics_snapshot, snapshot_value
+from config.redis_pools import redis_client
 from jobs import services
 from jobs.models import JobRun, JobStatus, OutboxEntry
 from tests.jobs.workers import WorkerProcess, celery_worker, purge_broker, wait_for
@@ -69,3 +70,13 @@ def test_the_queue_the_outbox_and_the_runs_by_status_are_read_at_collection() ->
     assert snapshot_value(samples, "job_runs", {"status": "queued"}) == 0
     assert (snapshot_value(samples, "celery_queue_length") or 0) >= 1
     purge_broker()
+
+
+def test_an_empty_broker_queue_reads_zero_not_an_error() -> None:
+    """Redis keeps no key for an empty queue (after a purge, before any worker binds it): the
+    queue's length is 0, and the monitor's broker rule and the ops page see a number."""
+    purge_broker()
+    redis_client().delete("_kombu.binding.celery", "celery")
+    samples = metrics_snapshot()
+    assert snapshot_value(samples, "celery_queue_length") == 0
+    assert snapshot_value(samples, "metrics_collect_errors_total", {"source": "celery_queue_length"}) is None
