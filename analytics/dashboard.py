@@ -35,7 +35,7 @@ from trading.api.serializers import AccountSerializer, OrderSerializer, Position
 from trading.errors import InvalidRequest, NotFound
 from trading.models import Account, Asset, DailyBar, MinuteBar, Watchlist
 from trading.public_urls import stream_urls
-from trading.quotes import latest_quotes
+from trading.quotes import latest_quotes, newest_per_symbol
 from trading.units import PRICE_SCALE, units_to_float
 
 DASHBOARD_WATCHLIST = "Dashboard"
@@ -50,14 +50,21 @@ ASSETS_CACHE_KEY = "dashboard:assets"
 
 def _spark_closes(symbols: set[str]) -> dict[str, list[float]]:
     """Up to SPARK_POINTS one-minute closes per symbol, oldest first: the bars of the last
-    SPARK_POINTS minutes up to the newest stored bar. One seek for that bar, then one range read
-    over the start index, so the cost is the bars returned, never the history kept."""
-    newest = MinuteBar.objects.order_by("-start").values_list("start", flat=True).first()
+    SPARK_POINTS minutes up to the newest stored bar. One query for that bar (a seek per symbol
+    down the (symbol, start) index; minute bars have no index on time alone), then one range read
+    per symbol on the same index, so the cost is the bars returned, never the history kept."""
+    wanted = sorted(symbols)
+    newest = (
+        MinuteBar.objects.filter(pk__in=newest_per_symbol(MinuteBar, symbols=wanted, order_key="start"))
+        .order_by("-start")
+        .values_list("start", flat=True)
+        .first()
+    )
     if newest is None:
         return {}
     since = newest - dt.timedelta(minutes=SPARK_POINTS)
     rows = (
-        MinuteBar.objects.filter(start__gt=since, start__lte=newest)
+        MinuteBar.objects.filter(symbol__in=wanted, start__gt=since, start__lte=newest)
         .order_by("symbol", "start")
         .values_list("symbol", "close_units")
     )

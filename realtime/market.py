@@ -146,7 +146,7 @@ def unbarred_ticks(*, symbols: list[str]) -> list[WireTick]:
     later of the two bounds the read to a minute or two of ticks.
     """
     newest_bar = (
-        MinuteBar.objects.filter(symbol__in=symbols)
+        MinuteBar.objects.filter(pk__in=newest_per_symbol(MinuteBar, symbols=symbols, order_key="start"))
         .order_by("-start")
         .values_list("start", flat=True)
         .first()

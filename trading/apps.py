@@ -25,6 +25,8 @@ class TradingConfig(AppConfig):
             model="trading.MinuteBar",
             time_field="start",
             retention=retention_days("MINUTE_BAR_RETENTION_DAYS"),
+            # Along minute_bar_unique (symbol, start): the table has no index on time alone.
+            partition_field="symbol",
         )
         retention_register(
             label="daily bars", model="trading.DailyBar", time_field="start", retention=lambda: None

@@ -20,7 +20,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from itertools import repeat
@@ -368,24 +367,6 @@ class BarInserter:
             # touch: measured, a large one makes the insert about a third faster. This connection only.
             with connection.cursor() as cursor:
                 cursor.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
-
-    @contextmanager
-    def deferred_indexes(self, model: type[MinuteBar] | type[DailyBar]) -> Iterator[None]:
-        """Into an empty table, insert without the model's secondary indexes (``Meta.indexes``) and
-        build them once at the end, as their migration did: measured on SQLite, adding rows to the
-        minute bars' start index one by one costs about a third of the whole insert. Both
-        backends roll the DDL back with the transaction, so a failed seed leaves them in place."""
-        indexes = list(model._meta.indexes)
-        if self.path == "bulk_create" or not indexes or model._default_manager.exists():
-            yield
-            return
-        editor = connection.schema_editor()
-        with connection.cursor() as cursor:
-            for index in indexes:
-                cursor.execute(f"DROP INDEX {connection.ops.quote_name(str(index.name))}")
-            yield
-            for index in indexes:
-                cursor.execute(str(index.create_sql(model, editor)))
 
     def insert(self, model: type[MinuteBar] | type[DailyBar], symbol: str, bars: Bars) -> int:
         if not len(bars):

@@ -380,8 +380,9 @@ class MinuteBar(BarFields):
     start = EpochMicrosecondsField()
 
     class Meta:
+        # No index on start alone: every read names its symbols, and retention deletes symbol by
+        # symbol along this one (docs/architecture.md, Storage).
         constraints = [models.UniqueConstraint(fields=["symbol", "start"], name="minute_bar_unique")]
-        indexes = [models.Index(fields=["start"], name="minute_bar_start_idx")]
 
 
 class DailyBar(BarFields):

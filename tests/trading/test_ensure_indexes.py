@@ -21,11 +21,11 @@ from django.utils import timezone
 
 from tests.builders import flat_bar
 from trading.indexes import declared, invalid_index_names
-from trading.models import DailyBar, MinuteBar, StockPriceHistory
+from trading.models import DailyBar, Fill, StockPriceHistory
 
 TICK_TABLE = StockPriceHistory._meta.db_table
 BAR_TABLE = DailyBar._meta.db_table
-MINUTE_BAR_TABLE = MinuteBar._meta.db_table
+FILL_TABLE = Fill._meta.db_table
 
 
 def run(*args: str) -> str:
@@ -56,12 +56,12 @@ def test_every_declared_index_is_checked() -> None:
     names = {item.name for item in declared()}
     assert {
         "tick_symbol_time_idx",
-        "minute_bar_start_idx",
+        "fill_account_time_idx",
         "tick_symbol_seq_unique",
         "minute_bar_unique",
     } <= names
-    # Retention deletes ticks along tick_symbol_time_idx: no index on their time alone.
-    assert "tick_time_idx" not in names
+    # Retention deletes ticks and minute bars symbol by symbol: no index on their time alone.
+    assert not {"tick_time_idx", "minute_bar_start_idx"} & names
     assert {item.kind for item in declared() if item.name.endswith("_unique")} == {"unique"}
 
 
@@ -88,13 +88,13 @@ def test_recreates_a_dropped_index_and_then_reports_ok(restore_schema: None) -> 
 @pytest.mark.django_db(transaction=True)
 def test_builds_without_blocking_writes_where_the_backend_can(restore_schema: None) -> None:
     with connection.cursor() as cursor:
-        cursor.execute("DROP INDEX minute_bar_start_idx")
+        cursor.execute("DROP INDEX fill_account_time_idx")
 
     with CaptureQueriesContext(connection) as captured:
         output = run()
 
     created = [q["sql"] for q in captured if "CREATE INDEX" in q["sql"].upper()]
-    assert len(created) == 1 and "minute_bar_start_idx" in created[0]
+    assert len(created) == 1 and "fill_account_time_idx" in created[0]
     if connection.vendor == "postgresql":
         assert "CREATE INDEX CONCURRENTLY" in created[0].upper()
         assert "concurrent" not in output.splitlines()[0].lower()  # no SQLite caveat
@@ -102,7 +102,7 @@ def test_builds_without_blocking_writes_where_the_backend_can(restore_schema: No
         assert connection.vendor == "sqlite"
         assert "CONCURRENTLY" not in created[0].upper()
         assert "SQLite has no concurrent index build" in output
-    assert "minute_bar_start_idx" in live(MINUTE_BAR_TABLE)
+    assert "fill_account_time_idx" in live(FILL_TABLE)
 
 
 def _drop_daily_bar_unique() -> None:

@@ -13,9 +13,13 @@ from typing import Any
 import pytest
 from django.db import connection
 from django.db.models import Q
+from django.test.utils import CaptureQueriesContext
 
+from analytics.dashboard import _spark_closes
+from realtime.market import unbarred_ticks
 from tests.builders import add_flat_minute_bars
 from trading import history
+from trading.api.ops import HealthCheck
 from trading.models import Asset, MinuteBar, StockPriceHistory
 from trading.quotes import newest_per_symbol
 
@@ -186,3 +190,25 @@ def test_latest_ticks_seek_each_symbol_instead_of_scanning_its_history(analyzed:
     assert_no_full_scan(plan, TICK_TABLE)
     assert any(index_columns(name, TICK_TABLE) == ["symbol", "seq"] for name in indexes_in(plan)), plan
     assert history.latest_ticks(symbols=["P001"])["P001"].seq == TICKS_PER_SYMBOL
+
+
+def test_reads_across_symbols_seek_each_symbol_without_a_time_index(analyzed: None) -> None:
+    """Ticks and minute bars have no index on time alone (docs/architecture.md, Storage): the
+    reads that span symbols (the dashboard's sparklines, the market's recovery, /healthz) seek
+    each symbol's (symbol, time) index instead of scanning the table."""
+    add_flat_minute_bars(SYMBOLS, start=BASE, minutes=200)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    with CaptureQueriesContext(connection) as queries:
+        assert _spark_closes(set(SYMBOLS))
+        assert HealthCheck(clock=lambda: BASE).run()["market"]["last_tick_at"] is not None
+        unbarred_ticks(symbols=SYMBOLS)
+    statements = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
+    reads = [sql for sql in statements if TICK_TABLE in sql or MinuteBar._meta.db_table in sql]
+    assert len(reads) >= 4, statements
+    for sql in reads:
+        with connection.cursor() as cursor:
+            cursor.execute(("EXPLAIN QUERY PLAN " if connection.vendor == "sqlite" else "EXPLAIN ") + sql)
+            plan = "\n".join(" ".join(str(part) for part in row) for row in cursor.fetchall())
+        assert_no_full_scan(plan, TICK_TABLE)
+        assert_no_full_scan(plan, MinuteBar._meta.db_table)

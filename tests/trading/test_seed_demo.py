@@ -333,9 +333,6 @@ def test_default_history_is_400_days_and_5_days_of_consistent_minutes(tmp_path: 
     )
     assert "400 trading days of daily bars, minute bars for 5 trading days" in output
     assert "history 100% (3/3 symbols" in output
-    # The minute bars' start index was built again after the bulk insert.
-    with connection.cursor() as cursor:
-        assert "minute_bar_start_idx" in connection.introspection.get_constraints(cursor, "trading_minutebar")
 
 
 @pytest.mark.django_db

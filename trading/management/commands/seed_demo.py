@@ -249,14 +249,13 @@ class Command(BaseCommand):
             )
             report.assets = len(new)
             ticks: list[StockPriceHistory] = []
-            with inserter.deferred_indexes(MinuteBar):
-                for _, asset in self._progress(new, report):
-                    history = generator.history(asset)
-                    report.daily_bars += inserter.insert(DailyBar, asset.symbol, history.daily)
-                    report.minute_bars += inserter.insert(MinuteBar, asset.symbol, history.minute)
-                    if asset.symbol not in with_ticks:
-                        ticks.append(history.tick)
-                self.stdout.write("  indexing and committing ...")
+            for _, asset in self._progress(new, report):
+                history = generator.history(asset)
+                report.daily_bars += inserter.insert(DailyBar, asset.symbol, history.daily)
+                report.minute_bars += inserter.insert(MinuteBar, asset.symbol, history.minute)
+                if asset.symbol not in with_ticks:
+                    ticks.append(history.tick)
+            self.stdout.write("  committing ...")
             StockPriceHistory.objects.bulk_create(ticks, batch_size=1_000, ignore_conflicts=True)
             report.ticks = len(ticks)
 
