@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.db import connection
 from django.db.models import Max, Min
 from rest_framework.test import APIClient
 
