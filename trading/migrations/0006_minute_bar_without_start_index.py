@@ -11,7 +11,7 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-    dependencies = [("trading", "0004_order_auction_time_in_force")]
+    dependencies = [("trading", "0005_fractional_quantities")]
 
     operations = [
         migrations.RemoveIndex(model_name="minutebar", name="minute_bar_start_idx"),
