@@ -399,7 +399,8 @@ class Deferred:
     def __call__(self, *values: str) -> Any:
         child = self._children.get(values)
         if child is None:
-            made = self.metric.labels(*values)
+            # An unlabelled metric is its own (only) child.
+            made = self.metric.labels(*values) if values else self.metric
             with _deferred_lock:
                 child = self._children.get(values)
                 if child is None:

@@ -2,10 +2,11 @@
 
 Conventions and the multiprocess machinery are config/metrics.py's. On the fan-out path nothing is
 written per update, per frame or per connection: the fan-out counts in its ``FanoutStats`` (plain
-integers) and ``FanoutMetrics.window_done`` writes what changed once per window, so the cost
-of the series grows with the windows (ten a second), not with the clients. Connection events
-(open, close, a message received, an authentication failure) are rare next to the frames and go
-through the deferred series (counted in memory, written once a second).
+integers) and the metrics flusher's thread writes what changed once a second
+(``FanoutMetrics.flush``), so the event loop never writes a metric for the fan-out and the cost
+does not grow with the clients or the windows. Connection events are rare next to the frames:
+the connection gauge is written as a socket opens and closes, messages received and refused
+authentications go through deferred series (counted in memory, written once a second).
 
 The market writes per window from its writer thread: ticks, rows, the writer's lag, the queue's
 depth (in windows; ``market_queue_capacity_windows`` is the most it holds). The market's gauges carry
@@ -14,13 +15,22 @@ no process labels: one market per host.
 
 from __future__ import annotations
 
+import threading
 import time
+import weakref
 from dataclasses import fields
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from config.metrics import LATENCY_BUCKETS, Deferred, LabelledChildren, metrics_enabled, process_identity
+from config.metrics import (
+    LATENCY_BUCKETS,
+    Deferred,
+    LabelledChildren,
+    metrics_enabled,
+    metrics_flush_hook_register,
+    process_identity,
+)
 
 # --- WebSockets --------------------------------------------------------------------------------------
 # Endpoints: market_data (/v2/iex, /v2/sip, /v2/test), trade_updates (/stream), dashboard.
@@ -120,7 +130,11 @@ _FANOUT_COUNTERS: dict[str, Counter] = {
 
 
 class FanoutMetrics:
-    """Writes what a fan-out's ``FanoutStats`` gained since the last call: once per window."""
+    """Writes what a fan-out's ``FanoutStats`` gained since the last flush, from the metrics
+    flusher's thread once a second (``metrics_flush_hook_register``): the event loop only adds to
+    plain integers and, per window, the lag to an in-memory histogram. Reading the integers from
+    another thread is safe (each read is one object; a window counted just after a read is
+    written at the next flush)."""
 
     def __init__(self, stats: Any) -> None:
         self.stats = stats
@@ -130,21 +144,36 @@ class FanoutMetrics:
         if missing:
             raise ValueError(f"FanoutStats lacks {sorted(missing)}")
         self.written = dict.fromkeys(_FANOUT_COUNTERS, 0)
+        self._lock = threading.Lock()
+        if self.enabled:
+            _fanouts.add(self)
 
     def window_done(self, published_at_ns: int | None) -> None:
-        """After a window's delivery: the counters' increments and, when the window says when it
-        was published, the fan-out lag (wall clock: the market is another process)."""
-        if not self.enabled:
-            return
-        stats = self.stats
-        written = self.written
-        for name, counter in _FANOUT_COUNTERS.items():
-            value = getattr(stats, name)
-            if value != written[name]:
-                counter.inc(value - written[name])
-                written[name] = value
-        if published_at_ns:
-            STREAM_FANOUT_LAG.observe(max(0.0, time.time() - published_at_ns / 1e9))
+        """After a window's delivery: when the window says when it was published, the fan-out
+        lag (wall clock: the market is another process)."""
+        if self.enabled and published_at_ns:
+            _fanout_lag().observe(max(0.0, time.time() - published_at_ns / 1e9))
+
+    def flush(self) -> None:
+        with self._lock:  # a scrape's flush and the flusher's may overlap
+            stats, written = self.stats, self.written
+            for name, counter in _FANOUT_COUNTERS.items():
+                value = getattr(stats, name)
+                if value != written[name]:
+                    counter.inc(value - written[name])
+                    written[name] = value
+
+
+_fanouts: weakref.WeakSet[FanoutMetrics] = weakref.WeakSet()
+_fanout_lag = Deferred(STREAM_FANOUT_LAG)
+
+
+def _fanouts_flush() -> None:
+    for fanout in list(_fanouts):
+        fanout.flush()
+
+
+metrics_flush_hook_register("stream_fanout", _fanouts_flush)
 
 
 # --- Market ----------------------------------------------------------------------------------------------

@@ -150,3 +150,13 @@ def test_deferred_figures_are_written_at_the_flush_as_direct_writes_would_have_b
     }
     assert deferred == pytest.approx(direct)
     assert len(deferred) == len(LATENCY_BUCKETS) + 3  # every bucket, +Inf, _count and _sum
+
+
+UNLABELLED = Counter("test_unlabelled_deferred_total", "A counter without labels.", registry=None)
+
+
+def test_an_unlabelled_metric_is_its_own_deferred_child() -> None:
+    before = value("test_unlabelled_deferred_total")
+    Deferred(UNLABELLED)().inc(3)
+    metrics_flush()
+    assert value("test_unlabelled_deferred_total") - before == 3

@@ -100,6 +100,11 @@ def test_a_stream_client_and_the_market_move_their_series(
                 f"every series moved: {[name for name in names if value(name) <= before[name]]}",
             )
         assert trades >= 20
+        # The streams' asyncio pool, written by daphne itself once a second (config/redis_pools.py).
+        wait_until(
+            lambda: value("redis_pool_connections_max", {"role": "ws", "pool": "async"}) > 0,
+            "the streams' Redis pool reported",
+        )
     wait_until(lambda: value("ws_connections", MARKET_DATA) <= connections, "the connections closed")
     # auth, subscribe and the intruder's auth: received and counted (deferred: within a second).
     wait_until(
