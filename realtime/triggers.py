@@ -126,6 +126,7 @@ class TriggerEngine:
         self._session: calendar.Session | None = None
         self._opened = False
         self._opening: dict[str, list[str]] = {}
+        self._routed_market: dict[str, list[str]] = {}
         # The newest quote seen per symbol, so an order added from an event is checked against
         # the price at once instead of waiting for that symbol's next trade.
         self._latest: dict[str, WireTick] = {}
@@ -142,8 +143,10 @@ class TriggerEngine:
     def rebuild(self) -> None:
         self.subscriber.needs_rebuild.clear()
         book = matching.TriggerBook()
+        # Accepted orders join when the open routes them (their "new" events).
         orders = (
             Order.objects.filter(status__in=OPEN_ORDER_STATUSES)
+            .exclude(status=OrderStatus.ACCEPTED)
             .exclude(type=OrderType.MARKET)
             .exclude(time_in_force__in=AUCTION_TIME_IN_FORCE)
             .select_related("asset")
@@ -274,11 +277,25 @@ class TriggerEngine:
         if self._session is None:
             self._session = calendar.session_at_or_after(now)
             self._opened = False
+            self._routed_market = self._unfilled_market_orders()
         outcomes: list[Outcome] = []
         session = self._session
         if now >= session.open and not self._opened:
             self._opened = True
             self._opening = self._auction_orders(TimeInForce.OPG, session)
+            # Orders accepted while the session was closed are routed: the others rest in the
+            # book (their "new" events add them), market orders fill at their symbol's first
+            # trade, at its ask or bid.
+            for order in services.orders_route_accepted(now=now):
+                if order.type == OrderType.MARKET:
+                    self._routed_market.setdefault(order.asset.symbol, []).append(str(order.pk))
+        for symbol in [symbol for symbol in self._routed_market if symbol in first]:
+            tick = first[symbol]
+            quote = matching.Quote(bid=tick.bid, ask=tick.ask, last=tick.price)
+            for order_id in self._routed_market.pop(symbol):
+                decision = matching.evaluate(self._market_order(order_id), quote)
+                assert decision is not None  # a market order always fills
+                outcomes.append(self._act(decision, tick, {}))
         for symbol in [symbol for symbol in self._opening if symbol in first]:
             tick = first[symbol]
             for order_id in self._opening.pop(symbol):
@@ -297,6 +314,26 @@ class TriggerEngine:
             self._session = calendar.session_at_or_after(now)
             self._opened = False
         return outcomes
+
+    @staticmethod
+    def _unfilled_market_orders() -> dict[str, list[str]]:
+        """Routed market orders a previous run left unfilled (it stopped at the open)."""
+        orders = (
+            Order.objects.filter(status__in=OPEN_ORDER_STATUSES, type=OrderType.MARKET)
+            .exclude(status=OrderStatus.ACCEPTED)
+            .exclude(time_in_force__in=AUCTION_TIME_IN_FORCE)
+            .order_by("submitted_at", "id")
+            .values_list("asset__symbol", "id")
+        )
+        by_symbol: dict[str, list[str]] = {}
+        for symbol, order_id in orders:
+            by_symbol.setdefault(symbol, []).append(str(order_id))
+        return by_symbol
+
+    @staticmethod
+    def _market_order(order_id: str) -> matching.RestingOrder:
+        order = Order.objects.select_related("asset").get(pk=order_id)
+        return services.order_as_resting(order)
 
     @staticmethod
     def _auction_orders(time_in_force: str, session: calendar.Session) -> dict[str, list[str]]:

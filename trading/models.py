@@ -151,6 +151,8 @@ AUCTION_TIME_IN_FORCE = (TimeInForce.OPG, TimeInForce.CLS)
 
 
 class OrderStatus(models.TextChoices):
+    # Placed while the session is closed (MARKET_HOURS=xnys): taken, routed at the next open.
+    ACCEPTED = "accepted"
     NEW = "new"
     PARTIALLY_FILLED = "partially_filled"
     FILLED = "filled"
@@ -160,7 +162,7 @@ class OrderStatus(models.TextChoices):
     REJECTED = "rejected"
 
 
-OPEN_ORDER_STATUSES = (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
+OPEN_ORDER_STATUSES = (OrderStatus.ACCEPTED, OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
 
 
 class Order(models.Model):

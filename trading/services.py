@@ -461,6 +461,9 @@ def _order_place(
 ) -> Order:
     _validate(request)
     auction = _auction_session(request, now)
+    # As on Alpaca, an order placed while the session is closed is accepted, not routed: it
+    # executes nothing until the market routes it at the open (orders_route_accepted).
+    held = auction is None and not calendar.always_open() and not calendar.clock_at(now).is_open
     asset = _tradable_asset(request.symbol)
     quote = _quote_for(asset.symbol)
     account = _account(account_id)
@@ -487,9 +490,13 @@ def _order_place(
                 extended_hours=request.extended_hours,
                 submitted_at=now,
                 expires_at=_expires_at(request, auction, now),
+                status=OrderStatus.ACCEPTED if held else OrderStatus.NEW,
             )
-            # An auction order waits for its auction (realtime/triggers.py), whatever the quote.
-            decision = None if auction else matching.evaluate(order_as_resting(order), quote.as_quote())
+            # An auction order waits for its auction (realtime/triggers.py), whatever the quote, and
+            # an accepted one for the open.
+            decision = (
+                None if auction or held else matching.evaluate(order_as_resting(order), quote.as_quote())
+            )
             if decision is not None and decision.action is matching.Action.FILL:
                 assert decision.price is not None
                 _order_accept(order, now)
@@ -542,8 +549,9 @@ def _expires_at(
 
 
 def _order_accept(order: Order, now: dt.datetime) -> None:
-    """The order is accepted: its ``new`` event, with the order as it is now."""
-    event = _event("new", order, now)
+    """The order is taken: its ``new`` event (``accepted`` while the session is closed), with
+    the order as it is now."""
+    event = _event("accepted" if order.status == OrderStatus.ACCEPTED else "new", order, now)
     order.accepted_state = event.order_state
     order_event_publish_on_commit(event)
 
@@ -1014,6 +1022,28 @@ def order_auction_execute(
                 closed = _order_close(order=order, status=OrderStatus.CANCELED, now=now)
             return order if closed else None
     return order_fill(order_id=order.pk, price_units=price_units, tick_seq=tick_seq, now=now)
+
+
+def orders_route_accepted(*, now: dt.datetime | None = None) -> list[Order]:
+    """The session opened: every accepted order is routed, ``new`` from now on (with its event),
+    and rests or executes as any new order. Returns them, oldest first."""
+    now = now or timezone.now()
+    routed = []
+    accepted = (
+        Order.objects.filter(status=OrderStatus.ACCEPTED)
+        .select_related("asset")
+        .order_by("submitted_at", "id")
+    )
+    for order in accepted:
+        with transaction.atomic():
+            if not Order.objects.filter(pk=order.pk, status=OrderStatus.ACCEPTED).update(
+                status=OrderStatus.NEW, updated_at=now
+            ):
+                continue  # canceled or replaced meanwhile
+            order.status, order.updated_at = OrderStatus.NEW, now
+            order_event_publish_on_commit(_event("new", order, now))
+        routed.append(order)
+    return routed
 
 
 def order_mark_triggered(*, order_id: uuid.UUID | str, now: dt.datetime | None = None) -> None:

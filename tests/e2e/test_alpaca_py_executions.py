@@ -248,6 +248,12 @@ def test_opg_and_cls_orders_execute_at_the_sessions_first_and_last_trade(
         )
     )  # fmt: skip
     assert (stop.status_code, stop.message) == (422, "time_in_force opg is only for market and limit orders")
+    # Any other order placed while the session is closed is accepted, not routed, until the open.
+    waiting = client.submit_order(
+        MarketOrderRequest(symbol="AAPL", qty=1, side=OrderSide.BUY, time_in_force=TimeInForce.DAY)
+    )
+    assert waiting.status == OrderStatus.ACCEPTED
+    assert client.get_order_by_id(waiting.id).status == OrderStatus.ACCEPTED
 
     clock = WallClock(MONDAY_OPEN - dt.timedelta(minutes=1))
     engine = TriggerEngine(clock=clock)
@@ -271,4 +277,4 @@ def test_opg_and_cls_orders_execute_at_the_sessions_first_and_last_trade(
         engine.stop()
     closed = client.get_order_by_id(loc.id)
     assert (closed.status, closed.filled_avg_price, closed.filled_qty) == (OrderStatus.FILLED, "194.10", "3")
-    assert client.get_open_position("AAPL").qty == "5"
+    assert client.get_open_position("AAPL").qty == "6"  # the accepted market order filled at the open too

@@ -4,6 +4,7 @@ market's trigger engine executing them at the session's first and last trade (RE
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -178,3 +179,53 @@ def test_the_market_executes_opg_at_the_first_trade_and_cls_at_the_last(
     seller.refresh_from_db()
     assert account.reserved_cents == seller.reserved_cents == 0
     assert Position.objects.get(account=seller).qty_held == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("xnys")
+def test_orders_placed_while_closed_are_accepted_and_execute_nothing(asset: Asset, account: Account) -> None:
+    market = place(account, SATURDAY, time_in_force="day")
+    # Accepted, as Alpaca answers outside the session, and holding its cash at the ask.
+    assert market.accepted_state is not None and market.accepted_state.status == OrderStatus.ACCEPTED
+    market.refresh_from_db()
+    assert (market.status, market.filled_qty, market.expires_at) == (OrderStatus.ACCEPTED, 0, MONDAY_CLOSE)
+    assert market.reserved_cents == 10 * 10_001 and not Fill.objects.exists()
+    ioc = place(account, SATURDAY, time_in_force="ioc")
+    ioc.refresh_from_db()
+    assert ioc.status == OrderStatus.CANCELED  # nothing can fill before the open
+    # Open orders include accepted ones: they can be canceled and replaced as any other.
+    resting = place(account, SATURDAY, type="limit", limit_price_units=900_000, time_in_force="gtc")
+    replaced = services.order_replace(
+        account_id=account.pk, order_id=resting.pk, limit_price_units=910_000, now=SATURDAY
+    )
+    assert replaced.status == OrderStatus.ACCEPTED
+    services.order_cancel(account_id=account.pk, order_id=replaced.pk, now=SATURDAY)
+    account.refresh_from_db()
+    assert account.reserved_cents == 10 * 10_001
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("xnys")
+def test_the_open_routes_accepted_orders_market_ones_fill_at_the_first_trade(
+    asset: Asset, account: Account, engine_at: Callable[[WallClock], TriggerEngine]
+) -> None:
+    market = place(account, SATURDAY, time_in_force="day")
+    limit = place(account, SATURDAY, type="limit", limit_price_units=1_010_000, time_in_force="gtc")
+    clock = WallClock(SATURDAY + dt.timedelta(hours=1))
+    engine = engine_at(clock)
+    assert engine.on_window([]) == [] and len(engine.book) == 0  # accepted orders do not rest yet
+    clock.set(MONDAY_OPEN + dt.timedelta(seconds=1))
+    outcomes = engine.on_window(committed_ticks("AAPL", 2, ["100.80", "100.20"]))
+    assert [(o.order_id, o.price, o.filled) for o in outcomes] == [
+        (str(market.pk), price_to_units("100.81"), True)  # the first trade's ask
+    ]
+    limit.refresh_from_db()
+    assert limit.status == OrderStatus.NEW  # routed; it rests in the book once its event arrives
+    deadline = time.monotonic() + 10
+    seq = 4
+    while Order.objects.get(pk=limit.pk).status != OrderStatus.FILLED:
+        assert time.monotonic() < deadline, "the routed limit never filled"
+        engine.on_window(committed_ticks("AAPL", seq, ["100.40"]))
+        seq += 1
+        time.sleep(0.05)
+    assert Fill.objects.get(order=limit).price_units == price_to_units("100.41")
