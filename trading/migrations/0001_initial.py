@@ -7,7 +7,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -16,311 +15,556 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Asset',
+            name="Asset",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('symbol', models.CharField(max_length=16, unique=True)),
-                ('name', models.CharField(max_length=200)),
-                ('sector', models.CharField(db_index=True, max_length=64)),
-                ('exchange', models.CharField(choices=[('AMEX', 'Amex'), ('ARCA', 'Arca'), ('BATS', 'Bats'), ('NYSE', 'Nyse'), ('NASDAQ', 'Nasdaq'), ('NYSEARCA', 'Nysearca'), ('OTC', 'Otc')], default='NYSE', max_length=16)),
-                ('asset_class', models.CharField(default='us_equity', editable=False, max_length=16)),
-                ('active', models.BooleanField(default=True)),
-                ('tradable', models.BooleanField(default=True)),
-                ('shortable', models.BooleanField(default=False)),
-                ('easy_to_borrow', models.BooleanField(default=False)),
-                ('marginable', models.BooleanField(default=False)),
-                ('halted', models.BooleanField(default=False, help_text='Frozen by an operator: no ticks, no new orders.')),
-                ('initial_price_units', models.BigIntegerField(default=1000000, help_text='Seed price in 1/10,000 $.')),
+                (
+                    "id",
+                    models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False),
+                ),
+                ("symbol", models.CharField(max_length=16, unique=True)),
+                ("name", models.CharField(max_length=200)),
+                ("sector", models.CharField(db_index=True, max_length=64)),
+                (
+                    "exchange",
+                    models.CharField(
+                        choices=[
+                            ("AMEX", "Amex"),
+                            ("ARCA", "Arca"),
+                            ("BATS", "Bats"),
+                            ("NYSE", "Nyse"),
+                            ("NASDAQ", "Nasdaq"),
+                            ("NYSEARCA", "Nysearca"),
+                            ("OTC", "Otc"),
+                        ],
+                        default="NYSE",
+                        max_length=16,
+                    ),
+                ),
+                ("asset_class", models.CharField(default="us_equity", editable=False, max_length=16)),
+                ("active", models.BooleanField(default=True)),
+                ("tradable", models.BooleanField(default=True)),
+                ("shortable", models.BooleanField(default=False)),
+                ("easy_to_borrow", models.BooleanField(default=False)),
+                ("marginable", models.BooleanField(default=False)),
+                (
+                    "halted",
+                    models.BooleanField(
+                        default=False, help_text="Frozen by an operator: no ticks, no new orders."
+                    ),
+                ),
+                (
+                    "initial_price_units",
+                    models.BigIntegerField(default=1000000, help_text="Seed price in 1/10,000 $."),
+                ),
             ],
             options={
-                'ordering': ['symbol'],
+                "ordering": ["symbol"],
             },
         ),
         migrations.CreateModel(
-            name='CommissionPlan',
+            name="CommissionPlan",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100)),
-                ('per_order_cents', models.BigIntegerField(default=0)),
-                ('per_share_centi_cents', models.BigIntegerField(default=0, help_text='Hundredths of a cent per share.')),
-                ('minimum_cents', models.BigIntegerField(default=0)),
-                ('active', models.BooleanField(default=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100)),
+                ("per_order_cents", models.BigIntegerField(default=0)),
+                (
+                    "per_share_centi_cents",
+                    models.BigIntegerField(default=0, help_text="Hundredths of a cent per share."),
+                ),
+                ("minimum_cents", models.BigIntegerField(default=0)),
+                ("active", models.BooleanField(default=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='Account',
+            name="Account",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('account_number', models.CharField(max_length=16, unique=True)),
-                ('cash_cents', models.BigIntegerField(default=0)),
-                ('reserved_cents', models.BigIntegerField(default=0)),
-                ('shorting_enabled', models.BooleanField(default=False)),
-                ('trading_suspended', models.BooleanField(default=False)),
-                ('trade_confirm_email', models.CharField(default='none', max_length=8)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('reset_at', models.DateTimeField(blank=True, help_text='Returns are measured from here.', null=True)),
-                ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='account', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False),
+                ),
+                ("account_number", models.CharField(max_length=16, unique=True)),
+                ("cash_cents", models.BigIntegerField(default=0)),
+                ("reserved_cents", models.BigIntegerField(default=0)),
+                ("shorting_enabled", models.BooleanField(default=False)),
+                ("trading_suspended", models.BooleanField(default=False)),
+                ("trade_confirm_email", models.CharField(default="none", max_length=8)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "reset_at",
+                    models.DateTimeField(blank=True, help_text="Returns are measured from here.", null=True),
+                ),
+                (
+                    "user",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="account",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='ApiKey',
+            name="ApiKey",
             fields=[
-                ('key_id', models.CharField(max_length=32, primary_key=True, serialize=False)),
-                ('label', models.CharField(blank=True, max_length=100)),
-                ('secret_hmac', models.CharField(max_length=64)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('last_used_at', models.DateTimeField(blank=True, null=True)),
-                ('revoked_at', models.DateTimeField(blank=True, null=True)),
-                ('account', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='api_keys', to='trading.account')),
+                ("key_id", models.CharField(max_length=32, primary_key=True, serialize=False)),
+                ("label", models.CharField(blank=True, max_length=100)),
+                ("secret_hmac", models.CharField(max_length=64)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("last_used_at", models.DateTimeField(blank=True, null=True)),
+                ("revoked_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "account",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="api_keys",
+                        to="trading.account",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'API key',
-                'ordering': ['-created_at'],
+                "verbose_name": "API key",
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='DailyBar',
+            name="DailyBar",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('symbol', models.CharField(max_length=16)),
-                ('start', models.DateTimeField()),
-                ('open_units', models.BigIntegerField()),
-                ('high_units', models.BigIntegerField()),
-                ('low_units', models.BigIntegerField()),
-                ('close_units', models.BigIntegerField()),
-                ('volume', models.BigIntegerField()),
-                ('trade_count', models.IntegerField()),
-                ('vwap_units', models.BigIntegerField()),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("symbol", models.CharField(max_length=16)),
+                ("start", models.DateTimeField()),
+                ("open_units", models.BigIntegerField()),
+                ("high_units", models.BigIntegerField()),
+                ("low_units", models.BigIntegerField()),
+                ("close_units", models.BigIntegerField()),
+                ("volume", models.BigIntegerField()),
+                ("trade_count", models.IntegerField()),
+                ("vwap_units", models.BigIntegerField()),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('symbol', 'start'), name='daily_bar_unique')],
+                "constraints": [models.UniqueConstraint(fields=("symbol", "start"), name="daily_bar_unique")],
             },
         ),
         migrations.CreateModel(
-            name='Fill',
+            name="Fill",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('side', models.CharField(choices=[('buy', 'Buy'), ('sell', 'Sell')], max_length=4)),
-                ('qty', models.BigIntegerField()),
-                ('price_units', models.BigIntegerField()),
-                ('commission_cents', models.BigIntegerField(default=0)),
-                ('realized_pl_cents', models.BigIntegerField(default=0)),
-                ('tick_seq', models.BigIntegerField(blank=True, null=True)),
-                ('filled_at', models.DateTimeField()),
-                ('account', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='fills', to='trading.account')),
-                ('asset', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='fills', to='trading.asset')),
+                (
+                    "id",
+                    models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False),
+                ),
+                ("side", models.CharField(choices=[("buy", "Buy"), ("sell", "Sell")], max_length=4)),
+                ("qty", models.BigIntegerField()),
+                ("price_units", models.BigIntegerField()),
+                ("commission_cents", models.BigIntegerField(default=0)),
+                ("realized_pl_cents", models.BigIntegerField(default=0)),
+                ("tick_seq", models.BigIntegerField(blank=True, null=True)),
+                ("filled_at", models.DateTimeField()),
+                (
+                    "account",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="fills",
+                        to="trading.account",
+                    ),
+                ),
+                (
+                    "asset",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="fills", to="trading.asset"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-filled_at', '-id'],
+                "ordering": ["-filled_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='CashEntry',
+            name="CashEntry",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('kind', models.CharField(choices=[('deposit', 'Opening deposit'), ('grant', 'Cash grant'), ('reset', 'Account reset'), ('buy', 'Purchase'), ('sell', 'Sale'), ('commission', 'Commission')], max_length=16)),
-                ('amount_cents', models.BigIntegerField()),
-                ('memo', models.CharField(blank=True, max_length=200)),
-                ('created_at', models.DateTimeField()),
-                ('account', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='cash_entries', to='trading.account')),
-                ('fill', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='cash_entries', to='trading.fill')),
+                (
+                    "id",
+                    models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("deposit", "Opening deposit"),
+                            ("grant", "Cash grant"),
+                            ("reset", "Account reset"),
+                            ("buy", "Purchase"),
+                            ("sell", "Sale"),
+                            ("commission", "Commission"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("amount_cents", models.BigIntegerField()),
+                ("memo", models.CharField(blank=True, max_length=200)),
+                ("created_at", models.DateTimeField()),
+                (
+                    "account",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="cash_entries",
+                        to="trading.account",
+                    ),
+                ),
+                (
+                    "fill",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="cash_entries",
+                        to="trading.fill",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'cash entries',
-                'ordering': ['-created_at', '-id'],
+                "verbose_name_plural": "cash entries",
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='MinuteBar',
+            name="MinuteBar",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('symbol', models.CharField(max_length=16)),
-                ('start', models.DateTimeField()),
-                ('open_units', models.BigIntegerField()),
-                ('high_units', models.BigIntegerField()),
-                ('low_units', models.BigIntegerField()),
-                ('close_units', models.BigIntegerField()),
-                ('volume', models.BigIntegerField()),
-                ('trade_count', models.IntegerField()),
-                ('vwap_units', models.BigIntegerField()),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("symbol", models.CharField(max_length=16)),
+                ("start", models.DateTimeField()),
+                ("open_units", models.BigIntegerField()),
+                ("high_units", models.BigIntegerField()),
+                ("low_units", models.BigIntegerField()),
+                ("close_units", models.BigIntegerField()),
+                ("volume", models.BigIntegerField()),
+                ("trade_count", models.IntegerField()),
+                ("vwap_units", models.BigIntegerField()),
             ],
             options={
-                'indexes': [models.Index(fields=['start'], name='minute_bar_start_idx')],
-                'constraints': [models.UniqueConstraint(fields=('symbol', 'start'), name='minute_bar_unique')],
+                "indexes": [models.Index(fields=["start"], name="minute_bar_start_idx")],
+                "constraints": [
+                    models.UniqueConstraint(fields=("symbol", "start"), name="minute_bar_unique")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Order',
+            name="Order",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('client_order_id', models.CharField(max_length=48)),
-                ('side', models.CharField(choices=[('buy', 'Buy'), ('sell', 'Sell')], max_length=4)),
-                ('type', models.CharField(choices=[('market', 'Market'), ('limit', 'Limit'), ('stop', 'Stop'), ('stop_limit', 'Stop Limit'), ('trailing_stop', 'Trailing Stop')], max_length=16)),
-                ('time_in_force', models.CharField(choices=[('day', 'Day'), ('gtc', 'Gtc'), ('ioc', 'Ioc'), ('fok', 'Fok')], max_length=4)),
-                ('qty', models.BigIntegerField()),
-                ('limit_price_units', models.BigIntegerField(blank=True, null=True)),
-                ('stop_price_units', models.BigIntegerField(blank=True, null=True)),
-                ('trail_price_units', models.BigIntegerField(blank=True, null=True)),
-                ('trail_percent_units', models.BigIntegerField(blank=True, null=True)),
-                ('high_water_mark_units', models.BigIntegerField(blank=True, null=True)),
-                ('stop_triggered_at', models.DateTimeField(blank=True, null=True)),
-                ('status', models.CharField(choices=[('new', 'New'), ('partially_filled', 'Partially Filled'), ('filled', 'Filled'), ('canceled', 'Canceled'), ('expired', 'Expired'), ('replaced', 'Replaced'), ('rejected', 'Rejected')], default='new', max_length=20)),
-                ('filled_qty', models.BigIntegerField(default=0)),
-                ('filled_avg_price_units', models.BigIntegerField(blank=True, null=True)),
-                ('reserved_cents', models.BigIntegerField(default=0)),
-                ('extended_hours', models.BooleanField(default=False)),
-                ('expires_at', models.DateTimeField(blank=True, help_text='Day orders expire at the day boundary.', null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('submitted_at', models.DateTimeField()),
-                ('filled_at', models.DateTimeField(blank=True, null=True)),
-                ('canceled_at', models.DateTimeField(blank=True, null=True)),
-                ('expired_at', models.DateTimeField(blank=True, null=True)),
-                ('failed_at', models.DateTimeField(blank=True, null=True)),
-                ('replaced_at', models.DateTimeField(blank=True, null=True)),
-                ('account', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='orders', to='trading.account')),
-                ('asset', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='orders', to='trading.asset')),
-                ('replaces', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='replaced_by', to='trading.order')),
+                (
+                    "id",
+                    models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False),
+                ),
+                ("client_order_id", models.CharField(max_length=48)),
+                ("side", models.CharField(choices=[("buy", "Buy"), ("sell", "Sell")], max_length=4)),
+                (
+                    "type",
+                    models.CharField(
+                        choices=[
+                            ("market", "Market"),
+                            ("limit", "Limit"),
+                            ("stop", "Stop"),
+                            ("stop_limit", "Stop Limit"),
+                            ("trailing_stop", "Trailing Stop"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "time_in_force",
+                    models.CharField(
+                        choices=[("day", "Day"), ("gtc", "Gtc"), ("ioc", "Ioc"), ("fok", "Fok")], max_length=4
+                    ),
+                ),
+                ("qty", models.BigIntegerField()),
+                ("limit_price_units", models.BigIntegerField(blank=True, null=True)),
+                ("stop_price_units", models.BigIntegerField(blank=True, null=True)),
+                ("trail_price_units", models.BigIntegerField(blank=True, null=True)),
+                ("trail_percent_units", models.BigIntegerField(blank=True, null=True)),
+                ("high_water_mark_units", models.BigIntegerField(blank=True, null=True)),
+                ("stop_triggered_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("new", "New"),
+                            ("partially_filled", "Partially Filled"),
+                            ("filled", "Filled"),
+                            ("canceled", "Canceled"),
+                            ("expired", "Expired"),
+                            ("replaced", "Replaced"),
+                            ("rejected", "Rejected"),
+                        ],
+                        default="new",
+                        max_length=20,
+                    ),
+                ),
+                ("filled_qty", models.BigIntegerField(default=0)),
+                ("filled_avg_price_units", models.BigIntegerField(blank=True, null=True)),
+                ("reserved_cents", models.BigIntegerField(default=0)),
+                ("extended_hours", models.BooleanField(default=False)),
+                (
+                    "expires_at",
+                    models.DateTimeField(
+                        blank=True, help_text="Day orders expire at the day boundary.", null=True
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("submitted_at", models.DateTimeField()),
+                ("filled_at", models.DateTimeField(blank=True, null=True)),
+                ("canceled_at", models.DateTimeField(blank=True, null=True)),
+                ("expired_at", models.DateTimeField(blank=True, null=True)),
+                ("failed_at", models.DateTimeField(blank=True, null=True)),
+                ("replaced_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "account",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="orders",
+                        to="trading.account",
+                    ),
+                ),
+                (
+                    "asset",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="orders", to="trading.asset"
+                    ),
+                ),
+                (
+                    "replaces",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="replaced_by",
+                        to="trading.order",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-submitted_at', '-id'],
+                "ordering": ["-submitted_at", "-id"],
             },
         ),
         migrations.AddField(
-            model_name='fill',
-            name='order',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='fills', to='trading.order'),
+            model_name="fill",
+            name="order",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="fills", to="trading.order"
+            ),
         ),
         migrations.CreateModel(
-            name='Position',
+            name="Position",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('qty', models.BigIntegerField(default=0)),
-                ('qty_held', models.BigIntegerField(default=0)),
-                ('cost_basis_cents', models.BigIntegerField(default=0)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('account', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='positions', to='trading.account')),
-                ('asset', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='positions', to='trading.asset')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("qty", models.BigIntegerField(default=0)),
+                ("qty_held", models.BigIntegerField(default=0)),
+                ("cost_basis_cents", models.BigIntegerField(default=0)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "account",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="positions",
+                        to="trading.account",
+                    ),
+                ),
+                (
+                    "asset",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="positions",
+                        to="trading.asset",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['asset__symbol'],
+                "ordering": ["asset__symbol"],
             },
         ),
         migrations.CreateModel(
-            name='StockPriceHistory',
+            name="StockPriceHistory",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('symbol', models.CharField(max_length=16)),
-                ('seq', models.BigIntegerField()),
-                ('price_units', models.BigIntegerField()),
-                ('size', models.IntegerField()),
-                ('bid_units', models.BigIntegerField()),
-                ('bid_size', models.IntegerField()),
-                ('ask_units', models.BigIntegerField()),
-                ('ask_size', models.IntegerField()),
-                ('recorded_at', models.DateTimeField()),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("symbol", models.CharField(max_length=16)),
+                ("seq", models.BigIntegerField()),
+                ("price_units", models.BigIntegerField()),
+                ("size", models.IntegerField()),
+                ("bid_units", models.BigIntegerField()),
+                ("bid_size", models.IntegerField()),
+                ("ask_units", models.BigIntegerField()),
+                ("ask_size", models.IntegerField()),
+                ("recorded_at", models.DateTimeField()),
             ],
             options={
-                'verbose_name': 'tick',
-                'indexes': [models.Index(fields=['symbol', 'recorded_at'], name='tick_symbol_time_idx'), models.Index(fields=['recorded_at'], name='tick_time_idx')],
-                'constraints': [models.UniqueConstraint(fields=('symbol', 'seq'), name='tick_symbol_seq_unique')],
+                "verbose_name": "tick",
+                "indexes": [
+                    models.Index(fields=["symbol", "recorded_at"], name="tick_symbol_time_idx"),
+                    models.Index(fields=["recorded_at"], name="tick_time_idx"),
+                ],
+                "constraints": [
+                    models.UniqueConstraint(fields=("symbol", "seq"), name="tick_symbol_seq_unique")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Watchlist',
+            name="Watchlist",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('name', models.CharField(max_length=64)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('account', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='watchlists', to='trading.account')),
+                (
+                    "id",
+                    models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False),
+                ),
+                ("name", models.CharField(max_length=64)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "account",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="watchlists",
+                        to="trading.account",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['created_at'],
+                "ordering": ["created_at"],
             },
         ),
         migrations.CreateModel(
-            name='WatchlistEntry',
+            name="WatchlistEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('position', models.PositiveIntegerField(default=0)),
-                ('asset', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='trading.asset')),
-                ('watchlist', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='entries', to='trading.watchlist')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("position", models.PositiveIntegerField(default=0)),
+                ("asset", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to="trading.asset")),
+                (
+                    "watchlist",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="entries",
+                        to="trading.watchlist",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['position', 'id'],
+                "ordering": ["position", "id"],
             },
         ),
         migrations.AddConstraint(
-            model_name='account',
-            constraint=models.CheckConstraint(condition=models.Q(('cash_cents__gte', 0)), name='account_cash_not_negative'),
+            model_name="account",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("cash_cents__gte", 0)), name="account_cash_not_negative"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='account',
-            constraint=models.CheckConstraint(condition=models.Q(('reserved_cents__gte', 0)), name='account_reserved_not_negative'),
+            model_name="account",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("reserved_cents__gte", 0)), name="account_reserved_not_negative"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='account',
-            constraint=models.CheckConstraint(condition=models.Q(('cash_cents__gte', models.F('reserved_cents'))), name='account_reserved_within_cash'),
+            model_name="account",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("cash_cents__gte", models.F("reserved_cents"))),
+                name="account_reserved_within_cash",
+            ),
         ),
         migrations.AddIndex(
-            model_name='cashentry',
-            index=models.Index(fields=['account', 'created_at'], name='cash_account_time_idx'),
+            model_name="cashentry",
+            index=models.Index(fields=["account", "created_at"], name="cash_account_time_idx"),
         ),
         migrations.AddIndex(
-            model_name='order',
-            index=models.Index(fields=['account', 'submitted_at'], name='order_account_submitted_idx'),
+            model_name="order",
+            index=models.Index(fields=["account", "submitted_at"], name="order_account_submitted_idx"),
         ),
         migrations.AddIndex(
-            model_name='order',
-            index=models.Index(fields=['account', 'status'], name='order_account_status_idx'),
+            model_name="order",
+            index=models.Index(fields=["account", "status"], name="order_account_status_idx"),
         ),
         migrations.AddIndex(
-            model_name='order',
-            index=models.Index(fields=['status', 'asset'], name='order_status_asset_idx'),
+            model_name="order",
+            index=models.Index(fields=["status", "asset"], name="order_status_asset_idx"),
         ),
         migrations.AddConstraint(
-            model_name='order',
-            constraint=models.UniqueConstraint(fields=('account', 'client_order_id'), name='order_client_id_unique'),
+            model_name="order",
+            constraint=models.UniqueConstraint(
+                fields=("account", "client_order_id"), name="order_client_id_unique"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='order',
-            constraint=models.CheckConstraint(condition=models.Q(('qty__gt', 0)), name='order_qty_positive'),
+            model_name="order",
+            constraint=models.CheckConstraint(condition=models.Q(("qty__gt", 0)), name="order_qty_positive"),
         ),
         migrations.AddConstraint(
-            model_name='order',
-            constraint=models.CheckConstraint(condition=models.Q(('filled_qty__gte', 0), ('filled_qty__lte', models.F('qty'))), name='order_fill_within_qty'),
+            model_name="order",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("filled_qty__gte", 0), ("filled_qty__lte", models.F("qty"))),
+                name="order_fill_within_qty",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='order',
-            constraint=models.CheckConstraint(condition=models.Q(('reserved_cents__gte', 0)), name='order_reserved_not_negative'),
+            model_name="order",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("reserved_cents__gte", 0)), name="order_reserved_not_negative"
+            ),
         ),
         migrations.AddIndex(
-            model_name='fill',
-            index=models.Index(fields=['account', 'filled_at'], name='fill_account_time_idx'),
+            model_name="fill",
+            index=models.Index(fields=["account", "filled_at"], name="fill_account_time_idx"),
         ),
         migrations.AddConstraint(
-            model_name='fill',
-            constraint=models.CheckConstraint(condition=models.Q(('qty__gt', 0)), name='fill_qty_positive'),
+            model_name="fill",
+            constraint=models.CheckConstraint(condition=models.Q(("qty__gt", 0)), name="fill_qty_positive"),
         ),
         migrations.AddConstraint(
-            model_name='position',
-            constraint=models.UniqueConstraint(fields=('account', 'asset'), name='position_account_asset_unique'),
+            model_name="position",
+            constraint=models.UniqueConstraint(
+                fields=("account", "asset"), name="position_account_asset_unique"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='position',
-            constraint=models.CheckConstraint(condition=models.Q(('qty_held__gte', 0)), name='position_held_not_negative'),
+            model_name="position",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("qty_held__gte", 0)), name="position_held_not_negative"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='watchlist',
-            constraint=models.UniqueConstraint(fields=('account', 'name'), name='watchlist_name_unique'),
+            model_name="watchlist",
+            constraint=models.UniqueConstraint(fields=("account", "name"), name="watchlist_name_unique"),
         ),
         migrations.AddConstraint(
-            model_name='watchlistentry',
-            constraint=models.UniqueConstraint(fields=('watchlist', 'asset'), name='watchlist_entry_unique'),
+            model_name="watchlistentry",
+            constraint=models.UniqueConstraint(fields=("watchlist", "asset"), name="watchlist_entry_unique"),
         ),
     ]

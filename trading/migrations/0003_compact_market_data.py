@@ -56,7 +56,9 @@ def _convert(schema_editor: Any, apps: Any, expressions: dict[str, str], *, forw
         table = quote(apps.get_model("trading", model_name)._meta.db_table)
         target, source = (new, old) if forward else (old, new)
         value = expressions[vendor].format(old=quote(old), new=quote(new))
-        schema_editor.execute(f"UPDATE {table} SET {quote(target)} = {value} WHERE {quote(source)} IS NOT NULL")
+        schema_editor.execute(
+            f"UPDATE {table} SET {quote(target)} = {value} WHERE {quote(source)} IS NOT NULL"
+        )
 
 
 def to_micros(apps: Any, schema_editor: Any) -> None:
@@ -91,12 +93,16 @@ class Migration(migrations.Migration):
         migrations.RunPython(to_micros, from_micros, elidable=False),
         migrations.RemoveField(model_name="stockpricehistory", name="recorded_at"),
         migrations.RemoveField(model_name="minutebar", name="start"),
-        migrations.RenameField(model_name="stockpricehistory", old_name="recorded_us", new_name="recorded_at"),
+        migrations.RenameField(
+            model_name="stockpricehistory", old_name="recorded_us", new_name="recorded_at"
+        ),
         migrations.RenameField(model_name="minutebar", old_name="start_us", new_name="start"),
         migrations.AlterField(
             model_name="stockpricehistory", name="recorded_at", field=trading.fields.EpochMicrosecondsField()
         ),
-        migrations.AlterField(model_name="minutebar", name="start", field=trading.fields.EpochMicrosecondsField()),
+        migrations.AlterField(
+            model_name="minutebar", name="start", field=trading.fields.EpochMicrosecondsField()
+        ),
         migrations.AddIndex(
             model_name="stockpricehistory",
             index=models.Index(fields=["symbol", "recorded_at"], name="tick_symbol_time_idx"),

@@ -4,15 +4,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('trading', '0003_compact_market_data'),
+        ("trading", "0003_compact_market_data"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='order',
-            name='time_in_force',
-            field=models.CharField(choices=[('day', 'Day'), ('gtc', 'Gtc'), ('ioc', 'Ioc'), ('fok', 'Fok'), ('opg', 'Opg'), ('cls', 'Cls')], max_length=4),
+            model_name="order",
+            name="time_in_force",
+            field=models.CharField(
+                choices=[
+                    ("day", "Day"),
+                    ("gtc", "Gtc"),
+                    ("ioc", "Ioc"),
+                    ("fok", "Fok"),
+                    ("opg", "Opg"),
+                    ("cls", "Cls"),
+                ],
+                max_length=4,
+            ),
         ),
     ]

@@ -40,7 +40,9 @@ def scale_up(apps: Any, schema_editor: Any) -> None:
     fill_model = apps.get_model("trading", "Fill")
     # Values first, from whole-share quantities (price units x shares / 100 cents).
     for pk, price, qty in fill_model.objects.using(alias).values_list("pk", "price_units", "qty").iterator():
-        fill_model.objects.using(alias).filter(pk=pk).update(value_cents=_half_even(price * qty, UNITS_PER_CENT))
+        fill_model.objects.using(alias).filter(pk=pk).update(
+            value_cents=_half_even(price * qty, UNITS_PER_CENT)
+        )
     for model_name, fields in SCALED:
         model = apps.get_model("trading", model_name)
         model.objects.using(alias).update(**{field: F(field) * QTY_SCALE for field in fields})
@@ -73,7 +75,8 @@ class Migration(migrations.Migration):
         migrations.AddConstraint(
             model_name="order",
             constraint=models.CheckConstraint(
-                condition=Q(notional_cents__isnull=True) | Q(notional_cents__gt=0), name="order_notional_positive"
+                condition=Q(notional_cents__isnull=True) | Q(notional_cents__gt=0),
+                name="order_notional_positive",
             ),
         ),
         migrations.AddField(
