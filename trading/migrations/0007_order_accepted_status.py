@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("trading", "0005_fractional_quantities"),
+        ("trading", "0006_minute_bar_without_start_index"),
     ]
 
     operations = [
