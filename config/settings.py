@@ -616,3 +616,8 @@ ANALYTICS_RISK_FREE_RATE = env.float("ANALYTICS_RISK_FREE_RATE", default=0.0)
 DASHBOARD_LEADERBOARD_LIMIT = 20
 # How often the dashboard page reports its rendering figures to POST /v2/metrics/frontend.
 DASHBOARD_PERF_REPORT_INTERVAL_S = 30.0
+
+# --- Benchmarks (manage.py benchmark; README "Benchmarks") ---------------------------------------
+# Seconds a benchmark waits for the 1-minute load average to fall below one per core before it
+# measures; a run that starts above it prints "noisy" instead of "yes" (benchmarks/_load.py).
+BENCHMARK_QUIET_WAIT_S = 60.0

