@@ -45,6 +45,22 @@ export function formatInteger(value) {
   return number === null ? DASH : grouped.format(number);
 }
 
+const quantity = new Intl.NumberFormat("en-US", { maximumFractionDigits: 9 });
+
+/** A share quantity: grouped, with the up to 9 decimals a fractional quantity has ("1,250", "0.5"). */
+export function formatQuantity(value) {
+  const number = toNumber(value);
+  return number === null ? DASH : quantity.format(number);
+}
+
+/** An order's size: its quantity, or its dollar amount for a notional order (qty is null). */
+export function formatOrderSize(order) {
+  if ((order.qty === null || order.qty === undefined) && toNumber(order.notional) !== null) {
+    return `$${money.format(toNumber(order.notional))}`;
+  }
+  return formatQuantity(order.qty);
+}
+
 /** A large count in a few characters: 950, 12.3K, 6.37M, 1.2B. */
 export function formatCompact(value) {
   const number = toNumber(value);

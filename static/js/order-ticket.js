@@ -9,7 +9,9 @@ export const ORDER_TYPES = ["market", "limit", "stop", "stop_limit", "trailing_s
 export const TIME_IN_FORCE = ["day", "gtc", "ioc", "fok"];
 export const DEFAULT_MAX_QTY = 1_000_000;
 const PRICE_PATTERN = /^\d+(\.\d{1,4})?$/;
-const QTY_PATTERN = /^\d+$/;
+// Up to 9 decimals, as Alpaca takes them; fractions only on market and limit day orders.
+const QTY_PATTERN = /^\d+(\.\d{1,9})?$/;
+const FRACTIONAL_TYPES = ["market", "limit"];
 
 function priceError(raw, label) {
   if (raw === "") return `Enter a ${label}.`;
@@ -39,8 +41,11 @@ export function validateOrder(fields, { maxQty = DEFAULT_MAX_QTY, symbols = null
   if (!ORDER_TYPES.includes(type)) errors.type = "Choose an order type.";
   if (!TIME_IN_FORCE.includes(tif)) errors.time_in_force = "Choose how long the order stays open.";
   if (!qty) errors.qty = "Enter a quantity.";
-  else if (!QTY_PATTERN.test(qty)) errors.qty = "Quantity must be a whole number of shares.";
-  else if (Number(qty) < 1 || Number(qty) > maxQty) errors.qty = `Quantity must be between 1 and ${maxQty.toLocaleString("en-US")}.`;
+  else if (!QTY_PATTERN.test(qty)) errors.qty = "Quantity must be a number of shares with at most 9 decimals.";
+  else if (Number(qty) <= 0 || Number(qty) > maxQty) errors.qty = `Quantity must be above 0 and at most ${maxQty.toLocaleString("en-US")}.`;
+  else if (qty.includes(".") && Number(qty) % 1 !== 0 && (!FRACTIONAL_TYPES.includes(type) || tif !== "day")) {
+    errors.qty = "Fractional quantities are for market and limit day orders.";
+  }
 
   const order = { symbol, side, type, qty, time_in_force: tif };
   if (type === "limit" || type === "stop_limit") {

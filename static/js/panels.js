@@ -9,7 +9,9 @@ import {
   formatDateTime,
   formatInteger,
   formatMoney,
+  formatOrderSize,
   formatPercent,
+  formatQuantity,
   formatPrice,
   formatRatio,
   formatSignedMoney,
@@ -128,7 +130,7 @@ export class AccountPanel {
 
 const POSITION_COLUMNS = [
   { field: "symbol", label: "Symbol", width: "4.6rem", text: (row) => row.symbol },
-  { field: "qty", label: "Qty", width: "minmax(3rem, 1fr)", numeric: true, text: (row) => formatInteger(row.qty) },
+  { field: "qty", label: "Qty", width: "minmax(3rem, 1fr)", numeric: true, text: (row) => formatQuantity(row.qty) },
   {
     field: "avg_entry_price",
     label: "Avg cost",
@@ -242,7 +244,7 @@ const ORDER_BASE_COLUMNS = [
   { field: "symbol", label: "Symbol", width: "4.4rem", text: (order) => order.symbol },
   { field: "side", label: "Side", width: "3rem", text: (order) => order.side, trend: (order) => (order.side === "buy" ? "buy" : "sell") },
   { field: "type", label: "Type", width: "minmax(5rem, 1fr)", text: (order) => typeLabel(order.type) },
-  { field: "qty", label: "Qty", width: "minmax(3rem, 0.6fr)", numeric: true, text: (order) => formatInteger(order.qty) },
+  { field: "qty", label: "Qty", width: "minmax(3rem, 0.6fr)", numeric: true, text: (order) => formatOrderSize(order) },
 ];
 
 const OPEN_ORDER_COLUMNS = [
@@ -268,7 +270,7 @@ const OPEN_ORDER_COLUMNS = [
       const button = cell.firstChild;
       button.disabled = Boolean(order.canceling);
       button.textContent = order.canceling ? "Canceling\u2026" : "Cancel";
-      button.setAttribute("aria-label", `Cancel ${order.side} ${order.qty} ${order.symbol} ${typeLabel(order.type)}`);
+      button.setAttribute("aria-label", `Cancel ${order.side} ${formatOrderSize(order)} ${order.symbol} ${typeLabel(order.type)}`);
     },
   },
 ];
@@ -338,7 +340,7 @@ export class OpenOrdersPanel {
         "openOrders",
         this.store.state.openOrders.filter((item) => item.id !== id),
       );
-      this.announce(`Canceled ${order.side} ${order.qty} ${order.symbol}.`);
+      this.announce(`Canceled ${order.side} ${formatOrderSize(order)} ${order.symbol}.`);
     } catch (error) {
       this.canceling.delete(id);
       this.#render();
@@ -391,7 +393,7 @@ const FILL_COLUMNS = [
   { field: "transaction_time", label: "Time", width: "5.4rem", text: (fill) => formatTime(fill.transaction_time) },
   { field: "symbol", label: "Symbol", width: "4.4rem", text: (fill) => fill.symbol },
   { field: "side", label: "Side", width: "3rem", text: (fill) => fill.side, trend: (fill) => (fill.side === "buy" ? "buy" : "sell") },
-  { field: "qty", label: "Qty", width: "minmax(3rem, 1fr)", numeric: true, text: (fill) => formatInteger(fill.qty) },
+  { field: "qty", label: "Qty", width: "minmax(3rem, 1fr)", numeric: true, text: (fill) => formatQuantity(fill.qty) },
   { field: "price", label: "Price", width: "minmax(4.5rem, 1fr)", numeric: true, text: (fill) => formatPrice(fill.price) },
   {
     field: "value",

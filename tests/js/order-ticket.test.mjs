@@ -31,15 +31,25 @@ describe("validateOrder", () => {
     const { order, errors } = validateOrder({ symbol: "", side: "hold", type: "limit", qty: "1.5", time_in_force: "opg", limit_price: "" });
     assert.equal(order, null);
     assert.deepEqual(Object.keys(errors).sort(), ["limit_price", "qty", "side", "symbol", "time_in_force"]);
-    assert.match(errors.qty, /whole number/);
+    assert.match(errors.qty, /market and limit day orders/);
     assert.match(errors.limit_price, /limit price/);
   });
 
   test("quantities and prices must be positive and in range", () => {
-    assert.match(validateOrder({ ...base, qty: "0" }).errors.qty, /between 1 and/);
-    assert.match(validateOrder({ ...base, qty: "2000000" }).errors.qty, /between 1 and 1,000,000/);
-    assert.match(validateOrder({ ...base, qty: "5" }, { maxQty: 4 }).errors.qty, /between 1 and 4/);
-    assert.match(validateOrder({ ...base, qty: "-3" }).errors.qty, /whole number/);
+    assert.match(validateOrder({ ...base, qty: "0" }).errors.qty, /above 0/);
+    assert.match(validateOrder({ ...base, qty: "2000000" }).errors.qty, /at most 1,000,000/);
+    assert.match(validateOrder({ ...base, qty: "5" }, { maxQty: 4 }).errors.qty, /at most 4/);
+    assert.match(validateOrder({ ...base, qty: "-3" }).errors.qty, /9 decimals/);
+    assert.match(validateOrder({ ...base, qty: "0.0000000001" }).errors.qty, /9 decimals/);
+  });
+
+  test("fractional quantities go on market and limit day orders, as Alpaca takes them", () => {
+    const day = { ...base, time_in_force: "day" };
+    assert.deepEqual(validateOrder({ ...day, qty: "0.5" }).errors, {});
+    assert.equal(validateOrder({ ...day, qty: "1.25", type: "limit", limit_price: "90" }).order.qty, "1.25");
+    assert.equal(validateOrder({ ...day, qty: "2.0" }).order.qty, "2.0");
+    assert.match(validateOrder({ ...base, time_in_force: "gtc", qty: "0.5" }).errors.qty, /market and limit day/);
+    assert.match(validateOrder({ ...day, qty: "0.5", type: "stop", stop_price: "90" }).errors.qty, /market and limit day/);
     assert.match(validateOrder({ ...base, type: "limit", limit_price: "0" }).errors.limit_price, /above zero/);
     assert.match(validateOrder({ ...base, type: "limit", limit_price: "1.23456" }).errors.limit_price, /4 decimals/);
     assert.match(validateOrder({ ...base, type: "stop", stop_price: "abc" }).errors.stop_price, /number/);
