@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import io
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any, cast
 
 import pytest
@@ -28,7 +29,7 @@ from trading.units import UNITS_PER_CENT
 pytestmark = pytest.mark.django_db
 
 
-def _buy(account: Account, symbol: str, qty: int) -> None:
+def _buy(account: Account, symbol: str, qty: int | Decimal) -> None:
     order = trading.order_place(
         account_id=account.pk,
         request=trading.OrderRequest(
@@ -276,6 +277,32 @@ def test_endpoints_take_a_pinned_number_of_queries(
         assert client.get("/v2/analytics/account").status_code == 200
     with django_assert_num_queries(1 + 1):
         assert client.get("/v2/analytics/symbols/aapl").json()["holders"] == accounts - 1
+
+
+def test_fractional_holdings_count_exactly_in_the_board_and_the_stats(
+    market: dict[str, Asset],
+    make_account: Callable[..., Account],
+    key_client: Callable[[Account], APIClient],
+    django_capture_on_commit_callbacks,
+) -> None:
+    """A dollar-sized account: equity from 2.5 and 0.333333333 shares, and net shares held to the unit."""
+    account = make_account(cash=1_000_000)
+    _buy(account, "AAPL", Decimal("2.5"))
+    _buy(account, "XOM", Decimal("0.333333333"))
+    set_quote("AAPL", price="110.00")
+    set_quote("XOM", price="60.00")
+    with django_capture_on_commit_callbacks(execute=True):
+        result = services.leaderboard_refresh()
+    board = selectors.leaderboard_get_or_refresh(period="overall", now=result.as_of)
+    (entry,) = board["entries"]
+    account.refresh_from_db()
+    # 2.5 x $110 = $275.00 and 0.333333333 x $60 = $19.99999998 -> $20.00 (to the cent).
+    assert entry["equity"] == f"{(account.cash_cents + 27_500 + 2_000) / 100:.2f}"
+    summary = account_summary(account=account, now=result.as_of)
+    assert summary.long_market_value == 2_750_000 + 200_000  # price units, half-even per holding
+    client = key_client(account)
+    assert client.get("/v2/analytics/symbols/XOM").json()["net_shares_held"] == "0.333333333"
+    assert client.get("/v2/analytics/symbols/AAPL").json()["net_shares_held"] == "2.5"
 
 
 def test_endpoint_shapes_and_bad_input(

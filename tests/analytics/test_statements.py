@@ -23,8 +23,10 @@ from tests.analytics.statement_builders import (
 from tests.builders import shares
 from tests.clock import new_york
 from tests.trading.api_support import MakeAsset
+from trading import services
 from trading.errors import InvalidRequest
 from trading.models import Account
+from trading.units import qty_to_str
 
 pytestmark = pytest.mark.django_db
 
@@ -69,6 +71,29 @@ def test_statement_figures_reconcile(trader: Account, month: Month) -> None:
     assert data.closing_equity_cents == data.closing_cash_cents + 63_000
     assert data.profit_loss_cents == data.closing_equity_cents - STARTING_CASH - 50_000
     assert data.realized_pl_cents == sum(t.realized_pl_cents for t in data.trades)
+
+
+def test_fractional_trades_and_positions_show_their_decimals(trader: Account, month: Month) -> None:
+    """A fractional sell in the month: the trade, its value as the ledger moved it and the
+    closing position keep every decimal."""
+    services.order_place(
+        account_id=trader.pk,
+        request=services.OrderRequest(
+            symbol="AAPL", qty=shares("0.25"), side="sell", type="market", time_in_force="day"
+        ),
+        now=month.at(6.5),
+    )
+    data = statements.statement_data(account_id=trader.pk, period=month.period)
+    last = data.trades[-1]
+    assert (last.side, last.qty, last.value_cents) == (
+        "sell",
+        shares("0.25"),
+        2_500,
+    )  # 0.25 x 99.99 = 24.9975
+    (closing,) = data.closing_positions
+    assert (closing.qty, closing.value_cents) == (shares("5.75"), 60_375)  # 5.75 x $105.00
+    assert data.realized_pl_cents == sum(t.realized_pl_cents for t in data.trades)
+    assert qty_to_str(closing.qty) == "5.75"
 
 
 def test_pdf_is_a_real_pdf(trader: Account, month: Month) -> None:

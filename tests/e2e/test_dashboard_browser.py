@@ -17,6 +17,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from playwright.sync_api import Page, expect
 
+from tests.builders import shares
 from tests.e2e.browser import (
     PASSWORD,
     PHONE,
@@ -320,7 +321,7 @@ def test_market_order_from_the_ticket_updates_positions_and_cash(
     expect(page.locator("#positions [data-count]")).to_have_text("1")
     account = Account.objects.get(user__username=trader)
     position = Position.objects.get(account=account, asset__symbol=symbol)
-    assert position.qty == 7
+    assert position.qty == shares(7)
     expect(cash).to_have_text(f"{Decimal(account.cash_cents) / 100:,.2f}", timeout=UI_TIMEOUT_MS)
     assert money(cash.inner_text()) < Decimal("100000")
     expect(
