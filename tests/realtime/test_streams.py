@@ -15,6 +15,7 @@ import msgpack
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from config.metrics import metrics_snapshot, snapshot_value
 from realtime import outbox
 from realtime.fanout import SubscriptionManager
 from realtime.outbox import BackpressureManager, StreamConnection
@@ -351,6 +352,8 @@ def test_a_connection_over_its_byte_budget_is_conflated_not_closed() -> None:
     and one batch), gets the newest value of every symbol once it drains, and stays open."""
     clock = Clock()
     start = clock.now
+    series = ("stream_throttled_windows_total", "stream_conflated_windows_total", "stream_frames_sent_total")
+    before = {name: snapshot_value(metrics_snapshot(), name) or 0.0 for name in series}
     manager = SubscriptionManager(clock=clock)
     connection = TimedConnection(Encoding.JSON, clock)
     manager.update(connection, {}, CHANNELS["trades"] | CHANNELS["quotes"])
@@ -361,6 +364,18 @@ def test_a_connection_over_its_byte_budget_is_conflated_not_closed() -> None:
 
     assert not connection.slow and not connection.closed
     assert manager.stats.throttled > 0
+    assert manager.stats.conflated > 0
+    # Property 31: what the fan-out counted reaches its series (metrics_snapshot flushes).
+    after = {name: snapshot_value(metrics_snapshot(), name) or 0.0 for name in series}
+    assert (
+        after["stream_throttled_windows_total"] - before["stream_throttled_windows_total"]
+        >= manager.stats.throttled
+    )
+    assert (
+        after["stream_conflated_windows_total"] - before["stream_conflated_windows_total"]
+        >= manager.stats.conflated
+    )
+    assert after["stream_frames_sent_total"] - before["stream_frames_sent_total"] >= manager.stats.frames > 0
     largest = max(size for _, size in connection.sent)
     for second in range(5):
         sent = sum(size for at, size in connection.sent if start + second <= at < start + second + 1)

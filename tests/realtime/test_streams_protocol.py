@@ -19,6 +19,7 @@ from django.db import connections
 from pytest_django.fixtures import Settings
 
 from config.asgi import application
+from config.metrics import metrics_snapshot, snapshot_value
 from config.redis_pools import redis_client
 from realtime import fanout
 from realtime.limits import AUTH_FAILURES_PER_ADDRESS_MAX
@@ -552,6 +553,7 @@ def test_gaps_are_counted_and_a_backwards_jump_is_a_restart(credentials: tuple[s
     list_symbols("AAPL")
 
     async def body() -> None:
+        missed = snapshot_value(metrics_snapshot(), "stream_fanout_missed_windows_total") or 0.0
         ws = await open_stream()
         await say(ws, auth_message(credentials))
         await say(ws, {"action": "subscribe", "trades": ["AAPL"]})
@@ -564,6 +566,8 @@ def test_gaps_are_counted_and_a_backwards_jump_is_a_restart(credentials: tuple[s
         while manager.stats.restarts < 1 and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         assert (manager.stats.gaps, manager.stats.missed_windows, manager.stats.restarts) == (1, 2, 1)
+        # Property 31: the missed windows reach their series (metrics_snapshot flushes).
+        assert (snapshot_value(metrics_snapshot(), "stream_fanout_missed_windows_total") or 0.0) - missed >= 2
         await ws.disconnect()
 
     run(body)

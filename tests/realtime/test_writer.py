@@ -13,6 +13,7 @@ import pytest
 from django.db import IntegrityError, OperationalError, connection
 from django.db.models import Count, Max
 
+from config.metrics import metrics_snapshot, snapshot_value
 from realtime.bars import BarRoller
 from realtime.simulator import MarketSimulator, SymbolStart
 from realtime.throttle import ThrottleController
@@ -21,6 +22,10 @@ from realtime.writer import PATH_COPY, PATH_EXECUTEMANY, TickPipeline, TickWrite
 from trading.models import DailyBar, MinuteBar, StockPriceHistory
 
 AT_NS = 1_764_000_030 * 1_000_000_000
+
+
+def _metric(name: str) -> float:
+    return snapshot_value(metrics_snapshot(), name) or 0.0
 
 
 def tick(symbol: str, seq: int, price: int, *, at_ns: int = AT_NS, size: int = 100) -> WireTick:
@@ -107,6 +112,8 @@ def test_a_slow_writer_blocks_the_simulator_and_nothing_is_dropped() -> None:
         on_committed=lambda b: committed.append(b.number),
         max_windows=max_windows,
     )
+    waits_before = _metric("market_throttle_waits_total")
+    rows_before = _metric("market_rows_written_total")
     pipeline.start()
     produced: list[WireTick] = []
     stop = threading.Event()
@@ -133,6 +140,9 @@ def test_a_slow_writer_blocks_the_simulator_and_nothing_is_dropped() -> None:
     # 30 windows x 5 rows at 50 rows/s, less the first second's burst: about 2 s of waiting.
     assert production_s > 1.0
     assert pipeline.blocked_s > 1.0
+    # Property 31: the throttle's waits and the rows written reach their series.
+    assert _metric("market_throttle_waits_total") > waits_before
+    assert _metric("market_rows_written_total") - rows_before == 150
     assert max(depth_seen) <= max_windows and pipeline.max_depth <= max_windows
     assert committed == list(range(1, 31))
     stored = set(StockPriceHistory.objects.values_list("symbol", "seq", "price_units"))
@@ -213,6 +223,7 @@ def test_an_outage_holds_the_window_and_the_queue_then_stores_everything_once_in
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     clock = FakeClock()
+    outages_before = _metric("market_database_outages_total")
     writer = UnreachableWriter(clock, failing={3: 4})
     committed: list[int] = []
     pipeline = fast_pipeline(writer, committed, max_windows=2, clock=clock)
@@ -232,6 +243,9 @@ def test_an_outage_holds_the_window_and_the_queue_then_stores_everything_once_in
     assert stored == [(f"S{i}", seq) for i in range(3) for seq in range(1, 13)]
     assert (pipeline.outages, pipeline.failed_attempts, pipeline.outage_total_s) == (1, 4, 4.0)
     assert pipeline.outage_since is None and pipeline.outage_s() == 0.0
+    # Property 31: the outage is counted, and over (its gauge back to 0).
+    assert _metric("market_database_outages_total") - outages_before == 1
+    assert _metric("market_database_unavailable") == 0
     # Logged once when it began and once when it ended, with its length.
     messages = [record.getMessage() for record in caplog.records]
     assert len(messages) == 2, messages
