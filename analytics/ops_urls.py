@@ -7,4 +7,5 @@ from analytics import ops_views
 urlpatterns: list[URLPattern] = [
     path("", ops_views.ops_page, name="ops"),
     path("data", ops_views.ops_data, name="ops-data"),
+    path("benchmarks/<str:name>", ops_views.ops_benchmark_file, name="ops-benchmark-file"),
 ]

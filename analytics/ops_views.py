@@ -3,6 +3,8 @@
 The page carries its first data in the HTML (a JSON script element), so its first load is the
 document, its stylesheet and its module; it then asks ``/ops/data`` for newer rows every few
 seconds. Anonymous visitors are sent to the login page; signed-in users who are not staff get 403.
+It links the latest ``manage.py benchmark all`` report, whose files ``ops_benchmark_file`` serves
+to staff (analytics/benchmark_reports.py).
 """
 
 from __future__ import annotations
@@ -10,13 +12,19 @@ from __future__ import annotations
 import datetime as dt
 
 from django.contrib.auth.views import redirect_to_login
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
+from analytics.benchmark_reports import (
+    benchmark_report_content_type,
+    benchmark_report_file_get,
+    benchmark_report_latest_get,
+)
 from analytics.ops import DEFAULT_RANGE, OPS_GROUPS, OPS_RANGES, ops_data_get
 
 
@@ -48,7 +56,8 @@ def ops_page(request: HttpRequest) -> HttpResponse:
                 "ranges": list(OPS_RANGES),
                 "data_url": reverse("ops-data"),
                 "data": data,
-            }
+            },
+            "benchmark_report": benchmark_report_latest_get(),
         },
     )
 
@@ -69,3 +78,16 @@ def ops_data(request: HttpRequest) -> HttpResponse:
         except (ValueError, OverflowError, OSError):
             return JsonResponse({"message": "since must be a Unix time in seconds"}, status=400)
     return JsonResponse(ops_data_get(range_name=range_name, now=timezone.now(), since=since))
+
+
+@never_cache
+@require_http_methods(["GET", "HEAD"])
+def ops_benchmark_file(request: HttpRequest, name: str) -> HttpResponseBase:
+    """A file of the latest benchmark report (report.md, report.json or a plot), to staff only."""
+    refused = _refused(request, json=False)
+    if refused is not None:
+        return refused
+    path = benchmark_report_file_get(name=name)
+    if path is None:
+        raise Http404("no such file in the latest benchmark report")
+    return FileResponse(path.open("rb"), content_type=benchmark_report_content_type(name=name))
