@@ -54,17 +54,17 @@ def test_staff_get_the_link_and_the_files(tmp_path: Path, settings: Settings) ->
 
     markdown = staff.get("/ops/benchmarks/report.md")
     assert markdown.status_code == 200 and markdown["Content-Type"] == "text/plain; charset=utf-8"
-    assert "| portfolio of 30: queries | 4 | 31 |" in b"".join(markdown.streaming_content).decode()
+    assert "| portfolio of 30: queries | 4 | 31 |" in markdown.getvalue().decode()
     document = staff.get("/ops/benchmarks/report.json")
     assert document["Content-Type"] == "application/json"
     assert (
-        json.loads(b"".join(document.streaming_content))["benchmarks"][1]["error"]
+        json.loads(document.getvalue())["benchmarks"][1]["error"]
         == "RuntimeError: no daphne"
     )
     for name in ("db", "stream"):
         plot = staff.get(f"/ops/benchmarks/{name}.png")
         assert plot["Content-Type"] == "image/png"
-        assert b"".join(plot.streaming_content).startswith(PNG_SIGNATURE)
+        assert plot.getvalue().startswith(PNG_SIGNATURE)
 
 
 def test_newer_reports_replace_latest(tmp_path: Path, settings: Settings) -> None:
