@@ -534,15 +534,39 @@ COLLECT_ERRORS = Counter(
 )
 
 
+# The sources whose last read failed. During an outage the monitor collects every few seconds: the
+# first failure is logged with its traceback, the next ones as one line each until the source
+# reads again (logged once too), so the log shows the outage without burying everything else.
+_failing_sources: set[str] = set()
+_failing_lock = threading.Lock()
+
+
 def _collect_time_families() -> list[Metric]:
     families: list[Metric] = []
     for name, function in list(_collect_time_gauges.items()):
         try:
             families.extend(function())
-        except Exception:
-            logger.warning("metrics: collect-time source %s failed", name, exc_info=True)
+        except Exception as error:
+            with _failing_lock:
+                first = name not in _failing_sources
+                _failing_sources.add(name)
+            if first:
+                logger.warning("metrics: collect-time source %s failed", name, exc_info=True)
+            else:
+                logger.warning(
+                    "metrics: collect-time source %s still failing: %s: %s",
+                    name,
+                    type(error).__name__,
+                    str(error).strip().splitlines()[0] if str(error).strip() else "",
+                )
             if metrics_enabled():
                 COLLECT_ERRORS.labels(name).inc()
+        else:
+            with _failing_lock:
+                recovered = name in _failing_sources
+                _failing_sources.discard(name)
+            if recovered:
+                logger.info("metrics: collect-time source %s reads again", name)
     return families
 
 
