@@ -57,10 +57,7 @@ def test_staff_get_the_link_and_the_files(tmp_path: Path, settings: Settings) ->
     assert "| portfolio of 30: queries | 4 | 31 |" in markdown.getvalue().decode()
     document = staff.get("/ops/benchmarks/report.json")
     assert document["Content-Type"] == "application/json"
-    assert (
-        json.loads(document.getvalue())["benchmarks"][1]["error"]
-        == "RuntimeError: no daphne"
-    )
+    assert json.loads(document.getvalue())["benchmarks"][1]["error"] == "RuntimeError: no daphne"
     for name in ("db", "stream"):
         plot = staff.get(f"/ops/benchmarks/{name}.png")
         assert plot["Content-Type"] == "image/png"
