@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core import mail
 from django.core.exceptions import ValidationError
@@ -305,6 +306,12 @@ def test_disabling_a_rule_resolves_its_open_alert() -> None:
     monitor.rules_reload(force=True)
     monitor.evaluate(rss(500))
     assert Alert.objects.get().resolved_at == clock.now
+
+
+def test_the_queue_depth_rule_can_fire_within_the_queue_it_watches() -> None:
+    # market_queue_depth counts windows, and the queue never holds more than its capacity.
+    rule = AlertRule.objects.get(name="Market writer queue depth")
+    assert rule.clear_threshold < rule.threshold < settings.MARKET_QUEUE_MAX_WINDOWS
 
 
 def test_the_shipped_rules_are_installed_and_validated() -> None:
