@@ -547,6 +547,8 @@ def trade_update_message(event: Mapping[str, Any], order: Mapping[str, Any]) -> 
     Fill figures travel as decimal strings, as Alpaca sends them; ``timestamp`` is always there.
     """
     data: dict[str, Any] = {"event": event["event"], "order": order, "timestamp": _rfc3339(event["at"])}
+    if event.get("execution_id"):
+        data["execution_id"] = event["execution_id"]
     if event.get("price_units") is not None:
         data["price"] = _units_str(int(event["price_units"]))
     if event.get("qty") is not None:

@@ -95,6 +95,7 @@ class OrderEvent:
     qty: int | None = None
     position_qty: int | None = None
     order_state: OrderState | None = None
+    execution_id: str | None = None  # the Fill's id, on fill events
 
     def as_json(self) -> str:
         payload: dict[str, Any] = dict(self.__dict__)

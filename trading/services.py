@@ -634,6 +634,7 @@ def _event(
     now: dt.datetime,
     *,
     replaced_by: uuid.UUID | None = None,
+    execution_id: uuid.UUID | None = None,
     **extra: int | None,
 ) -> OrderEvent:
     """An event with the order as it is at this point of the caller's transaction."""
@@ -644,6 +645,7 @@ def _event(
         symbol=order.asset.symbol,
         at=now,
         order_state=OrderState.of(order, replaced_by=str(replaced_by) if replaced_by else None),
+        execution_id=str(execution_id) if execution_id else None,
         **extra,
     )
 
@@ -737,7 +739,16 @@ def _execute_fill(
     order.reserved_cents = 0
     order.updated_at = now
     order_event_publish_on_commit(
-        _event("fill", order, now, price_units=price_units, qty=qty, position_qty=position_qty)
+        # The execution's id is its Fill's: Alpaca's execution_id on fill events.
+        _event(
+            "fill",
+            order,
+            now,
+            execution_id=fill.id,
+            price_units=price_units,
+            qty=qty,
+            position_qty=position_qty,
+        )
     )
 
 

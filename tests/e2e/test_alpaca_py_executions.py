@@ -33,7 +33,7 @@ from tests.realtime.servers import DaphneProcess, daphne_server
 from tests.realtime.test_auctions import MONDAY_CLOSE, MONDAY_OPEN, SATURDAY, WallClock
 from tests.realtime.test_triggers import committed_ticks
 from trading import services
-from trading.models import Account, Asset, Order
+from trading.models import Account, Asset, Fill, Order
 
 pytestmark = pytest.mark.live
 
@@ -165,6 +165,7 @@ def test_an_order_filling_at_once_is_answered_as_accepted_and_filled_on_trade_up
         assert (fill.event, fill.order.status, fill.order.filled_qty) == ("fill", "filled", "3")
         assert str(new.order.id) == str(fill.order.id) == str(accepted.id)
         assert (fill.price, fill.qty, fill.position_qty) == (190.01, 3, 3)
+        assert fill.execution_id == Fill.objects.get(order_id=accepted.id).pk and new.execution_id is None
     now = client.get_order_by_id(accepted.id)
     assert (now.status, now.filled_qty, now.filled_avg_price) == (OrderStatus.FILLED, "3", "190.01")
 

@@ -27,7 +27,7 @@ from realtime.wire import Window, WireBar, WireTick
 from tests.builders import list_symbols, session_cookie, shares
 from tests.realtime.frames import decode
 from trading import services
-from trading.models import Account, ApiKey, Asset
+from trading.models import Account, ApiKey, Asset, Fill
 
 AT_NS = 1_764_000_000_000_000_000
 TIMEOUT = 3
@@ -479,6 +479,11 @@ def test_trade_updates_stream(credentials: tuple[str, str], make_asset: Callable
             and fill["data"]["position_qty"] == "3"
             and fill["data"]["price"] == "100.01"
         )
+        assert (
+            fill["data"]["execution_id"]
+            == await database_sync_to_async(lambda: str(Fill.objects.get(order_id=order.pk).pk))()
+        )
+        assert "execution_id" not in new["data"]
         assert new["data"]["timestamp"].endswith("Z")
         await ws.disconnect()
 

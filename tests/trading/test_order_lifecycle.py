@@ -25,7 +25,7 @@ from tests.builders import shares
 from trading import services
 from trading.api.serializers import OrderSerializer
 from trading.events import OrderState
-from trading.models import Account, Asset, Order, Position
+from trading.models import Account, Asset, Fill, Order, Position
 from trading.services import OrderRequest
 from trading.units import qty_to_str
 
@@ -90,6 +90,9 @@ def test_an_order_filling_on_placement_is_answered_and_announced_as_new_then_fil
     assert states([new, fill]) == [("new", "new", "0"), ("fill", "filled", "2")]
     assert new["order_state"]["filled_at"] is None and new["order_state"]["filled_avg_price_units"] is None
     assert fill["order_state"]["filled_avg_price_units"] == 1_000_100
+    # Each execution is named by its Fill (Alpaca's execution_id); other events carry none.
+    assert fill["execution_id"] == str(Fill.objects.get(order_id=order.pk).pk)
+    assert new["execution_id"] is None
     assert fill["order_state"]["filled_at"] == NOW.isoformat()
 
     row = Order.objects.select_related("asset").get(pk=order.pk)
