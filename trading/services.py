@@ -393,6 +393,10 @@ def _order_size(request: OrderRequest, quote: LatestQuote) -> int:
     qty = qty_for_value(cents=request.notional_cents, price_units=price)
     if qty <= 0:
         raise InvalidRequest("notional is too small to buy any quantity at this price")
+    # The size limit holds for every order, and it keeps a huge notional's quantity inside the
+    # 64-bit column instead of failing the insert.
+    if qty > shares_to_units(settings.ORDER_MAX_QTY):
+        raise InvalidRequest(f"notional comes to more than {settings.ORDER_MAX_QTY} shares at this price")
     return qty
 
 

@@ -92,6 +92,19 @@ def test_a_notional_sell_is_sized_at_the_bid(account: Account) -> None:
     assert_books_balance(account)
 
 
+@pytest.mark.parametrize("notional_cents", [5_000_00, 10**15])  # above the limit; past 64 bits
+def test_a_notional_order_is_held_to_the_size_limit(
+    account: Account, settings: Settings, notional_cents: int
+) -> None:
+    settings.ORDER_MAX_QTY = 10
+    before = snapshot()
+    with pytest.raises(InvalidRequest, match="more than 10 shares"):
+        place(account, qty=None, notional_cents=notional_cents, time_in_force="day")
+    assert snapshot() == before
+    within = place(account, qty=None, notional_cents=500_00, time_in_force="day")
+    assert within.status == "filled" and within.qty <= shares(10)
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
