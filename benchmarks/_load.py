@@ -1,7 +1,7 @@
 """A quiet machine before measuring: every benchmark waits (up to ``BENCHMARK_QUIET_WAIT_S``) for
 the 1-minute load average to fall below one per core, and a run that starts above it is marked
-noisy: its rows print "noisy" instead of "yes", since a goal met on a loaded machine proves
-nothing either way (docs/properties.md, the benchmark rows)."""
+noisy: its timed rows print "noisy" instead of "yes", since a speed goal met on a loaded machine
+proves nothing either way (sizes and counts, ``Row.load_free``, keep their verdict) (docs/properties.md, the benchmark rows)."""
 
 from __future__ import annotations
 

@@ -65,8 +65,9 @@ def test_a_noisy_report_calls_no_goal_met_but_still_shows_a_missed_one() -> None
     report.add(Row("met", "1", "2", "2x", ">= 1x", True))
     report.add(Row("missed", "1", "2", "0.5x", ">= 1x", False))
     report.add(Row("context", "1", "2", "-", "-", None))
+    report.add(Row("size", "1 B", "2 B", "0.5x", "<= 1 B", True, load_free=True))
     verdicts = [line.split()[-1] for line in report.render().splitlines()[3:]]
-    assert verdicts == ["noisy", "NO", "-"]
+    assert verdicts == ["noisy", "NO", "-", "yes"]
     assert [row.scenario for row in report.missed] == ["missed"]
 
 
