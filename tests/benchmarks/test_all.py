@@ -56,7 +56,7 @@ def test_benchmark_all_writes_one_report_the_ops_page_links(tmp_path: Path, sett
         assert entry["status"] == "ok" and entry["error"] is None, entry
         assert entry["rows"], entry["name"]
         for row in entry["rows"]:
-            assert set(row) == {"scenario", "optimised", "baseline", "ratio", "goal", "met"}, row
+            assert set(row) == {"scenario", "optimised", "baseline", "ratio", "goal", "met", "load_free"}, row
             assert row["met"] in (True, False, None), row
         assert any(row["met"] is not None for row in entry["rows"]), entry["name"]  # a goal each
         assert f"## {entry['name']}" in markdown

@@ -9,6 +9,7 @@ smallest sizes. The whole suite runs in tests/benchmarks/test_all.py (live).
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import io
 import json
 from collections.abc import Callable
@@ -23,7 +24,9 @@ from django.db import connection
 
 import benchmarks
 from benchmarks import _suite
-from benchmarks._report import Report
+from benchmarks._report import Report, Row
+from benchmarks._report_files import report_write
+from benchmarks._suite import Outcome
 from benchmarks.management.commands import benchmark as command
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -95,3 +98,26 @@ def test_smallest_sizes_name_only_options_the_benchmarks_have() -> None:
 def test_unknown_names_in_only_are_refused() -> None:
     with pytest.raises(CommandError, match="unknown benchmark\\(s\\) nope; available: api"):
         call_command("benchmark", "all", "--only", "db,nope", stdout=io.StringIO())
+
+
+def test_a_noisy_run_reports_speed_goals_met_as_noisy_and_sizes_as_met(tmp_path: Path) -> None:
+    report = Report(title="benchmark x", noisy=True)
+    report.add(Row("p99 cached vs uncached", "3 ms", "30 ms", "10x", "<= 10 ms", True))
+    report.add(Row("bytes per row", "115.7 B", "186.4 B", "0.62x", "<= 120 B", True, load_free=True))
+    report.add(Row("p99 missed", "30 ms", "30 ms", "1x", "<= 10 ms", False))
+    started = dt.datetime(2026, 12, 6, 20, 0, tzinfo=dt.UTC)
+    directory = report_write(
+        outcomes=[Outcome(name="x", report=report, error=None, elapsed_s=1.0)],
+        reports_dir=tmp_path,
+        started_at=started,
+        finished_at=started,
+        context={"database": "sqlite", "sizes": "smallest"},
+    )
+    markdown = (directory / "report.md").read_text()
+    assert "| p99 cached vs uncached | 3 ms | 30 ms | 10x | <= 10 ms | noisy |" in markdown
+    assert "| bytes per row | 115.7 B | 186.4 B | 0.62x | <= 120 B | yes |" in markdown
+    assert "| p99 missed | 30 ms | 30 ms | 1x | <= 10 ms | **NO** |" in markdown
+    document = json.loads((directory / "report.json").read_text())
+    assert document["benchmarks"][0]["noisy"] is True
+    assert [row["load_free"] for row in document["benchmarks"][0]["rows"]] == [False, True, False]
+    assert (directory / "x.png").read_bytes().startswith(PNG_SIGNATURE)
