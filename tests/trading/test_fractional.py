@@ -8,6 +8,7 @@ $100,000 unless a test says otherwise.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
@@ -27,10 +28,10 @@ from tests.trading.test_services import (
     snapshot,
     tick,
 )
-from trading import services
+from trading import selectors, services
 from trading.errors import Forbidden, InvalidRequest
 from trading.models import Account, Fill, Order
-from trading.units import QTY_SCALE, qty_for_value, trade_value_cents
+from trading.units import QTY_SCALE, holding_value_units, qty_for_value, trade_value_cents
 
 pytestmark = pytest.mark.django_db
 
@@ -281,3 +282,23 @@ def test_a_fractional_replacement_of_a_gtc_order_is_refused(account: Account) ->
         services.order_replace(account_id=account.pk, order_id=resting.pk, qty=shares("0.5"), now=NOW)
     assert snapshot() == before
     assert shares(1) == QTY_SCALE
+
+
+@pytest.mark.db_backend
+def test_large_holdings_sum_without_overflowing_64_bits(
+    make_asset: MakeAsset, make_account: Callable[..., Account]
+) -> None:
+    """900,000 shares of a $2,000 stock are 1.8 x 10^22 price units x quantity units: past a 64-bit
+    integer, so SQL sums each fill's value in cents (PostgreSQL would raise "bigint out of range")."""
+    make_asset("BIGP", price="2000.00")
+    account = make_account(cash=200_000_000_000)  # $2,000,000,000
+    buy = place(account, symbol="BIGP", qty=Decimal("900000.5"), time_in_force="day")
+    assert buy.status == "filled"
+    place(account, symbol="BIGP", qty=Decimal("0.25"), side="sell", time_in_force="day")
+    summary = selectors.account_summary(account=fresh(account))
+    (value,) = summary.positions
+    assert value.qty == shares("900000.25")
+    assert value.market_value == holding_value_units(price_units=20_000_000, qty=shares("900000.25"))
+    assert value.market_value == 18_000_005_000_000  # $1,800,000,500.00 in price units
+    assert value.intraday_basis != 0
+    assert_books_balance(account)
