@@ -177,6 +177,20 @@ def test_trading_stream_gets_new_and_fill_for_market_and_crossed_limit_orders(
             3,
         )
 
+        # A notional buy: $50 at the ask of $100.01 is 0.499950004 share, on the wire to 9 decimals.
+        notional = services.order_place(
+            account_id=account.pk,
+            request=services.OrderRequest(
+                symbol="AAPL", qty=None, notional_cents=5_000, side="buy", type="market", time_in_force="day"
+            ),
+        )
+        wait_for(lambda: len(updates) >= 6)
+        fill = updates[5]
+        assert (fill.event, str(fill.order.id)) == ("fill", str(notional.pk))
+        assert fill.qty == pytest.approx(0.499950004) and fill.position_qty == pytest.approx(3.499950004)
+        assert fill.order.notional == "50.00" and fill.order.qty is None
+        assert fill.order.filled_qty == "0.499950004"
+
 
 def test_stock_data_stream_gets_each_minute_bar_once_when_its_minute_ends(
     server: DaphneProcess,
