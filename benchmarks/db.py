@@ -7,6 +7,9 @@ progress), runs ANALYZE, then measures, each as the median of ``--repeat`` runs:
   jumping straight to page 1,000 with the token of the row before it, against plain OFFSET
   paging (``queryset[offset:offset + limit]``). Goals: page 1,000 within 2x of page 1 (Property 4,
   docs/properties.md) and at least 10x faster than OFFSET at page 1,000;
+- Property 4 across growth: keyset page 1 and page 1,000 with one page size, timed when the table
+  holds 1/``--growth`` of its ticks and again when it holds them all. Goal: page 1,000 within
+  1.5x of its time across the growth;
 - a portfolio of ``--holdings`` positions through ``trading.selectors.portfolio_positions``
   against the naive loop (load positions, then one query per position for its latest price).
   Goal: a constant number of queries (<= 5) where the loop takes holdings + 1.
@@ -37,6 +40,9 @@ HELP = "history pages (keyset vs OFFSET) and portfolio loads (batched vs N+1) on
 TARGET_PAGE = 1000
 QUERY_GOAL = 5
 DEPTH_GOAL = 2.0
+# Property 4 across table growth: page 1,000 at GROWTH times the rows within GROWTH_GOAL of its time.
+GROWTH = 20
+GROWTH_GOAL = 1.5
 OFFSET_GOAL = 10.0
 
 
@@ -53,6 +59,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="rows per history page (default HISTORY_PAGE_DEFAULT, Alpaca's 1,000; lowered so page 1,000 exists)",
     )
     parser.add_argument("--repeat", type=int, default=15, help="timed runs per measurement (default 15)")
+    parser.add_argument(
+        "--growth",
+        type=int,
+        default=GROWTH,
+        help=f"Property 4 across growth: pages timed at 1/N of --ticks and at all of it (default {GROWTH})",
+    )
     parser.add_argument(
         "--batch-size", type=int, default=10_000, help="rows per bulk insert (default 10,000)"
     )
@@ -72,12 +84,32 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
     page_size = max(1, min(int(options["page_size"] or settings.HISTORY_PAGE_DEFAULT), ticks // TARGET_PAGE))
     repeat = max(1, int(options["repeat"]))
 
+    growth = int(options.get("growth") or GROWTH)
     with throwaway_database(name=options.get("db_name"), keep=bool(options.get("keep")), log=log) as name:
         symbols = [f"BM{index:04d}" for index in range(symbol_count)]
-        _seed(symbols=symbols, ticks=ticks, batch_size=int(options["batch_size"]), log=log)
+        full = _per_symbol(ticks, symbols)
+        # Property 4 across growth: the same pages timed at 1/growth of the table, then at all of it.
+        small = [count // growth for count in full]
+        small_total = sum(small)
+        if small_total < TARGET_PAGE:
+            raise CommandError(
+                f"--ticks / --growth must leave at least {TARGET_PAGE:,} ticks for page {TARGET_PAGE:,}"
+            )
+        growth_page_size = max(1, min(page_size, small_total // TARGET_PAGE))
+        batch_size = int(options["batch_size"])
+        _seed(
+            symbols=symbols,
+            upto=small,
+            already=[0] * len(symbols),
+            total=ticks,
+            batch_size=batch_size,
+            log=log,
+        )
+        _analyze()
+        at_small = _keyset_times(symbols=symbols, page_size=growth_page_size, repeat=repeat, log=log)
+        _seed(symbols=symbols, upto=full, already=small, total=ticks, batch_size=batch_size, log=log)
         account = _seed_portfolio(symbols=symbols[:holdings])
-        with connection.cursor() as cursor:
-            cursor.execute("ANALYZE")
+        _analyze()
         report = Report(
             title=(
                 f"benchmark db: {connection.vendor} ({name}), {ticks:,} ticks over {symbol_count} symbols, "
@@ -85,21 +117,94 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
             )
         )
         _history_rows(report, symbols=symbols, page_size=page_size, repeat=repeat, log=log)
+        at_full = _keyset_times(symbols=symbols, page_size=growth_page_size, repeat=repeat, log=log)
+        _growth_rows(
+            report, small=at_small, full=at_full, sizes=(small_total, ticks), page_size=growth_page_size
+        )
         _portfolio_rows(report, account=account, holdings=holdings, repeat=repeat, log=log)
     return report
+
+
+def _analyze() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+
+
+def _keyset_times(
+    *, symbols: list[str], page_size: int, repeat: int, log: Callable[[str], None]
+) -> tuple[float, float]:
+    """Median seconds of keyset page 1 and page 1,000 through the real selector."""
+    ordered = StockPriceHistory.objects.filter(symbol__in=symbols).order_by("symbol", "seq")
+    before = ordered.values_list("symbol", "seq", "recorded_at")[(TARGET_PAGE - 1) * page_size - 1]
+    token = history.tick_page_token(history.TickCursor(*before))
+    log(f"timing keyset pages 1 and {TARGET_PAGE:,} at {page_size} rows/page ({repeat} runs each)")
+    first = median_seconds(lambda: history.ticks_page(symbols=symbols, limit=page_size).items, repeat=repeat)
+    deep = median_seconds(
+        lambda: history.ticks_page(symbols=symbols, limit=page_size, page_token=token).items, repeat=repeat
+    )
+    return first, deep
+
+
+def _growth_rows(
+    report: Report,
+    *,
+    small: tuple[float, float],
+    full: tuple[float, float],
+    sizes: tuple[int, int],
+    page_size: int,
+) -> None:
+    growth = sizes[1] / sizes[0]
+    ratio = full[1] / small[1]
+    report.add(
+        Row(
+            f"P4 keyset page {TARGET_PAGE:,} at {sizes[1]:,} vs {sizes[0]:,} ticks ({growth:.0f}x), "
+            f"{page_size} rows/page",
+            ms(full[1]),
+            ms(small[1]),
+            f"{ratio:.2f}x",
+            f"<= {GROWTH_GOAL}x",
+            ratio <= GROWTH_GOAL,
+        )
+    )
+    report.add(
+        Row(
+            f"  keyset page 1 at {sizes[1]:,} vs {sizes[0]:,} ticks",
+            ms(full[0]),
+            ms(small[0]),
+            f"{full[0] / small[0]:.2f}x",
+            "-",
+            None,
+        )
+    )
 
 
 # --- Seeding ----------------------------------------------------------------------------------
 
 
-def _seed(*, symbols: list[str], ticks: int, batch_size: int, log: Callable[[str], None]) -> None:
-    Asset.objects.bulk_create(
-        Asset(symbol=symbol, name=f"{symbol} Corp.", sector="Benchmark") for symbol in symbols
-    )
+def _per_symbol(ticks: int, symbols: list[str]) -> list[int]:
     per_symbol, extra = divmod(ticks, len(symbols))
+    return [per_symbol + (1 if index < extra else 0) for index in range(len(symbols))]
+
+
+def _seed(
+    *,
+    symbols: list[str],
+    upto: list[int],
+    already: list[int],
+    total: int,
+    batch_size: int,
+    log: Callable[[str], None],
+) -> None:
+    """Each symbol's ticks from seq ``already[i] + 1`` to ``upto[i]`` (assets first, when none is
+    there yet); progress counts towards ``total``, the full table."""
+    if not already or not any(already):
+        Asset.objects.bulk_create(
+            Asset(symbol=symbol, name=f"{symbol} Corp.", sector="Benchmark") for symbol in symbols
+        )
     base = dt.datetime(2024, 1, 2, 14, 30, tzinfo=dt.UTC)
-    step = max(ticks // 10, 1)
-    written, next_report, started = 0, step, time.perf_counter()
+    step = max(total // 10, 1)
+    written = sum(already)
+    next_report, started, at_start = (written // step + 1) * step, time.perf_counter(), written
     batch: list[StockPriceHistory] = []
 
     def flush() -> None:
@@ -108,9 +213,8 @@ def _seed(*, symbols: list[str], ticks: int, batch_size: int, log: Callable[[str
         batch.clear()
 
     for index, symbol in enumerate(symbols):
-        price = 1_000_000 + index * 1_000
-        for seq in range(1, per_symbol + (1 if index < extra else 0) + 1):
-            price += (seq * 7919 + index) % 201 - 100
+        for seq in range(already[index] + 1, upto[index] + 1):
+            price = 1_000_000 + index * 1_000 + (seq * 7919 + index) % 2_001 - 1_000
             batch.append(
                 StockPriceHistory(
                     symbol=symbol,
@@ -128,13 +232,15 @@ def _seed(*, symbols: list[str], ticks: int, batch_size: int, log: Callable[[str
                 written += len(batch)
                 flush()
                 if written >= next_report:
-                    rate = written / (time.perf_counter() - started)
-                    log(f"  ticks: {written:,} / {ticks:,} ({written * 100 // ticks}%), {rate:,.0f} rows/s")
+                    rate = (written - at_start) / (time.perf_counter() - started)
+                    log(f"  ticks: {written:,} / {total:,} ({written * 100 // total}%), {rate:,.0f} rows/s")
                     next_report += step
     if batch:
         written += len(batch)
         flush()
-    log(f"  ticks: {written:,} / {ticks:,} (100%) in {time.perf_counter() - started:.1f} s")
+    log(
+        f"  ticks: {written:,} / {total:,} ({written * 100 // total}%) in {time.perf_counter() - started:.1f} s"
+    )
 
 
 def _seed_portfolio(*, symbols: list[str]) -> Account:

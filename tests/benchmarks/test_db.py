@@ -36,8 +36,12 @@ def test_benchmark_db_prints_every_row_of_its_table(tmp_path: Path) -> None:
         "keyset page 1,000 vs page 1 (Property 4)",
         "portfolio of 30: queries",
         "portfolio of 30: time",
+        # Property 4 across growth: 1,000 ticks (1/20 of them), then all 20,000, at 1 row/page.
+        "P4 keyset page 1,000 at 20,000 vs 1,000 ticks (20x), 1 rows/page",
+        "  keyset page 1 at 20,000 vs 1,000 ticks",
     ):
         assert scenario in text, text
+    assert "ticks: 1,000 / 20,000 (5%)" in text, text  # the first, smaller table
     assert "20 rows/page" in text  # lowered from 1,000 so that page 1,000 exists
     assert "31" in next(line for line in text.splitlines() if "portfolio of 30: queries" in line)  # N+1
 
