@@ -78,3 +78,30 @@ def test_cached_endpoints_answer_what_drf_would_render_and_follow_invalidation(
         services.leaderboard_refresh()
     after = client.get("/v2/leaderboard").json()
     assert after["as_of"] != before and len(after["entries"]) == 2
+
+
+@pytest.mark.django_db
+def test_symbol_stats_cached_in_whole_shares_before_the_rescale_are_never_read(
+    make_asset: Callable[..., Asset], make_account: Callable[..., Account]
+) -> None:
+    """Symbol statistics hold quantities, so their cache key names the unit (1/10^9 share): an entry
+    a process cached under the old key, in whole shares, is not what a read returns."""
+    from analytics import selectors
+    from config.cache import cache_manager
+    from tests.builders import shares
+    from trading import services as trading
+
+    make_asset("AAPL", price="100.00")
+    account = make_account()
+    trading.order_place(
+        account_id=account.pk,
+        request=trading.OrderRequest(
+            symbol="AAPL", qty=shares("2.5"), side="buy", type="market", time_in_force="day"
+        ),
+    )
+    services.symbol_stats_refresh(symbols=["AAPL"])
+    stale = {"symbol": "AAPL", "net_shares_held": 2, "holders": 1}  # as cached before the rescale
+    manager = cache_manager()
+    manager.cached("symbol_stats:AAPL", "symbol_stats", lambda: stale)
+    assert services.symbol_stats_cache_key("AAPL") != "symbol_stats:AAPL"
+    assert selectors.symbol_stats_get_or_compute(symbol="AAPL")["net_shares_held"] == "2.5"
