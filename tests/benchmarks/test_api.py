@@ -56,6 +56,8 @@ def test_benchmark_api_prints_its_table(tmp_path: Path, client: str) -> None:
         "symbol stats p99: cached vs uncached (P14)",
         "DB queries/request (P41)",
         "p99/p50 cached (P15)",
+        "p99/p50 uncached (P15)",
+        "p99/p50 (P15)",
         "cached reads, worst p99 (P14)",
         "bars (not cached)",
         "load average (1/5/15 min) before:",
