@@ -127,6 +127,8 @@ class TriggerEngine:
         self._opened = False
         self._opening: dict[str, list[str]] = {}
         self._routed_market: dict[str, list[str]] = {}
+        # A routing pass failed after committing some orders: reload the routed market orders.
+        self._market_stale = False
         # The newest quote seen per symbol, so an order added from an event is checked against
         # the price at once instead of waiting for that symbol's next trade.
         self._latest: dict[str, WireTick] = {}
@@ -226,6 +228,9 @@ class TriggerEngine:
         """The database went away mid-window: the book is reloaded from it at the next window
         (orders whose fill failed are still open there), on a new connection."""
         self.subscriber.needs_rebuild.set()
+        # A routed market order whose fill or lookup failed is open there too: the next routing
+        # pass reloads them.
+        self._market_stale = True
         with contextlib.suppress(DatabaseError):
             connection.close()
 
@@ -275,27 +280,40 @@ class TriggerEngine:
             return []
         now = self._clock()
         if self._session is None:
+            self._routed_market = self._unfilled_market_orders()
             self._session = calendar.session_at_or_after(now)
             self._opened = False
-            self._routed_market = self._unfilled_market_orders()
         outcomes: list[Outcome] = []
         session = self._session
-        if now >= session.open and not self._opened:
+        if now >= session.open and (now < session.close or not self._opened):
+            if not self._opened:
+                self._opening = self._auction_orders(TimeInForce.OPG, session)
+            # Routed on every window of the session, not once: an order held with a "now" from just
+            # before the open can commit after a pass, and a pass that failed leaves the rest
+            # accepted. The session counts as opened only once a pass succeeded.
+            self._route_accepted(now)
             self._opened = True
-            self._opening = self._auction_orders(TimeInForce.OPG, session)
-            # Orders accepted while the session was closed are routed: the others rest in the
-            # book (their "new" events add them), market orders fill at their symbol's first
-            # trade, at its ask or bid.
-            for order in services.orders_route_accepted(now=now):
-                if order.type == OrderType.MARKET:
-                    self._routed_market.setdefault(order.asset.symbol, []).append(str(order.pk))
         for symbol in [symbol for symbol in self._routed_market if symbol in first]:
             tick = first[symbol]
             quote = matching.Quote(bid=tick.bid, ask=tick.ask, last=tick.price)
-            for order_id in self._routed_market.pop(symbol):
-                decision = matching.evaluate(self._market_order(order_id), quote)
+            pending = self._routed_market[symbol]
+            while pending:
+                try:
+                    resting = self._market_order(pending[0])
+                except Exception as error:
+                    # Kept, with the symbol's others: they fill at its next trade.
+                    logger.exception("routed market order %s: lookup failed", pending[0])
+                    if isinstance(error, DATABASE_UNAVAILABLE):
+                        self._database_lost()
+                    break
+                pending.pop(0)
+                if resting is None:
+                    continue  # deleted with its account
+                decision = matching.evaluate(resting, quote)
                 assert decision is not None  # a market order always fills
                 outcomes.append(self._act(decision, tick, {}))
+            if not pending:
+                del self._routed_market[symbol]
         for symbol in [symbol for symbol in self._opening if symbol in first]:
             tick = first[symbol]
             for order_id in self._opening.pop(symbol):
@@ -315,6 +333,21 @@ class TriggerEngine:
             self._opened = False
         return outcomes
 
+    def _route_accepted(self, now: dt.datetime) -> None:
+        """Route the orders accepted while the session was closed: the others rest in the book
+        (their "new" events add them), market orders fill at their symbol's next trade, at its ask
+        or bid. Each order is routed in its own transaction, so a pass that fails midway leaves
+        routed market orders that only the database knows: the next pass reloads them from it."""
+        if self._market_stale:
+            self._routed_market = self._unfilled_market_orders()
+            self._market_stale = False
+        self._market_stale = True  # until this pass returns
+        routed = services.orders_route_accepted(now=now)
+        self._market_stale = False
+        for order in routed:
+            if order.type == OrderType.MARKET:
+                self._routed_market.setdefault(order.asset.symbol, []).append(str(order.pk))
+
     @staticmethod
     def _unfilled_market_orders() -> dict[str, list[str]]:
         """Routed market orders a previous run left unfilled (it stopped at the open)."""
@@ -331,9 +364,9 @@ class TriggerEngine:
         return by_symbol
 
     @staticmethod
-    def _market_order(order_id: str) -> matching.RestingOrder:
-        order = Order.objects.select_related("asset").get(pk=order_id)
-        return services.order_as_resting(order)
+    def _market_order(order_id: str) -> matching.RestingOrder | None:
+        order = Order.objects.select_related("asset").filter(pk=order_id).first()
+        return None if order is None else services.order_as_resting(order)
 
     @staticmethod
     def _auction_orders(time_in_force: str, session: calendar.Session) -> dict[str, list[str]]:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
+from django.db import DatabaseError, OperationalError, connection
 from pytest_django.fixtures import Settings
 
 from realtime.triggers import TriggerEngine
@@ -229,3 +230,111 @@ def test_the_open_routes_accepted_orders_market_ones_fill_at_the_first_trade(
         seq += 1
         time.sleep(0.05)
     assert Fill.objects.get(order=limit).price_units == price_to_units("100.41")
+
+
+class FailingStatement:
+    """A Django execute wrapper: the database fails the first statement ``picks`` selects after
+    skipping ``skip`` of them, as a server going away between two statements would."""
+
+    def __init__(
+        self,
+        picks: Callable[[str, Sequence[Any]], bool],
+        *,
+        skip: int = 0,
+        error: type[Exception] = OperationalError,
+    ) -> None:
+        self.picks, self.skip, self.error, self.failed = picks, skip, error, 0
+
+    def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+        if not self.failed and self.picks(sql, params or ()):
+            if not self.skip:
+                self.failed += 1
+                raise self.error("the database went away")
+            self.skip -= 1
+        return execute(sql, params, many, context)
+
+
+def routing_update(sql: str, params: Sequence[Any]) -> bool:
+    return sql.startswith('UPDATE "trading_order" SET "status"') and OrderStatus.ACCEPTED in params
+
+
+def statuses(*orders: Order) -> list[str]:
+    return [Order.objects.get(pk=order.pk).status for order in orders]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("xnys")
+def test_a_routing_pass_that_fails_midway_strands_nothing(
+    asset: Asset, account: Account, engine_at: Callable[[WallClock], TriggerEngine]
+) -> None:
+    """The open's routing fails after committing the first order: the next window routes the
+    rest, and the market order the failed pass switched to new fills with them."""
+    first = place(account, SATURDAY, time_in_force="day")
+    second = place(account, SATURDAY + dt.timedelta(minutes=1), time_in_force="day")
+    clock = WallClock(SATURDAY + dt.timedelta(hours=1))
+    engine = engine_at(clock)
+    clock.set(MONDAY_OPEN + dt.timedelta(seconds=1))
+    ticks = committed_ticks("AAPL", 2, ["100.80"])
+    outage = FailingStatement(routing_update, skip=1)
+    with connection.execute_wrapper(outage), pytest.raises(OperationalError):
+        engine.on_window(ticks)
+    assert outage.failed and statuses(first, second) == [OrderStatus.NEW, OrderStatus.ACCEPTED]
+
+    outcomes = engine.on_window(committed_ticks("AAPL", 3, ["100.40"]))
+    assert [(o.order_id, o.price, o.filled) for o in outcomes] == [
+        (str(first.pk), price_to_units("100.41"), True),
+        (str(second.pk), price_to_units("100.41"), True),
+    ]
+    assert statuses(first, second) == [OrderStatus.FILLED, OrderStatus.FILLED]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("xnys")
+def test_an_order_held_just_before_the_open_and_committed_after_the_routing_is_routed(
+    asset: Asset, account: Account, engine_at: Callable[[WallClock], TriggerEngine]
+) -> None:
+    """Placed at 9:29:59.9 (held: the session was closed then), its transaction commits after the
+    open's first routing pass: a later window routes it, and it fills at the next trade."""
+    clock = WallClock(SATURDAY + dt.timedelta(hours=1))
+    engine = engine_at(clock)
+    clock.set(MONDAY_OPEN + dt.timedelta(seconds=1))
+    assert engine.on_window(committed_ticks("AAPL", 2, ["100.80"])) == []
+    late = place(account, MONDAY_OPEN - dt.timedelta(milliseconds=100), time_in_force="day")
+    assert statuses(late) == [OrderStatus.ACCEPTED]
+
+    outcomes = engine.on_window(committed_ticks("AAPL", 3, ["100.40"]))
+    assert [(o.order_id, o.price, o.filled) for o in outcomes] == [
+        (str(late.pk), price_to_units("100.41"), True)
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("xnys")
+@pytest.mark.parametrize("error", [OperationalError, DatabaseError])
+def test_a_failed_lookup_keeps_the_symbols_routed_market_orders(
+    asset: Asset, account: Account, engine_at: Callable[[WallClock], TriggerEngine], error: type[Exception]
+) -> None:
+    """Reading the first routed market order fails (the database went away, or any other error):
+    neither it nor the symbol's other one is dropped; both fill at the next trade."""
+    first = place(account, SATURDAY, time_in_force="day")
+    second = place(account, SATURDAY + dt.timedelta(minutes=1), time_in_force="day")
+    clock = WallClock(SATURDAY + dt.timedelta(hours=1))
+    engine = engine_at(clock)
+    clock.set(MONDAY_OPEN + dt.timedelta(seconds=1))
+    assert engine.on_window([]) == []  # routed; AAPL has not traded yet
+    assert statuses(first, second) == [OrderStatus.NEW, OrderStatus.NEW]
+
+    def lookup(sql: str, params: Sequence[Any]) -> bool:
+        return "LIMIT" in sql and any(str(p).replace("-", "") == first.pk.hex for p in params)
+
+    ticks = committed_ticks("AAPL", 2, ["100.80"])
+    failing = FailingStatement(lookup, error=error)
+    with connection.execute_wrapper(failing):
+        assert engine.on_window(ticks) == []
+    assert failing.failed and statuses(first, second) == [OrderStatus.NEW, OrderStatus.NEW]
+
+    outcomes = engine.on_window(committed_ticks("AAPL", 3, ["100.40"]))
+    assert [(o.order_id, o.price, o.filled) for o in outcomes] == [
+        (str(first.pk), price_to_units("100.41"), True),
+        (str(second.pk), price_to_units("100.41"), True),
+    ]
