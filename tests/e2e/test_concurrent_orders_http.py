@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.builders import shares
 from tests.processes import ServerProcess, gunicorn_server
 from trading import services
 from trading.models import Account, Asset, CashEntry, Order, Position
@@ -83,5 +84,5 @@ def test_fifty_concurrent_buys_against_cash_for_ten(
     assert (account.cash_cents, account.reserved_cents) == (0, 0)
     assert Order.objects.filter(account=account, status="filled").count() == AFFORDABLE
     assert Order.objects.filter(account=account).count() == AFFORDABLE  # rejected orders leave nothing behind
-    assert Position.objects.get(account=account).qty == AFFORDABLE
+    assert Position.objects.get(account=account).qty == shares(AFFORDABLE)
     assert sum(CashEntry.objects.filter(account=account).values_list("amount_cents", flat=True)) == 0
