@@ -431,6 +431,7 @@ def _rows(report: Report, endpoints: list[Endpoint], results: dict[tuple[str, bo
                 "-",
                 "fewer cached",
                 hot.queries < cold.queries,
+                load_free=True,
             )
         )
         spread = _spread(hot)
