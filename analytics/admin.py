@@ -23,7 +23,7 @@ from analytics.models import (
     Statement,
     SymbolStats,
 )
-from trading.admin import ImmutableAdmin, dollars, price
+from trading.admin import ImmutableAdmin, dollars, price, shares
 
 
 @admin.register(FrontendSample)
@@ -339,7 +339,7 @@ class SymbolStatsAdmin(AnalyticsAdmin):
         "day_low",
         "day_volume",
         "holders",
-        "net_shares_held",
+        "net_shares",
         "fills_today",
         "as_of",
     )
@@ -347,6 +347,10 @@ class SymbolStatsAdmin(AnalyticsAdmin):
     search_fields = ["symbol"]
     search_help_text = "Symbol, or its beginning"
     ordering = ["symbol"]
+
+    @admin.display(description="Net shares held", ordering="net_shares_held")
+    def net_shares(self, row: SymbolStats) -> str:
+        return shares(row.net_shares_held)
 
     @admin.display(description="Last", ordering="last_price_units")
     def last_price(self, row: SymbolStats) -> str:

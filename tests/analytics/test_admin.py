@@ -28,6 +28,7 @@ from analytics.models import (
 from tests.builders import shares
 from trading import calendar, services as trading
 from trading.models import Account, Asset
+from trading.units import qty_to_str
 
 pytestmark = pytest.mark.django_db
 
@@ -148,6 +149,10 @@ def test_columns_show_money_prices_and_percentages(
     assert f"${entry.equity_cents / 100:,.2f}" in entries and f"{entry.return_pct * 100:.4f}%" in entries
     stats = staff_client.get(changelist(SymbolStats)).content.decode()
     assert "$100.00" in stats and "$50.00" in stats
+    held = SymbolStats.objects.exclude(net_shares_held=0).first()
+    assert held is not None
+    # Net shares in shares (the row holds 1/10^9 share units), not in units.
+    assert f'class="field-net_shares">{qty_to_str(held.net_shares_held)}<' in stats
     analytics = staff_client.get(change(AccountAnalytics.objects.get())).content.decode()
     assert account.account_number in analytics and "Technology" in analytics and "Energy" in analytics
     snapshot = LeaderboardSnapshot.objects.filter(period="daily").first()

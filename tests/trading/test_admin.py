@@ -36,6 +36,7 @@ from trading.models import (
     Watchlist,
     WatchlistEntry,
 )
+from trading.units import qty_to_str
 
 TRADING_MODELS = [
     Asset,
@@ -146,6 +147,23 @@ def test_money_is_shown_in_dollars(superuser_client: Client, market: dict[str, A
 
     ticks = superuser_client.get(changelist(StockPriceHistory)).content.decode()
     assert "$100.00" in ticks and "$99.99" in ticks and "$100.01" in ticks  # price, bid, ask
+
+
+def test_quantities_are_shown_in_shares(superuser_client: Client, market: dict[str, Any]) -> None:
+    account = Account.objects.get()
+    services.order_place(
+        account_id=account.pk,
+        request=services.OrderRequest(
+            symbol="AAPL", qty=None, notional_cents=5_000, side="buy", type="market", time_in_force="day"
+        ),
+    )
+    orders = superuser_client.get(changelist(Order)).content.decode()
+    assert "$50.00 (0.499950004)" in orders  # a notional order: its amount and what it bought
+    fills = superuser_client.get(changelist(Fill)).content.decode()
+    assert 'class="field-quantity">0.499950004<' in fills
+    positions = superuser_client.get(changelist(Position)).content.decode()
+    held = Position.objects.get(account=account, asset__symbol="AAPL")
+    assert f'class="field-quantity">{qty_to_str(held.qty)}<' in positions
 
 
 @pytest.mark.django_db
