@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from django.conf import settings
 from django.db.models import (
     BigIntegerField,
     F,
@@ -786,8 +787,12 @@ def portfolio_history(
     # Nothing before the account's last reset counts: returns are measured from there.
     start = max(start, account.reset_at or account.created_at)
     if timeframe != "1D":
+        # Intraday points are priced from minute bars: a window reaching past their retention
+        # would price its first days at a later close.
         widest = min(
-            INTRADAY_SPAN_MAX, dt.timedelta(minutes=INTRADAY_MINUTES[timeframe]) * HISTORY_POINTS_MAX
+            INTRADAY_SPAN_MAX,
+            dt.timedelta(days=settings.MINUTE_BAR_RETENTION_DAYS),
+            dt.timedelta(minutes=INTRADAY_MINUTES[timeframe]) * HISTORY_POINTS_MAX,
         )
         if end - start > widest:
             if explicit:

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.test import override_settings
+from pytest_django.fixtures import Settings
 from rest_framework.test import APIClient
 
 from tests.builders import shares
@@ -443,7 +444,10 @@ def _hour_floor(moment: dt.datetime) -> dt.datetime:
         frozen_at(BOUNDARY_INSTANTS["fall-back"], new_york(2026, 10, 2, 2), name="fall-back"),
     ],
 )
-def test_intraday_history_is_limited_to_30_days(now: dt.datetime, first: dt.datetime) -> None:
+def test_intraday_history_is_limited_to_30_days(
+    now: dt.datetime, first: dt.datetime, settings: Settings
+) -> None:
+    settings.MINUTE_BAR_RETENTION_DAYS = 90  # the bars reach past the 30 days
     user = get_user_model().objects.create_user(username="old", password="pw-123456!")
     account = services.account_open(user=user, now=now - dt.timedelta(days=90))
     client = key_client(account)
@@ -456,6 +460,25 @@ def test_intraday_history_is_limited_to_30_days(now: dt.datetime, first: dt.date
     assert all(b - a == 3600 for a, b in zip(shrunk.timestamp, shrunk.timestamp[1:], strict=False))
     assert len(shrunk.timestamp) <= 24 * 30 + 1
     assert set(shrunk.equity) == {100_000.0}
+
+
+@boundary_instants()
+def test_intraday_history_reaches_back_only_as_far_as_the_minute_bars(
+    now: dt.datetime, settings: Settings
+) -> None:
+    """Intraday points are priced from minute bars: past their retention (21 days by default)
+    the first days of a window would be priced at a later close, so the window stops there."""
+    settings.MINUTE_BAR_RETENTION_DAYS = 21
+    user = get_user_model().objects.create_user(username="old", password="pw-123456!")
+    account = services.account_open(user=user, now=now - dt.timedelta(days=90))
+    client = key_client(account)
+
+    refused = client.get("/v2/account/portfolio/history", {"period": "4W", "timeframe": "1H"})
+    assert_alpaca_error(refused, 422)
+    assert "at most 21 days" in refused.json()["message"]
+    shrunk = PortfolioHistory(**client.get("/v2/account/portfolio/history", {"timeframe": "1H"}).json())
+    assert shrunk.timestamp[0] >= int(_hour_floor(now - dt.timedelta(days=21)).timestamp())
+    assert shrunk.timestamp[-1] == int(_hour_floor(now).timestamp())
 
 
 @boundary_instants()
