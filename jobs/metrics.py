@@ -18,7 +18,6 @@ from celery import current_app
 from celery.signals import task_failure, task_postrun, task_prerun, task_retry
 from django.conf import settings
 from django.db.models import Count
-from kombu.exceptions import ChannelError
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 
@@ -99,13 +98,10 @@ def broker_queue_lengths() -> Iterable[Metric]:
         connection.ensure_connection(max_retries=1, timeout=settings.REDIS_SOCKET_TIMEOUT)
         channel = connection.default_channel
         for name in names:
-            try:
-                declared = channel.queue_declare(queue=name, passive=True)
-            except ChannelError:
-                # Redis keeps no key for an empty queue: until a message or a worker's binding
-                # makes it exist, kombu's passive declare answers NOT_FOUND. Nothing waits.
-                family.add_metric([name], 0.0)
-                continue
+            # Not a passive declare: Redis keeps no key for an empty queue, and kombu's check for
+            # one misses queues under a global key prefix, so a passive declare answers NOT_FOUND
+            # for queues that hold messages. On Redis the active declare writes nothing.
+            declared = channel.queue_declare(queue=name, passive=False)
             family.add_metric([name], float(declared.message_count))
     return [family]
 

@@ -19,6 +19,7 @@ from pytest_django.fixtures import Settings
 
 from benchmarks.processes import redis_keys_delete, redis_names
 from config.cache import CacheConfig, cache_manager, cache_manager_reset
+from config.celery import app as celery_app
 from config.embedded_redis import embedded_redis_stop
 from config.redis_pools import redis_client
 from tests.builders import set_quote
@@ -34,6 +35,13 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, value in redis_names(prefix).items():
         setattr(settings, name, value)
     os.environ["REDIS_KEY_PREFIX"] = prefix
+    # The broker's keys as the processes a test starts derive them (tests/settings.py), so what
+    # this process enqueues reaches their workers.
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {
+        **settings.CELERY_BROKER_TRANSPORT_OPTIONS,
+        "global_keyprefix": f"{prefix}:broker:",
+    }
+    celery_app.conf.broker_transport_options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

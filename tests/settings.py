@@ -23,7 +23,13 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 
 from config.settings import *  # noqa: F403
-from config.settings import DATABASES, INSTALLED_APPS, VAR_DIR
+from config.settings import (
+    CELERY_BROKER_TRANSPORT_OPTIONS,
+    DATABASES,
+    INSTALLED_APPS,
+    REDIS_KEY_PREFIX,
+    VAR_DIR,
+)
 
 # Test hooks (tests/apps.py): wrappers around app code that a test switches on through a setting.
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.apps.TestHooksConfig"]
@@ -31,6 +37,13 @@ INSTALLED_APPS = [*INSTALLED_APPS, "tests.apps.TestHooksConfig"]
 JOB_TEST_STATEMENT_HOLD_SECONDS = 0.0
 # Benchmark tests check what a run prints, not its speed: no wait for a quiet machine.
 BENCHMARK_QUIET_WAIT_S = 0.0
+
+# The broker's keys (queues, unacknowledged messages) under the run's prefix too: xdist workers
+# share one Redis, and a Celery worker one test starts must never take another worker's tasks.
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {  # type: ignore[no-redef]
+    **CELERY_BROKER_TRANSPORT_OPTIONS,
+    "global_keyprefix": f"{REDIS_KEY_PREFIX}:broker:",
+}
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Tests run real processes against the test database, so it must be a file, not :memory:;
