@@ -208,6 +208,12 @@ def test_reads_across_symbols_seek_each_symbol_without_a_time_index(analyzed: No
     assert len(reads) >= 4, statements
     for sql in reads:
         with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                # At this table's test size a window of every symbol is a sizeable share of the
+                # rows, and PostgreSQL rightly prefers a scan; what this proves is that an index
+                # serves each read when the table is large, so scans are priced out. Without a
+                # usable index the plan is still a Seq Scan and the test fails.
+                cursor.execute("SET LOCAL enable_seqscan = off")
             cursor.execute(("EXPLAIN QUERY PLAN " if connection.vendor == "sqlite" else "EXPLAIN ") + sql)
             plan = "\n".join(" ".join(str(part) for part in row) for row in cursor.fetchall())
         assert_no_full_scan(plan, TICK_TABLE)
