@@ -131,29 +131,23 @@ def rules_file_read(path: Path) -> list[RuleSpec] | None:
 
 # Before the database has ever answered (the monitor starting during an outage, with no rules file
 # yet), the reachability rules alone, as shipped (analytics/migrations/0005_default_alert_rules.py).
+def _unreachable_rule(*, name: str, dependency: str) -> RuleSpec:
+    return RuleSpec(
+        name=name,
+        metric=DEPENDENCY_UP_METRIC,
+        labels={"dependency": dependency},
+        aggregation=RuleAggregation.MIN,
+        comparison=RuleComparison.BELOW,
+        threshold=1.0,
+        clear_threshold=1.0,
+        for_seconds=15.0,
+        severity="critical",
+    )
+
+
 FALLBACK_RULES: tuple[RuleSpec, ...] = (
-    RuleSpec(
-        name="Database unreachable",
-        metric=DEPENDENCY_UP_METRIC,
-        labels={"dependency": "database"},
-        aggregation=RuleAggregation.MIN,
-        comparison=RuleComparison.BELOW,
-        threshold=1.0,
-        clear_threshold=1.0,
-        for_seconds=15.0,
-        severity="critical",
-    ),
-    RuleSpec(
-        name="Redis unreachable",
-        metric=DEPENDENCY_UP_METRIC,
-        labels={"dependency": "redis"},
-        aggregation=RuleAggregation.MIN,
-        comparison=RuleComparison.BELOW,
-        threshold=1.0,
-        clear_threshold=1.0,
-        for_seconds=15.0,
-        severity="critical",
-    ),
+    _unreachable_rule(name="Database unreachable", dependency="database"),
+    _unreachable_rule(name="Redis unreachable", dependency="redis"),
 )
 
 

@@ -1,12 +1,14 @@
-"""Analytics fixtures: a clean cache (both layers) for every test, and an API-key client."""
+"""Analytics fixtures: a clean cache (both layers) for every test, an API-key client, and a real
+local HTTP server standing in for the alert webhook."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from rest_framework.test import APIClient
 
+from tests.analytics.webhook import WebhookReceiver
 from trading import services
 from trading.models import Account
 
@@ -24,3 +26,11 @@ def key_client() -> Callable[[Account], APIClient]:
         return APIClient(HTTP_APCA_API_KEY_ID=key.key_id, HTTP_APCA_API_SECRET_KEY=secret)
 
     return make
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    """The alert webhook's receiving end: a real HTTP server on a free local port."""
+    server = WebhookReceiver()
+    yield server
+    server.close()

@@ -1,4 +1,4 @@
-"""Executions as alpaca-py sees them against a real server (issue 15, section 4): the order
+"""Executions as alpaca-py sees them against a real server (README, "Using it with alpaca-py"): the order
 validation Alpaca applies, the lifecycle of an order that fills on placement, trailing stops'
 current stop price."""
 
