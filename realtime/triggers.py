@@ -29,7 +29,7 @@ from django.utils import timezone
 from config.redis_pools import redis_client
 from realtime.wire import WireTick
 from realtime.writer import DATABASE_UNAVAILABLE
-from trading import calendar, matching, services
+from trading import calendar, matching, selectors, services
 from trading.models import (
     AUCTION_TIME_IN_FORCE,
     OPEN_ORDER_STATUSES,
@@ -255,18 +255,45 @@ class TriggerEngine:
                 if not rounds:
                     rounds.append({})
                 rounds[0][symbol] = self._latest[symbol]
-        if not len(self.book):
-            return outcomes
-        # Trailing stops' marks move in the book tick by tick and reach the database once per
-        # window (one UPDATE), not once per tick and order.
-        marks: dict[str, int] = {}
-        for by_symbol in rounds:
-            for tick in by_symbol.values():
-                quote = matching.Quote(bid=tick.bid, ask=tick.ask, last=tick.price)
-                for decision in self.book.crossed({tick.symbol: quote}):
-                    outcomes.append(self._act(decision, tick, marks))
-        self._store_marks(marks)
+        if len(self.book):
+            # Trailing stops' marks move in the book tick by tick and reach the database once per
+            # window (one UPDATE), not once per tick and order.
+            marks: dict[str, int] = {}
+            for by_symbol in rounds:
+                for tick in by_symbol.values():
+                    quote = matching.Quote(bid=tick.bid, ask=tick.ask, last=tick.price)
+                    for decision in self.book.crossed({tick.symbol: quote}):
+                        outcomes.append(self._act(decision, tick, marks))
+            self._store_marks(marks)
+        self.margin_calls(ticks)
         return outcomes
+
+    def margin_calls(self, ticks: Sequence[WireTick]) -> list[Order]:
+        """Buy back the shorts of every account short in a symbol that traded whose equity is
+        now below the maintenance requirement (trading/margin.py), valued at the window's last
+        trades: the broker's margin call, after the window's resting orders acted."""
+        if not ticks:
+            return []
+        prices = {tick.symbol: tick.price for tick in ticks}
+        covers: list[Order] = []
+        try:
+            for standing in selectors.margin_standings_get(symbols=prices, prices=prices):
+                if standing.below_maintenance:
+                    placed = services.account_margin_call(
+                        account_id=standing.account_id, prices=prices, now=self._clock()
+                    )
+                    logger.warning(
+                        "margin call: account %s below maintenance, %d shorts bought back",
+                        standing.account_id,
+                        len(placed),
+                    )
+                    covers.extend(placed)
+        except Exception as error:
+            # The shorts stay open; the next window checks them again.
+            logger.exception("margin calls failed")
+            if isinstance(error, DATABASE_UNAVAILABLE):
+                self._database_lost()
+        return covers
 
     def _run_auctions(self, ticks: Sequence[WireTick]) -> list[Outcome]:
         """opg orders execute at their symbol's first trade of the session, cls orders at its

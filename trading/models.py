@@ -40,8 +40,10 @@ class Asset(models.Model):
     asset_class = models.CharField(max_length=16, default="us_equity", editable=False)
     active = models.BooleanField(default=True)
     tradable = models.BooleanField(default=True)
-    shortable = models.BooleanField(default=False)
-    easy_to_borrow = models.BooleanField(default=False)
+    # Every asset may be sold short unless an operator says otherwise (docs/architecture.md,
+    # Short selling): the simulator has no borrow to run out of.
+    shortable = models.BooleanField(default=True)
+    easy_to_borrow = models.BooleanField(default=True)
     marginable = models.BooleanField(default=False)
     halted = models.BooleanField(default=False, help_text="Frozen by an operator: no ticks, no new orders.")
     initial_price_units = models.BigIntegerField(default=1_000_000, help_text="Seed price in 1/10,000 $.")
@@ -58,7 +60,8 @@ class Account(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="account")
     account_number = models.CharField(max_length=16, unique=True)
     cash_cents = models.BigIntegerField(default=0)
-    # What open buy orders hold back; buying power is cash minus this.
+    # What open buy and opening short sell orders hold back, plus the 150 % initial margin of open
+    # shorts (trading/margin.py); buying power is cash minus this.
     reserved_cents = models.BigIntegerField(default=0)
     shorting_enabled = models.BooleanField(default=False)
     trading_suspended = models.BooleanField(default=False)
@@ -129,6 +132,19 @@ class OrderSide(models.TextChoices):
     SELL = "sell"
 
 
+class PositionIntent(models.TextChoices):
+    """What an order does to its position, as Alpaca's ``position_intent``: inferred from the
+    position when placed, and checked against the one a client sends."""
+
+    BUY_TO_OPEN = "buy_to_open"
+    BUY_TO_CLOSE = "buy_to_close"
+    SELL_TO_OPEN = "sell_to_open"
+    SELL_TO_CLOSE = "sell_to_close"
+
+
+CLOSING_INTENTS = (PositionIntent.BUY_TO_CLOSE, PositionIntent.SELL_TO_CLOSE)
+
+
 class OrderType(models.TextChoices):
     MARKET = "market"
     LIMIT = "limit"
@@ -171,6 +187,7 @@ class Order(models.Model):
     client_order_id = models.CharField(max_length=48)
     asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="orders")
     side = models.CharField(max_length=4, choices=OrderSide.choices)
+    position_intent = models.CharField(max_length=16, choices=PositionIntent.choices)
     type = models.CharField(max_length=16, choices=OrderType.choices)
     time_in_force = models.CharField(max_length=4, choices=TimeInForce.choices)
     # Quantity units (1/10^9 share). A notional order is sized when placed (docs/architecture.md,
@@ -269,7 +286,8 @@ class Position(models.Model):
     asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="positions")
     # Signed: negative is a short, only possible where shorting is enabled.
     qty = models.BigIntegerField(default=0)
-    # Shares held back by open sell orders so two resting sells cannot sell the same share.
+    # Shares held back by open closing orders (sells of a long, buys covering a short), so two
+    # resting orders cannot close the same share, nor together carry the position past zero.
     qty_held = models.BigIntegerField(default=0)
     # Cost of the open shares in cents (negative for shorts: proceeds received).
     cost_basis_cents = models.BigIntegerField(default=0)

@@ -38,7 +38,7 @@ from django.db.models.expressions import CombinedExpression
 from django.db.models.functions import Coalesce, Mod
 from django.utils import timezone
 
-from trading import calendar
+from trading import calendar, margin
 from trading.errors import InvalidRequest, NotFound
 from trading.models import (
     OPEN_ORDER_STATUSES,
@@ -163,6 +163,16 @@ class AccountSummary:
     def equity(self) -> int:
         return self.cash + self.long_market_value + self.short_market_value
 
+    @property
+    def initial_margin(self) -> int:
+        """Reg T's 50 % of the shorts' entry value, beyond their proceeds (trading/margin.py)."""
+        entry = sum(-value.cost_basis for value in self.positions if value.qty < 0)
+        return -(-entry * (margin.INITIAL_MARGIN_PERCENT - 100) // 100)
+
+    @property
+    def maintenance_margin(self) -> int:
+        return margin.maintenance_requirement_units(short_market_value_units=self.short_market_value)
+
 
 def _ratio(numerator: int, denominator: int) -> Decimal:
     if not denominator:
@@ -271,7 +281,10 @@ def _value_positions(
                 position=position,
                 asset=position.asset,
                 qty=position.qty,
-                qty_available=position.qty - position.qty_held if position.qty > 0 else position.qty,
+                # Signed like the position, as Alpaca shows it: a short's is negative.
+                qty_available=position.qty - position.qty_held
+                if position.qty > 0
+                else position.qty + position.qty_held,
                 cost_basis=position.cost_basis_cents * UNITS_PER_CENT,
                 current_price=price,
                 lastday_price=lastday,
@@ -353,6 +366,54 @@ def account_summary(*, account: Account, now: dt.datetime | None = None) -> Acco
         last_equity=(account.cash_cents - int(cash_after)) * UNITS_PER_CENT + holdings_then,
         positions=values,
     )
+
+
+@dataclass(frozen=True)
+class MarginStanding:
+    """An account's equity against its shorts' maintenance requirement, in price units."""
+
+    account_id: uuid.UUID
+    equity: int
+    short_market_value: int
+
+    @property
+    def below_maintenance(self) -> bool:
+        return margin.below_maintenance(equity_units=self.equity, short_market_value_units=self.short_market_value)
+
+
+def margin_standings_get(
+    *, symbols: Iterable[str], prices: dict[str, int] | None = None
+) -> list[MarginStanding]:
+    """The standing of every account short in one of ``symbols``, valued at ``prices`` (the
+    market's newest, by symbol) or else the latest quotes: two queries and one quote read however
+    many accounts, for the market's maintenance check after each window."""
+    prices = prices or {}
+    account_ids = set(
+        Position.objects.filter(qty__lt=0, asset__symbol__in=list(symbols)).values_list("account_id", flat=True)
+    )
+    if not account_ids:
+        return []
+    holdings = list(
+        Position.objects.filter(account_id__in=account_ids)
+        .exclude(qty=0)
+        .values_list("account_id", "asset__symbol", "qty", "cost_basis_cents")
+    )
+    missing = {symbol for _, symbol, _, _ in holdings if symbol not in prices}
+    current = {**_latest_prices(missing), **prices} if missing else prices
+    cash = dict(Account.objects.filter(pk__in=account_ids).values_list("pk", "cash_cents"))
+    equity = {account_id: cents * UNITS_PER_CENT for account_id, cents in cash.items()}
+    shorts: dict[uuid.UUID, int] = defaultdict(int)
+    for account_id, symbol, qty, basis in holdings:
+        # Without any price yet, a holding is worth what it was entered at.
+        price = current.get(symbol) or abs(basis) * UNITS_PER_CENT * QTY_SCALE // abs(qty)
+        value = holding_value_units(price_units=price, qty=qty)
+        equity[account_id] += value
+        if qty < 0:
+            shorts[account_id] += value
+    return [
+        MarginStanding(account_id=account_id, equity=equity[account_id], short_market_value=shorts[account_id])
+        for account_id in sorted(account_ids)
+    ]
 
 
 # --- Assets -------------------------------------------------------------------------------------

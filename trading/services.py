@@ -28,7 +28,7 @@ from django.db.models import BigIntegerField, Case, F, Value, When
 from django.utils import timezone
 
 from config.cache import cache_manager
-from trading import calendar, matching, selectors
+from trading import calendar, margin, matching, selectors
 from trading.errors import Forbidden, InvalidRequest, NotCancelable, NotFound
 from trading.events import (
     OrderEvent,
@@ -39,6 +39,7 @@ from trading.events import (
 )
 from trading.models import (
     AUCTION_TIME_IN_FORCE,
+    CLOSING_INTENTS,
     OPEN_ORDER_STATUSES,
     Account,
     ApiKey,
@@ -51,6 +52,7 @@ from trading.models import (
     OrderStatus,
     OrderType,
     Position,
+    PositionIntent,
     TimeInForce,
     UsernameSkeleton,
     Watchlist,
@@ -59,6 +61,7 @@ from trading.models import (
 from trading.quotes import LatestQuote, latest_quotes
 from trading.units import (
     QTY_SCALE,
+    UNITS_PER_CENT,
     divide_half_even,
     dollars_to_cents,
     price_increment_valid,
@@ -286,6 +289,8 @@ class OrderRequest:
     client_order_id: str | None = None
     extended_hours: bool = False
     notional_cents: int | None = None
+    # Alpaca's position_intent, when the client sends one: checked against the inferred one.
+    position_intent: str | None = None
 
     @property
     def fractional(self) -> bool:
@@ -310,6 +315,11 @@ def commission_cents(*, qty: int) -> int:
 def _validate(request: OrderRequest) -> None:
     if request.side not in OrderSide.values:
         raise InvalidRequest(f"invalid side {request.side!r}: must be buy or sell")
+    if request.position_intent is not None:
+        if request.position_intent not in PositionIntent.values:
+            raise InvalidRequest(f"invalid position_intent {request.position_intent!r}")
+        if not request.position_intent.startswith(f"{request.side}_"):
+            raise InvalidRequest(f"position_intent {request.position_intent} does not match side {request.side}")
     if request.type not in OrderType.values:
         raise InvalidRequest(f"invalid order type {request.type!r}")
     if request.time_in_force in AUCTION_TIME_IN_FORCE:
@@ -461,7 +471,12 @@ def order_place(
 
 
 def _order_place(
-    *, account_id: uuid.UUID | str, request: OrderRequest, now: dt.datetime, order_id: uuid.UUID | None = None
+    *,
+    account_id: uuid.UUID | str,
+    request: OrderRequest,
+    now: dt.datetime,
+    order_id: uuid.UUID | None = None,
+    margin_call: bool = False,
 ) -> Order:
     _validate(request)
     auction = _auction_session(request, now)
@@ -471,18 +486,20 @@ def _order_place(
     asset = _tradable_asset(request.symbol)
     quote = _quote_for(asset.symbol)
     account = _account(account_id)
-    if account.trading_suspended:
+    if account.trading_suspended and not margin_call:
         raise Forbidden("trading is suspended for this account")
     qty = _order_size(request, quote)
     try:
         with transaction.atomic():
             _lock_account(account.pk)
+            intent = _position_intent(account=account, asset=asset, request=request, qty=qty)
             order = Order.objects.create(
                 id=order_id or uuid.uuid4(),
                 account_id=account.pk,
                 client_order_id=request.client_order_id or str(uuid.uuid4()),
                 asset=asset,
                 side=request.side,
+                position_intent=intent,
                 type=request.type,
                 time_in_force=request.time_in_force,
                 qty=qty,
@@ -574,46 +591,82 @@ def _order_rest(
         update["stop_triggered_at"] = now
     if order.type == OrderType.TRAILING_STOP:
         update["high_water_mark_units"] = (decision.water_mark if decision else None) or quote.price
-    _refuse_resting_fractional_short(order)
-    if order.side == OrderSide.BUY:
-        reserve = trade_value_cents(price_units=_reserve_estimate_units(request, quote), qty=order.qty)
+    if order.position_intent in CLOSING_INTENTS:
+        _hold_closing_qty(order)
+    else:
+        if order.position_intent == PositionIntent.BUY_TO_OPEN:
+            reserve = trade_value_cents(price_units=_reserve_estimate_units(request, quote), qty=order.qty)
+        else:
+            reserve = margin.short_open_reserve_cents(
+                ask_units=quote.ask, limit_units=order.limit_price_units, qty=order.qty
+            )
         reserve += commission_cents(qty=order.qty)
         if not Account.objects.filter(pk=account.pk, cash_cents__gte=F("reserved_cents") + reserve).update(
             reserved_cents=F("reserved_cents") + reserve
         ):
             raise Forbidden("insufficient buying power")
         update["reserved_cents"] = reserve
-    else:
-        _hold_shares(account=account, asset_id=order.asset_id, qty=order.qty)
     if update:
         Order.objects.filter(pk=order.pk).update(**update)
         for field, value in update.items():
             setattr(order, field, value)
 
 
-def _refuse_resting_fractional_short(order: Order) -> None:
-    """What the position would be once this and the account's other resting orders on the asset
-    fill; checked again at the fill, where it decides (docs/architecture.md)."""
-    position = Position.objects.filter(account_id=order.account_id, asset_id=order.asset_id).first()
-    held = position.qty - position.qty_held if position is not None else 0
-    after = held + order.qty if order.side == OrderSide.BUY else held - order.qty
-    _refuse_fractional_short(position_qty=after)
+def _position_intent(*, account: Account, asset: Asset, request: OrderRequest, qty: int) -> str:
+    """What the order does to the position, and whether it may: read under the account's lock,
+    so no other order of the account moves the position or its holds meanwhile.
+
+    As on Alpaca, one order never carries a position past zero (a sell larger than the long, or a
+    buy larger than the short, is refused for insufficient quantity), shorting needs the account's
+    permission and a shortable asset, shorts are whole shares, and an order may not open one side
+    while an order opening the other is open (docs/architecture.md, Short selling).
+    """
+    position = Position.objects.filter(account_id=account.pk, asset=asset).only("qty", "qty_held").first()
+    position_qty, held = (position.qty, position.qty_held) if position is not None else (0, 0)
+    if request.side == OrderSide.BUY:
+        intent = PositionIntent.BUY_TO_CLOSE if position_qty < 0 else PositionIntent.BUY_TO_OPEN
+    else:
+        intent = PositionIntent.SELL_TO_CLOSE if position_qty > 0 else PositionIntent.SELL_TO_OPEN
+    if request.position_intent is not None and request.position_intent != intent:
+        # Alpaca's wording.
+        raise Forbidden(f"position intent mismatch. inferred {intent.replace('_', ' ')}")
+    if intent in CLOSING_INTENTS:
+        available = abs(position_qty) - held
+        if qty > available:
+            raise Forbidden(
+                f"insufficient qty available for order (requested: {qty_to_str(qty)}, "
+                f"available: {qty_to_str(available)})"
+            )
+        if intent == PositionIntent.BUY_TO_CLOSE:
+            _refuse_fractional_short(position_qty=position_qty + qty)
+        return intent
+    if intent == PositionIntent.SELL_TO_OPEN:
+        if not account.shorting_enabled:
+            raise Forbidden(f"insufficient qty available for order (requested: {qty_to_str(qty)}, available: 0)")
+        if not asset.shortable:
+            raise Forbidden(f'asset "{asset.symbol}" cannot be sold short')
+        if request.notional_cents is not None or qty % QTY_SCALE:
+            raise Forbidden("fractional orders cannot open or leave a fractional short position")
+        conflicting, message = PositionIntent.BUY_TO_OPEN, "cannot open a short sell while a long buy order is open"
+    else:
+        conflicting, message = PositionIntent.SELL_TO_OPEN, "cannot open a long buy while a short sell order is open"
+    if Order.objects.filter(
+        account_id=account.pk, asset=asset, status__in=OPEN_ORDER_STATUSES, position_intent=conflicting
+    ).exists():
+        raise Forbidden(message)
+    return intent
 
 
-def _hold_shares(*, account: Account, asset_id: uuid.UUID, qty: int) -> None:
-    """Set aside shares for a resting sell; without shorting they must be there to sell."""
-    if _may_short(account, asset_id):
-        Position.objects.get_or_create(account_id=account.pk, asset_id=asset_id)
-        Position.objects.filter(account_id=account.pk, asset_id=asset_id).update(qty_held=F("qty_held") + qty)
-        return
-    if not Position.objects.filter(
-        account_id=account.pk, asset_id=asset_id, qty__gte=F("qty_held") + qty
-    ).update(qty_held=F("qty_held") + qty):
+def _hold_closing_qty(order: Order) -> None:
+    """Set aside what a resting closing order closes (shares of a long, or of a short for a
+    cover), so the account's closing orders together never carry the position past zero."""
+    positions = Position.objects.filter(account_id=order.account_id, asset_id=order.asset_id)
+    if order.position_intent == PositionIntent.SELL_TO_CLOSE:
+        positions = positions.filter(qty__gte=F("qty_held") + order.qty)
+    else:
+        positions = positions.filter(qty__lte=-order.qty - F("qty_held"))
+    if not positions.update(qty_held=F("qty_held") + order.qty):
         raise Forbidden("insufficient qty available for order")
-
-
-def _may_short(account: Account, asset_id: uuid.UUID) -> bool:
-    return account.shorting_enabled and Asset.objects.filter(pk=asset_id, shortable=True).exists()
 
 
 def order_as_resting(order: Order) -> matching.RestingOrder:
@@ -689,28 +742,25 @@ def _execute_fill(
         updated_at=now,
         high_water_mark_units=order.high_water_mark_units,
     )
-    if order.side == OrderSide.BUY:
-        cost = value + commission
-        if not Account.objects.filter(
-            pk=account.pk, cash_cents__gte=F("reserved_cents") - released + cost
-        ).update(cash_cents=F("cash_cents") - cost, reserved_cents=F("reserved_cents") - released):
-            raise Forbidden("insufficient buying power")
-    else:
-        if not resting:
-            _sell_check_shares(order=order, account=account, qty=qty)
-        proceeds = value - commission
-        if not Account.objects.filter(pk=account.pk, cash_cents__gte=F("reserved_cents") - proceeds).update(
-            cash_cents=F("cash_cents") + proceeds
-        ):
-            raise Forbidden("commission exceeds available cash")
-    position_qty, realized = _position_apply_fill(
+    position_qty, realized, hold_change = _position_apply_fill(
         account=account,
         asset_id=order.asset_id,
         side=order.side,
         qty=qty,
         value_cents=value,
-        held=resting and order.side == OrderSide.SELL,
+        held=resting and order.position_intent in CLOSING_INTENTS,
     )
+    # One conditional update moves the cash and what is held from it (the order's reservation
+    # released, a short's initial margin taken or given back), so buying power never goes below
+    # zero: a purchase, or a short beyond the account's margin, is refused.
+    cash_change = -(value + commission) if order.side == OrderSide.BUY else value - commission
+    reserved_change = hold_change - released
+    if not Account.objects.filter(
+        pk=account.pk, cash_cents__gte=F("reserved_cents") + reserved_change - cash_change
+    ).update(
+        cash_cents=F("cash_cents") + cash_change, reserved_cents=F("reserved_cents") + reserved_change
+    ):
+        raise Forbidden("insufficient buying power")
     fill = Fill.objects.create(
         order=order,
         account_id=account.pk,
@@ -756,25 +806,18 @@ def _execute_fill(
     )
 
 
-def _sell_check_shares(*, order: Order, account: Account, qty: int) -> None:
-    """An order filling on placement holds no shares yet; a resting one set them aside already."""
-    if _may_short(account, order.asset_id):
-        return
-    if not Position.objects.filter(
-        account_id=account.pk, asset_id=order.asset_id, qty__gte=F("qty_held") + qty
-    ).exists():
-        raise Forbidden("insufficient qty available for order")
-
-
 def _position_apply_fill(
     *, account: Account, asset_id: uuid.UUID, side: str, qty: int, value_cents: int, held: bool
-) -> tuple[int, int]:
-    """Apply a fill to the position; returns (new quantity, realised P&L in cents).
+) -> tuple[int, int, int]:
+    """Apply a fill to the position; returns (new quantity, realised P&L in cents, change of the
+    short's initial margin hold in cents).
 
     Cost basis is average cost: closing shares take their proportional share of the basis.
     """
     Position.objects.get_or_create(account_id=account.pk, asset_id=asset_id)
     position = Position.objects.select_for_update().get(account_id=account.pk, asset_id=asset_id)
+    hold_before = margin.short_hold_cents(qty=position.qty, cost_basis_cents=position.cost_basis_cents)
+    qty_before = position.qty
     signed = qty if side == OrderSide.BUY else -qty
     realized = 0
     remaining, remaining_value = qty, value_cents
@@ -790,10 +833,14 @@ def _position_apply_fill(
         position.cost_basis_cents += remaining_value if signed > 0 else -remaining_value
         position.qty += remaining if signed > 0 else -remaining
     _refuse_fractional_short(position_qty=position.qty)
+    if qty_before * position.qty < 0:
+        # Never in one fill: closing orders hold what they close (_position_intent).
+        raise Forbidden("insufficient qty available for order")
     if held:
         position.qty_held -= qty
     position.save(update_fields=["qty", "cost_basis_cents", "qty_held", "updated_at"])
-    return position.qty, realized
+    hold_after = margin.short_hold_cents(qty=position.qty, cost_basis_cents=position.cost_basis_cents)
+    return position.qty, realized, hold_after - hold_before
 
 
 def _order_locked(order_id: uuid.UUID) -> Order | None:
@@ -827,11 +874,11 @@ def _order_close(
     Order.objects.filter(pk=order.pk).update(
         status=status, reserved_cents=0, updated_at=now, **{stamp_field: now}
     )
-    if order.side == OrderSide.BUY and row.reserved_cents:
+    if row.reserved_cents:
         Account.objects.filter(pk=order.account_id).update(
             reserved_cents=F("reserved_cents") - row.reserved_cents
         )
-    elif order.side == OrderSide.SELL:
+    if order.position_intent in CLOSING_INTENTS:
         Position.objects.filter(account_id=order.account_id, asset_id=order.asset_id).update(
             qty_held=F("qty_held") - (row.qty - row.filled_qty)
         )
@@ -1152,6 +1199,66 @@ def position_close(
         time_in_force=TimeInForce.DAY,
     )
     return order_place(account_id=account_id, request=request, now=now)
+
+
+# Forced covers are ordinary market orders (with their trade_updates events), named by this prefix.
+MARGIN_CALL_CLIENT_ORDER_PREFIX = "margin_call-"
+
+
+def account_margin_call(
+    *, account_id: uuid.UUID | str, prices: dict[str, int] | None = None, now: dt.datetime | None = None
+) -> list[Order]:
+    """Buy back the account's shorts if its equity is below the maintenance requirement (30 % of
+    the shorts' market value, trading/margin.py), as a broker's margin call liquidates.
+
+    Each short's open orders are canceled, then a market buy covers it, client_order_id
+    ``margin_call-...``; its ``new`` and ``fill`` events go out on trade_updates as any order's.
+    If the cash cannot pay for the whole cover, it covers the whole shares the cash pays for.
+    Returns the covering orders (none when the account is not below maintenance).
+    """
+    now = now or timezone.now()
+    account_id = _as_uuid(account_id, what="account")
+    symbols = Position.objects.filter(account_id=account_id, qty__lt=0).values_list("asset__symbol", flat=True)
+    standing = selectors.margin_standings_get(symbols=list(symbols), prices=prices)
+    if not any(item.account_id == account_id and item.below_maintenance for item in standing):
+        return []
+    covers = []
+    for position in Position.objects.filter(account_id=account_id, qty__lt=0).select_related("asset"):
+        with transaction.atomic():
+            for order in Order.objects.filter(
+                account_id=account_id, asset_id=position.asset_id, status__in=OPEN_ORDER_STATUSES
+            ).select_related("asset"):
+                _order_close(order=order, status=OrderStatus.CANCELED, now=now)
+        qty = _margin_call_cover_qty(account_id=account_id, position_id=position.pk)
+        while qty >= QTY_SCALE:
+            request = OrderRequest(
+                symbol=position.asset.symbol,
+                qty=qty,
+                side=OrderSide.BUY,
+                type=OrderType.MARKET,
+                time_in_force=TimeInForce.DAY,
+                client_order_id=f"{MARGIN_CALL_CLIENT_ORDER_PREFIX}{uuid.uuid4().hex[:20]}",
+            )
+            try:
+                covers.append(_order_place(account_id=account_id, request=request, now=now, margin_call=True))
+                break
+            except Forbidden:
+                qty -= QTY_SCALE  # the commission, or rounding, took the last share's worth
+    return covers
+
+
+def _margin_call_cover_qty(*, account_id: uuid.UUID, position_id: int) -> int:
+    """The whole shares of the short its account can pay to cover at the ask: all of them, or
+    as many as the buying power and the initial margin each share gives back pay for."""
+    position = Position.objects.select_related("asset").get(pk=position_id)
+    size = -position.qty
+    account = Account.objects.get(pk=account_id)
+    ask_cents = divide_half_even(_quote_for(position.asset.symbol).ask, UNITS_PER_CENT)
+    hold = margin.short_hold_cents(qty=position.qty, cost_basis_cents=position.cost_basis_cents)
+    release_cents = hold * QTY_SCALE // size
+    if ask_cents > release_cents:
+        size = min(size, account.buying_power_cents // (ask_cents - release_cents) * QTY_SCALE)
+    return size - size % QTY_SCALE
 
 
 # --- Watchlists -------------------------------------------------------------------------------

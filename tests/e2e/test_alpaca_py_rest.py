@@ -34,6 +34,8 @@ from alpaca.trading.enums import (
     OrderSide,
     OrderStatus,
     OrderType,
+    PositionIntent,
+    PositionSide,
     QueryOrderStatus,
     TimeInForce,
 )
@@ -223,6 +225,60 @@ def test_sdk_places_notional_and_fractional_orders(
     quantities = {TradeActivity(**item).qty for item in client.get("/account/activities/FILL")}
     assert "1.25" in {str(qty) for qty in quantities} and "0.75" in {str(qty) for qty in quantities}
     assert client.get_all_positions() == []
+
+
+def test_sdk_sells_short_and_buys_to_cover(
+    server: ServerProcess, market: dict[str, Asset], credentials: tuple[str, str]
+) -> None:
+    """A long/short bot: shorting refused until the account allows it, then a short sale with
+    alpaca-py's position_intent, the short position as the SDK parses it, and a buy to cover."""
+    key_id, secret = credentials
+    client = TradingClient(key_id, secret, paper=True, url_override=server.base_url)
+    asset = client.get_asset("AAPL")
+    assert asset.shortable is True and asset.easy_to_borrow is True
+    short = MarketOrderRequest(
+        symbol="AAPL",
+        qty=5,
+        side=OrderSide.SELL,
+        time_in_force=TimeInForce.DAY,
+        position_intent=PositionIntent.SELL_TO_OPEN,
+    )
+    with pytest.raises(APIError) as refused:
+        client.submit_order(short)
+    assert refused.value.status_code == 403 and "insufficient qty" in str(refused.value.message)
+
+    configuration = client.get_account_configurations()
+    configuration.no_shorting = False
+    client.set_account_configurations(configuration)
+    placed = client.submit_order(short)
+    assert placed.position_intent == PositionIntent.SELL_TO_OPEN
+    assert client.get_order_by_id(placed.id).status == OrderStatus.FILLED
+    position = client.get_open_position("AAPL")
+    assert (position.side, position.qty, position.qty_available) == (PositionSide.SHORT, "-5", "-5")
+    assert float(position.market_value) == pytest.approx(-950.0)  # 5 x $190.00, negative
+    account = client.get_account()
+    # $10,000 + the proceeds (5 x $189.99), less 150 % of them held from buying power.
+    assert Decimal(str(account.cash)) == Decimal("10949.95")
+    assert Decimal(str(account.short_market_value)) == Decimal("-950.00")
+    assert Decimal(str(account.buying_power)) == Decimal("9525.02")
+
+    with pytest.raises(APIError) as flipping:
+        client.submit_order(
+            MarketOrderRequest(symbol="AAPL", qty=6, side=OrderSide.BUY, time_in_force=TimeInForce.DAY)
+        )
+    assert flipping.value.status_code == 403 and "available: 5" in str(flipping.value.message)
+    cover = client.submit_order(
+        MarketOrderRequest(
+            symbol="AAPL",
+            qty=5,
+            side=OrderSide.BUY,
+            time_in_force=TimeInForce.DAY,
+            position_intent=PositionIntent.BUY_TO_CLOSE,
+        )
+    )
+    assert client.get_order_by_id(cover.id).status == OrderStatus.FILLED
+    assert client.get_all_positions() == []
+    assert Decimal(str(client.get_account().buying_power)) == Decimal("9999.90")
 
 
 def test_sdk_answers_carry_rate_limit_headers(

@@ -271,3 +271,40 @@ def test_trailing_stops_store_their_marks_once_per_window_and_show_their_stop_pr
         ]
         == "97.85"
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_window_that_takes_a_short_below_maintenance_buys_it_back(
+    asset: Asset, make_account: Callable[..., Account], order_events_channel: str, settings: Settings
+) -> None:
+    """The margin call (trading/margin.py): after a window, an account whose equity fell below
+    30 % of its shorts' value has them bought back by a market order the engine places, with the
+    engine's clock, and the ledger explains it."""
+    settings.COMMISSION_PER_ORDER_CENTS = 0
+    settings.COMMISSION_PER_SHARE_CENTI_CENTS = 0
+    settings.COMMISSION_MINIMUM_CENTS = 0
+    at = dt.datetime(2025, 6, 2, 15, 0, tzinfo=dt.UTC)
+    account = make_account(cash=60_000)
+    services.account_configure(account_id=account.pk, no_shorting=False)
+    services.order_place(
+        account_id=account.pk,
+        request=services.OrderRequest(
+            symbol="AAPL", qty=shares(10), side="sell", type="market", time_in_force="day"
+        ),
+    )
+    engine = TriggerEngine(clock=lambda: at)
+    engine.start()
+    try:
+        # Equity 159,990 - 10p cents stays above 30 % of 10p up to $123.07.
+        engine.on_window(committed_window("AAPL", 2, bid="122.90", ask="123.00"))
+        assert not Order.objects.filter(account=account, side="buy").exists()
+        engine.on_window(committed_window("AAPL", 3, bid="124.00", ask="124.10"))
+    finally:
+        engine.stop()
+    cover = Order.objects.get(account=account, side="buy")
+    assert cover.client_order_id.startswith(services.MARGIN_CALL_CLIENT_ORDER_PREFIX)
+    assert (cover.position_intent, cover.status, cover.filled_at) == ("buy_to_close", "filled", at)
+    assert cover.filled_avg_price_units == price_to_units("124.10")
+    account.refresh_from_db()
+    assert (account.cash_cents, account.reserved_cents) == (159_990 - 124_100, 0)
+    assert selectors.portfolio_positions(account=account) == []

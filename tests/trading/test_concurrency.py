@@ -25,9 +25,18 @@ from django.utils import timezone
 from pytest_django.fixtures import Settings
 
 from tests.builders import shares
-from trading import services
+from trading import margin, services
 from trading.errors import Forbidden, NotCancelable, TradingError
-from trading.models import Account, Asset, CashEntry, Fill, Order, Position, StockPriceHistory
+from trading.models import (
+    CLOSING_INTENTS,
+    Account,
+    Asset,
+    CashEntry,
+    Fill,
+    Order,
+    Position,
+    StockPriceHistory,
+)
 from trading.services import OrderRequest
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -82,11 +91,14 @@ def assert_books_balance(account: Account) -> Account:
     assert account.cash_cents == ledger
     assert 0 <= account.reserved_cents <= account.cash_cents
     open_orders = Order.objects.filter(account=account, status__in=["new", "partially_filled"])
-    assert account.reserved_cents == (open_orders.aggregate(total=Sum("reserved_cents"))["total"] or 0)
-    for pos in Position.objects.filter(account=account):
-        held = sum(o.qty - o.filled_qty for o in open_orders.filter(asset=pos.asset, side="sell"))
-        assert pos.qty_held == held
-        assert pos.qty >= pos.qty_held
+    positions = Position.objects.filter(account=account)
+    # Open orders' reservations plus the open shorts' initial margin (trading/margin.py).
+    short_holds = sum(margin.short_hold_cents(qty=p.qty, cost_basis_cents=p.cost_basis_cents) for p in positions)
+    assert account.reserved_cents == (open_orders.aggregate(total=Sum("reserved_cents"))["total"] or 0) + short_holds
+    for pos in positions:
+        closing = open_orders.filter(asset=pos.asset, position_intent__in=CLOSING_INTENTS)
+        assert pos.qty_held == sum(o.qty - o.filled_qty for o in closing)
+        assert abs(pos.qty) >= pos.qty_held
         signed = sum(
             f.qty if f.side == "buy" else -f.qty
             for f in Fill.objects.filter(account=account, asset=pos.asset)
@@ -319,3 +331,51 @@ def test_expiry_and_cancels_racing_fills_release_each_order_once(
     assert balanced.cash_cents == start + fills * per_fill
     if side == "sell":
         assert Position.objects.get(account=account, asset=asset).qty_held == 0
+
+
+# --- shorts ---------------------------------------------------------------------------------------
+
+
+
+def test_50_concurrent_short_sales_against_margin_for_10(asset: Asset, make_account: MakeAccount) -> None:
+    """Each short of one share brings 9,999 cents and holds 14,999 (Reg T's 150 %): an account
+    with 10 x 5,000 cents of buying power shorts exactly 10 shares, whoever races."""
+    account = make_account(cash=10 * 5_000)
+    Account.objects.filter(pk=account.pk).update(shorting_enabled=True)
+    outcomes = run_together([buy(account, side="sell") for _ in range(THREADS)])
+
+    assert unclean(outcomes) == []
+    filled = [o.value for o in outcomes if o.error is None]
+    assert len(filled) == 10
+    assert all(isinstance(order, Order) and order.position_intent == "sell_to_open" for order in filled)
+    assert all(isinstance(o.error, Forbidden) and "buying power" in str(o.error) for o in outcomes if o.error)
+    account = assert_books_balance(account)
+    # The hold is 150 % of the whole short's entry value: 99,990 cents -> 149,985.
+    assert (account.cash_cents, account.reserved_cents) == (50_000 + 10 * 9_999, 149_985)
+    pos = Position.objects.get(account=account, asset=asset)
+    assert (pos.qty, pos.cost_basis_cents) == (shares(-10), -10 * 9_999)
+
+
+def test_50_concurrent_covers_of_a_10_share_short_close_exactly_10(
+    asset: Asset, make_account: MakeAccount
+) -> None:
+    """Covers hold the shares they cover, so market and resting covers racing never carry the
+    short past zero into a long."""
+    account = make_account(cash=100_000)
+    Account.objects.filter(pk=account.pk).update(shorting_enabled=True)
+    buy(account, side="sell", qty=10)()
+    calls = [
+        buy(account, type="limit", limit_price_units=950_000) if i % 2 else buy(account) for i in range(THREADS)
+    ]
+    outcomes = run_together(calls)
+
+    assert unclean(outcomes) == []
+    succeeded = [o.value for o in outcomes if o.error is None]
+    assert len(succeeded) == 10
+    assert all(isinstance(o.error, Forbidden) and "insufficient qty" in str(o.error) for o in outcomes if o.error)
+    covered = sum(1 for order in succeeded if isinstance(order, Order) and order.status == "filled")
+    resting = sum(1 for order in succeeded if isinstance(order, Order) and order.status == "new")
+    assert covered + resting == 10
+    pos = Position.objects.get(account=account, asset=asset)
+    assert (pos.qty, pos.qty_held) == (shares(covered - 10), shares(resting))
+    assert_books_balance(account)

@@ -216,16 +216,17 @@ def test_no_fractional_short_is_opened(shorting: Account) -> None:
         with pytest.raises(Forbidden):
             place(shorting, symbol="SHRT", side="sell", time_in_force="day", **fields)
     assert snapshot() == before
-    # A whole-share sell from a fractional long would leave a fractional short: refused too.
+    # A whole-share sell from a fractional long would carry it past zero, which no order does
+    # (Alpaca's rule, docs/architecture.md, Short selling): refused for the quantity.
     place(shorting, symbol="SHRT", qty=Decimal("0.5"), time_in_force="day")
-    with pytest.raises(Forbidden, match="fractional short"):
+    with pytest.raises(Forbidden, match=r"insufficient qty available for order \(requested: 1, available: 0.5\)"):
         place(shorting, symbol="SHRT", qty=1, side="sell")
     assert position(shorting, "SHRT").qty == shares("0.5")  # type: ignore[union-attr]
 
 
 def test_a_fractional_buy_covering_a_whole_short_must_not_leave_a_fractional_short(shorting: Account) -> None:
-    """Alpaca holds no fractional short: a fractional buy may cover a short wholly (and go long
-    by the rest), but not leave part of a share short."""
+    """Alpaca holds no fractional short: a fractional buy may not leave part of a share short,
+    and no buy covers a short and goes long by the rest."""
     place(shorting, symbol="SHRT", qty=2, side="sell")
     before = snapshot()
     with pytest.raises(Forbidden, match="fractional short"):
@@ -240,9 +241,12 @@ def test_a_fractional_buy_covering_a_whole_short_must_not_leave_a_fractional_sho
             time_in_force="day",
         )
     assert snapshot() == before
-    covered = place(shorting, symbol="SHRT", qty=Decimal("2.5"), time_in_force="day")
-    assert covered.status == "filled"
-    assert position(shorting, "SHRT").qty == shares("0.5")  # type: ignore[union-attr]
+    with pytest.raises(Forbidden, match=r"insufficient qty available for order \(requested: 2.5, available: 2\)"):
+        place(shorting, symbol="SHRT", qty=Decimal("2.5"), time_in_force="day")
+    assert snapshot() == before
+    covered = place(shorting, symbol="SHRT", qty=2, time_in_force="day")
+    assert (covered.status, covered.position_intent) == ("filled", "buy_to_close")
+    assert position(shorting, "SHRT").qty == 0  # type: ignore[union-attr]
     assert_books_balance(shorting)
 
 

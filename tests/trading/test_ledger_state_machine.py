@@ -1,18 +1,22 @@
-"""Property 38: ledger invariants: no negative cash or holdings, positions equal fills, cash conserved.
+"""Property 38: ledger invariants: no negative cash, no holding below what shorting and margin
+allow, positions equal fills, cash conserved.
 
 A Hypothesis state machine drives the real services against the real database with a few accounts
 and three symbols: cash grants and withdrawals, market and resting orders of every type, price
 ticks whose crossed resting orders are fired the way the market pipeline fires them
 (``matching.triggered`` -> ``order_fill`` / ``order_mark_triggered`` / ``orders_track_water_marks``),
-cancels, replaces, position closes, resets and day-order expiry. Quantities are quantity units
+cancels, replaces, position closes, resets, day-order expiry and margin calls. Some accounts may
+sell short (drawn at the start): their sells without shares open shorts. Quantities are quantity units
 (1/10^9 share): whole shares and fractions down to one unit, and notional orders sized in
 dollars, wherever Alpaca's rules allow fractions (market and limit day orders). Time comes from the services'
 ``now=`` argument and only moves forward, so "since the last reset" is a timestamp comparison.
 
 After every step, for every account, read back from the database:
 
-- cash >= 0 and 0 <= reserved <= cash; reserved == what the open buy orders hold;
-- positions never negative (shorting is off), held shares == open sells' shares <= position;
+- cash >= 0 and 0 <= reserved <= cash; reserved == what the open orders hold plus 150 % of the
+  open shorts' entry value (trading/margin.py);
+- positions negative only where shorting is on, and then whole shares; held shares == what the
+  open closing orders (sells of a long, covers of a short) close <= the position's size;
 - each position == the signed sum of its fills since the last reset;
 - cash == the sum of its ledger entries;
 - cash + cost basis of positions + commissions paid - realised P&L == net deposits
@@ -39,9 +43,10 @@ from hypothesis.stateful import (
 )
 from pytest_django.fixtures import Settings
 
-from trading import matching, services
+from trading import margin, matching, services
 from trading.errors import Forbidden
 from trading.models import (
+    CLOSING_INTENTS,
     OPEN_ORDER_STATUSES,
     Account,
     Asset,
@@ -157,6 +162,10 @@ class LedgerMachine(RuleBasedStateMachine):
         available = self.available_shares(account, symbol)
         return symbol, (1 + (qty - 1) % available if fit else qty)
 
+    def position_qty(self, account: Account, symbol: str) -> int:
+        pos = Position.objects.filter(account=account, asset__symbol=symbol).first()
+        return 0 if pos is None else pos.qty
+
     def available_shares(self, account: Account, symbol: str) -> int:
         pos = Position.objects.filter(account=account, asset__symbol=symbol).first()
         return 0 if pos is None else pos.qty - pos.qty_held
@@ -185,8 +194,11 @@ class LedgerMachine(RuleBasedStateMachine):
         ),
         starts=st.lists(price_units, min_size=len(SYMBOLS), max_size=len(SYMBOLS)),
         plan=st.none() | st.tuples(st.integers(0, 300), st.integers(0, 150), st.integers(0, 400)),
+        shorting=st.lists(st.booleans(), min_size=ACCOUNTS, max_size=ACCOUNTS),
     )
-    def setup(self, openings: list[int], starts: list[int], plan: tuple[int, int, int] | None) -> None:
+    def setup(
+        self, openings: list[int], starts: list[int], plan: tuple[int, int, int] | None, shorting: list[bool]
+    ) -> None:
         for symbol, start in zip(SYMBOLS, starts, strict=True):
             Asset.objects.create(symbol=symbol, name=symbol, sector="Technology")
             self.tick(symbol, start, 100)
@@ -199,6 +211,8 @@ class LedgerMachine(RuleBasedStateMachine):
             user = get_user_model().objects.create_user(username=f"p38-{index}", password="x")
             account = services.account_open(user=user, cash_cents=opening, now=self.clock())
             assert not account.shorting_enabled
+            if shorting[index]:
+                account = services.account_configure(account_id=account.pk, no_shorting=False)
             self.accounts.append(account)
 
     # --- cash ----------------------------------------------------------------------------------
@@ -238,7 +252,12 @@ class LedgerMachine(RuleBasedStateMachine):
         tif = "gtc" if not qty % QTY_SCALE else "day"
         request = OrderRequest(symbol=symbol, qty=qty, side="sell", type="market", time_in_force=tif)
         order = self.place(account, request)
-        if order is not None:
+        if account.shorting_enabled and self.position_qty(account, symbol) <= 0:
+            # A short sale: its buying power check is the fill's (the invariants), and no
+            # fractional short opens.
+            assert order is None or (order.status == "filled" and not qty % QTY_SCALE)
+            event(f"short sale {'refused' if order is None else 'filled'}")
+        elif order is not None:
             assert enough
             assert order.status == "filled"
         else:
@@ -395,14 +414,15 @@ class LedgerMachine(RuleBasedStateMachine):
             event(f"notional {side} {kind} -> {order.status}")
 
     def has_positions(self) -> bool:
-        return Position.objects.filter(qty__gt=0).exists()
+        return Position.objects.exclude(qty=0).exists()
 
     @precondition(has_positions)
     @rule(data=st.data(), qty=st.none() | quantities)
     def close_position(self, data: st.DataObject, qty: int | None) -> None:
-        positions = Position.objects.filter(qty__gt=0).select_related("asset", "account")
+        positions = Position.objects.exclude(qty=0).select_related("asset", "account")
         pos = data.draw(st.sampled_from(list(positions.order_by("account__reset_at", "asset__symbol"))))
-        wanted = pos.qty if qty is None else qty
+        size = abs(pos.qty)
+        wanted = size if qty is None else qty
         before = _snapshot()
         try:
             order = services.position_close(
@@ -410,12 +430,23 @@ class LedgerMachine(RuleBasedStateMachine):
             )
         except Forbidden:
             assert _snapshot() == before
-            assert wanted > pos.qty - pos.qty_held
+            # Too much, a cover that would leave a fractional short, or one the cash cannot pay.
+            assert wanted > size - pos.qty_held or pos.qty < 0
             event("close refused")
         else:
-            assert wanted <= pos.qty - pos.qty_held
-            assert (order.side, order.qty, order.status) == ("sell", wanted, "filled")
-            event("closed")
+            assert wanted <= size - pos.qty_held
+            side = "sell" if pos.qty > 0 else "buy"
+            assert (order.side, order.qty, order.status) == (side, wanted, "filled")
+            event(f"closed {side}")
+
+    @rule(index=st.integers(0, ACCOUNTS - 1))
+    def margin_call(self, index: int) -> None:
+        """The market's maintenance check: an account below 30 % has its shorts bought back."""
+        account = self.account(index)
+        covers = services.account_margin_call(account_id=account.pk, now=self.clock())
+        for cover in covers:
+            assert (cover.side, cover.position_intent, cover.status) == ("buy", "buy_to_close", "filled")
+        event(f"margin call: {len(covers)} covers")
 
     @rule(index=st.integers(0, ACCOUNTS - 1))
     def reset(self, index: int) -> None:
@@ -473,6 +504,14 @@ class LedgerMachine(RuleBasedStateMachine):
         account = order.account
         value = trade_value_cents(price_units=decision.price, qty=order.qty)
         commission = services.commission_cents(qty=order.qty)
+        if order.position_intent in ("sell_to_open", "buy_to_close"):
+            # A short's margin moves with the fill: the invariants check it held.
+            result = services.order_fill(
+                order_id=order.pk, price_units=decision.price, tick_seq=tick.seq, now=now
+            )
+            assert result is not None and result.status in ("filled", "canceled")
+            event(f"short order_fill -> {result.status}")
+            return
         if order.side == "buy":
             affordable = (
                 account.cash_cents - (account.reserved_cents - order.reserved_cents) >= value + commission
@@ -511,12 +550,16 @@ class LedgerMachine(RuleBasedStateMachine):
         commissions = _by_account(fills, Sum("commission_cents"))
         realised = _by_account(fills, Sum("realized_pl_cents"))
         basis = _by_account(Position.objects.all(), Sum("cost_basis_cents"))
+        short_holds: dict[Any, int] = {}
+        for pos in Position.objects.filter(qty__lt=0):
+            hold = margin.short_hold_cents(qty=pos.qty, cost_basis_cents=pos.cost_basis_cents)
+            short_holds[pos.account_id] = short_holds.get(pos.account_id, 0) + hold
 
         for pk, account in accounts.items():
             assert account.reset_at is not None
             assert account.cash_cents >= 0
             assert 0 <= account.reserved_cents <= account.cash_cents
-            assert account.reserved_cents == reserved.get(pk, 0)
+            assert account.reserved_cents == reserved.get(pk, 0) + short_holds.get(pk, 0)
             # Cash is the sum of the ledger.
             assert account.cash_cents == ledger.get(pk, 0)
             # Conservation since the last reset: what the reset (or the opening) left plus grants
@@ -530,23 +573,23 @@ class LedgerMachine(RuleBasedStateMachine):
 
         # Only grants and trades move cash between resets.
         assert not entries.filter(created_at__gt=since_reset, kind__in=["deposit", "reset"]).exists()
-        # Closed orders and sells hold no cash.
+        # Closed orders and closing orders hold no cash.
         assert not Order.objects.exclude(status__in=OPEN_ORDER_STATUSES).exclude(reserved_cents=0).exists()
-        assert not open_orders.filter(side="sell").exclude(reserved_cents=0).exists()
+        assert not open_orders.filter(position_intent__in=CLOSING_INTENTS).exclude(reserved_cents=0).exists()
         # Filled orders were filled exactly once, the others never.
         fill_counts = Order.objects.annotate(n=Count("fills"))
         assert not fill_counts.filter(status="filled").exclude(n=1).exists()
         assert not fill_counts.exclude(status="filled").exclude(n=0).exists()
 
-        # Positions equal the fills since the last reset; nothing negative with shorting off;
-        # held shares are exactly what open sells set aside.
+        # Positions equal the fills since the last reset; nothing negative with shorting off, and
+        # shorts whole shares; held shares are exactly what open closing orders set aside.
         signed: dict[tuple[Any, Any], int] = {}
         for row in fills.values("account_id", "asset_id", "side").annotate(total=Sum("qty")):
             key = (row["account_id"], row["asset_id"])
             signed[key] = signed.get(key, 0) + (row["total"] if row["side"] == "buy" else -row["total"])
         held_by_sells = {
             (row["account_id"], row["asset_id"]): row["total"]
-            for row in open_orders.filter(side="sell")
+            for row in open_orders.filter(position_intent__in=CLOSING_INTENTS)
             .values("account_id", "asset_id")
             .annotate(total=Sum(F("qty") - F("filled_qty")))
         }
@@ -555,8 +598,10 @@ class LedgerMachine(RuleBasedStateMachine):
             pos = positions.get(key)
             qty, held = (0, 0) if pos is None else (pos.qty, pos.qty_held)
             assert qty == signed.get(key, 0)
-            assert 0 <= held <= qty
+            assert 0 <= held <= abs(qty)
             assert held == held_by_sells.get(key, 0)
+            if qty < 0:
+                assert accounts[key[0]].shorting_enabled and not qty % QTY_SCALE
             if pos is not None and qty == 0:
                 assert pos.cost_basis_cents == 0
 
@@ -571,7 +616,8 @@ def _by_account(queryset: Any, aggregate: Any) -> dict[Any, int]:
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.slow
 def test_property_38_ledger_invariants(settings: Settings) -> None:
-    """Property 38: ledger invariants: no negative cash or holdings, positions equal fills, cash conserved."""
+    """Property 38: ledger invariants: no negative cash, no holding below what shorting and margin
+    allow, positions equal fills, cash conserved."""
     settings.ACCOUNT_STARTING_CASH = f"{RESET_CASH / 100:.2f}"
     settings.SHORT_SELLING_DEFAULT = False
     # Commissions come from the CommissionPlan the machine may create, else these zeros.

@@ -18,9 +18,10 @@ from pytest_django.fixtures import Settings
 
 from tests.builders import add_tick, shares
 from tests.clock import new_york
-from trading import services
+from trading import margin, services
 from trading.errors import Forbidden, InvalidRequest, NotCancelable, NotFound
 from trading.models import (
+    CLOSING_INTENTS,
     Account,
     Asset,
     CashEntry,
@@ -78,16 +79,21 @@ def assert_books_balance(account: Account) -> Account:
     assert account.cash_cents == ledger
     assert 0 <= account.reserved_cents <= account.cash_cents
     open_orders = Order.objects.filter(account=account, status__in=["new", "partially_filled"])
-    assert account.reserved_cents == (open_orders.aggregate(total=Sum("reserved_cents"))["total"] or 0)
+    positions = Position.objects.filter(account=account)
+    # Open orders' reservations plus the open shorts' initial margin (trading/margin.py).
+    short_holds = sum(margin.short_hold_cents(qty=p.qty, cost_basis_cents=p.cost_basis_cents) for p in positions)
+    assert account.reserved_cents == (open_orders.aggregate(total=Sum("reserved_cents"))["total"] or 0) + short_holds
     assert (
         not Order.objects.filter(account=account)
         .exclude(status__in=["new", "partially_filled"])
         .exclude(reserved_cents=0)
         .exists()
     )
-    for pos in Position.objects.filter(account=account):
-        held = sum(o.qty - o.filled_qty for o in open_orders.filter(asset=pos.asset, side="sell"))
-        assert pos.qty_held == held
+    for pos in positions:
+        # Closing orders hold what they close: shares of a long, or of a short for a cover.
+        closing = open_orders.filter(asset=pos.asset, position_intent__in=CLOSING_INTENTS)
+        assert pos.qty_held == sum(o.qty - o.filled_qty for o in closing)
+        assert pos.qty_held <= abs(pos.qty)
     return account
 
 

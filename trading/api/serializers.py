@@ -18,7 +18,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from trading import calendar, matching
+from trading import calendar, margin, matching
 from trading.api import times
 from trading.errors import InvalidRequest
 from trading.events import OrderState
@@ -30,6 +30,7 @@ from trading.models import (
     Order,
     OrderSide,
     OrderType,
+    PositionIntent,
     TimeInForce,
     Watchlist,
 )
@@ -267,7 +268,9 @@ class OrderCreateSerializer(serializers.Serializer[Any]):
     take_profit = serializers.JSONField(required=False, allow_null=True)
     stop_loss = serializers.JSONField(required=False, allow_null=True)
     legs = serializers.JSONField(required=False, allow_null=True)
-    position_intent = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+    position_intent = serializers.ChoiceField(
+        choices=PositionIntent.choices, required=False, allow_null=True, allow_blank=True
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         order_class = (attrs.get("order_class") or "simple").lower()
@@ -489,9 +492,10 @@ class AssetSerializer(ShapeSerializer):
             "status": "active" if asset.active else "inactive",
             "tradable": asset.active and asset.tradable and not asset.halted,
             "marginable": asset.marginable,
-            "maintenance_margin_requirement": 100,
+            # Longs are paid in full; shorts hold Reg T's 150 % and need 30 % (trading/margin.py).
+            "maintenance_margin_requirement": margin.MAINTENANCE_MARGIN_PERCENT,
             "margin_requirement_long": "100",
-            "margin_requirement_short": "100",
+            "margin_requirement_short": str(margin.INITIAL_MARGIN_PERCENT),
             "shortable": asset.shortable,
             "easy_to_borrow": asset.easy_to_borrow,
             "fractionable": True,
@@ -584,7 +588,7 @@ class OrderSerializer(ShapeSerializer):
             "order_type": order.type,
             "type": order.type,
             "side": order.side,
-            "position_intent": None,
+            "position_intent": order.position_intent,
             "time_in_force": order.time_in_force,
             "limit_price": units_to_str(order.limit_price_units),
             "stop_price": units_to_str(_stop_price(order, order.high_water_mark_units)),
@@ -701,7 +705,9 @@ class AccountSerializer(ShapeSerializer):
     sma = serializers.CharField()
     daytrade_count = serializers.IntegerField()
     balance_asof = serializers.DateField()
-    reserved_cash = serializers.CharField(help_text="Cash held back by open buy orders (an addition).")
+    reserved_cash = serializers.CharField(
+        help_text="Cash held back by open buy and short sell orders and by open shorts' initial margin (an addition)."
+    )
     reset_at = serializers.DateTimeField(allow_null=True, help_text="Returns are measured from here.")
 
     @classmethod
@@ -742,8 +748,8 @@ class AccountSerializer(ShapeSerializer):
             "long_market_value": units_str(summary.long_market_value),
             "short_market_value": units_str(summary.short_market_value),
             "position_market_value": units_str(summary.long_market_value - summary.short_market_value),
-            "initial_margin": zero,
-            "maintenance_margin": zero,
+            "initial_margin": units_str(summary.initial_margin),
+            "maintenance_margin": units_str(summary.maintenance_margin),
             "last_maintenance_margin": zero,
             "sma": zero,
             "daytrade_count": 0,

@@ -71,6 +71,7 @@ class OrdersView(TradingAPIView):
                 trail_percent_units=body.get("trail_percent"),
                 client_order_id=body.get("client_order_id") or None,
                 extended_hours=body["extended_hours"],
+                position_intent=body.get("position_intent") or None,
             ),
         )
         # The order as accepted, as Alpaca answers (a fill arrives on trade_updates; README, Order
