@@ -44,7 +44,9 @@ def short_open_estimate_units(*, ask_units: int, limit_units: int | None) -> int
 def short_open_reserve_cents(*, ask_units: int, limit_units: int | None, qty: int) -> int:
     """What a resting opening short sell holds: the 50 % of its estimated value beyond the
     proceeds it will bring."""
-    value = trade_value_cents(price_units=short_open_estimate_units(ask_units=ask_units, limit_units=limit_units), qty=qty)
+    value = trade_value_cents(
+        price_units=short_open_estimate_units(ask_units=ask_units, limit_units=limit_units), qty=qty
+    )
     return _ceil_percent(value, INITIAL_MARGIN_PERCENT - 100)
 
 

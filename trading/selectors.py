@@ -378,7 +378,9 @@ class MarginStanding:
 
     @property
     def below_maintenance(self) -> bool:
-        return margin.below_maintenance(equity_units=self.equity, short_market_value_units=self.short_market_value)
+        return margin.below_maintenance(
+            equity_units=self.equity, short_market_value_units=self.short_market_value
+        )
 
 
 def margin_standings_get(
@@ -389,7 +391,9 @@ def margin_standings_get(
     many accounts, for the market's maintenance check after each window."""
     prices = prices or {}
     account_ids = set(
-        Position.objects.filter(qty__lt=0, asset__symbol__in=list(symbols)).values_list("account_id", flat=True)
+        Position.objects.filter(qty__lt=0, asset__symbol__in=list(symbols)).values_list(
+            "account_id", flat=True
+        )
     )
     if not account_ids:
         return []
@@ -411,7 +415,9 @@ def margin_standings_get(
         if qty < 0:
             shorts[account_id] += value
     return [
-        MarginStanding(account_id=account_id, equity=equity[account_id], short_market_value=shorts[account_id])
+        MarginStanding(
+            account_id=account_id, equity=equity[account_id], short_market_value=shorts[account_id]
+        )
         for account_id in sorted(account_ids)
     ]
 

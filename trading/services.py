@@ -319,7 +319,9 @@ def _validate(request: OrderRequest) -> None:
         if request.position_intent not in PositionIntent.values:
             raise InvalidRequest(f"invalid position_intent {request.position_intent!r}")
         if not request.position_intent.startswith(f"{request.side}_"):
-            raise InvalidRequest(f"position_intent {request.position_intent} does not match side {request.side}")
+            raise InvalidRequest(
+                f"position_intent {request.position_intent} does not match side {request.side}"
+            )
     if request.type not in OrderType.values:
         raise InvalidRequest(f"invalid order type {request.type!r}")
     if request.time_in_force in AUCTION_TIME_IN_FORCE:
@@ -642,14 +644,22 @@ def _position_intent(*, account: Account, asset: Asset, request: OrderRequest, q
         return intent
     if intent == PositionIntent.SELL_TO_OPEN:
         if not account.shorting_enabled:
-            raise Forbidden(f"insufficient qty available for order (requested: {qty_to_str(qty)}, available: 0)")
+            raise Forbidden(
+                f"insufficient qty available for order (requested: {qty_to_str(qty)}, available: 0)"
+            )
         if not asset.shortable:
             raise Forbidden(f'asset "{asset.symbol}" cannot be sold short')
         if request.notional_cents is not None or qty % QTY_SCALE:
             raise Forbidden("fractional orders cannot open or leave a fractional short position")
-        conflicting, message = PositionIntent.BUY_TO_OPEN, "cannot open a short sell while a long buy order is open"
+        conflicting, message = (
+            PositionIntent.BUY_TO_OPEN,
+            "cannot open a short sell while a long buy order is open",
+        )
     else:
-        conflicting, message = PositionIntent.SELL_TO_OPEN, "cannot open a long buy while a short sell order is open"
+        conflicting, message = (
+            PositionIntent.SELL_TO_OPEN,
+            "cannot open a long buy while a short sell order is open",
+        )
     if Order.objects.filter(
         account_id=account.pk, asset=asset, status__in=OPEN_ORDER_STATUSES, position_intent=conflicting
     ).exists():
@@ -757,9 +767,7 @@ def _execute_fill(
     reserved_change = hold_change - released
     if not Account.objects.filter(
         pk=account.pk, cash_cents__gte=F("reserved_cents") + reserved_change - cash_change
-    ).update(
-        cash_cents=F("cash_cents") + cash_change, reserved_cents=F("reserved_cents") + reserved_change
-    ):
+    ).update(cash_cents=F("cash_cents") + cash_change, reserved_cents=F("reserved_cents") + reserved_change):
         raise Forbidden("insufficient buying power")
     fill = Fill.objects.create(
         order=order,
@@ -1218,7 +1226,9 @@ def account_margin_call(
     """
     now = now or timezone.now()
     account_id = _as_uuid(account_id, what="account")
-    symbols = Position.objects.filter(account_id=account_id, qty__lt=0).values_list("asset__symbol", flat=True)
+    symbols = Position.objects.filter(account_id=account_id, qty__lt=0).values_list(
+        "asset__symbol", flat=True
+    )
     standing = selectors.margin_standings_get(symbols=list(symbols), prices=prices)
     if not any(item.account_id == account_id and item.below_maintenance for item in standing):
         return []

@@ -93,8 +93,13 @@ def assert_books_balance(account: Account) -> Account:
     open_orders = Order.objects.filter(account=account, status__in=["new", "partially_filled"])
     positions = Position.objects.filter(account=account)
     # Open orders' reservations plus the open shorts' initial margin (trading/margin.py).
-    short_holds = sum(margin.short_hold_cents(qty=p.qty, cost_basis_cents=p.cost_basis_cents) for p in positions)
-    assert account.reserved_cents == (open_orders.aggregate(total=Sum("reserved_cents"))["total"] or 0) + short_holds
+    short_holds = sum(
+        margin.short_hold_cents(qty=p.qty, cost_basis_cents=p.cost_basis_cents) for p in positions
+    )
+    assert (
+        account.reserved_cents
+        == (open_orders.aggregate(total=Sum("reserved_cents"))["total"] or 0) + short_holds
+    )
     for pos in positions:
         closing = open_orders.filter(asset=pos.asset, position_intent__in=CLOSING_INTENTS)
         assert pos.qty_held == sum(o.qty - o.filled_qty for o in closing)
@@ -336,7 +341,6 @@ def test_expiry_and_cancels_racing_fills_release_each_order_once(
 # --- shorts ---------------------------------------------------------------------------------------
 
 
-
 def test_50_concurrent_short_sales_against_margin_for_10(asset: Asset, make_account: MakeAccount) -> None:
     """Each short of one share brings 9,999 cents and holds 14,999 (Reg T's 150 %): an account
     with 10 x 5,000 cents of buying power shorts exactly 10 shares, whoever races."""
@@ -365,14 +369,17 @@ def test_50_concurrent_covers_of_a_10_share_short_close_exactly_10(
     Account.objects.filter(pk=account.pk).update(shorting_enabled=True)
     buy(account, side="sell", qty=10)()
     calls = [
-        buy(account, type="limit", limit_price_units=950_000) if i % 2 else buy(account) for i in range(THREADS)
+        buy(account, type="limit", limit_price_units=950_000) if i % 2 else buy(account)
+        for i in range(THREADS)
     ]
     outcomes = run_together(calls)
 
     assert unclean(outcomes) == []
     succeeded = [o.value for o in outcomes if o.error is None]
     assert len(succeeded) == 10
-    assert all(isinstance(o.error, Forbidden) and "insufficient qty" in str(o.error) for o in outcomes if o.error)
+    assert all(
+        isinstance(o.error, Forbidden) and "insufficient qty" in str(o.error) for o in outcomes if o.error
+    )
     covered = sum(1 for order in succeeded if isinstance(order, Order) and order.status == "filled")
     resting = sum(1 for order in succeeded if isinstance(order, Order) and order.status == "new")
     assert covered + resting == 10

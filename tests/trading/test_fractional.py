@@ -219,7 +219,9 @@ def test_no_fractional_short_is_opened(shorting: Account) -> None:
     # A whole-share sell from a fractional long would carry it past zero, which no order does
     # (Alpaca's rule, docs/architecture.md, Short selling): refused for the quantity.
     place(shorting, symbol="SHRT", qty=Decimal("0.5"), time_in_force="day")
-    with pytest.raises(Forbidden, match=r"insufficient qty available for order \(requested: 1, available: 0.5\)"):
+    with pytest.raises(
+        Forbidden, match=r"insufficient qty available for order \(requested: 1, available: 0.5\)"
+    ):
         place(shorting, symbol="SHRT", qty=1, side="sell")
     assert position(shorting, "SHRT").qty == shares("0.5")  # type: ignore[union-attr]
 
@@ -241,7 +243,9 @@ def test_a_fractional_buy_covering_a_whole_short_must_not_leave_a_fractional_sho
             time_in_force="day",
         )
     assert snapshot() == before
-    with pytest.raises(Forbidden, match=r"insufficient qty available for order \(requested: 2.5, available: 2\)"):
+    with pytest.raises(
+        Forbidden, match=r"insufficient qty available for order \(requested: 2.5, available: 2\)"
+    ):
         place(shorting, symbol="SHRT", qty=Decimal("2.5"), time_in_force="day")
     assert snapshot() == before
     covered = place(shorting, symbol="SHRT", qty=2, time_in_force="day")

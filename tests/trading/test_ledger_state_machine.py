@@ -551,9 +551,9 @@ class LedgerMachine(RuleBasedStateMachine):
         realised = _by_account(fills, Sum("realized_pl_cents"))
         basis = _by_account(Position.objects.all(), Sum("cost_basis_cents"))
         short_holds: dict[Any, int] = {}
-        for pos in Position.objects.filter(qty__lt=0):
-            hold = margin.short_hold_cents(qty=pos.qty, cost_basis_cents=pos.cost_basis_cents)
-            short_holds[pos.account_id] = short_holds.get(pos.account_id, 0) + hold
+        for short in Position.objects.filter(qty__lt=0):
+            hold = margin.short_hold_cents(qty=short.qty, cost_basis_cents=short.cost_basis_cents)
+            short_holds[short.account_id] = short_holds.get(short.account_id, 0) + hold
 
         for pk, account in accounts.items():
             assert account.reset_at is not None

@@ -81,8 +81,13 @@ def assert_books_balance(account: Account) -> Account:
     open_orders = Order.objects.filter(account=account, status__in=["new", "partially_filled"])
     positions = Position.objects.filter(account=account)
     # Open orders' reservations plus the open shorts' initial margin (trading/margin.py).
-    short_holds = sum(margin.short_hold_cents(qty=p.qty, cost_basis_cents=p.cost_basis_cents) for p in positions)
-    assert account.reserved_cents == (open_orders.aggregate(total=Sum("reserved_cents"))["total"] or 0) + short_holds
+    short_holds = sum(
+        margin.short_hold_cents(qty=p.qty, cost_basis_cents=p.cost_basis_cents) for p in positions
+    )
+    assert (
+        account.reserved_cents
+        == (open_orders.aggregate(total=Sum("reserved_cents"))["total"] or 0) + short_holds
+    )
     assert (
         not Order.objects.filter(account=account)
         .exclude(status__in=["new", "partially_filled"])

@@ -94,7 +94,9 @@ def test_a_resting_short_sale_holds_half_its_value_at_the_higher_of_limit_and_as
     assert assert_books_balance(shorting).reserved_cents == 0
 
 
-def test_a_short_beyond_the_margin_is_refused_and_writes_nothing(make_account: MakeAccount, asset: Asset) -> None:
+def test_a_short_beyond_the_margin_is_refused_and_writes_nothing(
+    make_account: MakeAccount, asset: Asset
+) -> None:
     account = make_account(cash=49_994)  # 10 shares short need 49,995 of buying power
     services.account_configure(account_id=account.pk, no_shorting=False)
     with pytest.raises(Forbidden, match="insufficient buying power"):
@@ -116,13 +118,17 @@ def test_refusals_in_alpacas_words(make_asset: MakeAsset, shorting: Account, acc
         place(shorting, qty="0.5", side="sell", time_in_force="day")
     # A sell larger than the long does not flip it short in one order, nor a buy a short long.
     place(shorting, qty=3)
-    with pytest.raises(Forbidden, match=r"insufficient qty available for order \(requested: 5, available: 3\)"):
+    with pytest.raises(
+        Forbidden, match=r"insufficient qty available for order \(requested: 5, available: 3\)"
+    ):
         place(shorting, qty=5, side="sell")
-    with pytest.raises(Forbidden, match="position intent mismatch. inferred sell to close"):
+    with pytest.raises(Forbidden, match=r"position intent mismatch\. inferred sell to close"):
         place(shorting, qty=1, side="sell", position_intent="sell_to_open")
     place(shorting, qty=3, side="sell", position_intent="sell_to_close")
     place(shorting, qty=2, side="sell", position_intent="sell_to_open")
-    with pytest.raises(Forbidden, match=r"insufficient qty available for order \(requested: 3, available: 2\)"):
+    with pytest.raises(
+        Forbidden, match=r"insufficient qty available for order \(requested: 3, available: 2\)"
+    ):
         place(shorting, qty=3)
     # Opening one side while an order opening the other is open.
     place(shorting, qty=1, side="sell", type="limit", limit_price_units=1_200_000)
@@ -136,9 +142,13 @@ def test_refusals_in_alpacas_words(make_asset: MakeAsset, shorting: Account, acc
     assert_books_balance(shorting)
 
 
-def test_an_account_without_shorting_sells_only_what_it_holds(make_account: MakeAccount, asset: Asset) -> None:
+def test_an_account_without_shorting_sells_only_what_it_holds(
+    make_account: MakeAccount, asset: Asset
+) -> None:
     account = make_account()
-    with pytest.raises(Forbidden, match=r"insufficient qty available for order \(requested: 1, available: 0\)"):
+    with pytest.raises(
+        Forbidden, match=r"insufficient qty available for order \(requested: 1, available: 0\)"
+    ):
         place(account, qty=1, side="sell")
 
 
@@ -247,8 +257,12 @@ def test_refusals_answer_in_alpacas_shape(make_asset: MakeAsset, account: Accoun
     make_asset("HARD", shortable=False)
     body = assert_alpaca_error(post_order(client, symbol="HARD", qty="1", side="sell"), 403)
     assert body["message"] == 'asset "HARD" cannot be sold short'
-    body = assert_alpaca_error(post_order(client, symbol="AAPL", qty="1", side="buy", position_intent="buy_to_close"), 403)
+    body = assert_alpaca_error(
+        post_order(client, symbol="AAPL", qty="1", side="buy", position_intent="buy_to_close"), 403
+    )
     assert body["message"] == "position intent mismatch. inferred buy to open"
-    assert_alpaca_error(post_order(client, symbol="AAPL", qty="1", side="buy", position_intent="sell_to_open"), 422)
+    assert_alpaca_error(
+        post_order(client, symbol="AAPL", qty="1", side="buy", position_intent="sell_to_open"), 422
+    )
     assert_alpaca_error(post_order(client, symbol="AAPL", qty="1", side="buy", position_intent="long"), 422)
     assert fresh(account).reserved_cents == 0
