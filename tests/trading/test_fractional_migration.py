@@ -75,11 +75,10 @@ def test_quantities_are_rescaled_keeping_every_balance(make_account: Callable[..
     ids = _whole_share_rows(_models_at(BEFORE), account)
     _migrate(AFTER)
 
-    assert (Order.objects.get(pk=ids["buy"]).qty, Order.objects.get(pk=ids["buy"]).filled_qty) == (
-        7 * 10**9,
-    ) * 2
-    resting = Order.objects.get(pk=ids["resting"])
-    assert (resting.qty, resting.filled_qty, resting.notional_cents) == (2 * 10**9, 0, None)
+    # Only the columns this migration knows: later ones add order columns it has not made yet.
+    orders = Order.objects.values_list("qty", "filled_qty", "notional_cents")
+    assert orders.get(pk=ids["buy"]) == (7 * 10**9, 7 * 10**9, None)
+    assert orders.get(pk=ids["resting"]) == (2 * 10**9, 0, None)
     fills = {fill.side: fill for fill in Fill.objects.filter(asset__symbol="MIGR")}
     assert (fills["buy"].qty, fills["buy"].value_cents) == (7 * 10**9, 130_986)  # 1309.8638 -> 1309.86
     assert (fills["sell"].qty, fills["sell"].value_cents) == (3 * 10**9, 57_000)  # 570.0003 -> 570.00
