@@ -2,8 +2,8 @@
 the database's steady-state size at the default retentions, against the layout before.
 
 ``PLAIN_LAYOUT`` is the layout the tables had before the storage rework (docs/architecture.md,
-Storage): times as ``DateTimeField``, ticks indexed on (symbol, seq), (symbol, recorded_at) and
-recorded_at alone, minute bars on (symbol, start) and start. It is built beside the real tables
+Storage): times as ``DateTimeField``, ticks keyed by a row id and indexed on (symbol, seq),
+(symbol, recorded_at) and recorded_at alone, minute bars on (symbol, start) and start. It is built beside the real tables
 (same columns otherwise, its own table and index names) from the models' own migration state, so
 both layouts come from one run on one database.
 
@@ -88,17 +88,24 @@ def _plain_models() -> tuple[type[models.Model], type[models.Model]]:
         current = ModelState.from_model(model)
         fields = dict(current.fields)
         fields[time_field] = models.DateTimeField()
+        constraints = [
+            models.UniqueConstraint(fields=list(constraint.fields), name=f"{PLAIN_PREFIX}{constraint.name}")
+            for constraint in current.options.get("constraints", [])
+            if isinstance(constraint, models.UniqueConstraint)
+        ]
+        if "pk" in fields:
+            # Ticks are keyed by (symbol, seq) now; before, by a row id with (symbol, seq) unique.
+            del fields["pk"]
+            fields = {"id": models.BigAutoField(primary_key=True, serialize=False), **fields}
+            constraints.append(
+                models.UniqueConstraint(fields=["symbol", "seq"], name=f"{PLAIN_PREFIX}tick_symbol_seq_unique")
+            )
         indexes = [
             models.Index(fields=list(index.fields), name=f"{PLAIN_PREFIX}{index.name}")
             for index in current.options.get("indexes", [])
             if index.name != extra_index
         ]
         indexes.append(models.Index(fields=[time_field], name=f"{PLAIN_PREFIX}{extra_index}"))
-        constraints = [
-            models.UniqueConstraint(fields=list(constraint.fields), name=f"{PLAIN_PREFIX}{constraint.name}")
-            for constraint in current.options.get("constraints", [])
-            if isinstance(constraint, models.UniqueConstraint)
-        ]
         state.add_model(
             ModelState(
                 app_label="benchmarks",
@@ -189,7 +196,10 @@ def _compact_file(model: type[models.Model]) -> int:
 
 
 def _age_keys(model: type[models.Model], *, rows_so_far: int) -> None:
-    """Start the table's primary key where ``rows_so_far`` rows would have left it."""
+    """Start the table's row id where ``rows_so_far`` rows would have left it (nothing for a table
+    without one: the ticks' (symbol, seq) key is aged through the seqs written)."""
+    if not isinstance(model._meta.pk, models.AutoField):
+        return
     table = model._meta.db_table
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":

@@ -48,7 +48,13 @@ from realtime.wire import Window, WireTick
 from realtime.writer import DATABASE_UNAVAILABLE, TickPipeline, TickWriter, WindowBatch
 from trading import calendar
 from trading.models import Asset, DailyBar, MinuteBar, StockPriceHistory
-from trading.quotes import LatestQuote, latest_quotes_store, latest_ticks_from_db, newest_per_symbol
+from trading.quotes import (
+    LatestQuote,
+    latest_quotes_store,
+    latest_ticks_from_db,
+    newest_per_symbol,
+    newest_rows,
+)
 
 logger = logging.getLogger("realtime.market")
 
@@ -155,7 +161,7 @@ def unbarred_ticks(*, symbols: list[str]) -> list[WireTick]:
     # as ticks have no index on time alone.
     newest_tick = (
         StockPriceHistory.objects.filter(
-            pk__in=newest_per_symbol(StockPriceHistory, symbols=symbols, order_key="recorded_at")
+            newest_rows(StockPriceHistory, symbols=symbols, order_key="recorded_at")
         )
         .order_by("-recorded_at")
         .values_list("recorded_at", flat=True)

@@ -26,9 +26,10 @@ from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.contrib.auth.models import User
 from django.core.paginator import Paginator
 from django.db import connections, models
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.urls import URLPattern
 
 from trading import selectors, services
 from trading.errors import Forbidden, InvalidRequest, NotCancelable, NotFound
@@ -131,6 +132,17 @@ def table_row_estimate(model: type[models.Model], using: str) -> int | None:
         if newest is None or oldest is None:
             return 0
         return int(newest) - int(oldest) + 1
+    key = model._meta.pk_fields
+    if len(key) == 2 and key[0].name == "symbol" and isinstance(key[1], models.IntegerField):
+        # Keyed by (symbol, counter), as ticks by (symbol, seq): each symbol's counter runs without
+        # gaps from its oldest kept row to its newest (retention deletes the oldest), two seeks
+        # per symbol down the key.
+        counter = key[1].name
+        rows = model._default_manager.using(using).filter(symbol=OuterRef("symbol")).order_by()
+        newest_key = Subquery(rows.order_by(f"-{counter}").values(counter)[:1])
+        oldest_key = Subquery(rows.order_by(counter).values(counter)[:1])
+        spans = Asset.objects.using(using).order_by().annotate(span=newest_key - oldest_key + 1)
+        return int(spans.aggregate(rows=Sum("span"))["rows"] or 0)
     return None
 
 
@@ -653,8 +665,15 @@ class CommissionPlanAdmin(admin.ModelAdmin):
 # --- market data ---------------------------------------------------------------------------------
 
 
-@admin.register(StockPriceHistory)
 class StockPriceHistoryAdmin(ExactSymbolSearch, LargeTableAdmin):
+    """Ticks are keyed by (symbol, seq) (docs/architecture.md, Storage), and Django's admin has no
+    page for one row of a composite key: the change list is the whole admin, its rows link nowhere
+    and no add, change, delete or history URL exists."""
+
+    list_display_links = None
+    actions = None
+    # Down the primary key: one symbol's newest ticks first when searched, no sort of the table.
+    ordering = ["-symbol", "-seq"]
     list_display = [
         "symbol",
         "seq",
@@ -683,6 +702,14 @@ class StockPriceHistoryAdmin(ExactSymbolSearch, LargeTableAdmin):
     @admin.display(description="Ask")
     def ask(self, obj: StockPriceHistory) -> str:
         return price(obj.ask_units)
+
+    def get_urls(self) -> list[URLPattern]:
+        return [url for url in super().get_urls() if url.name and url.name.endswith("_changelist")]
+
+
+# AdminSite.register refuses a composite primary key outright (Django 5.2), for the pages of one
+# row this admin does not have; the change list needs nothing from the key.
+admin.site._registry[StockPriceHistory] = StockPriceHistoryAdmin(StockPriceHistory, admin.site)
 
 
 class BarAdmin(ExactSymbolSearch, LargeTableAdmin):

@@ -36,7 +36,7 @@ from django.db.models import Model, Q, QuerySet
 from trading import calendar
 from trading.errors import InvalidRequest
 from trading.models import DailyBar, MinuteBar, StockPriceHistory
-from trading.quotes import newest_per_symbol
+from trading.quotes import newest_per_symbol, newest_rows
 from trading.units import UnitError, to_integer
 
 T = TypeVar("T")
@@ -658,8 +658,8 @@ def latest_ticks(*, symbols: Iterable[str]) -> dict[str, Tick]:
     wanted = normalize_symbols(symbols)
     if not wanted:
         return {}
-    newest = newest_per_symbol(StockPriceHistory, symbols=wanted, order_key="seq")
-    rows = StockPriceHistory.objects.filter(pk__in=newest).values_list(*TICK_FIELDS)
+    newest = newest_rows(StockPriceHistory, symbols=wanted, order_key="seq")
+    rows = StockPriceHistory.objects.filter(newest).values_list(*TICK_FIELDS)
     return {tick.symbol: tick for tick in sorted(map(Tick._make, rows), key=lambda t: t.symbol)}
 
 

@@ -354,6 +354,9 @@ class CommissionPlan(models.Model):
 class StockPriceHistory(models.Model):
     """One tick: a trade and the quote prevailing with it, numbered per symbol."""
 
+    # Keyed by (symbol, seq), with no row id: on SQLite the table is WITHOUT ROWID, so the rows
+    # live in the key's own B-tree and the key is not stored twice (docs/architecture.md, Storage).
+    pk = models.CompositePrimaryKey("symbol", "seq")
     symbol = models.CharField(max_length=16)
     seq = models.BigIntegerField()
     price_units = models.BigIntegerField()
@@ -368,7 +371,6 @@ class StockPriceHistory(models.Model):
 
     class Meta:
         verbose_name = "tick"
-        constraints = [models.UniqueConstraint(fields=["symbol", "seq"], name="tick_symbol_seq_unique")]
         # No index on recorded_at alone: retention deletes symbol by symbol along this one
         # (config/retention.py, partition_field), which Alpaca's time ranges need anyway.
         indexes = [models.Index(fields=["symbol", "recorded_at"], name="tick_symbol_time_idx")]

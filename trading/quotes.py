@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 from django.conf import settings
-from django.db.models import Model, OuterRef, QuerySet, Subquery
+from django.db.models import BooleanField, F, Func, Model, OuterRef, Q, QuerySet, Subquery
 from redis.typing import EncodableT, FieldT
 
 from config.redis_pools import redis_client
@@ -64,19 +64,56 @@ class LatestQuote:
 def newest_per_symbol(
     model: type[Model], *, symbols: Iterable[str], order_key: str, skip: int = 0, **filters: object
 ) -> QuerySet[Any, Any]:
-    """The pk of each symbol's newest ``model`` row (by ``order_key``), as a subquery.
+    """The pk of each symbol's newest ``model`` row (by ``order_key``), as a subquery: for
+    ``pk__in`` on a table with a one-column key, for ``newest_rows`` on one keyed by (symbol, x)
+    (ticks: (symbol, seq)), where it gives (symbol, x) pairs.
 
     Driven from Asset, one row per symbol, so the correlated lookup runs once per symbol and
     seeks the (symbol, key) index; filtering the history table by a correlated subquery
     instead would evaluate it for every stored row of those symbols.
     """
     newest = model._default_manager.filter(symbol=OuterRef("symbol"), **filters).order_by(f"-{order_key}")
+    key = [field.name for field in model._meta.pk_fields]
+    if key[0] == "symbol" and len(key) == 2:
+        picked, columns = key[1], ("symbol", "row")
+    elif len(key) == 1:
+        picked, columns = "pk", ("row",)
+    else:
+        raise ValueError(f"{model.__name__}: a primary key of {key} is not one row per symbol and key")
     return (
         Asset.objects.filter(symbol__in=sorted(set(symbols)))
         .order_by()
-        .annotate(row=Subquery(newest.values("pk")[skip : skip + 1]))
-        .values("row")
+        .annotate(row=Subquery(newest.values(picked)[skip : skip + 1]))
+        .values(*columns)
     )
+
+
+class KeyIn(Func):
+    """``(a, b) IN (SELECT x, y ...)`` with SQL row values, which SQLite (3.15 and later) and
+    PostgreSQL both run as key seeks. Django 5.2 writes a composite ``pk__in`` subquery on SQLite
+    as a correlated EXISTS instead, which reads the whole table."""
+
+    conditional = True
+    output_field = BooleanField()
+
+    def as_sql(self, compiler: Any, connection: Any, **extra_context: Any) -> tuple[str, tuple[Any, ...]]:  # type: ignore[override]
+        *columns, rows = self.get_source_expressions()
+        sql, params = [], []
+        for column in columns:
+            column_sql, column_params = compiler.compile(column)
+            sql.append(column_sql)
+            params.extend(column_params)
+        rows_sql, rows_params = compiler.compile(rows)
+        return f"({', '.join(sql)}) IN {rows_sql}", (*params, *rows_params)
+
+
+def newest_rows(model: type[Model], *, symbols: Iterable[str], order_key: str, **filters: object) -> Q | KeyIn:
+    """A condition selecting each symbol's newest ``model`` row (by ``order_key``), for ``filter``:
+    one seek per symbol down its key, whatever the table's key (``newest_per_symbol``)."""
+    newest = newest_per_symbol(model, symbols=symbols, order_key=order_key, **filters)
+    if not model._meta.is_composite_pk:
+        return Q(pk__in=newest)
+    return KeyIn(*(F(field.name) for field in model._meta.pk_fields), Subquery(newest))
 
 
 def latest_ticks_from_db(*, symbols: Iterable[str]) -> dict[str, LatestQuote]:
@@ -84,9 +121,7 @@ def latest_ticks_from_db(*, symbols: Iterable[str]) -> dict[str, LatestQuote]:
     wanted = sorted(set(symbols))
     if not wanted:
         return {}
-    rows = StockPriceHistory.objects.filter(
-        pk__in=newest_per_symbol(StockPriceHistory, symbols=wanted, order_key="seq")
-    )
+    rows = StockPriceHistory.objects.filter(newest_rows(StockPriceHistory, symbols=wanted, order_key="seq"))
     return {tick.symbol: LatestQuote.from_tick(tick) for tick in rows}
 
 

@@ -265,7 +265,7 @@ def test_xnys_hours_no_ticks_while_the_session_is_closed(
     market.shutdown()
 
     # What the open windows produced is stored, seqs continuing from the stored tick, no gaps.
-    spans = StockPriceHistory.objects.values("symbol").annotate(n=Count("id"), lo=Min("seq"), hi=Max("seq"))
+    spans = StockPriceHistory.objects.values("symbol").annotate(n=Count("seq"), lo=Min("seq"), hi=Max("seq"))
     assert {row["symbol"]: (row["lo"], row["hi"], row["n"]) for row in spans} == {
         "AAA": (1, 11, 11),
         "BBB": (1, 11, 11),

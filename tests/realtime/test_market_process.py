@@ -80,7 +80,7 @@ def test_kill_and_restart_keep_every_seen_tick_stored_once_without_gaps(
         )  # fmt: skip
 
     # No gaps and no duplicates in the database: seqs run 1..max for every symbol.
-    spans = StockPriceHistory.objects.values("symbol").annotate(n=Count("id"), lo=Min("seq"), hi=Max("seq"))
+    spans = StockPriceHistory.objects.values("symbol").annotate(n=Count("seq"), lo=Min("seq"), hi=Max("seq"))
     for span in spans:
         assert (span["lo"], span["hi"]) == (1, span["n"]), span
 
@@ -95,7 +95,7 @@ def test_kill_and_restart_keep_every_seen_tick_stored_once_without_gaps(
 
 def seq_spans() -> dict[str, tuple[int, int, int]]:
     """(lowest seq, highest seq, rows) per symbol: no gaps and no duplicates means (1, n, n)."""
-    spans = StockPriceHistory.objects.values("symbol").annotate(n=Count("id"), lo=Min("seq"), hi=Max("seq"))
+    spans = StockPriceHistory.objects.values("symbol").annotate(n=Count("seq"), lo=Min("seq"), hi=Max("seq"))
     return {row["symbol"]: (row["lo"], row["hi"], row["n"]) for row in spans}
 
 

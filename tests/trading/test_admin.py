@@ -4,6 +4,7 @@ services, history is read-only, and the big tables are listed without counting t
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +15,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from tests.builders import shares
@@ -131,8 +132,9 @@ def test_changelist_and_change_pages_load(
     assert response.status_code == 200
     assert response.context["cl"].result_count >= 1
 
-    obj = model.objects.order_by("pk").first()
-    assert superuser_client.get(change(obj)).status_code == 200
+    if model is not StockPriceHistory:  # keyed by (symbol, seq): no page of one row (below)
+        obj = model.objects.order_by("pk").first()
+        assert superuser_client.get(change(obj)).status_code == 200
 
     search = superuser_client.get(changelist(model), {"q": "AAPL"})
     assert search.status_code == 200
@@ -319,7 +321,7 @@ def test_adding_an_account_opens_it_through_the_service(superuser_client: Client
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     "model",
-    [Fill, CashEntry, StockPriceHistory, MinuteBar, DailyBar, Position, Order],
+    [Fill, CashEntry, MinuteBar, DailyBar, Position, Order],
     ids=lambda m: m.__name__,
 )
 def test_history_cannot_be_changed_or_deleted(
@@ -343,6 +345,33 @@ def test_history_cannot_be_changed_or_deleted(
     )
     assert superuser_client.get(reverse(f"admin:trading_{name}_add")).status_code == 403
     assert model.objects.count() == count
+
+
+@pytest.mark.django_db
+def test_ticks_have_a_change_list_and_no_page_that_could_change_one(
+    superuser_client: Client, market: dict[str, Any]
+) -> None:
+    """Ticks are keyed by (symbol, seq), which Django's admin has no row pages for: the list shows
+    every column, links nowhere, offers no action, and no add, change, delete or history URL exists."""
+    model_admin = admin.site._registry[StockPriceHistory]
+    response = superuser_client.get(changelist(StockPriceHistory))
+    assert response.status_code == 200
+    assert not model_admin.has_add_permission(response.wsgi_request)
+    assert not model_admin.has_change_permission(response.wsgi_request)
+    assert not model_admin.has_delete_permission(response.wsgi_request)
+    page = response.content.decode()
+    assert 'href="/admin/trading/stockpricehistory/"' in page  # the list itself
+    assert not re.search(r'href="/admin/trading/stockpricehistory/[^"?]', page)  # no row's page
+    assert "action-select" not in page
+    for name in ("add", "change", "delete", "history"):
+        with pytest.raises(NoReverseMatch):
+            reverse(f"admin:trading_stockpricehistory_{name}", args=[] if name == "add" else ["AAPL,1"])
+    count = StockPriceHistory.objects.count()
+    assert superuser_client.post(changelist(StockPriceHistory) + "AAPL,1/delete/", {"post": "yes"}).status_code == 404
+    assert StockPriceHistory.objects.count() == count
+    # Newest first down the key when searched for one symbol.
+    seqs = [tick.seq for tick in response.context["cl"].result_list if tick.symbol == "AAPL"]
+    assert seqs == sorted(seqs, reverse=True) and seqs
 
 
 # --- big tables ----------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from tests.builders import flat_bar
 from trading.indexes import declared, invalid_index_names
-from trading.models import DailyBar, Fill, StockPriceHistory
+from trading.models import DailyBar, Fill, MinuteBar, StockPriceHistory
 
 TICK_TABLE = StockPriceHistory._meta.db_table
 BAR_TABLE = DailyBar._meta.db_table
@@ -57,9 +57,11 @@ def test_every_declared_index_is_checked() -> None:
     assert {
         "tick_symbol_time_idx",
         "fill_account_time_idx",
-        "tick_symbol_seq_unique",
         "minute_bar_unique",
+        "daily_bar_unique",
     } <= names
+    # Ticks are keyed by (symbol, seq): no unique index beside the key.
+    assert "tick_symbol_seq_unique" not in names
     # Retention deletes ticks and minute bars symbol by symbol: no index on their time alone.
     assert not {"tick_time_idx", "minute_bar_start_idx"} & names
     assert {item.kind for item in declared() if item.name.endswith("_unique")} == {"unique"}
@@ -77,7 +79,7 @@ def test_recreates_a_dropped_index_and_then_reports_ok(restore_schema: None) -> 
 
     output = run()
     assert "created tick_symbol_time_idx (" in output
-    assert "ok tick_symbol_seq_unique" in output
+    assert "ok minute_bar_unique" in output
     restored = live(TICK_TABLE)["tick_symbol_time_idx"]
     assert restored["columns"] == ["symbol", "recorded_at"]
     assert restored["index"] is True and restored["unique"] is False
@@ -163,7 +165,7 @@ def test_a_unique_build_blocked_by_duplicates_fails_clearly_and_recovers(restore
     with pytest.raises(CommandError, match="could not be built"):
         call_command("ensure_indexes", stdout=out)
     assert "failed daily_bar_unique: " in out.getvalue()
-    assert "ok tick_symbol_seq_unique" in out.getvalue()  # the other items were still checked
+    assert "ok minute_bar_unique" in out.getvalue()  # the other items were still checked
     if connection.vendor == "postgresql":
         # The failed concurrent build leaves an INVALID index with the declared name behind.
         assert invalid_index_names(connection, BAR_TABLE) == {"daily_bar_unique"}
@@ -218,17 +220,17 @@ def test_an_invalid_unique_constraint_is_rebuilt_on_postgresql(restore_schema: N
     if connection.vendor != "postgresql":
         # Nothing can be invalid on SQLite; the constraint is simply reported as present.
         assert connection.vendor == "sqlite"
-        assert "ok tick_symbol_seq_unique" in run()
+        assert "ok minute_bar_unique" in run()
         return
     with connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'tick_symbol_seq_unique'::regclass"
+            "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'minute_bar_unique'::regclass"
         )
 
     output = run()
 
-    assert "rebuilt invalid tick_symbol_seq_unique (" in output
-    restored = live(TICK_TABLE)["tick_symbol_seq_unique"]
+    assert "rebuilt invalid minute_bar_unique (" in output
+    restored = live(MinuteBar._meta.db_table)["minute_bar_unique"]
     assert restored["unique"] is True and restored["index"] is False  # a constraint again
     assert_all_ok(run())
 

@@ -39,7 +39,10 @@ def test_rows_store_an_integer_and_read_an_aware_datetime() -> None:
         recorded_at=instant,
     )  # fmt: skip
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT recorded_at FROM {StockPriceHistory._meta.db_table} WHERE id = %s", [tick.pk])
+        cursor.execute(
+            f"SELECT recorded_at FROM {StockPriceHistory._meta.db_table} WHERE symbol = %s AND seq = %s",
+            [tick.symbol, tick.seq],
+        )
         assert cursor.fetchone()[0] == micros_from_datetime(instant)
     stored = StockPriceHistory.objects.get(pk=tick.pk).recorded_at
     assert stored == instant and stored.tzinfo is not None

@@ -35,7 +35,7 @@ from django.views import View
 
 from config.redis_pools import redis_client
 from trading.models import Asset, StockPriceHistory
-from trading.quotes import newest_per_symbol
+from trading.quotes import newest_rows
 
 
 def _millis(seconds: float) -> float:
@@ -95,7 +95,7 @@ class HealthCheck:
             last = (
                 StockPriceHistory.objects.using(self.using)
                 .filter(
-                    pk__in=newest_per_symbol(
+                    newest_rows(
                         StockPriceHistory,
                         symbols=Asset.objects.using(self.using).values_list("symbol", flat=True),
                         order_key="recorded_at",
