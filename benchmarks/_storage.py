@@ -98,7 +98,9 @@ def _plain_models() -> tuple[type[models.Model], type[models.Model]]:
             del fields["pk"]
             fields = {"id": models.BigAutoField(primary_key=True, serialize=False), **fields}
             constraints.append(
-                models.UniqueConstraint(fields=["symbol", "seq"], name=f"{PLAIN_PREFIX}tick_symbol_seq_unique")
+                models.UniqueConstraint(
+                    fields=["symbol", "seq"], name=f"{PLAIN_PREFIX}tick_symbol_seq_unique"
+                )
             )
         indexes = [
             models.Index(fields=list(index.fields), name=f"{PLAIN_PREFIX}{index.name}")

@@ -74,6 +74,7 @@ def newest_per_symbol(
     """
     newest = model._default_manager.filter(symbol=OuterRef("symbol"), **filters).order_by(f"-{order_key}")
     key = [field.name for field in model._meta.pk_fields]
+    columns: tuple[str, ...]
     if key[0] == "symbol" and len(key) == 2:
         picked, columns = key[1], ("symbol", "row")
     elif len(key) == 1:
@@ -107,10 +108,10 @@ class KeyIn(Func):
         return f"({', '.join(sql)}) IN {rows_sql}", (*params, *rows_params)
 
 
-def newest_rows(model: type[Model], *, symbols: Iterable[str], order_key: str, **filters: object) -> Q | KeyIn:
+def newest_rows(model: type[Model], *, symbols: Iterable[str], order_key: str) -> Q | KeyIn:
     """A condition selecting each symbol's newest ``model`` row (by ``order_key``), for ``filter``:
     one seek per symbol down its key, whatever the table's key (``newest_per_symbol``)."""
-    newest = newest_per_symbol(model, symbols=symbols, order_key=order_key, **filters)
+    newest = newest_per_symbol(model, symbols=symbols, order_key=order_key)
     if not model._meta.is_composite_pk:
         return Q(pk__in=newest)
     return KeyIn(*(F(field.name) for field in model._meta.pk_fields), Subquery(newest))

@@ -367,7 +367,10 @@ def test_ticks_have_a_change_list_and_no_page_that_could_change_one(
         with pytest.raises(NoReverseMatch):
             reverse(f"admin:trading_stockpricehistory_{name}", args=[] if name == "add" else ["AAPL,1"])
     count = StockPriceHistory.objects.count()
-    assert superuser_client.post(changelist(StockPriceHistory) + "AAPL,1/delete/", {"post": "yes"}).status_code == 404
+    assert (
+        superuser_client.post(changelist(StockPriceHistory) + "AAPL,1/delete/", {"post": "yes"}).status_code
+        == 404
+    )
     assert StockPriceHistory.objects.count() == count
     # Newest first down the key when searched for one symbol.
     seqs = [tick.seq for tick in response.context["cl"].result_list if tick.symbol == "AAPL"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pytest
 from django.apps.registry import Apps
@@ -76,7 +77,7 @@ def _values(symbol: str, seq: int, at: dt.datetime) -> dict[str, object]:
     }  # fmt: skip
 
 
-def _stored(model: type[StockPriceHistory]) -> list[dict[str, object]]:
+def _stored(model: Any) -> list[dict[str, object]]:
     return list(
         model.objects.filter(symbol__startswith="MIG")
         .order_by("symbol", "seq")
@@ -143,7 +144,7 @@ def test_migrating_keeps_every_row_and_value() -> None:
 def test_reversing_gives_every_row_an_id_back() -> None:
     before = _before()
     _migrate([before])
-    old = _models_at(before).get_model("trading", "StockPriceHistory")
+    old: Any = _models_at(before).get_model("trading", "StockPriceHistory")
     for row in ROWS:
         old.objects.create(**_values(*row))
     _migrate([_migration()])
