@@ -100,7 +100,7 @@ def key_by_row_id(apps: Any, schema_editor: Any) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = [("trading", "0007_order_accepted_status")]
+    dependencies = [("trading", "0008_short_selling")]
 
     operations = [
         # Django's model state only: the table itself is changed by the step below.
