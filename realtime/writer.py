@@ -320,7 +320,7 @@ class TickPipeline:
             self.writer.write(batch)
         except IntegrityError:
             # A retry can also run into that earlier commit while the server is still finishing
-            # it; the unique (symbol, seq) then refuses the second copy.
+            # it; the (symbol, seq) key then refuses the second copy.
             if not retrying or not self._stored_already(batch):
                 raise
             logger.warning("tick writer: window %d was already committed; not writing it again", batch.number)
