@@ -496,7 +496,7 @@ class OrderAdmin(ImmutableAdmin):
         "status",
         "submitted_at",
     ]
-    list_filter = ["status", "side", "type", "time_in_force"]
+    list_filter = ["status", "side", "position_intent", "type", "time_in_force"]
     list_select_related = ["account__user", "asset"]
     search_fields = ["client_order_id__exact", "account__account_number__exact", "asset__symbol__exact"]
     search_help_text = "Order id, client order id, account number or symbol (exact)"

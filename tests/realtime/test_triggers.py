@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -14,6 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from pytest_django.fixtures import Settings
 
+from config.redis_pools import redis_client
 from realtime.throttle import ThrottleController
 from realtime.triggers import TriggerEngine
 from realtime.wire import WireTick
@@ -298,10 +300,23 @@ def test_a_window_that_takes_a_short_below_maintenance_buys_it_back(
         # Equity 159,990 - 10p cents stays above 30 % of 10p up to $123.07.
         engine.on_window(committed_window("AAPL", 2, bid="122.90", ask="123.00"))
         assert not Order.objects.filter(account=account, side="buy").exists()
+        listener = redis_client().pubsub()
+        listener.subscribe(order_events_channel)
         engine.on_window(committed_window("AAPL", 3, bid="124.00", ask="124.10"))
     finally:
         engine.stop()
     cover = Order.objects.get(account=account, side="buy")
+    # Its events go out as any order's, for trade_updates: new, then fill.
+    events = []
+    deadline = time.monotonic() + 5
+    while len(events) < 2 and time.monotonic() < deadline:
+        message = listener.get_message(timeout=0.5)
+        if message is not None and message["type"] == "message":
+            payload = json.loads(message["data"])
+            if payload["order_id"] == str(cover.pk):
+                events.append(payload["event"])
+    listener.close()
+    assert events == ["new", "fill"]
     assert cover.client_order_id.startswith(services.MARGIN_CALL_CLIENT_ORDER_PREFIX)
     assert (cover.position_intent, cover.status, cover.filled_at) == ("buy_to_close", "filled", at)
     assert cover.filled_avg_price_units == price_to_units("124.10")

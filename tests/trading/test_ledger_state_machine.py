@@ -238,7 +238,21 @@ class LedgerMachine(RuleBasedStateMachine):
         cost = trade_value_cents(price_units=self.quote(symbol).ask_units, qty=qty)
         cost += services.commission_cents(qty=qty)
         request = OrderRequest(symbol=symbol, qty=qty, side="buy", type="market", time_in_force="day")
+        short_side = (
+            self.position_qty(account, symbol) < 0
+            or Order.objects.filter(
+                account=account,
+                asset__symbol=symbol,
+                status__in=OPEN_ORDER_STATUSES,
+                position_intent="sell_to_open",
+            ).exists()
+        )
         order = self.place(account, request)
+        if short_side:
+            # A cover (of at most the short, never leaving a fractional one) or a long buy refused
+            # while a short sale is open: the invariants check what it did.
+            event(f"buy on the short side {'refused' if order is None else order.position_intent}")
+            return
         assert (order is not None) == (cost <= account.buying_power_cents)
         if order is not None:
             assert order.status == "filled"
@@ -477,8 +491,58 @@ class LedgerMachine(RuleBasedStateMachine):
     )
     def price_moves(self, symbol: str, steps: int, spread: int) -> None:
         """A new tick; the crossed resting orders fire as the market pipeline fires them."""
+        self.trade_at(symbol, self.level(symbol, steps), spread)
+
+    def has_shorts(self) -> bool:
+        return Position.objects.filter(qty__lt=0).exists()
+
+    @precondition(has_shorts)
+    @rule(data=st.data(), percent=st.sampled_from([-15, 15, 30, 50]))
+    def price_gaps(self, data: st.DataObject, percent: int) -> None:
+        """A jump in a shorted symbol of the kind that takes a short below maintenance; then the
+        market's margin calls run for every account, as after each window (realtime/triggers.py)."""
+        shorted = Position.objects.filter(qty__lt=0).values_list("asset__symbol", flat=True)
+        symbol = data.draw(st.sampled_from(sorted(set(shorted))), label="symbol")
+        last = self.quote(symbol).price_units
+        self.trade_at(symbol, (last + last * percent // 100) // 100 * 100, 100)
+        for account in self.accounts:
+            covers = services.account_margin_call(account_id=account.pk, now=self.clock())
+            for cover in covers:
+                assert (cover.side, cover.position_intent, cover.status) == ("buy", "buy_to_close", "filled")
+            event(f"price gap: {len(covers)} margin call covers")
+
+    @rule(
+        index=st.integers(0, ACCOUNTS - 1),
+        symbol=st.sampled_from(SYMBOLS),
+        count=st.integers(1, 40),  # up to the margin of the smaller accounts
+        limit=st.none() | level_steps,
+        levered=st.booleans(),
+    )
+    def short_sale(self, index: int, symbol: str, count: int, limit: int | None, levered: bool) -> None:
+        """A whole-share sell: it opens or adds to a short where the account may short and holds
+        no long, within its margin; it closes a long where one is held. ``levered`` sizes it at
+        about all the margin the buying power allows (half the value at the bid)."""
+        account = self.account(index)
+        long_before = self.position_qty(account, symbol) > 0
+        if levered:
+            count = max(1, min(500, 200 * account.buying_power_cents // self.quote(symbol).bid_units))
+        request = OrderRequest(
+            symbol=symbol,
+            qty=count * QTY_SCALE,
+            side="sell",
+            type="market" if limit is None else "limit",
+            time_in_force="gtc",
+            limit_price_units=None if limit is None else self.level(symbol, limit),
+        )
+        order = self.place(account, request)
+        if order is not None:
+            assert order.position_intent == ("sell_to_close" if long_before else "sell_to_open")
+            assert long_before or account.shorting_enabled
+            event(f"short_sale: {order.position_intent} -> {order.status}")
+
+    def trade_at(self, symbol: str, last: int, spread: int) -> None:
         now = self.clock()
-        tick = self.tick(symbol, min(max(self.level(symbol, steps), 400_000), 1_600_000), spread)
+        tick = self.tick(symbol, min(max(last, 400_000), 1_600_000), spread)
         quotes = {symbol: matching.Quote(bid=tick.bid_units, ask=tick.ask_units, last=tick.price_units)}
         resting = [
             services.order_as_resting(order) for order in self.open_orders() if order.asset.symbol == symbol
