@@ -307,7 +307,7 @@ def test_a_window_that_takes_a_short_below_maintenance_buys_it_back(
         engine.stop()
     cover = Order.objects.get(account=account, side="buy")
     # Its events go out as any order's, for trade_updates: new, then fill.
-    events = []
+    events: list[str] = []
     deadline = time.monotonic() + 5
     while len(events) < 2 and time.monotonic() < deadline:
         message = listener.get_message(timeout=0.5)
