@@ -39,10 +39,22 @@ from trading.models import (
     TimeInForce,
 )
 from trading.quotes import latest_ticks_from_db
+from trading.units import QTY_SCALE
 
 logger = logging.getLogger(__name__)
 
 EVENT_QUEUE_MAX = 10_000
+
+
+def tick_quote(tick: WireTick) -> matching.Quote:
+    """A tick as the matching code sees it, its sizes (shares) in quantity units."""
+    return matching.Quote(
+        bid=tick.bid,
+        ask=tick.ask,
+        last=tick.price,
+        bid_size=tick.bid_size * QTY_SCALE,
+        ask_size=tick.ask_size * QTY_SCALE,
+    )
 
 
 @dataclass(frozen=True)
@@ -145,11 +157,12 @@ class TriggerEngine:
     def rebuild(self) -> None:
         self.subscriber.needs_rebuild.clear()
         book = matching.TriggerBook()
-        # Accepted orders join when the open routes them (their "new" events).
+        # Accepted orders join when the open routes them (their "new" events); a market order
+        # rests only once partially filled (the rest fills at the following quotes).
         orders = (
             Order.objects.filter(status__in=OPEN_ORDER_STATUSES)
             .exclude(status=OrderStatus.ACCEPTED)
-            .exclude(type=OrderType.MARKET)
+            .exclude(type=OrderType.MARKET, filled_qty=0)
             .exclude(time_in_force__in=AUCTION_TIME_IN_FORCE)
             .select_related("asset")
         )
@@ -187,8 +200,10 @@ class TriggerEngine:
             except queue.Empty:
                 break
             order_id = str(event.get("order_id", ""))
-            if event.get("event") == "new":
-                new_ids.append(order_id)
+            if event.get("event") in ("new", "partial_fill"):
+                # Loaded as the database has it: a partially filled order rests with what is left.
+                if order_id not in new_ids:
+                    new_ids.append(order_id)
             else:
                 # fill, canceled, expired, replaced, rejected: the order no longer rests.
                 if order_id in new_ids:
@@ -198,7 +213,7 @@ class TriggerEngine:
             # One query for every new order; those closed meanwhile (filled on placement) are skipped.
             orders = (
                 Order.objects.filter(pk__in=new_ids, status__in=OPEN_ORDER_STATUSES)
-                .exclude(type=OrderType.MARKET)
+                .exclude(type=OrderType.MARKET, filled_qty=0)
                 .exclude(time_in_force__in=AUCTION_TIME_IN_FORCE)
                 .select_related("asset")
             )
@@ -261,7 +276,7 @@ class TriggerEngine:
             marks: dict[str, int] = {}
             for by_symbol in rounds:
                 for tick in by_symbol.values():
-                    quote = matching.Quote(bid=tick.bid, ask=tick.ask, last=tick.price)
+                    quote = tick_quote(tick)
                     for decision in self.book.crossed({tick.symbol: quote}):
                         outcomes.append(self._act(decision, tick, marks))
             self._store_marks(marks)
@@ -322,7 +337,7 @@ class TriggerEngine:
             self._opened = True
         for symbol in [symbol for symbol in self._routed_market if symbol in first]:
             tick = first[symbol]
-            quote = matching.Quote(bid=tick.bid, ask=tick.ask, last=tick.price)
+            quote = tick_quote(tick)
             pending = self._routed_market[symbol]
             while pending:
                 try:
@@ -337,7 +352,9 @@ class TriggerEngine:
                 if resting is None:
                     continue  # deleted with its account
                 decision = matching.evaluate(resting, quote)
-                assert decision is not None  # a market order always fills
+                if decision is None:  # nothing shown at the touch: it waits in the book
+                    self.book.add(resting)
+                    continue
                 outcomes.append(self._act(decision, tick, {}))
             if not pending:
                 del self._routed_market[symbol]
@@ -377,9 +394,10 @@ class TriggerEngine:
 
     @staticmethod
     def _unfilled_market_orders() -> dict[str, list[str]]:
-        """Routed market orders a previous run left unfilled (it stopped at the open)."""
+        """Routed market orders a previous run left unfilled (it stopped at the open); partially
+        filled ones rest in the book."""
         orders = (
-            Order.objects.filter(status__in=OPEN_ORDER_STATUSES, type=OrderType.MARKET)
+            Order.objects.filter(status__in=OPEN_ORDER_STATUSES, type=OrderType.MARKET, filled_qty=0)
             .exclude(status=OrderStatus.ACCEPTED)
             .exclude(time_in_force__in=AUCTION_TIME_IN_FORCE)
             .order_by("submitted_at", "id")
@@ -445,6 +463,7 @@ class TriggerEngine:
                 order = services.order_fill(
                     order_id=decision.order_id,
                     price_units=decision.price,
+                    qty=decision.qty,
                     tick_seq=tick.seq,
                     water_mark_units=decision.water_mark,
                     now=now,

@@ -29,9 +29,16 @@ def list_symbols(*symbols: str) -> None:
 
 
 def add_tick(
-    symbol: str, *, price_units: int, spread_units: int = 100, at: dt.datetime | None = None
+    symbol: str,
+    *,
+    price_units: int,
+    spread_units: int = 100,
+    at: dt.datetime | None = None,
+    bid_size: int = 300,
+    ask_size: int = 400,
 ) -> StockPriceHistory:
-    """Store the symbol's next tick: trade at ``price_units``, bid/ask ``spread_units`` either side."""
+    """Store the symbol's next tick: trade at ``price_units``, bid/ask ``spread_units`` either side,
+    with ``bid_size`` and ``ask_size`` shares at them (what one execution may take)."""
     last = (
         StockPriceHistory.objects.filter(symbol=symbol).order_by("-seq").values_list("seq", flat=True).first()
     )
@@ -41,18 +48,31 @@ def add_tick(
         price_units=price_units,
         size=100,
         bid_units=price_units - spread_units,
-        bid_size=300,
+        bid_size=bid_size,
         ask_units=price_units + spread_units,
-        ask_size=400,
+        ask_size=ask_size,
         recorded_at=at or timezone.now(),
     )
 
 
 def set_quote(
-    symbol: str, *, price: str, spread_units: int = 100, at: dt.datetime | None = None
+    symbol: str,
+    *,
+    price: str,
+    spread_units: int = 100,
+    at: dt.datetime | None = None,
+    bid_size: int = 300,
+    ask_size: int = 400,
 ) -> StockPriceHistory:
     """Store a tick at a dollar ``price`` ("190.00"), exactly converted to price units."""
-    return add_tick(symbol, price_units=price_to_units(price), spread_units=spread_units, at=at)
+    return add_tick(
+        symbol,
+        price_units=price_to_units(price),
+        spread_units=spread_units,
+        at=at,
+        bid_size=bid_size,
+        ask_size=ask_size,
+    )
 
 
 def add_minute_bar_ramps(bases: Mapping[str, int], *, start: dt.datetime, minutes: int) -> None:

@@ -130,12 +130,22 @@ def stream_settings(settings: Settings) -> Iterator[Settings]:
 @pytest.fixture
 def make_asset(db: None) -> Callable[..., Asset]:
     def make(
-        symbol: str = "AAPL", *, price: str = "100.00", spread_units: int = 100, **fields: object
+        symbol: str = "AAPL",
+        *,
+        price: str = "100.00",
+        spread_units: int = 100,
+        quote_size: int | None = None,
+        **fields: object,
     ) -> Asset:
         asset = Asset.objects.create(
             symbol=symbol, name=f"{symbol} Inc.", sector=str(fields.pop("sector", "Technology")), **fields
         )
-        set_quote(symbol, price=price, spread_units=spread_units)
+        if quote_size is None:
+            set_quote(symbol, price=price, spread_units=spread_units)
+        else:  # the shares shown at the bid and at the ask
+            set_quote(
+                symbol, price=price, spread_units=spread_units, bid_size=quote_size, ask_size=quote_size
+            )
         return asset
 
     return make

@@ -6,6 +6,10 @@ touches only the orders whose levels it crossed, not every open order.
 
 Prices are integer units of 1/10,000 $. Buys fill at the ask, sells at the bid; a limit fills at
 the quote when the quote is at or better than the limit.
+
+Partial fills (docs/architecture.md, Partial fills): an execution takes at most the size shown at
+the touch (the ask's size for a buy, the bid's for a sell); what remains of the order rests and
+fills at the following quotes, each of which again offers its own touch size.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ class Quote:
     bid: int
     ask: int
     last: int
+    # Quantity units (1/10^9 share) shown at the bid and the ask; None: unlimited.
+    bid_size: int | None = None
+    ask_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,8 @@ class RestingOrder:
     trail_percent: int | None = None
     water_mark: int | None = None
     stop_triggered: bool = False
+    # What is left to fill, in quantity units; None: the whole order, whatever the touch shows.
+    qty: int | None = None
 
 
 class Action(Enum):
@@ -51,10 +60,32 @@ class Decision:
     action: Action
     price: int | None = None
     water_mark: int | None = None
+    # A FILL's quantity units: at most the touch size; None: all that is left.
+    qty: int | None = None
 
 
 def fill_price(side: str, quote: Quote) -> int:
     return quote.ask if side == "buy" else quote.bid
+
+
+def touch_size(side: str, quote: Quote) -> int | None:
+    """What the quote offers a buy (the ask's size) or a sell (the bid's); None: unlimited."""
+    return quote.ask_size if side == "buy" else quote.bid_size
+
+
+def fill_qty(side: str, qty: int | None, quote: Quote) -> int | None:
+    """How much of ``qty`` one execution at this quote takes: all of it up to the touch size."""
+    size = touch_size(side, quote)
+    if qty is None or size is None:
+        return qty
+    return min(qty, size)
+
+
+def _fill(order: RestingOrder, quote: Quote, water_mark: int | None = None) -> Decision | None:
+    qty = fill_qty(order.side, order.qty, quote)
+    if qty is not None and qty <= 0:
+        return None  # nothing shown at the touch: the order waits for the next quote
+    return Decision(order.id, Action.FILL, fill_price(order.side, quote), water_mark=water_mark, qty=qty)
 
 
 def limit_marketable(side: str, limit: int, quote: Quote) -> bool:
@@ -97,32 +128,42 @@ def next_water_mark(order: RestingOrder, quote: Quote) -> int:
 def evaluate(order: RestingOrder, quote: Quote) -> Decision | None:
     """What one quote does to one resting order, or None when nothing changes."""
     if order.type == "market":
-        return Decision(order.id, Action.FILL, fill_price(order.side, quote))
+        return _fill(order, quote)
     if order.type == "limit" or (order.type == "stop_limit" and order.stop_triggered):
         assert order.limit is not None
         if limit_marketable(order.side, order.limit, quote):
-            return Decision(order.id, Action.FILL, fill_price(order.side, quote))
+            return _fill(order, quote)
         return None
     if order.type == "stop":
         assert order.stop is not None
         if stop_crossed(order.side, order.stop, quote):
-            return Decision(order.id, Action.FILL, fill_price(order.side, quote))
+            return _fill(order, quote)
         return None
     if order.type == "stop_limit":
         assert order.stop is not None and order.limit is not None
         if not stop_crossed(order.side, order.stop, quote):
             return None
         if limit_marketable(order.side, order.limit, quote):
-            return Decision(order.id, Action.FILL, fill_price(order.side, quote))
+            return _fill(order, quote) or Decision(order.id, Action.TRIGGER)
         return Decision(order.id, Action.TRIGGER)
     if order.type == "trailing_stop":
         mark = next_water_mark(order, quote)
         if stop_crossed(order.side, trailing_stop_level(order, mark), quote):
-            return Decision(order.id, Action.FILL, fill_price(order.side, quote), water_mark=mark)
+            return _fill(order, quote, water_mark=mark) or Decision(order.id, Action.TRACK, water_mark=mark)
         if mark != order.water_mark:
             return Decision(order.id, Action.TRACK, water_mark=mark)
         return None
     raise ValueError(f"unknown order type {order.type!r}")
+
+
+def after_partial_fill(order: RestingOrder, leaves: int) -> RestingOrder:
+    """What rests of an order once part of it filled: ``leaves`` quantity units. A stop or a
+    trailing stop fired, so its rest is a market order; a stop_limit's rest is a limit."""
+    if order.type in ("stop", "trailing_stop"):
+        return replace(order, type="market", qty=leaves)
+    if order.type == "stop_limit":
+        return replace(order, stop_triggered=True, qty=leaves)
+    return replace(order, qty=leaves)
 
 
 def triggered(orders: Iterable[RestingOrder], quotes: Mapping[str, Quote]) -> list[Decision]:
@@ -141,7 +182,8 @@ class TriggerBook:
     Per symbol, four sorted level lists answer "which orders does this quote cross" with a
     bisect: buy limits fill when the ask falls to their level, sell limits when the bid rises to
     it, buy stops when the last trade rises to it, sell stops when it falls to it. Trailing stops
-    move their level with every price, so they are kept apart and evaluated one by one.
+    move their level with every price, so they are kept apart and evaluated one by one, and so are
+    market orders (the rest of a partially filled one), which every quote of their symbol fills.
     """
 
     def __init__(self) -> None:
@@ -149,12 +191,17 @@ class TriggerBook:
         # symbol -> kind -> sorted [(level, order_id)]
         self._levels: dict[str, dict[str, list[tuple[int, str]]]] = {}
         self._trailing: dict[str, set[str]] = {}
+        # symbol -> market order ids, oldest first (a dict keeps insertion order)
+        self._market: dict[str, dict[str, None]] = {}
 
     def __len__(self) -> int:
         return len(self._orders)
 
     def __contains__(self, order_id: object) -> bool:
         return order_id in self._orders
+
+    def get(self, order_id: str) -> RestingOrder | None:
+        return self._orders.get(order_id)
 
     @staticmethod
     def _level(order: RestingOrder) -> tuple[str, int] | None:
@@ -172,6 +219,9 @@ class TriggerBook:
         if order.type == "trailing_stop":
             self._trailing.setdefault(order.symbol, set()).add(order.id)
             return
+        if order.type == "market":
+            self._market.setdefault(order.symbol, {})[order.id] = None
+            return
         level = self._level(order)
         if level is None:
             raise ValueError(f"order type {order.type!r} does not rest")
@@ -184,6 +234,9 @@ class TriggerBook:
             return None
         if order.type == "trailing_stop":
             self._trailing.get(order.symbol, set()).discard(order_id)
+            return order
+        if order.type == "market":
+            self._market.get(order.symbol, {}).pop(order_id, None)
             return order
         level = self._level(order)
         if level is not None:
@@ -218,7 +271,11 @@ class TriggerBook:
         """Decisions for every order these quotes cross; the book itself is not changed."""
         decisions: list[Decision] = []
         for symbol, quote in quotes.items():
-            candidates = self._crossed_ids(symbol, quote) + sorted(self._trailing.get(symbol, ()))
+            candidates = (
+                list(self._market.get(symbol, ()))
+                + self._crossed_ids(symbol, quote)
+                + sorted(self._trailing.get(symbol, ()))
+            )
             for order_id in candidates:
                 decision = evaluate(self._orders[order_id], quote)
                 if decision is not None:
@@ -226,12 +283,16 @@ class TriggerBook:
         return decisions
 
     def apply(self, decision: Decision) -> None:
-        """Record what happened: filled orders leave, triggered and tracked ones move."""
+        """Record what happened: filled orders leave, partially filled ones rest with what is left,
+        triggered and tracked ones move."""
         order = self._orders.get(decision.order_id)
         if order is None:
             return
         if decision.action is Action.FILL:
-            self.remove(order.id)
+            if decision.qty is not None and order.qty is not None and decision.qty < order.qty:
+                self.add(after_partial_fill(order, order.qty - decision.qty))
+            else:
+                self.remove(order.id)
         elif decision.action is Action.TRIGGER:
             self.add(replace(order, stop_triggered=True))
         elif decision.action is Action.TRACK:

@@ -18,6 +18,7 @@ from redis.typing import EncodableT, FieldT
 from config.redis_pools import redis_client
 from trading.matching import Quote
 from trading.models import Asset, StockPriceHistory
+from trading.units import QTY_SCALE
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,13 @@ class LatestQuote:
     at: dt.datetime
 
     def as_quote(self) -> Quote:
-        return Quote(bid=self.bid, ask=self.ask, last=self.price)
+        return Quote(
+            bid=self.bid,
+            ask=self.ask,
+            last=self.price,
+            bid_size=self.bid_size * QTY_SCALE,
+            ask_size=self.ask_size * QTY_SCALE,
+        )
 
     def as_json(self) -> str:
         return json.dumps({**self.__dict__, "at": self.at.isoformat()})

@@ -522,23 +522,40 @@ def _order_place(
             )
             if decision is not None and decision.action is matching.Action.FILL:
                 assert decision.price is not None
-                _order_accept(order, now)
-                _execute_fill(
-                    order=order,
-                    account=account,
-                    price_units=decision.price,
-                    tick_seq=quote.seq,
-                    resting=False,
-                    now=now,
-                )
-                return order
+                if decision.qty is None or decision.qty >= qty:
+                    _order_accept(order, now)
+                    _execute_fill(
+                        order=order,
+                        account=account,
+                        price_units=decision.price,
+                        tick_seq=quote.seq,
+                        resting=False,
+                        now=now,
+                    )
+                    return order
+                if request.time_in_force == TimeInForce.FOK:
+                    decision = None  # the touch cannot fill it whole: it is canceled below
             # Every order must be affordable when submitted, as on Alpaca, even one that ends at once.
             _order_rest(
                 order=order, account=account, request=request, quote=quote, decision=decision, now=now
             )
             _order_accept(order, now)
+            if decision is not None and decision.action is matching.Action.FILL:
+                # Larger than the touch: what it shows fills now, from the order's own reservation
+                # or held shares, and the rest waits for the following quotes (docs/architecture.md,
+                # Partial fills).
+                assert decision.price is not None
+                _execute_fill(
+                    order=order,
+                    account=account,
+                    price_units=decision.price,
+                    qty=decision.qty,
+                    tick_seq=quote.seq,
+                    resting=True,
+                    now=now,
+                )
             if request.time_in_force in (TimeInForce.IOC, TimeInForce.FOK):
-                # Nothing to fill now and no partial fills: the order ends at once, unfilled.
+                # IOC: what the touch filled stays, the rest is canceled; FOK: canceled unfilled.
                 _order_close(order=order, status=OrderStatus.CANCELED, now=now)
             return order
     except IntegrityError as error:
@@ -681,7 +698,7 @@ def _hold_closing_qty(order: Order) -> None:
 
 def order_as_resting(order: Order) -> matching.RestingOrder:
     """An order as the pure matching code sees it (on placement here, in the market's book)."""
-    return matching.RestingOrder(
+    resting = matching.RestingOrder(
         id=str(order.pk),
         symbol=order.asset.symbol,
         side=order.side,
@@ -692,7 +709,11 @@ def order_as_resting(order: Order) -> matching.RestingOrder:
         trail_percent=order.trail_percent_units,
         water_mark=order.high_water_mark_units,
         stop_triggered=order.stop_triggered_at is not None,
+        qty=order.qty - order.filled_qty,
     )
+    if order.filled_qty:
+        return matching.after_partial_fill(resting, resting.qty or 0)
+    return resting
 
 
 def _event(
@@ -725,30 +746,48 @@ def _execute_fill(
     tick_seq: int | None,
     resting: bool,
     now: dt.datetime,
+    qty: int | None = None,
     water_mark_units: int | None = None,
 ) -> None:
-    """Fill a whole order at ``price_units`` inside the caller's transaction.
+    """Execute ``qty`` quantity units of an order (None: all that is left) at ``price_units``,
+    inside the caller's transaction: one Fill, a ``partial_fill`` event while some is left, a
+    ``fill`` event for the last execution.
 
-    The order must still be open (status-conditional update) and the cash or shares must be
-    there (conditional updates); otherwise Forbidden rolls the caller back.
+    A resting order's reservation (a buy's cash, a sell's held shares) is released in proportion
+    to the execution, the last one releasing all that is left. The order must still be open
+    (row lock) and the cash or shares must be there (conditional updates); otherwise Forbidden
+    rolls the caller back.
     """
     _lock_account(account.pk)
     # Claim the order before moving money: a cancel that won the race has already given the
-    # reservation back, and releasing it twice would corrupt reserved cash.
+    # reservation back, and releasing it twice would corrupt reserved cash. Every figure comes
+    # from this locked row: an execution committed since the caller read the order changed them.
     row = _order_locked(order.pk)
     if row is None:
         raise NotCancelable("order is no longer open")
-    qty, released = row.qty, row.reserved_cents
+    leaves = row.qty - row.filled_qty
+    qty = leaves if qty is None else min(qty, leaves)
+    if qty <= 0:
+        raise NotCancelable("order has nothing left to fill")
+    complete = qty == leaves
+    released = row.reserved_cents if complete else row.reserved_cents * qty // leaves
+    filled = row.filled_qty + qty
     value = trade_value_cents(price_units=price_units, qty=qty)
-    commission = commission_cents(qty=qty)
+    # Each execution pays what the commission of all executions so far adds, so an order pays
+    # the same commission whether it filled at once or in parts.
+    commission = commission_cents(qty=filled) - (
+        commission_cents(qty=row.filled_qty) if row.filled_qty else 0
+    )
+    average = price_units if not row.filled_qty else _average_price(order.pk, price_units, qty, filled)
+    status = OrderStatus.FILLED if complete else OrderStatus.PARTIALLY_FILLED
     if water_mark_units is not None:
         order.high_water_mark_units = water_mark_units
     Order.objects.filter(pk=order.pk).update(
-        status=OrderStatus.FILLED,
-        filled_qty=qty,
-        filled_avg_price_units=price_units,
-        filled_at=now,
-        reserved_cents=0,
+        status=status,
+        filled_qty=filled,
+        filled_avg_price_units=average,
+        filled_at=now if complete else None,
+        reserved_cents=row.reserved_cents - released,
         updated_at=now,
         high_water_mark_units=order.high_water_mark_units,
     )
@@ -794,16 +833,17 @@ def _execute_fill(
                       amount_cents=-commission, memo=f"commission {order.asset.symbol}")
         )  # fmt: skip
     CashEntry.objects.bulk_create(entries)
-    order.status = OrderStatus.FILLED
-    order.filled_qty = qty
-    order.filled_avg_price_units = price_units
-    order.filled_at = now
-    order.reserved_cents = 0
+    order.status = status
+    order.qty = row.qty
+    order.filled_qty = filled
+    order.filled_avg_price_units = average
+    order.filled_at = now if complete else None
+    order.reserved_cents = row.reserved_cents - released
     order.updated_at = now
     order_event_publish_on_commit(
         # The execution's id is its Fill's: Alpaca's execution_id on fill events.
         _event(
-            "fill",
+            "fill" if complete else "partial_fill",
             order,
             now,
             execution_id=fill.id,
@@ -812,6 +852,15 @@ def _execute_fill(
             position_qty=position_qty,
         )
     )
+
+
+def _average_price(order_id: uuid.UUID, price_units: int, qty: int, filled: int) -> int:
+    """The order's average fill price with one more execution, weighted by quantity, from its
+    Fill rows (exact, not from the rounded average so far), rounded half-even to the price unit."""
+    total = price_units * qty
+    for fill_price, fill_qty in Fill.objects.filter(order_id=order_id).values_list("price_units", "qty"):
+        total += fill_price * fill_qty
+    return divide_half_even(total, filled)
 
 
 def _position_apply_fill(
@@ -1010,10 +1059,11 @@ def _replace_open(
     new_id = uuid.uuid4()
     if not _order_close(order=old, status=OrderStatus.REPLACED, now=now, replaced_by=new_id):
         raise NotCancelable("order is no longer open")
-    keeps_notional = qty is None and old.notional_cents is not None
+    # A partially filled order is replaced by one for what it had left (or the qty given).
+    keeps_notional = qty is None and old.notional_cents is not None and not old.filled_qty
     request = OrderRequest(
         symbol=old.asset.symbol,
-        qty=None if keeps_notional else (qty if qty is not None else old.qty),
+        qty=None if keeps_notional else (qty if qty is not None else old.qty - old.filled_qty),
         notional_cents=old.notional_cents if keeps_notional else None,
         side=old.side,
         type=old.type,
@@ -1035,12 +1085,14 @@ def order_fill(
     *,
     order_id: uuid.UUID | str,
     price_units: int,
+    qty: int | None = None,
     tick_seq: int | None = None,
     water_mark_units: int | None = None,
     now: dt.datetime | None = None,
 ) -> Order | None:
-    """Fill a resting order that a price crossed (the market's tick pipeline calls this); a
-    trailing stop's ``water_mark_units`` is the mark it fired from, kept on the filled order.
+    """Fill a resting order that a price crossed (the market's tick pipeline calls this): at
+    most ``qty`` quantity units of what is left (None: all of it); a trailing stop's
+    ``water_mark_units`` is the mark it fired from, kept on the order.
 
     Returns None when the order is no longer open (a cancel won the race). When the account can
     no longer pay (its cash moved since the order rested), the order is canceled instead.
@@ -1055,6 +1107,7 @@ def order_fill(
                 order=order,
                 account=order.account,
                 price_units=price_units,
+                qty=qty,
                 tick_seq=tick_seq,
                 resting=True,
                 now=now,

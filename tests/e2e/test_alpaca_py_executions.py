@@ -279,3 +279,69 @@ def test_opg_and_cls_orders_execute_at_the_sessions_first_and_last_trade(
     closed = client.get_order_by_id(loc.id)
     assert (closed.status, closed.filled_avg_price, closed.filled_qty) == (OrderStatus.FILLED, "194.10", "3")
     assert client.get_open_position("AAPL").qty == "6"  # the accepted market order filled at the open too
+
+
+def test_an_order_larger_than_the_quote_fills_in_parts_and_an_ioc_cancels_its_rest(
+    client: TradingClient,
+    credentials: tuple[str, str],
+    stream_server: DaphneProcess,
+    make_asset: Callable[..., Asset],
+) -> None:
+    """The quote shows 4 shares at the ask: a market buy of 10 takes them on placement, its rest
+    fills at the next quote (run here as run_market runs it); an IOC for 10 takes 4 and is
+    canceled (README, Partial fills, IOC and FOK)."""
+    make_asset("PART", price="20.00", quote_size=4, exchange="NASDAQ")
+    updates: list[Any] = []
+
+    async def on_update(update: Any) -> None:
+        updates.append(update)
+
+    stream = TradingStream(*credentials, url_override=f"{stream_server.ws_url}/stream")
+    stream.subscribe_trade_updates(on_update)
+    with Running(stream):
+        wait_for(lambda: bool(stream._running))
+        time.sleep(0.5)  # the SDK sends "listen" without waiting for the answer
+        placed = client.submit_order(
+            MarketOrderRequest(symbol="PART", qty=10, side=OrderSide.BUY, time_in_force=TimeInForce.DAY)
+        )
+        assert placed.status == OrderStatus.NEW
+        wait_for(lambda: len(updates) >= 2)
+        resting = client.get_order_by_id(placed.id)
+        assert (resting.status, resting.filled_qty, resting.filled_avg_price) == (
+            OrderStatus.PARTIALLY_FILLED,
+            "4",
+            "20.01",
+        )
+        # An IOC meets the same quote: its 4 shares fill, the rest is canceled.
+        ioc = client.submit_order(
+            MarketOrderRequest(symbol="PART", qty=10, side=OrderSide.BUY, time_in_force=TimeInForce.IOC)
+        )
+        wait_for(lambda: len(updates) >= 5)
+        assert [(u.event, u.order.status, u.order.filled_qty) for u in updates[2:5]] == [
+            ("new", "new", "0"),
+            ("partial_fill", "partially_filled", "4"),
+            ("canceled", "canceled", "4"),
+        ]
+        # The next quote fills the first order's rest.
+        engine = TriggerEngine()
+        engine.start()
+        try:
+            engine.on_window(committed_ticks("PART", 2, ["20.10"]))
+        finally:
+            engine.stop()
+        wait_for(lambda: len(updates) >= 6)
+        new, partial, fill = updates[0], updates[1], updates[5]
+        assert [(u.event, u.order.status, u.order.filled_qty) for u in (new, partial, fill)] == [
+            ("new", "new", "0"),
+            ("partial_fill", "partially_filled", "4"),
+            ("fill", "filled", "10"),
+        ]
+        assert str(new.order.id) == str(partial.order.id) == str(fill.order.id) == str(placed.id)
+        assert [(u.price, u.qty, u.position_qty) for u in (partial, fill)] == [(20.01, 4, 4), (20.11, 6, 14)]
+        executions = {execution.pk for execution in Fill.objects.filter(order_id=placed.id)}
+        assert {partial.execution_id, fill.execution_id} == executions and len(executions) == 2
+    filled = client.get_order_by_id(placed.id)
+    assert (filled.status, filled.filled_qty, filled.filled_avg_price) == (OrderStatus.FILLED, "10", "20.07")
+    canceled = client.get_order_by_id(ioc.id)
+    assert (canceled.status, canceled.filled_qty) == (OrderStatus.CANCELED, "4")
+    assert client.get_open_position("PART").qty == "14"

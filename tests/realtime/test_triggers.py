@@ -66,17 +66,18 @@ def limit_buy(
     return services.order_place(account_id=account.pk, request=request, now=now)
 
 
-def committed_window(symbol: str, seq: int, *, bid: str, ask: str) -> list[WireTick]:
-    """A window's tick, stored first: fills may only use prices that are persisted."""
+def committed_window(symbol: str, seq: int, *, bid: str, ask: str, size: int = 100) -> list[WireTick]:
+    """A window's tick, stored first: fills may only use prices that are persisted. ``size``
+    shares are shown at the bid and at the ask."""
     tick = WireTick(
         symbol,
         seq,
         price_to_units(ask),
         100,
         price_to_units(bid),
-        100,
+        size,
         price_to_units(ask),
-        100,
+        size,
         time.time_ns(),
     )
     TickWriter(throttle=ThrottleController(max_rows_per_s=0, max_txn_per_s=0)).write(
@@ -323,3 +324,54 @@ def test_a_window_that_takes_a_short_below_maintenance_buys_it_back(
     account.refresh_from_db()
     assert (account.cash_cents, account.reserved_cents) == (159_990 - 124_100, 0)
     assert selectors.portfolio_positions(account=account) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_rest_of_a_partially_filled_order_fills_at_the_following_quotes(
+    asset: Asset, account: Account, engine: TriggerEngine
+) -> None:
+    """A market order larger than the ask's 400 shares fills those on placement; its rest waits
+    in the book and takes each following quote's size, until the last execution fills it."""
+    request = services.OrderRequest(
+        symbol="AAPL", qty=shares(600), side="buy", type="market", time_in_force="day"
+    )
+    market = services.order_place(account_id=account.pk, request=request)
+    assert market.status == OrderStatus.PARTIALLY_FILLED
+    limit = limit_buy(account, "99.00")  # 10 shares
+    wait_for(lambda: str(market.pk) in engine.book and str(limit.pk) in engine.book, engine)
+
+    outcomes = engine.on_window(committed_window("AAPL", 2, bid="98.80", ask="98.90", size=150))
+    assert sorted((o.order_id, o.filled) for o in outcomes) == sorted(
+        [(str(market.pk), False), (str(limit.pk), True)]
+    )
+    market.refresh_from_db()
+    assert (market.status, market.filled_qty) == (OrderStatus.PARTIALLY_FILLED, shares(550))
+    # Its own partial_fill event comes back and loads the same rest from the database.
+    wait_for(lambda: getattr(engine.book.get(str(market.pk)), "qty", None) == shares(50), engine)
+
+    outcomes = engine.on_window(committed_window("AAPL", 3, bid="101.00", ask="101.10", size=150))
+    assert [(o.order_id, o.filled, o.price) for o in outcomes] == [
+        (str(market.pk), True, price_to_units("101.10"))
+    ]
+    market.refresh_from_db()
+    assert (market.status, market.filled_qty) == (OrderStatus.FILLED, shares(600))
+    assert [f.qty for f in Fill.objects.filter(order=market).order_by("tick_seq")] == [
+        shares(400),
+        shares(150),
+        shares(50),
+    ]
+    assert str(market.pk) not in engine.book
+    assert Account.objects.get(pk=account.pk).reserved_cents == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rebuilt_book_holds_the_rest_of_partially_filled_orders(asset: Asset, account: Account) -> None:
+    request = services.OrderRequest(
+        symbol="AAPL", qty=shares(500), side="buy", type="market", time_in_force="day"
+    )
+    market = services.order_place(account_id=account.pk, request=request)
+    engine = TriggerEngine()
+    engine.rebuild()
+    rest = engine.book.get(str(market.pk))
+    assert rest is not None
+    assert (rest.type, rest.qty) == ("market", shares(100))

@@ -120,6 +120,10 @@ def _test_settings(settings: Settings) -> None:
     settings.COMMISSION_MINIMUM_CENTS = 0
 
 
+# Shares shown at the bid and the ask: more than any order here but the partial-fill races place.
+TOUCH_SIZE = 1_000
+
+
 @pytest.fixture
 def asset(_test_settings: None, db: None) -> Asset:
     asset = Asset.objects.create(symbol="RACE", name="Race Inc.", sector="Technology")
@@ -129,9 +133,9 @@ def asset(_test_settings: None, db: None) -> Asset:
         price_units=1_000_000,
         size=100,
         bid_units=999_900,
-        bid_size=100,
+        bid_size=TOUCH_SIZE,
         ask_units=ASK,
-        ask_size=100,
+        ask_size=TOUCH_SIZE,
         recorded_at=timezone.now(),
     )
     return asset
@@ -262,6 +266,54 @@ def test_cancel_racing_fill_has_exactly_one_winner(
         if side == "sell":
             assert Position.objects.get(account=account, asset=asset).qty_held == 0
     assert fills + cancels == 20
+
+
+@pytest.mark.parametrize("side", ["buy", "sell"])
+def test_cancel_racing_partial_fills_releases_what_is_left_exactly_once(
+    asset: Asset, make_account: MakeAccount, side: str
+) -> None:
+    """Two executions of part of an order race its cancel: whatever commits first, the cancel
+    releases only what the executions before it left (read from the locked row), so the
+    reservation and the held shares come back exactly once."""
+    account = make_account(cash=100_000_000)
+    if side == "sell":
+        services.order_place(
+            account_id=account.pk,
+            request=OrderRequest(
+                symbol="RACE", qty=shares(900), side="buy", type="market", time_in_force="gtc"
+            ),
+        )
+    limit, fill_price = (950_000, 940_100) if side == "buy" else (1_050_000, 1_060_000)
+    for round_ in range(10):
+        order = buy(account, side=side, qty=30, type="limit", limit_price_units=limit, time_in_force="gtc")()
+        assert order.status == "new"
+        now = timezone.now() + dt.timedelta(seconds=round_)
+        outcomes = run_together(
+            [
+                functools.partial(services.order_cancel, account_id=account.pk, order_id=order.pk, now=now),
+                *[
+                    functools.partial(
+                        services.order_fill,
+                        order_id=order.pk,
+                        price_units=fill_price,
+                        qty=shares(10),
+                        now=now,
+                    )
+                    for _ in range(2)
+                ],
+            ]
+        )
+        assert unclean(outcomes) == [], f"round {round_}"
+        order.refresh_from_db()
+        assert order.status == "canceled"
+        assert outcomes[0].error is None
+        executed = Fill.objects.filter(order=order)
+        assert order.filled_qty == sum(fill.qty for fill in executed) == shares(10) * executed.count()
+        assert executed.count() == sum(isinstance(o.value, Order) for o in outcomes[1:])
+        balanced = assert_books_balance(account)
+        assert balanced.reserved_cents == 0
+        if side == "sell":
+            assert Position.objects.get(account=account, asset=asset).qty_held == 0
 
 
 def test_replace_racing_fill_has_exactly_one_winner(asset: Asset, make_account: MakeAccount) -> None:

@@ -298,7 +298,7 @@ def test_large_holdings_sum_without_overflowing_64_bits(
 ) -> None:
     """900,000 shares of a $2,000 stock are 1.8 x 10^22 price units x quantity units: past a 64-bit
     integer, so SQL sums each fill's value in cents (PostgreSQL would raise "bigint out of range")."""
-    make_asset("BIGP", price="2000.00")
+    make_asset("BIGP", price="2000.00", quote_size=1_000_000)  # fills at once, in one execution
     account = make_account(cash=200_000_000_000)  # $2,000,000,000
     buy = place(account, symbol="BIGP", qty=Decimal("900000.5"), time_in_force="day")
     assert buy.status == "filled"

@@ -130,7 +130,8 @@ class LedgerMachine(RuleBasedStateMachine):
     def account(self, index: int) -> Account:
         return Account.objects.get(pk=self.accounts[index % len(self.accounts)].pk)
 
-    def tick(self, symbol: str, last: int, spread: int) -> StockPriceHistory:
+    def tick(self, symbol: str, last: int, spread: int, size: int = 100) -> StockPriceHistory:
+        """A tick with ``size`` shares at the bid and the ask: an order larger fills in parts."""
         self.seq[symbol] = self.seq.get(symbol, 0) + 1
         return StockPriceHistory.objects.create(
             symbol=symbol,
@@ -138,11 +139,15 @@ class LedgerMachine(RuleBasedStateMachine):
             price_units=last,
             size=100,
             bid_units=last - spread,
-            bid_size=100,
+            bid_size=size,
             ask_units=last + spread,
-            ask_size=100,
+            ask_size=size,
             recorded_at=self.now,
         )
+
+    def touch(self, symbol: str) -> int:
+        """Quantity units one execution may take now (the machine's bid and ask show the same)."""
+        return self.quote(symbol).ask_size * QTY_SCALE
 
     def quote(self, symbol: str) -> StockPriceHistory:
         return StockPriceHistory.objects.filter(symbol=symbol).order_by("-seq").first()  # type: ignore[return-value]
@@ -253,10 +258,17 @@ class LedgerMachine(RuleBasedStateMachine):
             # while a short sale is open: the invariants check what it did.
             event(f"buy on the short side {'refused' if order is None else order.position_intent}")
             return
+        # Larger than the ask's size, it holds buying power for all of it at the ask, and the
+        # touch's part fills now.
         assert (order is not None) == (cost <= account.buying_power_cents)
         if order is not None:
-            assert order.status == "filled"
-            assert self.account(index).cash_cents == account.cash_cents - cost
+            part = min(qty, self.touch(symbol))
+            assert order.status == ("filled" if part == qty else "partially_filled")
+            assert order.filled_qty == part
+            paid = trade_value_cents(price_units=self.quote(symbol).ask_units, qty=part)
+            assert self.account(index).cash_cents == account.cash_cents - paid - services.commission_cents(
+                qty=part
+            )
 
     @rule(index=st.integers(0, ACCOUNTS - 1), pick=st.integers(0, 5), qty=quantities, fit=st.booleans())
     def market_sell(self, index: int, pick: int, qty: int, fit: bool) -> None:
@@ -266,18 +278,20 @@ class LedgerMachine(RuleBasedStateMachine):
         tif = "gtc" if not qty % QTY_SCALE else "day"
         request = OrderRequest(symbol=symbol, qty=qty, side="sell", type="market", time_in_force=tif)
         order = self.place(account, request)
+        part = min(qty, self.touch(symbol))
         if account.shorting_enabled and self.position_qty(account, symbol) <= 0:
             # A short sale: its buying power check is the fill's (the invariants), and no
             # fractional short opens.
-            assert order is None or (order.status == "filled" and not qty % QTY_SCALE)
-            event(f"short sale {'refused' if order is None else 'filled'}")
+            assert order is None or (order.status in ("filled", "partially_filled") and not qty % QTY_SCALE)
+            event(f"short sale {'refused' if order is None else order.status}")
         elif order is not None:
             assert enough
-            assert order.status == "filled"
+            assert (order.status, order.filled_qty) == ("filled" if part == qty else "partially_filled", part)
         else:
-            # Only without the shares, or when the commission is more than the sale and the cash.
-            proceeds = trade_value_cents(price_units=self.quote(symbol).bid_units, qty=qty)
-            assert not enough or proceeds - services.commission_cents(qty=qty) < -account.buying_power_cents
+            # Only without the shares, or when the commission is more than the sale (of what the
+            # bid takes now) and the cash.
+            proceeds = trade_value_cents(price_units=self.quote(symbol).bid_units, qty=part)
+            assert not enough or proceeds - services.commission_cents(qty=part) < -account.buying_power_cents
 
     @rule(
         index=st.integers(0, ACCOUNTS - 1),
@@ -450,7 +464,12 @@ class LedgerMachine(RuleBasedStateMachine):
         else:
             assert wanted <= size - pos.qty_held
             side = "sell" if pos.qty > 0 else "buy"
-            assert (order.side, order.qty, order.status) == (side, wanted, "filled")
+            whole = wanted <= self.touch(pos.asset.symbol)
+            assert (order.side, order.qty, order.status) == (
+                side,
+                wanted,
+                "filled" if whole else "partially_filled",
+            )
             event(f"closed {side}")
 
     @rule(index=st.integers(0, ACCOUNTS - 1))
@@ -459,7 +478,9 @@ class LedgerMachine(RuleBasedStateMachine):
         account = self.account(index)
         covers = services.account_margin_call(account_id=account.pk, now=self.clock())
         for cover in covers:
-            assert (cover.side, cover.position_intent, cover.status) == ("buy", "buy_to_close", "filled")
+            # A cover larger than the ask's size fills in parts.
+            assert (cover.side, cover.position_intent) == ("buy", "buy_to_close")
+            assert cover.status in ("filled", "partially_filled")
         event(f"margin call: {len(covers)} covers")
 
     @rule(index=st.integers(0, ACCOUNTS - 1))
@@ -475,7 +496,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def time_passes(self, hours: int, moves: list[int]) -> None:
         """The clock moves on and prices with it; day orders past their day's end expire."""
         for symbol, steps in zip(SYMBOLS, moves, strict=True):
-            self.price_moves(symbol, steps, 100)
+            self.price_moves(symbol, steps, 100, 100)
         now = self.clock(dt.timedelta(hours=hours))
         due = Order.objects.filter(status__in=OPEN_ORDER_STATUSES, expires_at__lte=now)
         expected = due.count()
@@ -487,11 +508,16 @@ class LedgerMachine(RuleBasedStateMachine):
     # --- the market ----------------------------------------------------------------------------
 
     @rule(
-        symbol=st.sampled_from(SYMBOLS), steps=st.integers(-12, 12), spread=st.sampled_from([100, 500, 2_500])
+        symbol=st.sampled_from(SYMBOLS),
+        steps=st.integers(-12, 12),
+        spread=st.sampled_from([100, 500, 2_500]),
+        size=st.sampled_from([100, 4, 1]),
     )
-    def price_moves(self, symbol: str, steps: int, spread: int) -> None:
-        """A new tick; the crossed resting orders fire as the market pipeline fires them."""
-        self.trade_at(symbol, self.level(symbol, steps), spread)
+    def price_moves(self, symbol: str, steps: int, spread: int, size: int) -> None:
+        """A new tick; the crossed resting orders fire as the market pipeline fires them, each
+        execution taking at most the touch's ``size`` shares (orders placed until the next tick
+        meet it too)."""
+        self.trade_at(symbol, self.level(symbol, steps), spread, size)
 
     def has_shorts(self) -> bool:
         return Position.objects.filter(qty__lt=0).exists()
@@ -508,7 +534,9 @@ class LedgerMachine(RuleBasedStateMachine):
         for account in self.accounts:
             covers = services.account_margin_call(account_id=account.pk, now=self.clock())
             for cover in covers:
-                assert (cover.side, cover.position_intent, cover.status) == ("buy", "buy_to_close", "filled")
+                # A cover larger than the ask's size fills in parts.
+                assert (cover.side, cover.position_intent) == ("buy", "buy_to_close")
+                assert cover.status in ("filled", "partially_filled")
             event(f"price gap: {len(covers)} margin call covers")
 
     @rule(
@@ -540,10 +568,18 @@ class LedgerMachine(RuleBasedStateMachine):
             assert long_before or account.shorting_enabled
             event(f"short_sale: {order.position_intent} -> {order.status}")
 
-    def trade_at(self, symbol: str, last: int, spread: int) -> None:
+    def trade_at(self, symbol: str, last: int, spread: int, size: int = 100) -> None:
         now = self.clock()
-        tick = self.tick(symbol, min(max(last, 400_000), 1_600_000), spread)
-        quotes = {symbol: matching.Quote(bid=tick.bid_units, ask=tick.ask_units, last=tick.price_units)}
+        tick = self.tick(symbol, min(max(last, 400_000), 1_600_000), spread, size)
+        quotes = {
+            symbol: matching.Quote(
+                bid=tick.bid_units,
+                ask=tick.ask_units,
+                last=tick.price_units,
+                bid_size=size * QTY_SCALE,
+                ask_size=size * QTY_SCALE,
+            )
+        }
         resting = [
             services.order_as_resting(order) for order in self.open_orders() if order.asset.symbol == symbol
         ]
@@ -566,29 +602,37 @@ class LedgerMachine(RuleBasedStateMachine):
         assert decision.price is not None
         order = Order.objects.select_related("account").get(pk=decision.order_id)
         account = order.account
-        value = trade_value_cents(price_units=decision.price, qty=order.qty)
-        commission = services.commission_cents(qty=order.qty)
+        leaves = order.qty - order.filled_qty
+        qty = leaves if decision.qty is None else min(decision.qty, leaves)
+        # The execution releases its share of the reservation; the commission is what the order's
+        # executions so far add to it.
+        released = order.reserved_cents if qty == leaves else order.reserved_cents * qty // leaves
+        value = trade_value_cents(price_units=decision.price, qty=qty)
+        commission = services.commission_cents(qty=order.filled_qty + qty) - (
+            services.commission_cents(qty=order.filled_qty) if order.filled_qty else 0
+        )
         if order.position_intent in ("sell_to_open", "buy_to_close"):
             # A short's margin moves with the fill: the invariants check it held.
             result = services.order_fill(
-                order_id=order.pk, price_units=decision.price, tick_seq=tick.seq, now=now
+                order_id=order.pk, price_units=decision.price, qty=decision.qty, tick_seq=tick.seq, now=now
             )
-            assert result is not None and result.status in ("filled", "canceled")
+            assert result is not None and result.status in ("filled", "partially_filled", "canceled")
             event(f"short order_fill -> {result.status}")
             return
         if order.side == "buy":
-            affordable = (
-                account.cash_cents - (account.reserved_cents - order.reserved_cents) >= value + commission
-            )
+            affordable = account.cash_cents - (account.reserved_cents - released) >= value + commission
         else:
             affordable = account.cash_cents - account.reserved_cents + value - commission >= 0
         result = services.order_fill(
-            order_id=order.pk, price_units=decision.price, tick_seq=tick.seq, now=now
+            order_id=order.pk, price_units=decision.price, qty=decision.qty, tick_seq=tick.seq, now=now
         )
         assert result is not None
         event(f"order_fill -> {result.status}")
         # A fill the account can no longer pay for cancels the order instead.
-        assert result.status == ("filled" if affordable else "canceled")
+        expected = ("filled" if qty == leaves else "partially_filled") if affordable else "canceled"
+        assert result.status == expected
+        if affordable:
+            assert result.filled_qty == order.filled_qty + qty
 
     # --- Property 38 ---------------------------------------------------------------------------
 
@@ -640,10 +684,15 @@ class LedgerMachine(RuleBasedStateMachine):
         # Closed orders and closing orders hold no cash.
         assert not Order.objects.exclude(status__in=OPEN_ORDER_STATUSES).exclude(reserved_cents=0).exists()
         assert not open_orders.filter(position_intent__in=CLOSING_INTENTS).exclude(reserved_cents=0).exists()
-        # Filled orders were filled exactly once, the others never.
-        fill_counts = Order.objects.annotate(n=Count("fills"))
-        assert not fill_counts.filter(status="filled").exclude(n=1).exists()
-        assert not fill_counts.exclude(status="filled").exclude(n=0).exists()
+        # Every order filled what its executions add up to, never more than its qty; a filled
+        # order all of it, a partially filled one part.
+        executed = Order.objects.annotate(n=Count("fills"), total=Sum("fills__qty"))
+        assert not executed.exclude(n=0).exclude(filled_qty=F("total")).exists()
+        assert not executed.filter(n=0).exclude(filled_qty=0).exists()
+        assert not executed.filter(status="filled").exclude(filled_qty=F("qty")).exists()
+        assert not executed.filter(status="partially_filled").filter(filled_qty=0).exists()
+        assert not executed.filter(status="partially_filled").filter(filled_qty=F("qty")).exists()
+        event(f"orders with several executions: {min(executed.filter(n__gt=1).count(), 1)}")
 
         # Positions equal the fills since the last reset; nothing negative with shorting off, and
         # shorts whole shares; held shares are exactly what open closing orders set aside.

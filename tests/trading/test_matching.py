@@ -38,8 +38,9 @@ def order_ids() -> st.SearchStrategy[str]:
 
 @st.composite
 def resting_orders(draw: st.DrawFn, order_id: str | None = None) -> RestingOrder:
-    kind = draw(st.sampled_from(["limit", "stop", "stop_limit", "trailing_stop"]))
-    fields: dict[str, object] = {}
+    # A market order rests once partially filled (the rest fills at the following quotes).
+    kind = draw(st.sampled_from(["limit", "stop", "stop_limit", "trailing_stop", "market"]))
+    fields: dict[str, object] = {"qty": draw(st.none() | st.integers(1, 6))}
     if kind in ("limit", "stop_limit"):
         fields["limit"] = draw(prices)
     if kind in ("stop", "stop_limit"):
@@ -67,7 +68,10 @@ def quotes(draw: st.DrawFn) -> Quote:
     bid = draw(prices)
     ask = bid + draw(st.integers(0, 3))
     # The last trade may lie outside the current quote: quotes move between trades.
-    return Quote(bid=bid, ask=ask, last=draw(st.integers(bid - 2, ask + 2)))
+    sizes = st.none() | st.integers(0, 4)
+    return Quote(
+        bid=bid, ask=ask, last=draw(st.integers(bid - 2, ask + 2)), bid_size=draw(sizes), ask_size=draw(sizes)
+    )
 
 
 quote_maps = st.dictionaries(st.sampled_from([*SYMBOLS, "ZZZ"]), quotes(), max_size=4)
@@ -89,6 +93,8 @@ def book_of(orders: Iterable[RestingOrder]) -> TriggerBook:
 def applied(order: RestingOrder, decision: Decision) -> RestingOrder | None:
     """What the market pipeline does to an order after a decision (None: it left the book)."""
     if decision.action is Action.FILL:
+        if decision.qty is not None and order.qty is not None and decision.qty < order.qty:
+            return matching.after_partial_fill(order, order.qty - decision.qty)
         return None
     if decision.action is Action.TRIGGER:
         return RestingOrder(**{**order.__dict__, "stop_triggered": True})
@@ -305,7 +311,7 @@ def test_crossed_does_not_change_the_book(orders: list[RestingOrder], quote_map:
 def test_book_refuses_orders_that_do_not_rest() -> None:
     book = TriggerBook()
     with pytest.raises(ValueError, match="does not rest"):
-        book.add(order(side="buy", type="market"))
+        book.add(order(side="buy", type="bogus"))
 
 
 def test_remove_and_apply_of_unknown_orders_are_harmless() -> None:
