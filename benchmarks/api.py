@@ -564,7 +564,7 @@ def _seed(*, accounts: int, symbols: int, log: Callable[[str], None]) -> tuple[d
         user_model(username=f"bench{index}") for index in range(max(1, accounts))
     )
     opened = Account.objects.bulk_create(
-        Account(user=user, account_number=f"BM{index:010d}", cash_cents=5_000_000)
+        Account(user=user, is_default=True, account_number=f"BM{index:010d}", cash_cents=5_000_000)
         for index, user in enumerate(users)
     )
     CashEntry.objects.bulk_create(

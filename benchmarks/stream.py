@@ -398,7 +398,9 @@ def _seed(symbols: list[str]) -> tuple[tuple[str, str], tuple[str, str]]:
     keys = []
     for number, name in enumerate(("bench-stream", "bench-stream-attacker"), start=1):
         user = get_user_model().objects.create(username=name)
-        account = Account.objects.create(user=user, account_number=f"BS{number:010d}", cash_cents=10_000_000)
+        account = Account.objects.create(
+            user=user, is_default=True, account_number=f"BS{number:010d}", cash_cents=10_000_000
+        )
         key, secret = services.api_key_create(account_id=account.pk, label=name)
         keys.append((key.key_id, secret))
     return keys[0], keys[1]
@@ -431,7 +433,7 @@ def _server(kind: str, plan: Plan, database_url: str, *, metrics: bool = True) -
         "REDIS_KEY_PREFIX": plan.redis_prefix,
         "STREAM_MAX_CONNECTIONS_PER_KEY": str(plan.clients + 10),
         # One user holds every client's subscriptions here.
-        "STREAM_MAX_SYMBOLS_PER_USER": str(sum(len(symbols) for symbols in plan.subscriptions) + 1000),
+        "STREAM_MAX_SYMBOLS_PER_ACCOUNT": str(sum(len(symbols) for symbols in plan.subscriptions) + 1000),
         "LOG_LEVEL": "WARNING",
     }
     if kind == "raw":

@@ -569,7 +569,7 @@ MARKET_LOG_INTERVAL_S = 10.0
 # Limits on what one client may hold: symbols per market-data connection, symbols summed over all of
 # one user's connections (all its keys and sessions), connections per API key (or session user).
 STREAM_MAX_SYMBOLS = env.int("STREAM_MAX_SYMBOLS", default=5000)
-STREAM_MAX_SYMBOLS_PER_USER = env.int("STREAM_MAX_SYMBOLS_PER_USER", default=10_000)
+STREAM_MAX_SYMBOLS_PER_ACCOUNT = env.int("STREAM_MAX_SYMBOLS_PER_ACCOUNT", default=10_000)
 STREAM_MAX_CONNECTIONS_PER_KEY = env.int("STREAM_MAX_CONNECTIONS_PER_KEY", default=5)
 # Market-data feeds served at /v2/<feed>; another feed answers 409 at auth.
 STREAM_FEEDS = ["iex", "sip", "test"]

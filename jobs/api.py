@@ -24,6 +24,7 @@ from analytics import statements
 from analytics.serializers import StatementSerializer
 from jobs import selectors, services
 from jobs.models import JobRun
+from trading.api.authentication import request_account_or_none
 from trading.api.serializers import rfc3339
 from trading.api.views_base import TradingAPIView, parse_body, request_account, with_errors
 from trading.errors import NotFound
@@ -66,7 +67,7 @@ class JobSerializer(serializers.Serializer[Any]):
 
 
 def _viewer(request: Request) -> tuple[uuid.UUID | None, bool]:
-    account = getattr(request.user, "account", None)
+    account = request_account_or_none(request)
     return (account.pk if account is not None else None), bool(request.user.is_staff)
 
 

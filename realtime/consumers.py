@@ -66,6 +66,7 @@ from realtime.streams import (
 )
 from trading.events import (
     stream_key_credential,
+    stream_session_account_credential,
     stream_session_credential,
     stream_sessions_credential,
     stream_user_credential,
@@ -85,12 +86,19 @@ KEPT_SCOPE_KEYS = ("type", "path")
 @dataclass(frozen=True, slots=True)
 class StreamIdentity:
     account_id: str
-    # What the connection limit counts: the API key, or the user for session logins.
+    # What the connection limit counts: the API key, or the account for session logins.
     limit_key: str
     user_id: int
     # What it authenticated with, as trading.events names credentials: revoking any of them
     # closes the socket (SubscriptionManager.revoke).
     credentials: tuple[str, ...]
+    # What chose its account when that can change under it (a session's selection): revoking one
+    # closes the sockets that carry account data, not market data (``carries_account``).
+    account_credentials: tuple[str, ...] = ()
+
+    @property
+    def all_credentials(self) -> tuple[str, ...]:
+        return self.credentials + self.account_credentials
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,22 +141,24 @@ def verify_key_pair(key_id: str, secret: str) -> StreamIdentity | None:
 
 
 def session_identity(user_id: int, session_key: str) -> StreamIdentity | None:
-    from trading.models import Account
+    """A session's identity: the account it selected (its user's default one until it selects
+    another), limited per account as the REST API is."""
+    from trading.selectors import account_for_session_get
 
-    account_id = (
-        Account.objects.filter(user_id=user_id, user__is_active=True).values_list("pk", flat=True).first()
-    )
-    if account_id is None:
+    session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    account = account_for_session_get(user_id=user_id, session=session)
+    if account is None:
         return None
     return StreamIdentity(
-        account_id=str(account_id),
-        limit_key=f"user:{user_id}",
+        account_id=str(account.pk),
+        limit_key=f"account:{account.pk}",
         user_id=user_id,
         credentials=(
             stream_session_credential(session_key),
             stream_sessions_credential(user_id),
             stream_user_credential(user_id),
         ),
+        account_credentials=(stream_session_account_credential(session_key),),
     )
 
 
@@ -231,6 +241,8 @@ class _StreamConsumer(AsyncWebsocketConsumer):
     metrics_endpoint: ClassVar[str] = "other"
     # Never joined (no channel layer): one shared empty list rather than one per connection.
     groups: ClassVar[list[str]] = []
+    # Whether it sends its account's data, so switching a session's account must close it.
+    carries_account: ClassVar[bool] = True
 
     identity: StreamIdentity | None = None
     _auth_timer: asyncio.TimerHandle | None = None
@@ -344,7 +356,8 @@ class _StreamConsumer(AsyncWebsocketConsumer):
     def _hold(self, fanout_manager: fanout.SubscriptionManager, identity: StreamIdentity) -> bool:
         """Register the socket under its credentials, so revoking one closes it; False when one
         was revoked while it was being checked."""
-        return fanout_manager.revocations.hold(identity.credentials, self, checked_at=self._checked_at)
+        held = identity.all_credentials if self.carries_account else identity.credentials
+        return fanout_manager.revocations.hold(held, self, checked_at=self._checked_at)
 
     async def credentials_revoked(self) -> None:
         """One of this socket's credentials was revoked: say so (as the protocol can) and close."""
@@ -376,10 +389,11 @@ class MarketDataConsumer(_StreamConsumer):
     """Alpaca's market-data stream: ``/v2/iex``, ``/v2/sip`` and ``/v2/test``."""
 
     metrics_endpoint: ClassVar[str] = "market_data"
+    carries_account: ClassVar[bool] = False
 
     connection: StreamConnection | None = None
     _registry_token: str | None = None
-    # Symbols this connection holds in its user's budget (realtime.limits.SymbolBudget).
+    # Symbols this connection holds in its account's budget (realtime.limits.SymbolBudget).
     _symbols_claimed = 0
 
     async def connect(self) -> None:
@@ -488,13 +502,13 @@ class MarketDataConsumer(_StreamConsumer):
             raise StreamError(405)  # its reply would not fit in a frame, and frames are never truncated
         token = self._registry_token
         if count != self._symbols_claimed and token is not None:
-            user = self._budget_user(identity)
-            if not await self.fanout.symbol_budget.claim(user, token, count):
+            owner = self._budget_owner(identity)
+            if not await self.fanout.symbol_budget.claim(owner, token, count):
                 raise StreamError(405)
             self._symbols_claimed = count
             if self._closing:
                 # Closed during the claim, perhaps after its disconnect released the old count.
-                await self.fanout.symbol_budget.release(user, token)
+                await self.fanout.symbol_budget.release(owner, token)
                 return
         masks, wildcard = updated.masks()
         self.fanout.update(connection, masks, wildcard)
@@ -507,8 +521,9 @@ class MarketDataConsumer(_StreamConsumer):
             await self.send(text_data=reply)
 
     @staticmethod
-    def _budget_user(identity: StreamIdentity) -> str:
-        return f"user:{identity.user_id}"
+    def _budget_owner(identity: StreamIdentity) -> str:
+        # Per account, as every other limit: a user's accounts each have their own budget.
+        return f"account:{identity.account_id}"
 
     async def _slow_client(self) -> None:
         await self.refuse(407)
@@ -528,18 +543,18 @@ class MarketDataConsumer(_StreamConsumer):
         if self.connection is not None:
             self.fanout.remove(self.connection)
         if self.identity is not None:
-            self.fanout.revocations.release(self.identity.credentials, self)
+            self.fanout.revocations.release(self.identity.all_credentials, self)
             if self._registry_token is not None:
                 if self._symbols_claimed:
-                    user = self._budget_user(self.identity)
-                    await self.fanout.symbol_budget.release(user, self._registry_token)
+                    owner = self._budget_owner(self.identity)
+                    await self.fanout.symbol_budget.release(owner, self._registry_token)
                 await self.fanout.registry.release(self.identity.limit_key, self._registry_token)
 
 
 class TradeUpdatesConsumer(_StreamConsumer):
     """Alpaca's trading stream at ``/stream``: ``trade_updates`` for the authenticated account.
 
-    Open sockets per API key (or session user) are limited to STREAM_MAX_CONNECTIONS_PER_KEY, as
+    Open sockets per API key (or session account) are limited to STREAM_MAX_CONNECTIONS_PER_KEY, as
     on the market-data stream but counted apart from it, so a bot may hold both streams. Alpaca
     documents no error code for this stream: past the limit the authentication is answered with
     the trading stream's error message ("connection limit exceeded") and the socket is closed
@@ -653,7 +668,7 @@ class TradeUpdatesConsumer(_StreamConsumer):
         if self.identity is not None:
             if self.listening:
                 self.fanout.unlisten_account(self.identity.account_id, self)
-            self.fanout.revocations.release(self.identity.credentials, self)
+            self.fanout.revocations.release(self.identity.all_credentials, self)
             if self._registry_token is not None:
                 await self.fanout.registry.release(self._limit_key(self.identity), self._registry_token)
 
@@ -755,7 +770,7 @@ class DashboardConsumer(_StreamConsumer):
         if self.identity is not None:
             self.fanout.unlisten_account(self.identity.account_id, self)
             self.fanout.unlisten_leaderboard(self)
-            self.fanout.revocations.release(self.identity.credentials, self)
+            self.fanout.revocations.release(self.identity.all_credentials, self)
             if self._registry_token is not None:
                 await self.fanout.registry.release(self._limit_key(self.identity), self._registry_token)
 

@@ -192,7 +192,7 @@ class SubscriptionManager:
         )
         self.symbol_budget = SymbolBudget(
             self.redis,
-            limit=settings.STREAM_MAX_SYMBOLS_PER_USER,
+            limit=settings.STREAM_MAX_SYMBOLS_PER_ACCOUNT,
             ttl=settings.STREAM_CONNECTION_TTL_S,
             prefix=settings.STREAM_REDIS_PREFIX,
         )

@@ -1,5 +1,5 @@
 """The stream limits every web process shares through Redis: open connections per API key (406),
-symbols per user (405) and failed auths per key and per client address (402).
+symbols per account (405) and failed auths per key and per client address (402).
 
 Each counts in Redis so that a client cannot multiply a limit by the number of web processes, and
 each counter expires (or is refreshed by the process holding it), so a process that dies locks
@@ -81,9 +81,9 @@ class ConnectionRegistry:
                 await pipe.execute()
 
 
-# KEYS[1]: a user's symbol counts, a hash of connection token -> "count:expiry in ms".
-# ARGV: token, its new count, the user's budget, now (ms), the token's expiry (ms), the hash's TTL
-# (ms). Returns 1 and records the count if the user's live connections stay within the budget,
+# KEYS[1]: an account's symbol counts, a hash of connection token -> "count:expiry in ms".
+# ARGV: token, its new count, the account's budget, now (ms), the token's expiry (ms), the hash's TTL
+# (ms). Returns 1 and records the count if the account's live connections stay within the budget,
 # else 0 and changes nothing. Fields of connections whose process died (not refreshed) expire.
 _CLAIM_SYMBOLS = """
 local total = 0
@@ -114,10 +114,10 @@ return 1
 
 
 class SymbolBudget:
-    """Symbols subscribed per user, summed over all of its market-data connections (all its keys,
-    its sessions) on every web process: STREAM_MAX_SYMBOLS_PER_USER (405 beyond).
+    """Symbols subscribed per account, summed over all of its market-data connections (all its
+    keys, the sessions acting on it) on every web process: STREAM_MAX_SYMBOLS_PER_ACCOUNT (405 beyond).
 
-    Each connection's count is a field of the user's hash, with an expiry its process refreshes
+    Each connection's count is a field of the account's hash, with an expiry its process refreshes
     (as ConnectionRegistry does), so a crashed process's counts lapse. When Redis is unavailable
     only this process's connections are counted.
     """
@@ -136,21 +136,21 @@ class SymbolBudget:
         self.ttl = ttl
         self.prefix = prefix
         self.clock = clock
-        # user -> connection token -> symbols, for this process's connections.
+        # account -> connection token -> symbols, for this process's connections.
         self.local: dict[str, dict[str, int]] = {}
 
-    def key(self, user: str) -> str:
-        return f"{self.prefix}:symbols:{user}"
+    def key(self, owner: str) -> str:
+        return f"{self.prefix}:symbols:{owner}"
 
-    async def claim(self, user: str, token: str, count: int) -> bool:
-        """Set the connection's count to ``count`` if the user stays within the budget."""
+    async def claim(self, owner: str, token: str, count: int) -> bool:
+        """Set the connection's count to ``count`` if the owner stays within the budget."""
         now_ms = int(self.clock() * 1000)
         ttl_ms = int(self.ttl * 1000)
         try:
             allowed = await self.client.eval(
                 _CLAIM_SYMBOLS,
                 1,
-                self.key(user),
+                self.key(owner),
                 token,
                 count,
                 self.limit,
@@ -160,29 +160,29 @@ class SymbolBudget:
             )
         except ASYNC_REDIS_FAILURES:
             logger.warning("stream symbol budget: Redis unavailable, counting this process only")
-            mine = self.local.get(user, {})
+            mine = self.local.get(owner, {})
             allowed = count == 0 or sum(mine.values()) - mine.get(token, 0) + count <= self.limit
         if not allowed:
             return False
         if count:
-            self.local.setdefault(user, {})[token] = count
+            self.local.setdefault(owner, {})[token] = count
         else:
-            self._forget(user, token)
+            self._forget(owner, token)
         return True
 
-    async def release(self, user: str, token: str) -> None:
-        if token not in self.local.get(user, {}):
+    async def release(self, owner: str, token: str) -> None:
+        if token not in self.local.get(owner, {}):
             return
-        self._forget(user, token)
+        self._forget(owner, token)
         with contextlib.suppress(*ASYNC_REDIS_FAILURES):
-            await self.client.hdel(self.key(user), token)
+            await self.client.hdel(self.key(owner), token)
 
-    def _forget(self, user: str, token: str) -> None:
-        counts = self.local.get(user)
+    def _forget(self, owner: str, token: str) -> None:
+        counts = self.local.get(owner)
         if counts is not None:
             counts.pop(token, None)
             if not counts:
-                del self.local[user]
+                del self.local[owner]
 
     async def refresh(self) -> None:
         if not self.local:
@@ -190,9 +190,9 @@ class SymbolBudget:
         expiry = int((self.clock() + self.ttl) * 1000)
         with contextlib.suppress(*ASYNC_REDIS_FAILURES):
             async with self.client.pipeline(transaction=False) as pipe:
-                for user, counts in self.local.items():
-                    pipe.hset(self.key(user), mapping={t: f"{n}:{expiry}" for t, n in counts.items()})
-                    pipe.pexpire(self.key(user), int(self.ttl * 1000) + 1000)
+                for owner, counts in self.local.items():
+                    pipe.hset(self.key(owner), mapping={t: f"{n}:{expiry}" for t, n in counts.items()})
+                    pipe.pexpire(self.key(owner), int(self.ttl * 1000) + 1000)
                 await pipe.execute()
 
 

@@ -287,6 +287,7 @@ class AccountAdmin(admin.ModelAdmin):
     list_display = [
         "account_number",
         "user",
+        "is_default",
         "cash",
         "reserved",
         "buying_power",
@@ -295,12 +296,13 @@ class AccountAdmin(admin.ModelAdmin):
         "created_at",
         "reset_at",
     ]
-    list_filter = ["trading_suspended", "shorting_enabled"]
+    list_filter = ["is_default", "trading_suspended", "shorting_enabled"]
     list_select_related = ["user"]
     search_fields = ["account_number", "user__username", "user__email"]
     raw_id_fields = ["user"]
     readonly_fields = [
         "id",
+        "is_default",
         "account_number",
         "cash",
         "reserved",
@@ -311,6 +313,7 @@ class AccountAdmin(admin.ModelAdmin):
     fields = [
         "id",
         "user",
+        "is_default",
         "account_number",
         "cash",
         "reserved",
@@ -326,7 +329,8 @@ class AccountAdmin(admin.ModelAdmin):
     ordering = ["-created_at"]
 
     def get_fields(self, request: HttpRequest, obj: Account | None = None) -> Any:
-        # Adding: only the user; the account is opened by the service with its opening deposit.
+        # Adding: only the user; the account is opened by the service with its opening deposit,
+        # as the user's default one if it has none yet, else as a further one.
         return ["user"] if obj is None else self.fields
 
     def get_readonly_fields(self, request: HttpRequest, obj: Account | None = None) -> list[str]:
@@ -341,7 +345,8 @@ class AccountAdmin(admin.ModelAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
-        opened = services.account_open(user=obj.user)
+        has_default = Account.objects.filter(user=obj.user, is_default=True).exists()
+        opened = (services.account_create if has_default else services.account_open)(user=obj.user)
         obj.pk = opened.pk
         obj.refresh_from_db()
 

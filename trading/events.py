@@ -142,6 +142,13 @@ def stream_session_credential(session_key: str) -> str:
     return "session:" + hashlib.sha256(session_key.encode()).hexdigest()[:32]
 
 
+def stream_session_account_credential(session_key: str) -> str:
+    """The sockets of one session that carry its selected account's data (trade updates, the
+    dashboard channel): switching the session's account closes them, and they reconnect on the
+    new one. Market data is the same for every account, so it stays open."""
+    return "session-account:" + hashlib.sha256(session_key.encode()).hexdigest()[:32]
+
+
 def stream_credentials_revoke_on_commit(*credentials: str) -> None:
     """Close the open stream sockets holding any of ``credentials`` once the transaction commits,
     on every web process."""

@@ -57,7 +57,10 @@ class Asset(models.Model):
 
 class Account(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="account")
+    # A user holds several accounts: one default (opened at sign-up) and others beside it, each
+    # with its own cash, orders, keys and limits (docs/architecture.md, Accounts).
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="accounts")
+    is_default = models.BooleanField(default=False)
     account_number = models.CharField(max_length=16, unique=True)
     cash_cents = models.BigIntegerField(default=0)
     # What open buy and opening short sell orders hold back, plus the 150 % initial margin of open
@@ -75,6 +78,9 @@ class Account(models.Model):
             models.CheckConstraint(condition=Q(reserved_cents__gte=0), name="account_reserved_not_negative"),
             models.CheckConstraint(
                 condition=Q(cash_cents__gte=F("reserved_cents")), name="account_reserved_within_cash"
+            ),
+            models.UniqueConstraint(
+                fields=["user"], condition=Q(is_default=True), name="account_one_default_per_user"
             ),
         ]
 

@@ -38,6 +38,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
         auth_views.PasswordResetCompleteView.as_view(),
         name="password_reset_complete",
     ),
+    path("account/select", views.account_select, name="account_select"),
     path("keys", views.api_keys, name="keys"),
     path("keys/<str:key_id>/revoke", views.api_key_revoke, name="key_revoke"),
 ]

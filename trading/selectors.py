@@ -18,9 +18,10 @@ import datetime as dt
 import re
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db.models import (
@@ -964,6 +965,25 @@ def watchlist_get_by_name(*, account_id: uuid.UUID, name: str) -> Watchlist:
 
 
 # --- Users ----------------------------------------------------------------------------------------
+
+# Where a browser session keeps the id of the account it acts on (``session_account_select``).
+SESSION_ACCOUNT_KEY = "trading_account_id"
+
+
+def account_for_session_get(*, user_id: int, session: Mapping[str, Any]) -> Account | None:
+    """The account a browser session acts on: the one it selected while that is still an active
+    user's, otherwise the user's default account; None when the user has none (an operator's own
+    login). One query, whichever it is."""
+    selected = _as_uuid(str(session.get(SESSION_ACCOUNT_KEY) or ""))
+    wanted = Q(is_default=True) if selected is None else Q(is_default=True) | Q(pk=selected)
+    rows = list(Account.objects.filter(wanted, user_id=user_id, user__is_active=True))
+    chosen = next((row for row in rows if row.pk == selected), None)
+    return chosen or next((row for row in rows if row.is_default), None)
+
+
+def accounts_list(*, user_id: int) -> list[Account]:
+    """The user's accounts, the default one first, then the others oldest first."""
+    return list(Account.objects.filter(user_id=user_id).order_by("-is_default", "created_at", "pk"))
 
 
 def username_lookalike_exists(*, username: str, exclude_user_id: int | None = None) -> bool:

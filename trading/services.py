@@ -21,6 +21,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.contrib.auth import password_validation
 from django.contrib.auth.models import User
+from django.contrib.sessions.backends.base import SessionBase
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -36,6 +37,7 @@ from trading.events import (
     order_event_publish_on_commit,
     stream_credentials_revoke_on_commit,
     stream_key_credential,
+    stream_session_account_credential,
 )
 from trading.models import (
     AUCTION_TIME_IN_FORCE,
@@ -81,14 +83,28 @@ def starting_cash_cents() -> int:
 
 
 def account_open(*, user: User, cash_cents: int | None = None, now: dt.datetime | None = None) -> Account:
-    """Give a user their trading account with the opening deposit recorded in the ledger."""
+    """Give a user their default trading account with the opening deposit recorded in the ledger."""
+    return _account_new(user=user, is_default=True, cash_cents=cash_cents, now=now)
+
+
+def account_create(*, user: User, cash_cents: int | None = None, now: dt.datetime | None = None) -> Account:
+    """Open a further, non-default account for a user who already has its default one: its own
+    cash, orders, positions, keys and limits, next to the others (docs/architecture.md, Accounts)."""
+    if not Account.objects.filter(user=user, is_default=True).exists():
+        raise InvalidRequest("open the user's default account first")
+    return _account_new(user=user, is_default=False, cash_cents=cash_cents, now=now)
+
+
+def _account_new(*, user: User, is_default: bool, cash_cents: int | None, now: dt.datetime | None) -> Account:
     now = now or timezone.now()
     opening = starting_cash_cents() if cash_cents is None else cash_cents
     if opening < 0:
         raise InvalidRequest("opening cash cannot be negative")
     with transaction.atomic():
+        # A second default account for the user is refused by the constraint (IntegrityError).
         account = Account.objects.create(
             user=user,
+            is_default=is_default,
             account_number=_new_account_number(),
             cash_cents=opening,
             shorting_enabled=settings.SHORT_SELLING_DEFAULT,
@@ -101,6 +117,18 @@ def account_open(*, user: User, cash_cents: int | None = None, now: dt.datetime 
             memo="Opening deposit",
             created_at=now,
         )
+    return account
+
+
+def session_account_select(*, user_id: int, session: SessionBase, account_id: uuid.UUID | str) -> Account:
+    """Make a browser session act on another of its user's accounts. The session's sockets that
+    carry account data close, so the dashboard reconnects (and reloads) on the selected one."""
+    account = Account.objects.filter(pk=_as_uuid(account_id, what="account"), user_id=user_id).first()
+    if account is None:
+        raise NotFound("account not found")
+    session[selectors.SESSION_ACCOUNT_KEY] = str(account.pk)
+    if session.session_key:
+        stream_credentials_revoke_on_commit(stream_session_account_credential(session.session_key))
     return account
 
 

@@ -32,8 +32,10 @@ from trading.public_urls import api_base_url, stream_base_url, stream_urls
 
 
 def _account_of(request: HttpRequest) -> Account | None:
-    account = getattr(request.user, "account", None)
-    return account if isinstance(account, Account) else None
+    """The account this browser session acts on (its selected one, else its user's default)."""
+    if not request.user.is_authenticated:
+        return None
+    return selectors.account_for_session_get(user_id=request.user.pk, session=request.session)
 
 
 def _no_account(request: HttpRequest) -> HttpResponse:
@@ -46,8 +48,10 @@ def _no_account(request: HttpRequest) -> HttpResponse:
 def home(request: HttpRequest) -> HttpResponse:
     """The dashboard for a signed-in trader, the landing page for everyone else."""
     if request.user.is_authenticated:
-        if _account_of(request) is None:
+        account = _account_of(request)
+        if account is None:
             return _no_account(request)
+        accounts = selectors.accounts_list(user_id=request.user.pk)
         return render(
             request,
             "dashboard.html",
@@ -55,6 +59,9 @@ def home(request: HttpRequest) -> HttpResponse:
                 "bootstrap_url": reverse("dashboard-bootstrap"),
                 "perf_url": reverse("frontend-metrics"),
                 "ws_base": stream_base_url(request),
+                "account": account,
+                # The switcher shows only when there is something to switch to.
+                "accounts": accounts if len(accounts) > 1 else [],
             },
         )
     return render(
@@ -172,3 +179,23 @@ def api_key_revoke(request: HttpRequest, key_id: str) -> HttpResponseRedirect:
         raise Http404("API key not found") from None
     messages.success(request, f"Key {key_id} is revoked; bots using it are refused from now on.")
     return redirect("keys")
+
+
+# --- Account selection ----------------------------------------------------------------------------
+
+
+@login_required
+@require_POST
+def account_select(request: HttpRequest) -> HttpResponseRedirect:
+    """Switch the account this browser session acts on, then show the dashboard on it (the
+    session's other pages reconnect their account streams on their own)."""
+    if not request.user.is_authenticated:  # for the type: login_required sent anonymous callers away
+        raise Http404("account not found")
+    try:
+        account = services.session_account_select(
+            user_id=request.user.pk, session=request.session, account_id=request.POST.get("account_id", "")
+        )
+    except NotFound:
+        raise Http404("account not found") from None
+    messages.success(request, f"Now trading on account {account.account_number}.")
+    return redirect("home")

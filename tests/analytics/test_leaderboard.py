@@ -212,7 +212,7 @@ def _seed_accounts(count: int, assets: list[Asset], *, tag: str = "a") -> None:
         get_user_model()(username=f"bulk-{tag}{index}") for index in range(count)
     )
     accounts = Account.objects.bulk_create(
-        Account(user=user, account_number=f"PA{tag}{index:08d}", cash_cents=1_000_000)
+        Account(user=user, is_default=True, account_number=f"PA{tag}{index:08d}", cash_cents=1_000_000)
         for index, user in enumerate(users)
     )
     Position.objects.bulk_create(

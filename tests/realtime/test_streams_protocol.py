@@ -526,7 +526,7 @@ def test_dashboard_sockets_per_session_are_limited(
     transactional_db: None,
     make_account: Callable[..., Account],
 ) -> None:
-    """/ws/dashboard counts its sockets per user apart from the Alpaca streams: the one over the
+    """/ws/dashboard counts its sockets per account apart from the Alpaca streams: the one over the
     limit is refused at the handshake, and a disconnect frees its slot."""
     stream_settings.STREAM_MAX_CONNECTIONS_PER_KEY = 2
     cookie = session_cookie_header(make_account().user_id)
@@ -822,10 +822,10 @@ def test_a_subscription_whose_reply_would_not_fit_a_frame_is_refused_and_changes
     run(body)
 
 
-def test_the_symbol_budget_spans_all_of_a_users_keys(
+def test_the_symbol_budget_spans_all_of_an_accounts_keys(
     credentials: tuple[str, str], settings: Settings, make_account: Callable[..., Account]
 ) -> None:
-    settings.STREAM_MAX_SYMBOLS_PER_USER = 5
+    settings.STREAM_MAX_SYMBOLS_PER_ACCOUNT = 5
     symbols = [f"S{number}" for number in range(10)]
     list_symbols(*symbols)
     second_key = new_key(Account.objects.get(api_keys__key_id=credentials[0]).pk)

@@ -12,7 +12,7 @@ with a revocation marker.
 In front of that, each process keeps the key's owner (the user's row, not the account's) in its
 L1 for at most CACHE_L1_MAX_SECONDS (config.cache), so a request whose view needs no account row
 (the cached leaderboard, analytics and stats reads) authenticates without Redis or the database.
-The account is loaded when a view first asks for ``request.user.account``. Revocation drops the
+The account is the key's (``request_account_or_none``), loaded when a view first asks. Revocation drops the
 entry in every process (the cache's invalidation channel); a user deactivated, or a message lost,
 takes effect within the L1 bound, the one every cached mutable value keeps (docs/architecture.md,
 Caching).
@@ -24,7 +24,7 @@ import base64
 import binascii
 import hmac
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -37,8 +37,8 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
 from config.cache import cache_manager
-from trading import services
-from trading.models import ApiKey
+from trading import selectors, services
+from trading.models import Account, ApiKey
 
 KEY_HEADER = "HTTP_APCA_API_KEY_ID"
 SECRET_HEADER = "HTTP_APCA_API_SECRET_KEY"
@@ -154,7 +154,7 @@ def _key_owner(key_id: str, secret: str) -> KeyOwner:
     values = next(
         iter(
             get_user_model()
-            .objects.filter(pk=known.user_id, account__pk=known.account_id, is_active=True)
+            .objects.filter(pk=known.user_id, accounts__pk=known.account_id, is_active=True)
             .values_list(*OWNER_FIELDS)[:1]
         ),
         None,
@@ -165,8 +165,8 @@ def _key_owner(key_id: str, secret: str) -> KeyOwner:
 
 
 class APIKeyAuthentication(BaseAuthentication):
-    """Alpaca-style key pairs; the user is the account's owner, so ``request.user.account`` works
-    (loaded on first use)."""
+    """Alpaca-style key pairs; the user is the account's owner and ``request.auth`` the key, whose
+    account the request acts on (``request_account_or_none``)."""
 
     def authenticate(self, request: Request) -> tuple[AbstractBaseUser, VerifiedKey] | None:
         credentials = _credentials(request)
@@ -184,3 +184,35 @@ class APIKeyAuthentication(BaseAuthentication):
     def authenticate_header(self, request: Request) -> str:
         # Any value here makes DRF answer unauthenticated requests 401 instead of 403.
         return 'APCA-API-KEY-ID realm="api"'
+
+
+# Where a request keeps the account it acts on once loaded: the rate limiter and the view both ask.
+_ACCOUNT_ATTR = "trading_account"
+
+
+def request_account_or_none(request: Request) -> Account | None:
+    """The account a request acts on: its API key's, or for a browser session the account the
+    session selected (its user's default one until it selects another); None for a user without
+    a trading account. A user's other accounts are never reached through a key of one of them."""
+    http_request = request._request
+    if hasattr(http_request, _ACCOUNT_ATTR):
+        return cast(Account | None, getattr(http_request, _ACCOUNT_ATTR))
+    user_id = getattr(request.user, "pk", None)  # None when anonymous
+    account: Account | None = None
+    if user_id is None:
+        pass
+    elif isinstance(request.auth, VerifiedKey):
+        account = Account.objects.filter(pk=request.auth.account_id, user_id=user_id).first()
+    else:
+        account = selectors.account_for_session_get(user_id=user_id, session=http_request.session)
+    setattr(http_request, _ACCOUNT_ATTR, account)
+    return account
+
+
+def request_account_id(request: Request) -> str | None:
+    """The id of the account a request acts on, without a query for a key's (the rate limiter
+    asks before any view, and cached reads need no account row)."""
+    if isinstance(request.auth, VerifiedKey):
+        return request.auth.account_id
+    account = request_account_or_none(request)
+    return None if account is None else str(account.pk)

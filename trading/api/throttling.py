@@ -1,15 +1,15 @@
-"""Rate limits: per user and endpoint class for the API, per name and address for logins.
+"""Rate limits: per account and endpoint class for the API, per name and address for logins.
 
 The limiter is a sliding-window log run as one Lua script in Redis: the script trims entries older
 than the window, counts the rest and admits the request only if the count is below the limit, all
 atomically and on Redis' clock. Any window of the configured length therefore holds at most
 ``limit`` admitted requests, however requests from many web processes interleave; a fixed-window
 counter would admit twice the limit across a window edge, a token bucket up to twice in one
-window. The cost is memory: at most ``limit`` entries per (user, endpoint class), expiring with
+window. The cost is memory: at most ``limit`` entries per (account, endpoint class), expiring with
 the window.
 
 When Redis is unavailable each process falls back to the same algorithm in memory (a bounded
-map of users), so limits still apply, per process rather than across them, until Redis answers.
+map of accounts), so limits still apply, per process rather than across them, until Redis answers.
 
 Endpoint classes (``settings.RATE_LIMITS``): ``orders`` (writes under /v2/orders and /v2/positions),
 ``write`` (other writes), ``market_data`` (/v2/stocks), ``read`` (other reads) and ``anon``
@@ -448,8 +448,8 @@ def rate_limit_headers_set(request: HttpRequest, response: HttpResponseBase) -> 
 
 
 class EndpointRateThrottle(BaseThrottle):
-    """DRF throttle for every API view (``DEFAULT_THROTTLE_CLASSES``): one budget per user and
-    endpoint class, whether the user came with an API key or a dashboard session."""
+    """DRF throttle for every API view (``DEFAULT_THROTTLE_CLASSES``): one budget per account and
+    endpoint class, whether the request came with one of its API keys or a dashboard session."""
 
     def __init__(self) -> None:
         self._wait: float | None = None
@@ -460,8 +460,16 @@ class EndpointRateThrottle(BaseThrottle):
             # Not DRF's get_ident: without NUM_PROXIES it believes any X-Forwarded-For, so a
             # client could name a fresh address per request and never run out of budget.
             return f"ip:{request_client_address(request._request)}"
-        # date_joined is part of the identity so a user recreated under a reused id (SQLite reuses
-        # the highest id after a delete) does not inherit its predecessor's budget.
+        # Per account: each of a user's accounts has its own budget, shared by its keys and the
+        # sessions acting on it. Imported here: rest_framework.views loads this module.
+        from trading.api.authentication import request_account_id
+
+        account_id = request_account_id(request)
+        if account_id is not None:
+            return f"account:{account_id}"
+        # An operator's own login, without a trading account. date_joined is part of the identity
+        # so a user recreated under a reused id (SQLite reuses the highest id after a delete) does
+        # not inherit its predecessor's budget.
         joined = getattr(user, "date_joined", None)
         stamp = int(joined.timestamp() * 1_000_000) if joined is not None else 0
         return f"user:{user.pk}.{stamp}"

@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from trading.api.authentication import request_account_or_none
 from trading.api.schema import ERROR_DESCRIPTIONS
 from trading.api.serializers import ErrorSerializer
 from trading.api.throttling import PendingDecision, rate_limit_headers_set, retry_after
@@ -34,9 +35,9 @@ def with_errors(responses: Mapping[int, Any], *statuses: int) -> dict[int, Any]:
 
 
 def request_account(request: Request) -> Account:
-    """The caller's trading account; API-key auth has already loaded it with the user."""
-    account = getattr(request.user, "account", None)
-    if not isinstance(account, Account):
+    """The account the request acts on (its key's, or its session's selected one)."""
+    account = request_account_or_none(request)
+    if account is None:
         raise PermissionDenied("this user has no trading account")
     return account
 
