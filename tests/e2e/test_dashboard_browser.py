@@ -28,6 +28,7 @@ from tests.e2e.browser import (
     unique_username,
     user_create,
 )
+from trading import services
 from trading.models import Account, Order, Position, Watchlist
 
 # chromium beside a benchmark run on 2 cores can miss its waits: one worker runs all of them.
@@ -329,6 +330,42 @@ def test_market_order_from_the_ticket_updates_positions_and_cash(
     ).to_have_count(1)
     expect(page.locator("#fills [data-fill-id]")).to_have_count(1, timeout=UI_TIMEOUT_MS)
     assert dashboard.watch.page_errors == []
+
+
+def test_switching_accounts_reloads_this_tab_and_reconnects_the_sessions_other_tabs(
+    pages: Pages, trader: str, live_db: None
+) -> None:
+    """The switcher shows for a user with two accounts; switching in one tab shows the other
+    account there, and the same session's other tab, whose account socket the server closed,
+    reconnects and resyncs onto it. Orders from the ticket then go to the selected account."""
+    default = Account.objects.get(user__username=trader)
+    further = services.account_create(user=default.user, cash_cents=2_000_000)
+    opened = pages.open(name="switching")
+    page = opened.page
+    log_in(page, trader)
+    other = page.context.new_page()
+    other.goto("/")
+    other.wait_for_selector(READY, timeout=UI_TIMEOUT_MS)
+    for tab in (page, other):
+        expect(tab.locator("#account [data-field=cash]")).to_have_text("100,000.00")
+        expect(tab.locator("#account-select")).to_have_value(str(default.pk))
+
+    page.select_option("#account-select", str(further.pk))
+    page.click("#account-switcher button[type=submit]")
+    page.wait_for_selector(READY, timeout=UI_TIMEOUT_MS)
+    expect(page.locator("#account-select")).to_have_value(str(further.pk))
+    for tab in (page, other):
+        expect(tab.locator("#account [data-field=cash]")).to_have_text("20,000.00", timeout=UI_TIMEOUT_MS)
+    expect(other.locator("#connection-state")).to_have_attribute("data-state", "open", timeout=UI_TIMEOUT_MS)
+    pages.screenshot(page, "switched")
+
+    page.fill("#ticket-qty", "3")
+    page.select_option("#ticket-type", "market")
+    page.click("#order-ticket button[type=submit]")
+    expect(page.locator("#order-ticket-status")).to_contain_text("Order placed", timeout=UI_TIMEOUT_MS)
+    wait_until(lambda: Position.objects.filter(account=further).exists(), what="the order's fill")
+    assert not Position.objects.filter(account=default).exists()
+    assert opened.watch.page_errors == []
 
 
 def test_a_limit_order_far_from_the_market_rests_in_open_orders_and_cancels(

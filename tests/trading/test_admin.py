@@ -312,7 +312,11 @@ def test_adding_an_account_opens_it_through_the_service(superuser_client: Client
     assert response.status_code == 302
     account = Account.objects.get(user=user)
     assert account.cash_cents == services.starting_cash_cents()
+    assert account.is_default
     assert CashEntry.objects.get(account=account).kind == CashEntry.Kind.DEPOSIT
+    # Adding another for the same user opens a further, non-default one.
+    assert superuser_client.post(reverse("admin:trading_account_add"), {"user": user.pk}).status_code == 302
+    assert sorted(Account.objects.filter(user=user).values_list("is_default", flat=True)) == [False, True]
 
 
 # --- read-only history ---------------------------------------------------------------------------

@@ -12,10 +12,10 @@ with a revocation marker.
 In front of that, each process keeps the key's owner (the user's row, not the account's) in its
 L1 for at most CACHE_L1_MAX_SECONDS (config.cache), so a request whose view needs no account row
 (the cached leaderboard, analytics and stats reads) authenticates without Redis or the database.
-The account is the key's (``request_account_or_none``), loaded when a view first asks. Revocation drops the
-entry in every process (the cache's invalidation channel); a user deactivated, or a message lost,
-takes effect within the L1 bound, the one every cached mutable value keeps (docs/architecture.md,
-Caching).
+The request acts on the key's account (``request_account_or_none``), loaded when first asked for.
+Revocation drops the entry in every process (the cache's invalidation channel); a user
+deactivated, or a message lost, takes effect within the L1 bound, the one every cached mutable
+value keeps (docs/architecture.md, Caching).
 """
 
 from __future__ import annotations
@@ -199,11 +199,9 @@ def request_account_or_none(request: Request) -> Account | None:
         return cast(Account | None, getattr(http_request, _ACCOUNT_ATTR))
     user_id = getattr(request.user, "pk", None)  # None when anonymous
     account: Account | None = None
-    if user_id is None:
-        pass
-    elif isinstance(request.auth, VerifiedKey):
+    if user_id is not None and isinstance(request.auth, VerifiedKey):
         account = Account.objects.filter(pk=request.auth.account_id, user_id=user_id).first()
-    else:
+    elif user_id is not None:
         account = selectors.account_for_session_get(user_id=user_id, session=http_request.session)
     setattr(http_request, _ACCOUNT_ATTR, account)
     return account
