@@ -27,7 +27,7 @@ def _refuse_several(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -> None
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("trading", "0008_short_selling"),
+        ("trading", "0009_tick_composite_key"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
