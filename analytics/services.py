@@ -103,6 +103,8 @@ class AccountState:
     username: str
     cash_cents: int
     reset_at: dt.datetime | None
+    # The global boards rank default accounts only: a user's further accounts are not a second entry.
+    is_default: bool = True
     holdings_units: int = 0
     long_by_sector_units: dict[str, int] = field(default_factory=dict)
     # Sum of buys, sells and commissions since the last reset: capital = cash - this.
@@ -135,9 +137,12 @@ class Book:
     accounts: list[AccountState]
 
     def ranked(self, period: str) -> list[tuple[AccountState, int, float]]:
-        """(state, baseline, return) best first; ties by equity, then account number."""
+        """(state, baseline, return) of the default accounts, best first; ties by equity, then
+        account number."""
         rows = []
         for state in self.accounts:
+            if not state.is_default:
+                continue
             baseline = (
                 state.capital_cents if period == LeaderboardPeriod.OVERALL else state.daily_baseline_cents
             )
@@ -160,8 +165,11 @@ def book_load(*, now: dt.datetime | None = None, account_ids: Sequence[uuid.UUID
             username=row["user__username"],
             cash_cents=row["cash_cents"],
             reset_at=row["reset_at"],
+            is_default=row["is_default"],
         )
-        for row in accounts.values("id", "account_number", "user__username", "cash_cents", "reset_at")
+        for row in accounts.values(
+            "id", "account_number", "user__username", "cash_cents", "reset_at", "is_default"
+        )
     }
     wanted = list(states)
 
@@ -294,7 +302,7 @@ def leaderboard_refresh(
                     (state.account_id, state.equity_cents) for state, _, _ in top
                 ]
             snapshot = LeaderboardSnapshot.objects.create(
-                period=period, as_of=book.now, trading_day=book.trading_day, account_count=len(book.accounts)
+                period=period, as_of=book.now, trading_day=book.trading_day, account_count=len(ranked)
             )
             LeaderboardEntry.objects.bulk_create(
                 (
@@ -345,7 +353,10 @@ def leaderboard_refresh(
                 )
             )
     return LeaderboardRefreshResult(
-        as_of=book.now, accounts=len(book.accounts), snapshot_ids=snapshot_ids, changed=changed
+        as_of=book.now,
+        accounts=sum(state.is_default for state in book.accounts),
+        snapshot_ids=snapshot_ids,
+        changed=changed,
     )
 
 

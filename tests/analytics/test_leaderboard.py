@@ -85,6 +85,27 @@ def test_returns_and_ranks_follow_equity_and_exclude_added_cash(
     assert by_name[loser.user.username]["baseline"] == f"{summary.last_equity / UNITS_PER_CENT / 100:.2f}"
 
 
+def test_the_global_board_ranks_default_accounts_only(
+    market: dict[str, Asset], make_account: Callable[..., Account], django_capture_on_commit_callbacks
+) -> None:
+    """A user's further account is not a second entry on the global boards, however well it does;
+    it still gets its own analytics, without a global rank."""
+    mine, rival = make_account(cash=1_000_000), make_account(cash=1_000_000)
+    further = trading.account_create(user=mine.user, cash_cents=1_000_000)
+    _buy(further, "AAPL", 10)
+    set_quote("AAPL", price="200.00")
+    with django_capture_on_commit_callbacks(execute=True):
+        result = services.leaderboard_refresh()
+        services.account_analytics_refresh()
+    assert result.accounts == 2
+    for period in ("overall", "daily"):
+        entries = selectors.leaderboard_get_or_refresh(period=period, now=result.as_of)["entries"]
+        assert sorted(row["username"] for row in entries) == sorted([mine.user.username, rival.user.username])
+    analytics = {row.account_id: row for row in AccountAnalytics.objects.all()}
+    assert analytics[further.pk].rank is None and analytics[further.pk].return_since_reset > 0
+    assert {analytics[mine.pk].rank, analytics[rival.pk].rank} == {1, 2}
+
+
 def test_reset_measures_from_the_reset(
     market: dict[str, Asset], make_account: Callable[..., Account], django_capture_on_commit_callbacks
 ) -> None:
