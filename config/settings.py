@@ -532,6 +532,8 @@ API_KEY_CACHE_SECONDS = 30
 ACCOUNT_STARTING_CASH = env.str("ACCOUNT_STARTING_CASH", default="100000.00")
 ACCOUNT_SELF_RESET = env.bool("ACCOUNT_SELF_RESET", default=True)
 SHORT_SELLING_DEFAULT = env.bool("SHORT_SELLING_DEFAULT", default=False)
+# Only staff may organise trading games (README, Running a game).
+GAME_CREATE_STAFF_ONLY = env.bool("GAME_CREATE_STAFF_ONLY", default=False)
 TRADING_TIMEZONE = env.str("TRADING_TIMEZONE", default="America/New_York")
 # "always": the market never closes and a trading day runs midnight to midnight TRADING_TIMEZONE;
 # "xnys": real NYSE hours, holidays and early closes from exchange-calendars.

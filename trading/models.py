@@ -7,6 +7,8 @@ whichever process writes.
 
 from __future__ import annotations
 
+import datetime as dt
+import secrets
 import uuid
 from typing import TYPE_CHECKING
 
@@ -444,3 +446,87 @@ class WatchlistEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.watchlist_id}:{self.asset_id}"
+
+
+def _invite_code() -> str:
+    return secrets.token_urlsafe(16)
+
+
+class OrderClass(models.TextChoices):
+    """What a game may allow; every order placed today is a simple one."""
+
+    SIMPLE = "simple"
+    BRACKET = "bracket"
+    OCO = "oco"
+    OTO = "oto"
+
+
+class Game(models.Model):
+    """A competition with its own rules (docs/architecture.md, Games): each player trades a game
+    account of their own, opened when they join, and order placement enforces the rules."""
+
+    class Visibility(models.TextChoices):
+        PUBLIC = "public"
+        INVITE_ONLY = "invite_only"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    organiser = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="organised_games"
+    )
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    # Set when the game ends early; the game is over at whichever of the two comes first.
+    ended_at = models.DateTimeField(null=True, blank=True)
+    starting_cash_cents = models.BigIntegerField()
+    # None: the operator's current plan (or settings), as for any account.
+    commission_plan = models.ForeignKey(
+        CommissionPlan, null=True, blank=True, on_delete=models.PROTECT, related_name="games"
+    )
+    allowed_order_types = models.JSONField(default=list)
+    allowed_order_classes = models.JSONField(default=list)
+    shorting_allowed = models.BooleanField(default=False)
+    # Largest position value after a fill, in basis points of the account's equity; None: no limit.
+    max_position_share_bp = models.PositiveIntegerField(null=True, blank=True)
+    late_joining_allowed = models.BooleanField(default=True)
+    self_reset_allowed = models.BooleanField(default=False)
+    visibility = models.CharField(max_length=16, choices=Visibility.choices, default=Visibility.PUBLIC)
+    invite_code = models.CharField(max_length=32, unique=True, default=_invite_code, editable=False)
+    player_cap = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-starts_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(ends_at__gt=F("starts_at")), name="game_ends_after_start"),
+            models.CheckConstraint(condition=Q(starting_cash_cents__gte=0), name="game_cash_not_negative"),
+            models.CheckConstraint(
+                condition=Q(max_position_share_bp__isnull=True) | Q(max_position_share_bp__gt=0),
+                name="game_position_share_positive",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def closes_at(self) -> dt.datetime:
+        return min(self.ends_at, self.ended_at) if self.ended_at is not None else self.ends_at
+
+    def is_open_at(self, now: dt.datetime) -> bool:
+        return self.starts_at <= now < self.closes_at()
+
+
+class GamePlayer(models.Model):
+    game = models.ForeignKey(Game, on_delete=models.CASCADE, related_name="players")
+    account = models.OneToOneField(Account, on_delete=models.CASCADE, related_name="game_player")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="game_players")
+    joined_at = models.DateTimeField()
+    removed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["joined_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["game", "user"], name="game_player_once_per_game")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.game}"

@@ -26,6 +26,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import (
     BigIntegerField,
+    Count,
     F,
     OuterRef,
     Prefetch,
@@ -49,6 +50,8 @@ from trading.models import (
     CashEntry,
     DailyBar,
     Fill,
+    Game,
+    GamePlayer,
     MinuteBar,
     Order,
     OrderSide,
@@ -1004,3 +1007,44 @@ def api_keys_list(*, account_id: uuid.UUID) -> list[ApiKey]:
             F("revoked_at").desc(nulls_first=True), "-created_at", "key_id"
         )
     )
+
+
+# --- Games ----------------------------------------------------------------------------------------
+
+
+def game_list_public(*, now: dt.datetime | None = None) -> list[Game]:
+    """Public games not over yet, soonest start first."""
+    now = now or timezone.now()
+    games = Game.objects.filter(visibility=Game.Visibility.PUBLIC, ends_at__gt=now).filter(
+        Q(ended_at__isnull=True) | Q(ended_at__gt=now)
+    )
+    return list(games.annotate(player_count=Count("players")).order_by("starts_at", "id"))
+
+
+def game_get(*, game_id: uuid.UUID | str, user_id: int | None = None) -> Game:
+    """A game by id. An invite-only one is found only by its organiser and its players: to anyone
+    else it does not exist (they join with its code)."""
+    game_uuid = _as_uuid(str(game_id))
+    game = (
+        Game.objects.filter(pk=game_uuid).annotate(player_count=Count("players")).first()
+        if game_uuid is not None
+        else None
+    )
+    if game is None:
+        raise NotFound("game not found")
+    if game.visibility == Game.Visibility.INVITE_ONLY and not (
+        user_id is not None
+        and (game.organiser_id == user_id or GamePlayer.objects.filter(game=game, user_id=user_id).exists())
+    ):
+        raise NotFound("game not found")
+    return game
+
+
+def game_players_list(*, game_id: uuid.UUID) -> list[GamePlayer]:
+    return list(GamePlayer.objects.filter(game_id=game_id).select_related("user"))
+
+
+def game_rules_for_account(*, account_id: uuid.UUID) -> Game | None:
+    """The game an account plays in, with its rules; None for an account outside any game."""
+    player = GamePlayer.objects.filter(account_id=account_id).select_related("game").first()
+    return player.game if player is not None else None

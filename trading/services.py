@@ -49,7 +49,10 @@ from trading.models import (
     CashEntry,
     CommissionPlan,
     Fill,
+    Game,
+    GamePlayer,
     Order,
+    OrderClass,
     OrderSide,
     OrderStatus,
     OrderType,
@@ -175,7 +178,13 @@ def account_reset(*, account_id: uuid.UUID | str, now: dt.datetime | None = None
             _order_close(order=order, status=OrderStatus.CANCELED, now=now)
         Position.objects.filter(account=account).delete()
         account.refresh_from_db()
-        opening = starting_cash_cents()
+        # A game account starts over with the game's cash.
+        game_cash = GamePlayer.objects.filter(account=account).values_list(
+            "game__starting_cash_cents", flat=True
+        )
+        opening = next(iter(game_cash), None)
+        if opening is None:
+            opening = starting_cash_cents()
         CashEntry.objects.create(
             account=account,
             kind=CashEntry.Kind.RESET,
@@ -213,6 +222,21 @@ def _account(account_id: uuid.UUID | str) -> Account:
         return Account.objects.get(pk=account_id)
     except (Account.DoesNotExist, ValueError, TypeError, ValidationError):
         raise NotFound("account not found") from None
+
+
+def _account_with_game(account_id: uuid.UUID | str) -> Account:
+    """The account with its game's rules, if it is a game account, in one query."""
+    try:
+        return Account.objects.select_related("game_player__game").get(pk=account_id)
+    except (Account.DoesNotExist, ValueError, TypeError, ValidationError):
+        raise NotFound("account not found") from None
+
+
+def _game_player(account: Account) -> GamePlayer | None:
+    try:
+        return account.game_player
+    except GamePlayer.DoesNotExist:
+        return None
 
 
 def _as_uuid(value: uuid.UUID | str, *, what: str) -> uuid.UUID:
@@ -288,6 +312,247 @@ def api_key_revoke(
     # Open stream sockets authenticated with the key are closed, on every web process.
     stream_credentials_revoke_on_commit(stream_key_credential(key_id))
     return key
+
+
+# --- Games ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GameRules:
+    """What an organiser sets; ``game_create`` takes them whole, ``game_update`` replaces them."""
+
+    name: str
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+    starting_cash_cents: int
+    description: str = ""
+    commission_plan_id: int | None = None
+    allowed_order_types: tuple[str, ...] = tuple(OrderType.values)
+    allowed_order_classes: tuple[str, ...] = (OrderClass.SIMPLE,)
+    shorting_allowed: bool = False
+    max_position_share_bp: int | None = None
+    late_joining_allowed: bool = True
+    self_reset_allowed: bool = False
+    visibility: str = Game.Visibility.PUBLIC
+    player_cap: int | None = None
+
+
+def _validate_game_rules(rules: GameRules) -> None:
+    if not rules.name.strip():
+        raise InvalidRequest("name must not be blank")
+    if rules.ends_at <= rules.starts_at:
+        raise InvalidRequest("ends_at must be after starts_at")
+    if rules.starting_cash_cents < 0:
+        raise InvalidRequest("starting_cash cannot be negative")
+    unknown = set(rules.allowed_order_types) - set(OrderType.values)
+    if unknown or not rules.allowed_order_types:
+        raise InvalidRequest(f"allowed_order_types must be a non-empty list of {', '.join(OrderType.values)}")
+    if OrderClass.SIMPLE not in rules.allowed_order_classes or set(rules.allowed_order_classes) - set(
+        OrderClass.values
+    ):
+        raise InvalidRequest(
+            f"allowed_order_classes must include simple and be among {', '.join(OrderClass.values)}"
+        )
+    if rules.max_position_share_bp is not None and not 0 < rules.max_position_share_bp <= 10_000:
+        raise InvalidRequest("max_position_share must be above 0 and at most 100 %")
+    if rules.visibility not in Game.Visibility.values:
+        raise InvalidRequest("visibility must be public or invite_only")
+    if rules.player_cap is not None and rules.player_cap < 1:
+        raise InvalidRequest("player_cap must be at least 1")
+    if (
+        rules.commission_plan_id is not None
+        and not CommissionPlan.objects.filter(pk=rules.commission_plan_id).exists()
+    ):
+        raise InvalidRequest("commission plan not found")
+
+
+def _game_rule_fields(rules: GameRules) -> dict[str, object]:
+    return {
+        "name": rules.name.strip(),
+        "description": rules.description,
+        "starts_at": rules.starts_at,
+        "ends_at": rules.ends_at,
+        "starting_cash_cents": rules.starting_cash_cents,
+        "commission_plan_id": rules.commission_plan_id,
+        "allowed_order_types": sorted(set(rules.allowed_order_types)),
+        "allowed_order_classes": sorted(set(rules.allowed_order_classes)),
+        "shorting_allowed": rules.shorting_allowed,
+        "max_position_share_bp": rules.max_position_share_bp,
+        "late_joining_allowed": rules.late_joining_allowed,
+        "self_reset_allowed": rules.self_reset_allowed,
+        "visibility": rules.visibility,
+        "player_cap": rules.player_cap,
+    }
+
+
+def game_create(*, organiser: User, rules: GameRules, now: dt.datetime | None = None) -> Game:
+    """A new game, organised by any user (only staff with GAME_CREATE_STAFF_ONLY)."""
+    now = now or timezone.now()
+    if settings.GAME_CREATE_STAFF_ONLY and not organiser.is_staff:
+        raise Forbidden("only staff may organise games")
+    _validate_game_rules(rules)
+    if rules.ends_at <= now:
+        raise InvalidRequest("ends_at must be in the future")
+    return Game.objects.create(organiser=organiser, **_game_rule_fields(rules))
+
+
+def _organised_game_locked(*, game_id: uuid.UUID | str, organiser_id: int) -> Game:
+    game = Game.objects.select_for_update().filter(pk=_as_uuid(game_id, what="game")).first()
+    if game is None:
+        raise NotFound("game not found")
+    if game.organiser_id != organiser_id:
+        raise Forbidden("only the game's organiser may do this")
+    return game
+
+
+def game_update(
+    *, game_id: uuid.UUID | str, organiser_id: int, rules: GameRules, now: dt.datetime | None = None
+) -> Game:
+    """Replace a game's rules; only before it starts, so no player trades under two sets."""
+    now = now or timezone.now()
+    _validate_game_rules(rules)
+    with transaction.atomic():
+        game = _organised_game_locked(game_id=game_id, organiser_id=organiser_id)
+        if now >= game.starts_at:
+            raise Forbidden("a game's rules cannot change once it has started")
+        if rules.starts_at <= now:
+            raise InvalidRequest("starts_at must be in the future")
+        for field, value in _game_rule_fields(rules).items():
+            setattr(game, field, value)
+        game.save()
+        # Players who joined already trade under the new rules: cash and shorting follow them.
+        for player in GamePlayer.objects.filter(game=game, removed_at__isnull=True).select_related("account"):
+            account_reset(account_id=player.account_id, now=now)
+            Account.objects.filter(pk=player.account_id).update(shorting_enabled=game.shorting_allowed)
+    return game
+
+
+def game_join(
+    *, game_id: uuid.UUID | str, user: User, invite_code: str = "", now: dt.datetime | None = None
+) -> GamePlayer:
+    """Join a game: a further account of the user's, opened with the game's starting cash.
+
+    A public game takes anyone; an invite-only one the holder of its code (compared in constant
+    time). The player cap and late joining are checked under the game's row lock, so two users
+    racing for the last place have one winner."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        game = Game.objects.select_for_update().filter(pk=_as_uuid(game_id, what="game")).first()
+        if game is None:
+            raise NotFound("game not found")
+        if game.visibility == Game.Visibility.INVITE_ONLY and not hmac.compare_digest(
+            invite_code.encode(), game.invite_code.encode()
+        ):
+            # Not 403: without the code, an invite-only game is not there to be found.
+            raise NotFound("game not found")
+        if now >= game.closes_at():
+            raise Forbidden("the game is over")
+        if now >= game.starts_at and not game.late_joining_allowed:
+            raise Forbidden("the game has started and does not allow late joining")
+        if GamePlayer.objects.filter(game=game, user=user).exists():
+            raise Forbidden("already joined this game")
+        if game.player_cap is not None and GamePlayer.objects.filter(game=game).count() >= game.player_cap:
+            raise Forbidden("the game is full")
+        account = account_create(user=user, cash_cents=game.starting_cash_cents, now=now)
+        Account.objects.filter(pk=account.pk).update(shorting_enabled=game.shorting_allowed)
+        return GamePlayer.objects.create(game=game, account=account, user=user, joined_at=now)
+
+
+def game_player_remove(
+    *, game_id: uuid.UUID | str, organiser_id: int, user_id: int, now: dt.datetime | None = None
+) -> GamePlayer:
+    """Take a player out of a game: its open orders canceled, its account's keys revoked (their
+    sockets close on every process); its history stays."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        game = _organised_game_locked(game_id=game_id, organiser_id=organiser_id)
+        player = GamePlayer.objects.filter(game=game, user_id=user_id).first()
+        if player is None:
+            raise NotFound("player not found")
+        if player.removed_at is None:
+            player.removed_at = now
+            player.save(update_fields=["removed_at"])
+        _game_accounts_cancel_orders([player.account_id], now=now)
+        for key_id in ApiKey.objects.filter(
+            account_id=player.account_id, revoked_at__isnull=True
+        ).values_list("key_id", flat=True):
+            api_key_revoke(key_id=key_id, now=now)
+    return player
+
+
+def game_end(*, game_id: uuid.UUID | str, organiser_id: int, now: dt.datetime | None = None) -> Game:
+    """End a game early: no more trading, and every open order of its accounts canceled."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        game = _organised_game_locked(game_id=game_id, organiser_id=organiser_id)
+        if now >= game.closes_at():
+            raise Forbidden("the game is over already")
+        game.ended_at = now
+        game.save(update_fields=["ended_at"])
+        _game_accounts_cancel_orders(
+            list(GamePlayer.objects.filter(game=game).values_list("account_id", flat=True)), now=now
+        )
+    return game
+
+
+def _game_accounts_cancel_orders(account_ids: list[uuid.UUID], *, now: dt.datetime) -> None:
+    for account_id in account_ids:
+        _lock_account(account_id)
+        for order in Order.objects.filter(
+            account_id=account_id, status__in=OPEN_ORDER_STATUSES
+        ).select_related("asset"):
+            _order_close(order=order, status=OrderStatus.CANCELED, now=now)
+
+
+def _game_refuse(*, player: GamePlayer | None, request: OrderRequest, now: dt.datetime) -> None:
+    """The rules a game account's order must meet before anything is read under the lock; the
+    game came with the account (one query), so no rule costs a query of its own."""
+    if player is None:
+        return
+    game = player.game
+    if player.removed_at is not None:
+        raise Forbidden("game rule: this player was removed from the game")
+    if now < game.starts_at:
+        raise Forbidden("game rule: the game has not started yet")
+    if now >= game.closes_at():
+        raise Forbidden("game rule: the game is over")
+    if request.type not in game.allowed_order_types:
+        raise Forbidden(f"game rule: {request.type} orders are not allowed in this game")
+    if OrderClass.SIMPLE not in game.allowed_order_classes:
+        raise Forbidden("game rule: simple orders are not allowed in this game")
+
+
+def _game_refuse_position(
+    *,
+    player: GamePlayer | None,
+    account: Account,
+    asset: Asset,
+    intent: str,
+    qty: int,
+    quote: LatestQuote,
+    request: OrderRequest,
+) -> None:
+    """Shorting and position size, under the account's lock. A closing order only shrinks the
+    position, so only opening orders are checked; the position's value after the fill is priced
+    at the limit, or the touch it would fill at, against the equity now."""
+    if player is None or intent in CLOSING_INTENTS:
+        return
+    game = player.game
+    if intent == PositionIntent.SELL_TO_OPEN and not game.shorting_allowed:
+        raise Forbidden("game rule: short selling is not allowed in this game")
+    if game.max_position_share_bp is None:
+        return
+    position_qty = (
+        Position.objects.filter(account_id=account.pk, asset=asset).values_list("qty", flat=True).first() or 0
+    )
+    after = abs(position_qty + (qty if request.side == OrderSide.BUY else -qty))
+    price = request.limit_price_units or (quote.ask if request.side == OrderSide.BUY else quote.bid)
+    value = after * price  # price units times quantity units
+    equity = selectors.account_summary(account=account).equity  # price units
+    if value * 10_000 > equity * QTY_SCALE * game.max_position_share_bp:
+        raise Forbidden(
+            f"game rule: a position may be at most {Decimal(game.max_position_share_bp) / 100} % of equity"
+        )
 
 
 # --- Orders -----------------------------------------------------------------------------------
@@ -515,14 +780,27 @@ def _order_place(
     held = auction is None and not calendar.always_open() and not calendar.clock_at(now).is_open
     asset = _tradable_asset(request.symbol)
     quote = _quote_for(asset.symbol)
-    account = _account(account_id)
+    account = _account_with_game(account_id)
+    player = _game_player(account)
     if account.trading_suspended and not margin_call:
         raise Forbidden("trading is suspended for this account")
+    if not margin_call:
+        _game_refuse(player=player, request=request, now=now)
     qty = _order_size(request, quote)
     try:
         with transaction.atomic():
             _lock_account(account.pk)
             intent = _position_intent(account=account, asset=asset, request=request, qty=qty)
+            if not margin_call:
+                _game_refuse_position(
+                    player=player,
+                    account=account,
+                    asset=asset,
+                    intent=intent,
+                    qty=qty,
+                    quote=quote,
+                    request=request,
+                )
             order = Order.objects.create(
                 id=order_id or uuid.uuid4(),
                 account_id=account.pk,

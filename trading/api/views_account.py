@@ -54,6 +54,9 @@ class AccountResetView(TradingAPIView):
     def post(self, request: Request) -> Response:
         if not settings.ACCOUNT_SELF_RESET:
             raise Forbidden("account reset is disabled by the operator")
+        game = selectors.game_rules_for_account(account_id=request_account(request).pk)
+        if game is not None and not game.self_reset_allowed:
+            raise Forbidden("game rule: resetting is not allowed in this game")
         account = services.account_reset(account_id=request_account(request).pk)
         return Response(AccountSerializer.shape(selectors.account_summary(account=account)))
 
