@@ -336,6 +336,25 @@ class GameRules:
     visibility: str = Game.Visibility.PUBLIC
     player_cap: int | None = None
 
+    @classmethod
+    def of(cls, game: Game) -> GameRules:
+        return cls(
+            name=game.name,
+            starts_at=game.starts_at,
+            ends_at=game.ends_at,
+            starting_cash_cents=game.starting_cash_cents,
+            description=game.description,
+            commission_plan_id=game.commission_plan_id,
+            allowed_order_types=tuple(game.allowed_order_types),
+            allowed_order_classes=tuple(game.allowed_order_classes),
+            shorting_allowed=game.shorting_allowed,
+            max_position_share_bp=game.max_position_share_bp,
+            late_joining_allowed=game.late_joining_allowed,
+            self_reset_allowed=game.self_reset_allowed,
+            visibility=game.visibility,
+            player_cap=game.player_cap,
+        )
+
 
 def _validate_game_rules(rules: GameRules) -> None:
     if not rules.name.strip():
@@ -459,14 +478,14 @@ def game_join(
 
 
 def game_player_remove(
-    *, game_id: uuid.UUID | str, organiser_id: int, user_id: int, now: dt.datetime | None = None
+    *, game_id: uuid.UUID | str, organiser_id: int, username: str, now: dt.datetime | None = None
 ) -> GamePlayer:
     """Take a player out of a game: its open orders canceled, its account's keys revoked (their
     sockets close on every process); its history stays."""
     now = now or timezone.now()
     with transaction.atomic():
         game = _organised_game_locked(game_id=game_id, organiser_id=organiser_id)
-        player = GamePlayer.objects.filter(game=game, user_id=user_id).first()
+        player = GamePlayer.objects.filter(game=game, user__username=username).first()
         if player is None:
             raise NotFound("player not found")
         if player.removed_at is None:
@@ -551,7 +570,7 @@ def _game_refuse_position(
     equity = selectors.account_summary(account=account).equity  # price units
     if value * 10_000 > equity * QTY_SCALE * game.max_position_share_bp:
         raise Forbidden(
-            f"game rule: a position may be at most {Decimal(game.max_position_share_bp) / 100} % of equity"
+            f"game rule: a position may be at most {Decimal(game.max_position_share_bp) / 100:.2f} % of equity"
         )
 
 

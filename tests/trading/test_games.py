@@ -207,7 +207,7 @@ def test_a_removed_player_cannot_trade_and_loses_its_keys(
     default_key, _ = services.api_key_create(account_id=account.pk)
     resting = place(game_account, now=DURING, type="limit", limit_price_units=900_000)
     services.game_player_remove(
-        game_id=game.pk, organiser_id=organiser.pk, user_id=account.user_id, now=DURING
+        game_id=game.pk, organiser_id=organiser.pk, username=account.user.username, now=DURING
     )
     assert GamePlayer.objects.get(account=game_account).removed_at == DURING
     assert Order.objects.get(pk=resting.pk).status == "canceled"
@@ -249,7 +249,7 @@ def test_closing_a_position_is_never_refused_by_the_size_rule(
 ) -> None:
     game_account = join(new_game(organiser, max_position_share_bp=1_000), account)
     place(game_account, now=DURING, qty=9)  # $900.09 of $10,000: under 10 %
-    with pytest.raises(Forbidden, match="at most 10 % of equity"):
+    with pytest.raises(Forbidden, match="at most 10.00 % of equity"):
         place(game_account, now=DURING, qty=1)
     assert place(game_account, now=DURING, qty=9, side="sell").position_intent == "sell_to_close"
 

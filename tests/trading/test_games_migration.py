@@ -86,8 +86,10 @@ def test_accounts_survive_and_games_can_be_stored() -> None:
     player_model.objects.create(game_id=game.pk, account_id=further.pk, user_id=user.pk, joined_at=AT)
     with pytest.raises(IntegrityError), transaction.atomic():
         # One place per user in a game.
-        default = new.get_model("trading", "Account").objects.get(is_default=True)
-        player_model.objects.create(game_id=game.pk, account_id=default.pk, user_id=user.pk, joined_at=AT)
+        default_account = new.get_model("trading", "Account").objects.get(is_default=True)
+        player_model.objects.create(
+            game_id=game.pk, account_id=default_account.pk, user_id=user.pk, joined_at=AT
+        )
     with pytest.raises(IntegrityError), transaction.atomic():
         new.get_model("trading", "Game").objects.create(
             name="backwards", organiser_id=user.pk, starts_at=AT, ends_at=AT,

@@ -10,6 +10,7 @@ from trading.api.views_account import (
     PortfolioHistoryView,
 )
 from trading.api.views_assets import AssetDetailView, AssetsView, CalendarView, ClockView
+from trading.api.views_games import GameDetailView, GameEndView, GameJoinView, GamePlayerView, GamesView
 from trading.api.views_orders import OrderByClientIdView, OrderDetailView, OrdersView
 from trading.api.views_positions import PositionDetailView, PositionsView
 from trading.api.views_watchlists import (
@@ -29,6 +30,11 @@ __all__ = [
     "AssetsView",
     "CalendarView",
     "ClockView",
+    "GameDetailView",
+    "GameEndView",
+    "GameJoinView",
+    "GamePlayerView",
+    "GamesView",
     "OrderByClientIdView",
     "OrderDetailView",
     "OrdersView",
