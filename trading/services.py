@@ -25,7 +25,7 @@ from django.contrib.sessions.backends.base import SessionBase
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import BigIntegerField, Case, F, Value, When
+from django.db.models import BigIntegerField, Case, Count, F, Q, Value, When
 from django.utils import timezone
 
 from config.cache import cache_manager
@@ -609,10 +609,19 @@ class OrderRequest:
         return self.notional_cents is not None or (self.qty is not None and self.qty % QTY_SCALE != 0)
 
 
-def commission_cents(*, qty: int) -> int:
+def commission_cents(*, qty: int, account_id: uuid.UUID | None = None) -> int:
     """The commission of a fill of ``qty`` quantity units: the per-share part pro rata, so half
-    a share pays half the per-share rate (rounded half-even to the cent)."""
-    plan = CommissionPlan.objects.filter(active=True).first()
+    a share pays half the per-share rate (rounded half-even to the cent). A game account pays its
+    game's plan, if the game names one; anything else the newest active plan (one query)."""
+    plans = CommissionPlan.objects.filter(active=True)
+    if account_id is not None:
+        in_game = Q(games__players__account_id=account_id)
+        plans = (
+            CommissionPlan.objects.filter(Q(active=True) | in_game)
+            .annotate(for_account=Count("games__players", filter=in_game))
+            .order_by("-for_account", "-created_at")
+        )
+    plan = plans.first()
     if plan is not None:
         per_order, per_share, minimum = plan.per_order_cents, plan.per_share_centi_cents, plan.minimum_cents
     else:
@@ -944,7 +953,7 @@ def _order_rest(
             reserve = margin.short_open_reserve_cents(
                 ask_units=quote.ask, limit_units=order.limit_price_units, qty=order.qty
             )
-        reserve += commission_cents(qty=order.qty)
+        reserve += commission_cents(qty=order.qty, account_id=account.pk)
         if not Account.objects.filter(pk=account.pk, cash_cents__gte=F("reserved_cents") + reserve).update(
             reserved_cents=F("reserved_cents") + reserve
         ):
@@ -1100,8 +1109,8 @@ def _execute_fill(
     value = trade_value_cents(price_units=price_units, qty=qty)
     # Each execution pays what the commission of all executions so far adds, so an order pays
     # the same commission whether it filled at once or in parts.
-    commission = commission_cents(qty=filled) - (
-        commission_cents(qty=row.filled_qty) if row.filled_qty else 0
+    commission = commission_cents(qty=filled, account_id=account.pk) - (
+        commission_cents(qty=row.filled_qty, account_id=account.pk) if row.filled_qty else 0
     )
     average = price_units if not row.filled_qty else _average_price(order.pk, price_units, qty, filled)
     status = OrderStatus.FILLED if complete else OrderStatus.PARTIALLY_FILLED

@@ -21,7 +21,7 @@ from tests.trading.api_support import assert_alpaca_error, key_client
 from tests.trading.test_services import assert_books_balance, fresh, place
 from trading import selectors, services
 from trading.errors import Forbidden, InvalidRequest, NotFound
-from trading.models import Account, ApiKey, Asset, Game, GamePlayer, Order
+from trading.models import Account, ApiKey, Asset, CommissionPlan, Game, GamePlayer, Order
 
 pytestmark = pytest.mark.django_db
 
@@ -302,3 +302,17 @@ def test_reset_in_a_game_is_refused_unless_the_rules_allow_it(
     game_account = join(new_game(organiser), account)
     body = assert_alpaca_error(key_client(game_account).post("/v2/account/reset"), 403)
     assert "resetting is not allowed" in body["message"]
+
+
+def test_a_game_account_pays_its_games_commission_plan(
+    asset: Asset, organiser: User, account: Account
+) -> None:
+    """The game's plan applies even if the operator has not made it the active one; a game
+    without a plan, and any account outside a game, pays the operator's."""
+    CommissionPlan.objects.create(name="house", per_order_cents=100)
+    game_plan = CommissionPlan.objects.create(name="game", per_order_cents=7, active=False)
+    in_planned_game = join(new_game(organiser, commission_plan_id=game_plan.pk), account)
+    in_plain_game = join(new_game(organiser), account)
+    for each in (in_planned_game, account, in_plain_game):
+        assert place(each, now=DURING).fills.get().commission_cents == (7 if each == in_planned_game else 100)
+        assert_books_balance(each)
