@@ -42,6 +42,8 @@ from trading.models import (
     CommissionPlan,
     DailyBar,
     Fill,
+    Game,
+    GamePlayer,
     MinuteBar,
     Order,
     Position,
@@ -785,6 +787,41 @@ class WatchlistEntryAdmin(admin.ModelAdmin):
     @admin.display(description="Account")
     def account(self, obj: WatchlistEntry) -> str:
         return str(obj.watchlist.account)
+
+
+class GamePlayerInline(admin.TabularInline):
+    model = GamePlayer
+    extra = 0
+    fields = readonly_fields = ("user", "account", "joined_at", "removed_at")
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Game)
+class GameAdmin(admin.ModelAdmin):
+    """Games are read here; they are made, changed and ended through /v2/games, whose services
+    keep the players' accounts in step with the rules (README, Running a game)."""
+
+    list_display = ["name", "organiser", "visibility", "starts_at", "ends_at", "ended_at", "player_count"]
+    list_select_related = ["organiser"]
+    list_filter = ["visibility"]
+    search_fields = ["name", "organiser__username"]
+    inlines = [GamePlayerInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Game]:
+        return super().get_queryset(request).annotate(player_total=Count("players"))
+
+    @admin.display(description="Players", ordering="player_total")
+    def player_count(self, obj: Game) -> int:
+        return int(getattr(obj, "player_total", 0))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Game | None = None) -> bool:
+        return False
 
 
 # --- Users: Django's admin, refusing names that look like another user's ----------------------------

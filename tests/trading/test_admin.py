@@ -29,6 +29,7 @@ from trading.models import (
     CommissionPlan,
     DailyBar,
     Fill,
+    Game,
     MinuteBar,
     Order,
     OrderStatus,
@@ -48,6 +49,7 @@ TRADING_MODELS = [
     Position,
     CashEntry,
     CommissionPlan,
+    Game,
     StockPriceHistory,
     MinuteBar,
     DailyBar,
@@ -107,6 +109,14 @@ def market(make_asset: Callable[..., Asset], make_account: Callable[..., Account
     bar(MinuteBar, "AAPL", now)
     bar(DailyBar, "AAPL", now.replace(hour=0, minute=0))
     watchlist = services.watchlist_create(account_id=account.pk, name="Tech", symbols=["AAPL", "MSFT"])
+    # A game without players: joining would give the fixture's user a second account.
+    services.game_create(
+        organiser=account.user,
+        rules=services.GameRules(
+            name="AAPL cup", starts_at=now, ends_at=now + dt.timedelta(days=1), starting_cash_cents=100
+        ),
+        now=now,
+    )
     return {
         "asset": asset,
         "account": account,
