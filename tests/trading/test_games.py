@@ -249,7 +249,7 @@ def test_closing_a_position_is_never_refused_by_the_size_rule(
 ) -> None:
     game_account = join(new_game(organiser, max_position_share_bp=1_000), account)
     place(game_account, now=DURING, qty=9)  # $900.09 of $10,000: under 10 %
-    with pytest.raises(Forbidden, match="at most 10.00 % of equity"):
+    with pytest.raises(Forbidden, match=r"at most 10\.00 % of equity"):
         place(game_account, now=DURING, qty=1)
     assert place(game_account, now=DURING, qty=9, side="sell").position_intent == "sell_to_close"
 
