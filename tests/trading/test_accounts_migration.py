@@ -163,7 +163,9 @@ def test_going_back_refuses_while_a_user_holds_several_accounts() -> None:
     with pytest.raises(RuntimeError, match="more than one trading account"):
         _migrate([_before()])
 
-    Account.objects.filter(pk=further.pk).delete()
+    # Through the models this migration knows: the refused reversal already took back every later
+    # migration, whose tables the current models would cascade into.
+    _models_at(_migration()).get_model("trading", "Account").objects.filter(pk=further.pk).delete()
     _migrate([_before()])
     old_accounts = _models_at(_before()).get_model("trading", "Account").objects
     assert sorted(old_accounts.values_list("user_id", "cash_cents")) == sorted(
