@@ -157,11 +157,12 @@ class TriggerEngine:
     def rebuild(self) -> None:
         self.subscriber.needs_rebuild.clear()
         book = matching.TriggerBook()
-        # Accepted orders join when the open routes them (their "new" events); a market order
-        # rests only once partially filled (the rest fills at the following quotes).
+        # Accepted orders join when the open routes them, held legs when their entry fills (their
+        # "new" events); a market order rests only once partially filled (the rest fills at the
+        # following quotes).
         orders = (
             Order.objects.filter(status__in=OPEN_ORDER_STATUSES)
-            .exclude(status=OrderStatus.ACCEPTED)
+            .exclude(status__in=(OrderStatus.ACCEPTED, OrderStatus.HELD))
             .exclude(type=OrderType.MARKET, filled_qty=0)
             .exclude(time_in_force__in=AUCTION_TIME_IN_FORCE)
             .select_related("asset")
@@ -213,6 +214,7 @@ class TriggerEngine:
             # One query for every new order; those closed meanwhile (filled on placement) are skipped.
             orders = (
                 Order.objects.filter(pk__in=new_ids, status__in=OPEN_ORDER_STATUSES)
+                .exclude(status=OrderStatus.HELD)
                 .exclude(type=OrderType.MARKET, filled_qty=0)
                 .exclude(time_in_force__in=AUCTION_TIME_IN_FORCE)
                 .select_related("asset")

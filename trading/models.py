@@ -174,9 +174,21 @@ class TimeInForce(models.TextChoices):
 AUCTION_TIME_IN_FORCE = (TimeInForce.OPG, TimeInForce.CLS)
 
 
+class OrderClass(models.TextChoices):
+    SIMPLE = "simple"
+    # An entry whose take-profit and stop-loss legs activate when it fills (README, Advanced orders).
+    BRACKET = "bracket"
+    # Two exit orders (a take-profit limit and its stop-loss leg): one ending cancels the other.
+    OCO = "oco"
+    # An entry whose one leg activates when it fills.
+    OTO = "oto"
+
+
 class OrderStatus(models.TextChoices):
     # Placed while the session is closed (MARKET_HOURS=xnys): taken, routed at the next open.
     ACCEPTED = "accepted"
+    # A leg waiting for its entry to fill: it holds nothing and is not in the market's book.
+    HELD = "held"
     NEW = "new"
     PARTIALLY_FILLED = "partially_filled"
     FILLED = "filled"
@@ -186,7 +198,12 @@ class OrderStatus(models.TextChoices):
     REJECTED = "rejected"
 
 
-OPEN_ORDER_STATUSES = (OrderStatus.ACCEPTED, OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
+OPEN_ORDER_STATUSES = (
+    OrderStatus.ACCEPTED,
+    OrderStatus.HELD,
+    OrderStatus.NEW,
+    OrderStatus.PARTIALLY_FILLED,
+)
 
 
 class Order(models.Model):
@@ -216,6 +233,10 @@ class Order(models.Model):
     filled_avg_price_units = models.BigIntegerField(null=True, blank=True)
     reserved_cents = models.BigIntegerField(default=0)
     extended_hours = models.BooleanField(default=False)
+    order_class = models.CharField(max_length=8, choices=OrderClass.choices, default=OrderClass.SIMPLE)
+    # A leg's entry (bracket, oto) or, for an oco pair, the take-profit order its stop-loss leg
+    # belongs to (docs/architecture.md, Advanced orders).
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="legs")
     replaces = models.OneToOneField(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replaced_by"
     )
@@ -253,6 +274,10 @@ class Order(models.Model):
 
     # Set by trading.services.order_place: the order as accepted, before any fill at placement.
     accepted_state: OrderState | None = None
+    # Set by trading.services.order_place: its legs as accepted (held), by order id.
+    accepted_leg_states: dict[str, OrderState] | None = None
+    # Set by trading.selectors: an advanced order's legs, read for a whole list in one query.
+    leg_orders: list[Order] | None = None
 
     def __str__(self) -> str:
         return f"{self.side} {self.qty} {self.asset_id} {self.type} ({self.status})"

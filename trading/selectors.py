@@ -54,6 +54,7 @@ from trading.models import (
     GamePlayer,
     MinuteBar,
     Order,
+    OrderClass,
     OrderSide,
     Position,
     UsernameSkeleton,
@@ -489,12 +490,25 @@ def orders_list(
     direction: str = "desc",
     side: str | None = None,
     symbols: Sequence[str] | None = None,
+    nested: bool = False,
 ) -> list[Order]:
+    """The account's orders, newest first by default. ``nested``: legs are not listed on their
+    own but inside their order (``leg_orders``), and an order whose legs are still open counts
+    as open, as in Alpaca's nested listing."""
     orders = _orders(account_id)
+    if nested:
+        orders = orders.filter(parent__isnull=True)
+        open_q = Q(status__in=OPEN_ORDER_STATUSES) | Q(
+            pk__in=Order.objects.filter(
+                account_id=account_id, parent__isnull=False, status__in=OPEN_ORDER_STATUSES
+            ).values("parent_id")
+        )
+    else:
+        open_q = Q(status__in=OPEN_ORDER_STATUSES)
     if status == "open":
-        orders = orders.filter(status__in=OPEN_ORDER_STATUSES)
+        orders = orders.filter(open_q)
     elif status == "closed":
-        orders = orders.exclude(status__in=OPEN_ORDER_STATUSES)
+        orders = orders.exclude(open_q)
     if after is not None:
         orders = orders.filter(submitted_at__gt=after)
     if until is not None:
@@ -505,7 +519,29 @@ def orders_list(
         orders = orders.filter(asset__symbol__in=[symbol.upper() for symbol in symbols])
     ordering = ("submitted_at", "id") if direction == "asc" else ("-submitted_at", "-id")
     limit = max(1, min(limit, ORDERS_LIMIT_MAX))
-    return list(orders.order_by(*ordering)[:limit])
+    found = list(orders.order_by(*ordering)[:limit])
+    if nested:
+        _legs_attach(found)
+    return found
+
+
+def _legs_attach(orders: Sequence[Order]) -> None:
+    """Give the advanced orders among ``orders`` their legs (``leg_orders``), in one query."""
+    parents = {order.pk: order for order in orders if order.order_class != OrderClass.SIMPLE}
+    if not parents:
+        return
+    for order in parents.values():
+        order.leg_orders = []
+    legs = (
+        Order.objects.filter(parent_id__in=list(parents))
+        .select_related("asset", "replaced_by")
+        .order_by("submitted_at", "id")
+    )
+    for leg in legs:
+        assert leg.parent_id is not None
+        legs_of = parents[leg.parent_id].leg_orders
+        assert legs_of is not None
+        legs_of.append(leg)
 
 
 def order_get(*, account_id: uuid.UUID, order_id: uuid.UUID | str) -> Order:

@@ -15,7 +15,7 @@ import hmac
 import secrets
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from django.conf import settings
@@ -603,6 +603,11 @@ class OrderRequest:
     notional_cents: int | None = None
     # Alpaca's position_intent, when the client sends one: checked against the inferred one.
     position_intent: str | None = None
+    # Advanced orders (README, Advanced orders): the class and its legs' prices.
+    order_class: str = OrderClass.SIMPLE
+    take_profit_limit_units: int | None = None
+    stop_loss_stop_units: int | None = None
+    stop_loss_limit_units: int | None = None
 
     @property
     def fractional(self) -> bool:
@@ -691,6 +696,98 @@ def _validate(request: OrderRequest) -> None:
         raise InvalidRequest("extended hours order must be DAY limit orders")
     if request.client_order_id is not None and not 0 < len(request.client_order_id) <= 48:
         raise InvalidRequest("client_order_id must be 1 to 48 characters")
+    _validate_class(request)
+
+
+ADVANCED_ENTRY_TYPES = (OrderType.MARKET, OrderType.LIMIT, OrderType.STOP, OrderType.STOP_LIMIT)
+ADVANCED_TIME_IN_FORCE = (TimeInForce.DAY, TimeInForce.GTC)
+# Alpaca's smallest distance between a leg's price and the entry's base price: one cent.
+LEG_PRICE_GAP_UNITS = 100
+
+
+def _validate_class(request: OrderRequest) -> None:
+    """What an advanced order must be, before prices are compared with its base price."""
+    order_class = request.order_class
+    if order_class not in OrderClass.values:
+        raise InvalidRequest(f"invalid order_class {order_class!r}")
+    take_profit = request.take_profit_limit_units is not None
+    stop_loss = request.stop_loss_stop_units is not None
+    if request.stop_loss_limit_units is not None and not stop_loss:
+        raise InvalidRequest("stop_loss.stop_price is required")
+    if order_class == OrderClass.SIMPLE:
+        if take_profit or stop_loss:
+            raise InvalidRequest("take_profit and stop_loss are only for bracket, oco and oto orders")
+        return
+    if request.time_in_force not in ADVANCED_TIME_IN_FORCE:
+        raise InvalidRequest(f"{order_class} orders must be day or gtc orders")
+    if request.fractional:
+        raise InvalidRequest(f"{order_class} orders must be whole-share qty orders (no notional or fraction)")
+    if request.extended_hours:
+        raise InvalidRequest(f"{order_class} orders cannot trade in extended hours")
+    if order_class == OrderClass.BRACKET and not (take_profit and stop_loss):
+        raise InvalidRequest("bracket orders need both take_profit and stop_loss")
+    if order_class == OrderClass.OTO and take_profit == stop_loss:
+        raise InvalidRequest("oto orders need either take_profit or stop_loss, not both")
+    if order_class == OrderClass.OCO:
+        if not (take_profit and stop_loss):
+            raise InvalidRequest("oco orders need both take_profit and stop_loss")
+        if request.type != OrderType.LIMIT:
+            raise InvalidRequest("oco orders must be limit orders")
+    elif request.type not in ADVANCED_ENTRY_TYPES:
+        raise InvalidRequest(f"{order_class} orders must be market, limit, stop or stop_limit orders")
+    for name, units in (
+        ("take_profit.limit_price", request.take_profit_limit_units),
+        ("stop_loss.stop_price", request.stop_loss_stop_units),
+        ("stop_loss.limit_price", request.stop_loss_limit_units),
+    ):
+        if units is None:
+            continue
+        if units <= 0:
+            raise InvalidRequest(f"{name} must be positive")
+        if not price_increment_valid(units):
+            raise InvalidRequest(
+                f"invalid {name} {units_to_str(units)}. sub-penny increment does not fulfill minimum pricing criteria"
+            )
+
+
+def _base_price_units(request: OrderRequest, quote: LatestQuote) -> int:
+    """The price the entry is expected to fill at, which the legs' prices must lie beyond (as
+    Alpaca's base_price): a limit's limit, a stop's stop, else the quote's touch."""
+    if request.limit_price_units is not None:
+        return request.limit_price_units
+    if request.stop_price_units is not None:
+        return request.stop_price_units
+    return quote.ask if request.side == OrderSide.BUY else quote.bid
+
+
+def _validate_leg_prices(request: OrderRequest, quote: LatestQuote) -> None:
+    """Take-profit beyond the entry and stop-loss on the other side of it, by a cent at least:
+    above and below for a buy, the reverse for a sell (for an oco, whose take-profit is the
+    order itself, the stop-loss against the take-profit). Alpaca's wording."""
+    if request.order_class == OrderClass.SIMPLE:
+        return
+    buy = request.side == OrderSide.BUY
+    if request.order_class == OrderClass.OCO:
+        assert request.take_profit_limit_units is not None and request.stop_loss_stop_units is not None
+        # The exit legs' side is the order's: a sell takes profit above and stops below.
+        if (request.stop_loss_stop_units < request.take_profit_limit_units) == buy:
+            relation = "<" if not buy else ">"
+            raise InvalidRequest(f"stop_loss.stop_price must be {relation} take_profit.limit_price")
+        return
+    base = _base_price_units(request, quote)
+    gap = units_to_str(LEG_PRICE_GAP_UNITS)
+    take_profit = request.take_profit_limit_units
+    if take_profit is not None:
+        if buy and take_profit < base + LEG_PRICE_GAP_UNITS:
+            raise InvalidRequest(f"take_profit.limit_price must be >= base_price + {gap}")
+        if not buy and take_profit > base - LEG_PRICE_GAP_UNITS:
+            raise InvalidRequest(f"take_profit.limit_price must be <= base_price - {gap}")
+    stop = request.stop_loss_stop_units
+    if stop is not None:
+        if buy and stop > base - LEG_PRICE_GAP_UNITS:
+            raise InvalidRequest(f"stop_loss.stop_price must be <= base_price - {gap}")
+        if not buy and stop < base + LEG_PRICE_GAP_UNITS:
+            raise InvalidRequest(f"stop_loss.stop_price must be >= base_price + {gap}")
 
 
 def _validate_size(request: OrderRequest) -> None:
@@ -801,6 +898,15 @@ def _order_place(
     order_id: uuid.UUID | None = None,
     margin_call: bool = False,
 ) -> Order:
+    if (
+        request.order_class == OrderClass.OCO
+        and request.type == OrderType.LIMIT
+        and request.take_profit_limit_units is not None
+    ):
+        # An oco order is its take-profit: alpaca-py sends no limit_price of its own for one.
+        if request.limit_price_units not in (None, request.take_profit_limit_units):
+            raise InvalidRequest("an oco order's limit_price is its take_profit.limit_price")
+        request = replace(request, limit_price_units=request.take_profit_limit_units)
     _validate(request)
     auction = _auction_session(request, now)
     # As on Alpaca, an order placed while the session is closed is accepted, not routed: it
@@ -815,10 +921,12 @@ def _order_place(
     if not margin_call:
         _game_refuse(player=player, request=request, now=now)
     qty = _order_size(request, quote)
+    _validate_leg_prices(request, quote)
     try:
         with transaction.atomic():
             _lock_account(account.pk)
             intent = _position_intent(account=account, asset=asset, request=request, qty=qty)
+            _refuse_class_intent(request, intent)
             if not margin_call:
                 _game_refuse_position(
                     player=player,
@@ -845,10 +953,14 @@ def _order_place(
                 trail_price_units=request.trail_price_units,
                 trail_percent_units=request.trail_percent_units,
                 extended_hours=request.extended_hours,
+                order_class=request.order_class,
                 submitted_at=now,
                 expires_at=_expires_at(request, auction, now),
                 status=OrderStatus.ACCEPTED if held else OrderStatus.NEW,
             )
+            # Before the entry can fill: a fill at placement activates its legs at once.
+            legs = _legs_create(order=order, request=request, now=now)
+            order.accepted_leg_states = {str(leg.pk): OrderState.of(leg) for leg in legs}
             # An auction order waits for its auction (realtime/triggers.py), whatever the quote, and
             # an accepted one for the open.
             decision = (
@@ -858,6 +970,7 @@ def _order_place(
                 assert decision.price is not None
                 if decision.qty is None or decision.qty >= qty:
                     _order_accept(order, now)
+                    _legs_announce(legs, now)
                     _execute_fill(
                         order=order,
                         account=account,
@@ -874,6 +987,7 @@ def _order_place(
                 order=order, account=account, request=request, quote=quote, decision=decision, now=now
             )
             _order_accept(order, now)
+            _legs_announce(legs, now)
             if decision is not None and decision.action is matching.Action.FILL:
                 # Larger than the touch: what it shows fills now, from the order's own reservation
                 # or held shares, and the rest waits for the following quotes (docs/architecture.md,
@@ -896,6 +1010,136 @@ def _order_place(
         if "client_order_id" in str(error) or "order_client_id_unique" in str(error):
             raise InvalidRequest("client_order_id must be unique") from None
         raise
+
+
+def _refuse_class_intent(request: OrderRequest, intent: str) -> None:
+    """A bracket's or oto's entry opens (or adds to) a position its legs then close; an oco's two
+    orders close one (Alpaca's oco is an exit order)."""
+    if request.order_class == OrderClass.OCO and intent not in CLOSING_INTENTS:
+        raise InvalidRequest("oco orders are exit orders: they must close a position the account holds")
+    if request.order_class in (OrderClass.BRACKET, OrderClass.OTO) and intent in CLOSING_INTENTS:
+        raise InvalidRequest(
+            f"{request.order_class} orders must open or add to a position (their legs close it);"
+            " to exit one, use an oco order"
+        )
+
+
+def _legs_create(*, order: Order, request: OrderRequest, now: dt.datetime) -> list[Order]:
+    """An advanced order's legs (README, Advanced orders), on the other side of a bracket's or
+    oto's entry, held until it fills; an oco's stop-loss leg, on its own side, active with it.
+
+    Legs hold nothing of their own: a held leg waits for its entry's shares or cash, and the two
+    exit orders of a bracket or oco share one hold (docs/architecture.md, Advanced orders).
+    """
+    if request.order_class == OrderClass.SIMPLE:
+        return []
+    specs: list[tuple[str, int | None, int | None]] = []  # (type, limit, stop)
+    if request.order_class != OrderClass.OCO and request.take_profit_limit_units is not None:
+        specs.append((OrderType.LIMIT, request.take_profit_limit_units, None))
+    if request.stop_loss_stop_units is not None:
+        stop_type = OrderType.STOP if request.stop_loss_limit_units is None else OrderType.STOP_LIMIT
+        specs.append((stop_type, request.stop_loss_limit_units, request.stop_loss_stop_units))
+    if request.order_class == OrderClass.OCO:
+        side, status, intent = order.side, order.status, order.position_intent
+    else:
+        # The legs close what the entry opens.
+        side = OrderSide.SELL if order.side == OrderSide.BUY else OrderSide.BUY
+        status = OrderStatus.HELD
+        intent = PositionIntent.SELL_TO_CLOSE if side == OrderSide.SELL else PositionIntent.BUY_TO_CLOSE
+    legs = []
+    for index, (order_type, limit, stop) in enumerate(specs):
+        legs.append(
+            Order.objects.create(
+                account_id=order.account_id,
+                client_order_id=str(uuid.uuid4()),
+                asset=order.asset,
+                side=side,
+                position_intent=intent,
+                type=order_type,
+                time_in_force=order.time_in_force,
+                qty=order.qty,
+                limit_price_units=limit,
+                stop_price_units=stop,
+                order_class=order.order_class,
+                parent=order,
+                # A microsecond apart, so the legs list in a stable order after their entry.
+                submitted_at=now + dt.timedelta(microseconds=index + 1),
+                expires_at=order.expires_at,
+                status=status,
+            )
+        )
+    return legs
+
+
+def _legs_announce(legs: list[Order], now: dt.datetime) -> None:
+    """An oco's stop-loss leg is taken with its order: its own ``new`` (or ``accepted``) event.
+    Held legs are announced when they activate."""
+    for leg in legs:
+        if leg.status != OrderStatus.HELD:
+            order_event_publish_on_commit(
+                _event("accepted" if leg.status == OrderStatus.ACCEPTED else "new", leg, now)
+            )
+
+
+def _legs_activate(*, order: Order, account: Account, now: dt.datetime) -> None:
+    """The entry filled: its held legs become ``new`` (with their events) and join the market's
+    book, and what they close (the entry's shares, or its short) is held once for them all.
+    Legs whose position moved meanwhile so that it cannot be held are canceled instead."""
+    legs = list(
+        Order.objects.filter(parent_id=order.pk, status=OrderStatus.HELD)
+        .select_related("asset")
+        .order_by("submitted_at", "id")
+    )
+    if not legs:
+        return
+    try:
+        with transaction.atomic():
+            _hold_closing_qty(legs[0])
+    except Forbidden:
+        for leg in legs:
+            _order_close(order=leg, status=OrderStatus.CANCELED, now=now, cascade=False)
+        return
+    Order.objects.filter(pk__in=[leg.pk for leg in legs]).update(status=OrderStatus.NEW, updated_at=now)
+    for leg in legs:
+        leg.status, leg.updated_at = OrderStatus.NEW, now
+        order_event_publish_on_commit(_event("new", leg, now))
+
+
+def _linked(order: Order) -> Q:
+    """The orders that close with this one: its legs, and the other exit order it shares its
+    hold with (a bracket leg's sibling, an oco leg's take-profit)."""
+    linked = Q(parent_id=order.pk)
+    if order.parent_id is not None:
+        if order.order_class == OrderClass.OCO:
+            linked |= Q(pk=order.parent_id)
+        elif order.order_class == OrderClass.BRACKET:
+            linked |= Q(parent_id=order.parent_id) & ~Q(pk=order.pk)
+    return linked
+
+
+def _active_linked_exists(order: Order) -> bool:
+    """Whether another open, active exit order shares this one's held shares: then the last of
+    them to close gives them back, so they are released exactly once."""
+    if order.order_class == OrderClass.SIMPLE:
+        return False
+    return (
+        Order.objects.filter(_linked(order), status__in=OPEN_ORDER_STATUSES, side=order.side)
+        .exclude(status=OrderStatus.HELD)
+        .exists()
+    )
+
+
+def _linked_close(*, order: Order, status: str, now: dt.datetime, exits_only: bool = False) -> None:
+    """Close what closes with ``order``: canceling or expiring an entry ends its held legs, and
+    an exit order that ends (filled, canceled, expired) ends the one it shares its hold with.
+    ``exits_only``: only the latter (an entry that fills keeps its legs: they activate)."""
+    if order.order_class == OrderClass.SIMPLE:
+        return
+    linked = Order.objects.filter(_linked(order), status__in=OPEN_ORDER_STATUSES).select_related("asset")
+    if exits_only:
+        linked = linked.filter(side=order.side)
+    for other in linked.order_by("submitted_at", "id"):
+        _order_close(order=other, status=status, now=now, cascade=False)
 
 
 def _auction_session(request: OrderRequest, now: dt.datetime) -> calendar.Session | None:
@@ -1097,8 +1341,11 @@ def _execute_fill(
     # reservation back, and releasing it twice would corrupt reserved cash. Every figure comes
     # from this locked row: an execution committed since the caller read the order changed them.
     row = _order_locked(order.pk)
-    if row is None:
+    if row is None or row.status == OrderStatus.HELD:
         raise NotCancelable("order is no longer open")
+    # An exit order filling ends the one it shares its hold with, first, so that one gives
+    # back nothing this fill consumes.
+    _linked_close(order=order, status=OrderStatus.CANCELED, now=now, exits_only=True)
     leaves = row.qty - row.filled_qty
     qty = leaves if qty is None else min(qty, leaves)
     if qty <= 0:
@@ -1186,6 +1433,9 @@ def _execute_fill(
             position_qty=position_qty,
         )
     )
+    if complete:
+        # Completely filled: a bracket's or oto's legs go to work.
+        _legs_activate(order=order, account=account, now=now)
 
 
 def _average_price(order_id: uuid.UUID, price_units: int, qty: int, filled: int) -> int:
@@ -1250,9 +1500,20 @@ def _order_locked(order_id: uuid.UUID) -> Order | None:
 
 
 def _order_close(
-    *, order: Order, status: str, now: dt.datetime, replaced_by: uuid.UUID | None = None
+    *,
+    order: Order,
+    status: str,
+    now: dt.datetime,
+    replaced_by: uuid.UUID | None = None,
+    cascade: bool = True,
+    release_shares: bool = True,
 ) -> bool:
-    """End an open order (canceled, expired, replaced) and give back what it held."""
+    """End an open order (canceled, expired, replaced) and give back what it held.
+
+    With ``cascade``, what closes with it closes too (an entry's held legs, an exit order's
+    sibling: ``_linked_close``). Shares an exit pair holds are given back by the last of the
+    two to close; ``release_shares=False`` keeps them for a replacement leg that takes them over.
+    """
     stamp_field = {
         OrderStatus.CANCELED: "canceled_at",
         OrderStatus.EXPIRED: "expired_at",
@@ -1269,7 +1530,12 @@ def _order_close(
         Account.objects.filter(pk=order.account_id).update(
             reserved_cents=F("reserved_cents") - row.reserved_cents
         )
-    if order.position_intent in CLOSING_INTENTS:
+    if (
+        order.position_intent in CLOSING_INTENTS
+        and release_shares
+        and row.status != OrderStatus.HELD  # a held leg holds nothing yet
+        and not _active_linked_exists(order)
+    ):
         Position.objects.filter(account_id=order.account_id, asset_id=order.asset_id).update(
             qty_held=F("qty_held") - (row.qty - row.filled_qty)
         )
@@ -1279,6 +1545,10 @@ def _order_close(
     order.qty, order.filled_qty = row.qty, row.filled_qty
     order.updated_at = now
     order_event_publish_on_commit(_event(str(status), order, now, replaced_by=replaced_by))
+    if cascade:
+        _linked_close(
+            order=order, status=OrderStatus.CANCELED if status == OrderStatus.REPLACED else status, now=now
+        )
     return True
 
 
@@ -1383,6 +1653,23 @@ def _replace_open(
         raise InvalidRequest("stop_price applies only to stop and stop_limit orders")
     if trail_units is not None and old.type != OrderType.TRAILING_STOP:
         raise InvalidRequest("trail applies only to trailing_stop orders")
+    if old.order_class != OrderClass.SIMPLE:
+        if old.parent_id is None and old.order_class != OrderClass.OCO:
+            if Order.objects.filter(parent_id=old.pk, status__in=OPEN_ORDER_STATUSES).exists():
+                raise InvalidRequest(
+                    f"the entry of a {old.order_class} order cannot be replaced while its legs wait:"
+                    " cancel it (its legs with it) and place it again"
+                )
+        else:
+            return _exit_replace(
+                old,
+                qty=qty,
+                time_in_force=time_in_force,
+                limit_price_units=limit_price_units,
+                stop_price_units=stop_price_units,
+                client_order_id=client_order_id,
+                now=now,
+            )
     trail_price, trail_percent = old.trail_price_units, old.trail_percent_units
     if trail_units is not None:
         if trail_price is not None:
@@ -1412,6 +1699,81 @@ def _replace_open(
     new = _order_place(account_id=old.account_id, request=request, now=now, order_id=new_id)
     Order.objects.filter(pk=new.pk).update(replaces=old)
     new.replaces = old
+    return new
+
+
+def _exit_replace(
+    old: Order,
+    *,
+    qty: int | None,
+    time_in_force: str | None,
+    limit_price_units: int | None,
+    stop_price_units: int | None,
+    client_order_id: str | None,
+    now: dt.datetime,
+) -> Order:
+    """Replace an exit order of an advanced order (a leg, or an oco's take-profit) with new
+    prices: the replacement takes its place in the group, its status (a held leg stays held)
+    and its hold of what the pair closes."""
+    if qty is not None and qty != old.qty:
+        raise InvalidRequest(f"the qty of a {old.order_class} order's leg cannot be changed")
+    if time_in_force is not None and time_in_force != old.time_in_force:
+        raise InvalidRequest(f"the time_in_force of a {old.order_class} order's leg cannot be changed")
+    for name, units in (("limit_price", limit_price_units), ("stop_price", stop_price_units)):
+        if units is not None and units <= 0:
+            raise InvalidRequest(f"{name} must be positive")
+        if units is not None and not price_increment_valid(units):
+            raise InvalidRequest(
+                f"invalid {name} {units_to_str(units)}. sub-penny increment does not fulfill minimum pricing criteria"
+            )
+    if client_order_id is not None and not 0 < len(client_order_id) <= 48:
+        raise InvalidRequest("client_order_id must be 1 to 48 characters")
+    _lock_account(old.account_id)
+    row = _order_locked(old.pk)
+    if row is None:
+        raise NotCancelable("order is no longer open")
+    status = row.status
+    new_id = uuid.uuid4()
+    _order_close(
+        order=old,
+        status=OrderStatus.REPLACED,
+        now=now,
+        replaced_by=new_id,
+        cascade=False,
+        release_shares=False,
+    )
+    new = Order(
+        id=new_id,
+        account_id=old.account_id,
+        client_order_id=client_order_id or str(uuid.uuid4()),
+        asset=old.asset,
+        side=old.side,
+        position_intent=old.position_intent,
+        type=old.type,
+        time_in_force=old.time_in_force,
+        qty=old.qty,
+        limit_price_units=limit_price_units if limit_price_units is not None else old.limit_price_units,
+        stop_price_units=stop_price_units if stop_price_units is not None else old.stop_price_units,
+        order_class=old.order_class,
+        parent_id=old.parent_id,
+        replaces=old,
+        submitted_at=now,
+        expires_at=old.expires_at,
+        status=status,
+    )
+    try:
+        with transaction.atomic():
+            new.save(force_insert=True)
+    except IntegrityError:
+        raise InvalidRequest("client_order_id must be unique") from None
+    if old.parent_id is None:
+        # An oco's take-profit replaced: its stop-loss leg now belongs to the replacement.
+        Order.objects.filter(parent_id=old.pk).update(parent=new)
+    new.accepted_state = OrderState.of(new)
+    if status != OrderStatus.HELD:
+        order_event_publish_on_commit(
+            _event("accepted" if status == OrderStatus.ACCEPTED else "new", new, now)
+        )
     return new
 
 
@@ -1531,12 +1893,16 @@ def orders_track_water_marks(*, marks: Mapping[str, int]) -> int:
 def orders_expire(*, now: dt.datetime | None = None) -> int:
     """Expire day orders past their day boundary; returns how many expired."""
     now = now or timezone.now()
-    expired = 0
-    due = Order.objects.filter(status__in=OPEN_ORDER_STATUSES, expires_at__lte=now).select_related("asset")
+    due = list(
+        Order.objects.filter(status__in=OPEN_ORDER_STATUSES, expires_at__lte=now).select_related("asset")
+    )
     for order in due:
         with transaction.atomic():
-            expired += _order_close(order=order, status=OrderStatus.EXPIRED, now=now)
-    return expired
+            _order_close(order=order, status=OrderStatus.EXPIRED, now=now)
+    # Counted after: an entry's legs (due with it) expire with it, in its close.
+    return Order.objects.filter(
+        pk__in=[order.pk for order in due], status=OrderStatus.EXPIRED, expired_at=now
+    ).count()
 
 
 # --- Positions --------------------------------------------------------------------------------

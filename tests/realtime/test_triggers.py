@@ -375,3 +375,46 @@ def test_a_rebuilt_book_holds_the_rest_of_partially_filled_orders(asset: Asset, 
     rest = engine.book.get(str(market.pk))
     assert rest is not None
     assert (rest.type, rest.qty) == ("market", shares(100))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bracket_legs_join_the_book_when_the_entry_fills_and_one_fill_cancels_the_other(
+    asset: Asset, account: Account, order_events_channel: str
+) -> None:
+    entry = services.order_place(
+        account_id=account.pk,
+        request=services.OrderRequest(
+            symbol="AAPL",
+            qty=shares(10),
+            side="buy",
+            type="limit",
+            time_in_force="gtc",
+            limit_price_units=price_to_units("99.00"),
+            order_class="bracket",
+            take_profit_limit_units=price_to_units("105.00"),
+            stop_loss_stop_units=price_to_units("97.00"),
+        ),
+    )
+    take_profit, stop_loss = Order.objects.filter(parent=entry).order_by("submitted_at")
+    engine = TriggerEngine()
+    engine.start()  # a rebuild: held legs wait outside the book
+    try:
+        assert str(entry.pk) in engine.book
+        assert str(take_profit.pk) not in engine.book and str(stop_loss.pk) not in engine.book
+
+        engine.on_window(committed_window("AAPL", 2, bid="98.80", ask="98.90"))
+        entry.refresh_from_db()
+        assert entry.status == OrderStatus.FILLED
+        wait_for(lambda: str(take_profit.pk) in engine.book and str(stop_loss.pk) in engine.book, engine)
+
+        outcomes = engine.on_window(committed_window("AAPL", 3, bid="105.10", ask="105.20"))
+
+        assert [(o.order_id, o.filled) for o in outcomes] == [(str(take_profit.pk), True)]
+        take_profit.refresh_from_db()
+        stop_loss.refresh_from_db()
+        assert (take_profit.status, stop_loss.status) == (OrderStatus.FILLED, OrderStatus.CANCELED)
+        wait_for(lambda: len(engine.book) == 0, engine)
+        position = account.positions.get()
+        assert (position.qty, position.qty_held) == (0, 0)
+    finally:
+        engine.stop()

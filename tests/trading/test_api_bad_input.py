@@ -124,6 +124,13 @@ def test_wrong_method_is_405(client: KeyClient) -> None:
         ({"symbol": "AAPL", "qty": 1, "order_class": "oto"}, "oto"),
         ({"symbol": "AAPL", "qty": 1, "take_profit": {"limit_price": 200}}, "bracket"),
         ({"symbol": "AAPL", "qty": 1, "order_class": "weird"}, "order_class"),
+        ({"symbol": "AAPL", "qty": 1, "order_class": "mleg"}, "options"),
+        ({"symbol": "AAPL", "qty": 1, "order_class": "bracket", "take_profit": 5}, "take_profit"),
+        ({"symbol": "AAPL", "qty": 1, "order_class": "oto", "stop_loss": {}}, "stop_loss.stop_price"),
+        (
+            {"symbol": "AAPL", "qty": 1, "order_class": "bracket", "take_profit": {"limit_price": "x"}},
+            "take_profit.limit_price",
+        ),
         ({"symbol": "AAPL", "qty": 1, "time_in_force": "opg"}, "opg"),
         ({"symbol": "AAPL", "qty": 1, "time_in_force": "cls"}, "cls"),
         ({"symbol": "AAPL", "qty": 1, "time_in_force": "forever"}, "time_in_force"),
@@ -467,9 +474,9 @@ def test_json_nested_as_deep_as_allowed_is_parsed(client: KeyClient) -> None:
         + legs
         + "}"
     )
-    # Parsed, then refused for what it asks (legs are multi-leg orders), not for its shape.
+    # Parsed, then refused for what it asks (legs are multi-leg options orders), not for its shape.
     response = client.generic("POST", "/v2/orders", body, content_type="application/json")
-    assert "not supported" in assert_alpaca_error(response, 422)["message"]
+    assert "options" in assert_alpaca_error(response, 422)["message"]
 
 
 def test_body_over_the_upload_limit_is_413(client: KeyClient, settings: Settings) -> None:

@@ -5,8 +5,10 @@ A Hypothesis state machine drives the real services against the real database wi
 and three symbols: cash grants and withdrawals, market and resting orders of every type, price
 ticks whose crossed resting orders are fired the way the market pipeline fires them
 (``matching.triggered`` -> ``order_fill`` / ``order_mark_triggered`` / ``orders_track_water_marks``),
-cancels, replaces, position closes, resets, day-order expiry and margin calls. Some accounts may
-sell short (drawn at the start): their sells without shares open shorts. Quantities are quantity units
+cancels, replaces, position closes, resets, day-order expiry and margin calls, and advanced orders
+(brackets and otos whose legs wait held until their entry fills, ocos whose two exits share their
+shares; cancels and replaces reach their legs too). Some accounts may sell short (drawn at the
+start): their sells without shares open shorts. Quantities are quantity units
 (1/10^9 share): whole shares and fractions down to one unit, and notional orders sized in
 dollars, wherever Alpaca's rules allow fractions (market and limit day orders). Time comes from the services'
 ``now=`` argument and only moves forward, so "since the last reset" is a timestamp comparison.
@@ -16,7 +18,8 @@ After every step, for every account, read back from the database:
 - cash >= 0 and 0 <= reserved <= cash; reserved == what the open orders hold plus 150 % of the
   open shorts' entry value (trading/margin.py);
 - positions negative only where shorting is on, and then whole shares; held shares == what the
-  open closing orders (sells of a long, covers of a short) close <= the position's size;
+  open closing orders (sells of a long, covers of a short) close <= the position's size, an exit
+  pair's shares counted once and held legs' not at all;
 - each position == the signed sum of its fills since the last reset;
 - cash == the sum of its ledger entries;
 - cash + cost basis of positions + commissions paid - realised P&L == net deposits
@@ -44,7 +47,7 @@ from hypothesis.stateful import (
 from pytest_django.fixtures import Settings
 
 from trading import margin, matching, services
-from trading.errors import Forbidden
+from trading.errors import Forbidden, InvalidRequest
 from trading.models import (
     CLOSING_INTENTS,
     OPEN_ORDER_STATUSES,
@@ -378,6 +381,15 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(data=st.data(), qty=st.none() | quantities, steps=level_steps, tif=st.none() | time_in_force)
     def replace(self, data: st.DataObject, qty: int | None, steps: int, tif: str | None) -> None:
         old = data.draw(st.sampled_from(self.open_orders()), label="order")
+        if old.order_class != "simple":
+            if old.parent_id is None and old.order_class != "oco":
+                # An entry whose legs still wait is refused, and writes nothing.
+                before = _snapshot()
+                with pytest.raises(InvalidRequest, match="cannot be replaced while its legs wait"):
+                    services.order_replace(account_id=old.account_id, order_id=old.pk, now=self.clock())
+                assert _snapshot() == before
+                return
+            qty, tif = None, None  # a leg keeps its group's qty and time in force
         if qty is not None:
             qty = whole_unless(old.type == "limit" and (tif or old.time_in_force) == "day", qty)
         elif old.qty % QTY_SCALE or old.notional_cents is not None:
@@ -440,6 +452,104 @@ class LedgerMachine(RuleBasedStateMachine):
                     <= notional
                 )
             event(f"notional {side} {kind} -> {order.status}")
+
+    @rule(
+        index=st.integers(0, ACCOUNTS - 1),
+        pick=st.integers(0, 5),
+        side=st.sampled_from(["buy", "buy", "sell"]),
+        count=st.integers(1, 15),
+        order_class=st.sampled_from(["bracket", "bracket", "oto"]),
+        kind=st.sampled_from(["market", "limit"]),
+        limit=level_steps,
+        take_profit=st.none() | st.integers(1, 2_000),
+        stop_loss=st.none() | st.integers(1, 2_000),
+        stop_limit=st.booleans(),
+        tif=time_in_force,
+    )
+    def advanced_entry(
+        self,
+        index: int,
+        pick: int,
+        side: str,
+        count: int,
+        order_class: str,
+        kind: str,
+        limit: int,
+        take_profit: int | None,
+        stop_loss: int | None,
+        stop_limit: bool,
+        tif: str,
+    ) -> None:
+        """A bracket or oto entry (a buy, or a short sale): its legs, a number of cents beyond the
+        entry's base price (a take-profit above a buy's and a stop-loss below it, the reverse for
+        a short), wait held. Only entries that open a position: exits are ocos."""
+        account = self.account(index)
+        symbol = SYMBOLS[pick % len(SYMBOLS)]
+        position = self.position_qty(account, symbol)
+        if (side == "buy" and position < 0) or (side == "sell" and position > 0):
+            return
+        price = self.level(symbol, limit) if kind == "limit" else None
+        quote = self.quote(symbol)
+        base = price or (quote.ask_units if side == "buy" else quote.bid_units)
+        take_profit = 100 if take_profit is None and order_class == "bracket" else take_profit
+        stop_loss = (
+            100 if stop_loss is None and (order_class == "bracket" or take_profit is None) else stop_loss
+        )
+        if order_class == "oto" and take_profit is not None:
+            stop_loss = None
+        direction = 1 if side == "buy" else -1
+        target = None if take_profit is None else base + direction * take_profit * 100
+        stop = None if stop_loss is None else base - direction * stop_loss * 100
+        if min(target or base, stop or base) < 200:
+            return  # no room below a low base
+        request = OrderRequest(
+            symbol=symbol,
+            qty=count * QTY_SCALE,
+            side=side,
+            type=kind,
+            time_in_force=tif,
+            limit_price_units=price,
+            order_class=order_class,
+            take_profit_limit_units=target,
+            stop_loss_stop_units=stop,
+            stop_loss_limit_units=None if stop is None or not stop_limit else stop - direction * 100,
+        )
+        order = self.place(account, request)
+        if order is not None:
+            legs = list(Order.objects.filter(parent=order))
+            assert len(legs) == (2 if order_class == "bracket" else 1)
+            assert {leg.status for leg in legs} == ({"new"} if order.status == "filled" else {"held"})
+            event(f"{order_class} {kind} -> {order.status}")
+
+    @rule(
+        index=st.integers(0, ACCOUNTS - 1),
+        pick=st.integers(0, 5),
+        qty=quantities,
+        take_profit=st.integers(1, 8),
+        stop_loss=st.integers(1, 8),
+        tif=time_in_force,
+    )
+    def oco_exit(self, index: int, pick: int, qty: int, take_profit: int, stop_loss: int, tif: str) -> None:
+        """An oco sell of shares held: a take-profit above and a stop-loss below the last trade."""
+        account = self.account(index)
+        symbol, qty = self.sell_choice(account, pick, whole_unless(False, qty), True)
+        if qty % QTY_SCALE or self.available_shares(account, symbol) < qty:
+            return  # nothing whole to exit (advanced orders are whole shares)
+        request = OrderRequest(
+            symbol=symbol,
+            qty=qty,
+            side="sell",
+            type="limit",
+            time_in_force=tif,
+            order_class="oco",
+            take_profit_limit_units=self.level(symbol, take_profit) + 100,
+            stop_loss_stop_units=self.level(symbol, -stop_loss),
+        )
+        order = self.place(account, request)
+        if order is not None:
+            (leg,) = Order.objects.filter(parent=order)
+            assert (leg.side, leg.type) == ("sell", "stop")
+            event(f"oco -> {order.status}")
 
     def has_positions(self) -> bool:
         return Position.objects.exclude(qty=0).exists()
@@ -580,8 +690,11 @@ class LedgerMachine(RuleBasedStateMachine):
                 ask_size=size * QTY_SCALE,
             )
         }
+        # Held legs are not in the market's book (they wait for their entry).
         resting = [
-            services.order_as_resting(order) for order in self.open_orders() if order.asset.symbol == symbol
+            services.order_as_resting(order)
+            for order in self.open_orders()
+            if order.asset.symbol == symbol and order.status != "held"
         ]
         decisions = matching.triggered(resting, quotes)
         book = matching.TriggerBook()
@@ -700,12 +813,21 @@ class LedgerMachine(RuleBasedStateMachine):
         for row in fills.values("account_id", "asset_id", "side").annotate(total=Sum("qty")):
             key = (row["account_id"], row["asset_id"])
             signed[key] = signed.get(key, 0) + (row["total"] if row["side"] == "buy" else -row["total"])
-        held_by_sells = {
-            (row["account_id"], row["asset_id"]): row["total"]
-            for row in open_orders.filter(position_intent__in=CLOSING_INTENTS)
-            .values("account_id", "asset_id")
-            .annotate(total=Sum(F("qty") - F("filled_qty")))
-        }
+        # An exit pair (a bracket's two legs, an oco's two orders) holds what it closes once;
+        # held legs hold nothing.
+        held_by_group: dict[tuple[Any, Any, Any], int] = {}
+        for closing in open_orders.filter(position_intent__in=CLOSING_INTENTS).exclude(status="held"):
+            group = (
+                closing.parent_id if closing.order_class == "bracket" else (closing.parent_id or closing.pk)
+            )
+            key3 = (closing.account_id, closing.asset_id, group)
+            held_by_group[key3] = max(held_by_group.get(key3, 0), closing.qty - closing.filled_qty)
+        held_by_sells: dict[tuple[Any, Any], int] = {}
+        for (account_id, asset_id, _), shares_held in held_by_group.items():
+            held_by_sells[account_id, asset_id] = held_by_sells.get((account_id, asset_id), 0) + shares_held
+        # Held legs hold nothing, and wait only for an open entry.
+        assert not open_orders.filter(status="held").exclude(reserved_cents=0).exists()
+        assert not open_orders.filter(status="held").exclude(parent__status__in=OPEN_ORDER_STATUSES).exists()
         positions = {(pos.account_id, pos.asset_id): pos for pos in Position.objects.all()}
         for key in {*signed, *held_by_sells, *positions}:
             pos = positions.get(key)

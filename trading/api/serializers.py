@@ -28,6 +28,7 @@ from trading.models import (
     CashEntry,
     Exchange,
     Order,
+    OrderClass,
     OrderSide,
     OrderType,
     PositionIntent,
@@ -247,7 +248,16 @@ class CommaListField(serializers.Field):
 
 # --- Requests ---------------------------------------------------------------------------------
 
-UNSUPPORTED_ORDER_CLASSES = ("bracket", "oco", "oto", "mleg")
+ORDER_CLASSES = ("simple", "bracket", "oco", "oto")
+
+
+class TakeProfitSerializer(serializers.Serializer[Any]):
+    limit_price = PriceField()
+
+
+class StopLossSerializer(serializers.Serializer[Any]):
+    stop_price = PriceField()
+    limit_price = PriceField(required=False, allow_null=True)
 
 
 class OrderCreateSerializer(serializers.Serializer[Any]):
@@ -265,8 +275,8 @@ class OrderCreateSerializer(serializers.Serializer[Any]):
     extended_hours = serializers.BooleanField(required=False, default=False)
     client_order_id = serializers.CharField(max_length=48, required=False, allow_null=True, allow_blank=True)
     order_class = serializers.CharField(required=False, allow_null=True, allow_blank=True)
-    take_profit = serializers.JSONField(required=False, allow_null=True)
-    stop_loss = serializers.JSONField(required=False, allow_null=True)
+    take_profit = TakeProfitSerializer(required=False, allow_null=True)
+    stop_loss = StopLossSerializer(required=False, allow_null=True)
     legs = serializers.JSONField(required=False, allow_null=True)
     position_intent = serializers.ChoiceField(
         choices=PositionIntent.choices, required=False, allow_null=True, allow_blank=True
@@ -274,16 +284,13 @@ class OrderCreateSerializer(serializers.Serializer[Any]):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         order_class = (attrs.get("order_class") or "simple").lower()
-        if order_class in UNSUPPORTED_ORDER_CLASSES or attrs.get("legs"):
+        if order_class == "mleg" or attrs.get("legs"):
             raise serializers.ValidationError(
-                f"order_class {order_class} is not supported: only simple orders can be placed"
+                "order_class mleg is for multi-leg options orders: the simulator trades no options"
             )
-        if order_class != "simple":
+        if order_class not in ORDER_CLASSES:
             raise serializers.ValidationError(f"invalid order_class {order_class!r}")
-        if attrs.get("take_profit") or attrs.get("stop_loss"):
-            raise serializers.ValidationError(
-                "take_profit and stop_loss need a bracket order, which is not supported"
-            )
+        attrs["order_class"] = order_class
         if (attrs.get("qty") is None) == (attrs.get("notional") is None):
             raise serializers.ValidationError({"qty": "give either qty or notional"})
         return attrs
@@ -541,10 +548,19 @@ class OrderSerializer(ShapeSerializer):
     ratio_qty = _nullable_str()
 
     @classmethod
-    def shape(cls, order: Order, state: OrderState | None = None) -> dict[str, Any]:
-        """The order's REST shape; with ``state``, as it was at that event (trading/events.py)."""
+    def shape(
+        cls,
+        order: Order,
+        state: OrderState | None = None,
+        *,
+        legs: bool = True,
+        leg_states: Mapping[str, OrderState] | None = None,
+    ) -> dict[str, Any]:
+        """The order's REST shape; with ``state``, as it was at that event (trading/events.py),
+        and its legs with theirs from ``leg_states``. Without ``legs``, an advanced order's legs
+        are null, as in Alpaca's lists not nested."""
         if state is not None:
-            return cls._shape(order) | {
+            return cls._shape(order, legs, leg_states) | {
                 "status": state.status,
                 "updated_at": rfc3339(state.updated_at),
                 "filled_at": rfc3339(state.filled_at),
@@ -557,10 +573,10 @@ class OrderSerializer(ShapeSerializer):
                 "hwm": units_to_str(state.high_water_mark_units),
                 "stop_price": units_to_str(_stop_price(order, state.high_water_mark_units)),
             }
-        return cls._shape(order)
+        return cls._shape(order, legs, leg_states)
 
     @classmethod
-    def _shape(cls, order: Order) -> dict[str, Any]:
+    def _shape(cls, order: Order, legs: bool, leg_states: Mapping[str, OrderState] | None) -> dict[str, Any]:
         # replaced_by is a reverse one-to-one; selectors join it, so this reads no more rows.
         replaced_by = getattr(order, "replaced_by", None)
         return {
@@ -584,7 +600,7 @@ class OrderSerializer(ShapeSerializer):
             "qty": None if order.notional_cents is not None else qty_to_str(order.qty),
             "filled_qty": qty_to_str(order.filled_qty),
             "filled_avg_price": units_to_str(order.filled_avg_price_units),
-            "order_class": "simple",
+            "order_class": order.order_class,
             "order_type": order.type,
             "type": order.type,
             "side": order.side,
@@ -594,12 +610,23 @@ class OrderSerializer(ShapeSerializer):
             "stop_price": units_to_str(_stop_price(order, order.high_water_mark_units)),
             "status": order.status,
             "extended_hours": order.extended_hours,
-            "legs": None,
+            "legs": _legs(order, leg_states or {}) if legs else None,
             "trail_percent": units_to_str(order.trail_percent_units),
             "trail_price": units_to_str(order.trail_price_units),
             "hwm": units_to_str(order.high_water_mark_units),
             "ratio_qty": None,
         }
+
+
+def _legs(order: Order, states: Mapping[str, OrderState]) -> list[dict[str, Any]] | None:
+    """An advanced order's legs in its shape, as Alpaca nests them; null for any other order
+    and for a leg. Selectors attach them (``Order.leg_orders``) so a list reads them in one query."""
+    if order.order_class == OrderClass.SIMPLE or order.parent_id is not None:
+        return None
+    legs = order.leg_orders
+    if legs is None:
+        legs = list(order.legs.select_related("asset", "replaced_by").order_by("submitted_at", "id"))
+    return [OrderSerializer.shape(leg, states.get(str(leg.pk))) for leg in legs]
 
 
 def _stop_price(order: Order, water_mark: int | None) -> int | None:

@@ -45,8 +45,9 @@ class OrdersView(TradingAPIView):
             direction=query["direction"],
             side=query.get("side"),
             symbols=query.get("symbols"),
+            nested=query["nested"],
         )
-        return Response([OrderSerializer.shape(order) for order in orders])
+        return Response([OrderSerializer.shape(order, legs=query["nested"]) for order in orders])
 
     @extend_schema(
         operation_id="orders_create",
@@ -72,13 +73,17 @@ class OrdersView(TradingAPIView):
                 client_order_id=body.get("client_order_id") or None,
                 extended_hours=body["extended_hours"],
                 position_intent=body.get("position_intent") or None,
+                order_class=body["order_class"],
+                take_profit_limit_units=(body.get("take_profit") or {}).get("limit_price"),
+                stop_loss_stop_units=(body.get("stop_loss") or {}).get("stop_price"),
+                stop_loss_limit_units=(body.get("stop_loss") or {}).get("limit_price"),
             ),
         )
         # The order as accepted, as Alpaca answers (a fill arrives on trade_updates; README, Order
         # lifecycle), laid over the committed row read back (its timestamps, joins).
-        accepted = order.accepted_state
+        accepted, legs_accepted = order.accepted_state, order.accepted_leg_states
         order = selectors.order_get(account_id=account.pk, order_id=order.pk)
-        return Response(OrderSerializer.shape(order, accepted))
+        return Response(OrderSerializer.shape(order, accepted, leg_states=legs_accepted))
 
     @extend_schema(
         operation_id="orders_cancel_all",
