@@ -280,9 +280,11 @@ class LedgerMachine(RuleBasedStateMachine):
         enough = self.available_shares(account, symbol) >= qty
         tif = "gtc" if not qty % QTY_SCALE else "day"
         request = OrderRequest(symbol=symbol, qty=qty, side="sell", type="market", time_in_force=tif)
+        # Read before the sale: a sale of the whole long leaves the position at zero.
+        opens_short = account.shorting_enabled and self.position_qty(account, symbol) <= 0
         order = self.place(account, request)
         part = min(qty, self.touch(symbol))
-        if account.shorting_enabled and self.position_qty(account, symbol) <= 0:
+        if opens_short:
             # A short sale: its buying power check is the fill's (the invariants), and no
             # fractional short opens.
             assert order is None or (order.status in ("filled", "partially_filled") and not qty % QTY_SCALE)
