@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("trading", "0008_short_selling"),
+        ("trading", "0009_tick_composite_key"),
     ]
 
     operations = [
