@@ -477,15 +477,6 @@ def _invite_code() -> str:
     return secrets.token_urlsafe(16)
 
 
-class OrderClass(models.TextChoices):
-    """What a game may allow; every order placed today is a simple one."""
-
-    SIMPLE = "simple"
-    BRACKET = "bracket"
-    OCO = "oco"
-    OTO = "oto"
-
-
 class Game(models.Model):
     """A competition with its own rules (docs/architecture.md, Games): each player trades a game
     account of their own, opened when they join, and order placement enforces the rules."""

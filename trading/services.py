@@ -537,8 +537,8 @@ def _game_refuse(*, player: GamePlayer | None, request: OrderRequest, now: dt.da
         raise Forbidden("game rule: the game is over")
     if request.type not in game.allowed_order_types:
         raise Forbidden(f"game rule: {request.type} orders are not allowed in this game")
-    if OrderClass.SIMPLE not in game.allowed_order_classes:
-        raise Forbidden("game rule: simple orders are not allowed in this game")
+    if request.order_class not in game.allowed_order_classes:
+        raise Forbidden(f"game rule: {request.order_class} orders are not allowed in this game")
 
 
 def _game_refuse_position(

@@ -227,6 +227,16 @@ def test_order_types_outside_the_rules_are_refused(asset: Asset, organiser: User
     assert place(game_account, now=DURING, type="limit", limit_price_units=1_010_000).status == "filled"
 
 
+def test_order_classes_outside_the_rules_are_refused(asset: Asset, organiser: User, account: Account) -> None:
+    simple_only = join(new_game(organiser), account)
+    legs = {"take_profit_limit_units": 1_100_000, "stop_loss_stop_units": 950_000}
+    with pytest.raises(Forbidden, match="bracket orders are not allowed"):
+        place(simple_only, now=DURING, order_class="bracket", **legs)
+    other = join(new_game(organiser, allowed_order_classes=("simple", "bracket")), account)
+    entry = place(other, now=DURING, order_class="bracket", **legs)
+    assert (entry.status, Order.objects.filter(parent=entry).count()) == ("filled", 2)
+
+
 def test_the_games_shorting_rule_is_a_ceiling(
     asset: Asset, organiser: User, make_account: MakeAccount
 ) -> None:

@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("trading", "0010_accounts_per_user"),
+        ("trading", "0011_games"),
     ]
 
     operations = [
