@@ -693,6 +693,20 @@ def account_activities(
         if until is not None:
             fills = fills.filter(filled_at__lt=until)
         ordering = ("-filled_at", "-id") if descending else ("filled_at", "id")
+        # What the order had filled once this execution was done, so a partial fill shows as one
+        # (its cum_qty and leaves_qty then), not as the order is now.
+        executed = (
+            Fill.objects.filter(order_id=OuterRef("order_id"))
+            .filter(
+                Q(filled_at__lt=OuterRef("filled_at"))
+                | Q(filled_at=OuterRef("filled_at"), id__lte=OuterRef("id"))
+            )
+            .order_by()
+            .values("order_id")
+            .annotate(total=Sum("qty"))
+            .values("total")
+        )
+        fills = fills.annotate(cum_qty=Subquery(executed, output_field=BigIntegerField()))
         for fill in fills.select_related("asset", "order").order_by(*ordering)[:page_size]:
             found.append(
                 Activity(activity_id(fill.filled_at, fill.pk), FILL_ACTIVITY, fill.filled_at, fill=fill)

@@ -17,6 +17,7 @@ from pytest_django.fixtures import Settings
 from redis.client import PubSub
 
 from tests.builders import set_quote, shares
+from tests.trading.api_support import key_client
 from tests.trading.test_order_lifecycle import channel, committed, published, states
 from tests.trading.test_services import assert_books_balance
 from trading import services
@@ -214,3 +215,20 @@ def test_a_partially_filled_order_cannot_be_canceled_twice(asset: Asset, rich: A
         services.order_cancel(account_id=rich.pk, order_id=order.pk, now=NOW)
     assert (fresh(order).status, fresh(order).filled_qty) == ("canceled", shares(400))
     assert assert_books_balance(rich).reserved_cents == 0
+
+
+def test_activities_show_each_execution_as_it_was(asset: Asset, rich: Account) -> None:
+    """GET /v2/account/activities: every execution of a partially filled order is an activity with
+    the cum_qty and leaves_qty of its moment, `partial_fill` until the last one, `fill` then."""
+    order = place(rich)
+    later = NOW + dt.timedelta(seconds=5)
+    services.order_fill(order_id=order.pk, price_units=ASK, qty=shares(400), now=later)
+    services.order_fill(order_id=order.pk, price_units=ASK, now=later + dt.timedelta(seconds=5))
+    response = key_client(rich).get("/v2/account/activities/FILL", {"direction": "asc"})
+    assert response.status_code == 200, response.content
+    shown = [(a["type"], a["qty"], a["cum_qty"], a["leaves_qty"], a["order_status"]) for a in response.json()]
+    assert shown == [
+        ("partial_fill", "400", "400", "600", "filled"),
+        ("partial_fill", "400", "800", "200", "filled"),
+        ("fill", "200", "1000", "0", "filled"),
+    ]

@@ -914,7 +914,10 @@ class TradeActivitySerializer(ShapeSerializer):
         fill = activity.fill
         assert fill is not None
         order = fill.order
-        leaves = order.qty - order.filled_qty if order.is_open else 0
+        # As of this execution (trading.selectors annotates it): earlier executions of a
+        # partially filled order are partial fills with what was left then.
+        cum = getattr(fill, "cum_qty", None) or order.filled_qty
+        leaves = order.qty - cum
         return {
             "id": activity.id,
             "account_id": str(fill.account_id),
@@ -927,7 +930,7 @@ class TradeActivitySerializer(ShapeSerializer):
             "symbol": fill.asset.symbol,
             "leaves_qty": qty_to_str(leaves),
             "order_id": str(fill.order_id),
-            "cum_qty": qty_to_str(order.filled_qty),
+            "cum_qty": qty_to_str(cum),
             "order_status": order.status,
         }
 
