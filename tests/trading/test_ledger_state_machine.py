@@ -383,6 +383,14 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(data=st.data(), qty=st.none() | quantities, steps=level_steps, tif=st.none() | time_in_force)
     def replace(self, data: st.DataObject, qty: int | None, steps: int, tif: str | None) -> None:
         old = data.draw(st.sampled_from(self.open_orders()), label="order")
+        if old.type == "market":
+            # A market order's rest after a partial fill stays open, and like Alpaca's cannot be
+            # replaced: the refusal writes nothing.
+            before = _snapshot()
+            with pytest.raises(InvalidRequest, match="market orders cannot be replaced"):
+                services.order_replace(account_id=old.account_id, order_id=old.pk, now=self.clock())
+            assert _snapshot() == before
+            return
         if old.order_class != "simple":
             if old.parent_id is None and old.order_class != "oco":
                 # An entry whose legs still wait is refused, and writes nothing.
