@@ -294,22 +294,34 @@ class TriggerEngine:
         prices = {tick.symbol: tick.price for tick in ticks}
         covers: list[Order] = []
         try:
-            for standing in selectors.margin_standings_get(symbols=prices, prices=prices):
-                if standing.below_maintenance:
-                    placed = services.account_margin_call(
-                        account_id=standing.account_id, prices=prices, now=self._clock()
-                    )
-                    logger.warning(
-                        "margin call: account %s below maintenance, %d shorts bought back",
-                        standing.account_id,
-                        len(placed),
-                    )
-                    covers.extend(placed)
+            standings = selectors.margin_standings_get(symbols=prices, prices=prices)
         except Exception as error:
-            # The shorts stay open; the next window checks them again.
             logger.exception("margin calls failed")
             if isinstance(error, DATABASE_UNAVAILABLE):
                 self._database_lost()
+            return covers
+        for standing in standings:
+            if not standing.below_maintenance:
+                continue
+            try:
+                placed = services.account_margin_call(
+                    account_id=standing.account_id, prices=prices, now=self._clock()
+                )
+            except Exception as error:
+                # One account's failure never skips the others; its shorts stay open and the
+                # next window checks them again.
+                logger.exception("margin call failed for account %s", standing.account_id)
+                if isinstance(error, DATABASE_UNAVAILABLE):
+                    self._database_lost()
+                    return covers
+                continue
+            if placed:
+                logger.warning(
+                    "margin call: account %s below maintenance, %d shorts bought back",
+                    standing.account_id,
+                    len(placed),
+                )
+            covers.extend(placed)
         return covers
 
     def _run_auctions(self, ticks: Sequence[WireTick]) -> list[Outcome]:

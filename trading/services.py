@@ -1972,9 +1972,12 @@ def account_margin_call(
     """Buy back the account's shorts if its equity is below the maintenance requirement (30 % of
     the shorts' market value, trading/margin.py), as a broker's margin call liquidates.
 
-    Each short's open orders are canceled, then a market buy covers it, client_order_id
-    ``margin_call-...``; its ``new`` and ``fill`` events go out on trade_updates as any order's.
-    If the cash cannot pay for the whole cover, it covers the whole shares the cash pays for.
+    Under the account's lock, each tradable short is sized at the whole shares the buying power
+    pays for at the ask, commission included, counting the cash the account's open orders hold.
+    If at least one short can be covered, the account's open orders are canceled (their cash pays
+    the covers; a buy to close is canceled only in a symbol being covered), then market buys to
+    close cover them, client_order_id ``margin_call-...``, with their trade_updates events.
+    A call that can cover nothing changes nothing (README, Short selling).
     Returns the covering orders (none when the account is not below maintenance).
     """
     now = now or timezone.now()
@@ -1986,42 +1989,85 @@ def account_margin_call(
     if not any(item.account_id == account_id and item.below_maintenance for item in standing):
         return []
     covers = []
-    for position in Position.objects.filter(account_id=account_id, qty__lt=0).select_related("asset"):
-        with transaction.atomic():
-            for order in Order.objects.filter(
-                account_id=account_id, asset_id=position.asset_id, status__in=OPEN_ORDER_STATUSES
-            ).select_related("asset"):
-                _order_close(order=order, status=OrderStatus.CANCELED, now=now)
-        qty = _margin_call_cover_qty(account_id=account_id, position_id=position.pk)
-        while qty >= QTY_SCALE:
-            request = OrderRequest(
-                symbol=position.asset.symbol,
-                qty=qty,
-                side=OrderSide.BUY,
-                type=OrderType.MARKET,
-                time_in_force=TimeInForce.DAY,
-                client_order_id=f"{MARGIN_CALL_CLIENT_ORDER_PREFIX}{uuid.uuid4().hex[:20]}",
+    with transaction.atomic():
+        # Sized and placed under the lock: a cover of the user's own cannot move the position
+        # in between, and the order's intent makes placement refuse rather than open a long.
+        account = _account_locked(account_id)
+        open_orders = list(
+            Order.objects.filter(account_id=account_id, status__in=OPEN_ORDER_STATUSES).select_related(
+                "asset"
             )
-            try:
-                covers.append(_order_place(account_id=account_id, request=request, now=now, margin_call=True))
-                break
-            except Forbidden:
-                qty -= QTY_SCALE  # the commission, or rounding, took the last share's worth
+        )
+        buying_power = account.buying_power_cents + sum(order.reserved_cents for order in open_orders)
+        plans: list[tuple[Position, int]] = []
+        shorts = Position.objects.filter(account_id=account_id, qty__lt=0).select_related("asset")
+        for position in shorts.order_by("asset__symbol"):
+            asset = position.asset
+            if not (asset.active and asset.tradable) or asset.halted:
+                continue  # no order could fill; the next window checks it again
+            qty, cost = _margin_call_cover_qty(position=position, buying_power_cents=buying_power)
+            if qty:
+                plans.append((position, qty))
+                buying_power -= cost
+        if not plans:
+            return []
+        covered = {position.asset_id for position, _ in plans}
+        for order in open_orders:
+            if order.position_intent != PositionIntent.BUY_TO_CLOSE or order.asset_id in covered:
+                _order_close(order=order, status=OrderStatus.CANCELED, now=now)
+        for position, qty in plans:
+            order = _margin_call_cover(account_id=account_id, symbol=position.asset.symbol, qty=qty, now=now)
+            if order is not None:
+                covers.append(order)
     return covers
 
 
-def _margin_call_cover_qty(*, account_id: uuid.UUID, position_id: int) -> int:
-    """The whole shares of the short its account can pay to cover at the ask: all of them, or
-    as many as the buying power and the initial margin each share gives back pay for."""
-    position = Position.objects.select_related("asset").get(pk=position_id)
+def _margin_call_cover(*, account_id: uuid.UUID, symbol: str, qty: int, now: dt.datetime) -> Order | None:
+    """Place one cover; one share fewer if rounding left it short of buying power, else none."""
+    for attempt in (qty, qty - QTY_SCALE):
+        if attempt < QTY_SCALE:
+            return None
+        request = OrderRequest(
+            symbol=symbol,
+            qty=attempt,
+            side=OrderSide.BUY,
+            type=OrderType.MARKET,
+            time_in_force=TimeInForce.DAY,
+            client_order_id=f"{MARGIN_CALL_CLIENT_ORDER_PREFIX}{uuid.uuid4().hex[:20]}",
+            position_intent=PositionIntent.BUY_TO_CLOSE,
+        )
+        try:
+            return _order_place(account_id=account_id, request=request, now=now, margin_call=True)
+        except Forbidden as error:
+            if str(error) != "insufficient buying power":
+                return None
+    return None
+
+
+def _margin_call_cover_qty(*, position: Position, buying_power_cents: int) -> tuple[int, int]:
+    """The whole shares of the short that ``buying_power_cents`` pays to cover at the ask, and
+    what they cost: their value and commission less the initial margin they give back (the
+    cost basis shrinks as _position_apply_fill shrinks it)."""
     size = -position.qty
-    account = Account.objects.get(pk=account_id)
-    ask_cents = divide_half_even(_quote_for(position.asset.symbol).ask, UNITS_PER_CENT)
+    ask_units = _quote_for(position.asset.symbol).ask
     hold = margin.short_hold_cents(qty=position.qty, cost_basis_cents=position.cost_basis_cents)
-    release_cents = hold * QTY_SCALE // size
-    if ask_cents > release_cents:
-        size = min(size, account.buying_power_cents // (ask_cents - release_cents) * QTY_SCALE)
-    return size - size % QTY_SCALE
+
+    def cost(shares: int) -> int:
+        qty = shares * QTY_SCALE
+        basis = position.cost_basis_cents - divide_half_even(position.cost_basis_cents * qty, size)
+        released = hold - margin.short_hold_cents(qty=qty - size, cost_basis_cents=basis)
+        return trade_value_cents(price_units=ask_units, qty=qty) + commission_cents(qty=qty) - released
+
+    low, high = 0, size // QTY_SCALE
+    if cost(high) <= buying_power_cents:
+        return high * QTY_SCALE, cost(high)
+    while low < high:  # the most shares whose cost fits: cost grows with the shares here
+        middle = (low + high + 1) // 2
+        if cost(middle) <= buying_power_cents:
+            low = middle
+        else:
+            high = middle - 1
+    return low * QTY_SCALE, cost(low) if low else 0
 
 
 # --- Watchlists -------------------------------------------------------------------------------

@@ -20,10 +20,10 @@ from realtime.throttle import ThrottleController
 from realtime.triggers import TriggerEngine
 from realtime.wire import WireTick
 from realtime.writer import TickWriter, WindowBatch
-from tests.builders import shares
+from tests.builders import add_tick, shares
 from trading import selectors, services
 from trading.api.serializers import OrderSerializer
-from trading.models import Account, Asset, Fill, Order, OrderStatus
+from trading.models import Account, Asset, Fill, Order, OrderStatus, Position
 from trading.units import price_to_units
 
 
@@ -418,3 +418,33 @@ def test_bracket_legs_join_the_book_when_the_entry_fills_and_one_fill_cancels_th
         assert (position.qty, position.qty_held) == (0, 0)
     finally:
         engine.stop()
+
+
+@pytest.mark.django_db
+def test_one_accounts_failing_margin_call_does_not_skip_the_others(
+    make_account: Callable[..., Account], make_asset: Callable[..., Asset], settings: Settings
+) -> None:
+    settings.COMMISSION_PER_ORDER_CENTS = 0
+    settings.COMMISSION_PER_SHARE_CENTI_CENTS = 0
+    settings.COMMISSION_MINIMUM_CENTS = 0
+    make_asset("AAPL", price="100.00")
+    first, second = sorted((make_account(cash=60_000), make_account(cash=60_000)), key=lambda a: a.pk)
+    for account in (first, second):  # standings come in account order: the failing one first
+        services.account_configure(account_id=account.pk, no_shorting=False)
+    services.order_place(
+        account_id=second.pk,
+        request=services.OrderRequest(
+            symbol="AAPL", qty=shares(10), side="sell", type="market", time_in_force="day"
+        ),
+    )
+    # The first holds a short whose initial margin was never taken: covering it fails the
+    # account's reserved_cents CHECK (IntegrityError).
+    Position.objects.create(
+        account=first, asset=Asset.objects.get(symbol="AAPL"), qty=shares(-10), cost_basis_cents=-99_990
+    )
+    Account.objects.filter(pk=first.pk).update(cash_cents=159_990)
+    tick = WireTick("AAPL", 99, 1_240_000, 1, 1_239_900, 1, 1_240_100, 1, time.time_ns())
+    add_tick("AAPL", price_units=tick.price)
+    now = dt.datetime(2025, 6, 2, 15, 0, tzinfo=dt.UTC)
+    (cover,) = TriggerEngine(clock=lambda: now).margin_calls([tick])
+    assert (cover.account_id, cover.qty) == (second.pk, shares(10))

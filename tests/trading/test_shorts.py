@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from pytest_django.fixtures import Settings
@@ -206,6 +207,96 @@ def test_a_margin_call_cancels_the_shorts_orders_and_covers_what_the_cash_pays(
     assert stop.status == "canceled"
     assert position(account).qty == shares(-6)  # type: ignore[union-attr]
     assert_books_balance(account)
+
+
+def test_a_cover_racing_the_margin_call_is_refused_rather_than_opening_a_long(
+    make_account: MakeAccount, asset: Asset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = make_account(cash=60_000)
+    services.account_configure(account_id=account.pk, no_shorting=False)
+    place(account, qty=10, side="sell")
+    add_tick("AAPL", price_units=1_240_000)
+    real = services._margin_call_cover_qty
+
+    def racing(**kwargs: Any) -> tuple[int, int]:
+        sized = real(**kwargs)
+        place(account, qty=10)  # the user's own cover lands after the call sized its order
+        return sized
+
+    monkeypatch.setattr(services, "_margin_call_cover_qty", racing)
+    assert services.account_margin_call(account_id=account.pk, now=NOW) == []
+    assert position(account).qty == 0  # type: ignore[union-attr]
+    assert not Order.objects.filter(account=account, position_intent="buy_to_open").exists()
+    assert_books_balance(account)
+
+
+def test_a_margin_call_tries_no_order_in_a_halted_or_untradable_short(
+    make_account: MakeAccount, asset: Asset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = make_account(cash=60_000)
+    services.account_configure(account_id=account.pk, no_shorting=False)
+    place(account, qty=10, side="sell")
+    add_tick("AAPL", price_units=1_240_000)
+    tries: list[int | None] = []
+    real = services._order_place
+    monkeypatch.setattr(services, "_order_place", lambda **kw: tries.append(kw["request"].qty) or real(**kw))
+    for halted, tradable in ((True, True), (False, False)):
+        Asset.objects.filter(pk=asset.pk).update(halted=halted, tradable=tradable)
+        assert services.account_margin_call(account_id=account.pk, now=NOW) == []
+    assert tries == []
+    assert position(account).qty == shares(-10)  # type: ignore[union-attr]
+
+
+def test_a_margin_call_sizes_its_cover_with_the_per_share_commission_in_one_order(
+    make_account: MakeAccount, asset: Asset, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = make_account(cash=60_000)
+    services.account_configure(account_id=account.pk, no_shorting=False)
+    place(account, qty=10, side="sell")
+    settings.COMMISSION_PER_SHARE_CENTI_CENTS = 25_000  # $2.50 a share
+    tries: list[int | None] = []
+    real = services._order_place
+    monkeypatch.setattr(services, "_order_place", lambda **kw: tries.append(kw["request"].qty) or real(**kw))
+    # At $170 each share covered costs 17,001 + 250 and gives back 14,998.5 of the hold:
+    # 10,005 of buying power pays for 4 (9,010) but not 5 (11,262).
+    add_tick("AAPL", price_units=1_700_000)
+    (cover,) = services.account_margin_call(account_id=account.pk, now=NOW)
+    assert tries == [shares(4)]
+    assert (cover.qty, cover.status) == (shares(4), "filled")
+    assert assert_books_balance(account).buying_power_cents >= 0
+
+
+def test_a_margin_call_cancels_every_open_order_so_their_cash_pays_the_cover(
+    make_account: MakeAccount, make_asset: MakeAsset, asset: Asset
+) -> None:
+    make_asset("MSFT", price="100.00")
+    account = make_account(cash=60_000)
+    services.account_configure(account_id=account.pk, no_shorting=False)
+    place(account, qty=10, side="sell")
+    bid = place(account, symbol="MSFT", qty=1, type="limit", limit_price_units=500_000)  # holds 5,000
+    add_tick("AAPL", price_units=1_700_000)
+    (cover,) = services.account_margin_call(account_id=account.pk, now=NOW)
+    bid.refresh_from_db()
+    assert (bid.status, cover.qty) == ("canceled", shares(4))
+    assert_books_balance(account)
+
+
+def test_a_margin_call_that_can_cover_nothing_leaves_the_users_cover_alone(
+    make_account: MakeAccount, asset: Asset
+) -> None:
+    account = make_account(cash=60_000)
+    services.account_configure(account_id=account.pk, no_shorting=False)
+    place(account, qty=10, side="sell")
+    add_tick("AAPL", price_units=1_700_000)
+    (first,) = services.account_margin_call(account_id=account.pk, now=NOW)
+    assert first.qty == shares(4)  # all the buying power pays for
+    protect = place(account, qty=1, type="stop", stop_price_units=1_800_000)  # the user's buy to close
+    # The next window, still below maintenance at the same price: the call can do nothing, so
+    # it does nothing.
+    assert services.account_margin_call(account_id=account.pk, now=NOW) == []
+    protect.refresh_from_db()
+    assert protect.status == "new"
+    assert position(account).qty == shares(-6)  # type: ignore[union-attr]
 
 
 # --- the API ----------------------------------------------------------------------------------
