@@ -66,7 +66,6 @@ from trading.models import (
 from trading.quotes import LatestQuote, latest_quotes
 from trading.units import (
     QTY_SCALE,
-    UNITS_PER_CENT,
     divide_half_even,
     dollars_to_cents,
     price_increment_valid,
@@ -2016,9 +2015,9 @@ def account_margin_call(
             if order.position_intent != PositionIntent.BUY_TO_CLOSE or order.asset_id in covered:
                 _order_close(order=order, status=OrderStatus.CANCELED, now=now)
         for position, qty in plans:
-            order = _margin_call_cover(account_id=account_id, symbol=position.asset.symbol, qty=qty, now=now)
-            if order is not None:
-                covers.append(order)
+            cover = _margin_call_cover(account_id=account_id, symbol=position.asset.symbol, qty=qty, now=now)
+            if cover is not None:
+                covers.append(cover)
     return covers
 
 

@@ -239,7 +239,12 @@ def test_a_margin_call_tries_no_order_in_a_halted_or_untradable_short(
     add_tick("AAPL", price_units=1_240_000)
     tries: list[int | None] = []
     real = services._order_place
-    monkeypatch.setattr(services, "_order_place", lambda **kw: tries.append(kw["request"].qty) or real(**kw))
+
+    def counting(**kwargs: Any) -> Order:
+        tries.append(kwargs["request"].qty)
+        return real(**kwargs)
+
+    monkeypatch.setattr(services, "_order_place", counting)
     for halted, tradable in ((True, True), (False, False)):
         Asset.objects.filter(pk=asset.pk).update(halted=halted, tradable=tradable)
         assert services.account_margin_call(account_id=account.pk, now=NOW) == []
@@ -256,7 +261,12 @@ def test_a_margin_call_sizes_its_cover_with_the_per_share_commission_in_one_orde
     settings.COMMISSION_PER_SHARE_CENTI_CENTS = 25_000  # $2.50 a share
     tries: list[int | None] = []
     real = services._order_place
-    monkeypatch.setattr(services, "_order_place", lambda **kw: tries.append(kw["request"].qty) or real(**kw))
+
+    def counting(**kwargs: Any) -> Order:
+        tries.append(kwargs["request"].qty)
+        return real(**kwargs)
+
+    monkeypatch.setattr(services, "_order_place", counting)
     # At $170 each share covered costs 17,001 + 250 and gives back 14,998.5 of the hold:
     # 10,005 of buying power pays for 4 (9,010) but not 5 (11,262).
     add_tick("AAPL", price_units=1_700_000)
