@@ -1,6 +1,7 @@
 """Trading's ``*_short_selling`` migration from its predecessor's state on each backend: every
-asset becomes shortable and easy to borrow, and every order gets the position intent it had (no
-asset could be sold short before: buys opened, sells closed); going back drops the intents."""
+asset becomes shortable and easy to borrow, and every order gets the position intent it had (buys
+opened, sells closed), and a short from before holds its initial margin; going back drops the
+intents."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import pytest
 from django.apps.registry import Apps
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
+from pytest_django.fixtures import Settings
 
-from trading.models import Account, Asset
+from trading import services
+from trading.models import Account, Asset, Order
 
 pytestmark = [pytest.mark.db_backend, pytest.mark.django_db(transaction=True)]
 
@@ -74,3 +77,39 @@ def test_assets_become_shortable_and_orders_get_their_intent(make_account: Calla
     _executor().migrate([_before()])
     back = _models_at(_before()).get_model("trading", "Order")
     assert sorted(back.objects.values_list("client_order_id", flat=True)) == ["b", "s"]
+
+
+def test_a_short_from_before_holds_its_initial_margin_and_covers(
+    make_account: Callable[..., Account], make_asset: Callable[..., Asset], settings: Settings
+) -> None:
+    settings.COMMISSION_PER_ORDER_CENTS = 0
+    settings.COMMISSION_PER_SHARE_CENTI_CENTS = 0
+    settings.COMMISSION_MINIMUM_CENTS = 0
+    make_asset("AAPL", price="100.00")
+    account = make_account(cash=100_000)
+    _executor().migrate([_before()])
+    old = _models_at(_before())
+    # A short of 10 at $99.99 opened under the old rules: its proceeds in cash, nothing held.
+    old.get_model("trading", "Position").objects.create(
+        account_id=account.pk,
+        asset_id=Asset.objects.get(symbol="AAPL").pk,
+        qty=-10 * 10**9,
+        cost_basis_cents=-99_990,
+    )
+    old.get_model("trading", "Account").objects.filter(pk=account.pk).update(cash_cents=199_990)
+
+    _executor().migrate([_migration()])
+    _executor().migrate(list(_executor().loader.graph.leaf_nodes()))
+
+    migrated = Account.objects.get(pk=account.pk)
+    assert (migrated.cash_cents, migrated.reserved_cents) == (199_990, 149_985)
+    services.account_configure(account_id=account.pk, no_shorting=False)
+    cover = services.order_place(
+        account_id=account.pk,
+        request=services.OrderRequest(
+            symbol="AAPL", qty=10 * 10**9, side="buy", type="market", time_in_force="day"
+        ),
+    )
+    assert (cover.status, cover.position_intent) == ("filled", "buy_to_close")
+    covered = Account.objects.get(pk=account.pk)
+    assert (covered.cash_cents, covered.reserved_cents) == (199_990 - 100_010, 0)

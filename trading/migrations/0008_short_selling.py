@@ -2,9 +2,15 @@
 (docs/architecture.md, Short selling).
 
 Orders placed before carry the intent they had: every buy opened or added to a long, every sell
-closed one, since no asset could be sold short (none was shortable)."""
+closed one (assets were not shortable unless an operator marked them so).
+
+A short opened before, in an asset an operator had marked shortable, now holds its initial
+margin (150 % of its entry value) in its account's reserved_cents, as a new short does: covering
+it gives that hold back. Where the account's cash cannot hold all of it (account_reserved_within_cash),
+the hold is what the cash allows."""
 
 from django.db import migrations, models
+from django.db.models import F
 from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 from django.db.migrations.state import StateApps
 
@@ -13,6 +19,27 @@ def infer_intents(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> N
     order = apps.get_model("trading", "Order")
     order.objects.filter(side="buy").update(position_intent="buy_to_open")
     order.objects.filter(side="sell").update(position_intent="sell_to_close")
+
+
+# trading/margin.py's INITIAL_MARGIN_PERCENT at the time of this migration, copied so later
+# changes to the app's rules do not change what this migration did.
+INITIAL_MARGIN_PERCENT = 150
+
+
+def _holds(apps: StateApps) -> dict[object, int]:
+    holds: dict[object, int] = {}
+    shorts = apps.get_model("trading", "Position").objects.filter(qty__lt=0)
+    for account_id, cost_basis_cents in shorts.values_list("account_id", "cost_basis_cents"):
+        hold = -(-abs(cost_basis_cents) * INITIAL_MARGIN_PERCENT // 100)
+        holds[account_id] = holds.get(account_id, 0) + hold
+    return holds
+
+
+def hold_short_margin(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
+    accounts = apps.get_model("trading", "Account").objects
+    for account_id, hold in _holds(apps).items():
+        cash, reserved = accounts.filter(pk=account_id).values_list("cash_cents", "reserved_cents").get()
+        accounts.filter(pk=account_id).update(reserved_cents=F("reserved_cents") + min(hold, cash - reserved))
 
 
 def make_shortable(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
@@ -52,4 +79,5 @@ class Migration(migrations.Migration):
         ),
         migrations.RunPython(infer_intents, migrations.RunPython.noop, elidable=False),
         migrations.RunPython(make_shortable, migrations.RunPython.noop, elidable=False),
+        migrations.RunPython(hold_short_margin, migrations.RunPython.noop, elidable=False),
     ]
