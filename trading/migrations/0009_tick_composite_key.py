@@ -11,8 +11,9 @@ holding a day of ticks expect a minute or two.
 
 On PostgreSQL rows always have a heap and a tuple header; the primary key takes the place of the
 unique (symbol, seq) index and the id column is dropped (its bytes go as rows are rewritten,
-i.e. as retention turns the table over). The key's index is built while writes to the table wait
-(a week of ticks: minutes), as the unique index's cannot be taken over by a primary key.
+i.e. as retention turns the table over). DROP CONSTRAINT and ADD PRIMARY KEY take an ACCESS
+EXCLUSIVE lock held to the end of the migration, including while the key's index is built (a week
+of ticks: minutes): reads of the table wait too, not only writes. Run it with the market stopped.
 
 Reversing gives every row an id again and the unique (symbol, seq) index back.
 """
