@@ -15,7 +15,7 @@ from django.db.migrations.executor import MigrationExecutor
 from pytest_django.fixtures import Settings
 
 from trading import services
-from trading.models import Account, Asset, Order
+from trading.models import Account, Asset
 
 pytestmark = [pytest.mark.db_backend, pytest.mark.django_db(transaction=True)]
 
