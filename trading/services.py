@@ -1731,6 +1731,12 @@ def _exit_replace(
     row = _order_locked(old.pk)
     if row is None:
         raise NotCancelable("order is no longer open")
+    if row.filled_qty:
+        # The replacement would take the group's whole qty and hold while the leg holds only
+        # what is left, so its fill or cancel would release shares held for other orders.
+        raise InvalidRequest(
+            f"a partially filled leg of a {old.order_class} order cannot be replaced: cancel it and place a new order for the rest"
+        )
     status = row.status
     new_id = uuid.uuid4()
     _order_close(

@@ -252,6 +252,26 @@ def test_replacing_a_leg_keeps_it_in_its_group_and_the_hold_once(account: Accoun
     assert_holds_exact(account)
 
 
+def test_a_partially_filled_leg_is_not_replaced_and_keeps_its_hold(account: Account) -> None:
+    entry = bracket(account)
+    take_profit, _ = legs(entry)
+    services.order_fill(order_id=take_profit.pk, price_units=p("110.00"), qty=shares(4), now=LATER)
+    take_profit.refresh_from_db()
+    assert (take_profit.status, held(account)) == ("partially_filled", shares(6))
+
+    with pytest.raises(InvalidRequest, match="partially filled leg of a bracket order cannot be replaced"):
+        services.order_replace(
+            account_id=account.pk, order_id=take_profit.pk, limit_price_units=p("111.00"), now=LATER
+        )
+
+    take_profit.refresh_from_db()
+    assert (take_profit.status, held(account)) == ("partially_filled", shares(6))
+    assert_holds_exact(account)
+    services.order_cancel(account_id=account.pk, order_id=take_profit.pk, now=LATER)
+    assert held(account) == 0
+    assert_holds_exact(account)
+
+
 def test_a_held_leg_is_replaced_held(account: Account) -> None:
     entry = bracket(account, type="limit", limit_price_units=p("99.00"), stop_loss_stop_units=p("97.00"))
     take_profit = legs(entry)[0]
