@@ -7,17 +7,23 @@ holds more than one account."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.apps import apps as django_apps
 from django.apps.registry import Apps
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, connection, transaction
-from django.db.migrations.executor import MigrationExecutor
+from django.db import IntegrityError, transaction
 from rest_framework.test import APIClient
 
+from tests.trading.migration_steps import (
+    migrate,
+    migrate_to_latest,
+    migration_before,
+    migration_named,
+    models_at,
+)
 from trading import selectors, services
 from trading.models import Account, ApiKey
 
@@ -27,43 +33,10 @@ NAME_SUFFIX = "_accounts_per_user"
 AT = dt.datetime(2026, 3, 2, 15, tzinfo=dt.UTC)
 
 
-def _executor() -> MigrationExecutor:
-    return MigrationExecutor(connection)
-
-
-def _migration() -> tuple[str, str]:
-    names = [
-        key for key in _executor().loader.graph.nodes if key[0] == "trading" and key[1].endswith(NAME_SUFFIX)
-    ]
-    assert len(names) == 1, names
-    return names[0]
-
-
-def _before() -> tuple[str, str]:
-    (parent,) = [
-        parent.key
-        for parent in _executor().loader.graph.node_map[_migration()].parents
-        if parent.key[0] == "trading"
-    ]
-    return parent
-
-
-def _migrate(targets: Sequence[tuple[str, str]]) -> None:
-    _executor().migrate(list(targets))
-
-
-def _latest() -> None:
-    _migrate(list(_executor().loader.graph.leaf_nodes()))
-
-
-def _models_at(target: tuple[str, str]) -> Apps:
-    return _executor().loader.project_state([target]).apps
-
-
 @pytest.fixture(autouse=True)
 def _back_to_the_latest() -> Iterator[None]:
     yield
-    _latest()
+    migrate_to_latest()
 
 
 def _one_account_each(old: Apps, count: int) -> dict[str, Any]:
@@ -125,13 +98,13 @@ def _rows(models: Apps) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def test_single_accounts_become_defaults_keeping_every_row() -> None:
-    _migrate([_before()])
-    old = _models_at(_before())
+    migrate([migration_before(NAME_SUFFIX)])
+    old = models_at(migration_before(NAME_SUFFIX))
     made = _one_account_each(old, 3)
     before = _rows(old)
 
-    _migrate([_migration()])
-    _latest()
+    migrate([migration_named(NAME_SUFFIX)])
+    migrate_to_latest()
 
     assert _rows(django_apps) == before
     assert set(Account.objects.values_list("is_default", flat=True)) == {True}
@@ -155,19 +128,21 @@ def test_single_accounts_become_defaults_keeping_every_row() -> None:
 
 
 def test_going_back_refuses_while_a_user_holds_several_accounts() -> None:
-    _migrate([_before()])
-    made = _one_account_each(_models_at(_before()), 2)
-    _latest()
+    migrate([migration_before(NAME_SUFFIX)])
+    made = _one_account_each(models_at(migration_before(NAME_SUFFIX)), 2)
+    migrate_to_latest()
     further = services.account_create(user=made["users"][0])
 
     with pytest.raises(RuntimeError, match="more than one trading account"):
-        _migrate([_before()])
+        migrate([migration_before(NAME_SUFFIX)])
 
     # Through the models this migration knows: the refused reversal already took back every later
     # migration, whose tables the current models would cascade into.
-    _models_at(_migration()).get_model("trading", "Account").objects.filter(pk=further.pk).delete()
-    _migrate([_before()])
-    old_accounts = _models_at(_before()).get_model("trading", "Account").objects
+    models_at(migration_named(NAME_SUFFIX)).get_model("trading", "Account").objects.filter(
+        pk=further.pk
+    ).delete()
+    migrate([migration_before(NAME_SUFFIX)])
+    old_accounts = models_at(migration_before(NAME_SUFFIX)).get_model("trading", "Account").objects
     assert sorted(old_accounts.values_list("user_id", "cash_cents")) == sorted(
         (user.pk, 1_000_000 + n) for n, user in enumerate(made["users"])
     )

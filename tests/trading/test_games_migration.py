@@ -5,13 +5,20 @@ be stored at once, and going back drops the game tables and keeps the accounts."
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import pytest
 from django.apps.registry import Apps
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
-from django.db.migrations.executor import MigrationExecutor
+
+from tests.trading.migration_steps import (
+    migrate,
+    migrate_to_latest,
+    migration_before,
+    migration_named,
+    models_at,
+)
 
 pytestmark = [pytest.mark.db_backend, pytest.mark.django_db(transaction=True)]
 
@@ -19,39 +26,10 @@ NAME_SUFFIX = "_games"
 AT = dt.datetime(2026, 3, 2, 15, tzinfo=dt.UTC)
 
 
-def _executor() -> MigrationExecutor:
-    return MigrationExecutor(connection)
-
-
-def _migration() -> tuple[str, str]:
-    names = [
-        key for key in _executor().loader.graph.nodes if key[0] == "trading" and key[1].endswith(NAME_SUFFIX)
-    ]
-    assert len(names) == 1, names
-    return names[0]
-
-
-def _before() -> tuple[str, str]:
-    (parent,) = [
-        parent.key
-        for parent in _executor().loader.graph.node_map[_migration()].parents
-        if parent.key[0] == "trading"
-    ]
-    return parent
-
-
-def _migrate(targets: Sequence[tuple[str, str]]) -> None:
-    _executor().migrate(list(targets))
-
-
-def _models_at(target: tuple[str, str]) -> Apps:
-    return _executor().loader.project_state([target]).apps
-
-
 @pytest.fixture(autouse=True)
 def _back_to_the_latest() -> Iterator[None]:
     yield
-    _migrate(list(_executor().loader.graph.leaf_nodes()))
+    migrate_to_latest()
 
 
 def _accounts(models: Apps) -> list[tuple[object, ...]]:
@@ -64,8 +42,8 @@ def _accounts(models: Apps) -> list[tuple[object, ...]]:
 
 
 def test_accounts_survive_and_games_can_be_stored() -> None:
-    _migrate([_before()])
-    old = _models_at(_before())
+    migrate([migration_before(NAME_SUFFIX)])
+    old = models_at(migration_before(NAME_SUFFIX))
     user = get_user_model().objects.create_user("gamemigr", password="pw-123456!")
     account_model = old.get_model("trading", "Account")
     for n, default in enumerate((True, False)):
@@ -74,8 +52,8 @@ def test_accounts_survive_and_games_can_be_stored() -> None:
         )
     before = _accounts(old)
 
-    _migrate([_migration()])
-    new = _models_at(_migration())
+    migrate([migration_named(NAME_SUFFIX)])
+    new = models_at(migration_named(NAME_SUFFIX))
     assert _accounts(new) == before
     game = new.get_model("trading", "Game").objects.create(
         name="g", organiser_id=user.pk, starts_at=AT, ends_at=AT + dt.timedelta(days=1),
@@ -96,6 +74,6 @@ def test_accounts_survive_and_games_can_be_stored() -> None:
             starting_cash_cents=100, invite_code="code-two",
         )  # fmt: skip
 
-    _migrate([_before()])
-    assert _accounts(_models_at(_before())) == before
+    migrate([migration_before(NAME_SUFFIX)])
+    assert _accounts(models_at(migration_before(NAME_SUFFIX))) == before
     assert "trading_game" not in connection.introspection.table_names()

@@ -5,13 +5,19 @@ the microsecond, and reversing gives the old columns back with the same values, 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import pytest
 from django.apps.registry import Apps
 from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 
+from tests.trading.migration_steps import (
+    migrate,
+    migrate_to_latest,
+    migration_before,
+    migration_named,
+    models_at,
+)
 from trading.models import MinuteBar, StockPriceHistory
 
 pytestmark = [pytest.mark.db_backend, pytest.mark.django_db(transaction=True)]
@@ -29,40 +35,10 @@ INSTANTS = [
 ]
 
 
-def _executor() -> MigrationExecutor:
-    return MigrationExecutor(connection)
-
-
-def _migration() -> tuple[str, str]:
-    names = [
-        key for key in _executor().loader.graph.nodes if key[0] == "trading" and key[1].endswith(NAME_SUFFIX)
-    ]
-    assert len(names) == 1, names
-    return names[0]
-
-
-def _before() -> tuple[str, str]:
-    parents = [
-        parent
-        for parent in _executor().loader.graph.node_map[_migration()].parents
-        if parent.key[0] == "trading"
-    ]
-    assert len(parents) == 1
-    return parents[0].key
-
-
-def _migrate(targets: Sequence[tuple[str, str]]) -> None:
-    _executor().migrate(list(targets))
-
-
-def _models_at(target: tuple[str, str]) -> Apps:
-    return _executor().loader.project_state([target]).apps
-
-
 @pytest.fixture(autouse=True)
 def _back_to_the_latest() -> Iterator[None]:
     yield
-    _migrate(list(_executor().loader.graph.leaf_nodes()))
+    migrate_to_latest()
 
 
 def _fill_old_layout(old: Apps) -> None:
@@ -80,11 +56,11 @@ def _fill_old_layout(old: Apps) -> None:
 
 
 def test_migrating_keeps_every_row_and_instant_to_the_microsecond() -> None:
-    before = _before()
-    _migrate([before])
-    _fill_old_layout(_models_at(before))
+    before = migration_before(NAME_SUFFIX)
+    migrate([before])
+    _fill_old_layout(models_at(before))
 
-    _migrate([_migration()])
+    migrate([migration_named(NAME_SUFFIX)])
 
     ticks = list(StockPriceHistory.objects.filter(symbol="MIGR").order_by("seq"))
     assert [(t.seq, t.recorded_at) for t in ticks] == list(enumerate(INSTANTS, start=1))
@@ -102,14 +78,14 @@ def test_migrating_keeps_every_row_and_instant_to_the_microsecond() -> None:
 
 
 def test_reversing_gives_the_old_columns_their_values_back() -> None:
-    before = _before()
-    _migrate([before])
-    _fill_old_layout(_models_at(before))
-    _migrate([_migration()])
+    before = migration_before(NAME_SUFFIX)
+    migrate([before])
+    _fill_old_layout(models_at(before))
+    migrate([migration_named(NAME_SUFFIX)])
 
-    _migrate([before])
+    migrate([before])
 
-    old = _models_at(before)
+    old = models_at(before)
     ticks = old.get_model("trading", "StockPriceHistory").objects.filter(symbol="MIGR").order_by("seq")
     assert [(t.seq, t.recorded_at) for t in ticks] == list(enumerate(INSTANTS, start=1))
     bars = old.get_model("trading", "MinuteBar").objects.filter(symbol="MIGR").order_by("volume")

@@ -7,14 +7,19 @@ back, on each backend."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.apps.registry import Apps
 from django.db import DatabaseError, IntegrityError, connection, transaction
-from django.db.migrations.executor import MigrationExecutor
 
+from tests.trading.migration_steps import (
+    migrate,
+    migrate_to_latest,
+    migration_before,
+    migration_named,
+    models_at,
+)
 from trading.models import StockPriceHistory
 
 pytestmark = [pytest.mark.db_backend, pytest.mark.django_db(transaction=True)]
@@ -33,40 +38,10 @@ ROWS = [
 ]
 
 
-def _executor() -> MigrationExecutor:
-    return MigrationExecutor(connection)
-
-
-def _migration() -> tuple[str, str]:
-    names = [
-        key for key in _executor().loader.graph.nodes if key[0] == "trading" and key[1].endswith(NAME_SUFFIX)
-    ]
-    assert len(names) == 1, names
-    return names[0]
-
-
-def _before() -> tuple[str, str]:
-    parents = [
-        parent
-        for parent in _executor().loader.graph.node_map[_migration()].parents
-        if parent.key[0] == "trading"
-    ]
-    assert len(parents) == 1
-    return parents[0].key
-
-
-def _migrate(targets: Sequence[tuple[str, str]]) -> None:
-    _executor().migrate(list(targets))
-
-
-def _models_at(target: tuple[str, str]) -> Apps:
-    return _executor().loader.project_state([target]).apps
-
-
 @pytest.fixture(autouse=True)
 def _back_to_the_latest() -> Iterator[None]:
     yield
-    _migrate(list(_executor().loader.graph.leaf_nodes()))
+    migrate_to_latest()
 
 
 def _values(symbol: str, seq: int, at: dt.datetime) -> dict[str, object]:
@@ -122,13 +97,13 @@ def test_the_tick_table_is_keyed_by_symbol_and_seq_without_a_row_id() -> None:
 
 
 def test_migrating_keeps_every_row_and_value() -> None:
-    before = _before()
-    _migrate([before])
-    old = _models_at(before).get_model("trading", "StockPriceHistory")
+    before = migration_before(NAME_SUFFIX)
+    migrate([before])
+    old = models_at(before).get_model("trading", "StockPriceHistory")
     for row in ROWS:
         old.objects.create(**_values(*row))
 
-    _migrate([_migration()])
+    migrate([migration_named(NAME_SUFFIX)])
 
     assert _stored(StockPriceHistory) == _expected()
     assert _key_columns() == ["symbol", "seq"] and "id" not in _column_names()
@@ -142,16 +117,16 @@ def test_migrating_keeps_every_row_and_value() -> None:
 
 
 def test_reversing_gives_every_row_an_id_back() -> None:
-    before = _before()
-    _migrate([before])
-    old: Any = _models_at(before).get_model("trading", "StockPriceHistory")
+    before = migration_before(NAME_SUFFIX)
+    migrate([before])
+    old: Any = models_at(before).get_model("trading", "StockPriceHistory")
     for row in ROWS:
         old.objects.create(**_values(*row))
-    _migrate([_migration()])
+    migrate([migration_named(NAME_SUFFIX)])
 
-    _migrate([before])
+    migrate([before])
 
-    old = _models_at(before).get_model("trading", "StockPriceHistory")
+    old = models_at(before).get_model("trading", "StockPriceHistory")
     assert _stored(old) == _expected()
     assert _key_columns() == ["id"]
     assert connection.vendor != "sqlite" or not _without_rowid()
