@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from trading.models import Account
+from trading.models import Account, Game
 
 
 class LeaderboardPeriod(models.TextChoices):
@@ -58,6 +58,56 @@ class LeaderboardEntry(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.rank} {self.account_number}"
+
+
+class GameBoard(models.Model):
+    """A game's leaderboard at one instant: live (refreshed with the global boards, the newest
+    SNAPSHOTS_KEPT kept) or final, the standings at the game's end, stored once and never changed
+    (docs/architecture.md, Game leaderboards)."""
+
+    game = models.ForeignKey(Game, on_delete=models.CASCADE, related_name="+")
+    # For a final board, the game's end: the instant its prices and holdings are taken at.
+    as_of = models.DateTimeField()
+    final = models.BooleanField(default=False)
+    player_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-as_of", "-id"]
+        indexes = [models.Index(fields=["game", "-as_of"], name="game_board_game_asof_idx")]
+        constraints = [
+            # Frozen once: a second freeze (two readers, the job) fails instead of replacing it.
+            models.UniqueConstraint(
+                fields=["game"], condition=models.Q(final=True), name="game_board_one_final"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{'final' if self.final else 'live'} board of {self.game_id} @ {self.as_of:%Y-%m-%d %H:%M:%S}"
+
+
+class GameBoardEntry(models.Model):
+    board = models.ForeignKey(GameBoard, on_delete=models.CASCADE, related_name="entries")
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
+    rank = models.PositiveIntegerField()
+    username = models.CharField(max_length=150)
+    equity_cents = models.BigIntegerField()
+    # The game's starting cash: every player's return is measured against it.
+    baseline_cents = models.BigIntegerField()
+    return_pct = models.FloatField()
+    # From the player's daily equity since the game's start (analytics.services.risk_figures);
+    # None until there are enough days.
+    sharpe = models.FloatField(null=True, blank=True)
+    max_drawdown = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["board", "rank"]
+        constraints = [
+            models.UniqueConstraint(fields=["board", "rank"], name="game_board_entry_rank_unique"),
+            models.UniqueConstraint(fields=["board", "account"], name="game_board_entry_account_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.rank} {self.username}"
 
 
 class AccountEquityDay(models.Model):

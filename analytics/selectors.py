@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -24,6 +25,8 @@ from django.utils import timezone
 from analytics import services
 from analytics.models import (
     AccountAnalytics,
+    GameBoard,
+    GameBoardEntry,
     LeaderboardEntry,
     LeaderboardPeriod,
     LeaderboardSnapshot,
@@ -31,7 +34,7 @@ from analytics.models import (
 )
 from config.cache import cache_manager
 from trading.errors import InvalidRequest, NotFound
-from trading.models import Account, Asset
+from trading.models import Account, Asset, Game
 from trading.units import cents_to_str, qty_to_str, units_to_str
 
 
@@ -161,6 +164,158 @@ def leaderboard_csv_rows(*, period: str) -> Iterator[list[str]]:
             cents_to_str(equity) or "",
             cents_to_str(baseline) or "",
             f"{gain * 100:.4f}",
+            as_of,
+        ]
+
+
+# --- Game leaderboards (docs/architecture.md, Game leaderboards) ---------------------------------
+
+
+def _game_board_payload(board: GameBoard, *, starting_cash_cents: int) -> dict[str, Any]:
+    # Usernames only, as on the global board: players read each other's standing, not accounts.
+    entries = (
+        GameBoardEntry.objects.filter(board=board)
+        .order_by("rank")
+        .values_list("rank", "username", "equity_cents", "return_pct", "sharpe", "max_drawdown")[
+            : settings.LEADERBOARD_LIMIT_MAX
+        ]
+    )
+    return {
+        "game_id": str(board.game_id),
+        "status": "final" if board.final else "live",
+        "as_of": board.as_of.isoformat(),
+        "starting_cash": cents_to_str(starting_cash_cents),
+        "player_count": board.player_count,
+        "entries": [
+            {
+                "rank": rank,
+                "username": username,
+                "equity": cents_to_str(equity),
+                "return_pct": round(gain * 100, 4),
+                "sharpe": _float(sharpe, 4),
+                "max_drawdown": _float(drawdown),
+            }
+            for rank, username, equity, gain, sharpe, drawdown in entries
+        ],
+    }
+
+
+def _game_board_newest(game: Game, *, final: bool) -> GameBoard | None:
+    return GameBoard.objects.filter(game=game, final=final).order_by("-as_of", "-id").first()
+
+
+def _game_board_stored(game: Game, *, final: bool) -> dict[str, Any] | None:
+    board = _game_board_newest(game, final=final)
+    return _game_board_payload(board, starting_cash_cents=game.starting_cash_cents) if board else None
+
+
+def _game_final_get_or_freeze(game: Game, now: dt.datetime) -> dict[str, Any]:
+    def load() -> dict[str, Any]:
+        board = _game_board_stored(game, final=True)
+        if board is None:
+            # The job has not frozen it yet: the first reader does (once: under the game's lock).
+            services.game_standings_freeze(game_id=game.pk, now=now)
+            board = _game_board_stored(game, final=True)
+        assert board is not None
+        return board
+
+    final: dict[str, Any] = cache_manager().cached(
+        services.game_standings_cache_key(game.pk), "leaderboard", load
+    )
+    return final
+
+
+def _game_live_get_or_refresh(game: Game, now: dt.datetime) -> dict[str, Any]:
+    bound = float(settings.LEADERBOARD_MAX_STALENESS_S)
+    manager = cache_manager()
+    board: dict[str, Any] | None = manager.cached(
+        services.game_board_cache_key(game.pk), "leaderboard", lambda: _game_board_stored(game, final=False)
+    )
+    if _age(board, now) <= bound:
+        assert board is not None
+        return board
+    with manager.single_flight(f"game-board-refresh:{game.pk}") as holder:
+        # Another process may have refreshed while this one waited for the lock.
+        board = _game_board_stored(game, final=False)
+        if _age(board, now) > bound and holder:
+            services.game_boards_refresh(now=now, game_ids=[game.pk])
+            board = _game_board_stored(game, final=False)
+        if _age(board, now) > bound:
+            # The holder did not finish within the wait: recompute here rather than serve stale.
+            services.game_boards_refresh(now=now, game_ids=[game.pk])
+            board = _game_board_stored(game, final=False)
+    assert board is not None
+    return board
+
+
+def game_leaderboard_whole_get_or_refresh(*, game: Game, now: dt.datetime | None = None) -> dict[str, Any]:
+    """A game's whole board (up to LEADERBOARD_LIMIT_MAX entries) as the cache holds it (shared:
+    never modify it). Once the game is over: its final standings (``status`` "final", ``as_of``
+    the end), frozen by this read if the job has not yet. Before: the live board (``status``
+    "live"), never older than LEADERBOARD_MAX_STALENESS_S, recomputed and stored first when it
+    was. The caller has checked the reader may see ``game`` (``trading.selectors.game_get``)."""
+    now = now or timezone.now()
+    if now >= game.closes_at():
+        return _game_final_get_or_freeze(game, now)
+    return _game_live_get_or_refresh(game, now)
+
+
+def game_leaderboard_get_or_refresh(
+    *, game: Game, limit: int | None = None, now: dt.datetime | None = None
+) -> dict[str, Any]:
+    """``game_leaderboard_whole_get_or_refresh`` cut to its first ``limit`` entries (1 to
+    LEADERBOARD_LIMIT_MAX; all of them when None)."""
+    if limit is not None and not 1 <= limit <= settings.LEADERBOARD_LIMIT_MAX:
+        raise InvalidRequest(f"limit must be between 1 and {settings.LEADERBOARD_LIMIT_MAX}")
+    board = game_leaderboard_whole_get_or_refresh(game=game, now=now)
+    return board if limit is None else leaderboard_first(board, limit)
+
+
+GAME_STANDINGS_CSV_HEADER = [
+    "rank",
+    "username",
+    "equity",
+    "starting_cash",
+    "return_pct",
+    "sharpe",
+    "max_drawdown",
+    "status",
+    "as_of",
+]
+
+
+def game_standings_csv_rows_get_or_refresh(
+    *, game: Game, now: dt.datetime | None = None
+) -> Iterator[list[str | Decimal | int | None]]:
+    """Every entry of the game's board (final once it is over, else live and fresh, refreshed or
+    frozen first as ``game_leaderboard_whole_get_or_refresh`` does), header first, for its
+    organiser's export: usernames, never account numbers. Text cells are ``str``, figures numbers,
+    so the CSV writer neutralises formulas in the text only (trading/api/csv_export.py)."""
+    board = game_leaderboard_whole_get_or_refresh(game=game, now=now)
+    # The newest stored board of its kind: the one just read, or one fresher still.
+    stored = _game_board_newest(game, final=board["status"] == "final")
+    yield list(GAME_STANDINGS_CSV_HEADER)
+    if stored is None:
+        return
+    entries = (
+        GameBoardEntry.objects.filter(board=stored)
+        .order_by("rank")
+        .values_list(
+            "rank", "username", "equity_cents", "baseline_cents", "return_pct", "sharpe", "max_drawdown"
+        )
+    )
+    as_of = stored.as_of.isoformat()
+    status = "final" if stored.final else "live"
+    for rank, username, equity, baseline, gain, sharpe, drawdown in entries.iterator(chunk_size=2000):
+        yield [
+            rank,
+            username,
+            Decimal(equity).scaleb(-2),
+            Decimal(baseline).scaleb(-2),
+            Decimal(f"{gain * 100:.4f}"),
+            None if sharpe is None else Decimal(f"{sharpe:.4f}"),
+            None if drawdown is None else Decimal(f"{drawdown:.6f}"),
+            status,
             as_of,
         ]
 

@@ -113,3 +113,36 @@ class StatementSerializer(serializers.Serializer[Any]):
             "created_at": rfc3339(statement.created_at),
             "pdf_url": request.build_absolute_uri(reverse("statement-pdf", args=[statement.pk])),
         }
+
+
+class GameLeaderboardQuerySerializer(serializers.Serializer[Any]):
+    limit = IntegerField(
+        min_value=1,
+        max_value=settings.LEADERBOARD_LIMIT_MAX,
+        required=False,
+        help_text=f"Default: every player (at most {settings.LEADERBOARD_LIMIT_MAX}).",
+    )
+
+
+class GameLeaderboardEntrySerializer(serializers.Serializer[Any]):
+    rank = serializers.IntegerField()
+    username = serializers.CharField()
+    equity = serializers.CharField(help_text="dollars")
+    return_pct = serializers.FloatField(help_text="percent since the start, against the starting cash")
+    sharpe = serializers.FloatField(
+        allow_null=True, help_text="annualised, from daily equity since the start; null under three days"
+    )
+    max_drawdown = serializers.FloatField(allow_null=True, help_text="deepest fall from a peak, a fraction")
+
+
+class GameLeaderboardSerializer(serializers.Serializer[Any]):
+    game_id = serializers.UUIDField()
+    status = serializers.CharField(
+        help_text="live while the game runs; final: the standings at the game's end, frozen for good"
+    )
+    as_of = serializers.DateTimeField(
+        help_text="live: when it was computed, never older than the staleness bound; final: the game's end"
+    )
+    starting_cash = serializers.CharField(help_text="dollars; every return is measured against it")
+    player_count = serializers.IntegerField()
+    entries = GameLeaderboardEntrySerializer(many=True)

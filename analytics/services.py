@@ -54,6 +54,8 @@ from analytics.models import (
     AccountAnalytics,
     AccountEquityDay,
     FrontendSample,
+    GameBoard,
+    GameBoardEntry,
     LeaderboardEntry,
     LeaderboardPeriod,
     LeaderboardSnapshot,
@@ -61,9 +63,19 @@ from analytics.models import (
 )
 from config.cache import cache_manager
 from trading import calendar
-from trading.errors import InvalidRequest
-from trading.models import Account, Asset, CashEntry, Fill, MinuteBar, OrderSide, Position
-from trading.quotes import latest_quotes
+from trading.errors import InvalidRequest, NotFound
+from trading.models import (
+    Account,
+    Asset,
+    CashEntry,
+    Fill,
+    Game,
+    GamePlayer,
+    MinuteBar,
+    OrderSide,
+    Position,
+)
+from trading.quotes import latest_quotes, prices_at
 from trading.selectors import day_boundary, previous_closes
 from trading.units import QTY_SCALE, UNITS_PER_CENT, holding_value_units
 
@@ -78,6 +90,14 @@ _M = TypeVar("_M", bound=Model)
 
 def leaderboard_cache_key(period: str) -> str:
     return f"leaderboard:{period}"
+
+
+def game_board_cache_key(game_id: uuid.UUID | str) -> str:
+    return f"game_board:{game_id}"
+
+
+def game_standings_cache_key(game_id: uuid.UUID | str) -> str:
+    return f"game_standings:{game_id}"
 
 
 def account_analytics_cache_key(account_id: uuid.UUID | str) -> str:
@@ -570,6 +590,269 @@ def analytics_refresh_all(*, now: dt.datetime | None = None) -> LeaderboardRefre
     result = leaderboard_refresh(book=book)
     account_analytics_refresh(book=book)
     return result
+
+
+def leaderboards_refresh_all(*, now: dt.datetime | None = None) -> LeaderboardRefreshResult:
+    """The leaderboard job's body: the global boards and every running game's live board from one
+    load of the book, then the final standings of games that ended since the last run."""
+    book = book_load(now=now)
+    result = leaderboard_refresh(book=book)
+    game_boards_refresh(book=book)
+    game_standings_freeze_due(now=book.now)
+    return result
+
+
+# --- Game leaderboards (docs/architecture.md, Game leaderboards) --------------------------------
+
+
+@dataclass(frozen=True)
+class GameStanding:
+    account_id: uuid.UUID
+    username: str
+    equity_cents: int
+    return_pct: float
+    sharpe: float | None
+    max_drawdown: float | None
+
+
+def game_over_q(now: dt.datetime) -> Q:
+    """Games whose end (planned, or early) has come."""
+    return Q(ends_at__lte=now) | Q(ended_at__lte=now)
+
+
+def _game_ranked(standings: Iterable[GameStanding]) -> list[GameStanding]:
+    # Ties by equity, then by name, so equal players keep one order from run to run.
+    return sorted(standings, key=lambda row: (-row.return_pct, -row.equity_cents, row.username))
+
+
+def _game_points(
+    *, account_ids: Iterable[uuid.UUID], since: dt.date, before: dt.date
+) -> dict[uuid.UUID, list[tuple[dt.date, int, int]]]:
+    """Each account's stored daily equity from ``since`` to the day before ``before``: one query."""
+    points: dict[uuid.UUID, list[tuple[dt.date, int, int]]] = defaultdict(list)
+    rows = AccountEquityDay.objects.filter(
+        account_id__in=list(account_ids), day__gte=since, day__lt=before
+    ).order_by("account_id", "day")
+    for account_id, day, equity, flows in rows.values_list(
+        "account_id", "day", "equity_cents", "flows_cents"
+    ):
+        points[account_id].append((day, equity, flows))
+    return points
+
+
+def _game_standing(
+    *,
+    account_id: uuid.UUID,
+    username: str,
+    equity_cents: int,
+    baseline_cents: int,
+    points: list[tuple[dt.date, int, int]],
+    today: dt.date,
+) -> GameStanding:
+    figures = risk_figures(points=points, today=today, risk_free_rate=settings.ANALYTICS_RISK_FREE_RATE)
+    return GameStanding(
+        account_id=account_id,
+        username=username,
+        equity_cents=equity_cents,
+        return_pct=_ratio(equity_cents - baseline_cents, baseline_cents),
+        sharpe=figures.sharpe,
+        max_drawdown=figures.max_drawdown,
+    )
+
+
+def _game_entries(board: GameBoard, ranked: list[GameStanding], baseline_cents: int) -> list[GameBoardEntry]:
+    return [
+        GameBoardEntry(
+            board=board,
+            account_id=row.account_id,
+            rank=rank,
+            username=row.username,
+            equity_cents=row.equity_cents,
+            baseline_cents=baseline_cents,
+            return_pct=row.return_pct,
+            sharpe=row.sharpe,
+            max_drawdown=row.max_drawdown,
+        )
+        for rank, row in enumerate(ranked, start=1)
+    ]
+
+
+def game_boards_refresh(
+    *, now: dt.datetime | None = None, book: Book | None = None, game_ids: Sequence[uuid.UUID] | None = None
+) -> int:
+    """Live boards of every running game (or of the games named that are not over yet), ranked by
+    return since the start: equity against the game's starting cash. The players (not removed),
+    their daily equity and, unless given, the book of their accounts are loaded once for all the
+    games; the boards and their entries are written with bulk statements, the newest
+    SNAPSHOTS_KEPT live boards of each game kept. Returns the number of boards written."""
+    now = book.now if book is not None else now or timezone.now()
+    games = Game.objects.exclude(game_over_q(now))
+    games = games.filter(starts_at__lte=now) if game_ids is None else games.filter(pk__in=list(game_ids))
+    found = {row[0]: row for row in games.values_list("id", "starts_at", "starting_cash_cents")}
+    if not found:
+        return 0
+    players: dict[uuid.UUID, list[tuple[uuid.UUID, str]]] = defaultdict(list)
+    for game_id, account_id, username in GamePlayer.objects.filter(
+        game_id__in=list(found), removed_at__isnull=True
+    ).values_list("game_id", "account_id", "user__username"):
+        players[game_id].append((account_id, username))
+    account_ids = [account_id for rows in players.values() for account_id, _ in rows]
+    if book is None:
+        book = book_load(now=now, account_ids=account_ids)
+    states = {state.account_id: state for state in book.accounts}
+    first_day = min(calendar.trading_day_of(starts_at) for _, starts_at, _ in found.values())
+    points = _game_points(account_ids=account_ids, since=first_day, before=book.trading_day)
+    with transaction.atomic():
+        boards = GameBoard.objects.bulk_create(
+            GameBoard(game_id=game_id, as_of=book.now, player_count=len(players[game_id]))
+            for game_id in found
+        )
+        entries: list[GameBoardEntry] = []
+        for board in boards:
+            _, starts_at, baseline = found[board.game_id]
+            start_day = calendar.trading_day_of(starts_at)
+            standings = []
+            for account_id, username in players[board.game_id]:
+                state = states.get(account_id)
+                if state is None:  # joined after the book was loaded: on the next board
+                    continue
+                series = [point for point in points.get(account_id, []) if point[0] >= start_day]
+                series.append((book.trading_day, state.equity_cents, state.flows_today_cents))
+                standings.append(
+                    _game_standing(
+                        account_id=account_id,
+                        username=username,
+                        equity_cents=state.equity_cents,
+                        baseline_cents=baseline,
+                        points=series,
+                        today=book.trading_day,
+                    )
+                )
+            entries.extend(_game_entries(board, _game_ranked(standings), baseline))
+        GameBoardEntry.objects.bulk_create(entries, batch_size=1000)
+        # Each game keeps its newest SNAPSHOTS_KEPT live boards, as the global boards do.
+        live = (
+            GameBoard.objects.filter(game_id__in=list(found), final=False)
+            .order_by("game_id", "-as_of", "-id")
+            .values_list("game_id", "pk")
+        )
+        stale = [
+            pk
+            for _, rows in itertools.groupby(live, key=lambda row: row[0])
+            for _, pk in itertools.islice(rows, SNAPSHOTS_KEPT, None)
+        ]
+        if stale:
+            GameBoard.objects.filter(pk__in=stale).delete()
+        cache_manager().invalidate_on_commit(*(game_board_cache_key(game_id) for game_id in found))
+    return len(boards)
+
+
+def _game_standings_at(*, game: Game, at: dt.datetime) -> list[GameStanding]:
+    """The players' standings at ``at``: cash and holdings as they were then (what moved after is
+    taken back out of today's), priced at each symbol's last tick at or before ``at``. Six
+    queries for any number of players."""
+    roster = list(
+        GamePlayer.objects.filter(game=game, removed_at__isnull=True).values_list(
+            "account_id", "user__username"
+        )
+    )
+    ids = [account_id for account_id, _ in roster]
+    cash = dict(Account.objects.filter(pk__in=ids).values_list("pk", "cash_cents"))
+    for row in (
+        CashEntry.objects.filter(account_id__in=ids, created_at__gt=at)
+        .values("account_id")
+        .order_by()
+        .annotate(total=Sum("amount_cents"))
+    ):
+        cash[row["account_id"]] -= int(row["total"])
+    held: dict[uuid.UUID, dict[str, int]] = defaultdict(dict)
+    cost: dict[tuple[uuid.UUID, str], tuple[int, int]] = {}
+    for account_id, symbol, qty, cost_basis in Position.objects.filter(account_id__in=ids).values_list(
+        "account_id", "asset__symbol", "qty", "cost_basis_cents"
+    ):
+        held[account_id][symbol] = qty
+        cost[(account_id, symbol)] = (qty, cost_basis)
+    big = BigIntegerField()
+    signed_qty = Case(When(side=OrderSide.BUY, then=F("qty")), default=-F("qty"), output_field=big)
+    for fill_row in (
+        Fill.objects.filter(account_id__in=ids, filled_at__gt=at)
+        .values("account_id", "asset__symbol")
+        .order_by()
+        .annotate(net=Sum(signed_qty))
+    ):
+        by = held[fill_row["account_id"]]
+        by[fill_row["asset__symbol"]] = by.get(fill_row["asset__symbol"], 0) - int(fill_row["net"])
+    symbols = {symbol for by in held.values() for symbol, qty in by.items() if qty}
+    prices = prices_at(symbols=symbols, at=at)
+    closes = previous_closes(symbols=symbols - prices.keys(), before=at)
+    end_day = calendar.trading_day_of(at)
+    points = _game_points(account_ids=ids, since=calendar.trading_day_of(game.starts_at), before=end_day)
+    standings = []
+    for account_id, username in roster:
+        holdings = 0
+        for symbol, qty in held.get(account_id, {}).items():
+            if not qty:
+                continue
+            price = prices.get(symbol) or closes.get(symbol)
+            if price is None:
+                # No price of the symbol at all before the end: the shares at what they cost.
+                cost_qty, basis = cost.get((account_id, symbol), (0, 0))
+                price = abs(basis) * UNITS_PER_CENT * QTY_SCALE // abs(cost_qty) if cost_qty else 0
+            holdings += holding_value_units(price_units=price, qty=qty)
+        equity = cash[account_id] + round(holdings / UNITS_PER_CENT)
+        series = [*points.get(account_id, []), (end_day, equity, 0)]
+        standings.append(
+            _game_standing(
+                account_id=account_id,
+                username=username,
+                equity_cents=equity,
+                baseline_cents=game.starting_cash_cents,
+                points=series,
+                today=end_day,
+            )
+        )
+    return _game_ranked(standings)
+
+
+def game_standings_freeze(*, game_id: uuid.UUID, now: dt.datetime | None = None) -> GameBoard:
+    """The final standings of a game that is over, stored the first time and returned as stored
+    ever after: priced at the last tick at or before the game's end, with cash and holdings as they
+    were then, so nothing that happens after the end moves them. Under the game's row lock (and a
+    unique final board per game), so two freezes store one."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        game = Game.objects.select_for_update().filter(pk=game_id).first()
+        if game is None:
+            raise NotFound("game not found")
+        existing = GameBoard.objects.filter(game=game, final=True).first()
+        if existing is not None:
+            return existing
+        end = game.closes_at()
+        if now < end:
+            raise InvalidRequest("the game is not over yet")
+        ranked = _game_standings_at(game=game, at=end)
+        board = GameBoard.objects.create(game=game, as_of=end, final=True, player_count=len(ranked))
+        GameBoardEntry.objects.bulk_create(
+            _game_entries(board, ranked, game.starting_cash_cents), batch_size=1000
+        )
+        # The live boards are history now: the final one answers from here on.
+        GameBoard.objects.filter(game=game, final=False).delete()
+        cache_manager().invalidate_on_commit(game_board_cache_key(game.pk), game_standings_cache_key(game.pk))
+    return board
+
+
+def game_standings_freeze_due(*, now: dt.datetime | None = None) -> int:
+    """Freeze the standings of every game that is over and has none yet (one query when none is
+    due); returns how many were frozen."""
+    now = now or timezone.now()
+    due = list(
+        Game.objects.filter(game_over_q(now))
+        .exclude(pk__in=GameBoard.objects.filter(final=True).values("game_id"))
+        .values_list("pk", flat=True)
+    )
+    for game_id in due:
+        game_standings_freeze(game_id=game_id, now=now)
+    return len(due)
 
 
 # --- Frontend performance reports -------------------------------------------------------------

@@ -31,7 +31,8 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     # Every 5 min: re-send runs whose message was lost (queued for longer than a lease, or
     # running past their lease); the broker's own redelivery covers a dead worker's messages.
     "job-runs-recover": {"task": "jobs.job_runs_recover", "schedule": 300.0},
-    # Every 4 s: overall and daily leaderboards. Readers recompute a board older than
+    # Every 4 s: overall and daily leaderboards and every running game's, from one load of every
+    # account; games just over get their final standings. Readers recompute a board older than
     # LEADERBOARD_MAX_STALENESS_S (5 s) themselves; this keeps them from paying for it.
     # `expires` drops runs queued behind a busy worker: the next run supersedes them.
     "leaderboard-refresh": {"task": "jobs.leaderboard_refresh", "schedule": 4.0, "options": {"expires": 4.0}},

@@ -99,8 +99,9 @@ def orders_expire_task(self: JobTask) -> int:
 
 @shared_task(name="jobs.leaderboard_refresh", ignore_result=True)
 def leaderboard_refresh_task() -> None:
-    """Overall and daily leaderboards for every account."""
-    analytics_services.leaderboard_refresh()
+    """Overall and daily leaderboards for every account, every running game's board, and the final
+    standings of games just over."""
+    analytics_services.leaderboards_refresh_all()
 
 
 @shared_task(name="jobs.analytics_refresh", ignore_result=True)

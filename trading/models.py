@@ -546,3 +546,22 @@ class GamePlayer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.game}"
+
+
+GAME_ANNOUNCEMENT_MAX_LENGTH = 2000
+
+
+class GameAnnouncement(models.Model):
+    """A message from a game's organiser to its players (README, Running a game)."""
+
+    game = models.ForeignKey(Game, on_delete=models.CASCADE, related_name="announcements")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    text = models.TextField(max_length=GAME_ANNOUNCEMENT_MAX_LENGTH)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["game", "-created_at"], name="game_announcement_game_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.game_id} @ {self.created_at:%Y-%m-%d %H:%M}"

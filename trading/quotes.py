@@ -133,6 +133,22 @@ def latest_ticks_from_db(*, symbols: Iterable[str]) -> dict[str, LatestQuote]:
     return {tick.symbol: LatestQuote.from_tick(tick) for tick in rows}
 
 
+def prices_at(*, symbols: Iterable[str], at: dt.datetime) -> dict[str, int]:
+    """Each symbol's last trade price at or before ``at`` (price units), from its newest stored
+    tick by time: one query, a seek per symbol down (symbol, recorded_at). A symbol with no tick
+    by then (or none kept) is absent."""
+    wanted = sorted(set(symbols))
+    if not wanted:
+        return {}
+    newest = newest_per_symbol(
+        StockPriceHistory, symbols=wanted, order_key="recorded_at", recorded_at__lte=at
+    )
+    rows = StockPriceHistory.objects.filter(
+        KeyIn(*(F(field.name) for field in StockPriceHistory._meta.pk_fields), Subquery(newest))
+    )
+    return dict(rows.values_list("symbol", "price_units"))
+
+
 def latest_quotes(*, symbols: Iterable[str]) -> dict[str, LatestQuote]:
     """Latest quotes from Redis, with the database filling in whatever Redis lacks or if it is down."""
     wanted = sorted(set(symbols))

@@ -18,7 +18,7 @@ import datetime as dt
 import re
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -41,7 +41,7 @@ from django.db.models.functions import Coalesce, Mod
 from django.utils import timezone
 
 from trading import calendar, margin
-from trading.errors import InvalidRequest, NotFound
+from trading.errors import Forbidden, InvalidRequest, NotFound
 from trading.models import (
     OPEN_ORDER_STATUSES,
     Account,
@@ -51,6 +51,7 @@ from trading.models import (
     DailyBar,
     Fill,
     Game,
+    GameAnnouncement,
     GamePlayer,
     MinuteBar,
     Order,
@@ -62,12 +63,21 @@ from trading.models import (
     WatchlistEntry,
 )
 from trading.quotes import latest_quotes, newest_per_symbol
-from trading.units import QTY_SCALE, UNITS_PER_CENT, divide_half_even, holding_value_units
+from trading.units import (
+    QTY_SCALE,
+    UNITS_PER_CENT,
+    divide_half_even,
+    holding_value_units,
+    qty_to_str,
+    units_to_str,
+)
 from trading.usernames import username_skeleton
 
 ORDERS_LIMIT_DEFAULT = 50
 ORDERS_LIMIT_MAX = 500
 ACTIVITIES_PAGE_MAX = 100
+GAME_ANNOUNCEMENTS_LIMIT_DEFAULT = 100
+GAME_ANNOUNCEMENTS_LIMIT_MAX = 500
 
 # --- Prices -------------------------------------------------------------------------------------
 
@@ -1088,6 +1098,66 @@ def game_get(*, game_id: uuid.UUID | str, user_id: int | None = None) -> Game:
     ):
         raise NotFound("game not found")
     return game
+
+
+def game_get_for_organiser(*, game_id: uuid.UUID | str, user_id: int) -> Game:
+    """A game its organiser asks for: found as ``game_get`` finds it, refused (403) to anyone else."""
+    game = game_get(game_id=game_id, user_id=user_id)
+    if game.organiser_id != user_id:
+        raise Forbidden("only the game's organiser may do this")
+    return game
+
+
+GAME_TRADES_CSV_HEADER = ["filled_at", "username", "symbol", "side", "qty", "price", "notional", "commission"]
+
+
+def game_trades_csv_rows(*, game: Game) -> Iterator[list[str | int | Decimal | dt.datetime | None]]:
+    """Every fill of every player of the game (removed ones too: they traded in it), oldest first,
+    header first, for its organiser's export. Usernames, never account numbers or ids. Text cells
+    are ``str``, figures numbers (trading/api/csv_export.py neutralises formulas in the text)."""
+    yield list(GAME_TRADES_CSV_HEADER)
+    fills = (
+        Fill.objects.filter(account__game_player__game=game)
+        .order_by("filled_at", "id")
+        .values_list(
+            "filled_at",
+            "account__game_player__user__username",
+            "asset__symbol",
+            "side",
+            "qty",
+            "price_units",
+            "value_cents",
+            "commission_cents",
+        )
+    )
+    for filled_at, username, symbol, side, qty, price, value, commission in fills.iterator(chunk_size=2000):
+        yield [
+            filled_at,
+            username,
+            symbol,
+            side,
+            Decimal(qty_to_str(qty) or "0"),
+            Decimal(units_to_str(price) or "0"),
+            Decimal(value).scaleb(-2),
+            Decimal(commission).scaleb(-2),
+        ]
+
+
+def game_announcements_list(
+    *, game_id: uuid.UUID | str, user_id: int, limit: int = GAME_ANNOUNCEMENTS_LIMIT_DEFAULT
+) -> list[GameAnnouncement]:
+    """The game's announcements, newest first, for its organiser and its players (a removed player
+    no longer reads them); anyone else is refused (403), and an invite-only game stays hidden."""
+    if not 1 <= limit <= GAME_ANNOUNCEMENTS_LIMIT_MAX:
+        raise InvalidRequest(f"limit must be between 1 and {GAME_ANNOUNCEMENTS_LIMIT_MAX}")
+    game = game_get(game_id=game_id, user_id=user_id)
+    if (
+        game.organiser_id != user_id
+        and not GamePlayer.objects.filter(game=game, user_id=user_id, removed_at__isnull=True).exists()
+    ):
+        raise Forbidden("only the game's organiser and players may read its announcements")
+    announcements = GameAnnouncement.objects.filter(game=game).select_related("author")
+    return list(announcements.order_by("-created_at", "-id")[:limit])
 
 
 def game_players_list(*, game_id: uuid.UUID) -> list[GamePlayer]:

@@ -42,6 +42,7 @@ from trading.events import (
 from trading.models import (
     AUCTION_TIME_IN_FORCE,
     CLOSING_INTENTS,
+    GAME_ANNOUNCEMENT_MAX_LENGTH,
     OPEN_ORDER_STATUSES,
     Account,
     ApiKey,
@@ -50,6 +51,7 @@ from trading.models import (
     CommissionPlan,
     Fill,
     Game,
+    GameAnnouncement,
     GamePlayer,
     Order,
     OrderClass,
@@ -511,6 +513,25 @@ def game_end(*, game_id: uuid.UUID | str, organiser_id: int, now: dt.datetime | 
             list(GamePlayer.objects.filter(game=game).values_list("account_id", flat=True)), now=now
         )
     return game
+
+
+def game_announcement_post(
+    *, game_id: uuid.UUID | str, author_id: int, text: str, now: dt.datetime | None = None
+) -> GameAnnouncement:
+    """An announcement from the game's organiser to its players (1 to
+    GAME_ANNOUNCEMENT_MAX_LENGTH characters once trimmed); anyone else is refused."""
+    text = text.strip()
+    if not text:
+        raise InvalidRequest("text must not be empty")
+    if len(text) > GAME_ANNOUNCEMENT_MAX_LENGTH:
+        raise InvalidRequest(f"text must be at most {GAME_ANNOUNCEMENT_MAX_LENGTH} characters")
+    # Found as the game's page finds it: an invite-only game is not there for outsiders.
+    game = selectors.game_get(game_id=game_id, user_id=author_id)
+    if game.organiser_id != author_id:
+        raise Forbidden("only the game's organiser may post announcements")
+    return GameAnnouncement.objects.create(
+        game=game, author_id=author_id, text=text, created_at=now or timezone.now()
+    )
 
 
 def _game_accounts_cancel_orders(account_ids: list[uuid.UUID], *, now: dt.datetime) -> None:

@@ -88,6 +88,18 @@ def test_operations_that_need_an_account_or_a_name_document_403_and_404(schema: 
     assert "403" in paths["/v2/leaderboard.csv"]["get"]["responses"]  # staff only
 
 
+def test_a_games_board_exports_and_announcements_are_documented(schema: dict[str, Any]) -> None:
+    paths = schema["paths"]
+    for name in ("standings.csv", "trades.csv"):
+        responses = paths[f"/v2/games/{{game_id}}/{name}"]["get"]["responses"]
+        assert "text/csv" in responses["200"]["content"] and "403" in responses, name  # organiser only
+    announcements = paths["/v2/games/{game_id}/announcements"]
+    assert "403" in announcements["get"]["responses"] and "403" in announcements["post"]["responses"]
+    board = paths["/v2/games/{game_id}/leaderboard"]["get"]
+    assert "404" in board["responses"] and "403" not in board["responses"]
+    assert _parameter(schema, "/v2/games/{game_id}/leaderboard", "limit")["maximum"] == 500
+
+
 def test_activities_are_a_list_told_apart_by_activity_type(schema: dict[str, Any]) -> None:
     components = schema["components"]["schemas"]
     activity = components["Activity"]
@@ -164,12 +176,31 @@ def _seed(
         client_order_id="schema-resting",
     )
     watchlist = services.watchlist_create(account_id=account.pk, name="Tech", symbols=["AAPL"])
+    # A running game the key's user organises and plays in: its board, exports and announcements.
+    game = services.game_create(
+        organiser=account.user,
+        rules=services.GameRules(
+            name="Schema cup",
+            starts_at=start,
+            ends_at=start + dt.timedelta(days=1),
+            starting_cash_cents=1_000_000,
+        ),
+    )
+    player = services.game_join(game_id=game.pk, user=account.user).account
+    services.order_place(
+        account_id=player.pk,
+        request=services.OrderRequest(
+            side="buy", time_in_force="gtc", symbol="AAPL", type="market", qty=shares(1)
+        ),
+    )
+    services.game_announcement_post(game_id=game.pk, author_id=account.user_id, text="Welcome")
     known = {
         "orders": [filled, resting],
         "symbols": ["AAPL", "MSFT"],
         "watchlists": [str(watchlist.pk)],
         "watchlist_names": ["Tech"],
         "client_order_ids": ["schema-resting"],
+        "games": [str(game.pk)],
     }
     return key.key_id, secret, known
 
@@ -184,6 +215,7 @@ def _config(known: dict[str, list[str]]) -> str:
         "path.symbol_or_asset_id": "symbols",
         "path.symbol": "symbols",
         "path.watchlist_id": "watchlists",
+        "path.game_id": "games",
         "query.name": "watchlist_names",
         "query.client_order_id": "client_order_ids",
         "query.symbols": "symbols",

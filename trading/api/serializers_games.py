@@ -10,7 +10,15 @@ from typing import Any
 from rest_framework import serializers
 
 from trading.api.serializers import NotionalField, ShapeSerializer, cents_to_str, rfc3339
-from trading.models import Game, GamePlayer, OrderClass, OrderType
+from trading.models import (
+    GAME_ANNOUNCEMENT_MAX_LENGTH,
+    Game,
+    GameAnnouncement,
+    GamePlayer,
+    OrderClass,
+    OrderType,
+)
+from trading.selectors import GAME_ANNOUNCEMENTS_LIMIT_DEFAULT, GAME_ANNOUNCEMENTS_LIMIT_MAX
 
 
 class GameRulesSerializer(serializers.Serializer[Any]):
@@ -125,4 +133,35 @@ class GamePlayerSerializer(ShapeSerializer):
             "account_id": str(player.account_id),
             "joined_at": rfc3339(player.joined_at),
             "removed_at": rfc3339(player.removed_at),
+        }
+
+
+class GameAnnouncementPostSerializer(serializers.Serializer[Any]):
+    text = serializers.CharField(max_length=GAME_ANNOUNCEMENT_MAX_LENGTH)
+
+
+class GameAnnouncementsQuerySerializer(serializers.Serializer[Any]):
+    limit = serializers.IntegerField(
+        min_value=1,
+        max_value=GAME_ANNOUNCEMENTS_LIMIT_MAX,
+        default=GAME_ANNOUNCEMENTS_LIMIT_DEFAULT,
+        help_text=f"Newest first; default {GAME_ANNOUNCEMENTS_LIMIT_DEFAULT}.",
+    )
+
+
+class GameAnnouncementSerializer(ShapeSerializer):
+    id = serializers.IntegerField()
+    game_id = serializers.UUIDField()
+    author = serializers.CharField(help_text="The organiser's username.")
+    text = serializers.CharField()
+    created_at = serializers.CharField()
+
+    @classmethod
+    def shape(cls, announcement: GameAnnouncement) -> dict[str, Any]:
+        return {
+            "id": announcement.pk,
+            "game_id": str(announcement.game_id),
+            "author": announcement.author.username,
+            "text": announcement.text,
+            "created_at": rfc3339(announcement.created_at),
         }

@@ -29,6 +29,10 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("games/<str:game_id>", views.GameDetailView.as_view(), name="game-detail"),
     path("games/<str:game_id>/join", views.GameJoinView.as_view(), name="game-join"),
     path("games/<str:game_id>/end", views.GameEndView.as_view(), name="game-end"),
+    path("games/<str:game_id>/trades.csv", views.GameTradesCsvView.as_view(), name="game-trades-csv"),
+    path(
+        "games/<str:game_id>/announcements", views.GameAnnouncementsView.as_view(), name="game-announcements"
+    ),
     path("games/<str:game_id>/players/<str:username>", views.GamePlayerView.as_view(), name="game-player"),
     path("watchlists", views.WatchlistsView.as_view(), name="watchlists"),
     path("watchlists:by_name", views.WatchlistByNameView.as_view(), name="watchlist-by-name"),

@@ -10,7 +10,15 @@ from trading.api.views_account import (
     PortfolioHistoryView,
 )
 from trading.api.views_assets import AssetDetailView, AssetsView, CalendarView, ClockView
-from trading.api.views_games import GameDetailView, GameEndView, GameJoinView, GamePlayerView, GamesView
+from trading.api.views_games import (
+    GameAnnouncementsView,
+    GameDetailView,
+    GameEndView,
+    GameJoinView,
+    GamePlayerView,
+    GamesView,
+    GameTradesCsvView,
+)
 from trading.api.views_orders import OrderByClientIdView, OrderDetailView, OrdersView
 from trading.api.views_positions import PositionDetailView, PositionsView
 from trading.api.views_watchlists import (
@@ -30,10 +38,12 @@ __all__ = [
     "AssetsView",
     "CalendarView",
     "ClockView",
+    "GameAnnouncementsView",
     "GameDetailView",
     "GameEndView",
     "GameJoinView",
     "GamePlayerView",
+    "GameTradesCsvView",
     "GamesView",
     "OrderByClientIdView",
     "OrderDetailView",

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponseBase
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
@@ -40,6 +41,14 @@ def request_account(request: Request) -> Account:
     if account is None:
         raise PermissionDenied("this user has no trading account")
     return account
+
+
+def request_user(request: Request) -> User:
+    """The user behind the request (its key's owner, or its session's)."""
+    user = request.user
+    if not isinstance(user, User):
+        raise PermissionDenied("authentication required")
+    return user
 
 
 def parse_query(serializer_class: type[serializers.Serializer[Any]], request: Request) -> dict[str, Any]:

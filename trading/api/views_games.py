@@ -9,19 +9,24 @@ import dataclasses
 from typing import Any
 
 from django.contrib.auth.models import User
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from django.http import StreamingHttpResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from trading import selectors, services
+from trading.api.csv_export import csv_response
 from trading.api.serializers_games import (
+    GameAnnouncementPostSerializer,
+    GameAnnouncementSerializer,
+    GameAnnouncementsQuerySerializer,
     GameJoinSerializer,
     GamePlayerSerializer,
     GameRulesSerializer,
     GameSerializer,
 )
-from trading.api.views_base import TradingAPIView, parse_body, parse_uuid, with_errors
+from trading.api.views_base import TradingAPIView, parse_body, parse_query, parse_uuid, with_errors
 from trading.models import Game
 
 GAME_ID = OpenApiParameter("game_id", str, OpenApiParameter.PATH, description="game UUID")
@@ -132,3 +137,46 @@ class GamePlayerView(TradingAPIView):
             game_id=parse_uuid(game_id, what="game"), organiser_id=_user(request).pk, username=username
         )
         return Response(GamePlayerSerializer.shape(player))
+
+
+class GameTradesCsvView(TradingAPIView):
+    @extend_schema(
+        operation_id="games_trades_csv",
+        parameters=[GAME_ID],
+        responses={
+            (200, "text/csv"): OpenApiResponse(str, description="every player's fills, oldest first"),
+            **with_errors({}, 403),
+        },
+        description="For the organiser: every fill of every player as CSV, usernames only.",
+    )
+    def get(self, request: Request, game_id: str) -> StreamingHttpResponse:
+        game = selectors.game_get_for_organiser(game_id=game_id, user_id=_user(request).pk)
+        return csv_response(selectors.game_trades_csv_rows(game=game), filename=f"trades-{game.pk}.csv")
+
+
+class GameAnnouncementsView(TradingAPIView):
+    @extend_schema(
+        operation_id="games_announcements_list",
+        parameters=[GAME_ID, GameAnnouncementsQuerySerializer],
+        responses=with_errors({200: GameAnnouncementSerializer(many=True)}, 403),
+        description="The organiser's announcements, newest first: for the organiser and the players.",
+    )
+    def get(self, request: Request, game_id: str) -> Response:
+        limit = parse_query(GameAnnouncementsQuerySerializer, request)["limit"]
+        announcements = selectors.game_announcements_list(
+            game_id=game_id, user_id=_user(request).pk, limit=limit
+        )
+        return Response([GameAnnouncementSerializer.shape(item) for item in announcements])
+
+    @extend_schema(
+        operation_id="games_announcements_create",
+        parameters=[GAME_ID],
+        request=GameAnnouncementPostSerializer,
+        responses=with_errors({200: GameAnnouncementSerializer}, 403),
+    )
+    def post(self, request: Request, game_id: str) -> Response:
+        body = parse_body(GameAnnouncementPostSerializer, request)
+        announcement = services.game_announcement_post(
+            game_id=parse_uuid(game_id, what="game"), author_id=_user(request).pk, text=body["text"]
+        )
+        return Response(GameAnnouncementSerializer.shape(announcement))

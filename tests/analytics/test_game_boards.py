@@ -1,0 +1,244 @@
+"""Game leaderboards (docs/architecture.md, Game leaderboards): live boards ranked by return since
+the start, refreshed for every running game at once and never older than the staleness bound, the
+global boards still for default accounts only, and final standings frozen once at the end.
+
+The wall clock is stopped before the game (rows the fixtures make are dated then); everything
+after is an injected ``now`` and ticks stored at named instants."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from pytest_django.fixtures import Settings
+
+from analytics import selectors, services
+from analytics.models import GameBoard, LeaderboardEntry
+from tests.builders import set_quote, shares
+from trading import services as trading
+from trading.errors import InvalidRequest
+from trading.models import Account, Asset, Game
+
+BEFORE = dt.datetime(2025, 6, 2, 13, 0, tzinfo=dt.UTC)
+START = dt.datetime(2025, 6, 2, 14, 0, tzinfo=dt.UTC)
+DURING = START + dt.timedelta(hours=1)
+END = START + dt.timedelta(days=2)
+
+pytestmark = [pytest.mark.django_db, pytest.mark.time_machine(BEFORE, tick=False)]
+
+MakeAccount = Callable[..., Account]
+
+
+@pytest.fixture(autouse=True)
+def _no_commission(settings: Settings) -> None:
+    settings.COMMISSION_PER_ORDER_CENTS = 0
+    settings.COMMISSION_PER_SHARE_CENTI_CENTS = 0
+    settings.COMMISSION_MINIMUM_CENTS = 0
+
+
+@pytest.fixture
+def market(make_asset: Callable[..., Asset]) -> dict[str, Asset]:
+    return {"AAPL": make_asset("AAPL", price="100.00"), "XOM": make_asset("XOM", price="50.00")}
+
+
+def new_game(organiser: Account, *, starts_at: dt.datetime = START, ends_at: dt.datetime = END) -> Game:
+    rules = trading.GameRules(
+        name="Class", starts_at=starts_at, ends_at=ends_at, starting_cash_cents=1_000_000
+    )
+    return trading.game_create(organiser=organiser.user, rules=rules, now=BEFORE)
+
+
+def join(game: Game, account: Account) -> Account:
+    return trading.game_join(game_id=game.pk, user=account.user, now=BEFORE).account
+
+
+def trade(account: Account, symbol: str, qty: int, *, side: str = "buy", now: dt.datetime = DURING) -> None:
+    order = trading.order_place(
+        account_id=account.pk,
+        request=trading.OrderRequest(
+            symbol=symbol, qty=shares(qty), side=side, type="market", time_in_force="day"
+        ),
+        now=now,
+    )
+    assert order.status == "filled", order.status
+
+
+def names(board: dict[str, Any]) -> list[str]:
+    return [row["username"] for row in board["entries"]]
+
+
+def test_players_rank_by_return_since_the_start_and_the_global_board_keeps_default_accounts(
+    market: dict[str, Asset], make_account: MakeAccount, django_capture_on_commit_callbacks: Any
+) -> None:
+    teacher = make_account(username="teacher")
+    game = new_game(teacher)
+    ada, bob, cy, dee = (make_account(username=name) for name in ("ada", "bob", "cy", "dee"))
+    playing = {
+        name: join(game, account) for name, account in (("ada", ada), ("bob", bob), ("cy", cy), ("dee", dee))
+    }
+    set_quote("AAPL", price="100.00", at=DURING)
+    set_quote("XOM", price="50.00", at=DURING)
+    trade(playing["ada"], "AAPL", 10)
+    trade(playing["bob"], "XOM", 10)
+    trade(playing["dee"], "AAPL", 50)  # the best of all, but removed
+    trading.game_player_remove(game_id=game.pk, organiser_id=teacher.user.pk, username="dee", now=DURING)
+    later = DURING + dt.timedelta(minutes=5)
+    set_quote("AAPL", price="110.00", at=later)
+    set_quote("XOM", price="40.00", at=later)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        result = services.leaderboards_refresh_all(now=later)
+    board = selectors.game_leaderboard_get_or_refresh(game=game, now=later)
+    assert (board["status"], board["as_of"], board["player_count"]) == ("live", later.isoformat(), 3)
+    assert names(board) == ["ada", "cy", "bob"]
+    assert [row["rank"] for row in board["entries"]] == [1, 2, 3]
+    ada_account = Account.objects.get(pk=playing["ada"].pk)
+    ada_equity = ada_account.cash_cents + 10 * 110_00  # bought at the ask ($100.01), now $110
+    first, second, third = board["entries"]
+    assert first["equity"] == f"{ada_equity / 100:.2f}"
+    assert first["return_pct"] == pytest.approx((ada_equity - 1_000_000) / 1_000_000 * 100, abs=1e-4)
+    assert (second["equity"], second["return_pct"]) == ("10000.00", 0.0)
+    assert third["return_pct"] < 0
+    assert board["starting_cash"] == "10000.00"
+    # Names only: no account numbers or ids of other players.
+    text = repr(board)
+    assert all(
+        str(account.pk) not in text and account.account_number not in text for account in playing.values()
+    )
+    assert (
+        selectors.game_leaderboard_get_or_refresh(game=game, limit=2, now=later)["entries"]
+        == board["entries"][:2]
+    )
+    with pytest.raises(InvalidRequest):
+        selectors.game_leaderboard_get_or_refresh(game=game, limit=0, now=later)
+
+    # The global boards (refreshed by the same job run) hold each user's default account once.
+    assert result.accounts == 5
+    entries = selectors.leaderboard_get_or_refresh(period="overall", now=later)["entries"]
+    assert sorted(names({"entries": entries})) == ["ada", "bob", "cy", "dee", "teacher"]
+    assert not LeaderboardEntry.objects.filter(account__is_default=False).exists()
+
+
+def test_one_refresh_costs_the_same_queries_for_any_number_of_games_and_players(
+    market: dict[str, Asset], make_account: MakeAccount
+) -> None:
+    def refresh_queries(games: int, players: int) -> int:
+        GameBoard.objects.all().delete()
+        teacher = make_account()
+        for _ in range(games):
+            game = new_game(teacher)
+            for _ in range(players):
+                trade(join(game, make_account()), "AAPL", 1)
+        with CaptureQueriesContext(connection) as queries:
+            assert services.game_boards_refresh(now=DURING) >= games
+        return len(queries)
+
+    set_quote("AAPL", price="100.00", at=DURING)
+    assert refresh_queries(1, 1) == refresh_queries(3, 4)
+
+
+def test_the_job_refreshes_running_games_only_and_freezes_those_just_over(
+    market: dict[str, Asset], make_account: MakeAccount, django_capture_on_commit_callbacks: Any
+) -> None:
+    teacher = make_account()
+    running = new_game(teacher)
+    later_game = new_game(teacher, starts_at=END, ends_at=END + dt.timedelta(days=1))
+    join(running, make_account())
+    with django_capture_on_commit_callbacks(execute=True):
+        services.leaderboards_refresh_all(now=DURING)
+    assert set(GameBoard.objects.values_list("game_id", "final")) == {(running.pk, False)}
+    # Each game keeps its two newest live boards.
+    for minutes in (1, 2, 3):
+        services.game_boards_refresh(now=DURING + dt.timedelta(minutes=minutes))
+    kept = GameBoard.objects.filter(game=running).order_by("as_of").values_list("as_of", flat=True)
+    assert list(kept) == [DURING + dt.timedelta(minutes=2), DURING + dt.timedelta(minutes=3)]
+
+    after = END + dt.timedelta(seconds=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.leaderboards_refresh_all(now=after)
+    assert set(GameBoard.objects.values_list("game_id", "final", "as_of")) == {
+        (running.pk, True, END),
+        (later_game.pk, False, after),
+    }
+
+
+def test_a_reader_recomputes_a_board_older_than_the_bound(
+    market: dict[str, Asset],
+    make_account: MakeAccount,
+    settings: Settings,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """Property 11 for a game's board: one older than LEADERBOARD_MAX_STALENESS_S when read is
+    recomputed first."""
+    settings.LEADERBOARD_MAX_STALENESS_S = 5
+    game = new_game(make_account())
+    player = join(game, make_account(username="ada"))
+    set_quote("AAPL", price="100.00", at=DURING)
+    trade(player, "AAPL", 10)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.game_boards_refresh(now=DURING)
+    set_quote("AAPL", price="150.00", at=DURING + dt.timedelta(seconds=1))
+
+    inside = selectors.game_leaderboard_get_or_refresh(game=game, now=DURING + dt.timedelta(seconds=4.5))
+    assert inside["as_of"] == DURING.isoformat()  # within the bound: served as stored
+    beyond = DURING + dt.timedelta(seconds=5.5)
+    with django_capture_on_commit_callbacks(execute=True):
+        fresh = selectors.game_leaderboard_get_or_refresh(game=game, now=beyond)
+    assert fresh["as_of"] == beyond.isoformat()
+    player.refresh_from_db()
+    assert fresh["entries"][0]["equity"] == f"{(player.cash_cents + 10 * 150_00) / 100:.2f}"
+    # A game not started yet has a board too, made by its first reader.
+    future = new_game(make_account(), starts_at=END, ends_at=END + dt.timedelta(days=1))
+    join(future, make_account(username="bo"))
+    early = selectors.game_leaderboard_get_or_refresh(game=future, now=DURING)
+    assert (early["status"], names(early), early["entries"][0]["equity"]) == ("live", ["bo"], "10000.00")
+
+
+def test_final_standings_freeze_at_the_end_and_never_move(
+    market: dict[str, Asset], make_account: MakeAccount, django_capture_on_commit_callbacks: Any
+) -> None:
+    teacher = make_account(username="teacher")
+    game = new_game(teacher)
+    ada, bob = make_account(username="ada"), make_account(username="bob")
+    ada_game, bob_game = join(game, ada), join(game, bob)
+    set_quote("AAPL", price="100.00", at=DURING)
+    trade(ada_game, "AAPL", 10)
+    early_end = DURING + dt.timedelta(hours=1)
+    set_quote("AAPL", price="120.00", at=early_end - dt.timedelta(minutes=1))
+    with django_capture_on_commit_callbacks(execute=True):
+        services.game_boards_refresh(now=early_end - dt.timedelta(seconds=30))
+    with pytest.raises(InvalidRequest):
+        services.game_standings_freeze(game_id=game.pk, now=early_end - dt.timedelta(seconds=1))
+    game = trading.game_end(game_id=game.pk, organiser_id=teacher.user.pk, now=early_end)
+    ada_game.refresh_from_db()
+    cash_at_end = ada_game.cash_cents
+
+    # After the end: the price moves, others trade, cash reaches a player's account.
+    set_quote("AAPL", price="200.00", at=early_end + dt.timedelta(minutes=1))
+    trade(bob, "AAPL", 5, now=early_end + dt.timedelta(minutes=2))  # bob's default account
+    trading.account_grant_cash(
+        account_id=bob_game.pk, amount_cents=500_000, now=early_end + dt.timedelta(minutes=3)
+    )
+
+    read_at = early_end + dt.timedelta(minutes=5)
+    with django_capture_on_commit_callbacks(execute=True):
+        final = selectors.game_leaderboard_get_or_refresh(game=game, now=read_at)
+    assert (final["status"], final["as_of"]) == ("final", early_end.isoformat())
+    assert names(final) == ["ada", "bob"]
+    # Priced at the last tick at or before the end ($120), with the cash held then.
+    assert final["entries"][0]["equity"] == f"{(cash_at_end + 10 * 120_00) / 100:.2f}"
+    assert final["entries"][1]["equity"] == "10000.00"
+    assert GameBoard.objects.filter(game=game, final=False).count() == 0
+
+    set_quote("AAPL", price="300.00", at=read_at + dt.timedelta(minutes=1))
+    with django_capture_on_commit_callbacks(execute=True):
+        services.leaderboards_refresh_all(now=read_at + dt.timedelta(minutes=2))
+        again = selectors.game_leaderboard_get_or_refresh(game=game, now=read_at + dt.timedelta(days=3))
+    assert again == final
+    board = GameBoard.objects.get(game=game, final=True)
+    assert services.game_standings_freeze(game_id=game.pk, now=read_at + dt.timedelta(days=9)).pk == board.pk
+    assert GameBoard.objects.filter(game=game).count() == 1
