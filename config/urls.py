@@ -25,6 +25,7 @@ api_v2: list[URLPattern | URLResolver] = [
 urlpatterns: list[URLPattern | URLResolver] = [
     path("v2/", include(api_v2)),
     path("", include("trading.page_urls")),
+    path("", include("analytics.game_page_urls")),
     path("", include("trading.api.ops_urls")),
     path("admin/", admin.site.urls),
     # The staff-only ops performance page (analytics/ops_views.py).

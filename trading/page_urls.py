@@ -7,7 +7,7 @@ template reverse (``password_change_done``, ``password_reset_confirm``...).
 from django.contrib.auth import views as auth_views
 from django.urls import URLPattern, URLResolver, path
 
-from trading import views
+from trading import game_views, views
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("", views.home, name="home"),
@@ -41,4 +41,16 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("account/select", views.account_select, name="account_select"),
     path("keys", views.api_keys, name="keys"),
     path("keys/<str:key_id>/revoke", views.api_key_revoke, name="key_revoke"),
+    # Games (README, Running a game); a game's own page is analytics' (analytics/game_page_urls.py).
+    path("games", game_views.games_browse, name="games_browse"),
+    path("games/new", game_views.game_create, name="game_create"),
+    path("games/join/<str:invite_code>", game_views.game_invite, name="game_invite"),
+    path("games/<uuid:game_id>/join", game_views.game_join, name="game_join"),
+    path("games/<uuid:game_id>/manage", game_views.game_manage, name="game_manage"),
+    path(
+        "games/<uuid:game_id>/players/<str:username>/remove",
+        game_views.game_player_remove,
+        name="game_player_remove",
+    ),
+    path("games/<uuid:game_id>/end", game_views.game_end, name="game_end"),
 ]

@@ -1045,8 +1045,13 @@ def account_for_session_get(*, user_id: int, session: Mapping[str, Any]) -> Acco
 
 
 def accounts_list(*, user_id: int) -> list[Account]:
-    """The user's accounts, the default one first, then the others oldest first."""
-    return list(Account.objects.filter(user_id=user_id).order_by("-is_default", "created_at", "pk"))
+    """The user's accounts, the default one first, then the others oldest first; a game account
+    comes with its player row and game (the switcher names the game), in the same query."""
+    return list(
+        Account.objects.filter(user_id=user_id)
+        .select_related("game_player__game")
+        .order_by("-is_default", "created_at", "pk")
+    )
 
 
 def username_lookalike_exists(*, username: str, exclude_user_id: int | None = None) -> bool:
@@ -1168,3 +1173,64 @@ def game_rules_for_account(*, account_id: uuid.UUID) -> Game | None:
     """The game an account plays in, with its rules; None for an account outside any game."""
     player = GamePlayer.objects.filter(account_id=account_id).select_related("game").first()
     return player.game if player is not None else None
+
+
+def game_get_by_invite_code(*, invite_code: str) -> Game:
+    """The game an invite link names (``/games/join/<code>``); the code is the game's secret, so
+    holding it is what lets a user see an invite-only game before joining."""
+    game = (
+        Game.objects.filter(invite_code=invite_code).annotate(player_count=Count("players")).first()
+        if invite_code
+        else None
+    )
+    if game is None:
+        raise NotFound("game not found")
+    return game
+
+
+def games_of_user_list(*, user_id: int) -> list[Game]:
+    """The games a user organises or plays in, newest start first, with their player counts."""
+    mine = Q(organiser_id=user_id) | Q(pk__in=GamePlayer.objects.filter(user_id=user_id).values("game_id"))
+    return list(
+        Game.objects.filter(mine)
+        .select_related("organiser")
+        .annotate(player_count=Count("players"))
+        .order_by("-starts_at", "-id")
+    )
+
+
+def game_ids_joined(*, user_id: int) -> list[uuid.UUID]:
+    return list(GamePlayer.objects.filter(user_id=user_id).values_list("game_id", flat=True))
+
+
+def game_player_get(*, game_id: uuid.UUID, user_id: int) -> GamePlayer | None:
+    """A user's place in a game, with its account; None when the user never joined."""
+    return GamePlayer.objects.filter(game_id=game_id, user_id=user_id).select_related("account").first()
+
+
+@dataclass(frozen=True)
+class GamePosition:
+    username: str
+    symbol: str
+    qty: str  # shares, as Alpaca writes quantities
+    side: str
+
+
+def game_positions_list(*, game_id: uuid.UUID) -> list[GamePosition]:
+    """Every open position of a game's players, by username then symbol, in one query: what the
+    game page shows of other players once the game is over (usernames, never account numbers)."""
+    rows = (
+        Position.objects.filter(account__game_player__game_id=game_id)
+        .exclude(qty=0)
+        .order_by("account__game_player__user__username", "asset__symbol")
+        .values_list("account__game_player__user__username", "asset__symbol", "qty")
+    )
+    return [
+        GamePosition(
+            username=username,
+            symbol=symbol,
+            qty=qty_to_str(abs(qty)) or "0",
+            side="long" if qty > 0 else "short",
+        )
+        for username, symbol, qty in rows
+    ]

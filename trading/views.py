@@ -19,6 +19,7 @@ from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_http_methods, require_POST
@@ -134,7 +135,11 @@ class ThrottledLoginView(LoginView):
 def _keys_page(
     request: HttpRequest, account: Account, form: ApiKeyCreateForm, **extra: Any
 ) -> dict[str, Any]:
+    accounts = selectors.accounts_list(user_id=account.user_id)
     return {
+        "account": next((option for option in accounts if option.pk == account.pk), account),
+        # A user with game accounts picks here which account a new key trades.
+        "accounts": accounts if len(accounts) > 1 else [],
         "keys": selectors.api_keys_list(account_id=account.pk),
         "form": form,
         "api_base_url": api_base_url(request),
@@ -198,4 +203,11 @@ def account_select(request: HttpRequest) -> HttpResponseRedirect:
     except NotFound:
         raise Http404("account not found") from None
     messages.success(request, f"Now trading on account {account.account_number}.")
+    # The game page sends its player here to trade (the dashboard) or to make a key (the keys
+    # page) on the game account; anything but a path of this site goes to the dashboard.
+    next_url = request.POST.get("next", "")
+    if next_url and url_has_allowed_host_and_scheme(
+        next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return redirect(next_url)
     return redirect("home")

@@ -1,0 +1,127 @@
+// A game's page (templates/games/game.html; analytics/game_pages.py): keeps the game's leaderboard
+// fresh. The server renders the board when the page loads; while the game runs this module asks
+// the game's leaderboard API for it again every data-poll-ms (a third of the staleness bound,
+// LEADERBOARD_MAX_STALENESS_S, which the API itself never exceeds), and stops once the board is
+// final. A failed poll keeps the shown board, says so, and tries again at the same pace.
+// A module file, not an inline script: the pages' Content-Security-Policy runs no inline code.
+
+// --- Pure helpers (tested in node: tests/js/game.test.mjs) -------------------------------------
+
+/** The cells of one board entry, in the table's column order. */
+export function entryCells(entry) {
+  return [
+    String(entry.rank),
+    entry.username,
+    formatMoney(entry.equity),
+    formatPercent(entry.return_pct),
+    formatRatio(entry.sharpe),
+    formatDrawdown(entry.max_drawdown),
+  ];
+}
+
+export function formatMoney(text) {
+  const value = Number(text);
+  if (text == null || !Number.isFinite(value)) return "—";
+  return value.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+}
+
+export function formatPercent(value) {
+  const number = Number(value);
+  if (value == null || !Number.isFinite(number)) return "—";
+  return `${number >= 0 ? "+" : ""}${number.toFixed(2)} %`;
+}
+
+/** A drawdown (a fraction of the peak) as an unsigned percent. */
+export function formatDrawdown(value) {
+  const number = Number(value);
+  if (value == null || !Number.isFinite(number)) return "—";
+  return `${(Math.abs(number) * 100).toFixed(2)} %`;
+}
+
+export function formatRatio(value) {
+  const number = Number(value);
+  if (value == null || !Number.isFinite(number)) return "—";
+  return number.toFixed(2);
+}
+
+export function isFinal(board) {
+  return Boolean(board) && board.status === "final";
+}
+
+/** The line under the board: when it was computed, and whether it is final. */
+export function boardStatus(board) {
+  if (!board || !board.as_of) return "Not computed yet.";
+  const when = board.as_of.replace("T", " ").replace(/\.\d+/, "").replace(/(\+00:00|Z)$/, " UTC");
+  return isFinal(board) ? `Final standings, as of ${when}.` : `Live, computed ${when}.`;
+}
+
+// --- The page ----------------------------------------------------------------------------------
+
+export class GameBoard {
+  constructor({ root, fetchImpl = globalThis.fetch?.bind(globalThis), timers = globalThis, doc = globalThis.document }) {
+    this.root = root;
+    this.url = root.dataset.leaderboardUrl;
+    this.pollMs = Number(root.dataset.pollMs) || 1000;
+    this.fetchImpl = fetchImpl;
+    this.timers = timers;
+    this.doc = doc;
+    this.body = root.querySelector("tbody");
+    this.status = root.querySelector("[data-field=status]");
+    this.timer = null;
+    this.polls = 0;
+  }
+
+  start() {
+    if (this.root.dataset.final === "true" || !this.url) return;
+    this.schedule();
+  }
+
+  schedule() {
+    this.timer = this.timers.setTimeout(() => this.poll(), this.pollMs);
+  }
+
+  async poll() {
+    this.polls += 1;
+    let board;
+    try {
+      const response = await this.fetchImpl(this.url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      board = await response.json();
+    } catch {
+      this.root.dataset.stale = "true";
+      if (this.status) this.status.textContent = "Could not refresh the leaderboard; retrying.";
+      this.schedule();
+      return;
+    }
+    this.render(board);
+    if (isFinal(board)) {
+      this.root.dataset.final = "true";
+    } else {
+      this.schedule();
+    }
+  }
+
+  render(board) {
+    const rows = (board.entries || []).map((entry) => {
+      const row = this.doc.createElement("tr");
+      row.setAttribute("data-username", entry.username);
+      for (const [index, text] of entryCells(entry).entries()) {
+        const cell = this.doc.createElement("td");
+        if (index !== 1) cell.className = "num";
+        cell.textContent = text;
+        row.append(cell);
+      }
+      return row;
+    });
+    this.body.textContent = "";
+    this.body.append(...rows);
+    this.root.dataset.stale = "false";
+    this.root.dataset.asOf = board.as_of || "";
+    if (this.status) this.status.textContent = boardStatus(board);
+  }
+}
+
+if (globalThis.document) {
+  const root = document.getElementById("game-leaderboard");
+  if (root) new GameBoard({ root }).start();
+}

@@ -1,0 +1,109 @@
+"""A game's page (analytics/game_pages.py): its rules and players for whoever may see the game,
+the way onto the game account for its players, and other players' positions only once the game is
+over. The clock is pinned with time-machine: the page reads the time itself."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import time_machine
+from django.test import Client
+from pytest_django.fixtures import Settings
+
+from tests.trading.test_services import place
+from trading import services
+from trading.models import Account, Asset, Game
+
+pytestmark = pytest.mark.django_db
+
+BEFORE = dt.datetime(2025, 6, 2, 13, 0, tzinfo=dt.UTC)
+START = dt.datetime(2025, 6, 2, 14, 0, tzinfo=dt.UTC)
+DURING = START + dt.timedelta(hours=1)
+END = START + dt.timedelta(days=2)
+
+MakeAccount = Callable[..., Account]
+
+
+@pytest.fixture(autouse=True)
+def _no_commission(settings: Settings) -> None:
+    settings.COMMISSION_PER_ORDER_CENTS = 0
+    settings.COMMISSION_PER_SHARE_CENTI_CENTS = 0
+    settings.COMMISSION_MINIMUM_CENTS = 0
+
+
+@pytest.fixture
+def clock() -> Iterator[time_machine.Coordinates]:
+    with time_machine.travel(BEFORE, tick=False) as traveller:
+        yield traveller
+
+
+def client_of(account: Account) -> Client:
+    client = Client()
+    client.force_login(account.user)
+    return client
+
+
+def new_game(organiser: Account, **fields: Any) -> Game:
+    values: dict[str, Any] = {
+        "name": "Class of 2025",
+        "starts_at": START,
+        "ends_at": END,
+        "starting_cash_cents": 1_000_000,
+        "max_position_share_bp": 1250,
+        **fields,
+    }
+    return services.game_create(organiser=organiser.user, rules=services.GameRules(**values), now=BEFORE)
+
+
+def test_the_page_shows_the_rules_and_the_players_way_onto_the_game_account(
+    clock: Any, make_account: MakeAccount
+) -> None:
+    organiser = make_account(username="teacher")
+    game = new_game(organiser, visibility=Game.Visibility.INVITE_ONLY)
+    ada = make_account(username="ada")
+    player = services.game_join(game_id=game.pk, user=ada.user, invite_code=game.invite_code, now=BEFORE)
+    client = client_of(ada)
+
+    page = client.get(f"/games/{game.pk}").content.decode()
+    assert "Class of 2025" in page and "10,000.00" in page and "12.50 % of equity" in page
+    assert 'data-state="upcoming"' in page and 'data-username="ada"' in page
+    assert f'name="account_id" value="{player.account_id}"' in page
+    assert "is the one this browser trades on" not in page
+
+    response = client.post("/account/select", {"account_id": str(player.account_id), "next": "/"})
+    assert response.status_code == 302 and response["Location"] == "/"
+    assert "is the one this browser trades on" in client.get(f"/games/{game.pk}").content.decode()
+    # The organiser sees it too; anyone else does not (it is invite-only).
+    assert client_of(organiser).get(f"/games/{game.pk}").status_code == 200
+    assert client_of(make_account(username="eve")).get(f"/games/{game.pk}").status_code == 404
+    assert client.get("/games/00000000-0000-0000-0000-000000000000").status_code == 404
+
+
+def test_other_players_positions_show_only_once_the_game_is_over(
+    clock: Any, make_account: MakeAccount, asset: Asset
+) -> None:
+    organiser = make_account(username="teacher")
+    game = new_game(organiser)
+    accounts = {}
+    for name in ("ada", "bob"):
+        accounts[name] = services.game_join(
+            game_id=game.pk, user=make_account(username=name).user, now=BEFORE
+        ).account
+    clock.move_to(DURING)
+    place(accounts["ada"], now=DURING, qty=3)
+    bob = client_of(Account.objects.get(user__username="bob", is_default=True))
+
+    running = bob.get(f"/games/{game.pk}").content.decode()
+    assert 'data-state="running"' in running and 'id="game-positions"' not in running
+
+    clock.move_to(END)
+    over = bob.get(f"/games/{game.pk}").content.decode()
+    assert 'data-state="over"' in over
+    assert (
+        '<tr data-username="ada" data-symbol="AAPL"><td>ada</td><td>AAPL</td><td>long</td><td class="num">3</td></tr>'
+        in over
+    )
+    assert 'data-username="bob" data-symbol' not in over
