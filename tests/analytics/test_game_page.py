@@ -35,7 +35,7 @@ def _no_commission(settings: Settings) -> None:
 
 
 @pytest.fixture
-def clock() -> Iterator[time_machine.Coordinates]:
+def clock() -> Iterator[time_machine.Traveller]:
     with time_machine.travel(BEFORE, tick=False) as traveller:
         yield traveller
 
@@ -59,7 +59,7 @@ def new_game(organiser: Account, **fields: Any) -> Game:
 
 
 def test_the_page_shows_the_rules_and_the_players_way_onto_the_game_account(
-    clock: Any, make_account: MakeAccount
+    clock: time_machine.Traveller, make_account: MakeAccount
 ) -> None:
     organiser = make_account(username="teacher")
     game = new_game(organiser, visibility=Game.Visibility.INVITE_ONLY)
@@ -83,7 +83,7 @@ def test_the_page_shows_the_rules_and_the_players_way_onto_the_game_account(
 
 
 def test_other_players_positions_show_only_once_the_game_is_over(
-    clock: Any, make_account: MakeAccount, asset: Asset
+    clock: time_machine.Traveller, make_account: MakeAccount, asset: Asset
 ) -> None:
     organiser = make_account(username="teacher")
     game = new_game(organiser)

@@ -29,7 +29,7 @@ MakeAccount = Callable[..., Account]
 
 
 @pytest.fixture
-def clock() -> Iterator[time_machine.Coordinates]:
+def clock() -> Iterator[time_machine.Traveller]:
     with time_machine.travel(BEFORE, tick=False) as traveller:
         yield traveller
 
@@ -81,7 +81,7 @@ def organiser(make_account: MakeAccount) -> Account:
 # --- Creating -------------------------------------------------------------------------------------
 
 
-def test_the_form_takes_every_rule_the_api_takes(clock: Any, organiser: Account) -> None:
+def test_the_form_takes_every_rule_the_api_takes(clock: time_machine.Traveller, organiser: Account) -> None:
     plan = CommissionPlan.objects.create(name="Flat dollar", per_order_cents=100)
     client = client_of(organiser)
     page = client.get("/games/new")
@@ -155,7 +155,7 @@ def test_the_form_takes_every_rule_the_api_takes(clock: Any, organiser: Account)
     ],
 )
 def test_bad_input_is_a_form_error_and_creates_nothing(
-    clock: Any, organiser: Account, fields: dict[str, Any], message: str
+    clock: time_machine.Traveller, organiser: Account, fields: dict[str, Any], message: str
 ) -> None:
     response = client_of(organiser).post("/games/new", form_data(**fields))
     assert response.status_code == 422
@@ -164,7 +164,7 @@ def test_bad_input_is_a_form_error_and_creates_nothing(
 
 
 def test_only_staff_create_games_when_settings_say_so(
-    clock: Any, organiser: Account, settings: Settings
+    clock: time_machine.Traveller, organiser: Account, settings: Settings
 ) -> None:
     settings.GAME_CREATE_STAFF_ONLY = True
     response = client_of(organiser).post("/games/new", form_data())
@@ -173,7 +173,7 @@ def test_only_staff_create_games_when_settings_say_so(
     assert not Game.objects.exists()
 
 
-def test_the_game_pages_need_a_login(clock: Any, organiser: Account) -> None:
+def test_the_game_pages_need_a_login(clock: time_machine.Traveller, organiser: Account) -> None:
     game = new_game(organiser)
     anonymous = Client()
     for path in (
@@ -194,7 +194,7 @@ def test_the_game_pages_need_a_login(clock: Any, organiser: Account) -> None:
 
 
 def test_public_games_are_listed_and_joined_from_the_list(
-    clock: Any, organiser: Account, make_account: MakeAccount
+    clock: time_machine.Traveller, organiser: Account, make_account: MakeAccount
 ) -> None:
     public = new_game(organiser, name="Open league")
     hidden = new_game(organiser, name="Secret club", visibility=Game.Visibility.INVITE_ONLY)
@@ -221,7 +221,7 @@ def test_public_games_are_listed_and_joined_from_the_list(
 
 
 def test_an_invite_only_game_is_joined_by_its_link(
-    clock: Any, organiser: Account, make_account: MakeAccount
+    clock: time_machine.Traveller, organiser: Account, make_account: MakeAccount
 ) -> None:
     game = new_game(organiser, name="Secret club", visibility=Game.Visibility.INVITE_ONLY)
     ada = make_account(username="ada")
@@ -244,7 +244,9 @@ def test_an_invite_only_game_is_joined_by_its_link(
     assert GamePlayer.objects.filter(game=game).count() == 2
 
 
-def test_a_refused_join_says_why(clock: Any, organiser: Account, make_account: MakeAccount) -> None:
+def test_a_refused_join_says_why(
+    clock: time_machine.Traveller, organiser: Account, make_account: MakeAccount
+) -> None:
     game = new_game(organiser, visibility=Game.Visibility.INVITE_ONLY, player_cap=1)
     services.game_join(
         game_id=game.pk, user=make_account(username="ada").user, invite_code=game.invite_code, now=BEFORE
@@ -258,7 +260,7 @@ def test_a_refused_join_says_why(clock: Any, organiser: Account, make_account: M
 
 
 def test_a_game_account_is_in_the_switcher_and_gets_its_own_key(
-    clock: Any, organiser: Account, make_account: MakeAccount
+    clock: time_machine.Traveller, organiser: Account, make_account: MakeAccount
 ) -> None:
     game = new_game(organiser, name="Open league")
     ada = make_account(username="ada")
@@ -283,7 +285,9 @@ def test_a_game_account_is_in_the_switcher_and_gets_its_own_key(
     assert not ApiKey.objects.filter(account=ada).exists()
 
 
-def test_the_switch_goes_back_only_to_this_site(clock: Any, make_account: MakeAccount) -> None:
+def test_the_switch_goes_back_only_to_this_site(
+    clock: time_machine.Traveller, make_account: MakeAccount
+) -> None:
     ada = make_account(username="ada")
     client = client_of(ada)
     response = client.post("/account/select", {"account_id": str(ada.pk), "next": "https://evil.example/"})
@@ -293,7 +297,9 @@ def test_the_switch_goes_back_only_to_this_site(clock: Any, make_account: MakeAc
 # --- Managing -------------------------------------------------------------------------------------
 
 
-def test_only_the_organiser_manages_a_game(clock: Any, organiser: Account, make_account: MakeAccount) -> None:
+def test_only_the_organiser_manages_a_game(
+    clock: time_machine.Traveller, organiser: Account, make_account: MakeAccount
+) -> None:
     game = new_game(organiser, name="Open league")
     ada = make_account(username="ada")
     services.game_join(game_id=game.pk, user=ada.user, now=BEFORE)
@@ -310,7 +316,7 @@ def test_only_the_organiser_manages_a_game(clock: Any, organiser: Account, make_
 
 
 def test_the_organiser_edits_the_rules_until_the_start(
-    clock: Any, organiser: Account, make_account: MakeAccount
+    clock: time_machine.Traveller, organiser: Account, make_account: MakeAccount
 ) -> None:
     game = new_game(organiser, name="Open league")
     client = client_of(organiser)
@@ -335,7 +341,7 @@ def test_the_organiser_edits_the_rules_until_the_start(
 
 
 def test_the_organiser_removes_a_player_and_ends_the_game(
-    clock: Any, organiser: Account, make_account: MakeAccount
+    clock: time_machine.Traveller, organiser: Account, make_account: MakeAccount
 ) -> None:
     game = new_game(organiser)
     ada, bob = make_account(username="ada"), make_account(username="bob")
