@@ -393,13 +393,17 @@ class LedgerMachine(RuleBasedStateMachine):
             return
         if old.order_class != "simple":
             if old.parent_id is None and old.order_class != "oco":
-                # An entry whose legs still wait is refused, and writes nothing.
-                before = _snapshot()
-                with pytest.raises(InvalidRequest, match="cannot be replaced while its legs wait"):
-                    services.order_replace(account_id=old.account_id, order_id=old.pk, now=self.clock())
-                assert _snapshot() == before
-                return
-            qty, tif = None, None  # a leg keeps its group's qty and time in force
+                if Order.objects.filter(parent_id=old.pk, status__in=OPEN_ORDER_STATUSES).exists():
+                    # An entry whose legs still wait is refused, and writes nothing.
+                    before = _snapshot()
+                    with pytest.raises(InvalidRequest, match="cannot be replaced while its legs wait"):
+                        services.order_replace(account_id=old.account_id, order_id=old.pk, now=self.clock())
+                    assert _snapshot() == before
+                    return
+                # Its legs were canceled (canceling one exit cancels its sibling): what is left is
+                # replaced as a simple order.
+            else:
+                qty, tif = None, None  # a leg keeps its group's qty and time in force
         if qty is not None:
             qty = whole_unless(old.type == "limit" and (tif or old.time_in_force) == "day", qty)
         elif old.qty % QTY_SCALE or old.notional_cents is not None:
