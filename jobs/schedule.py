@@ -14,6 +14,10 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     # Every 30 s: day orders must end at the trading-day boundary; running often keeps an order
     # from outliving its day by more than half a minute, and a run with nothing due is one query.
     "orders-expire": {"task": "jobs.orders_expire", "schedule": 30.0},
+    # Every 30 s: a game's open orders are canceled (with their events) once it is over. Until
+    # this runs the market refuses to fill them, so the period bounds only how long they show as
+    # open; a run with nothing due is one query.
+    "games-close-due": {"task": "jobs.games_close_due", "schedule": 30.0},
     # Hourly on the 1st and 2nd (UTC): last month's statements. The month is taken in the trading
     # time zone, which may end hours after UTC midnight, so the first runs on the 1st may still
     # name the month before; the fan-out is unique per month, so repeats cost one query, and the

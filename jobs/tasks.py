@@ -92,6 +92,12 @@ def orders_expire_task(self: JobTask) -> int:
     return trading_services.orders_expire()
 
 
+@shared_task(base=JobTask, bind=True, name="jobs.games_close_due")
+def games_close_due_task(self: JobTask) -> int:
+    """Cancel the open orders of games that are over (idempotent: only orders still open)."""
+    return trading_services.games_close_due()
+
+
 # --- Leaderboard and analytics (analytics/services.py) ------------------------------------------
 # No retries: each run recomputes everything from scratch, so the next beat run supersedes a
 # failed one, and readers recompute a leaderboard older than its staleness bound themselves.

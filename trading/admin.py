@@ -429,7 +429,11 @@ class AccountAdmin(admin.ModelAdmin):
         """
         created = []
         for account in queryset.select_related("user"):
-            key, secret = services.api_key_create(account_id=account.pk, label=f"admin:{request.user}")
+            try:
+                key, secret = services.api_key_create(account_id=account.pk, label=f"admin:{request.user}")
+            except Forbidden as refused:  # a player removed from the account's game
+                self.message_user(request, f"No key for {account}: {refused.message}", messages.ERROR)
+                continue
             created.append({"account": account, "key_id": key.key_id, "secret": secret})
         context = {
             **self.admin_site.each_context(request),

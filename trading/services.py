@@ -168,33 +168,51 @@ def account_grant_cash(
 def account_reset(*, account_id: uuid.UUID | str, now: dt.datetime | None = None) -> Account:
     """Start over: open orders canceled, positions cleared, cash back to the starting amount.
 
-    History (orders, fills, ledger) stays; returns are measured from ``reset_at``.
+    History (orders, fills, ledger) stays; returns are measured from ``reset_at``. The operator's
+    reset (admin, a game's rule change before its start): no game rule is checked here;
+    ``account_self_reset`` is the owner's.
     """
     now = now or timezone.now()
     with transaction.atomic():
-        account = _account_locked(account_id)
-        for order in Order.objects.filter(account=account, status__in=OPEN_ORDER_STATUSES).select_related(
-            "asset"
-        ):
-            _order_close(order=order, status=OrderStatus.CANCELED, now=now)
-        Position.objects.filter(account=account).delete()
-        account.refresh_from_db()
-        # A game account starts over with the game's cash.
-        game_cash = GamePlayer.objects.filter(account=account).values_list(
-            "game__starting_cash_cents", flat=True
-        )
-        opening = next(iter(game_cash), None)
-        if opening is None:
-            opening = starting_cash_cents()
-        CashEntry.objects.create(
-            account=account,
-            kind=CashEntry.Kind.RESET,
-            amount_cents=opening - account.cash_cents,
-            memo="Account reset",
-            created_at=now,
-        )
-        Account.objects.filter(pk=account.pk).update(cash_cents=opening, reserved_cents=0, reset_at=now)
-        account.refresh_from_db()
+        return _account_reset_locked(_account_with_game_locked(account_id), now=now)
+
+
+def account_self_reset(*, account_id: uuid.UUID | str, now: dt.datetime | None = None) -> Account:
+    """The owner's reset (POST /v2/account/reset): if the operator allows it, and for a game
+    account only while its game runs, its player is in it and its rules allow resetting. The
+    rules are read under the account's lock, so an end or a removal committed first is seen."""
+    now = now or timezone.now()
+    if not settings.ACCOUNT_SELF_RESET:
+        raise Forbidden("account reset is disabled by the operator")
+    with transaction.atomic():
+        account = _account_with_game_locked(account_id)
+        player = _game_player(account)
+        if player is not None:
+            _game_writes_refuse(player, now=now)
+            if not player.game.self_reset_allowed:
+                raise Forbidden("game rule: resetting is not allowed in this game")
+        return _account_reset_locked(account, now=now)
+
+
+def _account_reset_locked(account: Account, *, now: dt.datetime) -> Account:
+    for order in Order.objects.filter(account=account, status__in=OPEN_ORDER_STATUSES).select_related(
+        "asset"
+    ):
+        _order_close(order=order, status=OrderStatus.CANCELED, now=now)
+    Position.objects.filter(account=account).delete()
+    player = _game_player(account)
+    account.refresh_from_db()
+    # A game account starts over with the game's cash.
+    opening = player.game.starting_cash_cents if player is not None else starting_cash_cents()
+    CashEntry.objects.create(
+        account=account,
+        kind=CashEntry.Kind.RESET,
+        amount_cents=opening - account.cash_cents,
+        memo="Account reset",
+        created_at=now,
+    )
+    Account.objects.filter(pk=account.pk).update(cash_cents=opening, reserved_cents=0, reset_at=now)
+    account.refresh_from_db()
     return account
 
 
@@ -204,31 +222,39 @@ def account_configure(
     no_shorting: bool | None = None,
     suspend_trade: bool | None = None,
     trade_confirm_email: str | None = None,
+    now: dt.datetime | None = None,
 ) -> Account:
-    account = _account(account_id)
-    if no_shorting is not None:
-        account.shorting_enabled = not no_shorting
-    if suspend_trade is not None:
-        account.trading_suspended = suspend_trade
-    if trade_confirm_email is not None:
-        if trade_confirm_email not in ("all", "none"):
-            raise InvalidRequest("trade_confirm_email must be 'all' or 'none'")
-        account.trade_confirm_email = trade_confirm_email
-    account.save(update_fields=["shorting_enabled", "trading_suspended", "trade_confirm_email"])
+    """PATCH /v2/account/configurations. A game account's shorting is a ceiling its game sets:
+    asking for shorts where the game forbids them leaves them off (the answer says so); an ended
+    game's accounts are read-only."""
+    now = now or timezone.now()
+    if trade_confirm_email is not None and trade_confirm_email not in ("all", "none"):
+        raise InvalidRequest("trade_confirm_email must be 'all' or 'none'")
+    with transaction.atomic():
+        account = _account_with_game_locked(account_id)
+        player = _game_player(account)
+        if player is not None:
+            _game_writes_refuse(player, now=now)
+        if no_shorting is not None:
+            account.shorting_enabled = not no_shorting and (player is None or player.game.shorting_allowed)
+        if suspend_trade is not None:
+            account.trading_suspended = suspend_trade
+        if trade_confirm_email is not None:
+            account.trade_confirm_email = trade_confirm_email
+        account.save(update_fields=["shorting_enabled", "trading_suspended", "trade_confirm_email"])
     return account
 
 
-def _account(account_id: uuid.UUID | str) -> Account:
+def _account_with_game_locked(account_id: uuid.UUID | str) -> Account:
+    """The account with its game's rules, read under the account's row lock (only the account's
+    row: ``of``), so a game's end or a player's removal that committed before it is seen, and one
+    that commits after it finds this transaction's orders to cancel (docs/architecture.md, Games)."""
     try:
-        return Account.objects.get(pk=account_id)
-    except (Account.DoesNotExist, ValueError, TypeError, ValidationError):
-        raise NotFound("account not found") from None
-
-
-def _account_with_game(account_id: uuid.UUID | str) -> Account:
-    """The account with its game's rules, if it is a game account, in one query."""
-    try:
-        return Account.objects.select_related("game_player__game").get(pk=account_id)
+        return (
+            Account.objects.select_for_update(no_key=True, of=("self",))
+            .select_related("game_player__game")
+            .get(pk=account_id)
+        )
     except (Account.DoesNotExist, ValueError, TypeError, ValidationError):
         raise NotFound("account not found") from None
 
@@ -259,13 +285,6 @@ def _lock_account(account_id: uuid.UUID | str) -> None:
     list(Account.objects.select_for_update(no_key=True).filter(pk=account_id).values_list("pk", flat=True))
 
 
-def _account_locked(account_id: uuid.UUID | str) -> Account:
-    try:
-        return Account.objects.select_for_update(no_key=True).get(pk=account_id)
-    except (Account.DoesNotExist, ValueError, TypeError, ValidationError):
-        raise NotFound("account not found") from None
-
-
 # --- API keys ---------------------------------------------------------------------------------
 
 
@@ -281,13 +300,21 @@ def api_key_cache_key(key_id: str) -> str:
 
 
 def api_key_create(*, account_id: uuid.UUID | str, label: str = "") -> tuple[ApiKey, str]:
-    """A new key id and secret; the secret is returned once and only its HMAC is stored."""
-    account = _account(account_id)
+    """A new key id and secret; the secret is returned once and only its HMAC is stored.
+
+    Not for the account of a player removed from its game: under the account's lock, so a removal
+    (which revokes the account's keys under the same lock) either is seen here or revokes this
+    key too. An ended game's accounts still get keys: they read, and cannot write."""
     key_id = "PK" + "".join(secrets.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") for _ in range(18))
     secret = secrets.token_urlsafe(32)
-    key = ApiKey.objects.create(
-        key_id=key_id, account=account, label=label, secret_hmac=api_key_secret_hmac(secret)
-    )
+    with transaction.atomic():
+        account = _account_with_game_locked(account_id)
+        player = _game_player(account)
+        if player is not None and player.removed_at is not None:
+            raise Forbidden(GAME_PLAYER_REMOVED)
+        key = ApiKey.objects.create(
+            key_id=key_id, account=account, label=label, secret_hmac=api_key_secret_hmac(secret)
+        )
     return key, secret
 
 
@@ -543,22 +570,109 @@ def _game_accounts_cancel_orders(account_ids: list[uuid.UUID], *, now: dt.dateti
             _order_close(order=order, status=OrderStatus.CANCELED, now=now)
 
 
+# Refusals that name the rule (Alpaca's shape: 403, code 40310000).
+GAME_OVER = "game rule: the game is over; its accounts are read-only"
+GAME_PLAYER_REMOVED = "game rule: this player was removed from the game"
+
+
+def games_close_due(*, now: dt.datetime | None = None) -> int:
+    """Cancel every open order of the accounts of games that are over (by ``ends_at``, or
+    ``ended_at`` when ended early) and of removed players, each with its ``canceled`` event.
+
+    The periodic job (jobs/schedule.py) runs this; until it does, the market refuses to fill
+    those orders (``order_fill``) and placement refuses new ones, so nothing trades after the
+    end. Idempotent: a run finds only orders still open. Returns how many orders it canceled.
+    """
+    now = now or timezone.now()
+    player = "account__game_player__"
+    due = (
+        Order.objects.filter(status__in=OPEN_ORDER_STATUSES, **{f"{player}isnull": False})
+        .filter(
+            Q(**{f"{player}game__ends_at__lte": now})
+            | Q(**{f"{player}game__ended_at__lte": now})
+            | Q(**{f"{player}removed_at__lte": now})
+        )
+        .values_list("account_id", flat=True)
+        .distinct()
+    )
+    account_ids = sorted(set(due))
+    for account_id in account_ids:
+        # One transaction per account, so one busy account does not hold the others' locks.
+        with transaction.atomic():
+            _game_accounts_cancel_orders([account_id], now=now)
+    return Order.objects.filter(
+        account_id__in=account_ids, status=OrderStatus.CANCELED, canceled_at=now
+    ).count()
+
+
+def _game_over_for(player: GamePlayer | None, now: dt.datetime) -> bool:
+    """Whether an account may no longer trade at all: its game is over or its player removed."""
+    return player is not None and (player.removed_at is not None or now >= player.game.closes_at())
+
+
+def _game_writes_refuse(player: GamePlayer, *, now: dt.datetime) -> None:
+    """An ended game's accounts, and a removed player's, only read (README, Running a game)."""
+    if player.removed_at is not None:
+        raise Forbidden(GAME_PLAYER_REMOVED)
+    if now >= player.game.closes_at():
+        raise Forbidden(GAME_OVER)
+
+
+def account_writes_refuse(*, account_id: uuid.UUID | str, now: dt.datetime | None = None) -> None:
+    """Raise Forbidden if the account is a game account that may no longer write (its game over,
+    or its player removed); for a caller that must refuse before it writes anything (closing
+    every position answers 403 whole, not one 403 per position). One query."""
+    player = GamePlayer.objects.filter(account_id=account_id).select_related("game").first()
+    if player is not None:
+        _game_writes_refuse(player, now=now or timezone.now())
+
+
 def _game_refuse(*, player: GamePlayer | None, request: OrderRequest, now: dt.datetime) -> None:
-    """The rules a game account's order must meet before anything is read under the lock; the
-    game came with the account (one query), so no rule costs a query of its own."""
+    """The rules a game account's order must meet, checked under the account's lock (the game
+    came with the account's locked row, one query): no rule costs a query of its own, and an end
+    or a removal committed before the lock is seen."""
     if player is None:
         return
     game = player.game
-    if player.removed_at is not None:
-        raise Forbidden("game rule: this player was removed from the game")
+    _game_writes_refuse(player, now=now)
     if now < game.starts_at:
         raise Forbidden("game rule: the game has not started yet")
-    if now >= game.closes_at():
-        raise Forbidden("game rule: the game is over")
     if request.type not in game.allowed_order_types:
         raise Forbidden(f"game rule: {request.type} orders are not allowed in this game")
     if request.order_class not in game.allowed_order_classes:
         raise Forbidden(f"game rule: {request.order_class} orders are not allowed in this game")
+
+
+def _fill_price_bound_units(
+    *,
+    side: str,
+    type: str,
+    limit: int | None,
+    stop: int | None,
+    trail_price: int | None,
+    trail_percent: int | None,
+    quote: LatestQuote,
+) -> int:
+    """A per-share price an order of the position-size rule is valued at: for a buy, the most it
+    can fill at (its limit; a stop's stop, or the ask if the stop is below it; a trailing stop's
+    level from the price now), the bound its reservation uses; for a sell, its limit or the bid,
+    whichever is higher (a short's value grows with the price it is sold at)."""
+    if side == OrderSide.BUY:
+        if type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
+            assert limit is not None
+            return limit
+        if type == OrderType.STOP:
+            assert stop is not None
+            return max(stop, quote.ask)
+        if type == OrderType.TRAILING_STOP:
+            resting = matching.RestingOrder(
+                id="", symbol="", side="buy", type=type, trail_price=trail_price, trail_percent=trail_percent
+            )
+            return max(quote.ask, matching.trailing_stop_level(resting, quote.price))
+        return quote.ask
+    if limit is not None:
+        return max(limit, quote.bid)
+    return quote.bid
 
 
 def _game_refuse_position(
@@ -572,8 +686,11 @@ def _game_refuse_position(
     request: OrderRequest,
 ) -> None:
     """Shorting and position size, under the account's lock. A closing order only shrinks the
-    position, so only opening orders are checked; the position's value after the fill is priced
-    at the limit, or the touch it would fill at, against the equity now."""
+    position, so only opening orders are checked. The size is a conservative bound: the position
+    after this order and every open order opening the same side of the symbol fill (their
+    unfilled qty), all of it valued at the highest price any of them can fill at
+    (``_fill_price_bound_units``), against the equity now. So a stop above the market, or
+    several orders each under the limit, cannot carry a position past it."""
     if player is None or intent in CLOSING_INTENTS:
         return
     game = player.game
@@ -584,13 +701,48 @@ def _game_refuse_position(
     position_qty = (
         Position.objects.filter(account_id=account.pk, asset=asset).values_list("qty", flat=True).first() or 0
     )
-    after = abs(position_qty + (qty if request.side == OrderSide.BUY else -qty))
-    price = request.limit_price_units or (quote.ask if request.side == OrderSide.BUY else quote.bid)
+    price = _fill_price_bound_units(
+        side=request.side,
+        type=request.type,
+        limit=request.limit_price_units,
+        stop=request.stop_price_units,
+        trail_price=request.trail_price_units,
+        trail_percent=request.trail_percent_units,
+        quote=quote,
+    )
+    after = abs(position_qty) + qty
+    # Opening orders of the other side cannot be open at once (_position_intent refuses that).
+    for order in Order.objects.filter(
+        account_id=account.pk, asset=asset, status__in=OPEN_ORDER_STATUSES, position_intent=intent
+    ).values(
+        "type",
+        "qty",
+        "filled_qty",
+        "limit_price_units",
+        "stop_price_units",
+        "trail_price_units",
+        "trail_percent_units",
+    ):
+        after += order["qty"] - order["filled_qty"]
+        price = max(
+            price,
+            _fill_price_bound_units(
+                side=request.side,
+                type=order["type"],
+                limit=order["limit_price_units"],
+                stop=order["stop_price_units"],
+                trail_price=order["trail_price_units"],
+                trail_percent=order["trail_percent_units"],
+                quote=quote,
+            ),
+        )
     value = after * price  # price units times quantity units
     equity = selectors.account_summary(account=account).equity  # price units
     if value * 10_000 > equity * QTY_SCALE * game.max_position_share_bp:
         raise Forbidden(
             f"game rule: a position may be at most {Decimal(game.max_position_share_bp) / 100:.2f} % of equity"
+            " (max_position_share: the position after this order and the symbol's open orders on"
+            " its side fill)"
         )
 
 
@@ -934,17 +1086,18 @@ def _order_place(
     held = auction is None and not calendar.always_open() and not calendar.clock_at(now).is_open
     asset = _tradable_asset(request.symbol)
     quote = _quote_for(asset.symbol)
-    account = _account_with_game(account_id)
-    player = _game_player(account)
-    if account.trading_suspended and not margin_call:
-        raise Forbidden("trading is suspended for this account")
-    if not margin_call:
-        _game_refuse(player=player, request=request, now=now)
-    qty = _order_size(request, quote)
-    _validate_leg_prices(request, quote)
     try:
         with transaction.atomic():
-            _lock_account(account.pk)
+            # The account, its game and its rules read under its lock: an end or a removal that
+            # committed first is refused here, one that commits after cancels this order.
+            account = _account_with_game_locked(account_id)
+            player = _game_player(account)
+            if account.trading_suspended and not margin_call:
+                raise Forbidden("trading is suspended for this account")
+            if not margin_call:
+                _game_refuse(player=player, request=request, now=now)
+            qty = _order_size(request, quote)
+            _validate_leg_prices(request, quote)
             intent = _position_intent(account=account, asset=asset, request=request, qty=qty)
             _refuse_class_intent(request, intent)
             if not margin_call:
@@ -1572,6 +1725,13 @@ def _order_close(
     return True
 
 
+def _account_writes_refuse_locked(account_id: uuid.UUID | str, *, now: dt.datetime) -> None:
+    """``account_writes_refuse`` under the account's lock (taken first, as every write takes it)."""
+    player = _game_player(_account_with_game_locked(account_id))
+    if player is not None:
+        _game_writes_refuse(player, now=now)
+
+
 def _owned_order(account_id: uuid.UUID | str, order_id: uuid.UUID | str) -> Order:
     try:
         return Order.objects.select_related("asset").get(pk=order_id, account_id=account_id)
@@ -1593,6 +1753,7 @@ def order_cancel(
 ) -> Order:
     now = now or timezone.now()
     with transaction.atomic():
+        _account_writes_refuse_locked(account_id, now=now)
         order = _owned_order(account_id, order_id)
         canceled = not _expire_if_due(order, now) and _order_close(
             order=order, status=OrderStatus.CANCELED, now=now
@@ -1609,6 +1770,7 @@ def order_cancel_all(*, account_id: uuid.UUID | str, now: dt.datetime | None = N
     now = now or timezone.now()
     canceled = []
     with transaction.atomic():
+        _account_writes_refuse_locked(account_id, now=now)
         for order in Order.objects.filter(
             account_id=account_id, status__in=OPEN_ORDER_STATUSES
         ).select_related("asset"):
@@ -1636,6 +1798,7 @@ def order_replace(
     """
     now = now or timezone.now()
     with transaction.atomic():
+        _account_writes_refuse_locked(account_id, now=now)
         old = _owned_order(account_id, order_id)
         if not _expire_if_due(old, now):
             return _replace_open(
@@ -1822,9 +1985,17 @@ def order_fill(
     now = now or timezone.now()
     try:
         with transaction.atomic():
-            order = Order.objects.select_related("asset", "account").filter(pk=order_id).first()
+            order = (
+                Order.objects.select_related("asset", "account__game_player__game")
+                .filter(pk=order_id)
+                .first()
+            )
             if order is None or not order.is_open:
                 return None
+            if _game_over_for(_game_player(order.account), now):
+                # Its game ended (or its player left) before the periodic close reached it:
+                # canceled now, as that close would, and nothing fills after the end.
+                return order if _order_close(order=order, status=OrderStatus.CANCELED, now=now) else None
             _execute_fill(
                 order=order,
                 account=order.account,
@@ -2018,7 +2189,9 @@ def account_margin_call(
     with transaction.atomic():
         # Sized and placed under the lock: a cover of the user's own cannot move the position
         # in between, and the order's intent makes placement refuse rather than open a long.
-        account = _account_locked(account_id)
+        account = _account_with_game_locked(account_id)
+        if _game_over_for(_game_player(account), now):
+            return []  # an ended game's accounts are frozen as its standings are
         open_orders = list(
             Order.objects.filter(account_id=account_id, status__in=OPEN_ORDER_STATUSES).select_related(
                 "asset"

@@ -26,7 +26,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from trading import selectors, services
 from trading.api import throttling
-from trading.errors import NotFound
+from trading.errors import Forbidden, NotFound
 from trading.forms import ApiKeyCreateForm, SignupForm, ThrottledAuthenticationForm
 from trading.models import Account, Asset
 from trading.public_urls import api_base_url, stream_base_url, stream_urls
@@ -162,7 +162,11 @@ def api_keys(request: HttpRequest) -> HttpResponse:
     form = ApiKeyCreateForm(request.POST)
     if not form.is_valid():
         return render(request, "keys.html", _keys_page(request, account, form), status=422)
-    key, secret = services.api_key_create(account_id=account.pk, label=form.cleaned_data["label"])
+    try:
+        key, secret = services.api_key_create(account_id=account.pk, label=form.cleaned_data["label"])
+    except Forbidden as refused:  # a player removed from the account's game
+        form.add_error(None, refused.message)
+        return render(request, "keys.html", _keys_page(request, account, form), status=403)
     return render(
         request,
         "keys.html",

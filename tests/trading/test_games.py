@@ -11,6 +11,7 @@ import datetime as dt
 from collections.abc import Callable
 
 import pytest
+import time_machine
 from django.contrib.auth.models import User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -242,14 +243,14 @@ def test_the_games_shorting_rule_is_a_ceiling(
 ) -> None:
     no_shorts = join(new_game(organiser, shorting_allowed=False), make_account())
     # The account's own configuration cannot lift the game's rule.
-    services.account_configure(account_id=no_shorts.pk, no_shorting=False)
+    services.account_configure(account_id=no_shorts.pk, no_shorting=False, now=DURING)
     with pytest.raises(Forbidden, match="short selling is not allowed"):
         place(no_shorts, now=DURING, side="sell")
 
     shorts = join(new_game(organiser, shorting_allowed=True), make_account())
     assert place(shorts, now=DURING, side="sell").position_intent == "sell_to_open"
     # ...but it can tighten it.
-    services.account_configure(account_id=shorts.pk, no_shorting=True)
+    services.account_configure(account_id=shorts.pk, no_shorting=True, now=DURING)
     with pytest.raises(Forbidden, match="insufficient qty"):
         place(shorts, now=DURING, side="sell")
 
@@ -310,7 +311,8 @@ def test_reset_in_a_game_is_refused_unless_the_rules_allow_it(
     asset: Asset, organiser: User, account: Account
 ) -> None:
     game_account = join(new_game(organiser), account)
-    body = assert_alpaca_error(key_client(game_account).post("/v2/account/reset"), 403)
+    with time_machine.travel(DURING, tick=False):
+        body = assert_alpaca_error(key_client(game_account).post("/v2/account/reset"), 403)
     assert "resetting is not allowed" in body["message"]
 
 

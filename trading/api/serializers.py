@@ -27,6 +27,7 @@ from trading.models import (
     Asset,
     CashEntry,
     Exchange,
+    Game,
     Order,
     OrderClass,
     OrderSide,
@@ -798,12 +799,13 @@ class AccountConfigurationSerializer(ShapeSerializer):
     max_options_trading_level = serializers.IntegerField()
 
     @classmethod
-    def shape(cls, account: Account) -> dict[str, Any]:
+    def shape(cls, account: Account, *, game: Game | None = None) -> dict[str, Any]:
         return {
             "dtbp_check": "entry",
             "fractional_trading": True,
             "max_margin_multiplier": "1",
-            "no_shorting": not account.shorting_enabled,
+            # A game's shorting rule is a ceiling the account's own setting only tightens.
+            "no_shorting": not account.shorting_enabled or (game is not None and not game.shorting_allowed),
             "pdt_check": "entry",
             "suspend_trade": account.trading_suspended,
             "trade_confirm_email": account.trade_confirm_email,

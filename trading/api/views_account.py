@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -22,7 +21,6 @@ from trading.api.serializers import (
     activity_shape,
 )
 from trading.api.views_base import TradingAPIView, parse_body, parse_query, request_account, with_errors
-from trading.errors import Forbidden
 
 # A list of activities, each a fill or a cash movement told apart by activity_type.
 ACTIVITIES = PolymorphicProxySerializer(
@@ -52,12 +50,7 @@ class AccountResetView(TradingAPIView):
         operation_id="account_reset", request=None, responses=with_errors({200: AccountSerializer}, 403)
     )
     def post(self, request: Request) -> Response:
-        if not settings.ACCOUNT_SELF_RESET:
-            raise Forbidden("account reset is disabled by the operator")
-        game = selectors.game_rules_for_account(account_id=request_account(request).pk)
-        if game is not None and not game.self_reset_allowed:
-            raise Forbidden("game rule: resetting is not allowed in this game")
-        account = services.account_reset(account_id=request_account(request).pk)
+        account = services.account_self_reset(account_id=request_account(request).pk)
         return Response(AccountSerializer.shape(selectors.account_summary(account=account)))
 
 
@@ -67,7 +60,9 @@ class AccountConfigurationsView(TradingAPIView):
         responses=with_errors({200: AccountConfigurationSerializer}, 403),
     )
     def get(self, request: Request) -> Response:
-        return Response(AccountConfigurationSerializer.shape(request_account(request)))
+        account = request_account(request)
+        game = selectors.game_rules_for_account(account_id=account.pk)
+        return Response(AccountConfigurationSerializer.shape(account, game=game))
 
     @extend_schema(
         operation_id="account_configurations_update",
@@ -82,7 +77,8 @@ class AccountConfigurationsView(TradingAPIView):
             suspend_trade=body.get("suspend_trade"),
             trade_confirm_email=body.get("trade_confirm_email"),
         )
-        return Response(AccountConfigurationSerializer.shape(account))
+        game = selectors.game_rules_for_account(account_id=account.pk)
+        return Response(AccountConfigurationSerializer.shape(account, game=game))
 
 
 class ActivitiesView(TradingAPIView):

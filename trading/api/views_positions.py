@@ -42,6 +42,8 @@ class PositionsView(TradingAPIView):
     def delete(self, request: Request) -> Response:
         query = parse_query(CancelOrdersQuerySerializer, request)
         account = request_account(request)
+        # An ended game's account answers 403 whole, not a 207 of refusals.
+        services.account_writes_refuse(account_id=account.pk)
         if query["cancel_orders"]:
             services.order_cancel_all(account_id=account.pk)
         results: list[dict[str, Any]] = []

@@ -1,0 +1,448 @@
+"""The end of a trading game and the rules checked under the account's lock (README, Running a
+game; docs/architecture.md, Games): at the end every open order of the game's accounts is
+canceled with its ``canceled`` event, the market fills nothing once the game is over, the game's
+keys read but never write, a removed player neither resets nor makes keys, and the position-size
+rule counts the symbol's open orders and prices stops at their stop.
+
+Time is the ``now`` each service call is given, or time-machine for the API (which reads the
+clock itself), never the wall clock. The asset trades at $100.00 (bid $99.99, ask $100.01) with no
+commission; a game account starts with $10,000.00.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import time_machine
+from django.contrib.auth.models import User
+from django.db import connection, connections, transaction
+from django.test import Client
+from django.urls import reverse
+from hypothesis import HealthCheck, assume, given, settings as hypothesis_settings, strategies as st
+from pytest_django.fixtures import Settings
+from redis.client import PubSub
+
+from tests.trading.api_support import assert_alpaca_error, key_client, post_order
+from tests.trading.test_order_lifecycle import channel, published  # noqa: F401 (channel: a fixture)
+from tests.trading.test_services import assert_books_balance, place
+from trading import services
+from trading.errors import Forbidden
+from trading.models import Account, ApiKey, Asset, Fill, Game, GamePlayer, Order
+
+pytestmark = pytest.mark.django_db
+
+START = dt.datetime(2025, 6, 2, 14, 0, tzinfo=dt.UTC)
+END = START + dt.timedelta(days=5)
+BEFORE = START - dt.timedelta(hours=1)
+DURING = START + dt.timedelta(hours=1)
+TICK = dt.timedelta(microseconds=1)
+
+MakeAccount = Callable[..., Account]
+
+
+@pytest.fixture(autouse=True)
+def _no_commission(settings: Settings) -> None:
+    settings.COMMISSION_PER_ORDER_CENTS = 0
+    settings.COMMISSION_PER_SHARE_CENTI_CENTS = 0
+    settings.COMMISSION_MINIMUM_CENTS = 0
+
+
+@pytest.fixture
+def organiser(make_account: MakeAccount) -> User:
+    return make_account(username="teacher").user
+
+
+def new_game(organiser: User, **fields: object) -> Game:
+    values: dict[str, object] = {
+        "name": "Class of 2025",
+        "starts_at": START,
+        "ends_at": END,
+        "starting_cash_cents": 1_000_000,
+    }
+    values.update(fields)
+    return services.game_create(organiser=organiser, rules=services.GameRules(**values), now=BEFORE)  # type: ignore[arg-type]
+
+
+def join(game: Game, account: Account) -> Account:
+    return services.game_join(game_id=game.pk, user=account.user, now=BEFORE).account
+
+
+def status(order: Order) -> str:
+    return Order.objects.get(pk=order.pk).status
+
+
+def resting_buy(account: Account, *, now: dt.datetime = DURING, price: int = 900_000, qty: int = 1) -> Order:
+    order = place(account, now=now, type="limit", limit_price_units=price, qty=qty)
+    assert order.status == "new"
+    return order
+
+
+# --- the close at the end -----------------------------------------------------------------------
+
+
+def test_the_periodic_close_cancels_a_games_open_orders_at_its_end(
+    asset: Asset,
+    organiser: User,
+    account: Account,
+    channel: PubSub,  # noqa: F811
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    game_account = join(new_game(organiser), account)
+    in_game = resting_buy(game_account)
+    outside = resting_buy(account)  # the user's default account is in no game
+    assert services.games_close_due(now=END - TICK) == 0
+    assert status(in_game) == "new"
+    published(channel)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.games_close_due(now=END) == 1
+    events = published(channel)
+    assert [(e["event"], e["order_id"], e["order_state"]["status"]) for e in events] == [
+        ("canceled", str(in_game.pk), "canceled")
+    ]
+    # Idempotent: a later run (or a second beat's duplicate) finds nothing left to cancel.
+    assert services.games_close_due(now=END + dt.timedelta(minutes=1)) == 0
+    assert (status(in_game), status(outside)) == ("canceled", "new")
+    assert_books_balance(game_account)
+    assert_books_balance(account)
+
+
+def test_the_periodic_close_is_the_jobs_task(asset: Asset, organiser: User, account: Account) -> None:
+    from jobs.schedule import BEAT_SCHEDULE
+    from jobs.tasks import games_close_due_task
+
+    game_account = join(new_game(organiser), account)
+    order = resting_buy(game_account)
+    assert BEAT_SCHEDULE["games-close-due"]["task"] == games_close_due_task.name
+    with time_machine.travel(END, tick=False):
+        assert games_close_due_task.apply().get() == 1
+    assert status(order) == "canceled"
+
+
+def test_an_early_end_and_a_removal_cancel_at_once(
+    asset: Asset, organiser: User, make_account: MakeAccount
+) -> None:
+    game = new_game(organiser)
+    stays, leaves = join(game, make_account()), join(game, make_account())
+    kept, removed = resting_buy(stays), resting_buy(leaves)
+    services.game_player_remove(
+        game_id=game.pk, organiser_id=organiser.pk, username=leaves.user.username, now=DURING
+    )
+    assert (status(kept), status(removed)) == ("new", "canceled")
+    services.game_end(game_id=game.pk, organiser_id=organiser.pk, now=DURING + dt.timedelta(hours=1))
+    assert status(kept) == "canceled"
+    assert services.games_close_due(now=END) == 0
+
+
+@pytest.mark.parametrize("ended_early", [False, True], ids=["at-ends_at", "after-ended_at"])
+def test_the_market_fills_nothing_once_the_game_is_over(
+    asset: Asset, organiser: User, account: Account, ended_early: bool
+) -> None:
+    """Between the end and the periodic close, a price that crosses a game account's order
+    cancels it instead of filling it."""
+    game = new_game(organiser)
+    game_account = join(game, account)
+    last, late = resting_buy(game_account), resting_buy(game_account)
+    over = END
+    if ended_early:
+        # As a fill racing the organiser's end sees it: the end committed, its cancels not yet seen.
+        over = DURING + dt.timedelta(hours=1)
+        Game.objects.filter(pk=game.pk).update(ended_at=over)
+    filled = services.order_fill(order_id=last.pk, price_units=900_000, now=over - TICK)
+    assert filled is not None and filled.status == "filled"
+    refused = services.order_fill(order_id=late.pk, price_units=900_000, now=over)
+    assert refused is not None and refused.status == "canceled"
+    assert not Fill.objects.filter(order_id=late.pk).exists()
+    assert_books_balance(game_account)
+    # The user's default account trades on.
+    outside = services.order_fill(order_id=resting_buy(account).pk, price_units=900_000, now=over)
+    assert outside is not None and outside.status == "filled"
+
+
+# --- the trading window ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("offset", "allowed"),
+    [
+        (-TICK, False),
+        (dt.timedelta(0), True),
+        (dt.timedelta(hours=2) - TICK, True),
+        (dt.timedelta(hours=2), False),
+    ],
+    ids=["before-start", "at-start", "before-ended_at", "at-ended_at"],
+)
+def test_the_window_of_a_game_ended_early(
+    asset: Asset, organiser: User, account: Account, offset: dt.timedelta, allowed: bool
+) -> None:
+    game = new_game(organiser)
+    game_account = join(game, account)
+    ended_at = START + dt.timedelta(hours=2)
+    Game.objects.filter(pk=game.pk).update(ended_at=ended_at)
+    if allowed:
+        assert place(game_account, now=START + offset).status == "filled"
+    else:
+        with pytest.raises(Forbidden, match="not started" if offset < dt.timedelta(0) else "over"):
+            place(game_account, now=START + offset)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_end_committed_while_an_order_waits_for_the_lock_refuses_it(
+    asset: Asset, organiser: User, account: Account
+) -> None:
+    """The rules are read under the account's lock: an order that waited for it while the game
+    ended sees the end, instead of checking the game before and placing after it."""
+    if connection.vendor != "postgresql":
+        pytest.skip("needs a lock another connection waits on; SQLite serialises whole transactions")
+    game = new_game(organiser)
+    game_account = join(game, account)
+    outcome: dict[str, object] = {}
+
+    def order() -> None:
+        try:
+            outcome["order"] = place(game_account, now=DURING + dt.timedelta(seconds=1))
+        except Forbidden as refused:
+            outcome["refused"] = refused.message
+        finally:
+            connections.close_all()
+
+    waiter = threading.Thread(target=order)
+    with transaction.atomic():
+        list(Account.objects.select_for_update().filter(pk=game_account.pk))
+        waiter.start()
+        deadline = time.monotonic() + 60
+        while not _a_backend_waits_for_a_lock():
+            assert time.monotonic() < deadline, "the order never waited for the account's lock"
+            time.sleep(0.05)
+        services.game_end(game_id=game.pk, organiser_id=organiser.pk, now=DURING)
+    waiter.join(60)
+    assert outcome == {"refused": services.GAME_OVER}
+    assert not Order.objects.filter(account=game_account).exists()
+
+
+def _a_backend_waits_for_a_lock() -> bool:
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        row = cursor.fetchone()
+    return bool(row and row[0])
+
+
+# --- the position-size rule -------------------------------------------------------------------------
+
+
+def test_open_orders_on_the_same_side_count_toward_the_position_limit(
+    asset: Asset, organiser: User, account: Account
+) -> None:
+    """10 % of $10,000: 5 shares resting at $95.00 and 5 more at $90.00 make $950.00 (all at the
+    highest price either can fill at); 6 more would make $1,045.00."""
+    game_account = join(new_game(organiser, max_position_share_bp=1_000), account)
+    resting_buy(game_account, price=950_000, qty=5)
+    with pytest.raises(Forbidden, match=r"at most 10\.00 % of equity"):
+        place(game_account, now=DURING, type="limit", limit_price_units=900_000, qty=6)
+    assert status(resting_buy(game_account, price=900_000, qty=5)) == "new"
+
+
+@pytest.mark.parametrize(
+    ("fields", "allowed"),
+    [
+        ({"type": "stop", "stop_price_units": 1_111_100}, True),  # 9 x $111.11 = $999.99
+        ({"type": "stop", "stop_price_units": 1_111_200}, False),  # 9 x $111.12 = $1,000.08
+        ({"type": "stop_limit", "stop_price_units": 1_050_000, "limit_price_units": 1_111_100}, True),
+        ({"type": "stop_limit", "stop_price_units": 1_050_000, "limit_price_units": 1_111_200}, False),
+    ],
+    ids=["stop-under", "stop-over", "stop_limit-under", "stop_limit-over"],
+)
+def test_buy_stops_are_valued_at_their_stop_or_limit(
+    asset: Asset, organiser: User, account: Account, fields: dict[str, object], allowed: bool
+) -> None:
+    """A stop above the market fills at its stop or above it, never at the ask it rests under."""
+    game_account = join(new_game(organiser, max_position_share_bp=1_000), account)
+    if allowed:
+        assert place(game_account, now=DURING, qty=9, **fields).status == "new"
+    else:
+        with pytest.raises(Forbidden, match=r"game rule: a position may be at most 10\.00 % of equity"):
+            place(game_account, now=DURING, qty=9, **fields)
+
+
+@hypothesis_settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    share_bp=st.integers(min_value=100, max_value=5_000),
+    resting_qty=st.integers(min_value=1, max_value=20),
+    qty=st.integers(min_value=1, max_value=20),
+    resting_cents=st.integers(min_value=1_000, max_value=9_999),
+    cents=st.integers(min_value=1_000, max_value=9_999),
+)
+def test_the_position_limit_counts_open_orders_at_its_edge(
+    make_asset: Callable[..., Asset],
+    make_account: MakeAccount,
+    share_bp: int,
+    resting_qty: int,
+    qty: int,
+    resting_cents: int,
+    cents: int,
+) -> None:
+    """A limit buy under the bid, next to a resting one: allowed exactly when both together,
+    at the higher of the two limits, are at most the share of the $10,000 equity (to the cent)."""
+    if not Asset.objects.filter(symbol="AAPL").exists():
+        make_asset("AAPL", price="100.00")
+    assume(resting_qty * resting_cents * 10_000 <= 1_000_000 * share_bp)  # the first one is allowed
+    game_account = join(new_game(make_account().user), make_account())
+    Game.objects.filter(players__account=game_account).update(max_position_share_bp=share_bp)
+    resting = place(
+        game_account, now=DURING, type="limit", limit_price_units=resting_cents * 100, qty=resting_qty
+    )
+    assert resting.status == "new"
+    allowed = (resting_qty + qty) * max(cents, resting_cents) * 10_000 <= 1_000_000 * share_bp
+    if allowed:
+        assert (
+            place(game_account, now=DURING, type="limit", limit_price_units=cents * 100, qty=qty).status
+            == "new"
+        )
+    else:
+        with pytest.raises(Forbidden, match="game rule"):
+            place(game_account, now=DURING, type="limit", limit_price_units=cents * 100, qty=qty)
+
+
+# --- removed players ---------------------------------------------------------------------------------
+
+
+def test_self_reset_is_refused_after_the_end_and_after_a_removal(
+    asset: Asset, organiser: User, make_account: MakeAccount
+) -> None:
+    game = new_game(organiser, self_reset_allowed=True)
+    player, leaver = join(game, make_account()), join(game, make_account())
+    place(player, now=DURING, qty=3)
+    assert services.account_self_reset(account_id=player.pk, now=DURING).cash_cents == 1_000_000
+    services.game_player_remove(
+        game_id=game.pk, organiser_id=organiser.pk, username=leaver.user.username, now=DURING
+    )
+    with pytest.raises(Forbidden, match="removed"):
+        services.account_self_reset(account_id=leaver.pk, now=DURING)
+    place(player, now=END - TICK, qty=2)
+    with pytest.raises(Forbidden, match="over"):
+        services.account_self_reset(account_id=player.pk, now=END)
+    assert Account.objects.get(pk=player.pk).cash_cents < 1_000_000  # nothing was reset
+
+
+def test_a_removed_player_cannot_make_a_key_for_the_game_account(
+    organiser: User, account: Account, client: Client
+) -> None:
+    game = new_game(organiser)
+    game_account = join(game, account)
+    services.game_player_remove(
+        game_id=game.pk, organiser_id=organiser.pk, username=account.user.username, now=DURING
+    )
+    with pytest.raises(Forbidden, match="removed"):
+        services.api_key_create(account_id=game_account.pk)
+    # Nor on the API keys page, with the game account selected.
+    client.force_login(account.user)
+    client.post(reverse("account_select"), {"account_id": str(game_account.pk)})
+    response = client.post(reverse("keys"), {"label": "bot"})
+    assert response.status_code == 403
+    assert "removed from the game" in response.content.decode()
+    assert not ApiKey.objects.filter(account=game_account).exists()
+    # The user's other accounts are not concerned.
+    assert services.api_key_create(account_id=account.pk)[0].account_id == account.pk
+
+
+# --- read-only keys after the end -------------------------------------------------------------------
+
+
+def test_a_games_keys_read_but_never_write_once_it_is_over(
+    asset: Asset, organiser: User, account: Account
+) -> None:
+    game_account = join(new_game(organiser), account)
+    player = key_client(game_account)
+    with time_machine.travel(DURING, tick=False):
+        assert post_order(player, symbol="AAPL", qty="2").status_code == 200
+        resting = post_order(player, symbol="AAPL", qty="1", type="limit", limit_price="90").json()
+        watchlist = player.post("/v2/watchlists", {"name": "tech", "symbols": []}, format="json")
+        assert watchlist.status_code == 200
+    with time_machine.travel(END, tick=False):
+        for path in ("/v2/account", "/v2/positions", "/v2/positions/AAPL", "/v2/orders?status=all",
+                     f"/v2/orders/{resting['id']}", "/v2/account/activities", "/v2/account/configurations"):  # fmt: skip
+            assert player.get(path).status_code == 200, path
+        writes = [
+            post_order(player, symbol="AAPL", qty="1"),
+            player.delete("/v2/orders"),
+            player.delete(f"/v2/orders/{resting['id']}"),
+            player.patch(f"/v2/orders/{resting['id']}", {"limit_price": "91"}, format="json"),
+            player.delete("/v2/positions"),
+            player.delete("/v2/positions/AAPL"),
+            player.post("/v2/account/reset"),
+            player.patch("/v2/account/configurations", {"no_shorting": True}, format="json"),
+        ]
+        for response in writes:
+            body = assert_alpaca_error(response, 403)
+            assert body["code"] == 40310000 and body["message"].startswith("game rule: the game is over")
+        # Watchlists are not trading: they stay writable (README, Running a game).
+        assert player.delete(f"/v2/watchlists/{watchlist.json()['id']}").status_code == 204
+    assert Order.objects.get(pk=resting["id"]).status == "new"  # until the periodic close
+    assert services.games_close_due(now=END) == 1
+
+
+def test_before_the_start_a_games_key_cannot_trade(asset: Asset, organiser: User, account: Account) -> None:
+    player = key_client(join(new_game(organiser), account))
+    with time_machine.travel(START - TICK, tick=False):
+        body = assert_alpaca_error(post_order(player, symbol="AAPL", qty="1"), 403)
+    assert body == {"code": 40310000, "message": "game rule: the game has not started yet"}
+    with time_machine.travel(START, tick=False):
+        assert post_order(player, symbol="AAPL", qty="1").status_code == 200
+
+
+def test_a_game_key_never_writes_the_users_default_account(
+    asset: Asset, organiser: User, account: Account
+) -> None:
+    game_account = join(new_game(organiser), account)
+    player, default = key_client(game_account), key_client(account)
+    mine = resting_buy(account)
+    with time_machine.travel(DURING, tick=False):
+        assert player.delete("/v2/orders").status_code == 207
+        assert_alpaca_error(player.delete(f"/v2/orders/{mine.pk}"), 404)
+        assert player.delete("/v2/positions").json() == []
+    services.games_close_due(now=END)
+    assert status(mine) == "new"
+    with time_machine.travel(END, tick=False):
+        # The game is over; the default account is in no game and trades on.
+        assert_alpaca_error(post_order(player, symbol="AAPL", qty="1"), 403)
+        assert post_order(default, symbol="AAPL", qty="1").status_code == 200
+        assert default.delete(f"/v2/orders/{mine.pk}").status_code == 204
+
+
+# --- the shorting ceiling ----------------------------------------------------------------------------
+
+
+def test_the_configuration_shows_the_games_shorting_ceiling(
+    organiser: User, make_account: MakeAccount
+) -> None:
+    no_shorts = key_client(join(new_game(organiser, shorting_allowed=False), make_account()))
+    shorts = key_client(join(new_game(organiser, shorting_allowed=True), make_account()))
+    with time_machine.travel(DURING, tick=False):
+        assert no_shorts.get("/v2/account/configurations").json()["no_shorting"] is True
+        lifted = no_shorts.patch("/v2/account/configurations", {"no_shorting": False}, format="json")
+        assert lifted.status_code == 200 and lifted.json()["no_shorting"] is True
+        # Whatever the account's own row says (as stored before the ceiling was kept there).
+        Account.objects.filter(pk=no_shorts.account.pk).update(shorting_enabled=True)
+        assert no_shorts.get("/v2/account/configurations").json()["no_shorting"] is True
+
+        assert shorts.get("/v2/account/configurations").json()["no_shorting"] is False
+        tightened = shorts.patch("/v2/account/configurations", {"no_shorting": True}, format="json")
+        assert tightened.json()["no_shorting"] is True
+        assert shorts.get("/v2/account/configurations").json()["no_shorting"] is True
+        assert (
+            shorts.patch("/v2/account/configurations", {"no_shorting": False}, format="json").json()[
+                "no_shorting"
+            ]
+            is False
+        )
+    assert GamePlayer.objects.count() == 2
