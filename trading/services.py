@@ -246,15 +246,16 @@ def account_configure(
 
 
 def _account_with_game_locked(account_id: uuid.UUID | str) -> Account:
-    """The account with its game's rules, read under the account's row lock (only the account's
-    row: ``of``), so a game's end or a player's removal that committed before it is seen, and one
-    that commits after it finds this transaction's orders to cancel (docs/architecture.md, Games)."""
+    """The account with its game's rules, read after taking the account's row lock, so a game's
+    end or a player's removal (which take that lock to cancel its orders) that committed before
+    is seen, and one that commits after finds this transaction's orders to cancel.
+
+    Two statements, not one locking read joined to the game: on PostgreSQL (read committed) a
+    locking read that waited re-reads only the locked row, and would keep the game's row as it
+    was before the wait."""
     try:
-        return (
-            Account.objects.select_for_update(no_key=True, of=("self",))
-            .select_related("game_player__game")
-            .get(pk=account_id)
-        )
+        _lock_account(account_id)
+        return Account.objects.select_related("game_player__game").get(pk=account_id)
     except (Account.DoesNotExist, ValueError, TypeError, ValidationError):
         raise NotFound("account not found") from None
 
@@ -573,6 +574,7 @@ def _game_accounts_cancel_orders(account_ids: list[uuid.UUID], *, now: dt.dateti
 # Refusals that name the rule (Alpaca's shape: 403, code 40310000).
 GAME_OVER = "game rule: the game is over; its accounts are read-only"
 GAME_PLAYER_REMOVED = "game rule: this player was removed from the game"
+GAME_NO_SHORTING = "game rule: short selling is not allowed in this game"
 
 
 def games_close_due(*, now: dt.datetime | None = None) -> int:
@@ -695,7 +697,7 @@ def _game_refuse_position(
         return
     game = player.game
     if intent == PositionIntent.SELL_TO_OPEN and not game.shorting_allowed:
-        raise Forbidden("game rule: short selling is not allowed in this game")
+        raise Forbidden(GAME_NO_SHORTING)
     if game.max_position_share_bp is None:
         return
     position_qty = (
@@ -1412,6 +1414,9 @@ def _position_intent(*, account: Account, asset: Asset, request: OrderRequest, q
         return intent
     if intent == PositionIntent.SELL_TO_OPEN:
         if not account.shorting_enabled:
+            player = _game_player(account)  # loaded with the account
+            if player is not None and not player.game.shorting_allowed:
+                raise Forbidden(GAME_NO_SHORTING)
             raise Forbidden(
                 f"insufficient qty available for order (requested: {qty_to_str(qty)}, available: 0)"
             )
