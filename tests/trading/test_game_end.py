@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, assume, given, settings as hypothesis_settin
 from pytest_django.fixtures import Settings
 from redis.client import PubSub
 
+from tests.builders import add_tick
 from tests.trading.api_support import assert_alpaca_error, key_client, post_order
 from tests.trading.test_order_lifecycle import channel, published  # noqa: F401 (channel: a fixture)
 from tests.trading.test_services import assert_books_balance, place
@@ -448,3 +449,14 @@ def test_the_configuration_shows_the_games_shorting_ceiling(
             is False
         )
     assert GamePlayer.objects.count() == 2
+
+
+def test_margin_calls_skip_an_ended_games_accounts(asset: Asset, organiser: User, account: Account) -> None:
+    """The standings freeze at the end: no forced cover moves an ended game's account after it."""
+    game = new_game(organiser, shorting_allowed=True, starting_cash_cents=60_000)
+    game_account = join(game, account)
+    place(game_account, now=DURING, qty=10, side="sell")  # equity below maintenance above $123.07
+    add_tick("AAPL", price_units=1_240_000)
+    assert services.account_margin_call(account_id=game_account.pk, now=END) == []
+    (cover,) = services.account_margin_call(account_id=game_account.pk, now=END - TICK)
+    assert (cover.position_intent, cover.status) == ("buy_to_close", "filled")
