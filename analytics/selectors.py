@@ -142,8 +142,10 @@ def _board_refreshed(*, period: str, now: dt.datetime, bound: float) -> dict[str
     return board
 
 
-def leaderboard_csv_rows(*, period: str) -> Iterator[list[str]]:
-    """Every entry of the newest board for a staff export (uncached: rare and complete)."""
+def leaderboard_csv_rows(*, period: str) -> Iterator[list[str | int | Decimal | None]]:
+    """Every entry of the newest board for a staff export (uncached: rare and complete). Text
+    cells are ``str``, figures numbers, so the CSV writer neutralises formulas in the text only
+    (trading/api/csv_export.py)."""
     if period not in LeaderboardPeriod.values:
         raise InvalidRequest(f"period must be one of {', '.join(LeaderboardPeriod.values)}")
     snapshot = _latest_snapshot(period)
@@ -158,12 +160,12 @@ def leaderboard_csv_rows(*, period: str) -> Iterator[list[str]]:
     )
     for rank, number, username, equity, baseline, gain in entries.iterator(chunk_size=2000):
         yield [
-            str(rank),
+            rank,
             number,
             username,
-            cents_to_str(equity) or "",
-            cents_to_str(baseline) or "",
-            f"{gain * 100:.4f}",
+            Decimal(equity).scaleb(-2),
+            Decimal(baseline).scaleb(-2),
+            Decimal(f"{gain * 100:.4f}"),
             as_of,
         ]
 

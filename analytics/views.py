@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Iterator
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
@@ -22,6 +20,7 @@ from analytics.serializers import (
     SymbolStatsSerializer,
 )
 from trading.api.authentication import VerifiedKey
+from trading.api.csv_export import csv_response
 from trading.api.rendered_bodies import RenderedBodies
 from trading.api.views_base import TradingAPIView, parse_query, request_account, with_errors
 from trading.errors import InvalidRequest
@@ -60,11 +59,6 @@ class LeaderboardView(TradingAPIView):
         )
 
 
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
 class LeaderboardCsvView(TradingAPIView):
     """The whole newest board as CSV, for staff (streamed: a board can hold every player)."""
 
@@ -79,18 +73,9 @@ class LeaderboardCsvView(TradingAPIView):
     )
     def get(self, request: Request) -> StreamingHttpResponse:
         period = parse_query(LeaderboardCsvQuerySerializer, request)["period"]
-        rows = selectors.leaderboard_csv_rows(period=period)
-        first = next(rows)  # validates before the response starts streaming
-        writer = csv.writer(_Echo())
-
-        def lines() -> Iterator[str]:
-            yield writer.writerow(first)
-            for row in rows:
-                yield writer.writerow(row)
-
-        response = StreamingHttpResponse(lines(), content_type="text/csv")
-        response["Content-Disposition"] = f'attachment; filename="leaderboard-{period}.csv"'
-        return response
+        return csv_response(
+            selectors.leaderboard_csv_rows(period=period), filename=f"leaderboard-{period}.csv"
+        )
 
 
 class AccountAnalyticsView(TradingAPIView):

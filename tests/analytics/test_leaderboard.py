@@ -361,8 +361,8 @@ def test_endpoint_shapes_and_bad_input(
 def test_staff_export_the_whole_board_as_csv(
     market: dict[str, Asset], make_account: Callable[..., Account]
 ) -> None:
-    for _ in range(3):
-        make_account()
+    for name in ("ada", "-bob", "@cy"):
+        make_account(username=name)
     services.leaderboard_refresh()
     staff = get_user_model().objects.create_user(username="ops", password="pw-123456!", is_staff=True)
     client = APIClient()
@@ -375,6 +375,8 @@ def test_staff_export_the_whole_board_as_csv(
     rows = list(csv.reader(io.StringIO(b"".join(streamed).decode())))
     assert rows[0][:3] == ["rank", "account_number", "username"]
     assert [row[0] for row in rows[1:]] == ["1", "2", "3"]
+    # Usernames a spreadsheet would run as formulas are written as text (trading/api/csv_export.py).
+    assert sorted(row[2] for row in rows[1:]) == ["'-bob", "'@cy", "ada"]
     assert client.get("/v2/leaderboard.csv", {"period": "yearly"}).status_code == 422
 
 
