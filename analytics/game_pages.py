@@ -1,27 +1,33 @@
-"""A game's own page (README, Running a game): its rules, its players, the game's leaderboard,
-live while it runs and final once it is over, and after the end every player's positions.
+"""A game's own page (README, Running a game): its rules, its announcements, its players, the game's
+leaderboard, live while it runs and final once it is over, and after the end every player's
+positions.
 
-The page is here, not in trading, because it reads analytics (the game's leaderboard); the pages
-that only write or list games are trading's (trading/game_views.py). The leaderboard is rendered
-in the page when it loads and then refreshed by static/js/game.js, which polls the game's
-leaderboard API at a third of the staleness bound while the game runs.
+The page is here, not in trading, because it reads analytics (the game's leaderboard,
+``selectors.game_leaderboard_get_or_refresh``); the pages that only write or list games are
+trading's (trading/game_views.py). The board is rendered in the page when it loads and then
+refreshed by static/js/game.js, which polls the game's leaderboard API (the same selector) at a
+third of the staleness bound while the game runs, and stops once the board is final.
 """
 
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
+from analytics import selectors
 from trading import selectors as trading_selectors
-from trading.errors import NotFound
+from trading.errors import Forbidden, NotFound
 
 
 def _user(request: HttpRequest) -> User:
@@ -29,6 +35,34 @@ def _user(request: HttpRequest) -> User:
     user = request.user
     assert isinstance(user, User)
     return user
+
+
+def _signed_percent(value: float | None) -> str:
+    return "—" if value is None else f"{value:+.2f} %"
+
+
+def board_rows(board: dict[str, Any]) -> list[dict[str, Any]]:
+    """The board's entries as the page shows them, written as static/js/game.js writes them."""
+    return [
+        {
+            "rank": entry["rank"],
+            "username": entry["username"],
+            "equity": "—" if entry["equity"] is None else f"{Decimal(entry['equity']):,.2f}",
+            "return": _signed_percent(entry["return_pct"]),
+            "sharpe": "—" if entry["sharpe"] is None else f"{entry['sharpe']:.2f}",
+            "drawdown": "—" if entry["max_drawdown"] is None else f"{abs(entry['max_drawdown']) * 100:.2f} %",
+        }
+        for entry in board["entries"]
+    ]
+
+
+def board_status(board: dict[str, Any]) -> str:
+    as_of = board["as_of"].replace("T", " ").split(".")[0].removesuffix("+00:00")[:19]
+    return (
+        f"Final standings, as of {as_of} UTC."
+        if board["status"] == "final"
+        else f"Live, computed {as_of} UTC."
+    )
 
 
 @never_cache
@@ -44,6 +78,11 @@ def game_page(request: HttpRequest, game_id: uuid.UUID) -> HttpResponse:
     over = now >= game.closes_at()
     player = trading_selectors.game_player_get(game_id=game.pk, user_id=user.pk)
     session_account = trading_selectors.account_for_session_get(user_id=user.pk, session=request.session)
+    try:
+        announcements = trading_selectors.game_announcements_list(game_id=game.pk, user_id=user.pk)
+    except Forbidden:
+        announcements = None  # only the organiser and the players read them
+    board = selectors.game_leaderboard_get_or_refresh(game=game, now=now)
     return render(
         request,
         "games/game.html",
@@ -57,6 +96,11 @@ def game_page(request: HttpRequest, game_id: uuid.UUID) -> HttpResponse:
             and session_account is not None
             and session_account.pk == player.account_id,
             "players": trading_selectors.game_players_list(game_id=game.pk),
+            "announcements": announcements,
+            "board": board,
+            "board_rows": board_rows(board),
+            "board_status": board_status(board),
+            "leaderboard_url": reverse("game-leaderboard", kwargs={"game_id": str(game.pk)}),
             # Other players' holdings only once nobody can trade on what they see.
             "positions": trading_selectors.game_positions_list(game_id=game.pk) if over else None,
             "poll_ms": int(settings.LEADERBOARD_MAX_STALENESS_S * 1000 / 3),

@@ -15,7 +15,7 @@ from typing import Any
 
 from django import forms
 
-from trading.models import CommissionPlan, Game, OrderClass, OrderType
+from trading.models import GAME_ANNOUNCEMENT_MAX_LENGTH, CommissionPlan, Game, OrderClass, OrderType
 from trading.services import GameRules
 
 # <input type=datetime-local> sends "2026-12-07T09:30"; the pages say the times are UTC.
@@ -149,6 +149,15 @@ def _utc(value: dt.datetime) -> dt.datetime:
     # The form's fields are read in the current time zone; the pages say UTC, so a naive or
     # differently zoned value is taken as the wall-clock time in UTC.
     return value.replace(tzinfo=dt.UTC)
+
+
+class GameAnnouncementForm(forms.Form):
+    text = forms.CharField(
+        label="Announcement",
+        max_length=GAME_ANNOUNCEMENT_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Shown on the game's page to its players.",
+    )
 
 
 class GameJoinForm(forms.Form):

@@ -24,7 +24,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from trading import selectors, services
 from trading.errors import Forbidden, NotFound, TradingError
-from trading.game_forms import GameJoinForm, GameRulesForm
+from trading.game_forms import GameAnnouncementForm, GameJoinForm, GameRulesForm
 from trading.models import Game
 
 
@@ -152,7 +152,12 @@ def _organised(request: HttpRequest, game_id: uuid.UUID) -> Game | HttpResponse:
 
 
 def _manage_page(
-    request: HttpRequest, game: Game, form: GameRulesForm | None, *, status: int = 200
+    request: HttpRequest,
+    game: Game,
+    form: GameRulesForm | None,
+    *,
+    announcement_form: GameAnnouncementForm | None = None,
+    status: int = 200,
 ) -> HttpResponse:
     now = timezone.now()
     started = now >= game.starts_at
@@ -162,6 +167,8 @@ def _manage_page(
         if form is not None
         else (None if started else GameRulesForm(initial=GameRulesForm.initial_of(game))),
         "players": selectors.game_players_list(game_id=game.pk),
+        "announcement_form": announcement_form or GameAnnouncementForm(),
+        "announcements": selectors.game_announcements_list(game_id=game.pk, user_id=game.organiser_id),
         "started": started,
         "over": now >= game.closes_at(),
         "invite_url": request.build_absolute_uri(
@@ -221,3 +228,23 @@ def game_end(request: HttpRequest, game_id: uuid.UUID) -> HttpResponse:
         return redirect("game_manage", game_id=game.pk)
     messages.success(request, f"{game.name} is over: open orders are canceled and the standings are final.")
     return redirect("game_page", game_id=game.pk)
+
+
+@login_required
+@require_POST
+def game_announce(request: HttpRequest, game_id: uuid.UUID) -> HttpResponse:
+    game = _organised(request, game_id)
+    if isinstance(game, HttpResponse):
+        return game
+    form = GameAnnouncementForm(request.POST)
+    if form.is_valid():
+        try:
+            services.game_announcement_post(
+                game_id=game.pk, author_id=_user(request).pk, text=form.cleaned_data["text"]
+            )
+        except TradingError as error:
+            form.add_error("text", error.message)
+        else:
+            messages.success(request, "Announced to the players.")
+            return redirect("game_manage", game_id=game.pk)
+    return _manage_page(request, game, None, announcement_form=form, status=422)

@@ -53,4 +53,5 @@ urlpatterns: list[URLPattern | URLResolver] = [
         name="game_player_remove",
     ),
     path("games/<uuid:game_id>/end", game_views.game_end, name="game_end"),
+    path("games/<uuid:game_id>/announce", game_views.game_announce, name="game_announce"),
 ]

@@ -107,3 +107,26 @@ def test_other_players_positions_show_only_once_the_game_is_over(
         in over
     )
     assert 'data-username="bob" data-symbol' not in over
+
+
+def test_the_board_is_on_the_page_live_then_final(
+    clock: time_machine.Traveller, make_account: MakeAccount, asset: Asset
+) -> None:
+    organiser = make_account(username="teacher")
+    game = new_game(organiser)
+    ada = services.game_join(game_id=game.pk, user=make_account(username="ada").user, now=BEFORE).account
+    services.game_join(game_id=game.pk, user=make_account(username="bob").user, now=BEFORE)
+    clock.move_to(DURING)
+    place(ada, now=DURING, qty=3)
+    client = client_of(organiser)
+
+    live = client.get(f"/games/{game.pk}").content.decode()
+    assert f'data-leaderboard-url="/v2/games/{game.pk}/leaderboard"' in live and 'data-final="false"' in live
+    assert "js/game" in live  # the module that keeps it fresh
+    assert '<tr data-username="ada">' in live and '<tr data-username="bob">' in live
+    assert "Live, computed" in live
+
+    clock.move_to(END)
+    final = client.get(f"/games/{game.pk}").content.decode()
+    assert 'data-final="true"' in final and "Final standings, as of" in final
+    assert '<tr data-username="ada">' in final and '<tr data-username="bob">' in final

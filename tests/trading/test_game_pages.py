@@ -363,3 +363,40 @@ def test_the_organiser_removes_a_player_and_ends_the_game(
     twice = client.post(f"/games/{game.pk}/end", follow=True)
     assert "the game is over already" in twice.content.decode()
     assert 'id="end-game"' not in client.get(f"/games/{game.pk}/manage").content.decode()
+
+
+def test_the_organiser_posts_announcements_the_players_read(
+    clock: time_machine.Traveller, organiser: Account, make_account: MakeAccount
+) -> None:
+    game = new_game(organiser)
+    ada, eve = make_account(username="ada"), make_account(username="eve")
+    services.game_join(game_id=game.pk, user=ada.user, now=BEFORE)
+    client = client_of(organiser)
+
+    posted = client.post(f"/games/{game.pk}/announce", {"text": "  Markets open at 14:00 UTC.  "})
+    assert posted.status_code == 302 and posted["Location"] == f"/games/{game.pk}/manage"
+    assert "Markets open at 14:00 UTC." in client.get(f"/games/{game.pk}/manage").content.decode()
+    assert "Markets open at 14:00 UTC." in client_of(ada).get(f"/games/{game.pk}").content.decode()
+    # Someone outside the (public) game sees its page, not its announcements.
+    assert "Markets open" not in client_of(eve).get(f"/games/{game.pk}").content.decode()
+
+    blank = client.post(f"/games/{game.pk}/announce", {"text": "   "})
+    assert blank.status_code == 422 and "This field is required" in errors_of(blank)
+    long = client.post(f"/games/{game.pk}/announce", {"text": "x" * 2001})
+    assert long.status_code == 422 and "at most 2000 characters" in errors_of(long)
+    assert client_of(ada).post(f"/games/{game.pk}/announce", {"text": "I win"}).status_code == 403
+    assert "I win" not in client_of(ada).get(f"/games/{game.pk}").content.decode()
+
+
+def test_the_manage_page_links_the_exports_for_the_organiser_only(
+    clock: time_machine.Traveller, organiser: Account, make_account: MakeAccount
+) -> None:
+    game = new_game(organiser)
+    ada = make_account(username="ada")
+    services.game_join(game_id=game.pk, user=ada.user, now=BEFORE)
+    page = client_of(organiser).get(f"/games/{game.pk}/manage").content.decode()
+    for link in (f"/v2/games/{game.pk}/standings.csv", f"/v2/games/{game.pk}/trades.csv"):
+        assert f'href="{link}"' in page
+        answer = client_of(organiser).get(link)
+        assert answer.status_code == 200 and answer["Content-Type"].startswith("text/csv")
+        assert client_of(ada).get(link).status_code == 403
