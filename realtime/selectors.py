@@ -115,7 +115,7 @@ def account_snapshot_get(*, account_id: str) -> dict[str, Any] | None:
     from trading.api.serializers import AccountSerializer, PositionSerializer
     from trading.models import Account
 
-    account = Account.objects.filter(pk=account_id).first()
+    account = Account.objects.select_related("game_player__game").filter(pk=account_id).first()
     if account is None:
         return None
     return {

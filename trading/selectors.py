@@ -1039,7 +1039,11 @@ def account_for_session_get(*, user_id: int, session: Mapping[str, Any]) -> Acco
     login). One query, whichever it is."""
     selected = _as_uuid(str(session.get(SESSION_ACCOUNT_KEY) or ""))
     wanted = Q(is_default=True) if selected is None else Q(is_default=True) | Q(pk=selected)
-    rows = list(Account.objects.filter(wanted, user_id=user_id, user__is_active=True))
+    rows = list(
+        Account.objects.filter(wanted, user_id=user_id, user__is_active=True).select_related(
+            "game_player__game"
+        )
+    )
     chosen = next((row for row in rows if row.pk == selected), None)
     return chosen or next((row for row in rows if row.is_default), None)
 

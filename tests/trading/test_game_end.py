@@ -22,6 +22,7 @@ import time_machine
 from django.contrib.auth.models import User
 from django.db import connection, connections, transaction
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from hypothesis import HealthCheck, assume, given, settings as hypothesis_settings, strategies as st
 from pytest_django.fixtures import Settings
@@ -460,3 +461,43 @@ def test_margin_calls_skip_an_ended_games_accounts(asset: Asset, organiser: User
     assert services.account_margin_call(account_id=game_account.pk, now=END) == []
     (cover,) = services.account_margin_call(account_id=game_account.pk, now=END - TICK)
     assert (cover.position_intent, cover.status) == ("buy_to_close", "filled")
+
+
+def test_the_account_says_when_a_game_account_may_trade(
+    asset: Asset, organiser: User, account: Account
+) -> None:
+    """``trading_blocked`` (Alpaca: no orders may be placed) outside the game's window and after a
+    removal; ``shorting_enabled`` under the game's ceiling; the game comes with the account's own
+    query, so a game account's answer costs no more queries than the default account's."""
+    game = new_game(organiser, shorting_allowed=False)
+    game_account = join(game, account)
+    Account.objects.filter(pk=game_account.pk).update(shorting_enabled=True)
+    player, default = key_client(game_account), key_client(account)
+    blocked = {}
+    for name, instant in (
+        ("before", START - TICK),
+        ("at-start", START),
+        ("before-end", END - TICK),
+        ("at-end", END),
+    ):
+        with time_machine.travel(instant, tick=False):
+            body = player.get("/v2/account").json()
+        blocked[name] = body["trading_blocked"]
+        assert body["shorting_enabled"] is False
+    assert blocked == {"before": True, "at-start": False, "before-end": False, "at-end": True}
+    with time_machine.travel(DURING, tick=False):
+        assert default.get("/v2/account").json()["trading_blocked"] is False
+        with CaptureQueriesContext(connection) as in_game:
+            player.get("/v2/account")
+        with CaptureQueriesContext(connection) as plain:
+            default.get("/v2/account")
+        assert len(in_game.captured_queries) == len(plain.captured_queries)
+        services.game_player_remove(
+            game_id=game.pk, organiser_id=organiser.pk, username=account.user.username, now=DURING
+        )
+    # The removal revoked the game account's keys; in the browser the account shows blocked.
+    client = Client()
+    client.force_login(account.user)
+    client.post(reverse("account_select"), {"account_id": str(game_account.pk)})
+    with time_machine.travel(DURING, tick=False):
+        assert client.get("/v2/account").json()["trading_blocked"] is True

@@ -200,7 +200,12 @@ def request_account_or_none(request: Request) -> Account | None:
     user_id = getattr(request.user, "pk", None)  # None when anonymous
     account: Account | None = None
     if user_id is not None and isinstance(request.auth, VerifiedKey):
-        account = Account.objects.filter(pk=request.auth.account_id, user_id=user_id).first()
+        # With its game, if any, in the same query: the account's answer says whether it may trade.
+        account = (
+            Account.objects.select_related("game_player__game")
+            .filter(pk=request.auth.account_id, user_id=user_id)
+            .first()
+        )
     elif user_id is not None:
         account = selectors.account_for_session_get(user_id=user_id, session=http_request.session)
     setattr(http_request, _ACCOUNT_ATTR, account)

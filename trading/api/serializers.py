@@ -28,6 +28,7 @@ from trading.models import (
     CashEntry,
     Exchange,
     Game,
+    GamePlayer,
     Order,
     OrderClass,
     OrderSide,
@@ -741,6 +742,13 @@ class AccountSerializer(ShapeSerializer):
     @classmethod
     def shape(cls, summary: AccountSummary) -> dict[str, Any]:
         account: Account = summary.account
+        # A game account may trade only while its game runs and its player is in it, and shorts
+        # only if its game allows them (README, Running a game).
+        player = _game_player_loaded(account)
+        game_blocks = player is not None and (
+            player.removed_at is not None or not player.game.is_open_at(summary.as_of)
+        )
+        shorting = account.shorting_enabled and (player is None or player.game.shorting_allowed)
         buying_power = cents_to_str(account.buying_power_cents)
         zero = "0.00"
         return {
@@ -764,13 +772,13 @@ class AccountSerializer(ShapeSerializer):
             "pending_transfer_out": zero,
             "portfolio_value": units_str(summary.equity),
             "pattern_day_trader": False,
-            "trading_blocked": account.trading_suspended,
+            "trading_blocked": account.trading_suspended or game_blocks,
             "transfers_blocked": False,
             "account_blocked": False,
             "created_at": rfc3339(account.created_at),
             "trade_suspended_by_user": account.trading_suspended,
             "multiplier": "1",
-            "shorting_enabled": account.shorting_enabled,
+            "shorting_enabled": shorting,
             "equity": units_str(summary.equity),
             "last_equity": units_str(summary.last_equity),
             "long_market_value": units_str(summary.long_market_value),
@@ -785,6 +793,17 @@ class AccountSerializer(ShapeSerializer):
             "reserved_cash": cents_to_str(account.reserved_cents),
             "reset_at": rfc3339(account.reset_at),
         }
+
+
+def _game_player_loaded(account: Account) -> GamePlayer | None:
+    """The account's game player when it was loaded with the account (the request's account and
+    the dashboard's are, in the same query); None otherwise, so shaping never costs a query."""
+    if not Account.game_player.is_cached(account):
+        return None
+    try:
+        return account.game_player
+    except GamePlayer.DoesNotExist:
+        return None
 
 
 class AccountConfigurationSerializer(ShapeSerializer):
