@@ -74,8 +74,9 @@ stop:
 # DB_TESTS_ONLY pass skips them. Then the Python suite in two runs that together are all of it:
 # the tests not marked `live` on PYTEST_WORKERS xdist workers (each with its own test database and
 # Redis key prefix), then the live ones (real servers, workers, the market, chromium; free ports,
-# the worker's own database and key prefix) on as many workers, with the CPU-bound ones (benchmark
-# runs, the schema fuzzer, chromium: xdist_group "cpu_bound") kept on one worker so two never compete.
+# the worker's own database and key prefix) on as many workers, with the CPU-bound ones in two
+# xdist groups, each kept on one worker: "load" (benchmark runs, the schema fuzzer) and "stacks"
+# (chromium, whole-stack runs), so two of a kind never compete.
 # Exit status 5 (no tests collected) is fine for one run when the other ran tests (PYTEST_ARGS may
 # select only one kind), and for both only on the DB_TESTS_ONLY pass, where it means that no test
 # depends on the database backend.
@@ -102,13 +103,15 @@ test-fast: venv node_modules/.installed
 	npm test
 	$(BIN)/pytest -m "not live" -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
+# mypy (the longest, on one core) runs beside the others; its output is printed after theirs.
 lint: venv node_modules/.installed
-	@status=0; \
+	@status=0; mypy_log=$$(mktemp); \
+	$(BIN)/mypy . > $$mypy_log 2>&1 & mypy_pid=$$!; \
 	echo "ruff check ."; $(BIN)/ruff check . || status=1; \
 	echo "ruff format --check ."; $(BIN)/ruff format --check . || status=1; \
-	echo "mypy ."; $(BIN)/mypy . || status=1; \
 	echo "lint-imports"; $(BIN)/lint-imports || status=1; \
 	echo "eslint ."; npx --no-install eslint . || status=1; \
+	echo "mypy ."; wait $$mypy_pid || status=1; cat $$mypy_log; rm -f $$mypy_log; \
 	exit $$status
 
 format: venv

@@ -5,12 +5,15 @@
   server or database instead of testing the product.
 - CI runs the suite twice, on SQLite + embedded Redis and on PostgreSQL + Redis. The second pass
   sets ``DB_TESTS_ONLY=1``, which deselects (never skips) every test that does not touch the
-  database, so backend-neutral tests run once.
+  database, so backend-neutral tests run once. ``@pytest.mark.backend_neutral`` says the same of a
+  test that needs a database but not a particular one (a browser driving pages over a live stack):
+  it runs in the first pass only.
 - ``@pytest.mark.db_backend("postgresql")`` limits a test to the named backends (Django's
   ``connection.vendor``); on other backends it is deselected, so it needs no skip.
 - ``TEST_FROZEN_NOW=<ISO 8601 instant with offset>`` (opt-in) runs the whole suite as if the wall
   clock had read that instant when the run started (it keeps ticking), in the test process and in
   every Python process the tests start: a check that no test depends on the hour or the day.
+- Tests marked ``slow`` run first, so under xdist none of them is left running alone at the end.
 - A test that starts a server, a worker, the market or a browser must be marked
   ``@pytest.mark.live`` (``make test-fast`` runs ``-m "not live"``); one that is not fails at the
   start of the process.
@@ -182,6 +185,8 @@ _vendor_key = pytest.StashKey[str]()
 
 
 def _uses_database(item: pytest.Item) -> bool:
+    if item.get_closest_marker("backend_neutral"):
+        return False
     if item.get_closest_marker("django_db") or item.get_closest_marker("db_backend"):
         return True
     # fixturenames is the transitive closure, so fixtures built on `db` count too.
@@ -224,6 +229,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if deselected:
         items[:] = kept
         config.hook.pytest_deselected(items=deselected)
+    # Slow tests first (a stable sort keeps every other order): xdist hands out tests in this
+    # order, so a minutes-long test (the ledger state machine) starts at once on one worker while
+    # the other takes the rest, instead of starting late and running on alone at the end.
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
     config.stash[_deselected_key] = counts
     config.stash[_vendor_key] = vendor
 

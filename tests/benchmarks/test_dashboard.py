@@ -2,6 +2,10 @@
 
 Speeds are not asserted (the goals are the benchmark's business): the rows, that both renderers
 received market data and drew frames, the first load's API calls, and the clean-up are.
+
+On PostgreSQL here; on SQLite the same table comes from ``benchmark all``
+(tests/benchmarks/test_all.py checks it with ``dashboard_table_check``), so CI runs the benchmark
+once per backend.
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ from pathlib import Path
 import pytest
 from django.conf import global_settings
 from django.core.management import call_command
-from django.db import connection
 from pytest_django.fixtures import Settings
 
 from tests.tools import require_tool
@@ -20,16 +23,15 @@ from trading.models import Account
 
 
 @pytest.mark.live
-@pytest.mark.xdist_group("cpu_bound")  # make test keeps these on one worker
+@pytest.mark.xdist_group("load")  # make test runs the load generators (benchmarks, fuzzer) one at a time
 @pytest.mark.slow
-@pytest.mark.db_backend
+@pytest.mark.db_backend("postgresql")
 @pytest.mark.django_db(transaction=True)
 def test_benchmark_dashboard_prints_its_table(tmp_path: Path, settings: Settings) -> None:
     require_tool("chromium")
     # The benchmark's user logs in to gunicorn, which verifies with the production hasher; the
     # quick test hasher of tests/conftest.py would make that password unverifiable there.
     settings.PASSWORD_HASHERS = global_settings.PASSWORD_HASHERS
-    throwaway = str(tmp_path / "benchmark.sqlite3") if connection.vendor == "sqlite" else None
     out = io.StringIO()
     call_command(
         "benchmark",
@@ -38,11 +40,17 @@ def test_benchmark_dashboard_prints_its_table(tmp_path: Path, settings: Settings
         rate=2,
         seconds=2,
         settle=1,
-        db_name=throwaway,
         screenshots=str(tmp_path / "shots"),
         stdout=out,
     )
-    text = out.getvalue()
+    dashboard_table_check(out.getvalue())
+    for renderer in ("optimised", "naive"):
+        assert (tmp_path / "shots" / f"benchmark-dashboard-{renderer}.png").stat().st_size > 0
+    assert not Account.objects.exists()  # the real (test) database was not touched
+
+
+def dashboard_table_check(text: str) -> None:
+    """What ``benchmark dashboard`` printed (alone, or among ``benchmark all``'s reports)."""
     lines = text.splitlines()
 
     def row(scenario: str) -> list[str]:
@@ -66,8 +74,3 @@ def test_benchmark_dashboard_prints_its_table(tmp_path: Path, settings: Settings
     assert int(first_load[0]) >= 1 and first_load[-1] in ("yes", "noisy", "NO"), text
     assert "/v2/dashboard/bootstrap" in text  # the notes list the first load's calls
     assert "page errors" not in text, text
-    for renderer in ("optimised", "naive"):
-        assert (tmp_path / "shots" / f"benchmark-dashboard-{renderer}.png").stat().st_size > 0
-    assert not Account.objects.exists()  # the real (test) database was not touched
-    if throwaway:
-        assert not Path(throwaway).exists()

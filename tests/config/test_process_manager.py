@@ -220,7 +220,7 @@ def serves_again(stack: ProcfileStack, role: str, deadline: float, celery: Celer
 
 
 @pytest.mark.live
-@pytest.mark.xdist_group("cpu_bound")  # make test keeps these on one worker
+@pytest.mark.xdist_group("stacks")  # make test runs chromium and whole-stack runs one at a time
 @pytest.mark.slow
 def test_make_run_serves_again_within_seconds_after_any_process_is_killed() -> None:
     with procfile_stack() as stack:

@@ -32,7 +32,12 @@ from trading import services
 from trading.models import Account, Order, Position, Watchlist
 
 # chromium beside a benchmark run on 2 cores can miss its waits: one worker runs all of them.
-pytestmark = [pytest.mark.live, pytest.mark.slow, pytest.mark.xdist_group("cpu_bound")]
+pytestmark = [
+    pytest.mark.live,
+    pytest.mark.slow,
+    pytest.mark.xdist_group("stacks"),  # make test runs chromium and whole-stack runs one at a time
+    pytest.mark.backend_neutral,  # the pages over the live stack, not the SQL: CI runs these once
+]
 
 READY = "#dashboard[data-ready=true]"
 MARKET_ROWS = "#market-table [data-symbol]"

@@ -15,7 +15,11 @@ from tests.processes import ROOT, VENV_BIN, ProcfileStack, procfile_stack
 from trading.management.commands.seed_demo import CREDENTIALS_FILENAME, read_logins
 
 # The whole stack plus the bot: kept with the other CPU-bound tests on one xdist worker.
-pytestmark = [pytest.mark.live, pytest.mark.slow, pytest.mark.xdist_group("cpu_bound")]
+pytestmark = [
+    pytest.mark.live,
+    pytest.mark.slow,
+    pytest.mark.xdist_group("stacks"),  # make test runs chromium and whole-stack runs one at a time
+]
 
 BOT = ROOT / "examples" / "momentum_bot.py"
 SYMBOLS = 10

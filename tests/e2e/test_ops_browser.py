@@ -30,7 +30,8 @@ from tests.processes import ROOT, VENV_BIN
 pytestmark = [
     pytest.mark.live,
     pytest.mark.slow,
-    pytest.mark.xdist_group("cpu_bound"),  # make test keeps chromium and benchmark runs on one worker
+    pytest.mark.xdist_group("stacks"),  # make test runs chromium and whole-stack runs one at a time
+    pytest.mark.backend_neutral,  # the ops page over the live stack, not the SQL: CI runs it once
 ]
 
 UI_TIMEOUT_MS = 20_000

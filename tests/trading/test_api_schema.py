@@ -227,7 +227,7 @@ def _config(known: dict[str, list[str]]) -> str:
 
 
 @pytest.mark.live
-@pytest.mark.xdist_group("cpu_bound")  # make test keeps these on one worker
+@pytest.mark.xdist_group("load")  # make test runs the load generators (benchmarks, fuzzer) one at a time
 def test_the_live_api_conforms_to_its_schema(
     transactional_db: None,
     tmp_path: Path,
