@@ -13,7 +13,8 @@
 - ``TEST_FROZEN_NOW=<ISO 8601 instant with offset>`` (opt-in) runs the whole suite as if the wall
   clock had read that instant when the run started (it keeps ticking), in the test process and in
   every Python process the tests start: a check that no test depends on the hour or the day.
-- Tests marked ``slow`` run first, so under xdist none of them is left running alone at the end.
+- Within pytest-django's order (rolled-back, then transactional, then database-free tests), tests
+  marked ``slow`` run first, so under xdist none of them is left running alone at the end.
 - A test that starts a server, a worker, the market or a browser must be marked
   ``@pytest.mark.live`` (``make test-fast`` runs ``-m "not live"``); one that is not fails at the
   start of the process.
@@ -211,6 +212,7 @@ def _current_vendor() -> str:
     return str(connections["default"].vendor)  # does not open a connection
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-django's own ordering
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     counts: dict[str, int] = {}
     deselected: list[pytest.Item] = []
@@ -229,12 +231,33 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if deselected:
         items[:] = kept
         config.hook.pytest_deselected(items=deselected)
-    # Slow tests first (a stable sort keeps every other order): xdist hands out tests in this
-    # order, so a minutes-long test (the ledger state machine) starts at once on one worker while
-    # the other takes the rest, instead of starting late and running on alone at the end.
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
     config.stash[_deselected_key] = counts
     config.stash[_vendor_key] = vendor
+    # Within each of pytest-django's groups, slow tests first (a stable sort keeps every other
+    # order): xdist hands out tests in this order, so a minutes-long test (the ledger state
+    # machine) starts early on one worker while the other takes the rest, instead of starting late
+    # and running on alone at the end. The groups stay in pytest-django's order, so no test that
+    # reads a data migration's rows runs after a transactional test has emptied the tables.
+    items.sort(key=lambda item: (_django_order(item), item.get_closest_marker("slow") is None))
+
+
+def _django_order(item: pytest.Item) -> int:
+    """pytest-django's (and Django's) test order: tests in a rolled-back transaction, then
+    transactional ones (which empty the tables, data migrations' rows included), then the rest."""
+    cls = getattr(item, "cls", None)
+    if cls is not None:
+        from django.test import TestCase, TransactionTestCase
+
+        if issubclass(cls, TransactionTestCase):
+            return 0 if issubclass(cls, TestCase) else 1
+    marker = item.get_closest_marker("django_db")
+    fixtures = set(getattr(item, "fixturenames", ()))
+    if (marker and (marker.kwargs.get("transaction") or marker.kwargs.get("reset_sequences"))) or (
+        fixtures & {"transactional_db", "live_server"}
+    ):
+        return 1
+    return 0 if marker or "db" in fixtures else 2
 
 
 def _tests(count: int) -> str:
