@@ -31,8 +31,8 @@ from trading.units import QTY_SCALE
 pytestmark = [
     pytest.mark.live,
     pytest.mark.slow,
-    pytest.mark.xdist_group("cpu_bound"),
-    pytest.mark.db_backend("sqlite"),
+    pytest.mark.xdist_group("stacks"),  # make test runs chromium and whole-stack runs one at a time
+    pytest.mark.backend_neutral,  # the pages over the live stack, not the SQL: CI runs it once
 ]
 
 STARTING_CASH = Decimal("25000.00")
