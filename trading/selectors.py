@@ -1087,7 +1087,9 @@ def game_list_public(*, now: dt.datetime | None = None) -> list[Game]:
     games = Game.objects.filter(visibility=Game.Visibility.PUBLIC, ends_at__gt=now).filter(
         Q(ended_at__isnull=True) | Q(ended_at__gt=now)
     )
-    return list(games.annotate(player_count=Count("players")).order_by("starts_at", "id"))
+    return list(
+        games.select_related("organiser").annotate(player_count=Count("players")).order_by("starts_at", "id")
+    )
 
 
 def game_get(*, game_id: uuid.UUID | str, user_id: int | None = None) -> Game:

@@ -433,6 +433,9 @@ def _game_rule_fields(rules: GameRules) -> dict[str, object]:
     }
 
 
+GAME_START_BACKDATE_MAX = dt.timedelta(days=1)
+
+
 def game_create(*, organiser: User, rules: GameRules, now: dt.datetime | None = None) -> Game:
     """A new game, organised by any user (only staff with GAME_CREATE_STAFF_ONLY)."""
     now = now or timezone.now()
@@ -441,6 +444,9 @@ def game_create(*, organiser: User, rules: GameRules, now: dt.datetime | None = 
     _validate_game_rules(rules)
     if rules.ends_at <= now:
         raise InvalidRequest("ends_at must be in the future")
+    if rules.starts_at < now - GAME_START_BACKDATE_MAX:
+        # A game may start "now" as a form fills in, not in a past its boards would have to price.
+        raise InvalidRequest("starts_at cannot be more than a day in the past")
     return Game.objects.create(organiser=organiser, **_game_rule_fields(rules))
 
 
@@ -495,6 +501,9 @@ def game_join(
             raise NotFound("game not found")
         if now >= game.closes_at():
             raise Forbidden("the game is over")
+        if game.organiser_id == user.pk:
+            # The organiser reads every player's trades while the game runs (trades.csv).
+            raise Forbidden("the organiser of a game cannot play in it")
         if now >= game.starts_at and not game.late_joining_allowed:
             raise Forbidden("the game has started and does not allow late joining")
         if GamePlayer.objects.filter(game=game, user=user).exists():
@@ -517,6 +526,9 @@ def game_player_remove(
         player = GamePlayer.objects.filter(game=game, user__username=username).first()
         if player is None:
             raise NotFound("player not found")
+        if now >= game.closes_at():
+            # The final standings are the players of the game as it ended.
+            raise Forbidden("the game is over: its players stay in the final standings")
         if player.removed_at is None:
             player.removed_at = now
             player.save(update_fields=["removed_at"])

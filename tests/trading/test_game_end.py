@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import time_machine
 from django.contrib.auth.models import User
-from django.db import connection, connections, transaction
+from django.db import connections, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -192,14 +192,14 @@ def test_the_window_of_a_game_ended_early(
             place(game_account, now=START + offset)
 
 
+# A lock another connection waits on: SQLite serialises whole transactions instead.
+@pytest.mark.db_backend("postgresql")
 @pytest.mark.django_db(transaction=True)
 def test_an_end_committed_while_an_order_waits_for_the_lock_refuses_it(
     asset: Asset, organiser: User, account: Account
 ) -> None:
     """The rules are read under the account's lock: an order that waited for it while the game
     ended sees the end, instead of checking the game before and placing after it."""
-    if connection.vendor != "postgresql":
-        pytest.skip("needs a lock another connection waits on; SQLite serialises whole transactions")
     game = new_game(organiser)
     game_account = join(game, account)
     outcome: dict[str, object] = {}

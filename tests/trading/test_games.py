@@ -102,6 +102,25 @@ def test_rules_are_validated(organiser: User) -> None:
             new_game(organiser, **bad)
 
 
+def test_a_game_starts_at_most_a_day_in_the_past(organiser: User) -> None:
+    # A start years back would have its boards price a past no tick or bar covers.
+    a_day = services.GAME_START_BACKDATE_MAX
+    for starts_at in (BEFORE - a_day - dt.timedelta(seconds=1), dt.datetime(1, 1, 2, tzinfo=dt.UTC)):
+        with pytest.raises(InvalidRequest, match="more than a day in the past"):
+            new_game(organiser, starts_at=starts_at)
+    assert new_game(organiser, starts_at=BEFORE - a_day).starts_at == BEFORE - a_day
+
+
+def test_the_organiser_cannot_play_in_their_own_game(organiser: User, make_account: MakeAccount) -> None:
+    # The organiser reads every player's trades while the game runs.
+    game = new_game(organiser)
+    before = Account.objects.filter(user=organiser).count()
+    with pytest.raises(Forbidden, match="organiser of a game cannot play"):
+        services.game_join(game_id=game.pk, user=organiser, now=BEFORE)
+    assert Account.objects.filter(user=organiser).count() == before
+    assert join(game, make_account()).user != organiser
+
+
 def test_staff_only_organising(settings: Settings, organiser: User) -> None:
     settings.GAME_CREATE_STAFF_ONLY = True
     with pytest.raises(Forbidden, match="staff"):
@@ -216,6 +235,18 @@ def test_a_removed_player_cannot_trade_and_loses_its_keys(
     assert ApiKey.objects.get(pk=default_key.pk).revoked_at is None  # other accounts keep theirs
     with pytest.raises(Forbidden, match="removed"):
         place(game_account, now=DURING)
+
+
+def test_players_stay_in_the_final_standings(organiser: User, make_account: MakeAccount) -> None:
+    game = new_game(organiser)
+    player = make_account()
+    join(game, player)
+    for after_the_end in (END, END + dt.timedelta(days=1)):
+        with pytest.raises(Forbidden, match="game is over"):
+            services.game_player_remove(
+                game_id=game.pk, organiser_id=organiser.pk, username=player.user.username, now=after_the_end
+            )
+    assert GamePlayer.objects.get(game=game).removed_at is None
 
 
 # --- order rules -------------------------------------------------------------------------------------
