@@ -176,7 +176,8 @@ def _seed(
         client_order_id="schema-resting",
     )
     watchlist = services.watchlist_create(account_id=account.pk, name="Tech", symbols=["AAPL"])
-    # A running game the key's user organises and plays in: its board, exports and announcements.
+    # A running game the key's user organises and another user plays in: its board, exports and
+    # announcements.
     game = services.game_create(
         organiser=account.user,
         rules=services.GameRules(
@@ -186,7 +187,7 @@ def _seed(
             starting_cash_cents=1_000_000,
         ),
     )
-    player = services.game_join(game_id=game.pk, user=account.user).account
+    player = services.game_join(game_id=game.pk, user=make_account().user).account
     services.order_place(
         account_id=player.pk,
         request=services.OrderRequest(
