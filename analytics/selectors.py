@@ -246,7 +246,12 @@ def _game_live_get_or_refresh(game: Game, now: dt.datetime) -> dict[str, Any]:
             # The holder did not finish within the wait: recompute here rather than serve stale.
             services.game_boards_refresh(now=now, game_ids=[game.pk])
             board = _game_board_stored(game, final=False)
-    assert board is not None
+    if board is None:
+        # The game ended after the caller read it (the refresh skips games that are over).
+        game.refresh_from_db()
+        if now < game.closes_at():
+            raise RuntimeError(f"game {game.pk} is running but its board was not written")
+        return _game_final_get_or_freeze(game, now)
     return board
 
 

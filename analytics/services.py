@@ -640,6 +640,20 @@ def _game_points(
     return points
 
 
+def _game_series(
+    points: list[tuple[dt.date, int, int]],
+    *,
+    start_day: dt.date,
+    baseline_cents: int,
+    today: tuple[dt.date, int, int],
+) -> list[tuple[dt.date, int, int]]:
+    """A player's daily equity for the risk figures: the starting cash on the eve of the start,
+    so the first day's move counts, then the stored days since the start, then ``today``."""
+    eve = (start_day - dt.timedelta(days=1), baseline_cents, 0)
+    stored = [point for point in points if start_day <= point[0] < today[0]]
+    return [eve, *stored, today]
+
+
 def _game_standing(
     *,
     account_id: uuid.UUID,
@@ -716,8 +730,12 @@ def game_boards_refresh(
                 state = states.get(account_id)
                 if state is None:  # joined after the book was loaded: on the next board
                     continue
-                series = [point for point in points.get(account_id, []) if point[0] >= start_day]
-                series.append((book.trading_day, state.equity_cents, state.flows_today_cents))
+                series = _game_series(
+                    points.get(account_id, []),
+                    start_day=start_day,
+                    baseline_cents=baseline,
+                    today=(book.trading_day, state.equity_cents, state.flows_today_cents),
+                )
                 standings.append(
                     _game_standing(
                         account_id=account_id,
@@ -800,7 +818,12 @@ def _game_standings_at(*, game: Game, at: dt.datetime) -> list[GameStanding]:
                 price = abs(basis) * UNITS_PER_CENT * QTY_SCALE // abs(cost_qty) if cost_qty else 0
             holdings += holding_value_units(price_units=price, qty=qty)
         equity = cash[account_id] + round(holdings / UNITS_PER_CENT)
-        series = [*points.get(account_id, []), (end_day, equity, 0)]
+        series = _game_series(
+            points.get(account_id, []),
+            start_day=calendar.trading_day_of(game.starts_at),
+            baseline_cents=game.starting_cash_cents,
+            today=(end_day, equity, 0),
+        )
         standings.append(
             _game_standing(
                 account_id=account_id,

@@ -242,3 +242,40 @@ def test_final_standings_freeze_at_the_end_and_never_move(
     board = GameBoard.objects.get(game=game, final=True)
     assert services.game_standings_freeze(game_id=game.pk, now=read_at + dt.timedelta(days=9)).pk == board.pk
     assert GameBoard.objects.filter(game=game).count() == 1
+
+
+def test_the_first_days_move_counts_in_the_risk_figures(
+    market: dict[str, Asset], make_account: MakeAccount, django_capture_on_commit_callbacks: Any
+) -> None:
+    # A one-day game: without the starting cash on the eve of the start, a player's series would
+    # be the end day alone, and a 40 % fall on the only day would show no drawdown.
+    teacher = make_account(username="teacher")
+    game = new_game(teacher)
+    ada_game, bob_game = join(game, make_account(username="ada")), join(game, make_account(username="bob"))
+    set_quote("AAPL", price="100.00", at=DURING)
+    trade(ada_game, "AAPL", 99)  # nearly all in, at the ask ($100.01)
+    end = DURING + dt.timedelta(hours=1)
+    set_quote("AAPL", price="40.00", at=end - dt.timedelta(minutes=1))
+    game = trading.game_end(game_id=game.pk, organiser_id=teacher.user.pk, now=end)
+    with django_capture_on_commit_callbacks(execute=True):
+        final = selectors.game_leaderboard_get_or_refresh(game=game, now=end + dt.timedelta(minutes=1))
+    bob, ada = final["entries"]
+    ada_game.refresh_from_db()
+    fall = 1 - (ada_game.cash_cents + 99 * 40_00) / 1_000_000
+    assert ada["username"] == "ada" and ada["max_drawdown"] == pytest.approx(fall, abs=1e-4)
+    assert bob["max_drawdown"] == 0
+
+
+def test_a_game_ended_after_the_reader_loaded_it_answers_its_final_standings(
+    market: dict[str, Asset], make_account: MakeAccount, django_capture_on_commit_callbacks: Any
+) -> None:
+    teacher = make_account(username="teacher")
+    game = new_game(teacher)
+    join(game, make_account(username="ada"))
+    loaded = Game.objects.get(pk=game.pk)  # as a view loaded it, before the organiser ended it
+    end = DURING + dt.timedelta(minutes=10)
+    trading.game_end(game_id=game.pk, organiser_id=teacher.user.pk, now=end)
+    with django_capture_on_commit_callbacks(execute=True):
+        # Read a moment after the end with the game as loaded before it: no live board is written.
+        board = selectors.game_leaderboard_whole_get_or_refresh(game=loaded, now=end + dt.timedelta(seconds=1))
+    assert (board["status"], board["as_of"]) == ("final", end.isoformat())
