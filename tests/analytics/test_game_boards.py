@@ -251,7 +251,8 @@ def test_the_first_days_move_counts_in_the_risk_figures(
     # be the end day alone, and a 40 % fall on the only day would show no drawdown.
     teacher = make_account(username="teacher")
     game = new_game(teacher)
-    ada_game, bob_game = join(game, make_account(username="ada")), join(game, make_account(username="bob"))
+    ada_game = join(game, make_account(username="ada"))
+    join(game, make_account(username="bob"))
     set_quote("AAPL", price="100.00", at=DURING)
     trade(ada_game, "AAPL", 99)  # nearly all in, at the ask ($100.01)
     end = DURING + dt.timedelta(hours=1)
