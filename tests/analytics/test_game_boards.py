@@ -278,5 +278,7 @@ def test_a_game_ended_after_the_reader_loaded_it_answers_its_final_standings(
     trading.game_end(game_id=game.pk, organiser_id=teacher.user.pk, now=end)
     with django_capture_on_commit_callbacks(execute=True):
         # Read a moment after the end with the game as loaded before it: no live board is written.
-        board = selectors.game_leaderboard_whole_get_or_refresh(game=loaded, now=end + dt.timedelta(seconds=1))
+        board = selectors.game_leaderboard_whole_get_or_refresh(
+            game=loaded, now=end + dt.timedelta(seconds=1)
+        )
     assert (board["status"], board["as_of"]) == ("final", end.isoformat())
