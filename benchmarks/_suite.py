@@ -34,6 +34,7 @@ SMALLEST: dict[str, dict[str, Any]] = {
     },
     "dashboard": {"symbols": 60, "rate": 2, "seconds": 2, "settle": 1},
     "db": {"ticks": 20_000, "symbols": 40, "holdings": 30, "repeat": 2},
+    "games": {"players": 200, "bots": 20, "seconds": 5, "symbols": 10, "query_sample": 4},
     "stream": {
         "clients": 20,
         "symbols_per_client": 10,

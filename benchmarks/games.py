@@ -524,7 +524,7 @@ def _rows(
     )
     report.notes.append(
         "errors by kind: "
-        + ", ".join(f"{kind} {count}" for kind, count in sorted(result.errors.items()))
+        + (", ".join(f"{kind} {count}" for kind, count in sorted(result.errors.items())) or "none")
         + (f"; first: {result.first_error}" if result.first_error else "")
     )
     report.notes.append(

@@ -42,7 +42,7 @@ def test_benchmark_all_writes_one_report_the_ops_page_links(tmp_path: Path, sett
     settings.PASSWORD_HASHERS = global_settings.PASSWORD_HASHERS
     settings.BENCHMARK_REPORTS_DIR = tmp_path / "reports"
     names = list(benchmarks.available())
-    assert {"api", "dashboard", "db", "stream", "ticks"} <= set(names)
+    assert {"api", "dashboard", "db", "games", "stream", "ticks"} <= set(names)
     out = io.StringIO()
     call_command("benchmark", "all", "--smallest", "--db-name", str(tmp_path / "bench.sqlite3"), stdout=out)
     text = out.getvalue()

@@ -1,0 +1,66 @@
+"""``manage.py benchmark games`` runs end to end at tiny sizes against real gunicorn, the market
+and the leaderboard job, and prints its table (issue 16, Scale).
+
+Timings are not asserted (the goals are the benchmark's business); the rows, no errors, a board
+read within its bound, the SQL statement counts and the clean-up are.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from config.redis_pools import redis_client
+from trading.models import Account, Game
+
+
+@pytest.mark.live
+@pytest.mark.xdist_group("cpu_bound")  # make test keeps these on one worker
+@pytest.mark.db_backend
+@pytest.mark.django_db(transaction=True)
+def test_benchmark_games_prints_its_table(tmp_path: Path) -> None:
+    throwaway = str(tmp_path / "benchmark.sqlite3") if connection.vendor == "sqlite" else None
+    out = io.StringIO()
+    call_command(
+        "benchmark",
+        "games",
+        players=200,
+        bots=20,
+        seconds=5,
+        symbols=10,
+        query_sample=4,
+        quiet_wait=0,
+        db_name=throwaway,
+        stdout=out,
+    )
+    text = out.getvalue()
+    games_table_check(text)
+    assert (
+        not Account.objects.exists() and not Game.objects.exists()
+    )  # the real (test) database was not touched
+    if throwaway:
+        assert not Path(throwaway).exists()
+    assert not list(redis_client().scan_iter(match=f"benchgames{os.getpid()}*"))  # its keys are gone
+
+
+def games_table_check(text: str) -> None:
+    """Every row of ``benchmark games``' table, no request failed, and the verdicts that are counts,
+    not speeds."""
+    for scenario in (
+        "order placement p50 / p99 (",
+        "account read p50 / p99 (",
+        "game leaderboard age when read, max (",
+        "game board refresh (one game, median of 3)",
+        "leaderboard job run, every board (median / max of",
+        "SQL statements per order: game account vs default account",
+        "errors by kind: none",
+    ):
+        assert scenario in text, text
+    for line in text.splitlines():
+        if line.startswith(("errors (non-2xx", "game leaderboard age", "SQL statements per order")):
+            assert line.split()[-1] == "yes", line
