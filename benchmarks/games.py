@@ -18,9 +18,10 @@ Rows: order and read p50/p99, errors (goal 0), the game board's age when read ag
 LEADERBOARD_MAX_STALENESS_S (goal: never older), the job's run time and one game's board refresh
 time (``game_boards_refresh(game_ids=[...])``, what a reader finding it stale pays), and the SQL
 statements of one order placement from a game account (every rule on) against a default account
-(the ``X-DB-Queries`` header, as ``benchmark api`` reads it): the rules are checked on the
-account's own query, so the only extra statements are the size rule's equity pricing
-(``selectors.account_summary``, counted here with CaptureQueriesContext), never one per rule.
+(the ``X-DB-Queries`` header, as ``benchmark api`` reads it): every rule is read with the account
+under its lock in one query (docs/architecture.md, Games), so the goal allows the game account at
+most as many extra statements as the size rule's equity pricing takes (``selectors.account_summary``,
+counted here with CaptureQueriesContext), not one per rule.
 The throwaway database and the run's Redis keys are deleted afterwards.
 """
 
