@@ -34,6 +34,7 @@ class LoadResult:
     errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     first_error: str = ""
     lags: list[float] = field(default_factory=list)
+    behind: int = 0  # requests not sent: the client was more than max_lag_s behind
     # Seconds between the board's as_of and the moment its request was sent.
     board_ages: list[float] = field(default_factory=list)
 
@@ -46,8 +47,11 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
 
 
-def drive(port: int, schedule: list[Due], *, threads: int) -> LoadResult:
-    """Send ``schedule`` (sorted by ``at``) to 127.0.0.1:``port``; returns what came back."""
+def drive(port: int, schedule: list[Due], *, threads: int, max_lag_s: float) -> LoadResult:
+    """Send ``schedule`` (sorted by ``at``) to 127.0.0.1:``port``; returns what came back. A
+    request its thread reaches more than ``max_lag_s`` after its due time is not sent and counts as
+    an error ("behind"): a server that cannot keep up fails the run in bounded time instead of
+    working through a backlog for an hour."""
     result = LoadResult()
     lock = threading.Lock()
     work: queue.Queue[Due | None] = queue.Queue()
@@ -63,6 +67,11 @@ def drive(port: int, schedule: list[Due], *, threads: int) -> LoadResult:
         while (due := work.get()) is not None:
             sent = time.monotonic()
             sent_wall = time.time()
+            if sent - (started + due.at) > max_lag_s:
+                failed(due.kind, f"{due.kind}: not sent, {max_lag_s:g} s behind its due time")
+                with lock:
+                    result.behind += 1
+                continue
             headers = dict(due.headers)
             body = None
             if due.body is not None:

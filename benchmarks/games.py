@@ -12,7 +12,9 @@ s, at a phase of its own, so the server sees ``bots / order-interval`` orders an
 read-interval`` reads a second; a leaderboard reader reads the game's board every
 ``--board-interval`` s. The client is open-loop (benchmarks/_games_load.py): each request is due at
 its time whatever the others are doing, and its latency runs from that time, so a server falling
-behind shows in the figures rather than slowing the client.
+behind shows in the figures rather than slowing the client; one the client cannot send within
+``--max-lag`` seconds of its time is dropped and counted as an error, so a server that cannot keep
+up fails the run in bounded time.
 
 Rows: order and read p50/p99, errors (goal 0), the game board's age when read against
 LEADERBOARD_MAX_STALENESS_S (goal: never older), the job's run time and one game's board refresh
@@ -92,6 +94,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workers", type=int, default=2, help="gunicorn sync workers (default 2, as the Procfile)"
     )
     parser.add_argument(
+        "--max-lag",
+        type=float,
+        default=10.0,
+        help="a request not sent within this many seconds of its due time is dropped as an error (default 10)",
+    )
+    parser.add_argument(
         "--client-threads", type=int, default=64, help="the load client's connections (default 64)"
     )
     parser.add_argument(
@@ -120,6 +128,8 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
     intervals = [float(options[name]) for name in ("order_interval", "read_interval", "board_interval")]
     if players < 1 or not 1 <= bots <= players or seconds <= 0 or min(intervals) <= 0:
         raise CommandError("--players, --seconds and the intervals must be positive, --bots 1 to --players")
+    if float(options["max_lag"]) <= 0:
+        raise CommandError("--max-lag must be positive")
     if int(options["symbols"]) < 1 or int(options["workers"]) < 1 or int(options["client_threads"]) < 1:
         raise CommandError("--symbols, --workers and --client-threads must be positive")
     run_id = f"benchgames{os.getpid()}"
@@ -151,7 +161,9 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
                 f"load: {bots} bots, {bots / intervals[0]:.0f} orders/s and {bots / intervals[1]:.0f} reads/s "
                 f"for {seconds:.0f} s, the board every {intervals[2]:g} s"
             )
-            result = drive(port, schedule, threads=int(options["client_threads"]))
+            result = drive(
+                port, schedule, threads=int(options["client_threads"]), max_lag_s=float(options["max_lag"])
+            )
             sample = int(options["query_sample"])
             game_queries = _order_queries(port, seeded.bot_keys[0], seeded.symbols[0], count=sample)
             default_queries = _order_queries(port, seeded.default_key, seeded.symbols[0], count=sample)
@@ -526,6 +538,7 @@ def _rows(
     report.notes.append(
         "errors by kind: "
         + (", ".join(f"{kind} {count}" for kind, count in sorted(result.errors.items())) or "none")
+        + (f"; {result.behind:,} not sent (the client fell behind)" if result.behind else "")
         + (f"; first: {result.first_error}" if result.first_error else "")
     )
     report.notes.append(
