@@ -499,7 +499,7 @@ def _rows(
             f"p50 {percentile(ages, 0.5):.2f} s" if ages else "-",
             "never older",
             # Unproven unless every reader was answered: a board read that failed saw no age.
-            bool(ages) and not result.errors["board"] and oldest <= bound,
+            bool(ages) and not result.errors.get("board", 0) and oldest <= bound,
             load_free=True,
         )
     )
