@@ -4,7 +4,7 @@ baseline, ratio, goal and met, a real PNG per benchmark; the ops page links it f
 
 Too long for the fast suite (minutes): live, on SQLite only. The live benchmarks' own tests run on
 PostgreSQL; here their table checks (``api_table_check``, ``dashboard_table_check``,
-``stream_table_check``) read this run's output, so each benchmark runs once per backend in CI.
+``games_table_check``, ``stream_table_check``) read this run's output, so each benchmark runs once per backend in CI.
 Figures are not asserted; that every benchmark ran and reported what its own test expects is.
 """
 
@@ -24,6 +24,7 @@ import benchmarks
 from tests.analytics.test_ops_page import client_for
 from tests.benchmarks.test_api import api_table_check
 from tests.benchmarks.test_dashboard import dashboard_table_check
+from tests.benchmarks.test_games import games_table_check
 from tests.benchmarks.test_stream import stream_table_check
 from tests.tools import require_tool
 
@@ -53,6 +54,7 @@ def test_benchmark_all_writes_one_report_the_ops_page_links(tmp_path: Path, sett
     assert f"all {len(names)} benchmarks run in " in text and "; 0 failed" in text, text
     api_table_check(text, client="wrk")
     dashboard_table_check(text)
+    games_table_check(text)
     stream_table_check(text)
 
     latest = tmp_path / "reports" / "latest"

@@ -3,6 +3,10 @@ and the leaderboard job, and prints its table (issue 16, Scale).
 
 Timings are not asserted (the goals are the benchmark's business); the rows, no errors, a board
 read within its bound, the SQL statement counts and the clean-up are.
+
+On PostgreSQL here; on SQLite the same table comes from ``benchmark all``
+(tests/benchmarks/test_all.py checks it with ``games_table_check``), so CI runs the benchmark
+once per backend.
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ from trading.models import Account, Game
 
 
 @pytest.mark.live
-@pytest.mark.xdist_group("cpu_bound")  # make test keeps these on one worker
-@pytest.mark.db_backend
+@pytest.mark.xdist_group("load")  # make test runs the load generators (benchmarks, fuzzer) one at a time
+@pytest.mark.db_backend("postgresql")
 @pytest.mark.django_db(transaction=True)
 def test_benchmark_games_prints_its_table(tmp_path: Path) -> None:
     throwaway = str(tmp_path / "benchmark.sqlite3") if connection.vendor == "sqlite" else None
