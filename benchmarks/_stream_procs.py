@@ -4,7 +4,10 @@
 process (its own GIL, apart from the publisher). Each connects, authenticates, subscribes to
 trades for its symbols (JSON), then reads. The parent drives it over stdin/stdout:
 ``READY {...}`` once every connection is set up, then per ``MEASURE <seconds>`` line one
-``RESULT {...}`` line, and ``QUIT`` closes everything.
+``RESULT {...}`` line, and ``QUIT`` closes everything. Besides what it reads, each result holds what
+the kernel counted on the client's sockets over the step (TCP_INFO, Linux): the bytes the server
+sent them and the TCP segments they came in (``tcp_totals``); with ``mss`` in the plan, every
+socket advertises that MSS (an Ethernet link's) so the server cuts segments as it would there.
 
 ``python -m benchmarks._stream_procs attack ...``: the subscription-reply amplification
 attack on the design's market-data stream: ``--sockets`` connections authenticate with their own
@@ -30,6 +33,8 @@ import contextlib
 import gc
 import json
 import re
+import socket
+import struct
 import sys
 import threading
 import time
@@ -57,7 +62,6 @@ class Meter:
         self.updates = 0
         self.payload_bytes = 0
         self.wire_bytes = 0
-        self.unbatched_wire_bytes = 0
         self.latencies_ms: list[float] = []
 
     def seconds(self, prefix: str) -> int:
@@ -89,14 +93,45 @@ class Meter:
             for prefix, nanos in stamps:
                 sent = self.seconds(prefix) * 1_000_000_000 + int(nanos)
                 self.latencies_ms.append((now - sent) / 1e6)
-        if len(stamps) > 1 and text.startswith("[{") and text.endswith("}]"):
-            # The same events one per frame: each part in its own "[...]" and frame header.
-            pieces = text[1:-1].split("},{")
-            for number, piece in enumerate(pieces):
-                part = len(piece) + (1 if number > 0 else 0) + (1 if number < len(pieces) - 1 else 0)
-                self.unbatched_wire_bytes += part + 2 + ws_header_size(part + 2)
-        else:
-            self.unbatched_wire_bytes += size + ws_header_size(size)
+
+
+# struct tcp_info (linux/tcp.h) from tcpi_bytes_acked on: bytes_acked, bytes_received, segs_out,
+# segs_in, notsent_bytes, min_rtt, data_segs_in, data_segs_out (Linux 4.6 and later).
+TCP_INFO_TAIL = struct.Struct("<QQIIIIII")
+TCP_INFO_TAIL_OFFSET = 120
+
+
+def tcp_counters(sock: socket.socket) -> tuple[int, int, int]:
+    """(bytes received, data segments received, segments sent) of one client socket, as the kernel
+    counts them.
+
+    Why the receiving side's TCP_INFO and not a count of the server's send calls: with TCP_NODELAY
+    (autobahn sets it) a send is usually a segment, but not always: the kernel coalesces writes
+    queued behind one not yet sent (autocorking, a busy loopback) and cuts a write longer than the
+    MSS into several, so counting sends would overstate the unbatched variant's segments and
+    understate large batches. The kernel's own counters see what left. On loopback every segment
+    the server sends arrives whole at one client socket, and the receiver counts a GSO packet as
+    the segments it stands for, so these are the server's tcpi_data_segs_out for the same
+    sockets, read where the benchmark holds them (the server under test is not instrumented).
+    The segments sent are the client's ACKs (it sends no data while measured).
+    """
+    raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_TAIL_OFFSET + TCP_INFO_TAIL.size)
+    if len(raw) < TCP_INFO_TAIL_OFFSET + TCP_INFO_TAIL.size:
+        return 0, 0, 0
+    _, received, segs_out, _, _, _, data_segs_in, _ = TCP_INFO_TAIL.unpack_from(raw, TCP_INFO_TAIL_OFFSET)
+    return received, data_segs_in, segs_out
+
+
+def tcp_totals(sockets: list[Any]) -> tuple[int, int, int]:
+    totals = [0, 0, 0]
+    for ws in sockets:
+        sock = ws.transport.get_extra_info("socket") if ws.transport is not None else None
+        if sock is None:
+            continue
+        with contextlib.suppress(OSError):
+            for index, value in enumerate(tcp_counters(sock)):
+                totals[index] += value
+    return totals[0], totals[1], totals[2]
 
 
 def _percentile(ordered: list[float], fraction: float) -> float | None:
@@ -105,11 +140,30 @@ def _percentile(ordered: list[float], fraction: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-async def _open(url: str, key: str, secret: str, symbols: list[str]) -> Any:
+async def _connected_socket(url: str, mss: int) -> socket.socket:
+    """A TCP socket connected to ``url``'s host and port that advertised ``mss`` in its SYN."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, mss)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (parts.hostname or "127.0.0.1", parts.port or 80))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def _open(url: str, key: str, secret: str, symbols: list[str], *, mss: int | None = None) -> Any:
     from websockets.asyncio.client import connect
 
+    extra: dict[str, Any] = {}
+    if mss is not None:
+        extra["sock"] = await _connected_socket(url, mss)
     ws = await connect(
-        url, compression=None, max_size=2**24, open_timeout=60, ping_interval=None, close_timeout=2
+        url, compression=None, max_size=2**24, open_timeout=60, ping_interval=None, close_timeout=2, **extra
     )
     try:
         hello = await asyncio.wait_for(ws.recv(), 30)
@@ -147,6 +201,7 @@ async def client_main(args: argparse.Namespace) -> None:
     with open(args.plan) as plan_file:
         plan = json.load(plan_file)
     url, key, secret, subscriptions = plan["url"], plan["key"], plan["secret"], plan["subscriptions"]
+    mss = plan.get("mss")
     meter = Meter(len(subscriptions))
     gate = asyncio.Semaphore(args.connect_concurrency)
     errors: list[str] = []
@@ -154,7 +209,7 @@ async def client_main(args: argparse.Namespace) -> None:
     async def open_one(symbols: list[str]) -> Any:
         async with gate:
             try:
-                return await _open(url, key, secret, symbols)
+                return await _open(url, key, secret, symbols, mss=mss)
             except Exception as error:
                 errors.append(f"{type(error).__name__}: {error}"[:200])
                 return None
@@ -194,12 +249,18 @@ async def client_main(args: argparse.Namespace) -> None:
             seconds = float(command.split()[1])
             meter.counting = True
             meter.reset()
+            live = [ws for _, ws in connected]
+            tcp_before = tcp_totals(live)
             cpu, wall = time.process_time(), time.perf_counter()
             meter.measuring = True
             await asyncio.sleep(seconds)
             meter.measuring = False
             elapsed = time.perf_counter() - wall
             cpu = time.process_time() - cpu
+            tcp_after = tcp_totals(live)
+            socket_bytes, data_segments, ack_segments = (
+                after - before for after, before in zip(tcp_after, tcp_before, strict=True)
+            )
             ordered = sorted(meter.latencies_ms)
             _emit(
                 "RESULT",
@@ -209,7 +270,9 @@ async def client_main(args: argparse.Namespace) -> None:
                     "updates": meter.updates,
                     "payload_bytes": meter.payload_bytes,
                     "wire_bytes": meter.wire_bytes,
-                    "unbatched_wire_bytes": meter.unbatched_wire_bytes,
+                    "socket_bytes": socket_bytes,
+                    "data_segments": data_segments,
+                    "ack_segments": ack_segments,
                     "p50_ms": _percentile(ordered, 0.50),
                     "p99_ms": _percentile(ordered, 0.99),
                     "client_cpu": cpu / elapsed if elapsed else 0.0,

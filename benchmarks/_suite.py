@@ -44,6 +44,7 @@ SMALLEST: dict[str, dict[str, Any]] = {
         "rate_multipliers": "1,2",
         "attack_rounds": 1,
         "metrics_rounds": 1,
+        "bandwidth_clients": 5,
     },
     "ticks": {"rows": 3_000, "window_ticks": 250, "symbols": 20, "rounds": 2, "storage_rows": 4_000},
 }

@@ -21,10 +21,14 @@ delivered updates/s, frames/s, payload bytes/s, latency p50/p99. Servers, one at
   (benchmarks/_stream_bare_asgi.py), the floor under any consumer's memory per
   connection on this server.
 
-The unbatched variant (one frame per event, Property 39 of docs/properties.md) is computed, not
-served: the client re-frames exactly the events the design delivered, one per frame, and adds the
-WebSocket frame headers both ways (TCP/IP overhead per segment is not counted; it would favour
-batching further). Memory per idle connection is the server process's RSS growth while the clients
+Bandwidth (Property 39 of docs/properties.md), ``--bandwidth-clients`` clients at the first rate:
+the design served twice to the same clients with the same subscriptions, once as configured (one
+frame per window) and once unbatched (``STREAM_BATCH_EVENTS=false``: the same fan-out with each
+event in a frame of its own), at ``--symbols-per-client`` and at the whole universe (a dashboard).
+What was sent is what the kernel counted on the client sockets (TCP_INFO): bytes (WebSocket
+framing included) and data segments, each segment counted with 52 bytes of TCP/IP headers; the
+client sockets advertise Ethernet's MSS so a batch is cut into segments as it would be off
+loopback. Memory per idle connection is the server process's RSS growth while the clients
 connect, authenticate and subscribe with nothing published, divided by the clients connected (one
 priming connection first, so the fan-out's one-off start-up is not counted).
 
@@ -91,6 +95,13 @@ ATTACK_SYMBOLS = 5000
 ATTACK_SYMBOL_LENGTH = 32
 ATTACK_RATE = 15.0
 MARKET_TICK_INTERVAL_S = 2.0  # the market's default: one tick per symbol every 2 s on average
+# Property 39: batched at most this fraction of unbatched, TCP/IP headers counted, for a dashboard.
+BANDWIDTH_GOAL = 0.7
+# Per data segment: IPv4 (20) and TCP (20) headers and the timestamps option Linux sends (12).
+TCP_IP_HEADER_BYTES = 52
+# The MSS the bandwidth clients advertise: an Ethernet link's (MTU 1500), 1,448 bytes of payload
+# per segment with timestamps. Loopback's own (~64 KB) would carry any batch in one segment.
+ETHERNET_MSS = 1460
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -125,6 +136,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=(
             "rounds of the design with metrics on and off (METRICS_ENABLED=false) at the first rate, "
             "order alternating, for the CPU per delivered update (default 3; 0: none)"
+        ),
+    )
+    parser.add_argument(
+        "--bandwidth-clients",
+        type=int,
+        default=50,
+        help=(
+            "clients of the bandwidth sessions (Property 39: batched vs unbatched, at "
+            "--symbols-per-client and at every symbol; default 50; 0: none)"
         ),
     )
     parser.add_argument(
@@ -248,6 +268,7 @@ class Plan:
     multipliers: list[float]
     redis_prefix: str
     workdir: Path
+    mss: int | None = None  # advertised by the client sockets (None: the system's)
 
     @property
     def channel(self) -> str:
@@ -308,6 +329,7 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
         sessions: dict[str, Session] = {}
         cost_only = bool(options.get("metrics_cost_only"))
         metrics_cost: dict[bool, list[float]] = {True: [], False: []}
+        bandwidth: list[Bandwidth] = []
         try:
             for kind in () if cost_only else ("design", "naive", "raw", "bare"):
                 steps = {"naive": multipliers[:1], "bare": []}.get(kind, multipliers)
@@ -316,6 +338,8 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
                 )
                 with _server(kind, plan, database_url) as (port, pid):
                     sessions[kind] = asyncio.run(_session(kind, plan, port, pid, steps, log))
+            if not cost_only:
+                bandwidth = _bandwidth(plan, database_url, int(options.get("bandwidth_clients") or 0), log)
             metrics_cost = _metrics_cost(plan, database_url, int(options.get("metrics_rounds") or 0), log)
         finally:
             _forget(run_id)
@@ -328,6 +352,7 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
         )
         if not cost_only:
             _rows(report, plan, sessions)
+            _bandwidth_rows(report, plan, bandwidth)
         _metrics_cost_rows(report, metrics_cost)
     return report
 
@@ -380,6 +405,115 @@ def _metrics_cost_rows(report: Report, cost: dict[bool, list[float]]) -> None:
     )
 
 
+@dataclass
+class Bandwidth:
+    """Property 39: one set of clients and subscriptions served batched and unbatched."""
+
+    clients: int
+    symbols_per_client: int
+    batched: Step
+    unbatched: Step
+
+
+def _bandwidth(plan: Plan, database_url: str, clients: int, log: Callable[[str], None]) -> list[Bandwidth]:
+    """The design batched and unbatched (STREAM_BATCH_EVENTS=false), the same clients subscribed
+    to the same symbols, at the first rate: at --symbols-per-client and at the whole universe."""
+    if clients < 1:
+        return []
+    chooser = random.Random(3939)
+    measured = []
+    for per_client in sorted({len(plan.subscriptions[0]), len(plan.universe)}):
+        subscriptions = [chooser.sample(plan.universe, per_client) for _ in range(clients)]
+        steps: dict[bool, Step] = {}
+        for batched in (True, False):
+            # Redis names of its own per server (under the run's prefix, so _forget deletes them).
+            variant = dataclasses.replace(
+                plan,
+                clients=clients,
+                subscriptions=subscriptions,
+                attack_rounds=0,
+                mss=ETHERNET_MSS,
+                redis_prefix=f"{plan.redis_prefix}b{per_client}{int(batched)}",
+            )
+            label = f"P39 {'batched' if batched else 'unbatched'}, {clients} clients x {per_client} symbols"
+            with _server("design", variant, database_url, batched=batched) as (port, pid):
+                session = asyncio.run(
+                    _session("design", variant, port, pid, plan.multipliers[:1], log, label=label)
+                )
+            steps[batched] = session.steps[0]
+        measured.append(Bandwidth(clients, per_client, steps[True], steps[False]))
+    return measured
+
+
+def _on_the_wire(step: Step) -> int:
+    """Bytes the server sent, TCP/IP headers of its data segments included."""
+    return int(step.result["socket_bytes"]) + TCP_IP_HEADER_BYTES * int(step.result["data_segments"])
+
+
+def _per_update(step: Step, value: float) -> float:
+    updates = int(step.result["updates"])
+    return value / updates if updates else float("nan")
+
+
+def _bandwidth_rows(report: Report, plan: Plan, bandwidth: list[Bandwidth]) -> None:
+    for measured in bandwidth:
+        batched, unbatched = measured.batched, measured.unbatched
+        dashboard = measured.symbols_per_client == len(plan.universe)
+        everyone = all(
+            step.result["clients_with_data"] == measured.clients and int(step.result["updates"]) > 0
+            for step in (batched, unbatched)
+        )
+        ratio = _per_update(batched, _on_the_wire(batched)) / _per_update(unbatched, _on_the_wire(unbatched))
+        report.add(
+            Row(
+                f"P39 bytes sent per update incl. TCP/IP headers, {measured.clients} clients x "
+                f"{measured.symbols_per_client} of {len(plan.universe)} symbols"
+                f"{' (dashboard)' if dashboard else ''}: batched vs unbatched",
+                f"{_per_update(batched, _on_the_wire(batched)):.1f} B",
+                f"{_per_update(unbatched, _on_the_wire(unbatched)):.1f} B",
+                f"{ratio:.2f}x",
+                f"<= {BANDWIDTH_GOAL}x" if dashboard else "-",
+                (everyone and ratio <= BANDWIDTH_GOAL) if dashboard else None,
+            )
+        )
+        for label, key in (
+            (
+                "  payload only: socket bytes per update (WebSocket framing, no TCP/IP headers)",
+                "socket_bytes",
+            ),
+            ("  JSON bytes per update (no framing)", "payload_bytes"),
+        ):
+            mine, theirs = (_per_update(step, int(step.result[key])) for step in (batched, unbatched))
+            report.add(Row(label, f"{mine:.1f} B", f"{theirs:.1f} B", f"{mine / theirs:.2f}x", "-", None))
+        segments = [
+            f"{_per_update(step, int(step.result['data_segments'])):.3f} / "
+            f"{_per_update(step, int(step.result['frames'])):.3f}; {int(step.result['ack_segments']):,}"
+            for step in (batched, unbatched)
+        ]
+        report.add(
+            Row("  TCP data segments / frames per update; client ACK segments", *segments, "-", "-", None)
+        )
+        report.add(
+            Row(
+                "  updates delivered; bytes sent incl. headers (totals)",
+                f"{int(batched.result['updates']):,}; {_on_the_wire(batched):,}",
+                f"{int(unbatched.result['updates']):,}; {_on_the_wire(unbatched):,}",
+                "-",
+                "all clients" if dashboard else "-",
+                everyone if dashboard else None,
+            )
+        )
+    if bandwidth:
+        report.notes.append(
+            "measured (P39): the design served batched and unbatched (STREAM_BATCH_EVENTS=false, one "
+            "frame per event) to the same clients with the same subscriptions at the first rate; bytes and "
+            "TCP data segments are the kernel's counters on the client sockets (TCP_INFO), which "
+            f"advertised MSS {ETHERNET_MSS} (Ethernet's) so that batches are cut as off loopback; each data "
+            f"segment counts {TCP_IP_HEADER_BYTES} bytes of TCP/IP headers; the client's ACKs are printed, "
+            "not counted."
+        )
+
+
 def _forget(run_id: str) -> None:
     """Delete the run's Redis keys: the naive baseline's group memberships (a day's expiry in
     channels_redis) and the design's connection counts, all under the run's own prefix."""
@@ -423,11 +557,14 @@ def _rss_bytes(pid: int) -> int:
 
 
 @contextmanager
-def _server(kind: str, plan: Plan, database_url: str, *, metrics: bool = True) -> Iterator[tuple[int, int]]:
+def _server(
+    kind: str, plan: Plan, database_url: str, *, metrics: bool = True, batched: bool = True
+) -> Iterator[tuple[int, int]]:
     port = _database.free_port()
     env = {
         **os.environ,
         "METRICS_ENABLED": "true" if metrics else "false",
+        "STREAM_BATCH_EVENTS": "true" if batched else "false",
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "DATABASE_URL": database_url,
         "REDIS_KEY_PREFIX": plan.redis_prefix,
@@ -578,7 +715,15 @@ async def _session(
     url = f"ws://127.0.0.1:{port}/v2/iex"
     plan_path = plan.workdir / f"plan-{kind}.json"
     plan_path.write_text(
-        json.dumps({"url": url, "key": plan.key, "secret": plan.secret, "subscriptions": plan.subscriptions})
+        json.dumps(
+            {
+                "url": url,
+                "key": plan.key,
+                "secret": plan.secret,
+                "subscriptions": plan.subscriptions,
+                "mss": plan.mss,
+            }
+        )
     )
     client = aioredis.from_url(settings.REDIS_URL)
     publisher = Publisher(client, plan)
@@ -845,18 +990,6 @@ def _rows(report: Report, plan: Plan, sessions: dict[str, Session]) -> None:
             bool(raw_rate) and best_rate >= CEILING_GOAL * raw_rate,
         )
     )
-    batched = sum(step.result["wire_bytes"] for step in design.steps)
-    unbatched = sum(step.result["unbatched_wire_bytes"] for step in design.steps)
-    report.add(
-        Row(
-            "P39 bytes on the wire: batched vs unbatched (computed)",
-            f"{batched:,}",
-            f"{unbatched:,}",
-            _ratio(batched, unbatched),
-            "batched < unbatched",
-            bool(batched) and batched < unbatched,
-        )
-    )
     idle = design.idle_bytes_per_connection
     naive_idle = naive.idle_bytes_per_connection
     report.add(
@@ -896,8 +1029,6 @@ def _rows(report: Report, plan: Plan, sessions: dict[str, Session]) -> None:
         "stamped with time.time_ns() at publish) by the client process; RSS from /proc.",
         "latency includes the client process reading each window's burst of frames from every "
         "socket on one event loop: the raw ceiling's p50/p99, through the same client, is that floor.",
-        "computed: 'unbatched' re-frames the events the design delivered one per frame (WebSocket "
-        "headers included both ways, TCP/IP overhead not); it is not a served variant.",
         f"naive baseline measured at {market:g}x only; bare daphne for memory only. "
         f"CPU per step (1 core = 100%): {cpu}. "
         "A server near 100% is saturated; a client near 100% means the client side limited the figure.",

@@ -579,6 +579,9 @@ STREAM_FEEDS = ["iex", "sip", "test"]
 STREAM_AUTH_TIMEOUT_S = 10.0
 # A data frame's payload never exceeds this; a window with more is split into several frames.
 STREAM_MAX_FRAME_BYTES = 64 * 1024
+# Benchmark-only (`benchmark stream` serves its unbatched variant with it, Property 39): false sends
+# each event in a WebSocket frame of its own instead of one frame per window. Never off in production.
+STREAM_BATCH_EVENTS = env.bool("STREAM_BATCH_EVENTS", default=True)
 # alpaca-py sends its whole subscription in one message (~6 bytes per symbol and channel).
 STREAM_MAX_INBOUND_BYTES = 256 * 1024
 # Client messages per second (token bucket) before the socket is closed with 4429.

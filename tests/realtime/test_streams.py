@@ -13,6 +13,7 @@ from typing import Any
 
 import msgpack
 import pytest
+from django.test import override_settings
 from hypothesis import given, settings, strategies as st
 
 from config.metrics import metrics_snapshot, snapshot_value
@@ -61,7 +62,7 @@ class FakeConnection(StreamConnection):
 
     __slots__ = ("frames", "is_writable", "slow")
 
-    def __init__(self, encoding: Encoding, *, frame_limit: int = 64 * 1024) -> None:
+    def __init__(self, encoding: Encoding, *, frame_limit: int | None = 64 * 1024) -> None:
         self.frames: list[str | bytes] = []
         self.is_writable = True
         self.slow = False
@@ -73,7 +74,8 @@ class FakeConnection(StreamConnection):
             self.slow = True
 
         super().__init__(send=send, encoding=encoding, on_slow=on_slow)
-        self.frame_limit = frame_limit
+        if frame_limit is not None:  # None: the settings' own
+            self.frame_limit = frame_limit
 
     def writable(self) -> bool:
         return self.is_writable
@@ -209,6 +211,27 @@ def test_a_large_window_is_split_into_several_frames_not_truncated() -> None:
     assert len(connection.frames) > 1
     assert all(len(frame) <= 4096 for frame in connection.frames)
     assert sum(len(_decode(frame)) for frame in connection.frames) == 399
+
+
+def test_unbatched_variant_sends_each_event_in_a_frame_of_its_own() -> None:
+    """STREAM_BATCH_EVENTS=false, the variant benchmark stream measures batching against (Property
+    39): the same events in the same order, one frame each; batched, one frame for the window."""
+    with override_settings(STREAM_BATCH_EVENTS=False):
+        unbatched = [
+            FakeConnection(encoding, frame_limit=None) for encoding in (Encoding.JSON, Encoding.MSGPACK)
+        ]
+    batched = FakeConnection(Encoding.JSON, frame_limit=None)
+    for connection in [*unbatched, batched]:
+        _subscribe(
+            connection, Subscriptions({"trades": frozenset({"AAPL", "MSFT"}), "quotes": frozenset({"AAPL"})})
+        )
+    _route([_window(1, [("AAPL", 1), ("MSFT", 1), ("NVDA", 1), ("AAPL", 2)])], [*unbatched, batched])
+    assert len(batched.frames) == 1
+    events = [_key(event) for event in _decode(batched.frames[0])]
+    assert len(events) == 5  # AAPL's two trades and two quotes, MSFT's trade
+    for connection in unbatched:
+        assert [len(_decode(frame)) for frame in connection.frames] == [1] * len(events)
+        assert [_key(event) for frame in connection.frames for event in _decode(frame)] == events
 
 
 def test_msgpack_events_carry_timestamp_extensions_and_json_rfc3339() -> None:
