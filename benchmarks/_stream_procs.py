@@ -52,6 +52,7 @@ def ws_header_size(payload: int) -> int:
 class Meter:
     def __init__(self, clients: int) -> None:
         self.received = [0] * clients  # frames per client since the first MEASURE
+        self.last_ns = 0  # when the last frame was read
         self.counting = False
         self.measuring = False
         self.reset()
@@ -71,7 +72,7 @@ class Meter:
         return found
 
     def frame(self, index: int, message: str | bytes) -> None:
-        now = time.time_ns()
+        now = self.last_ns = time.time_ns()
         if self.counting:
             self.received[index] += 1
         if not self.measuring:
@@ -154,6 +155,15 @@ async def _connected_socket(url: str, mss: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+async def _quiet_gap(meter: Meter, *, gap_s: float = 0.03, limit_s: float = 1.0) -> None:
+    """Wait until no frame has been read for ``gap_s`` (a window's burst is over; windows come
+    every 100 ms), for at most ``limit_s``: what the kernel counted and what was read then agree,
+    so the step's kernel counters and its updates cover the same frames."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline and time.time_ns() - meter.last_ns < gap_s * 1e9:
+        await asyncio.sleep(0.005)
 
 
 async def _open(url: str, key: str, secret: str, symbols: list[str], *, mss: int | None = None) -> Any:
@@ -250,10 +260,12 @@ async def client_main(args: argparse.Namespace) -> None:
             meter.counting = True
             meter.reset()
             live = [ws for _, ws in connected]
+            await _quiet_gap(meter)
             tcp_before = tcp_totals(live)
             cpu, wall = time.process_time(), time.perf_counter()
             meter.measuring = True
             await asyncio.sleep(seconds)
+            await _quiet_gap(meter)
             meter.measuring = False
             elapsed = time.perf_counter() - wall
             cpu = time.process_time() - cpu

@@ -25,10 +25,10 @@ Bandwidth (Property 39 of docs/properties.md), ``--bandwidth-clients`` clients a
 the design served twice to the same clients with the same subscriptions, once as configured (one
 frame per window) and once unbatched (``STREAM_BATCH_EVENTS=false``: the same fan-out with each
 event in a frame of its own), at ``--symbols-per-client`` and at the whole universe (a dashboard).
-What was sent is what the kernel counted on the client sockets (TCP_INFO): bytes (WebSocket
-framing included) and data segments, each segment counted with 52 bytes of TCP/IP headers; the
-client sockets advertise Ethernet's MSS so a batch is cut into segments as it would be off
-loopback. Memory per idle connection is the server process's RSS growth while the clients
+Counted: the bytes of the frames the clients read (WebSocket framing included) and the TCP data
+segments that carried them, from the kernel's counters on the client sockets (TCP_INFO), each
+segment with 52 bytes of TCP/IP headers; the client sockets advertise Ethernet's MSS so a batch is
+cut into segments as it would be off loopback. Memory per idle connection is the server process's RSS growth while the clients
 connect, authenticate and subscribe with nothing published, divided by the clients connected (one
 priming connection first, so the fan-out's one-off start-up is not counted).
 
@@ -445,14 +445,26 @@ def _bandwidth(plan: Plan, database_url: str, clients: int, log: Callable[[str],
     return measured
 
 
-def _on_the_wire(step: Step) -> int:
-    """Bytes the server sent, TCP/IP headers of its data segments included."""
-    return int(step.result["socket_bytes"]) + TCP_IP_HEADER_BYTES * int(step.result["data_segments"])
-
-
-def _per_update(step: Step, value: float) -> float:
+def _per_update(step: Step, key: str) -> float:
     updates = int(step.result["updates"])
-    return value / updates if updates else float("nan")
+    return int(step.result[key]) / updates if updates else float("nan")
+
+
+def _segments_per_update(step: Step) -> float:
+    """TCP data segments per update: the kernel's segments per byte over the step, times the
+    bytes per update the client read.
+
+    The kernel's counters and the client's reading cannot be sampled at the same instant (frames
+    wait in socket buffers and in the client's queue), so each is divided only by what was
+    counted with it: segments by the kernel's bytes, bytes by the client's updates.
+    """
+    received = int(step.result["socket_bytes"])
+    return int(step.result["data_segments"]) / received * _per_update(step, "wire_bytes") if received else 0.0
+
+
+def _sent_per_update(step: Step) -> float:
+    """Bytes sent per update with the TCP/IP headers of the data segments that carried them."""
+    return _per_update(step, "wire_bytes") + TCP_IP_HEADER_BYTES * _segments_per_update(step)
 
 
 def _bandwidth_rows(report: Report, plan: Plan, bandwidth: list[Bandwidth]) -> None:
@@ -460,44 +472,43 @@ def _bandwidth_rows(report: Report, plan: Plan, bandwidth: list[Bandwidth]) -> N
         batched, unbatched = measured.batched, measured.unbatched
         dashboard = measured.symbols_per_client == len(plan.universe)
         everyone = all(
-            step.result["clients_with_data"] == measured.clients and int(step.result["updates"]) > 0
+            step.result["clients_with_data"] == measured.clients
+            and int(step.result["updates"]) > 0
+            and int(step.result["data_segments"]) > 0
             for step in (batched, unbatched)
         )
-        ratio = _per_update(batched, _on_the_wire(batched)) / _per_update(unbatched, _on_the_wire(unbatched))
+        ratio = _sent_per_update(batched) / _sent_per_update(unbatched)
         report.add(
             Row(
                 f"P39 bytes sent per update incl. TCP/IP headers, {measured.clients} clients x "
                 f"{measured.symbols_per_client} of {len(plan.universe)} symbols"
                 f"{' (dashboard)' if dashboard else ''}: batched vs unbatched",
-                f"{_per_update(batched, _on_the_wire(batched)):.1f} B",
-                f"{_per_update(unbatched, _on_the_wire(unbatched)):.1f} B",
+                f"{_sent_per_update(batched):.1f} B",
+                f"{_sent_per_update(unbatched):.1f} B",
                 f"{ratio:.2f}x",
                 f"<= {BANDWIDTH_GOAL}x" if dashboard else "-",
                 (everyone and ratio <= BANDWIDTH_GOAL) if dashboard else None,
             )
         )
         for label, key in (
-            (
-                "  payload only: socket bytes per update (WebSocket framing, no TCP/IP headers)",
-                "socket_bytes",
-            ),
+            ("  payload only: bytes per update (WebSocket framing, no TCP/IP headers)", "wire_bytes"),
             ("  JSON bytes per update (no framing)", "payload_bytes"),
         ):
-            mine, theirs = (_per_update(step, int(step.result[key])) for step in (batched, unbatched))
+            mine, theirs = (_per_update(step, key) for step in (batched, unbatched))
             report.add(Row(label, f"{mine:.1f} B", f"{theirs:.1f} B", f"{mine / theirs:.2f}x", "-", None))
         segments = [
-            f"{_per_update(step, int(step.result['data_segments'])):.3f} / "
-            f"{_per_update(step, int(step.result['frames'])):.3f}; {int(step.result['ack_segments']):,}"
+            f"{_segments_per_update(step):.3f} / {_per_update(step, 'frames'):.3f}"
             for step in (batched, unbatched)
         ]
-        report.add(
-            Row("  TCP data segments / frames per update; client ACK segments", *segments, "-", "-", None)
-        )
+        report.add(Row("  TCP data segments / frames per update", *segments, "-", "-", None))
         report.add(
             Row(
-                "  updates delivered; bytes sent incl. headers (totals)",
-                f"{int(batched.result['updates']):,}; {_on_the_wire(batched):,}",
-                f"{int(unbatched.result['updates']):,}; {_on_the_wire(unbatched):,}",
+                "  updates read; kernel: bytes received, data segments, client ACK segments (totals)",
+                *(
+                    f"{int(step.result['updates']):,}; {int(step.result['socket_bytes']):,}, "
+                    f"{int(step.result['data_segments']):,}, {int(step.result['ack_segments']):,}"
+                    for step in (batched, unbatched)
+                ),
                 "-",
                 "all clients" if dashboard else "-",
                 everyone if dashboard else None,
@@ -506,11 +517,12 @@ def _bandwidth_rows(report: Report, plan: Plan, bandwidth: list[Bandwidth]) -> N
     if bandwidth:
         report.notes.append(
             "measured (P39): the design served batched and unbatched (STREAM_BATCH_EVENTS=false, one "
-            "frame per event) to the same clients with the same subscriptions at the first rate; bytes and "
-            "TCP data segments are the kernel's counters on the client sockets (TCP_INFO), which "
-            f"advertised MSS {ETHERNET_MSS} (Ethernet's) so that batches are cut as off loopback; each data "
-            f"segment counts {TCP_IP_HEADER_BYTES} bytes of TCP/IP headers; the client's ACKs are printed, "
-            "not counted."
+            "frame per event) to the same clients with the same subscriptions at the first rate. Bytes per "
+            "update: the frames the clients read, WebSocket framing included; TCP data segments: the "
+            "kernel's counters on the client sockets (TCP_INFO), per byte received, over the same step. "
+            f"The sockets advertised MSS {ETHERNET_MSS} (Ethernet's) so that batches are cut as off "
+            f"loopback; each data segment counts {TCP_IP_HEADER_BYTES} bytes of TCP/IP headers; the "
+            "client's ACKs are printed, not counted."
         )
 
 
