@@ -496,19 +496,23 @@ def _bandwidth_rows(report: Report, plan: Plan, bandwidth: list[Bandwidth]) -> N
         ):
             mine, theirs = (_per_update(step, key) for step in (batched, unbatched))
             report.add(Row(label, f"{mine:.1f} B", f"{theirs:.1f} B", f"{mine / theirs:.2f}x", "-", None))
-        segments = [
+        mine_segments, their_segments = (
             f"{_segments_per_update(step):.3f} / {_per_update(step, 'frames'):.3f}"
             for step in (batched, unbatched)
-        ]
-        report.add(Row("  TCP data segments / frames per update", *segments, "-", "-", None))
+        )
+        report.add(
+            Row("  TCP data segments / frames per update", mine_segments, their_segments, "-", "-", None)
+        )
+        mine_totals, their_totals = (
+            f"{int(step.result['updates']):,}; {int(step.result['socket_bytes']):,}, "
+            f"{int(step.result['data_segments']):,}, {int(step.result['ack_segments']):,}"
+            for step in (batched, unbatched)
+        )
         report.add(
             Row(
                 "  updates read; kernel: bytes received, data segments, client ACK segments (totals)",
-                *(
-                    f"{int(step.result['updates']):,}; {int(step.result['socket_bytes']):,}, "
-                    f"{int(step.result['data_segments']):,}, {int(step.result['ack_segments']):,}"
-                    for step in (batched, unbatched)
-                ),
+                mine_totals,
+                their_totals,
                 "-",
                 "all clients" if dashboard else "-",
                 everyone if dashboard else None,
