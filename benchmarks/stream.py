@@ -843,7 +843,8 @@ async def _discard(ws: Any) -> None:
 async def _start_attacker(plan: Plan, url: str) -> asyncio.subprocess.Process:
     attacker = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "benchmarks._stream_procs", "attack",
-        "--url", url, "--key", plan.attacker_key, "--secret", plan.attacker_secret,
+        # "=": a secret may begin with "-", which argparse would take for an option.
+        f"--url={url}", f"--key={plan.attacker_key}", f"--secret={plan.attacker_secret}",
         "--listed-symbol", plan.universe[0], "--sockets", str(ATTACK_SOCKETS),
         "--symbols", str(ATTACK_SYMBOLS), "--symbol-length", str(ATTACK_SYMBOL_LENGTH),
         "--rate", str(ATTACK_RATE),
