@@ -22,11 +22,16 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
+from django.urls import reverse
 from django.utils import timezone
 from rest_framework.request import Request
 
 from analytics.models import AccountAnalytics
-from analytics.selectors import account_analytics_get_or_compute, leaderboard_get_or_refresh
+from analytics.selectors import (
+    account_analytics_get_or_compute,
+    game_leaderboard_get_or_refresh,
+    leaderboard_get_or_refresh,
+)
 from analytics.serializers import StatementSerializer
 from analytics.statements import statements_list
 from config.cache import cache_manager
@@ -155,6 +160,23 @@ def _next_day_start(now: dt.datetime) -> dt.datetime:
     return calendar.day_start(calendar.trading_day_of(now) + dt.timedelta(days=1))
 
 
+def _leaderboard_and_game(
+    *, account: Account, now: dt.datetime
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    # A game account is not on the global board (it holds default accounts only): its player
+    # follows the game's board instead, which the page then polls at its own endpoint.
+    game = selectors.game_rules_for_account(account_id=account.pk)
+    limit = settings.DASHBOARD_LEADERBOARD_LIMIT
+    if game is None:
+        return leaderboard_get_or_refresh(period="overall", limit=limit, now=now), None
+    url = reverse("game-leaderboard", kwargs={"game_id": str(game.pk)})
+    return game_leaderboard_get_or_refresh(game=game, limit=limit, now=now), {
+        "id": str(game.pk),
+        "name": game.name,
+        "leaderboard_url": f"{url}?limit={limit}",
+    }
+
+
 def dashboard_bootstrap_build(
     *,
     user: AbstractBaseUser | AnonymousUser,
@@ -177,6 +199,7 @@ def dashboard_bootstrap_build(
         account_id=account.pk, activity_types=[selectors.FILL_ACTIVITY], page_size=RECENT_FILLS
     )
     watchlist = dashboard_watchlist_get_or_create(account=account)
+    leaderboard, game = _leaderboard_and_game(account=account, now=now)
     return {
         "as_of": now.astimezone(dt.UTC).isoformat(),
         "user": {"username": user.get_username(), "is_staff": bool(getattr(user, "is_staff", False))},
@@ -193,9 +216,8 @@ def dashboard_bootstrap_build(
             "name": watchlist.name,
             "symbols": [entry.asset.symbol for entry in watchlist.entries.all()],
         },
-        "leaderboard": leaderboard_get_or_refresh(
-            period="overall", limit=settings.DASHBOARD_LEADERBOARD_LIMIT, now=now
-        ),
+        "leaderboard": leaderboard,
+        "game": game,
         "analytics": _analytics_or_none(account),
         "statements": [
             StatementSerializer.shape(statement, request)
@@ -207,5 +229,7 @@ def dashboard_bootstrap_build(
             "self_reset": settings.ACCOUNT_SELF_RESET,
             "perf_report_interval_s": settings.DASHBOARD_PERF_REPORT_INTERVAL_S,
             "next_day_start": _next_day_start(now).astimezone(dt.UTC).isoformat(),
+            # A game's board is polled at a third of the bound the endpoint never exceeds.
+            "leaderboard_poll_ms": int(settings.LEADERBOARD_MAX_STALENESS_S * 1000 / 3),
         },
     }

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+    extend_schema_field,
+)
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,7 +22,12 @@ from rest_framework.response import Response
 from analytics import services
 from analytics.dashboard import dashboard_bootstrap_build
 from analytics.models import FRONTEND_PAGE_MAX_LENGTH, FRONTEND_RENDERER_MAX_LENGTH
-from analytics.serializers import AccountAnalyticsSerializer, LeaderboardSerializer, StatementSerializer
+from analytics.serializers import (
+    AccountAnalyticsSerializer,
+    GameLeaderboardSerializer,
+    LeaderboardSerializer,
+    StatementSerializer,
+)
 from trading.api.serializers import (
     AccountSerializer,
     OrderSerializer,
@@ -73,6 +83,26 @@ class DashboardConfigSerializer(serializers.Serializer[Any]):
     self_reset = serializers.BooleanField()
     perf_report_interval_s = serializers.FloatField()
     next_day_start = serializers.DateTimeField()
+    leaderboard_poll_ms = serializers.IntegerField(
+        help_text="how often a game account's page polls its game's board: a third of the staleness bound"
+    )
+
+
+class DashboardGameSerializer(serializers.Serializer[Any]):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    leaderboard_url = serializers.CharField(help_text="GET /v2/games/{id}/leaderboard with the board's limit")
+
+
+@extend_schema_field(
+    PolymorphicProxySerializer(
+        component_name="DashboardLeaderboard",
+        serializers=[LeaderboardSerializer, GameLeaderboardSerializer],
+        resource_type_field_name=None,
+    )
+)
+class DashboardLeaderboardField(serializers.JSONField):
+    pass
 
 
 class DashboardBootstrapSerializer(serializers.Serializer[Any]):
@@ -84,7 +114,13 @@ class DashboardBootstrapSerializer(serializers.Serializer[Any]):
     fills = TradeActivitySerializer(many=True, help_text="The 50 most recent FILL activities.")
     assets = DashboardAssetSerializer(many=True, help_text="Every active asset, sorted by symbol.")
     watchlist = DashboardWatchlistSerializer()
-    leaderboard = LeaderboardSerializer(help_text="As GET /v2/leaderboard?period=overall&limit=20.")
+    leaderboard = DashboardLeaderboardField(
+        help_text="As GET /v2/leaderboard?period=overall&limit=20; on a game account, as "
+        "GET /v2/games/{id}/leaderboard?limit=20 (the global board holds default accounts only)."
+    )
+    game = DashboardGameSerializer(
+        allow_null=True, help_text="The account's game; null for a default account."
+    )
     analytics = AccountAnalyticsSerializer(allow_null=True, help_text="Null before the first analytics run.")
     statements = StatementSerializer(many=True)
     streams = DashboardStreamsSerializer()

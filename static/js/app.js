@@ -25,7 +25,7 @@ import {
 import { PerfMonitor } from "./perf.js";
 import { Store } from "./store.js";
 import { ConnectionIndicator, DashboardStream, MarketDataStream, backoffDelay } from "./streams.js";
-import { MAX_FILLS, MAX_ORDERS, Resyncer, applyDashboardMessage, applyOrder } from "./sync.js";
+import { MAX_FILLS, MAX_ORDERS, Resyncer, applyDashboardMessage, applyOrder, gameBoardPoller } from "./sync.js";
 
 const SYMBOL_KEY = "dashboard.symbol";
 const RESYNC_DELAY_MS = 250;
@@ -53,6 +53,7 @@ const store = new Store({
   orders: [],
   fills: [],
   leaderboard: null,
+  game: null,
   analytics: null,
   statements: [],
   streamDashboard: "connecting",
@@ -81,6 +82,8 @@ window.__dashboard = dashboard;
 
 // --- State from the server ----------------------------------------------------------------------
 
+let gamePoller = null;
+
 function applyBootstrap(data) {
   const watchedSymbols = new Set((data.watchlist && data.watchlist.symbols) || []);
   const market = new Map();
@@ -94,8 +97,12 @@ function applyBootstrap(data) {
   store.set("openOrders", (data.orders && data.orders.open) || []);
   store.set("orders", ((data.orders && data.orders.recent) || []).slice(0, MAX_ORDERS));
   store.set("fills", (data.fills || []).slice(0, MAX_FILLS));
+  store.set("game", data.game || null);
   store.set("leaderboard", data.leaderboard || null);
   store.set("analytics", data.analytics || null);
+  // A new bootstrap restarts the game board's polling from its board (or ends it).
+  if (gamePoller) gamePoller.stop();
+  gamePoller = gameBoardPoller(store, { game: data.game, pollMs: data.config && data.config.leaderboard_poll_ms });
   store.set("statements", data.statements || []);
   resyncer.scheduleRollover(data.config && data.config.next_day_start, data.as_of);
 }

@@ -2,8 +2,13 @@
 // fresh. The server renders the board when the page loads; while the game runs this module asks
 // the game's leaderboard API for it again every data-poll-ms (a third of the staleness bound,
 // LEADERBOARD_MAX_STALENESS_S, which the API itself never exceeds), and stops once the board is
-// final. A failed poll keeps the shown board, says so, and tries again at the same pace.
+// final (board-poll.js, shared with the dashboard). A failed poll keeps the shown board, says so,
+// and tries again at the same pace.
 // A module file, not an inline script: the pages' Content-Security-Policy runs no inline code.
+
+import { BoardPoller, isFinal } from "./board-poll.js";
+
+export { isFinal };
 
 // --- Pure helpers (tested in node: tests/js/game.test.mjs) -------------------------------------
 
@@ -44,10 +49,6 @@ export function formatRatio(value) {
   return number.toFixed(2);
 }
 
-export function isFinal(board) {
-  return Boolean(board) && board.status === "final";
-}
-
 /** The line under the board: when it was computed, and whether it is final. */
 export function boardStatus(board) {
   if (!board || !board.as_of) return "Not computed yet.";
@@ -62,43 +63,28 @@ export class GameBoard {
     this.root = root;
     this.url = root.dataset.leaderboardUrl;
     this.pollMs = Number(root.dataset.pollMs) || 1000;
-    this.fetchImpl = fetchImpl;
-    this.timers = timers;
     this.doc = doc;
     this.body = root.querySelector("tbody");
     this.status = root.querySelector("[data-field=status]");
-    this.timer = null;
-    this.polls = 0;
+    this.poller = new BoardPoller({
+      url: this.url,
+      pollMs: this.pollMs,
+      fetchImpl,
+      timers,
+      onBoard: (board) => {
+        this.render(board);
+        if (isFinal(board)) this.root.dataset.final = "true";
+      },
+      onError: () => {
+        this.root.dataset.stale = "true";
+        if (this.status) this.status.textContent = "Could not refresh the leaderboard; retrying.";
+      },
+    });
   }
 
   start() {
     if (this.root.dataset.final === "true" || !this.url) return;
-    this.schedule();
-  }
-
-  schedule() {
-    this.timer = this.timers.setTimeout(() => this.poll(), this.pollMs);
-  }
-
-  async poll() {
-    this.polls += 1;
-    let board;
-    try {
-      const response = await this.fetchImpl(this.url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
-      if (!response.ok) throw new Error(`HTTP ${response.status}`);
-      board = await response.json();
-    } catch {
-      this.root.dataset.stale = "true";
-      if (this.status) this.status.textContent = "Could not refresh the leaderboard; retrying.";
-      this.schedule();
-      return;
-    }
-    this.render(board);
-    if (isFinal(board)) {
-      this.root.dataset.final = "true";
-    } else {
-      this.schedule();
-    }
+    this.poller.start();
   }
 
   render(board) {

@@ -442,11 +442,19 @@ export class FillsPanel {
   }
 }
 
+/** The panel's title: which board it shows, the global one or the account's game's. */
+export function leaderboardTitle(game, board) {
+  if (!game) return "Leaderboard";
+  const final = board && board.status === "final" ? " (final standings)" : "";
+  return `Leaderboard: ${game.name}${final}`;
+}
+
 export class LeaderboardPanel {
   // Entries name players by username only (the API shows no account numbers): rows are keyed by
   // it, and the viewer's own row is the one with the signed-in user's name.
   constructor({ root, doc, win }) {
     this.asOf = root.querySelector("[data-field=as_of]");
+    this.title = root.querySelector("[data-field=title]");
     this.table = new VirtualTable({
       doc,
       win,
@@ -472,14 +480,18 @@ export class LeaderboardPanel {
     });
     this.board = undefined;
     this.username = undefined;
+    this.game = undefined;
   }
 
   update(state) {
     const board = state.leaderboard;
     const username = state.user && state.user.username;
-    if (board === this.board && username === this.username) return;
+    const game = state.game || null;
+    if (board === this.board && username === this.username && game === this.game) return;
     this.board = board;
     this.username = username;
+    this.game = game;
+    if (this.title) this.title.textContent = leaderboardTitle(game, board);
     const entries = board && Array.isArray(board.entries) ? board.entries : [];
     this.table.setItems(entries.map((entry) => ({ ...entry, you: entry.username === username })));
     if (this.asOf) this.asOf.textContent = board && board.as_of ? `as of ${formatTime(board.as_of)}` : "";

@@ -4,6 +4,7 @@
 // newest word win whichever way they interleave.
 
 import { OPEN_STATUSES, fillFromTradeUpdate } from "./panels.js";
+import { BoardPoller, isFinal } from "./board-poll.js";
 import { boundedPrepend } from "./store.js";
 
 // Bounded histories: the page may stay open for days.
@@ -97,8 +98,30 @@ export function applyDashboardMessage(store, message) {
       }
     }
   } else if (message.stream === "leaderboard") {
-    store.set("leaderboard", data);
+    // The channel pushes the global board; a game account shows its game's board instead (the
+    // global one holds default accounts only), kept fresh by gameBoardPoller.
+    if (!store.state.game) store.set("leaderboard", data);
   }
+}
+
+/**
+ * On a game account (the bootstrap's `game`), polls the game's board every `pollMs` into the
+ * store until it is final; null for a default account or a board already final. Its answers are
+ * dropped if the store has since moved to another game.
+ */
+export function gameBoardPoller(store, { game, pollMs, fetchImpl, timers }) {
+  if (!game || !game.leaderboard_url || isFinal(store.state.leaderboard)) return null;
+  const poller = new BoardPoller({
+    url: game.leaderboard_url,
+    pollMs,
+    fetchImpl,
+    timers,
+    onBoard: (board) => {
+      if (store.state.game && store.state.game.id === board.game_id) store.set("leaderboard", board);
+    },
+  });
+  poller.start();
+  return poller;
 }
 
 // setTimeout's longest wait; a later instant is reached by waking early and rescheduling.

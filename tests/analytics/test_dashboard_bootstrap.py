@@ -24,7 +24,7 @@ from config.cache import cache_manager_reset
 from tests.builders import add_minute_bar_ramps, set_quote
 from tests.clock import BOUNDARY_INSTANTS, boundary_instants, frozen_at
 from tests.trading.api_support import assert_alpaca_error, buy, key_client, post_order
-from trading import selectors as trading_selectors
+from trading import selectors as trading_selectors, services as trading_services
 from trading.models import Account, Asset, DailyBar, MinuteBar, Watchlist
 
 pytestmark = pytest.mark.django_db
@@ -42,6 +42,7 @@ TOP_KEYS = {
     "assets",
     "watchlist",
     "leaderboard",
+    "game",
     "analytics",
     "statements",
     "streams",
@@ -118,6 +119,7 @@ def test_the_answer_has_exactly_the_documented_shape(
     settings.STREAM_BATCH_WINDOW_MS = 100
     settings.ACCOUNT_SELF_RESET = True
     settings.DASHBOARD_PERF_REPORT_INTERVAL_S = 30.0
+    settings.LEADERBOARD_MAX_STALENESS_S = 90.0
     make_asset("AAPL")
     account = make_account(username="alice")
 
@@ -136,7 +138,13 @@ def test_the_answer_has_exactly_the_documented_shape(
         "dashboard": "ws://testserver:8001/ws/dashboard",
     }
     next_day_start = dt.datetime.fromisoformat(body["config"].pop("next_day_start"))
-    assert body["config"] == {"batch_window_ms": 100, "self_reset": True, "perf_report_interval_s": 30.0}
+    assert body["config"] == {
+        "batch_window_ms": 100,
+        "self_reset": True,
+        "perf_report_interval_s": 30.0,
+        "leaderboard_poll_ms": 30_000,  # a third of the staleness bound
+    }
+    assert body["game"] is None  # a default account: the global board
     # The next trading day's start, as day_boundary draws it: the page re-fetches there.
     assert next_day_start.utcoffset() == dt.timedelta(0)
     assert next_day_start > before
@@ -193,6 +201,44 @@ def test_alpaca_parts_equal_their_endpoints_bodies(
     analytics_services.account_analytics_refresh(account_ids=[account.pk])
     cache_manager_reset()
     assert _bootstrap(page)["analytics"] == endpoint("/v2/analytics/account")
+
+
+def test_a_game_account_gets_its_games_board_and_a_default_account_the_global_one(
+    make_account: MakeAccount, make_asset: MakeAsset, settings: SettingsWrapper
+) -> None:
+    settings.LEADERBOARD_MAX_STALENESS_S = 3600.0  # one board for the bootstrap and the endpoint
+    make_asset("AAPL", price="100.00")
+    teacher = make_account(username="teacher")
+    ada = make_account(username="ada")
+    make_account(username="bob")
+    now = timezone.now()
+    rules = trading_services.GameRules(
+        name="Autumn class",
+        starts_at=now - dt.timedelta(hours=1),
+        ends_at=now + dt.timedelta(days=2),
+        starting_cash_cents=1_000_000,
+    )
+    game = trading_services.game_create(organiser=teacher.user, rules=rules, now=now - dt.timedelta(hours=2))
+    game_account = trading_services.game_join(game_id=game.pk, user=ada.user, now=now).account
+    page = _session(ada)
+
+    default_body = _bootstrap(page)
+    assert default_body["game"] is None
+    assert default_body["leaderboard"]["period"] == "overall"
+    assert default_body["leaderboard"] == page.get("/v2/leaderboard?period=overall&limit=20").json()
+
+    assert page.post("/account/select", {"account_id": str(game_account.pk)}).status_code == 302
+    body = _bootstrap(page)
+    assert body["account"]["id"] == str(game_account.pk)
+    assert body["game"] == {
+        "id": str(game.pk),
+        "name": "Autumn class",
+        "leaderboard_url": f"/v2/games/{game.pk}/leaderboard?limit=20",
+    }
+    board = page.get(body["game"]["leaderboard_url"]).json()
+    assert body["leaderboard"] == board
+    assert board["game_id"] == str(game.pk) and board["status"] == "live"
+    assert [entry["username"] for entry in board["entries"]] == ["ada"]
 
 
 def test_api_keys_work_too_and_an_anonymous_caller_is_refused(make_account: MakeAccount) -> None:
