@@ -2,8 +2,9 @@
 (tests/e2e/browser.py; README, Running a game): an organiser creates an invite-only game from the
 pages and posts an announcement; two users join by its link and read it; one trades from the
 dashboard's order ticket on the game account and the other through alpaca-py with a key made for
-its game account on the API keys page; both appear on the game's leaderboard; the organiser ends
-the game, and the final standings and the CSV export match the trades.
+its game account on the API keys page; both appear on the game's leaderboard, and on the first
+player's dashboard, whose Leaderboard panel follows the game's board; the organiser ends the game,
+and the final standings and the CSV export match the trades.
 
 Screenshots of each step go under SCREENSHOT_DIR, named after the test. It runs once in CI, on
 SQLite: what it proves is the pages and the processes together, not the database.
@@ -108,6 +109,9 @@ def test_an_organiser_runs_an_invite_only_game_from_the_pages(
     ann_page.click("#order-ticket button[type=submit]")
     expect(ann_page.locator("#order-ticket-status")).to_contain_text("Order placed", timeout=UI_TIMEOUT_MS)
     wait_until(lambda: Position.objects.filter(account=ann_account).exists(), what="Ann's fill")
+    # On her game account the dashboard's Leaderboard panel is the game's board, not the global one.
+    expect(ann_page.locator("#leaderboard-title")).to_have_text(f"Leaderboard: {name}")
+    expect(ann_page.locator(f'#leaderboard [data-username="{ann}"]')).to_have_count(1, timeout=UI_TIMEOUT_MS)
     pages.screenshot(ann_page, "ann-traded")
 
     # Bob joins by the link, makes a key for his game account, and his bot trades with alpaca-py.
@@ -128,6 +132,8 @@ def test_an_organiser_runs_an_invite_only_game_from_the_pages(
         MarketOrderRequest(symbol=symbol, qty=3, side=OrderSide.BUY, time_in_force=TimeInForce.DAY)
     )
     wait_until(lambda: Position.objects.filter(account=bob_account).exists(), what="Bob's fill")
+    # Bob joined after Ann's dashboard loaded: her page's polling brings him onto its board.
+    expect(ann_page.locator(f'#leaderboard [data-username="{bob}"]')).to_have_count(1, timeout=UI_TIMEOUT_MS)
     # Neither player's own account moved.
     assert not Position.objects.filter(
         account__user__username__in=[ann, bob], account__is_default=True
@@ -147,6 +153,9 @@ def test_an_organiser_runs_an_invite_only_game_from_the_pages(
     expect(teacher_page.locator("#game")).to_have_attribute("data-state", "over", timeout=UI_TIMEOUT_MS)
     expect(board).to_have_attribute("data-final", "true")
     expect(teacher_page.locator("#leaderboard-title")).to_have_text("Final standings")
+    expect(ann_page.locator("#leaderboard-title")).to_have_text(
+        f"Leaderboard: {name} (final standings)", timeout=UI_TIMEOUT_MS
+    )
     shown = {
         row.get_attribute("data-username"): row.locator("td").all_inner_texts()
         for row in board.locator("tbody tr").all()
