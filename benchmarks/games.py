@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -132,7 +133,7 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
         raise CommandError("--max-lag must be positive")
     if int(options["symbols"]) < 1 or int(options["workers"]) < 1 or int(options["client_threads"]) < 1:
         raise CommandError("--symbols, --workers and --client-threads must be positive")
-    run_id = f"benchgames{os.getpid()}"
+    run_id = f"benchgames{os.getpid()}{uuid.uuid4().hex[:6]}"  # a concurrent run never shares it
     with (
         _database.throwaway_database(
             name=options.get("db_name"), keep=bool(options.get("keep")), log=log
@@ -547,7 +548,8 @@ def _rows(
         f"{_ms(max(result.lags) if result.lags else 0.0)}: latencies run from the due time, so a lag is in them"
     )
     report.notes.append(
-        "board age: the board's as_of to the moment its request was sent (the server reads it after that); "
+        "board age: the board's as_of to the moment its answer arrived (a reader that finds the board stale "
+        "refreshes it first, so the age includes that wait); "
         f"the game's rules: market and limit orders, no shorts, position at most {MAX_POSITION_SHARE_BP / 100:g} % "
         "of equity (the size rule prices equity; no other rule costs a statement)"
     )
