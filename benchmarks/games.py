@@ -1,5 +1,5 @@
 """``benchmark games``: one game of ``--players`` players (10,000) with ``--bots`` of them (1,000)
-trading through the API for ``--seconds`` (120) against real servers (issue 16, Scale).
+trading through the API for ``--seconds`` (120) against real servers (README, Running a game; docs/properties.md, Property 11).
 
 Seeds a throwaway database (``seed_demo``'s symbols and history for ``--symbols`` symbols; the
 players' users, default and game accounts, opening deposits and game players with bulk inserts and

@@ -1,5 +1,5 @@
 """``manage.py benchmark games`` runs end to end at tiny sizes against real gunicorn, the market
-and the leaderboard job, and prints its table (issue 16, Scale).
+and the leaderboard job, and prints its table (README, Running a game).
 
 Timings are not asserted (the goals are the benchmark's business); the rows, no errors, a board
 read within its bound, the SQL statement counts and the clean-up are.
