@@ -53,6 +53,14 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 @pytest.fixture
+def no_commission(settings: Settings) -> None:
+    """No commission, whatever the environment sets: exact cash figures in a test's assertions."""
+    settings.COMMISSION_PER_ORDER_CENTS = 0
+    settings.COMMISSION_PER_SHARE_CENTI_CENTS = 0
+    settings.COMMISSION_MINIMUM_CENTS = 0
+
+
+@pytest.fixture
 def l1_clock(monkeypatch: pytest.MonkeyPatch) -> ManualClock:
     """This process's L1 cache on a stopped clock: an entry (a verified API key and its owner
     among them) lives until the test advances the clock past CACHE_L1_MAX_SECONDS. A query count

@@ -28,16 +28,13 @@ START = dt.datetime(2025, 6, 2, 14, 0, tzinfo=dt.UTC)
 DURING = START + dt.timedelta(hours=1)
 END = START + dt.timedelta(days=2)
 
-pytestmark = [pytest.mark.django_db, pytest.mark.time_machine(BEFORE, tick=False)]
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.time_machine(BEFORE, tick=False),
+    pytest.mark.usefixtures("no_commission"),
+]
 
 MakeAccount = Callable[..., Account]
-
-
-@pytest.fixture(autouse=True)
-def _no_commission(settings: Settings) -> None:
-    settings.COMMISSION_PER_ORDER_CENTS = 0
-    settings.COMMISSION_PER_SHARE_CENTI_CENTS = 0
-    settings.COMMISSION_MINIMUM_CENTS = 0
 
 
 @pytest.fixture

@@ -11,13 +11,12 @@ from typing import Any
 import pytest
 import time_machine
 from django.test import Client
-from pytest_django.fixtures import Settings
 
 from tests.trading.test_services import place
 from trading import services
 from trading.models import Account, Asset, Game
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_commission")]
 
 BEFORE = dt.datetime(2025, 6, 2, 13, 0, tzinfo=dt.UTC)
 START = dt.datetime(2025, 6, 2, 14, 0, tzinfo=dt.UTC)
@@ -25,13 +24,6 @@ DURING = START + dt.timedelta(hours=1)
 END = START + dt.timedelta(days=2)
 
 MakeAccount = Callable[..., Account]
-
-
-@pytest.fixture(autouse=True)
-def _no_commission(settings: Settings) -> None:
-    settings.COMMISSION_PER_ORDER_CENTS = 0
-    settings.COMMISSION_PER_SHARE_CENTI_CENTS = 0
-    settings.COMMISSION_MINIMUM_CENTS = 0
 
 
 @pytest.fixture

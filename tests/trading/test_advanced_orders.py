@@ -11,7 +11,6 @@ from collections.abc import Callable
 
 import pytest
 from django.db.models import Sum
-from pytest_django.fixtures import Settings
 
 from tests.builders import shares
 from trading import services
@@ -29,21 +28,14 @@ from trading.models import (
 from trading.services import OrderRequest
 from trading.units import price_to_units
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_commission")]
 
 NOW = dt.datetime(2025, 6, 2, 15, 0, tzinfo=dt.UTC)
 LATER = NOW + dt.timedelta(minutes=5)
 
 
 @pytest.fixture(autouse=True)
-def _no_commission(settings: Settings) -> None:
-    settings.COMMISSION_PER_ORDER_CENTS = 0
-    settings.COMMISSION_PER_SHARE_CENTI_CENTS = 0
-    settings.COMMISSION_MINIMUM_CENTS = 0
-
-
-@pytest.fixture(autouse=True)
-def aapl(_no_commission: None, make_asset: Callable[..., Asset]) -> Asset:
+def aapl(no_commission: None, make_asset: Callable[..., Asset]) -> Asset:
     return make_asset("AAPL", price="100.00")
 
 

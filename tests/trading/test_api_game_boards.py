@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 import time_machine
-from pytest_django.fixtures import Settings
 
 from tests.builders import set_quote
 from tests.trading.api_support import KeyClient, assert_alpaca_error, key_client, post_order
@@ -22,7 +21,7 @@ from trading.api.csv_export import csv_text_cell
 from trading.models import GAME_ANNOUNCEMENT_MAX_LENGTH, Account, Asset, Fill, Game
 from trading.units import qty_to_str, units_to_str
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_commission")]
 
 BEFORE = dt.datetime(2025, 6, 2, 13, 0, tzinfo=dt.UTC)
 START = dt.datetime(2025, 6, 2, 14, 0, tzinfo=dt.UTC)
@@ -30,13 +29,6 @@ DURING = START + dt.timedelta(hours=1)
 END = START + dt.timedelta(days=2)
 
 MakeAccount = Callable[..., Account]
-
-
-@pytest.fixture(autouse=True)
-def _no_commission(settings: Settings) -> None:
-    settings.COMMISSION_PER_ORDER_CENTS = 0
-    settings.COMMISSION_PER_SHARE_CENTI_CENTS = 0
-    settings.COMMISSION_MINIMUM_CENTS = 0
 
 
 @pytest.fixture

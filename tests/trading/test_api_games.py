@@ -9,12 +9,11 @@ from collections.abc import Callable
 
 import pytest
 import time_machine
-from pytest_django.fixtures import Settings
 
 from tests.trading.api_support import KeyClient, assert_alpaca_error, key_client, post_order
 from trading.models import Account, Asset, Order
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_commission")]
 
 BEFORE = dt.datetime(2025, 6, 2, 13, 0, tzinfo=dt.UTC)
 START = dt.datetime(2025, 6, 2, 14, 0, tzinfo=dt.UTC)
@@ -22,13 +21,6 @@ DURING = START + dt.timedelta(hours=1)
 END = START + dt.timedelta(days=2)
 
 MakeAccount = Callable[..., Account]
-
-
-@pytest.fixture(autouse=True)
-def _no_commission(settings: Settings) -> None:
-    settings.COMMISSION_PER_ORDER_CENTS = 0
-    settings.COMMISSION_PER_SHARE_CENTI_CENTS = 0
-    settings.COMMISSION_MINIMUM_CENTS = 0
 
 
 @pytest.fixture

@@ -25,7 +25,6 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from hypothesis import HealthCheck, assume, given, settings as hypothesis_settings, strategies as st
-from pytest_django.fixtures import Settings
 from redis.client import PubSub
 
 from tests.builders import add_tick
@@ -36,7 +35,7 @@ from trading import services
 from trading.errors import Forbidden
 from trading.models import Account, ApiKey, Asset, Fill, Game, GamePlayer, Order
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_commission")]
 
 START = dt.datetime(2025, 6, 2, 14, 0, tzinfo=dt.UTC)
 END = START + dt.timedelta(days=5)
@@ -45,13 +44,6 @@ DURING = START + dt.timedelta(hours=1)
 TICK = dt.timedelta(microseconds=1)
 
 MakeAccount = Callable[..., Account]
-
-
-@pytest.fixture(autouse=True)
-def _no_commission(settings: Settings) -> None:
-    settings.COMMISSION_PER_ORDER_CENTS = 0
-    settings.COMMISSION_PER_SHARE_CENTI_CENTS = 0
-    settings.COMMISSION_MINIMUM_CENTS = 0
 
 
 @pytest.fixture

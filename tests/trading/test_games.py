@@ -24,7 +24,7 @@ from trading import selectors, services
 from trading.errors import Forbidden, InvalidRequest, NotFound
 from trading.models import Account, ApiKey, Asset, CommissionPlan, Game, GamePlayer, Order
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_commission")]
 
 START = dt.datetime(2025, 6, 2, 14, 0, tzinfo=dt.UTC)
 END = START + dt.timedelta(days=5)
@@ -32,13 +32,6 @@ BEFORE = START - dt.timedelta(hours=1)
 DURING = START + dt.timedelta(hours=1)
 
 MakeAccount = Callable[..., Account]
-
-
-@pytest.fixture(autouse=True)
-def _no_commission(settings: Settings) -> None:
-    settings.COMMISSION_PER_ORDER_CENTS = 0
-    settings.COMMISSION_PER_SHARE_CENTI_CENTS = 0
-    settings.COMMISSION_MINIMUM_CENTS = 0
 
 
 def rules(**fields: object) -> services.GameRules:

@@ -17,7 +17,6 @@ import pytest
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
-from pytest_django.fixtures import Settings
 from redis.client import PubSub
 
 from config.redis_pools import redis_client
@@ -29,16 +28,9 @@ from trading.models import Account, Asset, Fill, Order, Position
 from trading.services import OrderRequest
 from trading.units import qty_to_str
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_commission")]
 
 NOW = dt.datetime(2025, 6, 2, 15, 0, tzinfo=dt.UTC)
-
-
-@pytest.fixture(autouse=True)
-def _no_commission(settings: Settings) -> None:
-    settings.COMMISSION_PER_ORDER_CENTS = 0
-    settings.COMMISSION_PER_SHARE_CENTI_CENTS = 0
-    settings.COMMISSION_MINIMUM_CENTS = 0
 
 
 @pytest.fixture

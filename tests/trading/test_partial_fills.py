@@ -26,19 +26,12 @@ from trading.models import Account, Asset, CashEntry, Fill, Order, Position
 from trading.services import OrderRequest
 from trading.units import trade_value_cents
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_commission")]
 
 __all__ = ["channel"]  # the order-events fixture, shared with the lifecycle tests
 
 NOW = dt.datetime(2025, 6, 2, 15, 0, tzinfo=dt.UTC)
 ASK, BID = 1_000_100, 999_900  # AAPL at $100.00: ask $100.01 for 400 shares, bid $99.99 for 300
-
-
-@pytest.fixture(autouse=True)
-def _no_commission(settings: Settings) -> None:
-    settings.COMMISSION_PER_ORDER_CENTS = 0
-    settings.COMMISSION_PER_SHARE_CENTI_CENTS = 0
-    settings.COMMISSION_MINIMUM_CENTS = 0
 
 
 @pytest.fixture

@@ -23,20 +23,13 @@ from trading.errors import Forbidden
 from trading.models import Account, Asset, Order
 from trading.units import UNITS_PER_CENT
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_commission")]
 
 START = 10_000_000
 NOW = dt.datetime(2025, 6, 2, 15, 0, tzinfo=dt.UTC)
 
 MakeAccount = Callable[..., Account]
 MakeAsset = Callable[..., Asset]
-
-
-@pytest.fixture(autouse=True)
-def _no_commission(settings: Settings) -> None:
-    settings.COMMISSION_PER_ORDER_CENTS = 0
-    settings.COMMISSION_PER_SHARE_CENTI_CENTS = 0
-    settings.COMMISSION_MINIMUM_CENTS = 0
 
 
 @pytest.fixture
