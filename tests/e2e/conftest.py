@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -13,6 +14,7 @@ from django.db import DEFAULT_DB_ALIAS, connection
 from django.test.utils import setup_databases, teardown_databases
 from playwright.sync_api import Browser
 from pytest_django import DjangoDbBlocker
+from pytest_django.fixtures import Settings
 
 from tests.e2e.browser import (
     SCREENSHOT_DIR,
@@ -25,6 +27,8 @@ from tests.e2e.browser import (
     screenshot_path,
     seed_market,
 )
+from tests.processes import ServerProcess, gunicorn_server
+from tests.realtime.servers import DaphneProcess, daphne_server
 from tests.tools import require_tool
 
 STACK_SYMBOLS = 500  # Property 18: a 500-row market table
@@ -150,3 +154,20 @@ def pages(chromium: Browser, dashboard_stack: LiveStack, request: pytest.Fixture
     reports = request.node.stash.get(_phase_reports, {})
     failed = any(report.failed for report in reports.values())
     opened.close(failed=failed)
+
+
+# --- alpaca-py against the API and the streams (test_alpaca_py_advanced_orders.py, _executions.py) --
+@pytest.fixture
+def sdk_server(stream_settings: Settings, transactional_db: None, tmp_path: Path) -> Iterator[ServerProcess]:
+    """gunicorn for the SDK's REST calls, sharing the stream settings with ``sdk_stream_server``."""
+    with gunicorn_server(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+def sdk_stream_server(
+    stream_settings: Settings, transactional_db: None, tmp_path: Path
+) -> Iterator[DaphneProcess]:
+    """daphne for the SDK's TradingStream."""
+    with daphne_server(tmp_path) as running:
+        yield running

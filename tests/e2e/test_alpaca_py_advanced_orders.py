@@ -5,8 +5,7 @@ stop-loss, and ``trade_updates`` carries every leg's events."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,31 +14,16 @@ from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderClass, OrderSide, OrderStatus, OrderType, QueryOrderStatus, TimeInForce
 from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest, StopLossRequest, TakeProfitRequest
 from alpaca.trading.stream import TradingStream
-from pytest_django.fixtures import Settings
 
 from realtime.triggers import TriggerEngine
 from tests.e2e.test_alpaca_py_streams import Running, wait_for
-from tests.processes import ServerProcess, gunicorn_server
-from tests.realtime.servers import DaphneProcess, daphne_server
+from tests.processes import ServerProcess
+from tests.realtime.servers import DaphneProcess
 from tests.realtime.test_triggers import committed_ticks
 from trading import services
 from trading.models import Account, Asset, Position
 
 pytestmark = pytest.mark.live
-
-
-@pytest.fixture
-def server(stream_settings: Settings, transactional_db: None, tmp_path: Path) -> Iterator[ServerProcess]:
-    with gunicorn_server(tmp_path) as running:
-        yield running
-
-
-@pytest.fixture
-def stream_server(
-    stream_settings: Settings, transactional_db: None, tmp_path: Path
-) -> Iterator[DaphneProcess]:
-    with daphne_server(tmp_path) as running:
-        yield running
 
 
 @pytest.fixture
@@ -56,18 +40,18 @@ def credentials(account: Account) -> tuple[str, str]:
 def test_a_bracket_entry_fills_its_legs_activate_and_one_leg_filling_cancels_the_other(
     credentials: tuple[str, str],
     account: Account,
-    server: ServerProcess,
-    stream_server: DaphneProcess,
+    sdk_server: ServerProcess,
+    sdk_stream_server: DaphneProcess,
     make_asset: Callable[..., Asset],
 ) -> None:
     make_asset("AAPL", price="190.00", exchange="NASDAQ")
-    client = TradingClient(*credentials, paper=True, url_override=server.base_url)
+    client = TradingClient(*credentials, paper=True, url_override=sdk_server.base_url)
     updates: list[Any] = []
 
     async def on_update(update: Any) -> None:
         updates.append(update)
 
-    stream = TradingStream(*credentials, url_override=f"{stream_server.ws_url}/stream")
+    stream = TradingStream(*credentials, url_override=f"{sdk_stream_server.ws_url}/stream")
     stream.subscribe_trade_updates(on_update)
     with Running(stream):
         wait_for(lambda: bool(stream._running))

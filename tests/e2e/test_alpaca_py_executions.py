@@ -29,27 +29,13 @@ from pytest_django.fixtures import Settings
 from realtime.triggers import TriggerEngine
 from tests.e2e.test_alpaca_py_streams import Running, wait_for
 from tests.processes import ServerProcess, gunicorn_server
-from tests.realtime.servers import DaphneProcess, daphne_server
+from tests.realtime.servers import DaphneProcess
 from tests.realtime.test_auctions import MONDAY_CLOSE, MONDAY_OPEN, SATURDAY, WallClock
 from tests.realtime.test_triggers import committed_ticks
 from trading import services
 from trading.models import Account, Asset, Fill, Order
 
 pytestmark = pytest.mark.live
-
-
-@pytest.fixture
-def server(stream_settings: Settings, transactional_db: None, tmp_path: Path) -> Iterator[ServerProcess]:
-    with gunicorn_server(tmp_path) as running:
-        yield running
-
-
-@pytest.fixture
-def stream_server(
-    stream_settings: Settings, transactional_db: None, tmp_path: Path
-) -> Iterator[DaphneProcess]:
-    with daphne_server(tmp_path) as running:
-        yield running
 
 
 @pytest.fixture
@@ -68,8 +54,8 @@ def credentials(make_account: Callable[..., Account]) -> tuple[str, str]:
 
 
 @pytest.fixture
-def client(credentials: tuple[str, str], server: ServerProcess) -> TradingClient:
-    return TradingClient(*credentials, paper=True, url_override=server.base_url)
+def client(credentials: tuple[str, str], sdk_server: ServerProcess) -> TradingClient:
+    return TradingClient(*credentials, paper=True, url_override=sdk_server.base_url)
 
 
 def refused(submit: Callable[[], object]) -> APIError:
@@ -141,7 +127,7 @@ def test_sdk_orders_are_validated_as_alpaca_validates_them(
 def test_an_order_filling_at_once_is_answered_as_accepted_and_filled_on_trade_updates(
     client: TradingClient,
     credentials: tuple[str, str],
-    stream_server: DaphneProcess,
+    sdk_stream_server: DaphneProcess,
     market: dict[str, Asset],
 ) -> None:
     updates: list[Any] = []
@@ -149,7 +135,7 @@ def test_an_order_filling_at_once_is_answered_as_accepted_and_filled_on_trade_up
     async def on_update(update: Any) -> None:
         updates.append(update)
 
-    stream = TradingStream(*credentials, url_override=f"{stream_server.ws_url}/stream")
+    stream = TradingStream(*credentials, url_override=f"{sdk_stream_server.ws_url}/stream")
     stream.subscribe_trade_updates(on_update)
     with Running(stream):
         wait_for(lambda: bool(stream._running))
@@ -284,7 +270,7 @@ def test_opg_and_cls_orders_execute_at_the_sessions_first_and_last_trade(
 def test_an_order_larger_than_the_quote_fills_in_parts_and_an_ioc_cancels_its_rest(
     client: TradingClient,
     credentials: tuple[str, str],
-    stream_server: DaphneProcess,
+    sdk_stream_server: DaphneProcess,
     make_asset: Callable[..., Asset],
 ) -> None:
     """The quote shows 4 shares at the ask: a market buy of 10 takes them on placement, its rest
@@ -296,7 +282,7 @@ def test_an_order_larger_than_the_quote_fills_in_parts_and_an_ioc_cancels_its_re
     async def on_update(update: Any) -> None:
         updates.append(update)
 
-    stream = TradingStream(*credentials, url_override=f"{stream_server.ws_url}/stream")
+    stream = TradingStream(*credentials, url_override=f"{sdk_stream_server.ws_url}/stream")
     stream.subscribe_trade_updates(on_update)
     with Running(stream):
         wait_for(lambda: bool(stream._running))
