@@ -52,7 +52,7 @@ from django.db import connection
 
 from benchmarks import _database
 from benchmarks._report import Report, Row
-from benchmarks.processes import process_stop, redis_keys_delete
+from benchmarks.processes import processes_alive_check, processes_start, redis_keys_delete
 from trading import services
 
 if TYPE_CHECKING:
@@ -269,22 +269,12 @@ def _stack(
     with ExitStack() as cleanup:
         # Last out: the quotes hash, limiter and cache keys the run left in Redis.
         cleanup.callback(redis_keys_delete, f"{run_id}*")
-        started: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
-        for name, command in commands.items():
-            log_path = workdir / f"{name}.log"
-            output = cleanup.enter_context(open(log_path, "wb"))
-            process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
-            cleanup.callback(process_stop, process)
-            started[name] = (process, log_path)
+        started = processes_start(commands=commands, cwd=ROOT, env=env, workdir=workdir, cleanup=cleanup)
         log(f"starting gunicorn :{http_port}, daphne :{ws_port} and the market")
         _wait(*started["gunicorn"], _listening(http_port), "gunicorn")
         _wait(*started["daphne"], _listening(ws_port), "daphne")
         yield f"http://127.0.0.1:{http_port}"
-        for name, (process, log_path) in started.items():
-            if process.poll() is not None:
-                raise CommandError(
-                    f"{name} exited during the run:\n{log_path.read_text(errors='replace')[-3000:]}"
-                )
+        processes_alive_check(started)
 
 
 # --- The browser ---------------------------------------------------------------------------------------

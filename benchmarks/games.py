@@ -60,7 +60,12 @@ from analytics import services as analytics_services
 from benchmarks import _database
 from benchmarks._games_load import Due, LoadResult, drive, percentile
 from benchmarks._report import Report, Row
-from benchmarks.processes import process_stop, redis_keys_delete, redis_names
+from benchmarks.processes import (
+    processes_alive_check,
+    processes_start,
+    redis_keys_delete,
+    redis_names,
+)
 from trading import selectors, services
 from trading.models import Account, ApiKey, Asset, CashEntry, Game, GamePlayer, UsernameSkeleton
 from trading.usernames import username_skeleton
@@ -315,21 +320,11 @@ def _stack(
     }  # fmt: skip
     with ExitStack() as cleanup:
         cleanup.callback(redis_keys_delete, f"{run_id}*")
-        started: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
-        for name, command in commands.items():
-            log_path = workdir / f"{name}.log"
-            output = cleanup.enter_context(open(log_path, "wb"))
-            process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
-            cleanup.callback(process_stop, process)
-            started[name] = (process, log_path)
+        started = processes_start(commands=commands, cwd=ROOT, env=env, workdir=workdir, cleanup=cleanup)
         log(f"starting gunicorn :{port}, the market and the leaderboard job")
         _wait_ready(started, port=port, quotes_key=redis_names(run_id)["LATEST_QUOTES_KEY"], symbols=symbols)
         yield port, started["job"][1]
-        for name, (process, log_path) in started.items():
-            if process.poll() is not None:
-                raise CommandError(
-                    f"{name} exited during the run:\n{log_path.read_text(errors='replace')[-3000:]}"
-                )
+        processes_alive_check(started)
 
 
 def _wait_ready(

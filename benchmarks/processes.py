@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import copy
 import subprocess
+from collections.abc import Mapping
+from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.management.base import CommandError
 
 from config.redis_pools import redis_client
 
@@ -49,6 +53,33 @@ def redis_names(prefix: str, *, base: Any = None) -> dict[str, Any]:
         "CACHES": caches,
         "CHANNEL_LAYERS": layers,
     }
+
+
+# Each started process by name, with the log file its output goes to.
+Started = dict[str, tuple[subprocess.Popen[bytes], Path]]
+
+
+def processes_start(
+    *, commands: Mapping[str, list[str]], cwd: Path, env: Mapping[str, str], workdir: Path, cleanup: ExitStack
+) -> Started:
+    """Each command as a process writing to ``workdir/<name>.log``, stopped when ``cleanup`` closes."""
+    started: Started = {}
+    for name, command in commands.items():
+        log_path = workdir / f"{name}.log"
+        output = cleanup.enter_context(log_path.open("wb"))
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT)
+        cleanup.callback(process_stop, process)
+        started[name] = (process, log_path)
+    return started
+
+
+def processes_alive_check(started: Started) -> None:
+    """A run's figures are void if a server died under it: say which one, with its log's tail."""
+    for name, (process, log_path) in started.items():
+        if process.poll() is not None:
+            raise CommandError(
+                f"{name} exited during the run:\n{log_path.read_text(errors='replace')[-3000:]}"
+            )
 
 
 def process_stop(process: subprocess.Popen[bytes], *, grace_seconds: float = 10.0) -> None:
