@@ -65,6 +65,18 @@ def bracket(account: Account, **fields: object) -> Order:
     return place(account, **values)  # type: ignore[arg-type]
 
 
+def oco_exit(account: Account) -> Order:
+    """An oco exit of 10 shares: its take-profit at $110.00, its stop-loss leg at $95.00."""
+    return place(
+        account,
+        side="sell",
+        type="limit",
+        order_class=OrderClass.OCO,
+        take_profit_limit_units=p("110.00"),
+        stop_loss_stop_units=p("95.00"),
+    )
+
+
 def legs(order: Order) -> list[Order]:
     return list(Order.objects.filter(parent=order).order_by("submitted_at", "id"))
 
@@ -303,14 +315,7 @@ def test_an_oto_entry_activates_its_one_leg(account: Account) -> None:
 
 def test_an_oco_exit_holds_its_shares_once_and_one_fill_cancels_the_other(account: Account) -> None:
     place(account)  # 10 shares to exit
-    take_profit = place(
-        account,
-        side="sell",
-        type="limit",
-        order_class=OrderClass.OCO,
-        take_profit_limit_units=p("110.00"),
-        stop_loss_stop_units=p("95.00"),
-    )
+    take_profit = oco_exit(account)
 
     (stop_loss,) = legs(take_profit)
     assert (take_profit.limit_price_units, take_profit.status, take_profit.order_class) == (
@@ -331,14 +336,7 @@ def test_an_oco_exit_holds_its_shares_once_and_one_fill_cancels_the_other(accoun
 
 def test_canceling_an_oco_cancels_both(account: Account) -> None:
     place(account)
-    take_profit = place(
-        account,
-        side="sell",
-        type="limit",
-        order_class=OrderClass.OCO,
-        take_profit_limit_units=p("110.00"),
-        stop_loss_stop_units=p("95.00"),
-    )
+    take_profit = oco_exit(account)
 
     services.order_cancel(account_id=account.pk, order_id=take_profit.pk, now=LATER)
 
@@ -349,14 +347,7 @@ def test_canceling_an_oco_cancels_both(account: Account) -> None:
 
 def test_replacing_an_ocos_take_profit_moves_its_leg(account: Account) -> None:
     place(account)
-    take_profit = place(
-        account,
-        side="sell",
-        type="limit",
-        order_class=OrderClass.OCO,
-        take_profit_limit_units=p("110.00"),
-        stop_loss_stop_units=p("95.00"),
-    )
+    take_profit = oco_exit(account)
     (stop_loss,) = legs(take_profit)
 
     new = services.order_replace(
