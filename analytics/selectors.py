@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -127,18 +127,37 @@ def leaderboard_get_or_refresh(
 
 
 def _board_refreshed(*, period: str, now: dt.datetime, bound: float) -> dict[str, Any]:
-    manager = cache_manager()
-    with manager.single_flight(f"leaderboard-refresh:{period}") as holder:
+    board = _refreshed_once(
+        lock=f"leaderboard-refresh:{period}",
+        stored=lambda: _stored_board(period),
+        refresh=lambda: services.leaderboard_refresh(now=now),
+        now=now,
+        bound=bound,
+    )
+    assert board is not None
+    return board
+
+
+def _refreshed_once(
+    *,
+    lock: str,
+    stored: Callable[[], dict[str, Any] | None],
+    refresh: Callable[[], object],
+    now: dt.datetime,
+    bound: float,
+) -> dict[str, Any] | None:
+    """A stale board's fresh successor: the reader holding ``lock`` refreshes it, the others wait
+    for that and read what it stored."""
+    with cache_manager().single_flight(lock) as holder:
         # Another process may have refreshed while this one waited for the lock.
-        board = _stored_board(period)
+        board = stored()
         if _age(board, now) > bound and holder:
-            services.leaderboard_refresh(now=now)
-            board = _stored_board(period)
+            refresh()
+            board = stored()
         if _age(board, now) > bound:
             # The holder did not finish within the wait: recompute here rather than serve stale.
-            services.leaderboard_refresh(now=now)
-            board = _stored_board(period)
-    assert board is not None
+            refresh()
+            board = stored()
     return board
 
 
@@ -236,16 +255,13 @@ def _game_live_get_or_refresh(game: Game, now: dt.datetime) -> dict[str, Any]:
     if _age(board, now) <= bound:
         assert board is not None
         return board
-    with manager.single_flight(f"game-board-refresh:{game.pk}") as holder:
-        # Another process may have refreshed while this one waited for the lock.
-        board = _game_board_stored(game, final=False)
-        if _age(board, now) > bound and holder:
-            services.game_boards_refresh(now=now, game_ids=[game.pk])
-            board = _game_board_stored(game, final=False)
-        if _age(board, now) > bound:
-            # The holder did not finish within the wait: recompute here rather than serve stale.
-            services.game_boards_refresh(now=now, game_ids=[game.pk])
-            board = _game_board_stored(game, final=False)
+    board = _refreshed_once(
+        lock=f"game-board-refresh:{game.pk}",
+        stored=lambda: _game_board_stored(game, final=False),
+        refresh=lambda: services.game_boards_refresh(now=now, game_ids=[game.pk]),
+        now=now,
+        bound=bound,
+    )
     if board is None:
         # The game ended after the caller read it (the refresh skips games that are over).
         game.refresh_from_db()
