@@ -539,6 +539,10 @@ class GamePlayer(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="game_players")
     joined_at = models.DateTimeField()
     removed_at = models.DateTimeField(null=True, blank=True)
+    # The player's own no_shorting (PATCH /v2/account/configurations). The account's
+    # shorting_enabled is this under the game's ceiling, and a ceiling forbidding shorts hides it:
+    # kept apart so a rule edit recomputes shorting_enabled without losing the player's choice.
+    no_shorting = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["joined_at", "id"]

@@ -236,6 +236,11 @@ def account_configure(
         if player is not None:
             _game_writes_refuse(player, now=now)
         if no_shorting is not None:
+            if player is not None:
+                # Kept whatever the game's rule, so a later rule edit neither loses a tightening
+                # nor lifts the player past what they chose (game_update).
+                player.no_shorting = no_shorting
+                player.save(update_fields=["no_shorting"])
             account.shorting_enabled = not no_shorting and (player is None or player.game.shorting_allowed)
         if suspend_trade is not None:
             account.trading_suspended = suspend_trade
@@ -475,9 +480,17 @@ def game_update(
             setattr(game, field, value)
         game.save()
         # Players who joined already trade under the new rules: cash and shorting follow them.
-        for player in GamePlayer.objects.filter(game=game, removed_at__isnull=True).select_related("account"):
-            account_reset(account_id=player.account_id, now=now)
-            Account.objects.filter(pk=player.account_id).update(shorting_enabled=game.shorting_allowed)
+        # Shorting is the new ceiling over each player's own no_shorting, read after
+        # account_reset took the account's lock, so a tightening committed meanwhile
+        # (account_configure writes it under that lock) is not overwritten.
+        for player_id, account_id in GamePlayer.objects.filter(
+            game=game, removed_at__isnull=True
+        ).values_list("pk", "account_id"):
+            account_reset(account_id=account_id, now=now)
+            no_shorting = GamePlayer.objects.filter(pk=player_id).values_list("no_shorting", flat=True).get()
+            Account.objects.filter(pk=account_id).update(
+                shorting_enabled=game.shorting_allowed and not no_shorting
+            )
     return game
 
 

@@ -176,6 +176,49 @@ def test_rules_change_only_before_the_start(organiser: User, make_account: MakeA
         services.game_update(game_id=game.pk, organiser_id=organiser.pk, rules=rules(), now=START)
 
 
+def test_a_rule_edit_keeps_each_players_own_shorting_choice(
+    asset: Asset, organiser: User, make_account: MakeAccount
+) -> None:
+    """The game's shorting rule is a ceiling over each player's own no_shorting: an edit before the
+    start recomputes the account's shorting under the new ceiling and never loses, nor lifts, what
+    the player chose, even a choice made while the ceiling hid it."""
+    game = new_game(organiser, shorting_allowed=True)
+    follower, tightener, later_tightener, asked_for_shorts = (join(game, make_account()) for _ in range(4))
+    services.account_configure(account_id=tightener.pk, no_shorting=True, now=BEFORE)
+
+    def edit(*, shorting_allowed: bool) -> None:
+        services.game_update(
+            game_id=game.pk,
+            organiser_id=organiser.pk,
+            rules=rules(shorting_allowed=shorting_allowed),
+            now=BEFORE,
+        )
+
+    def may_short(account: Account) -> bool:
+        return fresh(account).shorting_enabled
+
+    edit(shorting_allowed=False)
+    assert not any(may_short(a) for a in (follower, tightener, later_tightener, asked_for_shorts))
+    # Choices made under the forbidding ceiling are kept, though they change nothing yet.
+    services.account_configure(account_id=later_tightener.pk, no_shorting=True, now=BEFORE)
+    services.account_configure(account_id=asked_for_shorts.pk, no_shorting=False, now=BEFORE)
+    assert not may_short(asked_for_shorts)
+
+    edit(shorting_allowed=True)
+    assert [may_short(a) for a in (follower, tightener, later_tightener, asked_for_shorts)] == [
+        True,
+        False,
+        False,
+        True,
+    ]
+    assert place(follower, now=DURING, side="sell").position_intent == "sell_to_open"
+    with pytest.raises(Forbidden, match="insufficient qty"):
+        place(tightener, now=DURING, side="sell")
+    # The player may lift their own tightening while the game allows shorts.
+    services.account_configure(account_id=tightener.pk, no_shorting=False, now=DURING)
+    assert place(tightener, now=DURING, side="sell").position_intent == "sell_to_open"
+
+
 # --- the trading window ------------------------------------------------------------------------------
 
 
