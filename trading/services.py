@@ -587,13 +587,21 @@ def game_announcement_post(
     )
 
 
-def _game_accounts_cancel_orders(account_ids: list[uuid.UUID], *, now: dt.datetime) -> None:
+def _game_accounts_cancel_orders(account_ids: list[uuid.UUID], *, now: dt.datetime) -> int:
+    """Cancel the accounts' open orders at ``now``, each under its account's lock (an order closed
+    meanwhile is passed over). Returns how many were open, legs an entry's cancel closes included."""
+    canceled = 0
     for account_id in account_ids:
         _lock_account(account_id)
-        for order in Order.objects.filter(
-            account_id=account_id, status__in=OPEN_ORDER_STATUSES
-        ).select_related("asset"):
+        orders = list(
+            Order.objects.filter(account_id=account_id, status__in=OPEN_ORDER_STATUSES).select_related(
+                "asset"
+            )
+        )
+        for order in orders:
             _order_close(order=order, status=OrderStatus.CANCELED, now=now)
+        canceled += len(orders)
+    return canceled
 
 
 # Refusals that name the rule (Alpaca's shape: 403, code 40310000).
@@ -604,11 +612,14 @@ GAME_NO_SHORTING = "game rule: short selling is not allowed in this game"
 
 def games_close_due(*, now: dt.datetime | None = None) -> int:
     """Cancel every open order of the accounts of games that are over (by ``ends_at``, or
-    ``ended_at`` when ended early) and of removed players, each with its ``canceled`` event.
+    ``ended_at`` when ended early) and of removed players, each with its ``canceled`` event,
+    as of the instant the account stopped trading (``game_account_orders_close``).
 
-    The periodic job (jobs/schedule.py) runs this; until it does, the market refuses to fill
-    those orders (``order_fill``) and placement refuses new ones, so nothing trades after the
-    end. Idempotent: a run finds only orders still open. Returns how many orders it canceled.
+    The periodic job (jobs/schedule.py) runs this for the accounts nobody reads: a read of such
+    an account closes its orders first (``game_account_orders_close_on_read``), and until either
+    runs the market refuses to fill them (``order_fill``) and placement refuses new ones, so
+    nothing trades after the end. Idempotent: a run finds only orders still open. Returns how
+    many orders it canceled.
     """
     now = now or timezone.now()
     player = "account__game_player__"
@@ -622,14 +633,43 @@ def games_close_due(*, now: dt.datetime | None = None) -> int:
         .values_list("account_id", flat=True)
         .distinct()
     )
-    account_ids = sorted(set(due))
-    for account_id in account_ids:
-        # One transaction per account, so one busy account does not hold the others' locks.
-        with transaction.atomic():
-            _game_accounts_cancel_orders([account_id], now=now)
-    return Order.objects.filter(
-        account_id__in=account_ids, status=OrderStatus.CANCELED, canceled_at=now
-    ).count()
+    # One transaction per account, so one busy account does not hold the others' locks.
+    return sum(game_account_orders_close(account_id=account_id, now=now) for account_id in sorted(set(due)))
+
+
+def _game_closed_at(player: GamePlayer) -> dt.datetime:
+    """The instant a game account stopped trading: its game's end, or its player's removal."""
+    ends = player.game.closes_at()
+    return ends if player.removed_at is None else min(ends, player.removed_at)
+
+
+def game_account_orders_close(*, account_id: uuid.UUID | str, now: dt.datetime | None = None) -> int:
+    """Cancel the open orders of a game account that may no longer trade (its game over, or its
+    player removed), stamped with the instant it stopped (``_game_closed_at``): they could not
+    fill after it, so that is when they ended, whoever closes them and however late.
+
+    Under the account's lock, re-reading the game: the job and a read racing for the same orders
+    cancel each once, with one ``canceled`` event. Returns how many it canceled."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        player = _game_player(_account_with_game_locked(account_id))
+        if player is None or not _game_over_for(player, now):
+            return 0
+        return _game_accounts_cancel_orders([player.account_id], now=_game_closed_at(player))
+
+
+def game_account_orders_close_on_read(*, account: Account, now: dt.datetime | None = None) -> bool:
+    """Before a read of ``account`` (loaded with its game player and game): if its game is over
+    and it still has open orders, cancel them (``game_account_orders_close``), so the read shows
+    them canceled at the end instead of open until the periodic job. The stored status stays the
+    one truth and the events go out once. No query unless the game is over; then one, and the
+    close only if an order is open. Returns whether it canceled any (the caller reloads)."""
+    now = now or timezone.now()
+    if not _game_over_for(_game_player(account), now):
+        return False
+    if not Order.objects.filter(account_id=account.pk, status__in=OPEN_ORDER_STATUSES).exists():
+        return False
+    return game_account_orders_close(account_id=account.pk, now=now) > 0
 
 
 def _game_over_for(player: GamePlayer | None, now: dt.datetime) -> bool:
@@ -2022,10 +2062,12 @@ def order_fill(
             )
             if order is None or not order.is_open:
                 return None
-            if _game_over_for(_game_player(order.account), now):
+            player = _game_player(order.account)
+            if player is not None and _game_over_for(player, now):
                 # Its game ended (or its player left) before the periodic close reached it:
-                # canceled now, as that close would, and nothing fills after the end.
-                return order if _order_close(order=order, status=OrderStatus.CANCELED, now=now) else None
+                # canceled as of the end, as that close would, and nothing fills after the end.
+                closed = _order_close(order=order, status=OrderStatus.CANCELED, now=_game_closed_at(player))
+                return order if closed else None
             _execute_fill(
                 order=order,
                 account=order.account,

@@ -132,6 +132,117 @@ def test_an_early_end_and_a_removal_cancel_at_once(
     assert services.games_close_due(now=END) == 0
 
 
+def test_a_late_periodic_close_stamps_the_end(asset: Asset, organiser: User, account: Account) -> None:
+    game_account = join(new_game(organiser), account)
+    resting = resting_buy(game_account)
+    assert services.games_close_due(now=END + dt.timedelta(seconds=29)) == 1
+    closed = Order.objects.get(pk=resting.pk)
+    assert (closed.status, closed.canceled_at, closed.updated_at) == ("canceled", END, END)
+
+
+def test_reads_at_the_end_show_the_orders_canceled_as_of_the_end(
+    asset: Asset,
+    organiser: User,
+    account: Account,
+    channel: PubSub,  # noqa: F811
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """Reads are exact at the end: the first read of a game account whose game is over cancels its
+    open orders before it answers, stamped with the end, with one ``canceled`` event; every read
+    of the key agrees, and the periodic close then finds nothing to cancel."""
+    game_account = join(new_game(organiser), account)
+    resting = resting_buy(game_account)
+    player = key_client(game_account)
+    with time_machine.travel(END - TICK, tick=False):
+        assert player.get(f"/v2/orders/{resting.pk}").json()["status"] == "new"
+        assert player.get("/v2/account").json()["reserved_cash"] != "0.00"
+    published(channel)
+    with time_machine.travel(END, tick=False), django_capture_on_commit_callbacks(execute=True):
+        assert player.get("/v2/orders").json() == []  # open ones, by default
+        order = player.get(f"/v2/orders/{resting.pk}").json()
+        listed = player.get("/v2/orders?status=closed").json()
+        account_body = player.get("/v2/account").json()
+    assert (order["status"], dt.datetime.fromisoformat(order["canceled_at"])) == ("canceled", END)
+    assert [(o["id"], o["status"]) for o in listed] == [(str(resting.pk), "canceled")]
+    assert (account_body["reserved_cash"], account_body["buying_power"]) == ("0.00", account_body["cash"])
+    assert [(e["event"], e["order_id"]) for e in published(channel)] == [("canceled", str(resting.pk))]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.games_close_due(now=END + dt.timedelta(seconds=30)) == 0
+    assert published(channel) == []
+    assert_books_balance(game_account)
+
+
+def test_the_dashboard_at_the_end_shows_no_open_order(
+    asset: Asset, organiser: User, account: Account
+) -> None:
+    game_account = join(new_game(organiser), account)
+    resting = resting_buy(game_account)
+    browser = Client()
+    browser.force_login(account.user)
+    assert browser.post("/account/select", {"account_id": str(game_account.pk)}).status_code == 302
+    with time_machine.travel(END - TICK, tick=False):
+        assert [o["id"] for o in browser.get("/v2/dashboard/bootstrap").json()["orders"]["open"]] == [
+            str(resting.pk)
+        ]
+    with time_machine.travel(END, tick=False):
+        orders = browser.get("/v2/dashboard/bootstrap").json()["orders"]
+    assert orders["open"] == []
+    assert [(o["id"], o["status"]) for o in orders["recent"]] == [(str(resting.pk), "canceled")]
+
+
+def test_a_read_while_the_game_runs_costs_no_query_for_the_close(
+    asset: Asset, organiser: User, account: Account
+) -> None:
+    game_account = join(new_game(organiser), account)
+    resting_buy(game_account)
+    loaded = Account.objects.select_related("game_player__game").get(pk=game_account.pk)
+    with CaptureQueriesContext(connection) as queries:
+        assert not services.game_account_orders_close_on_read(account=loaded, now=END - TICK)
+    assert len(queries) == 0
+    assert services.game_account_orders_close_on_read(account=loaded, now=END)
+    with CaptureQueriesContext(connection) as queries:
+        assert not services.game_account_orders_close_on_read(account=loaded, now=END)
+    assert len(queries) == 1  # after the end: whether any order is still open
+
+
+# A lock another connection waits on: SQLite serialises whole transactions instead.
+@pytest.mark.db_backend("postgresql")
+@pytest.mark.django_db(transaction=True)
+def test_a_read_racing_the_periodic_close_cancels_each_order_once(
+    asset: Asset,
+    organiser: User,
+    account: Account,
+    channel: PubSub,  # noqa: F811
+) -> None:
+    """The read found the order open, then waited for the account's lock while the periodic close
+    canceled it: under the lock it re-reads, finds nothing open, and sends no second event."""
+    game_account = join(new_game(organiser), account)
+    resting = resting_buy(game_account)
+    loaded = Account.objects.select_related("game_player__game").get(pk=game_account.pk)
+    published(channel)
+    outcome: dict[str, object] = {}
+
+    def read() -> None:
+        try:
+            outcome["closed"] = services.game_account_orders_close_on_read(account=loaded, now=END)
+        finally:
+            connections.close_all()
+
+    reader = threading.Thread(target=read)
+    with transaction.atomic():
+        list(Account.objects.select_for_update().filter(pk=game_account.pk))
+        reader.start()
+        deadline = time.monotonic() + 30
+        while not _a_backend_waits_for_a_lock():
+            assert time.monotonic() < deadline, "the read never waited for the account's lock"
+            time.sleep(0.05)
+        assert services.games_close_due(now=END + dt.timedelta(seconds=1)) == 1
+    reader.join(60)
+    assert outcome == {"closed": False}
+    assert [(e["event"], e["order_id"]) for e in published(channel)] == [("canceled", str(resting.pk))]
+    assert Order.objects.get(pk=resting.pk).canceled_at == END
+
+
 @pytest.mark.parametrize("ended_early", [False, True], ids=["at-ends_at", "after-ended_at"])
 def test_the_market_fills_nothing_once_the_game_is_over(
     asset: Asset, organiser: User, account: Account, ended_early: bool
@@ -148,8 +259,10 @@ def test_the_market_fills_nothing_once_the_game_is_over(
         Game.objects.filter(pk=game.pk).update(ended_at=over)
     filled = services.order_fill(order_id=last.pk, price_units=900_000, now=over - TICK)
     assert filled is not None and filled.status == "filled"
-    refused = services.order_fill(order_id=late.pk, price_units=900_000, now=over)
+    refused = services.order_fill(order_id=late.pk, price_units=900_000, now=over + dt.timedelta(seconds=5))
     assert refused is not None and refused.status == "canceled"
+    # It could not fill after the end: that is when it ended, whenever the price came.
+    assert Order.objects.get(pk=late.pk).canceled_at == over
     assert not Fill.objects.filter(order_id=late.pk).exists()
     assert_books_balance(game_account)
     # The user's default account trades on.
@@ -383,8 +496,9 @@ def test_a_games_keys_read_but_never_write_once_it_is_over(
             assert body["code"] == 40310000 and body["message"].startswith("game rule: the game is over")
         # Watchlists are not trading: they stay writable (README, Running a game).
         assert player.delete(f"/v2/watchlists/{watchlist.json()['id']}").status_code == 204
-    assert Order.objects.get(pk=resting["id"]).status == "new"  # until the periodic close
-    assert services.games_close_due(now=END) == 1
+    # The first read at the end closed the order as of the end: the periodic close finds nothing.
+    assert Order.objects.get(pk=resting["id"]).status == "canceled"
+    assert services.games_close_due(now=END) == 0
 
 
 def test_before_the_start_a_games_key_cannot_trade(asset: Asset, organiser: User, account: Account) -> None:

@@ -197,19 +197,28 @@ def request_account_or_none(request: Request) -> Account | None:
     http_request = request._request
     if hasattr(http_request, _ACCOUNT_ATTR):
         return cast(Account | None, getattr(http_request, _ACCOUNT_ATTR))
+    account = _request_account_load(request)
+    # A game account whose game is over has its orders closed as of the end before anything
+    # reads it (orders, reservations, shares held), not when the periodic job comes; no query
+    # while its game runs, since the game came with the account.
+    if account is not None and services.game_account_orders_close_on_read(account=account):
+        account = _request_account_load(request)
+    setattr(http_request, _ACCOUNT_ATTR, account)
+    return account
+
+
+def _request_account_load(request: Request) -> Account | None:
     user_id = getattr(request.user, "pk", None)  # None when anonymous
-    account: Account | None = None
     if user_id is not None and isinstance(request.auth, VerifiedKey):
         # With its game, if any, in the same query: the account's answer says whether it may trade.
-        account = (
+        return (
             Account.objects.select_related("game_player__game")
             .filter(pk=request.auth.account_id, user_id=user_id)
             .first()
         )
-    elif user_id is not None:
-        account = selectors.account_for_session_get(user_id=user_id, session=http_request.session)
-    setattr(http_request, _ACCOUNT_ATTR, account)
-    return account
+    if user_id is not None:
+        return selectors.account_for_session_get(user_id=user_id, session=request._request.session)
+    return None
 
 
 def request_account_id(request: Request) -> str | None:
