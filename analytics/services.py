@@ -75,7 +75,7 @@ from trading.models import (
     OrderSide,
     Position,
 )
-from trading.quotes import latest_quotes, prices_at
+from trading.quotes import latest_quotes, newest_per_symbol, prices_at
 from trading.selectors import day_boundary, previous_closes
 from trading.units import QTY_SCALE, UNITS_PER_CENT, holding_value_units
 
@@ -765,10 +765,28 @@ def game_boards_refresh(
     return len(boards)
 
 
+def _prices_known_at(*, symbols: set[str], at: dt.datetime) -> dict[str, int]:
+    """Each symbol's last price known at ``at``, never one from after it: its last tick at or
+    before ``at``; else the close of its last minute bar that ended by then; else the close of the
+    last trading day that ended by then (the end day's own daily bar goes on moving after ``at``).
+    A query per source still needed; a symbol none of them prices is absent."""
+    prices = prices_at(symbols=symbols, at=at)
+    missing = symbols - prices.keys()
+    if missing:
+        ended = newest_per_symbol(
+            MinuteBar, symbols=missing, order_key="start", start__lte=at - dt.timedelta(minutes=1)
+        )
+        prices.update(MinuteBar.objects.filter(pk__in=ended).values_list("symbol", "close_units"))
+        missing -= prices.keys()
+    if missing:
+        prices.update(previous_closes(symbols=missing, before=day_boundary(at)))
+    return prices
+
+
 def _game_standings_at(*, game: Game, at: dt.datetime) -> list[GameStanding]:
     """The players' standings at ``at``: cash and holdings as they were then (what moved after is
-    taken back out of today's), priced at each symbol's last tick at or before ``at``. Six
-    queries for any number of players."""
+    taken back out of today's), priced at each symbol's last price known at ``at``
+    (``_prices_known_at``). The same queries for any number of players."""
     roster = list(
         GamePlayer.objects.filter(game=game, removed_at__isnull=True).values_list(
             "account_id", "user__username"
@@ -801,8 +819,7 @@ def _game_standings_at(*, game: Game, at: dt.datetime) -> list[GameStanding]:
         by = held[fill_row["account_id"]]
         by[fill_row["asset__symbol"]] = by.get(fill_row["asset__symbol"], 0) - int(fill_row["net"])
     symbols = {symbol for by in held.values() for symbol, qty in by.items() if qty}
-    prices = prices_at(symbols=symbols, at=at)
-    closes = previous_closes(symbols=symbols - prices.keys(), before=at)
+    prices = _prices_known_at(symbols=symbols, at=at)
     end_day = calendar.trading_day_of(at)
     points = _game_points(account_ids=ids, since=calendar.trading_day_of(game.starts_at), before=end_day)
     standings = []
@@ -811,7 +828,7 @@ def _game_standings_at(*, game: Game, at: dt.datetime) -> list[GameStanding]:
         for symbol, qty in held.get(account_id, {}).items():
             if not qty:
                 continue
-            price = prices.get(symbol) or closes.get(symbol)
+            price = prices.get(symbol)
             if price is None:
                 # No price of the symbol at all before the end: the shares at what they cost.
                 cost_qty, basis = cost.get((account_id, symbol), (0, 0))

@@ -19,9 +19,10 @@ from pytest_django.fixtures import Settings
 from analytics import selectors, services
 from analytics.models import GameBoard, LeaderboardEntry
 from tests.builders import set_quote, shares
-from trading import services as trading
+from trading import calendar, services as trading
 from trading.errors import InvalidRequest
-from trading.models import Account, Asset, Game
+from trading.models import Account, Asset, DailyBar, Game, MinuteBar, StockPriceHistory
+from trading.units import price_to_units
 
 BEFORE = dt.datetime(2025, 6, 2, 13, 0, tzinfo=dt.UTC)
 START = dt.datetime(2025, 6, 2, 14, 0, tzinfo=dt.UTC)
@@ -239,6 +240,41 @@ def test_final_standings_freeze_at_the_end_and_never_move(
     board = GameBoard.objects.get(game=game, final=True)
     assert services.game_standings_freeze(game_id=game.pk, now=read_at + dt.timedelta(days=9)).pk == board.pk
     assert GameBoard.objects.filter(game=game).count() == 1
+
+
+@pytest.mark.parametrize("minute_bars", [True, False], ids=["minute-bar", "previous-close"])
+def test_a_symbol_with_no_tick_kept_is_priced_at_the_last_price_known_at_the_end(
+    market: dict[str, Asset], make_account: MakeAccount, minute_bars: bool
+) -> None:
+    """The ticks are gone (retention) when the standings freeze: the fallback is the last minute
+    bar that ended by the end ($120), else the close of the day before the end's ($110), never a
+    bar that goes on after the end (the end day's own: $150; the minute starting at the end: $130)."""
+    teacher = make_account(username="teacher")
+    game = new_game(teacher)
+    player = join(game, make_account(username="ada"))
+    set_quote("AAPL", price="100.00", at=DURING)
+    trade(player, "AAPL", 10)
+    StockPriceHistory.objects.filter(symbol="AAPL").delete()
+    end_day = calendar.trading_day_of(END)
+
+    def bar(model: type[DailyBar] | type[MinuteBar], start: dt.datetime, close: str) -> None:
+        units = price_to_units(close)
+        model.objects.create(symbol="AAPL", start=start, open_units=units, high_units=units,
+                             low_units=units, close_units=units, volume=1, trade_count=1, vwap_units=units)  # fmt: skip
+
+    bar(DailyBar, calendar.day_start(end_day - dt.timedelta(days=1)), "110.00")
+    bar(DailyBar, calendar.day_start(end_day), "150.00")
+    if minute_bars:
+        bar(MinuteBar, END - dt.timedelta(minutes=2), "118.00")
+        bar(MinuteBar, END - dt.timedelta(minutes=1), "120.00")
+        bar(MinuteBar, END, "130.00")
+    cash_at_end = Account.objects.get(pk=player.pk).cash_cents
+
+    services.game_standings_freeze(game_id=game.pk, now=END + dt.timedelta(days=1))
+
+    final = selectors.game_leaderboard_get_or_refresh(game=game, now=END + dt.timedelta(days=1))
+    price_cents = 120_00 if minute_bars else 110_00
+    assert final["entries"][0]["equity"] == f"{(cash_at_end + 10 * price_cents) / 100:.2f}"
 
 
 def test_the_first_days_move_counts_in_the_risk_figures(
