@@ -231,5 +231,7 @@ def dashboard_bootstrap_build(
             "next_day_start": _next_day_start(now).astimezone(dt.UTC).isoformat(),
             # A game's board is polled at a third of the bound the endpoint never exceeds.
             "leaderboard_poll_ms": int(settings.LEADERBOARD_MAX_STALENESS_S * 1000 / 3),
+            # Past it with no newer board, the page marks its board stale.
+            "leaderboard_max_staleness_ms": int(settings.LEADERBOARD_MAX_STALENESS_S * 1000),
         },
     }

@@ -86,6 +86,9 @@ class DashboardConfigSerializer(serializers.Serializer[Any]):
     leaderboard_poll_ms = serializers.IntegerField(
         help_text="how often a game account's page polls its game's board: a third of the staleness bound"
     )
+    leaderboard_max_staleness_ms = serializers.IntegerField(
+        help_text="the staleness bound: a game's board older than this with no newer one is marked stale"
+    )
 
 
 class DashboardGameSerializer(serializers.Serializer[Any]):

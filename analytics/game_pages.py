@@ -104,5 +104,7 @@ def game_page(request: HttpRequest, game_id: uuid.UUID) -> HttpResponse:
             # Other players' holdings only once nobody can trade on what they see.
             "positions": trading_selectors.game_positions_list(game_id=game.pk) if over else None,
             "poll_ms": int(settings.LEADERBOARD_MAX_STALENESS_S * 1000 / 3),
+            # Past it with no newer board, the page marks its board stale (static/js/game.js).
+            "max_age_ms": int(settings.LEADERBOARD_MAX_STALENESS_S * 1000),
         },
     )

@@ -25,7 +25,7 @@ import {
 import { PerfMonitor } from "./perf.js";
 import { Store } from "./store.js";
 import { ConnectionIndicator, DashboardStream, MarketDataStream, backoffDelay } from "./streams.js";
-import { MAX_FILLS, MAX_ORDERS, Resyncer, applyDashboardMessage, applyOrder, gameBoardPoller } from "./sync.js";
+import { MAX_FILLS, MAX_ORDERS, Resyncer, applyBootstrapBoard, applyDashboardMessage, applyOrder } from "./sync.js";
 
 const SYMBOL_KEY = "dashboard.symbol";
 const RESYNC_DELAY_MS = 250;
@@ -53,6 +53,7 @@ const store = new Store({
   orders: [],
   fills: [],
   leaderboard: null,
+  leaderboardStale: false,
   game: null,
   analytics: null,
   statements: [],
@@ -97,12 +98,10 @@ function applyBootstrap(data) {
   store.set("openOrders", (data.orders && data.orders.open) || []);
   store.set("orders", ((data.orders && data.orders.recent) || []).slice(0, MAX_ORDERS));
   store.set("fills", (data.fills || []).slice(0, MAX_FILLS));
-  store.set("game", data.game || null);
-  store.set("leaderboard", data.leaderboard || null);
+  // A new bootstrap restarts the game board's polling from its board (or ends it), keeping a
+  // newer board already shown.
+  gamePoller = applyBootstrapBoard(store, data, { previous: gamePoller });
   store.set("analytics", data.analytics || null);
-  // A new bootstrap restarts the game board's polling from its board (or ends it).
-  if (gamePoller) gamePoller.stop();
-  gamePoller = gameBoardPoller(store, { game: data.game, pollMs: data.config && data.config.leaderboard_poll_ms });
   store.set("statements", data.statements || []);
   resyncer.scheduleRollover(data.config && data.config.next_day_start, data.as_of);
 }

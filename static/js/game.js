@@ -2,8 +2,9 @@
 // fresh. The server renders the board when the page loads; while the game runs this module asks
 // the game's leaderboard API for it again every data-poll-ms (a third of the staleness bound,
 // LEADERBOARD_MAX_STALENESS_S, which the API itself never exceeds), and stops once the board is
-// final (board-poll.js, shared with the dashboard). A failed poll keeps the shown board, says so,
-// and tries again at the same pace.
+// final (board-poll.js, shared with the dashboard). A failed poll, or a board older than the
+// staleness bound (data-max-age-ms), keeps the shown board, says so, and polling goes on at the
+// same pace; the next good poll clears it.
 // A module file, not an inline script: the pages' Content-Security-Policy runs no inline code.
 
 import { BoardPoller, isFinal } from "./board-poll.js";
@@ -59,27 +60,38 @@ export function boardStatus(board) {
 // --- The page ----------------------------------------------------------------------------------
 
 export class GameBoard {
-  constructor({ root, fetchImpl = globalThis.fetch?.bind(globalThis), timers = globalThis, doc = globalThis.document }) {
+  constructor({ root, fetchImpl = globalThis.fetch?.bind(globalThis), timers = globalThis, doc = globalThis.document, now = () => Date.now() }) {
     this.root = root;
     this.url = root.dataset.leaderboardUrl;
     this.pollMs = Number(root.dataset.pollMs) || 1000;
     this.doc = doc;
     this.body = root.querySelector("tbody");
     this.status = root.querySelector("[data-field=status]");
+    this.board = { as_of: root.dataset.asOf || null, status: root.dataset.final === "true" ? "final" : "live" };
     this.poller = new BoardPoller({
       url: this.url,
       pollMs: this.pollMs,
+      // The board the server rendered, its age counted from the page's load.
+      board: root.dataset.asOf ? this.board : null,
+      maxAgeMs: Number(root.dataset.maxAgeMs) || null,
+      now,
       fetchImpl,
       timers,
       onBoard: (board) => {
         this.render(board);
         if (isFinal(board)) this.root.dataset.final = "true";
       },
-      onError: () => {
-        this.root.dataset.stale = "true";
-        if (this.status) this.status.textContent = "Could not refresh the leaderboard; retrying.";
+      // A failed poll, or a board older than the staleness bound: kept, and said so.
+      onStale: (stale) => {
+        this.root.dataset.stale = String(stale);
+        this.showStatus();
       },
     });
+  }
+
+  showStatus() {
+    if (!this.status) return;
+    this.status.textContent = this.poller.stale ? "Could not refresh the leaderboard; retrying." : boardStatus(this.board);
   }
 
   start() {
@@ -101,9 +113,9 @@ export class GameBoard {
     });
     this.body.textContent = "";
     this.body.append(...rows);
-    this.root.dataset.stale = "false";
+    this.board = board;
     this.root.dataset.asOf = board.as_of || "";
-    if (this.status) this.status.textContent = boardStatus(board);
+    this.showStatus();
   }
 }
 

@@ -449,10 +449,18 @@ export function leaderboardTitle(game, board) {
   return `Leaderboard: ${game.name}${final}`;
 }
 
+/** The line beside the panel's title: when the board was computed, and whether it is stale. */
+export function leaderboardAsOf(board, stale) {
+  const when = board && board.as_of ? `as of ${formatTime(board.as_of)}` : "";
+  if (!stale) return when;
+  return when ? `${when}; could not refresh, retrying` : "Could not refresh the leaderboard; retrying";
+}
+
 export class LeaderboardPanel {
   // Entries name players by username only (the API shows no account numbers): rows are keyed by
   // it, and the viewer's own row is the one with the signed-in user's name.
   constructor({ root, doc, win }) {
+    this.root = root;
     this.asOf = root.querySelector("[data-field=as_of]");
     this.title = root.querySelector("[data-field=title]");
     this.table = new VirtualTable({
@@ -481,20 +489,27 @@ export class LeaderboardPanel {
     this.board = undefined;
     this.username = undefined;
     this.game = undefined;
+    this.stale = undefined;
   }
 
   update(state) {
     const board = state.leaderboard;
     const username = state.user && state.user.username;
     const game = state.game || null;
-    if (board === this.board && username === this.username && game === this.game) return;
+    const stale = Boolean(state.leaderboardStale);
+    const changed = board !== this.board || username !== this.username || game !== this.game;
+    if (!changed && stale === this.stale) return;
+    // The game page's marker (game.js): data-stale on the panel, its as-of line in the warning colour.
+    if (stale !== this.stale) this.root.dataset.stale = String(stale);
+    this.stale = stale;
+    if (this.asOf) this.asOf.textContent = leaderboardAsOf(board, stale);
+    if (!changed) return;
     this.board = board;
     this.username = username;
     this.game = game;
     if (this.title) this.title.textContent = leaderboardTitle(game, board);
     const entries = board && Array.isArray(board.entries) ? board.entries : [];
     this.table.setItems(entries.map((entry) => ({ ...entry, you: entry.username === username })));
-    if (this.asOf) this.asOf.textContent = board && board.as_of ? `as of ${formatTime(board.as_of)}` : "";
   }
 }
 

@@ -100,28 +100,89 @@ export function applyDashboardMessage(store, message) {
   } else if (message.stream === "leaderboard") {
     // The channel pushes the global board; a game account shows its game's board instead (the
     // global one holds default accounts only), kept fresh by gameBoardPoller.
-    if (!store.state.game) store.set("leaderboard", data);
+    if (!store.state.game) showBoard(store, data);
   }
+}
+
+/** Whether two boards are the same board at two moments: one game's, or one global period's. */
+function sameBoard(a, b) {
+  return (a.game_id ?? null) === (b.game_id ?? null) && (a.period ?? null) === (b.period ?? null);
+}
+
+/**
+ * The board to show when `incoming` arrives (a resync's bootstrap, a poll, a push) while
+ * `current` is shown: a snapshot taken before the shown board was computed must not replace it.
+ * Of two copies of the same board, a final one outranks a live one, then the later `as_of` wins
+ * (a tie takes `incoming`); a different board (another game's) is always `incoming`.
+ */
+export function newerBoard(current, incoming) {
+  if (!current || !incoming || !sameBoard(current, incoming)) return incoming ?? null;
+  if (isFinal(current) !== isFinal(incoming)) return isFinal(current) ? current : incoming;
+  const currentAt = Date.parse(current.as_of);
+  const incomingAt = Date.parse(incoming.as_of);
+  if (Number.isFinite(currentAt) && Number.isFinite(incomingAt) && currentAt > incomingAt) return current;
+  return incoming;
+}
+
+/** `board` into the store, unless the store already shows a newer copy of it. */
+export function showBoard(store, board) {
+  const shown = newerBoard(store.state.leaderboard, board);
+  if (shown !== store.state.leaderboard) store.set("leaderboard", shown);
+  return shown === board;
 }
 
 /**
  * On a game account (the bootstrap's `game`), polls the game's board every `pollMs` into the
  * store until it is final; null for a default account or a board already final. Its answers are
- * dropped if the store has since moved to another game.
+ * dropped if the store has since moved to another game. `leaderboardStale` in the store says
+ * whether the shown board is stale: the last poll failed, or the board passed `maxAgeMs` (the
+ * staleness bound, on the server's clock given `serverOffsetMs`) with no newer one.
  */
-export function gameBoardPoller(store, { game, pollMs, fetchImpl, timers }) {
+export function gameBoardPoller(store, { game, pollMs, maxAgeMs = null, serverOffsetMs = null, now, fetchImpl, timers }) {
   if (!game || !game.leaderboard_url || isFinal(store.state.leaderboard)) return null;
+  const current = () => Boolean(store.state.game) && store.state.game.id === game.id;
   const poller = new BoardPoller({
     url: game.leaderboard_url,
     pollMs,
+    board: store.state.leaderboard,
+    maxAgeMs,
+    serverOffsetMs,
+    now,
     fetchImpl,
     timers,
     onBoard: (board) => {
-      if (store.state.game && store.state.game.id === board.game_id) store.set("leaderboard", board);
+      if (current() && board.game_id === game.id) showBoard(store, board);
+    },
+    onStale: (stale) => {
+      if (current()) store.set("leaderboardStale", stale);
     },
   });
   poller.start();
   return poller;
+}
+
+/**
+ * A bootstrap's game and board into the store, and the game board's polling restarted from the
+ * board shown (or ended): a resync's snapshot never replaces a newer board already shown
+ * (showBoard), and the stale marker starts cleared, the new poller judging the board's age on the
+ * server's clock (the bootstrap's `as_of` against `now()`). Returns the new poller, or null.
+ */
+export function applyBootstrapBoard(store, data, { previous = null, now = () => Date.now(), fetchImpl, timers } = {}) {
+  if (previous) previous.stop();
+  store.set("game", data.game || null);
+  showBoard(store, data.leaderboard || null);
+  store.set("leaderboardStale", false);
+  const config = data.config || {};
+  const serverOffsetMs = Date.parse(data.as_of) - now();
+  return gameBoardPoller(store, {
+    game: data.game,
+    pollMs: config.leaderboard_poll_ms,
+    maxAgeMs: config.leaderboard_max_staleness_ms,
+    serverOffsetMs: Number.isFinite(serverOffsetMs) ? serverOffsetMs : null,
+    now,
+    fetchImpl,
+    timers,
+  });
 }
 
 // setTimeout's longest wait; a later instant is reached by waking early and rescheduling.

@@ -143,6 +143,7 @@ def test_the_answer_has_exactly_the_documented_shape(
         "self_reset": True,
         "perf_report_interval_s": 30.0,
         "leaderboard_poll_ms": 30_000,  # a third of the staleness bound
+        "leaderboard_max_staleness_ms": 90_000,
     }
     assert body["game"] is None  # a default account: the global board
     # The next trading day's start, as day_boundary draws it: the page re-fetches there.

@@ -4,9 +4,10 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
-import { LeaderboardPanel, leaderboardTitle } from "../../static/js/panels.js";
+import { boardAgeMs } from "../../static/js/board-poll.js";
+import { LeaderboardPanel, leaderboardAsOf, leaderboardTitle } from "../../static/js/panels.js";
 import { Store } from "../../static/js/store.js";
-import { applyDashboardMessage, gameBoardPoller } from "../../static/js/sync.js";
+import { applyBootstrapBoard, applyDashboardMessage, gameBoardPoller, newerBoard } from "../../static/js/sync.js";
 import { FakeDocument, FakeWindow } from "./fake-dom.mjs";
 import { fakeTimers } from "./fake-timers.mjs";
 
@@ -38,6 +39,37 @@ function answers(...bodies) {
 }
 
 const settle = () => new Promise((resolve) => setImmediate(resolve));
+
+/** Fires the pending timers asked for with `ms`; returns how many. */
+function fire(timers, ms) {
+  const due = Array.from(timers.pending.entries()).filter(([, entry]) => entry.ms === ms);
+  for (const [id] of due) timers.pending.delete(id);
+  for (const [, entry] of due) entry.callback();
+  return due.length;
+}
+
+function leaderboardPanel() {
+  const doc = new FakeDocument();
+  const win = new FakeWindow();
+  const root = doc.createElement("section");
+  const parts = { ".panel-body": doc.createElement("div"), "[data-field=as_of]": doc.createElement("span"), "[data-field=title]": doc.createElement("h2") };
+  root.append(...Object.values(parts));
+  root.querySelector = (selector) => parts[selector] || null;
+  return { panel: new LeaderboardPanel({ root, doc, win }), root, asOf: parts["[data-field=as_of]"], title: parts["[data-field=title]"] };
+}
+
+// The bootstrap's instant on the server's clock, and the client's clock 1 h behind it.
+const SERVER_NOW = Date.parse("2026-12-07T10:00:10+00:00");
+const CLIENT_NOW = SERVER_NOW - 3_600_000;
+
+function bootstrap(leaderboard, { game = GAME, asOf = SERVER_NOW } = {}) {
+  return {
+    as_of: new Date(asOf).toISOString(),
+    game,
+    leaderboard,
+    config: { leaderboard_poll_ms: 30000, leaderboard_max_staleness_ms: 90000 },
+  };
+}
 
 describe("the dashboard's leaderboard on a game account", () => {
   test("global-board pushes never overwrite a game's board, but still update a default account's", () => {
@@ -127,5 +159,137 @@ describe("the dashboard's leaderboard on a game account", () => {
     assert.equal(parts["[data-field=title]"].textContent, "untouched");
     panel.update({ leaderboard: gameBoard("final", ["ann"]), game: GAME, user: { username: "ann" } });
     assert.equal(parts["[data-field=title]"].textContent, "Leaderboard: Autumn class (final standings)");
+  });
+});
+
+describe("the dashboard's game board is marked stale, as the game's page marks it", () => {
+  test("a failed poll marks the panel stale, and the next good poll clears the mark", async () => {
+    const store = dashboardStore();
+    const timers = fakeTimers();
+    const { fetchImpl } = answers(new TypeError("offline"), gameBoard("live", ["bob"], "2026-12-07T10:00:35+00:00"));
+    gameBoardPoller(store, { game: GAME, pollMs: 30000, fetchImpl, timers });
+    const { panel, root, asOf } = leaderboardPanel();
+    panel.update({ ...store.state, user: { username: "ann" } });
+    assert.equal(root.dataset.stale, "false");
+    const shown = store.state.leaderboard;
+
+    timers.runAll();
+    await settle();
+    assert.equal(store.state.leaderboardStale, true);
+    assert.equal(store.state.leaderboard, shown, "the board is kept");
+    panel.update({ ...store.state, user: { username: "ann" } });
+    assert.equal(root.dataset.stale, "true");
+    assert.match(asOf.textContent, /^as of .+; could not refresh, retrying$/);
+
+    timers.runAll();
+    await settle();
+    assert.equal(store.state.leaderboardStale, false);
+    panel.update({ ...store.state, user: { username: "ann" } });
+    assert.equal(root.dataset.stale, "false");
+    assert.doesNotMatch(asOf.textContent, /could not refresh/);
+  });
+
+  test("a board that passes the bound with no newer one turns stale, on the server's clock", async () => {
+    const store = new Store({ game: null, leaderboard: null, leaderboardStale: false }, { schedule: () => {}, now: () => 0 });
+    const timers = fakeTimers();
+    let clientNow = CLIENT_NOW;
+    const fresh = gameBoard("live", ["bob"], new Date(SERVER_NOW + 60_000).toISOString());
+    const { fetchImpl } = answers(fresh);
+    // Computed 10 s before the bootstrap: 80 s left of the 90 s bound, whatever the client's clock says.
+    const board = gameBoard("live", ["ann"], new Date(SERVER_NOW - 10_000).toISOString());
+    applyBootstrapBoard(store, bootstrap(board), { now: () => clientNow, fetchImpl, timers });
+    assert.equal(store.state.leaderboardStale, false);
+    assert.deepEqual(Array.from(timers.pending.values(), (entry) => entry.ms).sort(), [30000, 80000]);
+
+    // The poll hangs past the bound: nothing answers, yet the board is marked.
+    clientNow += 80_000;
+    assert.equal(fire(timers, 80000), 1);
+    assert.equal(store.state.leaderboardStale, true);
+
+    // A good poll clears it and watches the new board's age.
+    clientNow += 1_000;
+    fire(timers, 30000);
+    await settle();
+    assert.deepEqual(store.state.leaderboard, fresh);
+    assert.equal(store.state.leaderboardStale, false);
+    assert.ok(Array.from(timers.pending.values()).some((entry) => entry.ms === 90000 - 21_000));
+  });
+
+  test("a bootstrap whose board is already past the bound shows it stale at once", () => {
+    const store = dashboardStore();
+    const old = gameBoard("live", ["ann"], new Date(SERVER_NOW - 91_000).toISOString());
+    store.set("leaderboard", null);
+    applyBootstrapBoard(store, bootstrap(old), { now: () => CLIENT_NOW, fetchImpl: answers().fetchImpl, timers: fakeTimers() });
+    assert.equal(store.state.leaderboardStale, true);
+  });
+
+  test("a final board never turns stale, and a default account's board is never marked", () => {
+    const timers = fakeTimers();
+    const store = dashboardStore();
+    const final = gameBoard("final", ["ann"], new Date(SERVER_NOW - 86_400_000).toISOString());
+    assert.equal(applyBootstrapBoard(store, bootstrap(final), { now: () => CLIENT_NOW, timers }), null);
+    assert.equal(store.state.leaderboardStale, false);
+    const plain = dashboardStore({ game: null, leaderboard: null });
+    assert.equal(applyBootstrapBoard(plain, bootstrap(GLOBAL, { game: null }), { now: () => CLIENT_NOW, timers }), null);
+    assert.equal(plain.state.leaderboardStale, false);
+    assert.equal(timers.pending.size, 0);
+  });
+
+  test("a board's age: its as_of on the server's clock, else the time since it came", () => {
+    const board = { as_of: "2026-12-07T10:00:00+00:00" };
+    const at = Date.parse(board.as_of);
+    assert.equal(boardAgeMs(board, { nowMs: at - 3_600_000 + 5_000, serverOffsetMs: 3_600_000 }), 5_000);
+    assert.equal(boardAgeMs(board, { nowMs: 12_000, receivedAtMs: 10_000 }), 2_000);
+    assert.equal(leaderboardAsOf(null, true), "Could not refresh the leaderboard; retrying");
+    assert.equal(leaderboardAsOf(null, false), "");
+  });
+});
+
+describe("a resync never shows an older board than the one displayed", () => {
+  const at = (seconds) => new Date(SERVER_NOW + seconds * 1000).toISOString();
+
+  test("a resync's bootstrap older than the board shown keeps the shown one; a newer one replaces it", () => {
+    const store = dashboardStore({ leaderboard: gameBoard("live", ["bob", "ann"], at(20)) });
+    const shown = store.state.leaderboard;
+    const options = { now: () => CLIENT_NOW, fetchImpl: answers().fetchImpl, timers: fakeTimers() };
+    const poller = applyBootstrapBoard(store, bootstrap(gameBoard("live", ["ann", "bob"], at(5))), options);
+    assert.equal(store.state.leaderboard, shown);
+    // The new poller judges the board it kept.
+    assert.equal(poller.board, shown);
+    const newer = gameBoard("live", ["ann", "bob"], at(25));
+    applyBootstrapBoard(store, bootstrap(newer), { ...options, previous: poller });
+    assert.equal(store.state.leaderboard, newer);
+  });
+
+  test("a final board outranks any live copy; another game's board always replaces", () => {
+    const final = gameBoard("final", ["ann"], at(0));
+    assert.equal(newerBoard(final, gameBoard("live", ["bob"], at(30))), final);
+    const later = gameBoard("live", ["bob"], at(30));
+    assert.equal(newerBoard(gameBoard("live", ["ann"], at(0)), final), final);
+    const other = { ...gameBoard("live", ["cy"], at(-60)), game_id: "g2" };
+    assert.equal(newerBoard(later, other), other);
+    assert.equal(newerBoard(later, null), null);
+    assert.equal(newerBoard(null, later), later);
+    // The same instant: the incoming copy.
+    const twin = gameBoard("live", ["bob"], at(30));
+    assert.equal(newerBoard(later, twin), twin);
+  });
+
+  test("an older poll answer or channel push does not replace a newer board", async () => {
+    const shownGame = gameBoard("live", ["bob"], at(20));
+    const store = dashboardStore({ leaderboard: shownGame });
+    const timers = fakeTimers();
+    gameBoardPoller(store, { game: GAME, pollMs: 30000, fetchImpl: answers(gameBoard("live", ["ann"], at(10))).fetchImpl, timers });
+    timers.runAll();
+    await settle();
+    assert.equal(store.state.leaderboard, shownGame);
+
+    const globalNow = { ...GLOBAL, as_of: at(20) };
+    const plain = dashboardStore({ game: null, leaderboard: globalNow });
+    applyDashboardMessage(plain, { stream: "leaderboard", data: { ...GLOBAL, as_of: at(10) } });
+    assert.equal(plain.state.leaderboard, globalNow);
+    const daily = { ...GLOBAL, period: "daily", as_of: at(0) };
+    applyDashboardMessage(plain, { stream: "leaderboard", data: daily });
+    assert.equal(plain.state.leaderboard, daily, "another period is another board");
   });
 });

@@ -101,3 +101,24 @@ test("a game that is over when the page loads is not polled", () => {
   new GameBoard({ root, fetchImpl: answers().fetchImpl, timers, doc }).start();
   assert.equal(timers.pending.size, 0);
 });
+
+test("a board that passes the staleness bound with no newer one is marked stale until a good poll", async () => {
+  const doc = new FakeDocument();
+  const { root, status } = page(doc);
+  root.dataset.asOf = live.as_of;
+  root.dataset.maxAgeMs = "5000";
+  const timers = fakeTimers();
+  const { fetchImpl } = answers(live);
+  new GameBoard({ root, fetchImpl, timers, doc, now: () => 0 }).start();
+  // The rendered board's age counts from the page's load: stale 5 s later, with no poll back yet.
+  const watchdog = Array.from(timers.pending.entries()).find(([, entry]) => entry.ms === 5000);
+  assert.ok(watchdog, "a timer for the bound");
+  timers.pending.delete(watchdog[0]);
+  watchdog[1].callback();
+  assert.equal(root.dataset.stale, "true");
+  assert.equal(status.textContent, "Could not refresh the leaderboard; retrying.");
+  timers.runAll();
+  await settle();
+  assert.equal(root.dataset.stale, "false");
+  assert.equal(status.textContent, "Live, computed 2026-12-07 10:00:05 UTC.");
+});
