@@ -45,7 +45,7 @@ from realtime.simulator import MarketSimulator, SymbolStart
 from realtime.throttle import ThrottleController
 from realtime.triggers import TriggerEngine
 from realtime.wire import Window, WireTick
-from realtime.writer import DATABASE_UNAVAILABLE, TickPipeline, TickWriter, WindowBatch
+from realtime.writer import DATABASE_UNAVAILABLE, TickPipeline, TickWriter, WindowBatch, recorded_at
 from trading import calendar
 from trading.models import Asset, DailyBar, MinuteBar, StockPriceHistory
 from trading.quotes import (
@@ -205,7 +205,8 @@ def _latest_quote(tick: WireTick) -> LatestQuote:
         bid_size=tick.bid_size,
         ask=tick.ask,
         ask_size=tick.ask_size,
-        at=tick.at,
+        # As stored (whole microseconds), so the latest trade read from here is the stored tick's.
+        at=recorded_at(tick.at_ns),
     )
 
 

@@ -36,7 +36,7 @@ from django.db.models import Model, Q, QuerySet
 from trading import calendar
 from trading.errors import InvalidRequest
 from trading.models import DailyBar, MinuteBar, StockPriceHistory
-from trading.quotes import newest_per_symbol, newest_rows
+from trading.quotes import latest_quotes, newest_per_symbol
 from trading.units import UnitError, to_integer
 
 T = TypeVar("T")
@@ -645,22 +645,36 @@ def _combine(key: tuple[str, dt.datetime], rows: list[tuple[Any, ...]]) -> Bar:
 
 
 # --- Latest values and snapshots ------------------------------------------------------------
-# One query each whatever the number of symbols. Each is driven by the asset rows (one per
+# One query each whatever the number of symbols (none for ticks the market's Redis copy holds). Each is driven by the asset rows (one per
 # symbol) with a correlated "newest row" subquery: a backward seek on (symbol, seq) or
 # (symbol, start) per symbol. Driving it from the history table instead ("seq = (newest seq of
 # this row's symbol)") evaluates the subquery for every stored row of those symbols.
 
 
 def latest_ticks(*, symbols: Iterable[str]) -> dict[str, Tick]:
-    """Each symbol's newest stored tick: its trade is the latest trade, and its quote (every tick row
-    carries the prevailing quote) the latest quote, as the database holds them. The live quotes that
-    fills and valuations use are ``trading.quotes.latest_quotes`` (Redis first)."""
+    """Each symbol's newest tick: its trade is the latest trade, and its quote (every tick carries
+    the prevailing quote) the latest quote. The same source as fills and valuations
+    (``trading.quotes.latest_quotes``): the market's latest quotes in Redis, written after each
+    window's ticks are committed, so they are the newest stored ticks; the database for any symbol
+    Redis lacks (no market running). No statement at all while the market runs."""
     wanted = normalize_symbols(symbols)
     if not wanted:
         return {}
-    newest = newest_rows(StockPriceHistory, symbols=wanted, order_key="seq")
-    rows = StockPriceHistory.objects.filter(newest).values_list(*TICK_FIELDS)
-    return {tick.symbol: tick for tick in sorted(map(Tick._make, rows), key=lambda t: t.symbol)}
+    found = latest_quotes(symbols=wanted)
+    return {
+        symbol: Tick(
+            symbol,
+            quote.seq,
+            quote.price,
+            quote.size,
+            quote.bid,
+            quote.bid_size,
+            quote.ask,
+            quote.ask_size,
+            quote.at,
+        )
+        for symbol, quote in sorted(found.items())
+    }
 
 
 def latest_bars(*, symbols: Iterable[str]) -> dict[str, Bar]:

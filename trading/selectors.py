@@ -37,10 +37,11 @@ from django.db.models import (
     Value,
 )
 from django.db.models.expressions import CombinedExpression
-from django.db.models.functions import Coalesce, Mod
+from django.db.models.functions import Mod
 from django.utils import timezone
 
 from trading import calendar, margin
+from trading.book import Book, Flow, HeldAsset, book_get
 from trading.errors import Forbidden, InvalidRequest, NotFound
 from trading.models import (
     OPEN_ORDER_STATUSES,
@@ -99,24 +100,8 @@ def _latest_prices(symbols: Iterable[str]) -> dict[str, int]:
 
 
 @dataclass(frozen=True)
-class FlowSince:
-    """One asset's fills since an instant, summed per side (quantities in quantity units, values in
-    price units as the ledger moved them)."""
-
-    buy_qty: int = 0
-    buy_value: int = 0
-    sell_qty: int = 0
-    sell_value: int = 0
-
-    @property
-    def net_qty(self) -> int:
-        return self.buy_qty - self.sell_qty
-
-
-@dataclass(frozen=True)
 class PositionValue:
-    position: Position
-    asset: Asset
+    asset: HeldAsset
     qty: int
     qty_available: int
     cost_basis: int
@@ -209,37 +194,7 @@ def _measured_since(account: Account, now: dt.datetime) -> dt.datetime:
     return boundary
 
 
-def _flows_since(
-    *, account_id: uuid.UUID, since: dt.datetime, asset_ids: Sequence[uuid.UUID] | None = None
-) -> dict[str, FlowSince]:
-    """Per symbol, what the account bought and sold after ``since``: one aggregate query."""
-    fills = Fill.objects.filter(account_id=account_id, filled_at__gt=since)
-    if asset_ids is not None:
-        fills = fills.filter(asset_id__in=asset_ids)
-    # Grouped by symbol and side and folded here: the same sums as four CASE WHEN aggregates
-    # in one row per symbol, for well under half the query-building time (this runs on every
-    # account and positions read).
-    rows = (
-        fills.values_list("asset__symbol", "side")
-        .order_by()
-        .annotate(
-            side_qty=Sum("qty"),
-            # Each fill's value in cents: price x qty in SQL would overflow 64 bits.
-            side_value=Sum("value_cents"),
-        )
-    )
-    sums: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
-    for symbol, side, qty, value in rows:
-        offset = 0 if side == OrderSide.BUY else 2
-        sums[symbol][offset] += int(qty)
-        sums[symbol][offset + 1] += int(value) * UNITS_PER_CENT
-    return {
-        symbol: FlowSince(buy_qty=buy_qty, buy_value=buy_value, sell_qty=sell_qty, sell_value=sell_value)
-        for symbol, (buy_qty, buy_value, sell_qty, sell_value) in sums.items()
-    }
-
-
-def _intraday_basis(*, qty_now: int, start_price: int, flow: FlowSince) -> int:
+def _intraday_basis(*, qty_now: int, start_price: int, flow: Flow) -> int:
     """What today's shares cost: yesterday's shares at yesterday's close plus today's trades.
 
     Shares opened today add their cost; shares closed today leave at the average cost, so a
@@ -264,36 +219,44 @@ def _positions_query(account_id: uuid.UUID) -> QuerySet[Position]:
     return Position.objects.filter(account_id=account_id).exclude(qty=0).select_related("asset")
 
 
-def _value_positions(
-    *, account: Account, positions: list[Position], now: dt.datetime, all_traded: bool, single: bool = False
-) -> tuple[list[PositionValue], dict[str, FlowSince], dict[str, int], dict[str, int]]:
-    """Positions priced in a fixed number of queries; also returns the data last_equity reuses.
-
-    ``all_traded`` also prices symbols traded since the day began but no longer held: last_equity
-    needs them, a position listing does not. ``single`` narrows the day's fills to the one asset.
-    """
+def _book(account: Account, now: dt.datetime, *, summary: bool, **one_asset: Any) -> tuple[Book, dt.datetime]:
     since = _measured_since(account, now)
-    flows = _flows_since(
+    book = book_get(
         account_id=account.pk,
         since=since,
-        asset_ids=[position.asset_id for position in positions] if single else None,
+        boundary=day_boundary(now),
+        ledger=summary,
+        flow_closes=summary,
+        **one_asset,
     )
-    symbols = {position.asset.symbol for position in positions}
+    return book, since
+
+
+def _value_positions(
+    *, book: Book, since: dt.datetime, now: dt.datetime, all_traded: bool
+) -> tuple[list[PositionValue], dict[str, int]]:
+    """The book's positions priced at the latest quotes (one Redis read; the database only for
+    symbols Redis lacks); also returns those prices, which last_equity reuses.
+
+    ``all_traded`` also prices symbols traded since the day began but no longer held: last_equity
+    needs them, a position listing does not.
+    """
+    symbols = {position.asset.symbol for position in book.positions}
     if all_traded:
-        symbols |= set(flows)
+        symbols |= set(book.flows)
     current = _latest_prices(symbols)
-    closes = previous_closes(symbols=symbols, before=day_boundary(now))
+    closes = book.closes
+    # After a reset today no share predates it, so the start price never applies.
+    at_start = since == day_boundary(now)
     values = []
-    for position in positions:
+    for position in book.positions:
         symbol = position.asset.symbol
         avg_entry_units = abs(position.cost_basis_cents) * UNITS_PER_CENT * QTY_SCALE // abs(position.qty)
         price = current.get(symbol) or closes.get(symbol) or avg_entry_units
         lastday = closes.get(symbol, price)
-        # After a reset today no share predates it, so the start price never applies.
-        start_price = lastday if since == day_boundary(now) else price
+        start_price = lastday if at_start else price
         values.append(
             PositionValue(
-                position=position,
                 asset=position.asset,
                 qty=position.qty,
                 # Signed like the position, as Alpaca shows it: a short's is negative.
@@ -304,22 +267,23 @@ def _value_positions(
                 current_price=price,
                 lastday_price=lastday,
                 intraday_basis=_intraday_basis(
-                    qty_now=position.qty, start_price=start_price, flow=flows.get(symbol, FlowSince())
+                    qty_now=position.qty, start_price=start_price, flow=book.flows.get(symbol, Flow())
                 ),
             )
         )
-    return values, flows, current, closes
+    return values, current
 
 
 def portfolio_positions(*, account: Account, now: dt.datetime | None = None) -> list[PositionValue]:
-    """All open positions, valued; the same number of queries for 1 or 1,000 holdings.
+    """All open positions, valued: one statement (``trading.book``) and one quote read for 1 or
+    1,000 holdings.
 
     Portfolio selectors take the Account as the request loaded it (authentication reads it
     fresh on every request) and read cash and reset time from it rather than again.
     """
     now = now or timezone.now()
-    positions = list(_positions_query(account.pk))
-    values, *_ = _value_positions(account=account, positions=positions, now=now, all_traded=False)
+    book, since = _book(account, now, summary=False)
+    values, _ = _value_positions(book=book, since=since, now=now, all_traded=False)
     return values
 
 
@@ -327,12 +291,14 @@ def portfolio_position(
     *, account: Account, symbol_or_asset_id: str, now: dt.datetime | None = None
 ) -> PositionValue:
     now = now or timezone.now()
-    positions = list(_positions_query(account.pk).filter(_asset_match("asset__", symbol_or_asset_id)))
-    if not positions:
-        raise NotFound("position does not exist")
-    values, *_ = _value_positions(
-        account=account, positions=positions, now=now, all_traded=False, single=True
+    asset_id = _as_uuid(symbol_or_asset_id)
+    one_asset = (
+        {"asset_id": asset_id} if asset_id is not None else {"asset_symbol": symbol_or_asset_id.upper()}
     )
+    book, since = _book(account, now, summary=False, **one_asset)
+    if not book.positions:
+        raise NotFound("position does not exist")
+    values, _ = _value_positions(book=book, since=since, now=now, all_traded=False)
     return values[0]
 
 
@@ -355,21 +321,16 @@ def position_symbol(*, account: Account, symbol_or_asset_id: str) -> str:
 
 def account_summary(*, account: Account, now: dt.datetime | None = None) -> AccountSummary:
     """Balances, market values and last_equity (equity when today's trading began, or at the last
-    reset if that came later) in a constant number of queries."""
+    reset if that came later): one statement (``trading.book``) and one quote read."""
     now = now or timezone.now()
-    positions = list(_positions_query(account.pk))
-    values, flows, current, closes = _value_positions(
-        account=account, positions=positions, now=now, all_traded=True
-    )
-    since = _measured_since(account, now)
-    cash_after = CashEntry.objects.filter(account_id=account.pk, created_at__gt=since).aggregate(
-        total=Coalesce(Sum("amount_cents"), Value(0, output_field=BigIntegerField()))
-    )["total"]
+    book, since = _book(account, now, summary=True)
+    values, current = _value_positions(book=book, since=since, now=now, all_traded=True)
+    flows, closes = book.flows, book.closes
     qty_now = {value.asset.symbol: value.qty for value in values}
     at_start = since == day_boundary(now)
     holdings_then = 0
     for symbol in qty_now.keys() | flows.keys():
-        qty_then = qty_now.get(symbol, 0) - flows.get(symbol, FlowSince()).net_qty
+        qty_then = qty_now.get(symbol, 0) - flows.get(symbol, Flow()).net_qty
         if qty_then:
             price = (closes.get(symbol) if at_start else None) or current.get(symbol) or closes.get(symbol, 0)
             holdings_then += holding_value_units(price_units=price, qty=qty_then)
@@ -378,7 +339,7 @@ def account_summary(*, account: Account, now: dt.datetime | None = None) -> Acco
         as_of=now,
         long_market_value=sum(value.market_value for value in values if value.qty > 0),
         short_market_value=sum(value.market_value for value in values if value.qty < 0),
-        last_equity=(account.cash_cents - int(cash_after)) * UNITS_PER_CENT + holdings_then,
+        last_equity=(account.cash_cents - book.cash_since) * UNITS_PER_CENT + holdings_then,
         positions=values,
     )
 

@@ -211,10 +211,14 @@ def _request_account_load(request: Request) -> Account | None:
     user_id = getattr(request.user, "pk", None)  # None when anonymous
     if user_id is not None and isinstance(request.auth, VerifiedKey):
         # With its game, if any, in the same query: the account's answer says whether it may trade.
-        return (
-            Account.objects.select_related("game_player__game")
-            .filter(pk=request.auth.account_id, user_id=user_id)
-            .first()
+        # A slice, not .first(): the pk names one row, and ORDER BY only costs compilation.
+        return next(
+            iter(
+                Account.objects.select_related("game_player__game").filter(
+                    pk=request.auth.account_id, user_id=user_id
+                )[:1]
+            ),
+            None,
         )
     if user_id is not None:
         return selectors.account_for_session_get(user_id=user_id, session=request._request.session)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.fields import ChoiceField, empty
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -27,6 +30,27 @@ from trading.api.views_base import (
 
 ORDER_ID = OpenApiParameter("order_id", str, OpenApiParameter.PATH, description="order UUID")
 
+# What the serializer answers for a query that names at most a status: its defaults.
+_ORDERS_QUERY_DEFAULTS: dict[str, Any] = {
+    name: field.default
+    for name, field in OrdersQuerySerializer().fields.items()
+    if field.default is not empty
+}
+_ORDER_STATUSES = frozenset(cast(ChoiceField, OrdersQuerySerializer().fields["status"]).choices)
+
+
+def _orders_query(request: Request) -> dict[str, Any]:
+    """The list's parameters. A bot's poll (``?status=open``, or nothing) is answered from the
+    serializer's defaults without building the serializer, whose fields are deep-copied per
+    instance (a third of the list's time before its queries); anything else, errors included,
+    goes through it."""
+    params = request.query_params
+    if params.keys() <= {"status"}:
+        status_value = params.get("status", _ORDERS_QUERY_DEFAULTS["status"])
+        if status_value in _ORDER_STATUSES:
+            return {**_ORDERS_QUERY_DEFAULTS, "status": status_value}
+    return parse_query(OrdersQuerySerializer, request)
+
 
 class OrdersView(TradingAPIView):
     @extend_schema(
@@ -35,7 +59,7 @@ class OrdersView(TradingAPIView):
         responses=with_errors({200: OrderSerializer(many=True)}, 403),
     )
     def get(self, request: Request) -> Response:
-        query = parse_query(OrdersQuerySerializer, request)
+        query = _orders_query(request)
         orders = selectors.orders_list(
             account_id=request_account(request).pk,
             status=query["status"],
