@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 
 from trading.fields import EpochMicrosecondsField
 
@@ -244,7 +245,9 @@ class Order(models.Model):
         null=True, blank=True, help_text="Day orders expire at the day boundary."
     )
     created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    # Set by every write that changes the order (UPDATEs name it), not by save(): an order that
+    # fills as it is placed is inserted once with its fill's instant (trading.services).
+    updated_at = models.DateTimeField(default=timezone.now)
     submitted_at = models.DateTimeField()
     filled_at = models.DateTimeField(null=True, blank=True)
     canceled_at = models.DateTimeField(null=True, blank=True)

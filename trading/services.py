@@ -24,8 +24,19 @@ from django.contrib.auth.models import User
 from django.contrib.sessions.backends.base import SessionBase
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
-from django.db.models import BigIntegerField, Case, Count, F, Q, Value, When
+from django.db import IntegrityError, connection, transaction
+from django.db.models import (
+    BigIntegerField,
+    Case,
+    Count,
+    Exists,
+    F,
+    OuterRef,
+    Q,
+    Subquery,
+    Value,
+    When,
+)
 from django.utils import timezone
 
 from config.cache import cache_manager
@@ -747,6 +758,7 @@ def _game_refuse_position(
     player: GamePlayer | None,
     account: Account,
     asset: Asset,
+    position_qty: int,
     intent: str,
     qty: int,
     quote: LatestQuote,
@@ -765,9 +777,6 @@ def _game_refuse_position(
         raise Forbidden(GAME_NO_SHORTING)
     if game.max_position_share_bp is None:
         return
-    position_qty = (
-        Position.objects.filter(account_id=account.pk, asset=asset).values_list("qty", flat=True).first() or 0
-    )
     price = _fill_price_bound_units(
         side=request.side,
         type=request.type,
@@ -816,6 +825,10 @@ def _game_refuse_position(
 # --- Orders -----------------------------------------------------------------------------------
 
 
+# An order's replacement (the reverse side of ``replaces``): set to none on an order just placed,
+# so answering it reads no row.
+_REPLACED_BY = Order._meta.get_field("replaced_by")
+
 # Alpaca's smallest notional order (docs/architecture.md, Fractional and notional orders).
 NOTIONAL_MIN_CENTS = 100
 # What fractional and notional orders may be, as on Alpaca.
@@ -853,10 +866,41 @@ class OrderRequest:
         return self.notional_cents is not None or (self.qty is not None and self.qty % QTY_SCALE != 0)
 
 
-def commission_cents(*, qty: int, account_id: uuid.UUID | None = None) -> int:
-    """The commission of a fill of ``qty`` quantity units: the per-share part pro rata, so half
-    a share pays half the per-share rate (rounded half-even to the cent). A game account pays its
-    game's plan, if the game names one; anything else the newest active plan (one query)."""
+@dataclass(frozen=True)
+class CommissionRates:
+    """A commission plan's figures (or settings' when no plan applies)."""
+
+    per_order_cents: int
+    per_share_centi_cents: int
+    minimum_cents: int
+
+    @classmethod
+    def of(cls, plan: CommissionPlan | None) -> CommissionRates:
+        if plan is None:
+            return cls(
+                per_order_cents=settings.COMMISSION_PER_ORDER_CENTS,
+                per_share_centi_cents=settings.COMMISSION_PER_SHARE_CENTI_CENTS,
+                minimum_cents=settings.COMMISSION_MINIMUM_CENTS,
+            )
+        return cls(
+            per_order_cents=plan.per_order_cents,
+            per_share_centi_cents=plan.per_share_centi_cents,
+            minimum_cents=plan.minimum_cents,
+        )
+
+    def cents(self, qty: int) -> int:
+        """The commission of a fill of ``qty`` quantity units: the per-share part pro rata, so
+        half a share pays half the per-share rate (rounded half-even to the cent)."""
+        if not (self.per_order_cents or self.per_share_centi_cents or self.minimum_cents):
+            return 0
+        per_share = divide_half_even(self.per_share_centi_cents * qty, 100 * QTY_SCALE)
+        return max(self.minimum_cents, self.per_order_cents + per_share)
+
+
+def commission_rates(*, account_id: uuid.UUID | None = None) -> CommissionRates:
+    """The rates an account pays: its game's plan, if the game names one; anything else the
+    newest active plan (one query). Order placement reads the same with the account's locked
+    row instead (``_placement_read``), so no plan costs a query of its own there."""
     plans = CommissionPlan.objects.filter(active=True)
     if account_id is not None:
         in_game = Q(games__players__account_id=account_id)
@@ -865,16 +909,13 @@ def commission_cents(*, qty: int, account_id: uuid.UUID | None = None) -> int:
             .annotate(for_account=Count("games__players", filter=in_game))
             .order_by("-for_account", "-created_at")
         )
-    plan = plans.first()
-    if plan is not None:
-        per_order, per_share, minimum = plan.per_order_cents, plan.per_share_centi_cents, plan.minimum_cents
-    else:
-        per_order = settings.COMMISSION_PER_ORDER_CENTS
-        per_share = settings.COMMISSION_PER_SHARE_CENTI_CENTS
-        minimum = settings.COMMISSION_MINIMUM_CENTS
-    if not (per_order or per_share or minimum):
-        return 0
-    return max(minimum, per_order + divide_half_even(per_share * qty, 100 * QTY_SCALE))
+    return CommissionRates.of(plans.first())
+
+
+def commission_cents(*, qty: int, account_id: uuid.UUID | None = None) -> int:
+    """The commission of a fill of ``qty`` quantity units (``CommissionRates.cents``) at the
+    rates the account pays (one query)."""
+    return commission_rates(account_id=account_id).cents(qty)
 
 
 def _validate(request: OrderRequest) -> None:
@@ -1075,8 +1116,8 @@ def _refuse_fractional_short(*, position_qty: int) -> None:
         raise Forbidden("fractional orders cannot open or leave a fractional short position")
 
 
-def _tradable_asset(symbol: str) -> Asset:
-    asset = Asset.objects.filter(symbol=symbol.upper()).first()
+def _asset_refuse(asset: Asset | None, symbol: str) -> Asset:
+    """The asset an order names, if it may be traded now."""
     if asset is None:
         raise InvalidRequest(f"asset {symbol!r} not found")
     if not (asset.active and asset.tradable):
@@ -1084,6 +1125,118 @@ def _tradable_asset(symbol: str) -> Asset:
     if asset.halted:
         raise Forbidden(f"asset {asset.symbol} is halted")
     return asset
+
+
+@dataclass(frozen=True)
+class PositionState:
+    """An account's position in one symbol as a fill starts from it (zeros: none yet)."""
+
+    qty: int = 0
+    qty_held: int = 0
+    cost_basis_cents: int = 0
+    exists: bool = False
+
+
+@dataclass(frozen=True)
+class _Placement:
+    """What placing an order reads, in one statement under the account's lock: the account with
+    its game and rules, the asset, the account's position in it, which opening intents it has
+    open orders for (``_position_intent``), and the commission rates it pays."""
+
+    account: Account
+    player: GamePlayer | None
+    asset: Asset | None
+    position: PositionState
+    open_intents: frozenset[str]
+    rates: CommissionRates
+
+
+# The asset's fields an order needs (its checks, the answer's symbol and class); the rest defer.
+_PLACEMENT_ASSET_FIELDS = ("id", "symbol", "asset_class", "active", "tradable", "halted", "shortable")
+_PLACEMENT_PLAN_FIELDS = ("per_order_cents", "per_share_centi_cents", "minimum_cents")
+
+
+def _placement_read(account_id: uuid.UUID | str, symbol: str) -> _Placement:
+    """Everything order placement reads, as one statement after the account's lock.
+
+    On PostgreSQL the lock is a statement of its own, taken first: a locking read that waited
+    re-reads only the locked row (read committed), so the game, the position and the open
+    orders joined to it would be as they were before the wait; read after it, they are as the
+    transaction that held the lock left them (a game's end, a removal, a fill of the same
+    account). SQLite has no row locks: its IMMEDIATE transaction took the write lock at BEGIN,
+    so the read is already after every other writer.
+
+    The game's commission plan comes with the game; the default one (the newest active plan)
+    as three small subqueries, so a plan changed or added is exact from the next order on
+    without a cache to invalidate."""
+    assets = Asset.objects.filter(symbol=symbol)
+    positions = Position.objects.filter(account_id=OuterRef("pk"), asset__symbol=symbol)
+    open_orders = Order.objects.filter(
+        account_id=OuterRef("pk"), asset__symbol=symbol, status__in=OPEN_ORDER_STATUSES
+    )
+    plans = CommissionPlan.objects.filter(active=True).order_by("-created_at")
+    annotations: dict[str, Subquery | Exists] = {
+        f"placement_asset_{name}": Subquery(assets.values(name)[:1]) for name in _PLACEMENT_ASSET_FIELDS
+    }
+    annotations |= {
+        f"placement_position_{name}": Subquery(positions.values(name)[:1])
+        for name in ("qty", "qty_held", "cost_basis_cents")
+    }
+    annotations |= {
+        f"placement_open_{intent}": Exists(open_orders.filter(position_intent=intent))
+        for intent in (PositionIntent.BUY_TO_OPEN, PositionIntent.SELL_TO_OPEN)
+    }
+    annotations |= {
+        f"placement_plan_{name}": Subquery(plans.values(name)[:1]) for name in _PLACEMENT_PLAN_FIELDS
+    }
+    try:
+        if connection.features.has_select_for_update:
+            _lock_account(account_id)
+        row = (
+            Account.objects.select_related("game_player__game__commission_plan")
+            .annotate(**annotations)
+            .get(pk=account_id)
+        )
+    except (Account.DoesNotExist, ValueError, TypeError, ValidationError):
+        raise NotFound("account not found") from None
+    values = row.__dict__
+    asset = None
+    if values["placement_asset_id"] is not None:
+        # from_db takes the loaded fields' values in the model's field order.
+        loaded = [
+            field.attname for field in Asset._meta.concrete_fields if field.attname in _PLACEMENT_ASSET_FIELDS
+        ]
+        asset = Asset.from_db(
+            connection.alias, loaded, [values[f"placement_asset_{name}"] for name in loaded]
+        )
+    position = PositionState()
+    if values["placement_position_qty"] is not None:
+        position = PositionState(
+            qty=values["placement_position_qty"],
+            qty_held=values["placement_position_qty_held"],
+            cost_basis_cents=values["placement_position_cost_basis_cents"],
+            exists=True,
+        )
+    player = _game_player(row)
+    game_plan = player.game.commission_plan if player is not None else None
+    if game_plan is not None:
+        rates = CommissionRates.of(game_plan)
+    elif values["placement_plan_per_order_cents"] is not None:
+        rates = CommissionRates(**{name: values[f"placement_plan_{name}"] for name in _PLACEMENT_PLAN_FIELDS})
+    else:
+        rates = CommissionRates.of(None)
+    return _Placement(
+        account=row,
+        player=player,
+        asset=asset,
+        position=position,
+        open_intents=frozenset(
+            intent
+            for intent in (PositionIntent.BUY_TO_OPEN, PositionIntent.SELL_TO_OPEN)
+            if values[f"placement_open_{intent}"]
+        ),
+        rates=rates,
+    )
 
 
 def _quote_for(symbol: str) -> LatestQuote:
@@ -1151,33 +1304,40 @@ def _order_place(
     # As on Alpaca, an order placed while the session is closed is accepted, not routed: it
     # executes nothing until the market routes it at the open (orders_route_accepted).
     held = auction is None and not calendar.always_open() and not calendar.clock_at(now).is_open
-    asset = _tradable_asset(request.symbol)
-    quote = _quote_for(asset.symbol)
+    symbol = request.symbol.upper()
+    # From Redis, before the transaction: no SQLite write lock is held across it. A symbol
+    # that names no asset is refused below, before its missing quote is.
+    quote = latest_quotes(symbols=[symbol]).get(symbol)
     try:
         with transaction.atomic():
-            # The account, its game and its rules read under its lock: an end or a removal that
-            # committed first is refused here, one that commits after cancels this order.
-            account = _account_with_game_locked(account_id)
-            player = _game_player(account)
+            # The account, its game and its rules, the asset and the position, read under the
+            # account's lock: an end or a removal that committed first is refused here, one that
+            # commits after cancels this order.
+            placement = _placement_read(account_id, symbol)
+            asset = _asset_refuse(placement.asset, request.symbol)
+            if quote is None:
+                raise InvalidRequest(f"no market data for {asset.symbol} yet")
+            account, player = placement.account, placement.player
             if account.trading_suspended and not margin_call:
                 raise Forbidden("trading is suspended for this account")
             if not margin_call:
                 _game_refuse(player=player, request=request, now=now)
             qty = _order_size(request, quote)
             _validate_leg_prices(request, quote)
-            intent = _position_intent(account=account, asset=asset, request=request, qty=qty)
+            intent = _position_intent(placement=placement, asset=asset, request=request, qty=qty)
             _refuse_class_intent(request, intent)
             if not margin_call:
                 _game_refuse_position(
                     player=player,
                     account=account,
                     asset=asset,
+                    position_qty=placement.position.qty,
                     intent=intent,
                     qty=qty,
                     quote=quote,
                     request=request,
                 )
-            order = Order.objects.create(
+            order = Order(
                 id=order_id or uuid.uuid4(),
                 account_id=account.pk,
                 client_order_id=request.client_order_id or str(uuid.uuid4()),
@@ -1198,9 +1358,18 @@ def _order_place(
                 expires_at=_expires_at(request, auction, now),
                 status=OrderStatus.ACCEPTED if held else OrderStatus.NEW,
             )
+            # A simple order is written when its fate is known: one INSERT for one that fills
+            # whole at once (_execute_fill), otherwise before it rests. An advanced one now: its
+            # legs point at it.
+            if request.order_class != OrderClass.SIMPLE:
+                order.save(force_insert=True)
             # Before the entry can fill: a fill at placement activates its legs at once.
             legs = _legs_create(order=order, request=request, now=now)
             order.accepted_leg_states = {str(leg.pk): OrderState.of(leg) for leg in legs}
+            # The answer is these objects as they are at commit, not the rows read back.
+            order.leg_orders = legs
+            for placed in (order, *legs):
+                _REPLACED_BY.set_cached_value(placed, None)
             # An auction order waits for its auction (realtime/triggers.py), whatever the quote, and
             # an accepted one for the open.
             decision = (
@@ -1218,13 +1387,21 @@ def _order_place(
                         tick_seq=quote.seq,
                         resting=False,
                         now=now,
+                        placed=placement,
                     )
                     return order
                 if request.time_in_force == TimeInForce.FOK:
                     decision = None  # the touch cannot fill it whole: it is canceled below
+            if order._state.adding:
+                order.save(force_insert=True)
             # Every order must be affordable when submitted, as on Alpaca, even one that ends at once.
             _order_rest(
-                order=order, account=account, request=request, quote=quote, decision=decision, now=now
+                order=order,
+                request=request,
+                quote=quote,
+                decision=decision,
+                rates=placement.rates,
+                now=now,
             )
             _order_accept(order, now)
             _legs_announce(legs, now)
@@ -1325,6 +1502,8 @@ def _legs_activate(*, order: Order, account: Account, now: dt.datetime) -> None:
     """The entry filled: its held legs become ``new`` (with their events) and join the market's
     book, and what they close (the entry's shares, or its short) is held once for them all.
     Legs whose position moved meanwhile so that it cannot be held are canceled instead."""
+    if order.order_class == OrderClass.SIMPLE or order.parent_id is not None:
+        return  # only an entry has legs to activate
     legs = list(
         Order.objects.filter(parent_id=order.pk, status=OrderStatus.HELD)
         .select_related("asset")
@@ -1417,10 +1596,10 @@ def _order_accept(order: Order, now: dt.datetime) -> None:
 def _order_rest(
     *,
     order: Order,
-    account: Account,
     request: OrderRequest,
     quote: LatestQuote,
     decision: matching.Decision | None,
+    rates: CommissionRates,
     now: dt.datetime,
 ) -> None:
     update: dict[str, object] = {}
@@ -1437,10 +1616,10 @@ def _order_rest(
             reserve = margin.short_open_reserve_cents(
                 ask_units=quote.ask, limit_units=order.limit_price_units, qty=order.qty
             )
-        reserve += commission_cents(qty=order.qty, account_id=account.pk)
-        if not Account.objects.filter(pk=account.pk, cash_cents__gte=F("reserved_cents") + reserve).update(
-            reserved_cents=F("reserved_cents") + reserve
-        ):
+        reserve += rates.cents(order.qty)
+        if not Account.objects.filter(
+            pk=order.account_id, cash_cents__gte=F("reserved_cents") + reserve
+        ).update(reserved_cents=F("reserved_cents") + reserve):
             raise Forbidden("insufficient buying power")
         update["reserved_cents"] = reserve
     if update:
@@ -1449,7 +1628,7 @@ def _order_rest(
             setattr(order, field, value)
 
 
-def _position_intent(*, account: Account, asset: Asset, request: OrderRequest, qty: int) -> str:
+def _position_intent(*, placement: _Placement, asset: Asset, request: OrderRequest, qty: int) -> str:
     """What the order does to the position, and whether it may: read under the account's lock,
     so no other order of the account moves the position or its holds meanwhile.
 
@@ -1458,8 +1637,8 @@ def _position_intent(*, account: Account, asset: Asset, request: OrderRequest, q
     permission and a shortable asset, shorts are whole shares, and an order may not open one side
     while an order opening the other is open (docs/architecture.md, Short selling).
     """
-    position = Position.objects.filter(account_id=account.pk, asset=asset).only("qty", "qty_held").first()
-    position_qty, held = (position.qty, position.qty_held) if position is not None else (0, 0)
+    account = placement.account
+    position_qty, held = placement.position.qty, placement.position.qty_held
     if request.side == OrderSide.BUY:
         intent = PositionIntent.BUY_TO_CLOSE if position_qty < 0 else PositionIntent.BUY_TO_OPEN
     else:
@@ -1479,7 +1658,7 @@ def _position_intent(*, account: Account, asset: Asset, request: OrderRequest, q
         return intent
     if intent == PositionIntent.SELL_TO_OPEN:
         if not account.shorting_enabled:
-            player = _game_player(account)  # loaded with the account
+            player = placement.player
             if player is not None and not player.game.shorting_allowed:
                 raise Forbidden(GAME_NO_SHORTING)
             raise Forbidden(
@@ -1498,9 +1677,7 @@ def _position_intent(*, account: Account, asset: Asset, request: OrderRequest, q
             PositionIntent.SELL_TO_OPEN,
             "cannot open a long buy while a short sell order is open",
         )
-    if Order.objects.filter(
-        account_id=account.pk, asset=asset, status__in=OPEN_ORDER_STATUSES, position_intent=conflicting
-    ).exists():
+    if conflicting in placement.open_intents:
         raise Forbidden(message)
     return intent
 
@@ -1569,6 +1746,7 @@ def _execute_fill(
     now: dt.datetime,
     qty: int | None = None,
     water_mark_units: int | None = None,
+    placed: _Placement | None = None,
 ) -> None:
     """Execute ``qty`` quantity units of an order (None: all that is left) at ``price_units``,
     inside the caller's transaction: one Fill, a ``partial_fill`` event while some is left, a
@@ -1578,14 +1756,24 @@ def _execute_fill(
     to the execution, the last one releasing all that is left. The order must still be open
     (row lock) and the cash or shares must be there (conditional updates); otherwise Forbidden
     rolls the caller back.
+
+    ``placed``: the order is being placed by this very transaction, under the account's lock,
+    with nothing held or filled yet (a fill at placement), and this is what its placement read.
+    The order in memory is then its row (a simple order's not written yet: it is inserted here,
+    filled), and the position and the commission rates are as read.
     """
-    _lock_account(account.pk)
-    # Claim the order before moving money: a cancel that won the race has already given the
-    # reservation back, and releasing it twice would corrupt reserved cash. Every figure comes
-    # from this locked row: an execution committed since the caller read the order changed them.
-    row = _order_locked(order.pk)
-    if row is None or row.status == OrderStatus.HELD:
-        raise NotCancelable("order is no longer open")
+    if placed is None:
+        _lock_account(account.pk)
+        # Claim the order before moving money: a cancel that won the race has already given the
+        # reservation back, and releasing it twice would corrupt reserved cash. Every figure
+        # comes from this locked row: an execution committed since the caller read the order
+        # changed them.
+        row = _order_locked(order.pk)
+        if row is None or row.status == OrderStatus.HELD:
+            raise NotCancelable("order is no longer open")
+        rates = commission_rates(account_id=account.pk)
+    else:
+        row, rates = order, placed.rates
     # An exit order filling ends the one it shares its hold with, first, so that one gives
     # back nothing this fill consumes.
     _linked_close(order=order, status=OrderStatus.CANCELED, now=now, exits_only=True)
@@ -1599,22 +1787,27 @@ def _execute_fill(
     value = trade_value_cents(price_units=price_units, qty=qty)
     # Each execution pays what the commission of all executions so far adds, so an order pays
     # the same commission whether it filled at once or in parts.
-    commission = commission_cents(qty=filled, account_id=account.pk) - (
-        commission_cents(qty=row.filled_qty, account_id=account.pk) if row.filled_qty else 0
-    )
+    commission = rates.cents(filled) - (rates.cents(row.filled_qty) if row.filled_qty else 0)
     average = price_units if not row.filled_qty else _average_price(order.pk, price_units, qty, filled)
     status = OrderStatus.FILLED if complete else OrderStatus.PARTIALLY_FILLED
     if water_mark_units is not None:
         order.high_water_mark_units = water_mark_units
-    Order.objects.filter(pk=order.pk).update(
-        status=status,
-        filled_qty=filled,
-        filled_avg_price_units=average,
-        filled_at=now if complete else None,
-        reserved_cents=row.reserved_cents - released,
-        updated_at=now,
-        high_water_mark_units=order.high_water_mark_units,
-    )
+    filled_state: dict[str, object] = {
+        "status": status,
+        "filled_qty": filled,
+        "filled_avg_price_units": average,
+        "filled_at": now if complete else None,
+        "reserved_cents": row.reserved_cents - released,
+        "updated_at": now,
+        "high_water_mark_units": order.high_water_mark_units,
+    }
+    if order._state.adding:
+        # Filled whole as it is placed: its one INSERT writes it filled (_order_place).
+        for field, state in filled_state.items():
+            setattr(order, field, state)
+        order.save(force_insert=True)
+    else:
+        Order.objects.filter(pk=order.pk).update(**filled_state)
     position_qty, realized, hold_change = _position_apply_fill(
         account=account,
         asset_id=order.asset_id,
@@ -1622,6 +1815,9 @@ def _execute_fill(
         qty=qty,
         value_cents=value,
         held=resting and order.position_intent in CLOSING_INTENTS,
+        # An advanced order's linked orders may move the position's holds before this (exit
+        # orders closing with it): only a simple order's placement read is still the position.
+        position=placed.position if placed is not None and order.order_class == OrderClass.SIMPLE else None,
     )
     # One conditional update moves the cash and what is held from it (the order's reservation
     # released, a short's initial margin taken or given back), so buying power never goes below
@@ -1691,40 +1887,80 @@ def _average_price(order_id: uuid.UUID, price_units: int, qty: int, filled: int)
 
 
 def _position_apply_fill(
-    *, account: Account, asset_id: uuid.UUID, side: str, qty: int, value_cents: int, held: bool
+    *,
+    account: Account,
+    asset_id: uuid.UUID,
+    side: str,
+    qty: int,
+    value_cents: int,
+    held: bool,
+    position: PositionState | None = None,
 ) -> tuple[int, int, int]:
     """Apply a fill to the position; returns (new quantity, realised P&L in cents, change of the
     short's initial margin hold in cents).
 
+    The position is read (unless the caller read it under the same lock: ``position``) and
+    written back whole, in one INSERT or UPDATE: the account's lock, which every write to its
+    positions takes first, keeps it as read in between.
+    """
+    if position is None:
+        row = (
+            Position.objects.select_for_update(no_key=True)
+            .filter(account_id=account.pk, asset_id=asset_id)
+            .values_list("qty", "qty_held", "cost_basis_cents")
+            .first()
+        )
+        position = PositionState() if row is None else PositionState(*row, exists=True)
+    after, realized = _position_after_fill(position, side=side, qty=qty, value_cents=value_cents)
+    if held:
+        after = replace(after, qty_held=after.qty_held - qty)
+    if position.exists:
+        Position.objects.filter(account_id=account.pk, asset_id=asset_id).update(
+            qty=after.qty,
+            cost_basis_cents=after.cost_basis_cents,
+            qty_held=after.qty_held,
+            updated_at=timezone.now(),
+        )
+    else:
+        Position.objects.create(
+            account_id=account.pk,
+            asset_id=asset_id,
+            qty=after.qty,
+            cost_basis_cents=after.cost_basis_cents,
+            qty_held=after.qty_held,
+        )
+    hold_before = margin.short_hold_cents(qty=position.qty, cost_basis_cents=position.cost_basis_cents)
+    hold_after = margin.short_hold_cents(qty=after.qty, cost_basis_cents=after.cost_basis_cents)
+    return after.qty, realized, hold_after - hold_before
+
+
+def _position_after_fill(
+    position: PositionState, *, side: str, qty: int, value_cents: int
+) -> tuple[PositionState, int]:
+    """The position after a fill, and the fill's realised P&L in cents (pure).
+
     Cost basis is average cost: closing shares take their proportional share of the basis.
     """
-    Position.objects.get_or_create(account_id=account.pk, asset_id=asset_id)
-    position = Position.objects.select_for_update().get(account_id=account.pk, asset_id=asset_id)
-    hold_before = margin.short_hold_cents(qty=position.qty, cost_basis_cents=position.cost_basis_cents)
-    qty_before = position.qty
     signed = qty if side == OrderSide.BUY else -qty
+    position_qty, basis = position.qty, position.cost_basis_cents
     realized = 0
     remaining, remaining_value = qty, value_cents
-    if position.qty and (position.qty > 0) != (signed > 0):
-        closing = min(qty, abs(position.qty))
-        closed_basis = divide_half_even(position.cost_basis_cents * closing, abs(position.qty))
+    if position_qty and (position_qty > 0) != (signed > 0):
+        closing = min(qty, abs(position_qty))
+        closed_basis = divide_half_even(basis * closing, abs(position_qty))
         closing_value = divide_half_even(value_cents * closing, qty)
-        realized = closing_value - closed_basis if position.qty > 0 else -closed_basis - closing_value
-        position.cost_basis_cents -= closed_basis
-        position.qty += closing if signed > 0 else -closing
+        realized = closing_value - closed_basis if position_qty > 0 else -closed_basis - closing_value
+        basis -= closed_basis
+        position_qty += closing if signed > 0 else -closing
         remaining, remaining_value = qty - closing, value_cents - closing_value
     if remaining:
-        position.cost_basis_cents += remaining_value if signed > 0 else -remaining_value
-        position.qty += remaining if signed > 0 else -remaining
-    _refuse_fractional_short(position_qty=position.qty)
-    if qty_before * position.qty < 0:
+        basis += remaining_value if signed > 0 else -remaining_value
+        position_qty += remaining if signed > 0 else -remaining
+    _refuse_fractional_short(position_qty=position_qty)
+    if position.qty * position_qty < 0:
         # Never in one fill: closing orders hold what they close (_position_intent).
         raise Forbidden("insufficient qty available for order")
-    if held:
-        position.qty_held -= qty
-    position.save(update_fields=["qty", "cost_basis_cents", "qty_held", "updated_at"])
-    hold_after = margin.short_hold_cents(qty=position.qty, cost_basis_cents=position.cost_basis_cents)
-    return position.qty, realized, hold_after - hold_before
+    return replace(position, qty=position_qty, cost_basis_cents=basis, exists=True), realized
 
 
 def _order_locked(order_id: uuid.UUID) -> Order | None:

@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from trading.api.authentication import request_account_or_none
+from trading.api.authentication import request_account_id, request_account_or_none
 from trading.api.schema import ERROR_DESCRIPTIONS
 from trading.api.serializers import ErrorSerializer
 from trading.api.throttling import PendingDecision, rate_limit_headers_set, retry_after
@@ -41,6 +41,15 @@ def request_account(request: Request) -> Account:
     if account is None:
         raise PermissionDenied("this user has no trading account")
     return account
+
+
+def request_account_pk(request: Request) -> str:
+    """The id of the account the request acts on, for a write that reads the account's row
+    itself under its lock: an API key names it without a query (trading/api/authentication.py)."""
+    account_id = request_account_id(request)
+    if account_id is None:
+        raise PermissionDenied("this user has no trading account")
+    return account_id
 
 
 def request_user(request: Request) -> User:

@@ -25,6 +25,7 @@ from trading.api.views_base import (
     parse_query,
     parse_uuid,
     request_account,
+    request_account_pk,
     with_errors,
 )
 
@@ -80,9 +81,8 @@ class OrdersView(TradingAPIView):
     )
     def post(self, request: Request) -> Response:
         body = parse_body(OrderCreateSerializer, request)
-        account = request_account(request)
         order = services.order_place(
-            account_id=account.pk,
+            account_id=request_account_pk(request),
             request=services.OrderRequest(
                 symbol=body["symbol"],
                 qty=body.get("qty"),
@@ -104,10 +104,11 @@ class OrdersView(TradingAPIView):
             ),
         )
         # The order as accepted, as Alpaca answers (a fill arrives on trade_updates; README, Order
-        # lifecycle), laid over the committed row read back (its timestamps, joins).
-        accepted, legs_accepted = order.accepted_state, order.accepted_leg_states
-        order = selectors.order_get(account_id=account.pk, order_id=order.pk)
-        return Response(OrderSerializer.shape(order, accepted, leg_states=legs_accepted))
+        # lifecycle), laid over the order as placed: the service keeps the row it wrote, with its
+        # asset, legs and timestamps, so nothing is read back.
+        return Response(
+            OrderSerializer.shape(order, order.accepted_state, leg_states=order.accepted_leg_states)
+        )
 
     @extend_schema(
         operation_id="orders_cancel_all",
