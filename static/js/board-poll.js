@@ -2,7 +2,13 @@
 // pollMs (a third of the staleness bound, LEADERBOARD_MAX_STALENESS_S, which the API itself never
 // exceeds) while the game runs, stopping once the board is final. A failed poll is reported and
 // retried at the same pace. Shared by the game's page (game.js) and the dashboard on a game
-// account (sync.js), so both follow a board the same way, and mark it stale the same way.
+// account (sync.js), so both follow a board the same way, and mark it stale by one rule
+// (BoardPoller.staleAtMs).
+
+// The server may serve a board up to the bound old (the job refreshes it a little inside the
+// bound), and the page shows it until its next poll answers: in normal use the shown board's age
+// passes the bound by up to a poll interval and a request's time. This covers the request.
+export const STALE_MARGIN_MS = 1000;
 
 export function isFinal(board) {
   return Boolean(board) && board.status === "final";
@@ -21,9 +27,12 @@ export function boardAgeMs(board, { nowMs, serverOffsetMs = null, receivedAtMs =
 
 /**
  * Polls `url` every `pollMs` into `onBoard` until the board is final. `onStale(stale)` is told when
- * the shown board turns stale (a poll failed, or, given `maxAgeMs`, no newer board came before
- * the shown one passed that age: a poll that hangs says nothing else) and when a good poll clears
- * it. `board` is the board shown when polling starts (the page's or the bootstrap's).
+ * the shown board turns stale and when a good poll clears it. Given `maxAgeMs` (the staleness
+ * bound), the shown board is stale once no poll has succeeded for the bound (a poll that fails or
+ * hangs says nothing else), or, with the server's clock known, once its age passes the bound plus
+ * a poll interval and STALE_MARGIN_MS (a board served just inside the bound still ages until the
+ * next poll: no flicker in normal use). Without `maxAgeMs`, a failed poll marks it at once.
+ * `board` is the board shown when polling starts (the page's or the bootstrap's).
  */
 export class BoardPoller {
   constructor({
@@ -87,14 +96,28 @@ export class BoardPoller {
   }
 
   /**
-   * Whether the shown board is within maxAgeMs (a final one always is); if so, arranges for it to
-   * turn stale by itself when it passes that age with no newer board.
+   * The instant (on this client's clock) at which the shown board turns stale with no good poll
+   * before it, or null for never (no bound, no board, or a final one).
+   */
+  staleAtMs() {
+    if (!this.maxAgeMs || !this.board || isFinal(this.board)) return null;
+    let at = this.receivedAtMs + this.maxAgeMs;
+    const asOf = Date.parse(this.board.as_of);
+    if (Number.isFinite(this.serverOffsetMs) && Number.isFinite(asOf)) {
+      at = Math.min(at, asOf - this.serverOffsetMs + this.maxAgeMs + this.pollMs + STALE_MARGIN_MS);
+    }
+    return at;
+  }
+
+  /**
+   * Whether the shown board is fresh by staleAtMs; if so, arranges for it to turn stale by itself
+   * at that instant with no good poll before it.
    */
   watch() {
     this.unwatch();
-    if (!this.maxAgeMs || !this.board || isFinal(this.board)) return true;
-    const age = boardAgeMs(this.board, { nowMs: this.now(), serverOffsetMs: this.serverOffsetMs, receivedAtMs: this.receivedAtMs });
-    const left = this.maxAgeMs - age;
+    const at = this.staleAtMs();
+    if (at === null) return true;
+    const left = at - this.now();
     if (left <= 0) return false;
     this.watchdog = this.timers.setTimeout(() => {
       this.watchdog = null;
@@ -113,7 +136,8 @@ export class BoardPoller {
       board = await response.json();
     } catch (error) {
       if (this.stopped) return;
-      this.setStale(true);
+      // One failed poll is not yet stale under a bound: the watchdog from the last good one says.
+      this.setStale(this.maxAgeMs ? !this.watch() : true);
       this.onError(error);
       this.schedule();
       return;

@@ -17,11 +17,14 @@ export const FINAL_STATUSES = new Set(["filled", "canceled", "expired", "rejecte
 /**
  * Whether `incoming` is older than the page's `stored` copy of the same order, e.g. the answer
  * of POST /v2/orders ("new") arriving after the stream's "fill" event: applying it would roll
- * the order back.
+ * the order back. A final status wins over an open one whatever the timestamps say (an order
+ * canceled as of its game's end may carry an earlier time than an open copy already shown).
  */
 export function isStaleOrder(stored, incoming) {
   if (!stored) return false;
-  if (FINAL_STATUSES.has(stored.status) && !FINAL_STATUSES.has(incoming.status)) return true;
+  const storedFinal = FINAL_STATUSES.has(stored.status);
+  const incomingFinal = FINAL_STATUSES.has(incoming.status);
+  if (storedFinal !== incomingFinal) return storedFinal;
   const storedAt = Date.parse(stored.updated_at);
   const incomingAt = Date.parse(incoming.updated_at);
   if (Number.isFinite(storedAt) && Number.isFinite(incomingAt)) {
@@ -112,21 +115,25 @@ function sameBoard(a, b) {
 /**
  * The board to show when `incoming` arrives (a resync's bootstrap, a poll, a push) while
  * `current` is shown: a snapshot taken before the shown board was computed must not replace it.
- * Of two copies of the same board, a final one outranks a live one, then the later `as_of` wins
- * (a tie takes `incoming`); a different board (another game's) is always `incoming`.
+ * Of two copies of the same board, a final one outranks a live one, then a dated one outranks an
+ * undated (or unparseable) one, then the later `as_of` wins (a tie takes `incoming`); a different
+ * board (another game's) is always `incoming`. A missing `incoming` (a bootstrap with no board)
+ * keeps `current` when it is the board of `gameId`, the game that bootstrap is for.
  */
-export function newerBoard(current, incoming) {
-  if (!current || !incoming || !sameBoard(current, incoming)) return incoming ?? null;
+export function newerBoard(current, incoming, { gameId = null } = {}) {
+  if (!incoming) return current && gameId !== null && current.game_id === gameId ? current : null;
+  if (!current || !sameBoard(current, incoming)) return incoming;
   if (isFinal(current) !== isFinal(incoming)) return isFinal(current) ? current : incoming;
   const currentAt = Date.parse(current.as_of);
   const incomingAt = Date.parse(incoming.as_of);
-  if (Number.isFinite(currentAt) && Number.isFinite(incomingAt) && currentAt > incomingAt) return current;
+  if (Number.isFinite(currentAt) !== Number.isFinite(incomingAt)) return Number.isFinite(currentAt) ? current : incoming;
+  if (Number.isFinite(currentAt) && currentAt > incomingAt) return current;
   return incoming;
 }
 
-/** `board` into the store, unless the store already shows a newer copy of it. */
-export function showBoard(store, board) {
-  const shown = newerBoard(store.state.leaderboard, board);
+/** `board` into the store, unless the store already shows a newer copy of it (see newerBoard). */
+export function showBoard(store, board, { gameId = null } = {}) {
+  const shown = newerBoard(store.state.leaderboard, board, { gameId });
   if (shown !== store.state.leaderboard) store.set("leaderboard", shown);
   return shown === board;
 }
@@ -170,7 +177,7 @@ export function gameBoardPoller(store, { game, pollMs, maxAgeMs = null, serverOf
 export function applyBootstrapBoard(store, data, { previous = null, now = () => Date.now(), fetchImpl, timers } = {}) {
   if (previous) previous.stop();
   store.set("game", data.game || null);
-  showBoard(store, data.leaderboard || null);
+  showBoard(store, data.leaderboard || null, { gameId: data.game ? data.game.id : null });
   store.set("leaderboardStale", false);
   const config = data.config || {};
   const serverOffsetMs = Date.parse(data.as_of) - now();

@@ -189,35 +189,79 @@ describe("the dashboard's game board is marked stale, as the game's page marks i
     assert.doesNotMatch(asOf.textContent, /could not refresh/);
   });
 
-  test("a board that passes the bound with no newer one turns stale, on the server's clock", async () => {
+  test("a board that passes the bound with no good poll turns stale, on the server's clock", async () => {
     const store = new Store({ game: null, leaderboard: null, leaderboardStale: false }, { schedule: () => {}, now: () => 0 });
     const timers = fakeTimers();
     let clientNow = CLIENT_NOW;
     const fresh = gameBoard("live", ["bob"], new Date(SERVER_NOW + 60_000).toISOString());
     const { fetchImpl } = answers(fresh);
-    // Computed 10 s before the bootstrap: 80 s left of the 90 s bound, whatever the client's clock says.
+    // Computed 10 s before the bootstrap: its age passes bound + poll interval + margin in
+    // 90 + 30 + 1 - 10 = 111 s, but 90 s with no good poll comes first, whatever the client's clock says.
     const board = gameBoard("live", ["ann"], new Date(SERVER_NOW - 10_000).toISOString());
     applyBootstrapBoard(store, bootstrap(board), { now: () => clientNow, fetchImpl, timers });
     assert.equal(store.state.leaderboardStale, false);
-    assert.deepEqual(Array.from(timers.pending.values(), (entry) => entry.ms).sort(), [30000, 80000]);
+    assert.deepEqual(Array.from(timers.pending.values(), (entry) => entry.ms).sort(), [30000, 90000]);
 
     // The poll hangs past the bound: nothing answers, yet the board is marked.
-    clientNow += 80_000;
-    assert.equal(fire(timers, 80000), 1);
+    clientNow += 90_000;
+    assert.equal(fire(timers, 90000), 1);
     assert.equal(store.state.leaderboardStale, true);
 
-    // A good poll clears it and watches the new board's age.
+    // A good poll clears it and watches the new board.
     clientNow += 1_000;
     fire(timers, 30000);
     await settle();
     assert.deepEqual(store.state.leaderboard, fresh);
     assert.equal(store.state.leaderboardStale, false);
-    assert.ok(Array.from(timers.pending.values()).some((entry) => entry.ms === 90000 - 21_000));
+    assert.ok(Array.from(timers.pending.values()).some((entry) => entry.ms === 90000));
   });
 
-  test("a bootstrap whose board is already past the bound shows it stale at once", () => {
+  // The served figures: a 5 s bound, polls every 1.67 s (a third of it), the job refreshing every 4 s.
+  function servedPoller(bodies) {
+    const store = new Store({ game: null, leaderboard: null, leaderboardStale: false }, { schedule: () => {}, now: () => 0 });
+    const timers = fakeTimers();
+    const clock = { now: CLIENT_NOW };
+    const data = bootstrap(gameBoard("live", ["ann"], new Date(SERVER_NOW - 4_900).toISOString()));
+    data.config = { leaderboard_poll_ms: 1670, leaderboard_max_staleness_ms: 5000 };
+    const poller = applyBootstrapBoard(store, data, { now: () => clock.now, fetchImpl: answers(...bodies).fetchImpl, timers });
+    return { store, timers, clock, poller };
+  }
+
+  test("a board served 4.9 s old, with the next good poll 1.67 s later, is never marked stale", async () => {
+    // The next poll brings another board just inside the bound (the job refreshed it 4.9 s ago).
+    const next = gameBoard("live", ["bob"], new Date(SERVER_NOW + 1_670 - 4_900).toISOString());
+    const { store, timers, clock } = servedPoller([next]);
+    assert.equal(store.state.leaderboardStale, false);
+    // Its watchdog: 5 + 1.67 + 1 - 4.9 s from now, past the next poll.
+    assert.deepEqual(Array.from(timers.pending.values(), (entry) => entry.ms).sort((a, b) => a - b), [1670, 2770]);
+    clock.now += 1_670;
+    fire(timers, 1670);
+    await settle();
+    assert.deepEqual(store.state.leaderboard, next);
+    assert.equal(store.state.leaderboardStale, false, "no flicker: shown 6.57 s old, yet one poll interval late at most");
+    // One watchdog, the new board's (4.9 s old in its turn): the old one is gone.
+    assert.deepEqual(Array.from(timers.pending.values(), (entry) => entry.ms).sort((a, b) => a - b), [1670, 2770]);
+  });
+
+  test("failing polls mark the board stale; one failure alone does not", async () => {
+    const { store, timers, clock } = servedPoller([new TypeError("offline"), new TypeError("offline")]);
+    clock.now += 1_670;
+    fire(timers, 1670);
+    await settle();
+    assert.equal(store.state.leaderboardStale, false, "one failed poll, the board still within its allowance");
+    // The watchdog re-armed for what is left of the allowance.
+    clock.now += 1_100;
+    assert.equal(fire(timers, 1100), 1);
+    assert.equal(store.state.leaderboardStale, true);
+    clock.now += 570;
+    fire(timers, 1670);
+    await settle();
+    assert.equal(store.state.leaderboardStale, true, "still failing: still stale");
+  });
+
+  test("a bootstrap whose board is already past bound + poll interval + margin shows it stale at once", () => {
     const store = dashboardStore();
-    const old = gameBoard("live", ["ann"], new Date(SERVER_NOW - 91_000).toISOString());
+    const old = gameBoard("live", ["ann"], new Date(SERVER_NOW - 121_001).toISOString());
     store.set("leaderboard", null);
     applyBootstrapBoard(store, bootstrap(old), { now: () => CLIENT_NOW, fetchImpl: answers().fetchImpl, timers: fakeTimers() });
     assert.equal(store.state.leaderboardStale, true);
@@ -270,9 +314,28 @@ describe("a resync never shows an older board than the one displayed", () => {
     assert.equal(newerBoard(later, other), other);
     assert.equal(newerBoard(later, null), null);
     assert.equal(newerBoard(null, later), later);
+    // A bootstrap with no board for the game shown keeps the game's dated board.
+    assert.equal(newerBoard(later, null, { gameId: "g1" }), later);
+    assert.equal(newerBoard(later, null, { gameId: "g2" }), null);
     // The same instant: the incoming copy.
     const twin = gameBoard("live", ["bob"], at(30));
     assert.equal(newerBoard(later, twin), twin);
+  });
+
+  test("an undated or unparseable copy never replaces a dated one; a dated one replaces it", () => {
+    const dated = gameBoard("live", ["bob"], at(30));
+    for (const asOf of [null, undefined, "not a time"]) {
+      const undated = gameBoard("live", ["ann"], asOf);
+      if (asOf === undefined) delete undated.as_of;
+      assert.equal(newerBoard(dated, undated), dated);
+      assert.equal(newerBoard(undated, dated), dated);
+    }
+    const store = dashboardStore({ leaderboard: dated });
+    const options = { now: () => CLIENT_NOW, fetchImpl: answers().fetchImpl, timers: fakeTimers() };
+    applyBootstrapBoard(store, bootstrap(null), options);
+    assert.equal(store.state.leaderboard, dated, "a bootstrap with no board keeps the game's board");
+    applyBootstrapBoard(store, bootstrap(null, { game: null }), options);
+    assert.equal(store.state.leaderboard, null, "a default account's bootstrap with no board clears it");
   });
 
   test("an older poll answer or channel push does not replace a newer board", async () => {

@@ -65,6 +65,18 @@ describe("order states from the POST answer and the stream", () => {
     const first = mergeOrder({ openOrders: [], orders: [] }, order("new", "2026-01-02T15:00:00Z"));
     assert.equal(first.openOrders.length, 1, "an order the page has not seen is added");
   });
+
+  test("a final copy wins over an open one whatever the timestamps (a cancel as of a game's end)", () => {
+    // The open copy was published at the market's open, after the game ended at 16:00 the day before.
+    const open = order("new", "2026-01-03T14:30:00Z");
+    const state = { openOrders: [open], orders: [open] };
+    const canceled = order("canceled", "2026-01-02T21:00:00Z");
+    const merged = mergeOrder(state, canceled);
+    assert.deepEqual(merged.openOrders, []);
+    assert.deepEqual(merged.orders, [canceled]);
+    // And the other way round: an open copy never reopens a final one.
+    assert.equal(mergeOrder(merged, order("new", "2026-01-04T14:30:00Z")), null);
+  });
 });
 
 describe("Resyncer", () => {
