@@ -598,9 +598,12 @@ def game_announcement_post(
     )
 
 
-def _game_accounts_cancel_orders(account_ids: list[uuid.UUID], *, now: dt.datetime) -> int:
-    """Cancel the accounts' open orders at ``now``, each under its account's lock (an order closed
-    meanwhile is passed over). Returns how many were open, legs an entry's cancel closes included."""
+def _game_accounts_cancel_orders(
+    account_ids: list[uuid.UUID], *, now: dt.datetime, ended_at: dt.datetime | None = None
+) -> int:
+    """Cancel the accounts' open orders at ``now`` (``canceled_at`` ``ended_at`` when given: see
+    ``_order_close``), each under its account's lock (an order closed meanwhile is passed over).
+    Returns how many were open, legs an entry's cancel closes included."""
     canceled = 0
     for account_id in account_ids:
         _lock_account(account_id)
@@ -610,7 +613,7 @@ def _game_accounts_cancel_orders(account_ids: list[uuid.UUID], *, now: dt.dateti
             )
         )
         for order in orders:
-            _order_close(order=order, status=OrderStatus.CANCELED, now=now)
+            _order_close(order=order, status=OrderStatus.CANCELED, now=now, ended_at=ended_at)
         canceled += len(orders)
     return canceled
 
@@ -656,8 +659,10 @@ def _game_closed_at(player: GamePlayer) -> dt.datetime:
 
 def game_account_orders_close(*, account_id: uuid.UUID | str, now: dt.datetime | None = None) -> int:
     """Cancel the open orders of a game account that may no longer trade (its game over, or its
-    player removed), stamped with the instant it stopped (``_game_closed_at``): they could not
-    fill after it, so that is when they ended, whoever closes them and however late.
+    player removed), their ``canceled_at`` the instant it stopped (``_game_closed_at``): they could
+    not fill after it, so that is when they ended, whoever closes them and however late. Their
+    ``updated_at`` and ``canceled`` events carry ``now``, the close's own time, so a client that
+    keeps the latest state of an order never takes an earlier-stamped cancel for an old one.
 
     Under the account's lock, re-reading the game: the job and a read racing for the same orders
     cancel each once, with one ``canceled`` event. Returns how many it canceled."""
@@ -666,7 +671,9 @@ def game_account_orders_close(*, account_id: uuid.UUID | str, now: dt.datetime |
         player = _game_player(_account_with_game_locked(account_id))
         if player is None or not _game_over_for(player, now):
             return 0
-        return _game_accounts_cancel_orders([player.account_id], now=_game_closed_at(player))
+        return _game_accounts_cancel_orders(
+            [player.account_id], now=now, ended_at=min(now, _game_closed_at(player))
+        )
 
 
 def game_account_orders_close_on_read(*, account: Account, now: dt.datetime | None = None) -> bool:
@@ -674,13 +681,16 @@ def game_account_orders_close_on_read(*, account: Account, now: dt.datetime | No
     and it still has open orders, cancel them (``game_account_orders_close``), so the read shows
     them canceled at the end instead of open until the periodic job. The stored status stays the
     one truth and the events go out once. No query unless the game is over; then one, and the
-    close only if an order is open. Returns whether it canceled any (the caller reloads)."""
+    close only if an order is open. Returns whether the account was seen with open orders after
+    its game's end: the caller reloads it then, whether this call canceled them or a close racing
+    it did (its reserved cash and buying power changed since it was loaded either way)."""
     now = now or timezone.now()
     if not _game_over_for(_game_player(account), now):
         return False
     if not Order.objects.filter(account_id=account.pk, status__in=OPEN_ORDER_STATUSES).exists():
         return False
-    return game_account_orders_close(account_id=account.pk, now=now) > 0
+    game_account_orders_close(account_id=account.pk, now=now)
+    return True
 
 
 def _game_over_for(player: GamePlayer | None, now: dt.datetime) -> bool:
@@ -1548,7 +1558,14 @@ def _active_linked_exists(order: Order) -> bool:
     )
 
 
-def _linked_close(*, order: Order, status: str, now: dt.datetime, exits_only: bool = False) -> None:
+def _linked_close(
+    *,
+    order: Order,
+    status: str,
+    now: dt.datetime,
+    exits_only: bool = False,
+    ended_at: dt.datetime | None = None,
+) -> None:
     """Close what closes with ``order``: canceling or expiring an entry ends its held legs, and
     an exit order that ends (filled, canceled, expired) ends the one it shares its hold with.
     ``exits_only``: only the latter (an entry that fills keeps its legs: they activate)."""
@@ -1558,7 +1575,7 @@ def _linked_close(*, order: Order, status: str, now: dt.datetime, exits_only: bo
     if exits_only:
         linked = linked.filter(side=order.side)
     for other in linked.order_by("submitted_at", "id"):
-        _order_close(order=other, status=status, now=now, cascade=False)
+        _order_close(order=other, status=status, now=now, cascade=False, ended_at=ended_at)
 
 
 def _auction_session(request: OrderRequest, now: dt.datetime) -> calendar.Session | None:
@@ -1986,12 +2003,17 @@ def _order_close(
     replaced_by: uuid.UUID | None = None,
     cascade: bool = True,
     release_shares: bool = True,
+    ended_at: dt.datetime | None = None,
 ) -> bool:
     """End an open order (canceled, expired, replaced) and give back what it held.
 
     With ``cascade``, what closes with it closes too (an entry's held legs, an exit order's
     sibling: ``_linked_close``). Shares an exit pair holds are given back by the last of the
     two to close; ``release_shares=False`` keeps them for a replacement leg that takes them over.
+    ``ended_at``: the instant it ended, when that was before ``now`` (a game's end, closed late):
+    its ``canceled_at`` (or other stamp) says when, while ``updated_at`` and the event's time are
+    ``now``, so this state is never older than one already published (an open copy routed at a
+    later open, say).
     """
     stamp_field = {
         OrderStatus.CANCELED: "canceled_at",
@@ -2002,8 +2024,9 @@ def _order_close(
     row = _order_locked(order.pk)
     if row is None:
         return False
+    ended = ended_at or now
     Order.objects.filter(pk=order.pk).update(
-        status=status, reserved_cents=0, updated_at=now, **{stamp_field: now}
+        status=status, reserved_cents=0, updated_at=now, **{stamp_field: ended}
     )
     if row.reserved_cents:
         Account.objects.filter(pk=order.account_id).update(
@@ -2018,7 +2041,7 @@ def _order_close(
         Position.objects.filter(account_id=order.account_id, asset_id=order.asset_id).update(
             qty_held=F("qty_held") - (row.qty - row.filled_qty)
         )
-    setattr(order, stamp_field, now)
+    setattr(order, stamp_field, ended)
     order.status = status
     order.reserved_cents = 0
     order.qty, order.filled_qty = row.qty, row.filled_qty
@@ -2026,7 +2049,10 @@ def _order_close(
     order_event_publish_on_commit(_event(str(status), order, now, replaced_by=replaced_by))
     if cascade:
         _linked_close(
-            order=order, status=OrderStatus.CANCELED if status == OrderStatus.REPLACED else status, now=now
+            order=order,
+            status=OrderStatus.CANCELED if status == OrderStatus.REPLACED else status,
+            now=now,
+            ended_at=ended_at,
         )
     return True
 
@@ -2302,7 +2328,12 @@ def order_fill(
             if player is not None and _game_over_for(player, now):
                 # Its game ended (or its player left) before the periodic close reached it:
                 # canceled as of the end, as that close would, and nothing fills after the end.
-                closed = _order_close(order=order, status=OrderStatus.CANCELED, now=_game_closed_at(player))
+                closed = _order_close(
+                    order=order,
+                    status=OrderStatus.CANCELED,
+                    now=now,
+                    ended_at=min(now, _game_closed_at(player)),
+                )
                 return order if closed else None
             _execute_fill(
                 order=order,
@@ -2335,30 +2366,45 @@ def order_auction_execute(
     limit the price satisfies, fills; any other is canceled, as Alpaca cancels what an auction
     does not fill. Returns None when the order was no longer open."""
     now = now or timezone.now()
-    order = Order.objects.select_related("asset").filter(pk=order_id).first()
+    order = Order.objects.select_related("asset", "account__game_player__game").filter(pk=order_id).first()
     if order is None or not order.is_open:
         return None
     if order.type == OrderType.LIMIT:
         assert order.limit_price_units is not None
         limit = order.limit_price_units
         if not (price_units <= limit if order.side == OrderSide.BUY else price_units >= limit):
+            player = _game_player(order.account)
+            # An auction after its game's end: canceled as of the end, as the game's close would.
+            ended_at = (
+                min(now, _game_closed_at(player))
+                if player is not None and _game_over_for(player, now)
+                else None
+            )
             with transaction.atomic():
-                closed = _order_close(order=order, status=OrderStatus.CANCELED, now=now)
+                closed = _order_close(order=order, status=OrderStatus.CANCELED, now=now, ended_at=ended_at)
             return order if closed else None
     return order_fill(order_id=order.pk, price_units=price_units, tick_seq=tick_seq, now=now)
 
 
 def orders_route_accepted(*, now: dt.datetime | None = None) -> list[Order]:
     """The session opened: every accepted order is routed, ``new`` from now on (with its event),
-    and rests or executes as any new order. Returns them, oldest first."""
+    and rests or executes as any new order. Returns them, oldest first. A game account's orders
+    whose game is over (or player removed) are not routed but closed as of the end
+    (``game_account_orders_close``): a ``new`` state published now would postdate their end."""
     now = now or timezone.now()
     routed = []
     accepted = (
         Order.objects.filter(status=OrderStatus.ACCEPTED)
-        .select_related("asset")
+        .select_related("asset", "account__game_player__game")
         .order_by("submitted_at", "id")
     )
+    closed_accounts: set[uuid.UUID] = set()
     for order in accepted:
+        if _game_over_for(_game_player(order.account), now):
+            if order.account_id not in closed_accounts:
+                closed_accounts.add(order.account_id)
+                game_account_orders_close(account_id=order.account_id, now=now)
+            continue
         with transaction.atomic():
             if not Order.objects.filter(pk=order.pk, status=OrderStatus.ACCEPTED).update(
                 status=OrderStatus.NEW, updated_at=now

@@ -132,12 +132,28 @@ def test_an_early_end_and_a_removal_cancel_at_once(
     assert services.games_close_due(now=END) == 0
 
 
-def test_a_late_periodic_close_stamps_the_end(asset: Asset, organiser: User, account: Account) -> None:
+def test_a_late_periodic_close_stamps_the_end(
+    asset: Asset,
+    organiser: User,
+    account: Account,
+    channel: PubSub,  # noqa: F811
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """Canceled as of the end, but updated (and its event sent) when it is closed: a client keeping
+    the latest state of an order never takes the cancel for older than a state already shown."""
     game_account = join(new_game(organiser), account)
     resting = resting_buy(game_account)
-    assert services.games_close_due(now=END + dt.timedelta(seconds=29)) == 1
+    late = END + dt.timedelta(seconds=29)
+    published(channel)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.games_close_due(now=late) == 1
     closed = Order.objects.get(pk=resting.pk)
-    assert (closed.status, closed.canceled_at, closed.updated_at) == ("canceled", END, END)
+    assert (closed.status, closed.canceled_at, closed.updated_at) == ("canceled", END, late)
+    [event] = published(channel)
+    assert event["event"] == "canceled"
+    assert dt.datetime.fromisoformat(event["order_state"]["canceled_at"]) == END
+    assert dt.datetime.fromisoformat(event["order_state"]["updated_at"]) == late
+    assert dt.datetime.fromisoformat(event["at"]) == late
 
 
 def test_reads_at_the_end_show_the_orders_canceled_as_of_the_end(
@@ -215,32 +231,72 @@ def test_a_read_racing_the_periodic_close_cancels_each_order_once(
     channel: PubSub,  # noqa: F811
 ) -> None:
     """The read found the order open, then waited for the account's lock while the periodic close
-    canceled it: under the lock it re-reads, finds nothing open, and sends no second event."""
+    canceled it: under the lock it re-reads, finds nothing open, and sends no second event; the
+    account it answers is reloaded all the same, its reservation given back by the job."""
     game_account = join(new_game(organiser), account)
     resting = resting_buy(game_account)
-    loaded = Account.objects.select_related("game_player__game").get(pk=game_account.pk)
+    player = key_client(game_account)
     published(channel)
-    outcome: dict[str, object] = {}
+    outcome: dict[str, Any] = {}
 
     def read() -> None:
         try:
-            outcome["closed"] = services.game_account_orders_close_on_read(account=loaded, now=END)
+            response = player.get("/v2/account")
+            outcome["status"], outcome["account"] = response.status_code, response.json()
         finally:
             connections.close_all()
 
     reader = threading.Thread(target=read)
-    with transaction.atomic():
-        list(Account.objects.select_for_update().filter(pk=game_account.pk))
-        reader.start()
-        deadline = time.monotonic() + 30
-        while not _a_backend_waits_for_a_lock():
-            assert time.monotonic() < deadline, "the read never waited for the account's lock"
-            time.sleep(0.05)
-        assert services.games_close_due(now=END + dt.timedelta(seconds=1)) == 1
-    reader.join(60)
-    assert outcome == {"closed": False}
+    with time_machine.travel(END + dt.timedelta(seconds=1), tick=False):
+        with transaction.atomic():
+            list(Account.objects.select_for_update().filter(pk=game_account.pk))
+            reader.start()
+            deadline = time.monotonic() + 30
+            while not _a_backend_waits_for_a_lock():
+                assert time.monotonic() < deadline, "the read never waited for the account's lock"
+                time.sleep(0.05)
+            assert services.games_close_due(now=END + dt.timedelta(seconds=1)) == 1
+        reader.join(60)
+    assert outcome["status"] == 200
+    body = outcome["account"]
+    assert (body["reserved_cash"], body["buying_power"]) == ("0.00", body["cash"])
     assert [(e["event"], e["order_id"]) for e in published(channel)] == [("canceled", str(resting.pk))]
     assert Order.objects.get(pk=resting.pk).canceled_at == END
+
+
+# A lock timeout is PostgreSQL's way to give up on a lock another connection holds.
+@pytest.mark.db_backend("postgresql")
+@pytest.mark.django_db(transaction=True)
+def test_a_close_on_read_that_the_database_refuses_still_answers_the_read(
+    asset: Asset, organiser: User, account: Account
+) -> None:
+    """The close on read gives up (a lock timeout, as a busy database would): the read answers
+    200 with the account as loaded, and the order stays open for the next read or the job."""
+    game_account = join(new_game(organiser), account)
+    resting = resting_buy(game_account)
+    player = key_client(game_account)
+    outcome: dict[str, Any] = {}
+
+    def read() -> None:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SET lock_timeout = '200ms'")
+            for path in ("/v2/account", f"/v2/orders/{resting.pk}"):
+                response = player.get(path)
+                outcome[path] = (response.status_code, response.json())
+        finally:
+            connections.close_all()
+
+    reader = threading.Thread(target=read)
+    with time_machine.travel(END + dt.timedelta(seconds=1), tick=False), transaction.atomic():
+        list(Account.objects.select_for_update().filter(pk=game_account.pk))
+        reader.start()
+        reader.join(60)
+    status_code, body = outcome["/v2/account"]
+    assert status_code == 200 and body["reserved_cash"] != "0.00"
+    status_code, order = outcome[f"/v2/orders/{resting.pk}"]
+    assert (status_code, order["status"]) == (200, "new")
+    assert status(resting) == "new"
 
 
 @pytest.mark.parametrize("ended_early", [False, True], ids=["at-ends_at", "after-ended_at"])
@@ -268,6 +324,58 @@ def test_the_market_fills_nothing_once_the_game_is_over(
     # The user's default account trades on.
     outside = services.order_fill(order_id=resting_buy(account).pk, price_units=900_000, now=over)
     assert outside is not None and outside.status == "filled"
+
+
+# Friday after the close, before the game's end on Saturday, and Monday's open after it.
+FRIDAY_EVENING = dt.datetime(2025, 6, 6, 21, 0, tzinfo=dt.UTC)
+MONDAY_OPEN = dt.datetime(2025, 6, 9, 13, 30, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def xnys(settings: Any) -> None:
+    settings.MARKET_HOURS = "xnys"
+
+
+@pytest.mark.usefixtures("xnys")
+def test_the_open_after_the_end_cancels_an_accepted_order_instead_of_routing_it(
+    asset: Asset,
+    organiser: User,
+    account: Account,
+    channel: PubSub,  # noqa: F811
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """An order accepted while the session was closed, its game over before the open and the
+    periodic close not yet run: the open cancels it as of the end, and never publishes it ``new``
+    (a state stamped after the end that a client would then keep over the cancel)."""
+    game_account = join(new_game(organiser), account)
+    accepted = place(game_account, now=FRIDAY_EVENING, type="limit", limit_price_units=900_000)
+    assert accepted.status == "accepted"
+    outside = place(account, now=FRIDAY_EVENING, type="limit", limit_price_units=900_000)
+    published(channel)
+    with django_capture_on_commit_callbacks(execute=True):
+        routed = services.orders_route_accepted(now=MONDAY_OPEN)
+    assert [order.pk for order in routed] == [outside.pk]
+    closed = Order.objects.get(pk=accepted.pk)
+    assert (closed.status, closed.canceled_at, closed.updated_at) == ("canceled", END, MONDAY_OPEN)
+    assert sorted((e["event"], e["order_id"]) for e in published(channel)) == sorted(
+        [("canceled", str(accepted.pk)), ("new", str(outside.pk))]
+    )
+    assert_books_balance(game_account)
+
+
+@pytest.mark.usefixtures("xnys")
+def test_an_auction_after_the_end_cancels_as_of_the_end(
+    asset: Asset, organiser: User, account: Account
+) -> None:
+    game_account = join(new_game(organiser), account)
+    opg = place(
+        game_account, now=FRIDAY_EVENING, type="limit", limit_price_units=900_000, time_in_force="opg"
+    )
+    executed = services.order_auction_execute(order_id=opg.pk, price_units=1_000_000, now=MONDAY_OPEN)
+    assert executed is not None
+    closed = Order.objects.get(pk=opg.pk)
+    assert (closed.status, closed.canceled_at, closed.updated_at) == ("canceled", END, MONDAY_OPEN)
+    assert_books_balance(game_account)
 
 
 # --- the trading window ---------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import logging
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -30,7 +31,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.cache import cache
-from django.db import DEFAULT_DB_ALIAS
+from django.db import DEFAULT_DB_ALIAS, DatabaseError
 from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
@@ -38,7 +39,10 @@ from rest_framework.request import Request
 
 from config.cache import cache_manager
 from trading import selectors, services
+from trading.errors import NotFound
 from trading.models import Account, ApiKey
+
+logger = logging.getLogger(__name__)
 
 KEY_HEADER = "HTTP_APCA_API_KEY_ID"
 SECRET_HEADER = "HTTP_APCA_API_SECRET_KEY"
@@ -191,18 +195,28 @@ _ACCOUNT_ATTR = "trading_account"
 
 
 def request_account_or_none(request: Request) -> Account | None:
-    """The account a request acts on: its API key's, or for a browser session the account the
-    session selected (its user's default one until it selects another); None for a user without
-    a trading account. A user's other accounts are never reached through a key of one of them."""
+    """Loads the account a request acts on and, once its game is over, closes its open orders.
+
+    The account: its API key's, or for a browser session the account the session selected (its
+    user's default one until it selects another); None for a user without a trading account. A
+    user's other accounts are never reached through a key of one of them."""
     http_request = request._request
     if hasattr(http_request, _ACCOUNT_ATTR):
         return cast(Account | None, getattr(http_request, _ACCOUNT_ATTR))
     account = _request_account_load(request)
     # A game account whose game is over has its orders closed as of the end before anything
     # reads it (orders, reservations, shares held), not when the periodic job comes; no query
-    # while its game runs, since the game came with the account.
-    if account is not None and services.game_account_orders_close_on_read(account=account):
-        account = _request_account_load(request)
+    # while its game runs, since the game came with the account. Reloaded whenever open orders
+    # were found, whoever closed them (a racing job changes the reservations as well).
+    if account is not None:
+        try:
+            if services.game_account_orders_close_on_read(account=account):
+                account = _request_account_load(request)
+        except (DatabaseError, NotFound):
+            # A busy database or an account gone under the close must not turn a read (or the
+            # rate limiter, which asks first) into a 500/404: nothing fills after the end anyway,
+            # and the next read or the periodic job closes them.
+            logger.warning("closing a finished game's orders on read failed", exc_info=True)
     setattr(http_request, _ACCOUNT_ATTR, account)
     return account
 
