@@ -10,7 +10,8 @@ A benchmark is a module in this package, its name not starting with an underscor
 
 Adding ``stream.py``, ``api.py`` or ``dashboard.py`` here is all it takes to add a benchmark. The
 app's other public modules (``apps``, ``processes``: the process helpers benchmarks and tests
-share) define no ``run`` and are not benchmarks.
+share; ``models``, ``views``, ``urls``: the benchmark-only floor endpoints) define no ``run`` and
+are not benchmarks.
 """
 
 from __future__ import annotations

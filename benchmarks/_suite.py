@@ -46,6 +46,14 @@ SMALLEST: dict[str, dict[str, Any]] = {
         "metrics_rounds": 1,
         "bandwidth_clients": 5,
     },
+    "trading": {
+        "duration": 1,
+        "warmup_seconds": 0,
+        "concurrency": 4,
+        "accounts": 20,
+        "symbols": 5,
+        "query_sample": 4,
+    },
     "ticks": {"rows": 3_000, "window_ticks": 250, "symbols": 20, "rounds": 2, "storage_rows": 4_000},
 }
 

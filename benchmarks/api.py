@@ -1,10 +1,13 @@
-"""``benchmark api``: the main read endpoints through gunicorn on loopback, cached against uncached.
+"""``benchmark api``: the main read endpoints through gunicorn on loopback, cached against uncached,
+and what a bot polls against the API floor.
 
 Seeds a throwaway database (``--accounts`` accounts holding positions in ``--symbols`` symbols,
-bars, ticks, precomputed leaderboards, analytics and symbol stats), then starts gunicorn twice on
-127.0.0.1 (the Procfile's command: ``--workers`` sync workers, or gthread ones with ``--threads``
-above 1): once as configured and once with ``CACHE_ENABLED=false``. Load comes from ``wrk``
-(``--concurrency`` connections, default 16, for ``--duration`` seconds per endpoint after
+bars, ticks, precomputed leaderboards, analytics and symbol stats, and a few open orders of the
+polled account), then starts gunicorn twice on 127.0.0.1 (the Procfile's command: ``--workers``
+sync workers, or gthread ones with ``--threads`` above 1): once as configured and once with
+``CACHE_ENABLED=false``, each with ``manage.py run_market`` beside it on the same Redis names, so
+the latest trades, quotes and snapshots come from Redis as under ``make run``. Load comes from
+``wrk`` (``--concurrency`` connections, default 16, for ``--duration`` seconds per endpoint after
 ``--warmup-seconds``; a small Lua script reports wrk's own p50/p99), a compiled load generator
 whose cost hardly shows beside the server's.
 Without wrk (or with ``--client python``) a threaded Python client sends ``--requests`` requests
@@ -13,12 +16,19 @@ the floor included, which the report says. Per endpoint it prints p50, p99 and r
 database queries a response took (the ``X-DB-Queries`` header the benchmark-only middleware adds,
 sampled by ``--query-sample`` sequential requests after the load):
 
-- a trivial Django view (``/v2/_bench/ping``): the floor any endpoint sits on;
+- two floors: a trivial Django view (``/v2/_bench/ping``), and the API floor
+  (``/v2/_bench/api-ping``, benchmarks/views.py): a DRF view behind the same key authentication
+  and rate limiter as every endpoint, answering a constant body;
 - the cached reads (leaderboard, account analytics, symbol stats; docs/properties.md): Property 14,
-  p99 under 10 ms; Property 41, fewer queries per request than uncached; Property 15, p99/p50
-  bounded;
-- the trading reads (account, positions, assets, bars), which are not cached: Property 15,
-  p99/p50 bounded, as for every endpoint (the uncached reads included).
+  p99 under 10 ms and within 1.3x of the API floor's; Property 41, fewer queries per request than
+  uncached; Property 15, p99/p50 bounded;
+- what a bot polls (account, positions, open orders, latest trade, latest quote, snapshot), not
+  cached: at least 0.5x the API floor's requests/s and at most 2x its p99, from the same run;
+- the other reads (assets, bars); Property 15, p99/p50 bounded, for every endpoint (the uncached
+  reads included);
+- the cache's hit rate per layer (L1 in-process, L2 Redis) over the cached run, from the cache's
+  own counters as the server's ``/metrics`` reports them (read with a token the run passes to
+  gunicorn in its environment).
 
 Rate limits stay on with limits too high to trip, so their cost is in every figure. The
 leaderboard's staleness bound is lifted for the run: recomputing it is a write, not a read. The
@@ -32,42 +42,68 @@ import argparse
 import contextlib
 import datetime as dt
 import http.client
-import json
 import os
-import shutil
 import statistics
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
 from django.db import connection
 from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
 
 from analytics import services as analytics_services
 from benchmarks import _database
+from benchmarks._api_server import (
+    METRICS_TOKEN,
+    LoadClient,
+    Measurement,
+    gunicorn_started,
+    percentile,
+    wrk_result,
+)
 from benchmarks._report import METRICS_COST_GOAL, Report, Row
-from benchmarks.processes import process_stop, redis_keys_delete
+from config.metrics import FLUSH_INTERVAL_S
 from trading import services
-from trading.models import Account, Asset, CashEntry, DailyBar, MinuteBar, Position, StockPriceHistory
-from trading.units import shares_to_units
+from trading.models import (
+    Account,
+    Asset,
+    CashEntry,
+    DailyBar,
+    MinuteBar,
+    Order,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    Position,
+    PositionIntent,
+    StockPriceHistory,
+    TimeInForce,
+)
+from trading.units import UNITS_PER_CENT, shares_to_units
 
 HELP = "cached vs uncached reads through gunicorn on loopback: p50/p99, req/s, queries per request"
 
 P99_GOAL_MS = 10.0
 SPREAD_GOAL = 3.0  # Property 15: p99/p50 for every endpoint
-ROOT = Path(__file__).resolve().parents[1]
+# Against the API floor (key authentication, the rate limiter and DRF, nothing else), one run:
+# what a bot polls keeps half its throughput and at most twice its p99; a cached read stays
+# within 1.3x of its p99 (and under P99_GOAL_MS).
+BOT_READ_RATE_GOAL = 0.5
+BOT_READ_P99_GOAL = 2.0
+CACHED_P99_GOAL = 1.3
+# Open orders the polled account holds (GET /v2/orders?status=open), each a one-share limit buy
+# at $1.00, far below the seeded prices (~$100).
+OPEN_ORDERS = 5
+OPEN_ORDER_LIMIT_UNITS = 10_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -143,48 +179,13 @@ class Endpoint:
     path: str
     cacheable: bool
     authenticated: bool = True
+    # What a bot polls (account, positions, open orders, latest trade/quote, snapshot): held to
+    # the API floor's throughput and tail (issue 14's goals).
+    bot_read: bool = False
 
 
-@dataclass
-class Measurement:
-    """One endpoint under load: latency percentiles in seconds, throughput, failures, and the
-    mean database queries per response (from the sequential sample)."""
-
-    p50: float
-    p99: float
-    rate: float
-    errors: int
-    queries: float = float("nan")
-
-
-def percentile(latencies: list[float], fraction: float) -> float:
-    ordered = sorted(latencies)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
-
-
-@dataclass(frozen=True)
-class LoadClient:
-    """How load is generated: wrk (its path) or the threaded Python client (None)."""
-
-    wrk: str | None
-    note: str
-
-    @classmethod
-    def choose(cls, preference: str) -> LoadClient:
-        found = shutil.which("wrk")
-        if preference == "wrk" and found is None:
-            raise CommandError("--client wrk: wrk is not installed (apt-get install wrk)")
-        if preference != "python" and found is not None:
-            return cls(wrk=found, note=f"load: wrk ({found}), latencies from wrk's own histogram")
-        reason = "--client python" if preference == "python" else "wrk is not installed (apt-get install wrk)"
-        return cls(
-            wrk=None,
-            note=(
-                f"load: the Python client ({reason}). Its threads share the cores with the server and "
-                "inflate every latency, the floor's included: judge the endpoints against the floor, "
-                "and measure the cached reads' 10 ms p99 goal with wrk."
-            ),
-        )
+FLOOR = "trivial Django view (floor)"
+API_FLOOR = "API floor"
 
 
 def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
@@ -196,15 +197,21 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
     with _database.throwaway_database(
         name=options.get("db_name"), keep=bool(options.get("keep")), log=log
     ) as name:
-        headers, symbol = _seed(accounts=int(options["accounts"]), symbols=int(options["symbols"]), log=log)
+        symbols = int(options["symbols"])
+        headers, symbol = _seed(accounts=int(options["accounts"]), symbols=symbols, log=log)
         start = (timezone.now() - dt.timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
         endpoints = [
-            Endpoint("trivial Django view (floor)", "/v2/_bench/ping", cacheable=False, authenticated=False),
+            Endpoint(FLOOR, "/v2/_bench/ping", cacheable=False, authenticated=False),
+            Endpoint(API_FLOOR, "/v2/_bench/api-ping", cacheable=False),
             Endpoint("leaderboard", "/v2/leaderboard?limit=20", cacheable=True),
             Endpoint("account analytics", "/v2/analytics/account", cacheable=True),
             Endpoint("symbol stats", f"/v2/analytics/symbols/{symbol}", cacheable=True),
-            Endpoint("account", "/v2/account", cacheable=False),
-            Endpoint("positions", "/v2/positions", cacheable=False),
+            Endpoint("account", "/v2/account", cacheable=False, bot_read=True),
+            Endpoint("positions", "/v2/positions", cacheable=False, bot_read=True),
+            Endpoint("open orders", "/v2/orders?status=open", cacheable=False, bot_read=True),
+            Endpoint("latest trade", f"/v2/stocks/{symbol}/trades/latest", cacheable=False, bot_read=True),
+            Endpoint("latest quote", f"/v2/stocks/{symbol}/quotes/latest", cacheable=False, bot_read=True),
+            Endpoint("snapshot", f"/v2/stocks/{symbol}/snapshot", cacheable=False, bot_read=True),
             Endpoint("assets", "/v2/assets", cacheable=False),
             Endpoint(
                 "bars", f"/v2/stocks/{symbol}/bars?timeframe=1Min&limit=100&start={start}", cacheable=False
@@ -212,12 +219,20 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
         ]
         database_url = _database.database_url()
         results: dict[tuple[str, bool], Measurement] = {}
+        hit_rates: CacheCounts | None = None
         cost_only = bool(options.get("metrics_cost_only"))
         for cached in () if cost_only else (True, False):
             chosen = endpoints if cached else [endpoint for endpoint in endpoints if endpoint.cacheable]
             label = "cache on" if cached else "cache off (CACHE_ENABLED=false)"
-            with _gunicorn(
-                database_url, cached=cached, workers=int(options["workers"]), threads=int(options["threads"])
+            # The market runs beside gunicorn as under `make run`, so the quotes the trading
+            # reads serve come from Redis and its writes load the database as they would there.
+            with gunicorn_started(
+                database_url,
+                cached=cached,
+                workers=int(options["workers"]),
+                threads=int(options["threads"]),
+                market_symbols=symbols,
+                log=log,
             ) as port:
                 for endpoint in chosen:
                     sent = headers if endpoint.authenticated else {}
@@ -251,6 +266,8 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
                         port, endpoint.path, sent, count=int(options["query_sample"])
                     )
                     results[endpoint.name, cached] = measured
+                if cached:
+                    hit_rates = _cache_counts(port)
         load = (
             f"wrk, {options['duration']} s per endpoint"
             if client.wrk
@@ -270,12 +287,14 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
         )
         if not cost_only:
             _rows(report, endpoints, results)
+            _cache_rows(report, hit_rates)
         rounds = int(options.get("metrics_rounds") or 0)
         if rounds and client.wrk is not None:
+            leaderboard = next(endpoint for endpoint in endpoints if endpoint.name == "leaderboard")
             cost = _metrics_cost(
-                client.wrk, database_url, endpoints[1], headers, options=options, rounds=rounds, log=log
+                client.wrk, database_url, leaderboard, headers, options=options, rounds=rounds, log=log
             )
-            _metrics_cost_rows(report, cost, endpoints[1])
+            _metrics_cost_rows(report, cost, leaderboard)
         elif rounds:
             report.notes.append(
                 "metrics cost not measured: it needs wrk (the Python client's own CPU would swamp it)"
@@ -323,7 +342,7 @@ def _metrics_cost(
     cost: dict[bool, list[float]] = {True: [], False: []}
     for round_number in range(1, rounds + 1):
         for enabled in (True, False) if round_number % 2 else (False, True):
-            with _gunicorn(
+            with gunicorn_started(
                 database_url,
                 cached=True,
                 workers=int(options["workers"]),
@@ -375,7 +394,8 @@ def _ms(seconds: float) -> str:
 
 
 def _rows(report: Report, endpoints: list[Endpoint], results: dict[tuple[str, bool], Measurement]) -> None:
-    floor = results["trivial Django view (floor)", True]
+    floor = results[FLOOR, True]
+    api_floor = results[API_FLOOR, True]
     report.add(
         Row(
             "floor: trivial Django view p50 / p99",
@@ -383,6 +403,16 @@ def _rows(report: Report, endpoints: list[Endpoint], results: dict[tuple[str, bo
             "-",
             f"{floor.rate:,.0f} req/s",
             "-",
+            None,
+        )
+    )
+    report.add(
+        Row(
+            "API floor: key auth + rate limiter + DRF, constant body, p50 / p99",
+            f"{_ms(api_floor.p50)} / {_ms(api_floor.p99)}",
+            "-",
+            f"{api_floor.rate:,.0f} req/s",
+            f"{api_floor.queries:.1f} queries/request",
             None,
         )
     )
@@ -401,6 +431,19 @@ def _rows(report: Report, endpoints: list[Endpoint], results: dict[tuple[str, bo
                 f"{cold.p99 / hot.p99:.2f}x" if hot.p99 else "-",
                 f"< {P99_GOAL_MS:.0f} ms",
                 hot.p99 * 1000 < P99_GOAL_MS and not hot.errors,
+            )
+        )
+        report.add(
+            Row(
+                "  p99 cached vs the API floor's (P14)",
+                _ms(hot.p99),
+                _ms(api_floor.p99),
+                _ratio(hot.p99, api_floor.p99),
+                f"<= {CACHED_P99_GOAL}x and < {P99_GOAL_MS:.0f} ms",
+                bool(api_floor.p99)
+                and hot.p99 <= CACHED_P99_GOAL * api_floor.p99
+                and hot.p99 * 1000 < P99_GOAL_MS
+                and not hot.errors,
             )
         )
         report.add(
@@ -468,7 +511,7 @@ def _rows(report: Report, endpoints: list[Endpoint], results: dict[tuple[str, bo
             )
         )
     for endpoint in endpoints:
-        if endpoint.cacheable or not endpoint.authenticated:
+        if endpoint.cacheable or not endpoint.authenticated or endpoint.name == API_FLOOR:
             continue
         measured = results[endpoint.name, True]
         report.add(
@@ -481,6 +524,29 @@ def _rows(report: Report, endpoints: list[Endpoint], results: dict[tuple[str, bo
                 None,
             )
         )
+        if endpoint.bot_read:
+            report.add(
+                Row(
+                    "  req/s vs the API floor's",
+                    f"{measured.rate:,.0f}",
+                    f"{api_floor.rate:,.0f}",
+                    _ratio(measured.rate, api_floor.rate),
+                    f">= {BOT_READ_RATE_GOAL}x",
+                    bool(api_floor.rate) and measured.rate >= BOT_READ_RATE_GOAL * api_floor.rate,
+                )
+            )
+            report.add(
+                Row(
+                    "  p99 vs the API floor's",
+                    _ms(measured.p99),
+                    _ms(api_floor.p99),
+                    _ratio(measured.p99, api_floor.p99),
+                    f"<= {BOT_READ_P99_GOAL:.0f}x",
+                    bool(api_floor.p99)
+                    and measured.p99 <= BOT_READ_P99_GOAL * api_floor.p99
+                    and not measured.errors,
+                )
+            )
         report.add(
             Row(
                 "  p99/p50 (P15)",
@@ -495,6 +561,91 @@ def _rows(report: Report, endpoints: list[Endpoint], results: dict[tuple[str, bo
     report.notes.append(
         f"non-2xx answers: {errors}"
         + ("" if not errors else " (see the rows above; a failing endpoint's figures are not comparable)")
+    )
+
+
+def _ratio(value: float, floor: float) -> str:
+    return f"{value / floor:.2f}x" if floor else "-"
+
+
+# --- Cache hit rates ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CacheCounts:
+    """The cache's own counters (config/cache.py: ``cache_hits_total`` and ``cache_misses_total``
+    by layer and data type) as the cached run's gunicorn served them on ``/metrics``; None when
+    the server did not answer (metrics disabled, say)."""
+
+    hits: dict[tuple[str, str], float]
+    misses: dict[tuple[str, str], float]
+
+    def layer(self, layer: str) -> tuple[float, float]:
+        """(hits, reads) of ``layer`` over every data type."""
+        hits = sum(value for (name, _), value in self.hits.items() if name == layer)
+        misses = sum(value for (name, _), value in self.misses.items() if name == layer)
+        return hits, hits + misses
+
+
+def _cache_counts(port: int) -> CacheCounts | None:
+    """The server's cache counters after the run. Each process writes its counts once a second
+    (config/metrics.py, Deferred), so the scrape waits for one flush first."""
+    time.sleep(FLUSH_INTERVAL_S * 1.5)
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            text = response.read().decode()
+    except (OSError, urllib.error.URLError):
+        return None
+    counts: dict[str, dict[tuple[str, str], float]] = {"cache_hits_total": {}, "cache_misses_total": {}}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found = counts.get(sample.name)
+            if found is not None:
+                key = (sample.labels.get("layer", ""), sample.labels.get("data_type", ""))
+                found[key] = found.get(key, 0.0) + sample.value
+    return CacheCounts(hits=counts["cache_hits_total"], misses=counts["cache_misses_total"])
+
+
+CACHE_LAYERS = (
+    ("L1", "L1 (in-process LRU)"),
+    ("L2", "L2 (Redis, on L1 misses)"),
+)
+
+
+def _cache_rows(report: Report, counts: CacheCounts | None) -> None:
+    """Each layer's hit rate over the cached run (every endpoint, warm-ups and samples included)."""
+    if counts is None:
+        report.notes.append("cache hit rates not read: the server's /metrics did not answer")
+        return
+    for layer, label in CACHE_LAYERS:
+        hits, reads = counts.layer(layer)
+        report.add(
+            Row(
+                f"cache hit rate, {label}",
+                f"{hits / reads * 100:.1f} %" if reads else "-",
+                f"{hits:,.0f} of {reads:,.0f} reads",
+                "-",
+                "-",
+                None,
+            )
+        )
+    by_type = sorted({data_type for _, data_type in (*counts.hits, *counts.misses)})
+    parts = []
+    for data_type in by_type:
+        layers = []
+        for layer, _ in CACHE_LAYERS:
+            hits = counts.hits.get((layer, data_type), 0.0)
+            reads = hits + counts.misses.get((layer, data_type), 0.0)
+            if reads:
+                layers.append(f"{layer} {hits / reads * 100:.1f} % of {reads:,.0f}")
+        if layers:
+            parts.append(f"{data_type}: {', '.join(layers)}")
+    report.notes.append(
+        "cache hit rates by data type (the server's cache_hits_total / cache_misses_total): "
+        + ("; ".join(parts) or "no cache reads counted")
     )
 
 
@@ -587,6 +738,29 @@ def _seed(*, accounts: int, symbols: int, log: Callable[[str], None]) -> tuple[d
         for index, account in enumerate(opened)
         for offset in range(min(5, len(assets)))
     )
+    # The polled account's open orders: limit buys far below the market, so the market's resting
+    # order engine never fills them, with their cash reserved as placing them would have.
+    resting = [
+        Order(
+            account=opened[0],
+            client_order_id=f"bench-open-{index}",
+            asset=assets[index % len(assets)],
+            side=OrderSide.BUY,
+            position_intent=PositionIntent.BUY_TO_OPEN,
+            type=OrderType.LIMIT,
+            time_in_force=TimeInForce.GTC,
+            qty=shares_to_units(1),
+            limit_price_units=OPEN_ORDER_LIMIT_UNITS,
+            status=OrderStatus.NEW,
+            reserved_cents=OPEN_ORDER_LIMIT_UNITS // UNITS_PER_CENT,
+            submitted_at=now,
+        )
+        for index in range(OPEN_ORDERS)
+    ]
+    Order.objects.bulk_create(resting)
+    Account.objects.filter(pk=opened[0].pk).update(
+        reserved_cents=sum(order.reserved_cents for order in resting)
+    )
     analytics_services.analytics_refresh_all()
     analytics_services.symbol_stats_refresh()
     key, secret = services.api_key_create(account_id=opened[0].pk)
@@ -595,58 +769,6 @@ def _seed(*, accounts: int, symbols: int, log: Callable[[str], None]) -> tuple[d
 
 
 # --- Server and client --------------------------------------------------------------------------
-
-
-@contextmanager
-def _gunicorn(
-    database_url: str, *, cached: bool, workers: int, threads: int, metrics: bool | None = None
-) -> Iterator[Any]:
-    """Yields the port, or (port, arbiter pid) when ``metrics`` says whether to measure (the
-    metrics' cost rounds)."""
-    port = _database.free_port()
-    # Redis keys of their own, so a running instance's cache and the two runs never mix; deleted after.
-    redis_prefix = f"bench{os.getpid()}{'c' if cached else 'u'}"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "DATABASE_URL": database_url,
-        "BENCHMARK_ENDPOINTS": "true",
-        "CACHE_ENABLED": "true" if cached else "false",
-        "REDIS_KEY_PREFIX": redis_prefix,
-        "RATE_LIMITS": "read=100000000/min,market_data=100000000/min,anon=100000000/min",
-        "LEADERBOARD_MAX_STALENESS_S": "86400",
-        "LOG_LEVEL": "WARNING",
-    }
-    if metrics is not None:
-        env["METRICS_ENABLED"] = "true" if metrics else "false"
-    log_path = Path(settings.VAR_DIR) / f"benchmark-api-gunicorn-{port}.log"
-    with open(log_path, "wb") as output:
-        process = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "gunicorn"), "-c", "python:config.gunicorn_conf",
-                "config.wsgi:application",
-                "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(threads),
-                "--no-control-socket", "--keep-alive", "30",
-            ],
-            cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise CommandError(f"gunicorn exited; see {log_path}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/_bench/ping", timeout=2):
-                    break
-            except (OSError, urllib.error.URLError):
-                if time.monotonic() > deadline:
-                    raise CommandError(f"gunicorn did not answer; see {log_path}") from None
-                time.sleep(0.1)
-        yield port if metrics is None else (port, process.pid)
-    finally:
-        process_stop(process)
-        redis_keys_delete(f"{redis_prefix}:*")
-        log_path.unlink(missing_ok=True)
 
 
 WRK_SCRIPT = Path(__file__).with_name("wrk_latency.lua")
@@ -672,8 +794,8 @@ def _drive_wrk(
         command += ["-H", f"{name}: {value}"]
     command += ["-s", str(WRK_SCRIPT)]
     if warmup > 0:
-        _wrk_result([*command, f"-d{warmup}s", url])
-    result = _wrk_result([*command, f"-d{duration}s", url])
+        wrk_result([*command, f"-d{warmup}s", url])
+    result = wrk_result([*command, f"-d{duration}s", url])
     seconds = result["duration_us"] / 1_000_000
     return Measurement(
         p50=result["p50_us"] / 1_000_000,
@@ -681,14 +803,6 @@ def _drive_wrk(
         rate=result["requests"] / seconds if seconds else 0.0,
         errors=int(result["non_2xx"]) + int(result["socket_errors"]),
     )
-
-
-def _wrk_result(command: list[str]) -> dict[str, float]:
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
-    for line in finished.stdout.splitlines():
-        if line.startswith("WRK_RESULT "):
-            return dict(json.loads(line.removeprefix("WRK_RESULT ")))
-    raise CommandError(f"wrk gave no result (exit {finished.returncode}): {finished.stdout}{finished.stderr}")
 
 
 def _queries_per_request(port: int, path: str, headers: dict[str, str], *, count: int) -> float:

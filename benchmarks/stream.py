@@ -74,7 +74,12 @@ from django.db import connection
 
 from benchmarks import _database
 from benchmarks._report import METRICS_COST_GOAL, Report, Row
-from benchmarks._stream_procs import _open, made_up_symbols
+from benchmarks._stream_procs import (
+    ATTACK_KEY_VARIABLE,
+    ATTACK_SECRET_VARIABLE,
+    _open,
+    made_up_symbols,
+)
 from benchmarks.processes import process_stop, redis_names
 from config.redis_pools import redis_client
 from realtime.streams import TRADES, Subscriptions, rfc3339_ns, window_events
@@ -843,11 +848,12 @@ async def _discard(ws: Any) -> None:
 async def _start_attacker(plan: Plan, url: str) -> asyncio.subprocess.Process:
     attacker = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "benchmarks._stream_procs", "attack",
-        # "=": a secret may begin with "-", which argparse would take for an option.
-        f"--url={url}", f"--key={plan.attacker_key}", f"--secret={plan.attacker_secret}",
-        "--listed-symbol", plan.universe[0], "--sockets", str(ATTACK_SOCKETS),
+        f"--url={url}", "--listed-symbol", plan.universe[0], "--sockets", str(ATTACK_SOCKETS),
         "--symbols", str(ATTACK_SYMBOLS), "--symbol-length", str(ATTACK_SYMBOL_LENGTH),
         "--rate", str(ATTACK_RATE),
+        # The key pair in the environment, which only this user can read: a command line is
+        # visible to every user of the machine (ps).
+        env={**os.environ, ATTACK_KEY_VARIABLE: plan.attacker_key, ATTACK_SECRET_VARIABLE: plan.attacker_secret},
         cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path
 
@@ -21,6 +22,10 @@ api_v2: list[URLPattern | URLResolver] = [
     *trading_api_urls.urlpatterns,
     *schema_urlpatterns,
 ]
+if settings.BENCHMARK_ENDPOINTS:
+    # The benchmarks' API floors (benchmarks/views.py), first: one prefix that fails fast for
+    # every other path, so the floors resolve no slower than the endpoints measured against them.
+    api_v2.insert(0, path("_bench/", include("benchmarks.urls")))
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("v2/", include(api_v2)),

@@ -4,7 +4,7 @@ baseline, ratio, goal and met, a real PNG per benchmark; the ops page links it f
 
 Too long for the fast suite (minutes): live, on SQLite only. The live benchmarks' own tests run on
 PostgreSQL; here their table checks (``api_table_check``, ``dashboard_table_check``,
-``games_table_check``, ``stream_table_check``) read this run's output, so each benchmark runs once per backend in CI.
+``games_table_check``, ``stream_table_check``, ``trading_table_check``) read this run's output, so each benchmark runs once per backend in CI.
 Figures are not asserted; that every benchmark ran and reported what its own test expects is.
 """
 
@@ -26,6 +26,7 @@ from tests.benchmarks.test_api import api_table_check
 from tests.benchmarks.test_dashboard import dashboard_table_check
 from tests.benchmarks.test_games import games_table_check
 from tests.benchmarks.test_stream import stream_table_check
+from tests.benchmarks.test_trading import trading_table_check
 from tests.tools import require_tool
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -43,7 +44,7 @@ def test_benchmark_all_writes_one_report_the_ops_page_links(tmp_path: Path, sett
     settings.PASSWORD_HASHERS = global_settings.PASSWORD_HASHERS
     settings.BENCHMARK_REPORTS_DIR = tmp_path / "reports"
     names = list(benchmarks.available())
-    assert {"api", "dashboard", "db", "games", "stream", "ticks"} <= set(names)
+    assert {"api", "dashboard", "db", "games", "stream", "ticks", "trading"} <= set(names)
     out = io.StringIO()
     call_command("benchmark", "all", "--smallest", "--db-name", str(tmp_path / "bench.sqlite3"), stdout=out)
     text = out.getvalue()
@@ -56,6 +57,7 @@ def test_benchmark_all_writes_one_report_the_ops_page_links(tmp_path: Path, sett
     dashboard_table_check(text)
     games_table_check(text)
     stream_table_check(text)
+    trading_table_check(text)
 
     latest = tmp_path / "reports" / "latest"
     document = json.loads((latest / "report.json").read_text())

@@ -68,7 +68,9 @@ def api_table_check(text: str, *, client: str) -> None:
     driving the load."""
     for scenario in (
         "floor: trivial Django view",
+        "API floor: key auth + rate limiter + DRF, constant body, p50 / p99",
         "leaderboard p99: cached vs uncached (P14)",
+        "p99 cached vs the API floor's (P14)",
         "account analytics p99: cached vs uncached (P14)",
         "symbol stats p99: cached vs uncached (P14)",
         "DB queries/request (P41)",
@@ -77,9 +79,22 @@ def api_table_check(text: str, *, client: str) -> None:
         "p99/p50 (P15)",
         "cached reads, worst p99 (P14)",
         "bars (not cached)",
+        # What a bot polls, against the API floor, with the market running.
+        "open orders (not cached)",
+        "latest trade (not cached)",
+        "latest quote (not cached)",
+        "snapshot (not cached)",
+        "req/s vs the API floor's",
+        "p99 vs the API floor's",
+        "cache hit rate, L1 (in-process LRU)",
+        "cache hit rate, L2 (Redis, on L1 misses)",
+        "cache hit rates by data type (the server's cache_hits_total / cache_misses_total): ",
         "load average (1/5/15 min) before:",
     ):
         assert scenario in text, text
+    assert "cache hit rates not read" not in text, text
+    # Six polled reads, each with its two rows against the API floor.
+    assert text.count("req/s vs the API floor's") == 6 == text.count("  p99 vs the API floor's"), text
     assert "non-2xx answers: 0" in text, text
     assert ("load: wrk" in text) == (client == "wrk"), text
     # The metrics' cost needs wrk: the Python client's own CPU would swamp it.
@@ -91,6 +106,11 @@ def api_table_check(text: str, *, client: str) -> None:
             cached, uncached = (float(value) for value in line.split()[3:5])
             assert cached < 0.5 <= uncached, line  # a cached answer takes (almost always) no query
             assert line.split()[-1] in ("yes", "noisy"), line  # noisy: the machine was loaded
+        if line.startswith("cache hit rate, L1"):
+            # The cached reads were read again and again: some answers came from L1 (how many
+            # depends on the speed: an L1 entry lives at most a second).
+            _, _, hits, of, reads = line.split()[6:11]
+            assert of == "of" and 0 < float(hits.replace(",", "")) <= float(reads.replace(",", "")), line
 
 
 def test_without_wrk_the_python_client_is_used_and_said(monkeypatch: pytest.MonkeyPatch) -> None:

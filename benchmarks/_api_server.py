@@ -1,0 +1,192 @@
+"""What ``benchmark api`` and ``benchmark trading`` share: gunicorn (with the market beside it)
+on a throwaway database, the choice of load generator, wrk's result line, and the figures of one
+endpoint under load."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import CommandError
+
+from benchmarks import _database
+from benchmarks.processes import process_stop, redis_keys_delete, redis_names
+from config.redis_pools import redis_client
+
+ROOT = Path(__file__).resolve().parents[1]
+# The servers' /metrics answers a bearer of this (in their environment, never a command line).
+METRICS_TOKEN = secrets.token_urlsafe(24)
+# Limits too high to trip, so the limiter's cost is in every figure but it refuses nothing.
+READ_RATE_LIMITS = "read=100000000/min,market_data=100000000/min,anon=100000000/min"
+
+
+@dataclass
+class Measurement:
+    """One endpoint under load: latency percentiles in seconds, throughput, failures, and the
+    mean database queries per response (from the sequential sample)."""
+
+    p50: float
+    p99: float
+    rate: float
+    errors: int
+    queries: float = float("nan")
+
+
+def percentile(latencies: list[float], fraction: float) -> float:
+    ordered = sorted(latencies)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
+
+
+@dataclass(frozen=True)
+class LoadClient:
+    """How load is generated: wrk (its path) or the threaded Python client (None)."""
+
+    wrk: str | None
+    note: str
+
+    @classmethod
+    def choose(cls, preference: str) -> LoadClient:
+        found = shutil.which("wrk")
+        if preference == "wrk" and found is None:
+            raise CommandError("--client wrk: wrk is not installed (apt-get install wrk)")
+        if preference != "python" and found is not None:
+            return cls(wrk=found, note=f"load: wrk ({found}), latencies from wrk's own histogram")
+        reason = "--client python" if preference == "python" else "wrk is not installed (apt-get install wrk)"
+        return cls(
+            wrk=None,
+            note=(
+                f"load: the Python client ({reason}). Its threads share the cores with the server and "
+                "inflate every latency, the floor's included: judge the endpoints against the floor, "
+                "and measure the cached reads' 10 ms p99 goal with wrk."
+            ),
+        )
+
+
+@contextmanager
+def gunicorn_started(
+    database_url: str,
+    *,
+    cached: bool,
+    workers: int,
+    threads: int,
+    metrics: bool | None = None,
+    market_symbols: int = 0,
+    rate_limits: str = READ_RATE_LIMITS,
+    label: str = "api",
+    log: Callable[[str], None] | None = None,
+) -> Iterator[Any]:
+    """Yields the port, or (port, arbiter pid) when ``metrics`` says whether to measure (the
+    metrics' cost rounds). With ``market_symbols``, ``manage.py run_market`` runs beside it on
+    the same Redis names, and the port is yielded once every symbol has a quote in Redis.
+
+    gunicorn's metrics go to a directory of their own, so its ``/metrics`` (read with the run's
+    own METRICS_TOKEN, passed in the environment) counts this server's requests only."""
+    port = _database.free_port()
+    # Redis keys of their own, so a running instance's cache and the two runs never mix; deleted after.
+    redis_prefix = f"bench{os.getpid()}{'c' if cached else 'u'}"
+    metrics_dir = Path(tempfile.mkdtemp(prefix=f"benchmark-{label}-metrics-", dir=settings.VAR_DIR))
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DATABASE_URL": database_url,
+        "BENCHMARK_ENDPOINTS": "true",
+        "CACHE_ENABLED": "true" if cached else "false",
+        "REDIS_KEY_PREFIX": redis_prefix,
+        "RATE_LIMITS": rate_limits,
+        "LEADERBOARD_MAX_STALENESS_S": "86400",
+        "LOG_LEVEL": "WARNING",
+        "METRICS_TOKEN": METRICS_TOKEN,
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        # Quotes flow at any hour, as the market's default does (the operator's setting may not).
+        "MARKET_HOURS": "always",
+    }
+    if metrics is not None:
+        env["METRICS_ENABLED"] = "true" if metrics else "false"
+    log_path = Path(settings.VAR_DIR) / f"benchmark-{label}-gunicorn-{port}.log"
+    with open(log_path, "wb") as output:
+        process = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "gunicorn"), "-c", "python:config.gunicorn_conf",
+                "config.wsgi:application",
+                "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(threads),
+                "--no-control-socket", "--keep-alive", "30",
+            ],
+            cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    market: subprocess.Popen[bytes] | None = None
+    market_log = Path(settings.VAR_DIR) / f"benchmark-{label}-market-{port}.log"
+    market_metrics = Path(tempfile.mkdtemp(prefix=f"benchmark-{label}-market-metrics-", dir=settings.VAR_DIR))
+    try:
+        if market_symbols:
+            with open(market_log, "wb") as output:
+                market = subprocess.Popen(
+                    [
+                        sys.executable, "manage.py", "run_market",
+                        "--symbols", str(market_symbols), "--seed", "16",
+                    ],
+                    cwd=ROOT,
+                    # The market's own metrics apart: the hit rates are the web servers'.
+                    env={**env, "PROMETHEUS_MULTIPROC_DIR": str(market_metrics)},
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                )  # fmt: skip
+            if log is not None:
+                log(f"starting gunicorn :{port} and the market ({market_symbols} symbols)")
+        quotes_key = redis_names(redis_prefix)["LATEST_QUOTES_KEY"]
+        deadline = time.monotonic() + (90 if market_symbols else 30)
+        answering = False
+        while True:
+            if process.poll() is not None:
+                raise CommandError(f"gunicorn exited:\n{log_path.read_text(errors='replace')[-3000:]}")
+            if market is not None and market.poll() is not None:
+                raise CommandError(f"the market exited:\n{market_log.read_text(errors='replace')[-3000:]}")
+            if not answering:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/_bench/ping", timeout=2):
+                        answering = True
+                except (OSError, urllib.error.URLError):
+                    pass
+            if answering and (not market_symbols or redis_client().hlen(quotes_key) >= market_symbols):
+                break
+            if time.monotonic() > deadline:
+                raise CommandError(
+                    f"gunicorn did not answer or the market quoted too few symbols within "
+                    f"{90 if market_symbols else 30} s:\n{log_path.read_text(errors='replace')[-3000:]}"
+                )
+            time.sleep(0.1)
+        yield port if metrics is None else (port, process.pid)
+        if market is not None and market.poll() is not None:
+            raise CommandError(
+                f"the market exited during the run:\n{market_log.read_text(errors='replace')[-3000:]}"
+            )
+    finally:
+        if market is not None:
+            process_stop(market)
+        process_stop(process)
+        redis_keys_delete(f"{redis_prefix}:*")
+        log_path.unlink(missing_ok=True)
+        market_log.unlink(missing_ok=True)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        shutil.rmtree(market_metrics, ignore_errors=True)
+
+
+def wrk_result(command: list[str]) -> dict[str, float]:
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    for line in finished.stdout.splitlines():
+        if line.startswith("WRK_RESULT "):
+            return dict(json.loads(line.removeprefix("WRK_RESULT ")))
+    raise CommandError(f"wrk gave no result (exit {finished.returncode}): {finished.stdout}{finished.stderr}")
