@@ -237,8 +237,8 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
     report.notes.append(client.note)
     report.notes.append(
         f"orders placed in the run (warm-up and samples included): {check.orders:,}; floor rows "
-        f"inserted: {floor_rows:,}; non-2xx answers: orders {measured[ORDERS_PATH].errors}, "
-        f"floor {measured[FLOOR_PATH].errors}"
+        f"inserted: {floor_rows:,}; failed requests (non-2xx or socket errors): "
+        f"orders {measured[ORDERS_PATH].errors}, floor {measured[FLOOR_PATH].errors}"
     )
     for problem in check.problems[:PROBLEMS_SHOWN]:
         report.notes.append(f"ledger check: {problem}")
