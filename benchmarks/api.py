@@ -180,7 +180,7 @@ class Endpoint:
     cacheable: bool
     authenticated: bool = True
     # What a bot polls (account, positions, open orders, latest trade/quote, snapshot): held to
-    # the API floor's throughput and tail (issue 14's goals).
+    # the API floor's throughput and tail (README, Benchmarks).
     bot_read: bool = False
 
 

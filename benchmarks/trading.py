@@ -1,5 +1,5 @@
 """``benchmark trading``: filled market orders through gunicorn on loopback, against a one-row INSERT
-behind the same stack (issue 14).
+behind the same stack (README, Benchmarks).
 
 Seeds a throwaway database: ``--symbols`` symbols with a stored quote each, and ``--accounts``
 accounts, each with an API key, cash, and ``SEED_SHARES`` shares of one symbol (bought in the
