@@ -11,8 +11,7 @@ socket advertises that MSS (an Ethernet link's) so the server cuts segments as i
 
 ``python -m benchmarks._stream_procs attack ...``: the subscription-reply amplification
 attack on the design's market-data stream: ``--sockets`` connections authenticate with their own
-key (its id and secret in the environment, ``ATTACK_KEY_VARIABLE`` and ``ATTACK_SECRET_VARIABLE``,
-not on the command line), subscribe to ``--symbols`` made-up symbols of ``--symbol-length`` characters on trades, quotes
+key (its id and secret as a JSON line on stdin, before anything else, not on the command line), subscribe to ``--symbols`` made-up symbols of ``--symbol-length`` characters on trades, quotes
 and bars (a message per channel, under the inbound size limit), then each re-subscribes one listed
 symbol ``--rate`` times a second, reading (and only counting) every reply. ``READY {...}`` once
 the big subscriptions are answered; on ``QUIT`` it prints ``RESULT {...}`` (messages sent, reply
@@ -33,7 +32,6 @@ import calendar
 import contextlib
 import gc
 import json
-import os
 import re
 import socket
 import struct
@@ -42,9 +40,6 @@ import threading
 import time
 from typing import Any
 
-# The attacker's key pair, passed in its environment (``attack_main``).
-ATTACK_KEY_VARIABLE = "BENCHMARK_ATTACK_KEY_ID"
-ATTACK_SECRET_VARIABLE = "BENCHMARK_ATTACK_SECRET"
 # "t":"2025-01-02T03:04:05.123456789Z" in a trade: the tick's publish time in nanoseconds.
 TIME_PATTERN = re.compile(r'"t":"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.(\d{9})Z"')
 
@@ -320,8 +315,10 @@ def made_up_symbols(count: int, length: int) -> list[str]:
 async def attack_main(args: argparse.Namespace) -> None:
     from websockets.asyncio.client import connect
 
-    # The key pair comes in the environment, never on the command line (which ps shows anyone).
-    key, secret = os.environ[ATTACK_KEY_VARIABLE], os.environ[ATTACK_SECRET_VARIABLE]
+    # The key pair comes as the first line on stdin, never on the command line (which ps shows
+    # to every user of the machine).
+    credentials = json.loads(await asyncio.to_thread(sys.stdin.readline))
+    key, secret = credentials["key"], credentials["secret"]
     made_up = made_up_symbols(args.symbols, args.symbol_length)
     stats = {"sent": 0, "reply_bytes": 0, "largest_reply": 0, "closed": 0}
 

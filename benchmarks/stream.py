@@ -74,12 +74,7 @@ from django.db import connection
 
 from benchmarks import _database
 from benchmarks._report import METRICS_COST_GOAL, Report, Row
-from benchmarks._stream_procs import (
-    ATTACK_KEY_VARIABLE,
-    ATTACK_SECRET_VARIABLE,
-    _open,
-    made_up_symbols,
-)
+from benchmarks._stream_procs import _open, made_up_symbols
 from benchmarks.processes import process_stop, redis_names
 from config.redis_pools import redis_client
 from realtime.streams import TRADES, Subscriptions, rfc3339_ns, window_events
@@ -851,12 +846,16 @@ async def _start_attacker(plan: Plan, url: str) -> asyncio.subprocess.Process:
         f"--url={url}", "--listed-symbol", plan.universe[0], "--sockets", str(ATTACK_SOCKETS),
         "--symbols", str(ATTACK_SYMBOLS), "--symbol-length", str(ATTACK_SYMBOL_LENGTH),
         "--rate", str(ATTACK_RATE),
-        # The key pair in the environment, which only this user can read: a command line is
-        # visible to every user of the machine (ps).
-        env={**os.environ, ATTACK_KEY_VARIABLE: plan.attacker_key, ATTACK_SECRET_VARIABLE: plan.attacker_secret},
         cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
+        # The key pair as the first line on its stdin: a command line is visible to every user of
+        # the machine (ps).
+        assert attacker.stdin is not None
+        attacker.stdin.write(
+            json.dumps({"key": plan.attacker_key, "secret": plan.attacker_secret}).encode() + b"\n"
+        )
+        await attacker.stdin.drain()
         await _line(attacker, "READY", timeout=120)
     except BaseException:
         attacker.kill()
