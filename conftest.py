@@ -36,6 +36,9 @@ from typing import Any
 import pytest
 from hypothesis import settings as hypothesis_settings
 
+# xdist_group marks reach pytest-xdist's scheduler again under pytest 9.2 (see the module).
+pytest_plugins = ["tests.xdist_groups"]
+
 # --- Metrics: one multiprocess directory per pytest process ---------------------------------------
 # Each pytest process (each xdist worker) and the servers its tests start write their metrics into
 # a directory of their own, so a test reads only its own run's series. The settings (and so
