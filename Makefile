@@ -7,6 +7,10 @@ HTTP_PORT ?= 8000
 WS_PORT ?= 8001
 PYTEST_ARGS ?=
 PYTEST_WORKERS ?= 2
+# Workers of the live run. Those tests wait on servers, ticks and timeouts much of the time, so
+# LIVE_WORKERS=3 (one lane per xdist group plus one) may fill cores two leave idle; 2 until a quiet
+# CI run shows a third worker is faster and no less reliable.
+LIVE_WORKERS ?= 2
 
 BIN := $(VENV)/bin
 MANAGE := $(BIN)/python manage.py
@@ -20,7 +24,7 @@ export HTTP_PORT WS_PORT
 
 help:
 	@echo "make run        migrate, seed demo data, start web (HTTP :$(HTTP_PORT)), ws (:$(WS_PORT)), worker, beat, market, monitor"
-	@echo "make test       run the whole test suite: non-live tests on $(PYTEST_WORKERS) workers, then the live ones (PYTEST_ARGS='...' passes options to pytest)"
+	@echo "make test       run the whole test suite: non-live tests on $(PYTEST_WORKERS) workers, then the live ones on $(LIVE_WORKERS) (PYTEST_ARGS='...' passes options to pytest)"
 	@echo "make test-fast  the suite without the tests that start servers, workers, the market or chromium"
 	@echo "                (-m 'not live'), on PYTEST_WORKERS=$(PYTEST_WORKERS) parallel workers: a minute or two"
 	@echo "make lint       ruff check, ruff format --check, mypy, lint-imports (app layers), eslint"
@@ -74,9 +78,9 @@ stop:
 # DB_TESTS_ONLY pass skips them. Then the Python suite in two runs that together are all of it:
 # the tests not marked `live` on PYTEST_WORKERS xdist workers (each with its own test database and
 # Redis key prefix), then the live ones (real servers, workers, the market, chromium; free ports,
-# the worker's own database and key prefix) on as many workers, with the CPU-bound ones in two
+# the worker's own database and key prefix) on LIVE_WORKERS workers, with the CPU-bound ones in two
 # xdist groups, each kept on one worker: "load" (benchmark runs, the schema fuzzer) and "stacks"
-# (chromium, whole-stack runs), so two of a kind never compete.
+# (chromium, whole-stack runs), so two of a kind never compete; the other workers take the rest.
 # Exit status 5 (no tests collected) is fine for one run when the other ran tests (PYTEST_ARGS may
 # select only one kind), and for both only on the DB_TESTS_ONLY pass, where it means that no test
 # depends on the database backend.
@@ -85,8 +89,8 @@ test: venv node_modules/.installed
 	else npm test; fi
 	@echo "pytest: the tests not marked live, on $(PYTEST_WORKERS) workers"; \
 	fast=0; $(BIN)/pytest -m "not live" -n $(PYTEST_WORKERS) $(PYTEST_ARGS) || fast=$$?; \
-	echo "pytest: the live tests, on $(PYTEST_WORKERS) workers (the CPU-bound ones on one of them)"; \
-	live=0; $(BIN)/pytest -m live -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS) || live=$$?; \
+	echo "pytest: the live tests, on $(LIVE_WORKERS) workers (each group of CPU-bound ones on one of them)"; \
+	live=0; $(BIN)/pytest -m live -n $(LIVE_WORKERS) --dist loadgroup $(PYTEST_ARGS) || live=$$?; \
 	for s in $$fast $$live; do \
 		if [ $$s -ne 0 ] && [ $$s -ne 5 ]; then exit $$s; fi; \
 	done; \
