@@ -296,9 +296,11 @@ def _lock_account(account_id: uuid.UUID | str) -> None:
     positions, so PostgreSQL transactions on one account queue instead of deadlocking.
 
     NO KEY UPDATE does not conflict with the key-share locks that inserting an order or a
-    position (foreign keys to the account) takes. SQLite ignores it: IMMEDIATE transactions
-    are serialised already.
+    position (foreign keys to the account) takes. On SQLite it sends nothing: its IMMEDIATE
+    transactions are serialised already, from BEGIN.
     """
+    if not connection.features.has_select_for_update:
+        return
     list(Account.objects.select_for_update(no_key=True).filter(pk=account_id).values_list("pk", flat=True))
 
 
@@ -1200,8 +1202,7 @@ def _placement_read(account_id: uuid.UUID | str, symbol: str) -> _Placement:
         f"placement_plan_{name}": Subquery(plans.values(name)[:1]) for name in _PLACEMENT_PLAN_FIELDS
     }
     try:
-        if connection.features.has_select_for_update:
-            _lock_account(account_id)
+        _lock_account(account_id)
         row = (
             Account.objects.select_related("game_player__game__commission_plan")
             .annotate(**annotations)
@@ -1402,8 +1403,6 @@ def _order_place(
                     return order
                 if request.time_in_force == TimeInForce.FOK:
                     decision = None  # the touch cannot fill it whole: it is canceled below
-            if order._state.adding:
-                order.save(force_insert=True)
             # Every order must be affordable when submitted, as on Alpaca, even one that ends at once.
             _order_rest(
                 order=order,
@@ -1413,6 +1412,8 @@ def _order_place(
                 rates=placement.rates,
                 now=now,
             )
+            if order._state.adding:
+                order.save(force_insert=True)  # with what it holds: one INSERT
             _order_accept(order, now)
             _legs_announce(legs, now)
             if decision is not None and decision.action is matching.Action.FILL:
@@ -1639,10 +1640,10 @@ def _order_rest(
         ).update(reserved_cents=F("reserved_cents") + reserve):
             raise Forbidden("insufficient buying power")
         update["reserved_cents"] = reserve
-    if update:
+    for field, value in update.items():
+        setattr(order, field, value)
+    if update and not order._state.adding:  # an order not written yet is inserted with them
         Order.objects.filter(pk=order.pk).update(**update)
-        for field, value in update.items():
-            setattr(order, field, value)
 
 
 def _position_intent(*, placement: _Placement, asset: Asset, request: OrderRequest, qty: int) -> str:

@@ -134,3 +134,21 @@ def test_a_game_accounts_order_takes_the_statements_of_a_default_accounts(
     assert len(gamed) == len(plain) == filled_market_order_statements(), "\n".join(gamed)
     assert Fill.objects.get(account=player.account).commission_cents == 7
     assert selectors.game_rules_for_account(account_id=player.account.pk) == game
+
+
+@pytest.mark.usefixtures("traded")
+def test_a_resting_limit_buy_is_written_once_with_its_reservation(account: Account) -> None:
+    client = key_client(account)
+    client.get("/v2/clock")
+    with CaptureQueriesContext(connection) as captured:
+        response = post_order(
+            client, symbol="AAPL", qty=2, type="limit", limit_price="90", time_in_force="gtc"
+        )
+    assert response.status_code == 200, response.content
+    # BEGIN, the placement read, the reservation's conditional UPDATE, the order's INSERT, COMMIT
+    # (and PostgreSQL's lock).
+    lock = 1 if connection.features.has_select_for_update else 0
+    assert len(captured) == 5 + lock, "\n".join(query["sql"] for query in captured.captured_queries)
+    order = Order.objects.get(pk=response.json()["id"])
+    assert order.status == OrderStatus.NEW
+    assert order.reserved_cents == Account.objects.get(pk=account.pk).reserved_cents >= 18_000  # 2 x $90
