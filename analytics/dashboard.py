@@ -161,7 +161,7 @@ def _next_day_start(now: dt.datetime) -> dt.datetime:
 
 
 def _leaderboard_and_game(
-    *, account: Account, now: dt.datetime
+    *, account: Account, username: str, now: dt.datetime
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     # A game account is not on the global board (it holds default accounts only): its player
     # follows the game's board instead, which the page then polls at its own endpoint.
@@ -170,7 +170,8 @@ def _leaderboard_and_game(
     if game is None:
         return leaderboard_get_or_refresh(period="overall", limit=limit, now=now), None
     url = reverse("game-leaderboard", kwargs={"game_id": str(game.pk)})
-    return game_leaderboard_get_or_refresh(game=game, limit=limit, now=now), {
+    board = game_leaderboard_get_or_refresh(game=game, limit=limit, username=username, now=now)
+    return board, {
         "id": str(game.pk),
         "name": game.name,
         "leaderboard_url": f"{url}?limit={limit}",
@@ -199,7 +200,7 @@ def dashboard_bootstrap_build(
         account_id=account.pk, activity_types=[selectors.FILL_ACTIVITY], page_size=RECENT_FILLS
     )
     watchlist = dashboard_watchlist_get_or_create(account=account)
-    leaderboard, game = _leaderboard_and_game(account=account, now=now)
+    leaderboard, game = _leaderboard_and_game(account=account, username=user.get_username(), now=now)
     return {
         "as_of": now.astimezone(dt.UTC).isoformat(),
         "user": {"username": user.get_username(), "is_staff": bool(getattr(user, "is_staff", False))},

@@ -58,11 +58,22 @@ def board_rows(board: dict[str, Any]) -> list[dict[str, Any]]:
 
 def board_status(board: dict[str, Any]) -> str:
     as_of = board["as_of"].replace("T", " ").split(".")[0].removesuffix("+00:00")[:19]
-    return (
-        f"Final standings, as of {as_of} UTC."
-        if board["status"] == "final"
-        else f"Live, computed {as_of} UTC."
-    )
+    if board["status"] == "final":
+        return f"Final standings, as of {as_of} UTC."
+    if board["status"] == "closing":
+        return f"The game is over; final standings in a moment (last live board {as_of} UTC)."
+    return f"Live, computed {as_of} UTC."
+
+
+# Players per page of the game's board: a 10,000-player game is a hundred pages, each reachable.
+BOARD_PAGE_SIZE = 100
+
+
+def _board_page_number(request: HttpRequest) -> int:
+    try:
+        return max(1, int(request.GET.get("page", "1")))
+    except ValueError:
+        return 1
 
 
 @never_cache
@@ -82,7 +93,13 @@ def game_page(request: HttpRequest, game_id: uuid.UUID) -> HttpResponse:
         announcements = trading_selectors.game_announcements_list(game_id=game.pk, user_id=user.pk)
     except Forbidden:
         announcements = None  # only the organiser and the players read them
-    board = selectors.game_leaderboard_get_or_refresh(game=game, now=now)
+    page = _board_page_number(request)
+    offset = (page - 1) * BOARD_PAGE_SIZE
+    board = selectors.game_leaderboard_get_or_refresh(
+        game=game, limit=BOARD_PAGE_SIZE, offset=offset, username=user.get_username(), now=now
+    )
+    pages = max(1, -(-board["player_count"] // BOARD_PAGE_SIZE))
+    url = reverse("game-leaderboard", kwargs={"game_id": str(game.pk)})
     return render(
         request,
         "games/game.html",
@@ -100,7 +117,12 @@ def game_page(request: HttpRequest, game_id: uuid.UUID) -> HttpResponse:
             "board": board,
             "board_rows": board_rows(board),
             "board_status": board_status(board),
-            "leaderboard_url": reverse("game-leaderboard", kwargs={"game_id": str(game.pk)}),
+            "board_me": board_rows({"entries": [board["me"]]})[0] if board["me"] else None,
+            "board_page": page,
+            "board_pages": pages,
+            "board_previous": page - 1 if page > 1 else None,
+            "board_next": page + 1 if page < pages else None,
+            "leaderboard_url": f"{url}?limit={BOARD_PAGE_SIZE}&offset={offset}",
             # Other players' holdings only once nobody can trade on what they see.
             "positions": trading_selectors.game_positions_list(game_id=game.pk) if over else None,
             "poll_ms": int(settings.LEADERBOARD_MAX_STALENESS_S * 1000 / 3),

@@ -24,12 +24,18 @@ class GameLeaderboardView(TradingAPIView):
         parameters=[GAME_ID, GameLeaderboardQuerySerializer],
         responses=with_errors({200: GameLeaderboardSerializer}),
         description="Live while the game runs (never older than the staleness bound), then its "
-        "final standings, frozen at the end.",
+        "final standings, frozen at the end. One page of `limit` entries from rank `offset + 1`; "
+        "`me` is the caller's own entry wherever it ranks.",
     )
     def get(self, request: Request, game_id: str) -> Response:
-        limit = parse_query(GameLeaderboardQuerySerializer, request).get("limit")
-        game = trading_selectors.game_get(game_id=game_id, user_id=request_user(request).pk)
-        return Response(selectors.game_leaderboard_get_or_refresh(game=game, limit=limit))
+        query = parse_query(GameLeaderboardQuerySerializer, request)
+        user = request_user(request)
+        game = trading_selectors.game_get(game_id=game_id, user_id=user.pk)
+        return Response(
+            selectors.game_leaderboard_get_or_refresh(
+                game=game, limit=query.get("limit"), offset=query.get("offset", 0), username=user.username
+            )
+        )
 
 
 class GameStandingsCsvView(TradingAPIView):

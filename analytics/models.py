@@ -63,13 +63,24 @@ class LeaderboardEntry(models.Model):
 class GameBoard(models.Model):
     """A game's leaderboard at one instant: live (refreshed with the global boards, the newest
     SNAPSHOTS_KEPT kept) or final, the standings at the game's end, stored once and never changed
-    (docs/architecture.md, Game leaderboards)."""
+    (docs/architecture.md, Game leaderboards).
+
+    One row per board, the ranked players in ``standings``: a 10,000-player game's board is one
+    insert per refresh, not 10,000 (and deleting an old one deletes one row). Players are named by
+    username only, no account key, so deleting an account leaves the frozen standings as they
+    were."""
 
     game = models.ForeignKey(Game, on_delete=models.CASCADE, related_name="+")
     # For a final board, the game's end: the instant its prices and holdings are taken at.
     as_of = models.DateTimeField()
     final = models.BooleanField(default=False)
     player_count = models.PositiveIntegerField(default=0)
+    # The game's starting cash when the board was made: every player's return is measured against it.
+    baseline_cents = models.BigIntegerField(default=0)
+    # Best first (rank = position + 1): one [username, equity_cents, return (a fraction), sharpe,
+    # max_drawdown] per player; sharpe and max_drawdown come from the player's daily equity since
+    # the game's start (analytics.services.risk_figures), null until there are enough days.
+    standings = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["-as_of", "-id"]
@@ -83,31 +94,6 @@ class GameBoard(models.Model):
 
     def __str__(self) -> str:
         return f"{'final' if self.final else 'live'} board of {self.game_id} @ {self.as_of:%Y-%m-%d %H:%M:%S}"
-
-
-class GameBoardEntry(models.Model):
-    board = models.ForeignKey(GameBoard, on_delete=models.CASCADE, related_name="entries")
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
-    rank = models.PositiveIntegerField()
-    username = models.CharField(max_length=150)
-    equity_cents = models.BigIntegerField()
-    # The game's starting cash: every player's return is measured against it.
-    baseline_cents = models.BigIntegerField()
-    return_pct = models.FloatField()
-    # From the player's daily equity since the game's start (analytics.services.risk_figures);
-    # None until there are enough days.
-    sharpe = models.FloatField(null=True, blank=True)
-    max_drawdown = models.FloatField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["board", "rank"]
-        constraints = [
-            models.UniqueConstraint(fields=["board", "rank"], name="game_board_entry_rank_unique"),
-            models.UniqueConstraint(fields=["board", "account"], name="game_board_entry_account_unique"),
-        ]
-
-    def __str__(self) -> str:
-        return f"#{self.rank} {self.username}"
 
 
 class AccountEquityDay(models.Model):

@@ -14,6 +14,7 @@ no queries.
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -26,14 +27,13 @@ from analytics import services
 from analytics.models import (
     AccountAnalytics,
     GameBoard,
-    GameBoardEntry,
     LeaderboardEntry,
     LeaderboardPeriod,
     LeaderboardSnapshot,
     SymbolStats,
 )
 from config.cache import cache_manager
-from trading.errors import InvalidRequest, NotFound
+from trading.errors import InvalidRequest, NotFound, TradingError
 from trading.models import Account, Asset, Game
 from trading.units import cents_to_str, qty_to_str, units_to_str
 
@@ -146,19 +146,25 @@ def _refreshed_once(
     now: dt.datetime,
     bound: float,
 ) -> dict[str, Any] | None:
-    """A stale board's fresh successor: the reader holding ``lock`` refreshes it, the others wait
-    for that and read what it stored."""
-    with cache_manager().single_flight(lock) as holder:
-        # Another process may have refreshed while this one waited for the lock.
-        board = stored()
-        if _age(board, now) > bound and holder:
-            refresh()
+    """A stale board's fresh successor, for bounded work in the web processes: the reader holding
+    ``lock`` (one per board across processes) refreshes it, the others wait for that and read what
+    it stored. A reader whose wait ends with the lock still held waits again rather than computing
+    the same board beside the holder (which, under load, is how a stale board became a recompute
+    in every worker); once the lock's own lifetime has passed with no fresh board it answers 503
+    (``BoardUnavailable``), never a board older than the bound."""
+    manager = cache_manager()
+    deadline = time.monotonic() + manager.config.lock_seconds
+    while True:
+        with manager.single_flight(lock) as holder:
+            # Another process may have refreshed while this one waited for the lock.
             board = stored()
-        if _age(board, now) > bound:
-            # The holder did not finish within the wait: recompute here rather than serve stale.
-            refresh()
-            board = stored()
-    return board
+            if _age(board, now) > bound and holder:
+                refresh()
+                board = stored()
+        if _age(board, now) <= bound or holder:
+            return board
+        if time.monotonic() >= deadline:
+            raise BoardUnavailable("the leaderboard is being recomputed; retry in a moment")
 
 
 def leaderboard_csv_rows(*, period: str) -> Iterator[list[str | int | Decimal | None]]:
@@ -192,42 +198,41 @@ def leaderboard_csv_rows(*, period: str) -> Iterator[list[str | int | Decimal | 
 # --- Game leaderboards (docs/architecture.md, Game leaderboards) ---------------------------------
 
 
-def _game_board_payload(board: GameBoard, *, starting_cash_cents: int) -> dict[str, Any]:
-    # Usernames only, as on the global board: players read each other's standing, not accounts.
-    entries = (
-        GameBoardEntry.objects.filter(board=board)
-        .order_by("rank")
-        .values_list("rank", "username", "equity_cents", "return_pct", "sharpe", "max_drawdown")[
-            : settings.LEADERBOARD_LIMIT_MAX
-        ]
-    )
+class BoardUnavailable(TradingError):
+    """A stale board another process has been recomputing for longer than the lock lives: answered
+    503 (retry shortly) rather than served stale or recomputed beside it."""
+
+    status = 503
+
+
+def _game_board_payload(board: GameBoard) -> dict[str, Any]:
+    # The whole stored board as the cache holds it: the standings compact (one list per player,
+    # usernames only, as on the global board), expanded into entries a page at a time.
     return {
         "game_id": str(board.game_id),
         "status": "final" if board.final else "live",
         "as_of": board.as_of.isoformat(),
-        "starting_cash": cents_to_str(starting_cash_cents),
+        "starting_cash": cents_to_str(board.baseline_cents),
         "player_count": board.player_count,
-        "entries": [
-            {
-                "rank": rank,
-                "username": username,
-                "equity": cents_to_str(equity),
-                "return_pct": round(gain * 100, 4),
-                "sharpe": _float(sharpe, 4),
-                "max_drawdown": _float(drawdown),
-            }
-            for rank, username, equity, gain, sharpe, drawdown in entries
-        ],
+        "standings": board.standings,
     }
 
 
-def _game_board_newest(game: Game, *, final: bool) -> GameBoard | None:
-    return GameBoard.objects.filter(game=game, final=final).order_by("-as_of", "-id").first()
+def _game_entry(rank: int, row: list[Any]) -> dict[str, Any]:
+    username, equity, gain, sharpe, drawdown = row
+    return {
+        "rank": rank,
+        "username": username,
+        "equity": cents_to_str(equity),
+        "return_pct": round(gain * 100, 4),
+        "sharpe": _float(sharpe, 4),
+        "max_drawdown": _float(drawdown),
+    }
 
 
 def _game_board_stored(game: Game, *, final: bool) -> dict[str, Any] | None:
-    board = _game_board_newest(game, final=final)
-    return _game_board_payload(board, starting_cash_cents=game.starting_cash_cents) if board else None
+    board = GameBoard.objects.filter(game=game, final=final).order_by("-as_of", "-id").first()
+    return _game_board_payload(board) if board else None
 
 
 def _game_final_get_or_freeze(game: Game, now: dt.datetime) -> dict[str, Any]:
@@ -246,12 +251,31 @@ def _game_final_get_or_freeze(game: Game, now: dt.datetime) -> dict[str, Any]:
     return final
 
 
-def _game_live_get_or_refresh(game: Game, now: dt.datetime) -> dict[str, Any]:
-    bound = float(settings.LEADERBOARD_MAX_STALENESS_S)
-    manager = cache_manager()
-    board: dict[str, Any] | None = manager.cached(
+def _game_live_cached(game: Game) -> dict[str, Any] | None:
+    board: dict[str, Any] | None = cache_manager().cached(
         services.game_board_cache_key(game.pk), "leaderboard", lambda: _game_board_stored(game, final=False)
     )
+    return board
+
+
+def _game_closing(game: Game) -> dict[str, Any]:
+    """Between the end and the freeze (GAME_FREEZE_GRACE_S): the last live board, marked closing
+    (nothing can trade any more; the final standings follow)."""
+    board = _game_live_cached(game)
+    if board is None:
+        board = {
+            "game_id": str(game.pk),
+            "as_of": game.closes_at().isoformat(),
+            "starting_cash": cents_to_str(game.starting_cash_cents),
+            "player_count": 0,
+            "standings": [],
+        }
+    return {**board, "status": "closing"}
+
+
+def _game_live_get_or_refresh(game: Game, now: dt.datetime) -> dict[str, Any]:
+    bound = float(settings.LEADERBOARD_MAX_STALENESS_S)
+    board = _game_live_cached(game)
     if _age(board, now) <= bound:
         assert board is not None
         return board
@@ -267,31 +291,76 @@ def _game_live_get_or_refresh(game: Game, now: dt.datetime) -> dict[str, Any]:
         game.refresh_from_db()
         if now < game.closes_at():
             raise RuntimeError(f"game {game.pk} is running but its board was not written")
-        return _game_final_get_or_freeze(game, now)
+        return game_leaderboard_whole_get_or_refresh(game=game, now=now)
     return board
 
 
 def game_leaderboard_whole_get_or_refresh(*, game: Game, now: dt.datetime | None = None) -> dict[str, Any]:
-    """A game's whole board (up to LEADERBOARD_LIMIT_MAX entries) as the cache holds it (shared:
-    never modify it). Once the game is over: its final standings (``status`` "final", ``as_of``
-    the end), frozen by this read if the job has not yet. Before: the live board (``status``
-    "live"), never older than LEADERBOARD_MAX_STALENESS_S, recomputed and stored first when it
-    was. The caller has checked the reader may see ``game`` (``trading.selectors.game_get``)."""
+    """A game's whole stored board as the cache holds it (shared: never modify it): ``status``,
+    ``as_of``, ``starting_cash``, ``player_count`` and ``standings``, every player best first as
+    [username, equity_cents, return (a fraction), sharpe, max_drawdown]. Once the game is over and
+    GAME_FREEZE_GRACE_S has passed: its final standings (``status`` "final", ``as_of`` the end),
+    frozen by this read if the job has not yet; within the grace, the last live board marked
+    "closing". Before: the live board (``status`` "live"), never older than
+    LEADERBOARD_MAX_STALENESS_S, recomputed first when it was (once per game across processes:
+    the others wait for it). The caller has checked the reader may see ``game``
+    (``trading.selectors.game_get``)."""
     now = now or timezone.now()
-    if now >= game.closes_at():
+    end = game.closes_at()
+    if now >= end + services.game_freeze_grace():
         return _game_final_get_or_freeze(game, now)
+    if now >= end:
+        return _game_closing(game)
     return _game_live_get_or_refresh(game, now)
 
 
-def game_leaderboard_get_or_refresh(
-    *, game: Game, limit: int | None = None, now: dt.datetime | None = None
+def game_leaderboard_page(
+    board: dict[str, Any], *, limit: int | None = None, offset: int = 0, username: str | None = None
 ) -> dict[str, Any]:
-    """``game_leaderboard_whole_get_or_refresh`` cut to its first ``limit`` entries (1 to
-    LEADERBOARD_LIMIT_MAX; all of them when None)."""
+    """One page of a whole board (``game_leaderboard_whole_get_or_refresh``): ``limit`` entries
+    (1 to LEADERBOARD_LIMIT_MAX, that many when None) from rank ``offset + 1``, and ``me``, the
+    entry of ``username`` wherever it ranks (None when not given or not a player)."""
+    if limit is None:
+        limit = settings.LEADERBOARD_LIMIT_MAX
+    if not 1 <= limit <= settings.LEADERBOARD_LIMIT_MAX:
+        raise InvalidRequest(f"limit must be between 1 and {settings.LEADERBOARD_LIMIT_MAX}")
+    if offset < 0:
+        raise InvalidRequest("offset must be 0 or more")
+    standings = board["standings"]
+    me = None
+    if username is not None:
+        # A scan of the usernames: well under a millisecond for 10,000 players.
+        index = next((i for i, row in enumerate(standings) if row[0] == username), None)
+        me = None if index is None else _game_entry(index + 1, standings[index])
+    return {
+        "game_id": board["game_id"],
+        "status": board["status"],
+        "as_of": board["as_of"],
+        "starting_cash": board["starting_cash"],
+        "player_count": board["player_count"],
+        "offset": offset,
+        "entries": [
+            _game_entry(rank, row)
+            for rank, row in enumerate(standings[offset : offset + limit], start=offset + 1)
+        ],
+        "me": me,
+    }
+
+
+def game_leaderboard_get_or_refresh(
+    *,
+    game: Game,
+    limit: int | None = None,
+    offset: int = 0,
+    username: str | None = None,
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """What ``GET /v2/games/{id}/leaderboard`` answers: ``game_leaderboard_whole_get_or_refresh``
+    cut to one page (``game_leaderboard_page``), the caller's own entry in ``me``."""
     if limit is not None and not 1 <= limit <= settings.LEADERBOARD_LIMIT_MAX:
         raise InvalidRequest(f"limit must be between 1 and {settings.LEADERBOARD_LIMIT_MAX}")
     board = game_leaderboard_whole_get_or_refresh(game=game, now=now)
-    return board if limit is None else leaderboard_first(board, limit)
+    return game_leaderboard_page(board, limit=limit, offset=offset, username=username)
 
 
 GAME_STANDINGS_CSV_HEADER = [
@@ -315,31 +384,19 @@ def game_standings_csv_rows_get_or_refresh(
     organiser's export: usernames, never account numbers. Text cells are ``str``, figures numbers,
     so the CSV writer neutralises formulas in the text only (trading/api/csv_export.py)."""
     board = game_leaderboard_whole_get_or_refresh(game=game, now=now)
-    # The newest stored board of its kind: the one just read, or one fresher still.
-    stored = _game_board_newest(game, final=board["status"] == "final")
     yield list(GAME_STANDINGS_CSV_HEADER)
-    if stored is None:
-        return
-    entries = (
-        GameBoardEntry.objects.filter(board=stored)
-        .order_by("rank")
-        .values_list(
-            "rank", "username", "equity_cents", "baseline_cents", "return_pct", "sharpe", "max_drawdown"
-        )
-    )
-    as_of = stored.as_of.isoformat()
-    status = "final" if stored.final else "live"
-    for rank, username, equity, baseline, gain, sharpe, drawdown in entries.iterator(chunk_size=2000):
+    baseline = Decimal(board["starting_cash"])
+    for rank, (username, equity, gain, sharpe, drawdown) in enumerate(board["standings"], start=1):
         yield [
             rank,
             username,
             Decimal(equity).scaleb(-2),
-            Decimal(baseline).scaleb(-2),
+            baseline,
             Decimal(f"{gain * 100:.4f}"),
             None if sharpe is None else Decimal(f"{sharpe:.4f}"),
             None if drawdown is None else Decimal(f"{drawdown:.6f}"),
-            status,
-            as_of,
+            board["status"],
+            board["as_of"],
         ]
 
 

@@ -120,7 +120,12 @@ class GameLeaderboardQuerySerializer(serializers.Serializer[Any]):
         min_value=1,
         max_value=settings.LEADERBOARD_LIMIT_MAX,
         required=False,
-        help_text=f"Default: every player (at most {settings.LEADERBOARD_LIMIT_MAX}).",
+        help_text=f"Entries in the page. Default: {settings.LEADERBOARD_LIMIT_MAX}, the most a page holds.",
+    )
+    offset = IntegerField(
+        min_value=0,
+        required=False,
+        help_text="Ranks skipped before the page: offset=500 starts at rank 501 (default 0).",
     )
 
 
@@ -138,11 +143,16 @@ class GameLeaderboardEntrySerializer(serializers.Serializer[Any]):
 class GameLeaderboardSerializer(serializers.Serializer[Any]):
     game_id = serializers.UUIDField()
     status = serializers.CharField(
-        help_text="live while the game runs; final: the standings at the game's end, frozen for good"
+        help_text="live while the game runs; closing: over, the last live board until the final standings "
+        "are frozen (GAME_FREEZE_GRACE_S after the end); final: the standings at the game's end, frozen for good"
     )
     as_of = serializers.DateTimeField(
         help_text="live: when it was computed, never older than the staleness bound; final: the game's end"
     )
     starting_cash = serializers.CharField(help_text="dollars; every return is measured against it")
     player_count = serializers.IntegerField()
+    offset = serializers.IntegerField(help_text="ranks before the page's first entry")
     entries = GameLeaderboardEntrySerializer(many=True)
+    me = GameLeaderboardEntrySerializer(
+        allow_null=True, help_text="the caller's own entry wherever it ranks; null if not a player"
+    )

@@ -37,7 +37,6 @@ from django.db.models import (
     Model,
     Q,
     QuerySet,
-    Subquery,
     Sum,
     Value,
     When,
@@ -55,7 +54,6 @@ from analytics.models import (
     AccountEquityDay,
     FrontendSample,
     GameBoard,
-    GameBoardEntry,
     LeaderboardEntry,
     LeaderboardPeriod,
     LeaderboardSnapshot,
@@ -171,8 +169,12 @@ class Book:
         return rows
 
 
-def book_load(*, now: dt.datetime | None = None, account_ids: Sequence[uuid.UUID] | None = None) -> Book:
-    """Every account's equity, capital and start-of-day equity: seven queries for any number."""
+def book_load(
+    *, now: dt.datetime | None = None, account_ids: Sequence[uuid.UUID] | QuerySet[Any] | None = None
+) -> Book:
+    """Every account's equity, capital and start-of-day equity: seven queries for any number.
+    ``account_ids`` narrows it, as ids or as a subquery of them (a game's players: the database
+    reads them itself rather than receiving 10,000 ids in each statement)."""
     now = now or timezone.now()
     boundary = day_boundary(now)
     accounts = Account.objects.all()
@@ -194,7 +196,9 @@ def book_load(*, now: dt.datetime | None = None, account_ids: Sequence[uuid.UUID
     wanted = list(states)
 
     def scoped(queryset: QuerySet[_M]) -> QuerySet[_M]:
-        return queryset if account_ids is None else queryset.filter(account_id__in=wanted)
+        if account_ids is None:
+            return queryset
+        return queryset.filter(account_id__in=account_ids if isinstance(account_ids, QuerySet) else wanted)
 
     positions = list(
         scoped(Position.objects.exclude(qty=0)).values_list(
@@ -292,16 +296,14 @@ class LeaderboardRefreshResult:
     changed: bool = False
 
 
-def _board_top(period: str) -> list[tuple[uuid.UUID, int]]:
-    """(account, equity) by rank at the top of the newest stored board: one query, stored or not."""
-    newest = LeaderboardSnapshot.objects.filter(period=period).order_by("-as_of", "-id").values("pk")[:1]
-    return list(
-        LeaderboardEntry.objects.filter(
-            snapshot_id=Subquery(newest), rank__lte=settings.DASHBOARD_LEADERBOARD_LIMIT
-        )
-        .order_by("rank")
-        .values_list("account_id", "equity_cents")
-    )
+def _stored_ranking(period: str) -> tuple[LeaderboardSnapshot | None, list[tuple[uuid.UUID, str, int, int]]]:
+    """The newest stored board of ``period`` and its (account, username, equity, baseline) by rank:
+    two queries, reads only."""
+    snapshot = LeaderboardSnapshot.objects.filter(period=period).order_by("-as_of", "-id").first()
+    if snapshot is None:
+        return None, []
+    rows = LeaderboardEntry.objects.filter(snapshot=snapshot).order_by("rank")
+    return snapshot, list(rows.values_list("account_id", "username", "equity_cents", "baseline_cents"))
 
 
 def leaderboard_refresh(
@@ -309,18 +311,50 @@ def leaderboard_refresh(
 ) -> LeaderboardRefreshResult:
     """New overall and daily snapshots for every account, today's equity point per account, and the
     cached boards invalidated after commit. Older snapshots beyond SNAPSHOTS_KEPT are deleted.
-    When the top of the overall board changed, dashboards are told after commit (analytics/events.py)."""
+    When the top of the overall board changed, dashboards are told after commit (analytics/events.py).
+
+    Writes only what moved: a period whose ranking (accounts, names, equities, baselines by rank) is
+    the newest stored one's keeps that snapshot with its ``as_of`` moved to now (one update instead
+    of 10,000 inserted entries for an idle book), and only the equity points that changed since the
+    last run are upserted. A read of the stored rows costs far less than rewriting them."""
     book = book or book_load(now=now)
     snapshot_ids: dict[str, int] = {}
     changed = False
+    today_points = {
+        account_id: (equity, flows)
+        for account_id, equity, flows in AccountEquityDay.objects.filter(day=book.trading_day).values_list(
+            "account_id", "equity_cents", "flows_cents"
+        )
+    }
+    moved = [
+        state
+        for state in book.accounts
+        if today_points.get(state.account_id) != (state.equity_cents, state.flows_today_cents)
+    ]
     with transaction.atomic():
         for period in LeaderboardPeriod.values:
             ranked = book.ranked(period)
+            stored, rows = _stored_ranking(period)
             if period == LeaderboardPeriod.OVERALL:
                 top = ranked[: settings.DASHBOARD_LEADERBOARD_LIMIT]
-                changed = _board_top(period) != [
+                changed = [(row[0], row[2]) for row in rows[: settings.DASHBOARD_LEADERBOARD_LIMIT]] != [
                     (state.account_id, state.equity_cents) for state, _, _ in top
                 ]
+            same = (
+                stored is not None
+                and stored.trading_day == book.trading_day
+                and rows
+                == [
+                    (state.account_id, state.username, state.equity_cents, baseline)
+                    for state, baseline, _ in ranked
+                ]
+            )
+            if same:
+                assert stored is not None
+                # Never backwards: a reader's refresh may have moved it past this run's instant.
+                LeaderboardSnapshot.objects.filter(pk=stored.pk, as_of__lt=book.now).update(as_of=book.now)
+                snapshot_ids[period] = stored.pk
+                continue
             snapshot = LeaderboardSnapshot.objects.create(
                 period=period, as_of=book.now, trading_day=book.trading_day, account_count=len(ranked)
             )
@@ -347,21 +381,22 @@ def leaderboard_refresh(
             LeaderboardSnapshot.objects.filter(period=period).exclude(
                 pk__in=list(kept.values_list("pk", flat=True))
             ).delete()
-        AccountEquityDay.objects.bulk_create(
-            (
-                AccountEquityDay(
-                    account_id=state.account_id,
-                    day=book.trading_day,
-                    equity_cents=state.equity_cents,
-                    flows_cents=state.flows_today_cents,
-                )
-                for state in book.accounts
-            ),
-            update_conflicts=True,
-            unique_fields=["account", "day"],
-            update_fields=["equity_cents", "flows_cents"],
-            batch_size=1000,
-        )
+        if moved:
+            AccountEquityDay.objects.bulk_create(
+                (
+                    AccountEquityDay(
+                        account_id=state.account_id,
+                        day=book.trading_day,
+                        equity_cents=state.equity_cents,
+                        flows_cents=state.flows_today_cents,
+                    )
+                    for state in moved
+                ),
+                update_conflicts=True,
+                unique_fields=["account", "day"],
+                update_fields=["equity_cents", "flows_cents"],
+                batch_size=1000,
+            )
         cache_manager().invalidate_on_commit(*(leaderboard_cache_key(p) for p in LeaderboardPeriod.values))
         if changed:
             # Registered after the invalidation, so a reader prompted by it finds the new board.
@@ -620,19 +655,31 @@ def game_over_q(now: dt.datetime) -> Q:
     return Q(ends_at__lte=now) | Q(ended_at__lte=now)
 
 
+def game_freeze_grace() -> dt.timedelta:
+    """How long after a game's end its standings are frozen (GAME_FREEZE_GRACE_S): the market
+    writer commits ticks a moment after their instant, so a freeze at the end itself could price
+    a symbol at a tick before the last one at or before the end (docs/architecture.md, Game
+    leaderboards)."""
+    return dt.timedelta(seconds=float(settings.GAME_FREEZE_GRACE_S))
+
+
 def _game_ranked(standings: Iterable[GameStanding]) -> list[GameStanding]:
     # Ties by equity, then by name, so equal players keep one order from run to run.
     return sorted(standings, key=lambda row: (-row.return_pct, -row.equity_cents, row.username))
 
 
 def _game_points(
-    *, account_ids: Iterable[uuid.UUID], since: dt.date, before: dt.date
+    *, account_ids: Iterable[uuid.UUID] | QuerySet[Any], since: dt.date, before: dt.date
 ) -> dict[uuid.UUID, list[tuple[dt.date, int, int]]]:
-    """Each account's stored daily equity from ``since`` to the day before ``before``: one query."""
+    """Each account's stored daily equity from ``since`` to the day before ``before``: one query
+    (none on a game's first day, when there is nothing before it)."""
     points: dict[uuid.UUID, list[tuple[dt.date, int, int]]] = defaultdict(list)
-    rows = AccountEquityDay.objects.filter(
-        account_id__in=list(account_ids), day__gte=since, day__lt=before
-    ).order_by("account_id", "day")
+    if since >= before:
+        return points
+    wanted = account_ids if isinstance(account_ids, QuerySet) else list(account_ids)
+    rows = AccountEquityDay.objects.filter(account_id__in=wanted, day__gte=since, day__lt=before).order_by(
+        "account_id", "day"
+    )
     for account_id, day, equity, flows in rows.values_list(
         "account_id", "day", "equity_cents", "flows_cents"
     ):
@@ -674,21 +721,9 @@ def _game_standing(
     )
 
 
-def _game_entries(board: GameBoard, ranked: list[GameStanding], baseline_cents: int) -> list[GameBoardEntry]:
-    return [
-        GameBoardEntry(
-            board=board,
-            account_id=row.account_id,
-            rank=rank,
-            username=row.username,
-            equity_cents=row.equity_cents,
-            baseline_cents=baseline_cents,
-            return_pct=row.return_pct,
-            sharpe=row.sharpe,
-            max_drawdown=row.max_drawdown,
-        )
-        for rank, row in enumerate(ranked, start=1)
-    ]
+def _game_standings_rows(ranked: list[GameStanding]) -> list[list[Any]]:
+    """A board's ``standings``: usernames only (no account key), best first."""
+    return [[row.username, row.equity_cents, row.return_pct, row.sharpe, row.max_drawdown] for row in ranked]
 
 
 def game_boards_refresh(
@@ -697,8 +732,8 @@ def game_boards_refresh(
     """Live boards of every running game (or of the games named that are not over yet), ranked by
     return since the start: equity against the game's starting cash. The players (not removed),
     their daily equity and, unless given, the book of their accounts are loaded once for all the
-    games; the boards and their entries are written with bulk statements, the newest
-    SNAPSHOTS_KEPT live boards of each game kept. Returns the number of boards written."""
+    games; the boards (one row each, the standings in it) are written with one bulk insert, the
+    newest SNAPSHOTS_KEPT live boards of each game kept. Returns the number of boards written."""
     now = book.now if book is not None else now or timezone.now()
     games = Game.objects.exclude(game_over_q(now))
     games = games.filter(starts_at__lte=now) if game_ids is None else games.filter(pk__in=list(game_ids))
@@ -706,48 +741,51 @@ def game_boards_refresh(
     if not found:
         return 0
     players: dict[uuid.UUID, list[tuple[uuid.UUID, str]]] = defaultdict(list)
-    for game_id, account_id, username in GamePlayer.objects.filter(
-        game_id__in=list(found), removed_at__isnull=True
-    ).values_list("game_id", "account_id", "user__username"):
+    roster = GamePlayer.objects.filter(game_id__in=list(found), removed_at__isnull=True)
+    for game_id, account_id, username in roster.values_list("game_id", "account_id", "user__username"):
         players[game_id].append((account_id, username))
-    account_ids = [account_id for rows in players.values() for account_id, _ in rows]
+    account_ids = roster.values("account_id")
     if book is None:
         book = book_load(now=now, account_ids=account_ids)
     states = {state.account_id: state for state in book.accounts}
     first_day = min(calendar.trading_day_of(starts_at) for _, starts_at, _ in found.values())
     points = _game_points(account_ids=account_ids, since=first_day, before=book.trading_day)
-    with transaction.atomic():
-        boards = GameBoard.objects.bulk_create(
-            GameBoard(game_id=game_id, as_of=book.now, player_count=len(players[game_id]))
-            for game_id in found
-        )
-        entries: list[GameBoardEntry] = []
-        for board in boards:
-            _, starts_at, baseline = found[board.game_id]
-            start_day = calendar.trading_day_of(starts_at)
-            standings = []
-            for account_id, username in players[board.game_id]:
-                state = states.get(account_id)
-                if state is None:  # joined after the book was loaded: on the next board
-                    continue
-                series = _game_series(
-                    points.get(account_id, []),
-                    start_day=start_day,
+    boards: list[GameBoard] = []
+    for game_id, (_, starts_at, baseline) in found.items():
+        start_day = calendar.trading_day_of(starts_at)
+        standings = []
+        for account_id, username in players[game_id]:
+            state = states.get(account_id)
+            if state is None:  # joined after the book was loaded: on the next board
+                continue
+            series = _game_series(
+                points.get(account_id, []),
+                start_day=start_day,
+                baseline_cents=baseline,
+                today=(book.trading_day, state.equity_cents, state.flows_today_cents),
+            )
+            standings.append(
+                _game_standing(
+                    account_id=account_id,
+                    username=username,
+                    equity_cents=state.equity_cents,
                     baseline_cents=baseline,
-                    today=(book.trading_day, state.equity_cents, state.flows_today_cents),
+                    points=series,
+                    today=book.trading_day,
                 )
-                standings.append(
-                    _game_standing(
-                        account_id=account_id,
-                        username=username,
-                        equity_cents=state.equity_cents,
-                        baseline_cents=baseline,
-                        points=series,
-                        today=book.trading_day,
-                    )
-                )
-            entries.extend(_game_entries(board, _game_ranked(standings), baseline))
-        GameBoardEntry.objects.bulk_create(entries, batch_size=1000)
+            )
+        ranked = _game_ranked(standings)
+        boards.append(
+            GameBoard(
+                game_id=game_id,
+                as_of=book.now,
+                player_count=len(players[game_id]),
+                baseline_cents=baseline,
+                standings=_game_standings_rows(ranked),
+            )
+        )
+    with transaction.atomic():
+        GameBoard.objects.bulk_create(boards)
         # Each game keeps its newest SNAPSHOTS_KEPT live boards, as the global boards do.
         live = (
             GameBoard.objects.filter(game_id__in=list(found), final=False)
@@ -868,12 +906,18 @@ def game_standings_freeze(*, game_id: uuid.UUID, now: dt.datetime | None = None)
         if existing is not None:
             return existing
         end = game.closes_at()
-        if now < end:
-            raise InvalidRequest("the game is not over yet")
+        if now < end + game_freeze_grace():
+            raise InvalidRequest(
+                "the game is not over yet" if now < end else "the game's final standings are due shortly"
+            )
         ranked = _game_standings_at(game=game, at=end)
-        board = GameBoard.objects.create(game=game, as_of=end, final=True, player_count=len(ranked))
-        GameBoardEntry.objects.bulk_create(
-            _game_entries(board, ranked, game.starting_cash_cents), batch_size=1000
+        board = GameBoard.objects.create(
+            game=game,
+            as_of=end,
+            final=True,
+            player_count=len(ranked),
+            baseline_cents=game.starting_cash_cents,
+            standings=_game_standings_rows(ranked),
         )
         # The live boards are history now: the final one answers from here on.
         GameBoard.objects.filter(game=game, final=False).delete()
@@ -882,11 +926,11 @@ def game_standings_freeze(*, game_id: uuid.UUID, now: dt.datetime | None = None)
 
 
 def game_standings_freeze_due(*, now: dt.datetime | None = None) -> int:
-    """Freeze the standings of every game that is over and has none yet (one query when none is
-    due); returns how many were frozen."""
+    """Freeze the standings of every game over for longer than the freeze grace that has none yet
+    (one query when none is due); returns how many were frozen."""
     now = now or timezone.now()
     due = list(
-        Game.objects.filter(game_over_q(now))
+        Game.objects.filter(game_over_q(now - game_freeze_grace()))
         .exclude(pk__in=GameBoard.objects.filter(final=True).values("game_id"))
         .values_list("pk", flat=True)
     )

@@ -617,6 +617,10 @@ HTTP_PORT = env.int("HTTP_PORT", default=8000)
 LEADERBOARD_MAX_STALENESS_S = env.float("LEADERBOARD_MAX_STALENESS_S", default=5.0)
 LEADERBOARD_LIMIT_DEFAULT = 50
 LEADERBOARD_LIMIT_MAX = 500
+# A game's final standings are frozen this long after its end, once the market writer has stored
+# the ticks up to the end (it commits a moment after their instant); readers in between get the
+# last live board marked "closing".
+GAME_FREEZE_GRACE_S = env.float("GAME_FREEZE_GRACE_S", default=5.0)
 # Annual risk-free rate for Sharpe ratios (0.04 = 4 %).
 ANALYTICS_RISK_FREE_RATE = env.float("ANALYTICS_RISK_FREE_RATE", default=0.0)
 # How many ranks count as "the board" for a change the dashboard's channel relays, and how many it

@@ -54,7 +54,16 @@ export function formatRatio(value) {
 export function boardStatus(board) {
   if (!board || !board.as_of) return "Not computed yet.";
   const when = board.as_of.replace("T", " ").replace(/\.\d+/, "").replace(/(\+00:00|Z)$/, " UTC");
-  return isFinal(board) ? `Final standings, as of ${when}.` : `Live, computed ${when}.`;
+  if (isFinal(board)) return `Final standings, as of ${when}.`;
+  if (board.status === "closing") return `The game is over; final standings in a moment (last live board ${when}).`;
+  return `Live, computed ${when}.`;
+}
+
+/** The caller's own line under the board (the API's `me`, wherever it ranks), or "" for none. */
+export function meLine(board) {
+  const me = board && board.me;
+  if (!me) return "";
+  return `Your rank: #${me.rank} of ${board.player_count} (${formatPercent(me.return_pct)}).`;
 }
 
 // --- The page ----------------------------------------------------------------------------------
@@ -67,6 +76,7 @@ export class GameBoard {
     this.doc = doc;
     this.body = root.querySelector("tbody");
     this.status = root.querySelector("[data-field=status]");
+    this.me = root.querySelector("[data-field=me]");
     this.board = { as_of: root.dataset.asOf || null, status: root.dataset.final === "true" ? "final" : "live" };
     this.poller = new BoardPoller({
       url: this.url,
@@ -116,6 +126,10 @@ export class GameBoard {
     this.board = board;
     this.root.dataset.asOf = board.as_of || "";
     this.showStatus();
+    if (this.me) {
+      this.me.textContent = meLine(board);
+      this.me.hidden = !board.me;
+    }
   }
 }
 

@@ -12,12 +12,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from pytest_django.fixtures import Settings
 
 from analytics import selectors, services
 from analytics.models import GameBoard, LeaderboardEntry
+from config.cache import cache_manager, cache_manager_reset
 from tests.builders import set_quote, shares
 from trading import calendar, services as trading
 from trading.errors import InvalidRequest
@@ -155,7 +157,12 @@ def test_the_job_refreshes_running_games_only_and_freezes_those_just_over(
     kept = GameBoard.objects.filter(game=running).order_by("as_of").values_list("as_of", flat=True)
     assert list(kept) == [DURING + dt.timedelta(minutes=2), DURING + dt.timedelta(minutes=3)]
 
-    after = END + dt.timedelta(seconds=1)
+    # Within the freeze grace the game is over but not frozen yet; after it, frozen at the end.
+    within = END + dt.timedelta(seconds=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.leaderboards_refresh_all(now=within)
+    assert not GameBoard.objects.filter(final=True).exists()
+    after = END + services.game_freeze_grace() + dt.timedelta(seconds=1)
     with django_capture_on_commit_callbacks(execute=True):
         services.leaderboards_refresh_all(now=after)
     assert set(GameBoard.objects.values_list("game_id", "final", "as_of")) == {
@@ -310,8 +317,129 @@ def test_a_game_ended_after_the_reader_loaded_it_answers_its_final_standings(
     end = DURING + dt.timedelta(minutes=10)
     trading.game_end(game_id=game.pk, organiser_id=teacher.user.pk, now=end)
     with django_capture_on_commit_callbacks(execute=True):
-        # Read a moment after the end with the game as loaded before it: no live board is written.
+        # Read after the end with the game as loaded before it: no live board is written.
         board = selectors.game_leaderboard_whole_get_or_refresh(
-            game=loaded, now=end + dt.timedelta(seconds=1)
+            game=loaded, now=end + services.game_freeze_grace() + dt.timedelta(seconds=1)
         )
     assert (board["status"], board["as_of"]) == ("final", end.isoformat())
+
+
+def test_every_players_rank_is_reachable_a_page_at_a_time_and_each_sees_their_own(
+    market: dict[str, Asset], make_account: MakeAccount, django_capture_on_commit_callbacks: Any
+) -> None:
+    game = new_game(make_account(username="teacher"))
+    set_quote("AAPL", price="100.00", at=DURING)
+    playing = {}
+    for index in range(7):
+        name = f"p{index}"
+        playing[name] = join(game, make_account(username=name))
+        if index:
+            trade(playing[name], "AAPL", index)  # more shares, more lost to the spread: a lower rank
+    with django_capture_on_commit_callbacks(execute=True):
+        services.game_boards_refresh(now=DURING)
+    whole = selectors.game_leaderboard_get_or_refresh(game=game, now=DURING)
+    assert names(whole) == [f"p{index}" for index in range(7)] and whole["offset"] == 0
+    pages = [
+        selectors.game_leaderboard_get_or_refresh(game=game, limit=3, offset=offset, now=DURING)
+        for offset in (0, 3, 6, 9)
+    ]
+    assert [row for page in pages for row in page["entries"]] == whole["entries"]
+    assert [page["offset"] for page in pages] == [0, 3, 6, 9] and pages[3]["entries"] == []
+    mine = selectors.game_leaderboard_get_or_refresh(game=game, limit=2, username="p5", now=DURING)
+    assert names(mine) == ["p0", "p1"] and mine["me"] == whole["entries"][5]
+    assert selectors.game_leaderboard_get_or_refresh(game=game, username="teacher", now=DURING)["me"] is None
+    with pytest.raises(InvalidRequest):
+        selectors.game_leaderboard_get_or_refresh(game=game, offset=-1, now=DURING)
+
+
+def test_a_game_board_is_one_row_and_a_deleted_account_leaves_the_final_standings(
+    market: dict[str, Asset], make_account: MakeAccount, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Item 6 of the scale work: the standings name players by username, no account key."""
+    teacher = make_account(username="teacher")
+    game = new_game(teacher)
+    ada, bob = join(game, make_account(username="ada")), join(game, make_account(username="bob"))
+    set_quote("AAPL", price="100.00", at=DURING)
+    trade(ada, "AAPL", 10)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.game_boards_refresh(now=DURING)
+    assert GameBoard.objects.filter(game=game).count() == 1
+    end = DURING + dt.timedelta(hours=1)
+    trading.game_end(game_id=game.pk, organiser_id=teacher.user.pk, now=end)
+    read_at = end + dt.timedelta(minutes=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        final = selectors.game_leaderboard_get_or_refresh(game=game, now=read_at)
+    get_user_model().objects.filter(pk=bob.user_id).delete()  # bob's user and both his accounts
+    assert not Account.objects.filter(pk=bob.pk).exists()
+    cache_manager().invalidate(services.game_standings_cache_key(game.pk))
+    again = selectors.game_leaderboard_get_or_refresh(game=game, now=read_at + dt.timedelta(days=1))
+    assert again == final and names(again) == ["bob", "ada"]
+
+
+def test_the_freeze_waits_out_the_grace_for_ticks_the_writer_stores_late(
+    market: dict[str, Asset],
+    make_account: MakeAccount,
+    settings: Settings,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """Within GAME_FREEZE_GRACE_S of the end the last live board answers ("closing") and nothing
+    freezes; a tick from before the end stored late (the writer's lag) is in the final standings."""
+    settings.GAME_FREEZE_GRACE_S = 5
+    teacher = make_account(username="teacher")
+    game = new_game(teacher)
+    ada = join(game, make_account(username="ada"))
+    set_quote("AAPL", price="100.00", at=DURING)
+    trade(ada, "AAPL", 10)
+    end = DURING + dt.timedelta(hours=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.game_boards_refresh(now=end - dt.timedelta(seconds=2))
+    game = trading.game_end(game_id=game.pk, organiser_id=teacher.user.pk, now=end)
+
+    within = end + dt.timedelta(seconds=3)
+    closing = selectors.game_leaderboard_get_or_refresh(game=game, now=within)
+    assert (closing["status"], closing["as_of"]) == ("closing", (end - dt.timedelta(seconds=2)).isoformat())
+    with pytest.raises(InvalidRequest):
+        services.game_standings_freeze(game_id=game.pk, now=within)
+    assert services.game_standings_freeze_due(now=within) == 0
+    # The writer stores the last tick before the end only now, inside the grace.
+    set_quote("AAPL", price="130.00", at=end - dt.timedelta(milliseconds=300))
+    ada.refresh_from_db()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.game_standings_freeze_due(now=end + dt.timedelta(seconds=5)) == 1
+        final = selectors.game_leaderboard_get_or_refresh(game=game, now=end + dt.timedelta(seconds=6))
+    assert (final["status"], final["as_of"]) == ("final", end.isoformat())
+    assert final["entries"][0]["equity"] == f"{(ada.cash_cents + 10 * 130_00) / 100:.2f}"
+
+
+@pytest.fixture
+def short_cache_locks(settings: Settings) -> Any:
+    settings.CACHE_LOCK_SECONDS = 0.6
+    settings.CACHE_LOCK_WAIT_SECONDS = 0.1
+    cache_manager_reset()
+    yield
+    cache_manager_reset()
+
+
+def test_a_reader_facing_a_board_another_process_is_recomputing_waits_instead_of_recomputing(
+    market: dict[str, Asset],
+    make_account: MakeAccount,
+    short_cache_locks: None,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """Property 11 with bounded work: while one process holds the game's refresh lock, a reader of
+    the stale board neither recomputes it beside that process nor serves it stale; once the lock's
+    lifetime has passed with no fresh board it answers 503, and the next reader refreshes."""
+    game = new_game(make_account())
+    join(game, make_account(username="ada"))
+    with django_capture_on_commit_callbacks(execute=True):
+        services.game_boards_refresh(now=DURING)
+    stale_at = DURING + dt.timedelta(seconds=30)
+    with cache_manager().single_flight(f"game-board-refresh:{game.pk}") as holder:
+        assert holder  # as the process recomputing the board would hold it
+        with pytest.raises(selectors.BoardUnavailable) as refused:
+            selectors.game_leaderboard_get_or_refresh(game=game, now=stale_at)
+        assert refused.value.status == 503
+        assert list(GameBoard.objects.filter(game=game).values_list("as_of", flat=True)) == [DURING]
+    with django_capture_on_commit_callbacks(execute=True):
+        fresh = selectors.game_leaderboard_get_or_refresh(game=game, now=stale_at)
+    assert fresh["as_of"] == stale_at.isoformat()

@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 import time_machine
+from django.conf import settings
 from django.test import Client
 
+from analytics import game_pages
 from tests.trading.test_services import place
 from trading import services
 from trading.models import Account, Asset, Game
@@ -113,12 +115,40 @@ def test_the_board_is_on_the_page_live_then_final(
     client = client_of(organiser)
 
     live = client.get(f"/games/{game.pk}").content.decode()
-    assert f'data-leaderboard-url="/v2/games/{game.pk}/leaderboard"' in live and 'data-final="false"' in live
+    assert f'data-leaderboard-url="/v2/games/{game.pk}/leaderboard?limit=100&amp;offset=0"' in live
+    assert 'data-final="false"' in live
     assert "js/game" in live  # the module that keeps it fresh
     assert '<tr data-username="ada">' in live and '<tr data-username="bob">' in live
     assert "Live, computed" in live
 
-    clock.move_to(END)
+    clock.move_to(END + dt.timedelta(seconds=1))  # over, within the freeze grace
+    closing = client.get(f"/games/{game.pk}").content.decode()
+    assert "The game is over; final standings in a moment" in closing
+    clock.move_to(END + dt.timedelta(seconds=settings.GAME_FREEZE_GRACE_S + 1))
     final = client.get(f"/games/{game.pk}").content.decode()
     assert 'data-final="true"' in final and "Final standings, as of" in final
     assert '<tr data-username="ada">' in final and '<tr data-username="bob">' in final
+
+
+def test_every_rank_is_a_page_away_and_a_player_sees_their_own(
+    clock: time_machine.Traveller, make_account: MakeAccount, asset: Asset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(game_pages, "BOARD_PAGE_SIZE", 2)  # three players, two pages
+    organiser = make_account(username="teacher")
+    game = new_game(organiser)
+    accounts = {
+        name: services.game_join(game_id=game.pk, user=make_account(username=name).user, now=BEFORE).account
+        for name in ("ada", "bob", "cy")
+    }
+    clock.move_to(DURING)
+    place(accounts["ada"], now=DURING, qty=3)  # the spread: ada ranks last
+    viewer = client_of(Account.objects.get(user__username="ada", is_default=True))
+
+    first = viewer.get(f"/games/{game.pk}").content.decode()
+    assert '<tr data-username="ada">' not in first and "Page 1 of 2" in first and "?page=2" in first
+    assert "Your rank: #3 of 3" in first
+    second = viewer.get(f"/games/{game.pk}?page=2").content.decode()
+    assert '<tr data-username="ada">' in second and '<tr data-username="bob">' not in second
+    assert "offset=2" in second and "?page=1" in second
+    teacher = client_of(organiser).get(f"/games/{game.pk}?page=x").content.decode()
+    assert "Page 1 of 2" in teacher and "Your rank" not in teacher

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 
 import { FakeDocument } from "./fake-dom.mjs";
 import { fakeTimers } from "./fake-timers.mjs";
-import { GameBoard, boardStatus, entryCells, formatPercent } from "../../static/js/game.js";
+import { GameBoard, boardStatus, entryCells, formatPercent, meLine } from "../../static/js/game.js";
 
 const live = {
   as_of: "2026-12-07T10:00:05.123456+00:00",
@@ -55,6 +55,13 @@ test("the status says whether the board is live or final, and when it was comput
   assert.equal(boardStatus(live), "Live, computed 2026-12-07 10:00:05 UTC.");
   assert.equal(boardStatus({ ...live, status: "final" }), "Final standings, as of 2026-12-07 10:00:05 UTC.");
   assert.equal(boardStatus(null), "Not computed yet.");
+  assert.match(boardStatus({ ...live, status: "closing" }), /^The game is over; final standings in a moment/);
+});
+
+test("the caller's own rank shows wherever it is, and nothing for a non-player", () => {
+  const me = { ...live.entries[1], rank: 7321 };
+  assert.equal(meLine({ ...live, player_count: 10000, me }), "Your rank: #7321 of 10000 (-1.00 %).");
+  assert.equal(meLine({ ...live, me: null }), "");
 });
 
 test("a running game's board is polled at poll-ms, rendered, and polling stops when final", async () => {

@@ -73,11 +73,16 @@ def test_the_leaderboard_is_live_during_the_game_and_final_after(
         assert post_order(ada, symbol="AAPL", qty="10").status_code == 200
         set_quote("AAPL", price="110.00")
         live = stranger.get(f"/v2/games/{game.pk}/leaderboard")  # a public game: anyone reads it
+        # A page past the first, and the caller's own entry wherever it ranks.
+        page = ada.get(f"/v2/games/{game.pk}/leaderboard?limit=1&offset=1").json()
+        assert_alpaca_error(stranger.get(f"/v2/games/{game.pk}/leaderboard?offset=-1"), 422)
     assert live.status_code == 200, live.content
     body = live.json()
     assert (body["status"], body["as_of"], body["starting_cash"]) == ("live", DURING.isoformat(), "10000.00")
     assert [row["username"] for row in body["entries"]] == ["ada", "bob"]
     assert set(body["entries"][0]) == {"rank", "username", "equity", "return_pct", "sharpe", "max_drawdown"}
+    assert (body["offset"], body["me"]) == (0, None)  # eve does not play
+    assert [row["rank"] for row in page["entries"]] == [2] and page["me"] == {**body["entries"][0]}
 
     with time_machine.travel(END + dt.timedelta(hours=1), tick=False):
         set_quote("AAPL", price="500.00")  # after the end: not in the standings
