@@ -151,7 +151,8 @@ def test_an_organiser_runs_an_invite_only_game_from_the_pages(
     teacher_page.goto(f"/games/{game.pk}/manage")
     teacher_page.click("#end-game button[type=submit]")
     expect(teacher_page.locator("#game")).to_have_attribute("data-state", "over", timeout=UI_TIMEOUT_MS)
-    expect(board).to_have_attribute("data-final", "true")
+    # Frozen GAME_FREEZE_GRACE_S after the end; the page polls until then.
+    expect(board).to_have_attribute("data-final", "true", timeout=UI_TIMEOUT_MS)
     expect(teacher_page.locator("#leaderboard-title")).to_have_text("Final standings")
     expect(ann_page.locator("#leaderboard-title")).to_have_text(
         f"Leaderboard: {name} (final standings)", timeout=UI_TIMEOUT_MS

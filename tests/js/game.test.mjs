@@ -28,7 +28,8 @@ function page(doc, { final = "false" } = {}) {
       return true;
     },
   });
-  const root = { dataset, querySelector: (selector) => (selector === "tbody" ? body : status) };
+  const parts = { tbody: body, "[data-field=status]": status };
+  const root = { dataset, querySelector: (selector) => parts[selector] ?? null };
   return { root, body, status };
 }
 
