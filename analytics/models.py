@@ -27,6 +27,10 @@ class LeaderboardSnapshot(models.Model):
     as_of = models.DateTimeField()
     trading_day = models.DateField()
     account_count = models.PositiveIntegerField(default=0)
+    # A digest of the ranking (accounts, names, equities and baselines by rank): the job compares a
+    # new ranking with it and, when equal, moves this board's as_of instead of storing its entries
+    # again (analytics.services.leaderboard_refresh). Empty: not known, never equal.
+    fingerprint = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         ordering = ["-as_of", "-id"]

@@ -150,7 +150,8 @@ def _refreshed_once(
     ``lock`` (one per board across processes) refreshes it, the others wait for that and read what
     it stored. A reader whose wait ends with the lock still held waits again rather than computing
     the same board beside the holder (which, under load, is how a stale board became a recompute
-    in every worker); once the lock's own lifetime has passed with no fresh board it answers 503
+    in every worker). A holder that dies or overruns loses the lock after CACHE_LOCK_SECONDS and a
+    waiter takes over; a waiter that has waited that long with the lock still held answers 503
     (``BoardUnavailable``), never a board older than the bound."""
     manager = cache_manager()
     deadline = time.monotonic() + manager.config.lock_seconds

@@ -15,6 +15,8 @@ added since.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import hashlib
 import itertools
 import math
 import statistics
@@ -37,6 +39,7 @@ from django.db.models import (
     Model,
     Q,
     QuerySet,
+    Subquery,
     Sum,
     Value,
     When,
@@ -131,8 +134,9 @@ class AccountState:
     day_start_equity_cents: int = 0
     flows_today_cents: int = 0
 
-    @property
+    @functools.cached_property
     def equity_cents(self) -> int:
+        # Cached: read per sort key and per board; holdings are final once book_load returns.
         return self.cash_cents + round(self.holdings_units / UNITS_PER_CENT)
 
     @property
@@ -296,14 +300,27 @@ class LeaderboardRefreshResult:
     changed: bool = False
 
 
-def _stored_ranking(period: str) -> tuple[LeaderboardSnapshot | None, list[tuple[uuid.UUID, str, int, int]]]:
-    """The newest stored board of ``period`` and its (account, username, equity, baseline) by rank:
-    two queries, reads only."""
-    snapshot = LeaderboardSnapshot.objects.filter(period=period).order_by("-as_of", "-id").first()
-    if snapshot is None:
-        return None, []
-    rows = LeaderboardEntry.objects.filter(snapshot=snapshot).order_by("rank")
-    return snapshot, list(rows.values_list("account_id", "username", "equity_cents", "baseline_cents"))
+def _ranking_fingerprint(ranked: list[tuple[AccountState, int, float]]) -> str:
+    """A digest of a ranking: accounts, names, equities and baselines by rank (the returns follow)."""
+    digest = hashlib.blake2b(digest_size=32)
+    for state, baseline, _ in ranked:
+        digest.update(f"{state.account_id}|{state.username}|{state.equity_cents}|{baseline}\n".encode())
+    return digest.hexdigest()
+
+
+def _newest_snapshot_top(period: str) -> tuple[LeaderboardSnapshot | None, list[tuple[uuid.UUID, int]]]:
+    """The newest stored board of ``period`` and its (account, equity) by rank at the top: two
+    queries, reads only, whether there is a board or not."""
+    newest = LeaderboardSnapshot.objects.filter(period=period).order_by("-as_of", "-id")
+    top = list(
+        LeaderboardEntry.objects.filter(
+            snapshot_id=Subquery(newest.values("pk")[:1]), rank__lte=settings.DASHBOARD_LEADERBOARD_LIMIT
+        )
+        .order_by("rank")
+        .values_list("account_id", "equity_cents")
+    )
+    # Read after the entries: a snapshot stored in between is newer than they are, and differs.
+    return newest.first(), top
 
 
 def leaderboard_refresh(
@@ -313,10 +330,11 @@ def leaderboard_refresh(
     cached boards invalidated after commit. Older snapshots beyond SNAPSHOTS_KEPT are deleted.
     When the top of the overall board changed, dashboards are told after commit (analytics/events.py).
 
-    Writes only what moved: a period whose ranking (accounts, names, equities, baselines by rank) is
-    the newest stored one's keeps that snapshot with its ``as_of`` moved to now (one update instead
-    of 10,000 inserted entries for an idle book), and only the equity points that changed since the
-    last run are upserted. A read of the stored rows costs far less than rewriting them."""
+    Writes only what moved: a period whose ranking (accounts, names, equities, baselines by rank)
+    has the newest stored one's fingerprint keeps that snapshot with its ``as_of`` moved to now (one
+    update instead of 10,000 inserted entries for an idle book), and only the equity points that
+    changed since the last run are upserted: reading the stored ones costs far less than rewriting
+    them."""
     book = book or book_load(now=now)
     snapshot_ids: dict[str, int] = {}
     changed = False
@@ -334,20 +352,15 @@ def leaderboard_refresh(
     with transaction.atomic():
         for period in LeaderboardPeriod.values:
             ranked = book.ranked(period)
-            stored, rows = _stored_ranking(period)
+            stored, stored_top = _newest_snapshot_top(period)
             if period == LeaderboardPeriod.OVERALL:
                 top = ranked[: settings.DASHBOARD_LEADERBOARD_LIMIT]
-                changed = [(row[0], row[2]) for row in rows[: settings.DASHBOARD_LEADERBOARD_LIMIT]] != [
-                    (state.account_id, state.equity_cents) for state, _, _ in top
-                ]
+                changed = stored_top != [(state.account_id, state.equity_cents) for state, _, _ in top]
+            fingerprint = _ranking_fingerprint(ranked)
             same = (
                 stored is not None
                 and stored.trading_day == book.trading_day
-                and rows
-                == [
-                    (state.account_id, state.username, state.equity_cents, baseline)
-                    for state, baseline, _ in ranked
-                ]
+                and stored.fingerprint == fingerprint
             )
             if same:
                 assert stored is not None
@@ -356,7 +369,11 @@ def leaderboard_refresh(
                 snapshot_ids[period] = stored.pk
                 continue
             snapshot = LeaderboardSnapshot.objects.create(
-                period=period, as_of=book.now, trading_day=book.trading_day, account_count=len(ranked)
+                period=period,
+                as_of=book.now,
+                trading_day=book.trading_day,
+                account_count=len(ranked),
+                fingerprint=fingerprint,
             )
             LeaderboardEntry.objects.bulk_create(
                 (
@@ -428,12 +445,17 @@ class RiskFigures:
 
 
 def risk_figures(
-    *, points: Sequence[tuple[dt.date, int, int]], today: dt.date, risk_free_rate: float = 0.0
+    *,
+    points: Sequence[tuple[dt.date, int, int]],
+    today: dt.date,
+    risk_free_rate: float = 0.0,
+    period_returns: bool = True,
 ) -> RiskFigures:
     """Figures from (day, equity, cash added that day) points in day order, the last being today.
 
-    Daily returns exclude the day's added cash; period returns compound them; volatility and
-    Sharpe are annualised over TRADING_DAYS_PER_YEAR; drawdown is the deepest fall of the
+    Daily returns exclude the day's added cash; period returns compound them (None without
+    ``period_returns``: a game board, computed for every player every run, shows none); volatility
+    and Sharpe are annualised over TRADING_DAYS_PER_YEAR; drawdown is the deepest fall of the
     compounded index from its running peak (a fraction, 0 when it never fell).
     """
     returns: list[tuple[dt.date, float]] = []
@@ -464,8 +486,8 @@ def risk_figures(
             peak = max(peak, index)
             drawdown = max(drawdown, (peak - index) / peak)
     return RiskFigures(
-        return_1w=compounded(today - dt.timedelta(days=7)),
-        return_1m=compounded(today - dt.timedelta(days=30)),
+        return_1w=compounded(today - dt.timedelta(days=7)) if period_returns else None,
+        return_1m=compounded(today - dt.timedelta(days=30)) if period_returns else None,
         volatility=volatility,
         max_drawdown=drawdown,
         sharpe=sharpe,
@@ -710,7 +732,9 @@ def _game_standing(
     points: list[tuple[dt.date, int, int]],
     today: dt.date,
 ) -> GameStanding:
-    figures = risk_figures(points=points, today=today, risk_free_rate=settings.ANALYTICS_RISK_FREE_RATE)
+    figures = risk_figures(
+        points=points, today=today, risk_free_rate=settings.ANALYTICS_RISK_FREE_RATE, period_returns=False
+    )
     return GameStanding(
         account_id=account_id,
         username=username,

@@ -1,6 +1,7 @@
 """A game's board becomes one row: its ranked players move from GameBoardEntry rows into
 GameBoard.standings (username, equity, return, sharpe, max drawdown, best first), and the entry
-table, whose account key deleted frozen standings with the account, goes."""
+table, whose account key deleted frozen standings with the account, goes. A global board gets the
+digest of its ranking, so the job can tell an unchanged one without reading its entries."""
 
 from typing import Any
 
@@ -41,6 +42,11 @@ class Migration(migrations.Migration):
             model_name="gameboard",
             name="standings",
             field=models.JSONField(blank=True, default=list),
+        ),
+        migrations.AddField(
+            model_name="leaderboardsnapshot",
+            name="fingerprint",
+            field=models.CharField(blank=True, default="", max_length=64),
         ),
         migrations.RunPython(entries_into_standings, standings_into_entries),
         migrations.DeleteModel(name="GameBoardEntry"),

@@ -20,6 +20,7 @@ from pytest_django.fixtures import Settings
 from analytics import selectors, services
 from analytics.models import GameBoard, LeaderboardEntry
 from config.cache import cache_manager, cache_manager_reset
+from config.redis_pools import redis_client
 from tests.builders import set_quote, shares
 from trading import calendar, services as trading
 from trading.errors import InvalidRequest
@@ -167,6 +168,7 @@ def test_the_job_refreshes_running_games_only_and_freezes_those_just_over(
         services.leaderboards_refresh_all(now=after)
     assert set(GameBoard.objects.values_list("game_id", "final", "as_of")) == {
         (running.pk, True, END),
+        (later_game.pk, False, within),
         (later_game.pk, False, after),
     }
 
@@ -434,12 +436,16 @@ def test_a_reader_facing_a_board_another_process_is_recomputing_waits_instead_of
     with django_capture_on_commit_callbacks(execute=True):
         services.game_boards_refresh(now=DURING)
     stale_at = DURING + dt.timedelta(seconds=30)
-    with cache_manager().single_flight(f"game-board-refresh:{game.pk}") as holder:
-        assert holder  # as the process recomputing the board would hold it
+    # Another process's lock, held for longer than this reader waits.
+    lock = f"{cache_manager().config.prefix}:lock:game-board-refresh:{game.pk}"
+    redis_client().set(lock, "another process", px=60_000)
+    try:
         with pytest.raises(selectors.BoardUnavailable) as refused:
             selectors.game_leaderboard_get_or_refresh(game=game, now=stale_at)
         assert refused.value.status == 503
         assert list(GameBoard.objects.filter(game=game).values_list("as_of", flat=True)) == [DURING]
+    finally:
+        redis_client().delete(lock)
     with django_capture_on_commit_callbacks(execute=True):
         fresh = selectors.game_leaderboard_get_or_refresh(game=game, now=stale_at)
     assert fresh["as_of"] == stale_at.isoformat()

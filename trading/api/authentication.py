@@ -125,17 +125,25 @@ def verified_key(key_id: str, secret: str) -> VerifiedKey:
 
 # What a request's user needs without another query: the throttle's identity (pk, date_joined),
 # the permission checks (is_active, is_staff, is_superuser) and names. Any other field (the
-# password hash is deliberately not kept) loads on first access like a deferred one.
-OWNER_FIELDS = (
-    "id",
-    "username",
-    "first_name",
-    "last_name",
-    "email",
-    "is_active",
-    "is_staff",
-    "is_superuser",
-    "date_joined",
+# password hash is deliberately not kept) loads on first access like a deferred one. In the
+# model's field order: ``Model.from_db`` given some of the fields assigns the values in that order
+# whatever order the names are listed in (listed otherwise, a key's user had its username in
+# ``is_superuser`` and its first name as username).
+OWNER_FIELDS = tuple(
+    field.attname
+    for field in get_user_model()._meta.concrete_fields
+    if field.attname
+    in {
+        "id",
+        "username",
+        "first_name",
+        "last_name",
+        "email",
+        "is_active",
+        "is_staff",
+        "is_superuser",
+        "date_joined",
+    }
 )
 
 
