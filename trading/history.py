@@ -23,6 +23,7 @@ Tokens carry the cursor row's seq and recorded_at, so both orders can resume fro
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -31,11 +32,13 @@ from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
 from django.conf import settings
 from django.core import signing
+from django.db import connection
 from django.db.models import Model, Q, QuerySet
 
 from trading import calendar
 from trading.errors import InvalidRequest
-from trading.models import DailyBar, MinuteBar, StockPriceHistory
+from trading.fields import datetime_from_micros
+from trading.models import Asset, DailyBar, MinuteBar, StockPriceHistory
 from trading.quotes import latest_quotes, newest_per_symbol
 from trading.units import UnitError, to_integer
 
@@ -687,18 +690,58 @@ def latest_bars(*, symbols: Iterable[str]) -> dict[str, Bar]:
     return {bar.symbol: bar for bar in sorted(map(Bar._make, rows), key=lambda b: b.symbol)}
 
 
+@functools.cache
+def _snapshot_bars_sql(vendor: str, symbols: int) -> str:
+    """Each symbol's newest minute bar and its two newest daily bars, one statement: each newest
+    row found from the asset table by one backward seek down (symbol, start), as
+    ``newest_per_symbol`` does. A minute bar's start is integer microseconds and a daily bar's a
+    timestamp, so each has its own column."""
+    qn = connection.ops.quote_name
+    asset, minute, daily = (qn(model._meta.db_table) for model in (Asset, MinuteBar, DailyBar))
+    start = qn("start")
+    values = "open_units, {t}.high_units, {t}.low_units, {t}.close_units, {t}.volume, {t}.trade_count, {t}.vwap_units"
+    listed = ", ".join(["%s"] * symbols)
+
+    def newest(table: str, skip: int) -> str:
+        offset = f" OFFSET {skip}" if skip else ""
+        return (
+            f"(SELECT (SELECT x.id FROM {table} x WHERE x.symbol = a.symbol ORDER BY x.{start} DESC "
+            f"LIMIT 1{offset}) FROM {asset} a WHERE a.symbol IN ({listed}))"
+        )
+
+    return (
+        f"SELECT 'm', m.symbol, m.{start}, NULL, m.{values.format(t='m')} FROM {minute} m "
+        f"WHERE m.id IN {newest(minute, 0)} UNION ALL "
+        f"SELECT 'd', d.symbol, NULL, d.{start}, d.{values.format(t='d')} FROM {daily} d "
+        f"WHERE d.id IN {newest(daily, 0)} OR d.id IN {newest(daily, 1)}"
+    )
+
+
+def _snapshot_bars(symbols: list[str]) -> tuple[dict[str, Bar], dict[str, list[Bar]]]:
+    # The ORM's two queries cost more to compile than to run (a snapshot is polled).
+    convert_day = getattr(connection.ops, "convert_datetimefield_value", None)  # SQLite: text
+    minute: dict[str, Bar] = {}
+    daily: dict[str, list[Bar]] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(_snapshot_bars_sql(connection.vendor, len(symbols)), symbols * 3)
+        rows = cursor.fetchall()
+    for kind, symbol, micros, day, *rest in rows:
+        if kind == "m":
+            minute[symbol] = Bar(symbol, datetime_from_micros(int(micros)), *rest)
+        else:
+            at = convert_day(day, None, connection) if convert_day is not None else day
+            daily.setdefault(symbol, []).append(Bar(symbol, at, *rest))
+    return minute, daily
+
+
 def snapshots(*, symbols: Iterable[str]) -> dict[str, Snapshot]:
-    """Latest tick, minute bar, daily bar and previous daily bar per symbol, in three queries."""
+    """Latest tick, minute bar, daily bar and previous daily bar per symbol: the tick from the
+    market's Redis copy (``latest_ticks``), the bars in one statement."""
     wanted = normalize_symbols(symbols)
     if not wanted:
         return {}
     ticks = latest_ticks(symbols=wanted)
-    minute = latest_bars(symbols=wanted)
-    newest = newest_per_symbol(DailyBar, symbols=wanted, order_key="start")
-    previous = newest_per_symbol(DailyBar, symbols=wanted, order_key="start", skip=1)
-    daily: dict[str, list[Bar]] = {}
-    for row in DailyBar.objects.filter(Q(pk__in=newest) | Q(pk__in=previous)).values_list(*BAR_FIELDS):
-        daily.setdefault(row[0], []).append(Bar._make(row))
+    minute, daily = _snapshot_bars(wanted)
     result: dict[str, Snapshot] = {}
     for symbol in wanted:
         days = sorted(daily.get(symbol, []), key=lambda bar: bar.start, reverse=True)

@@ -63,6 +63,7 @@ from trading.models import (
     Watchlist,
     WatchlistEntry,
 )
+from trading.prepared import PreparedQuery
 from trading.quotes import latest_quotes, newest_per_symbol
 from trading.units import (
     QTY_SCALE,
@@ -451,21 +452,18 @@ def _orders(account_id: uuid.UUID) -> QuerySet[Order]:
     return Order.objects.filter(account_id=account_id).select_related("asset", "replaced_by")
 
 
-def orders_list(
+def _orders_page(
     *,
     account_id: uuid.UUID,
-    status: str = "open",
-    limit: int = ORDERS_LIMIT_DEFAULT,
+    status: str,
+    limit: int,
+    direction: str,
+    nested: bool,
     after: dt.datetime | None = None,
     until: dt.datetime | None = None,
-    direction: str = "desc",
     side: str | None = None,
     symbols: Sequence[str] | None = None,
-    nested: bool = False,
-) -> list[Order]:
-    """The account's orders, newest first by default. ``nested``: legs are not listed on their
-    own but inside their order (``leg_orders``), and an order whose legs are still open counts
-    as open, as in Alpaca's nested listing."""
+) -> QuerySet[Order]:
     orders = _orders(account_id)
     if nested:
         orders = orders.filter(parent__isnull=True)
@@ -489,8 +487,46 @@ def orders_list(
     if symbols:
         orders = orders.filter(asset__symbol__in=[symbol.upper() for symbol in symbols])
     ordering = ("submitted_at", "id") if direction == "asc" else ("-submitted_at", "-id")
+    return orders.order_by(*ordering)[:limit]
+
+
+# A bot's poll (a status, a limit, a direction): compiled once per shape (trading/prepared.py).
+_ORDERS_POLL = PreparedQuery(_orders_page, account_id=Account._meta.get_field("id"))
+
+
+def orders_list(
+    *,
+    account_id: uuid.UUID,
+    status: str = "open",
+    limit: int = ORDERS_LIMIT_DEFAULT,
+    after: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    direction: str = "desc",
+    side: str | None = None,
+    symbols: Sequence[str] | None = None,
+    nested: bool = False,
+) -> list[Order]:
+    """The account's orders, newest first by default. ``nested``: legs are not listed on their
+    own but inside their order (``leg_orders``), and an order whose legs are still open counts
+    as open, as in Alpaca's nested listing."""
     limit = max(1, min(limit, ORDERS_LIMIT_MAX))
-    found = list(orders.order_by(*ordering)[:limit])
+    if after is None and until is None and not side and not symbols:
+        shape = {"status": status, "limit": limit, "direction": direction, "nested": nested}
+        found = _ORDERS_POLL.run(shape=shape, account_id=account_id)
+    else:
+        found = list(
+            _orders_page(
+                account_id=account_id,
+                status=status,
+                limit=limit,
+                direction=direction,
+                nested=nested,
+                after=after,
+                until=until,
+                side=side,
+                symbols=symbols,
+            )
+        )
     if nested:
         _legs_attach(found)
     return found

@@ -60,9 +60,9 @@ def _statements(client, path: str) -> int:
         ("/v2/stocks/trades/latest?symbols=AAPL,MSFT", 0),
         ("/v2/stocks/AAPL/quotes/latest", 0),
         ("/v2/stocks/quotes/latest?symbols=AAPL,MSFT", 0),
-        # the newest minute bar, the two newest daily bars
-        ("/v2/stocks/AAPL/snapshot", 2),
-        ("/v2/stocks/snapshots?symbols=AAPL,MSFT", 2),
+        # the newest minute bar and the two newest daily bars, one statement
+        ("/v2/stocks/AAPL/snapshot", 1),
+        ("/v2/stocks/snapshots?symbols=AAPL,MSFT", 1),
     ],
 )
 def test_each_polled_read_takes_its_pinned_statements(

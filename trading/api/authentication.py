@@ -41,6 +41,7 @@ from config.cache import cache_manager
 from trading import selectors, services
 from trading.errors import NotFound
 from trading.models import Account, ApiKey
+from trading.prepared import PreparedQuery
 
 logger = logging.getLogger(__name__)
 
@@ -229,19 +230,23 @@ def request_account_or_none(request: Request) -> Account | None:
     return account
 
 
+# A key's account with its game, compiled once (trading/prepared.py): every request acting on an
+# account loads it. A slice, not .first(): the pk names one row.
+_KEY_ACCOUNT = PreparedQuery(
+    lambda pk, user_id: Account.objects.select_related("game_player__game").filter(pk=pk, user_id=user_id)[
+        :1
+    ],
+    pk=Account._meta.get_field("id"),
+    user_id=Account._meta.get_field("user").target_field,
+)
+
+
 def _request_account_load(request: Request) -> Account | None:
     user_id = getattr(request.user, "pk", None)  # None when anonymous
     if user_id is not None and isinstance(request.auth, VerifiedKey):
         # With its game, if any, in the same query: the account's answer says whether it may trade.
-        # A slice, not .first(): the pk names one row, and ORDER BY only costs compilation.
-        return next(
-            iter(
-                Account.objects.select_related("game_player__game").filter(
-                    pk=request.auth.account_id, user_id=user_id
-                )[:1]
-            ),
-            None,
-        )
+        found = _KEY_ACCOUNT.run(pk=request.auth.account_id, user_id=user_id)
+        return found[0] if found else None
     if user_id is not None:
         return selectors.account_for_session_get(user_id=user_id, session=request._request.session)
     return None
