@@ -82,7 +82,7 @@ def _sql(*, vendor: str, ledger: bool, flow_closes: bool, one_asset: str | None)
     """The statement for one shape (cached per shape: the text never changes).
 
     Parameters in the order they appear: boundary, account, [asset] (positions); [boundary],
-    account, since, [asset] (fills); [account, since] (ledger). A NULL's type in a branch
+    the buy side four times, account, since, [asset] (fills); [account, since] (ledger). A NULL's type in a branch
     follows the other branches' column (PostgreSQL's UNION type resolution).
     """
     position, asset, fill = _table(Position), _table(Asset), _table(Fill)
@@ -101,10 +101,10 @@ def _sql(*, vendor: str, ledger: bool, flow_closes: bool, one_asset: str | None)
         f"SELECT 'f', g.symbol, NULL, NULL, NULL, NULL, g.buy_qty, g.buy_value, "
         f"g.sell_qty, g.sell_value, {close.format(symbol='g.symbol') if flow_closes else 'NULL'} FROM ("
         "SELECT a.symbol AS symbol, "
-        f"SUM(CASE WHEN f.side = '{OrderSide.BUY}' THEN f.qty ELSE 0 END) AS buy_qty, "
-        f"SUM(CASE WHEN f.side = '{OrderSide.BUY}' THEN f.value_cents ELSE 0 END) AS buy_value, "
-        f"SUM(CASE WHEN f.side = '{OrderSide.BUY}' THEN 0 ELSE f.qty END) AS sell_qty, "
-        f"SUM(CASE WHEN f.side = '{OrderSide.BUY}' THEN 0 ELSE f.value_cents END) AS sell_value "
+        "SUM(CASE WHEN f.side = %s THEN f.qty ELSE 0 END) AS buy_qty, "
+        "SUM(CASE WHEN f.side = %s THEN f.value_cents ELSE 0 END) AS buy_value, "
+        "SUM(CASE WHEN f.side = %s THEN 0 ELSE f.qty END) AS sell_qty, "
+        "SUM(CASE WHEN f.side = %s THEN 0 ELSE f.value_cents END) AS sell_value "
         f"FROM {fill} f INNER JOIN {asset} a ON a.id = f.asset_id "
         f"WHERE f.account_id = %s AND f.filled_at > %s{asset_filter} GROUP BY a.symbol) g",
     ]
@@ -152,7 +152,7 @@ def book_get(
     params: list[Any] = [boundary_value, account, *asset]
     if flow_closes:
         params.append(boundary_value)
-    params += [account, since_value, *asset]
+    params += [OrderSide.BUY.value] * 4 + [account, since_value, *asset]
     if ledger:
         params += [account, since_value]
     sql = _sql(vendor=connection.vendor, ledger=ledger, flow_closes=flow_closes, one_asset=one_asset)

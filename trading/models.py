@@ -244,7 +244,10 @@ class Order(models.Model):
     expires_at = models.DateTimeField(
         null=True, blank=True, help_text="Day orders expire at the day boundary."
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    # Both stamped by placement with its own instant (trading.services), so an order is never
+    # updated before it was created and a test's injected clock holds; not auto_now_add, which
+    # would overwrite the instant given with the wall clock's at save().
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
     # Set by every write that changes the order (UPDATEs name it), not by save(): an order that
     # fills as it is placed is inserted once with its fill's instant (trading.services).
     updated_at = models.DateTimeField(default=timezone.now)

@@ -837,10 +837,6 @@ def _game_refuse_position(
 # --- Orders -----------------------------------------------------------------------------------
 
 
-# An order's replacement (the reverse side of ``replaces``): set to none on an order just placed,
-# so answering it reads no row.
-_REPLACED_BY = Order._meta.get_field("replaced_by")
-
 # Alpaca's smallest notional order (docs/architecture.md, Fractional and notional orders).
 NOTIONAL_MIN_CENTS = 100
 # What fractional and notional orders may be, as on Alpaca.
@@ -913,13 +909,13 @@ def commission_rates(*, account_id: uuid.UUID | None = None) -> CommissionRates:
     """The rates an account pays: its game's plan, if the game names one; anything else the
     newest active plan (one query). Order placement reads the same with the account's locked
     row instead (``_placement_read``), so no plan costs a query of its own there."""
-    plans = CommissionPlan.objects.filter(active=True)
+    plans = CommissionPlan.objects.filter(active=True).order_by("-created_at", "-pk")
     if account_id is not None:
         in_game = Q(games__players__account_id=account_id)
         plans = (
             CommissionPlan.objects.filter(Q(active=True) | in_game)
             .annotate(for_account=Count("games__players", filter=in_game))
-            .order_by("-for_account", "-created_at")
+            .order_by("-for_account", "-created_at", "-pk")
         )
     return CommissionRates.of(plans.first())
 
@@ -1186,7 +1182,8 @@ def _placement_read(account_id: uuid.UUID | str, symbol: str) -> _Placement:
     open_orders = Order.objects.filter(
         account_id=OuterRef("pk"), asset__symbol=symbol, status__in=OPEN_ORDER_STATUSES
     )
-    plans = CommissionPlan.objects.filter(active=True).order_by("-created_at")
+    # The primary key breaks a tie, so two plans made at one instant never mix their fields.
+    plans = CommissionPlan.objects.filter(active=True).order_by("-created_at", "-pk")
     annotations: dict[str, Subquery | Exists] = {
         f"placement_asset_{name}": Subquery(assets.values(name)[:1]) for name in _PLACEMENT_ASSET_FIELDS
     }
@@ -1366,6 +1363,8 @@ def _order_place(
                 extended_hours=request.extended_hours,
                 order_class=request.order_class,
                 submitted_at=now,
+                created_at=now,
+                updated_at=now,
                 expires_at=_expires_at(request, auction, now),
                 status=OrderStatus.ACCEPTED if held else OrderStatus.NEW,
             )
@@ -1377,10 +1376,10 @@ def _order_place(
             # Before the entry can fill: a fill at placement activates its legs at once.
             legs = _legs_create(order=order, request=request, now=now)
             order.accepted_leg_states = {str(leg.pk): OrderState.of(leg) for leg in legs}
-            # The answer is these objects as they are at commit, not the rows read back.
+            # The answer is built from these objects, not from rows read back: the order as
+            # accepted (accepted_state) and its legs as held in memory, overlaid with their
+            # accepted states, even when the entry fills at once and activates them.
             order.leg_orders = legs
-            for placed in (order, *legs):
-                _REPLACED_BY.set_cached_value(placed, None)
             # An auction order waits for its auction (realtime/triggers.py), whatever the quote, and
             # an accepted one for the open.
             decision = (
@@ -1833,6 +1832,7 @@ def _execute_fill(
         qty=qty,
         value_cents=value,
         held=resting and order.position_intent in CLOSING_INTENTS,
+        now=now,
         # An advanced order's linked orders may move the position's holds before this (exit
         # orders closing with it): only a simple order's placement read is still the position.
         position=placed.position if placed is not None and order.order_class == OrderClass.SIMPLE else None,
@@ -1912,6 +1912,7 @@ def _position_apply_fill(
     qty: int,
     value_cents: int,
     held: bool,
+    now: dt.datetime,
     position: PositionState | None = None,
 ) -> tuple[int, int, int]:
     """Apply a fill to the position; returns (new quantity, realised P&L in cents, change of the
@@ -1937,7 +1938,7 @@ def _position_apply_fill(
             qty=after.qty,
             cost_basis_cents=after.cost_basis_cents,
             qty_held=after.qty_held,
-            updated_at=timezone.now(),
+            updated_at=now,
         )
     else:
         Position.objects.create(

@@ -229,6 +229,43 @@ def test_active_commission_plan_overrides_settings(settings: Settings, account: 
     assert Fill.objects.get(order=order).commission_cents == 500  # back to settings
 
 
+def test_two_active_plans_made_at_one_instant_charge_the_later_ones_rates_whole(account: Account) -> None:
+    """The default plan's fields are read as separate subqueries: with a tie on created_at the
+    primary key decides, so no order pays one plan's per-order rate with another's minimum."""
+    CommissionPlan.objects.create(name="first", per_order_cents=100)
+    later = CommissionPlan.objects.create(name="later", per_share_centi_cents=100, minimum_cents=7)
+    CommissionPlan.objects.update(created_at=NOW - dt.timedelta(days=1))
+    expected = services.CommissionRates.of(later)
+    assert services.commission_rates() == expected
+    assert services.commission_rates(account_id=account.pk) == expected
+
+    at_once = place(account, qty=1)
+    resting = place(account, qty=1, type="limit", limit_price_units=950_000)
+    price = tick("AAPL", 940_000)
+    services.order_fill(order_id=resting.pk, price_units=price.ask_units, tick_seq=price.seq, now=NOW)
+    charged = [Fill.objects.get(order=order).commission_cents for order in (at_once, resting)]
+    assert charged == [7, 7]  # the later plan's minimum alone; the first's 100 never mixed in
+
+
+def test_an_order_is_created_and_updated_at_the_instant_it_is_placed(account: Account) -> None:
+    """Placement's own instant, not the wall clock's: neither a resting order nor one filled at
+    once is updated before it was created."""
+    resting = place(account, qty=1, type="limit", limit_price_units=950_000)
+    filled = place(account, qty=1)
+    assert (resting.status, filled.status) == (OrderStatus.NEW, OrderStatus.FILLED)
+    for order in (resting, filled):
+        stored = Order.objects.get(pk=order.pk)
+        assert (stored.created_at, stored.updated_at) == (NOW, NOW)
+        assert (order.created_at, order.updated_at) == (NOW, NOW)
+
+
+def test_a_fill_stamps_the_position_with_its_own_instant(account: Account) -> None:
+    place(account, qty=1)
+    later = NOW + dt.timedelta(minutes=5)
+    place(account, qty=1, now=later)
+    assert position(account).updated_at == later  # type: ignore[union-attr]
+
+
 def test_resting_buy_reserves_its_commission(settings: Settings, account: Account) -> None:
     settings.COMMISSION_PER_ORDER_CENTS = 250
     order = place(account, qty=10, type="limit", limit_price_units=950_000)

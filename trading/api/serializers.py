@@ -562,7 +562,7 @@ class OrderSerializer(ShapeSerializer):
         and its legs with theirs from ``leg_states``. Without ``legs``, an advanced order's legs
         are null, as in Alpaca's lists not nested."""
         if state is not None:
-            return cls._shape(order, legs, leg_states) | {
+            return cls._shape(order, legs, leg_states, replaced_by=False) | {
                 "status": state.status,
                 "updated_at": rfc3339(state.updated_at),
                 "filled_at": rfc3339(state.filled_at),
@@ -575,12 +575,15 @@ class OrderSerializer(ShapeSerializer):
                 "hwm": units_to_str(state.high_water_mark_units),
                 "stop_price": units_to_str(_stop_price(order, state.high_water_mark_units)),
             }
-        return cls._shape(order, legs, leg_states)
+        return cls._shape(order, legs, leg_states, replaced_by=True)
 
     @classmethod
-    def _shape(cls, order: Order, legs: bool, leg_states: Mapping[str, OrderState] | None) -> dict[str, Any]:
-        # replaced_by is a reverse one-to-one; selectors join it, so this reads no more rows.
-        replaced_by = getattr(order, "replaced_by", None)
+    def _shape(
+        cls, order: Order, legs: bool, leg_states: Mapping[str, OrderState] | None, *, replaced_by: bool
+    ) -> dict[str, Any]:
+        # replaced_by is a reverse one-to-one; selectors join it, so this reads no more rows. A
+        # state overlays its own (an order just placed has none), so then it is not read at all.
+        replacement = getattr(order, "replaced_by", None) if replaced_by else None
         return {
             "id": str(order.id),
             "client_order_id": order.client_order_id,
@@ -593,7 +596,7 @@ class OrderSerializer(ShapeSerializer):
             "canceled_at": rfc3339(order.canceled_at),
             "failed_at": rfc3339(order.failed_at),
             "replaced_at": rfc3339(order.replaced_at),
-            "replaced_by": str(replaced_by.id) if replaced_by is not None else None,
+            "replaced_by": str(replacement.id) if replacement is not None else None,
             "replaces": str(order.replaces_id) if order.replaces_id else None,
             "asset_id": str(order.asset_id),
             "symbol": order.asset.symbol,
