@@ -69,6 +69,7 @@ from trading.models import (
     Account,
     Asset,
     CashEntry,
+    DailyBar,
     Fill,
     Game,
     GamePlayer,
@@ -829,19 +830,38 @@ def game_boards_refresh(
 
 def _prices_known_at(*, symbols: set[str], at: dt.datetime) -> dict[str, int]:
     """Each symbol's last price known at ``at``, never one from after it: its last tick at or
-    before ``at``; else the close of its last minute bar that ended by then; else the close of the
-    last trading day that ended by then (the end day's own daily bar goes on moving after ``at``).
-    A query per source still needed; a symbol none of them prices is absent."""
+    before ``at``; else, of the close of its last minute bar that ended by then and the close of
+    its last trading day that ended by then (the end day's own daily bar goes on moving after
+    ``at``), the one that ended later: a minute bar from weeks ago does not beat yesterday's
+    close, and a minute bar after that day's close beats it. A query per source still needed; a
+    symbol none of them prices is absent."""
     prices = prices_at(symbols=symbols, at=at)
     missing = symbols - prices.keys()
-    if missing:
-        ended = newest_per_symbol(
-            MinuteBar, symbols=missing, order_key="start", start__lte=at - dt.timedelta(minutes=1)
+    if not missing:
+        return prices
+    ended = newest_per_symbol(
+        MinuteBar, symbols=missing, order_key="start", start__lte=at - dt.timedelta(minutes=1)
+    )
+    minute = {
+        symbol: (calendar.trading_day_of(start), close)
+        for symbol, start, close in MinuteBar.objects.filter(pk__in=ended).values_list(
+            "symbol", "start", "close_units"
         )
-        prices.update(MinuteBar.objects.filter(pk__in=ended).values_list("symbol", "close_units"))
-        missing -= prices.keys()
-    if missing:
-        prices.update(previous_closes(symbols=missing, before=day_boundary(at)))
+    }
+    days = newest_per_symbol(DailyBar, symbols=missing, order_key="start", start__lt=day_boundary(at))
+    daily = {
+        symbol: (calendar.trading_day_of(start), close)
+        for symbol, start, close in DailyBar.objects.filter(pk__in=days).values_list(
+            "symbol", "start", "close_units"
+        )
+    }
+    for symbol in missing:
+        bar, day = minute.get(symbol), daily.get(symbol)
+        # A day's close ends that day: only a minute bar of a later trading day is later.
+        if bar is not None and (day is None or bar[0] > day[0]):
+            prices[symbol] = bar[1]
+        elif day is not None:
+            prices[symbol] = day[1]
     return prices
 
 

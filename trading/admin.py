@@ -336,7 +336,14 @@ class AccountAdmin(admin.ModelAdmin):
         return ["user"] if obj is None else self.fields
 
     def get_readonly_fields(self, request: HttpRequest, obj: Account | None = None) -> list[str]:
-        return [] if obj is None else [*self.readonly_fields, "user"]
+        if obj is None:
+            return []
+        readonly = [*self.readonly_fields, "user"]
+        # A game account's shorting follows its player's game rules (GamePlayer.no_shorting,
+        # set at the join and by rule edits before the start): an edit here would disagree with them.
+        if GamePlayer.objects.filter(account_id=obj.pk).exists():
+            readonly.append("shorting_enabled")
+        return readonly
 
     def get_inlines(
         self, request: HttpRequest, obj: Account | None

@@ -251,13 +251,18 @@ def test_final_standings_freeze_at_the_end_and_never_move(
     assert GameBoard.objects.filter(game=game).count() == 1
 
 
-@pytest.mark.parametrize("minute_bars", [True, False], ids=["minute-bar", "previous-close"])
+@pytest.mark.parametrize(
+    ("minute_bars", "price_cents"),
+    [("recent", 120_00), ("none", 110_00), ("older", 110_00)],
+    ids=["minute-bar", "previous-close", "older-minute-bar"],
+)
 def test_a_symbol_with_no_tick_kept_is_priced_at_the_last_price_known_at_the_end(
-    market: dict[str, Asset], make_account: MakeAccount, minute_bars: bool
+    market: dict[str, Asset], make_account: MakeAccount, minute_bars: str, price_cents: int
 ) -> None:
-    """The ticks are gone (retention) when the standings freeze: the fallback is the last minute
-    bar that ended by the end ($120), else the close of the day before the end's ($110), never a
-    bar that goes on after the end (the end day's own: $150; the minute starting at the end: $130)."""
+    """The ticks are gone (retention) when the standings freeze: the fallback is whichever ended
+    later of the last minute bar that ended by the end ($120 on the end day) and the close of the
+    day before the end's ($110, which beats a minute bar of an earlier day: $90), never a bar that
+    goes on after the end (the end day's own: $150; the minute starting at the end: $130)."""
     teacher = make_account(username="teacher")
     game = new_game(teacher)
     player = join(game, make_account(username="ada"))
@@ -273,7 +278,9 @@ def test_a_symbol_with_no_tick_kept_is_priced_at_the_last_price_known_at_the_end
 
     bar(DailyBar, calendar.day_start(end_day - dt.timedelta(days=1)), "110.00")
     bar(DailyBar, calendar.day_start(end_day), "150.00")
-    if minute_bars:
+    if minute_bars == "older":
+        bar(MinuteBar, calendar.day_start(end_day - dt.timedelta(days=2)) + dt.timedelta(hours=15), "90.00")
+    if minute_bars == "recent":
         bar(MinuteBar, END - dt.timedelta(minutes=2), "118.00")
         bar(MinuteBar, END - dt.timedelta(minutes=1), "120.00")
         bar(MinuteBar, END, "130.00")
@@ -282,7 +289,6 @@ def test_a_symbol_with_no_tick_kept_is_priced_at_the_last_price_known_at_the_end
     services.game_standings_freeze(game_id=game.pk, now=END + dt.timedelta(days=1))
 
     final = selectors.game_leaderboard_get_or_refresh(game=game, now=END + dt.timedelta(days=1))
-    price_cents = 120_00 if minute_bars else 110_00
     assert final["entries"][0]["equity"] == f"{(cash_at_end + 10 * price_cents) / 100:.2f}"
 
 

@@ -425,3 +425,31 @@ def test_paginator_counts_small_tables_exactly(market: dict[str, Any]) -> None:
     paginator = EstimatedCountPaginator(StockPriceHistory.objects.order_by("-pk"), 100)
     assert paginator.count == StockPriceHistory.objects.count()
     assert EstimatedCountPaginator([1, 2, 3], 2).count == 3
+
+
+@pytest.mark.django_db
+def test_a_game_accounts_shorting_is_read_only_its_game_rules_decide_it(
+    superuser_client: Client, make_account: Callable[..., Account]
+) -> None:
+    """A game account's shorting_enabled follows GamePlayer.no_shorting (the game's rules): the
+    admin shows it but does not edit it; a default account's stays editable."""
+    before = dt.datetime(2025, 6, 2, 13, 0, tzinfo=dt.UTC)
+    organiser = make_account(username="teacher").user
+    game = services.game_create(
+        organiser=organiser,
+        rules=services.GameRules(
+            name="No shorts",
+            starts_at=before + dt.timedelta(hours=1),
+            ends_at=before + dt.timedelta(days=5),
+            starting_cash_cents=1_000_000,
+        ),
+        now=before,
+    )
+    player = make_account(username="ada")
+    game_account = services.game_join(game_id=game.pk, user=player.user, now=before).account
+
+    page = superuser_client.get(change(game_account))
+    assert page.status_code == 200
+    assert "shorting_enabled" not in page.context["adminform"].form.fields
+    default = superuser_client.get(change(player))
+    assert "shorting_enabled" in default.context["adminform"].form.fields
