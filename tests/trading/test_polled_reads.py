@@ -24,10 +24,15 @@ from tests.builders import add_minute_bar_ramps, set_quote
 from tests.clock import ManualClock
 from tests.trading.api_support import MakeAccount, buy, key_client, post_order
 from trading import selectors, services
+from trading.api.serializers import OrdersQuerySerializer
+from trading.api.views_orders import _ORDERS_QUERY_DEFAULTS
 from trading.models import Account, Asset, DailyBar, StockPriceHistory
 from trading.quotes import LatestQuote, latest_quotes_store
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_commission")]
+# The instant the tests that depend on the day read at (11:00 New York, a Tuesday): the clock is
+# stopped there, so they pass at any hour, on any day and in any time zone.
+AT = dt.datetime(2025, 6, 3, 15, 0, tzinfo=dt.UTC)
 
 
 def _quotes_in_redis(*symbols: str) -> None:
@@ -68,18 +73,20 @@ def _statements(client, path: str) -> int:
 def test_each_polled_read_takes_its_pinned_statements(
     l1_clock: ManualClock, make_asset, account: Account, path: str, expected: int
 ) -> None:
-    make_asset("AAPL", price="100.00")
-    make_asset("MSFT", price="200.00")
-    client = key_client(account)
-    buy(client, "AAPL", 3)
-    buy(client, "MSFT", 2)
-    post_order(client, symbol="AAPL", qty=1, type="limit", limit_price="50")
-    services.account_grant_cash(account_id=account.pk, amount_cents=5_000, memo="bonus")
-    start = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0) - dt.timedelta(minutes=5)
-    add_minute_bar_ramps({"AAPL": 1_000_000, "MSFT": 2_000_000}, start=start, minutes=3)
-    _quotes_in_redis("AAPL", "MSFT")
+    with time_machine.travel(AT, tick=False):
+        make_asset("AAPL", price="100.00")
+        make_asset("MSFT", price="200.00")
+        client = key_client(account)
+        buy(client, "AAPL", 3)
+        buy(client, "MSFT", 2)
+        post_order(client, symbol="AAPL", qty=1, type="limit", limit_price="50")
+        services.account_grant_cash(account_id=account.pk, amount_cents=5_000, memo="bonus")
+        add_minute_bar_ramps(
+            {"AAPL": 1_000_000, "MSFT": 2_000_000}, start=AT - dt.timedelta(minutes=5), minutes=3
+        )
+        _quotes_in_redis("AAPL", "MSFT")
 
-    assert _statements(client, path) == expected
+        assert _statements(client, path) == expected
 
 
 def test_without_redis_quotes_the_latest_values_take_one_statement(
@@ -224,15 +231,13 @@ def test_property_34_a_games_end_shows_on_the_next_reads(
 
 
 def test_the_book_matches_yesterdays_close_and_todays_flows(
-    l1_clock: ManualClock, asset: Asset, account: Account
+    l1_clock: ManualClock, asset: Asset, make_account: MakeAccount
 ) -> None:
     """The one-statement book prices the day as the separate reads did: yesterday's close for
     shares held since, today's trades at their price."""
-    client = key_client(account)
-    day_start = selectors.day_boundary(dt.datetime.now(dt.UTC))
     DailyBar.objects.create(
         symbol="AAPL",
-        start=day_start - dt.timedelta(days=1),
+        start=selectors.day_boundary(AT) - dt.timedelta(days=1),
         open_units=900_000,
         high_units=900_000,
         low_units=900_000,
@@ -241,11 +246,15 @@ def test_the_book_matches_yesterdays_close_and_todays_flows(
         trade_count=1,
         vwap_units=950_000,
     )
-    buy(client, "AAPL", 10)  # today, at $100.01
-    position = _positions(client)["AAPL"]
+    with time_machine.travel(AT - dt.timedelta(hours=1), tick=False):
+        client = key_client(make_account())  # opened today, before its trades
+    with time_machine.travel(AT, tick=False):
+        buy(client, "AAPL", 10)  # today, at $100.01
+        position = _positions(client)["AAPL"]
+        account_read = _account(client)
     assert (position.lastday_price, position.current_price) == ("95.00", "100.00")
     assert position.unrealized_intraday_pl == "-0.10"  # bought today: measured from the fill
-    assert _account(client).last_equity == "100000.00"
+    assert account_read.last_equity == "100000.00"
 
 
 @pytest.mark.parametrize("status", ["", "open", "closed", "all"])
@@ -261,3 +270,11 @@ def test_an_order_poll_answers_as_the_full_query_does(asset: Asset, account: Acc
     assert polled.status_code == full.status_code == 200
     assert polled.content == full.content and polled.json()
     assert client.get("/v2/orders?status=bogus").status_code == 422
+
+
+def test_the_order_polls_defaults_are_what_the_serializer_gives() -> None:
+    """Guards the bypass (docs/architecture.md, Framework bypasses): the defaults read from DRF's
+    fields (``field.default``, ``empty``) are what the serializer validates an empty query to."""
+    serializer = OrdersQuerySerializer(data={})
+    assert serializer.is_valid(), serializer.errors
+    assert dict(serializer.validated_data) == _ORDERS_QUERY_DEFAULTS
