@@ -39,6 +39,7 @@ class NotPreparable(Exception):
 
 @dataclass(frozen=True)
 class _Compiled:
+    db: str
     sql: str
     params: tuple[Any, ...]
     slots: dict[str, list[int]]
@@ -60,9 +61,16 @@ def _sentinel(field: Field[Any, Any]) -> Any:
     raise NotPreparable(f"no sentinel for a {type(field).__name__}")
 
 
+# Shapes kept per thread and query. A shape is chosen by the caller from a few known values,
+# but a bound keeps a caller that lets a request pick one (a limit, say) from growing each
+# thread's compilers without end: past it the oldest shape is compiled again when next asked.
+SHAPES_KEPT = 32
+
+
 class PreparedQuery(Generic[M]):
-    """``build(**shape, **params)`` compiled once per thread and ``shape``; ``params`` name the
-    field each parameter is a value of (its database form is that field's)."""
+    """``build(**shape, **params)`` compiled once per thread and ``shape`` (the newest
+    SHAPES_KEPT kept); ``params`` name the field each parameter is a value of (its database form
+    is that field's)."""
 
     def __init__(self, build: Callable[..., QuerySet[M]], **params: Field[Any, Any]) -> None:
         self._build = build
@@ -75,8 +83,12 @@ class PreparedQuery(Generic[M]):
         compiled_by_shape: dict[Any, _Compiled] = self._local.__dict__.setdefault("compiled", {})
         compiled = compiled_by_shape.get(key)
         if compiled is None:
+            if len(compiled_by_shape) >= SHAPES_KEPT:
+                del compiled_by_shape[next(iter(compiled_by_shape))]
             compiled = compiled_by_shape[key] = self._compile(shape)
-        connection = compiled.compiler.connection
+        # The connection this thread holds now, not the one the query was compiled on: the same
+        # object under Django's per-thread connections, and never another context's if not.
+        connection = connections[compiled.db]
         params = list(compiled.params)
         for name, slots in compiled.slots.items():
             value = self._params[name].get_db_prep_value(values[name], connection, prepared=False)
@@ -87,7 +99,7 @@ class PreparedQuery(Generic[M]):
             rows = cursor.fetchall()
         if compiled.converters:
             rows = list(compiled.compiler.apply_converters(rows, compiled.converters))
-        db = connection.alias
+        db = compiled.db
         model, start, end, init_list = (
             compiled.model,
             compiled.fields_start,
@@ -126,6 +138,7 @@ class PreparedQuery(Generic[M]):
         select, klass_info = compiler.select, compiler.klass_info
         fields_start, fields_end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
         return _Compiled(
+            db=db,
             sql=sql,
             params=tuple(params),
             slots=slots,

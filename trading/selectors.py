@@ -492,6 +492,7 @@ def _orders_page(
 
 # A bot's poll (a status, a limit, a direction): compiled once per shape (trading/prepared.py).
 _ORDERS_POLL = PreparedQuery(_orders_page, account_id=Account._meta.get_field("id"))
+_POLLED_LIMITS = (ORDERS_LIMIT_DEFAULT, ORDERS_LIMIT_MAX)
 
 
 def orders_list(
@@ -510,7 +511,9 @@ def orders_list(
     own but inside their order (``leg_orders``), and an order whose legs are still open counts
     as open, as in Alpaca's nested listing."""
     limit = max(1, min(limit, ORDERS_LIMIT_MAX))
-    if after is None and until is None and not side and not symbols:
+    # Prepared only for the limits a poll asks (the default, the most): any other limit takes
+    # the ORM's path, so a request cannot add compiled shapes at will.
+    if after is None and until is None and not side and not symbols and limit in _POLLED_LIMITS:
         shape = {"status": status, "limit": limit, "direction": direction, "nested": nested}
         found = _ORDERS_POLL.run(shape=shape, account_id=account_id)
     else:

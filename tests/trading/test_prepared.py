@@ -15,7 +15,7 @@ from tests.trading.api_support import MakeAccount, buy, key_client, post_order
 from trading import selectors, services
 from trading.api.serializers import AccountSerializer, OrderSerializer
 from trading.models import Account, Asset, Order
-from trading.prepared import NotPreparable, PreparedQuery
+from trading.prepared import SHAPES_KEPT, NotPreparable, PreparedQuery
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_commission")]
 
@@ -105,3 +105,33 @@ def test_a_shape_it_cannot_reproduce_is_refused(account: Account) -> None:
         PreparedQuery(lambda account_id: Order.objects.all(), account_id=Account._meta.get_field("id")).run(
             account_id=account.pk
         )
+
+
+def test_each_thread_keeps_a_bounded_number_of_shapes_and_answers_past_the_bound(account: Account) -> None:
+    """A caller whose shapes come from a request (a limit) cannot grow a thread's compiled queries
+    without end: past SHAPES_KEPT the oldest goes, and a shape asked again is compiled again."""
+    key_client(account)
+    query = PreparedQuery(
+        lambda account_id, limit: Order.objects.filter(account_id=account_id).order_by("-submitted_at")[
+            :limit
+        ],
+        account_id=Account._meta.get_field("id"),
+    )
+    for limit in range(1, SHAPES_KEPT + 10):
+        assert query.run(shape={"limit": limit}, account_id=account.pk) == []
+    kept = query._local.compiled
+    assert len(kept) == SHAPES_KEPT
+    assert (("limit", 1),) not in kept and (("limit", SHAPES_KEPT + 9),) in kept
+    assert query.run(shape={"limit": 1}, account_id=account.pk) == []
+    assert len(kept) == SHAPES_KEPT
+
+
+def test_an_order_list_at_an_unpolled_limit_takes_the_orms_path(asset: Asset, account: Account) -> None:
+    client = key_client(account)
+    placed = post_order(
+        client, symbol="AAPL", qty=1, type="limit", limit_price="50", time_in_force="gtc"
+    ).json()
+    before = dict(getattr(selectors._ORDERS_POLL._local, "compiled", {}))
+    listed = selectors.orders_list(account_id=account.pk, limit=7)
+    assert [str(order.pk) for order in listed] == [placed["id"]]
+    assert dict(getattr(selectors._ORDERS_POLL._local, "compiled", {})) == before
