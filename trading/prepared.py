@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from django.db import connections
-from django.db.models import Field, IntegerField, Model, QuerySet, UUIDField
+from django.db.models import CharField, Field, IntegerField, Model, QuerySet, UUIDField
 from django.db.models.query import ModelIterable, get_related_populators
 
 M = TypeVar("M", bound=Model)
@@ -58,6 +58,9 @@ def _sentinel(field: Field[Any, Any]) -> Any:
         return uuid.uuid4()
     if isinstance(field, IntegerField):
         return secrets.randbits(60) | (1 << 59)
+    if isinstance(field, CharField):
+        # No value a caller passes looks like it: a symbol or a name never holds a NUL.
+        return f"\x00{secrets.token_hex(8)}"
     raise NotPreparable(f"no sentinel for a {type(field).__name__}")
 
 

@@ -135,3 +135,20 @@ def test_an_order_list_at_an_unpolled_limit_takes_the_orms_path(asset: Asset, ac
     listed = selectors.orders_list(account_id=account.pk, limit=7)
     assert [str(order.pk) for order in listed] == [placed["id"]]
     assert dict(getattr(selectors._ORDERS_POLL._local, "compiled", {})) == before
+
+
+@pytest.mark.parametrize("symbol", ["AAPL", "MSFT"])
+def test_the_prepared_placement_read_is_the_orms(asset: Asset, account: Account, symbol: str) -> None:
+    """Order placement's one read (trading.services._placement_read), with a position, open
+    orders and a commission plan, and for a symbol the account never traded."""
+    client = key_client(account)
+    buy(client, "AAPL", 2)
+    post_order(client, symbol="AAPL", qty=1, type="limit", limit_price="50", time_in_force="gtc")
+    services.CommissionPlan.objects.create(name="flat", per_order_cents=100)
+    prepared = services._PLACEMENT.run(account_id=account.pk, symbol=symbol)
+    orm = list(services._placement_queryset(account.pk, symbol))
+    assert len(prepared) == len(orm) == 1
+    placement = {key: value for key, value in prepared[0].__dict__.items() if key.startswith("placement_")}
+    assert placement == {key: value for key, value in orm[0].__dict__.items() if key.startswith("placement_")}
+    assert (placement["placement_position_qty"] is not None) == (symbol == "AAPL")
+    assert (placement["placement_asset_symbol"] is not None) == (symbol == "AAPL")
