@@ -94,11 +94,28 @@ def game_page(request: HttpRequest, game_id: uuid.UUID) -> HttpResponse:
     except Forbidden:
         announcements = None  # only the organiser and the players read them
     page = _board_page_number(request)
-    offset = (page - 1) * BOARD_PAGE_SIZE
-    board = selectors.game_leaderboard_get_or_refresh(
-        game=game, limit=BOARD_PAGE_SIZE, offset=offset, username=user.get_username(), now=now
-    )
-    pages = max(1, -(-board["player_count"] // BOARD_PAGE_SIZE))
+    try:
+        board = selectors.game_leaderboard_get_or_refresh(
+            game=game,
+            limit=BOARD_PAGE_SIZE,
+            offset=(page - 1) * BOARD_PAGE_SIZE,
+            username=user.get_username(),
+            now=now,
+        )
+        pages = max(1, -(-board["player_count"] // BOARD_PAGE_SIZE))
+        if page > pages:  # past the last page: show the last one, not an empty board
+            page = pages
+            board = selectors.game_leaderboard_get_or_refresh(
+                game=game,
+                limit=BOARD_PAGE_SIZE,
+                offset=(page - 1) * BOARD_PAGE_SIZE,
+                username=user.get_username(),
+                now=now,
+            )
+    except selectors.BoardUnavailable:
+        response = render(request, "games/busy.html", status=503)
+        response["Retry-After"] = "2"
+        return response
     url = reverse("game-leaderboard", kwargs={"game_id": str(game.pk)})
     return render(
         request,
@@ -122,7 +139,7 @@ def game_page(request: HttpRequest, game_id: uuid.UUID) -> HttpResponse:
             "board_pages": pages,
             "board_previous": page - 1 if page > 1 else None,
             "board_next": page + 1 if page < pages else None,
-            "leaderboard_url": f"{url}?limit={BOARD_PAGE_SIZE}&offset={offset}",
+            "leaderboard_url": f"{url}?limit={BOARD_PAGE_SIZE}&offset={(page - 1) * BOARD_PAGE_SIZE}",
             # Other players' holdings only once nobody can trade on what they see.
             "positions": trading_selectors.game_positions_list(game_id=game.pk) if over else None,
             "poll_ms": int(settings.LEADERBOARD_MAX_STALENESS_S * 1000 / 3),

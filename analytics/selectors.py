@@ -154,7 +154,9 @@ def _refreshed_once(
     waiter takes over; a waiter that has waited that long with the lock still held answers 503
     (``BoardUnavailable``), never a board older than the bound."""
     manager = cache_manager()
-    deadline = time.monotonic() + manager.config.lock_seconds
+    # The lock's lifetime plus one more wait: a reader that came just after the holder took the
+    # lock is still waiting when a dead holder's lock expires, and takes over instead of a 503.
+    deadline = time.monotonic() + manager.config.lock_seconds + manager.config.lock_wait_seconds
     while True:
         with manager.single_flight(lock) as holder:
             # Another process may have refreshed while this one waited for the lock.

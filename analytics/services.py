@@ -804,7 +804,7 @@ def game_boards_refresh(
             GameBoard(
                 game_id=game_id,
                 as_of=book.now,
-                player_count=len(players[game_id]),
+                player_count=len(ranked),  # players joined after the book was read rank next run
                 baseline_cents=baseline,
                 standings=_game_standings_rows(ranked),
             )

@@ -455,3 +455,24 @@ def test_a_reader_facing_a_board_another_process_is_recomputing_waits_instead_of
     with django_capture_on_commit_callbacks(execute=True):
         fresh = selectors.game_leaderboard_get_or_refresh(game=game, now=stale_at)
     assert fresh["as_of"] == stale_at.isoformat()
+
+
+def test_a_reader_that_came_just_after_a_holder_that_died_takes_over_when_its_lock_expires(
+    market: dict[str, Asset],
+    make_account: MakeAccount,
+    short_cache_locks: None,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """Property 11: a holder that dies right after taking the lock leaves it for its whole
+    lifetime; a reader that came at that moment refreshes once it expires, not a 503."""
+    game = new_game(make_account())
+    join(game, make_account(username="ada"))
+    with django_capture_on_commit_callbacks(execute=True):
+        services.game_boards_refresh(now=DURING)
+    stale_at = DURING + dt.timedelta(seconds=30)
+    lock = f"{cache_manager().config.prefix}:lock:game-board-refresh:{game.pk}"
+    # Taken just now by a process that then died: it expires after the lock's full lifetime.
+    redis_client().set(lock, "a dead process", px=int(cache_manager().config.lock_seconds * 1000))
+    with django_capture_on_commit_callbacks(execute=True):
+        fresh = selectors.game_leaderboard_get_or_refresh(game=game, now=stale_at)
+    assert fresh["as_of"] == stale_at.isoformat()

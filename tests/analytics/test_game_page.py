@@ -14,6 +14,8 @@ from django.conf import settings
 from django.test import Client
 
 from analytics import game_pages
+from config.cache import cache_manager, cache_manager_reset
+from config.redis_pools import redis_client
 from tests.trading.test_services import place
 from trading import services
 from trading.models import Account, Asset, Game
@@ -152,3 +154,26 @@ def test_every_rank_is_a_page_away_and_a_player_sees_their_own(
     assert "offset=2" in second and "?page=1" in second
     teacher = client_of(organiser).get(f"/games/{game.pk}?page=x").content.decode()
     assert "Page 1 of 2" in teacher and "Your rank" not in teacher
+    beyond = viewer.get(f"/games/{game.pk}?page=9").content.decode()  # past the end: the last page
+    assert "Page 2 of 2" in beyond and '<tr data-username="ada">' in beyond
+
+
+def test_the_page_answers_503_while_another_process_recomputes_its_board(
+    clock: time_machine.Traveller, make_account: MakeAccount, asset: Asset, settings: Any
+) -> None:
+    """Not a 500: a board another process is recomputing past the reader's wait (Property 11)."""
+    settings.CACHE_LOCK_SECONDS = 0.3
+    settings.CACHE_LOCK_WAIT_SECONDS = 0.1
+    cache_manager_reset()
+    game = new_game(make_account(username="teacher"))
+    ada = services.game_join(game_id=game.pk, user=make_account(username="ada").user, now=BEFORE).account
+    clock.move_to(DURING)
+    lock = f"{cache_manager().config.prefix}:lock:game-board-refresh:{game.pk}"
+    redis_client().set(lock, "another process", px=60_000)
+    try:
+        response = client_of(ada).get(f"/games/{game.pk}")
+    finally:
+        redis_client().delete(lock)
+        cache_manager_reset()
+    assert response.status_code == 503 and response["Retry-After"] == "2"
+    assert "being recomputed" in response.content.decode()
