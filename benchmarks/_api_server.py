@@ -4,6 +4,7 @@ endpoint under load."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import secrets
@@ -32,6 +33,21 @@ ROOT = Path(__file__).resolve().parents[1]
 METRICS_TOKEN = secrets.token_urlsafe(24)
 # Limits too high to trip, so the limiter's cost is in every figure but it refuses nothing.
 READ_RATE_LIMITS = "read=100000000/min,market_data=100000000/min,anon=100000000/min"
+
+
+def server_arguments_add(parser: argparse.ArgumentParser) -> None:
+    """The gunicorn and throwaway-database options every benchmark served by gunicorn here takes."""
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (default 2)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads per gunicorn worker (default 1: sync workers, as the Procfile; more: gthread)",
+    )
+    parser.add_argument(
+        "--db-name", default=None, help="throwaway database (file on SQLite, name on PostgreSQL)"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the throwaway database afterwards")
 
 
 @dataclass

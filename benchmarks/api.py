@@ -68,6 +68,7 @@ from benchmarks._api_server import (
     Measurement,
     gunicorn_started,
     percentile,
+    server_arguments_add,
     wrk_result,
 )
 from benchmarks._report import METRICS_COST_GOAL, Report, Row
@@ -146,17 +147,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--accounts", type=int, default=200, help="accounts to seed (default 200)")
     parser.add_argument("--symbols", type=int, default=50, help="assets to seed (default 50)")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (default 2)")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="threads per gunicorn worker (default 1: sync workers, as the Procfile; more: gthread)",
-    )
-    parser.add_argument(
-        "--db-name", default=None, help="throwaway database (file on SQLite, name on PostgreSQL)"
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the throwaway database afterwards")
+    server_arguments_add(parser)
     parser.add_argument(
         "--metrics-rounds",
         type=int,

@@ -54,7 +54,14 @@ from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
 from benchmarks import _database
-from benchmarks._api_server import LoadClient, Measurement, gunicorn_started, percentile, wrk_result
+from benchmarks._api_server import (
+    LoadClient,
+    Measurement,
+    gunicorn_started,
+    percentile,
+    server_arguments_add,
+    wrk_result,
+)
 from benchmarks._report import Report, Row
 from benchmarks.models import InsertFloorRow
 from trading import services
@@ -123,17 +130,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "orders rarely overlap)",
     )
     parser.add_argument("--symbols", type=int, default=20, help="symbols the market quotes (default 20)")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (default 2)")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="threads per gunicorn worker (default 1: sync workers, as the Procfile; more: gthread)",
-    )
-    parser.add_argument(
-        "--db-name", default=None, help="throwaway database (file on SQLite, name on PostgreSQL)"
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the throwaway database afterwards")
+    server_arguments_add(parser)
 
 
 @dataclass(frozen=True)

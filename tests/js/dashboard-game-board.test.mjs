@@ -1,4 +1,4 @@
-// The dashboard on a game account (issue 16): its Leaderboard panel shows the game's board, polled
+// The dashboard on a game account (docs/dashboard.md): its Leaderboard panel shows the game's board, polled
 // at the bootstrap's leaderboard_poll_ms until final; the dashboard channel's global-board pushes
 // do not overwrite it (they still do on a default account); the panel's title names the game.
 import assert from "node:assert/strict";

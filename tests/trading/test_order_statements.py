@@ -1,5 +1,6 @@
-"""What a filled market order costs the database through ``POST /v2/orders`` (issue 14: at most 8
-SQL statements), counted as production sends them: the request is its own transaction (these
+"""What a filled market order costs the database through ``POST /v2/orders`` (at most 8 SQL
+statements, `benchmark trading`'s goal in the README), counted as production sends them: the
+request is its own transaction (these
 tests commit, so its BEGIN and COMMIT are counted, as a test transaction's SAVEPOINT and RELEASE
 would be), the API key is cached as after a bot's first request, and the quote comes from Redis,
 as while the market runs.
@@ -31,7 +32,7 @@ from trading.units import shares_to_units
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-# Issue 14's goal: at most 8.
+# `benchmark trading`'s goal (README Benchmarks): at most 8.
 FILLED_MARKET_ORDER_STATEMENTS = 8
 START = dt.datetime(2025, 6, 2, 14, 0, tzinfo=dt.UTC)
 DURING = START + dt.timedelta(hours=1)
