@@ -1,4 +1,7 @@
+from typing import Any
+
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 from config.db_metrics import db_metrics_install
 from config.retention import retention_days, retention_hours, retention_register
@@ -32,7 +35,16 @@ class TradingConfig(AppConfig):
             label="daily bars", model="trading.DailyBar", time_field="start", retention=lambda: None
         )
 
+        # `flush` and `migrate` both end with post_migrate: the quotes the market published
+        # before may name ticks the database no longer holds (trading/quotes.py).
+        post_migrate.connect(_latest_quotes_forget, sender=self)
         from trading import receivers
 
         receivers.connect()
         from trading import signals  # noqa: F401  (connects the username-skeleton hooks)
+
+
+def _latest_quotes_forget(**kwargs: Any) -> None:
+    from trading.quotes import latest_quotes_forget
+
+    latest_quotes_forget()

@@ -170,7 +170,24 @@ def latest_quotes(*, symbols: Iterable[str]) -> dict[str, LatestQuote]:
 
 
 def latest_quotes_store(*, quotes: Iterable[LatestQuote]) -> None:
-    """Publish the latest quotes for web processes (the market calls this after each commit)."""
+    """Publish the latest quotes for web processes (the market calls this after each commit).
+
+    The hash expires ``LATEST_QUOTES_TTL_S`` after the last write, in the same round trip: a copy
+    of ticks the database may no longer hold must not outlive the market that wrote it.
+    """
     mapping: dict[FieldT, EncodableT] = {quote.symbol: quote.as_json() for quote in quotes}
     if mapping:
-        redis_client().hset(settings.LATEST_QUOTES_KEY, mapping=mapping)
+        pipe = redis_client().pipeline(transaction=False)
+        pipe.hset(settings.LATEST_QUOTES_KEY, mapping=mapping)
+        pipe.expire(settings.LATEST_QUOTES_KEY, settings.LATEST_QUOTES_TTL_S)
+        pipe.execute()
+
+
+def latest_quotes_forget() -> None:
+    """Drop every published quote. After the database is flushed or migrated the hash may name
+    ticks it no longer holds; until the market writes again, reads take the stored ticks."""
+    try:
+        redis_client().delete(settings.LATEST_QUOTES_KEY)
+    except redis.RedisError:
+        # Redis down: it may hold a stale hash still, which expires on its own.
+        logger.warning("latest quotes: Redis unavailable, the published quotes were not dropped")
