@@ -30,6 +30,10 @@ sampled by ``--query-sample`` sequential requests after the load):
   own counters as the server's ``/metrics`` reports them (read with a token the run passes to
   gunicorn in its environment).
 
+With ``--cpu N`` it serves nothing and measures CPU per request instead, in one process
+(benchmarks/_cpu_probe.py), the polled reads also through the ORM's own path
+(``PREPARED_QUERIES=false``); ``--profile <endpoint>`` adds that endpoint's cProfile.
+
 Rate limits stay on with limits too high to trip, so their cost is in every figure. The
 leaderboard's staleness bound is lifted for the run: recomputing it is a write, not a read. The
 machine's load average before and after is printed with the table: on a shared machine compare
@@ -42,8 +46,11 @@ import argparse
 import contextlib
 import datetime as dt
 import http.client
+import json
 import os
 import statistics
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -64,6 +71,8 @@ from analytics import services as analytics_services
 from benchmarks import _database
 from benchmarks._api_server import (
     METRICS_TOKEN,
+    READ_RATE_LIMITS,
+    ROOT,
     LoadClient,
     Measurement,
     gunicorn_started,
@@ -71,7 +80,8 @@ from benchmarks._api_server import (
     server_arguments_add,
     wrk_result,
 )
-from benchmarks._report import METRICS_COST_GOAL, Report, Row
+from benchmarks._report import METRICS_COST_GOAL, Report, Row, speedup
+from benchmarks.processes import redis_keys_delete
 from config.metrics import FLUSH_INTERVAL_S
 from trading import services
 from trading.models import (
@@ -162,6 +172,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="measure only the metrics' cost (skip the endpoint table)",
     )
+    parser.add_argument(
+        "--cpu",
+        type=int,
+        default=0,
+        metavar="REQUESTS",
+        help=(
+            "instead of serving: CPU per request of each endpoint in one process (no gunicorn, no "
+            "wrk, no market; quotes published to Redis from the seeded ticks), time.process_time "
+            "over REQUESTS requests through the WSGI application, the best of --cpu-rounds, and "
+            "each against the API floor's (benchmarks/_cpu_probe.py)"
+        ),
+    )
+    parser.add_argument("--cpu-rounds", type=int, default=3, help="--cpu: rounds per endpoint (default 3)")
+    parser.add_argument(
+        "--profile",
+        default="",
+        metavar="ENDPOINT",
+        help="--cpu: also print the cProfile (CPU clock) of this endpoint, by its table name (e.g. account)",
+    )
 
 
 @dataclass(frozen=True)
@@ -180,6 +209,8 @@ API_FLOOR = "API floor"
 
 
 def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
+    if int(options.get("cpu") or 0):
+        return _cpu_run(options, log)
     concurrency = int(options["concurrency"])
     if int(options["requests"]) < 1 or concurrency < 1 or int(options["duration"]) < 1:
         raise CommandError("--requests, --concurrency and --duration must be positive")
@@ -190,24 +221,7 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
     ) as name:
         symbols = int(options["symbols"])
         headers, symbol = _seed(accounts=int(options["accounts"]), symbols=symbols, log=log)
-        start = (timezone.now() - dt.timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        endpoints = [
-            Endpoint(FLOOR, "/v2/_bench/ping", cacheable=False, authenticated=False),
-            Endpoint(API_FLOOR, "/v2/_bench/api-ping", cacheable=False),
-            Endpoint("leaderboard", "/v2/leaderboard?limit=20", cacheable=True),
-            Endpoint("account analytics", "/v2/analytics/account", cacheable=True),
-            Endpoint("symbol stats", f"/v2/analytics/symbols/{symbol}", cacheable=True),
-            Endpoint("account", "/v2/account", cacheable=False, bot_read=True),
-            Endpoint("positions", "/v2/positions", cacheable=False, bot_read=True),
-            Endpoint("open orders", "/v2/orders?status=open", cacheable=False, bot_read=True),
-            Endpoint("latest trade", f"/v2/stocks/{symbol}/trades/latest", cacheable=False, bot_read=True),
-            Endpoint("latest quote", f"/v2/stocks/{symbol}/quotes/latest", cacheable=False, bot_read=True),
-            Endpoint("snapshot", f"/v2/stocks/{symbol}/snapshot", cacheable=False, bot_read=True),
-            Endpoint("assets", "/v2/assets", cacheable=False),
-            Endpoint(
-                "bars", f"/v2/stocks/{symbol}/bars?timeframe=1Min&limit=100&start={start}", cacheable=False
-            ),
-        ]
+        endpoints = _endpoints(symbol)
         database_url = _database.database_url()
         results: dict[tuple[str, bool], Measurement] = {}
         hit_rates: CacheCounts | None = None
@@ -300,6 +314,125 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
         )
     )
     return report
+
+
+def _endpoints(symbol: str) -> list[Endpoint]:
+    start = (timezone.now() - dt.timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return [
+        Endpoint(FLOOR, "/v2/_bench/ping", cacheable=False, authenticated=False),
+        Endpoint(API_FLOOR, "/v2/_bench/api-ping", cacheable=False),
+        Endpoint("leaderboard", "/v2/leaderboard?limit=20", cacheable=True),
+        Endpoint("account analytics", "/v2/analytics/account", cacheable=True),
+        Endpoint("symbol stats", f"/v2/analytics/symbols/{symbol}", cacheable=True),
+        Endpoint("account", "/v2/account", cacheable=False, bot_read=True),
+        Endpoint("positions", "/v2/positions", cacheable=False, bot_read=True),
+        Endpoint("open orders", "/v2/orders?status=open", cacheable=False, bot_read=True),
+        Endpoint("latest trade", f"/v2/stocks/{symbol}/trades/latest", cacheable=False, bot_read=True),
+        Endpoint("latest quote", f"/v2/stocks/{symbol}/quotes/latest", cacheable=False, bot_read=True),
+        Endpoint("snapshot", f"/v2/stocks/{symbol}/snapshot", cacheable=False, bot_read=True),
+        Endpoint("assets", "/v2/assets", cacheable=False),
+        Endpoint("bars", f"/v2/stocks/{symbol}/bars?timeframe=1Min&limit=100&start={start}", cacheable=False),
+    ]
+
+
+# The polled reads whose querysets trading/prepared.py compiles once (the account row with its
+# game, the order poll): measured again with PREPARED_QUERIES=false, the ORM's own path.
+PREPARED_READS = ("account", "positions", "open orders")
+
+
+def _cpu_run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
+    """``--cpu``: CPU per request of every endpoint, in one process (benchmarks/_cpu_probe.py),
+    and of the polled reads again without the compiled querysets (trading/prepared.py)."""
+    requests, rounds = int(options["cpu"]), int(options["cpu_rounds"])
+    if requests < 1 or rounds < 1:
+        raise CommandError("--cpu and --cpu-rounds must be positive")
+    with _database.throwaway_database(
+        name=options.get("db_name"), keep=bool(options.get("keep")), log=log
+    ) as name:
+        headers, symbol = _seed(accounts=int(options["accounts"]), symbols=int(options["symbols"]), log=log)
+        endpoints = _endpoints(symbol)
+        profile = str(options.get("profile") or "")
+        if profile and profile not in {endpoint.name for endpoint in endpoints}:
+            raise CommandError(f"--profile: no endpoint named {profile!r}")
+        spec = {"headers": headers, "requests": requests, "rounds": rounds}
+        log(f"CPU per request: {len(endpoints)} endpoints, {rounds} rounds of {requests} requests each")
+        measured = _cpu_probe({**spec, "endpoints": endpoints, "profile": profile}, {})
+        log(
+            f"CPU per request through the ORM's own path (PREPARED_QUERIES=false): {', '.join(PREPARED_READS)}"
+        )
+        orm = _cpu_probe(
+            {**spec, "endpoints": [e for e in endpoints if e.name in PREPARED_READS], "profile": ""},
+            {"PREPARED_QUERIES": "false"},
+        )
+        report = Report(
+            title=(
+                f"benchmark api --cpu: {connection.vendor} ({name}), CPU per request in one process "
+                f"(time.process_time, best of {rounds} x {requests} requests)"
+            )
+        )
+    cpu: dict[str, float] = measured["cpu_us"]
+    floor = cpu[API_FLOOR]
+    for endpoint in endpoints:
+        figure = cpu[endpoint.name]
+        report.add(
+            Row(
+                f"{endpoint.name}: CPU per request vs the API floor's",
+                f"{figure:,.0f} us",
+                "-" if endpoint.name == API_FLOOR else f"{floor:,.0f} us",
+                "-" if endpoint.name == API_FLOOR else f"{figure / floor:.2f}x",
+                "-",
+                None,
+            )
+        )
+    for read in PREPARED_READS:
+        compiled, plain = cpu[read], orm["cpu_us"][read]
+        report.add(
+            Row(
+                f"{read}: CPU per request, compiled querysets vs the ORM's (PREPARED_QUERIES=false)",
+                f"{compiled:,.0f} us",
+                f"{plain:,.0f} us",
+                speedup(plain, compiled),
+                "-",
+                None,
+            )
+        )
+    report.notes.append(
+        "CPU, not latency: no server, no load generator and no market beside it; the seeded ticks' "
+        "quotes are in Redis. Compare rows within one run."
+    )
+    if measured["profile"]:
+        report.notes.append(
+            f"cProfile of {profile} over {requests} requests (CPU clock):\n{measured['profile']}"
+        )
+    return report
+
+
+def _cpu_probe(spec: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    """One run of the measuring process on the throwaway database, with Redis keys of its own."""
+    redis_prefix = f"benchcpu{os.getpid()}"
+    endpoints: list[Endpoint] = spec["endpoints"]
+    spec = {**spec, "endpoints": [[e.name, e.path, e.authenticated] for e in endpoints]}
+    environment = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DATABASE_URL": _database.database_url(),
+        "BENCHMARK_ENDPOINTS": "true",
+        "REDIS_KEY_PREFIX": redis_prefix,
+        "RATE_LIMITS": READ_RATE_LIMITS,
+        "LOG_LEVEL": "WARNING",
+        **env,
+    }
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-m", "benchmarks._cpu_probe"],
+            cwd=ROOT, env=environment, input=json.dumps(spec), capture_output=True, text=True, check=False,
+        )  # fmt: skip
+    finally:
+        redis_keys_delete(f"{redis_prefix}:*")
+    if probe.returncode != 0:
+        raise CommandError(f"the measuring process failed:\n{probe.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(probe.stdout)
+    return result
 
 
 def _tree_cpu_seconds(pid: int) -> float:

@@ -55,6 +55,9 @@ TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
 # Benchmark-only, set by `manage.py benchmark` for the servers it starts: the /v2/_bench/ping floor
 # view and an X-DB-Queries header on every response (config/http_metrics.py).
 BENCHMARK_ENDPOINTS = env.bool("BENCHMARK_ENDPOINTS", default=False)
+# Benchmark-only: false runs the polled reads' and order placement's compiled querysets
+# (trading/prepared.py) through the ORM's own path instead, `benchmark api --cpu`'s baseline.
+PREPARED_QUERIES = env.bool("PREPARED_QUERIES", default=True)
 # `manage.py benchmark all` writes its reports here, one timestamped directory each and `latest`
 # pointing at the newest; the ops page serves that one to staff (analytics/benchmark_reports.py).
 BENCHMARK_REPORTS_DIR = VAR_DIR / "benchmarks"

@@ -121,3 +121,35 @@ def test_without_wrk_the_python_client_is_used_and_said(monkeypatch: pytest.Monk
     assert chosen.wrk is None and "wrk is not installed" in chosen.note and "floor" in chosen.note
     with pytest.raises(Exception, match="wrk is not installed"):
         LoadClient.choose("wrk")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.backend_neutral
+def test_benchmark_api_cpu_prints_cpu_per_request_and_the_profile_asked_for(tmp_path: Path) -> None:
+    """``--cpu``: no server; every endpoint answers 200 in the measuring process (it exits
+    otherwise), the compiled querysets are measured against the ORM's own path, and ``--profile``
+    adds that endpoint's cProfile."""
+    throwaway = str(tmp_path / "benchmark.sqlite3") if connection.vendor == "sqlite" else None
+    out = io.StringIO()
+    call_command(
+        "benchmark",
+        "api",
+        cpu=3,
+        cpu_rounds=1,
+        profile="account",
+        accounts=5,
+        symbols=3,
+        db_name=throwaway,
+        stdout=out,
+    )
+    text = out.getvalue()
+    for name in ("API floor", "account", "positions", "open orders", "latest quote", "snapshot", "bars"):
+        assert f"{name}: CPU per request vs the API floor's" in text
+    for name in ("account", "positions", "open orders"):
+        assert f"{name}: CPU per request, compiled querysets vs the ORM's (PREPARED_QUERIES=false)" in text
+    assert "cProfile of account over 3 requests (CPU clock)" in text
+    assert "account_summary" in text  # the profile is the account read's
+    assert not Account.objects.exists()
+    if throwaway:
+        assert not Path(throwaway).exists()
+    assert not list(redis_client().scan_iter(match=f"benchcpu{os.getpid()}*"))

@@ -152,3 +152,21 @@ def test_the_prepared_placement_read_is_the_orms(asset: Asset, account: Account,
     assert placement == {key: value for key, value in orm[0].__dict__.items() if key.startswith("placement_")}
     assert (placement["placement_position_qty"] is not None) == (symbol == "AAPL")
     assert (placement["placement_asset_symbol"] is not None) == (symbol == "AAPL")
+
+
+@pytest.mark.parametrize("path", ["/v2/account", "/v2/positions", "/v2/orders?status=open"])
+def test_without_compiled_querysets_the_polled_reads_answer_the_same(
+    settings: Any, asset: Asset, account: Account, path: str
+) -> None:
+    """``PREPARED_QUERIES=false``, `benchmark api --cpu`'s baseline, runs the same querysets
+    through the ORM's own path: the same answers, compiled per call."""
+    client = key_client(account)
+    buy(client, "AAPL", 2)
+    post_order(client, symbol="AAPL", qty=1, type="limit", limit_price="50", time_in_force="gtc")
+    compiled = client.get(path)
+    assert compiled.status_code == 200, compiled.content
+    settings.PREPARED_QUERIES = False
+    before = dict(getattr(selectors._ORDERS_POLL._local, "compiled", {}))
+    plain = client.get(path)
+    assert plain.json() == compiled.json()
+    assert dict(getattr(selectors._ORDERS_POLL._local, "compiled", {})) == before  # nothing compiled
