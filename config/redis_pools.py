@@ -8,8 +8,10 @@ connection before failing, so callers take their degraded path instead of piling
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import weakref
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
@@ -55,6 +57,61 @@ def redis_client() -> redis.Redis:
                 _client = redis.Redis(connection_pool=pool, decode_responses=False)
             client = _client
     return client
+
+
+def resp_pack(*parts: str) -> bytes:
+    """One command in RESP, as redis-py would send it, without its generic packer (which costs
+    more than the rest of a short command's send)."""
+    encoded = [part.encode() for part in parts]
+    return b"".join(
+        [f"*{len(encoded)}\r\n".encode(), *(b"$%d\r\n%s\r\n" % (len(part), part) for part in encoded)]
+    )
+
+
+class PinnedConnection:
+    """One connection of the shared pool kept checked out, for a command a process sends on
+    nearly every request: a command sent on it skips the pool's checkout (a lock and a liveness
+    poll of the socket) and redis-py's command dispatch (retries, response callbacks), about
+    half the CPU of a pooled call. A framework bypass (docs/architecture.md, Framework bypasses):
+    it relies on ``connection_pool.get_connection``, ``send_packed_command`` and
+    ``read_response``.
+
+    One thread at a time: ``exchange`` answers None when another thread holds it, and the caller
+    goes through the pool. After a fork the parent's connection is left alone. A send that fails
+    is retried once on a fresh connection (nothing was sent); any other failure drops the
+    connection (part of a reply may be unread) and raises.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._connection: Any = None
+        self._pid = 0
+
+    def exchange(self, client: redis.Redis, packed: bytes) -> Any:
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            if self._connection is None or self._pid != os.getpid():
+                self._connection = client.connection_pool.get_connection()
+                self._pid = os.getpid()
+            connection = self._connection
+            try:
+                try:
+                    connection.send_packed_command([packed])
+                except (redis.ConnectionError, redis.TimeoutError):
+                    # Redis restarted or closed the idle connection: nothing was sent.
+                    connection.disconnect()
+                    connection.send_packed_command([packed])
+                return connection.read_response()
+            except redis.ResponseError:
+                raise  # a whole error reply was read: the connection is still in step
+            except BaseException:
+                self._connection = None
+                connection.disconnect()
+                client.connection_pool.release(connection)
+                raise
+        finally:
+            self._lock.release()
 
 
 def async_redis_pool(*, client_name: str) -> aioredis.BlockingConnectionPool:

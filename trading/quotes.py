@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db.models import BooleanField, F, Func, Model, OuterRef, Q, QuerySet, Subquery
 from redis.typing import EncodableT, FieldT
 
-from config.redis_pools import redis_client
+from config.redis_pools import PinnedConnection, redis_client, resp_pack
 from trading.matching import Quote
 from trading.models import Asset, StockPriceHistory
 from trading.units import QTY_SCALE
@@ -149,6 +149,23 @@ def prices_at(*, symbols: Iterable[str], at: dt.datetime) -> dict[str, int]:
     return dict(rows.values_list("symbol", "price_units"))
 
 
+_QUOTES_CONNECTION = PinnedConnection()
+# Each symbol's last quote read and what it was parsed from: the market rewrites a quote a few
+# times a second at most, and the reads that poll it are many more, so most reads find the same
+# bytes and skip the JSON and the timestamp parsing. One entry per listed symbol at most.
+_parsed_quotes: dict[str, tuple[bytes, LatestQuote]] = {}
+
+
+def _parsed(symbol: str, raw: bytes) -> LatestQuote:
+    known = _parsed_quotes.get(symbol)
+    if known is not None and known[0] == raw:
+        return known[1]
+    quote = LatestQuote.from_json(raw)
+    if quote.symbol == symbol:
+        _parsed_quotes[symbol] = (raw, quote)
+    return quote
+
+
 def latest_quotes(*, symbols: Iterable[str]) -> dict[str, LatestQuote]:
     """Latest quotes from Redis, with the database filling in whatever Redis lacks or if it is down."""
     wanted = sorted(set(symbols))
@@ -156,13 +173,18 @@ def latest_quotes(*, symbols: Iterable[str]) -> dict[str, LatestQuote]:
         return {}
     found: dict[str, LatestQuote] = {}
     try:
-        raw = redis_client().hmget(settings.LATEST_QUOTES_KEY, wanted)
+        client = redis_client()
+        # Every polled read of an account, a position or a quote asks: on the process's own
+        # connection when free (config/redis_pools.py, PinnedConnection), else through the pool.
+        raw = _QUOTES_CONNECTION.exchange(client, resp_pack("HMGET", settings.LATEST_QUOTES_KEY, *wanted))
+        if raw is None:
+            raw = client.hmget(settings.LATEST_QUOTES_KEY, wanted)
     except redis.RedisError:
         logger.warning("latest quotes: Redis unavailable, reading the database")
         raw = [None] * len(wanted)
     for symbol, value in zip(wanted, raw, strict=True):
         if value is not None:
-            found[symbol] = LatestQuote.from_json(value)
+            found[symbol] = _parsed(symbol, value)
     missing = [symbol for symbol in wanted if symbol not in found]
     if missing:
         found.update(latest_ticks_from_db(symbols=missing))

@@ -4,6 +4,7 @@ write, and a database flush or migration drops it, so no read prices from a tick
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 
 import pytest
@@ -14,7 +15,7 @@ from django.test import Client
 from config.redis_pools import redis_client
 from tests.trading.api_support import key_client
 from trading.models import Account, Asset, StockPriceHistory
-from trading.quotes import LatestQuote, latest_quotes, latest_quotes_store
+from trading.quotes import _QUOTES_CONNECTION, LatestQuote, latest_quotes, latest_quotes_store
 from trading.units import price_to_units
 
 
@@ -64,3 +65,59 @@ def test_a_migration_drops_the_published_quotes(make_asset: Callable[..., Asset]
     _publish("AAPL")
     call_command("migrate", interactive=False, verbosity=0)
     assert not redis_client().exists(settings.LATEST_QUOTES_KEY)
+
+
+def _quote(symbol: str, price: str, seq: int = 1) -> LatestQuote:
+    units = price_to_units(price)
+    return LatestQuote(
+        symbol=symbol,
+        seq=seq,
+        price=units,
+        size=100,
+        bid=units - 100,
+        bid_size=300,
+        ask=units + 100,
+        ask_size=400,
+        at=dt.datetime(2025, 6, 3, 15, 0, tzinfo=dt.UTC),
+    )
+
+
+@pytest.mark.django_db
+def test_quotes_are_read_on_a_connection_of_their_own_which_survives_being_killed() -> None:
+    """The reads' own connection (config/redis_pools.py, PinnedConnection): after Redis drops it,
+    the next read still answers (from Redis on a fresh connection, or once from the database),
+    and the one after is Redis' again."""
+    latest_quotes_store(quotes=[_quote("ZZQ", "10.00")])
+    assert latest_quotes(symbols=["ZZQ"])["ZZQ"].price == price_to_units("10.00")
+    pinned = _QUOTES_CONNECTION._connection
+    assert pinned is not None
+    admin = redis_client()
+    pinned.send_command("CLIENT", "ID")
+    assert admin.client_kill_filter(_id=pinned.read_response()) == 1
+    latest_quotes_store(quotes=[_quote("ZZQ", "11.00", seq=2)])
+    # No tick is stored for ZZQ: a read that fell back to the database finds none.
+    assert latest_quotes(symbols=["ZZQ"]).get("ZZQ") in (None, _quote("ZZQ", "11.00", seq=2))
+    assert latest_quotes(symbols=["ZZQ"])["ZZQ"] == _quote("ZZQ", "11.00", seq=2)
+    assert _QUOTES_CONNECTION._connection is not None
+
+
+@pytest.mark.django_db
+def test_a_busy_quotes_connection_sends_other_threads_through_the_pool() -> None:
+    latest_quotes_store(quotes=[_quote("ZZQ", "10.00")])
+    with _QUOTES_CONNECTION._lock:  # another thread is mid-read on it
+        assert latest_quotes(symbols=["ZZQ", "NOPE"]) == {"ZZQ": _quote("ZZQ", "10.00")}
+
+
+@pytest.mark.django_db
+def test_a_rewritten_quote_is_read_as_written() -> None:
+    """Each symbol's last parsed quote is reused only while Redis holds the same bytes."""
+    latest_quotes_store(quotes=[_quote("ZZQ", "10.00"), _quote("ZZR", "20.00")])
+    assert latest_quotes(symbols=["ZZQ", "ZZR"]) == {
+        "ZZQ": _quote("ZZQ", "10.00"),
+        "ZZR": _quote("ZZR", "20.00"),
+    }
+    latest_quotes_store(quotes=[_quote("ZZQ", "10.50", seq=2)])
+    assert latest_quotes(symbols=["ZZQ", "ZZR"]) == {
+        "ZZQ": _quote("ZZQ", "10.50", seq=2),
+        "ZZR": _quote("ZZR", "20.00"),
+    }

@@ -54,7 +54,7 @@ from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
 from config.client_address import request_client_address
-from config.redis_pools import redis_client
+from config.redis_pools import redis_client, resp_pack
 
 if TYPE_CHECKING:
     # rest_framework.views imports this module (DEFAULT_THROTTLE_CLASSES) while it loads.
@@ -173,14 +173,6 @@ class _LocalWindows:
                 del self._logs[key]
             else:
                 self._logs[key] = deque(entry for entry in log if entry[1] != member)
-
-
-def _pack(*parts: str) -> bytes:
-    """One command in RESP, as redis-py would send it."""
-    encoded = [part.encode() for part in parts]
-    return b"".join(
-        [f"*{len(encoded)}\r\n".encode(), *(b"$%d\r\n%s\r\n" % (len(part), part) for part in encoded)]
-    )
 
 
 def _script_args(rate: Rate, member: str) -> tuple[int, int, str]:
@@ -313,7 +305,7 @@ class SlidingWindowLimiter:
             self._pinned_pid = os.getpid()
         # Packed here rather than by redis-py's generic packer: the request is always the same
         # seven strings, and packing them generically costs more than the rest of the send.
-        packed = _pack("EVALSHA", self._script.sha, "1", key, *map(str, args))
+        packed = resp_pack("EVALSHA", self._script.sha, "1", key, *map(str, args))
         try:
             self._pinned.send_packed_command([packed])
         except (redis.ConnectionError, redis.TimeoutError):
