@@ -141,7 +141,9 @@ def gunicorn_server(
         )  # fmt: skip
     server = ServerProcess(process=process, base_url=f"http://127.0.0.1:{port}", log_path=log_path)
     try:
-        _wait_until_answering(server, "/v2/clock", timeout=30)
+        # Generous: on a loaded 2-core machine four workers importing Django took over 30 s to
+        # answer once; a server that answers sooner returns at once.
+        _wait_until_answering(server, "/v2/clock", timeout=90)
         yield server
     finally:
         process_stop(process)
