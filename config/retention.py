@@ -29,6 +29,9 @@ class RetentionRule:
     # Delete partition by partition (each value of this field in turn) along an index that
     # starts with (partition_field, time_field), so the table needs no index on time alone.
     partition_field: str | None = None
+    # Each partition's newest row (by time_field) stays whatever its age: a symbol's last tick is
+    # its price while the market is closed or stopped, and the published quotes copy it.
+    keep_newest: bool = False
 
     def model_class(self) -> type[models.Model]:
         return apps.get_model(self.model)
@@ -45,7 +48,10 @@ def retention_register(
     retention: Callable[[], dt.timedelta | None],
     keep: Q | None = None,
     partition_field: str | None = None,
+    keep_newest: bool = False,
 ) -> None:
+    if keep_newest and partition_field is None:
+        raise ValueError(f"retention rule {label!r}: keep_newest needs a partition_field")
     RETENTION_RULES[label] = RetentionRule(
         label=label,
         model=model,
@@ -53,6 +59,7 @@ def retention_register(
         retention=retention,
         keep=keep,
         partition_field=partition_field,
+        keep_newest=keep_newest,
     )
 
 

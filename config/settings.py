@@ -195,9 +195,6 @@ if not re.fullmatch(r"[A-Za-z0-9_.:-]+", REDIS_KEY_PREFIX):
     )
 # The latest quote per symbol, a hash the market process writes.
 LATEST_QUOTES_KEY = f"{REDIS_KEY_PREFIX}:quotes:latest"
-# Seconds the hash outlives the market's last write: a market stopped (or closed) this long leaves
-# nothing behind, and reads take each symbol's newest stored tick (trading/quotes.py).
-LATEST_QUOTES_TTL_S = env.int("LATEST_QUOTES_TTL_S", default=3600)
 # Pub/sub channels: order events (new, replaced, canceled) for the market's triggers and the
 # trade_updates streams; one message per market batch window; cache invalidations; a changed top
 # of the leaderboard; revoked stream credentials.

@@ -81,6 +81,15 @@ def _cleanup_by_partition(
     current = values.first()
     while current is not None:
         oldest = expired.filter(**{partition: current})
+        if rule.keep_newest:
+            # One seek down the (partition, time) index; rows sharing the newest time all stay.
+            newest = (
+                model._default_manager.filter(**{partition: current})
+                .order_by(f"-{time_field}")
+                .values_list(time_field, flat=True)
+                .first()
+            )
+            oldest = oldest.filter(**{f"{time_field}__lt": newest})
         while True:
             bound = (
                 oldest.order_by(time_field, "pk")

@@ -22,6 +22,9 @@ class TradingConfig(AppConfig):
             retention=retention_hours("TICK_RETENTION_HOURS"),
             # Along tick_symbol_time_idx: the table has no index on time alone.
             partition_field="symbol",
+            # A symbol's last tick is its price over a weekend or a stopped market: orders are
+            # sized and filled at it, and the latest quotes in Redis copy it (trading/quotes.py).
+            keep_newest=True,
         )
         retention_register(
             label="minute bars",

@@ -194,15 +194,14 @@ def latest_quotes(*, symbols: Iterable[str]) -> dict[str, LatestQuote]:
 def latest_quotes_store(*, quotes: Iterable[LatestQuote]) -> None:
     """Publish the latest quotes for web processes (the market calls this after each commit).
 
-    The hash expires ``LATEST_QUOTES_TTL_S`` after the last write, in the same round trip: a copy
-    of ticks the database may no longer hold must not outlive the market that wrote it.
+    The hash has no expiry: each entry copies its symbol's newest stored tick, which retention
+    never deletes (``keep_newest`` in trading/apps.py), so a market stopped or closed for a weekend
+    still prices orders at its last quote; ``flush`` and ``migrate`` drop the hash
+    (``latest_quotes_forget``).
     """
     mapping: dict[FieldT, EncodableT] = {quote.symbol: quote.as_json() for quote in quotes}
     if mapping:
-        pipe = redis_client().pipeline(transaction=False)
-        pipe.hset(settings.LATEST_QUOTES_KEY, mapping=mapping)
-        pipe.expire(settings.LATEST_QUOTES_KEY, settings.LATEST_QUOTES_TTL_S)
-        pipe.execute()
+        redis_client().hset(settings.LATEST_QUOTES_KEY, mapping=mapping)
 
 
 def latest_quotes_forget() -> None:
@@ -211,5 +210,6 @@ def latest_quotes_forget() -> None:
     try:
         redis_client().delete(settings.LATEST_QUOTES_KEY)
     except redis.RedisError:
-        # Redis down: it may hold a stale hash still, which expires on its own.
+        # Redis down: it may still hold the old hash, which the market's next writes overwrite
+        # symbol by symbol.
         logger.warning("latest quotes: Redis unavailable, the published quotes were not dropped")

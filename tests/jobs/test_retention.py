@@ -63,7 +63,11 @@ def test_cleanup_removes_exactly_the_expired_rows(
 
     deleted = retention.retention_cleanup(now=NOW, batch_size=batch_size)
 
-    kept_ticks = sorted(age for age in tick_ages if age <= 24 * HOUR)
+    # Each symbol's newest tick stays whatever its age (its price while the market is closed).
+    newest = {symbol: min(tick_ages[seq::3]) for seq, symbol in enumerate(("T0", "T1", "T2")) if tick_ages[seq::3]}
+    kept_ticks = sorted(
+        age for seq, age in enumerate(tick_ages) if age <= 24 * HOUR or age == newest[f"T{seq % 3}"]
+    )
     kept_bars = sorted(age for age in bar_ages if age <= 90 * 24 * HOUR)
     remaining_ticks = sorted(
         int((NOW - t).total_seconds())
@@ -141,6 +145,8 @@ def test_each_batch_deletes_at_most_the_batch_size() -> None:
         StockPriceHistory(symbol="MSFT", seq=seq, recorded_at=NOW - dt.timedelta(days=30), **TICK_FIELDS)
         for seq in range(23)
     )
+    # The symbol's newest tick, which retention keeps.
+    StockPriceHistory.objects.create(symbol="MSFT", seq=23, recorded_at=NOW, **TICK_FIELDS)
     counts: list[int] = []
     with CaptureQueriesContext(connection) as queries:
         retention.retention_cleanup_rule(
@@ -160,13 +166,17 @@ def test_command_reports_progress(settings: Any) -> None:
     StockPriceHistory.objects.create(
         symbol="IBM", seq=1, recorded_at=dt.datetime(2020, 1, 1, tzinfo=dt.UTC), **TICK_FIELDS
     )
+    # IBM's newest tick: old too, but kept (its price while the market is closed).
+    StockPriceHistory.objects.create(
+        symbol="IBM", seq=2, recorded_at=dt.datetime(2020, 1, 2, tzinfo=dt.UTC), **TICK_FIELDS
+    )
     out = StringIO()
     call_command("cleanup_retention", "--batch-size", "10", stdout=out)
     text = out.getvalue()
     assert (
         "ticks: 1 deleted" in text and "daily bars: kept for ever" in text and "done: 1 rows deleted" in text
     )
-    assert not StockPriceHistory.objects.exists()
+    assert list(StockPriceHistory.objects.values_list("seq", flat=True)) == [2]
 
 
 @pytest.mark.django_db

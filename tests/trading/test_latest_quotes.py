@@ -1,11 +1,13 @@
 """The latest quotes the market publishes to Redis (trading/quotes.py): a copy of the newest
-stored ticks, which must never outlive the ticks it copies. It expires after the market's last
-write, and a database flush or migration drops it, so no read prices from a tick that is gone."""
+stored ticks, which must never outlive the ticks it copies. Retention keeps each symbol's newest
+tick, and a database flush or migration drops the hash, so no read prices from a tick that is gone
+and a market closed or stopped for days still has a price for every symbol."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -13,6 +15,7 @@ from django.core.management import call_command
 from django.test import Client
 
 from config.redis_pools import redis_client
+from jobs.retention import retention_cleanup
 from tests.trading.api_support import key_client
 from trading.models import Account, Asset, StockPriceHistory
 from trading.quotes import _QUOTES_CONNECTION, LatestQuote, latest_quotes, latest_quotes_store
@@ -27,15 +30,36 @@ def _publish(symbol: str) -> None:
 
 
 @pytest.mark.django_db
-def test_published_quotes_expire_after_the_markets_last_write(make_asset: Callable[..., Asset]) -> None:
+def test_a_market_closed_past_the_tick_retention_still_prices_every_symbol(
+    settings: Any, make_asset: Callable[..., Asset], make_account: Callable[..., Account]
+) -> None:
+    """A weekend: no tick for two days, the hourly cleanup run, Redis emptied (restarted). The
+    newest tick of each symbol survives retention, so reads and orders still have its price."""
+    settings.TICK_RETENTION_HOURS = 24
     make_asset("AAPL", price="100.00")
+    last = StockPriceHistory.objects.filter(symbol="AAPL").order_by("-seq").first()
+    assert last is not None
+    StockPriceHistory.objects.create(
+        symbol="AAPL", seq=last.seq + 1, recorded_at=last.recorded_at + dt.timedelta(seconds=1),
+        price_units=price_to_units("101.00"), size=10, bid_units=price_to_units("100.99"), bid_size=500,
+        ask_units=price_to_units("101.01"), ask_size=500,
+    )  # fmt: skip
     _publish("AAPL")
-    ttl = redis_client().ttl(settings.LATEST_QUOTES_KEY)
-    assert 0 < ttl <= settings.LATEST_QUOTES_TTL_S
-    # Each write starts the hash's lifetime again.
-    redis_client().expire(settings.LATEST_QUOTES_KEY, 5)
-    _publish("AAPL")
-    assert redis_client().ttl(settings.LATEST_QUOTES_KEY) > 5
+    assert redis_client().ttl(settings.LATEST_QUOTES_KEY) == -1  # no expiry: retention keeps its ticks
+
+    deleted = retention_cleanup(now=last.recorded_at + dt.timedelta(days=2))
+    assert deleted["ticks"] >= 1
+    assert list(StockPriceHistory.objects.filter(symbol="AAPL").values_list("seq", flat=True)) == [last.seq + 1]
+    redis_client().delete(settings.LATEST_QUOTES_KEY)
+
+    assert latest_quotes(symbols=["AAPL"])["AAPL"].price == price_to_units("101.00")
+    client: Client = key_client(make_account())
+    answer = client.post(
+        "/v2/orders",
+        {"symbol": "AAPL", "qty": "1", "side": "buy", "type": "market", "time_in_force": "day"},
+        content_type="application/json",
+    )
+    assert answer.status_code == 200, answer.content
 
 
 @pytest.mark.django_db(transaction=True)
