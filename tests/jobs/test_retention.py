@@ -64,7 +64,9 @@ def test_cleanup_removes_exactly_the_expired_rows(
     deleted = retention.retention_cleanup(now=NOW, batch_size=batch_size)
 
     # Each symbol's newest tick stays whatever its age (its price while the market is closed).
-    newest = {symbol: min(tick_ages[seq::3]) for seq, symbol in enumerate(("T0", "T1", "T2")) if tick_ages[seq::3]}
+    newest = {
+        symbol: min(tick_ages[seq::3]) for seq, symbol in enumerate(("T0", "T1", "T2")) if tick_ages[seq::3]
+    }
     kept_ticks = sorted(
         age for seq, age in enumerate(tick_ages) if age <= 24 * HOUR or age == newest[f"T{seq % 3}"]
     )

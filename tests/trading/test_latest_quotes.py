@@ -49,7 +49,9 @@ def test_a_market_closed_past_the_tick_retention_still_prices_every_symbol(
 
     deleted = retention_cleanup(now=last.recorded_at + dt.timedelta(days=2))
     assert deleted["ticks"] >= 1
-    assert list(StockPriceHistory.objects.filter(symbol="AAPL").values_list("seq", flat=True)) == [last.seq + 1]
+    assert list(StockPriceHistory.objects.filter(symbol="AAPL").values_list("seq", flat=True)) == [
+        last.seq + 1
+    ]
     redis_client().delete(settings.LATEST_QUOTES_KEY)
 
     assert latest_quotes(symbols=["AAPL"])["AAPL"].price == price_to_units("101.00")
