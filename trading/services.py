@@ -607,7 +607,14 @@ def _game_accounts_cancel_orders(
 ) -> int:
     """Cancel the accounts' open orders at ``now`` (``canceled_at`` ``ended_at`` when given: see
     ``_order_close``), each under its account's lock (an order closed meanwhile is passed over).
-    Returns how many were open, legs an entry's cancel closes included."""
+
+    A day order whose day ended strictly before the account stopped (``ended_at``, else ``now``)
+    and which the periodic expiry has not reached yet is expired instead, as ``orders_expire``
+    would have: it was no longer open when the account stopped. One whose day ends at that very
+    instant (a game ending at 16:00 New York time) is canceled: the game's end wins the tie, as in
+    ``orders_expire`` (README, Running a game). Returns how many were open, legs an entry's
+    cancel closes included."""
+    stopped = ended_at or now
     canceled = 0
     for account_id in account_ids:
         _lock_account(account_id)
@@ -617,7 +624,10 @@ def _game_accounts_cancel_orders(
             )
         )
         for order in orders:
-            _order_close(order=order, status=OrderStatus.CANCELED, now=now, ended_at=ended_at)
+            if order.expires_at is not None and order.expires_at < stopped:
+                _order_close(order=order, status=OrderStatus.EXPIRED, now=now)
+            else:
+                _order_close(order=order, status=OrderStatus.CANCELED, now=now, ended_at=ended_at)
         canceled += len(orders)
     return canceled
 
@@ -2463,13 +2473,28 @@ def orders_track_water_marks(*, marks: Mapping[str, int]) -> int:
 
 
 def orders_expire(*, now: dt.datetime | None = None) -> int:
-    """Expire day orders past their day boundary; returns how many expired."""
+    """Expire day orders past their day boundary; returns how many expired.
+
+    The game's end wins a tie: a game account's order whose day ends at or after the instant its
+    account stopped trading (its game's end, or its player's removal) was open at that instant,
+    so it is canceled as of that instant, as the game's close (``game_account_orders_close``)
+    cancels it, not expired. Decided under the account's lock, re-reading the game, so the expiry and the game's
+    close reach one outcome in either order, and give back what the order held once."""
     now = now or timezone.now()
     due = list(
-        Order.objects.filter(status__in=OPEN_ORDER_STATUSES, expires_at__lte=now).select_related("asset")
+        Order.objects.filter(status__in=OPEN_ORDER_STATUSES, expires_at__lte=now).select_related(
+            "asset", "account__game_player"
+        )
     )
     for order in due:
         with transaction.atomic():
+            if _game_player(order.account) is not None:
+                player = _game_player(_account_with_game_locked(order.account_id))
+                assert player is not None and order.expires_at is not None
+                stopped = _game_closed_at(player)
+                if stopped <= order.expires_at:
+                    _order_close(order=order, status=OrderStatus.CANCELED, now=now, ended_at=stopped)
+                    continue
             _order_close(order=order, status=OrderStatus.EXPIRED, now=now)
     # Counted after: an entry's legs (due with it) expire with it, in its close.
     return Order.objects.filter(

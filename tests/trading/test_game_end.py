@@ -1,6 +1,7 @@
 """The end of a trading game and the rules checked under the account's lock (README, Running a
 game; docs/architecture.md, Games): at the end every open order of the game's accounts is
-canceled with its ``canceled`` event, the market fills nothing once the game is over, the game's
+canceled with its ``canceled`` event (a day order whose day closes at that very instant too,
+whichever job runs first), the market fills nothing once the game is over, the game's
 keys read but never write, a removed player neither resets nor makes keys, and the position-size
 rule counts the symbol's open orders and prices stops at their stop.
 
@@ -66,6 +67,18 @@ def join(game: Game, account: Account) -> Account:
     return services.game_join(game_id=game.pk, user=account.user, now=BEFORE).account
 
 
+@pytest.fixture
+def game(organiser: User) -> Game:
+    """The game most tests play: ``new_game``'s defaults."""
+    return new_game(organiser)
+
+
+@pytest.fixture
+def game_account(game: Game, account: Account) -> Account:
+    """The account of ``account``'s user in ``game``."""
+    return join(game, account)
+
+
 def status(order: Order) -> str:
     return Order.objects.get(pk=order.pk).status
 
@@ -81,12 +94,11 @@ def resting_buy(account: Account, *, now: dt.datetime = DURING, price: int = 900
 
 def test_the_periodic_close_cancels_a_games_open_orders_at_its_end(
     asset: Asset,
-    organiser: User,
     account: Account,
     channel: PubSub,  # noqa: F811
     django_capture_on_commit_callbacks: Any,
+    game_account: Account,
 ) -> None:
-    game_account = join(new_game(organiser), account)
     in_game = resting_buy(game_account)
     outside = resting_buy(account)  # the user's default account is in no game
     assert services.games_close_due(now=END - TICK) == 0
@@ -105,11 +117,10 @@ def test_the_periodic_close_cancels_a_games_open_orders_at_its_end(
     assert_books_balance(account)
 
 
-def test_the_periodic_close_is_the_jobs_task(asset: Asset, organiser: User, account: Account) -> None:
+def test_the_periodic_close_is_the_jobs_task(asset: Asset, game_account: Account) -> None:
     from jobs.schedule import BEAT_SCHEDULE
     from jobs.tasks import games_close_due_task
 
-    game_account = join(new_game(organiser), account)
     order = resting_buy(game_account)
     assert BEAT_SCHEDULE["games-close-due"]["task"] == games_close_due_task.name
     with time_machine.travel(END, tick=False):
@@ -134,14 +145,12 @@ def test_an_early_end_and_a_removal_cancel_at_once(
 
 def test_a_late_periodic_close_stamps_the_end(
     asset: Asset,
-    organiser: User,
-    account: Account,
     channel: PubSub,  # noqa: F811
     django_capture_on_commit_callbacks: Any,
+    game_account: Account,
 ) -> None:
     """Canceled as of the end, but updated (and its event sent) when it is closed: a client keeping
     the latest state of an order never takes the cancel for older than a state already shown."""
-    game_account = join(new_game(organiser), account)
     resting = resting_buy(game_account)
     late = END + dt.timedelta(seconds=29)
     published(channel)
@@ -158,15 +167,14 @@ def test_a_late_periodic_close_stamps_the_end(
 
 def test_reads_at_the_end_show_the_orders_canceled_as_of_the_end(
     asset: Asset,
-    organiser: User,
     account: Account,
     channel: PubSub,  # noqa: F811
     django_capture_on_commit_callbacks: Any,
+    game_account: Account,
 ) -> None:
     """Reads are exact at the end: the first read of a game account whose game is over cancels its
     open orders before it answers, stamped with the end, with one ``canceled`` event; every read
     of the key agrees, and the periodic close then finds nothing to cancel."""
-    game_account = join(new_game(organiser), account)
     resting = resting_buy(game_account)
     player = key_client(game_account)
     with time_machine.travel(END - TICK, tick=False):
@@ -189,9 +197,8 @@ def test_reads_at_the_end_show_the_orders_canceled_as_of_the_end(
 
 
 def test_the_dashboard_at_the_end_shows_no_open_order(
-    asset: Asset, organiser: User, account: Account
+    asset: Asset, account: Account, game_account: Account
 ) -> None:
-    game_account = join(new_game(organiser), account)
     resting = resting_buy(game_account)
     browser = Client()
     browser.force_login(account.user)
@@ -206,10 +213,7 @@ def test_the_dashboard_at_the_end_shows_no_open_order(
     assert [(o["id"], o["status"]) for o in orders["recent"]] == [(str(resting.pk), "canceled")]
 
 
-def test_a_read_while_the_game_runs_costs_no_query_for_the_close(
-    asset: Asset, organiser: User, account: Account
-) -> None:
-    game_account = join(new_game(organiser), account)
+def test_a_read_while_the_game_runs_costs_no_query_for_the_close(asset: Asset, game_account: Account) -> None:
     resting_buy(game_account)
     loaded = Account.objects.select_related("game_player__game").get(pk=game_account.pk)
     with CaptureQueriesContext(connection) as queries:
@@ -226,14 +230,13 @@ def test_a_read_while_the_game_runs_costs_no_query_for_the_close(
 @pytest.mark.django_db(transaction=True)
 def test_a_read_racing_the_periodic_close_cancels_each_order_once(
     asset: Asset,
-    organiser: User,
     account: Account,
     channel: PubSub,  # noqa: F811
+    game_account: Account,
 ) -> None:
     """The read found the order open, then waited for the account's lock while the periodic close
     canceled it: under the lock it re-reads, finds nothing open, and sends no second event; the
     account it answers is reloaded all the same, its reservation given back by the job."""
-    game_account = join(new_game(organiser), account)
     resting = resting_buy(game_account)
     player = key_client(game_account)
     published(channel)
@@ -268,11 +271,10 @@ def test_a_read_racing_the_periodic_close_cancels_each_order_once(
 @pytest.mark.db_backend("postgresql")
 @pytest.mark.django_db(transaction=True)
 def test_a_close_on_read_that_the_database_refuses_still_answers_the_read(
-    asset: Asset, organiser: User, account: Account
+    asset: Asset, account: Account, game_account: Account
 ) -> None:
     """The close on read gives up (a lock timeout, as a busy database would): the read answers
     200 with the account as loaded, and the order stays open for the next read or the job."""
-    game_account = join(new_game(organiser), account)
     resting = resting_buy(game_account)
     player = key_client(game_account)
     outcome: dict[str, Any] = {}
@@ -301,12 +303,10 @@ def test_a_close_on_read_that_the_database_refuses_still_answers_the_read(
 
 @pytest.mark.parametrize("ended_early", [False, True], ids=["at-ends_at", "after-ended_at"])
 def test_the_market_fills_nothing_once_the_game_is_over(
-    asset: Asset, organiser: User, account: Account, ended_early: bool
+    asset: Asset, organiser: User, account: Account, ended_early: bool, game: Game, game_account: Account
 ) -> None:
     """Between the end and the periodic close, a price that crosses a game account's order
     cancels it instead of filling it."""
-    game = new_game(organiser)
-    game_account = join(game, account)
     last, late = resting_buy(game_account), resting_buy(game_account)
     over = END
     if ended_early:
@@ -339,15 +339,14 @@ def xnys(settings: Any) -> None:
 @pytest.mark.usefixtures("xnys")
 def test_the_open_after_the_end_cancels_an_accepted_order_instead_of_routing_it(
     asset: Asset,
-    organiser: User,
     account: Account,
     channel: PubSub,  # noqa: F811
     django_capture_on_commit_callbacks: Any,
+    game_account: Account,
 ) -> None:
     """An order accepted while the session was closed, its game over before the open and the
     periodic close not yet run: the open cancels it as of the end, and never publishes it ``new``
     (a state stamped after the end that a client would then keep over the cancel)."""
-    game_account = join(new_game(organiser), account)
     accepted = place(game_account, now=FRIDAY_EVENING, type="limit", limit_price_units=900_000)
     assert accepted.status == "accepted"
     outside = place(account, now=FRIDAY_EVENING, type="limit", limit_price_units=900_000)
@@ -364,10 +363,7 @@ def test_the_open_after_the_end_cancels_an_accepted_order_instead_of_routing_it(
 
 
 @pytest.mark.usefixtures("xnys")
-def test_an_auction_after_the_end_cancels_as_of_the_end(
-    asset: Asset, organiser: User, account: Account
-) -> None:
-    game_account = join(new_game(organiser), account)
+def test_an_auction_after_the_end_cancels_as_of_the_end(asset: Asset, game_account: Account) -> None:
     opg = place(
         game_account, now=FRIDAY_EVENING, type="limit", limit_price_units=900_000, time_in_force="opg"
     )
@@ -376,6 +372,77 @@ def test_an_auction_after_the_end_cancels_as_of_the_end(
     closed = Order.objects.get(pk=opg.pk)
     assert (closed.status, closed.canceled_at, closed.updated_at) == ("canceled", END, MONDAY_OPEN)
     assert_books_balance(game_account)
+
+
+# Friday 2025-06-06: the session closes at 16:00 New York time, 20:00 UTC.
+FRIDAY_MORNING = dt.datetime(2025, 6, 6, 14, 0, tzinfo=dt.UTC)
+FRIDAY_CLOSE = dt.datetime(2025, 6, 6, 20, 0, tzinfo=dt.UTC)
+
+
+def _run_jobs(first: str, *, at: dt.datetime) -> dict[str, int]:
+    """The day's expiry and the game's close, as their jobs run them at ``at``, ``first`` first;
+    what each returned."""
+    from jobs.tasks import games_close_due_task, orders_expire_task
+
+    tasks = {"expiry": orders_expire_task, "close": games_close_due_task}
+    order = [first, *(name for name in tasks if name != first)]
+    with time_machine.travel(at, tick=False):
+        return {name: tasks[name].apply().get() for name in order}
+
+
+@pytest.mark.usefixtures("xnys")
+@pytest.mark.parametrize("first", ["expiry", "close"], ids=["expiry-first", "close-first"])
+def test_a_day_order_open_at_a_game_ending_at_the_close_is_canceled_as_of_the_end(
+    asset: Asset,
+    organiser: User,
+    account: Account,
+    channel: PubSub,  # noqa: F811
+    django_capture_on_commit_callbacks: Any,
+    first: str,
+) -> None:
+    """The game's end wins the tie (README, Running a game): a day order whose day closes at the
+    very instant the game ends is canceled as of the end, whichever of the day's expiry and the
+    game's close runs first, with one ``canceled`` event and its reservation given back once."""
+    game = new_game(organiser, ends_at=FRIDAY_CLOSE)
+    game_account = join(game, account)
+    day = place(
+        game_account, now=FRIDAY_MORNING, type="limit", limit_price_units=900_000, time_in_force="day"
+    )
+    assert (day.status, day.expires_at) == ("new", FRIDAY_CLOSE)
+    assert Account.objects.get(pk=game_account.pk).reserved_cents == 9_000  # $90.00
+    published(channel)
+    with django_capture_on_commit_callbacks(execute=True):
+        ran = _run_jobs(first, at=FRIDAY_CLOSE + dt.timedelta(seconds=2))
+    # The first acted (expiry counts only what it expired); the second found nothing open.
+    assert ran == {"expiry": 0, "close": 1 if first == "close" else 0}
+    closed = Order.objects.get(pk=day.pk)
+    assert (closed.status, closed.canceled_at, closed.expired_at) == ("canceled", FRIDAY_CLOSE, None)
+    assert [(e["event"], e["order_id"]) for e in published(channel)] == [("canceled", str(day.pk))]
+    assert Account.objects.get(pk=game_account.pk).reserved_cents == 0
+    assert_books_balance(game_account)
+
+
+@pytest.mark.usefixtures("xnys")
+@pytest.mark.parametrize("first", ["expiry", "close"], ids=["expiry-first", "close-first"])
+def test_a_day_order_whose_day_closed_before_the_end_expires(
+    asset: Asset, organiser: User, account: Account, first: str
+) -> None:
+    """Thursday's day order, its expiry not run before the game ended on Friday's close: it was no
+    longer open at the end, so it expires (stamped when it is closed, as any expiry), whichever
+    job reaches it first; the user's default account's day order expires as ever."""
+    game_account = join(new_game(organiser, ends_at=FRIDAY_CLOSE), account)
+    thursday = FRIDAY_MORNING - dt.timedelta(days=1)
+    day = place(game_account, now=thursday, type="limit", limit_price_units=900_000, time_in_force="day")
+    outside = place(account, now=thursday, type="limit", limit_price_units=900_000, time_in_force="day")
+    assert day.expires_at == outside.expires_at == FRIDAY_CLOSE - dt.timedelta(days=1)
+    late = FRIDAY_CLOSE + dt.timedelta(seconds=2)
+    _run_jobs(first, at=late)
+    for order in (day, outside):
+        closed = Order.objects.get(pk=order.pk)
+        assert (closed.status, closed.expired_at, closed.canceled_at) == ("expired", late, None)
+    assert Account.objects.get(pk=game_account.pk).reserved_cents == 0
+    assert_books_balance(game_account)
+    assert_books_balance(account)
 
 
 # --- the trading window ---------------------------------------------------------------------------
@@ -392,10 +459,8 @@ def test_an_auction_after_the_end_cancels_as_of_the_end(
     ids=["before-start", "at-start", "before-ended_at", "at-ended_at"],
 )
 def test_the_window_of_a_game_ended_early(
-    asset: Asset, organiser: User, account: Account, offset: dt.timedelta, allowed: bool
+    asset: Asset, offset: dt.timedelta, allowed: bool, game: Game, game_account: Account
 ) -> None:
-    game = new_game(organiser)
-    game_account = join(game, account)
     ended_at = START + dt.timedelta(hours=2)
     Game.objects.filter(pk=game.pk).update(ended_at=ended_at)
     if allowed:
@@ -409,12 +474,10 @@ def test_the_window_of_a_game_ended_early(
 @pytest.mark.db_backend("postgresql")
 @pytest.mark.django_db(transaction=True)
 def test_an_end_committed_while_an_order_waits_for_the_lock_refuses_it(
-    asset: Asset, organiser: User, account: Account
+    asset: Asset, organiser: User, account: Account, game: Game, game_account: Account
 ) -> None:
     """The rules are read under the account's lock: an order that waited for it while the game
     ended sees the end, instead of checking the game before and placing after it."""
-    game = new_game(organiser)
-    game_account = join(game, account)
     outcome: dict[str, object] = {}
 
     def order() -> None:
@@ -552,10 +615,8 @@ def test_self_reset_is_refused_after_the_end_and_after_a_removal(
 
 
 def test_a_removed_player_cannot_make_a_key_for_the_game_account(
-    organiser: User, account: Account, client: Client
+    organiser: User, account: Account, client: Client, game: Game, game_account: Account
 ) -> None:
-    game = new_game(organiser)
-    game_account = join(game, account)
     services.game_player_remove(
         game_id=game.pk, organiser_id=organiser.pk, username=account.user.username, now=DURING
     )
@@ -576,13 +637,15 @@ def test_a_removed_player_cannot_make_a_key_for_the_game_account(
 
 
 def test_a_games_keys_read_but_never_write_once_it_is_over(
-    asset: Asset, organiser: User, account: Account
+    asset: Asset, account: Account, game_account: Account
 ) -> None:
-    game_account = join(new_game(organiser), account)
     player = key_client(game_account)
     with time_machine.travel(DURING, tick=False):
         assert post_order(player, symbol="AAPL", qty="2").status_code == 200
-        resting = post_order(player, symbol="AAPL", qty="1", type="limit", limit_price="90").json()
+        # gtc: a day order from days before the end would have expired with its day.
+        resting = post_order(
+            player, symbol="AAPL", qty="1", type="limit", limit_price="90", time_in_force="gtc"
+        ).json()
         watchlist = player.post("/v2/watchlists", {"name": "tech", "symbols": []}, format="json")
         assert watchlist.status_code == 200
     with time_machine.travel(END, tick=False):
@@ -609,8 +672,8 @@ def test_a_games_keys_read_but_never_write_once_it_is_over(
     assert services.games_close_due(now=END) == 0
 
 
-def test_before_the_start_a_games_key_cannot_trade(asset: Asset, organiser: User, account: Account) -> None:
-    player = key_client(join(new_game(organiser), account))
+def test_before_the_start_a_games_key_cannot_trade(asset: Asset, game_account: Account) -> None:
+    player = key_client(game_account)
     with time_machine.travel(START - TICK, tick=False):
         body = assert_alpaca_error(post_order(player, symbol="AAPL", qty="1"), 403)
     assert body == {"code": 40310000, "message": "game rule: the game has not started yet"}
@@ -619,9 +682,8 @@ def test_before_the_start_a_games_key_cannot_trade(asset: Asset, organiser: User
 
 
 def test_a_game_key_never_writes_the_users_default_account(
-    asset: Asset, organiser: User, account: Account
+    asset: Asset, account: Account, game_account: Account
 ) -> None:
-    game_account = join(new_game(organiser), account)
     player, default = key_client(game_account), key_client(account)
     mine = resting_buy(account)
     with time_machine.travel(DURING, tick=False):
