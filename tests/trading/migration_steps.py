@@ -1,6 +1,6 @@
-"""Moving the test database along trading's migration graph, for the tests that check one
-migration from its predecessor's state: the migration is found by its name's suffix, so a test
-keeps working when the migration is renumbered."""
+"""Moving the test database along an app's migration graph (trading's unless named), for the
+tests that check one migration from its predecessor's state: the migration is found by its
+name's suffix, so a test keeps working when the migration is renumbered."""
 
 from __future__ import annotations
 
@@ -17,19 +17,19 @@ def _executor() -> MigrationExecutor:
     return MigrationExecutor(connection)
 
 
-def migration_named(suffix: str) -> Target:
-    """Trading's one migration whose name ends with ``suffix``."""
-    names = [key for key in _executor().loader.graph.nodes if key[0] == "trading" and key[1].endswith(suffix)]
+def migration_named(suffix: str, *, app: str = "trading") -> Target:
+    """``app``'s one migration whose name ends with ``suffix``."""
+    names = [key for key in _executor().loader.graph.nodes if key[0] == app and key[1].endswith(suffix)]
     assert len(names) == 1, names
     return names[0]
 
 
-def migration_before(suffix: str) -> Target:
-    """The trading migration that the one named by ``suffix`` follows."""
+def migration_before(suffix: str, *, app: str = "trading") -> Target:
+    """The ``app`` migration that the one named by ``suffix`` follows."""
     parents = [
         parent.key
-        for parent in _executor().loader.graph.node_map[migration_named(suffix)].parents
-        if parent.key[0] == "trading"
+        for parent in _executor().loader.graph.node_map[migration_named(suffix, app=app)].parents
+        if parent.key[0] == app
     ]
     assert len(parents) == 1, parents
     return parents[0]
