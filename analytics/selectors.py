@@ -263,16 +263,17 @@ def _game_live_cached(game: Game) -> dict[str, Any] | None:
 
 def _game_closing(game: Game) -> dict[str, Any]:
     """Between the end and the freeze (GAME_FREEZE_GRACE_S): the last live board, marked closing
-    (nothing can trade any more; the final standings follow)."""
+    (nothing can trade any more; the final standings follow). A game that ended before its first
+    live board was computed has none: its standings at the end, computed as the freeze computes
+    them (``services.game_board_at_end_get``) but not stored, once per game across processes (the
+    cache's loader), so every player shows with the real count instead of an empty board."""
     board = _game_live_cached(game)
     if board is None:
-        board = {
-            "game_id": str(game.pk),
-            "as_of": game.closes_at().isoformat(),
-            "starting_cash": cents_to_str(game.starting_cash_cents),
-            "player_count": 0,
-            "standings": [],
-        }
+        board = cache_manager().cached(
+            services.game_closing_cache_key(game.pk),
+            "leaderboard",
+            lambda: _game_board_payload(services.game_board_at_end_get(game=game)),
+        )
     return {**board, "status": "closing"}
 
 

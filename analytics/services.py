@@ -102,6 +102,10 @@ def game_standings_cache_key(game_id: uuid.UUID | str) -> str:
     return f"game_standings:{game_id}"
 
 
+def game_closing_cache_key(game_id: uuid.UUID | str) -> str:
+    return f"game_closing:{game_id}"
+
+
 def account_analytics_cache_key(account_id: uuid.UUID | str) -> str:
     return f"analytics:account:{account_id}"
 
@@ -934,6 +938,21 @@ def _game_standings_at(*, game: Game, at: dt.datetime) -> list[GameStanding]:
             )
         )
     return _game_ranked(standings)
+
+
+def game_board_at_end_get(*, game: Game) -> GameBoard:
+    """The standings at ``game``'s end as the freeze computes them (``_game_standings_at``), in
+    a board that is not stored: what the board shows between the end and the freeze when the game
+    ended before its first live board was computed (``analytics.selectors``). Writes nothing."""
+    ranked = _game_standings_at(game=game, at=game.closes_at())
+    return GameBoard(
+        game=game,
+        as_of=game.closes_at(),
+        final=False,
+        player_count=len(ranked),
+        baseline_cents=game.starting_cash_cents,
+        standings=_game_standings_rows(ranked),
+    )
 
 
 def game_standings_freeze(*, game_id: uuid.UUID, now: dt.datetime | None = None) -> GameBoard:

@@ -419,6 +419,50 @@ def test_the_freeze_waits_out_the_grace_for_ticks_the_writer_stores_late(
     assert final["entries"][0]["equity"] == f"{(ada.cash_cents + 10 * 130_00) / 100:.2f}"
 
 
+def test_a_game_over_before_its_first_board_shows_its_standings_at_the_end_while_closing(
+    market: dict[str, Asset],
+    make_account: MakeAccount,
+    settings: Settings,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """The game ended before the job ever computed its board: within the grace the closing board
+    counts every player (not 0) and ranks them as of the end, as the freeze then stores them, and
+    the final standings (same players, same figures) follow."""
+    settings.GAME_FREEZE_GRACE_S = 5
+    teacher = make_account(username="teacher")
+    game = new_game(teacher)
+    ada, bob, _ = (join(game, make_account(username=name)) for name in ("ada", "bob", "cy"))
+    set_quote("AAPL", price="100.00", at=DURING)
+    trade(ada, "AAPL", 10)
+    trade(bob, "AAPL", 10)
+    trade(bob, "AAPL", 10, side="sell", now=DURING + dt.timedelta(minutes=1))
+    end = DURING + dt.timedelta(hours=1)
+    set_quote("AAPL", price="120.00", at=end - dt.timedelta(minutes=1))
+    game = trading.game_end(game_id=game.pk, organiser_id=teacher.user.pk, now=end)
+    assert not GameBoard.objects.filter(game=game).exists()
+
+    closing = selectors.game_leaderboard_get_or_refresh(
+        game=game, username="bob", now=end + dt.timedelta(seconds=1)
+    )
+    assert (closing["status"], closing["as_of"], closing["player_count"]) == ("closing", end.isoformat(), 3)
+    assert names(closing) == ["ada", "cy", "bob"]  # ada gained, cy held cash, bob paid the spread
+    assert closing["me"] == closing["entries"][2]
+    assert not GameBoard.objects.filter(game=game).exists()  # a read: nothing stored
+    rows = list(
+        selectors.game_standings_csv_rows_get_or_refresh(game=game, now=end + dt.timedelta(seconds=2))
+    )
+    assert [row[1] for row in rows[1:]] == ["ada", "cy", "bob"] and {row[7] for row in rows[1:]} == {
+        "closing"
+    }
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.game_standings_freeze_due(now=end + dt.timedelta(seconds=5)) == 1
+    final = selectors.game_leaderboard_get_or_refresh(game=game, now=end + dt.timedelta(seconds=6))
+    assert final["status"] == "final"
+    assert final["entries"] == closing["entries"]
+    assert final["player_count"] == 3
+
+
 @pytest.fixture
 def short_cache_locks(settings: Settings) -> Any:
     settings.CACHE_LOCK_SECONDS = 0.6
