@@ -6,7 +6,9 @@ The page is here, not in trading, because it reads analytics (the game's leaderb
 ``selectors.game_leaderboard_get_or_refresh``); the pages that only write or list games are
 trading's (trading/game_views.py). The board is rendered in the page when it loads and then
 refreshed by static/js/game.js, which polls the game's leaderboard API (the same selector) at a
-third of the staleness bound while the game runs, and stops once the board is final.
+third of the staleness bound while the game runs, and stops once the board is final. The page
+carries the server's time when it was rendered, so the script's countdown (starts in, ends in)
+and phase (upcoming, running, closing, final) follow the server's clock, not the browser's.
 """
 
 from __future__ import annotations
@@ -125,6 +127,11 @@ def game_page(request: HttpRequest, game_id: uuid.UUID) -> HttpResponse:
             "player": player,
             "is_organiser": game.organiser_id == user.pk,
             "started": now >= game.starts_at,
+            # The page's clock (static/js/game.js keeps the browser's offset from it) and the
+            # window its countdown counts to.
+            "server_now": now.isoformat(),
+            "starts_at": game.starts_at.isoformat(),
+            "ends_at": game.closes_at().isoformat(),
             "over": over,
             "trading_on_game": player is not None
             and session_account is not None

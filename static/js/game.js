@@ -5,6 +5,10 @@
 // final (board-poll.js, shared with the dashboard). A failed poll, or a board older than the
 // staleness bound (data-max-age-ms), keeps the shown board, says so, and polling goes on at the
 // same pace; the next good poll clears it.
+// The page's clock is the server's: the page carries the server's time when it was rendered
+// (data-server-now), and this module keeps the offset between it and the browser's clock, so the
+// countdown (starts in, ends in), the game's phase (upcoming, running, closing, final) and the
+// board's age read right on a computer whose clock is off (GameClock).
 // A module file, not an inline script: the pages' Content-Security-Policy runs no inline code.
 
 import { BoardPoller, isFinal } from "./board-poll.js";
@@ -66,10 +70,127 @@ export function meLine(board) {
   return `Your rank: #${me.rank} of ${board.player_count} (${formatPercent(me.return_pct)}).`;
 }
 
+/**
+ * The server's clock less the browser's, in ms, from the server's time when the page was rendered
+ * (`serverNow`, ISO 8601) and the browser's at load (`clientNowMs`); null when not given. The
+ * page's transfer time is counted as skew, a second at worst: the countdown shows whole seconds.
+ */
+export function serverOffsetMs(serverNow, clientNowMs) {
+  const server = Date.parse(serverNow);
+  return Number.isFinite(server) ? server - clientNowMs : null;
+}
+
+/**
+ * Where the game is at `nowMs` on the server's clock: "upcoming" before `startsAtMs`, "running"
+ * until `endsAtMs`, then "closing" until the board is final (the server freezes it
+ * GAME_FREEZE_GRACE_S after the end), then "final". The board's own status (`boardStatus`, the
+ * server's word) wins: "closing" for a game its organiser ended before `endsAtMs`, "final" once
+ * the standings are frozen.
+ */
+export function gamePhase({ nowMs, startsAtMs, endsAtMs, boardStatus = null }) {
+  if (boardStatus === "final" || boardStatus === "closing") return boardStatus;
+  if (nowMs < startsAtMs) return "upcoming";
+  if (nowMs < endsAtMs) return "running";
+  return "closing";
+}
+
+/** A duration as its two largest units, rounded up to the second: "2 d 3 h", "4 min 05 s". */
+export function formatDuration(ms) {
+  const seconds = Math.max(0, Math.ceil(ms / 1000));
+  const days = Math.floor(seconds / 86400);
+  const hours = Math.floor((seconds % 86400) / 3600);
+  const minutes = Math.floor((seconds % 3600) / 60);
+  const rest = seconds % 60;
+  const pad = (value) => String(value).padStart(2, "0");
+  if (days) return `${days} d ${hours} h`;
+  if (hours) return `${hours} h ${pad(minutes)} min`;
+  if (minutes) return `${minutes} min ${pad(rest)} s`;
+  return `${rest} s`;
+}
+
+/** The countdown line for `phase` at `nowMs` (the server's clock). */
+export function countdownText(phase, { nowMs, startsAtMs, endsAtMs }) {
+  if (phase === "upcoming") return `Starts in ${formatDuration(startsAtMs - nowMs)}.`;
+  if (phase === "running") return `Ends in ${formatDuration(endsAtMs - nowMs)}.`;
+  if (phase === "closing") return "The game is over; final standings in a moment.";
+  return "The game is over; these are the final standings.";
+}
+
+// The page's data-state for a phase: the one the server renders (templates/games/game.html).
+const PAGE_STATE = { upcoming: "upcoming", running: "running", closing: "over", final: "over" };
+
+/**
+ * The game's countdown and phase on the server's clock: `root` carries data-server-now (the
+ * server's time when it rendered the page), data-starts-at and data-ends-at; the countdown goes
+ * into its [data-field=countdown], and its data-state and data-phase follow the phase. Ticks on
+ * the server clock's whole seconds, and stops once the board is final (`setBoardStatus`).
+ */
+export class GameClock {
+  constructor({ root, timers = globalThis, now = () => Date.now() }) {
+    this.root = root;
+    this.timers = timers;
+    this.now = now;
+    this.offsetMs = serverOffsetMs(root.dataset.serverNow, now()) ?? 0;
+    this.startsAtMs = Date.parse(root.dataset.startsAt);
+    this.endsAtMs = Date.parse(root.dataset.endsAt);
+    this.countdown = root.querySelector("[data-field=countdown]");
+    this.boardStatus = null;
+    this.timer = null;
+  }
+
+  /** Now on the server's clock. */
+  serverNowMs() {
+    return this.now() + this.offsetMs;
+  }
+
+  phase() {
+    return gamePhase({ nowMs: this.serverNowMs(), startsAtMs: this.startsAtMs, endsAtMs: this.endsAtMs, boardStatus: this.boardStatus });
+  }
+
+  /** The status of the board the page shows (rendered, or a poll's answer); "final" stops it. */
+  setBoardStatus(status) {
+    if (status === this.boardStatus) return;
+    this.boardStatus = status;
+    if (Number.isFinite(this.startsAtMs) && Number.isFinite(this.endsAtMs)) this.tick();
+  }
+
+  start() {
+    if (!Number.isFinite(this.startsAtMs) || !Number.isFinite(this.endsAtMs)) return;
+    this.tick();
+  }
+
+  stop() {
+    if (this.timer !== null) this.timers.clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  tick() {
+    this.stop();
+    const nowMs = this.serverNowMs();
+    const phase = this.phase();
+    this.root.dataset.phase = phase;
+    this.root.dataset.state = PAGE_STATE[phase];
+    if (this.countdown) {
+      this.countdown.textContent = countdownText(phase, { nowMs, startsAtMs: this.startsAtMs, endsAtMs: this.endsAtMs });
+    }
+    if (phase === "final") return;
+    // At the next whole second of the server's clock, when the countdown changes.
+    this.timer = this.timers.setTimeout(() => this.tick(), 1000 - (((nowMs % 1000) + 1000) % 1000));
+  }
+}
+
 // --- The page ----------------------------------------------------------------------------------
 
 export class GameBoard {
-  constructor({ root, fetchImpl = globalThis.fetch?.bind(globalThis), timers = globalThis, doc = globalThis.document, now = () => Date.now() }) {
+  constructor({
+    root,
+    fetchImpl = globalThis.fetch?.bind(globalThis),
+    timers = globalThis,
+    doc = globalThis.document,
+    now = () => Date.now(),
+    serverOffsetMs = null,
+    onStatus = () => {},
+  }) {
     this.root = root;
     this.url = root.dataset.leaderboardUrl;
     this.pollMs = Number(root.dataset.pollMs) || 1000;
@@ -85,11 +206,14 @@ export class GameBoard {
       // The board the server rendered, its age counted from the page's load.
       board: root.dataset.asOf ? this.board : null,
       maxAgeMs: Number(root.dataset.maxAgeMs) || null,
+      // The board's age on the server's clock (its as_of is the server's), when the page gave it.
+      serverOffsetMs,
       now,
       fetchImpl,
       timers,
       onBoard: (board) => {
         this.render(board);
+        onStatus(board.status);
         if (isFinal(board)) {
           this.root.dataset.final = "true";
           // A page loaded within the freeze grace showed the closing board under "Leaderboard".
@@ -139,6 +263,12 @@ export class GameBoard {
 }
 
 if (globalThis.document) {
+  const page = document.getElementById("game");
+  const clock = page ? new GameClock({ root: page }) : null;
   const root = document.getElementById("game-leaderboard");
-  if (root) new GameBoard({ root }).start();
+  if (clock && root) clock.boardStatus = root.dataset.boardStatus || null;
+  clock?.start();
+  if (root) {
+    new GameBoard({ root, serverOffsetMs: clock ? clock.offsetMs : null, onStatus: (status) => clock?.setBoardStatus(status) }).start();
+  }
 }

@@ -78,6 +78,29 @@ def test_the_page_shows_the_rules_and_the_players_way_onto_the_game_account(
     assert client.get("/games/00000000-0000-0000-0000-000000000000").status_code == 404
 
 
+def test_the_page_carries_the_servers_clock_and_the_window_its_countdown_counts_to(
+    clock: time_machine.Traveller, make_account: MakeAccount
+) -> None:
+    """static/js/game.js counts down on the server's clock: the page gives the server's time when
+    it was rendered, the start, and the end (the organiser's early end once there is one)."""
+    organiser = make_account(username="teacher")
+    game = new_game(organiser)
+    client = client_of(organiser)
+    page = client.get(f"/games/{game.pk}").content.decode()
+    assert f'data-server-now="{BEFORE.isoformat()}"' in page
+    assert f'data-starts-at="{START.isoformat()}" data-ends-at="{END.isoformat()}"' in page
+    assert 'data-field="countdown"' in page and 'data-board-status="live"' in page
+
+    clock.move_to(DURING)
+    services.game_end(game_id=game.pk, organiser_id=organiser.user.pk, now=DURING)
+    later = DURING + dt.timedelta(seconds=1)
+    clock.move_to(later)
+    page = client.get(f"/games/{game.pk}").content.decode()
+    assert f'data-server-now="{later.isoformat()}"' in page
+    assert f'data-ends-at="{DURING.isoformat()}"' in page
+    assert 'data-state="over"' in page and 'data-board-status="closing"' in page
+
+
 def test_other_players_positions_show_only_once_the_game_is_over(
     clock: time_machine.Traveller, make_account: MakeAccount, asset: Asset
 ) -> None:

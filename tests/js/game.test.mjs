@@ -1,12 +1,24 @@
 // The game page's leaderboard (static/js/game.js): how an entry and the board's age read, and the
 // polling: every poll-ms while the game runs, the same pace after a failure (the shown board
-// kept), and no more polls once the board is final.
+// kept), and no more polls once the board is final. The countdown and phase on the server's
+// clock, with the browser's clock injected and set wrong on purpose: never the wall clock.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
 import { FakeDocument } from "./fake-dom.mjs";
 import { fakeTimers } from "./fake-timers.mjs";
-import { GameBoard, boardStatus, entryCells, formatPercent, meLine } from "../../static/js/game.js";
+import {
+  GameBoard,
+  GameClock,
+  boardStatus,
+  countdownText,
+  entryCells,
+  formatDuration,
+  formatPercent,
+  gamePhase,
+  meLine,
+  serverOffsetMs,
+} from "../../static/js/game.js";
 
 const live = {
   as_of: "2026-12-07T10:00:05.123456+00:00",
@@ -129,4 +141,127 @@ test("a board that passes the staleness bound with no newer one is marked stale 
   await settle();
   assert.equal(root.dataset.stale, "false");
   assert.equal(status.textContent, "Live, computed 2026-12-07 10:00:05 UTC.");
+});
+
+// --- The server's clock ------------------------------------------------------------------------
+
+const SERVER_NOW = "2026-12-07T15:00:00+00:00";
+const SERVER_NOW_MS = Date.parse(SERVER_NOW);
+// This browser's clock is an hour and a quarter behind the server's.
+const SKEW_MS = -75 * 60 * 1000;
+
+function gameRoot({ startsAt, endsAt, serverNow = SERVER_NOW }) {
+  const countdown = { textContent: "" };
+  const dataset = { serverNow, startsAt, endsAt, state: "upcoming" };
+  return { root: { dataset, querySelector: (selector) => (selector === "[data-field=countdown]" ? countdown : null) }, countdown };
+}
+
+/** A browser clock the test moves by hand, `SKEW_MS` off the server's. */
+function browserClock() {
+  let ms = SERVER_NOW_MS + SKEW_MS;
+  return { now: () => ms, advance: (by) => (ms += by) };
+}
+
+const iso = (ms) => new Date(ms).toISOString();
+
+test("the offset is the server's clock less the browser's; none without the server's time", () => {
+  assert.equal(serverOffsetMs(SERVER_NOW, SERVER_NOW_MS + SKEW_MS), -SKEW_MS);
+  assert.equal(serverOffsetMs("", 0), null);
+  assert.equal(serverOffsetMs(undefined, 0), null);
+});
+
+test("the phase follows the window on the server's clock, and the board's own status wins", () => {
+  const window = { startsAtMs: 1000, endsAtMs: 2000 };
+  assert.equal(gamePhase({ ...window, nowMs: 999 }), "upcoming");
+  assert.equal(gamePhase({ ...window, nowMs: 1000 }), "running");
+  assert.equal(gamePhase({ ...window, nowMs: 1999 }), "running");
+  assert.equal(gamePhase({ ...window, nowMs: 2000 }), "closing");
+  assert.equal(gamePhase({ ...window, nowMs: 2000, boardStatus: "live" }), "closing");
+  // Ended early by its organiser: the board says so before the planned end.
+  assert.equal(gamePhase({ ...window, nowMs: 1500, boardStatus: "closing" }), "closing");
+  assert.equal(gamePhase({ ...window, nowMs: 1500, boardStatus: "final" }), "final");
+});
+
+test("a countdown reads in its two largest units, rounded up to the second", () => {
+  assert.equal(formatDuration(0), "0 s");
+  assert.equal(formatDuration(1), "1 s");
+  assert.equal(formatDuration(65_000), "1 min 05 s");
+  assert.equal(formatDuration(3_600_000 + 5 * 60_000 + 1), "1 h 05 min");
+  assert.equal(formatDuration(2 * 86_400_000 + 3 * 3_600_000), "2 d 3 h");
+  const window = { startsAtMs: 10_000, endsAtMs: 70_000 };
+  assert.equal(countdownText("upcoming", { ...window, nowMs: 0 }), "Starts in 10 s.");
+  assert.equal(countdownText("running", { ...window, nowMs: 10_000 }), "Ends in 1 min 00 s.");
+  assert.match(countdownText("closing", { ...window, nowMs: 70_000 }), /final standings in a moment/);
+  assert.match(countdownText("final", { ...window, nowMs: 70_000 }), /final standings\.$/);
+});
+
+test("a browser whose clock is off counts down on the server's clock through start, end and final", () => {
+  const clock = browserClock();
+  const timers = fakeTimers();
+  const { root, countdown } = gameRoot({ startsAt: iso(SERVER_NOW_MS + 90_000), endsAt: iso(SERVER_NOW_MS + 3_690_000) });
+  const gameClock = new GameClock({ root, timers, now: clock.now });
+  gameClock.start();
+  // By the browser's own clock the game would start in an hour and a half.
+  assert.equal(countdown.textContent, "Starts in 1 min 30 s.");
+  assert.equal(root.dataset.state, "upcoming");
+
+  clock.advance(30_000);
+  assert.deepEqual(timers.runAll(), [1000]);
+  assert.equal(countdown.textContent, "Starts in 1 min 00 s.");
+
+  clock.advance(60_000);
+  timers.runAll();
+  assert.deepEqual([root.dataset.phase, root.dataset.state, countdown.textContent], ["running", "running", "Ends in 1 h 00 min."]);
+
+  clock.advance(3_600_000);
+  timers.runAll();
+  assert.deepEqual([root.dataset.phase, root.dataset.state], ["closing", "over"]);
+  assert.match(countdown.textContent, /final standings in a moment/);
+
+  gameClock.setBoardStatus("final");
+  assert.deepEqual([root.dataset.phase, root.dataset.state], ["final", "over"]);
+  assert.equal(timers.pending.size, 0, "no more ticks once final");
+});
+
+test("ticks land on the server clock's whole seconds", () => {
+  const clock = browserClock();
+  const timers = fakeTimers();
+  const { root } = gameRoot({ startsAt: iso(SERVER_NOW_MS + 10_000), endsAt: iso(SERVER_NOW_MS + 20_000) });
+  const gameClock = new GameClock({ root, timers, now: clock.now });
+  clock.advance(250); // started at 15:00:00.250 on the server's clock
+  gameClock.start();
+  assert.deepEqual(Array.from(timers.pending.values()).map(({ ms }) => ms), [750]);
+});
+
+test("a game its organiser ended early shows closing as soon as a poll says so", async () => {
+  const clock = browserClock();
+  const timers = fakeTimers();
+  const { root: gamePage, countdown } = gameRoot({ startsAt: iso(SERVER_NOW_MS - 60_000), endsAt: iso(SERVER_NOW_MS + 3_600_000) });
+  const gameClock = new GameClock({ root: gamePage, timers, now: clock.now });
+  gameClock.start();
+  assert.equal(gamePage.dataset.phase, "running");
+  const doc = new FakeDocument();
+  const { root } = page(doc);
+  const { fetchImpl } = answers({ ...live, status: "closing" });
+  new GameBoard({ root, fetchImpl, timers, doc, now: clock.now, onStatus: (status) => gameClock.setBoardStatus(status) }).start();
+  const poll = Array.from(timers.pending.entries()).find(([, entry]) => entry.ms === 1666);
+  timers.pending.delete(poll[0]);
+  poll[1].callback();
+  await settle();
+  assert.deepEqual([gamePage.dataset.phase, gamePage.dataset.state], ["closing", "over"]);
+  assert.match(countdown.textContent, /final standings in a moment/);
+});
+
+test("the board's age counts on the server's clock when the page gives it", () => {
+  // Computed 4 s before the page was rendered; the bound 5 s, polled every 1.666 s: stale 3.666 s
+  // after the load on any browser clock (the bound, a poll and STALE_MARGIN_MS past its as_of).
+  const clock = browserClock();
+  const doc = new FakeDocument();
+  const { root } = page(doc);
+  root.dataset.asOf = iso(SERVER_NOW_MS - 4000);
+  root.dataset.maxAgeMs = "5000";
+  const timers = fakeTimers();
+  const offset = serverOffsetMs(SERVER_NOW, clock.now());
+  new GameBoard({ root, fetchImpl: answers().fetchImpl, timers, doc, now: clock.now, serverOffsetMs: offset }).start();
+  assert.deepEqual(Array.from(timers.pending.values()).map(({ ms }) => ms).sort(), [1666, 3666]);
 });
