@@ -53,6 +53,20 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 @pytest.fixture
+def migrations_back_to_latest() -> Iterator[None]:
+    """For a test that moves the database along the migration graph (MIGRATION_TEST_MARKS in
+    tests/trading/migration_steps.py): every migration applied again after it, and the content
+    types it may have changed forgotten."""
+    from django.contrib.contenttypes.models import ContentType
+
+    from tests.trading.migration_steps import migrate_to_latest
+
+    yield
+    migrate_to_latest()
+    ContentType.objects.clear_cache()
+
+
+@pytest.fixture
 def no_commission(settings: Settings) -> None:
     """No commission, whatever the environment sets: exact cash figures in a test's assertions."""
     settings.COMMISSION_PER_ORDER_CENTS = 0

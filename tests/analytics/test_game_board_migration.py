@@ -7,15 +7,14 @@ layout's cascade left it out."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import pytest
 from django.apps.registry import Apps
 
 from tests.trading.migration_steps import (
+    MIGRATION_TEST_MARKS,
     migrate,
-    migrate_to_latest,
     migration_before,
     migration_named,
     models_at,
@@ -23,7 +22,7 @@ from tests.trading.migration_steps import (
 from trading import services
 from trading.models import Account
 
-pytestmark = [pytest.mark.db_backend, pytest.mark.django_db(transaction=True)]
+pytestmark = MIGRATION_TEST_MARKS
 
 NAME_SUFFIX = "_game_board_standings"
 AT = dt.datetime(2026, 3, 2, 15, tzinfo=dt.UTC)
@@ -38,12 +37,6 @@ ENTRY_FIELDS = (
     "sharpe",
     "max_drawdown",
 )
-
-
-@pytest.fixture(autouse=True)
-def _back_to_the_latest() -> Iterator[None]:
-    yield
-    migrate_to_latest()
 
 
 def _entries(models: Apps) -> list[tuple[Any, ...]]:

@@ -5,9 +5,8 @@ The content type follows the model, so permissions granted on statements still a
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
-import pytest
 from django.apps.registry import Apps
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
@@ -17,9 +16,10 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from analytics.models import Statement
+from tests.trading.migration_steps import MIGRATION_TEST_MARKS
 from trading.models import Account
 
-pytestmark = [pytest.mark.db_backend, pytest.mark.django_db(transaction=True)]
+pytestmark = MIGRATION_TEST_MARKS
 
 # The last migrations of both apps before the move, and the model as jobs had it then.
 BEFORE_THE_MOVE: list[tuple[str, str]] = [("jobs", "0001_initial"), ("analytics", "0002_frontend_sample")]
@@ -37,13 +37,6 @@ def _models_at(targets: list[tuple[str, str]]) -> Apps:
 
 def _latest() -> list[tuple[str, str]]:
     return list(MigrationExecutor(connection).loader.graph.leaf_nodes())
-
-
-@pytest.fixture(autouse=True)
-def _back_to_the_latest() -> Iterator[None]:
-    yield
-    _migrate(_latest())  # whatever the test did, the next one finds every migration applied
-    ContentType.objects.clear_cache()
 
 
 def _statement_fields(account: Account) -> dict[str, object]:

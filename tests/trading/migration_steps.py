@@ -6,11 +6,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pytest
 from django.apps.registry import Apps
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 Target = tuple[str, str]
+
+# A migration test's marks: on each backend, in transactions it can migrate inside, and the
+# database back at the latest migrations afterwards (the migrations_back_to_latest fixture in
+# tests/conftest.py), whatever the test did, for the next test.
+MIGRATION_TEST_MARKS = [
+    pytest.mark.db_backend,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("migrations_back_to_latest"),
+]
 
 
 def _executor() -> MigrationExecutor:

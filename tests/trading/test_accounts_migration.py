@@ -7,7 +7,6 @@ holds more than one account."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from django.db import IntegrityError, transaction
 from rest_framework.test import APIClient
 
 from tests.trading.migration_steps import (
+    MIGRATION_TEST_MARKS,
     migrate,
     migrate_to_latest,
     migration_before,
@@ -27,16 +27,10 @@ from tests.trading.migration_steps import (
 from trading import selectors, services
 from trading.models import Account, ApiKey
 
-pytestmark = [pytest.mark.db_backend, pytest.mark.django_db(transaction=True)]
+pytestmark = MIGRATION_TEST_MARKS
 
 NAME_SUFFIX = "_accounts_per_user"
 AT = dt.datetime(2026, 3, 2, 15, tzinfo=dt.UTC)
-
-
-@pytest.fixture(autouse=True)
-def _back_to_the_latest() -> Iterator[None]:
-    yield
-    migrate_to_latest()
 
 
 def _one_account_each(old: Apps, count: int) -> dict[str, Any]:

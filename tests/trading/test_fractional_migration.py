@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 from django.apps.registry import Apps
@@ -14,10 +14,11 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from analytics.models import SymbolStats
+from tests.trading.migration_steps import MIGRATION_TEST_MARKS
 from trading import selectors
 from trading.models import Account, Fill, Order, Position
 
-pytestmark = [pytest.mark.db_backend, pytest.mark.django_db(transaction=True)]
+pytestmark = MIGRATION_TEST_MARKS
 
 BEFORE: list[tuple[str, str]] = [
     ("trading", "0004_order_auction_time_in_force"),
@@ -36,13 +37,6 @@ def _migrate(targets: Sequence[tuple[str, str]]) -> None:
 
 def _models_at(targets: list[tuple[str, str]]) -> Apps:
     return MigrationExecutor(connection).loader.project_state(targets).apps
-
-
-@pytest.fixture(autouse=True)
-def _back_to_the_latest() -> Iterator[None]:
-    yield
-    executor = MigrationExecutor(connection)
-    executor.migrate(list(executor.loader.graph.leaf_nodes()))
 
 
 def _whole_share_rows(apps: Apps, account: Account) -> dict[str, uuid.UUID]:

@@ -5,14 +5,13 @@ game forbidding shorts the choice was never stored, so the player follows the ga
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-import pytest
 from django.contrib.auth.models import User
 
 from tests.trading.migration_steps import (
+    MIGRATION_TEST_MARKS,
     migrate,
-    migrate_to_latest,
     migration_before,
     migration_named,
     models_at,
@@ -20,16 +19,10 @@ from tests.trading.migration_steps import (
 from trading import services
 from trading.models import Account
 
-pytestmark = [pytest.mark.db_backend, pytest.mark.django_db(transaction=True)]
+pytestmark = MIGRATION_TEST_MARKS
 
 NAME_SUFFIX = "_game_player_no_shorting"
 BEFORE = dt.datetime(2026, 3, 2, 15, tzinfo=dt.UTC)
-
-
-@pytest.fixture(autouse=True)
-def _back_to_the_latest() -> Iterator[None]:
-    yield
-    migrate_to_latest()
 
 
 def test_a_tightening_the_account_shows_becomes_the_players_own(make_account: Callable[..., Account]) -> None:

@@ -5,7 +5,6 @@ be stored at once, and going back drops the game tables and keeps the accounts."
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 
 import pytest
 from django.apps.registry import Apps
@@ -13,23 +12,17 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
 
 from tests.trading.migration_steps import (
+    MIGRATION_TEST_MARKS,
     migrate,
-    migrate_to_latest,
     migration_before,
     migration_named,
     models_at,
 )
 
-pytestmark = [pytest.mark.db_backend, pytest.mark.django_db(transaction=True)]
+pytestmark = MIGRATION_TEST_MARKS
 
 NAME_SUFFIX = "_games"
 AT = dt.datetime(2026, 3, 2, 15, tzinfo=dt.UTC)
-
-
-@pytest.fixture(autouse=True)
-def _back_to_the_latest() -> Iterator[None]:
-    yield
-    migrate_to_latest()
 
 
 def _accounts(models: Apps) -> list[tuple[object, ...]]:

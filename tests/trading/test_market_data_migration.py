@@ -5,22 +5,20 @@ the microsecond, and reversing gives the old columns back with the same values, 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 
-import pytest
 from django.apps.registry import Apps
 from django.db import connection
 
 from tests.trading.migration_steps import (
+    MIGRATION_TEST_MARKS,
     migrate,
-    migrate_to_latest,
     migration_before,
     migration_named,
     models_at,
 )
 from trading.models import MinuteBar, StockPriceHistory
 
-pytestmark = [pytest.mark.db_backend, pytest.mark.django_db(transaction=True)]
+pytestmark = MIGRATION_TEST_MARKS
 
 NAME_SUFFIX = "_compact_market_data"
 # Whole seconds, fractions of a second, the last microsecond of a second and of a day, a leap
@@ -33,12 +31,6 @@ INSTANTS = [
     dt.datetime(1999, 12, 31, 23, 59, 59, 500_000, tzinfo=dt.UTC),
     dt.datetime(2040, 7, 1, 0, 0, 0, 123_456, tzinfo=dt.UTC),
 ]
-
-
-@pytest.fixture(autouse=True)
-def _back_to_the_latest() -> Iterator[None]:
-    yield
-    migrate_to_latest()
 
 
 def _fill_old_layout(old: Apps) -> None:

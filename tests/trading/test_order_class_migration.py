@@ -4,30 +4,22 @@ before it is a simple order without legs, and reversing it keeps every order."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 
-import pytest
 from django.apps.registry import Apps
 
 from tests.trading.migration_steps import (
+    MIGRATION_TEST_MARKS,
     migrate,
-    migrate_to_latest,
     migration_before,
     migration_named,
     models_at,
 )
 from trading.models import Order
 
-pytestmark = [pytest.mark.db_backend, pytest.mark.django_db(transaction=True)]
+pytestmark = MIGRATION_TEST_MARKS
 
 NAME_SUFFIX = "_order_class_legs"
 PLACED = dt.datetime(2026, 1, 2, 14, 30, tzinfo=dt.UTC)
-
-
-@pytest.fixture(autouse=True)
-def _back_to_the_latest() -> Iterator[None]:
-    yield
-    migrate_to_latest()
 
 
 def _orders_before(old: Apps) -> list[str]:

@@ -6,12 +6,12 @@ intents."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-import pytest
 from pytest_django.fixtures import Settings
 
 from tests.trading.migration_steps import (
+    MIGRATION_TEST_MARKS,
     migrate,
     migrate_to_latest,
     migration_before,
@@ -21,16 +21,10 @@ from tests.trading.migration_steps import (
 from trading import services
 from trading.models import Account, Asset
 
-pytestmark = [pytest.mark.db_backend, pytest.mark.django_db(transaction=True)]
+pytestmark = MIGRATION_TEST_MARKS
 
 NAME_SUFFIX = "_short_selling"
 AT = dt.datetime(2026, 3, 2, 15, tzinfo=dt.UTC)
-
-
-@pytest.fixture(autouse=True)
-def _back_to_the_latest() -> Iterator[None]:
-    yield
-    migrate_to_latest()
 
 
 def test_assets_become_shortable_and_orders_get_their_intent(make_account: Callable[..., Account]) -> None:

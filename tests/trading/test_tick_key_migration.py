@@ -7,22 +7,21 @@ back, on each backend."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.db import DatabaseError, IntegrityError, connection, transaction
 
 from tests.trading.migration_steps import (
+    MIGRATION_TEST_MARKS,
     migrate,
-    migrate_to_latest,
     migration_before,
     migration_named,
     models_at,
 )
 from trading.models import StockPriceHistory
 
-pytestmark = [pytest.mark.db_backend, pytest.mark.django_db(transaction=True)]
+pytestmark = MIGRATION_TEST_MARKS
 
 NAME_SUFFIX = "_tick_composite_key"
 TABLE = StockPriceHistory._meta.db_table
@@ -36,12 +35,6 @@ ROWS = [
     ("MIGB", 2**33, BASE + dt.timedelta(seconds=5)),
     ("MIGA", 3, BASE + dt.timedelta(days=1)),
 ]
-
-
-@pytest.fixture(autouse=True)
-def _back_to_the_latest() -> Iterator[None]:
-    yield
-    migrate_to_latest()
 
 
 def _values(symbol: str, seq: int, at: dt.datetime) -> dict[str, object]:
