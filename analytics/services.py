@@ -736,10 +736,18 @@ def _game_standing(
     baseline_cents: int,
     points: list[tuple[dt.date, int, int]],
     today: dt.date,
+    figures_memo: dict[tuple[Any, ...], RiskFigures] | None = None,
 ) -> GameStanding:
-    figures = risk_figures(
-        points=points, today=today, risk_free_rate=settings.ANALYTICS_RISK_FREE_RATE, period_returns=False
-    )
+    # The figures are a function of the series alone: players with the same series (every one who
+    # has not traded yet, in a large game most of them) share one computation when given a memo.
+    key = (today, *points)
+    figures = figures_memo.get(key) if figures_memo is not None else None
+    if figures is None:
+        figures = risk_figures(
+            points=points, today=today, risk_free_rate=settings.ANALYTICS_RISK_FREE_RATE, period_returns=False
+        )
+        if figures_memo is not None:
+            figures_memo[key] = figures
     return GameStanding(
         account_id=account_id,
         username=username,
@@ -780,6 +788,7 @@ def game_boards_refresh(
     first_day = min(calendar.trading_day_of(starts_at) for _, starts_at, _ in found.values())
     points = _game_points(account_ids=account_ids, since=first_day, before=book.trading_day)
     boards: list[GameBoard] = []
+    figures_memo: dict[tuple[Any, ...], RiskFigures] = {}
     for game_id, (_, starts_at, baseline) in found.items():
         start_day = calendar.trading_day_of(starts_at)
         standings = []
@@ -801,6 +810,7 @@ def game_boards_refresh(
                     baseline_cents=baseline,
                     points=series,
                     today=book.trading_day,
+                    figures_memo=figures_memo,
                 )
             )
         ranked = _game_ranked(standings)

@@ -12,13 +12,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from pytest_django.fixtures import Settings
 
 from analytics import selectors, services
-from analytics.models import GameBoard, LeaderboardEntry
+from analytics.models import AccountEquityDay, GameBoard, LeaderboardEntry
 from config.cache import cache_manager, cache_manager_reset
 from config.redis_pools import redis_client
 from tests.builders import set_quote, shares
@@ -313,6 +314,57 @@ def test_the_first_days_move_counts_in_the_risk_figures(
     fall = 1 - (ada_game.cash_cents + 99 * 40_00) / 1_000_000
     assert ada["username"] == "ada" and ada["max_drawdown"] == pytest.approx(fall, abs=1e-4)
     assert bob["max_drawdown"] == 0
+
+
+def test_players_with_the_same_daily_equity_share_their_risk_figures_and_each_is_exact(
+    market: dict[str, Asset], make_account: MakeAccount
+) -> None:
+    """The job computes the risk figures once per distinct series (most players of a large game
+    have not traded): every player's Sharpe ratio and drawdown on the board are still exactly what
+    their own series gives, idle players alike and the others each their own."""
+    teacher = make_account(username="teacher")
+    game = new_game(teacher, ends_at=START + dt.timedelta(days=10))
+    names = ("ada", "bob", "cy", "dee", "eve")
+    playing = {name: join(game, make_account(username=name)) for name in names}
+    start_day = calendar.trading_day_of(START)
+    days = [start_day + dt.timedelta(days=offset) for offset in range(3)]
+    stored = {
+        "ada": [1_010_000, 990_000, 1_030_000],
+        "bob": [1_000_000, 1_000_000, 1_000_000],  # idle, as cy
+        "cy": [1_000_000, 1_000_000, 1_000_000],
+        "dee": [1_010_000, 990_000, 1_030_000],  # ada's series: the same figures
+        "eve": [950_000, 1_020_000, 1_040_000],
+    }
+    AccountEquityDay.objects.bulk_create(
+        AccountEquityDay(account_id=playing[name].pk, day=day, equity_cents=equity)
+        for name, equities in stored.items()
+        for day, equity in zip(days, equities, strict=True)
+    )
+    now = dt.datetime.combine(days[-1] + dt.timedelta(days=1), dt.time(15), tzinfo=dt.UTC)
+    assert services.game_boards_refresh(now=now, game_ids=[game.pk]) == 1
+    board = selectors.game_leaderboard_get_or_refresh(game=game, now=now)
+    today = calendar.trading_day_of(now)
+    for entry in board["entries"]:
+        series = [
+            (start_day - dt.timedelta(days=1), 1_000_000, 0),
+            *zip(days, stored[entry["username"]], [0, 0, 0], strict=True),
+            (today, 1_000_000, 0),  # nobody traded: equity is the starting cash
+        ]
+        figures = services.risk_figures(
+            points=series,
+            today=today,
+            risk_free_rate=django_settings.ANALYTICS_RISK_FREE_RATE,
+            period_returns=False,
+        )
+        expected = (
+            None if figures.sharpe is None else round(figures.sharpe, 4),
+            None if figures.max_drawdown is None else round(figures.max_drawdown, 6),
+        )
+        assert (entry["sharpe"], entry["max_drawdown"]) == expected, entry["username"]
+    by_name = {entry["username"]: entry for entry in board["entries"]}
+    assert by_name["ada"]["sharpe"] == by_name["dee"]["sharpe"] is not None
+    assert by_name["ada"]["sharpe"] != by_name["eve"]["sharpe"]
+    assert by_name["bob"]["max_drawdown"] == by_name["cy"]["max_drawdown"] == 0
 
 
 def test_a_game_ended_after_the_reader_loaded_it_answers_its_final_standings(
