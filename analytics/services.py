@@ -63,6 +63,7 @@ from analytics.models import (
     SymbolStats,
 )
 from config.cache import cache_manager
+from config.gc_pause import gc_paused
 from trading import calendar
 from trading.errors import InvalidRequest, NotFound
 from trading.models import (
@@ -647,20 +648,25 @@ def symbol_stats_refresh(*, now: dt.datetime | None = None, symbols: Iterable[st
 
 
 def analytics_refresh_all(*, now: dt.datetime | None = None) -> LeaderboardRefreshResult:
-    """Leaderboards and account analytics from one load of the book (the periodic job's body)."""
-    book = book_load(now=now)
-    result = leaderboard_refresh(book=book)
-    account_analytics_refresh(book=book)
+    """Leaderboards and account analytics from one load of the book (the periodic job's body),
+    with the cyclic garbage collector paused (config/gc_pause.py)."""
+    with gc_paused():
+        book = book_load(now=now)
+        result = leaderboard_refresh(book=book)
+        account_analytics_refresh(book=book)
     return result
 
 
 def leaderboards_refresh_all(*, now: dt.datetime | None = None) -> LeaderboardRefreshResult:
     """The leaderboard job's body: the global boards and every running game's live board from one
-    load of the book, then the final standings of games that ended since the last run."""
-    book = book_load(now=now)
-    result = leaderboard_refresh(book=book)
-    game_boards_refresh(book=book)
-    game_standings_freeze_due(now=book.now)
+    load of the book, then the final standings of games that ended since the last run. The cyclic
+    garbage collector is paused meanwhile (config/gc_pause.py: its full collections over the book
+    were about 40 % of the run's CPU time at 10,000 players)."""
+    with gc_paused():
+        book = book_load(now=now)
+        result = leaderboard_refresh(book=book)
+        game_boards_refresh(book=book)
+        game_standings_freeze_due(now=book.now)
     return result
 
 
