@@ -25,6 +25,11 @@ statements of one order placement from a game account (every rule on) against a 
 under its lock in one query (docs/architecture.md, Games), so the goal allows the game account at
 most as many extra statements as the size rule's equity pricing takes (``selectors.account_summary``,
 counted here with CaptureQueriesContext), not one per rule.
+Two notes say where the cores went during the load (benchmarks/_cpu.py): CPU seconds per second for
+gunicorn, the market, the job, the client (this process), the PostgreSQL and Redis servers and the
+machine, and how the web workers spent their time (on a core, waiting for one, blocked on
+PostgreSQL, Redis or an empty queue), so a run short of its rates says whether the cores or the
+workers were the limit.
 The throwaway database and the run's Redis keys are deleted afterwards.
 """
 
@@ -58,7 +63,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from analytics import services as analytics_services
-from benchmarks import _database
+from benchmarks import _cpu, _database
 from benchmarks._games_load import Due, LoadResult, drive, percentile
 from benchmarks._report import Report, Row
 from benchmarks.processes import (
@@ -99,7 +104,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--symbols", type=int, default=50, help="symbols the market ticks (default 50)")
     parser.add_argument(
-        "--workers", type=int, default=2, help="gunicorn sync workers (default 2, as the Procfile)"
+        "--workers",
+        type=int,
+        # The Procfile's web line: WEB_CONCURRENCY, else 2 (README, Settings).
+        default=int(os.environ.get("WEB_CONCURRENCY") or 2),
+        help="gunicorn sync workers (default WEB_CONCURRENCY, else 2, as the Procfile)",
     )
     parser.add_argument(
         "--max-lag",
@@ -161,7 +170,7 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
             symbols=int(options["symbols"]),
             workers=int(options["workers"]),
             log=log,
-        ) as (port, job_log):
+        ) as (port, job_log, pids):
             schedule = _schedule(
                 seeded, seconds=seconds, order_s=intervals[0], read_s=intervals[1], board_s=intervals[2]
             )
@@ -169,9 +178,12 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
                 f"load: {bots} bots, {bots / intervals[0]:.0f} orders/s and {bots / intervals[1]:.0f} reads/s "
                 f"for {seconds:.0f} s, the board every {intervals[2]:g} s"
             )
+            postgres_pid = _cpu.postgres_server_pid()
+            before = _cpu.read(started=pids, postgres_pid=postgres_pid)
             result = drive(
                 port, schedule, threads=int(options["client_threads"]), max_lag_s=float(options["max_lag"])
             )
+            cpu = _cpu.usage(before, _cpu.read(started=pids, postgres_pid=postgres_pid))
             sample = int(options["query_sample"])
             game_queries = _order_queries(port, seeded.bot_keys[0], seeded.symbols[0], count=sample)
             default_queries = _order_queries(port, seeded.default_key, seeded.symbols[0], count=sample)
@@ -193,6 +205,7 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
             job_runs=job_runs,
             board_seconds=board_seconds,
         )
+        _cpu_notes(report, cpu, result, workers=int(options["workers"]))
     return report
 
 
@@ -296,9 +309,9 @@ def _seed(*, players: int, bots: int, symbols: int, workdir: Path, log: Callable
 @contextmanager
 def _stack(
     workdir: Path, *, run_id: str, symbols: int, workers: int, log: Callable[[str], None]
-) -> Iterator[tuple[int, Path]]:
+) -> Iterator[tuple[int, Path, dict[str, int]]]:
     """gunicorn, the market and the leaderboard job on the throwaway database, every Redis key of
-    theirs under ``run_id``; yields gunicorn's port and the job's log."""
+    theirs under ``run_id``; yields gunicorn's port, the job's log and each process's pid."""
     port = _database.free_port()
     env = {
         **os.environ,
@@ -325,7 +338,12 @@ def _stack(
         started = processes_start(commands=commands, cwd=ROOT, env=env, workdir=workdir, cleanup=cleanup)
         log(f"starting gunicorn :{port}, the market and the leaderboard job")
         _wait_ready(started, port=port, quotes_key=redis_names(run_id)["LATEST_QUOTES_KEY"], symbols=symbols)
-        yield port, started["job"][1]
+        labels = {"gunicorn": "web (gunicorn)", "market": "market", "job": "leaderboard job"}
+        yield (
+            port,
+            started["job"][1],
+            {labels[name]: process.pid for name, (process, _log) in started.items()},
+        )
         processes_alive_check(started)
 
 
@@ -552,4 +570,20 @@ def _rows(
         "refreshes it first, so the age includes that wait); "
         f"the game's rules: market and limit orders, no shorts, position at most {MAX_POSITION_SHARE_BP / 100:g} % "
         "of equity (the size rule prices equity; no other rule costs a statement)"
+    )
+
+
+def _cpu_notes(report: Report, cpu: _cpu.Usage, result: LoadResult, *, workers: int) -> None:
+    """Where the cores went (benchmarks/_cpu.py), and how the web workers spent their time: a
+    worker is on a core, waiting for one, or blocked (on PostgreSQL, Redis, or an empty accept
+    queue). Blocked time while requests queue is a core the workers leave to others or idle."""
+    report.notes.append(cpu.describe())
+    answered = sum(len(values) for values in result.latencies.values())
+    web_cpu, web_wait = cpu.cpu.get("web (gunicorn)", 0.0), cpu.wait.get("web (gunicorn)", 0.0)
+    blocked = max(0.0, workers - web_cpu - web_wait)
+    per_request = f"{web_cpu / answered * cpu.seconds * 1000:.1f} ms" if answered else "-"
+    report.notes.append(
+        f"web workers ({workers}): CPU {per_request} per answered request ({answered / cpu.seconds:.0f}/s); "
+        f"of their time on a core {web_cpu / workers:.0%}, waiting for one {web_wait / workers:.0%}, "
+        f"blocked (PostgreSQL, Redis, or no request) {blocked / workers:.0%}"
     )

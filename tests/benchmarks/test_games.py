@@ -63,6 +63,8 @@ def games_table_check(text: str) -> None:
         "leaderboard job run, every board (median / max of",
         "SQL statements per order: game account vs default account",
         "errors by kind: none",
+        "CPU during the load, cores in use",
+        "web workers (",
     ):
         assert scenario in text, text
     for line in text.splitlines():

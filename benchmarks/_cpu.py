@@ -1,0 +1,164 @@
+"""Where the cores go during a benchmark's load (``benchmark games``' CPU rows): CPU seconds per
+second of the load for each process the benchmark started, the load client (this process), the
+PostgreSQL server and the Redis server, and the machine as a whole.
+
+Each figure is a difference of cumulative counters read before and after the load, so a busy
+machine cannot skew it the way sampling would: a process tree's user plus system time (its own,
+its reaped children's, its live descendants'; psutil), Redis's ``INFO cpu`` (the server's own
+count, embedded or not), and for the processes the benchmark started, the time they were runnable
+but waiting for a core (``/proc/<pid>/task/*/schedstat``, the kernel's run-queue wait). A web
+worker's time is then CPU + run-queue wait + the rest, the rest being time blocked: on PostgreSQL,
+Redis, or an empty accept queue. PostgreSQL's figure is its whole server (every database; its
+backends come and go with ``CONN_MAX_AGE``), read only when it runs on this machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+from django.db import connection
+
+from config.redis_pools import redis_client
+
+
+@dataclass(frozen=True)
+class Counters:
+    """Cumulative seconds at one moment: CPU and run-queue wait by name, the machine's busy time."""
+
+    at: float
+    cpu_s: dict[str, float]
+    wait_s: dict[str, float]
+    machine_busy_s: float
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Seconds per second of the load between two readings (cores in use, on average)."""
+
+    seconds: float
+    cpu: dict[str, float]
+    wait: dict[str, float]
+    machine_busy: float
+    cores: int
+
+    def describe(self) -> str:
+        parts = [f"{name} {value:.2f}" for name, value in self.cpu.items()]
+        return (
+            f"CPU during the load, cores in use (CPU seconds per second of the {self.seconds:.0f} s): "
+            + ", ".join(parts)
+            + f"; together {sum(self.cpu.values()):.2f}, the machine {self.machine_busy:.2f} of {self.cores}"
+        )
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    try:
+        process = psutil.Process(pid)
+        return [process, *process.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def _cpu_seconds(process: psutil.Process, *, children: bool) -> float:
+    with contextlib.suppress(psutil.Error):
+        times = process.cpu_times()
+        total = times.user + times.system
+        # Reaped children (a worker gunicorn replaced, a backend that closed): their time
+        # is added to the parent's when it waits for them.
+        return total + (times.children_user + times.children_system if children else 0.0)
+    return 0.0
+
+
+def _wait_seconds(process: psutil.Process) -> float:
+    """Run-queue wait of every thread of ``process`` (field 2 of schedstat, in nanoseconds)."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{process.pid}/task").iterdir():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += int((task / "schedstat").read_text().split()[1])
+    return total / 1e9
+
+
+def postgres_server_pid() -> int | None:
+    """The postmaster's pid when PostgreSQL runs on this machine (this connection's backend's
+    parent), else None."""
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    backend = int(row[0])
+    with contextlib.suppress(psutil.Error):
+        parent = psutil.Process(backend).parent()
+        if parent is not None and "postgres" in parent.name():
+            return parent.pid
+    return None  # another host or another PID namespace
+
+
+def _redis_cpu_seconds() -> float | None:
+    with contextlib.suppress(Exception):
+        info = redis_client().info("cpu")
+        return float(
+            sum(
+                float(info.get(key, 0.0))
+                for key in (
+                    "used_cpu_user",
+                    "used_cpu_sys",
+                    "used_cpu_user_children",
+                    "used_cpu_sys_children",
+                )
+            )
+        )
+    return None
+
+
+def _machine_busy_seconds() -> float:
+    times = psutil.cpu_times()
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
+
+
+def read(*, started: dict[str, int], postgres_pid: int | None) -> Counters:
+    """``started``: name -> pid of the processes the benchmark started (each counted with its
+    descendants); plus "load client" (this process, its threads), PostgreSQL and Redis."""
+    cpu: dict[str, float] = {}
+    wait: dict[str, float] = {}
+    for name, pid in started.items():
+        tree = _tree(pid)
+        cpu[name] = sum(_cpu_seconds(process, children=True) for process in tree[:1]) + sum(
+            _cpu_seconds(process, children=False) for process in tree[1:]
+        )
+        wait[name] = sum(_wait_seconds(process) for process in tree)
+    cpu["load client"] = _cpu_seconds(psutil.Process(), children=False)
+    if postgres_pid is not None:
+        tree = _tree(postgres_pid)
+        cpu["PostgreSQL (whole server)"] = sum(
+            _cpu_seconds(process, children=index == 0) for index, process in enumerate(tree)
+        )
+    redis = _redis_cpu_seconds()
+    if redis is not None:
+        cpu["Redis (whole server)"] = redis
+    return Counters(at=time.monotonic(), cpu_s=cpu, wait_s=wait, machine_busy_s=_machine_busy_seconds())
+
+
+def usage(before: Counters, after: Counters) -> Usage:
+    seconds = max(after.at - before.at, 1e-9)
+    return Usage(
+        seconds=seconds,
+        cpu={
+            name: (after.cpu_s[name] - before.cpu_s[name]) / seconds
+            for name in after.cpu_s
+            if name in before.cpu_s
+        },
+        wait={
+            name: (after.wait_s[name] - before.wait_s[name]) / seconds
+            for name in after.wait_s
+            if name in before.wait_s
+        },
+        machine_busy=(after.machine_busy_s - before.machine_busy_s) / seconds,
+        cores=psutil.cpu_count() or 1,
+    )
