@@ -8,8 +8,10 @@ its reaped children's, its live descendants'; psutil), Redis's ``INFO cpu`` (the
 count, embedded or not), and for the processes the benchmark started, the time they were runnable
 but waiting for a core (``/proc/<pid>/task/*/schedstat``, the kernel's run-queue wait). A web
 worker's time is then CPU + run-queue wait + the rest, the rest being time blocked: on PostgreSQL,
-Redis, or an empty accept queue. PostgreSQL's figure is its whole server (every database; its
-backends come and go with ``CONN_MAX_AGE``), read only when it runs on this machine.
+Redis, or an empty accept queue. PostgreSQL is read only when it runs on this machine, twice: the
+whole server (every database, a backend that closed included, since the postmaster reaps it) and
+the backends of the benchmark's own database live at the end (one that closed during the load,
+``CONN_MAX_AGE``, is missed), which other work on a shared server cannot inflate.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class Counters:
     cpu_s: dict[str, float]
     wait_s: dict[str, float]
     machine_busy_s: float
+    backends_s: dict[int, float]
 
 
 @dataclass(frozen=True)
@@ -47,10 +50,12 @@ class Usage:
 
     def describe(self) -> str:
         parts = [f"{name} {value:.2f}" for name, value in self.cpu.items()]
+        ours = sum(value for name, value in self.cpu.items() if "whole server" not in name)
         return (
             f"CPU during the load, cores in use (CPU seconds per second of the {self.seconds:.0f} s): "
             + ", ".join(parts)
-            + f"; together {sum(self.cpu.values()):.2f}, the machine {self.machine_busy:.2f} of {self.cores}"
+            + f"; the run's own (whole servers left out) {ours:.2f}, the machine {self.machine_busy:.2f}"
+            f" of {self.cores}"
         )
 
 
@@ -100,6 +105,18 @@ def postgres_server_pid() -> int | None:
     return None  # another host or another PID namespace
 
 
+def _backends_seconds() -> dict[int, float]:
+    """CPU so far of each PostgreSQL backend connected to this connection's database, by pid."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        pids = [int(row[0]) for row in cursor.fetchall()]
+    seconds = {}
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            seconds[pid] = _cpu_seconds(psutil.Process(pid), children=False)
+    return seconds
+
+
 def _redis_cpu_seconds() -> float | None:
     with contextlib.suppress(Exception):
         info = redis_client().info("cpu")
@@ -142,18 +159,30 @@ def read(*, started: dict[str, int], postgres_pid: int | None) -> Counters:
     redis = _redis_cpu_seconds()
     if redis is not None:
         cpu["Redis (whole server)"] = redis
-    return Counters(at=time.monotonic(), cpu_s=cpu, wait_s=wait, machine_busy_s=_machine_busy_seconds())
+    return Counters(
+        at=time.monotonic(),
+        cpu_s=cpu,
+        wait_s=wait,
+        machine_busy_s=_machine_busy_seconds(),
+        backends_s=_backends_seconds() if postgres_pid is not None else {},
+    )
 
 
 def usage(before: Counters, after: Counters) -> Usage:
     seconds = max(after.at - before.at, 1e-9)
+    cpu = {
+        name: (after.cpu_s[name] - before.cpu_s[name]) / seconds
+        for name in after.cpu_s
+        if name in before.cpu_s
+    }
+    if after.backends_s:
+        # A backend that started during the load counts whole; one that ended is missed.
+        cpu["PostgreSQL backends of the database"] = (
+            sum(value - before.backends_s.get(pid, 0.0) for pid, value in after.backends_s.items()) / seconds
+        )
     return Usage(
         seconds=seconds,
-        cpu={
-            name: (after.cpu_s[name] - before.cpu_s[name]) / seconds
-            for name in after.cpu_s
-            if name in before.cpu_s
-        },
+        cpu=cpu,
         wait={
             name: (after.wait_s[name] - before.wait_s[name]) / seconds
             for name in after.wait_s

@@ -29,7 +29,9 @@ Two notes say where the cores went during the load (benchmarks/_cpu.py): CPU sec
 gunicorn, the market, the job, the client (this process), the PostgreSQL and Redis servers and the
 machine, and how the web workers spent their time (on a core, waiting for one, blocked on
 PostgreSQL, Redis or an empty queue), so a run short of its rates says whether the cores or the
-workers were the limit.
+workers were the limit. What the harness itself takes is in them: the client's threads a few per
+cent of the run's CPU, and the market ticks only the ``--symbols`` the bots trade, at the
+production tick rate (fewer ticks than ``make run``'s 500 symbols, so no more load than production).
 The throwaway database and the run's Redis keys are deleted afterwards.
 """
 
