@@ -28,7 +28,7 @@ counted here with CaptureQueriesContext), not one per rule.
 Two notes say where the cores went during the load (benchmarks/_cpu.py): CPU seconds per second for
 gunicorn, the market, the job, the client (this process), the PostgreSQL and Redis servers and the
 machine, and how the web workers spent their time (on a core, waiting for one, blocked on
-PostgreSQL, Redis or an empty queue), so a run short of its rates says whether the cores or the
+the database, Redis or an empty queue), so a run short of its rates says whether the cores or the
 workers were the limit. What the harness itself takes is in them: the client's threads a few per
 cent of the run's CPU, and the market ticks only the ``--symbols`` the bots trade, at the
 production tick rate (fewer ticks than ``make run``'s 500 symbols, so no more load than production).
@@ -577,7 +577,7 @@ def _rows(
 
 def _cpu_notes(report: Report, cpu: _cpu.Usage, result: LoadResult, *, workers: int) -> None:
     """Where the cores went (benchmarks/_cpu.py), and how the web workers spent their time: a
-    worker is on a core, waiting for one, or blocked (on PostgreSQL, Redis, or an empty accept
+    worker is on a core, waiting for one, or blocked (on the database, Redis, or an empty accept
     queue). Blocked time while requests queue is a core the workers leave to others or idle."""
     report.notes.append(cpu.describe())
     answered = sum(len(values) for values in result.latencies.values())
@@ -587,5 +587,5 @@ def _cpu_notes(report: Report, cpu: _cpu.Usage, result: LoadResult, *, workers: 
     report.notes.append(
         f"web workers ({workers}): CPU {per_request} per answered request ({answered / cpu.seconds:.0f}/s); "
         f"of their time on a core {web_cpu / workers:.0%}, waiting for one {web_wait / workers:.0%}, "
-        f"blocked (PostgreSQL, Redis, or no request) {blocked / workers:.0%}"
+        f"blocked (the database, Redis, or no request) {blocked / workers:.0%}"
     )
