@@ -9,6 +9,7 @@ import { LeaderboardPanel, leaderboardAsOf, leaderboardTitle } from "../../stati
 import { Store } from "../../static/js/store.js";
 import { applyBootstrapBoard, applyDashboardMessage, gameBoardPoller, newerBoard } from "../../static/js/sync.js";
 import { FakeDocument, FakeWindow } from "./fake-dom.mjs";
+import { answers, settle } from "./fake-fetch.mjs";
 import { fakeTimers } from "./fake-timers.mjs";
 
 const GAME = { id: "g1", name: "Autumn class", leaderboard_url: "/v2/games/g1/leaderboard?limit=20" };
@@ -26,19 +27,6 @@ function gameBoard(status, usernames, asOf = "2026-12-07T10:00:05+00:00") {
 function dashboardStore({ game = GAME, leaderboard = gameBoard("live", ["ann"]) } = {}) {
   return new Store({ game, leaderboard }, { schedule: () => {}, now: () => 0 });
 }
-
-function answers(...bodies) {
-  const calls = [];
-  const fetchImpl = async (url) => {
-    calls.push(url);
-    const next = bodies.shift();
-    if (next instanceof Error) throw next;
-    return { ok: true, json: async () => next };
-  };
-  return { calls, fetchImpl };
-}
-
-const settle = () => new Promise((resolve) => setImmediate(resolve));
 
 /** Fires the pending timers asked for with `ms`; returns how many. */
 function fire(timers, ms) {

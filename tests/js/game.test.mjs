@@ -6,6 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 
 import { FakeDocument } from "./fake-dom.mjs";
+import { answers, settle } from "./fake-fetch.mjs";
 import { fakeTimers } from "./fake-timers.mjs";
 import {
   GameBoard,
@@ -44,19 +45,6 @@ function page(doc, { final = "false" } = {}) {
   const root = { dataset, querySelector: (selector) => parts[selector] ?? null };
   return { root, body, status };
 }
-
-function answers(...bodies) {
-  const calls = [];
-  const fetchImpl = async (url) => {
-    calls.push(url);
-    const next = bodies.shift();
-    if (next instanceof Error) throw next;
-    return { ok: true, json: async () => next };
-  };
-  return { calls, fetchImpl };
-}
-
-const settle = () => new Promise((resolve) => setImmediate(resolve));
 
 test("an entry reads as rank, player, equity, signed return, Sharpe ratio and drawdown", () => {
   assert.deepEqual(entryCells(live.entries[0]), ["1", "ann", "101,234.50", "+1.23 %", "1.50", "1.23 %"]);
