@@ -9,58 +9,20 @@ server reports, the note naming the load generator and the clean-up are.
 
 from __future__ import annotations
 
-import io
-import os
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
-from django.db import connection
 
 from benchmarks.api import LoadClient
-from config.redis_pools import redis_client
-from tests.tools import require_tool
-from trading.models import Account
+from tests.benchmarks.served import LOAD_CLIENTS, benchmark_output
 
 
 @pytest.mark.live
 @pytest.mark.xdist_group("load")  # make test runs the load generators (benchmarks, fuzzer) one at a time
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize(
-    "client",
-    [
-        # On SQLite, benchmark all runs it with wrk (test_all.py checks the table with api_table_check).
-        pytest.param("wrk", marks=pytest.mark.db_backend("postgresql")),
-        # The fallback client is the same on either backend: CI runs it once.
-        pytest.param("python", marks=pytest.mark.backend_neutral),
-    ],
-)
+@LOAD_CLIENTS
 def test_benchmark_api_prints_its_table(tmp_path: Path, client: str) -> None:
-    if client == "wrk":
-        require_tool("wrk")
-    throwaway = str(tmp_path / "benchmark.sqlite3") if connection.vendor == "sqlite" else None
-    out = io.StringIO()
-    call_command(
-        "benchmark",
-        "api",
-        client=client,
-        duration=1,
-        warmup_seconds=0,
-        requests=30,
-        warmup=5,
-        query_sample=5,
-        concurrency=4,
-        accounts=20,
-        symbols=5,
-        metrics_rounds=1,
-        db_name=throwaway,
-        stdout=out,
-    )
-    api_table_check(out.getvalue(), client=client)
-    assert not Account.objects.exists()  # the real (test) database was not touched
-    if throwaway:
-        assert not Path(throwaway).exists()
-    assert not list(redis_client().scan_iter(match=f"bench{os.getpid()}*"))  # its keys are gone
+    api_table_check(benchmark_output("api", tmp_path, client=client), client=client)
 
 
 def api_table_check(text: str, *, client: str) -> None:
@@ -129,27 +91,20 @@ def test_benchmark_api_cpu_prints_cpu_per_request_and_the_profile_asked_for(tmp_
     """``--cpu``: no server; every endpoint answers 200 in the measuring process (it exits
     otherwise), the compiled querysets are measured against the ORM's own path, and ``--profile``
     adds that endpoint's cProfile."""
-    throwaway = str(tmp_path / "benchmark.sqlite3") if connection.vendor == "sqlite" else None
-    out = io.StringIO()
-    call_command(
-        "benchmark",
+    text = benchmark_output(
         "api",
+        tmp_path,
+        keys="benchcpu",
+        smallest=False,
         cpu=3,
         cpu_rounds=1,
         profile="account",
         accounts=5,
         symbols=3,
-        db_name=throwaway,
-        stdout=out,
     )
-    text = out.getvalue()
     for name in ("API floor", "account", "positions", "open orders", "latest quote", "snapshot", "bars"):
         assert f"{name}: CPU per request vs the API floor's" in text
     for name in ("account", "positions", "open orders"):
         assert f"{name}: CPU per request, compiled querysets vs the ORM's (PREPARED_QUERIES=false)" in text
     assert "cProfile of account over 3 requests (CPU clock)" in text
     assert "account_summary" in text  # the profile is the account read's
-    assert not Account.objects.exists()
-    if throwaway:
-        assert not Path(throwaway).exists()
-    assert not list(redis_client().scan_iter(match=f"benchcpu{os.getpid()}*"))

@@ -11,16 +11,11 @@ once per backend.
 
 from __future__ import annotations
 
-import io
-import os
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
-from django.db import connection
 
-from config.redis_pools import redis_client
-from trading.models import Account, Game
+from tests.benchmarks.served import benchmark_output
 
 
 @pytest.mark.live
@@ -28,28 +23,7 @@ from trading.models import Account, Game
 @pytest.mark.db_backend("postgresql")
 @pytest.mark.django_db(transaction=True)
 def test_benchmark_games_prints_its_table(tmp_path: Path) -> None:
-    throwaway = str(tmp_path / "benchmark.sqlite3") if connection.vendor == "sqlite" else None
-    out = io.StringIO()
-    call_command(
-        "benchmark",
-        "games",
-        players=200,
-        bots=20,
-        seconds=5,
-        symbols=10,
-        query_sample=4,
-        quiet_wait=0,
-        db_name=throwaway,
-        stdout=out,
-    )
-    text = out.getvalue()
-    games_table_check(text)
-    assert (
-        not Account.objects.exists() and not Game.objects.exists()
-    )  # the real (test) database was not touched
-    if throwaway:
-        assert not Path(throwaway).exists()
-    assert not list(redis_client().scan_iter(match=f"benchgames{os.getpid()}*"))  # its keys are gone
+    games_table_check(benchmark_output("games", tmp_path, keys="benchgames", quiet_wait=0))
 
 
 def games_table_check(text: str) -> None:

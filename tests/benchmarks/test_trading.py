@@ -10,18 +10,13 @@ checks it with ``trading_table_check``), so CI runs it once per backend.
 
 from __future__ import annotations
 
-import io
-import os
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
-from django.db import connection
 from django.utils import timezone
 
 from benchmarks.trading import DEPOSIT_CENTS, SEED_SHARES, ledger_check, traders_seed
-from config.redis_pools import redis_client
-from tests.tools import require_tool
+from tests.benchmarks.served import LOAD_CLIENTS, benchmark_output
 from trading.models import Account, Asset, Order, OrderType, Position, TimeInForce
 from trading.units import shares_to_units
 
@@ -29,40 +24,11 @@ from trading.units import shares_to_units
 @pytest.mark.live
 @pytest.mark.xdist_group("load")  # make test runs the load generators (benchmarks, fuzzer) one at a time
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize(
-    "client",
-    [
-        # On SQLite, benchmark all runs it with wrk (test_all.py checks the table).
-        pytest.param("wrk", marks=pytest.mark.db_backend("postgresql")),
-        pytest.param("python", marks=pytest.mark.backend_neutral),
-    ],
-)
+@LOAD_CLIENTS
 def test_benchmark_trading_prints_its_table(tmp_path: Path, client: str) -> None:
-    if client == "wrk":
-        require_tool("wrk")
-    throwaway = str(tmp_path / "benchmark.sqlite3") if connection.vendor == "sqlite" else None
-    out = io.StringIO()
-    call_command(
-        "benchmark",
-        "trading",
-        client=client,
-        duration=1,
-        warmup_seconds=0,
-        concurrency=4,
-        accounts=20,
-        symbols=5,
-        query_sample=4,
-        quiet_wait=0,
-        db_name=throwaway,
-        stdout=out,
-    )
-    text = out.getvalue()
+    text = benchmark_output("trading", tmp_path, client=client, quiet_wait=0)
     trading_table_check(text)
     assert ("load: wrk" in text) == (client == "wrk"), text
-    assert not Account.objects.exists()  # the real (test) database was not touched
-    if throwaway:
-        assert not Path(throwaway).exists()
-    assert not list(redis_client().scan_iter(match=f"bench{os.getpid()}*"))  # its keys are gone
 
 
 def trading_table_check(text: str) -> None:
