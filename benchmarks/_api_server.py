@@ -1,6 +1,6 @@
 """What ``benchmark api`` and ``benchmark trading`` share: gunicorn (with the market beside it)
 on a throwaway database, the choice of load generator, wrk's result line, and the figures of one
-endpoint under load."""
+endpoint under load; ``benchmark games`` takes the same gunicorn and database options."""
 
 from __future__ import annotations
 
@@ -44,10 +44,15 @@ def server_arguments_add(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="threads per gunicorn worker (default 1: sync workers, as the Procfile; more: gthread)",
     )
-    parser.add_argument(
-        "--db-name", default=None, help="throwaway database (file on SQLite, name on PostgreSQL)"
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the throwaway database afterwards")
+    _database.database_arguments_add(parser)
+
+
+def server_layout(options: dict[str, Any]) -> str:
+    """gunicorn's workers as ``server_arguments_add``'s options set them, for a report's title."""
+    threads = int(options["threads"])
+    if threads == 1:
+        return f"{options['workers']} sync workers"
+    return f"{options['workers']} gthread workers x {threads} threads"
 
 
 @dataclass

@@ -78,6 +78,7 @@ from benchmarks._api_server import (
     gunicorn_started,
     percentile,
     server_arguments_add,
+    server_layout,
     wrk_result,
 )
 from benchmarks._report import METRICS_COST_GOAL, Report, Row, speedup
@@ -278,12 +279,7 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
             if client.wrk
             else f"Python client, {options['requests']} requests per endpoint"
         )
-        threads = int(options["threads"])
-        layout = (
-            f"{options['workers']} sync workers"
-            if threads == 1
-            else f"{options['workers']} gthread workers x {threads} threads"
-        )
+        layout = server_layout(options)
         report = Report(
             title=(
                 f"benchmark api: {connection.vendor} ({name}), gunicorn {layout} on 127.0.0.1, "

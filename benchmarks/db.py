@@ -34,7 +34,7 @@ from django.core.management.base import CommandError
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from benchmarks._database import throwaway_database
+from benchmarks._database import database_arguments_add, throwaway_database
 from benchmarks._report import Report, Row, median_database_seconds, median_seconds, ms, speedup
 from trading import history, services
 from trading.models import Account, Asset, Position, StockPriceHistory
@@ -73,10 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-size", type=int, default=10_000, help="rows per bulk insert (default 10,000)"
     )
-    parser.add_argument(
-        "--db-name", default=None, help="throwaway database (file on SQLite, name on PostgreSQL)"
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the throwaway database afterwards")
+    database_arguments_add(parser)
 
 
 def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:

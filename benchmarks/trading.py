@@ -60,6 +60,7 @@ from benchmarks._api_server import (
     gunicorn_started,
     percentile,
     server_arguments_add,
+    server_layout,
     wrk_result,
 )
 from benchmarks._report import Report, Row
@@ -216,12 +217,7 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
         log("checking every order and every account's ledger")
         check = ledger_check(seeded_qty=shares_to_units(SEED_SHARES), deposit_cents=DEPOSIT_CENTS)
         floor_rows = _floor_rows_count()
-    threads = int(options["threads"])
-    layout = (
-        f"{options['workers']} sync workers"
-        if threads == 1
-        else f"{options['workers']} gthread workers x {threads} threads"
-    )
+    layout = server_layout(options)
     report = Report(
         title=(
             f"benchmark trading: {connection.vendor} ({name}), gunicorn {layout} on 127.0.0.1 with the "

@@ -53,6 +53,9 @@ def test_benchmark_all_writes_one_report_the_ops_page_links(tmp_path: Path, sett
         assert f"[{position}/{len(names)} {name}] done in " in text, text
     assert "FAILED" not in text, text
     assert f"all {len(names)} benchmarks run in " in text and "; 0 failed" in text, text
+    # Migrated once: every benchmark's database is a fresh copy of the suite's template.
+    assert text.count(": migrating") == 1, text
+    assert text.count("a copy of the migrated") == len(names), text
     api_table_check(text, client="wrk")
     dashboard_table_check(text)
     games_table_check(text)

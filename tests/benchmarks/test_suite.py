@@ -67,6 +67,8 @@ def test_a_failing_benchmark_is_reported_and_the_others_still_run(
     assert "[1/2 broken] +0s seeding 1" in text, text  # the benchmark's own progress, prefixed
     assert "[1/2 broken] FAILED after " in text and "RuntimeError: the load generator vanished" in text, text
     assert "[2/2 db] starting" in text and "[2/2 db] done in " in text, text
+    # One migration for the whole run: the db benchmark's database is a copy of the template.
+    assert text.count(": migrating") == 1 and "a copy of the migrated" in text, text
     assert "portfolio of 30: queries" in text  # its smallest sizes, and its table printed
 
     latest = tmp_path / "reports" / "latest"

@@ -21,6 +21,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
 from benchmarks import available
+from benchmarks._database import template_database
 from benchmarks._load import machine_quiet_wait
 from benchmarks._report import Report
 from benchmarks._report_files import report_write
@@ -140,13 +141,15 @@ class Command(BaseCommand):
         sizes = "smallest" if options["smallest"] else "defaults"
         log(f"benchmark all: {', '.join(chosen)} at their {sizes} on {connection.vendor}")
         overrides = {"db_name": options["db_name"]} if options["db_name"] else {}
-        outcomes = suite_run(
-            names=chosen,
-            smallest=options["smallest"],
-            overrides=overrides,
-            quiet_wait_s=settings.BENCHMARK_QUIET_WAIT_S if wait is None else float(wait),
-            log=log,
-        )
+        # Each benchmark starts on a fresh database, copied from one migrated once here.
+        with template_database(name=options["db_name"], log=log):
+            outcomes = suite_run(
+                names=chosen,
+                smallest=options["smallest"],
+                overrides=overrides,
+                quiet_wait_s=settings.BENCHMARK_QUIET_WAIT_S if wait is None else float(wait),
+                log=log,
+            )
         directory = report_write(
             outcomes=outcomes,
             reports_dir=reports_dir,
