@@ -48,6 +48,9 @@ def _broken() -> ModuleType:
 
 
 @pytest.mark.django_db(transaction=True)
+# The suite's reporting, whatever the database: CI runs it once (test_db.py runs the db benchmark,
+# and test_database.py the suite's template database, on each backend).
+@pytest.mark.backend_neutral
 def test_a_failing_benchmark_is_reported_and_the_others_still_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
