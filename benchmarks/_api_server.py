@@ -1,6 +1,6 @@
 """What ``benchmark api`` and ``benchmark trading`` share: gunicorn (with the market beside it)
 on a throwaway database, the choice of load generator, wrk's result line, and the figures of one
-endpoint under load; ``benchmark games`` takes the same gunicorn and database options."""
+endpoint under load."""
 
 from __future__ import annotations
 
