@@ -1,10 +1,11 @@
-"""Fixtures of the browser tests (tests/e2e/browser.py): one live stack and one chromium per module."""
+"""Fixtures of the browser tests (tests/e2e/browser.py): one live stack for the browser modules
+(``_SharedStack``) and one chromium per module."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Generator, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -108,32 +109,93 @@ def _wait_for_other_sessions_to_end(timeout: float = 10.0) -> None:
             time.sleep(0.1)
 
 
+class _SharedStack:
+    """The one live stack of the browser modules (test_dashboard_browser, test_game_browser,
+    test_ops_browser): they only add users, games and orders of their own (unique usernames) and
+    read their own pages, so one seeded stack serves them all instead of one seeding and start-up
+    per module. Started by the first test that asks for it; stopped, and the database flushed
+    (real processes committed its rows, as under transactional_db), after the last test of a run
+    of tests that use it: not at the session's end, so the tests after it on the same worker do
+    not share the cores with a market ticking 200 symbols. ``pytest_collection_modifyitems``
+    below makes those tests one run on their worker."""
+
+    def __init__(self) -> None:
+        self.stack: LiveStack | None = None
+        self._cleanup = ExitStack()
+
+    def start(
+        self, *, django_db_blocker: DjangoDbBlocker, tmp_path_factory: pytest.TempPathFactory
+    ) -> LiveStack:
+        if self.stack is not None:
+            return self.stack
+        problem = node_modules_problem()
+        if problem:
+            pytest.fail(problem)
+        workdir = tmp_path_factory.mktemp("dashboard-stack")
+        with ExitStack() as cleanup:
+            cleanup.enter_context(_test_database(django_db_blocker))
+            cleanup.callback(_flush, django_db_blocker)
+            with django_db_blocker.unblock():
+                collect_static()
+                symbols = seed_market(symbols=STACK_SYMBOLS, workdir=workdir)
+            self.stack = cleanup.enter_context(
+                live_stack(workdir, symbols=symbols, ticking=TICKING_SYMBOLS, tick_interval_s=TICK_INTERVAL_S)
+            )
+            self._cleanup = cleanup.pop_all()
+        return self.stack
+
+    def stop(self) -> None:
+        self.stack = None
+        self._cleanup.close()
+
+
+def _flush(django_db_blocker: DjangoDbBlocker) -> None:
+    with django_db_blocker.unblock():
+        call_command("flush", interactive=False, verbosity=0)
+
+
+_shared_stack = _SharedStack()
+
+
+def _uses_stack(item: pytest.Item | None) -> bool:
+    return item is not None and "dashboard_stack" in getattr(item, "fixturenames", ())
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> Generator[None, None, None]:
+    # After every other implementation (the root conftest.py's order among them): the tests over
+    # the shared stack move up to the first of them, keeping their order, so on the worker that
+    # runs the "stacks" group they run one after another on one stack. They are database-free in
+    # pytest-django's order (rolled-back, transactional, then database-free tests), so every test
+    # they move past is too, and that order holds.
+    yield
+    users = [item for item in items if _uses_stack(item)]
+    if users:
+        first = items.index(users[0])
+        rest = [item for item in items[first:] if not _uses_stack(item)]
+        items[first:] = [*users, *rest]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, None, None]:
+    # After the item's own teardown, chromium's (module scope) included: the stack outlives it.
+    try:
+        yield
+    finally:
+        if _uses_stack(item) and not _uses_stack(nextitem):
+            _shared_stack.stop()
+
+
 @pytest.fixture(scope="module")
 def dashboard_stack(
     chromium_path: str,
     django_db_setup: None,
     django_db_blocker: DjangoDbBlocker,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[LiveStack]:
-    """The live stack over 500 seeded symbols, shared by a module's tests; the database is
-    flushed afterwards (real processes committed its rows, as under transactional_db). Every
-    test here drives chromium, so without it they skip before any server starts."""
-    problem = node_modules_problem()
-    if problem:
-        pytest.fail(problem)
-    workdir = tmp_path_factory.mktemp("dashboard-stack")
-    with _test_database(django_db_blocker):
-        try:
-            with django_db_blocker.unblock():
-                collect_static()
-                symbols = seed_market(symbols=STACK_SYMBOLS, workdir=workdir)
-            with live_stack(
-                workdir, symbols=symbols, ticking=TICKING_SYMBOLS, tick_interval_s=TICK_INTERVAL_S
-            ) as stack:
-                yield stack
-        finally:
-            with django_db_blocker.unblock():
-                call_command("flush", interactive=False, verbosity=0)
+) -> LiveStack:
+    """The live stack over 500 seeded symbols, shared by the browser modules (``_SharedStack``).
+    Every test here drives chromium, so without it they skip before any server starts."""
+    return _shared_stack.start(django_db_blocker=django_db_blocker, tmp_path_factory=tmp_path_factory)
 
 
 @pytest.fixture

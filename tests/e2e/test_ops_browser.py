@@ -1,7 +1,7 @@
 """Property 33: the ops page shows every key metric, in Debian's chromium over the live stack.
 
-The module's stack (gunicorn, daphne, the market: tests/e2e/conftest.py) plus the host's monitor
-(``manage.py run_monitor``) writing the samples the page draws. A trader's dashboard page open
+The browser modules' one stack (gunicorn, daphne, the market: tests/e2e/conftest.py) plus the
+host's monitor (``manage.py run_monitor``) writing the samples the page draws. A trader's dashboard page open
 meanwhile moves the API, database, cache, WebSocket and browser series; the market moves its own;
 the broker and outbox gauges are read at every snapshot; every process reports its memory and
 CPU. A rule the test adds (the monitor's own memory above one byte) raises an alert that the page
