@@ -15,21 +15,41 @@ the compiler's own select list, converters and related populators. A framework b
 ``get_related_populators``; a shape it cannot prepare (a sentinel not found, prefetches,
 another iterable class) raises at its first run, and ``tests/trading/test_prepared.py`` compares
 every prepared read with the ORM's own.
+
+Writes the same way: a ``PreparedStatement`` is an UPDATE (or a locking read) Django's compiler
+wrote once with sentinel values, a ``PreparedInsert`` a model's INSERT of n rows Django's insert
+compiler wrote once, each run with its values in their places, adapted by the fields as the ORM
+adapts them (``get_db_prep_value`` / ``get_db_prep_save``). Order placement writes its fill with
+them (``trading.services._execute_fill``): building and compiling its five writes through the
+ORM cost more CPU than everything else the order does. They rely on ``UpdateQuery``
+(``add_update_values``, ``related_updates``), ``InsertQuery.insert_values`` and
+``SQLInsertCompiler.as_sql``/``returning_fields``; ``tests/trading/test_prepared.py`` compares
+what each writes with what the ORM's own write leaves.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 import threading
 import uuid
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from django.conf import settings
-from django.db import connections
-from django.db.models import CharField, Field, IntegerField, Model, QuerySet, UUIDField
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db.models import (
+    CharField,
+    DateTimeField,
+    Field,
+    IntegerField,
+    Model,
+    QuerySet,
+    UUIDField,
+)
 from django.db.models.query import ModelIterable, get_related_populators
+from django.db.models.sql import InsertQuery, UpdateQuery
 
 M = TypeVar("M", bound=Model)
 
@@ -62,6 +82,8 @@ def _sentinel(field: Field[Any, Any]) -> Any:
     if isinstance(field, CharField):
         # No value a caller passes looks like it: a symbol or a name never holds a NUL.
         return f"\x00{secrets.token_hex(8)}"
+    if isinstance(field, DateTimeField):
+        return dt.datetime(2999, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=secrets.randbits(40))
     raise NotPreparable(f"no sentinel for a {type(field).__name__}")
 
 
@@ -159,3 +181,159 @@ class PreparedQuery(Generic[M]):
             populators=get_related_populators(klass_info, select, db),  # type: ignore[call-arg]
             annotations=dict(compiler.annotation_col_map or {}),
         )
+
+
+def update_sql(queryset: QuerySet[Any], values: Mapping[str, Any]) -> tuple[str, Sequence[Any]]:
+    """``queryset.update(**values)``'s SQL and parameters, as ``QuerySet.update`` compiles them."""
+    query = cast(UpdateQuery, queryset.query.chain(UpdateQuery))
+    query.add_update_values(dict(values))
+    query.annotations = {}
+    if query.related_updates:  # type: ignore[attr-defined]  # set in UpdateQuery._setup_query
+        raise NotPreparable("an update of a parent model's fields is not prepared")
+    sql, params = query.get_compiler(using=queryset.db).as_sql()
+    return sql, params
+
+
+def select_sql(queryset: QuerySet[Any]) -> tuple[str, Sequence[Any]]:
+    """The queryset's SELECT and parameters."""
+    sql, params = queryset.query.get_compiler(using=queryset.db).as_sql()
+    return sql, params
+
+
+@dataclass(frozen=True)
+class _Statement:
+    db: str
+    sql: str
+    params: tuple[Any, ...]
+    slots: dict[str, list[int]]
+
+
+class PreparedStatement:
+    """An UPDATE, or a read whose rows the caller ignores (a lock), compiled once per database:
+    ``build(**params)`` returns the queryset and, for an UPDATE, its values (``queryset.update``'s
+    keywords; None for a read). Each run puts its values in the sentinels' places; ``params``
+    name the field each value is a value of (its database form is that field's). The SQL holds no
+    state of a connection or a thread, so one copy serves every thread."""
+
+    def __init__(
+        self,
+        build: Callable[..., tuple[QuerySet[Any], Mapping[str, Any] | None]],
+        **params: Field[Any, Any],
+    ) -> None:
+        self._build = build
+        self._params = params
+        self._compiled: dict[str, _Statement] = {}
+
+    def _statement(self, db: str) -> _Statement:
+        compiled = self._compiled.get(db)
+        if compiled is None:
+            connection = connections[db]
+            sentinels = {name: _sentinel(field) for name, field in self._params.items()}
+            queryset, values = self._build(**sentinels)
+            if queryset.db != db:
+                raise NotPreparable(f"the statement runs on {queryset.db}, not {db}")
+            sql, params = select_sql(queryset) if values is None else update_sql(queryset, values)
+            slots: dict[str, list[int]] = {}
+            for name, field in self._params.items():
+                value = field.get_db_prep_value(sentinels[name], connection, prepared=False)
+                slots[name] = [index for index, param in enumerate(params) if param == value]
+                if not slots[name]:
+                    raise NotPreparable(f"parameter {name!r} is not among the compiled parameters")
+            compiled = self._compiled[db] = _Statement(db, sql, tuple(params), slots)
+        return compiled
+
+    def run(self, *, using: str = DEFAULT_DB_ALIAS, **values: Any) -> int:
+        """Executes the statement; the rows it changed or read (as ``QuerySet.update`` counts)."""
+        if not settings.PREPARED_QUERIES:
+            # The ORM's own path, compiled per call: the benchmarks' baseline.
+            queryset, update = self._build(**values)
+            return queryset.update(**update) if update is not None else len(list(queryset))
+        compiled = self._statement(using)
+        connection = connections[using]
+        params = list(compiled.params)
+        for name, slots in compiled.slots.items():
+            value = self._params[name].get_db_prep_value(values[name], connection, prepared=False)
+            for slot in slots:
+                params[slot] = value
+        # As the ORM's writes: a failure inside an atomic block marks it for rollback.
+        with transaction.mark_for_rollback_on_error(using=using), connection.cursor() as cursor:
+            cursor.execute(compiled.sql, params)
+            return int(cursor.rowcount)
+
+
+class PreparedInsert(Generic[M]):
+    """``model``'s INSERT of n rows as its insert compiler writes it (every local concrete column
+    but an auto-incremented key, no RETURNING), compiled once per database and n. A row is its
+    values in ``fields`` order; ``instance_values`` gives a model instance's, as ``save()`` takes
+    them (each field's ``pre_save``)."""
+
+    def __init__(self, model: type[M], *, using: str = DEFAULT_DB_ALIAS) -> None:
+        self.model = model
+        self._using = using
+        self.fields: list[Field[Any, Any]] = [
+            field
+            for field in model._meta.local_concrete_fields
+            if not field.generated and field is not model._meta.auto_field
+        ]
+        self._sql: dict[int, tuple[str, bool]] = {}
+
+    def instance_values(self, instance: M) -> list[Any]:
+        return [field.pre_save(instance, True) for field in self.fields]
+
+    def row(self, **values: Any) -> list[Any]:
+        """A row from every field's value by attribute name (``account_id``, not ``account``)."""
+        if len(values) != len(self.fields):
+            raise TypeError(f"{self.model.__name__}'s row needs exactly {[f.attname for f in self.fields]}")
+        return [values[field.attname] for field in self.fields]
+
+    def _compile(self, rows: int) -> tuple[str, bool]:
+        """The SQL for ``rows`` rows, and whether its parameters are one array per column
+        (PostgreSQL's ``UNNEST`` form of a multi-row INSERT) rather than one value per cell."""
+        connection = connections[self._using]
+        query = InsertQuery(self.model)
+        query.insert_values(self.fields, [self.model() for _ in range(rows)])
+        statements = query.get_compiler(using=self._using).as_sql()
+        if len(statements) == 1:
+            sql, params = statements[0]
+            if len(params) == rows * len(self.fields):
+                return sql, False
+            if rows > 1 and len(params) == len(self.fields) and all(len(column) == rows for column in params):
+                return sql, True
+        raise NotPreparable(f"{rows} rows of {self.model.__name__} are not one INSERT on {connection.vendor}")
+
+    def run(self, rows: Sequence[Sequence[Any]]) -> None:
+        if not settings.PREPARED_QUERIES:
+            # The ORM's own path, compiled per call: the benchmarks' baseline.
+            instances = [
+                self.model(**{field.attname: value for field, value in zip(self.fields, row, strict=True)})
+                for row in rows
+            ]
+            if len(instances) == 1:
+                instances[0].save(force_insert=True, using=self._using)
+            else:
+                self.model._base_manager.using(self._using).bulk_create(instances)
+            return
+        compiled = self._sql.get(len(rows))
+        if compiled is None:
+            compiled = self._sql[len(rows)] = self._compile(len(rows))
+        sql, by_column = compiled
+        connection = connections[self._using]
+        params: list[Any] = [
+            field.get_db_prep_save(value, connection)
+            for row in rows
+            for field, value in zip(self.fields, row, strict=True)
+        ]
+        if by_column:
+            width = len(self.fields)
+            params = [params[column::width] for column in range(width)]
+        with transaction.mark_for_rollback_on_error(using=self._using), connection.cursor() as cursor:
+            cursor.execute(sql, params)
+
+    def save(self, instance: M) -> None:
+        """``instance.save(force_insert=True)`` for a model no signal receiver listens to."""
+        if not settings.PREPARED_QUERIES:
+            instance.save(force_insert=True, using=self._using)
+            return
+        self.run([self.instance_values(instance)])
+        instance._state.adding = False
+        instance._state.db = self._using

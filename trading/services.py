@@ -38,6 +38,7 @@ from django.db.models import (
     Value,
     When,
 )
+from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
 from config.cache import cache_manager
@@ -77,7 +78,7 @@ from trading.models import (
     Watchlist,
     WatchlistEntry,
 )
-from trading.prepared import PreparedQuery
+from trading.prepared import PreparedInsert, PreparedQuery, PreparedStatement
 from trading.quotes import LatestQuote, latest_quotes
 from trading.units import (
     QTY_SCALE,
@@ -303,7 +304,19 @@ def _lock_account(account_id: uuid.UUID | str) -> None:
     """
     if not connection.features.has_select_for_update:
         return
-    list(Account.objects.select_for_update(no_key=True).filter(pk=account_id).values_list("pk", flat=True))
+    if connection.get_autocommit():  # as the ORM's locking read refuses, before compiling it
+        raise TransactionManagementError("select_for_update cannot be used outside of a transaction.")
+    _ACCOUNT_LOCK.run(account_id=account_id)
+
+
+# Compiled once (trading/prepared.py): every write to an account's money takes it first.
+_ACCOUNT_LOCK = PreparedStatement(
+    lambda account_id: (
+        Account.objects.select_for_update(no_key=True).filter(pk=account_id).values_list("pk", flat=True),
+        None,
+    ),
+    account_id=Account._meta.get_field("id"),
+)
 
 
 # --- API keys ---------------------------------------------------------------------------------
@@ -1441,7 +1454,7 @@ def _order_place(
                 now=now,
             )
             if order._state.adding:
-                order.save(force_insert=True)  # with what it holds: one INSERT
+                _ORDER_INSERT.save(order)  # with what it holds: one INSERT
             _order_accept(order, now)
             _legs_announce(legs, now)
             if decision is not None and decision.action is matching.Action.FILL:
@@ -1782,6 +1795,41 @@ def _event(
     )
 
 
+# A fill's writes, compiled once (trading/prepared.py): through the ORM, building and compiling
+# them cost more CPU than the rest of a filled market order.
+_ORDER_INSERT = PreparedInsert(Order)
+_FILL_INSERT = PreparedInsert(Fill)
+_CASH_ENTRY_INSERT = PreparedInsert(CashEntry)
+_POSITION_INSERT = PreparedInsert(Position)
+_POSITION_WRITE = PreparedStatement(
+    lambda account_id, asset_id, qty, qty_held, cost_basis_cents, updated_at: (
+        Position.objects.filter(account_id=account_id, asset_id=asset_id),
+        {"qty": qty, "cost_basis_cents": cost_basis_cents, "qty_held": qty_held, "updated_at": updated_at},
+    ),
+    account_id=Account._meta.get_field("id"),
+    asset_id=Asset._meta.get_field("id"),
+    qty=Position._meta.get_field("qty"),
+    qty_held=Position._meta.get_field("qty_held"),
+    cost_basis_cents=Position._meta.get_field("cost_basis_cents"),
+    updated_at=Position._meta.get_field("updated_at"),
+)
+# The cash a fill moves and what it holds, in one conditional UPDATE (see _execute_fill).
+_ACCOUNT_FILL_MOVE = PreparedStatement(
+    lambda account_id, cash_change, reserved_change: (
+        Account.objects.filter(
+            pk=account_id, cash_cents__gte=F("reserved_cents") + reserved_change - cash_change
+        ),
+        {
+            "cash_cents": F("cash_cents") + cash_change,
+            "reserved_cents": F("reserved_cents") + reserved_change,
+        },
+    ),
+    account_id=Account._meta.get_field("id"),
+    cash_change=Account._meta.get_field("cash_cents"),
+    reserved_change=Account._meta.get_field("reserved_cents"),
+)
+
+
 def _execute_fill(
     *,
     order: Order,
@@ -1851,7 +1899,7 @@ def _execute_fill(
         # Filled whole as it is placed: its one INSERT writes it filled (_order_place).
         for field, state in filled_state.items():
             setattr(order, field, state)
-        order.save(force_insert=True)
+        _ORDER_INSERT.save(order)
     else:
         Order.objects.filter(pk=order.pk).update(**filled_state)
     position_qty, realized, hold_change = _position_apply_fill(
@@ -1871,35 +1919,30 @@ def _execute_fill(
     # zero: a purchase, or a short beyond the account's margin, is refused.
     cash_change = -(value + commission) if order.side == OrderSide.BUY else value - commission
     reserved_change = hold_change - released
-    if not Account.objects.filter(
-        pk=account.pk, cash_cents__gte=F("reserved_cents") + reserved_change - cash_change
-    ).update(cash_cents=F("cash_cents") + cash_change, reserved_cents=F("reserved_cents") + reserved_change):
+    if not _ACCOUNT_FILL_MOVE.run(
+        account_id=account.pk, cash_change=cash_change, reserved_change=reserved_change
+    ):
         raise Forbidden("insufficient buying power")
-    fill = Fill.objects.create(
-        order=order,
-        account_id=account.pk,
-        asset_id=order.asset_id,
-        side=order.side,
-        qty=qty,
-        price_units=price_units,
-        commission_cents=commission,
-        realized_pl_cents=realized,
-        tick_seq=tick_seq,
-        filled_at=now,
-        value_cents=value,
-    )
+    fill_id = uuid.uuid4()
+    _FILL_INSERT.run([
+        _FILL_INSERT.row(id=fill_id, order_id=order.pk, account_id=account.pk, asset_id=order.asset_id,
+                         side=order.side, qty=qty, price_units=price_units, value_cents=value,
+                         commission_cents=commission, realized_pl_cents=realized, tick_seq=tick_seq,
+                         filled_at=now),
+    ])  # fmt: skip
     kind = CashEntry.Kind.BUY if order.side == OrderSide.BUY else CashEntry.Kind.SELL
     entries = [
-        CashEntry(account_id=account.pk, kind=kind, fill=fill, created_at=now,
-                  amount_cents=-value if order.side == OrderSide.BUY else value,
-                  memo=f"{order.side} {qty_to_str(qty)} {order.asset.symbol}"),
+        _CASH_ENTRY_INSERT.row(id=uuid.uuid4(), account_id=account.pk, kind=kind, fill_id=fill_id,
+                               created_at=now, amount_cents=-value if order.side == OrderSide.BUY else value,
+                               memo=f"{order.side} {qty_to_str(qty)} {order.asset.symbol}"),
     ]  # fmt: skip
     if commission:
         entries.append(
-            CashEntry(account_id=account.pk, kind=CashEntry.Kind.COMMISSION, fill=fill, created_at=now,
-                      amount_cents=-commission, memo=f"commission {order.asset.symbol}")
+            _CASH_ENTRY_INSERT.row(id=uuid.uuid4(), account_id=account.pk, kind=CashEntry.Kind.COMMISSION,
+                                   fill_id=fill_id, created_at=now, amount_cents=-commission,
+                                   memo=f"commission {order.asset.symbol}")
         )  # fmt: skip
-    CashEntry.objects.bulk_create(entries)
+    _CASH_ENTRY_INSERT.run(entries)
     order.status = status
     order.qty = row.qty
     order.filled_qty = filled
@@ -1913,7 +1956,7 @@ def _execute_fill(
             "fill" if complete else "partial_fill",
             order,
             now,
-            execution_id=fill.id,
+            execution_id=fill_id,
             price_units=price_units,
             qty=qty,
             position_qty=position_qty,
@@ -1963,20 +2006,21 @@ def _position_apply_fill(
     if held:
         after = replace(after, qty_held=after.qty_held - qty)
     if position.exists:
-        Position.objects.filter(account_id=account.pk, asset_id=asset_id).update(
-            qty=after.qty,
-            cost_basis_cents=after.cost_basis_cents,
-            qty_held=after.qty_held,
-            updated_at=now,
-        )
-    else:
-        Position.objects.create(
+        _POSITION_WRITE.run(
             account_id=account.pk,
             asset_id=asset_id,
             qty=after.qty,
-            cost_basis_cents=after.cost_basis_cents,
             qty_held=after.qty_held,
+            cost_basis_cents=after.cost_basis_cents,
+            updated_at=now,
         )
+    else:
+        # updated_at as its auto_now stamps a created row: the wall clock's instant.
+        _POSITION_INSERT.run([
+            _POSITION_INSERT.row(account_id=account.pk, asset_id=asset_id, qty=after.qty,
+                                 qty_held=after.qty_held, cost_basis_cents=after.cost_basis_cents,
+                                 updated_at=timezone.now()),
+        ])  # fmt: skip
     hold_before = margin.short_hold_cents(qty=position.qty, cost_basis_cents=position.cost_basis_cents)
     hold_after = margin.short_hold_cents(qty=after.qty, cost_basis_cents=after.cost_basis_cents)
     return after.qty, realized, hold_after - hold_before
