@@ -4,7 +4,7 @@ with no server and no load generator.
 Started by ``benchmark api`` with the throwaway database's DATABASE_URL, a Redis prefix of its
 own, BENCHMARK_ENDPOINTS and limits too high to trip in its environment; reads what to measure as
 JSON on stdin and writes the figures as JSON on stdout. It publishes the seeded ticks to Redis as
-the market does, so the quotes the reads serve come from Redis. Each request goes through the
+the market does (each symbol's newest), so the quotes the reads serve come from Redis. Each request goes through the
 WSGI application gunicorn serves (``settings.WSGI_APPLICATION``: the API's own middleware stack),
 called with an environ as gunicorn builds one; after a warm-up, ``time.process_time`` over
 ``requests`` requests, the best of ``rounds`` rounds, is one endpoint's figure: the CPU a worker
@@ -34,11 +34,13 @@ def main() -> None:
     django.setup()
     from django.core.servers.basehttp import get_internal_wsgi_application
 
-    from trading.models import StockPriceHistory
-    from trading.quotes import LatestQuote, latest_quotes_store
+    from trading.models import Asset
+    from trading.quotes import latest_quotes_store, latest_ticks_from_db
 
     spec = json.load(sys.stdin)
-    latest_quotes_store(quotes=[LatestQuote.from_tick(tick) for tick in StockPriceHistory.objects.all()])
+    # Each symbol's newest stored tick, as the market leaves the hash after its last window.
+    symbols = Asset.objects.values_list("symbol", flat=True)
+    latest_quotes_store(quotes=latest_ticks_from_db(symbols=symbols).values())
     application = get_internal_wsgi_application()
     requests, rounds = int(spec["requests"]), int(spec["rounds"])
     result: dict[str, Any] = {"cpu_us": {}, "profile": ""}

@@ -11,7 +11,7 @@ import asyncio
 import os
 import threading
 import weakref
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 import redis.asyncio as aioredis
@@ -59,6 +59,31 @@ def redis_client() -> redis.Redis:
     return client
 
 
+class ForkReset(Protocol):
+    def after_fork_in_child(self) -> None: ...
+
+
+# Objects holding locks that a thread of the parent may hold at a fork: the child has only the
+# forking thread, so such a lock would never be released there (gunicorn forks its workers from
+# a master whose threads may be mid-call). Weakly held: registering keeps nothing alive.
+_fork_resets: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def fork_reset_register(owner: ForkReset) -> None:
+    """Have ``owner.after_fork_in_child()`` run in every child this process forks from now on."""
+    _fork_resets.add(owner)
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()
+    for owner in list(_fork_resets):
+        owner.after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def resp_pack(*parts: str) -> bytes:
     """One command in RESP, as redis-py would send it, without its generic packer (which costs
     more than the rest of a short command's send)."""
@@ -77,7 +102,9 @@ class PinnedConnection:
     ``read_response``.
 
     One thread at a time: ``exchange`` answers None when another thread holds it, and the caller
-    goes through the pool. After a fork the parent's connection is left alone. A send that fails
+    goes through the pool. After a fork the parent's connection is left alone, and the child gets
+    a fresh lock (``fork_reset_register``): one held by a parent thread at the fork would stay
+    held in the child, which would never use its own connection. A send that fails
     is retried once on a fresh connection (nothing was sent); any other failure drops the
     connection (part of a reply may be unread) and raises.
     """
@@ -86,6 +113,10 @@ class PinnedConnection:
         self._lock = threading.Lock()
         self._connection: Any = None
         self._pid = 0
+        fork_reset_register(self)
+
+    def after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
 
     def exchange(self, client: redis.Redis, packed: bytes) -> Any:
         if not self._lock.acquire(blocking=False):

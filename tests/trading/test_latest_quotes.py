@@ -6,14 +6,22 @@ and a market closed or stopped for days still has a price for every symbol."""
 from __future__ import annotations
 
 import datetime as dt
+import select
+import socket
 from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from django.conf import settings
 from django.core.management import call_command
 from django.test import Client
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
+from config import redis_pools
 from config.redis_pools import redis_client
 from jobs.retention import retention_cleanup
 from tests.trading.api_support import key_client
@@ -109,22 +117,73 @@ def _quote(symbol: str, price: str, seq: int = 1) -> LatestQuote:
 
 
 @pytest.mark.django_db
-def test_quotes_are_read_on_a_connection_of_their_own_which_survives_being_killed() -> None:
-    """The reads' own connection (config/redis_pools.py, PinnedConnection): after Redis drops it,
-    the next read still answers (from Redis on a fresh connection, or once from the database),
-    and the one after is Redis' again."""
+def test_a_send_that_fails_is_retried_once_on_a_fresh_connection() -> None:
+    """The reads' own connection (config/redis_pools.py, PinnedConnection) closed for writing, as
+    when Redis dropped it while idle: the send fails, nothing was sent, and the same read goes out
+    again on a fresh connection, so it is Redis' quote, not the database's (which has none)."""
     latest_quotes_store(quotes=[_quote("ZZQ", "10.00")])
     assert latest_quotes(symbols=["ZZQ"])["ZZQ"].price == price_to_units("10.00")
     pinned = _QUOTES_CONNECTION._connection
-    assert pinned is not None
-    admin = redis_client()
-    pinned.send_command("CLIENT", "ID")
-    assert admin.client_kill_filter(_id=pinned.read_response()) == 1
+    assert pinned is not None and pinned._sock is not None
+    pinned._sock.shutdown(socket.SHUT_WR)
     latest_quotes_store(quotes=[_quote("ZZQ", "11.00", seq=2)])
-    # No tick is stored for ZZQ: a read that fell back to the database finds none.
-    assert latest_quotes(symbols=["ZZQ"]).get("ZZQ") in (None, _quote("ZZQ", "11.00", seq=2))
-    assert latest_quotes(symbols=["ZZQ"])["ZZQ"] == _quote("ZZQ", "11.00", seq=2)
+    assert latest_quotes(symbols=["ZZQ"]) == {"ZZQ": _quote("ZZQ", "11.00", seq=2)}
+    assert _QUOTES_CONNECTION._connection is pinned  # reconnected in place, still pinned
+
+
+@pytest.mark.django_db
+def test_a_reply_that_cannot_be_read_drops_the_connection_and_reads_the_database() -> None:
+    """Redis dropped the connection while idle and the close has reached it, but nothing has been
+    sent on it since: the send goes out and the reply cannot be read. Part of a reply may be
+    unread, so that connection is dropped, this read takes the stored ticks (none for ZZQ), and
+    the next is Redis' again on a new connection."""
+    latest_quotes_store(quotes=[_quote("ZZQ", "10.00")])
+    assert latest_quotes(symbols=["ZZQ"])["ZZQ"].price == price_to_units("10.00")
+    pinned = _QUOTES_CONNECTION._connection
+    assert pinned is not None and pinned._sock is not None
+    pinned.send_command("CLIENT", "ID")
+    assert redis_client().client_kill_filter(_id=pinned.read_response()) == 1
+    # Readable: Redis' close has arrived (an end of stream, nothing else is pending).
+    assert select.select([pinned._sock], [], [], 30)[0]
+    assert latest_quotes(symbols=["ZZQ"]) == {}
+    assert _QUOTES_CONNECTION._connection is None
+    assert latest_quotes(symbols=["ZZQ"]) == {"ZZQ": _quote("ZZQ", "10.00")}
     assert _QUOTES_CONNECTION._connection is not None
+
+
+@pytest.mark.django_db
+def test_an_unreachable_redis_answers_from_the_database(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    make_asset: Callable[..., Asset],
+    make_account: Callable[..., Account],
+) -> None:
+    """Redis at an address nobody listens on (a real connection failure, not a mock): the latest
+    trade and the account still answer 200, priced from the stored ticks."""
+    make_asset("AAPL", price="100.00")
+    account = make_account()
+    client: Client = key_client(account)
+    assert (
+        client.post(
+            "/v2/orders",
+            {"symbol": "AAPL", "qty": "2", "side": "buy", "type": "market", "time_in_force": "day"},
+            content_type="application/json",
+        ).status_code
+        == 200
+    )
+    latest_quotes_store(quotes=[_quote("AAPL", "500.00", seq=10**9)])  # what Redis would say
+    # Retries off: redis-py's default backs off for seconds before giving up.
+    dead = redis.Redis(unix_socket_path=str(tmp_path / "nobody.sock"), retry=Retry(NoBackoff(), 0))
+    monkeypatch.setattr(redis_pools, "_client", dead)
+    monkeypatch.setattr(_QUOTES_CONNECTION, "_connection", None)
+
+    trade = client.get("/v2/stocks/AAPL/trades/latest")
+    assert trade.status_code == 200, trade.content
+    assert trade.json()["trade"]["p"] == 100.0
+    answer = client.get("/v2/account")
+    assert answer.status_code == 200, answer.content
+    assert Decimal(answer.json()["long_market_value"]) == Decimal("200")
+    assert _QUOTES_CONNECTION._connection is None
 
 
 @pytest.mark.django_db

@@ -54,7 +54,7 @@ from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
 from config.client_address import request_client_address
-from config.redis_pools import redis_client, resp_pack
+from config.redis_pools import fork_reset_register, redis_client, resp_pack
 
 if TYPE_CHECKING:
     # rest_framework.views imports this module (DEFAULT_THROTTLE_CLASSES) while it loads.
@@ -238,6 +238,14 @@ class SlidingWindowLimiter:
         self._pinned: Connection | None = None
         self._pinned_pid = 0
         self._pinned_lock = threading.Lock()
+        fork_reset_register(self)
+
+    def after_fork_in_child(self) -> None:
+        """Fresh locks in a forked child: one a parent thread held at the fork stays held there
+        (config/redis_pools.py, ``fork_reset_register``)."""
+        self._init_lock = threading.Lock()
+        self._pinned_lock = threading.Lock()
+        self.local._lock = threading.Lock()
 
     def _client(self) -> redis.Redis | None:
         if self._clock() < self._down_until:
