@@ -59,11 +59,19 @@ class NotPreparable(Exception):
 
 
 @dataclass(frozen=True)
-class _Compiled:
+class _Statement:
+    """A statement compiled once: its SQL, the sentinels' parameters and where each value goes."""
+
     db: str
     sql: str
     params: tuple[Any, ...]
     slots: dict[str, list[int]]
+
+
+@dataclass(frozen=True)
+class _Compiled(_Statement):
+    """A read's statement, with what turns its rows into model instances."""
+
     compiler: Any
     converters: dict[int, Any]
     model: type[Model]
@@ -198,14 +206,6 @@ def select_sql(queryset: QuerySet[Any]) -> tuple[str, Sequence[Any]]:
     """The queryset's SELECT and parameters."""
     sql, params = queryset.query.get_compiler(using=queryset.db).as_sql()
     return sql, params
-
-
-@dataclass(frozen=True)
-class _Statement:
-    db: str
-    sql: str
-    params: tuple[Any, ...]
-    slots: dict[str, list[int]]
 
 
 class PreparedStatement:
