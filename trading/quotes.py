@@ -69,9 +69,16 @@ class LatestQuote:
 
 
 def newest_per_symbol(
-    model: type[Model], *, symbols: Iterable[str], order_key: str, skip: int = 0, **filters: object
+    model: type[Model],
+    *,
+    symbols: Iterable[str],
+    order_key: str,
+    then_by: str | None = None,
+    skip: int = 0,
+    **filters: object,
 ) -> QuerySet[Any, Any]:
-    """The pk of each symbol's newest ``model`` row (by ``order_key``), as a subquery: for
+    """The pk of each symbol's newest ``model`` row (by ``order_key``, rows equal on it by
+    ``then_by``, so the pick never depends on the plan), as a subquery: for
     ``pk__in`` on a table with a one-column key, for ``newest_rows`` on one keyed by (symbol, x)
     (ticks: (symbol, seq)), where it gives (symbol, x) pairs.
 
@@ -79,7 +86,8 @@ def newest_per_symbol(
     seeks the (symbol, key) index; filtering the history table by a correlated subquery
     instead would evaluate it for every stored row of those symbols.
     """
-    newest = model._default_manager.filter(symbol=OuterRef("symbol"), **filters).order_by(f"-{order_key}")
+    ordering = [f"-{order_key}", *([f"-{then_by}"] if then_by else [])]
+    newest = model._default_manager.filter(symbol=OuterRef("symbol"), **filters).order_by(*ordering)
     key = [field.name for field in model._meta.pk_fields]
     columns: tuple[str, ...]
     if key[0] == "symbol" and len(key) == 2:
@@ -135,13 +143,13 @@ def latest_ticks_from_db(*, symbols: Iterable[str]) -> dict[str, LatestQuote]:
 
 def prices_at(*, symbols: Iterable[str], at: dt.datetime) -> dict[str, int]:
     """Each symbol's last trade price at or before ``at`` (price units), from its newest stored
-    tick by time: one query, a seek per symbol down (symbol, recorded_at). A symbol with no tick
-    by then (or none kept) is absent."""
+    tick by time, of ticks stored at the same moment the one numbered last: one query, a seek per
+    symbol down (symbol, recorded_at). A symbol with no tick by then (or none kept) is absent."""
     wanted = sorted(set(symbols))
     if not wanted:
         return {}
     newest = newest_per_symbol(
-        StockPriceHistory, symbols=wanted, order_key="recorded_at", recorded_at__lte=at
+        StockPriceHistory, symbols=wanted, order_key="recorded_at", then_by="seq", recorded_at__lte=at
     )
     rows = StockPriceHistory.objects.filter(
         KeyIn(*(F(field.name) for field in StockPriceHistory._meta.pk_fields), Subquery(newest))
