@@ -29,6 +29,7 @@ from django.views.decorators.http import require_http_methods
 
 from analytics import selectors
 from trading import selectors as trading_selectors
+from trading.api.serializers import rfc3339
 from trading.errors import Forbidden, NotFound
 
 
@@ -119,38 +120,38 @@ def game_page(request: HttpRequest, game_id: uuid.UUID) -> HttpResponse:
         response["Retry-After"] = "2"
         return response
     url = reverse("game-leaderboard", kwargs={"game_id": str(game.pk)})
-    return render(
-        request,
-        "games/game.html",
-        {
-            "game": game,
-            "player": player,
-            "is_organiser": game.organiser_id == user.pk,
-            "started": now >= game.starts_at,
-            # The page's clock (static/js/game.js keeps the browser's offset from it) and the
-            # window its countdown counts to.
-            "server_now": now.isoformat(),
-            "starts_at": game.starts_at.isoformat(),
-            "ends_at": game.closes_at().isoformat(),
-            "over": over,
-            "trading_on_game": player is not None
-            and session_account is not None
-            and session_account.pk == player.account_id,
-            "players": trading_selectors.game_players_list(game_id=game.pk),
-            "announcements": announcements,
-            "board": board,
-            "board_rows": board_rows(board),
-            "board_status": board_status(board),
-            "board_me": board_rows({"entries": [board["me"]]})[0] if board["me"] else None,
-            "board_page": page,
-            "board_pages": pages,
-            "board_previous": page - 1 if page > 1 else None,
-            "board_next": page + 1 if page < pages else None,
-            "leaderboard_url": f"{url}?limit={BOARD_PAGE_SIZE}&offset={(page - 1) * BOARD_PAGE_SIZE}",
-            # Other players' holdings only once nobody can trade on what they see.
-            "positions": trading_selectors.game_positions_list(game_id=game.pk) if over else None,
-            "poll_ms": int(settings.LEADERBOARD_MAX_STALENESS_S * 1000 / 3),
-            # Past it with no newer board, the page marks its board stale (static/js/game.js).
-            "max_age_ms": int(settings.LEADERBOARD_MAX_STALENESS_S * 1000),
-        },
-    )
+    context = {
+        "game": game,
+        "player": player,
+        "is_organiser": game.organiser_id == user.pk,
+        "started": now >= game.starts_at,
+        # The window the page's countdown counts to (static/js/game.js), RFC 3339 as the API
+        # writes its times (trading/api/serializers.py, rfc3339).
+        "starts_at": rfc3339(game.starts_at),
+        "ends_at": rfc3339(game.closes_at()),
+        "over": over,
+        "trading_on_game": player is not None
+        and session_account is not None
+        and session_account.pk == player.account_id,
+        "players": trading_selectors.game_players_list(game_id=game.pk),
+        "announcements": announcements,
+        "board": board,
+        "board_rows": board_rows(board),
+        "board_status": board_status(board),
+        "board_me": board_rows({"entries": [board["me"]]})[0] if board["me"] else None,
+        "board_page": page,
+        "board_pages": pages,
+        "board_previous": page - 1 if page > 1 else None,
+        "board_next": page + 1 if page < pages else None,
+        "leaderboard_url": f"{url}?limit={BOARD_PAGE_SIZE}&offset={(page - 1) * BOARD_PAGE_SIZE}",
+        # Other players' holdings only once nobody can trade on what they see.
+        "positions": trading_selectors.game_positions_list(game_id=game.pk) if over else None,
+        "poll_ms": int(settings.LEADERBOARD_MAX_STALENESS_S * 1000 / 3),
+        # Past it with no newer board, the page marks its board stale (static/js/game.js).
+        "max_age_ms": int(settings.LEADERBOARD_MAX_STALENESS_S * 1000),
+    }
+    # The page's clock (static/js/game.js keeps the browser's offset from it): taken after the
+    # reads above, the board's among them (which may wait for a refresh), just before rendering,
+    # so it is the time of the page's content and the countdown starts from when it was sent.
+    context["server_now"] = rfc3339(timezone.now())
+    return render(request, "games/game.html", context)

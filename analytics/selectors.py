@@ -33,6 +33,7 @@ from analytics.models import (
     SymbolStats,
 )
 from config.cache import cache_manager
+from trading.api.serializers import rfc3339
 from trading.errors import InvalidRequest, NotFound, TradingError
 from trading.models import Account, Asset, Game
 from trading.units import cents_to_str, qty_to_str, units_to_str
@@ -214,7 +215,8 @@ def _game_board_payload(board: GameBoard) -> dict[str, Any]:
     return {
         "game_id": str(board.game_id),
         "status": "final" if board.final else "live",
-        "as_of": board.as_of.isoformat(),
+        # RFC 3339 with microseconds, as the API writes its times (trading/api/serializers.py).
+        "as_of": rfc3339(board.as_of),
         "starting_cash": cents_to_str(board.baseline_cents),
         "player_count": board.player_count,
         "standings": board.standings,
@@ -266,12 +268,15 @@ def _game_closing(game: Game) -> dict[str, Any]:
     (nothing can trade any more; the final standings follow). A game that ended before its first
     live board was computed has none: its standings at the end, computed as the freeze computes
     them (``services.game_board_at_end_get``) but not stored, once per game across processes (the
-    cache's loader), so every player shows with the real count instead of an empty board."""
+    cache's loader), so every player shows with the real count instead of an empty board. Kept
+    only briefly (CACHE_TTLS["game_closing"], config/settings.py): a fill of the game's last
+    moment may still commit in the grace, and the board shows it a moment later, not a whole
+    leaderboard TTL later."""
     board = _game_live_cached(game)
     if board is None:
         board = cache_manager().cached(
             services.game_closing_cache_key(game.pk),
-            "leaderboard",
+            "game_closing",
             lambda: _game_board_payload(services.game_board_at_end_get(game=game)),
         )
     return {**board, "status": "closing"}

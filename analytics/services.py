@@ -14,6 +14,7 @@ added since.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import hashlib
@@ -22,12 +23,12 @@ import math
 import statistics
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import (
     BigIntegerField,
     Case,
@@ -956,11 +957,31 @@ def _game_standings_at(*, game: Game, at: dt.datetime) -> list[GameStanding]:
     return _game_ranked(standings)
 
 
+@contextlib.contextmanager
+def _one_snapshot() -> Iterator[None]:
+    """A transaction whose reads all see the database at one moment: REPEATABLE READ on
+    PostgreSQL, whose default (READ COMMITTED) gives each statement a moment of its own, so cash
+    read before a fill committed and positions read after it would both count its money. SQLite's
+    transactions read one moment already. Inside a caller's transaction, that transaction's (its
+    isolation is set by its first statement, which ran already)."""
+    outermost = not connection.in_atomic_block
+    with transaction.atomic():
+        if outermost and connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield
+
+
 def game_board_at_end_get(*, game: Game) -> GameBoard:
     """The standings at ``game``'s end as the freeze computes them (``_game_standings_at``), in
     a board that is not stored: what the board shows between the end and the freeze when the game
-    ended before its first live board was computed (``analytics.selectors``). Writes nothing."""
-    ranked = _game_standings_at(game=game, at=game.closes_at())
+    ended before its first live board was computed (``analytics.selectors``). Writes nothing.
+
+    Its queries (roster, cash, positions, fills and entries since the end) read one snapshot
+    (``_one_snapshot``): a fill of the last moment committing meanwhile counts wholly or not at
+    all, never as cash still held and shares already bought."""
+    with _one_snapshot():
+        ranked = _game_standings_at(game=game, at=game.closes_at())
     return GameBoard(
         game=game,
         as_of=game.closes_at(),

@@ -289,6 +289,9 @@ CACHE_ENABLED = env.bool("CACHE_ENABLED", default=True)
 CACHE_TTLS: dict[str, float] = {
     "dashboard_assets": 2.0,
     "leaderboard": 5.0,
+    # A game's standings at its end computed for the grace before the freeze (analytics/selectors.py,
+    # _game_closing): a late fill of the last moment may still commit then, so only briefly.
+    "game_closing": 1.0,
     "analytics": 60.0,
     "symbol_stats": 30.0,
     "assets": 300.0,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import logging
 import secrets
 import uuid
 from collections.abc import Mapping
@@ -92,6 +93,8 @@ from trading.units import (
     units_to_str,
 )
 from trading.usernames import username_skeleton
+
+logger = logging.getLogger(__name__)
 
 # --- Accounts ---------------------------------------------------------------------------------
 
@@ -307,6 +310,14 @@ def _lock_account(account_id: uuid.UUID | str) -> None:
     if connection.get_autocommit():  # as the ORM's locking read refuses, before compiling it
         raise TransactionManagementError("select_for_update cannot be used outside of a transaction.")
     _ACCOUNT_LOCK.run(account_id=account_id)
+
+
+def _lock_game(game_id: uuid.UUID) -> None:
+    """Take a game's row lock (NO KEY UPDATE: players' rows still insert beside it) before any
+    account's, as ``game_end`` and ``game_player_remove`` do, in a write that decides on the
+    game's end (``orders_expire``). Nothing on SQLite (``_lock_account``)."""
+    if connection.features.has_select_for_update:
+        list(Game.objects.select_for_update(no_key=True).filter(pk=game_id).values_list("pk", flat=True))
 
 
 # Compiled once (trading/prepared.py): every write to an account's money takes it first.
@@ -590,8 +601,10 @@ def game_end(*, game_id: uuid.UUID | str, organiser_id: int, now: dt.datetime | 
             raise Forbidden("the game is over already")
         game.ended_at = now
         game.save(update_fields=["ended_at"])
+        # The accounts' locks after the game's (as ``orders_expire`` takes them), in one order,
+        # as ``games_close_due``'s: two writers that lock several never wait on each other in a ring.
         _game_accounts_cancel_orders(
-            list(GamePlayer.objects.filter(game=game).values_list("account_id", flat=True)), now=now
+            sorted(GamePlayer.objects.filter(game=game).values_list("account_id", flat=True)), now=now
         )
     return game
 
@@ -2522,8 +2535,14 @@ def orders_expire(*, now: dt.datetime | None = None) -> int:
     The game's end wins a tie: a game account's order whose day ends at or after the instant its
     account stopped trading (its game's end, or its player's removal) was open at that instant,
     so it is canceled as of that instant, as the game's close (``game_account_orders_close``)
-    cancels it, not expired. Decided under the account's lock, re-reading the game, so the expiry and the game's
-    close reach one outcome in either order, and give back what the order held once."""
+    cancels it, not expired. Decided under the game's row lock, then the account's, re-reading
+    the game: the order ``game_end`` and ``game_player_remove`` take them in, so the expiry
+    waits for an end or a removal in progress (and sees it) instead of deciding on the game as
+    it was, and the two never deadlock (docs/architecture.md, Games). The expiry and the game's
+    close reach one outcome in either order, and give back what the order held once.
+
+    An order whose account was deleted meanwhile is logged and passed over, and one whose player
+    is gone (its game deleted) expires as any account's: the run goes on with the others."""
     now = now or timezone.now()
     due = list(
         Order.objects.filter(status__in=OPEN_ORDER_STATUSES, expires_at__lte=now).select_related(
@@ -2531,15 +2550,26 @@ def orders_expire(*, now: dt.datetime | None = None) -> int:
         )
     )
     for order in due:
-        with transaction.atomic():
-            if _game_player(order.account) is not None:
-                player = _game_player(_account_with_game_locked(order.account_id))
-                assert player is not None and order.expires_at is not None
-                stopped = _game_closed_at(player)
-                if stopped <= order.expires_at:
-                    _order_close(order=order, status=OrderStatus.CANCELED, now=now, ended_at=stopped)
-                    continue
-            _order_close(order=order, status=OrderStatus.EXPIRED, now=now)
+        listed_player = _game_player(order.account)
+        try:
+            with transaction.atomic():
+                if listed_player is not None:
+                    # A player's game never changes: the listed one is the one to lock.
+                    _lock_game(listed_player.game_id)
+                    player = _game_player(_account_with_game_locked(order.account_id))
+                    if player is None:
+                        logger.info("orders_expire: order %s: its game player is gone, expiring it", order.pk)
+                    else:
+                        assert order.expires_at is not None
+                        stopped = _game_closed_at(player)
+                        if stopped <= order.expires_at:
+                            _order_close(order=order, status=OrderStatus.CANCELED, now=now, ended_at=stopped)
+                            continue
+                _order_close(order=order, status=OrderStatus.EXPIRED, now=now)
+        except NotFound:
+            logger.warning(
+                "orders_expire: order %s: its account %s is gone, skipped", order.pk, order.account_id
+            )
     # Counted after: an entry's legs (due with it) expire with it, in its close.
     return Order.objects.filter(
         pk__in=[order.pk for order in due], status=OrderStatus.EXPIRED, expired_at=now

@@ -124,13 +124,18 @@ const PAGE_STATE = { upcoming: "upcoming", running: "running", closing: "over", 
  * server's time when it rendered the page), data-starts-at and data-ends-at; the countdown goes
  * into its [data-field=countdown], and its data-state and data-phase follow the phase. Ticks on
  * the server clock's whole seconds, and stops once the board is final (`setBoardStatus`).
+ * Without a readable data-server-now the server's clock is unknown, not the browser's: `offsetMs`
+ * is null (so the board's age counts from its arrival, board-poll.js, instead of against a clock
+ * taken for the server's), the countdown runs on the browser's clock as the best there is, and
+ * `root`'s data-clock says which clock it reads ("server" or "browser").
  */
 export class GameClock {
   constructor({ root, timers = globalThis, now = () => Date.now() }) {
     this.root = root;
     this.timers = timers;
     this.now = now;
-    this.offsetMs = serverOffsetMs(root.dataset.serverNow, now()) ?? 0;
+    this.offsetMs = serverOffsetMs(root.dataset.serverNow, now());
+    root.dataset.clock = this.offsetMs === null ? "browser" : "server";
     this.startsAtMs = Date.parse(root.dataset.startsAt);
     this.endsAtMs = Date.parse(root.dataset.endsAt);
     this.countdown = root.querySelector("[data-field=countdown]");
@@ -138,9 +143,9 @@ export class GameClock {
     this.timer = null;
   }
 
-  /** Now on the server's clock. */
+  /** Now on the server's clock; the browser's own when the server's is unknown (`offsetMs` null). */
   serverNowMs() {
-    return this.now() + this.offsetMs;
+    return this.offsetMs === null ? this.now() : this.now() + this.offsetMs;
   }
 
   phase() {

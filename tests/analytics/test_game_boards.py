@@ -8,13 +8,14 @@ after is an injected ``now`` and ticks stored at named instants."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
-from django.db import connection
+from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 from pytest_django.fixtures import Settings
 
@@ -24,6 +25,7 @@ from config.cache import cache_manager, cache_manager_reset
 from config.redis_pools import redis_client
 from tests.builders import set_quote, shares
 from trading import calendar, services as trading
+from trading.api.serializers import rfc3339
 from trading.errors import InvalidRequest
 from trading.models import Account, Asset, DailyBar, Game, MinuteBar, StockPriceHistory
 from trading.units import price_to_units
@@ -95,7 +97,7 @@ def test_players_rank_by_return_since_the_start_and_the_global_board_keeps_defau
     with django_capture_on_commit_callbacks(execute=True):
         result = services.leaderboards_refresh_all(now=later)
     board = selectors.game_leaderboard_get_or_refresh(game=game, now=later)
-    assert (board["status"], board["as_of"], board["player_count"]) == ("live", later.isoformat(), 3)
+    assert (board["status"], board["as_of"], board["player_count"]) == ("live", rfc3339(later), 3)
     assert names(board) == ["ada", "cy", "bob"]
     assert [row["rank"] for row in board["entries"]] == [1, 2, 3]
     ada_account = Account.objects.get(pk=playing["ada"].pk)
@@ -192,11 +194,11 @@ def test_a_reader_recomputes_a_board_older_than_the_bound(
     set_quote("AAPL", price="150.00", at=DURING + dt.timedelta(seconds=1))
 
     inside = selectors.game_leaderboard_get_or_refresh(game=game, now=DURING + dt.timedelta(seconds=4.5))
-    assert inside["as_of"] == DURING.isoformat()  # within the bound: served as stored
+    assert inside["as_of"] == rfc3339(DURING)  # within the bound: served as stored
     beyond = DURING + dt.timedelta(seconds=5.5)
     with django_capture_on_commit_callbacks(execute=True):
         fresh = selectors.game_leaderboard_get_or_refresh(game=game, now=beyond)
-    assert fresh["as_of"] == beyond.isoformat()
+    assert fresh["as_of"] == rfc3339(beyond)
     player.refresh_from_db()
     assert fresh["entries"][0]["equity"] == f"{(player.cash_cents + 10 * 150_00) / 100:.2f}"
     # A game not started yet has a board too, made by its first reader.
@@ -235,7 +237,7 @@ def test_final_standings_freeze_at_the_end_and_never_move(
     read_at = early_end + dt.timedelta(minutes=5)
     with django_capture_on_commit_callbacks(execute=True):
         final = selectors.game_leaderboard_get_or_refresh(game=game, now=read_at)
-    assert (final["status"], final["as_of"]) == ("final", early_end.isoformat())
+    assert (final["status"], final["as_of"]) == ("final", rfc3339(early_end))
     assert names(final) == ["ada", "bob"]
     # Priced at the last tick at or before the end ($120), with the cash held then.
     assert final["entries"][0]["equity"] == f"{(cash_at_end + 10 * 120_00) / 100:.2f}"
@@ -381,7 +383,7 @@ def test_a_game_ended_after_the_reader_loaded_it_answers_its_final_standings(
         board = selectors.game_leaderboard_whole_get_or_refresh(
             game=loaded, now=end + services.game_freeze_grace() + dt.timedelta(seconds=1)
         )
-    assert (board["status"], board["as_of"]) == ("final", end.isoformat())
+    assert (board["status"], board["as_of"]) == ("final", rfc3339(end))
 
 
 def test_every_players_rank_is_reachable_a_page_at_a_time_and_each_sees_their_own(
@@ -457,7 +459,7 @@ def test_the_freeze_waits_out_the_grace_for_ticks_the_writer_stores_late(
 
     within = end + dt.timedelta(seconds=3)
     closing = selectors.game_leaderboard_get_or_refresh(game=game, now=within)
-    assert (closing["status"], closing["as_of"]) == ("closing", (end - dt.timedelta(seconds=2)).isoformat())
+    assert (closing["status"], closing["as_of"]) == ("closing", rfc3339(end - dt.timedelta(seconds=2)))
     with pytest.raises(InvalidRequest):
         services.game_standings_freeze(game_id=game.pk, now=within)
     assert services.game_standings_freeze_due(now=within) == 0
@@ -467,7 +469,7 @@ def test_the_freeze_waits_out_the_grace_for_ticks_the_writer_stores_late(
     with django_capture_on_commit_callbacks(execute=True):
         assert services.game_standings_freeze_due(now=end + dt.timedelta(seconds=5)) == 1
         final = selectors.game_leaderboard_get_or_refresh(game=game, now=end + dt.timedelta(seconds=6))
-    assert (final["status"], final["as_of"]) == ("final", end.isoformat())
+    assert (final["status"], final["as_of"]) == ("final", rfc3339(end))
     assert final["entries"][0]["equity"] == f"{(ada.cash_cents + 10 * 130_00) / 100:.2f}"
 
 
@@ -496,7 +498,7 @@ def test_a_game_over_before_its_first_board_shows_its_standings_at_the_end_while
     closing = selectors.game_leaderboard_get_or_refresh(
         game=game, username="bob", now=end + dt.timedelta(seconds=1)
     )
-    assert (closing["status"], closing["as_of"], closing["player_count"]) == ("closing", end.isoformat(), 3)
+    assert (closing["status"], closing["as_of"], closing["player_count"]) == ("closing", rfc3339(end), 3)
     assert names(closing) == ["ada", "cy", "bob"]  # ada gained, cy held cash, bob paid the spread
     assert closing["me"] == closing["entries"][2]
     assert not GameBoard.objects.filter(game=game).exists()  # a read: nothing stored
@@ -550,7 +552,7 @@ def test_a_reader_facing_a_board_another_process_is_recomputing_waits_instead_of
         redis_client().delete(lock)
     with django_capture_on_commit_callbacks(execute=True):
         fresh = selectors.game_leaderboard_get_or_refresh(game=game, now=stale_at)
-    assert fresh["as_of"] == stale_at.isoformat()
+    assert fresh["as_of"] == rfc3339(stale_at)
 
 
 def test_a_reader_that_came_just_after_a_holder_that_died_takes_over_when_its_lock_expires(
@@ -571,4 +573,63 @@ def test_a_reader_that_came_just_after_a_holder_that_died_takes_over_when_its_lo
     redis_client().set(lock, "a dead process", px=int(cache_manager().config.lock_seconds * 1000))
     with django_capture_on_commit_callbacks(execute=True):
         fresh = selectors.game_leaderboard_get_or_refresh(game=game, now=stale_at)
-    assert fresh["as_of"] == stale_at.isoformat()
+    assert fresh["as_of"] == rfc3339(stale_at)
+
+
+# A commit another connection makes between two of the board's reads: SQLite serialises whole
+# transactions instead, and its transactions read one moment already.
+@pytest.mark.db_backend("postgresql")
+@pytest.mark.django_db(transaction=True)
+def test_the_closing_board_reads_cash_and_positions_of_one_moment_and_is_kept_briefly(
+    market: dict[str, Asset], make_account: MakeAccount
+) -> None:
+    """Within the grace, a game that ended (at ``ends_at``) before its first live board: a fill
+    stamped before the end (the market commits a moment late) commits between the closing board's
+    read of the players' cash and its read of their positions. The board counts it wholly or not
+    at all (here not: its reads see the moment of its first), never the cash still held and the
+    shares already bought. It is cached for CACHE_TTLS["game_closing"], not the leaderboard TTL."""
+    end = DURING + dt.timedelta(hours=1)
+    game = new_game(make_account(username="teacher"), ends_at=end)
+    ada = join(game, make_account(username="ada"))
+    set_quote("AAPL", price="100.00", at=DURING)
+    resting = trading.order_place(
+        account_id=ada.pk,
+        request=trading.OrderRequest(
+            symbol="AAPL",
+            qty=shares(10),
+            side="buy",
+            type="limit",
+            time_in_force="gtc",
+            limit_price_units=price_to_units("90.00"),
+        ),
+        now=DURING,
+    )
+    assert resting.status == "new"
+    state = {"filled": False}
+
+    def fill() -> None:
+        try:
+            filled = trading.order_fill(
+                order_id=resting.pk, price_units=price_to_units("90.00"), now=end - dt.timedelta(seconds=1)
+            )
+            state["filled"] = filled is not None and filled.status == "filled"
+        finally:
+            connections.close_all()
+
+    def fill_after_the_cash_read(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        result = execute(sql, params, many, context)
+        if '"cash_cents" FROM "trading_account"' in sql and not state["filled"]:
+            filler = threading.Thread(target=fill)
+            filler.start()
+            filler.join(60)
+        return result
+
+    with connection.execute_wrapper(fill_after_the_cash_read):
+        closing = selectors.game_leaderboard_get_or_refresh(game=game, now=end + dt.timedelta(seconds=1))
+    assert state["filled"]
+    assert (closing["status"], closing["player_count"]) == ("closing", 1)
+    # Before the fill: $10,000.00 cash. After: $9,100.00 and 10 shares at $100.00, $10,100.00.
+    assert closing["entries"][0]["equity"] == "10000.00"
+    key = f"{cache_manager().config.prefix}:v:{services.game_closing_cache_key(game.pk)}"
+    assert 0 < redis_client().pttl(key) <= django_settings.CACHE_TTLS["game_closing"] * 1000
+    assert django_settings.CACHE_TTLS["game_closing"] < django_settings.CACHE_TTLS["leaderboard"]

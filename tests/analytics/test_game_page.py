@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import time_machine
 from django.conf import settings
+from django.db import connection
 from django.test import Client
 
 from analytics import game_pages
@@ -18,6 +19,7 @@ from config.cache import cache_manager, cache_manager_reset
 from config.redis_pools import redis_client
 from tests.trading.test_services import place
 from trading import services
+from trading.api.serializers import rfc3339
 from trading.models import Account, Asset, Game
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_commission")]
@@ -87,8 +89,8 @@ def test_the_page_carries_the_servers_clock_and_the_window_its_countdown_counts_
     game = new_game(organiser)
     client = client_of(organiser)
     page = client.get(f"/games/{game.pk}").content.decode()
-    assert f'data-server-now="{BEFORE.isoformat()}"' in page
-    assert f'data-starts-at="{START.isoformat()}" data-ends-at="{END.isoformat()}"' in page
+    assert f'data-server-now="{rfc3339(BEFORE)}"' in page
+    assert f'data-starts-at="{rfc3339(START)}" data-ends-at="{rfc3339(END)}"' in page
     assert 'data-field="countdown"' in page and 'data-board-status="live"' in page
 
     clock.move_to(DURING)
@@ -96,9 +98,32 @@ def test_the_page_carries_the_servers_clock_and_the_window_its_countdown_counts_
     later = DURING + dt.timedelta(seconds=1)
     clock.move_to(later)
     page = client.get(f"/games/{game.pk}").content.decode()
-    assert f'data-server-now="{later.isoformat()}"' in page
-    assert f'data-ends-at="{DURING.isoformat()}"' in page
+    assert f'data-server-now="{rfc3339(later)}"' in page
+    assert f'data-ends-at="{rfc3339(DURING)}"' in page
     assert 'data-state="over"' in page and 'data-board-status="closing"' in page
+
+
+def test_the_pages_clock_is_taken_when_it_is_rendered_after_a_slow_board_read(
+    clock: time_machine.Traveller, make_account: MakeAccount
+) -> None:
+    """The board's read took 3 s (a refresh another process held, say): the page's
+    data-server-now is the time it was rendered, not the time the request came in, so the
+    browser's countdown is not 3 s behind the page it shows."""
+    organiser = make_account(username="teacher")
+    game = new_game(organiser)
+    slow = {"shifted": False}
+
+    def slow_board_read(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if '"analytics_gameboard"' in sql and not slow["shifted"]:
+            slow["shifted"] = True
+            clock.shift(dt.timedelta(seconds=3))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(slow_board_read):
+        page = client_of(organiser).get(f"/games/{game.pk}").content.decode()
+    assert slow["shifted"]
+    assert f'data-server-now="{rfc3339(BEFORE + dt.timedelta(seconds=3))}"' in page
+    assert 'data-state="upcoming"' in page
 
 
 def test_other_players_positions_show_only_once_the_game_is_over(

@@ -138,9 +138,12 @@ const SERVER_NOW_MS = Date.parse(SERVER_NOW);
 // This browser's clock is an hour and a quarter behind the server's.
 const SKEW_MS = -75 * 60 * 1000;
 
-function gameRoot({ startsAt, endsAt, serverNow = SERVER_NOW }) {
+/** A game page's root; `serverNow: undefined` for a page without data-server-now. */
+function gameRoot({ startsAt, endsAt, ...rest }) {
   const countdown = { textContent: "" };
-  const dataset = { serverNow, startsAt, endsAt, state: "upcoming" };
+  const dataset = { startsAt, endsAt, state: "upcoming" };
+  const serverNow = "serverNow" in rest ? rest.serverNow : SERVER_NOW;
+  if (serverNow !== undefined) dataset.serverNow = serverNow;
   return { root: { dataset, querySelector: (selector) => (selector === "[data-field=countdown]" ? countdown : null) }, countdown };
 }
 
@@ -252,4 +255,35 @@ test("the board's age counts on the server's clock when the page gives it", () =
   const offset = serverOffsetMs(SERVER_NOW, clock.now());
   new GameBoard({ root, fetchImpl: answers().fetchImpl, timers, doc, now: clock.now, serverOffsetMs: offset }).start();
   assert.deepEqual(Array.from(timers.pending.values()).map(({ ms }) => ms).sort(), [1666, 3666]);
+});
+
+test("without the server's time the clock is unknown: the countdown reads the browser's, the board's age counts from its arrival", () => {
+  const clock = browserClock();
+  const timers = fakeTimers();
+  const { root: gamePage, countdown } = gameRoot({
+    serverNow: undefined,
+    startsAt: iso(SERVER_NOW_MS + SKEW_MS + 90_000),
+    endsAt: iso(SERVER_NOW_MS + SKEW_MS + 3_690_000),
+  });
+  const gameClock = new GameClock({ root: gamePage, timers, now: clock.now });
+  assert.equal(gameClock.offsetMs, null, "unknown, not an offset of 0");
+  assert.equal(gamePage.dataset.clock, "browser");
+  gameClock.start();
+  assert.equal(countdown.textContent, "Starts in 1 min 30 s.");
+  // The board was computed 4 s before the server rendered the page, an hour and a quarter ahead
+  // of this browser's clock: against that clock it would look fresh for over an hour. With the
+  // server's clock unknown its age counts from the page's load: stale at the bound, 5 s later.
+  const doc = new FakeDocument();
+  const { root } = page(doc);
+  root.dataset.asOf = iso(SERVER_NOW_MS - 4000);
+  root.dataset.maxAgeMs = "5000";
+  const boardTimers = fakeTimers();
+  new GameBoard({ root, fetchImpl: answers().fetchImpl, timers: boardTimers, doc, now: clock.now, serverOffsetMs: gameClock.offsetMs }).start();
+  assert.deepEqual(Array.from(boardTimers.pending.values()).map(({ ms }) => ms).sort(), [1666, 5000]);
+});
+
+test("with the server's time the clock says so", () => {
+  const { root } = gameRoot({ startsAt: iso(SERVER_NOW_MS), endsAt: iso(SERVER_NOW_MS + 60_000) });
+  const gameClock = new GameClock({ root, timers: fakeTimers(), now: browserClock().now });
+  assert.deepEqual([gameClock.offsetMs, root.dataset.clock], [-SKEW_MS, "server"]);
 });

@@ -18,6 +18,7 @@ from tests.builders import set_quote
 from tests.trading.api_support import KeyClient, assert_alpaca_error, key_client, post_order
 from trading import services
 from trading.api.csv_export import csv_text_cell
+from trading.api.serializers import rfc3339
 from trading.models import GAME_ANNOUNCEMENT_MAX_LENGTH, Account, Asset, Fill, Game
 from trading.units import qty_to_str, units_to_str
 
@@ -78,7 +79,7 @@ def test_the_leaderboard_is_live_during_the_game_and_final_after(
         assert_alpaca_error(stranger.get(f"/v2/games/{game.pk}/leaderboard?offset=-1"), 422)
     assert live.status_code == 200, live.content
     body = live.json()
-    assert (body["status"], body["as_of"], body["starting_cash"]) == ("live", DURING.isoformat(), "10000.00")
+    assert (body["status"], body["as_of"], body["starting_cash"]) == ("live", rfc3339(DURING), "10000.00")
     assert [row["username"] for row in body["entries"]] == ["ada", "bob"]
     assert set(body["entries"][0]) == {"rank", "username", "equity", "return_pct", "sharpe", "max_drawdown"}
     assert (body["offset"], body["me"]) == (0, None)  # eve does not play
@@ -87,7 +88,7 @@ def test_the_leaderboard_is_live_during_the_game_and_final_after(
     with time_machine.travel(END + dt.timedelta(hours=1), tick=False):
         set_quote("AAPL", price="500.00")  # after the end: not in the standings
         final = ada.get(f"/v2/games/{game.pk}/leaderboard?limit=1").json()
-    assert (final["status"], final["as_of"]) == ("final", END.isoformat())
+    assert (final["status"], final["as_of"]) == ("final", rfc3339(END))
     assert [row["username"] for row in final["entries"]] == ["ada"]
     ada.account.refresh_from_db()
     assert final["entries"][0]["equity"] == f"{(ada.account.cash_cents + 10 * 110_00) / 100:.2f}"

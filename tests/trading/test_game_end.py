@@ -445,6 +445,198 @@ def test_a_day_order_whose_day_closed_before_the_end_expires(
     assert_books_balance(account)
 
 
+@pytest.mark.usefixtures("xnys")
+@pytest.mark.parametrize("first", ["expiry", "end"], ids=["expiry-first", "end-first"])
+def test_the_day_orders_expiry_and_the_organisers_early_end_in_either_order(
+    asset: Asset,
+    organiser: User,
+    account: Account,
+    channel: PubSub,  # noqa: F811
+    django_capture_on_commit_callbacks: Any,
+    first: str,
+) -> None:
+    """The expiry job and the organiser's end (its page's button), each at the time it ran: an end
+    before the day's close cancels the day order as of the end, and the expiry after it finds
+    nothing; an expiry after the close expires it, and the end after that finds nothing. One
+    event either way, the reservation given back once."""
+    from jobs.tasks import orders_expire_task
+
+    game = new_game(organiser)
+    game_account = join(game, account)
+    day = place(
+        game_account, now=FRIDAY_MORNING, type="limit", limit_price_units=900_000, time_in_force="day"
+    )
+    browser = Client()
+    browser.force_login(organiser)
+    ended_at = (
+        FRIDAY_CLOSE - dt.timedelta(minutes=1) if first == "end" else FRIDAY_CLOSE + dt.timedelta(seconds=3)
+    )
+    expired_at = FRIDAY_CLOSE + dt.timedelta(seconds=2)
+
+    def expire() -> int:
+        with time_machine.travel(expired_at, tick=False):
+            return int(orders_expire_task.apply().get())
+
+    def end() -> None:
+        with time_machine.travel(ended_at, tick=False):
+            assert browser.post(f"/games/{game.pk}/end").status_code == 302
+
+    published(channel)
+    with django_capture_on_commit_callbacks(execute=True):
+        if first == "end":
+            end()
+            assert expire() == 0
+        else:
+            assert expire() == 1
+            end()
+    closed = Order.objects.get(pk=day.pk)
+    if first == "end":
+        assert (closed.status, closed.canceled_at, closed.expired_at) == ("canceled", ended_at, None)
+    else:
+        assert (closed.status, closed.expired_at, closed.canceled_at) == ("expired", expired_at, None)
+    assert Game.objects.get(pk=game.pk).ended_at == ended_at
+    assert [(e["event"], e["order_id"]) for e in published(channel)] == [(closed.status, str(day.pk))]
+    assert Account.objects.get(pk=game_account.pk).reserved_cents == 0
+    assert_books_balance(game_account)
+
+
+def _in_thread(name: str, outcome: dict[str, Any], call: Callable[[], object]) -> threading.Thread:
+    def run() -> None:
+        try:
+            outcome[name] = call()
+        except Exception as error:  # reported by the test's assertions, not lost in the thread
+            outcome[name] = error
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def _wait_for_lock_waiters(count: int, *, until: Callable[[], bool] = lambda: False) -> None:
+    deadline = time.monotonic() + 30
+    while _backends_waiting_for_locks() < count and not until():
+        assert time.monotonic() < deadline, f"fewer than {count} connections ever waited for a lock"
+        time.sleep(0.05)
+
+
+# Locks other connections wait on: SQLite serialises whole transactions instead.
+@pytest.mark.db_backend("postgresql")
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("xnys")
+def test_an_expiry_during_an_early_end_waits_for_it_and_cancels_as_of_the_end(
+    asset: Asset, organiser: User, make_account: MakeAccount
+) -> None:
+    """The organiser ended the game before the day's close, and the end's transaction is still
+    canceling other players' orders (held here on another player's account) when the expiry job
+    runs after the close: the expiry waits on the game's row lock, then sees the end, so the day
+    order is canceled as of the end, as if the end had finished first, not expired on the game as
+    it was before the end committed."""
+    game = new_game(organiser)
+    accounts = sorted((join(game, make_account()), join(game, make_account())), key=lambda a: a.pk)
+    # The end takes its players' locks in account order: it waits on the first before the second's.
+    held, trading = accounts
+    day = place(trading, now=FRIDAY_MORNING, type="limit", limit_price_units=900_000, time_in_force="day")
+    ended_at = FRIDAY_CLOSE - dt.timedelta(minutes=1)
+    outcome: dict[str, Any] = {}
+    with transaction.atomic():
+        list(Account.objects.select_for_update().filter(pk=held.pk))
+        ender = _in_thread(
+            "end",
+            outcome,
+            lambda: services.game_end(game_id=game.pk, organiser_id=organiser.pk, now=ended_at),
+        )
+        _wait_for_lock_waiters(1)
+        expirer = _in_thread(
+            "expiry", outcome, lambda: services.orders_expire(now=FRIDAY_CLOSE + dt.timedelta(seconds=2))
+        )
+        # It waits for the game (before the fix it went ahead on the game as it was and returned).
+        _wait_for_lock_waiters(2, until=lambda: "expiry" in outcome)
+    ender.join(60)
+    expirer.join(60)
+    assert isinstance(outcome["end"], Game) and outcome["expiry"] == 0
+    closed = Order.objects.get(pk=day.pk)
+    assert (closed.status, closed.canceled_at, closed.expired_at) == ("canceled", ended_at, None)
+    assert Account.objects.get(pk=trading.pk).reserved_cents == 0
+    assert_books_balance(trading)
+
+
+@pytest.mark.db_backend("postgresql")
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("xnys")
+def test_an_early_end_during_an_expiry_waits_for_it_without_a_deadlock(
+    asset: Asset, organiser: User, account: Account
+) -> None:
+    """The other order: the expiry holds the game's lock and waits for the account's (held here)
+    when the organiser ends the game; the end waits for the game's lock, behind the expiry, and
+    finds the order expired. Both take the game's lock before the account's, so neither holds
+    what the other waits for."""
+    game = new_game(organiser)
+    game_account = join(game, account)
+    day = place(
+        game_account, now=FRIDAY_MORNING, type="limit", limit_price_units=900_000, time_in_force="day"
+    )
+    expired_at = FRIDAY_CLOSE + dt.timedelta(seconds=2)
+    ended_at = expired_at + dt.timedelta(seconds=1)
+    outcome: dict[str, Any] = {}
+    with transaction.atomic():
+        list(Account.objects.select_for_update().filter(pk=game_account.pk))
+        expirer = _in_thread("expiry", outcome, lambda: services.orders_expire(now=expired_at))
+        _wait_for_lock_waiters(1)
+        ender = _in_thread(
+            "end",
+            outcome,
+            lambda: services.game_end(game_id=game.pk, organiser_id=organiser.pk, now=ended_at),
+        )
+        _wait_for_lock_waiters(2)
+    expirer.join(60)
+    ender.join(60)
+    assert outcome["expiry"] == 1 and isinstance(outcome["end"], Game)
+    closed = Order.objects.get(pk=day.pk)
+    assert (closed.status, closed.expired_at, closed.canceled_at) == ("expired", expired_at, None)
+    assert Game.objects.get(pk=game.pk).ended_at == ended_at
+    assert_books_balance(game_account)
+
+
+def test_an_expiry_run_passes_over_an_order_whose_account_or_player_is_gone(
+    asset: Asset, organiser: User, account: Account, make_account: MakeAccount, caplog: Any
+) -> None:
+    """Deleted while the run works through its list (after listing, before their turn): a game
+    account's order is logged and passed over, an order whose player is gone (its row deleted, as
+    a deleted game's are) expires as any account's, and the others expire as ever."""
+    game = new_game(organiser)
+    doomed_account = join(game, make_account())
+    orphaned_account = join(game, make_account())
+    doomed, orphaned, plain = (
+        place(owner, now=DURING, type="limit", limit_price_units=900_000, time_in_force="day")
+        for owner in (doomed_account, orphaned_account, account)
+    )
+    boundary = plain.expires_at
+    assert boundary is not None and boundary < END
+    state = {"listed": False, "deleted": False}
+
+    def delete_after_listing(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if state["listed"] and not state["deleted"]:
+            state["deleted"] = True
+            Account.objects.filter(pk=doomed_account.pk).delete()
+            GamePlayer.objects.filter(account=orphaned_account).delete()
+        result = execute(sql, params, many, context)
+        if '"expires_at" <=' in sql:
+            state["listed"] = True  # the run's list of due orders is read; each is handled next
+        return result
+
+    with caplog.at_level("INFO", logger="trading.services"), connection.execute_wrapper(delete_after_listing):
+        assert services.orders_expire(now=boundary) == 2
+    assert state["deleted"]
+    assert not Order.objects.filter(pk=doomed.pk).exists()
+    assert (status(orphaned), status(plain)) == ("expired", "expired")
+    assert f"order {doomed.pk}: its account {doomed_account.pk} is gone" in caplog.text
+    assert f"order {orphaned.pk}: its game player is gone" in caplog.text
+    assert_books_balance(orphaned_account)
+    assert_books_balance(account)
+
+
 # --- the trading window ---------------------------------------------------------------------------
 
 
@@ -503,6 +695,10 @@ def test_an_end_committed_while_an_order_waits_for_the_lock_refuses_it(
 
 
 def _a_backend_waits_for_a_lock() -> bool:
+    return _backends_waiting_for_locks() > 0
+
+
+def _backends_waiting_for_locks() -> int:
     with connections["default"].cursor() as cursor:
         # Statistics are a snapshot per transaction, and the caller is inside one.
         cursor.execute("SELECT pg_stat_clear_snapshot()")
@@ -510,7 +706,7 @@ def _a_backend_waits_for_a_lock() -> bool:
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
         )
         row = cursor.fetchone()
-    return bool(row and row[0])
+    return int(row[0]) if row else 0
 
 
 # --- the position-size rule -------------------------------------------------------------------------
