@@ -17,6 +17,9 @@ import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 from prometheus_client import Gauge
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from config.metrics import metrics_enabled, metrics_flush_hook_register, process_identity
 
@@ -29,11 +32,29 @@ _pool: redis.BlockingConnectionPool | None = None
 _client: redis.Redis | None = None
 
 
+def redis_retry() -> Retry:
+    """The retry policy of every connection of the shared pool (and the Django cache's,
+    ``RetryPinnedPool``): REDIS_RETRIES immediate retries after a connection error, none after a timeout (why:
+    config/settings.py, REDIS_RETRIES). Pinned rather than left to redis-py, whose defaults back
+    off for seconds and have changed between versions."""
+    return Retry(NoBackoff(), settings.REDIS_RETRIES, supported_errors=(redis.ConnectionError,))
+
+
+class RetryPinnedPool(redis.BlockingConnectionPool):
+    """A bounded, blocking pool whose connections take ``redis_retry``'s policy unless told
+    otherwise: the Django cache's (settings.CACHES names it, as django-redis builds its pool from a
+    class path and plain keyword arguments)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("retry", redis_retry())
+        super().__init__(**kwargs)
+
+
 def redis_pool() -> redis.BlockingConnectionPool:
     global _pool
     with _lock:
         if _pool is None:
-            _pool = redis.BlockingConnectionPool.from_url(
+            _pool = RetryPinnedPool.from_url(
                 settings.REDIS_URL,
                 max_connections=settings.REDIS_POOL_MAX_CONNECTIONS,
                 timeout=settings.REDIS_POOL_TIMEOUT,
@@ -148,7 +169,11 @@ class PinnedConnection:
 def async_redis_pool(*, client_name: str) -> aioredis.BlockingConnectionPool:
     """A new bounded, blocking asyncio pool (one per event loop that owns it): at most
     REDIS_POOL_MAX_CONNECTIONS, waiting REDIS_POOL_TIMEOUT for a free one, then failing into the
-    caller's degraded path. Its connections carry ``client_name`` in Redis' CLIENT LIST."""
+    caller's degraded path. Its connections carry ``client_name`` in Redis' CLIENT LIST.
+
+    No retries, pinned rather than left to redis-py's defaults: the streams resubscribe
+    themselves after an error (realtime/fanout.py), and redis-py's retry of a subscription would
+    reconnect and resubscribe silently, hiding the gap from them."""
     pool = aioredis.BlockingConnectionPool.from_url(
         settings.REDIS_URL,
         max_connections=settings.REDIS_POOL_MAX_CONNECTIONS,
@@ -156,6 +181,7 @@ def async_redis_pool(*, client_name: str) -> aioredis.BlockingConnectionPool:
         socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
         socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
         client_name=client_name,
+        retry=AsyncRetry(NoBackoff(), 0),
     )
     _async_pools.add(pool)
     return pool

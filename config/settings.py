@@ -251,6 +251,17 @@ REDIS_POOL_MAX_CONNECTIONS = 50
 REDIS_POOL_TIMEOUT = 1.0
 # Connect and read timeout of every Redis call, in seconds.
 REDIS_SOCKET_TIMEOUT = 2.0
+# Retries of a Redis call after a connection error: none, pinned (config/redis_pools.py,
+# redis_retry) rather than left to redis-py, whose defaults back off for seconds (a client built
+# without a pool: 10 retries, ~4 s before it raises) and have changed between versions. Every Redis
+# read of the request path has a degraded path (the database, the limiter's fallback) that must
+# answer at once when Redis is down: an unreachable Redis costs a call 1 + REDIS_RETRIES connection
+# attempts (tests/config/test_redis_retries.py counts them). The one re-dial a connection Redis
+# closed while idle (a restart, its idle timeout) needs is already made without a retry: the pool
+# dials a lent connection again when Redis' close has reached it, and the pinned connections
+# (PinnedConnection, the limiter's) send once more on a fresh one when a send fails. A retry would
+# double the attempts, and after a timeout the wait. Only connection errors count, never timeouts.
+REDIS_RETRIES = 0
 
 CHANNEL_LAYERS = {
     "default": {
@@ -268,7 +279,8 @@ CACHES: dict[str, dict[str, Any]] = {
         "KEY_PREFIX": REDIS_KEY_PREFIX,
         "OPTIONS": {
             "CLIENT_CLASS": "django_redis.client.DefaultClient",
-            "CONNECTION_POOL_CLASS": "redis.BlockingConnectionPool",
+            # A BlockingConnectionPool with the shared pool's retry policy (REDIS_RETRIES).
+            "CONNECTION_POOL_CLASS": "config.redis_pools.RetryPinnedPool",
             "CONNECTION_POOL_KWARGS": {
                 "max_connections": REDIS_POOL_MAX_CONNECTIONS,
                 "timeout": REDIS_POOL_TIMEOUT,

@@ -13,14 +13,18 @@ from pathlib import Path
 import pytest
 import redis
 
-from config.redis_pools import PinnedConnection, redis_client, resp_pack
+from config.redis_pools import PinnedConnection, redis_client, redis_retry, resp_pack
 from trading.api.throttling import Rate, SlidingWindowLimiter
 
 
 def test_an_unreachable_redis_raises_and_leaves_the_pinned_connection_free(tmp_path: Path) -> None:
     """A real connection failure (a unix socket nobody listens on), not a mock: the caller gets
     a RedisError for its degraded path, and the next call may use the connection again."""
-    dead = redis.Redis(unix_socket_path=str(tmp_path / "nobody.sock"), socket_connect_timeout=0.5)
+    # The shared pool's retry policy: redis-py's default for a client built without a pool backs
+    # off for seconds before each failure (config/settings.py, REDIS_RETRIES).
+    dead = redis.Redis(
+        unix_socket_path=str(tmp_path / "nobody.sock"), socket_connect_timeout=0.5, retry=redis_retry()
+    )
     pinned = PinnedConnection()
     for _ in range(2):
         with pytest.raises(redis.RedisError):
