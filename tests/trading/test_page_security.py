@@ -10,12 +10,14 @@ from html.parser import HTMLParser
 from typing import Any
 
 import pytest
+from csp.middleware import CSPMiddleware
 from django.contrib.auth import get_user_model
-from django.http import HttpResponseBase
-from django.test import Client
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.test import Client, RequestFactory
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from trading.models import Account
+from trading.page_security import ContentSecurityPolicyMiddleware
 
 pytestmark = pytest.mark.django_db
 
@@ -153,3 +155,67 @@ def test_swagger_ui_loads_its_start_up_script_from_the_server(client: Client) ->
 
 def test_a_request_for_another_host_still_answers_400(client: Client) -> None:
     assert client.get("/login", HTTP_HOST="evil.example").status_code == 400
+
+
+def _headers_ours_and_django_csps(
+    request: HttpRequest, *, use_nonce: bool, response: Callable[[], HttpResponseBase] = HttpResponse
+) -> tuple[str | None, str | None]:
+    """The header the middleware writes, and the one django-csp's own ``process_response`` writes
+    for the same request (its nonce included) through the middleware's ``get_policy_parts``."""
+    middleware = ContentSecurityPolicyMiddleware(lambda _: HttpResponse())
+    middleware.process_request(request)
+    if use_nonce:
+        str(request.csp_nonce)  # type: ignore[attr-defined]
+    theirs = CSPMiddleware.process_response(middleware, request, response())
+    ours = middleware.process_response(request, response())
+    return ours.get("Content-Security-Policy"), theirs.get("Content-Security-Policy")
+
+
+@pytest.mark.parametrize("use_nonce", [True, False])
+@pytest.mark.parametrize("host", ["testserver", "sim.example.com:8000", "evil.example"])
+def test_the_policy_built_once_is_the_header_django_csp_builds(
+    rf: RequestFactory, settings: SettingsWrapper, host: str, use_nonce: bool
+) -> None:
+    """Per process, the policy with marks for the nonce and the stream origin; per response, the
+    two filled in: the same header, to the byte, as django-csp builds from the settings on every
+    response. Another host (DisallowedHost, answered 400) has no stream origin in either."""
+    settings.ALLOWED_HOSTS = ["testserver", "sim.example.com"]
+    settings.STREAM_PUBLIC_URL = ""
+    ours, theirs = _headers_ours_and_django_csps(rf.get("/", HTTP_HOST=host), use_nonce=use_nonce)
+    assert ours is not None and ours == theirs
+    assert ("'nonce-" in ours) is use_nonce
+    assert ("ws://sim.example.com:" in ours) is host.startswith("sim.")
+
+
+def test_the_policy_built_once_follows_the_settings_and_each_request(
+    rf: RequestFactory, settings: SettingsWrapper
+) -> None:
+    middleware = ContentSecurityPolicyMiddleware(lambda _: HttpResponse())
+    nonces = []
+    for _ in range(3):
+        request = rf.get("/")
+        middleware.process_request(request)
+        nonces.append(str(request.csp_nonce))  # type: ignore[attr-defined]
+        header = middleware.process_response(request, HttpResponse())["Content-Security-Policy"]
+        assert f"'nonce-{nonces[-1]}'" in header
+    assert len(set(nonces)) == 3 and len(middleware._built) == 1  # one policy built for all three
+
+    settings.STREAM_PUBLIC_URL = "wss://streams.example.com"
+    settings.CONTENT_SECURITY_POLICY = {
+        "DIRECTIVES": {**settings.CONTENT_SECURITY_POLICY["DIRECTIVES"], "img-src": ["'self'"]}
+    }
+    ours, theirs = _headers_ours_and_django_csps(rf.get("/"), use_nonce=True)
+    assert ours == theirs and ours is not None
+    assert "img-src 'self';" in ours + ";" and "wss://streams.example.com" in ours
+
+
+def test_a_views_own_policy_change_takes_django_csps_path(rf: RequestFactory) -> None:
+    """A view's decorator (the API docs' ``csp_update``) leaves its change on the response."""
+
+    def updated() -> HttpResponseBase:
+        response = HttpResponse()
+        response._csp_update = {"worker-src": ["'self'", "blob:"]}  # type: ignore[attr-defined]
+        return response
+
+    ours, theirs = _headers_ours_and_django_csps(rf.get("/"), use_nonce=False, response=updated)
+    assert ours == theirs and ours is not None and "worker-src 'self' blob:" in ours
