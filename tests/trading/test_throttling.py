@@ -6,6 +6,7 @@ import json
 import threading
 import urllib.error
 import urllib.request
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from email.message import Message
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test import Client
 from pytest_django.fixtures import Settings as SettingsWrapper
@@ -36,6 +38,15 @@ class FakeClock:
         return self.now
 
 
+@pytest.fixture
+def rl_key() -> Callable[[str], str]:
+    """Limiter keys of this test's own: under the run's prefix (which the shared fixtures and the
+    end of the run delete) and a part no other test or earlier run has, so a rerun within a
+    window (60 s) starts from empty logs."""
+    unique = uuid.uuid4().hex[:12]
+    return lambda name: f"{settings.RATE_LIMIT_KEY_PREFIX}:test:{unique}:{name}"
+
+
 @pytest.mark.parametrize(
     ("text", "limit", "window"),
     [("200/min", 200, 60), ("5/15min", 5, 900), ("10/s", 10, 1), ("3/2h", 3, 7200), ("1/day", 1, 86400)],
@@ -50,27 +61,27 @@ def test_bad_rates_are_refused(text: str) -> None:
         Rate.parse(text)
 
 
-def test_redis_sliding_window_is_exact_and_says_when_to_retry() -> None:
+def test_redis_sliding_window_is_exact_and_says_when_to_retry(rl_key: Callable[[str], str]) -> None:
     limiter = SlidingWindowLimiter()
     rate = Rate(3, 60)
-    decisions = [limiter.hit("sim:rl:test:exact", rate) for _ in range(5)]
+    decisions = [limiter.hit(rl_key("exact"), rate) for _ in range(5)]
     assert [d.allowed for d in decisions] == [True, True, True, False, False]
     assert 59 < decisions[-1].wait <= 60
-    assert limiter.hit("sim:rl:test:other", rate).allowed  # another key has its own budget
+    assert limiter.hit(rl_key("other"), rate).allowed  # another key has its own budget
 
 
-def test_redis_verdicts_carry_the_remaining_budget_and_the_reset() -> None:
+def test_redis_verdicts_carry_the_remaining_budget_and_the_reset(rl_key: Callable[[str], str]) -> None:
     """Property 12's figures for the X-RateLimit headers: what the window still admits after each
     request, and when its oldest entry leaves it (the same instant for every request until then)."""
     limiter = SlidingWindowLimiter()
-    decisions = [limiter.hit("sim:rl:test:figures", Rate(3, 60)) for _ in range(5)]
+    decisions = [limiter.hit(rl_key("figures"), Rate(3, 60)) for _ in range(5)]
     assert [d.remaining for d in decisions] == [2, 1, 0, 0, 0]
     assert len({d.reset_at for d in decisions}) == 1
     # The refused request is told to wait until that reset.
     assert decisions[0].reset_at - 60 < decisions[-1].reset_at - decisions[-1].wait <= decisions[0].reset_at
 
 
-def test_concurrent_verdicts_each_see_their_own_remaining_budget() -> None:
+def test_concurrent_verdicts_each_see_their_own_remaining_budget(rl_key: Callable[[str], str]) -> None:
     """Property 12 under concurrency: the budget left is read in the same atomic step as the
     verdict, so 30 simultaneous requests against a limit of 10 see 9..0 once each, and the 20
     refused ones see 0."""
@@ -81,7 +92,7 @@ def test_concurrent_verdicts_each_see_their_own_remaining_budget() -> None:
 
     def hit() -> None:
         barrier.wait()
-        decision = limiter.hit("sim:rl:test:concurrent-figures", rate)
+        decision = limiter.hit(rl_key("concurrent-figures"), rate)
         with lock:
             seen.append((decision.allowed, decision.remaining))
 
@@ -149,12 +160,12 @@ def test_no_burst_across_a_window_edge() -> None:
     assert windows.hit("k", rate, "y").allowed
 
 
-def test_the_limiter_survives_a_script_flush_and_a_killed_connection() -> None:
+def test_the_limiter_survives_a_script_flush_and_a_killed_connection(rl_key: Callable[[str], str]) -> None:
     """The limiter talks on one connection of its own: after Redis forgets the script or drops
     that connection, the next requests are still counted in Redis, exactly."""
     limiter = SlidingWindowLimiter(retry_seconds=0.0)
     rate = Rate(4, 60)
-    key = "sim:rl:test:recover"
+    key = rl_key("recover")
     assert limiter.hit(key, rate).allowed
     admin = redis_client()
     admin.script_flush()
@@ -172,10 +183,10 @@ def test_the_limiter_survives_a_script_flush_and_a_killed_connection() -> None:
     admin.delete(key)
 
 
-def test_a_busy_limiter_connection_sends_other_threads_through_the_pool() -> None:
+def test_a_busy_limiter_connection_sends_other_threads_through_the_pool(rl_key: Callable[[str], str]) -> None:
     limiter = SlidingWindowLimiter()
     rate = Rate(100, 60)
-    key = "sim:rl:test:threads"
+    key = rl_key("threads")
     assert limiter.hit(key, rate).allowed
     with limiter._pinned_lock:  # another thread is mid-request on the limiter's own connection
         assert limiter.hit(key, rate).allowed
@@ -183,12 +194,14 @@ def test_a_busy_limiter_connection_sends_other_threads_through_the_pool() -> Non
     redis_client().delete(key)
 
 
-def test_a_verdict_read_later_is_as_exact_and_holds_the_connection_meanwhile() -> None:
+def test_a_verdict_read_later_is_as_exact_and_holds_the_connection_meanwhile(
+    rl_key: Callable[[str], str],
+) -> None:
     """hit_begin sends the request and returns; until its verdict is read the limiter's own
     connection is reserved, so a hit in between goes through the pool, and every one counts."""
     limiter = SlidingWindowLimiter()
     rate = Rate(3, 60)
-    key = "sim:rl:test:later"
+    key = rl_key("later")
     first = limiter.hit_begin(key, rate)
     assert first is not None
     assert limiter.hit_begin(key, rate) is None  # the connection is taken until first is read
@@ -204,10 +217,12 @@ def test_a_verdict_read_later_is_as_exact_and_holds_the_connection_meanwhile() -
     redis_client().delete(key)
 
 
-def test_a_verdict_read_later_survives_a_script_flush_and_a_killed_connection() -> None:
+def test_a_verdict_read_later_survives_a_script_flush_and_a_killed_connection(
+    rl_key: Callable[[str], str],
+) -> None:
     limiter = SlidingWindowLimiter(retry_seconds=0.0)
     rate = Rate(10, 60)
-    key = "sim:rl:test:later-recover"
+    key = rl_key("later-recover")
     admin = redis_client()
 
     def verdict() -> bool:
@@ -230,7 +245,9 @@ def test_a_verdict_read_later_survives_a_script_flush_and_a_killed_connection() 
     admin.delete(key)
 
 
-def test_the_first_hits_of_a_new_process_from_several_threads_all_get_a_verdict() -> None:
+def test_the_first_hits_of_a_new_process_from_several_threads_all_get_a_verdict(
+    rl_key: Callable[[str], str],
+) -> None:
     """gunicorn's threads take a new worker's first requests together. A thread that found the
     limiter's Redis client before its script was registered failed with AttributeError (a 500)."""
     registering, proceed = threading.Event(), threading.Event()
@@ -243,7 +260,7 @@ def test_the_first_hits_of_a_new_process_from_several_threads_all_get_a_verdict(
             return super().register_script(script)
 
     limiter = SlidingWindowLimiter(redis_factory=lambda: SlowToRegister(connection_pool=pool))
-    key, rate = "sim:rl:test:first-hits", Rate(10, 60)
+    key, rate = rl_key("first-hits"), Rate(10, 60)
     outcomes: dict[str, object] = {}
 
     def hit(name: str) -> None:
