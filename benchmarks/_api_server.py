@@ -1,4 +1,4 @@
-"""What ``benchmark api`` and ``benchmark trading`` share: gunicorn (with the market beside it)
+"""What ``benchmark api`` and ``benchmark trading`` share (``benchmark games`` its options too): gunicorn (with the market beside it)
 on a throwaway database, the choice of load generator, wrk's result line, and the figures of one
 endpoint under load."""
 
@@ -37,7 +37,13 @@ READ_RATE_LIMITS = "read=100000000/min,market_data=100000000/min,anon=100000000/
 
 def server_arguments_add(parser: argparse.ArgumentParser) -> None:
     """The gunicorn and throwaway-database options every benchmark served by gunicorn here takes."""
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (default 2)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        # The Procfile's web line: WEB_CONCURRENCY, else 2 (README, Settings).
+        default=int(os.environ.get("WEB_CONCURRENCY") or 2),
+        help="gunicorn worker processes (default WEB_CONCURRENCY, else 2, as the Procfile)",
+    )
     parser.add_argument(
         "--threads",
         type=int,

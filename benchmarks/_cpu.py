@@ -28,25 +28,17 @@ from config.redis_pools import redis_client
 
 
 @dataclass(frozen=True)
-class Counters:
-    """Cumulative seconds at one moment: CPU and run-queue wait by name, the machine's busy time."""
-
-    at: float
-    cpu_s: dict[str, float]
-    wait_s: dict[str, float]
-    machine_busy_s: float
-    backends_s: dict[int, float]
-
-
-@dataclass(frozen=True)
-class Usage:
-    """Seconds per second of the load between two readings (cores in use, on average)."""
+class CpuSeconds:
+    """Seconds by what spent them: CPU and run-queue wait by name, the machine's busy time, and the
+    CPU of each PostgreSQL backend of the benchmark's database by pid. ``read`` gives them
+    cumulative at one moment (``seconds``: that moment, monotonic); ``usage`` gives them per second of
+    the load between two readings (``seconds``: the load's length), i.e. cores in use on average."""
 
     seconds: float
     cpu: dict[str, float]
     wait: dict[str, float]
     machine_busy: float
-    cores: int
+    backends: dict[int, float]
 
     def describe(self) -> str:
         parts = [f"{name} {value:.2f}" for name, value in self.cpu.items()]
@@ -55,7 +47,7 @@ class Usage:
             f"CPU during the load, cores in use (CPU seconds per second of the {self.seconds:.0f} s): "
             + ", ".join(parts)
             + f"; the run's own (whole servers left out) {ours:.2f}, the machine {self.machine_busy:.2f}"
-            f" of {self.cores}"
+            f" of {psutil.cpu_count() or 1}"
         )
 
 
@@ -139,7 +131,7 @@ def _machine_busy_seconds() -> float:
     return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
 
 
-def read(*, started: dict[str, int], postgres_pid: int | None) -> Counters:
+def read(*, started: dict[str, int], postgres_pid: int | None) -> CpuSeconds:
     """``started``: name -> pid of the processes the benchmark started (each counted with its
     descendants); plus "load client" (this process, its threads), PostgreSQL and Redis."""
     cpu: dict[str, float] = {}
@@ -159,35 +151,32 @@ def read(*, started: dict[str, int], postgres_pid: int | None) -> Counters:
     redis = _redis_cpu_seconds()
     if redis is not None:
         cpu["Redis (whole server)"] = redis
-    return Counters(
-        at=time.monotonic(),
-        cpu_s=cpu,
-        wait_s=wait,
-        machine_busy_s=_machine_busy_seconds(),
-        backends_s=_backends_seconds() if postgres_pid is not None else {},
+    return CpuSeconds(
+        seconds=time.monotonic(),
+        cpu=cpu,
+        wait=wait,
+        machine_busy=_machine_busy_seconds(),
+        backends=_backends_seconds() if postgres_pid is not None else {},
     )
 
 
-def usage(before: Counters, after: Counters) -> Usage:
-    seconds = max(after.at - before.at, 1e-9)
-    cpu = {
-        name: (after.cpu_s[name] - before.cpu_s[name]) / seconds
-        for name in after.cpu_s
-        if name in before.cpu_s
+def usage(before: CpuSeconds, after: CpuSeconds) -> CpuSeconds:
+    seconds = max(after.seconds - before.seconds, 1e-9)
+
+    def per_second(names: dict[str, float], earlier: dict[str, float]) -> dict[str, float]:
+        return {name: (value - earlier[name]) / seconds for name, value in names.items() if name in earlier}
+
+    # A backend that started during the load counts whole; one that ended is missed.
+    backends = {
+        pid: (value - before.backends.get(pid, 0.0)) / seconds for pid, value in after.backends.items()
     }
-    if after.backends_s:
-        # A backend that started during the load counts whole; one that ended is missed.
-        cpu["PostgreSQL backends of the database"] = (
-            sum(value - before.backends_s.get(pid, 0.0) for pid, value in after.backends_s.items()) / seconds
-        )
-    return Usage(
+    cpu = per_second(after.cpu, before.cpu)
+    if backends:
+        cpu["PostgreSQL backends of the database"] = sum(backends.values())
+    return CpuSeconds(
         seconds=seconds,
         cpu=cpu,
-        wait={
-            name: (after.wait_s[name] - before.wait_s[name]) / seconds
-            for name in after.wait_s
-            if name in before.wait_s
-        },
-        machine_busy=(after.machine_busy_s - before.machine_busy_s) / seconds,
-        cores=psutil.cpu_count() or 1,
+        wait=per_second(after.wait, before.wait),
+        machine_busy=(after.machine_busy - before.machine_busy) / seconds,
+        backends=backends,
     )

@@ -66,6 +66,7 @@ from django.utils import timezone
 
 from analytics import services as analytics_services
 from benchmarks import _cpu, _database
+from benchmarks._api_server import server_arguments_add, server_layout
 from benchmarks._games_load import Due, LoadResult, drive, percentile
 from benchmarks._report import Report, Row
 from benchmarks.processes import (
@@ -106,13 +107,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--symbols", type=int, default=50, help="symbols the market ticks (default 50)")
     parser.add_argument(
-        "--workers",
-        type=int,
-        # The Procfile's web line: WEB_CONCURRENCY, else 2 (README, Settings).
-        default=int(os.environ.get("WEB_CONCURRENCY") or 2),
-        help="gunicorn sync workers (default WEB_CONCURRENCY, else 2, as the Procfile)",
-    )
-    parser.add_argument(
         "--max-lag",
         type=float,
         default=10.0,
@@ -127,10 +121,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=10,
         help="orders per account kind sampled for SQL statements (default 10)",
     )
-    parser.add_argument(
-        "--db-name", default=None, help="throwaway database (file on SQLite, name on PostgreSQL)"
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the throwaway database afterwards")
+    server_arguments_add(parser)
 
 
 @dataclass(frozen=True)
@@ -149,8 +140,8 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
         raise CommandError("--players, --seconds and the intervals must be positive, --bots 1 to --players")
     if float(options["max_lag"]) <= 0:
         raise CommandError("--max-lag must be positive")
-    if int(options["symbols"]) < 1 or int(options["workers"]) < 1 or int(options["client_threads"]) < 1:
-        raise CommandError("--symbols, --workers and --client-threads must be positive")
+    if min(int(options[name]) for name in ("symbols", "workers", "threads", "client_threads")) < 1:
+        raise CommandError("--symbols, --workers, --threads and --client-threads must be positive")
     run_id = f"benchgames{os.getpid()}{uuid.uuid4().hex[:6]}"  # a concurrent run never shares it
     with (
         _database.throwaway_database(
@@ -171,6 +162,7 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
             run_id=run_id,
             symbols=int(options["symbols"]),
             workers=int(options["workers"]),
+            threads=int(options["threads"]),
             log=log,
         ) as (port, job_log, pids):
             schedule = _schedule(
@@ -195,7 +187,7 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
         report = Report(
             title=(
                 f"benchmark games: {connection.vendor} ({name}), {players:,} players, {bots:,} bots, "
-                f"{seconds:g} s, gunicorn {options['workers']} sync workers on 127.0.0.1"
+                f"{seconds:g} s, gunicorn {server_layout(options)} on 127.0.0.1"
             )
         )
         _rows(
@@ -310,7 +302,7 @@ def _seed(*, players: int, bots: int, symbols: int, workdir: Path, log: Callable
 
 @contextmanager
 def _stack(
-    workdir: Path, *, run_id: str, symbols: int, workers: int, log: Callable[[str], None]
+    workdir: Path, *, run_id: str, symbols: int, workers: int, threads: int, log: Callable[[str], None]
 ) -> Iterator[tuple[int, Path, dict[str, int]]]:
     """gunicorn, the market and the leaderboard job on the throwaway database, every Redis key of
     theirs under ``run_id``; yields gunicorn's port, the job's log and each process's pid."""
@@ -329,7 +321,7 @@ def _stack(
     commands = {
         "gunicorn": [
             str(BIN / "gunicorn"), "-c", "python:config.gunicorn_conf", "config.wsgi:application",
-            "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", "1",
+            "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(threads),
             "--no-control-socket",
         ],
         "market": [str(BIN / "python"), "manage.py", "run_market", "--symbols", str(symbols), "--seed", "16"],
@@ -575,7 +567,7 @@ def _rows(
     )
 
 
-def _cpu_notes(report: Report, cpu: _cpu.Usage, result: LoadResult, *, workers: int) -> None:
+def _cpu_notes(report: Report, cpu: _cpu.CpuSeconds, result: LoadResult, *, workers: int) -> None:
     """Where the cores went (benchmarks/_cpu.py), and how the web workers spent their time: a
     worker is on a core, waiting for one, or blocked (on the database, Redis, or an empty accept
     queue). Blocked time while requests queue is a core the workers leave to others or idle."""

@@ -28,6 +28,31 @@ def list_symbols(*symbols: str) -> None:
     )
 
 
+def tick_row(
+    symbol: str,
+    *,
+    seq: int,
+    price_units: int,
+    at: dt.datetime,
+    spread_units: int = 100,
+    bid_size: int = 300,
+    ask_size: int = 400,
+) -> StockPriceHistory:
+    """A tick, not stored: trade at ``price_units`` (100 shares), bid/ask ``spread_units`` either
+    side, with ``bid_size`` and ``ask_size`` shares at them (what one execution may take)."""
+    return StockPriceHistory(
+        symbol=symbol,
+        seq=seq,
+        price_units=price_units,
+        size=100,
+        bid_units=price_units - spread_units,
+        bid_size=bid_size,
+        ask_units=price_units + spread_units,
+        ask_size=ask_size,
+        recorded_at=at,
+    )
+
+
 def add_tick(
     symbol: str,
     *,
@@ -37,22 +62,21 @@ def add_tick(
     bid_size: int = 300,
     ask_size: int = 400,
 ) -> StockPriceHistory:
-    """Store the symbol's next tick: trade at ``price_units``, bid/ask ``spread_units`` either side,
-    with ``bid_size`` and ``ask_size`` shares at them (what one execution may take)."""
+    """Store the symbol's next tick (``tick_row``), at ``at`` or now."""
     last = (
         StockPriceHistory.objects.filter(symbol=symbol).order_by("-seq").values_list("seq", flat=True).first()
     )
-    return StockPriceHistory.objects.create(
-        symbol=symbol,
+    tick = tick_row(
+        symbol,
         seq=(last or 0) + 1,
         price_units=price_units,
-        size=100,
-        bid_units=price_units - spread_units,
+        at=at or timezone.now(),
+        spread_units=spread_units,
         bid_size=bid_size,
-        ask_units=price_units + spread_units,
         ask_size=ask_size,
-        recorded_at=at or timezone.now(),
     )
+    tick.save(force_insert=True)  # as objects.create saves: one INSERT
+    return tick
 
 
 def set_quote(

@@ -13,7 +13,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext, override_settings
 from hypothesis import HealthCheck, event, given, settings as hsettings, strategies as st
 
-from tests.builders import add_flat_minute_bars
+from tests.builders import add_flat_minute_bars, tick_row
 from trading import calendar, history
 from trading.errors import InvalidRequest
 from trading.models import Asset, DailyBar, MinuteBar, StockPriceHistory
@@ -30,23 +30,9 @@ def rolled_back() -> Iterator[None]:
         transaction.set_rollback(True)
 
 
-def tick(symbol: str, seq: int, at: dt.datetime, price: int = 1_000_000) -> StockPriceHistory:
-    return StockPriceHistory(
-        symbol=symbol,
-        seq=seq,
-        price_units=price,
-        size=100,
-        bid_units=price - 100,
-        bid_size=300,
-        ask_units=price + 100,
-        ask_size=400,
-        recorded_at=at,
-    )
-
-
 def seed_ticks(counts: dict[str, int], *, spacing: float = 1.0) -> None:
     StockPriceHistory.objects.bulk_create(
-        tick(symbol, seq, BASE + dt.timedelta(seconds=seq * spacing))
+        tick_row(symbol, seq=seq, price_units=1_000_000, at=BASE + dt.timedelta(seconds=seq * spacing))
         for symbol, count in counts.items()
         for seq in range(1, count + 1)
     )
@@ -150,7 +136,7 @@ def test_property_37_pages_concatenate_without_duplicates_or_gaps_while_ticks_ar
                 # Timestamps tie now and then, so the (recorded_at, seq) keyset meets ties.
                 at = last if same_time else last + dt.timedelta(seconds=1)
                 stored[symbol].append((seq, at))
-                return tick(symbol, seq, at)
+                return tick_row(symbol, seq=seq, price_units=1_000_000, at=at)
 
             StockPriceHistory.objects.bulk_create(
                 add(symbol, seq % 3 == 0) for symbol in SYMBOLS for seq in range(counts[symbol])

@@ -24,6 +24,7 @@ from redis.retry import Retry
 from config import redis_pools
 from config.redis_pools import redis_client
 from jobs.retention import retention_cleanup
+from tests.builders import tick_row
 from tests.trading.api_support import key_client
 from trading.models import Account, Asset, StockPriceHistory
 from trading.quotes import _QUOTES_CONNECTION, LatestQuote, latest_quotes, latest_quotes_store
@@ -102,18 +103,8 @@ def test_a_migration_drops_the_published_quotes(make_asset: Callable[..., Asset]
 
 
 def _quote(symbol: str, price: str, seq: int = 1) -> LatestQuote:
-    units = price_to_units(price)
-    return LatestQuote(
-        symbol=symbol,
-        seq=seq,
-        price=units,
-        size=100,
-        bid=units - 100,
-        bid_size=300,
-        ask=units + 100,
-        ask_size=400,
-        at=dt.datetime(2025, 6, 3, 15, 0, tzinfo=dt.UTC),
-    )
+    at = dt.datetime(2025, 6, 3, 15, 0, tzinfo=dt.UTC)
+    return LatestQuote.from_tick(tick_row(symbol, seq=seq, price_units=price_to_units(price), at=at))
 
 
 @pytest.mark.django_db

@@ -47,6 +47,7 @@ from hypothesis.stateful import (
 )
 from pytest_django.fixtures import Settings
 
+from tests.builders import tick_row
 from trading import margin, matching, services
 from trading.errors import Forbidden, InvalidRequest
 from trading.models import (
@@ -139,17 +140,17 @@ class LedgerMachine(RuleBasedStateMachine):
     def tick(self, symbol: str, last: int, spread: int, size: int = 100) -> StockPriceHistory:
         """A tick with ``size`` shares at the bid and the ask: an order larger fills in parts."""
         self.seq[symbol] = self.seq.get(symbol, 0) + 1
-        return StockPriceHistory.objects.create(
-            symbol=symbol,
+        tick = tick_row(
+            symbol,
             seq=self.seq[symbol],
             price_units=last,
-            size=100,
-            bid_units=last - spread,
+            at=self.now,
+            spread_units=spread,
             bid_size=size,
-            ask_units=last + spread,
             ask_size=size,
-            recorded_at=self.now,
         )
+        tick.save(force_insert=True)
+        return tick
 
     def touch(self, symbol: str) -> int:
         """Quantity units one execution may take now (the machine's bid and ask show the same)."""

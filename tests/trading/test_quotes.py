@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.builders import set_quote
+from tests.builders import set_quote, tick_row
 from trading.models import Asset, StockPriceHistory
 from trading.quotes import prices_at
 from trading.units import price_to_units
@@ -16,21 +16,6 @@ from trading.units import price_to_units
 pytestmark = pytest.mark.django_db
 
 AT = dt.datetime(2025, 6, 2, 15, 0, tzinfo=dt.UTC)
-
-
-def tick(symbol: str, *, seq: int, price: str, at: dt.datetime) -> StockPriceHistory:
-    units = price_to_units(price)
-    return StockPriceHistory(
-        symbol=symbol,
-        seq=seq,
-        price_units=units,
-        size=100,
-        bid_units=units - 100,
-        bid_size=300,
-        ask_units=units + 100,
-        ask_size=400,
-        recorded_at=at,
-    )
 
 
 def test_of_ticks_stored_at_the_same_moment_the_last_numbered_one_prices_the_symbol(
@@ -44,7 +29,7 @@ def test_of_ticks_stored_at_the_same_moment_the_last_numbered_one_prices_the_sym
     # Stored out of their order, as rows can land anywhere in a table with free space: the
     # physical order of equal index entries is not the ticks' order.
     StockPriceHistory.objects.bulk_create(
-        tick("AAPL", seq=seq, price=price, at=AT)
+        tick_row("AAPL", seq=seq, price_units=price_to_units(price), at=AT)
         for seq, price in [(5, "120.00"), (2, "100.00"), (4, "105.00"), (3, "110.00")]
     )
     set_quote("AAPL", price="500.00", at=AT + dt.timedelta(microseconds=1))
