@@ -992,11 +992,36 @@ def game_board_at_end_get(*, game: Game) -> GameBoard:
     )
 
 
+def _game_accounts_lock(game: Game) -> None:
+    """Take the row lock of each account in ``game`` (not removed) in one statement, in key order,
+    after the game's: the lock every write to an account's money, orders or positions takes first
+    (``trading.services._lock_account``, NO KEY UPDATE), so until this transaction ends none of
+    them commits and each read of PostgreSQL's READ COMMITTED sees the same money. The order is
+    ``game_end``'s (the game's row, then its accounts sorted), so the two never wait in a ring.
+    Nothing on SQLite: its IMMEDIATE transactions are serialised already, from BEGIN."""
+    if not connection.features.has_select_for_update:
+        return
+    players = GamePlayer.objects.filter(game=game, removed_at__isnull=True).values("account_id")
+    list(
+        Account.objects.select_for_update(no_key=True)
+        .filter(pk__in=players)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
 def game_standings_freeze(*, game_id: uuid.UUID, now: dt.datetime | None = None) -> GameBoard:
     """The final standings of a game that is over, stored the first time and returned as stored
     ever after: priced at the last tick at or before the game's end, with cash and holdings as they
     were then, so nothing that happens after the end moves them. Under the game's row lock (and a
-    unique final board per game), so two freezes store one."""
+    unique final board per game), so two freezes store one.
+
+    Its reads of the players' money are of one moment: it holds the row lock of every account it
+    prices (``_game_accounts_lock``) before reading any, so a fill of the last moment that commits
+    meanwhile counts wholly or not at all, never as cash still held and shares already bought. Not
+    one REPEATABLE READ snapshot as the closing board (``_one_snapshot``): the game's lock is this
+    transaction's first statement, which would fix the snapshot before waiting for another freeze
+    (whose board it would then not see), and the locks hold inside a caller's transaction too."""
     now = now or timezone.now()
     with transaction.atomic():
         game = Game.objects.select_for_update().filter(pk=game_id).first()
@@ -1010,6 +1035,7 @@ def game_standings_freeze(*, game_id: uuid.UUID, now: dt.datetime | None = None)
             raise InvalidRequest(
                 "the game is not over yet" if now < end else "the game's final standings are due shortly"
             )
+        _game_accounts_lock(game)
         ranked = _game_standings_at(game=game, at=end)
         board = GameBoard.objects.create(
             game=game,

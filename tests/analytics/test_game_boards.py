@@ -633,3 +633,103 @@ def test_the_closing_board_reads_cash_and_positions_of_one_moment_and_is_kept_br
     key = f"{cache_manager().config.prefix}:v:{services.game_closing_cache_key(game.pk)}"
     assert 0 < redis_client().pttl(key) <= django_settings.CACHE_TTLS["game_closing"] * 1000
     assert django_settings.CACHE_TTLS["game_closing"] < django_settings.CACHE_TTLS["leaderboard"]
+
+
+# As above, a commit another connection tries to make between two of the freeze's reads.
+@pytest.mark.db_backend("postgresql")
+@pytest.mark.django_db(transaction=True)
+def test_the_freeze_reads_cash_and_positions_of_one_moment(
+    market: dict[str, Asset], make_account: MakeAccount
+) -> None:
+    """Past the grace, a fill stamped before the end (its transaction late) is tried between the
+    freeze's read of the players' cash and its read of their positions. The freeze holds the
+    accounts' locks from before its first read, so the fill waits for it and the final standings
+    count it not at all (the fill commits after), never the cash still held and the shares already
+    bought ($10,000.00 cash and 10 shares at $100.00: $11,000.00)."""
+    end = DURING + dt.timedelta(hours=1)
+    game = new_game(make_account(username="teacher"), ends_at=end)
+    ada = join(game, make_account(username="ada"))
+    set_quote("AAPL", price="100.00", at=DURING)
+    resting = trading.order_place(
+        account_id=ada.pk,
+        request=trading.OrderRequest(
+            symbol="AAPL",
+            qty=shares(10),
+            side="buy",
+            type="limit",
+            time_in_force="gtc",
+            limit_price_units=price_to_units("90.00"),
+        ),
+        now=DURING,
+    )
+    assert resting.status == "new"
+    state: dict[str, Any] = {"filled": False, "pid": None}
+
+    def fill() -> None:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                state["pid"] = cursor.fetchone()[0]
+            filled = trading.order_fill(
+                order_id=resting.pk, price_units=price_to_units("90.00"), now=end - dt.timedelta(seconds=1)
+            )
+            state["filled"] = filled is not None and filled.status == "filled"
+        finally:
+            connections.close_all()
+
+    def blocked_by_this_connection() -> bool:
+        """Whether the filler waits for a lock this connection holds (read beside Django's cursor,
+        so this wrapper does not see its own query)."""
+        if state["pid"] is None:
+            return False
+        with connection.connection.cursor() as raw:
+            raw.execute("SELECT pg_backend_pid() = ANY(pg_blocking_pids(%s))", [state["pid"]])
+            row = raw.fetchone()
+        return bool(row and row[0])
+
+    filler = threading.Thread(target=fill)
+
+    def fill_after_the_cash_read(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        result = execute(sql, params, many, context)
+        if '"cash_cents" FROM "trading_account"' in sql and not filler.is_alive() and not state["filled"]:
+            filler.start()
+            # Until the fill has committed (reads without the locks) or waits for this
+            # transaction: either way the freeze's next reads come after.
+            pause = threading.Event()
+            for _ in range(6000):
+                if not filler.is_alive() or blocked_by_this_connection():
+                    break
+                pause.wait(0.01)
+        return result
+
+    frozen_at = end + services.game_freeze_grace() + dt.timedelta(seconds=1)
+    with connection.execute_wrapper(fill_after_the_cash_read):
+        board = services.game_standings_freeze(game_id=game.pk, now=frozen_at)
+    filler.join(60)
+    assert state["filled"]  # committed once the freeze let go of the account
+    assert board.player_count == 1
+    final = selectors.game_leaderboard_get_or_refresh(game=game, now=frozen_at)
+    assert (final["status"], final["entries"][0]["equity"]) == ("final", "10000.00")
+
+
+def test_the_freeze_locks_the_accounts_it_prices_before_reading_them_on_postgresql_only(
+    market: dict[str, Asset], make_account: MakeAccount
+) -> None:
+    """PostgreSQL: one statement locks the players' accounts, in key order, before the cash read. SQLite: the same statements as before, none of them locking (its
+    IMMEDIATE transaction is serialised already)."""
+    teacher = make_account(username="teacher")
+    game = new_game(teacher)
+    for name in ("ada", "bob", "cy"):
+        join(game, make_account(username=name))
+    trading.game_player_remove(game_id=game.pk, organiser_id=teacher.user.pk, username="cy", now=DURING)
+    with CaptureQueriesContext(connection) as queries:
+        services.game_standings_freeze(game_id=game.pk, now=END + dt.timedelta(days=1))
+    statements = [query["sql"] for query in queries.captured_queries]
+    locks = [sql for sql in statements if 'FROM "trading_account"' in sql and "FOR NO KEY UPDATE" in sql]
+    cash_read = next(i for i, sql in enumerate(statements) if '"cash_cents" FROM "trading_account"' in sql)
+    if connection.vendor == "postgresql":
+        assert len(locks) == 1
+        assert statements.index(locks[0]) < cash_read
+    else:
+        assert not locks
+        assert not [sql for sql in statements if " FOR " in sql and "UPDATE" in sql]
