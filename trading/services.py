@@ -255,7 +255,9 @@ def account_configure(
         if no_shorting is not None:
             if player is not None:
                 # Kept whatever the game's rule, so a later rule edit neither loses a tightening
-                # nor lifts the player past what they chose (game_update).
+                # nor lifts the player past what they chose (game_update). The player's row is
+                # written under the account's lock, as game_player_remove writes it (the game's
+                # row, the account's, then the player's: docs/architecture.md, Games: locks).
                 player.no_shorting = no_shorting
                 player.save(update_fields=["no_shorting"])
             account.shorting_enabled = not no_shorting and (player is None or player.game.shorting_allowed)
@@ -581,6 +583,10 @@ def game_player_remove(
         if now >= game.closes_at():
             # The final standings are the players of the game as it ended.
             raise Forbidden("the game is over: its players stay in the final standings")
+        # The account's lock before the player's row: the order is the game's row, the account's,
+        # then the player's, everywhere (docs/architecture.md, Games: locks). account_configure
+        # writes the same row under the account's lock; written first here, the two deadlocked.
+        _lock_account(player.account_id)
         if player.removed_at is None:
             player.removed_at = now
             player.save(update_fields=["removed_at"])

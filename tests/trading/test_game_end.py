@@ -22,6 +22,7 @@ import pytest
 import time_machine
 from django.contrib.auth.models import User
 from django.db import connection, connections, transaction
+from django.db.models.signals import pre_save
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -596,6 +597,66 @@ def test_an_early_end_during_an_expiry_waits_for_it_without_a_deadlock(
     closed = Order.objects.get(pk=day.pk)
     assert (closed.status, closed.expired_at, closed.canceled_at) == ("expired", expired_at, None)
     assert Game.objects.get(pk=game.pk).ended_at == ended_at
+    assert_books_balance(game_account)
+
+
+@pytest.mark.db_backend("postgresql")
+@pytest.mark.django_db(transaction=True)
+def test_a_removal_during_a_configuration_waits_for_it_without_a_deadlock(
+    asset: Asset, organiser: User, account: Account
+) -> None:
+    """The player PATCHes /v2/account/configurations (held, by a pre_save hook, under the
+    account's lock just before it writes the player's row) when the organiser removes them. The
+    removal waits for the account's lock before it writes that row (the game's row, the account's,
+    then the player's: docs/architecture.md, Games: locks), so the configuration writes the row and
+    commits, and the removal goes on after it. Before, the removal wrote the row first and then
+    waited for the account: each waited for the other, and PostgreSQL aborted one as a deadlock."""
+    game = new_game(organiser, shorting_allowed=True)
+    game_account = join(game, account)
+    order = resting_buy(game_account)
+    reached, go = threading.Event(), threading.Event()
+
+    def pause_before_the_player_write(
+        sender: type[GamePlayer], update_fields: frozenset[str] | None, **kwargs: Any
+    ) -> None:
+        if update_fields is not None and "no_shorting" in update_fields:
+            reached.set()
+            assert go.wait(60), "the test never let the configuration go on"
+
+    outcome: dict[str, Any] = {}
+    pre_save.connect(pause_before_the_player_write, sender=GamePlayer)
+    try:
+        configurer = _in_thread(
+            "configure",
+            outcome,
+            lambda: services.account_configure(account_id=game_account.pk, no_shorting=True, now=DURING),
+        )
+        assert reached.wait(60), "the configuration never reached its write of the player's row"
+        remover = _in_thread(
+            "remove",
+            outcome,
+            lambda: services.game_player_remove(
+                game_id=game.pk,
+                organiser_id=organiser.pk,
+                username=game_account.user.username,
+                now=DURING + dt.timedelta(seconds=1),
+            ),
+        )
+        # The removal waits for a lock the held configuration has (the account's).
+        _wait_for_lock_waiters(1, until=lambda: "remove" in outcome)
+        go.set()
+        configurer.join(60)
+        remover.join(60)
+    finally:
+        go.set()
+        pre_save.disconnect(pause_before_the_player_write, sender=GamePlayer)
+    assert not configurer.is_alive() and not remover.is_alive()
+    assert isinstance(outcome["configure"], Account), outcome
+    assert isinstance(outcome["remove"], GamePlayer), outcome
+    player = GamePlayer.objects.get(account=game_account)
+    assert (player.no_shorting, player.removed_at) == (True, DURING + dt.timedelta(seconds=1))
+    assert Account.objects.get(pk=game_account.pk).shorting_enabled is False
+    assert status(order) == "canceled"
     assert_books_balance(game_account)
 
 
