@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.transaction import TransactionManagementError
 from django.db.models import (
     BigIntegerField,
     Case,
@@ -957,19 +958,55 @@ def _game_standings_at(*, game: Game, at: dt.datetime) -> list[GameStanding]:
     return _game_ranked(standings)
 
 
+SNAPSHOT_NESTED = (
+    "_one_snapshot opens its own transaction and must not run inside a caller's: there it would "
+    "read at the caller's isolation (READ COMMITTED on PostgreSQL, a moment per statement)"
+)
+
+
 @contextlib.contextmanager
 def _one_snapshot() -> Iterator[None]:
-    """A transaction whose reads all see the database at one moment: REPEATABLE READ on
-    PostgreSQL, whose default (READ COMMITTED) gives each statement a moment of its own, so cash
-    read before a fill committed and positions read after it would both count its money. SQLite's
-    transactions read one moment already. Inside a caller's transaction, that transaction's (its
-    isolation is set by its first statement, which ran already)."""
+    """A read-only transaction whose reads all see the database at one moment: REPEATABLE READ,
+    READ ONLY on PostgreSQL, whose default (READ COMMITTED) gives each statement a moment of its
+    own, so cash read before a fill committed and positions read after it would both count its
+    money. On SQLite a DEFERRED transaction (``_sqlite_begin_deferred``): under WAL its reads see
+    the moment of its first, and it takes no lock, where the project's BEGIN IMMEDIATE would take
+    the database's write lock and hold the market's tick writer and every order behind a page.
+
+    Its own transaction or none (a durable block): inside a caller's, whose isolation its first
+    statement set already, it raises ``TransactionManagementError`` instead of reading at READ
+    COMMITTED unseen. Only a test case's transaction (Django's, which durable blocks allow) is
+    read in as it is."""
     outermost = not connection.in_atomic_block
-    with transaction.atomic():
+    with contextlib.ExitStack() as stack:
+        try:
+            with _sqlite_begin_deferred(outermost=outermost):
+                stack.enter_context(transaction.atomic(durable=True))
+        except RuntimeError as nested:  # "A durable atomic block cannot be nested ..."
+            raise TransactionManagementError(SNAPSHOT_NESTED) from nested
         if outermost and connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         yield
+
+
+@contextlib.contextmanager
+def _sqlite_begin_deferred(*, outermost: bool) -> Iterator[None]:
+    """On SQLite, the transaction an outermost atomic block opens meanwhile begins DEFERRED, not
+    with the connection's IMMEDIATE (config/settings.py, for writers): for a transaction that only
+    reads. Django reads the mode at each BEGIN; connecting sets it from the settings, so the
+    connection is opened first."""
+    if not outermost or connection.vendor != "sqlite":
+        yield
+        return
+    connection.ensure_connection()
+    sqlite: Any = connection  # django.db.backends.sqlite3's wrapper, which has the mode
+    mode = sqlite.transaction_mode
+    sqlite.transaction_mode = "DEFERRED"
+    try:
+        yield
+    finally:
+        sqlite.transaction_mode = mode
 
 
 def game_board_at_end_get(*, game: Game) -> GameBoard:

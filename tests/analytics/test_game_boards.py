@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
-from django.db import connection, connections
+from django.db import connection, connections, transaction
+from django.db.transaction import TransactionManagementError
 from django.test.utils import CaptureQueriesContext
 from pytest_django.fixtures import Settings
 
@@ -576,9 +577,8 @@ def test_a_reader_that_came_just_after_a_holder_that_died_takes_over_when_its_lo
     assert fresh["as_of"] == rfc3339(stale_at)
 
 
-# A commit another connection makes between two of the board's reads: SQLite serialises whole
-# transactions instead, and its transactions read one moment already.
-@pytest.mark.db_backend("postgresql")
+# A commit another connection makes between two of the board's reads (on SQLite, to the test
+# database's WAL file: tests/settings.py).
 @pytest.mark.django_db(transaction=True)
 def test_the_closing_board_reads_cash_and_positions_of_one_moment_and_is_kept_briefly(
     market: dict[str, Asset], make_account: MakeAccount
@@ -587,7 +587,11 @@ def test_the_closing_board_reads_cash_and_positions_of_one_moment_and_is_kept_br
     stamped before the end (the market commits a moment late) commits between the closing board's
     read of the players' cash and its read of their positions. The board counts it wholly or not
     at all (here not: its reads see the moment of its first), never the cash still held and the
-    shares already bought. It is cached for CACHE_TTLS["game_closing"], not the leaderboard TTL."""
+    shares already bought. It is cached for CACHE_TTLS["game_closing"], not the leaderboard TTL.
+
+    The board's read takes no write lock: on SQLite the fill (BEGIN IMMEDIATE, on a connection of
+    its own that does not wait for a lock) commits while the board's transaction is open; it
+    found the database locked when that transaction began IMMEDIATE too."""
     end = DURING + dt.timedelta(hours=1)
     game = new_game(make_account(username="teacher"), ends_at=end)
     ada = join(game, make_account(username="ada"))
@@ -609,6 +613,10 @@ def test_the_closing_board_reads_cash_and_positions_of_one_moment_and_is_kept_br
 
     def fill() -> None:
         try:
+            if connection.vendor == "sqlite":
+                with connection.cursor() as cursor:
+                    # "database is locked" at once, not after the busy timeout, if the board holds it.
+                    cursor.execute("PRAGMA busy_timeout = 0")
             filled = trading.order_fill(
                 order_id=resting.pk, price_units=price_to_units("90.00"), now=end - dt.timedelta(seconds=1)
             )
@@ -733,3 +741,18 @@ def test_the_freeze_locks_the_accounts_it_prices_before_reading_them_on_postgres
     else:
         assert not locks
         assert not [sql for sql in statements if " FOR " in sql and "UPDATE" in sql]
+
+
+def test_the_closing_boards_snapshot_refuses_to_read_inside_a_callers_transaction(
+    make_account: MakeAccount,
+) -> None:
+    """Inside a caller's transaction the snapshot's isolation cannot be set (on PostgreSQL the
+    caller's first statement set READ COMMITTED): it says so instead of reading one moment per
+    statement unseen. On its own it reads."""
+    game = new_game(make_account(username="teacher"), ends_at=DURING + dt.timedelta(hours=1))
+    join(game, make_account(username="ada"))
+    with transaction.atomic():
+        Game.objects.filter(pk=game.pk).exists()
+        with pytest.raises(TransactionManagementError, match="must not run inside a caller's"):
+            services.game_board_at_end_get(game=game)
+    assert services.game_board_at_end_get(game=game).player_count == 1
