@@ -21,7 +21,7 @@ from tests.builders import add_flat_minute_bars
 from trading import history
 from trading.api.ops import HealthCheck
 from trading.models import Asset, MinuteBar, StockPriceHistory
-from trading.quotes import newest_rows
+from trading.quotes import newest_rows, prices_at
 
 pytestmark = [pytest.mark.django_db, pytest.mark.db_backend]
 
@@ -223,3 +223,31 @@ def test_reads_across_symbols_seek_each_symbol_without_a_time_index(analyzed: No
             plan = "\n".join(" ".join(str(part) for part in row) for row in cursor.fetchall())
         assert_no_full_scan(plan, TICK_TABLE)
         assert_no_full_scan(plan, MinuteBar._meta.db_table)
+
+
+def test_prices_at_an_instant_seek_each_symbols_time_index_without_sorting_its_history(
+    analyzed: None,
+) -> None:
+    """``prices_at`` (a game's final standings): each symbol's newest tick at or before an
+    instant, ties on the time broken by seq. Each symbol's ticks are read down (symbol,
+    recorded_at) from the instant: no scan of the tick table and no sort of it. PostgreSQL
+    orders by the seq tiebreak within each run of equal times (an Incremental Sort presorted by
+    recorded_at); SQLite needs no sort at all, its WITHOUT ROWID index ending in the key's seq."""
+    at = BASE + dt.timedelta(seconds=301)
+    with CaptureQueriesContext(connection) as queries:
+        prices = prices_at(symbols=SYMBOLS[:5], at=at)
+    assert prices == dict.fromkeys(SYMBOLS[:5], 1_000_000 + 150)
+    (sql,) = [q["sql"] for q in queries.captured_queries if TICK_TABLE in q["sql"]]
+    with connection.cursor() as cursor:
+        cursor.execute(("EXPLAIN QUERY PLAN " if connection.vendor == "sqlite" else "EXPLAIN ") + sql)
+        plan = "\n".join(" ".join(str(part) for part in row) for row in cursor.fetchall())
+    assert "tick_symbol_time_idx" in indexes_in(plan), plan
+    assert_no_full_scan(plan, TICK_TABLE)
+    if connection.vendor == "sqlite":
+        assert "USING COVERING INDEX tick_symbol_time_idx (symbol=? AND recorded_at<?)" in plan, plan
+        assert "TEMP B-TREE" not in plan, plan
+    else:
+        # A full Sort node reads every tick of the symbol up to the instant before its LIMIT 1.
+        assert not re.search(r"(?:^|->)\s*Sort\s+\(", plan, re.MULTILINE), plan
+        presorted = re.search(r"Incremental Sort.*?Presorted Key: ([^\n]*)", plan, re.DOTALL)
+        assert presorted is not None and presorted.group(1).endswith("recorded_at"), plan
