@@ -13,6 +13,7 @@ and phase (upcoming, running, closing, final) follow the server's clock, not the
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -31,6 +32,7 @@ from analytics import selectors
 from trading import selectors as trading_selectors
 from trading.api.serializers import rfc3339
 from trading.errors import Forbidden, NotFound
+from trading.models import Game
 
 
 def _user(request: HttpRequest) -> User:
@@ -79,6 +81,40 @@ def _board_page_number(request: HttpRequest) -> int:
         return 1
 
 
+def _game_phase(game: Game, now: dt.datetime) -> tuple[bool, bool]:
+    """Whether ``game`` has started, and whether it is over, at ``now``: the page's state."""
+    return now >= game.starts_at, now >= game.closes_at()
+
+
+def _board_read(game: Game, *, page: int, username: str) -> tuple[dict[str, Any], int, int, dt.datetime]:
+    """The board's page (the last one if ``page`` is past it), the page number, the page count,
+    and the instant the page is of: the clock read after the board (whose read may wait for a
+    refresh), when the game's phase is still the one the board was read in; else the board is
+    read again at that later instant. So the page never says running, or shows a live board,
+    with a clock past the game's end (or says upcoming with one past its start)."""
+    read_at = timezone.now()
+    for _ in range(3):  # a read spans the start, then the end, once each at most
+        board_at = read_at
+        board, page, pages = _board_page(game, page=page, username=username, now=board_at)
+        read_at = timezone.now()
+        if _game_phase(game, read_at) == _game_phase(game, board_at):
+            return board, page, pages, read_at
+    return board, page, pages, board_at  # a clock stepping back and forth: the board's instant
+
+
+def _board_page(game: Game, *, page: int, username: str, now: dt.datetime) -> tuple[dict[str, Any], int, int]:
+    board = selectors.game_leaderboard_get_or_refresh(
+        game=game, limit=BOARD_PAGE_SIZE, offset=(page - 1) * BOARD_PAGE_SIZE, username=username, now=now
+    )
+    pages = max(1, -(-board["player_count"] // BOARD_PAGE_SIZE))
+    if page > pages:  # past the last page: show the last one, not an empty board
+        page = pages
+        board = selectors.game_leaderboard_get_or_refresh(
+            game=game, limit=BOARD_PAGE_SIZE, offset=(page - 1) * BOARD_PAGE_SIZE, username=username, now=now
+        )
+    return board, page, pages
+
+
 @never_cache
 @login_required
 @require_http_methods(["GET", "HEAD"])
@@ -88,37 +124,22 @@ def game_page(request: HttpRequest, game_id: uuid.UUID) -> HttpResponse:
         game = trading_selectors.game_get(game_id=game_id, user_id=user.pk)
     except NotFound:
         return render(request, "games/missing.html", status=404)
-    now = timezone.now()
-    over = now >= game.closes_at()
     player = trading_selectors.game_player_get(game_id=game.pk, user_id=user.pk)
     session_account = trading_selectors.account_for_session_get(user_id=user.pk, session=request.session)
     try:
         announcements = trading_selectors.game_announcements_list(game_id=game.pk, user_id=user.pk)
     except Forbidden:
         announcements = None  # only the organiser and the players read them
-    page = _board_page_number(request)
+    players = trading_selectors.game_players_list(game_id=game.pk)
     try:
-        board = selectors.game_leaderboard_get_or_refresh(
-            game=game,
-            limit=BOARD_PAGE_SIZE,
-            offset=(page - 1) * BOARD_PAGE_SIZE,
-            username=user.get_username(),
-            now=now,
+        board, page, pages, now = _board_read(
+            game, page=_board_page_number(request), username=user.get_username()
         )
-        pages = max(1, -(-board["player_count"] // BOARD_PAGE_SIZE))
-        if page > pages:  # past the last page: show the last one, not an empty board
-            page = pages
-            board = selectors.game_leaderboard_get_or_refresh(
-                game=game,
-                limit=BOARD_PAGE_SIZE,
-                offset=(page - 1) * BOARD_PAGE_SIZE,
-                username=user.get_username(),
-                now=now,
-            )
     except selectors.BoardUnavailable:
         response = render(request, "games/busy.html", status=503)
         response["Retry-After"] = "2"
         return response
+    over = now >= game.closes_at()
     url = reverse("game-leaderboard", kwargs={"game_id": str(game.pk)})
     context = {
         "game": game,
@@ -133,7 +154,7 @@ def game_page(request: HttpRequest, game_id: uuid.UUID) -> HttpResponse:
         "trading_on_game": player is not None
         and session_account is not None
         and session_account.pk == player.account_id,
-        "players": trading_selectors.game_players_list(game_id=game.pk),
+        "players": players,
         "announcements": announcements,
         "board": board,
         "board_rows": board_rows(board),
@@ -149,9 +170,9 @@ def game_page(request: HttpRequest, game_id: uuid.UUID) -> HttpResponse:
         "poll_ms": int(settings.LEADERBOARD_MAX_STALENESS_S * 1000 / 3),
         # Past it with no newer board, the page marks its board stale (static/js/game.js).
         "max_age_ms": int(settings.LEADERBOARD_MAX_STALENESS_S * 1000),
+        # The page's clock (static/js/game.js keeps the browser's offset from it): the instant
+        # the page's state (upcoming, running, over) and its board are of, read after the board
+        # (which may wait for a refresh), so the countdown starts from when the page was made.
+        "server_now": rfc3339(now),
     }
-    # The page's clock (static/js/game.js keeps the browser's offset from it): taken after the
-    # reads above, the board's among them (which may wait for a refresh), just before rendering,
-    # so it is the time of the page's content and the countdown starts from when it was sent.
-    context["server_now"] = rfc3339(timezone.now())
     return render(request, "games/game.html", context)

@@ -126,6 +126,40 @@ def test_the_pages_clock_is_taken_when_it_is_rendered_after_a_slow_board_read(
     assert 'data-state="upcoming"' in page
 
 
+@pytest.mark.parametrize(
+    ("at", "state", "board_status"),
+    [
+        (START - dt.timedelta(seconds=1), "running", "live"),
+        (END - dt.timedelta(seconds=1), "over", "closing"),
+    ],
+    ids=["across-the-start", "across-the-end"],
+)
+def test_a_board_read_across_the_games_start_or_end_shows_the_page_as_of_its_clock(
+    clock: time_machine.Traveller, make_account: MakeAccount, at: dt.datetime, state: str, board_status: str
+) -> None:
+    """The board's read took 3 s and the game started, or ended, meanwhile: the page's state and
+    its board are of the instant its clock (data-server-now) says, the one read after the board,
+    not of the request's arrival: never a running game (and its live board) with a clock past the
+    end, nor an upcoming one with a clock past the start."""
+    organiser = make_account(username="teacher")
+    game = new_game(organiser)
+    services.game_join(game_id=game.pk, user=make_account(username="ada").user, now=BEFORE)
+    clock.move_to(at)
+    slow = {"shifted": False}
+
+    def slow_board_read(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if '"analytics_gameboard"' in sql and not slow["shifted"]:
+            slow["shifted"] = True
+            clock.shift(dt.timedelta(seconds=3))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(slow_board_read):
+        page = client_of(organiser).get(f"/games/{game.pk}").content.decode()
+    assert slow["shifted"]
+    assert f'data-server-now="{rfc3339(at + dt.timedelta(seconds=3))}"' in page
+    assert f'data-state="{state}"' in page and f'data-board-status="{board_status}"' in page
+
+
 def test_other_players_positions_show_only_once_the_game_is_over(
     clock: time_machine.Traveller, make_account: MakeAccount, asset: Asset
 ) -> None:
