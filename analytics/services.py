@@ -29,7 +29,6 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.transaction import TransactionManagementError
 from django.db.models import (
     BigIntegerField,
     Case,
@@ -47,6 +46,7 @@ from django.db.models import (
     When,
 )
 from django.db.models.functions import Coalesce, Greatest
+from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
 from analytics.events import LeaderboardChanged, leaderboard_changed_publish_on_commit
