@@ -253,7 +253,8 @@ REDIS_POOL_TIMEOUT = 1.0
 REDIS_SOCKET_TIMEOUT = 2.0
 # Retries of a Redis call after a connection error: none, pinned (config/redis_pools.py,
 # redis_retry) rather than left to redis-py, whose defaults back off for seconds (a client built
-# without a pool: 10 retries, ~4 s before it raises) and have changed between versions. Every Redis
+# without a pool: 10 retries, ~4 s before it raises; a pool's connections get none in redis-py 8)
+# and have changed between versions. Every Redis
 # read of the request path has a degraded path (the database, the limiter's fallback) that must
 # answer at once when Redis is down: an unreachable Redis costs a call 1 + REDIS_RETRIES connection
 # attempts (tests/config/test_redis_retries.py counts them). The one re-dial a connection Redis

@@ -6,9 +6,13 @@ unix socket (the embedded Redis of its first pass); no clocks involved."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import select
+import signal
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,7 +26,7 @@ from redis.retry import Retry
 
 from config import redis_pools
 from config.cache import CacheManager
-from config.embedded_redis import _answers
+from config.embedded_redis import _answers, _probe, _server_running, embedded_redis_socket
 from trading.models import Asset
 from trading.quotes import _QUOTES_CONNECTION, latest_quotes, latest_ticks_from_db
 
@@ -143,3 +147,48 @@ def test_the_embedded_redis_probe_gives_up_at_once(tmp_path: Path) -> None:
         assert server.accepted == 1
     finally:
         server.close()
+
+
+@pytest.fixture
+def embedded(tmp_path: Path) -> Iterator[Path]:
+    """A real embedded Redis in its own directory, shut down afterwards."""
+    var_dir = tmp_path / "var"
+    embedded_redis_socket(var_dir)
+    try:
+        yield var_dir
+    finally:
+        pid = int((var_dir / "redis.pid").read_text())
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_an_embedded_redis_slow_to_answer_is_still_the_server(embedded: Path) -> None:
+    """A server descheduled past the probe's timeout (a loaded machine) is alive: a process
+    starting then reuses it instead of starting a second server on its socket, which would split
+    the processes between two Redises."""
+    pid = int((embedded / "redis.pid").read_text())
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        assert _probe(embedded / "redis.sock") is None
+        assert embedded_redis_socket(embedded) == embedded / "redis.sock"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert int((embedded / "redis.pid").read_text()) == pid
+    assert redis.Redis(unix_socket_path=str(embedded / "redis.sock")).info("server")["process_id"] == pid
+
+
+def test_an_embedded_redis_that_died_is_started_again_on_its_socket(embedded: Path) -> None:
+    pid = int((embedded / "redis.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+    for _ in range(1000):  # until the kill has landed
+        if not _server_running(embedded):
+            break
+        time.sleep(0.01)
+    assert (embedded / "redis.sock").exists() and _probe(embedded / "redis.sock") is False
+    assert embedded_redis_socket(embedded) == embedded / "redis.sock"
+    restarted = int((embedded / "redis.pid").read_text())
+    assert restarted != pid
+    assert (
+        redis.Redis(unix_socket_path=str(embedded / "redis.sock")).info("server")["process_id"] == restarted
+    )
