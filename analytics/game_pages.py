@@ -29,6 +29,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from analytics import selectors
+from analytics.services import game_freeze_grace
 from trading import selectors as trading_selectors
 from trading.api.serializers import rfc3339
 from trading.errors import Forbidden, NotFound
@@ -81,9 +82,11 @@ def _board_page_number(request: HttpRequest) -> int:
         return 1
 
 
-def _game_phase(game: Game, now: dt.datetime) -> tuple[bool, bool]:
-    """Whether ``game`` has started, and whether it is over, at ``now``: the page's state."""
-    return now >= game.starts_at, now >= game.closes_at()
+def _game_phase(game: Game, now: dt.datetime) -> tuple[bool, bool, bool]:
+    """Whether ``game`` has started, whether it is over, and whether its standings are frozen,
+    at ``now``: the page's state and which board it shows (live, closing, final)."""
+    end = game.closes_at()
+    return now >= game.starts_at, now >= end, now >= end + game_freeze_grace()
 
 
 def _board_read(game: Game, *, page: int, username: str) -> tuple[dict[str, Any], int, int, dt.datetime]:
@@ -93,7 +96,7 @@ def _board_read(game: Game, *, page: int, username: str) -> tuple[dict[str, Any]
     read again at that later instant. So the page never says running, or shows a live board,
     with a clock past the game's end (or says upcoming with one past its start)."""
     read_at = timezone.now()
-    for _ in range(3):  # a read spans the start, then the end, once each at most
+    for _ in range(4):  # a read spans the start, the end, then the freeze, once each at most
         board_at = read_at
         board, page, pages = _board_page(game, page=page, username=username, now=board_at)
         read_at = timezone.now()

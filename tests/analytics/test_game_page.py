@@ -15,6 +15,7 @@ from django.db import connection
 from django.test import Client
 
 from analytics import game_pages
+from analytics.services import game_freeze_grace
 from config.cache import cache_manager, cache_manager_reset
 from config.redis_pools import redis_client
 from tests.trading.test_services import place
@@ -131,13 +132,14 @@ def test_the_pages_clock_is_taken_when_it_is_rendered_after_a_slow_board_read(
     [
         (START - dt.timedelta(seconds=1), "running", "live"),
         (END - dt.timedelta(seconds=1), "over", "closing"),
+        (END + game_freeze_grace() - dt.timedelta(seconds=1), "over", "final"),
     ],
-    ids=["across-the-start", "across-the-end"],
+    ids=["across-the-start", "across-the-end", "across-the-freeze"],
 )
 def test_a_board_read_across_the_games_start_or_end_shows_the_page_as_of_its_clock(
     clock: time_machine.Traveller, make_account: MakeAccount, at: dt.datetime, state: str, board_status: str
 ) -> None:
-    """The board's read took 3 s and the game started, or ended, meanwhile: the page's state and
+    """The board's read took 3 s and the game started, ended, or froze, meanwhile: the page's state and
     its board are of the instant its clock (data-server-now) says, the one read after the board,
     not of the request's arrival: never a running game (and its live board) with a clock past the
     end, nor an upcoming one with a clock past the start."""
