@@ -3,8 +3,9 @@
 The default connection is pointed at a separate database for the duration (the way Django's test
 runner switches to the test database), so the real selectors and services run unchanged against
 it: a file beside the real one on SQLite, ``<name>_benchmark`` on PostgreSQL. It is migrated
-first (or copied from the one ``template_database`` migrated, for ``benchmark all``) and deleted
-afterwards unless ``keep``.
+first (or copied from the one ``template_database`` migrated, for ``benchmark all``; or from one
+``template_migrate`` migrated while ``template_used`` names it: the test suite migrates one per
+test process for all its benchmark tests) and deleted afterwards unless ``keep``.
 """
 
 from __future__ import annotations
@@ -141,10 +142,24 @@ def template_database(*, name: str | None = None, log: Callable[[str], None] = p
     connection = connections[DEFAULT_DB_ALIAS]
     if connection.in_atomic_block:
         raise CommandError("benchmarks switch databases, so they cannot run inside a transaction")
-    vendor = connection.vendor
-    if vendor in _templates:
+    if connection.vendor in _templates:
         yield
         return
+    template = template_migrate(name=name, log=log)
+    try:
+        with template_used(template):
+            yield
+    finally:
+        template_delete(template)
+
+
+def template_migrate(*, name: str | None = None, log: Callable[[str], None] = print) -> str:
+    """A migrated database named after ``name`` (the throwaway databases'), for ``template_used``;
+    its name. The caller deletes it (``template_delete``); ``template_database`` does both."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    if connection.in_atomic_block:
+        raise CommandError("benchmarks switch databases, so they cannot run inside a transaction")
+    vendor = connection.vendor
     base = name or default_name()
     template = f"{base}-template" if vendor == "sqlite" else f"{base}_template"
     _refuse(vendor, template, str(connection.settings_dict["NAME"]))
@@ -153,11 +168,29 @@ def template_database(*, name: str | None = None, log: Callable[[str], None] = p
         with _switched(template):
             log(f"template {vendor} database {template}: migrating (each benchmark's database is a copy)")
             call_command("migrate", verbosity=0, interactive=False)
-        _templates[vendor] = template
+    except BaseException:
+        _delete(vendor, template)
+        raise
+    return template
+
+
+def template_delete(template: str) -> None:
+    _delete(connections[DEFAULT_DB_ALIAS].vendor, template)
+
+
+@contextlib.contextmanager
+def template_used(template: str) -> Iterator[None]:
+    """Every ``throwaway_database`` opened meanwhile is a copy of ``template`` (``template_migrate``'s),
+    unless an outer template is in use already."""
+    vendor = connections[DEFAULT_DB_ALIAS].vendor
+    if vendor in _templates:
+        yield
+        return
+    _templates[vendor] = template
+    try:
         yield
     finally:
         _templates.pop(vendor, None)
-        _delete(vendor, template)
 
 
 def database_url() -> str:

@@ -21,6 +21,7 @@ from tests.benchmarks.served import LOAD_CLIENTS, benchmark_output
 @pytest.mark.xdist_group("load")  # make test runs the load generators (benchmarks, fuzzer) one at a time
 @pytest.mark.django_db(transaction=True)
 @LOAD_CLIENTS
+@pytest.mark.usefixtures("benchmark_template")  # tests/benchmarks/conftest.py
 def test_benchmark_api_prints_its_table(tmp_path: Path, client: str) -> None:
     api_table_check(benchmark_output("api", tmp_path, client=client), client=client)
 
@@ -87,6 +88,7 @@ def test_without_wrk_the_python_client_is_used_and_said(monkeypatch: pytest.Monk
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.backend_neutral
+@pytest.mark.usefixtures("benchmark_template")  # tests/benchmarks/conftest.py
 def test_benchmark_api_cpu_prints_cpu_per_request_and_the_profile_asked_for(tmp_path: Path) -> None:
     """``--cpu``: no server; every endpoint answers 200 in the measuring process (it exits
     otherwise), the compiled querysets are measured against the ORM's own path, and ``--profile``

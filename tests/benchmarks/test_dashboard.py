@@ -3,9 +3,12 @@
 Speeds are not asserted (the goals are the benchmark's business): the rows, that both renderers
 received market data and drew frames, the first load's API calls, and the clean-up are.
 
-On PostgreSQL here; on SQLite the same table comes from ``benchmark all``
-(tests/benchmarks/test_all.py checks it with ``dashboard_table_check``), so CI runs the benchmark
-once per backend.
+Backend-neutral: it measures chromium rendering the dashboard from market messages (scripting,
+layout, frames), like the browser tests of tests/e2e; the database only serves the first load and
+takes the market's ticks, which the API's and the market's own tests run on each backend. So CI
+runs this benchmark once, on SQLite, inside ``benchmark all`` (tests/benchmarks/test_all.py checks
+the same table with ``dashboard_table_check``); this test runs it alone against PostgreSQL
+(``make test`` with DATABASE_URL set), and the DB_TESTS_ONLY pass deselects it.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ from trading.models import Account
 @pytest.mark.xdist_group("load")  # make test runs the load generators (benchmarks, fuzzer) one at a time
 @pytest.mark.slow
 @pytest.mark.db_backend("postgresql")
+@pytest.mark.backend_neutral  # see the module's docstring: CI runs it in `benchmark all`, on SQLite
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("benchmark_template")  # tests/benchmarks/conftest.py
 def test_benchmark_dashboard_prints_its_table(tmp_path: Path, settings: Settings) -> None:
     require_tool("chromium")
     # The benchmark's user logs in to gunicorn, which verifies with the production hasher; the

@@ -1,6 +1,7 @@
 """The benchmarks' throwaway databases (benchmarks/_database.py): inside ``template_database``
 (``benchmark all``) each is a fresh copy of one database migrated once, never the template itself,
-and the template is deleted afterwards."""
+and the template is deleted afterwards; a template migrated on its own (``template_migrate``, the
+test suite's one per process) serves only while ``template_used`` names it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,13 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.db.migrations.recorder import MigrationRecorder
 
-from benchmarks._database import template_database, throwaway_database
+from benchmarks._database import (
+    template_database,
+    template_delete,
+    template_migrate,
+    template_used,
+    throwaway_database,
+)
 from trading.models import Asset
 
 
@@ -54,3 +61,32 @@ def test_inside_a_template_each_throwaway_database_is_a_fresh_copy_of_one_migrat
     copied = f"throwaway {connection.vendor} database {name}: a copy of the migrated {template}"
     assert lines[1:] == [copied, copied], lines
     assert not Asset.objects.filter(symbol="TMPL").exists()  # the real (test) database untouched
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.db_backend
+def test_a_template_migrated_on_its_own_serves_while_used_and_until_deleted(tmp_path: Path) -> None:
+    sqlite = connection.vendor == "sqlite"
+    name = str(tmp_path / "bench.sqlite3") if sqlite else f"{connection.settings_dict['NAME']}_benchmark"
+    lines: list[str] = []
+    template = template_migrate(name=name, log=lines.append)
+    try:
+        assert template == (f"{name}-template" if sqlite else f"{name}_template") and _exists(template)
+        # benchmark all's own template inside it: the one in use serves, nothing migrates.
+        with (
+            template_used(template),
+            template_database(name=f"{name}x", log=lines.append),
+            throwaway_database(name=name, log=lines.append),
+        ):
+            assert MigrationRecorder.Migration.objects.exists()  # a migrated copy
+        assert _exists(template)  # used, not owned: still there for the next test
+        with throwaway_database(name=name, log=lines.append):
+            pass  # no template in use any more: migrated
+    finally:
+        template_delete(template)
+    assert not _exists(template) and not _exists(name)
+    assert lines == [
+        f"template {connection.vendor} database {template}: migrating (each benchmark's database is a copy)",
+        f"throwaway {connection.vendor} database {name}: a copy of the migrated {template}",
+        f"throwaway {connection.vendor} database {name}: migrating",
+    ], lines

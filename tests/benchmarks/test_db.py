@@ -19,6 +19,7 @@ from trading.models import StockPriceHistory
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.db_backend
+@pytest.mark.usefixtures("benchmark_template")  # tests/benchmarks/conftest.py
 def test_benchmark_db_prints_every_row_of_its_table(tmp_path: Path) -> None:
     throwaway = str(tmp_path / "benchmark.sqlite3") if connection.vendor == "sqlite" else None
     out = io.StringIO()

@@ -22,6 +22,7 @@ from tests.benchmarks.served import benchmark_output
 @pytest.mark.xdist_group("load")  # make test runs the load generators (benchmarks, fuzzer) one at a time
 @pytest.mark.db_backend("postgresql")
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("benchmark_template")  # tests/benchmarks/conftest.py
 def test_benchmark_games_prints_its_table(tmp_path: Path) -> None:
     games_table_check(benchmark_output("games", tmp_path, keys="benchgames", quiet_wait=0))
 

@@ -75,6 +75,7 @@ def test_a_noisy_report_calls_no_goal_met_but_still_shows_a_missed_one() -> None
 # The load lines are the command's, whatever the database: CI runs it once (test_ticks.py runs
 # the same benchmark on each backend).
 @pytest.mark.backend_neutral
+@pytest.mark.usefixtures("benchmark_template")  # tests/benchmarks/conftest.py
 def test_every_benchmark_prints_the_load_before_and_after(tmp_path: Path) -> None:
     throwaway = str(tmp_path / "load.sqlite3") if connection.vendor == "sqlite" else None
     out = io.StringIO()

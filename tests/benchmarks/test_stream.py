@@ -3,9 +3,12 @@
 Speeds are not asserted (the goals are the benchmark's business): the rows, that every client
 connection of every server received data, and the clean-up are.
 
-On PostgreSQL here; on SQLite the same table comes from ``benchmark all``
-(tests/benchmarks/test_all.py checks it with ``stream_table_check``), so CI runs the benchmark once
-per backend.
+Backend-neutral: the fan-out runs through Redis and WebSockets, and the database only holds the
+run's one account and key, read when each client authenticates (stream authentication on each
+backend is tests/realtime's business). So CI runs this benchmark once, on SQLite, inside
+``benchmark all`` (tests/benchmarks/test_all.py checks the same table with ``stream_table_check``);
+this test runs it alone against PostgreSQL (``make test`` with DATABASE_URL set), and the
+DB_TESTS_ONLY pass deselects it.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from trading.models import Account
 @pytest.mark.live
 @pytest.mark.xdist_group("load")  # make test runs the load generators (benchmarks, fuzzer) one at a time
 @pytest.mark.db_backend("postgresql")
+@pytest.mark.backend_neutral  # see the module's docstring: CI runs it in `benchmark all`, on SQLite
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("benchmark_template")  # tests/benchmarks/conftest.py
 def test_benchmark_stream_prints_its_table() -> None:
     out = io.StringIO()
     call_command(

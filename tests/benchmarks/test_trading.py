@@ -25,6 +25,7 @@ from trading.units import shares_to_units
 @pytest.mark.xdist_group("load")  # make test runs the load generators (benchmarks, fuzzer) one at a time
 @pytest.mark.django_db(transaction=True)
 @LOAD_CLIENTS
+@pytest.mark.usefixtures("benchmark_template")  # tests/benchmarks/conftest.py
 def test_benchmark_trading_prints_its_table(tmp_path: Path, client: str) -> None:
     text = benchmark_output("trading", tmp_path, client=client, quiet_wait=0)
     trading_table_check(text)
