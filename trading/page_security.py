@@ -18,6 +18,7 @@ policy in the settings, or DEBUG's exempted error pages take django-csp's path u
 
 from __future__ import annotations
 
+import copy
 import http.client
 from typing import Any
 
@@ -52,7 +53,7 @@ class ContentSecurityPolicyMiddleware(CSPMiddleware):
         super().__init__(*args, **kwargs)
         # The policies built from one settings dict (a test's override brings another), by whether
         # a stream origin and a nonce go in. Written once per key, so a race only builds one twice.
-        self._built: dict[tuple[int, bool, bool], tuple[object, str]] = {}
+        self._built: dict[tuple[bool, bool], tuple[object, str]] = {}
 
     def get_policy_parts(
         self, request: HttpRequest, response: HttpResponseBase, report_only: bool = False
@@ -97,15 +98,16 @@ class ContentSecurityPolicyMiddleware(CSPMiddleware):
             origin = None
         nonce = getattr(request, "_csp_nonce", None)
         config = getattr(settings, "CONTENT_SECURITY_POLICY", None)
-        key = (id(config), origin is not None, nonce is not None)
+        key = (origin is not None, nonce is not None)
         built = self._built.get(key)
-        if built is None or built[0] is not config:
+        # Compared by value with a copy, not by identity: a test (or a reload) that changes the
+        # policy's dict in place gets the new header (a few microseconds for a dozen directives).
+        if built is None or built[0] != config:
             template = build_policy(
                 update={"connect-src": [_ORIGIN_MARK]} if origin is not None else None,
                 nonce=_NONCE_MARK if nonce is not None else None,
             )
-            # The dict itself is kept, so its id is not reused by another while the entry lives.
-            built = self._built[key] = (config, template)
+            built = self._built[key] = (copy.deepcopy(config), template)
         header = built[1]
         if origin is not None:
             header = header.replace(_ORIGIN_MARK, origin)

@@ -209,6 +209,23 @@ def test_the_policy_built_once_follows_the_settings_and_each_request(
     assert "img-src 'self';" in ours + ";" and "wss://streams.example.com" in ours
 
 
+def test_a_policy_changed_in_place_is_built_again(
+    rf: RequestFactory, settings: SettingsWrapper, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same dict, one directive changed in it (as ``monkeypatch.setitem`` does): the next
+    response carries the new policy, not the one built before."""
+    settings.CONTENT_SECURITY_POLICY = {"DIRECTIVES": dict(settings.CONTENT_SECURITY_POLICY["DIRECTIVES"])}
+    middleware = ContentSecurityPolicyMiddleware(lambda _: HttpResponse())
+    before = middleware.process_response(rf.get("/"), HttpResponse())["Content-Security-Policy"]
+    monkeypatch.setitem(
+        settings.CONTENT_SECURITY_POLICY["DIRECTIVES"], "img-src", ["'self'", "https://img.example"]
+    )
+    after = middleware.process_response(rf.get("/"), HttpResponse())["Content-Security-Policy"]
+    assert "img-src 'self' https://img.example" in after and after != before
+    theirs = CSPMiddleware.process_response(middleware, rf.get("/"), HttpResponse())
+    assert after == theirs["Content-Security-Policy"]
+
+
 def test_a_views_own_policy_change_takes_django_csps_path(rf: RequestFactory) -> None:
     """A view's decorator (the API docs' ``csp_update``) leaves its change on the response."""
 
