@@ -337,6 +337,12 @@ def test_ignored_parameters_are_accepted(market: None, api: APIClient) -> None:
         ("/v2/stocks/snapshots", {"symbols": " , "}),
         ("/v2/stocks/trades/latest", {}),
         ("/v2/stocks/AAPL/bars", {"timeframe": "1Sec"}),
+        # A NUL, which PostgreSQL refuses in any text it compares (the schema fuzzer's 500).
+        ("/v2/stocks/trades/latest", {"symbols": "AAPL,\x00"}),
+        ("/v2/stocks/snapshots", {"symbols": "A\x00PL"}),
+        ("/v2/stocks/trades", {"symbols": "\x00"}),
+        ("/v2/stocks/%00AAPL/trades/latest", {}),
+        ("/v2/stocks/AA%01PL/snapshot", {}),
     ],
 )
 def test_invalid_parameters_answer_422_in_alpaca_shape(

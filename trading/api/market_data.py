@@ -117,18 +117,27 @@ def parse_time(value: str | None, *, name: str, end: bool = False) -> dt.datetim
     )
 
 
+def _printable(symbols: list[str]) -> list[str]:
+    """``symbols``, refused (422) if one holds a control character: no symbol has one, and
+    PostgreSQL refuses a NUL in any text it is asked to compare (a 500, not an empty answer)."""
+    for symbol in symbols:
+        if not symbol.isprintable():
+            raise InvalidRequest(f"invalid symbol: {symbol!r}")
+    return symbols
+
+
 def symbols_param(request: Request) -> list[str]:
     symbols = history.normalize_symbols(request.query_params.get("symbols", "").split(","))
     if not symbols:
         raise InvalidRequest("symbols is required")
-    return symbols
+    return _printable(symbols)
 
 
 def _single_symbol(symbol: str) -> str:
     symbols = history.normalize_symbols([symbol])
     if len(symbols) != 1 or "," in symbol:
         raise InvalidRequest(f"invalid symbol: {symbol!r}")
-    return symbols[0]
+    return _printable(symbols)[0]
 
 
 def _history_args(request: Request) -> dict[str, Any]:
