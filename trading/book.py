@@ -28,6 +28,7 @@ from django.db import connection
 from django.db.models import Model
 
 from trading.models import Account, Asset, CashEntry, DailyBar, Fill, OrderSide, Position
+from trading.prepared import bound, named_placeholders
 from trading.units import UNITS_PER_CENT
 
 
@@ -78,7 +79,9 @@ def _table(model: type[Model]) -> str:
 
 
 @functools.cache
-def _sql(*, vendor: str, ledger: bool, flow_closes: bool, one_asset: str | None) -> str:
+def _sql(
+    *, vendor: str, ledger: bool, flow_closes: bool, one_asset: str | None
+) -> tuple[str, tuple[str, ...] | None]:
     """The statement for one shape (cached per shape: the text never changes).
 
     Parameters in the order they appear: boundary, account, [asset] (positions); [boundary],
@@ -114,8 +117,9 @@ def _sql(*, vendor: str, ledger: bool, flow_closes: bool, one_asset: str | None)
             "COALESCE(SUM(e.amount_cents), 0), NULL, NULL, NULL, NULL "
             f"FROM {cash} e WHERE e.account_id = %s AND e.created_at > %s"
         )
-    # Positions in symbol order as the database collates it, as the ORM's listing was.
-    return " UNION ALL ".join(branches) + " ORDER BY 1, 2"
+    # Positions in symbol order as the database collates it, as the ORM's listing was. On SQLite
+    # its parameters go by name: Django's cursor then skips a regular expression over the text.
+    return named_placeholders(" UNION ALL ".join(branches) + " ORDER BY 1, 2", vendor=vendor, count=None)
 
 
 def _asset_id(value: uuid.UUID | str) -> uuid.UUID:
@@ -155,10 +159,10 @@ def book_get(
     params += [OrderSide.BUY.value] * 4 + [account, since_value, *asset]
     if ledger:
         params += [account, since_value]
-    sql = _sql(vendor=connection.vendor, ledger=ledger, flow_closes=flow_closes, one_asset=one_asset)
+    sql, names = _sql(vendor=connection.vendor, ledger=ledger, flow_closes=flow_closes, one_asset=one_asset)
     book = Book()
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, bound(names, params))
         rows = cursor.fetchall()
     for kind, symbol, held_asset_id, exchange, asset_class, marginable, n1, n2, n3, n4, close in rows:
         if close is not None:

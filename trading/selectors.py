@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db.models import (
@@ -63,7 +63,7 @@ from trading.models import (
     Watchlist,
     WatchlistEntry,
 )
-from trading.prepared import PreparedQuery
+from trading.prepared import PreparedQuery, PreparedRows
 from trading.quotes import latest_quotes, newest_per_symbol
 from trading.units import (
     QTY_SCALE,
@@ -114,9 +114,13 @@ class PositionValue:
     def side(self) -> str:
         return "long" if self.qty > 0 else "short"
 
-    @property
-    def market_value(self) -> int:
-        return holding_value_units(price_units=self.current_price, qty=self.qty)
+    # Computed once: the answer reads it six times (its P/L figures are made from it).
+    market_value: int = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "market_value", holding_value_units(price_units=self.current_price, qty=self.qty)
+        )
 
     @property
     def avg_entry_price(self) -> Decimal:
@@ -181,9 +185,21 @@ def _ratio(numerator: int, denominator: int) -> Decimal:
     return Decimal(numerator) / Decimal(denominator)
 
 
+# The last day day_boundary found: (time zone, its start, the next day's start). Every account and
+# position read asks several times, nearly always about the same day.
+_day_memo: tuple[str, dt.datetime, dt.datetime] | None = None
+
+
 def day_boundary(moment: dt.datetime) -> dt.datetime:
     """When the trading day containing ``moment`` began: yesterday's close is the price here."""
-    return calendar.day_start(calendar.trading_day_of(moment))
+    global _day_memo
+    last = _day_memo
+    if last is not None and last[0] == settings.TRADING_TIMEZONE and last[1] <= moment < last[2]:
+        return last[1]
+    day = calendar.trading_day_of(moment)
+    start = calendar.day_start(day)
+    _day_memo = (settings.TRADING_TIMEZONE, start, calendar.day_start(day + dt.timedelta(days=1)))
+    return start
 
 
 def _measured_since(account: Account, now: dt.datetime) -> dt.datetime:
@@ -533,6 +549,102 @@ def orders_list(
     if nested:
         _legs_attach(found)
     return found
+
+
+class OrderRowAsset(NamedTuple):
+    symbol: str
+    asset_class: str
+
+
+class OrderRowReplacement(NamedTuple):
+    id: uuid.UUID
+
+
+class OrderRow(NamedTuple):
+    """An order as a list answers it, from a plain row (no model instance): the fields
+    ``OrderSerializer`` reads, named as on ``Order``, its asset's and its replacement's too."""
+
+    id: uuid.UUID
+    client_order_id: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    submitted_at: dt.datetime
+    filled_at: dt.datetime | None
+    expired_at: dt.datetime | None
+    expires_at: dt.datetime | None
+    canceled_at: dt.datetime | None
+    failed_at: dt.datetime | None
+    replaced_at: dt.datetime | None
+    replaces_id: uuid.UUID | None
+    asset_id: uuid.UUID
+    parent_id: uuid.UUID | None
+    notional_cents: int | None
+    qty: int
+    filled_qty: int
+    filled_avg_price_units: int | None
+    order_class: str
+    type: str
+    side: str
+    position_intent: str
+    time_in_force: str
+    limit_price_units: int | None
+    stop_price_units: int | None
+    trail_price_units: int | None
+    trail_percent_units: int | None
+    high_water_mark_units: int | None
+    status: str
+    extended_hours: bool
+    asset: OrderRowAsset
+    replaced_by: OrderRowReplacement | None
+
+
+# The row's own columns, then its asset's symbol and class and its replacement's id (a reverse
+# one-to-one: at most one row joins).
+_ORDER_ROW_COLUMNS = (*OrderRow._fields[:-2], "asset__symbol", "asset__asset_class", "replaced_by__id")
+_ORDER_ROW_OWN = len(OrderRow._fields) - 2
+
+
+def _order_rows_page(**page: Any) -> QuerySet[Any]:
+    return _orders_page(**page).values_list(*_ORDER_ROW_COLUMNS)
+
+
+_ORDER_ROWS_POLL = PreparedRows(_order_rows_page, account_id=Account._meta.get_field("id"))
+
+
+def orders_list_rows(
+    *,
+    account_id: uuid.UUID,
+    status: str = "open",
+    limit: int = ORDERS_LIMIT_DEFAULT,
+    after: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    direction: str = "desc",
+    side: str | None = None,
+    symbols: Sequence[str] | None = None,
+) -> list[OrderRow]:
+    """``orders_list`` not nested, as plain rows: what a list answers, built without a model
+    instance (docs/architecture.md, The polled reads). A poll's shape is compiled once."""
+    limit = max(1, min(limit, ORDERS_LIMIT_MAX))
+    page: dict[str, Any] = {"status": status, "limit": limit, "direction": direction, "nested": False}
+    if after is None and until is None and not side and not symbols and limit in _POLLED_LIMITS:
+        rows = _ORDER_ROWS_POLL.run(shape=page, account_id=account_id)
+    else:
+        rows = list(
+            _order_rows_page(
+                account_id=account_id, after=after, until=until, side=side, symbols=symbols, **page
+            )
+        )
+    own = _ORDER_ROW_OWN
+    return [
+        OrderRow._make(
+            (
+                *row[:own],
+                OrderRowAsset(row[own], row[own + 1]),
+                None if row[own + 2] is None else OrderRowReplacement(row[own + 2]),
+            )
+        )
+        for row in rows
+    ]
 
 
 def _legs_attach(orders: Sequence[Order]) -> None:

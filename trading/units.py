@@ -19,6 +19,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 PRICE_SCALE = 10_000  # price units per dollar
 CENTS_PER_DOLLAR = 100
 UNITS_PER_CENT = PRICE_SCALE // CENTS_PER_DOLLAR
+_PRICE_DIGITS = len(str(PRICE_SCALE)) - 1  # a price unit's decimal places
 QTY_SCALE = 1_000_000_000  # quantity units per share
 
 
@@ -125,7 +126,14 @@ def units_to_str(units: int | None) -> str | None:
     """Price units as Alpaca's decimal string: no exponent, trailing zeros kept to cents."""
     if units is None:
         return None
-    return _format(Decimal(units) / PRICE_SCALE)
+    # In integers, as the decimal quotient units / PRICE_SCALE is written (no exponent, trailing
+    # zeros trimmed to cents) but without building a Decimal: every price and value an answer
+    # shows goes through here, several per position or order.
+    whole, fraction = divmod(-units if units < 0 else units, PRICE_SCALE)
+    sign = "-" if units < 0 else ""
+    if fraction % UNITS_PER_CENT:
+        return f"{sign}{whole}.{f'{fraction:0{_PRICE_DIGITS}d}'.rstrip('0')}"
+    return f"{sign}{whole}.{fraction // UNITS_PER_CENT:02d}"
 
 
 def units_to_float(units: int | None) -> float | None:
@@ -135,18 +143,9 @@ def units_to_float(units: int | None) -> float | None:
 def cents_to_str(cents: int | None) -> str | None:
     if cents is None:
         return None
-    return f"{Decimal(cents) / CENTS_PER_DOLLAR:.2f}"
-
-
-def _format(value: Decimal) -> str:
-    text = f"{value:f}"
-    if "." in text:
-        text = text.rstrip("0")
-        whole, _, frac = text.partition(".")
-        text = f"{whole}.{frac.ljust(2, '0')}"
-    else:
-        text = f"{text}.00"
-    return text
+    # In integers, as f"{Decimal(cents) / CENTS_PER_DOLLAR:.2f}" writes it (see units_to_str).
+    whole, fraction = divmod(-cents if cents < 0 else cents, CENTS_PER_DOLLAR)
+    return f"{'-' if cents < 0 else ''}{whole}.{fraction:02d}"
 
 
 def divide_half_even(numerator: int, denominator: int) -> int:

@@ -344,3 +344,23 @@ def test_price_increment_is_a_cent_from_one_dollar_and_a_ten_thousandth_below(un
 )
 def test_price_increment_edges(units: int, valid: bool) -> None:
     assert price_increment_valid(units) is valid
+
+
+# --- the answers' strings, in integers ---------------------------------------------------------
+
+
+def _units_to_str_by_decimal(units: int) -> str:
+    """What units_to_str wrote when it divided a Decimal (the Alpaca shape's reference)."""
+    text = f"{Decimal(units) / PRICE_SCALE:f}"
+    if "." in text:
+        whole, _, fraction = text.rstrip("0").partition(".")
+        return f"{whole}.{fraction.ljust(2, '0')}"
+    return f"{text}.00"
+
+
+@given(st.one_of(price_units, st.integers(min_value=-(10**20), max_value=10**20), st.integers(-200, 200)))
+def test_units_and_cents_are_written_as_their_decimal_quotients_are(units: int) -> None:
+    """The integer formatting answers what formatting the decimal quotient answered, every sign,
+    size and trailing zero (decimal's 28 digits hold every figure drawn here exactly)."""
+    assert units_to_str(units) == _units_to_str_by_decimal(units)
+    assert cents_to_str(units) == f"{Decimal(units) / 100:.2f}"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
+from typing import Any, cast
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
@@ -46,6 +46,7 @@ from trading.selectors import (
     TIMEFRAMES as PORTFOLIO_TIMEFRAMES,
     AccountSummary,
     Activity,
+    OrderRow,
     PortfolioHistory,
     PositionValue,
 )
@@ -576,6 +577,13 @@ class OrderSerializer(ShapeSerializer):
                 "stop_price": units_to_str(_stop_price(order, state.high_water_mark_units)),
             }
         return cls._shape(order, legs, leg_states, replaced_by=True)
+
+    @classmethod
+    def shape_row(cls, row: OrderRow) -> dict[str, Any]:
+        """A list's order (legs null, not nested) from its plain row: the same answer as
+        ``shape(order, legs=False)`` gives its model instance, by the same code (the row names
+        its fields as the model does)."""
+        return cls._shape(cast(Order, row), False, None, replaced_by=True)
 
     @classmethod
     def _shape(

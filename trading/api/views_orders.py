@@ -91,8 +91,23 @@ class OrdersView(TradingAPIView):
     )
     def get(self, request: Request) -> Response:
         query = _orders_query(request)
+        account_id = request_account(request).pk
+        if not query["nested"]:
+            # Legs listed on their own, none nested: each order is shaped from its plain row,
+            # no model instance built (docs/architecture.md, The polled reads).
+            rows = selectors.orders_list_rows(
+                account_id=account_id,
+                status=query["status"],
+                limit=query["limit"],
+                after=query.get("after"),
+                until=query.get("until"),
+                direction=query["direction"],
+                side=query.get("side"),
+                symbols=query.get("symbols"),
+            )
+            return Response([OrderSerializer.shape_row(row) for row in rows])
         orders = selectors.orders_list(
-            account_id=request_account(request).pk,
+            account_id=account_id,
             status=query["status"],
             limit=query["limit"],
             after=query.get("after"),
