@@ -100,6 +100,8 @@ def _sentinel(field: Field[Any, Any]) -> Any:
 
 # Django's own pattern for a "format" placeholder (django.db.backends.sqlite3.base).
 _FORMAT_PLACEHOLDER = re.compile(r"(?<!%)%s")
+# What `%` formatting reads in a named statement: an escaped percent, a name, or a lone `%`.
+_PERCENT_TOKEN = re.compile(r"%%|%\(p[0-9]+\)s|%")
 
 
 def named_placeholders(sql: str, *, vendor: str, count: int | None) -> tuple[str, tuple[str, ...] | None]:
@@ -122,6 +124,10 @@ def named_placeholders(sql: str, *, vendor: str, count: int | None) -> tuple[str
     named = _FORMAT_PLACEHOLDER.sub(name, sql)
     if count is not None and len(names) != count:
         raise NotPreparable(f"{len(names)} placeholders for {count} parameters")
+    # A lone `%` (hand-written `LIKE 'a%'`), which Django's sequence path leaves alone, would
+    # fail `%` formatting, on SQLite only: refused here, where the statement is built, instead.
+    if any(token.group() == "%" for token in _PERCENT_TOKEN.finditer(named)):
+        raise NotPreparable(f"a lone % in {sql!r}: write it %%")
     return named, tuple(names)
 
 

@@ -254,6 +254,11 @@ def test_named_placeholders_name_each_format_placeholder_on_sqlite_only() -> Non
     assert named_placeholders(sql, vendor="postgresql", count=2) == (sql, None)
     with pytest.raises(NotPreparable):
         named_placeholders(sql, vendor="sqlite", count=3)
+    # A lone percent would fail `%` formatting on SQLite only: refused when built, on SQLite.
+    lone = "SELECT a FROM t WHERE s LIKE 'a%' AND b = %s"
+    with pytest.raises(NotPreparable, match="lone %"):
+        named_placeholders(lone, vendor="sqlite", count=1)
+    assert named_placeholders(lone, vendor="postgresql", count=1) == (lone, None)
 
 
 @given(
