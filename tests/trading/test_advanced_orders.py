@@ -13,13 +13,14 @@ import pytest
 from django.db.models import Sum
 
 from tests.builders import shares
-from trading import services
+from trading import matching, services
 from trading.errors import InvalidRequest
 from trading.models import (
     OPEN_ORDER_STATUSES,
     Account,
     Asset,
     CashEntry,
+    Fill,
     Order,
     OrderClass,
     OrderStatus,
@@ -236,6 +237,42 @@ def test_a_stop_limit_stop_loss(account: Account) -> None:
         p("95.00"),
         p("94.50"),
     )
+
+
+def test_one_tick_crossing_both_exits_fills_one_and_the_other_finds_it_canceled(account: Account) -> None:
+    """A stop-limit stop-loss that triggered on a gap below its limit rests as a sell limit under
+    the take-profit: a tick above both crosses both legs at once (found on PostgreSQL by Property
+    38's state machine, seed 38). The first fill cancels its sibling, whose fill then does
+    nothing (None, as when a cancel won the race): the shares are sold once."""
+    entry = bracket(account, stop_loss_limit_units=p("94.50"))
+    pair = legs(entry)
+    take_profit, stop_loss = pair
+
+    def resting() -> list[matching.RestingOrder]:
+        orders = Order.objects.filter(pk__in=[take_profit.pk, stop_loss.pk], status__in=OPEN_ORDER_STATUSES)
+        return [services.order_as_resting(order) for order in orders.select_related("asset")]
+
+    gap = matching.Quote(bid=p("93.99"), ask=p("94.01"), last=p("94.00"))
+    assert matching.triggered(resting(), {"AAPL": gap}) == [
+        matching.Decision(str(stop_loss.pk), matching.Action.TRIGGER)
+    ]
+    services.order_mark_triggered(order_id=stop_loss.pk, now=LATER)
+
+    jump = matching.Quote(bid=p("110.49"), ask=p("110.51"), last=p("110.50"))
+    decisions = matching.triggered(resting(), {"AAPL": jump})
+    assert [decision.action for decision in decisions] == [matching.Action.FILL] * 2
+    first, second = (
+        services.order_fill(order_id=decision.order_id, price_units=p("110.49"), now=LATER)
+        for decision in decisions
+    )
+
+    assert first is not None and first.status == OrderStatus.FILLED
+    assert second is None
+    assert sorted(statuses(*pair)) == ["canceled", "filled"]
+    assert Fill.objects.filter(order__in=pair).count() == 1
+    position = Position.objects.get(account=account)
+    assert (position.qty, position.qty_held) == (0, 0)
+    assert_holds_exact(account)
 
 
 def test_replacing_a_leg_keeps_it_in_its_group_and_the_hold_once(account: Account) -> None:
