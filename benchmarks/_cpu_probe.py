@@ -10,12 +10,15 @@ called with an environ as gunicorn builds one; after a warm-up, ``time.process_t
 ``requests`` requests, the best of ``rounds`` rounds, is one endpoint's figure: the CPU a worker
 spends on it, whatever else the machine runs. With ``profile`` naming an endpoint, that endpoint
 runs once more under cProfile (on the CPU clock) and the profile's top functions come back too.
+``posts`` (``--cpu-orders``) are measured the same way with a one-share market order as each
+request's body, from each of ``traders`` in turn, alternating buy and sell per trader.
 """
 
 from __future__ import annotations
 
 import cProfile
 import io
+import itertools
 import json
 import os
 import pstats
@@ -44,8 +47,12 @@ def main() -> None:
     application = get_internal_wsgi_application()
     requests, rounds = int(spec["requests"]), int(spec["rounds"])
     result: dict[str, Any] = {"cpu_us": {}, "profile": ""}
-    for name, path, authenticated in spec["endpoints"]:
-        call = _caller(application, path, spec["headers"] if authenticated else {})
+    calls = [
+        (name, _caller(application, path, spec["headers"] if authenticated else {}))
+        for name, path, authenticated in spec["endpoints"]
+    ]
+    calls += [(name, _poster(application, path, spec["traders"])) for name, path in spec.get("posts", [])]
+    for name, call in calls:
         for _ in range(WARMUP):
             call()
         best = min(_cpu_seconds(call, requests) for _ in range(rounds))
@@ -55,10 +62,16 @@ def main() -> None:
     json.dump(result, sys.stdout)
 
 
-def _caller(application: Any, path: str, headers: dict[str, str]) -> Callable[[], None]:
+def _environ(path: str, headers: dict[str, str], *, method: str = "GET", body: bytes = b"") -> dict[str, Any]:
+    """An environ as gunicorn builds one (CONTENT_TYPE and CONTENT_LENGTH without HTTP_)."""
     route, _, query = path.partition("?")
-    environ: dict[str, Any] = {
-        "REQUEST_METHOD": "GET",
+    content = {
+        name.lower(): value
+        for name, value in headers.items()
+        if name.lower() in ("content-type", "content-length")
+    }
+    return {
+        "REQUEST_METHOD": method,
         "PATH_INFO": route,
         "QUERY_STRING": query,
         "SERVER_NAME": "127.0.0.1",
@@ -71,22 +84,56 @@ def _caller(application: Any, path: str, headers: dict[str, str]) -> Callable[[]
         "wsgi.multithread": False,
         "wsgi.multiprocess": True,
         "wsgi.run_once": False,
-        **{f"HTTP_{name.upper().replace('-', '_')}": value for name, value in headers.items()},
+        **{
+            f"HTTP_{name.upper().replace('-', '_')}": value
+            for name, value in headers.items()
+            if name.lower() not in content
+        },
+        **({"CONTENT_TYPE": content["content-type"]} if "content-type" in content else {}),
+        **({"CONTENT_LENGTH": str(len(body))} if method != "GET" else {}),
     }
+
+
+def _answered(application: Any, environ: dict[str, Any], what: str) -> None:
+    """One request through the WSGI application, as gunicorn makes it; exits unless it answered 200."""
     statuses: list[str] = []
 
     def start_response(status: str, response_headers: Any, exc_info: Any = None) -> None:
         statuses.append(status)
 
+    answer: Iterable[bytes] = application(environ, start_response)
+    b"".join(answer)
+    close = getattr(answer, "close", None)
+    if close is not None:
+        close()  # Django's request_finished: what gunicorn does after each response
+    if not statuses or not statuses[0].startswith("200"):
+        raise SystemExit(f"{what} answered {statuses}")
+
+
+def _caller(application: Any, path: str, headers: dict[str, str]) -> Callable[[], None]:
+    environ = _environ(path, headers)
+
     def call() -> None:
-        statuses.clear()
-        answer: Iterable[bytes] = application({**environ, "wsgi.input": io.BytesIO()}, start_response)
-        b"".join(answer)
-        close = getattr(answer, "close", None)
-        if close is not None:
-            close()  # Django's request_finished: what gunicorn does after each response
-        if not statuses or not statuses[0].startswith("200"):
-            raise SystemExit(f"GET {path} answered {statuses}")
+        _answered(application, {**environ, "wsgi.input": io.BytesIO()}, f"GET {path}")
+
+    return call
+
+
+def _poster(application: Any, path: str, traders: list[list[Any]]) -> Callable[[], None]:
+    """POSTs of a one-share market order (benchmarks/trading.py, order_body) from each trader in
+    turn, each trader alternating buy and sell, as ``benchmark trading``'s load sends them: every
+    order fills whole at the published quote (its touch shows more than one share)."""
+    from benchmarks.trading import order_body
+
+    sent = itertools.count()
+
+    def call() -> None:
+        index = next(sent)
+        headers, symbol = traders[index % len(traders)]
+        side = "buy" if (index // len(traders)) % 2 == 0 else "sell"
+        body = order_body(symbol, side)
+        environ = _environ(path, headers, method="POST", body=body)
+        _answered(application, {**environ, "wsgi.input": io.BytesIO(body)}, f"POST {path} ({side})")
 
     return call
 

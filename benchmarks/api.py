@@ -32,7 +32,9 @@ sampled by ``--query-sample`` sequential requests after the load):
 
 With ``--cpu N`` it serves nothing and measures CPU per request instead, in one process
 (benchmarks/_cpu_probe.py), the polled reads also through the ORM's own path
-(``PREPARED_QUERIES=false``); ``--profile <endpoint>`` adds that endpoint's cProfile.
+(``PREPARED_QUERIES=false``); ``--profile <endpoint>`` adds that endpoint's cProfile, and
+``--cpu-orders`` order placement (filled market orders, as ``benchmark trading`` sends them)
+against ``benchmark trading``'s INSERT floor.
 
 Rate limits stay on with limits too high to trip, so their cost is in every figure. The
 leaderboard's staleness bound is lifted for the run: recomputing it is a write, not a read. The
@@ -64,6 +66,7 @@ import psutil
 from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
 from django.db import connection
+from django.db.models import F
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -83,6 +86,7 @@ from benchmarks._api_server import (
 )
 from benchmarks._report import METRICS_COST_GOAL, Report, Row, speedup
 from benchmarks.processes import redis_keys_delete
+from benchmarks.trading import FLOOR_PATH, ORDER_RATE_LIMITS, ORDERS_PATH, traders_seed
 from config.metrics import FLUSH_INTERVAL_S
 from trading import services
 from trading.models import (
@@ -186,6 +190,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ),
     )
     parser.add_argument("--cpu-rounds", type=int, default=3, help="--cpu: rounds per endpoint (default 3)")
+    parser.add_argument(
+        "--cpu-orders",
+        action="store_true",
+        help=(
+            "--cpu: also order placement (POST /v2/orders, filled one-share market orders from "
+            "--accounts accounts in turn, alternating buy and sell) against the INSERT floor "
+            "(POST /v2/_bench/insert), benchmark trading's floor, with rate limits lifted"
+        ),
+    )
     parser.add_argument(
         "--profile",
         default="",
@@ -360,6 +373,11 @@ def _cpu_run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
             {**spec, "endpoints": [e for e in endpoints if e.name in PREPARED_READS], "profile": ""},
             {"PREPARED_QUERIES": "false"},
         )
+        orders = (
+            _cpu_orders(spec, accounts=int(options["accounts"]), log=log)
+            if options.get("cpu_orders")
+            else None
+        )
         report = Report(
             title=(
                 f"benchmark api --cpu: {connection.vendor} ({name}), CPU per request in one process "
@@ -392,6 +410,27 @@ def _cpu_run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
                 None,
             )
         )
+    if orders is not None:
+        placement, insert_floor = orders.cpu_us[ORDER_PLACEMENT], orders.cpu_us[INSERT_FLOOR]
+        report.add(
+            Row(
+                f"{ORDER_PLACEMENT}: CPU per filled order vs the INSERT floor's",
+                f"{placement:,.0f} us",
+                f"{insert_floor:,.0f} us",
+                f"{placement / insert_floor:.2f}x",
+                "-",
+                None,
+            )
+        )
+        report.notes.append(
+            f"order placement: {orders.placed:,} orders placed (warm-up included), "
+            f"{orders.filled_whole:,} filled whole"
+            + (
+                ""
+                if orders.placed == orders.filled_whole
+                else " (NOT ALL: the figure is not a filled order's)"
+            )
+        )
     report.notes.append(
         "CPU, not latency: no server, no load generator and no market beside it; the seeded ticks' "
         "quotes are in Redis. Compare rows within one run."
@@ -403,12 +442,47 @@ def _cpu_run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
     return report
 
 
+INSERT_FLOOR = "INSERT floor (POST /v2/_bench/insert)"
+ORDER_PLACEMENT = "order placement (POST /v2/orders)"
+
+
+@dataclass(frozen=True)
+class OrdersCpu:
+    cpu_us: dict[str, float]
+    placed: int
+    filled_whole: int
+
+
+def _cpu_orders(spec: dict[str, Any], *, accounts: int, log: Callable[[str], None]) -> OrdersCpu:
+    """``--cpu-orders``: accounts of their own (benchmark trading's, ``traders_seed``), then the
+    INSERT floor and order placement in one measuring process, each request from the next account,
+    alternating buy and sell per account; afterwards, how many of their orders filled whole."""
+    traders = traders_seed(accounts=max(1, accounts), symbols=1, log=log)
+    log(f"CPU per request: the INSERT floor and order placement from {len(traders)} accounts in turn")
+    measured = _cpu_probe(
+        {
+            **spec,
+            "endpoints": [],
+            "posts": [[INSERT_FLOOR, FLOOR_PATH], [ORDER_PLACEMENT, ORDERS_PATH]],
+            "traders": [[trader.headers, trader.symbol] for trader in traders],
+            "profile": "",
+        },
+        {"RATE_LIMITS": ORDER_RATE_LIMITS},
+    )
+    placed = Order.objects.filter(asset__symbol__in={trader.symbol for trader in traders})  # theirs alone
+    return OrdersCpu(
+        cpu_us=measured["cpu_us"],
+        placed=placed.count(),
+        filled_whole=placed.filter(status=OrderStatus.FILLED, filled_qty=F("qty")).count(),
+    )
+
+
 def _cpu_probe(spec: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     """One run of the measuring process on the throwaway database, with Redis keys of its own."""
     redis_prefix = f"benchcpu{os.getpid()}"
     endpoints: list[Endpoint] = spec["endpoints"]
     spec = {**spec, "endpoints": [[e.name, e.path, e.authenticated] for e in endpoints]}
-    environment = {
+    environment: dict[str, str] = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "DATABASE_URL": _database.database_url(),

@@ -91,8 +91,8 @@ def test_without_wrk_the_python_client_is_used_and_said(monkeypatch: pytest.Monk
 @pytest.mark.usefixtures("benchmark_template")  # tests/benchmarks/conftest.py
 def test_benchmark_api_cpu_prints_cpu_per_request_and_the_profile_asked_for(tmp_path: Path) -> None:
     """``--cpu``: no server; every endpoint answers 200 in the measuring process (it exits
-    otherwise), the compiled querysets are measured against the ORM's own path, and ``--profile``
-    adds that endpoint's cProfile."""
+    otherwise), the compiled querysets are measured against the ORM's own path, ``--cpu-orders``
+    adds order placement against the INSERT floor, and ``--profile`` adds that endpoint's cProfile."""
     text = benchmark_output(
         "api",
         tmp_path,
@@ -103,10 +103,15 @@ def test_benchmark_api_cpu_prints_cpu_per_request_and_the_profile_asked_for(tmp_
         profile="account",
         accounts=5,
         symbols=3,
+        cpu_orders=True,
     )
     for name in ("API floor", "account", "positions", "open orders", "latest quote", "snapshot", "bars"):
         assert f"{name}: CPU per request vs the API floor's" in text
     for name in ("account", "positions", "open orders"):
         assert f"{name}: CPU per request, compiled querysets vs the ORM's (PREPARED_QUERIES=false)" in text
+    # --cpu-orders: placement against the INSERT floor, every order (warm-up's 50 and the round's
+    # 3) filled whole, from five accounts in turn alternating buy and sell.
+    assert "order placement (POST /v2/orders): CPU per filled order vs the INSERT floor's" in text
+    assert "order placement: 53 orders placed (warm-up included), 53 filled whole\n" in text + "\n"
     assert "cProfile of account over 3 requests (CPU clock)" in text
     assert "account_summary" in text  # the profile is the account read's
