@@ -407,6 +407,14 @@ class LedgerMachine(RuleBasedStateMachine):
                     return
                 # Its legs were canceled (canceling one exit cancels its sibling): what is left is
                 # replaced as a simple order.
+            elif old.filled_qty:
+                # A partially filled exit is refused (its replacement would hold the group's whole
+                # qty), and writes nothing.
+                before = _snapshot()
+                with pytest.raises(InvalidRequest, match="a partially filled leg of a"):
+                    services.order_replace(account_id=old.account_id, order_id=old.pk, now=self.clock())
+                assert _snapshot() == before
+                return
             else:
                 qty, tif = None, None  # a leg keeps its group's qty and time in force
         if qty is not None:
@@ -953,3 +961,40 @@ def test_one_tick_crossing_both_exits_of_a_bracket(
     assert sorted(exits.values_list("status", flat=True)) == ["canceled", "filled"]
     assert exits.get(type="stop_limit").stop_triggered_at is not None
     assert Position.objects.get().qty == 0
+
+
+class _Drawn:
+    """``data`` for a rule called directly: every draw is ``value``."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def draw(self, strategy: object, label: str | None = None) -> object:
+        return self.value
+
+
+@pytest.mark.django_db(transaction=True)
+def test_replacing_a_partially_filled_exit_is_refused(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The machine's steps that failed with seed 4 on SQLite, cut down: a bracket's take-profit
+    partly filled by a small touch is refused a replace (the services refuse it; the model
+    expected it replaced)."""
+    settings.ACCOUNT_STARTING_CASH = f"{RESET_CASH / 100:.2f}"
+    settings.SHORT_SELLING_DEFAULT = False
+    monkeypatch.setattr(sys.modules[__name__], "event", lambda *args: None)
+    machine = LedgerMachine()
+    machine.setup(openings=[1_000_000] * ACCOUNTS, starts=[800_000] * len(SYMBOLS), plan=None,
+                  shorting=[False] * ACCOUNTS)  # fmt: skip
+    # Bought at $80.01: a take-profit at $81.01, a stop-loss at $79.01.
+    machine.advanced_entry(index=0, pick=2, side="buy", count=12, order_class="bracket", kind="market", limit=0,
+                           take_profit=None, stop_loss=None, stop_limit=False, tif="day")  # fmt: skip
+    machine.price_moves(symbol="CCC", steps=8, spread=100, size=4)  # $81.60, 4 shares at the bid
+    machine.ledger_invariants()
+    take_profit = Order.objects.get(status="partially_filled")
+    assert take_profit.filled_qty == 4 * QTY_SCALE
+
+    machine.replace(data=_Drawn(take_profit), qty=None, steps=0, tif=None)
+
+    machine.ledger_invariants()
+    assert Order.objects.get(pk=take_profit.pk).status == "partially_filled"
