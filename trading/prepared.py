@@ -72,11 +72,17 @@ class _Statement:
 
 
 @dataclass(frozen=True)
-class _Compiled(_Statement):
-    """A read's statement, with what turns its rows into model instances."""
+class _CompiledRows(_Statement):
+    """A read's statement, with its columns' converters."""
 
     compiler: Any
     converters: dict[int, Any]
+
+
+@dataclass(frozen=True)
+class _Compiled(_CompiledRows):
+    """A model read's statement, with what turns its rows into model instances."""
+
     model: type[Model]
     fields_start: int
     fields_end: int
@@ -136,29 +142,61 @@ def bound(names: tuple[str, ...] | None, params: Sequence[Any]) -> Sequence[Any]
     return params if names is None else dict(zip(names, params, strict=True))
 
 
+def _slots(
+    fields: Mapping[str, Field[Any, Any]],
+    sentinels: Mapping[str, Any],
+    params: Sequence[Any],
+    connection: Any,
+) -> dict[str, list[int]]:
+    """Where each sentinel's database value sits in the compiled ``params``."""
+    slots: dict[str, list[int]] = {}
+    for name, field in fields.items():
+        value = field.get_db_prep_value(sentinels[name], connection, prepared=False)
+        slots[name] = [index for index, param in enumerate(params) if param == value]
+        if not slots[name]:
+            raise NotPreparable(f"parameter {name!r} is not among the compiled parameters")
+    return slots
+
+
+def _run_params(
+    compiled: _Statement, fields: Mapping[str, Field[Any, Any]], values: Mapping[str, Any], connection: Any
+) -> Sequence[Any] | dict[str, Any]:
+    """The compiled parameters with ``values`` in their sentinels' places, adapted by their
+    fields as the ORM adapts them, in the form the statement takes (``bound``)."""
+    params = list(compiled.params)
+    for name, slots in compiled.slots.items():
+        value = fields[name].get_db_prep_value(values[name], connection, prepared=False)
+        for slot in slots:
+            params[slot] = value
+    return bound(compiled.names, params)
+
+
 # Shapes kept per thread and query. A shape is chosen by the caller from a few known values,
 # but a bound keeps a caller that lets a request pick one (a limit, say) from growing each
 # thread's compilers without end: past it the oldest shape is compiled again when next asked.
 SHAPES_KEPT = 32
 
 
-class PreparedQuery(Generic[M]):
+C = TypeVar("C", bound=_CompiledRows)
+
+
+class _PreparedRead(Generic[C]):
     """``build(**shape, **params)`` compiled once per thread and ``shape`` (the newest
     SHAPES_KEPT kept); ``params`` name the field each parameter is a value of (its database form
-    is that field's)."""
+    is that field's). A subclass compiles (``_compile``) and shapes the rows (``run``)."""
 
-    def __init__(self, build: Callable[..., QuerySet[M]], **params: Field[Any, Any]) -> None:
+    def __init__(self, build: Callable[..., QuerySet[Any]], **params: Field[Any, Any]) -> None:
         self._build = build
         self._params = params
         self._local = threading.local()
 
-    def run(self, *, shape: Mapping[str, Hashable] | None = None, **values: Any) -> list[M]:
-        shape = shape or {}
-        if not settings.PREPARED_QUERIES:
-            # The ORM's own path, compiled per call: `benchmark api --cpu`'s baseline.
-            return list(self._build(**shape, **values))
+    def _compile(self, shape: Mapping[str, Hashable]) -> C:
+        raise NotImplementedError
+
+    def _rows(self, shape: Mapping[str, Hashable], values: Mapping[str, Any]) -> tuple[C, list[Any]]:
+        """The statement of ``shape``, and its rows for ``values``, each column converted."""
         key = tuple(sorted(shape.items()))
-        compiled_by_shape: dict[Any, _Compiled] = self._local.__dict__.setdefault("compiled", {})
+        compiled_by_shape: dict[Any, C] = self._local.__dict__.setdefault("compiled", {})
         compiled = compiled_by_shape.get(key)
         if compiled is None:
             if len(compiled_by_shape) >= SHAPES_KEPT:
@@ -167,16 +205,27 @@ class PreparedQuery(Generic[M]):
         # The connection this thread holds now, not the one the query was compiled on: the same
         # object under Django's per-thread connections, and never another context's if not.
         connection = connections[compiled.db]
-        params = list(compiled.params)
-        for name, slots in compiled.slots.items():
-            value = self._params[name].get_db_prep_value(values[name], connection, prepared=False)
-            for slot in slots:
-                params[slot] = value
         with connection.cursor() as cursor:
-            cursor.execute(compiled.sql, bound(compiled.names, params))
+            cursor.execute(compiled.sql, _run_params(compiled, self._params, values, connection))
             rows = cursor.fetchall()
         if compiled.converters:
             rows = list(compiled.compiler.apply_converters(rows, compiled.converters))
+        return compiled, rows
+
+
+class PreparedQuery(_PreparedRead[_Compiled], Generic[M]):
+    """A model queryset (``build(**shape, **params)``) compiled once per thread and ``shape``,
+    answering model instances as ``ModelIterable`` builds them."""
+
+    def __init__(self, build: Callable[..., QuerySet[M]], **params: Field[Any, Any]) -> None:
+        super().__init__(build, **params)  # typed here, so that ``M`` is the built model
+
+    def run(self, *, shape: Mapping[str, Hashable] | None = None, **values: Any) -> list[M]:
+        shape = shape or {}
+        if not settings.PREPARED_QUERIES:
+            # The ORM's own path, compiled per call: `benchmark api --cpu`'s baseline.
+            return list(self._build(**shape, **values))
+        compiled, rows = self._rows(shape, values)
         db = compiled.db
         model, start, end, init_list = (
             compiled.model,
@@ -208,12 +257,7 @@ class PreparedQuery(Generic[M]):
         compiler = queryset.query.get_compiler(using=db)
         sql, params = compiler.as_sql()
         named_sql, names = named_placeholders(sql, vendor=connection.vendor, count=len(params))
-        slots: dict[str, list[int]] = {}
-        for name, field in self._params.items():
-            value = field.get_db_prep_value(sentinels[name], connection, prepared=False)
-            slots[name] = [index for index, param in enumerate(params) if param == value]
-            if not slots[name]:
-                raise NotPreparable(f"parameter {name!r} is not among the compiled parameters")
+        slots = _slots(self._params, sentinels, params, connection)
         select, klass_info = compiler.select, compiler.klass_info
         fields_start, fields_end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
         return _Compiled(
@@ -234,49 +278,18 @@ class PreparedQuery(Generic[M]):
         )
 
 
-@dataclass(frozen=True)
-class _CompiledRows(_Statement):
-    """A ``values_list`` read's statement, with its columns' converters."""
-
-    compiler: Any
-    converters: dict[int, Any]
-
-
-class PreparedRows:
+class PreparedRows(_PreparedRead[_CompiledRows]):
     """A ``values_list`` queryset (``build(**shape, **params)``) compiled once per thread and
     ``shape`` as ``PreparedQuery`` compiles a model queryset, answering plain tuples of its
     columns as ``ValuesListIterable`` does (each column through its field's converters), with no
     model instance built: the polled reads shape their answers from these rows."""
-
-    def __init__(self, build: Callable[..., QuerySet[Any]], **params: Field[Any, Any]) -> None:
-        self._build = build
-        self._params = params
-        self._local = threading.local()
 
     def run(self, *, shape: Mapping[str, Hashable] | None = None, **values: Any) -> list[tuple[Any, ...]]:
         shape = shape or {}
         if not settings.PREPARED_QUERIES:
             # The ORM's own path, compiled per call: `benchmark api --cpu`'s baseline.
             return list(self._build(**shape, **values))
-        key = tuple(sorted(shape.items()))
-        compiled_by_shape: dict[Any, _CompiledRows] = self._local.__dict__.setdefault("compiled", {})
-        compiled = compiled_by_shape.get(key)
-        if compiled is None:
-            if len(compiled_by_shape) >= SHAPES_KEPT:
-                del compiled_by_shape[next(iter(compiled_by_shape))]
-            compiled = compiled_by_shape[key] = self._compile(shape)
-        connection = connections[compiled.db]
-        params = list(compiled.params)
-        for name, slots in compiled.slots.items():
-            value = self._params[name].get_db_prep_value(values[name], connection, prepared=False)
-            for slot in slots:
-                params[slot] = value
-        with connection.cursor() as cursor:
-            cursor.execute(compiled.sql, bound(compiled.names, params))
-            rows = cursor.fetchall()
-        if compiled.converters:
-            return [tuple(row) for row in compiled.compiler.apply_converters(rows, compiled.converters)]
-        return [tuple(row) for row in rows]
+        return [tuple(row) for row in self._rows(shape, values)[1]]
 
     def _compile(self, shape: Mapping[str, Hashable]) -> _CompiledRows:
         sentinels = {name: _sentinel(field) for name, field in self._params.items()}
@@ -296,12 +309,7 @@ class PreparedRows:
         compiler = query.get_compiler(using=db)
         sql, params = compiler.as_sql()
         named_sql, names = named_placeholders(sql, vendor=connection.vendor, count=len(params))
-        slots: dict[str, list[int]] = {}
-        for name, field in self._params.items():
-            value = field.get_db_prep_value(sentinels[name], connection, prepared=False)
-            slots[name] = [index for index, param in enumerate(params) if param == value]
-            if not slots[name]:
-                raise NotPreparable(f"parameter {name!r} is not among the compiled parameters")
+        slots = _slots(self._params, sentinels, params, connection)
         if compiler.col_count != len(cast(Any, queryset)._fields):
             raise NotPreparable("the compiled select is not the listed fields")
         return _CompiledRows(
@@ -359,12 +367,7 @@ class PreparedStatement:
             if queryset.db != db:
                 raise NotPreparable(f"the statement runs on {queryset.db}, not {db}")
             sql, params = select_sql(queryset) if values is None else update_sql(queryset, values)
-            slots: dict[str, list[int]] = {}
-            for name, field in self._params.items():
-                value = field.get_db_prep_value(sentinels[name], connection, prepared=False)
-                slots[name] = [index for index, param in enumerate(params) if param == value]
-                if not slots[name]:
-                    raise NotPreparable(f"parameter {name!r} is not among the compiled parameters")
+            slots = _slots(self._params, sentinels, params, connection)
             named_sql, names = named_placeholders(sql, vendor=connection.vendor, count=len(params))
             compiled = self._compiled[db] = _Statement(db, named_sql, tuple(params), slots, names)
         return compiled
@@ -377,14 +380,10 @@ class PreparedStatement:
             return queryset.update(**update) if update is not None else len(list(queryset))
         compiled = self._statement(using)
         connection = connections[using]
-        params = list(compiled.params)
-        for name, slots in compiled.slots.items():
-            value = self._params[name].get_db_prep_value(values[name], connection, prepared=False)
-            for slot in slots:
-                params[slot] = value
+        params = _run_params(compiled, self._params, values, connection)
         # As the ORM's writes: a failure inside an atomic block marks it for rollback.
         with transaction.mark_for_rollback_on_error(using=using), connection.cursor() as cursor:
-            cursor.execute(compiled.sql, bound(compiled.names, params))
+            cursor.execute(compiled.sql, params)
             return int(cursor.rowcount)
 
 
