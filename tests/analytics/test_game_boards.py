@@ -28,7 +28,7 @@ from tests.builders import set_quote, shares
 from trading import calendar, services as trading
 from trading.api.serializers import rfc3339
 from trading.errors import InvalidRequest
-from trading.models import Account, Asset, DailyBar, Game, MinuteBar, StockPriceHistory
+from trading.models import Account, Asset, DailyBar, Game, MinuteBar, Order, StockPriceHistory
 from trading.units import price_to_units
 
 BEFORE = dt.datetime(2025, 6, 2, 13, 0, tzinfo=dt.UTC)
@@ -577,21 +577,9 @@ def test_a_reader_that_came_just_after_a_holder_that_died_takes_over_when_its_lo
     assert fresh["as_of"] == rfc3339(stale_at)
 
 
-# A commit another connection makes between two of the board's reads (on SQLite, to the test
-# database's WAL file: tests/settings.py).
-@pytest.mark.django_db(transaction=True)
-def test_the_closing_board_reads_cash_and_positions_of_one_moment_and_is_kept_briefly(
-    market: dict[str, Asset], make_account: MakeAccount
-) -> None:
-    """Within the grace, a game that ended (at ``ends_at``) before its first live board: a fill
-    stamped before the end (the market commits a moment late) commits between the closing board's
-    read of the players' cash and its read of their positions. The board counts it wholly or not
-    at all (here not: its reads see the moment of its first), never the cash still held and the
-    shares already bought. It is cached for CACHE_TTLS["game_closing"], not the leaderboard TTL.
-
-    The board's read takes no write lock: on SQLite the fill (BEGIN IMMEDIATE, on a connection of
-    its own that does not wait for a lock) commits while the board's transaction is open; it
-    found the database locked when that transaction began IMMEDIATE too."""
+def game_with_a_resting_buy(make_account: MakeAccount) -> tuple[Game, Order, dt.datetime]:
+    """A game ending an hour after DURING whose one player (ada, $10,000.00) has a limit buy of 10
+    AAPL at $90.00 resting since DURING (AAPL at $100.00): the game, the order and the end."""
     end = DURING + dt.timedelta(hours=1)
     game = new_game(make_account(username="teacher"), ends_at=end)
     ada = join(game, make_account(username="ada"))
@@ -609,6 +597,25 @@ def test_the_closing_board_reads_cash_and_positions_of_one_moment_and_is_kept_br
         now=DURING,
     )
     assert resting.status == "new"
+    return game, resting, end
+
+
+# A commit another connection makes between two of the board's reads (on SQLite, to the test
+# database's WAL file: tests/settings.py).
+@pytest.mark.django_db(transaction=True)
+def test_the_closing_board_reads_cash_and_positions_of_one_moment_and_is_kept_briefly(
+    market: dict[str, Asset], make_account: MakeAccount
+) -> None:
+    """Within the grace, a game that ended (at ``ends_at``) before its first live board: a fill
+    stamped before the end (the market commits a moment late) commits between the closing board's
+    read of the players' cash and its read of their positions. The board counts it wholly or not
+    at all (here not: its reads see the moment of its first), never the cash still held and the
+    shares already bought. It is cached for CACHE_TTLS["game_closing"], not the leaderboard TTL.
+
+    The board's read takes no write lock: on SQLite the fill (BEGIN IMMEDIATE, on a connection of
+    its own that does not wait for a lock) commits while the board's transaction is open; it
+    found the database locked when that transaction began IMMEDIATE too."""
+    game, resting, end = game_with_a_resting_buy(make_account)
     state = {"filled": False}
 
     def fill() -> None:
@@ -654,23 +661,7 @@ def test_the_freeze_reads_cash_and_positions_of_one_moment(
     accounts' locks from before its first read, so the fill waits for it and the final standings
     count it not at all (the fill commits after), never the cash still held and the shares already
     bought ($10,000.00 cash and 10 shares at $100.00: $11,000.00)."""
-    end = DURING + dt.timedelta(hours=1)
-    game = new_game(make_account(username="teacher"), ends_at=end)
-    ada = join(game, make_account(username="ada"))
-    set_quote("AAPL", price="100.00", at=DURING)
-    resting = trading.order_place(
-        account_id=ada.pk,
-        request=trading.OrderRequest(
-            symbol="AAPL",
-            qty=shares(10),
-            side="buy",
-            type="limit",
-            time_in_force="gtc",
-            limit_price_units=price_to_units("90.00"),
-        ),
-        now=DURING,
-    )
-    assert resting.status == "new"
+    game, resting, end = game_with_a_resting_buy(make_account)
     state: dict[str, Any] = {"filled": False, "pid": None}
 
     def fill() -> None:
