@@ -18,7 +18,7 @@ import datetime as dt
 import re
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -511,6 +511,27 @@ _ORDERS_POLL = PreparedQuery(_orders_page, account_id=Account._meta.get_field("i
 _POLLED_LIMITS = (ORDERS_LIMIT_DEFAULT, ORDERS_LIMIT_MAX)
 
 
+def _orders_page_run(
+    poll: PreparedQuery[Order] | PreparedRows,
+    build: Callable[..., QuerySet[Any]],
+    *,
+    account_id: uuid.UUID,
+    page: dict[str, Any],
+    after: dt.datetime | None,
+    until: dt.datetime | None,
+    side: str | None,
+    symbols: Sequence[str] | None,
+) -> list[Any]:
+    """A page of the account's orders (``page``: status, limit, direction, nested) through
+    ``poll``, compiled once per shape, when it is a bot's poll; else through ``build``, the ORM's
+    path. Prepared only for the limits a poll asks (the default, the most): any other limit takes
+    the ORM's path, so a request cannot add compiled shapes at will."""
+    page = {**page, "limit": max(1, min(page["limit"], ORDERS_LIMIT_MAX))}
+    if after is None and until is None and not side and not symbols and page["limit"] in _POLLED_LIMITS:
+        return poll.run(shape=page, account_id=account_id)
+    return list(build(account_id=account_id, after=after, until=until, side=side, symbols=symbols, **page))
+
+
 def orders_list(
     *,
     account_id: uuid.UUID,
@@ -526,26 +547,16 @@ def orders_list(
     """The account's orders, newest first by default. ``nested``: legs are not listed on their
     own but inside their order (``leg_orders``), and an order whose legs are still open counts
     as open, as in Alpaca's nested listing."""
-    limit = max(1, min(limit, ORDERS_LIMIT_MAX))
-    # Prepared only for the limits a poll asks (the default, the most): any other limit takes
-    # the ORM's path, so a request cannot add compiled shapes at will.
-    if after is None and until is None and not side and not symbols and limit in _POLLED_LIMITS:
-        shape = {"status": status, "limit": limit, "direction": direction, "nested": nested}
-        found = _ORDERS_POLL.run(shape=shape, account_id=account_id)
-    else:
-        found = list(
-            _orders_page(
-                account_id=account_id,
-                status=status,
-                limit=limit,
-                direction=direction,
-                nested=nested,
-                after=after,
-                until=until,
-                side=side,
-                symbols=symbols,
-            )
-        )
+    found: list[Order] = _orders_page_run(
+        _ORDERS_POLL,
+        _orders_page,
+        account_id=account_id,
+        page={"status": status, "limit": limit, "direction": direction, "nested": nested},
+        after=after,
+        until=until,
+        side=side,
+        symbols=symbols,
+    )
     if nested:
         _legs_attach(found)
     return found
@@ -624,16 +635,16 @@ def orders_list_rows(
 ) -> list[OrderRow]:
     """``orders_list`` not nested, as plain rows: what a list answers, built without a model
     instance (docs/architecture.md, The polled reads). A poll's shape is compiled once."""
-    limit = max(1, min(limit, ORDERS_LIMIT_MAX))
-    page: dict[str, Any] = {"status": status, "limit": limit, "direction": direction, "nested": False}
-    if after is None and until is None and not side and not symbols and limit in _POLLED_LIMITS:
-        rows = _ORDER_ROWS_POLL.run(shape=page, account_id=account_id)
-    else:
-        rows = list(
-            _order_rows_page(
-                account_id=account_id, after=after, until=until, side=side, symbols=symbols, **page
-            )
-        )
+    rows = _orders_page_run(
+        _ORDER_ROWS_POLL,
+        _order_rows_page,
+        account_id=account_id,
+        page={"status": status, "limit": limit, "direction": direction, "nested": False},
+        after=after,
+        until=until,
+        side=side,
+        symbols=symbols,
+    )
     own = _ORDER_ROW_OWN
     return [
         OrderRow._make(

@@ -91,33 +91,23 @@ class OrdersView(TradingAPIView):
     )
     def get(self, request: Request) -> Response:
         query = _orders_query(request)
-        account_id = request_account(request).pk
+        listing: dict[str, Any] = {
+            "account_id": request_account(request).pk,
+            "status": query["status"],
+            "limit": query["limit"],
+            "after": query.get("after"),
+            "until": query.get("until"),
+            "direction": query["direction"],
+            "side": query.get("side"),
+            "symbols": query.get("symbols"),
+        }
         if not query["nested"]:
             # Legs listed on their own, none nested: each order is shaped from its plain row,
             # no model instance built (docs/architecture.md, The polled reads).
-            rows = selectors.orders_list_rows(
-                account_id=account_id,
-                status=query["status"],
-                limit=query["limit"],
-                after=query.get("after"),
-                until=query.get("until"),
-                direction=query["direction"],
-                side=query.get("side"),
-                symbols=query.get("symbols"),
-            )
+            rows = selectors.orders_list_rows(**listing)
             return Response([OrderSerializer.shape_row(row) for row in rows])
-        orders = selectors.orders_list(
-            account_id=account_id,
-            status=query["status"],
-            limit=query["limit"],
-            after=query.get("after"),
-            until=query.get("until"),
-            direction=query["direction"],
-            side=query.get("side"),
-            symbols=query.get("symbols"),
-            nested=query["nested"],
-        )
-        return Response([OrderSerializer.shape(order, legs=query["nested"]) for order in orders])
+        orders = selectors.orders_list(**listing, nested=True)
+        return Response([OrderSerializer.shape(order, legs=True) for order in orders])
 
     @extend_schema(
         operation_id="orders_create",
