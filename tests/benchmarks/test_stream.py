@@ -4,11 +4,11 @@ Speeds are not asserted (the goals are the benchmark's business): the rows, that
 connection of every server received data, and the clean-up are.
 
 Backend-neutral: the fan-out runs through Redis and WebSockets, and the database only holds the
-run's one account and key, read when each client authenticates (stream authentication on each
-backend is tests/realtime's business). So CI runs this benchmark once, on SQLite, inside
-``benchmark all`` (tests/benchmarks/test_all.py checks the same table with ``stream_table_check``);
-this test runs it alone against PostgreSQL (``make test`` with DATABASE_URL set), and the
-DB_TESTS_ONLY pass deselects it.
+run's one account and key, read when each client authenticates (a burst of stream
+authentications on each backend is tests/realtime/test_auth_burst.py's business). So CI runs this
+benchmark once, on SQLite, inside ``benchmark all`` (tests/benchmarks/test_all.py checks the same
+table with ``stream_table_check``); this test runs it alone against PostgreSQL (``make test`` with
+DATABASE_URL set), and the DB_TESTS_ONLY pass deselects it.
 """
 
 from __future__ import annotations
