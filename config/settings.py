@@ -166,8 +166,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", DB_CONNECT_TIMEOUT_S)
+    # Django's backend with a health check that needs no round trip (config/postgresql/base.py).
+    DATABASES["default"]["ENGINE"] = "config.postgresql"
 # Reused connections: opening one per request (and, on SQLite, re-running the WAL pragma) was
 # the largest cost of a cached API read under gunicorn. 0 behind a transaction-pooling proxy.
+# Health checks: a connection the server closed (a restart, a terminated backend) is replaced
+# before a request's first query; on PostgreSQL the check is local (config/postgresql/base.py).
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
 DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

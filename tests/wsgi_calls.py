@@ -32,9 +32,12 @@ def wsgi_call(
     body: bytes = b"",
     content_type: str = "",
     headers: dict[str, str] | None = None,
+    connection_signals: bool = False,
 ) -> Answer:
     """``method path`` through config.wsgi's application, called as gunicorn calls it (a WSGI
-    environ for host 127.0.0.1), inside the test's database transaction."""
+    environ for host 127.0.0.1), inside the test's database transaction; with
+    ``connection_signals`` (a transactional test only) the request signals also check and close
+    the connection as in a worker (``close_old_connections``), health check included."""
     environ: dict[str, Any] = {
         "REQUEST_METHOD": method,
         "PATH_INFO": path,
@@ -53,8 +56,9 @@ def wsgi_call(
 
     # As Django's test client does: the test's transaction holds the connection that the
     # request signals would otherwise close.
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
+    if not connection_signals:
+        request_started.disconnect(close_old_connections)
+        request_finished.disconnect(close_old_connections)
     try:
         chunks = application(environ, start_response)
         try:
@@ -62,6 +66,7 @@ def wsgi_call(
         finally:
             getattr(chunks, "close", lambda: None)()
     finally:
-        request_started.connect(close_old_connections)
-        request_finished.connect(close_old_connections)
+        if not connection_signals:
+            request_started.connect(close_old_connections)
+            request_finished.connect(close_old_connections)
     return Answer(started[0][0], started[0][1], payload)

@@ -44,6 +44,12 @@ def key_client(account: Account, *, style: str = "headers") -> KeyClient:
     return client
 
 
+def key_headers(account: Account) -> dict[str, str]:
+    """A new API key's headers for ``account``, for requests made without the test client."""
+    client = key_client(account)
+    return {"APCA-API-KEY-ID": client.key_id, "APCA-API-SECRET-KEY": client.secret}
+
+
 def post_order(client: APIClient, **body: Any) -> _MonkeyPatchedResponse:
     payload = {"side": "buy", "type": "market", "time_in_force": "day", **body}
     return client.post("/v2/orders", payload, format="json")

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import connection
 
 from tests.processes import free_port
-from tests.trading.api_support import key_client
+from tests.trading.api_support import key_headers
 from tests.wsgi_calls import Answer, wsgi_call
 from trading.api.errors import UNAVAILABLE_MESSAGE
 from trading.models import Account, Asset
@@ -43,11 +43,6 @@ def unreachable() -> dict[str, Any]:
     if connection.vendor == "sqlite":
         return {"NAME": "/nonexistent-directory/db.sqlite3"}
     return {"HOST": "127.0.0.1", "PORT": free_port()}  # nothing listens there: refused
-
-
-def key_headers(account: Account) -> dict[str, str]:
-    client = key_client(account)
-    return {"APCA-API-KEY-ID": client.key_id, "APCA-API-SECRET-KEY": client.secret}
 
 
 def test_the_api_answers_503_in_alpacas_shape_then_200(account: Account) -> None:

@@ -1,0 +1,2 @@
+"""The project's PostgreSQL backend (``ENGINE = "config.postgresql"``): Django's, with a health
+check that needs no round trip. See ``config/postgresql/base.py``."""
