@@ -26,7 +26,7 @@ from config.redis_pools import redis_client
 from tests.processes import free_port, gunicorn_server
 from tests.trading.api_support import key_client
 from trading import services
-from trading.api.throttling import Rate, SlidingWindowLimiter, _LocalWindows, limiter
+from trading.api.throttling import Rate, SlidingWindowLimiter, _LocalWindows, limiter, verdict_reply_read
 from trading.models import Account, Asset
 
 
@@ -181,6 +181,42 @@ def test_the_limiter_survives_a_script_flush_and_a_killed_connection(rl_key: Cal
     assert limiter.hit(key, rate).allowed
     assert admin.zcard(key) == before + 1  # back in Redis
     admin.delete(key)
+
+
+def test_the_verdicts_reply_is_read_off_the_socket_and_anything_else_by_redis_py() -> None:
+    """The guard of the exact reply reader (docs/architecture.md, Framework bypasses): a reply of
+    four integers is taken off the socket without redis-py's parser, which fails here if redis-py
+    renames what the reader relies on (the reader would then always fall back); any other reply,
+    an error included, is redis-py's to read, and the connection stays in step either way."""
+    pool = redis_client().connection_pool
+    connection = pool.get_connection()
+    try:
+
+        def reply_to(script: str, *, parser: bool) -> object:
+            connection.send_command("EVAL", script, 0)
+            if parser:
+                return verdict_reply_read(connection)
+            generic = connection.read_response
+            connection.read_response = lambda *args, **kwargs: pytest.fail("redis-py's parser was used")  # type: ignore[method-assign]
+            try:
+                return verdict_reply_read(connection)
+            finally:
+                connection.read_response = generic  # type: ignore[method-assign]
+
+        assert reply_to("return {1, 0, 199, 1765000000123456}", parser=False) == [1, 0, 199, 1765000000123456]
+        assert reply_to("return {0, 59999000, -1, 2}", parser=False) == [0, 59999000, -1, 2]
+        assert reply_to("return {1, 2}", parser=True) == [1, 2]
+        assert reply_to("return {1, 2, 3, 4, 5}", parser=True) == [1, 2, 3, 4, 5]
+        assert reply_to("return 'four'", parser=True) == b"four"
+        connection.send_command("EVALSHA", "0" * 40, 0)
+        with pytest.raises(redis.exceptions.NoScriptError):
+            verdict_reply_read(connection)
+        with pytest.raises(redis.ResponseError):
+            reply_to("return redis.error_reply('refused')", parser=True)
+        connection.send_command("PING")
+        assert connection.read_response() in (b"PONG", "PONG")
+    finally:
+        pool.release(connection)
 
 
 def test_a_busy_limiter_connection_sends_other_threads_through_the_pool(rl_key: Callable[[str], str]) -> None:
