@@ -536,3 +536,46 @@ def cache_manager_reset() -> None:
         if _manager is not None:
             _manager.close()
         _manager = None
+
+
+# --- Django's per-request cache close -----------------------------------------------------------
+
+_DJANGO_REDIS_CACHE = "django_redis.cache.RedisCache"
+_DJANGO_REDIS_DEFAULT_CLIENT = "django_redis.client.DefaultClient"
+
+
+def django_cache_close_is_noop(*, caches: dict[str, dict[str, Any]], close_connection_default: bool) -> bool:
+    """Whether closing every configured Django cache does nothing: each is django-redis'
+    ``RedisCache`` with its ``DefaultClient``, whose ``close()`` disconnects only when
+    ``CLOSE_CONNECTION`` (or ``DJANGO_REDIS_CLOSE_CONNECTION``, ``close_connection_default``)
+    says so. Any other backend or client, or that flag set, is not recognised."""
+    for alias in caches.values():
+        options = alias.get("OPTIONS", {})
+        if alias.get("BACKEND") != _DJANGO_REDIS_CACHE:
+            return False
+        if options.get("CLIENT_CLASS", _DJANGO_REDIS_DEFAULT_CLIENT) != _DJANGO_REDIS_DEFAULT_CLIENT:
+            return False
+        if options.get("CLOSE_CONNECTION", close_connection_default):
+            return False
+    return True
+
+
+def django_cache_close_receiver_drop() -> bool:
+    """Take Django's ``close_caches`` off ``request_finished`` when it provably does nothing.
+
+    Django connects it so caches holding per-request connections let them go; this project's one
+    cache keeps its pooled connections (``django_cache_close_is_noop``), and the receiver still
+    cost ~7 us of CPU on every request, a page's or the API's (``request_finished.send`` 11 -> 4 us
+    without it: it fetches each cache from thread-local storage and calls through django-redis to a
+    flag check). Any other configuration keeps the receiver. Answers whether it was dropped.
+    """
+    from django.core.cache import close_caches
+    from django.core.signals import request_finished
+
+    if not django_cache_close_is_noop(
+        caches=settings.CACHES,
+        close_connection_default=getattr(settings, "DJANGO_REDIS_CLOSE_CONNECTION", False),
+    ):
+        return False
+    request_finished.disconnect(close_caches)
+    return True
