@@ -38,7 +38,6 @@ import re
 import socket
 import threading
 import time
-import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -175,6 +174,13 @@ class _LocalWindows:
                 del self._logs[key]
             else:
                 self._logs[key] = deque(entry for entry in log if entry[1] != member)
+
+
+def _member_new() -> str:
+    """A fresh entry for a window's log: 128 random bits in hex, unique among every process's
+    entries. ``os.urandom`` rather than ``uuid.uuid4().hex``, which draws the same bytes and
+    then spends ~3 us building a UUID on every API request."""
+    return os.urandom(16).hex()
 
 
 def _script_args(rate: Rate, member: str) -> tuple[int, int, str]:
@@ -324,7 +330,7 @@ class SlidingWindowLimiter:
         pending = self.hit_begin(key, rate)
         if pending is not None:
             return pending.result()
-        member = uuid.uuid4().hex
+        member = _member_new()
         client = self._client()
         if client is not None:
             try:
@@ -345,7 +351,7 @@ class SlidingWindowLimiter:
         client = self._client()
         if client is None or not self._pinned_lock.acquire(blocking=False):
             return None
-        member = uuid.uuid4().hex
+        member = _member_new()
         args = _script_args(rate, member)
         try:
             self._send_pinned(client, key, args)
