@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.test import APIRequestFactory
 
 from trading import services
-from trading.api.authentication import APIKeyAuthentication
+from trading.api.authentication import OWNER_FIELDS, APIKeyAuthentication
 from trading.models import Account
 
 pytestmark = pytest.mark.django_db
@@ -40,3 +40,8 @@ def test_a_keys_user_has_its_owners_fields(make_account: Callable[..., Account])
             "ada@example.com",
         )
         assert (user.is_active, user.is_staff, user.is_superuser) == (True, False, False)
+        # Built as the ORM builds a row loaded with only() those fields: the rest deferred.
+        assert user.get_deferred_fields() == {
+            field.attname for field in User._meta.concrete_fields if field.attname not in OWNER_FIELDS
+        }
+        assert (user._state.adding, user._state.db) == (False, "default")

@@ -32,6 +32,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.cache import cache
 from django.db import DEFAULT_DB_ALIAS, DatabaseError
+from django.db.models import DEFERRED
 from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
@@ -154,10 +155,17 @@ class KeyOwner:
     every request builds its own user instance from them)."""
 
     key: VerifiedKey
+    # One value per concrete field of ``user_model``, DEFERRED for those not in OWNER_FIELDS: the
+    # form ``Model.from_db`` hands straight to the constructor (Django's documented convention
+    # for deferred fields), where a shorter list is first spread over the fields on every call.
     user_values: tuple[Any, ...]
+    user_model: type[AbstractBaseUser]
 
     def user(self) -> AbstractBaseUser:
-        return get_user_model().from_db(DEFAULT_DB_ALIAS, list(OWNER_FIELDS), self.user_values)
+        return self.user_model.from_db(DEFAULT_DB_ALIAS, _OWNER_FIELD_NAMES, self.user_values)
+
+
+_OWNER_FIELD_NAMES = list(OWNER_FIELDS)
 
 
 def _key_owner(key_id: str, secret: str) -> KeyOwner:
@@ -174,7 +182,13 @@ def _key_owner(key_id: str, secret: str) -> KeyOwner:
     )
     if values is None:
         raise exceptions.AuthenticationFailed(INVALID_CREDENTIALS)
-    return KeyOwner(key=known, user_values=tuple(values))
+    model = get_user_model()
+    loaded = dict(zip(OWNER_FIELDS, values, strict=True))
+    return KeyOwner(
+        key=known,
+        user_values=tuple(loaded.get(field.attname, DEFERRED) for field in model._meta.concrete_fields),
+        user_model=model,
+    )
 
 
 class APIKeyAuthentication(BaseAuthentication):
