@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +29,7 @@ from django.db import connection
 from django.db.models import Model
 
 from trading.models import Account, Asset, CashEntry, DailyBar, Fill, OrderSide, Position
-from trading.prepared import bound, named_placeholders
+from trading.prepared import JoinedPart, bound, named_placeholders
 from trading.units import UNITS_PER_CENT
 
 
@@ -79,21 +80,25 @@ def _table(model: type[Model]) -> str:
 
 
 @functools.cache
-def _sql(
-    *, vendor: str, ledger: bool, flow_closes: bool, one_asset: str | None
-) -> tuple[str, tuple[str, ...] | None]:
-    """The statement for one shape (cached per shape: the text never changes).
+def _sql(*, ledger: bool, flow_closes: bool, one_asset: str | None) -> str:
+    """The statement for one shape, with ``%s`` placeholders (cached per shape: the text never
+    changes).
 
     Parameters in the order they appear: boundary, account, [asset] (positions); [boundary],
-    the buy side four times, account, since, [asset] (fills); [account, since] (ledger). A NULL's type in a branch
-    follows the other branches' column (PostgreSQL's UNION type resolution).
+    the buy side four times, boundary twice and account (since), account, [asset] (fills);
+    [boundary twice and account (since), account] (ledger). A NULL's type in a branch follows the
+    other branches' column (PostgreSQL's UNION type resolution).
     """
     position, asset, fill = _table(Position), _table(Asset), _table(Fill)
-    daily, cash = _table(DailyBar), _table(CashEntry)
+    daily, cash, account = _table(DailyBar), _table(CashEntry), _table(Account)
     close = (
         f"(SELECT d.close_units FROM {daily} d WHERE d.symbol = {{symbol}} AND d.start < %s "
         "ORDER BY d.start DESC LIMIT 1)"
     )
+    # The later of the day's boundary and the account's last reset, read in this statement: the
+    # book needs no value of the account's row beforehand, so it can be read with that row
+    # (``PreparedQuery.run_joined``). One seek by primary key.
+    since = f"(SELECT CASE WHEN x.reset_at > %s THEN x.reset_at ELSE %s END FROM {account} x WHERE x.id = %s)"
     asset_filter = {None: "", "symbol": " AND a.symbol = %s", "id": " AND a.id = %s"}[one_asset]
     branches = [
         "SELECT 'p' AS kind, a.symbol AS symbol, a.id AS asset_id, a.exchange AS exchange, "
@@ -109,17 +114,28 @@ def _sql(
         "SUM(CASE WHEN f.side = %s THEN 0 ELSE f.qty END) AS sell_qty, "
         "SUM(CASE WHEN f.side = %s THEN 0 ELSE f.value_cents END) AS sell_value "
         f"FROM {fill} f INNER JOIN {asset} a ON a.id = f.asset_id "
-        f"WHERE f.account_id = %s AND f.filled_at > %s{asset_filter} GROUP BY a.symbol) g",
+        f"WHERE f.filled_at > {since} AND f.account_id = %s{asset_filter} GROUP BY a.symbol) g",
     ]
     if ledger:
         branches.append(
             f"SELECT 'c', NULL, NULL, NULL, NULL, NULL, "
             "COALESCE(SUM(e.amount_cents), 0), NULL, NULL, NULL, NULL "
-            f"FROM {cash} e WHERE e.account_id = %s AND e.created_at > %s"
+            f"FROM {cash} e WHERE e.created_at > {since} AND e.account_id = %s"
         )
-    # Positions in symbol order as the database collates it, as the ORM's listing was. On SQLite
-    # its parameters go by name: Django's cursor then skips a regular expression over the text.
-    return named_placeholders(" UNION ALL ".join(branches) + " ORDER BY 1, 2", vendor=vendor, count=None)
+    # Positions in symbol order as the database collates it, as the ORM's listing was.
+    return " UNION ALL ".join(branches) + " ORDER BY 1, 2"
+
+
+# The statement's columns, and its ordering (kind, symbol) as ``JoinedPart.order`` gives it.
+BOOK_WIDTH = 11
+BOOK_ORDER = ((0, False), (1, False))
+
+
+@functools.cache
+def _named_sql(*, vendor: str, **shape: Any) -> tuple[str, tuple[str, ...] | None]:
+    # On SQLite its parameters go by name: Django's cursor then skips a regular expression over
+    # the text.
+    return named_placeholders(_sql(**shape), vendor=vendor, count=None)
 
 
 def _asset_id(value: uuid.UUID | str) -> uuid.UUID:
@@ -127,27 +143,22 @@ def _asset_id(value: uuid.UUID | str) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
 
 
-def book_get(
+def book_part(
     *,
-    account_id: uuid.UUID,
-    since: dt.datetime,
+    account_id: uuid.UUID | str,
     boundary: dt.datetime,
     ledger: bool,
     flow_closes: bool,
     asset_symbol: str | None = None,
     asset_id: uuid.UUID | None = None,
-) -> Book:
-    """An account's open positions, its fills since ``since`` per symbol, each symbol's close
-    before ``boundary`` and (``ledger``) its cash movements since ``since``: one statement.
-
-    ``flow_closes`` also prices symbols traded since but no longer held; ``asset_symbol`` or
-    ``asset_id`` narrows positions and fills to one asset.
-    """
+) -> JoinedPart:
+    """The book's statement (``book_get``) for ``account_id``, to be run alone or joined onto the
+    account's row (``PreparedQuery.run_joined``); ``book_parse`` reads its rows."""
     one_asset = "symbol" if asset_symbol is not None else "id" if asset_id is not None else None
     ops = connection.ops
     account = Account._meta.pk.get_db_prep_value(account_id, connection)
-    since_value = ops.adapt_datetimefield_value(since)
     boundary_value = ops.adapt_datetimefield_value(boundary)
+    since = [boundary_value, boundary_value, account]
     asset: list[Any] = []
     if asset_symbol is not None:
         asset = [asset_symbol]
@@ -156,14 +167,57 @@ def book_get(
     params: list[Any] = [boundary_value, account, *asset]
     if flow_closes:
         params.append(boundary_value)
-    params += [OrderSide.BUY.value] * 4 + [account, since_value, *asset]
+    params += [OrderSide.BUY.value] * 4 + [*since, account, *asset]
     if ledger:
-        params += [account, since_value]
-    sql, names = _sql(vendor=connection.vendor, ledger=ledger, flow_closes=flow_closes, one_asset=one_asset)
-    book = Book()
+        params += [*since, account]
+    shape = {"ledger": ledger, "flow_closes": flow_closes, "one_asset": one_asset}
+    return JoinedPart(
+        key=("book", tuple(shape.items())),
+        sql=_sql(**shape),
+        params=params,
+        width=BOOK_WIDTH,
+        order=BOOK_ORDER,
+        converters={},
+    )
+
+
+def book_get(
+    *,
+    account_id: uuid.UUID,
+    boundary: dt.datetime,
+    ledger: bool,
+    flow_closes: bool,
+    asset_symbol: str | None = None,
+    asset_id: uuid.UUID | None = None,
+) -> Book:
+    """An account's open positions, its fills since the later of ``boundary`` and its last
+    reset per symbol, each symbol's close before ``boundary`` and (``ledger``) its cash movements
+    since that instant: one statement.
+
+    ``flow_closes`` also prices symbols traded since but no longer held; ``asset_symbol`` or
+    ``asset_id`` narrows positions and fills to one asset.
+    """
+    part = book_part(
+        account_id=account_id,
+        boundary=boundary,
+        ledger=ledger,
+        flow_closes=flow_closes,
+        asset_symbol=asset_symbol,
+        asset_id=asset_id,
+    )
+    one_asset = "symbol" if asset_symbol is not None else "id" if asset_id is not None else None
+    sql, names = _named_sql(
+        vendor=connection.vendor, ledger=ledger, flow_closes=flow_closes, one_asset=one_asset
+    )
     with connection.cursor() as cursor:
-        cursor.execute(sql, bound(names, params))
+        cursor.execute(sql, bound(names, part.params))
         rows = cursor.fetchall()
+    return book_parse(rows=rows)
+
+
+def book_parse(*, rows: Iterable[Sequence[Any]]) -> Book:
+    """The book from its statement's rows (``book_part``), in its order."""
+    book = Book()
     for kind, symbol, held_asset_id, exchange, asset_class, marginable, n1, n2, n3, n4, close in rows:
         if close is not None:
             book.closes[symbol] = int(close)

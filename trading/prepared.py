@@ -158,17 +158,59 @@ def _slots(
     return slots
 
 
-def _run_params(
+def _param_values(
     compiled: _Statement, fields: Mapping[str, Field[Any, Any]], values: Mapping[str, Any], connection: Any
-) -> Sequence[Any] | dict[str, Any]:
+) -> list[Any]:
     """The compiled parameters with ``values`` in their sentinels' places, adapted by their
-    fields as the ORM adapts them, in the form the statement takes (``bound``)."""
+    fields as the ORM adapts them."""
     params = list(compiled.params)
     for name, slots in compiled.slots.items():
         value = fields[name].get_db_prep_value(values[name], connection, prepared=False)
         for slot in slots:
             params[slot] = value
-    return bound(compiled.names, params)
+    return params
+
+
+def _run_params(
+    compiled: _Statement, fields: Mapping[str, Field[Any, Any]], values: Mapping[str, Any], connection: Any
+) -> Sequence[Any] | dict[str, Any]:
+    """``_param_values`` in the form the statement takes (``bound``)."""
+    return bound(compiled.names, _param_values(compiled, fields, values, connection))
+
+
+# A name ``named_placeholders`` gave a placeholder.
+_NAMED_PLACEHOLDER = re.compile(r"%\(p[0-9]+\)s")
+
+
+def _format_sql(compiled: _Statement) -> str:
+    """The statement with ``%s`` placeholders again (as Django's compiler wrote it), to be
+    embedded in another statement that names its own."""
+    return compiled.sql if compiled.names is None else _NAMED_PLACEHOLDER.sub("%s", compiled.sql)
+
+
+@dataclass(frozen=True)
+class JoinedPart:
+    """A read to run in the same statement as a ``PreparedQuery``'s one row
+    (``PreparedQuery.run_joined``): its SQL (``%s`` placeholders) and database parameter values,
+    its columns' count and converters (Django's, by column), the ordering of its rows (column
+    index, descending), and ``key``, which names its SQL text (equal keys, equal texts) so the
+    joined statement is written once per thread and key. Its first column is never NULL: a row
+    whose first column is NULL is the account's alone (the read found no row)."""
+
+    key: Hashable
+    sql: str
+    params: Sequence[Any]
+    width: int
+    order: tuple[tuple[int, bool], ...]
+    converters: Mapping[int, Any]
+
+
+@dataclass(frozen=True)
+class _Joined:
+    sql: str
+    names: tuple[str, ...] | None
+    head: _Compiled
+    converters: dict[int, Any]
 
 
 # Shapes kept per thread and query. A shape is chosen by the caller from a few known values,
@@ -193,8 +235,8 @@ class _PreparedRead(Generic[C]):
     def _compile(self, shape: Mapping[str, Hashable]) -> C:
         raise NotImplementedError
 
-    def _rows(self, shape: Mapping[str, Hashable], values: Mapping[str, Any]) -> tuple[C, list[Any]]:
-        """The statement of ``shape``, and its rows for ``values``, each column converted."""
+    def _compiled(self, shape: Mapping[str, Hashable]) -> C:
+        """The statement of ``shape``, compiled on this thread's first ask."""
         key = tuple(sorted(shape.items()))
         compiled_by_shape: dict[Any, C] = self._local.__dict__.setdefault("compiled", {})
         compiled = compiled_by_shape.get(key)
@@ -202,6 +244,11 @@ class _PreparedRead(Generic[C]):
             if len(compiled_by_shape) >= SHAPES_KEPT:
                 del compiled_by_shape[next(iter(compiled_by_shape))]
             compiled = compiled_by_shape[key] = self._compile(shape)
+        return compiled
+
+    def _rows(self, shape: Mapping[str, Hashable], values: Mapping[str, Any]) -> tuple[C, list[Any]]:
+        """The statement of ``shape``, and its rows for ``values``, each column converted."""
+        compiled = self._compiled(shape)
         # The connection this thread holds now, not the one the query was compiled on: the same
         # object under Django's per-thread connections, and never another context's if not.
         connection = connections[compiled.db]
@@ -226,22 +273,74 @@ class PreparedQuery(_PreparedRead[_Compiled], Generic[M]):
             # The ORM's own path, compiled per call: `benchmark api --cpu`'s baseline.
             return list(self._build(**shape, **values))
         compiled, rows = self._rows(shape, values)
-        db = compiled.db
-        model, start, end, init_list = (
-            compiled.model,
-            compiled.fields_start,
-            compiled.fields_end,
-            compiled.init_list,
+        return [self._instance(compiled, row) for row in rows]
+
+    @staticmethod
+    def _instance(compiled: _Compiled, row: Sequence[Any]) -> M:
+        """A row's model instance (its ``select_related`` objects, annotations) as ModelIterable
+        builds it."""
+        instance = compiled.model.from_db(
+            compiled.db, compiled.init_list, row[compiled.fields_start : compiled.fields_end]
         )
-        found: list[M] = []
-        for row in rows:
-            instance = model.from_db(db, init_list, row[start:end])
-            for populator in compiled.populators:
-                populator.populate(row, instance)
-            for name, position in compiled.annotations.items():
-                setattr(instance, name, row[position])
-            found.append(instance)  # type: ignore[arg-type]
-        return found
+        for populator in compiled.populators:
+            populator.populate(row, instance)
+        for name, position in compiled.annotations.items():
+            setattr(instance, name, row[position])
+        return instance  # type: ignore[return-value]
+
+    def run_joined(
+        self, *, part: JoinedPart, shape: Mapping[str, Hashable] | None = None, **values: Any
+    ) -> tuple[M, list[tuple[Any, ...]]] | None:
+        """The query's first row as ``run`` builds it, and ``part``'s rows (each a tuple of its
+        columns, converted), in one statement: ``SELECT * FROM (<this>) h LEFT JOIN (<part>) r
+        ON TRUE`` ordered by the part's ordering. None when the query finds no row (the part is
+        then not read). For a query of one row (a pk's): the part's rows repeat its columns.
+
+        One statement instead of two: a bot's polled read is its account's row and the read,
+        and on PostgreSQL each statement's round trip and parse cost as much as either read
+        (docs/architecture.md, The polled reads)."""
+        shape = shape or {}
+        head = self._compiled(shape)
+        joined_by_key: dict[Any, _Joined] = self._local.__dict__.setdefault("joined", {})
+        key = (tuple(sorted(shape.items())), part.key)
+        joined = joined_by_key.get(key)
+        if joined is None:
+            if len(joined_by_key) >= SHAPES_KEPT:
+                del joined_by_key[next(iter(joined_by_key))]
+            joined = joined_by_key[key] = self._join(head, part)
+        connection = connections[head.db]
+        params = [*_param_values(head, self._params, values, connection), *part.params]
+        with connection.cursor() as cursor:
+            cursor.execute(joined.sql, bound(joined.names, params))
+            rows = cursor.fetchall()
+        if not rows:
+            return None
+        width = head.compiler.col_count
+        if len(rows[0]) != width + part.width:
+            raise NotPreparable(f"{len(rows[0])} columns joined, not {width} + {part.width}")
+        rows = list(head.compiler.apply_converters(rows, joined.converters))
+        instance = self._instance(head, rows[0])
+        return instance, [tuple(row[width:]) for row in rows if row[width] is not None]
+
+    def _join(self, head: _Compiled, part: JoinedPart) -> _Joined:
+        width = head.compiler.col_count
+        order = ", ".join(
+            f"{width + index + 1}{' DESC' if descending else ''}" for index, descending in part.order
+        )
+        sql = f"SELECT * FROM ({_format_sql(head)}) h LEFT JOIN ({part.sql}) r ON 1 = 1" + (
+            f" ORDER BY {order}" if order else ""
+        )
+        vendor = connections[head.db].vendor
+        named_sql, names = named_placeholders(sql, vendor=vendor, count=len(head.params) + len(part.params))
+        return _Joined(
+            sql=named_sql,
+            names=names,
+            head=head,
+            converters={
+                **head.converters,
+                **{width + index: converter for index, converter in part.converters.items()},
+            },
+        )
 
     def _compile(self, shape: Mapping[str, Hashable]) -> _Compiled:
         sentinels = {name: _sentinel(field) for name, field in self._params.items()}
@@ -290,6 +389,27 @@ class PreparedRows(_PreparedRead[_CompiledRows]):
             # The ORM's own path, compiled per call: `benchmark api --cpu`'s baseline.
             return list(self._build(**shape, **values))
         return [tuple(row) for row in self._rows(shape, values)[1]]
+
+    def part(
+        self,
+        *,
+        order: tuple[tuple[int, bool], ...],
+        shape: Mapping[str, Hashable] | None = None,
+        **values: Any,
+    ) -> JoinedPart:
+        """The read of ``shape`` with ``values``, to run joined onto a ``PreparedQuery``'s row
+        (``run_joined``): the rows it answers are the ones ``run`` answers, if ``order`` (column
+        index, descending) is its queryset's ordering."""
+        shape = shape or {}
+        compiled = self._compiled(shape)
+        return JoinedPart(
+            key=(id(self), tuple(sorted(shape.items()))),
+            sql=_format_sql(compiled),
+            params=_param_values(compiled, self._params, values, connections[compiled.db]),
+            width=compiled.compiler.col_count,
+            order=order,
+            converters=compiled.converters,
+        )
 
     def _compile(self, shape: Mapping[str, Hashable]) -> _CompiledRows:
         sentinels = {name: _sentinel(field) for name, field in self._params.items()}

@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from django.conf import settings
 from django.db.models import (
@@ -41,7 +41,7 @@ from django.db.models.functions import Mod
 from django.utils import timezone
 
 from trading import calendar, margin
-from trading.book import Book, Flow, HeldAsset, book_get
+from trading.book import Book, Flow, HeldAsset, book_get, book_parse, book_part
 from trading.errors import Forbidden, InvalidRequest, NotFound
 from trading.models import (
     OPEN_ORDER_STATUSES,
@@ -63,7 +63,7 @@ from trading.models import (
     Watchlist,
     WatchlistEntry,
 )
-from trading.prepared import PreparedQuery, PreparedRows
+from trading.prepared import JoinedPart, PreparedQuery, PreparedRows
 from trading.quotes import latest_quotes, newest_per_symbol
 from trading.units import (
     QTY_SCALE,
@@ -236,17 +236,34 @@ def _positions_query(account_id: uuid.UUID) -> QuerySet[Position]:
     return Position.objects.filter(account_id=account_id).exclude(qty=0).select_related("asset")
 
 
-def _book(account: Account, now: dt.datetime, *, summary: bool, **one_asset: Any) -> tuple[Book, dt.datetime]:
-    since = _measured_since(account, now)
-    book = book_get(
-        account_id=account.pk,
-        since=since,
-        boundary=day_boundary(now),
-        ledger=summary,
-        flow_closes=summary,
-        **one_asset,
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class AccountRead(Generic[T]):
+    """A read of the account a request acts on, which can run in the same statement as the
+    account's row (``PreparedQuery.run_joined``; docs/architecture.md, The polled reads):
+    ``part(account_id)`` is its statement for that account (None: this one is not joined),
+    ``joined(account, rows)`` its answer from that statement's rows, ``alone(account)`` its answer
+    from an account loaded before, in statements of its own."""
+
+    part: Callable[[uuid.UUID | str], JoinedPart | None]
+    joined: Callable[[Account, list[tuple[Any, ...]]], T]
+    alone: Callable[[Account], T]
+
+
+def _book_part(
+    account_id: uuid.UUID | str, now: dt.datetime, *, summary: bool, **one_asset: Any
+) -> JoinedPart:
+    return book_part(
+        account_id=account_id, boundary=day_boundary(now), ledger=summary, flow_closes=summary, **one_asset
     )
-    return book, since
+
+
+def _book(account: Account, now: dt.datetime, *, summary: bool, **one_asset: Any) -> Book:
+    return book_get(
+        account_id=account.pk, boundary=day_boundary(now), ledger=summary, flow_closes=summary, **one_asset
+    )
 
 
 def _value_positions(
@@ -291,6 +308,12 @@ def _value_positions(
     return values, current
 
 
+def _positions_valued(*, account: Account, book: Book, now: dt.datetime) -> list[PositionValue]:
+    since = _measured_since(account, now)
+    values, _ = _value_positions(book=book, since=since, now=now, all_traded=False)
+    return values
+
+
 def portfolio_positions(*, account: Account, now: dt.datetime | None = None) -> list[PositionValue]:
     """All open positions, valued: one statement (``trading.book``) and one quote read for 1 or
     1,000 holdings.
@@ -299,24 +322,51 @@ def portfolio_positions(*, account: Account, now: dt.datetime | None = None) -> 
     fresh on every request) and read cash and reset time from it rather than again.
     """
     now = now or timezone.now()
-    book, since = _book(account, now, summary=False)
-    values, _ = _value_positions(book=book, since=since, now=now, all_traded=False)
-    return values
+    return _positions_valued(account=account, book=_book(account, now, summary=False), now=now)
+
+
+def portfolio_positions_read(*, now: dt.datetime | None = None) -> AccountRead[list[PositionValue]]:
+    """``portfolio_positions`` as a read joined onto the account's row (``AccountRead``)."""
+    at = now or timezone.now()
+    return AccountRead(
+        part=lambda account_id: _book_part(account_id, at, summary=False),
+        joined=lambda account, rows: _positions_valued(account=account, book=book_parse(rows=rows), now=at),
+        alone=lambda account: portfolio_positions(account=account, now=at),
+    )
+
+
+def _one_asset(symbol_or_asset_id: str) -> dict[str, Any]:
+    asset_id = _as_uuid(symbol_or_asset_id)
+    return {"asset_id": asset_id} if asset_id is not None else {"asset_symbol": symbol_or_asset_id.upper()}
+
+
+def _position_valued(*, account: Account, book: Book, now: dt.datetime) -> PositionValue:
+    if not book.positions:
+        raise NotFound("position does not exist")
+    return _positions_valued(account=account, book=book, now=now)[0]
 
 
 def portfolio_position(
     *, account: Account, symbol_or_asset_id: str, now: dt.datetime | None = None
 ) -> PositionValue:
     now = now or timezone.now()
-    asset_id = _as_uuid(symbol_or_asset_id)
-    one_asset = (
-        {"asset_id": asset_id} if asset_id is not None else {"asset_symbol": symbol_or_asset_id.upper()}
+    book = _book(account, now, summary=False, **_one_asset(symbol_or_asset_id))
+    return _position_valued(account=account, book=book, now=now)
+
+
+def portfolio_position_read(
+    *, symbol_or_asset_id: str, now: dt.datetime | None = None
+) -> AccountRead[PositionValue]:
+    """``portfolio_position`` as a read joined onto the account's row (``AccountRead``)."""
+    at = now or timezone.now()
+    one_asset = _one_asset(symbol_or_asset_id)
+    return AccountRead(
+        part=lambda account_id: _book_part(account_id, at, summary=False, **one_asset),
+        joined=lambda account, rows: _position_valued(account=account, book=book_parse(rows=rows), now=at),
+        alone=lambda account: portfolio_position(
+            account=account, symbol_or_asset_id=symbol_or_asset_id, now=at
+        ),
     )
-    book, since = _book(account, now, summary=False, **one_asset)
-    if not book.positions:
-        raise NotFound("position does not exist")
-    values, _ = _value_positions(book=book, since=since, now=now, all_traded=False)
-    return values[0]
 
 
 def position_symbols(*, account_id: uuid.UUID) -> list[str]:
@@ -340,7 +390,21 @@ def account_summary(*, account: Account, now: dt.datetime | None = None) -> Acco
     """Balances, market values and last_equity (equity when today's trading began, or at the last
     reset if that came later): one statement (``trading.book``) and one quote read."""
     now = now or timezone.now()
-    book, since = _book(account, now, summary=True)
+    return _summary(account=account, book=_book(account, now, summary=True), now=now)
+
+
+def account_summary_read(*, now: dt.datetime | None = None) -> AccountRead[AccountSummary]:
+    """``account_summary`` as a read joined onto the account's row (``AccountRead``)."""
+    at = now or timezone.now()
+    return AccountRead(
+        part=lambda account_id: _book_part(account_id, at, summary=True),
+        joined=lambda account, rows: _summary(account=account, book=book_parse(rows=rows), now=at),
+        alone=lambda account: account_summary(account=account, now=at),
+    )
+
+
+def _summary(*, account: Account, book: Book, now: dt.datetime) -> AccountSummary:
+    since = _measured_since(account, now)
     values, current = _value_positions(book=book, since=since, now=now, all_traded=True)
     flows, closes = book.flows, book.closes
     qty_now = {value.asset.symbol: value.qty for value in values}
@@ -526,10 +590,27 @@ def _orders_page_run(
     ``poll``, compiled once per shape, when it is a bot's poll; else through ``build``, the ORM's
     path. Prepared only for the limits a poll asks (the default, the most): any other limit takes
     the ORM's path, so a request cannot add compiled shapes at will."""
+    polled = _orders_poll_shape(page=page, after=after, until=until, side=side, symbols=symbols)
+    if polled is not None:
+        return poll.run(shape=polled, account_id=account_id)
+    page = {**page, "limit": max(1, min(page["limit"], ORDERS_LIMIT_MAX))}
+    return list(build(account_id=account_id, after=after, until=until, side=side, symbols=symbols, **page))
+
+
+def _orders_poll_shape(
+    *,
+    page: dict[str, Any],
+    after: dt.datetime | None,
+    until: dt.datetime | None,
+    side: str | None,
+    symbols: Sequence[str] | None,
+) -> dict[str, Any] | None:
+    """``page`` (its limit clamped) when the listing is a bot's poll, compiled once per shape;
+    None when it takes the ORM's path."""
     page = {**page, "limit": max(1, min(page["limit"], ORDERS_LIMIT_MAX))}
     if after is None and until is None and not side and not symbols and page["limit"] in _POLLED_LIMITS:
-        return poll.run(shape=page, account_id=account_id)
-    return list(build(account_id=account_id, after=after, until=until, side=side, symbols=symbols, **page))
+        return page
+    return None
 
 
 def orders_list(
@@ -645,6 +726,58 @@ def orders_list_rows(
         side=side,
         symbols=symbols,
     )
+    return _order_rows(rows)
+
+
+# The poll's ordering as ``JoinedPart.order`` gives it: submitted_at, then id (``_orders_page``).
+_ORDER_ROW_SUBMITTED = _ORDER_ROW_COLUMNS.index("submitted_at")
+_ORDER_ROW_ID = _ORDER_ROW_COLUMNS.index("id")
+
+
+def orders_list_rows_read(
+    *,
+    status: str = "open",
+    limit: int = ORDERS_LIMIT_DEFAULT,
+    after: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    direction: str = "desc",
+    side: str | None = None,
+    symbols: Sequence[str] | None = None,
+) -> AccountRead[list[OrderRow]]:
+    """``orders_list_rows`` as a read joined onto the account's row (``AccountRead``) when it is
+    a bot's poll (compiled once per shape); any other listing runs alone."""
+    listing: dict[str, Any] = {
+        "status": status,
+        "limit": limit,
+        "after": after,
+        "until": until,
+        "direction": direction,
+        "side": side,
+        "symbols": symbols,
+    }
+    polled = _orders_poll_shape(
+        page={"status": status, "limit": limit, "direction": direction, "nested": False},
+        after=after,
+        until=until,
+        side=side,
+        symbols=symbols,
+    )
+    descending = direction != "asc"
+    order = ((_ORDER_ROW_SUBMITTED, descending), (_ORDER_ROW_ID, descending))
+
+    def part(account_id: uuid.UUID | str) -> JoinedPart | None:
+        if polled is None:
+            return None
+        return _ORDER_ROWS_POLL.part(order=order, shape=polled, account_id=account_id)
+
+    return AccountRead(
+        part=part,
+        joined=lambda account, rows: _order_rows(rows),
+        alone=lambda account: orders_list_rows(account_id=account.pk, **listing),
+    )
+
+
+def _order_rows(rows: Iterable[Sequence[Any]]) -> list[OrderRow]:
     own = _ORDER_ROW_OWN
     return [
         OrderRow._make(

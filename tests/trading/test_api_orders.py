@@ -277,4 +277,6 @@ def test_property_2_order_list_query_count_does_not_grow(
         post_order(client, symbol="AAPL", qty=1, type="limit", limit_price="50")
         buy(client, "AAPL", 1)
 
-    assert queries() == one == 2  # the account (API key cached) and the orders with their links
+    # The account (API key cached) with the orders and their links: one statement
+    # (PreparedQuery.run_joined).
+    assert queries() == one == 1

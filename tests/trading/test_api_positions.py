@@ -229,8 +229,8 @@ def test_property_2_query_count_does_not_grow_with_holdings(
     large_count = _queries(large_client, path, items[1])
 
     assert small_count == large_count
-    # the account, its book (trading/book.py), the quotes (database: Redis has none)
-    assert small_count == 3
+    # the account with its book (trading/book.py), the quotes (database: Redis has none)
+    assert small_count == 2
 
 
 def test_property_2_large_portfolio_values_add_up(make_account) -> None:

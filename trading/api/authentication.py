@@ -24,6 +24,7 @@ import base64
 import binascii
 import hmac
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -42,7 +43,7 @@ from config.cache import cache_manager
 from trading import selectors, services
 from trading.errors import NotFound
 from trading.models import Account, ApiKey
-from trading.prepared import PreparedQuery
+from trading.prepared import JoinedPart, PreparedQuery
 
 logger = logging.getLogger(__name__)
 
@@ -227,21 +228,60 @@ def request_account_or_none(request: Request) -> Account | None:
     if hasattr(http_request, _ACCOUNT_ATTR):
         return cast(Account | None, getattr(http_request, _ACCOUNT_ATTR))
     account = _request_account_load(request)
-    # A game account whose game is over has its orders closed as of the end before anything
-    # reads it (orders, reservations, shares held), not when the periodic job comes; no query
-    # while its game runs, since the game came with the account. Reloaded whenever open orders
-    # were found, whoever closed them (a racing job changes the reservations as well).
     if account is not None:
-        try:
-            if services.game_account_orders_close_on_read(account=account):
-                account = _request_account_load(request)
-        except (DatabaseError, NotFound):
-            # A busy database or an account gone under the close must not turn a read (or the
-            # rate limiter, which asks first) into a 500/404: nothing fills after the end anyway,
-            # and the next read or the periodic job closes them.
-            logger.warning("closing a finished game's orders on read failed", exc_info=True)
+        account = _account_settle(request, account)
     setattr(http_request, _ACCOUNT_ATTR, account)
     return account
+
+
+def _account_settle(request: Request, account: Account) -> Account | None:
+    """The account as a read is to see it: ``account`` itself, or reloaded after its finished
+    game's open orders were closed.
+
+    A game account whose game is over has its orders closed as of the end before anything
+    reads it (orders, reservations, shares held), not when the periodic job comes; no query
+    while its game runs, since the game came with the account. Reloaded whenever open orders
+    were found, whoever closed them (a racing job changes the reservations as well)."""
+    try:
+        if services.game_account_orders_close_on_read(account=account):
+            return _request_account_load(request)
+    except (DatabaseError, NotFound):
+        # A busy database or an account gone under the close must not turn a read (or the
+        # rate limiter, which asks first) into a 500/404: nothing fills after the end anyway,
+        # and the next read or the periodic job closes them.
+        logger.warning("closing a finished game's orders on read failed", exc_info=True)
+    return account
+
+
+def request_account_joined(
+    request: Request, *, part: Callable[[str], JoinedPart | None]
+) -> tuple[Account, list[tuple[Any, ...]]] | None:
+    """The account a key's request acts on and ``part(account id)``'s rows, read in one
+    statement with it (``PreparedQuery.run_joined``), the account kept on the request as
+    ``request_account_or_none`` keeps it. None when the caller is to read the account
+    (``request_account_or_none``) and then its rows alone: a session's request, an account
+    already loaded, a part that is not joined, no account (403 there), or a finished game's
+    account whose open orders were just closed (its rows read before the close are stale)."""
+    http_request = request._request
+    user_id = getattr(request.user, "pk", None)
+    if (
+        hasattr(http_request, _ACCOUNT_ATTR)
+        or user_id is None
+        or not isinstance(request.auth, VerifiedKey)
+        or not settings.PREPARED_QUERIES
+    ):
+        return None
+    joined_part = part(request.auth.account_id)
+    if joined_part is None:
+        return None
+    found = _KEY_ACCOUNT.run_joined(part=joined_part, pk=request.auth.account_id, user_id=user_id)
+    if found is None:
+        setattr(http_request, _ACCOUNT_ATTR, None)
+        return None
+    account, rows = found
+    settled = _account_settle(request, account)
+    setattr(http_request, _ACCOUNT_ATTR, settled)
+    return (account, rows) if settled is account else None
 
 
 # A key's account with its game, compiled once (trading/prepared.py): every request acting on an

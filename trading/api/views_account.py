@@ -20,7 +20,14 @@ from trading.api.serializers import (
     TradeActivitySerializer,
     activity_shape,
 )
-from trading.api.views_base import TradingAPIView, parse_body, parse_query, request_account, with_errors
+from trading.api.views_base import (
+    TradingAPIView,
+    parse_body,
+    parse_query,
+    request_account,
+    request_account_read,
+    with_errors,
+)
 
 # A list of activities, each a fill or a cash movement told apart by activity_type.
 ACTIVITIES = PolymorphicProxySerializer(
@@ -39,7 +46,7 @@ ACTIVITIES = PolymorphicProxySerializer(
 class AccountView(TradingAPIView):
     @extend_schema(operation_id="account_retrieve", responses=with_errors({200: AccountSerializer}, 403))
     def get(self, request: Request) -> Response:
-        summary = selectors.account_summary(account=request_account(request))
+        summary = request_account_read(request, selectors.account_summary_read())
         return Response(AccountSerializer.shape(summary))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponseBase
@@ -15,7 +15,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from trading.api.authentication import request_account_id, request_account_or_none
+from trading import selectors
+from trading.api.authentication import request_account_id, request_account_joined, request_account_or_none
 from trading.api.schema import ERROR_DESCRIPTIONS
 from trading.api.serializers import ErrorSerializer
 from trading.api.throttling import PendingDecision, rate_limit_headers_set, retry_after
@@ -41,6 +42,19 @@ def request_account(request: Request) -> Account:
     if account is None:
         raise PermissionDenied("this user has no trading account")
     return account
+
+
+T = TypeVar("T")
+
+
+def request_account_read(request: Request, read: selectors.AccountRead[T]) -> T:
+    """``read`` of the account the request acts on: for a key's request, in the same statement
+    as the account's row (``request_account_joined``); else after loading it."""
+    joined = request_account_joined(request, part=read.part)
+    if joined is None:
+        return read.alone(request_account(request))
+    account, rows = joined
+    return read.joined(account, rows)
 
 
 def request_account_pk(request: Request) -> str:

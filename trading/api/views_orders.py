@@ -26,6 +26,7 @@ from trading.api.views_base import (
     parse_uuid,
     request_account,
     request_account_pk,
+    request_account_read,
     with_errors,
 )
 
@@ -92,7 +93,6 @@ class OrdersView(TradingAPIView):
     def get(self, request: Request) -> Response:
         query = _orders_query(request)
         listing: dict[str, Any] = {
-            "account_id": request_account(request).pk,
             "status": query["status"],
             "limit": query["limit"],
             "after": query.get("after"),
@@ -103,10 +103,11 @@ class OrdersView(TradingAPIView):
         }
         if not query["nested"]:
             # Legs listed on their own, none nested: each order is shaped from its plain row,
-            # no model instance built (docs/architecture.md, The polled reads).
-            rows = selectors.orders_list_rows(**listing)
+            # no model instance built, a poll read with the account's row (docs/architecture.md,
+            # The polled reads).
+            rows = request_account_read(request, selectors.orders_list_rows_read(**listing))
             return Response([OrderSerializer.shape_row(row) for row in rows])
-        orders = selectors.orders_list(**listing, nested=True)
+        orders = selectors.orders_list(account_id=request_account(request).pk, **listing, nested=True)
         return Response([OrderSerializer.shape(order, legs=True) for order in orders])
 
     @extend_schema(

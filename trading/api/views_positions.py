@@ -18,7 +18,13 @@ from trading.api.serializers import (
     PositionSerializer,
     close_position_result,
 )
-from trading.api.views_base import TradingAPIView, parse_query, request_account, with_errors
+from trading.api.views_base import (
+    TradingAPIView,
+    parse_query,
+    request_account,
+    request_account_read,
+    with_errors,
+)
 from trading.errors import TradingError
 
 SYMBOL_OR_ASSET_ID = OpenApiParameter(
@@ -31,7 +37,7 @@ class PositionsView(TradingAPIView):
         operation_id="positions_list", responses=with_errors({200: PositionSerializer(many=True)}, 403)
     )
     def get(self, request: Request) -> Response:
-        positions = selectors.portfolio_positions(account=request_account(request))
+        positions = request_account_read(request, selectors.portfolio_positions_read())
         return Response([PositionSerializer.shape(position) for position in positions])
 
     @extend_schema(
@@ -73,8 +79,8 @@ class PositionDetailView(TradingAPIView):
         responses=with_errors({200: PositionSerializer}, 403),
     )
     def get(self, request: Request, symbol_or_asset_id: str) -> Response:
-        position = selectors.portfolio_position(
-            account=request_account(request), symbol_or_asset_id=symbol_or_asset_id
+        position = request_account_read(
+            request, selectors.portfolio_position_read(symbol_or_asset_id=symbol_or_asset_id)
         )
         return Response(PositionSerializer.shape(position))
 
