@@ -30,6 +30,7 @@ what each writes with what the ORM's own write leaves.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import secrets
 import threading
@@ -185,7 +186,14 @@ _NAMED_PLACEHOLDER = re.compile(r"%\(p[0-9]+\)s")
 def _format_sql(compiled: _Statement) -> str:
     """The statement with ``%s`` placeholders again (as Django's compiler wrote it), to be
     embedded in another statement that names its own."""
-    return compiled.sql if compiled.names is None else _NAMED_PLACEHOLDER.sub("%s", compiled.sql)
+    return compiled.sql if compiled.names is None else _unnamed(compiled.sql)
+
+
+@functools.lru_cache(maxsize=128)
+def _unnamed(sql: str) -> str:
+    # Cached: a poll asks for its text on every request, and the substitution is a regular
+    # expression over it (~2 KB).
+    return _NAMED_PLACEHOLDER.sub("%s", sql)
 
 
 @dataclass(frozen=True)
@@ -209,8 +217,6 @@ class JoinedPart:
 class _Joined:
     sql: str
     names: tuple[str, ...] | None
-    head: _Compiled
-    converters: dict[int, Any]
 
 
 # Shapes kept per thread and query. A shape is chosen by the caller from a few known values,
@@ -318,9 +324,17 @@ class PreparedQuery(_PreparedRead[_Compiled], Generic[M]):
         width = head.compiler.col_count
         if len(rows[0]) != width + part.width:
             raise NotPreparable(f"{len(rows[0])} columns joined, not {width} + {part.width}")
-        rows = list(head.compiler.apply_converters(rows, joined.converters))
-        instance = self._instance(head, rows[0])
-        return instance, [tuple(row[width:]) for row in rows if row[width] is not None]
+        # The head's columns converted once (every row repeats them), the part's on each row.
+        first = (
+            next(iter(head.compiler.apply_converters(rows[:1], head.converters)))
+            if head.converters
+            else rows[0]
+        )
+        instance = self._instance(head, first)
+        found = [row[width:] for row in rows if row[width] is not None]
+        if part.converters and found:
+            found = list(head.compiler.apply_converters(found, part.converters))
+        return instance, [tuple(row) for row in found]
 
     def _join(self, head: _Compiled, part: JoinedPart) -> _Joined:
         width = head.compiler.col_count
@@ -332,15 +346,7 @@ class PreparedQuery(_PreparedRead[_Compiled], Generic[M]):
         )
         vendor = connections[head.db].vendor
         named_sql, names = named_placeholders(sql, vendor=vendor, count=len(head.params) + len(part.params))
-        return _Joined(
-            sql=named_sql,
-            names=names,
-            head=head,
-            converters={
-                **head.converters,
-                **{width + index: converter for index, converter in part.converters.items()},
-            },
-        )
+        return _Joined(sql=named_sql, names=names)
 
     def _compile(self, shape: Mapping[str, Hashable]) -> _Compiled:
         sentinels = {name: _sentinel(field) for name, field in self._params.items()}

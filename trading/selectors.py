@@ -390,7 +390,7 @@ def account_summary(*, account: Account, now: dt.datetime | None = None) -> Acco
     """Balances, market values and last_equity (equity when today's trading began, or at the last
     reset if that came later): one statement (``trading.book``) and one quote read."""
     now = now or timezone.now()
-    return _summary(account=account, book=_book(account, now, summary=True), now=now)
+    return _account_summary_of(account=account, book=_book(account, now, summary=True), now=now)
 
 
 def account_summary_read(*, now: dt.datetime | None = None) -> AccountRead[AccountSummary]:
@@ -398,12 +398,12 @@ def account_summary_read(*, now: dt.datetime | None = None) -> AccountRead[Accou
     at = now or timezone.now()
     return AccountRead(
         part=lambda account_id: _book_part(account_id, at, summary=True),
-        joined=lambda account, rows: _summary(account=account, book=book_parse(rows=rows), now=at),
+        joined=lambda account, rows: _account_summary_of(account=account, book=book_parse(rows=rows), now=at),
         alone=lambda account: account_summary(account=account, now=at),
     )
 
 
-def _summary(*, account: Account, book: Book, now: dt.datetime) -> AccountSummary:
+def _account_summary_of(*, account: Account, book: Book, now: dt.datetime) -> AccountSummary:
     since = _measured_since(account, now)
     values, current = _value_positions(book=book, since=since, now=now, all_traded=True)
     flows, closes = book.flows, book.closes

@@ -114,4 +114,4 @@ def test_benchmark_api_cpu_prints_cpu_per_request_and_the_profile_asked_for(tmp_
     assert "order placement (POST /v2/orders): CPU per filled order vs the INSERT floor's" in text
     assert "order placement: 53 orders placed (warm-up included), 53 filled whole\n" in text + "\n"
     assert "cProfile of account over 3 requests (CPU clock)" in text
-    assert "account_summary" in text  # the profile is the account read's
+    assert "account_summary" in text  # the profile is the account read's (_account_summary_of)
