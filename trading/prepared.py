@@ -201,8 +201,8 @@ class JoinedPart:
     """A read to run in the same statement as a ``PreparedQuery``'s one row
     (``PreparedQuery.run_joined``): its SQL (``%s`` placeholders) and database parameter values,
     its columns' count and converters (Django's, by column), the ordering of its rows (column
-    index, descending), and ``key``, which names its SQL text (equal keys, equal texts) so the
-    joined statement is written once per thread and key. Its first column is never NULL: a row
+    index, descending), and ``key``, which names its SQL text, its width and its ordering (equal
+    keys, equal joined texts) so the joined statement is written once per thread and key. Its first column is never NULL: a row
     whose first column is NULL is the account's alone (the read found no row)."""
 
     key: Hashable
@@ -408,11 +408,14 @@ class PreparedRows(_PreparedRead[_CompiledRows]):
         index, descending) is its queryset's ordering."""
         shape = shape or {}
         compiled = self._compiled(shape)
+        width = compiled.compiler.col_count
         return JoinedPart(
-            key=(id(self), tuple(sorted(shape.items()))),
+            # Everything the joined text is written from: two parts of one shape with different
+            # orders (or widths) never share a statement.
+            key=(id(self), tuple(sorted(shape.items())), order, width),
             sql=_format_sql(compiled),
             params=_param_values(compiled, self._params, values, connections[compiled.db]),
-            width=compiled.compiler.col_count,
+            width=width,
             order=order,
             converters=compiled.converters,
         )

@@ -217,6 +217,31 @@ def test_a_rows_query_it_cannot_reproduce_is_refused(account: Account) -> None:
         annotated.run(account_id=account.pk)
 
 
+def test_one_read_joined_in_two_orders_is_sent_with_each_ones_order(asset: Asset, account: Account) -> None:
+    """The joined statement's text is kept per thread and part key; its ORDER BY is the part's
+    ``order``, so the key holds it: the same read ordered two ways never shares a text."""
+    client = key_client(account)
+    for qty in (1, 2, 3):
+        post_order(client, symbol="AAPL", qty=qty, type="limit", limit_price="50", time_in_force="gtc")
+    account_id = Account._meta.get_field("id")
+    head = PreparedQuery(lambda account_id: Account.objects.filter(pk=account_id), account_id=account_id)
+    orders = PreparedRows(
+        lambda account_id: Order.objects.filter(account_id=account_id).values_list("qty", "id"),
+        account_id=account_id,
+    )
+    ascending = orders.part(order=((0, False),), account_id=account.pk)
+    descending = orders.part(order=((0, True),), account_id=account.pk)
+    assert ascending.key != descending.key
+    with CaptureQueriesContext(connection) as captured:
+        up = head.run_joined(part=ascending, account_id=account.pk)
+        down = head.run_joined(part=descending, account_id=account.pk)
+    assert up is not None and down is not None
+    assert captured[0]["sql"] != captured[1]["sql"]
+    quantities = sorted(row[0] for row in up[1])
+    assert [row[0] for row in up[1]] == quantities
+    assert [row[0] for row in down[1]] == quantities[::-1]
+
+
 def test_a_prepared_statement_with_a_literal_percent_answers_what_the_orm_answers(
     asset: Asset, account: Account
 ) -> None:
