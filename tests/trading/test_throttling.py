@@ -26,6 +26,7 @@ from config.redis_pools import redis_client
 from tests.processes import free_port, gunicorn_server
 from tests.trading.api_support import key_client
 from trading import services
+from trading.api import throttling
 from trading.api.throttling import Rate, SlidingWindowLimiter, _LocalWindows, limiter, verdict_reply_read
 from trading.models import Account, Asset
 
@@ -217,6 +218,36 @@ def test_the_verdicts_reply_is_read_off_the_socket_and_anything_else_by_redis_py
         assert connection.read_response() in (b"PONG", "PONG")
     finally:
         pool.release(connection)
+
+
+def test_without_redis_pys_socket_buffer_every_verdict_takes_its_parser(
+    monkeypatch: pytest.MonkeyPatch, rl_key: Callable[[str], str]
+) -> None:
+    """A redis-py that renamed ``redis._parsers.socket.SocketBuffer`` (the import then leaves it
+    None): the exact reader never reads the socket itself, redis-py's parser answers every
+    verdict, and the limiter still decides."""
+    monkeypatch.setattr(throttling, "SocketBuffer", None)
+    pool = redis_client().connection_pool
+    connection = pool.get_connection()
+    try:
+        generic = connection.read_response
+        parsed: list[object] = []
+
+        def read_response(*args: object, **kwargs: object) -> object:
+            parsed.append(reply := generic(*args, **kwargs))
+            return reply
+
+        connection.read_response = read_response  # type: ignore[method-assign]
+        connection.send_command("EVAL", "return {1, 0, 199, 1765000000123456}", 0)
+        assert verdict_reply_read(connection) == [1, 0, 199, 1765000000123456]
+        assert parsed == [[1, 0, 199, 1765000000123456]]
+    finally:
+        connection.read_response = generic  # type: ignore[method-assign]
+        pool.release(connection)
+    key = rl_key("no-socket-buffer")
+    decision = SlidingWindowLimiter().hit(key, Rate(2, 60))
+    assert decision.allowed and decision.remaining == 1
+    redis_client().delete(key)
 
 
 def test_a_busy_limiter_connection_sends_other_threads_through_the_pool(rl_key: Callable[[str], str]) -> None:

@@ -49,13 +49,19 @@ from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponseBase
-from redis._parsers.socket import SocketBuffer
 from redis.connection import Connection
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
 from config.client_address import request_client_address
 from config.redis_pools import fork_reset_register, redis_client, resp_pack
+
+try:
+    from redis._parsers.socket import SocketBuffer
+except ImportError:
+    # A private module: should redis-py rename it, every verdict takes its parser
+    # (verdict_reply_read) and its guard test fails, rather than the API failing to import.
+    SocketBuffer = None  # type: ignore[assignment,misc]
 
 if TYPE_CHECKING:
     # rest_framework.views imports this module (DEFAULT_THROTTLE_CLASSES) while it loads.
@@ -217,8 +223,8 @@ def verdict_reply_read(connection: Connection) -> Any:
     on ``connection._sock``, ``connection._parser._buffer`` (a ``SocketBuffer`` with
     ``unread_bytes()``) and ``health_check_interval``.
     """
-    # Read with getattr: should redis-py rename them, every reply takes its parser (and the guard
-    # test fails) rather than any request failing.
+    # Read with getattr (and SocketBuffer imported under a guard): should redis-py rename them,
+    # every reply takes its parser (and the guard test fails) rather than any request failing.
     sock = getattr(connection, "_sock", None)
     buffered = getattr(getattr(connection, "_parser", None), "_buffer", None)
     # Only redis-py's own Python parsers read through a SocketBuffer (hiredis keeps its own).
@@ -226,6 +232,7 @@ def verdict_reply_read(connection: Connection) -> Any:
     if (
         type(sock) is not socket.socket
         or connection.health_check_interval
+        or SocketBuffer is None
         or not isinstance(buffered, SocketBuffer)
         or buffered.unread_bytes()
     ):
