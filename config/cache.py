@@ -560,22 +560,38 @@ def django_cache_close_is_noop(*, caches: dict[str, dict[str, Any]], close_conne
     return True
 
 
-def django_cache_close_receiver_drop() -> bool:
-    """Take Django's ``close_caches`` off ``request_finished`` when it provably does nothing.
+def django_cache_close_receiver_sync() -> bool:
+    """Django's ``close_caches`` off ``request_finished`` while it provably does nothing, on it
+    otherwise; answers whether it is off.
 
     Django connects it so caches holding per-request connections let them go; this project's one
     cache keeps its pooled connections (``django_cache_close_is_noop``), and the receiver still
     cost ~7 us of CPU on every request, a page's or the API's (``request_finished.send`` 11 -> 4 us
     without it: it fetches each cache from thread-local storage and calls through django-redis to a
-    flag check). Any other configuration keeps the receiver. Answers whether it was dropped.
+    flag check). Any other configuration keeps the receiver, or connects it again when settings
+    change to one (``django_cache_close_setting_changed``). Connecting it twice is a no-op (Django
+    keys receivers by identity).
     """
     from django.core.cache import close_caches
     from django.core.signals import request_finished
 
-    if not django_cache_close_is_noop(
+    if django_cache_close_is_noop(
         caches=settings.CACHES,
         close_connection_default=getattr(settings, "DJANGO_REDIS_CLOSE_CONNECTION", False),
     ):
-        return False
-    request_finished.disconnect(close_caches)
-    return True
+        request_finished.disconnect(close_caches)
+        return True
+    request_finished.connect(close_caches)
+    return False
+
+
+# The settings ``django_cache_close_is_noop`` reads.
+_CACHE_CLOSE_SETTINGS = frozenset({"CACHES", "DJANGO_REDIS_CLOSE_CONNECTION"})
+
+
+def django_cache_close_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    """``setting_changed`` receiver: the check made at ``ready()`` made again when a test
+    (``override_settings``) changes what it reads, so a cache whose close matters is closed at
+    each request's end, and the receiver is off again once the settings are restored."""
+    if setting in _CACHE_CLOSE_SETTINGS:
+        django_cache_close_receiver_sync()

@@ -1,9 +1,10 @@
 from typing import Any
 
 from django.apps import AppConfig
+from django.core.signals import setting_changed
 from django.db.models.signals import post_migrate
 
-from config.cache import django_cache_close_receiver_drop
+from config.cache import django_cache_close_receiver_sync, django_cache_close_setting_changed
 from config.db_metrics import db_metrics_install
 from config.retention import retention_days, retention_hours, retention_register
 
@@ -15,8 +16,10 @@ class TradingConfig(AppConfig):
     def ready(self) -> None:
         # Every process that loads the apps counts its database queries (config/db_metrics.py).
         db_metrics_install()
-        # Django's per-request cache close does nothing for this project's cache (config/cache.py).
-        django_cache_close_receiver_drop()
+        # Django's per-request cache close does nothing for this project's cache (config/cache.py);
+        # decided again whenever a test overrides the settings it depends on.
+        django_cache_close_receiver_sync()
+        setting_changed.connect(django_cache_close_setting_changed, dispatch_uid="django_cache_close")
         # Raw ticks are the bulk of the database; 1-minute bars are kept longer, daily bars for ever.
         retention_register(
             label="ticks",

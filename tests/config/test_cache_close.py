@@ -1,5 +1,5 @@
 """Django's per-request ``close_caches`` is taken off ``request_finished`` only while it provably
-does nothing (config/cache.py, ``django_cache_close_receiver_drop``)."""
+does nothing (config/cache.py, ``django_cache_close_receiver_sync``), decided again when settings change."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import caches, close_caches
 from django.core.signals import request_finished
-from django.test import Client
+from django.test import Client, override_settings
 
 from config.cache import django_cache_close_is_noop
 
@@ -66,3 +66,26 @@ def test_any_other_cache_configuration_keeps_close_caches() -> None:
     )
     assert not django_cache_close_is_noop(caches=locmem, close_connection_default=False)
     assert not django_cache_close_is_noop(caches=second, close_connection_default=False)
+
+
+def test_overriding_the_settings_decides_again_both_ways() -> None:
+    """A test's ``override_settings`` to a cache whose close matters puts ``close_caches`` back on
+    ``request_finished`` for as long as it lasts; one back to a no-op close takes it off again."""
+    locmem = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    closing = copy.deepcopy(settings.CACHES)
+    closing["default"]["OPTIONS"]["CLOSE_CONNECTION"] = True
+    not_closing = copy.deepcopy(settings.CACHES)
+    not_closing["default"]["OPTIONS"]["CLOSE_CONNECTION"] = False
+    assert not _is_connected()
+    with override_settings(CACHES=locmem):
+        assert _is_connected()
+    assert not _is_connected()
+    with override_settings(CACHES=closing):
+        assert _is_connected()
+    assert not _is_connected()
+    with override_settings(DJANGO_REDIS_CLOSE_CONNECTION=True):
+        assert _is_connected()
+        with override_settings(CACHES=not_closing):  # the alias's own flag wins over the default
+            assert not _is_connected()
+        assert _is_connected()
+    assert not _is_connected()
