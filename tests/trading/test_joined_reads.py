@@ -20,7 +20,15 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from tests.clock import ManualClock
-from tests.trading.api_support import KeyClient, MakeAccount, MakeAsset, buy, key_client, post_order
+from tests.trading.api_support import (
+    KeyClient,
+    MakeAccount,
+    MakeAsset,
+    assert_alpaca_error,
+    buy,
+    key_client,
+    post_order,
+)
 from trading import services
 from trading.api import views_base
 from trading.models import OPEN_ORDER_STATUSES, Account, Order, StockPriceHistory
@@ -182,3 +190,40 @@ def test_the_first_read_after_a_games_end_closes_its_open_orders(
                 assert first.json()["buying_power"] == first.json()["cash"]
             if path == "/v2/orders":
                 assert first.json() == []
+
+
+def _refused_in_one_statement(client: KeyClient) -> None:
+    """Every read answers 403 in Alpaca's shape (code and message, no data), in one statement: the
+    account's row (joined onto the read, where the read is joined) that the key no longer finds."""
+    for path in READS:
+        with CaptureQueriesContext(connection) as captured:
+            response = client.get(path)
+        assert_alpaca_error(response, 403)
+        assert len(captured) == 1, (path, [query["sql"] for query in captured])
+        if path in ("/v2/account", "/v2/positions", "/v2/positions/AAPL", "/v2/orders"):
+            assert "ON 1 = 1" in captured[0]["sql"], path  # the joined path's statement
+
+
+def test_a_cached_key_whose_account_was_deleted_is_refused_on_the_joined_path(
+    l1_clock: ManualClock, make_asset: MakeAsset, account: Account
+) -> None:
+    make_asset("AAPL", price="100.00")
+    client = key_client(account)
+    buy(client, "AAPL", 1)
+    for path in READS:  # the key and its owner cached in-process (no TSLA position: 404)
+        assert client.get(path).status_code == (404 if path.endswith("TSLA") else 200)
+    Account.objects.filter(pk=account.pk).delete()  # its key with it, still in the cache
+    _refused_in_one_statement(client)
+
+
+def test_a_cached_key_whose_account_changed_owner_is_refused_on_the_joined_path(
+    l1_clock: ManualClock, make_asset: MakeAsset, account: Account
+) -> None:
+    make_asset("AAPL", price="100.00")
+    client = key_client(account)
+    buy(client, "AAPL", 1)
+    for path in READS:
+        assert client.get(path).status_code == (404 if path.endswith("TSLA") else 200)
+    other = User.objects.create_user(username="someone-else", password="pw-123456!")  # no account of its own
+    Account.objects.filter(pk=account.pk).update(user=other)  # the key's cached user no longer owns it
+    _refused_in_one_statement(client)
