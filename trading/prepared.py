@@ -224,6 +224,20 @@ class _Joined:
 # thread's compilers without end: past it the oldest shape is compiled again when next asked.
 SHAPES_KEPT = 32
 
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+def _kept(kept: dict[K, V], key: K, build: Callable[[], V]) -> V:
+    """``kept[key]``, built on this thread's first ask; past SHAPES_KEPT entries the oldest
+    (first inserted) is dropped first (``SHAPES_KEPT``)."""
+    found = kept.get(key)
+    if found is None:
+        if len(kept) >= SHAPES_KEPT:
+            del kept[next(iter(kept))]
+        found = kept[key] = build()
+    return found
+
 
 C = TypeVar("C", bound=_CompiledRows)
 
@@ -243,14 +257,8 @@ class _PreparedRead(Generic[C]):
 
     def _compiled(self, shape: Mapping[str, Hashable]) -> C:
         """The statement of ``shape``, compiled on this thread's first ask."""
-        key = tuple(sorted(shape.items()))
         compiled_by_shape: dict[Any, C] = self._local.__dict__.setdefault("compiled", {})
-        compiled = compiled_by_shape.get(key)
-        if compiled is None:
-            if len(compiled_by_shape) >= SHAPES_KEPT:
-                del compiled_by_shape[next(iter(compiled_by_shape))]
-            compiled = compiled_by_shape[key] = self._compile(shape)
-        return compiled
+        return _kept(compiled_by_shape, tuple(sorted(shape.items())), lambda: self._compile(shape))
 
     def _rows(self, shape: Mapping[str, Hashable], values: Mapping[str, Any]) -> tuple[C, list[Any]]:
         """The statement of ``shape``, and its rows for ``values``, each column converted."""
@@ -308,12 +316,9 @@ class PreparedQuery(_PreparedRead[_Compiled], Generic[M]):
         shape = shape or {}
         head = self._compiled(shape)
         joined_by_key: dict[Any, _Joined] = self._local.__dict__.setdefault("joined", {})
-        key = (tuple(sorted(shape.items())), part.key)
-        joined = joined_by_key.get(key)
-        if joined is None:
-            if len(joined_by_key) >= SHAPES_KEPT:
-                del joined_by_key[next(iter(joined_by_key))]
-            joined = joined_by_key[key] = self._join(head, part)
+        joined = _kept(
+            joined_by_key, (tuple(sorted(shape.items())), part.key), lambda: self._join(head, part)
+        )
         connection = connections[head.db]
         params = [*_param_values(head, self._params, values, connection), *part.params]
         with connection.cursor() as cursor:
