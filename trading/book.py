@@ -143,6 +143,11 @@ def _asset_id(value: uuid.UUID | str) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
 
 
+def _one_asset(*, asset_symbol: str | None, asset_id: uuid.UUID | None) -> str | None:
+    """The statement's shape for one asset: named by its symbol, its id, or neither (all)."""
+    return "symbol" if asset_symbol is not None else "id" if asset_id is not None else None
+
+
 def book_part(
     *,
     account_id: uuid.UUID | str,
@@ -154,7 +159,7 @@ def book_part(
 ) -> JoinedPart:
     """The book's statement (``book_get``) for ``account_id``, to be run alone or joined onto the
     account's row (``PreparedQuery.run_joined``); ``book_parse`` reads its rows."""
-    one_asset = "symbol" if asset_symbol is not None else "id" if asset_id is not None else None
+    one_asset = _one_asset(asset_symbol=asset_symbol, asset_id=asset_id)
     ops = connection.ops
     account = Account._meta.pk.get_db_prep_value(account_id, connection)
     boundary_value = ops.adapt_datetimefield_value(boundary)
@@ -205,7 +210,7 @@ def book_get(
         asset_symbol=asset_symbol,
         asset_id=asset_id,
     )
-    one_asset = "symbol" if asset_symbol is not None else "id" if asset_id is not None else None
+    one_asset = _one_asset(asset_symbol=asset_symbol, asset_id=asset_id)
     sql, names = _named_sql(
         vendor=connection.vendor, ledger=ledger, flow_closes=flow_closes, one_asset=one_asset
     )
