@@ -593,8 +593,13 @@ def _orders_page_run(
     polled = _orders_poll_shape(page=page, after=after, until=until, side=side, symbols=symbols)
     if polled is not None:
         return poll.run(shape=polled, account_id=account_id)
-    page = {**page, "limit": max(1, min(page["limit"], ORDERS_LIMIT_MAX))}
+    page = _page_clamped(page)
     return list(build(account_id=account_id, after=after, until=until, side=side, symbols=symbols, **page))
+
+
+def _page_clamped(page: dict[str, Any]) -> dict[str, Any]:
+    """``page`` with its limit within 1..ORDERS_LIMIT_MAX."""
+    return {**page, "limit": max(1, min(page["limit"], ORDERS_LIMIT_MAX))}
 
 
 def _orders_poll_shape(
@@ -607,7 +612,7 @@ def _orders_poll_shape(
 ) -> dict[str, Any] | None:
     """``page`` (its limit clamped) when the listing is a bot's poll, compiled once per shape;
     None when it takes the ORM's path."""
-    page = {**page, "limit": max(1, min(page["limit"], ORDERS_LIMIT_MAX))}
+    page = _page_clamped(page)
     if after is None and until is None and not side and not symbols and page["limit"] in _POLLED_LIMITS:
         return page
     return None
