@@ -263,18 +263,16 @@ def request_account_joined(
     already loaded, a part that is not joined, no account (403 there), or a finished game's
     account whose open orders were just closed (its rows read before the close are stale)."""
     http_request = request._request
-    user_id = getattr(request.user, "pk", None)
-    if (
-        hasattr(http_request, _ACCOUNT_ATTR)
-        or user_id is None
-        or not isinstance(request.auth, VerifiedKey)
-        or not settings.PREPARED_QUERIES
-    ):
+    if hasattr(http_request, _ACCOUNT_ATTR) or not settings.PREPARED_QUERIES:
         return None
-    joined_part = part(request.auth.account_id)
+    keyed = _request_key_owner(request)
+    if keyed is None:
+        return None
+    key, user_id = keyed
+    joined_part = part(key.account_id)
     if joined_part is None:
         return None
-    found = _KEY_ACCOUNT.run_joined(part=joined_part, pk=request.auth.account_id, user_id=user_id)
+    found = _KEY_ACCOUNT.run_joined(part=joined_part, pk=key.account_id, user_id=user_id)
     if found is None:
         setattr(http_request, _ACCOUNT_ATTR, None)
         return None
@@ -295,12 +293,23 @@ _KEY_ACCOUNT = PreparedQuery(
 )
 
 
-def _request_account_load(request: Request) -> Account | None:
+def _request_key_owner(request: Request) -> tuple[VerifiedKey, Any] | None:
+    """The key a request authenticated with and its user's id, whose account (``_KEY_ACCOUNT``)
+    the request acts on; None for a session's or an anonymous request."""
     user_id = getattr(request.user, "pk", None)  # None when anonymous
-    if user_id is not None and isinstance(request.auth, VerifiedKey):
+    if user_id is None or not isinstance(request.auth, VerifiedKey):
+        return None
+    return request.auth, user_id
+
+
+def _request_account_load(request: Request) -> Account | None:
+    keyed = _request_key_owner(request)
+    if keyed is not None:
+        key, user_id = keyed
         # With its game, if any, in the same query: the account's answer says whether it may trade.
-        found = _KEY_ACCOUNT.run(pk=request.auth.account_id, user_id=user_id)
+        found = _KEY_ACCOUNT.run(pk=key.account_id, user_id=user_id)
         return found[0] if found else None
+    user_id = getattr(request.user, "pk", None)  # None when anonymous
     if user_id is not None:
         return selectors.account_for_session_get(user_id=user_id, session=request._request.session)
     return None
