@@ -12,10 +12,12 @@ from typing import TypeVar
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
-from trading.models import Asset, DailyBar, MinuteBar, StockPriceHistory
+from trading import services
+from trading.models import Asset, DailyBar, Game, MinuteBar, StockPriceHistory
 from trading.units import price_to_units, qty_to_units
 
 
@@ -159,3 +161,15 @@ def shares(count: int | str | Decimal) -> int:
     """Shares (whole or up to 9 decimals: 10, "0.5") in quantity units, as services and rows
     take quantities (trading/units.py)."""
     return qty_to_units(str(count), field="shares")
+
+
+def class_game(*, organiser: User, start: dt.datetime) -> Game:
+    """A five-day game with $10,000 each, created by ``organiser`` an hour before ``start``: the
+    game the read tests join players to."""
+    return services.game_create(
+        organiser=organiser,
+        rules=services.GameRules(
+            name="Class", starts_at=start, ends_at=start + dt.timedelta(days=5), starting_cash_cents=1_000_000
+        ),
+        now=start - dt.timedelta(hours=1),
+    )

@@ -19,6 +19,7 @@ from django.contrib.auth.models import User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from tests.builders import class_game
 from tests.clock import ManualClock
 from tests.trading.api_support import (
     KeyClient,
@@ -129,13 +130,7 @@ def test_a_game_accounts_reads_join_while_it_runs_and_close_its_orders_once_it_i
     make_asset("AAPL", price="100.00")
     make_asset("TSLA", price="300.00")
     organiser: User = make_account(username="teacher").user
-    game = services.game_create(
-        organiser=organiser,
-        rules=services.GameRules(
-            name="Class", starts_at=start, ends_at=start + dt.timedelta(days=5), starting_cash_cents=1_000_000
-        ),
-        now=start - dt.timedelta(hours=1),
-    )
+    game = class_game(organiser=organiser, start=start)
     player = make_account()
     client = key_client(services.game_join(game_id=game.pk, user=player.user, now=start).account)
     with time_machine.travel(during, tick=False):
@@ -162,13 +157,7 @@ def test_the_first_read_after_a_games_end_closes_its_open_orders(
     during = start + dt.timedelta(hours=1)
     make_asset("AAPL", price="100.00")
     organiser: User = make_account(username="teacher").user
-    game = services.game_create(
-        organiser=organiser,
-        rules=services.GameRules(
-            name="Class", starts_at=start, ends_at=start + dt.timedelta(days=5), starting_cash_cents=1_000_000
-        ),
-        now=start - dt.timedelta(hours=1),
-    )
+    game = class_game(organiser=organiser, start=start)
     clients: dict[str, KeyClient] = {}
     for path in ("/v2/account", "/v2/orders", "/v2/positions"):
         player = make_account()

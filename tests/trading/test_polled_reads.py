@@ -20,7 +20,7 @@ from django.contrib.auth.models import User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from tests.builders import add_minute_bar_ramps, set_quote
+from tests.builders import add_minute_bar_ramps, class_game, set_quote
 from tests.clock import ManualClock
 from tests.trading.api_support import MakeAccount, buy, key_client, post_order
 from trading import selectors, services
@@ -213,13 +213,7 @@ def test_property_34_a_games_end_shows_on_the_next_reads(
     start = dt.datetime(2025, 6, 2, 14, 0, tzinfo=dt.UTC)
     during = start + dt.timedelta(hours=1)
     organiser: User = make_account(username="teacher").user
-    game = services.game_create(
-        organiser=organiser,
-        rules=services.GameRules(
-            name="Class", starts_at=start, ends_at=start + dt.timedelta(days=5), starting_cash_cents=1_000_000
-        ),
-        now=start - dt.timedelta(hours=1),
-    )
+    game = class_game(organiser=organiser, start=start)
     player = make_account()
     game_account = services.game_join(game_id=game.pk, user=player.user, now=start).account
     client = key_client(game_account)

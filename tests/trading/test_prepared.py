@@ -14,6 +14,7 @@ from django.db.models import F
 from django.db.transaction import TransactionManagementError
 from django.test.utils import CaptureQueriesContext
 
+from tests.builders import class_game
 from tests.trading.api_support import MakeAccount, buy, key_client, post_order
 from trading import selectors, services
 from trading.api.serializers import AccountSerializer, OrderSerializer
@@ -78,13 +79,7 @@ def test_a_prepared_key_account_is_the_orms_with_or_without_a_game(
 
     start = dt.datetime(2025, 6, 2, 14, 0, tzinfo=dt.UTC)
     organiser = make_account(username="teacher").user
-    game = services.game_create(
-        organiser=organiser,
-        rules=services.GameRules(
-            name="Class", starts_at=start, ends_at=start + dt.timedelta(days=5), starting_cash_cents=1_000_000
-        ),
-        now=start - dt.timedelta(hours=1),
-    )
+    game = class_game(organiser=organiser, start=start)
     game_account = services.game_join(game_id=game.pk, user=account.user, now=start).account
     for owned in (account, game_account):
         (prepared,) = _KEY_ACCOUNT.run(pk=owned.pk, user_id=owned.user_id)
