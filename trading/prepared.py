@@ -255,6 +255,31 @@ class _PreparedRead(Generic[C]):
     def _compile(self, shape: Mapping[str, Hashable]) -> C:
         raise NotImplementedError
 
+    def _queryset(self, shape: Mapping[str, Hashable]) -> tuple[QuerySet[Any], dict[str, Any]]:
+        """``build`` of ``shape`` with a sentinel for each parameter, and the sentinels."""
+        sentinels = {name: _sentinel(field) for name, field in self._params.items()}
+        return self._build(**shape, **sentinels), sentinels
+
+    def _statement(self, queryset: QuerySet[Any], sentinels: Mapping[str, Any]) -> _CompiledRows:
+        """``queryset``'s statement as a subclass checked it may be prepared: its SQL, where each
+        parameter goes, and its select's converters."""
+        db = queryset.db
+        connection = connections[db]
+        compiler = queryset.query.get_compiler(using=db)
+        sql, params = compiler.as_sql()
+        named_sql, names = named_placeholders(sql, vendor=connection.vendor, count=len(params))
+        return _CompiledRows(
+            db=db,
+            sql=named_sql,
+            params=tuple(params),
+            slots=_slots(self._params, sentinels, params, connection),
+            names=names,
+            compiler=compiler,
+            converters=compiler.get_converters(
+                [column[0] for column in compiler.select[0 : compiler.col_count]]
+            ),
+        )
+
     def _compiled(self, shape: Mapping[str, Hashable]) -> C:
         """The statement of ``shape``, compiled on this thread's first ask."""
         compiled_by_shape: dict[Any, C] = self._local.__dict__.setdefault("compiled", {})
@@ -354,36 +379,25 @@ class PreparedQuery(_PreparedRead[_Compiled], Generic[M]):
         return _Joined(sql=named_sql, names=names)
 
     def _compile(self, shape: Mapping[str, Hashable]) -> _Compiled:
-        sentinels = {name: _sentinel(field) for name, field in self._params.items()}
-        queryset = self._build(**shape, **sentinels)
+        queryset, sentinels = self._queryset(shape)
         if (
             queryset._iterable_class is not ModelIterable
             or bool(getattr(queryset, "_prefetch_related_lookups", None))
             or bool(getattr(queryset, "_known_related_objects", None))
         ):
             raise NotPreparable("only plain model querysets (select_related allowed) are prepared")
-        db = queryset.db
-        connection = connections[db]
-        compiler = queryset.query.get_compiler(using=db)
-        sql, params = compiler.as_sql()
-        named_sql, names = named_placeholders(sql, vendor=connection.vendor, count=len(params))
-        slots = _slots(self._params, sentinels, params, connection)
+        statement = self._statement(queryset, sentinels)
+        compiler = statement.compiler
         select, klass_info = compiler.select, compiler.klass_info
         fields_start, fields_end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
         return _Compiled(
-            db=db,
-            sql=named_sql,
-            params=tuple(params),
-            slots=slots,
-            names=names,
-            compiler=compiler,
-            converters=compiler.get_converters([column[0] for column in select[0 : compiler.col_count]]),
+            **vars(statement),
             model=klass_info["model"],
             fields_start=fields_start,
             fields_end=fields_end,
             init_list=[column[0].target.attname for column in select[fields_start:fields_end]],
             # Django 5.2's signature; the stubs describe a later one.
-            populators=get_related_populators(klass_info, select, db),  # type: ignore[call-arg]
+            populators=get_related_populators(klass_info, select, statement.db),  # type: ignore[call-arg]
             annotations=dict(compiler.annotation_col_map or {}),
         )
 
@@ -426,8 +440,7 @@ class PreparedRows(_PreparedRead[_CompiledRows]):
         )
 
     def _compile(self, shape: Mapping[str, Hashable]) -> _CompiledRows:
-        sentinels = {name: _sentinel(field) for name, field in self._params.items()}
-        queryset = self._build(**shape, **sentinels)
+        queryset, sentinels = self._queryset(shape)
         query = queryset.query
         if (
             queryset._iterable_class is not ValuesListIterable
@@ -438,25 +451,10 @@ class PreparedRows(_PreparedRead[_CompiledRows]):
             # A flat or named list, or annotations (which ValuesListIterable reorders), are not
             # reproduced: the answer's columns must be the compiled select's, in its order.
             raise NotPreparable("only values_list querysets of plain fields are prepared as rows")
-        db = queryset.db
-        connection = connections[db]
-        compiler = query.get_compiler(using=db)
-        sql, params = compiler.as_sql()
-        named_sql, names = named_placeholders(sql, vendor=connection.vendor, count=len(params))
-        slots = _slots(self._params, sentinels, params, connection)
-        if compiler.col_count != len(cast(Any, queryset)._fields):
+        statement = self._statement(queryset, sentinels)
+        if statement.compiler.col_count != len(cast(Any, queryset)._fields):
             raise NotPreparable("the compiled select is not the listed fields")
-        return _CompiledRows(
-            db=db,
-            sql=named_sql,
-            params=tuple(params),
-            slots=slots,
-            names=names,
-            compiler=compiler,
-            converters=compiler.get_converters(
-                [column[0] for column in compiler.select[0 : compiler.col_count]]
-            ),
-        )
+        return statement
 
 
 def update_sql(queryset: QuerySet[Any], values: Mapping[str, Any]) -> tuple[str, Sequence[Any]]:
