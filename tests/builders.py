@@ -17,7 +17,7 @@ from django.test import Client
 from django.utils import timezone
 
 from trading import services
-from trading.models import Asset, DailyBar, Game, MinuteBar, StockPriceHistory
+from trading.models import Account, Asset, DailyBar, Game, MinuteBar, StockPriceHistory
 from trading.units import price_to_units, qty_to_units
 
 
@@ -173,3 +173,15 @@ def class_game(*, organiser: User, start: dt.datetime) -> Game:
         ),
         now=start - dt.timedelta(hours=1),
     )
+
+
+def market_trade(account: Account, symbol: str, qty: int, *, side: str = "buy", now: dt.datetime) -> None:
+    """A market order of ``qty`` whole shares placed at ``now``, which must fill."""
+    order = services.order_place(
+        account_id=account.pk,
+        request=services.OrderRequest(
+            symbol=symbol, qty=shares(qty), side=side, type="market", time_in_force="day"
+        ),
+        now=now,
+    )
+    assert order.status == "filled", order.status

@@ -24,7 +24,7 @@ from analytics import selectors, services
 from analytics.models import AccountEquityDay, GameBoard, LeaderboardEntry
 from config.cache import cache_manager, cache_manager_reset
 from config.redis_pools import redis_client
-from tests.builders import set_quote, shares
+from tests.builders import market_trade, set_quote, shares
 from trading import calendar, services as trading
 from trading.api.serializers import rfc3339
 from trading.errors import InvalidRequest
@@ -62,14 +62,7 @@ def join(game: Game, account: Account) -> Account:
 
 
 def trade(account: Account, symbol: str, qty: int, *, side: str = "buy", now: dt.datetime = DURING) -> None:
-    order = trading.order_place(
-        account_id=account.pk,
-        request=trading.OrderRequest(
-            symbol=symbol, qty=shares(qty), side=side, type="market", time_in_force="day"
-        ),
-        now=now,
-    )
-    assert order.status == "filled", order.status
+    market_trade(account, symbol, qty, side=side, now=now)
 
 
 def names(board: dict[str, Any]) -> list[str]:

@@ -23,7 +23,7 @@ from analytics.models import (
     LeaderboardEntry,
     LeaderboardSnapshot,
 )
-from tests.builders import set_quote, shares
+from tests.builders import market_trade, set_quote
 from trading import calendar, services as trading
 from trading.models import Account, Asset
 
@@ -38,17 +38,6 @@ pytestmark = [
 
 def at(day: int, hour: int, minute: int = 0) -> dt.datetime:
     return dt.datetime(2025, 6, 1 + day, hour, minute, tzinfo=dt.UTC)
-
-
-def trade(account: Account, symbol: str, qty: int, *, side: str = "buy", now: dt.datetime) -> None:
-    order = trading.order_place(
-        account_id=account.pk,
-        request=trading.OrderRequest(
-            symbol=symbol, qty=shares(qty), side=side, type="market", time_in_force="day"
-        ),
-        now=now,
-    )
-    assert order.status == "filled", order.status
 
 
 def name(account_id: Any) -> str:
@@ -78,18 +67,18 @@ def test_the_jobs_outputs_on_a_varied_book_are_as_pinned(
 
     set_quote("AAPL", price="100.00", at=at(1, 15))
     set_quote("XOM", price="50.00", at=at(1, 15))
-    trade(ada, "AAPL", 10, now=at(1, 15, 1))
-    trade(ada_game, "XOM", 20, now=at(1, 15, 2))
-    trade(bob_game, "AAPL", 5, now=at(1, 15, 3))
-    trade(cy, "XOM", 3, now=at(1, 15, 4))
-    trade(fay, "AAPL", 4, now=at(1, 15, 5))
+    market_trade(ada, "AAPL", 10, now=at(1, 15, 1))
+    market_trade(ada_game, "XOM", 20, now=at(1, 15, 2))
+    market_trade(bob_game, "AAPL", 5, now=at(1, 15, 3))
+    market_trade(cy, "XOM", 3, now=at(1, 15, 4))
+    market_trade(fay, "AAPL", 4, now=at(1, 15, 5))
     services.leaderboards_refresh_all(now=at(1, 20))
 
     set_quote("AAPL", price="110.00", at=at(2, 15))
     set_quote("XOM", price="45.00", at=at(2, 15))
-    trade(bob, "AAPL", 2, now=at(2, 15, 1))
+    market_trade(bob, "AAPL", 2, now=at(2, 15, 1))
     trading.account_reset(account_id=cy.pk, now=at(2, 16))
-    trade(cy, "AAPL", 1, now=at(2, 16, 1))
+    market_trade(cy, "AAPL", 1, now=at(2, 16, 1))
     services.leaderboards_refresh_all(now=at(2, 20))
 
     boundary = calendar.day_start(calendar.trading_day_of(at(3, 12)))
@@ -97,10 +86,10 @@ def test_the_jobs_outputs_on_a_varied_book_are_as_pinned(
     set_quote("AAPL", price="120.00", at=at(3, 14))
     set_quote("XOM", price="47.00", at=at(3, 14))
     trading.account_reset(account_id=dee.pk, now=at(3, 15))
-    trade(dee, "AAPL", 1, now=at(3, 15, 1))
-    trade(eve, "XOM", 2, now=at(3, 15, 2))
+    market_trade(dee, "AAPL", 1, now=at(3, 15, 1))
+    market_trade(eve, "XOM", 2, now=at(3, 15, 2))
     trading.account_grant_cash(account_id=bob.pk, amount_cents=100_000, now=at(3, 15, 30))
-    trade(ada_game, "XOM", 10, side="sell", now=at(3, 16))
+    market_trade(ada_game, "XOM", 10, side="sell", now=at(3, 16))
     now = at(3, 20)
     services.leaderboards_refresh_all(now=now)
     services.account_analytics_refresh(now=now)

@@ -193,14 +193,21 @@ def _refused_in_one_statement(client: KeyClient) -> None:
             assert "ON 1 = 1" in captured[0]["sql"], path  # the joined path's statement
 
 
-def test_a_cached_key_whose_account_was_deleted_is_refused_on_the_joined_path(
-    l1_clock: ManualClock, make_asset: MakeAsset, account: Account
-) -> None:
+def _key_client_with_its_key_cached(make_asset: MakeAsset, account: Account) -> KeyClient:
+    """A key client of ``account``, holding one AAPL share, that has made every read once: the
+    key and its owner are cached in-process (no TSLA position: 404)."""
     make_asset("AAPL", price="100.00")
     client = key_client(account)
     buy(client, "AAPL", 1)
-    for path in READS:  # the key and its owner cached in-process (no TSLA position: 404)
+    for path in READS:
         assert client.get(path).status_code == (404 if path.endswith("TSLA") else 200)
+    return client
+
+
+def test_a_cached_key_whose_account_was_deleted_is_refused_on_the_joined_path(
+    l1_clock: ManualClock, make_asset: MakeAsset, account: Account
+) -> None:
+    client = _key_client_with_its_key_cached(make_asset, account)
     Account.objects.filter(pk=account.pk).delete()  # its key with it, still in the cache
     _refused_in_one_statement(client)
 
@@ -208,11 +215,7 @@ def test_a_cached_key_whose_account_was_deleted_is_refused_on_the_joined_path(
 def test_a_cached_key_whose_account_changed_owner_is_refused_on_the_joined_path(
     l1_clock: ManualClock, make_asset: MakeAsset, account: Account
 ) -> None:
-    make_asset("AAPL", price="100.00")
-    client = key_client(account)
-    buy(client, "AAPL", 1)
-    for path in READS:
-        assert client.get(path).status_code == (404 if path.endswith("TSLA") else 200)
+    client = _key_client_with_its_key_cached(make_asset, account)
     other = User.objects.create_user(username="someone-else", password="pw-123456!")  # no account of its own
     Account.objects.filter(pk=account.pk).update(user=other)  # the key's cached user no longer owns it
     _refused_in_one_statement(client)
