@@ -114,6 +114,22 @@ def leaderboard_whole_get_or_refresh(
     return board, limit
 
 
+# The periods once: ``LeaderboardPeriod.values`` builds its list on every call (~25 us).
+_PERIODS = frozenset(LeaderboardPeriod.values)
+
+
+def leaderboard_whole_held(*, period: str, limit: int, now: dt.datetime) -> dict[str, Any] | None:
+    """``leaderboard_whole_get_or_refresh``'s board when this process's L1 holds it within the
+    staleness bound, for a ``period`` and ``limit`` it accepts; else None, having done nothing
+    (the cached reads' fast path, analytics/fast_reads.py, then hands the request to the view)."""
+    if period not in _PERIODS or not 1 <= limit <= settings.LEADERBOARD_LIMIT_MAX:
+        return None
+    board: dict[str, Any] | None = cache_manager().local_get(services.leaderboard_cache_key(period))
+    if board is None or _age(board, now) > float(settings.LEADERBOARD_MAX_STALENESS_S):
+        return None
+    return board
+
+
 def leaderboard_first(board: dict[str, Any], limit: int) -> dict[str, Any]:
     return {**board, "entries": board["entries"][:limit]}
 
@@ -453,6 +469,13 @@ def account_analytics_get_or_compute_by_id(*, account_id: uuid.UUID | str) -> di
     return cache_manager().cached(services.account_analytics_cache_key(account_id), "analytics", load)
 
 
+def account_analytics_held_by_id(*, account_id: str) -> dict[str, Any] | None:
+    """``account_analytics_get_or_compute_by_id``'s answer when this process's L1 holds it, else
+    None (the fast path's read, as ``leaderboard_whole_held``)."""
+    held: dict[str, Any] | None = cache_manager().local_get(services.account_analytics_cache_key(account_id))
+    return held
+
+
 def _stats_payload(row: SymbolStats) -> dict[str, Any]:
     return {
         "symbol": row.symbol,
@@ -485,3 +508,10 @@ def symbol_stats_get_or_compute(*, symbol: str) -> dict[str, Any]:
         return _stats_payload(row)
 
     return cache_manager().cached(services.symbol_stats_cache_key(symbol), "symbol_stats", load)
+
+
+def symbol_stats_held(*, symbol: str) -> dict[str, Any] | None:
+    """``symbol_stats_get_or_compute``'s answer when this process's L1 holds it, else None (the
+    fast path's read, as ``leaderboard_whole_held``)."""
+    held: dict[str, Any] | None = cache_manager().local_get(services.symbol_stats_cache_key(symbol))
+    return held

@@ -27,8 +27,9 @@ from trading.errors import InvalidRequest
 from trading.units import UnitError, to_integer
 
 # The cached reads answer with the body rendered when their cached value was first served (the
-# renderer the API uses, so the bytes are those DRF would write).
-_bodies = RenderedBodies(render=lambda data: JSONRenderer().render(data))
+# renderer the API uses, so the bytes are those DRF would write). The fast path
+# (analytics/fast_reads.py) serves the same bodies.
+rendered_bodies = RenderedBodies(render=lambda data: JSONRenderer().render(data))
 
 
 def _json(body: bytes) -> HttpResponse:
@@ -55,7 +56,9 @@ class LeaderboardView(TradingAPIView):
         period = params.get("period") or LeaderboardPeriod.OVERALL
         board, checked = selectors.leaderboard_whole_get_or_refresh(period=period, limit=parsed_limit)
         return _json(
-            _bodies.get(board, variant=checked, payload=lambda: selectors.leaderboard_first(board, checked))
+            rendered_bodies.get(
+                board, variant=checked, payload=lambda: selectors.leaderboard_first(board, checked)
+            )
         )
 
 
@@ -93,7 +96,7 @@ class AccountAnalyticsView(TradingAPIView):
             analytics = selectors.account_analytics_get_or_compute_by_id(account_id=key.account_id)
         else:
             analytics = selectors.account_analytics_get_or_compute(account=request_account(request))
-        return _json(_bodies.get(analytics))
+        return _json(rendered_bodies.get(analytics))
 
 
 class SymbolStatsView(TradingAPIView):
@@ -105,7 +108,7 @@ class SymbolStatsView(TradingAPIView):
         responses=with_errors({200: SymbolStatsSerializer}),
     )
     def get(self, request: Request, symbol: str) -> HttpResponse:
-        return _json(_bodies.get(selectors.symbol_stats_get_or_compute(symbol=symbol)))
+        return _json(rendered_bodies.get(selectors.symbol_stats_get_or_compute(symbol=symbol)))
 
 
 def bench_ping(request: HttpRequest) -> JsonResponse:

@@ -16,20 +16,33 @@ Django's own check (trading/api/errors.py), and the others must not act on such 
 """
 
 import json
+import logging
 import os
+import time
 from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.wsgi import get_wsgi_application
+from django.http import HttpRequest, HttpResponse
+from django.http.request import split_domain_port, validate_host
+from django.middleware.clickjacking import XFrameOptionsMiddleware
+from django.middleware.security import SecurityMiddleware
 from django.urls import reverse
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 # Sets Django up: the API modules imported below need the app registry.
 pages_application = get_wsgi_application()
 
+from analytics.fast_reads import FastAnswer, cached_read, is_cached_read_path  # noqa: E402
+from config.db_metrics import request_queries_begin, request_queries_end  # noqa: E402
+from config.http_metrics import request_record  # noqa: E402
+from config.metrics import metrics_enabled  # noqa: E402
 from trading.api.errors import body_too_large_message, error_body, is_api_path  # noqa: E402
+from trading.api.throttling import HANDED_VERDICT_ENVIRON  # noqa: E402
+
+logger = logging.getLogger(__name__)
 
 API_PREFIX = "/v2/"
 
@@ -49,14 +62,166 @@ def handler_for(middleware: list[str]) -> WSGIHandler:
         settings.MIDDLEWARE = configured
 
 
+# The API stack (settings.API_MIDDLEWARE) whose work FastReads does itself, as of when it was
+# written. Any other stack turns the fast path off: a middleware added or removed may change what
+# an answer carries, and the guard test (tests/analytics/test_fast_reads.py) fails until the fast
+# path is checked against it and this list updated.
+FAST_READS_MIDDLEWARE = [
+    "config.http_metrics.RequestMetricsMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+
+class FastReads:
+    """The cached reads' fast path (analytics/fast_reads.py) with what the API stack does around
+    a view's 200 (a framework bypass: docs/architecture.md). Per layer of FAST_READS_MIDDLEWARE:
+
+    - RequestMetricsMiddleware: the same series under the route's name (``request_record``), and
+      ``X-DB-Queries`` under BENCHMARK_ENDPOINTS;
+    - SecurityMiddleware: its headers, computed once by the middleware itself for a secure and a
+      plain request (``is_secure`` as Django decides it); a request it would redirect to HTTPS is
+      Django's;
+    - SessionMiddleware, AuthenticationMiddleware: nothing (an API key's request never reads the
+      session, so no ``Vary: Cookie``);
+    - CommonMiddleware: ``Content-Length``; a host ALLOWED_HOSTS refuses is Django's (its 400), and
+      with PREPEND_WWW or DISALLOWED_USER_AGENTS set the fast path is off;
+    - XFrameOptionsMiddleware: its header, computed once by the middleware itself.
+
+    The handler also skips Django's ``request_started``/``request_finished``: their receivers close
+    database connections past their age, and these answers use none (the next request Django
+    serves closes it, as it would after any request that did not query).
+    """
+
+    def __init__(self) -> None:
+        self.enabled = (
+            list(settings.API_MIDDLEWARE) == FAST_READS_MIDDLEWARE
+            and not settings.PREPEND_WWW
+            and not settings.DISALLOWED_USER_AGENTS
+        )
+        self.frame_headers = _headers_added(XFrameOptionsMiddleware, secure=False)
+        self.security_headers = {
+            secure: _headers_added(SecurityMiddleware, secure=secure) for secure in (False, True)
+        }
+        self.ssl_redirect = bool(settings.SECURE_SSL_REDIRECT)
+        self.proxy_ssl_header: tuple[str, str] | None = settings.SECURE_PROXY_SSL_HEADER
+        self.forwarded_host = bool(settings.USE_X_FORWARDED_HOST)
+        allowed = list(settings.ALLOWED_HOSTS)
+        if settings.DEBUG and not allowed:
+            allowed = [".localhost", "127.0.0.1", "[::1]"]  # as HttpRequest.get_host
+        self.allowed_hosts = allowed
+        # Host header -> allowed, for the few hosts clients name (bounded: a client can send any).
+        self._hosts: dict[str, bool] = {}
+        self.metrics = metrics_enabled()
+        self.query_header = bool(settings.BENCHMARK_ENDPOINTS)
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes] | None:
+        """The answer, already started; None when the request is the API stack's."""
+        if not self.enabled or environ.get("REQUEST_METHOD") != "GET" or not is_cached_read_path(environ):
+            return None
+        secure = self._is_secure(environ)
+        if (self.ssl_redirect and not secure) or not self._host_allowed(environ):
+            return None
+        started = time.perf_counter()
+        scope = request_queries_begin()
+        try:
+            answer = cached_read(environ)
+        except Exception:
+            # Django's handler answers what went wrong, in the API's error shape.
+            logger.exception("the cached reads' fast path failed; the view answers")
+            return None
+        finally:
+            request_queries_end()
+        if not isinstance(answer, FastAnswer):
+            if answer is not None:
+                environ[HANDED_VERDICT_ENVIRON] = answer
+            return None
+        body = answer.body
+        headers = [
+            *answer.headers,
+            *self.frame_headers,
+            ("Content-Length", str(len(body))),
+            *self.security_headers[secure],
+        ]
+        if self.query_header:
+            headers.append(("X-DB-Queries", str(scope.count)))
+        if self.metrics:
+            request_record(
+                answer.route, "GET", 200, time.perf_counter() - started, scope.count, scope.seconds
+            )
+        start_response("200 OK", headers)
+        return [body]
+
+    def _is_secure(self, environ: dict[str, Any]) -> bool:
+        # HttpRequest.scheme's rule.
+        if self.proxy_ssl_header is not None:
+            header, secure_value = self.proxy_ssl_header
+            value = environ.get(header)
+            if value is not None:
+                return bool(value.split(",", 1)[0].strip() == secure_value)
+        return bool(environ.get("wsgi.url_scheme") == "https")
+
+    def _host_allowed(self, environ: dict[str, Any]) -> bool:
+        # HttpRequest.get_host's check; a request without a Host header is left to Django.
+        host = environ.get("HTTP_X_FORWARDED_HOST") if self.forwarded_host else None
+        if host is None:
+            host = environ.get("HTTP_HOST")
+        if host is None:
+            return False
+        allowed = self._hosts.get(host)
+        if allowed is None:
+            domain, _ = split_domain_port(host)
+            allowed = bool(domain) and validate_host(domain, self.allowed_hosts)
+            if len(self._hosts) < 64:
+                self._hosts[host] = allowed
+        return allowed
+
+
+class _ProbeRequest(HttpRequest):
+    """A request that is secure or not, for asking a middleware what it adds."""
+
+    def __init__(self, *, secure: bool) -> None:
+        super().__init__()
+        self._probe_scheme = "https" if secure else "http"
+
+    def _get_scheme(self) -> str:
+        return self._probe_scheme
+
+    @property
+    def scheme(self) -> str:
+        return self._probe_scheme
+
+
+def _headers_added(
+    middleware: type[SecurityMiddleware] | type[XFrameOptionsMiddleware], *, secure: bool
+) -> list[tuple[str, str]]:
+    """The headers ``middleware`` adds to a response that sets none of them, in its order."""
+    response = HttpResponse()
+    before = set(response.headers)
+    instance = middleware(lambda request: response)
+    instance.process_response(_ProbeRequest(secure=secure), response)
+    return [(name, value) for name, value in response.items() if name not in before]
+
+
 class SplitStackHandler:
     """Routes ``/v2/`` to the API handler, except ``pages_under_api``, and everything else to the
-    pages handler."""
+    pages handler; the API's cached reads first to ``fast`` when given (FastReads)."""
 
-    def __init__(self, *, pages: WSGIHandler, api: WSGIHandler, pages_under_api: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        pages: WSGIHandler,
+        api: WSGIHandler,
+        pages_under_api: Iterable[str] = (),
+        fast: FastReads | None = None,
+    ) -> None:
         self.pages = pages
         self.api = api
         self.pages_under_api = frozenset(pages_under_api)
+        self.fast = fast
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -64,6 +229,10 @@ class SplitStackHandler:
         if declared and is_api_path(path) and _too_large(declared):
             return _body_too_large(start_response)
         if path.startswith(API_PREFIX) and path not in self.pages_under_api:
+            if self.fast is not None:
+                answered = self.fast(environ, start_response)
+                if answered is not None:
+                    return answered
             return self.api(environ, start_response)
         return self.pages(environ, start_response)
 
@@ -93,4 +262,5 @@ application = SplitStackHandler(
     pages=pages_application,
     api=handler_for(settings.API_MIDDLEWARE),
     pages_under_api=(reverse("openapi-docs"), reverse("openapi-redoc")),
+    fast=FastReads(),
 )

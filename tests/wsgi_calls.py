@@ -10,14 +10,16 @@ from wsgiref.util import setup_testing_defaults
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 
-from config.wsgi import application
+from config.wsgi import application as default_application
 
 
 class Answer:
-    """A WSGI response: status code, headers and the whole body."""
+    """A WSGI response: status code, headers (also as sent: ``header_list``) and the whole body."""
 
     def __init__(self, status: str, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.status = status
         self.status_code = int(status.split()[0])
+        self.header_list = list(headers)
         self.headers = dict(headers)
         self.body = body
 
@@ -33,14 +35,19 @@ def wsgi_call(
     content_type: str = "",
     headers: dict[str, str] | None = None,
     connection_signals: bool = False,
+    query: str = "",
+    application: Any = None,
 ) -> Answer:
     """``method path`` through config.wsgi's application, called as gunicorn calls it (a WSGI
     environ for host 127.0.0.1), inside the test's database transaction; with
     ``connection_signals`` (a transactional test only) the request signals also check and close
-    the connection as in a worker (``close_old_connections``), health check included."""
+    the connection as in a worker (``close_old_connections``), health check included. ``query``
+    is the query string; ``application`` another WSGI application than config.wsgi's."""
+    application = application or default_application
     environ: dict[str, Any] = {
         "REQUEST_METHOD": method,
         "PATH_INFO": path,
+        "QUERY_STRING": query,
         "HTTP_HOST": "127.0.0.1",
         "wsgi.input": io.BytesIO(body),
         "CONTENT_LENGTH": str(len(body)),

@@ -513,6 +513,27 @@ def rate_limit_headers_set(request: HttpRequest, response: HttpResponseBase) -> 
     response["X-RateLimit-Reset"] = str(math.ceil(decision.reset_at))
 
 
+@dataclass(frozen=True)
+class HandedVerdict:
+    """A verdict the cached reads' fast path (analytics/fast_reads.py) asked for a request it then
+    handed on to the DRF view (its cached value was gone by then, or the verdict refused it):
+    ``EndpointRateThrottle`` takes it instead of asking again, so the request counts once and a
+    refusal is the view's own 429."""
+
+    key: str
+    rate: Rate
+    verdict: Decision | PendingDecision
+
+
+# Where a HandedVerdict travels: the request's WSGI environ, where no client can put an object.
+HANDED_VERDICT_ENVIRON = "trading.rate_verdict"
+
+
+def api_rate_key(scope: str, identity: str) -> str:
+    """The limiter's key for one endpoint class and caller (``EndpointRateThrottle.identity``)."""
+    return f"{settings.RATE_LIMIT_KEY_PREFIX}:{scope}:{identity}"
+
+
 class EndpointRateThrottle(BaseThrottle):
     """DRF throttle for every API view (``DEFAULT_THROTTLE_CLASSES``): one budget per account and
     endpoint class, whether the request came with one of its API keys or a dashboard session."""
@@ -547,15 +568,26 @@ class EndpointRateThrottle(BaseThrottle):
         rate = rate_for(scope)
         if rate is None:
             return True
-        key = f"{settings.RATE_LIMIT_KEY_PREFIX}:{scope}:{self.identity(request)}"
-        if request.method in _SAFE_METHODS and getattr(view, "rate_verdict_after_handler", False):
-            pending = limiter().hit_begin(key, rate)
-            if pending is not None:
-                # The view reads the verdict once its handler has run (TradingAPIView).
-                cast(DefersRateVerdict, view).pending_rate_verdict = pending
-                setattr(request._request, _VERDICT_ATTR, (rate, pending))
-                return True
-        decision = limiter().hit(key, rate)
+        key = api_rate_key(scope, self.identity(request))
+        deferred = request.method in _SAFE_METHODS and getattr(view, "rate_verdict_after_handler", False)
+        handed = request._request.META.pop(HANDED_VERDICT_ENVIRON, None)
+        verdict: Decision | PendingDecision | None = None
+        if isinstance(handed, HandedVerdict) and handed.key == key and handed.rate == rate:
+            # Asked already, by the fast path that handed this request on: not asked twice.
+            verdict = handed.verdict
+        elif deferred:
+            verdict = limiter().hit_begin(key, rate)
+        if isinstance(verdict, PendingDecision) and deferred:
+            # The view reads the verdict once its handler has run (TradingAPIView).
+            cast(DefersRateVerdict, view).pending_rate_verdict = verdict
+            setattr(request._request, _VERDICT_ATTR, (rate, verdict))
+            return True
+        if isinstance(verdict, PendingDecision):
+            decision = verdict.result()
+        elif isinstance(verdict, Decision):
+            decision = verdict
+        else:
+            decision = limiter().hit(key, rate)
         setattr(request._request, _VERDICT_ATTR, (rate, decision))
         if not decision.allowed:
             self._wait = retry_after(decision)
