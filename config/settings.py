@@ -168,6 +168,11 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", DB_CONNECT_TIMEOUT_S)
     # Django's backend with a health check that needs no round trip (config/postgresql/base.py).
     DATABASES["default"]["ENGINE"] = "config.postgresql"
+    # The polled reads' statements are prepared on the server once per connection
+    # (config/postgresql/base.py); a transaction-pooling proxy such as PgBouncer cannot keep a
+    # session's prepared statements, so behind one they are off and bound on the client.
+    if not env.bool("DB_PREPARED_STATEMENTS", default=True):
+        DATABASES["default"]["OPTIONS"]["prepare_threshold"] = None
 # Reused connections: opening one per request (and, on SQLite, re-running the WAL pragma) was
 # the largest cost of a cached API read under gunicorn. 0 behind a transaction-pooling proxy.
 # Health checks: a connection the server closed (a restart, a terminated backend) is replaced

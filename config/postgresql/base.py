@@ -52,8 +52,8 @@ from psycopg.types.datetime import TimestamptzLoader
 # executed with ``prepare=True``; Django sets None (connection poolers in transaction mode cannot
 # keep a session's prepared statements). This threshold is never reached (Django's cursors bind on
 # the client and never prepare; only ``PreparingCursor`` asks), so only ``prepared_cursor()``'s
-# statements are prepared. ``OPTIONS: {"prepare_threshold": None}`` keeps Django's None behind a
-# pooler, and ``prepared_cursor()`` is then Django's own cursor.
+# statements are prepared. ``DB_PREPARED_STATEMENTS=false`` (``OPTIONS: {"prepare_threshold":
+# None}``) keeps Django's None behind a pooler, and ``prepared_cursor()`` is then Django's own cursor.
 PREPARE_ON_REQUEST_ONLY = 1 << 62
 
 
