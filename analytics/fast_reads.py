@@ -19,14 +19,16 @@ body. Then it asks the same rate limiter for the same verdict under the same key
 the middleware adds and counts the request as the middleware does.
 
 Anything else is the view's, unchanged, so every error answer stays the view's own: no or bad
-credentials (401), a session, HEAD and OPTIONS, other parameters, a value L1 does not hold (the
+credentials (401), a session or a session cookie beside a key (SessionMiddleware's headers), HEAD and OPTIONS, other parameters, a value L1 does not hold (the
 view loads it, counting the misses). A verdict already asked for travels with the request
 (``HandedVerdict``): the view takes it instead of asking again, so a refused request gets the
-view's own 429 and a request handed on after the verdict was asked counts once.
+view's own 429 and a request handed on after the verdict was asked (its value missing, or an
+error in this module) counts once.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Mapping
@@ -51,6 +53,8 @@ from trading.api.throttling import (
     limiter,
     rate_for,
 )
+
+logger = logging.getLogger(__name__)
 
 LEADERBOARD_PATH = "/v2/leaderboard"
 ACCOUNT_PATH = "/v2/analytics/account"
@@ -94,6 +98,11 @@ def cached_read(environ: Mapping[str, Any]) -> FastAnswer | HandedVerdict | None
         return None
     if environ.get("CONTENT_LENGTH") not in (None, "", "0") or "HTTP_TRANSFER_ENCODING" in environ:
         return None
+    # A session cookie is SessionMiddleware's to answer even beside an API key: it expires one
+    # naming no session (``Set-Cookie``, ``Vary: Cookie``). A substring test, wider than the
+    # cookie parser's: a header that merely contains the name also goes to the view (only slower).
+    if settings.SESSION_COOKIE_NAME in environ.get("HTTP_COOKIE", ""):
+        return None
     path: str = environ.get("PATH_INFO", "")
     query: str = environ.get("QUERY_STRING", "")
     route: str
@@ -130,6 +139,15 @@ def cached_read(environ: Mapping[str, Any]) -> FastAnswer | HandedVerdict | None
         verdict = limiter().hit_begin(key, rate) or limiter().hit(key, rate)
     try:
         body = _body(route, path, leaderboard, owner.key.account_id)
+    except Exception:
+        if verdict is None:
+            raise  # the caller logs it and the view answers
+        # The limiter has counted this request: the view takes that verdict rather than count
+        # it again (and reading it frees the limiter's connection).
+        logger.exception("the cached reads' fast path failed after the rate verdict; the view answers")
+        assert rate is not None
+        decision = verdict.result() if isinstance(verdict, PendingDecision) else verdict
+        return HandedVerdict(key=key, rate=rate, verdict=decision)
     except BaseException:
         if isinstance(verdict, PendingDecision):
             verdict.result()  # frees the limiter's connection

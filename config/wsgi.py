@@ -24,7 +24,9 @@ from typing import Any
 
 from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler
+from django.core.signals import setting_changed
 from django.core.wsgi import get_wsgi_application
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.http.request import split_domain_port, validate_host
 from django.middleware.clickjacking import XFrameOptionsMiddleware
@@ -85,11 +87,20 @@ class FastReads:
     - SecurityMiddleware: its headers, computed once by the middleware itself for a secure and a
       plain request (``is_secure`` as Django decides it); a request it would redirect to HTTPS is
       Django's;
-    - SessionMiddleware, AuthenticationMiddleware: nothing (an API key's request never reads the
-      session, so no ``Vary: Cookie``);
+    - SessionMiddleware, AuthenticationMiddleware: nothing for a request without a session cookie
+      (an API key's request never reads the session, so no ``Vary: Cookie``). One with the cookie
+      is Django's: SessionMiddleware expires a cookie naming no session (``Set-Cookie``,
+      ``Vary: Cookie``) whatever authenticated the request; and with SESSION_SAVE_EVERY_REQUEST
+      set the fast path is off;
     - CommonMiddleware: ``Content-Length``; a host ALLOWED_HOSTS refuses is Django's (its 400), and
       with PREPEND_WWW or DISALLOWED_USER_AGENTS set the fast path is off;
     - XFrameOptionsMiddleware: its header, computed once by the middleware itself.
+
+    Built from the settings as they are (``application``'s at import, as Django's handlers build
+    their middleware). The settings Django reads per request that it keeps rebuild it when a test
+    changes them (``_fast_reads_rebuilt``); the middleware's own (SECURE_* headers, X_FRAME_OPTIONS,
+    BENCHMARK_ENDPOINTS) stay as built in the API handler's chain too, so a test changing them
+    builds its own stacks (tests/analytics/test_fast_reads.py).
 
     The handler also skips Django's ``request_started``/``request_finished``: their receivers close
     database connections past their age, and these answers use none (the next request Django
@@ -101,6 +112,7 @@ class FastReads:
             list(settings.API_MIDDLEWARE) == FAST_READS_MIDDLEWARE
             and not settings.PREPEND_WWW
             and not settings.DISALLOWED_USER_AGENTS
+            and not settings.SESSION_SAVE_EVERY_REQUEST
         )
         self.frame_headers = _headers_added(XFrameOptionsMiddleware, secure=False)
         self.security_headers = {
@@ -264,3 +276,25 @@ application = SplitStackHandler(
     pages_under_api=(reverse("openapi-docs"), reverse("openapi-redoc")),
     fast=FastReads(),
 )
+
+# What FastReads keeps of the settings Django's request and middleware read on every request, so
+# that under a changed one its answers still follow Django's (FastReads' docstring).
+_FAST_READS_PER_REQUEST_SETTINGS = frozenset(
+    {
+        "ALLOWED_HOSTS",
+        "DEBUG",
+        "USE_X_FORWARDED_HOST",
+        "SECURE_PROXY_SSL_HEADER",
+        "PREPEND_WWW",
+        "DISALLOWED_USER_AGENTS",
+        "SESSION_SAVE_EVERY_REQUEST",
+    }
+)
+
+
+@receiver(setting_changed)
+def _fast_reads_rebuilt(*, setting: str, **kwargs: Any) -> None:
+    """``application``'s FastReads built again when a test changes one of those settings (Django
+    sends ``setting_changed`` from override_settings only)."""
+    if setting in _FAST_READS_PER_REQUEST_SETTINGS and application.fast is not None:
+        application.fast = FastReads()

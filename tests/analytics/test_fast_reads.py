@@ -4,17 +4,27 @@ status, body and every header in order; anything else reaches the view, whose an
 view's own; it counts the request, the cache hits and the limiter's verdict as the view does.
 
 Both answers come through config.wsgi's split stack as gunicorn calls it, one with the fast path
-and one without, on the real database and Redis; L1 stands on the injectable clock."""
+and one without, on the real database and Redis; L1 stands on the injectable clock, and the
+leaderboard's staleness bound (the wall clock's) is wide enough for a slow machine. What still
+runs on Redis's clock (a 429's Retry-After and its message's seconds) is compared to the second."""
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable, Iterator
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
+from django.urls import resolve
 from pytest_django.fixtures import Settings as SettingsWrapper
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
 
-from analytics import services
+from analytics import fast_reads, services
+from analytics.views import AccountAnalyticsView, LeaderboardView, SymbolStatsView
 from config.cache import cache_manager
 from config.metrics import metrics_flush, metrics_snapshot, snapshot_value
 from config.wsgi import FAST_READS_MIDDLEWARE, FastReads, SplitStackHandler, application, handler_for
@@ -22,6 +32,8 @@ from tests.builders import session_cookie
 from tests.clock import ManualClock
 from tests.trading.api_support import key_headers
 from tests.wsgi_calls import Answer, wsgi_call
+from trading.api.authentication import APIKeyAuthentication
+from trading.api.throttling import EndpointRateThrottle, endpoint_scope
 from trading.models import Account, Asset
 
 LEADERBOARD = ("/v2/leaderboard", "limit=20")
@@ -44,10 +56,10 @@ class CountingFastReads(FastReads):
 class Stacks:
     """config.wsgi's split stack as the settings now are: with the fast path, and without it."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, fast_on: bool = True) -> None:
         api = handler_for(FAST_READS_MIDDLEWARE)
         self.fast = CountingFastReads()
-        assert self.fast.enabled
+        assert self.fast.enabled is fast_on
         self.with_fast = SplitStackHandler(pages=application.pages, api=api, fast=self.fast)
         self.drf_only = SplitStackHandler(pages=application.pages, api=api)
 
@@ -58,8 +70,11 @@ class Stacks:
 
 
 @pytest.fixture
-def stacks(settings: SettingsWrapper, l1_clock: ManualClock) -> Iterator[Callable[[], Stacks]]:
+def stacks(settings: SettingsWrapper, l1_clock: ManualClock) -> Iterator[Callable[..., Stacks]]:
     """Builds the stacks once a test has set its settings (both read them when built)."""
+    # The board is dated by the wall clock: a loaded machine taking 5 s between the refresh and a
+    # read would have the fast path leave a stale board to the view, and the test fail.
+    settings.LEADERBOARD_MAX_STALENESS_S = 3600.0
     yield Stacks
 
 
@@ -74,14 +89,33 @@ def player(
     return key_headers(account)
 
 
+# A 429's wait in its message (DRF's Throttled), counted on Redis's clock.
+_WAIT_SECONDS = re.compile(r"\d+(?= seconds?\b)")
+
+
 def same_answer(drf: Answer, fast: Answer, *, consumed: int = 1) -> None:
     """The same status, body and headers in the same order; the limit's remaining count differs by
-    the ``consumed`` requests between the two."""
-    assert (fast.status, fast.body) == (drf.status, drf.body)
+    the ``consumed`` requests between the two. A 429's wait (``Retry-After``, the message's seconds,
+    so its ``Content-Length``) may differ by the second that passed on Redis's clock between them."""
+    assert fast.status == drf.status
     assert [name for name, _ in fast.header_list] == [name for name, _ in drf.header_list]
+    if fast.status_code == 429:
+        drf_body, fast_body = drf.json(), fast.json()
+        drf_wait, fast_wait = (
+            int(_WAIT_SECONDS.findall(body["message"])[0]) for body in (drf_body, fast_body)
+        )
+        assert abs(fast_wait - drf_wait) <= 1
+        assert _WAIT_SECONDS.sub("N", fast_body["message"]) == _WAIT_SECONDS.sub("N", drf_body["message"])
+        assert {**fast_body, "message": ""} == {**drf_body, "message": ""}
+    else:
+        assert fast.body == drf.body
     for (name, drf_value), (_, fast_value) in zip(drf.header_list, fast.header_list, strict=True):
         if name in RATE_HEADERS:
             assert int(fast_value) == int(drf_value) - consumed
+        elif name == "Retry-After":
+            assert abs(int(fast_value) - int(drf_value)) <= 1
+        elif name == "Content-Length" and fast.status_code == 429:
+            assert int(fast_value) == len(fast.body)
         else:
             assert fast_value == drf_value, name
 
@@ -278,3 +312,97 @@ def test_a_refused_request_gets_the_views_429_and_counts_once(
     assert built.fast.answered == 2
     assert refused_fast.status_code == 429
     same_answer(refused_drf, refused_fast, consumed=0)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("cookie", ["no session", "its session", "another cookie"])
+def test_a_session_cookie_beside_a_key_is_the_views(
+    settings: SettingsWrapper,
+    stacks: Callable[..., Stacks],
+    player: dict[str, str],
+    make_account: Callable[..., Account],
+    cookie: str,
+) -> None:
+    """SessionMiddleware answers a session cookie whatever authenticated the request: one naming
+    no session is expired (``Set-Cookie``, ``Vary: Cookie``); a cookie of another name is not its."""
+    built = stacks()
+    if cookie == "no session":
+        value = f"{settings.SESSION_COOKIE_NAME}=abc"
+    elif cookie == "its session":
+        _, value = session_cookie(make_account().user_id)
+    else:
+        value = "theme=dark"
+    headers = {**player, "Cookie": value}
+    built.get(*ACCOUNT, fast=False, headers=headers)
+    drf = built.get(*ACCOUNT, fast=False, headers=headers)
+    fast = built.get(*ACCOUNT, fast=True, headers=headers)
+    assert built.fast.answered == (cookie == "another cookie")
+    same_answer(drf, fast)
+    assert fast.status_code == 200
+    if cookie == "no session":
+        assert fast.headers["Vary"] == "Cookie" and "Max-Age=0" in fast.headers["Set-Cookie"]
+
+
+@pytest.mark.django_db
+def test_with_session_save_every_request_the_fast_path_is_off(
+    settings: SettingsWrapper, stacks: Callable[..., Stacks], player: dict[str, str]
+) -> None:
+    settings.SESSION_SAVE_EVERY_REQUEST = True
+    # config.wsgi's application follows the setting too (its setting_changed receiver).
+    assert application.fast is not None and not application.fast.enabled
+    built = stacks(fast_on=False)
+    built.get(*ACCOUNT, fast=False, headers=player)
+    drf = built.get(*ACCOUNT, fast=False, headers=player)
+    fast = built.get(*ACCOUNT, fast=True, headers=player)
+    assert built.fast.answered == 0
+    same_answer(drf, fast)
+
+
+def test_the_applications_fast_path_follows_the_hosts_django_allows(settings: SettingsWrapper) -> None:
+    settings.ALLOWED_HOSTS = ["simulator.example"]
+    assert application.fast is not None and application.fast.allowed_hosts == ["simulator.example"]
+
+
+@pytest.mark.django_db
+def test_an_error_after_the_verdict_was_asked_hands_the_verdict_to_the_view(
+    stacks: Callable[..., Stacks],
+    player: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The limiter has counted the request: the view answers it without counting it again."""
+    built = stacks()
+    built.get(*SYMBOL, fast=False, headers=player)
+    drf = built.get(*SYMBOL, fast=False, headers=player)
+
+    def broken(**kwargs: Any) -> None:
+        raise RuntimeError("injected into the fast path")
+
+    monkeypatch.setattr(fast_reads.selectors, "symbol_stats_held", broken)
+    with caplog.at_level(logging.ERROR, logger=fast_reads.__name__):
+        failed = built.get(*SYMBOL, fast=True, headers=player)
+    assert built.fast.answered == 0
+    same_answer(drf, failed)  # one request further into the window: counted once
+    assert "injected into the fast path" in caplog.text
+
+
+# --- What the fast path assumes of the views -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "view,path",
+    [(LeaderboardView, LEADERBOARD[0]), (AccountAnalyticsView, ACCOUNT[0]), (SymbolStatsView, SYMBOL[0])],
+)
+def test_the_views_authenticate_permit_and_limit_as_the_fast_path_assumes(view: type, path: str) -> None:
+    """analytics/fast_reads.py answers for these views without running their DRF classes: it
+    authenticates with ``key_owner_held`` (APIKeyAuthentication's L1 hit, first in line), admits
+    any authenticated user, and asks the limiter under the scope ``_READ_SCOPE``. A change here
+    changes what the views answer; re-check fast_reads.py against it before updating this test."""
+    assert resolve(path).func.view_class is view  # type: ignore[attr-defined]
+    changed = f"{view.__name__} changed: re-check analytics/fast_reads.py before updating this test"
+    assert list(view.authentication_classes) == [APIKeyAuthentication, SessionAuthentication], changed
+    assert list(view.permission_classes) == [IsAuthenticated], changed
+    assert list(view.throttle_classes) == [EndpointRateThrottle], changed
+    assert getattr(view, "throttle_scope", None) is None, changed
+    request = SimpleNamespace(user=SimpleNamespace(is_authenticated=True), path=path, method="GET")
+    assert endpoint_scope(cast(Request, request), view()) == fast_reads._READ_SCOPE, changed

@@ -39,7 +39,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
-from config.cache import cache_manager
+from config.cache import LOCAL_DATA_TYPE, cache_manager
 from trading import selectors, services
 from trading.errors import NotFound
 from trading.models import Account, ApiKey
@@ -203,11 +203,14 @@ def key_owner_held(key_id: str, secret: str) -> KeyOwner | None:
     (analytics/fast_reads.py). On None the request goes to the view, whose authentication looks
     the key up and answers a bad pair's 401 as always."""
     owner = cache_manager().local_get(services.api_key_cache_key(key_id))
-    if not isinstance(owner, KeyOwner):
-        return None
-    if not hmac.compare_digest(services.api_key_secret_hmac(secret), owner.key.secret_hmac):
+    if not isinstance(owner, KeyOwner) or not _secret_matches(owner, secret):
         return None
     return owner
+
+
+def _secret_matches(owner: KeyOwner, secret: str) -> bool:
+    # Compared on every request: the cache says which key exists, not that this secret is it.
+    return hmac.compare_digest(services.api_key_secret_hmac(secret), owner.key.secret_hmac)
 
 
 class APIKeyAuthentication(BaseAuthentication):
@@ -219,11 +222,18 @@ class APIKeyAuthentication(BaseAuthentication):
         if credentials is None:
             return None
         key_id, secret = credentials
+        # The L1 hit is key_owner_held itself, so the fast path (analytics/fast_reads.py) admits
+        # exactly the requests this admits from L1: a check added there applies to both.
+        owner = key_owner_held(key_id, secret)
+        if owner is not None:
+            cache_manager().local_hits_count(LOCAL_DATA_TYPE)
+            return owner.user(), owner.key
+        # Not held, or held with another secret (cached_locally then counts the hit and the
+        # comparison below refuses it; it also covers an entry another thread just added).
         owner = cache_manager().cached_locally(
             services.api_key_cache_key(key_id), lambda: _key_owner(key_id, secret)
         )
-        # Compared on every request: the cache says which key exists, not that this secret is it.
-        if not hmac.compare_digest(services.api_key_secret_hmac(secret), owner.key.secret_hmac):
+        if not _secret_matches(owner, secret):
             raise exceptions.AuthenticationFailed(INVALID_CREDENTIALS)
         return owner.user(), owner.key
 
