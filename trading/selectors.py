@@ -123,28 +123,31 @@ class PositionValue:
         )
 
     @property
-    def avg_entry_price(self) -> Decimal:
-        return Decimal(abs(self.cost_basis)) * QTY_SCALE / abs(self.qty) / 10_000
+    def avg_entry_units(self) -> int:
+        """The entry price per share in price units, half-even (Alpaca shows 4 decimals)."""
+        return divide_half_even(abs(self.cost_basis) * QTY_SCALE, abs(self.qty))
 
     @property
     def unrealized_pl(self) -> int:
         return self.market_value - self.cost_basis
 
     @property
-    def unrealized_plpc(self) -> Decimal:
-        return _ratio(self.unrealized_pl, abs(self.cost_basis))
-
-    @property
     def unrealized_intraday_pl(self) -> int:
         return self.market_value - self.intraday_basis
 
+    # The ratios the answer shows (unrealized_plpc, unrealized_intraday_plpc, change_today), as
+    # (numerator, denominator): written by units.ratio_to_str in integers, never as a Decimal.
     @property
-    def unrealized_intraday_plpc(self) -> Decimal:
-        return _ratio(self.unrealized_intraday_pl, abs(self.intraday_basis))
+    def unrealized_plpc(self) -> tuple[int, int]:
+        return self.unrealized_pl, abs(self.cost_basis)
 
     @property
-    def change_today(self) -> Decimal:
-        return _ratio(self.current_price - self.lastday_price, self.lastday_price)
+    def unrealized_intraday_plpc(self) -> tuple[int, int]:
+        return self.unrealized_intraday_pl, abs(self.intraday_basis)
+
+    @property
+    def change_today(self) -> tuple[int, int]:
+        return self.current_price - self.lastday_price, self.lastday_price
 
 
 @dataclass(frozen=True)
@@ -179,12 +182,6 @@ class AccountSummary:
         return margin.maintenance_requirement_units(short_market_value_units=self.short_market_value)
 
 
-def _ratio(numerator: int, denominator: int) -> Decimal:
-    if not denominator:
-        return Decimal(0)
-    return Decimal(numerator) / Decimal(denominator)
-
-
 # The last day day_boundary found: (time zone, its start, the next day's start). Every account and
 # position read asks several times, nearly always about the same day.
 _day_memo: tuple[str, dt.datetime, dt.datetime] | None = None
@@ -202,13 +199,11 @@ def day_boundary(moment: dt.datetime) -> dt.datetime:
     return start
 
 
-def _measured_since(account: Account, now: dt.datetime) -> dt.datetime:
-    # Returns are measured from the later of the day's start and the last reset, so a reset starts
-    # the day's figures afresh.
-    boundary = day_boundary(now)
-    if account.reset_at is not None and account.reset_at > boundary:
-        return account.reset_at
-    return boundary
+def _reset_today(account: Account, now: dt.datetime) -> bool:
+    """Whether returns are measured from the account's last reset rather than the day's start:
+    they are measured from the later of the two, so a reset starts the day's figures afresh (and
+    no share then predates it)."""
+    return account.reset_at is not None and account.reset_at > day_boundary(now)
 
 
 def _intraday_basis(*, qty_now: int, start_price: int, flow: Flow) -> int:
@@ -225,10 +220,13 @@ def _intraday_basis(*, qty_now: int, start_price: int, flow: Flow) -> int:
         opened_qty, opened_value, closed_qty = flow.sell_qty, flow.sell_value, flow.buy_qty
     # A position that flipped side today has no shares left from yesterday on this side.
     held = abs(qty_then) if qty_then * sign > 0 else 0
+    if not closed_qty or not held + opened_qty:
+        # Nothing closed today (the usual case): the exact sum rounded half-even in integers, as
+        # the Decimal path below rounds it (its sum is exact at these magnitudes).
+        return sign * divide_half_even(held * start_price + opened_value * QTY_SCALE, QTY_SCALE)
     basis = Decimal(held * start_price) / QTY_SCALE + opened_value
     held += opened_qty
-    if closed_qty and held:
-        basis -= basis * min(closed_qty, held) / held
+    basis -= basis * min(closed_qty, held) / held
     return sign * int(basis.to_integral_value())
 
 
@@ -266,8 +264,13 @@ def _book(account: Account, now: dt.datetime, *, summary: bool, **one_asset: Any
     )
 
 
+# A symbol not traded since the day began (shared: a Flow per lookup cost a frozen dataclass's
+# construction per position).
+_NO_FLOW = Flow()
+
+
 def _value_positions(
-    *, book: Book, since: dt.datetime, now: dt.datetime, all_traded: bool
+    *, book: Book, reset_today: bool, all_traded: bool
 ) -> tuple[list[PositionValue], dict[str, int]]:
     """The book's positions priced at the latest quotes (one Redis read; the database only for
     symbols Redis lacks); also returns those prices, which last_equity reuses.
@@ -281,7 +284,8 @@ def _value_positions(
     current = _latest_prices(symbols)
     closes = book.closes
     # After a reset today no share predates it, so the start price never applies.
-    at_start = since == day_boundary(now)
+    at_start = not reset_today
+    flows = book.flows
     values = []
     for position in book.positions:
         symbol = position.asset.symbol
@@ -301,7 +305,7 @@ def _value_positions(
                 current_price=price,
                 lastday_price=lastday,
                 intraday_basis=_intraday_basis(
-                    qty_now=position.qty, start_price=start_price, flow=book.flows.get(symbol, Flow())
+                    qty_now=position.qty, start_price=start_price, flow=flows.get(symbol, _NO_FLOW)
                 ),
             )
         )
@@ -309,8 +313,7 @@ def _value_positions(
 
 
 def _positions_valued(*, account: Account, book: Book, now: dt.datetime) -> list[PositionValue]:
-    since = _measured_since(account, now)
-    values, _ = _value_positions(book=book, since=since, now=now, all_traded=False)
+    values, _ = _value_positions(book=book, reset_today=_reset_today(account, now), all_traded=False)
     return values
 
 
@@ -404,14 +407,14 @@ def account_summary_read(*, now: dt.datetime | None = None) -> AccountRead[Accou
 
 
 def _account_summary_of(*, account: Account, book: Book, now: dt.datetime) -> AccountSummary:
-    since = _measured_since(account, now)
-    values, current = _value_positions(book=book, since=since, now=now, all_traded=True)
+    reset_today = _reset_today(account, now)
+    values, current = _value_positions(book=book, reset_today=reset_today, all_traded=True)
     flows, closes = book.flows, book.closes
     qty_now = {value.asset.symbol: value.qty for value in values}
-    at_start = since == day_boundary(now)
+    at_start = not reset_today
     holdings_then = 0
     for symbol in qty_now.keys() | flows.keys():
-        qty_then = qty_now.get(symbol, 0) - flows.get(symbol, Flow()).net_qty
+        qty_then = qty_now.get(symbol, 0) - flows.get(symbol, _NO_FLOW).net_qty
         if qty_then:
             price = (closes.get(symbol) if at_start else None) or current.get(symbol) or closes.get(symbol, 0)
             holdings_then += holding_value_units(price_units=price, qty=qty_then)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from decimal import Decimal
 from functools import partial
 
 import pytest
@@ -16,8 +17,10 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from tests.builders import set_quote, shares
 from tests.clock import boundary_instants, new_york
 from trading import calendar, selectors, services
+from trading.book import Flow
 from trading.models import Account, Asset, CashEntry, DailyBar, Order, Position, StockPriceHistory
 from trading.quotes import LatestQuote, latest_quotes_store
+from trading.units import QTY_SCALE
 
 # Every test runs with the wall clock stopped at NOW, unless it is pinned to other instants
 # (boundary_instants: either side of New York midnight, a month's end, the DST changes).
@@ -323,3 +326,49 @@ def test_activity_ids_sort_like_their_times(account: Account) -> None:
     stamp = entry.created_at.astimezone(dt.UTC)
     assert activity_id.startswith(f"{stamp:%Y%m%d%H%M%S}")
     assert activity_id.endswith(f"::{entry.pk}")
+
+
+def _intraday_basis_by_decimal(*, qty_now: int, start_price: int, flow: Flow) -> int:
+    """The intraday basis as it was computed before its integer path: all in Decimal."""
+    sign = 1 if qty_now > 0 else -1
+    qty_then = qty_now - flow.net_qty
+    if qty_now > 0:
+        opened_qty, opened_value, closed_qty = flow.buy_qty, flow.buy_value, flow.sell_qty
+    else:
+        opened_qty, opened_value, closed_qty = flow.sell_qty, flow.sell_value, flow.buy_qty
+    held = abs(qty_then) if qty_then * sign > 0 else 0
+    basis = Decimal(held * start_price) / QTY_SCALE + opened_value
+    held += opened_qty
+    if closed_qty and held:
+        basis -= basis * min(closed_qty, held) / held
+    return sign * int(basis.to_integral_value())
+
+
+_shares = st.integers(0, 10**6).map(lambda n: n * QTY_SCALE // 1000)  # to a thousandth of a share
+
+
+@given(
+    qty_now=_shares.flatmap(lambda q: st.sampled_from([q or QTY_SCALE, -(q or QTY_SCALE)])),
+    start_price=st.integers(0, 10**8),
+    buy_qty=st.one_of(st.just(0), _shares),
+    sell_qty=st.one_of(st.just(0), _shares),
+    buy_value=st.integers(0, 10**12),
+    sell_value=st.integers(0, 10**12),
+)
+def test_intraday_basis_integer_path_matches_the_decimal_one(
+    qty_now: int, start_price: int, buy_qty: int, sell_qty: int, buy_value: int, sell_value: int
+) -> None:
+    """_intraday_basis rounds in integers when nothing closed today: the same figure as the
+    Decimal arithmetic it replaced, half-way ties included (prices in units, odd quantities)."""
+    flow = Flow(buy_qty=buy_qty, buy_value=buy_value, sell_qty=sell_qty, sell_value=sell_value)
+    assert selectors._intraday_basis(
+        qty_now=qty_now, start_price=start_price, flow=flow
+    ) == _intraday_basis_by_decimal(qty_now=qty_now, start_price=start_price, flow=flow)
+
+
+def test_intraday_basis_ties_round_half_even() -> None:
+    # Half a share (5 x 10^8 units) at 1 and 3 price units: 0.5 and 1.5 units, to 0 and 2.
+    half = QTY_SCALE // 2
+    assert selectors._intraday_basis(qty_now=half, start_price=1, flow=Flow()) == 0
+    assert selectors._intraday_basis(qty_now=half, start_price=3, flow=Flow()) == 2
+    assert selectors._intraday_basis(qty_now=-half, start_price=3, flow=Flow()) == -2

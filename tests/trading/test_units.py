@@ -3,7 +3,7 @@ rounding and what is refused."""
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
 
 import pytest
@@ -22,6 +22,7 @@ from trading.units import (
     qty_for_value,
     qty_to_str,
     qty_to_units,
+    ratio_to_str,
     round_half_even,
     to_decimal,
     to_integer,
@@ -364,3 +365,44 @@ def test_units_and_cents_are_written_as_their_decimal_quotients_are(units: int) 
     size and trailing zero (decimal's 28 digits hold every figure drawn here exactly)."""
     assert units_to_str(units) == _units_to_str_by_decimal(units)
     assert cents_to_str(units) == f"{Decimal(units) / 100:.2f}"
+
+
+def _ratio_by_decimal(numerator: int, denominator: int) -> str:
+    """What a position's ratios (plpc, change_today) wrote when they were Decimal quotients."""
+    ratio = Decimal(numerator) / Decimal(denominator) if denominator else Decimal(0)
+    return f"{ratio.quantize(Decimal('0.000001'), rounding=ROUND_HALF_EVEN):f}"
+
+
+def _avg_entry_by_decimal(cost_basis: int, qty: int) -> str:
+    """What avg_entry_price wrote from a Decimal: 4 places half-even, zeros trimmed to two."""
+    value = Decimal(abs(cost_basis)) * QTY_SCALE / abs(qty) / 10_000
+    text = f"{value.quantize(Decimal('0.0001'), rounding=ROUND_HALF_EVEN):f}"
+    whole, _, fraction = text.partition(".")
+    return f"{whole}.{fraction.rstrip('0').ljust(2, '0')}"
+
+
+@given(
+    st.one_of(price_units, st.integers(-10, 10)),
+    st.one_of(price_units, st.integers(-10, 10), st.sampled_from([0, 3, 7, 8, 16, 2_000_000])),
+)
+def test_ratios_are_written_as_their_decimal_quotients_were(numerator: int, denominator: int) -> None:
+    """Byte for byte, negative zero and half-way ties included (a denominator dividing 2 x 10^6
+    makes ties: 1/8 = 0.125 exactly at the 7th place after scaling)."""
+    assert ratio_to_str(numerator, denominator) == _ratio_by_decimal(numerator, denominator)
+
+
+@pytest.mark.parametrize(
+    ("numerator", "denominator", "text"),
+    [(0, 5, "0.000000"), (0, -5, "-0.000000"), (-1, 10**9, "-0.000000"), (1, 8_000_000, "0.000000"),
+     (3, 8_000_000, "0.000000"), (5, 8_000_000, "0.000001"), (7, 0, "0.000000"), (-2, 3, "-0.666667")],
+)  # fmt: skip
+def test_ratio_edges(numerator: int, denominator: int, text: str) -> None:
+    assert ratio_to_str(numerator, denominator) == text == _ratio_by_decimal(numerator, denominator)
+
+
+@given(st.integers(-(10**14), 10**14), st.integers(1, 10**15).flatmap(lambda q: st.sampled_from([q, -q])))
+def test_avg_entry_price_is_written_as_its_decimal_was(cost_basis: int, qty: int) -> None:
+    """PositionValue.avg_entry_units through units_to_str, against the Decimal path it replaced."""
+    assert units_to_str(divide_half_even(abs(cost_basis) * QTY_SCALE, abs(qty))) == _avg_entry_by_decimal(
+        cost_basis, qty
+    )

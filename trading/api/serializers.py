@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from typing import Any, cast
 
 from drf_spectacular.types import OpenApiTypes
@@ -58,6 +58,7 @@ from trading.units import (
     price_to_units,
     qty_to_str,
     qty_to_units,
+    ratio_to_str,
     to_decimal,
     to_integer,
     units_to_str,
@@ -71,18 +72,6 @@ def rfc3339(moment: dt.datetime | None) -> str | None:
     if moment is None:
         return None
     return moment.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def decimal_str(value: Decimal, places: int) -> str:
-    """A plain decimal string rounded half-even to ``places``, trailing zeros trimmed to two."""
-    text = f"{value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN):f}"
-    whole, _, fraction = text.partition(".")
-    fraction = fraction.rstrip("0").ljust(2, "0")
-    return f"{whole}.{fraction}"
-
-
-def ratio_str(value: Decimal) -> str:
-    return f"{value.quantize(Decimal('0.000001'), rounding=ROUND_HALF_EVEN):f}"
 
 
 def units_str(units: int) -> str:
@@ -690,16 +679,16 @@ class PositionSerializer(ShapeSerializer):
             "qty": qty_to_str(value.qty),
             "qty_available": qty_to_str(value.qty_available),
             "side": value.side,
-            "avg_entry_price": decimal_str(value.avg_entry_price, 4),
+            "avg_entry_price": units_str(value.avg_entry_units),
             "market_value": units_str(value.market_value),
             "cost_basis": units_str(value.cost_basis),
             "unrealized_pl": units_str(value.unrealized_pl),
-            "unrealized_plpc": ratio_str(value.unrealized_plpc),
+            "unrealized_plpc": ratio_to_str(*value.unrealized_plpc),
             "unrealized_intraday_pl": units_str(value.unrealized_intraday_pl),
-            "unrealized_intraday_plpc": ratio_str(value.unrealized_intraday_plpc),
+            "unrealized_intraday_plpc": ratio_to_str(*value.unrealized_intraday_plpc),
             "current_price": units_str(value.current_price),
             "lastday_price": units_str(value.lastday_price),
-            "change_today": ratio_str(value.change_today),
+            "change_today": ratio_to_str(*value.change_today),
             "swap_rate": None,
             "avg_entry_swap_rate": None,
             "usd": None,
