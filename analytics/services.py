@@ -66,6 +66,7 @@ from analytics.models import (
 )
 from config.cache import cache_manager
 from config.gc_pause import gc_paused
+from config.read_snapshot import read_snapshot
 from trading import calendar
 from trading.errors import InvalidRequest, NotFound
 from trading.models import (
@@ -189,10 +190,16 @@ class Book:
 def book_load(
     *, now: dt.datetime | None = None, account_ids: Sequence[uuid.UUID] | QuerySet[Any] | None = None
 ) -> Book:
-    """Every account's equity, capital and start-of-day equity: seven queries for any number.
+    """Every account's equity, capital and start-of-day equity: seven queries for any number,
+    reading one snapshot (config/read_snapshot.py: a reset or a fill committed between two of them
+    would otherwise pair one account's cash from before it with its positions from after it).
     ``account_ids`` narrows it, as ids or as a subquery of them (a game's players: the database
     reads them itself rather than receiving 10,000 ids in each statement)."""
-    now = now or timezone.now()
+    with read_snapshot():
+        return _book_read(now=now or timezone.now(), account_ids=account_ids)
+
+
+def _book_read(*, now: dt.datetime, account_ids: Sequence[uuid.UUID] | QuerySet[Any] | None) -> Book:
     boundary = day_boundary(now)
     accounts = Account.objects.all()
     if account_ids is not None:
@@ -526,8 +533,18 @@ def account_analytics_refresh(
     book: Book | None = None,
 ) -> int:
     """Analytics rows for every account (or the ones named): the book, the equity series and the
-    closing-fill tallies, three batch reads on top of the book's; one upsert."""
-    book = book or book_load(now=now, account_ids=account_ids)
+    closing-fill tallies, two batch reads on top of the book's and in its snapshot when it loads
+    the book itself (``analytics_refresh_all`` reads them in one with its book); one upsert."""
+    if book is not None:
+        return _account_analytics_store(_account_analytics_rows(book=book, narrowed=account_ids is not None))
+    with read_snapshot():
+        book = book_load(now=now, account_ids=account_ids)
+        rows = _account_analytics_rows(book=book, narrowed=account_ids is not None)
+    return _account_analytics_store(rows)
+
+
+def _account_analytics_rows(*, book: Book, narrowed: bool) -> list[AccountAnalytics]:
+    """The analytics of the book's accounts (``narrowed``: only theirs are read, not every one's)."""
     ids = [state.account_id for state in book.accounts]
     first_day = book.trading_day - dt.timedelta(days=SERIES_DAYS)
     series: dict[uuid.UUID, list[tuple[dt.date, int, int]]] = defaultdict(list)
@@ -537,14 +554,14 @@ def account_analytics_refresh(
         Q(account__reset_at__isnull=True)
         | Q(day__gte=TruncDate("account__reset_at", tzinfo=calendar.trading_zone()))
     )
-    if account_ids is not None:
+    if narrowed:
         equity_days = equity_days.filter(account_id__in=ids)
     for account_id, day, equity, flows in equity_days.order_by("account_id", "day").values_list(
         "account_id", "day", "equity_cents", "flows_cents"
     ):
         series[account_id].append((day, equity, flows))
     fills = Fill.objects.filter(Q(account__reset_at__isnull=True) | Q(filled_at__gt=F("account__reset_at")))
-    if account_ids is not None:
+    if narrowed:
         fills = fills.filter(account_id__in=ids)
     tallies = {
         row["account_id"]: (row["wins"], row["losses"])
@@ -591,12 +608,16 @@ def account_analytics_refresh(
                 rank=ranks.get(state.account_id),
             )
         )
+    return rows
+
+
+def _account_analytics_store(rows: list[AccountAnalytics]) -> int:
     fields = [f.name for f in AccountAnalytics._meta.concrete_fields if not f.primary_key]
     with transaction.atomic():
         AccountAnalytics.objects.bulk_create(
             rows, update_conflicts=True, unique_fields=["account"], update_fields=fields, batch_size=500
         )
-        cache_manager().invalidate_on_commit(*(account_analytics_cache_key(account_id) for account_id in ids))
+        cache_manager().invalidate_on_commit(*(account_analytics_cache_key(row.account_id) for row in rows))
     return len(rows)
 
 
@@ -674,9 +695,13 @@ def analytics_refresh_all(*, now: dt.datetime | None = None) -> LeaderboardRefre
     """Leaderboards and account analytics from one load of the book (the periodic job's body),
     with the cyclic garbage collector paused (config/gc_pause.py)."""
     with gc_paused():
-        book = book_load(now=now)
+        # The analytics' own reads in the book's snapshot: a reset between them would pair the
+        # book's equity with the series and tallies of the account started over.
+        with read_snapshot():
+            book = book_load(now=now)
+            analytics = _account_analytics_rows(book=book, narrowed=False)
         result = leaderboard_refresh(book=book)
-        account_analytics_refresh(book=book)
+        _account_analytics_store(analytics)
     return result
 
 
