@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db.backends.sqlite3.base import DatabaseWrapper as SQLiteDatabaseWrapper
 
 
 @contextmanager
@@ -35,14 +36,15 @@ def read_snapshot(*, using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
         yield
         return
     with ExitStack() as stack:
-        if connection.vendor == "sqlite":
+        if isinstance(connection, SQLiteDatabaseWrapper):
+            # django-stubs lacks the attribute (Django 5.1 added it with the OPTIONS entry).
             connection.ensure_connection()  # connecting sets transaction_mode from OPTIONS
-            configured = connection.transaction_mode
-            connection.transaction_mode = "DEFERRED"
+            configured = connection.transaction_mode  # type: ignore[attr-defined]
+            connection.transaction_mode = "DEFERRED"  # type: ignore[attr-defined]
             try:
                 stack.enter_context(transaction.atomic(using=using))
             finally:
-                connection.transaction_mode = configured
+                connection.transaction_mode = configured  # type: ignore[attr-defined]
         else:
             stack.enter_context(transaction.atomic(using=using))
             if connection.vendor == "postgresql":

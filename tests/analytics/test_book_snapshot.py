@@ -28,7 +28,9 @@ def account(make_asset: Callable[..., Asset], make_account: Callable[..., Accoun
     account = make_account(cash=1_000_000)
     order = trading.order_place(
         account_id=account.pk,
-        request=trading.OrderRequest(symbol="AAPL", qty=shares(10), side="buy", type="market", time_in_force="day"),
+        request=trading.OrderRequest(
+            symbol="AAPL", qty=shares(10), side="buy", type="market", time_in_force="day"
+        ),
     )
     assert order.status == "filled"
     set_quote("AAPL", price="50.00")  # holdings worth less than they cost: a reset changes equity

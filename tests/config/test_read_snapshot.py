@@ -55,7 +55,7 @@ def test_on_sqlite_it_begins_deferred_and_restores_the_configured_mode() -> None
     with CaptureQueriesContext(connection) as captured, read_snapshot():
         get_user_model().objects.count()
     assert captured[0]["sql"] == "BEGIN DEFERRED"
-    assert connection.transaction_mode == "IMMEDIATE"
+    assert getattr(connection, "transaction_mode", None) == "IMMEDIATE"
     with CaptureQueriesContext(connection) as captured, transaction.atomic():
         get_user_model().objects.count()
     assert captured[0]["sql"] == "BEGIN IMMEDIATE"
