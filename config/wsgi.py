@@ -24,7 +24,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler
-from django.core.signals import setting_changed
+from django.core.signals import request_finished, request_started, setting_changed
 from django.core.wsgi import get_wsgi_application
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
@@ -37,11 +37,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 # Sets Django up: the API modules imported below need the app registry.
 pages_application = get_wsgi_application()
 
-from analytics.fast_reads import FastAnswer, cached_read, is_cached_read_path  # noqa: E402
+from analytics.fast_reads import cached_read, is_cached_read_path  # noqa: E402
 from config.db_metrics import request_queries_begin, request_queries_end  # noqa: E402
 from config.http_metrics import request_record  # noqa: E402
 from config.metrics import metrics_enabled  # noqa: E402
 from trading.api.errors import body_too_large_message, error_body, is_api_path  # noqa: E402
+from trading.api.fast_reads import POLLED_READS, FastAnswer, polled_read  # noqa: E402
 from trading.api.throttling import HANDED_VERDICT_ENVIRON  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -102,9 +103,14 @@ class FastReads:
     BENCHMARK_ENDPOINTS) stay as built in the API handler's chain too, so a test changing them
     builds its own stacks (tests/analytics/test_fast_reads.py).
 
-    The handler also skips Django's ``request_started``/``request_finished``: their receivers close
-    database connections past their age, and these answers use none (the next request Django
-    serves closes it, as it would after any request that did not query).
+    Django's ``request_started``/``request_finished`` are sent around a polled read (its one
+    statement, trading/api/fast_reads.py) as Django's handler sends them: their receivers
+    (``close_old_connections``, ``reset_queries``, ``reset_urlconf``) close a connection past
+    CONN_MAX_AGE or broken (after a PostgreSQL restart) before the read and after it, as under the
+    view; ``close_caches`` is off on purpose (config/cache.py). A read handed on to the view had
+    ``request_started`` only: the view's handler sends both again. The cached reads use no
+    connection and skip them (the next request Django serves closes it, as it would after any
+    request that did not query).
     """
 
     def __init__(self) -> None:
@@ -132,18 +138,23 @@ class FastReads:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes] | None:
         """The answer, already started; None when the request is the API stack's."""
-        if not self.enabled or environ.get("REQUEST_METHOD") != "GET" or not is_cached_read_path(environ):
+        if not self.enabled or environ.get("REQUEST_METHOD") != "GET":
+            return None
+        polled = POLLED_READS.get(environ.get("PATH_INFO", ""))
+        if polled is None and not is_cached_read_path(environ):
             return None
         secure = self._is_secure(environ)
         if (self.ssl_redirect and not secure) or not self._host_allowed(environ):
             return None
         started = time.perf_counter()
-        scope = request_queries_begin()
+        if polled is not None:
+            request_started.send(sender=WSGIHandler, environ=environ)
+        scope = request_queries_begin(polled.route if polled is not None else "")
         try:
-            answer = cached_read(environ)
+            answer = cached_read(environ) if polled is None else polled_read(environ)
         except Exception:
             # Django's handler answers what went wrong, in the API's error shape.
-            logger.exception("the cached reads' fast path failed; the view answers")
+            logger.exception("a fast read failed; the view answers")
             return None
         finally:
             request_queries_end()
@@ -164,6 +175,8 @@ class FastReads:
             request_record(
                 answer.route, "GET", 200, time.perf_counter() - started, scope.count, scope.seconds
             )
+        if polled is not None:
+            request_finished.send(sender=WSGIHandler)
         start_response("200 OK", headers)
         return [body]
 
@@ -220,7 +233,7 @@ def _headers_added(
 
 class SplitStackHandler:
     """Routes ``/v2/`` to the API handler, except ``pages_under_api``, and everything else to the
-    pages handler; the API's cached reads first to ``fast`` when given (FastReads)."""
+    pages handler; the API's cached and polled reads first to ``fast`` when given (FastReads)."""
 
     def __init__(
         self,

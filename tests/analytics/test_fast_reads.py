@@ -1,5 +1,5 @@
-"""The cached reads' fast path (analytics/fast_reads.py, config/wsgi.py's FastReads), the guard of
-its framework bypass (docs/architecture.md): on an L1 hit it answers what the DRF view answers,
+"""The cached reads' fast path (analytics/fast_reads.py on trading/api/fast_reads.py, config/wsgi.py's
+FastReads), the guard of its framework bypass (docs/architecture.md): on an L1 hit it answers what the DRF view answers,
 status, body and every header in order; anything else reaches the view, whose answer is then the
 view's own; it counts the request, the cache hits and the limiter's verdict as the view does.
 
@@ -10,63 +10,38 @@ runs on Redis's clock (a 429's Retry-After and its message's seconds) is compare
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import re
 from collections.abc import Callable, Iterator
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 import pytest
-from django.urls import resolve
 from pytest_django.fixtures import Settings as SettingsWrapper
-from rest_framework.authentication import SessionAuthentication
-from rest_framework.permissions import IsAuthenticated
-from rest_framework.request import Request
 
 from analytics import fast_reads, services
 from analytics.views import AccountAnalyticsView, LeaderboardView, SymbolStatsView
 from config.cache import cache_manager
 from config.metrics import metrics_flush, metrics_snapshot, snapshot_value
-from config.wsgi import FAST_READS_MIDDLEWARE, FastReads, SplitStackHandler, application, handler_for
+from config.wsgi import FAST_READS_MIDDLEWARE, application
 from tests.builders import session_cookie
 from tests.clock import ManualClock
+from tests.fast_reads_support import (
+    OWNER_CASES,
+    Stacks,
+    check_a_key_l1_does_not_hold_is_the_views,
+    check_a_refused_request_gets_the_views_429_counted_once,
+    check_answered_as_the_view,
+    check_the_view_authenticates_permits_and_limits_as_assumed,
+    headers_for_case,
+    same_answer,
+)
 from tests.trading.api_support import key_headers
-from tests.wsgi_calls import Answer, wsgi_call
-from trading.api.authentication import APIKeyAuthentication
-from trading.api.throttling import EndpointRateThrottle, endpoint_scope
+from tests.wsgi_calls import wsgi_call
 from trading.models import Account, Asset
 
 LEADERBOARD = ("/v2/leaderboard", "limit=20")
 ACCOUNT = ("/v2/analytics/account", "")
 SYMBOL = ("/v2/analytics/symbols/AAPL", "")
-RATE_HEADERS = ("X-RateLimit-Remaining",)
-
-
-class CountingFastReads(FastReads):
-    """FastReads that counts the requests it answered itself."""
-
-    answered = 0
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes] | None:
-        answer = super().__call__(environ, start_response)
-        self.answered += answer is not None
-        return answer
-
-
-class Stacks:
-    """config.wsgi's split stack as the settings now are: with the fast path, and without it."""
-
-    def __init__(self, *, fast_on: bool = True) -> None:
-        api = handler_for(FAST_READS_MIDDLEWARE)
-        self.fast = CountingFastReads()
-        assert self.fast.enabled is fast_on
-        self.with_fast = SplitStackHandler(pages=application.pages, api=api, fast=self.fast)
-        self.drf_only = SplitStackHandler(pages=application.pages, api=api)
-
-    def get(self, path: str, query: str = "", *, fast: bool, **kwargs: Any) -> Answer:
-        return wsgi_call(
-            "GET", path, query=query, application=self.with_fast if fast else self.drf_only, **kwargs
-        )
 
 
 @pytest.fixture
@@ -89,37 +64,6 @@ def player(
     return key_headers(account)
 
 
-# A 429's wait in its message (DRF's Throttled), counted on Redis's clock.
-_WAIT_SECONDS = re.compile(r"\d+(?= seconds?\b)")
-
-
-def same_answer(drf: Answer, fast: Answer, *, consumed: int = 1) -> None:
-    """The same status, body and headers in the same order; the limit's remaining count differs by
-    the ``consumed`` requests between the two. A 429's wait (``Retry-After``, the message's seconds,
-    so its ``Content-Length``) may differ by the second that passed on Redis's clock between them."""
-    assert fast.status == drf.status
-    assert [name for name, _ in fast.header_list] == [name for name, _ in drf.header_list]
-    if fast.status_code == 429:
-        drf_body, fast_body = drf.json(), fast.json()
-        drf_wait, fast_wait = (
-            int(_WAIT_SECONDS.findall(body["message"])[0]) for body in (drf_body, fast_body)
-        )
-        assert abs(fast_wait - drf_wait) <= 1
-        assert _WAIT_SECONDS.sub("N", fast_body["message"]) == _WAIT_SECONDS.sub("N", drf_body["message"])
-        assert {**fast_body, "message": ""} == {**drf_body, "message": ""}
-    else:
-        assert fast.body == drf.body
-    for (name, drf_value), (_, fast_value) in zip(drf.header_list, fast.header_list, strict=True):
-        if name in RATE_HEADERS:
-            assert int(fast_value) == int(drf_value) - consumed
-        elif name == "Retry-After":
-            assert abs(int(fast_value) - int(drf_value)) <= 1
-        elif name == "Content-Length" and fast.status_code == 429:
-            assert int(fast_value) == len(fast.body)
-        else:
-            assert fast_value == drf_value, name
-
-
 def test_the_fast_path_is_on_for_the_projects_api_stack(settings: SettingsWrapper) -> None:
     """The bypass was written against this stack: a middleware added or removed turns it off, and
     this test fails until the fast path is checked against the new stack."""
@@ -140,11 +84,8 @@ def test_a_cached_read_is_answered_as_the_view_answers_it(
 ) -> None:
     settings.BENCHMARK_ENDPOINTS = benchmark_endpoints  # X-DB-Queries on both
     built = stacks()
-    built.get(path, query, fast=False, headers=player)  # L1 now holds the key and the value
-    drf = built.get(path, query, fast=False, headers=player)
+    check_answered_as_the_view(built, path, query, player)
     fast = built.get(path, query, fast=True, headers=player)
-    assert built.fast.answered == 1 and fast.status_code == 200
-    same_answer(drf, fast)
     assert ("X-DB-Queries" in fast.headers) is benchmark_endpoints
 
 
@@ -202,18 +143,7 @@ def test_a_fast_answer_moves_the_request_and_cache_series_as_the_views_answer(
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(
-    "case",
-    [
-        "wrong secret",
-        "unknown key",
-        "no credentials",
-        "half the headers",
-        "accept html",
-        "format",
-        "other parameter",
-    ],
-)
+@pytest.mark.parametrize("case", [*OWNER_CASES, "format", "other parameter"])
 def test_what_the_fast_path_does_not_understand_is_the_views_answer(
     stacks: Callable[[], Stacks], player: dict[str, str], case: str
 ) -> None:
@@ -221,25 +151,17 @@ def test_what_the_fast_path_does_not_understand_is_the_views_answer(
     built.get(*LEADERBOARD, fast=False, headers=player)  # the key and the board in L1
     path, query = LEADERBOARD
     headers = dict(player)
-    if case == "wrong secret":
-        headers["APCA-API-SECRET-KEY"] = "not-the-secret"
-    elif case == "unknown key":
-        headers["APCA-API-KEY-ID"] = "PKNOSUCHKEY"
-    elif case == "no credentials":
-        headers = {}
-    elif case == "half the headers":
-        del headers["APCA-API-SECRET-KEY"]
-    elif case == "accept html":
-        headers["Accept"] = "text/html"
-    elif case == "format":
+    if case == "format":
         query = "limit=20&format=json"
-    else:
+    elif case == "other parameter":
         query = "limit=20&page=2"
+    else:
+        headers = headers_for_case(player, case)
     drf = built.get(path, query, fast=False, headers=headers)
     fast = built.get(path, query, fast=True, headers=headers)
     assert built.fast.answered == 0
     same_answer(drf, fast)
-    assert fast.status_code == (200 if case in ("accept html", "format", "other parameter") else 401)
+    assert fast.status_code == OWNER_CASES.get(case, 200)
 
 
 @pytest.mark.django_db
@@ -286,13 +208,7 @@ def test_a_value_l1_does_not_hold_is_loaded_by_the_view_with_the_verdict_already
 def test_a_key_l1_does_not_hold_is_authenticated_by_the_view(
     stacks: Callable[[], Stacks], player: dict[str, str]
 ) -> None:
-    built = stacks()
-    built.get(*ACCOUNT, fast=False, headers=player)
-    drf = built.get(*ACCOUNT, fast=False, headers=player)
-    cache_manager().l1.clear()  # the view finds the key in Redis, or in the database
-    fast = built.get(*ACCOUNT, fast=True, headers=player)
-    assert built.fast.answered == 0
-    same_answer(drf, fast)
+    check_a_key_l1_does_not_hold_is_the_views(stacks(), *ACCOUNT, player)
 
 
 @pytest.mark.django_db
@@ -301,17 +217,9 @@ def test_a_refused_request_gets_the_views_429_and_counts_once(
     settings: SettingsWrapper, stacks: Callable[[], Stacks], player: dict[str, str], path: str, query: str
 ) -> None:
     settings.RATE_LIMITS = {**settings.RATE_LIMITS, "read": "3/min"}
-    built = stacks()
-    first = built.get(path, query, fast=False, headers=player)
-    second = built.get(path, query, fast=True, headers=player)
-    assert built.fast.answered == 1
-    assert (first.headers["X-RateLimit-Remaining"], second.headers["X-RateLimit-Remaining"]) == ("2", "1")
-    built.get(path, query, fast=True, headers=player)
-    refused_fast = built.get(path, query, fast=True, headers=player)
-    refused_drf = built.get(path, query, fast=False, headers=player)
-    assert built.fast.answered == 2
-    assert refused_fast.status_code == 429
-    same_answer(refused_drf, refused_fast, consumed=0)
+    check_a_refused_request_gets_the_views_429_counted_once(
+        stacks(), path, query, player, refused=contextlib.nullcontext
+    )
 
 
 @pytest.mark.django_db
@@ -394,15 +302,4 @@ def test_an_error_after_the_verdict_was_asked_hands_the_verdict_to_the_view(
     [(LeaderboardView, LEADERBOARD[0]), (AccountAnalyticsView, ACCOUNT[0]), (SymbolStatsView, SYMBOL[0])],
 )
 def test_the_views_authenticate_permit_and_limit_as_the_fast_path_assumes(view: type, path: str) -> None:
-    """analytics/fast_reads.py answers for these views without running their DRF classes: it
-    authenticates with ``key_owner_held`` (APIKeyAuthentication's L1 hit, first in line), admits
-    any authenticated user, and asks the limiter under the scope ``_READ_SCOPE``. A change here
-    changes what the views answer; re-check fast_reads.py against it before updating this test."""
-    assert resolve(path).func.view_class is view  # type: ignore[attr-defined]
-    changed = f"{view.__name__} changed: re-check analytics/fast_reads.py before updating this test"
-    assert list(view.authentication_classes) == [APIKeyAuthentication, SessionAuthentication], changed
-    assert list(view.permission_classes) == [IsAuthenticated], changed
-    assert list(view.throttle_classes) == [EndpointRateThrottle], changed
-    assert getattr(view, "throttle_scope", None) is None, changed
-    request = SimpleNamespace(user=SimpleNamespace(is_authenticated=True), path=path, method="GET")
-    assert endpoint_scope(cast(Request, request), view()) == fast_reads._READ_SCOPE, changed
+    check_the_view_authenticates_permits_and_limits_as_assumed(view, path, "analytics/fast_reads.py")

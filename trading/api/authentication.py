@@ -270,15 +270,22 @@ def _account_settle(request: Request, account: Account) -> Account | None:
     reads it (orders, reservations, shares held), not when the periodic job comes; no query
     while its game runs, since the game came with the account. Reloaded whenever open orders
     were found, whoever closed them (a racing job changes the reservations as well)."""
+    if account_orders_closed_on_read(account=account):
+        return _request_account_load(request)
+    return account
+
+
+def account_orders_closed_on_read(*, account: Account) -> bool:
+    """Whether reading ``account`` just closed its finished game's open orders (``_account_settle``:
+    the read is then to see the account reloaded)."""
     try:
-        if services.game_account_orders_close_on_read(account=account):
-            return _request_account_load(request)
+        return services.game_account_orders_close_on_read(account=account)
     except (DatabaseError, NotFound):
         # A busy database or an account gone under the close must not turn a read (or the
         # rate limiter, which asks first) into a 500/404: nothing fills after the end anyway,
         # and the next read or the periodic job closes them.
         logger.warning("closing a finished game's orders on read failed", exc_info=True)
-    return account
+        return False
 
 
 def request_account_joined(
@@ -300,7 +307,7 @@ def request_account_joined(
     joined_part = part(key.account_id)
     if joined_part is None:
         return None
-    found = _KEY_ACCOUNT.run_joined(part=joined_part, pk=key.account_id, user_id=user_id)
+    found = key_account_joined(account_id=key.account_id, user_id=user_id, part=joined_part)
     if found is None:
         setattr(http_request, _ACCOUNT_ATTR, None)
         return None
@@ -319,6 +326,14 @@ _KEY_ACCOUNT = PreparedQuery(
     pk=Account._meta.get_field("id"),
     user_id=Account._meta.get_field("user").target_field,
 )
+
+
+def key_account_joined(
+    *, account_id: str, user_id: Any, part: JoinedPart
+) -> tuple[Account, list[tuple[Any, ...]]] | None:
+    """A key's account (``_KEY_ACCOUNT``: its id and its user's) with ``part``'s rows, in one
+    statement; None when no such account exists. Not settled (``account_orders_closed_on_read``)."""
+    return _KEY_ACCOUNT.run_joined(part=part, pk=account_id, user_id=user_id)
 
 
 def _request_key_owner(request: Request) -> tuple[VerifiedKey, Any] | None:

@@ -39,6 +39,13 @@ _ORDERS_QUERY_DEFAULTS: dict[str, Any] = {
     if field.default is not empty
 }
 _ORDER_STATUSES = frozenset(cast(ChoiceField, OrdersQuerySerializer().fields["status"]).choices)
+# A bot's poll of its open orders: the query strings it sends (``status=open``, or none while the
+# default status is open) and the parameters ``_orders_query`` reads from them. The fast path
+# (trading/api/fast_reads.py) answers it with the view's read.
+ORDERS_POLL_QUERY: dict[str, Any] = {**_ORDERS_QUERY_DEFAULTS, "status": "open"}
+ORDERS_POLL_QUERY_STRINGS = frozenset(
+    {"status=open", *([""] if _ORDERS_QUERY_DEFAULTS["status"] == "open" else [])}
+)
 
 
 def _orders_query(request: Request) -> dict[str, Any]:
@@ -52,6 +59,19 @@ def _orders_query(request: Request) -> dict[str, Any]:
         if status_value in _ORDER_STATUSES:
             return {**_ORDERS_QUERY_DEFAULTS, "status": status_value}
     return parse_query(OrdersQuerySerializer, request)
+
+
+def orders_listing(query: dict[str, Any]) -> dict[str, Any]:
+    """The list's selector arguments from its parameters (``_orders_query``)."""
+    return {
+        "status": query["status"],
+        "limit": query["limit"],
+        "after": query.get("after"),
+        "until": query.get("until"),
+        "direction": query["direction"],
+        "side": query.get("side"),
+        "symbols": query.get("symbols"),
+    }
 
 
 # The order body's fields, built and bound once. A serializer deep-copies its declared fields for
@@ -92,15 +112,7 @@ class OrdersView(TradingAPIView):
     )
     def get(self, request: Request) -> Response:
         query = _orders_query(request)
-        listing: dict[str, Any] = {
-            "status": query["status"],
-            "limit": query["limit"],
-            "after": query.get("after"),
-            "until": query.get("until"),
-            "direction": query["direction"],
-            "side": query.get("side"),
-            "symbols": query.get("symbols"),
-        }
+        listing = orders_listing(query)
         if not query["nested"]:
             # Legs listed on their own, none nested: each order is shaped from its plain row,
             # no model instance built, a poll read with the account's row (docs/architecture.md,
