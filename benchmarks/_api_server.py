@@ -123,8 +123,11 @@ def gunicorn_started(
     gunicorn's metrics go to a directory of their own, so its ``/metrics`` (read with the run's
     own METRICS_TOKEN, passed in the environment) counts this server's requests only."""
     port = _database.free_port()
-    # Redis keys of their own, so a running instance's cache and the two runs never mix; deleted after.
-    redis_prefix = f"bench{os.getpid()}{'c' if cached else 'u'}"
+    # Redis keys of their own, so a running instance's cache and the two runs never mix, nor the
+    # metrics' cost rounds' two servers, which run side by side (their caches, rate-limit windows
+    # and invalidation channels apart, as two separate hosts' would be); deleted after.
+    setting = "" if metrics is None else ("m" if metrics else "n")
+    redis_prefix = f"bench{os.getpid()}{'c' if cached else 'u'}{setting}"
     metrics_dir = Path(tempfile.mkdtemp(prefix=f"benchmark-{label}-metrics-", dir=settings.VAR_DIR))
     env = {
         **os.environ,

@@ -530,35 +530,54 @@ def _metrics_cost(
     log: Callable[[str], None],
 ) -> dict[bool, list[float]]:
     """Server CPU seconds per cached request with metrics on (True) and off (False,
-    METRICS_ENABLED=false): a fresh gunicorn per round and setting, warmed up, then wrk for
-    ``--duration`` seconds while the CPU of gunicorn's processes is read before and after; the
-    order alternates so a drift in the machine's load falls on both."""
+    METRICS_ENABLED=false), per round: a fresh gunicorn of each setting, both started side by side
+    and warmed up, then ``--duration`` one-second wrk runs against each, interleaved (on, off, off,
+    on, ...), the CPU of each server's processes read around each of its runs and summed.
+
+    Interleaved because a round's figure moves with the machine's load: on 2 shared cores the CPU
+    per request of one server moves by up to 15 % from one second to the next, more than the
+    metrics cost, so measuring one setting for ``--duration`` seconds and then the other compared
+    the load of two moments as much as the settings. Seconds of the two taken in turn put the same
+    load on both; the order of the starts and of each pair alternates too."""
     cost: dict[bool, list[float]] = {True: [], False: []}
     for round_number in range(1, rounds + 1):
-        for enabled in (True, False) if round_number % 2 else (False, True):
-            with gunicorn_started(
-                database_url,
-                cached=True,
-                workers=int(options["workers"]),
-                threads=int(options["threads"]),
-                metrics=enabled,
-            ) as (port, pid):
-                command_options = {
-                    "duration": int(options["duration"]),
-                    "concurrency": int(options["concurrency"]),
-                    "threads": int(options["wrk_threads"]),
-                }
-                # Warm-up, untimed: the caches, the connection pools and the metrics' children.
-                _drive_wrk(wrk, port, endpoint.path, headers, warmup=0, **{**command_options, "duration": 1})
-                before = _tree_cpu_seconds(pid)
-                measured = _drive_wrk(wrk, port, endpoint.path, headers, warmup=0, **command_options)
-                spent = _tree_cpu_seconds(pid) - before
-            requests = measured.rate * int(options["duration"])
-            per_request = spent / requests if requests else float("nan")
+        settings_order = (True, False) if round_number % 2 else (False, True)
+        with contextlib.ExitStack() as servers:
+            started: dict[bool, tuple[int, int]] = {}
+            for enabled in settings_order:
+                started[enabled] = servers.enter_context(
+                    gunicorn_started(
+                        database_url,
+                        cached=True,
+                        workers=int(options["workers"]),
+                        threads=int(options["threads"]),
+                        metrics=enabled,
+                    )
+                )
+            command_options = {
+                "duration": 1,
+                "concurrency": int(options["concurrency"]),
+                "threads": int(options["wrk_threads"]),
+            }
+            # Warm-up, untimed: the caches, the connection pools and the metrics' children.
+            for enabled in settings_order:
+                _drive_wrk(wrk, started[enabled][0], endpoint.path, headers, warmup=0, **command_options)
+            spent = dict.fromkeys(settings_order, 0.0)
+            requests = dict.fromkeys(settings_order, 0.0)
+            for second in range(int(options["duration"])):
+                for enabled in settings_order if second % 2 == 0 else settings_order[::-1]:
+                    port, pid = started[enabled]
+                    before = _tree_cpu_seconds(pid)
+                    measured = _drive_wrk(wrk, port, endpoint.path, headers, warmup=0, **command_options)
+                    spent[enabled] += _tree_cpu_seconds(pid) - before
+                    requests[enabled] += measured.rate
+        for enabled in (True, False):
+            per_request = spent[enabled] / requests[enabled] if requests[enabled] else float("nan")
             cost[enabled].append(per_request)
             log(
                 f"metrics {'on' if enabled else 'off'}, round {round_number}: {endpoint.name} "
-                f"{measured.rate:,.0f} req/s, {per_request * 1e6:.1f} us server CPU per request"
+                f"{requests[enabled] / int(options['duration']):,.0f} req/s, "
+                f"{per_request * 1e6:.1f} us server CPU per request"
             )
     return cost
 

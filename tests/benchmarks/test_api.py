@@ -9,6 +9,7 @@ server reports, the note naming the load generator and the clean-up are.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,52 @@ def test_benchmark_api_cpu_prints_cpu_per_request_and_the_profile_asked_for(tmp_
     assert "order placement: 53 orders placed (warm-up included), 53 filled whole\n" in text + "\n"
     assert "cProfile of account over 3 requests (CPU clock)" in text
     assert "account_summary" in text  # the profile is the account read's (_account_summary_of)
+
+
+def test_the_metrics_cost_interleaves_the_two_servers_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each round starts a server of each setting side by side and measures them in turn, one
+    second of wrk at a time (on, off, off, on, ... with the order flipped every other round), so
+    the machine's load at any moment falls on both; each setting's figure is its servers' CPU over
+    its requests, summed over its seconds."""
+    from contextlib import contextmanager
+
+    from benchmarks import api
+    from benchmarks._api_server import Measurement
+
+    started: list[bool] = []
+    runs: list[tuple[str, int]] = []
+    cpu = {7001: 0.0, 7002: 0.0}
+    # The "on" server spends 2 ms of CPU and answers 10 requests per run, the "off" one 1 ms and 10.
+    spend = {7001: 0.002, 7002: 0.001}
+
+    @contextmanager
+    def fake_gunicorn(database_url: str, *, metrics: bool, **kwargs: object) -> Iterator[tuple[int, int]]:
+        started.append(metrics)
+        yield (8001, 7001) if metrics else (8002, 7002)
+
+    def fake_wrk(wrk: str, port: int, path: str, headers: dict[str, str], **kwargs: object) -> Measurement:
+        assert kwargs["duration"] == 1
+        pid = 7001 if port == 8001 else 7002
+        runs.append(("on" if pid == 7001 else "off", len(started)))
+        cpu[pid] += spend[pid]
+        return Measurement(p50=0.001, p99=0.002, rate=10.0, errors=0)
+
+    monkeypatch.setattr(api, "gunicorn_started", fake_gunicorn)
+    monkeypatch.setattr(api, "_drive_wrk", fake_wrk)
+    monkeypatch.setattr(api, "_tree_cpu_seconds", lambda pid: cpu[pid])
+    endpoint = api.Endpoint("leaderboard", "/v2/leaderboard?limit=20", cacheable=True)
+    options = {"workers": 2, "threads": 1, "duration": 3, "concurrency": 4, "wrk_threads": 1}
+    logged: list[str] = []
+    cost = api._metrics_cost("wrk", "sqlite://", endpoint, {}, options=options, rounds=2, log=logged.append)
+    assert started == [True, False, False, True]
+    order = [setting for setting, _ in runs]
+    # Per round: the warm-ups (one each), then three seconds of each, interleaved.
+    assert order == [
+        *["on", "off", "on", "off", "off", "on", "on", "off"],
+        *["off", "on", "off", "on", "on", "off", "off", "on"],
+    ]
+    assert all(servers == 2 for _, servers in runs[:8]) and all(servers == 4 for _, servers in runs[8:])
+    # The warm-ups' CPU is not counted: 3 runs x 2 ms over 3 x 10 requests, and 3 x 1 ms.
+    assert cost[True] == pytest.approx([200e-6, 200e-6])
+    assert cost[False] == pytest.approx([100e-6, 100e-6])
+    assert len(logged) == 4 and "10 req/s" in logged[0]
