@@ -35,7 +35,13 @@ from analytics import selectors
 from analytics.models import LeaderboardPeriod
 from analytics.views import AccountAnalyticsView, LeaderboardView, SymbolStatsView, rendered_bodies
 from config.cache import cache_manager
-from trading.api.fast_reads import FastAnswer, fast_answer, fast_request_owner, view_headers
+from trading.api.fast_reads import (
+    DatabaseUnavailable,
+    FastAnswer,
+    fast_answer,
+    fast_request_owner,
+    view_headers,
+)
 from trading.api.throttling import HandedVerdict
 
 LEADERBOARD_PATH = "/v2/leaderboard"
@@ -61,7 +67,7 @@ def is_cached_read_path(environ: Mapping[str, Any]) -> bool:
     return path in (LEADERBOARD_PATH, ACCOUNT_PATH) or path.startswith(SYMBOL_PREFIX)
 
 
-def cached_read(environ: Mapping[str, Any]) -> FastAnswer | HandedVerdict | None:
+def cached_read(environ: Mapping[str, Any]) -> FastAnswer | HandedVerdict | DatabaseUnavailable | None:
     """The answer to a cached read served from memory, or the request for the view: None, or the
     limiter's verdict when it was already asked (read: the limiter's connection is free again),
     which the caller hands on in the environ under ``HANDED_VERDICT_ENVIRON``."""

@@ -55,6 +55,10 @@ class RequestQueries:
 
 _local = threading.local()
 
+# Where a fast read (config/wsgi.py's FastReads) handing a request on to the view leaves the
+# ``(count, seconds)`` of the statements it ran, which the view's scope starts from.
+HANDED_QUERIES_ENVIRON = "config.db_queries_handed"
+
 _STRING = re.compile(r"'(?:[^']|'')*'")
 _NUMBER = re.compile(r"\b\d+(?:\.\d+)?\b")
 _PLACEHOLDER_LIST = re.compile(r"\(\s*(?:(?:\?|%s)\s*,\s*)+(?:\?|%s)\s*\)")
@@ -70,9 +74,12 @@ def sql_normalise(sql: str) -> str:
     return _SPACE.sub(" ", shape).strip()
 
 
-def request_queries_begin(route: str = "") -> RequestQueries:
-    """Opens this thread's request scope: queries from here count towards it."""
+def request_queries_begin(route: str = "", *, handed: tuple[int, float] | None = None) -> RequestQueries:
+    """Opens this thread's request scope: queries from here count towards it, after ``handed``'s
+    (those a fast read ran before handing the request on)."""
     scope = RequestQueries(route=route)
+    if handed is not None:
+        scope.count, scope.seconds = handed
     _local.scope = scope
     return scope
 

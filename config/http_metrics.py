@@ -20,6 +20,7 @@ from django.http import HttpRequest, HttpResponseBase
 from prometheus_client import Counter, Histogram
 
 from config.db_metrics import (
+    HANDED_QUERIES_ENVIRON,
     process_queries_add,
     request_queries_begin,
     request_queries_end,
@@ -79,7 +80,7 @@ class RequestMetricsMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         started = time.perf_counter()
-        scope = request_queries_begin()
+        scope = request_queries_begin(handed=request.META.pop(HANDED_QUERIES_ENVIRON, None))
         try:
             response = self.get_response(request)
         finally:

@@ -26,6 +26,7 @@ from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started, setting_changed
 from django.core.wsgi import get_wsgi_application
+from django.db import connections
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.http.request import split_domain_port, validate_host
@@ -38,11 +39,25 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 pages_application = get_wsgi_application()
 
 from analytics.fast_reads import cached_read, is_cached_read_path  # noqa: E402
-from config.db_metrics import request_queries_begin, request_queries_end  # noqa: E402
+from config.db_metrics import (  # noqa: E402
+    HANDED_QUERIES_ENVIRON,
+    request_queries_begin,
+    request_queries_end,
+)
 from config.http_metrics import request_record  # noqa: E402
 from config.metrics import metrics_enabled  # noqa: E402
-from trading.api.errors import body_too_large_message, error_body, is_api_path  # noqa: E402
-from trading.api.fast_reads import POLLED_READS, FastAnswer, polled_read  # noqa: E402
+from trading.api.errors import (  # noqa: E402
+    DATABASE_UNAVAILABLE_ENVIRON,
+    body_too_large_message,
+    error_body,
+    is_api_path,
+)
+from trading.api.fast_reads import (  # noqa: E402
+    POLLED_READS,
+    DatabaseUnavailable,
+    FastAnswer,
+    polled_read,
+)
 from trading.api.throttling import HANDED_VERDICT_ENVIRON  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -97,6 +112,12 @@ class FastReads:
       with PREPEND_WWW or DISALLOWED_USER_AGENTS set the fast path is off;
     - XFrameOptionsMiddleware: its header, computed once by the middleware itself.
 
+    With ``ATOMIC_REQUESTS`` on any database the fast path is off: Django runs every view in a
+    transaction there, and the fast path's statement would run outside one. A request handed on
+    to the view takes with it the statements counted here (``HANDED_QUERIES_ENVIRON``, added to the
+    view's by RequestMetricsMiddleware) and, when the statement met a database outage, the error
+    (``DATABASE_UNAVAILABLE_ENVIRON``: the view answers its 503 without connecting again).
+
     Built from the settings as they are (``application``'s at import, as Django's handlers build
     their middleware). The settings Django reads per request that it keeps rebuild it when a test
     changes them (``_fast_reads_rebuilt``); the middleware's own (SECURE_* headers, X_FRAME_OPTIONS,
@@ -119,6 +140,9 @@ class FastReads:
             and not settings.PREPEND_WWW
             and not settings.DISALLOWED_USER_AGENTS
             and not settings.SESSION_SAVE_EVERY_REQUEST
+            # Django runs each view in a transaction then; the fast path would not.
+            # (Django's handler reads it per request, from ``connections.settings``.)
+            and not any(database["ATOMIC_REQUESTS"] for database in connections.settings.values())
         )
         self.frame_headers = _headers_added(XFrameOptionsMiddleware, secure=False)
         self.security_headers = {
@@ -155,10 +179,16 @@ class FastReads:
         except Exception:
             # Django's handler answers what went wrong, in the API's error shape.
             logger.exception("a fast read failed; the view answers")
-            return None
+            answer = None
         finally:
             request_queries_end()
         if not isinstance(answer, FastAnswer):
+            if scope.count:
+                # The statements run here count with the view's (RequestMetricsMiddleware).
+                environ[HANDED_QUERIES_ENVIRON] = (scope.count, scope.seconds)
+            if isinstance(answer, DatabaseUnavailable):
+                environ[DATABASE_UNAVAILABLE_ENVIRON] = answer.error
+                answer = answer.verdict
             if answer is not None:
                 environ[HANDED_VERDICT_ENVIRON] = answer
             return None
@@ -301,6 +331,7 @@ _FAST_READS_PER_REQUEST_SETTINGS = frozenset(
         "PREPEND_WWW",
         "DISALLOWED_USER_AGENTS",
         "SESSION_SAVE_EVERY_REQUEST",
+        "DATABASES",  # ATOMIC_REQUESTS
     }
 )
 

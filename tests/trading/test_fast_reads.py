@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
+from time import monotonic as real_monotonic
+from types import SimpleNamespace
 from typing import Any
 
 import psycopg
@@ -24,6 +28,8 @@ import pytest
 import time_machine
 from django.contrib.auth.models import User
 from django.db import connection
+from django.db.backends.base import base as base_backend
+from django.db.backends.signals import connection_created
 from django.urls import resolve
 from pytest_django.fixtures import Settings as SettingsWrapper
 
@@ -41,12 +47,13 @@ from tests.fast_reads_support import (
     same_answer,
 )
 from tests.trading.api_support import buy, key_client, post_order
+from tests.trading.test_database_unavailable import database_pointed_at, unreachable
 from tests.wsgi_calls import wsgi_call
 from trading import services
 from trading.api import fast_reads
 from trading.api.views_account import AccountView
 from trading.api.views_base import TradingAPIView
-from trading.api.views_orders import OrdersView
+from trading.api.views_orders import ORDERS_POLL_QUERY, OrdersView
 from trading.api.views_positions import PositionsView
 from trading.models import Account, Asset, Order
 
@@ -159,8 +166,9 @@ def test_a_finished_games_account_is_settled_by_the_view_then_answered_fast(
     query: str,
 ) -> None:
     """The read that closes the ended game's open orders is the view's (it reads the account
-    again), with the verdict the fast path asked: counted once. The next read has nothing to close."""
-    settings.BENCHMARK_ENDPOINTS = True
+    again), with the verdict the fast path asked: counted once. The next read has nothing to close.
+    (Its ``X-DB-Queries``, the close's statements included, is compared with the view alone's
+    settling read in the next test.)"""
     start = AT - dt.timedelta(days=6)
     player = _game_account(organiser, make_account(), start=start)
     with time_machine.travel(start + dt.timedelta(hours=1), tick=False):
@@ -457,3 +465,279 @@ def test_the_views_authenticate_permit_and_limit_as_the_fast_path_assumes(
     assert view.rate_verdict_after_handler is False, (
         f"{view.__name__} changed: re-check trading/api/fast_reads.py"
     )
+
+
+# --- Review fixes: the outage, the handed-on counts, what the earlier tests could not catch --------
+
+
+def _outage_attempts(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts this thread's connection attempts (Django's ``get_new_connection``, which an
+    unreachable database fails)."""
+    attempts: list[int] = []
+    opened = connection.get_new_connection
+
+    def counted(params: Any) -> Any:
+        attempts.append(1)
+        return opened(params)
+
+    monkeypatch.setattr(connection, "get_new_connection", counted)
+    return attempts
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("rate_limits", [True, False])
+@pytest.mark.parametrize("path,query", [ACCOUNT, OPEN_ORDERS])
+def test_a_database_outage_is_the_views_503_after_one_connection_attempt(
+    settings: SettingsWrapper,
+    assets: None,
+    make_account: Callable[..., Account],
+    l1_clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    rate_limits: bool,
+    path: str,
+    query: str,
+) -> None:
+    """The statement cannot connect: the view answers its own 503 (status, body, every header,
+    the verdict counted once) without trying the database again, and logs its one warning, no
+    traceback."""
+    settings.RATE_LIMITS_ENABLED = rate_limits
+    settings.BENCHMARK_ENDPOINTS = True
+    with time_machine.travel(AT, tick=False):
+        headers = _trader_headers(make_account())
+        built = Stacks()
+        assert built.get(path, query, fast=False, headers=headers).status_code == 200  # L1 holds the key
+        attempts = _outage_attempts(monkeypatch)
+        answers = {}
+        logged = {}
+        with database_pointed_at(**unreachable()):
+            for fast in (False, True):
+                attempts.clear()
+                caplog.clear()
+                with caplog.at_level(logging.INFO):
+                    answers[fast] = built.get(path, query, fast=fast, headers=headers)
+                assert len(attempts) == 1, (fast, len(attempts))
+                logged[fast] = [(r.name, r.levelno, r.exc_info is None) for r in caplog.records]
+        # The view's warning (and Django's line for a 5xx), no traceback: the view alone's lines.
+        assert ("trading.api.errors", logging.WARNING, True) in logged[False]
+        assert logged[True] == logged[False]
+        assert all(no_traceback for _, _, no_traceback in logged[True])
+        assert built.fast.answered == 0
+        assert answers[True].status_code == 503, answers[True].body
+        same_answer(answers[False], answers[True], consumed=1 if rate_limits else 0)
+        assert built.get(path, query, fast=True, headers=headers).status_code == 200
+        assert built.fast.answered == 1
+
+
+def _normalised(body: bytes) -> Any:
+    """An answer's JSON with its own ids (UUIDs in order of appearance, the account number)
+    replaced, so two equal accounts' answers compare."""
+    names: dict[str, str] = {}
+
+    def walk(value: Any, key: str = "") -> Any:
+        if isinstance(value, dict):
+            return {name: walk(item, name) for name, item in value.items()}
+        if isinstance(value, list):
+            return [walk(item) for item in value]
+        if key == "account_number":
+            return "N"
+        if isinstance(value, str) and _UUID.fullmatch(value):
+            return names.setdefault(value, f"id{len(names)}")
+        return value
+
+    return walk(json.loads(body))
+
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path,query", READS)
+def test_the_settling_read_handed_on_is_the_settling_read_of_the_view_alone(
+    settings: SettingsWrapper,
+    assets: None,
+    organiser: User,
+    make_account: Callable[..., Account],
+    l1_clock: ManualClock,
+    path: str,
+    query: str,
+) -> None:
+    """Two equal accounts in a game that ended: one settled through the fast path (handed on),
+    the other by the view alone. The same answer, ``X-DB-Queries`` and database series: the
+    statements the fast path ran before handing on count with the view's."""
+    settings.BENCHMARK_ENDPOINTS = True
+    start = AT - dt.timedelta(days=6)
+    game = class_game(organiser=organiser, start=start)
+    with time_machine.travel(start - dt.timedelta(hours=1), tick=False):  # equal creation times
+        players = [
+            services.game_join(
+                game_id=game.pk, user=make_account().user, now=start - dt.timedelta(minutes=30)
+            ).account
+            for _ in range(2)
+        ]
+    with time_machine.travel(start + dt.timedelta(hours=1), tick=False):
+        keys = [_trader_headers(player) for player in players]
+    route = fast_reads.POLLED_READS[path].route
+    series = {"db_request_queries_sum", "db_request_queries_count", "db_queries_total"}
+
+    def values() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        metrics_flush()
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for sample in metrics_snapshot()
+            if sample.name in series
+        }
+
+    with time_machine.travel(AT, tick=False):  # after the game's end
+        built = Stacks()
+        settled = {}
+        moved = {}
+        for headers, fast in zip(keys, (False, True), strict=True):
+            built.get("/v2/clock", fast=False, headers=headers)  # L1 holds the key; nothing settled
+            before = values()
+            settled[fast] = built.get(path, query, fast=fast, headers=headers)
+            after = values()
+            moved[fast] = {
+                key: value - before.get(key, 0.0) for key, value in after.items() if value != before.get(key)
+            }
+        assert built.fast.answered == 0
+        assert Order.objects.filter(account__in=players, status="new").count() == 0
+    view, handed = settled[False], settled[True]
+    assert handed.status_code == view.status_code == 200
+    assert int(view.headers["X-DB-Queries"]) > 2  # the close's statements and the read again
+    # Two accounts' budgets, each one request in: the reset may fall a second apart on Redis's clock.
+    assert [name for name, _ in handed.header_list] == [name for name, _ in view.header_list]
+    for (name, value), (_, expected) in zip(handed.header_list, view.header_list, strict=True):
+        if name == "X-RateLimit-Reset":
+            assert abs(int(value) - int(expected)) <= 1
+        else:
+            assert value == expected, name
+    assert _normalised(handed.body) == _normalised(view.body)
+    assert moved[True][("db_request_queries_sum", (("route", route),))] == int(view.headers["X-DB-Queries"])
+    assert {key: value for key, value in moved[True].items() if key[0] != "db_queries_total"} == {
+        key: value for key, value in moved[False].items() if key[0] != "db_queries_total"
+    }
+
+
+@pytest.mark.django_db
+def test_several_open_orders_are_listed_in_the_views_order_up_to_its_default_limit(
+    stacks: Callable[[], Stacks], assets: None, make_account: Callable[..., Account]
+) -> None:
+    """One more open order than the list's default limit, each placed a second after the last:
+    the fast answer lists the newest ``limit`` of them, newest first, as the view."""
+    limit = ORDERS_POLL_QUERY["limit"]
+    account = make_account()
+    client = key_client(account)
+    headers = {"APCA-API-KEY-ID": client.key_id, "APCA-API-SECRET-KEY": client.secret}
+    placed = []
+    for second in range(limit + 1):
+        with time_machine.travel(AT - dt.timedelta(minutes=5) + dt.timedelta(seconds=second), tick=False):
+            answer = post_order(client, symbol="AAPL", qty=1, type="limit", limit_price="50")
+            assert answer.status_code == 200, answer.content
+            placed.append(answer.json()["id"])
+    built = stacks()
+    for path, query in (OPEN_ORDERS, ORDERS):
+        built.fast.answered = 0
+        check_answered_as_the_view(built, path, query, headers)
+        listed = [order["id"] for order in built.get(path, query, fast=True, headers=headers).json()]
+        assert listed == placed[::-1][:limit]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_past_its_age_is_replaced_before_a_fast_answer(
+    assets: None,
+    make_account: Callable[..., Account],
+    l1_clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``request_started`` runs first: a connection that outlived CONN_MAX_AGE since a request
+    that sent no ``request_finished`` is closed, and the statement runs on a fresh one. Django's
+    connection clock (``time.monotonic`` in its base backend) is moved, not waited for."""
+    with time_machine.travel(AT, tick=False):
+        headers = _trader_headers(make_account())
+        built = Stacks()
+        expected = built.get(*ACCOUNT, fast=False, headers=headers, connection_signals=True)
+        kept = connection.settings_dict["CONN_MAX_AGE"]
+        connection.close()
+        connection.settings_dict["CONN_MAX_AGE"] = 60  # read when the connection opens
+        try:
+            built.get(*ACCOUNT, fast=True, headers=headers)  # no request signals: nothing closed
+            old = connection.connection
+            assert old is not None
+            monkeypatch.setattr(
+                base_backend, "time", SimpleNamespace(monotonic=lambda: real_monotonic() + 61)
+            )
+            opened: list[object] = []
+
+            def created(sender: Any, connection: Any, **kwargs: Any) -> None:
+                opened.append(connection.connection)
+
+            connection_created.connect(created)
+            try:
+                answer = built.get(*ACCOUNT, fast=True, headers=headers, connection_signals=True)
+            finally:
+                connection_created.disconnect(created)
+            assert built.fast.answered == 2 and answer.status_code == 200, answer.body
+            same_answer(expected, answer, consumed=2)
+            assert len(opened) == 1 and opened[0] is not old  # the statement's connection, fresh
+        finally:
+            connection.close()
+            connection.settings_dict["CONN_MAX_AGE"] = kept
+
+
+@pytest.mark.db_backend("postgresql")
+@pytest.mark.django_db(transaction=True)
+def test_a_backend_terminated_after_a_request_without_request_finished_is_replaced(
+    assets: None, make_account: Callable[..., Account], l1_clock: ManualClock
+) -> None:
+    """The last request sent no ``request_finished`` (its health check stands done): only
+    ``request_started`` asks for the next check, which finds the backend gone and reconnects."""
+    with time_machine.travel(AT, tick=False):
+        headers = _trader_headers(make_account())
+        built = Stacks()
+        built.get(*OPEN_ORDERS, fast=False, headers=headers, connection_signals=True)
+        expected = built.get(*OPEN_ORDERS, fast=True, headers=headers)  # no request signals
+        terminated = int(connection.connection.info.backend_pid)
+        with psycopg.connect(**connection.get_connection_params(), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", [terminated])
+            for _ in range(500):  # bounded by the count: the server ends it within milliseconds
+                if not admin.execute(
+                    "SELECT 1 FROM pg_stat_activity WHERE pid = %s", [terminated]
+                ).fetchone():
+                    break
+                time.sleep(0.01)
+        answer = built.get(*OPEN_ORDERS, fast=True, headers=headers, connection_signals=True)
+        assert built.fast.answered == 2 and answer.status_code == 200, answer.body
+        same_answer(expected, answer)
+        assert int(connection.connection.info.backend_pid) != terminated
+
+
+@pytest.mark.django_db
+def test_head_is_answered_as_the_view_answers_it(
+    stacks: Callable[[], Stacks], trader: dict[str, str]
+) -> None:
+    built = stacks()
+    built.get(*ACCOUNT, fast=False, headers=trader)
+    for path, query in READS:
+        drf, fast = (
+            wsgi_call("HEAD", path, query=query, headers=trader, application=application)
+            for application in (built.drf_only, built.with_fast)
+        )
+        assert fast.status_code == 200
+        same_answer(drf, fast)
+    assert built.fast.answered == 0
+
+
+@pytest.mark.django_db
+def test_with_atomic_requests_the_fast_path_is_off(
+    stacks: Callable[[], Stacks], trader: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Django runs each view in a transaction then; the fast path would not."""
+    monkeypatch.setitem(connection.settings_dict, "ATOMIC_REQUESTS", True)
+    built = Stacks(fast_on=False)
+    for path, query in READS:
+        built.get(path, query, fast=False, headers=trader)
+        drf = built.get(path, query, fast=False, headers=trader)
+        fast = built.get(path, query, fast=True, headers=trader)
+        same_answer(drf, fast)
+    assert built.fast.answered == 0

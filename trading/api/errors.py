@@ -36,6 +36,10 @@ VALIDATION_STATUS = status.HTTP_422_UNPROCESSABLE_ENTITY
 # The database cannot be reached (stopped, restarting, connection lost, connect timeout): the
 # request is answered 503 at once, and the next request tries a new connection.
 DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
+# Where the fast reads (trading/api/fast_reads.py) hand on the database-unavailable error their
+# statement met: the view raises it where it would have connected (``TradingAPIView.initial``), so
+# the request gets the view's own 503 after one connection attempt, not two.
+DATABASE_UNAVAILABLE_ENVIRON = "trading.database_unavailable"
 UNAVAILABLE_MESSAGE = "service unavailable: the database is not answering, try again shortly"
 UNAVAILABLE_PAGE = (
     '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Service unavailable</title>'

@@ -26,7 +26,9 @@ account's row joined with the read's rows, ``key_account_joined``) shaped and re
 shapes and renders it. As the views (which are not ``rate_verdict_after_handler``), the verdict is
 read before the statement runs. A finished game's account whose open orders the read just closed
 (``account_orders_closed_on_read``, the views' side effect) is the view's, which reads it again;
-so are a session's request, no account (403) and ``PREPARED_QUERIES`` off.
+so are a session's request, no account (403) and ``PREPARED_QUERIES`` off. A statement that
+meets a database outage hands the request on with its error (``DatabaseUnavailable``), which the
+view raises instead of connecting again: its own 503 and warning, one connection attempt.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from trading.api.authentication import (
     key_account_joined,
     key_owner_held,
 )
+from trading.api.errors import DATABASE_UNAVAILABLE
 from trading.api.serializers import AccountSerializer, OrderSerializer, PositionSerializer
 from trading.api.throttling import (
     Decision,
@@ -98,6 +101,16 @@ class FastAnswer:
     headers: list[tuple[str, str]]
 
 
+@dataclass(frozen=True)
+class DatabaseUnavailable:
+    """A fast read whose statement met a database outage (``DATABASE_UNAVAILABLE``): the caller
+    hands the request on with ``error`` in the environ under ``DATABASE_UNAVAILABLE_ENVIRON``,
+    which the view raises without connecting again, and the verdict when it was asked."""
+
+    error: Exception
+    verdict: HandedVerdict | None
+
+
 def fast_request_owner(environ: Mapping[str, Any]) -> KeyOwner | None:
     """The owner of the API key a plain GET names, when L1 holds it and the secret is right; None
     for anything the views are to answer."""
@@ -126,7 +139,7 @@ def fast_answer(
     headers: tuple[tuple[str, str], ...],
     body: Callable[[], bytes | None],
     verdict_first: bool,
-) -> FastAnswer | HandedVerdict | None:
+) -> FastAnswer | HandedVerdict | DatabaseUnavailable | None:
     """``body()`` answered as its view answers, under the limiter's verdict for ``owner``'s account;
     or the request for the view: None (``body()`` answered None, or raised, before any verdict),
     or the verdict already asked (read: the limiter's connection is free again), which the caller
@@ -148,6 +161,15 @@ def fast_answer(
             verdict = limiter().hit_begin(key, rate) or limiter().hit(key, rate)
     try:
         content = body()
+    except DATABASE_UNAVAILABLE as error:
+        # The view's handler would connect again and wait the connect timeout a second time: it
+        # raises this error instead (``DatabaseUnavailable``), and logs its one warning line.
+        handed = None
+        if verdict is not None:
+            assert rate is not None
+            decision = verdict.result() if isinstance(verdict, PendingDecision) else verdict
+            handed = HandedVerdict(key=key, rate=rate, verdict=decision)
+        return DatabaseUnavailable(error=error, verdict=handed)
     except Exception:
         if verdict is None:
             raise  # the caller logs it and the view answers
@@ -221,7 +243,7 @@ POLLED_READS: dict[str, _Polled] = {
 _ORDERS_POLL_QUERIES = frozenset() if ORDERS_POLL_QUERY["nested"] else ORDERS_POLL_QUERY_STRINGS
 
 
-def polled_read(environ: Mapping[str, Any]) -> FastAnswer | HandedVerdict | None:
+def polled_read(environ: Mapping[str, Any]) -> FastAnswer | HandedVerdict | DatabaseUnavailable | None:
     """A polled read answered as its view answers it, or the request for the view (as
     ``fast_answer``)."""
     path: str = environ.get("PATH_INFO", "")

@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 
 from trading import selectors
 from trading.api.authentication import request_account_id, request_account_joined, request_account_or_none
+from trading.api.errors import DATABASE_UNAVAILABLE_ENVIRON
 from trading.api.schema import ERROR_DESCRIPTIONS
 from trading.api.serializers import ErrorSerializer
 from trading.api.throttling import PendingDecision, rate_limit_headers_set, retry_after
@@ -125,6 +126,16 @@ class TradingAPIView(RateLimitedAPIView):
                 except Throttled as refused:
                     response = self.handle_exception(refused)
         return super().finalize_response(request, response, *args, **kwargs)
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        # The fast path's statement already met a database outage (trading/api/fast_reads.py):
+        # the handler's first statement would connect again and wait the connect timeout a second
+        # time. Raised where it would have connected, after authentication and the verdict, so the
+        # answer is the handler's own 503 (alpaca_exception_handler).
+        failed = request._request.META.pop(DATABASE_UNAVAILABLE_ENVIRON, None)
+        if isinstance(failed, Exception):
+            raise failed
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         try:
