@@ -34,7 +34,6 @@ view raises instead of connecting again: its own 503 and warning, one connection
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +62,8 @@ from trading.api.throttling import (
     api_rate_key,
     limiter,
     rate_for,
+    rate_limit_headers,
+    verdict_read,
 )
 from trading.api.views_account import AccountView
 from trading.api.views_orders import (
@@ -167,8 +168,7 @@ def fast_answer(
         handed = None
         if verdict is not None:
             assert rate is not None
-            decision = verdict.result() if isinstance(verdict, PendingDecision) else verdict
-            handed = HandedVerdict(key=key, rate=rate, verdict=decision)
+            handed = HandedVerdict(key=key, rate=rate, verdict=verdict_read(verdict))
         return DatabaseUnavailable(error=error, verdict=handed)
     except Exception:
         if verdict is None:
@@ -177,8 +177,7 @@ def fast_answer(
         # it again (and reading it frees the limiter's connection).
         logger.exception("a fast read failed after the rate verdict; the view answers")
         assert rate is not None
-        decision = verdict.result() if isinstance(verdict, PendingDecision) else verdict
-        return HandedVerdict(key=key, rate=rate, verdict=decision)
+        return HandedVerdict(key=key, rate=rate, verdict=verdict_read(verdict))
     except BaseException:
         if isinstance(verdict, PendingDecision):
             verdict.result()  # frees the limiter's connection
@@ -186,14 +185,10 @@ def fast_answer(
     answer_headers = list(headers)
     if verdict is not None:
         assert rate is not None
-        decision = verdict.result() if isinstance(verdict, PendingDecision) else verdict
+        decision = verdict_read(verdict)
         if content is None or not decision.allowed:
             return HandedVerdict(key=key, rate=rate, verdict=decision)
-        answer_headers += [
-            ("X-RateLimit-Limit", str(rate.limit)),
-            ("X-RateLimit-Remaining", str(decision.remaining)),
-            ("X-RateLimit-Reset", str(math.ceil(decision.reset_at))),
-        ]
+        answer_headers += rate_limit_headers(rate, decision)
     if content is None:
         return None
     # The key's L1 hit, as APIKeyAuthentication counts it.

@@ -507,10 +507,23 @@ def rate_limit_headers_set(request: HttpRequest, response: HttpResponseBase) -> 
     if noted is None:
         return
     rate, verdict = noted
-    decision = verdict.result() if isinstance(verdict, PendingDecision) else verdict
-    response["X-RateLimit-Limit"] = str(rate.limit)
-    response["X-RateLimit-Remaining"] = str(decision.remaining)
-    response["X-RateLimit-Reset"] = str(math.ceil(decision.reset_at))
+    for name, value in rate_limit_headers(rate, verdict_read(verdict)):
+        response[name] = value
+
+
+def rate_limit_headers(rate: Rate, decision: Decision) -> list[tuple[str, str]]:
+    """The ``X-RateLimit-*`` headers of ``decision`` under ``rate``: the views' (above) and the
+    fast reads' (trading/api/fast_reads.py)."""
+    return [
+        ("X-RateLimit-Limit", str(rate.limit)),
+        ("X-RateLimit-Remaining", str(decision.remaining)),
+        ("X-RateLimit-Reset", str(math.ceil(decision.reset_at))),
+    ]
+
+
+def verdict_read(verdict: Decision | PendingDecision) -> Decision:
+    """A verdict's decision, read off the limiter's connection if still pending (which frees it)."""
+    return verdict.result() if isinstance(verdict, PendingDecision) else verdict
 
 
 @dataclass(frozen=True)
