@@ -658,6 +658,7 @@ DASHBOARD_LEADERBOARD_LIMIT = 20
 DASHBOARD_PERF_REPORT_INTERVAL_S = 30.0
 
 # --- Benchmarks (manage.py benchmark; README "Benchmarks") ---------------------------------------
-# Seconds a benchmark waits for the 1-minute load average to fall below one per core before it
-# measures; a run that starts above it prints "noisy" instead of "yes" (benchmarks/_load.py).
+# Seconds a benchmark waits for the 1-minute load average to fall below one per core and the cores
+# to be under a quarter busy now before it measures; a run that starts above either prints "noisy"
+# instead of "yes" (benchmarks/_load.py).
 BENCHMARK_QUIET_WAIT_S = 60.0

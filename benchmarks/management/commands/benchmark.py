@@ -29,8 +29,9 @@ from benchmarks._suite import suite_run
 
 ALL = "all"
 QUIET_WAIT_HELP = (
-    "seconds to wait for the load average to fall below one per core before measuring "
-    "(default settings.BENCHMARK_QUIET_WAIT_S); a run that starts above it is noisy"
+    "seconds to wait for the load average to fall below one per core and the cores to be under a "
+    "quarter busy (/proc/stat, over the last second) before measuring "
+    "(default settings.BENCHMARK_QUIET_WAIT_S); a run that starts above either is noisy"
 )
 
 
