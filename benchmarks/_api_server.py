@@ -5,10 +5,12 @@ endpoint under load."""
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -51,6 +53,38 @@ def server_arguments_add(parser: argparse.ArgumentParser) -> None:
         help="threads per gunicorn worker (default 1: sync workers, as the Procfile; more: gthread)",
     )
     _database.database_arguments_add(parser)
+
+
+# ``--port``: the first of the ports a benchmark's servers listen on, above the privileged ones.
+PORT_MIN, PORT_MAX = 1024, 65535
+
+
+def ports_check(base: int, count: int) -> None:
+    """``--port base``: the ``count`` consecutive ports from ``base`` are in range and free on
+    127.0.0.1 now, or a CommandError says which is not (before anything is seeded or started)."""
+    last = base + count - 1
+    if base < PORT_MIN or last > PORT_MAX:
+        raise CommandError(
+            f"--port {base}: out of range; the servers listen on {count} consecutive ports from it, "
+            f"so it must be from {PORT_MIN} to {PORT_MAX - count + 1}"
+        )
+    for port in range(base, last + 1):
+        port_free_check(port)
+
+
+def port_free_check(port: int) -> None:
+    """A CommandError when 127.0.0.1:``port`` cannot be listened on. Bound with SO_REUSEADDR, as
+    gunicorn binds: the connections a stopped server left in TIME_WAIT do not keep the next one
+    off its port, only a socket still bound there does."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as error:
+            reason = "in use" if error.errno == errno.EADDRINUSE else f"not available ({error.strerror})"
+            raise CommandError(
+                f"--port: 127.0.0.1:{port} is {reason}; give --port the first of a free range"
+            ) from None
 
 
 def server_layout(options: dict[str, Any]) -> str:
@@ -115,14 +149,30 @@ def gunicorn_started(
     rate_limits: str = READ_RATE_LIMITS,
     label: str = "api",
     log: Callable[[str], None] | None = None,
+    port: int | None = None,
 ) -> Iterator[Any]:
-    """Yields the port, or (port, arbiter pid) when ``metrics`` says whether to measure (the
-    metrics' cost rounds). With ``market_symbols``, ``manage.py run_market`` runs beside it on
-    the same Redis names, and the port is yielded once every symbol has a quote in Redis.
+    """Yields the port (``port``, checked free, else one the OS picks), or (port, arbiter pid)
+    when ``metrics`` says whether to measure (the metrics' cost rounds). With ``market_symbols``,
+    ``manage.py run_market`` runs beside it on the same Redis names, and the port is yielded once
+    every symbol has a quote in Redis.
 
     gunicorn's metrics go to a directory of their own, so its ``/metrics`` (read with the run's
     own METRICS_TOKEN, passed in the environment) counts this server's requests only."""
-    port = _database.free_port()
+    if port is None:
+        port = _database.free_port()
+    else:
+        # A pinned port comes back to the next server once the one before it stopped; the
+        # workers of one killed after its grace may still hold it a moment (gunicorn itself
+        # retries a bind for about as long).
+        deadline = time.monotonic() + 5.0
+        while True:
+            try:
+                port_free_check(port)
+                break
+            except CommandError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
     # Redis keys of their own, so a running instance's cache and the two runs never mix, nor the
     # metrics' cost rounds' two servers, which run side by side (their caches, rate-limit windows
     # and invalidation channels apart, as two separate hosts' would be); deleted after.

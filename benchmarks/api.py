@@ -74,12 +74,15 @@ from analytics import services as analytics_services
 from benchmarks import _database
 from benchmarks._api_server import (
     METRICS_TOKEN,
+    PORT_MAX,
+    PORT_MIN,
     READ_RATE_LIMITS,
     ROOT,
     LoadClient,
     Measurement,
     gunicorn_started,
     percentile,
+    ports_check,
     server_arguments_add,
     server_layout,
     wrk_result,
@@ -120,6 +123,8 @@ CACHED_P99_GOAL = 1.3
 # at $1.00, far below the seeded prices (~$100).
 OPEN_ORDERS = 5
 OPEN_ORDER_LIMIT_UNITS = 10_000
+# ``--port``: the most servers running at once (a metrics' cost round's two, side by side).
+SERVER_PORTS = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -163,6 +168,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--accounts", type=int, default=200, help="accounts to seed (default 200)")
     parser.add_argument("--symbols", type=int, default=50, help="assets to seed (default 50)")
     server_arguments_add(parser)
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help=(
+            "pin the servers' ports on 127.0.0.1: PORT for the cached and uncached runs (one after "
+            "the other) and for each metrics' cost round's first server, PORT+1 for its second "
+            "(side by side), so runs on one machine can keep to ranges of their own "
+            f"({PORT_MIN}-{PORT_MAX - SERVER_PORTS + 1}; default: free ports the OS picks; "
+            "--cpu starts no server)"
+        ),
+    )
     parser.add_argument(
         "--metrics-rounds",
         type=int,
@@ -229,6 +246,9 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
     if int(options["requests"]) < 1 or concurrency < 1 or int(options["duration"]) < 1:
         raise CommandError("--requests, --concurrency and --duration must be positive")
     client = LoadClient.choose(str(options.get("client") or "auto"))
+    port_base = options.get("port")
+    if port_base is not None:
+        ports_check(int(port_base), SERVER_PORTS)  # before seeding: a taken port fails at once
     load_before = os.getloadavg()
     with _database.throwaway_database(
         name=options.get("db_name"), keep=bool(options.get("keep")), log=log
@@ -252,6 +272,7 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
                 threads=int(options["threads"]),
                 market_symbols=symbols,
                 log=log,
+                port=None if port_base is None else int(port_base),
             ) as port:
                 for endpoint in chosen:
                     sent = headers if endpoint.authenticated else {}
@@ -540,11 +561,12 @@ def _metrics_cost(
     the load of two moments as much as the settings. Seconds of the two taken in turn put the same
     load on both; the order of the starts and of each pair alternates too."""
     cost: dict[bool, list[float]] = {True: [], False: []}
+    port_base = options.get("port")
     for round_number in range(1, rounds + 1):
         settings_order = (True, False) if round_number % 2 else (False, True)
         with contextlib.ExitStack() as servers:
             started: dict[bool, tuple[int, int]] = {}
-            for enabled in settings_order:
+            for index, enabled in enumerate(settings_order):
                 started[enabled] = servers.enter_context(
                     gunicorn_started(
                         database_url,
@@ -552,6 +574,7 @@ def _metrics_cost(
                         workers=int(options["workers"]),
                         threads=int(options["threads"]),
                         metrics=enabled,
+                        port=None if port_base is None else int(port_base) + index,
                     )
                 )
             command_options = {
@@ -575,7 +598,8 @@ def _metrics_cost(
             per_request = spent[enabled] / requests[enabled] if requests[enabled] else float("nan")
             cost[enabled].append(per_request)
             log(
-                f"metrics {'on' if enabled else 'off'}, round {round_number}: {endpoint.name} "
+                f"metrics {'on' if enabled else 'off'} (:{started[enabled][0]}), round {round_number}: "
+                f"{endpoint.name} "
                 f"{requests[enabled] / int(options['duration']):,.0f} req/s, "
                 f"{per_request * 1e6:.1f} us server CPU per request"
             )

@@ -9,12 +9,17 @@ server reports, the note naming the load generator and the clean-up are.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 
-from benchmarks.api import LoadClient
+from benchmarks._api_server import port_free_check
+from benchmarks._database import free_port
+from benchmarks.api import SERVER_PORTS, LoadClient
 from tests.benchmarks.served import LOAD_CLIENTS, benchmark_output
 
 
@@ -24,7 +29,46 @@ from tests.benchmarks.served import LOAD_CLIENTS, benchmark_output
 @LOAD_CLIENTS
 @pytest.mark.usefixtures("benchmark_template")  # tests/benchmarks/conftest.py
 def test_benchmark_api_prints_its_table(tmp_path: Path, client: str) -> None:
-    api_table_check(benchmark_output("api", tmp_path, client=client), client=client)
+    """With ``--port`` pinned (the default, ports the OS picks, is ``benchmark all``'s run in
+    tests/benchmarks/test_all.py): the cached and uncached servers on it, and with wrk the metrics'
+    cost round's two servers side by side on it and the next."""
+    base = free_ports_first(SERVER_PORTS)
+    text = benchmark_output("api", tmp_path, client=client, port=base)
+    api_table_check(text, client=client)
+    assert text.count(f"starting gunicorn :{base} and the market") == 2, text
+    if client == "wrk":  # round 1 starts metrics on first
+        assert f"metrics on (:{base}), round 1: " in text and f"metrics off (:{base + 1}), round 1: " in text
+    for port in range(base, base + SERVER_PORTS):
+        port_free_check(port)  # every server stopped
+
+
+def free_ports_first(count: int) -> int:
+    """The first of ``count`` consecutive ports free on 127.0.0.1 now."""
+    for _ in range(100):
+        base = free_port()
+        try:
+            for port in range(base + 1, base + count):
+                port_free_check(port)
+        except CommandError:
+            continue
+        if base + count - 1 <= 65535:
+            return base
+    raise AssertionError(f"no {count} consecutive free ports found")
+
+
+def test_a_pinned_port_out_of_range_or_in_use_is_refused_before_anything_starts() -> None:
+    """``--port``: out of range (the servers need it and the next) or a port already listened on
+    is a clear error, raised before a database is made or a server started."""
+    for port in (80, 65535):
+        with pytest.raises(CommandError, match=rf"--port {port}: out of range; .* from 1024 to 65534"):
+            call_command("benchmark", "api", port=port, client="python", quiet_wait=0)
+    base = free_ports_first(SERVER_PORTS)
+    for taken in range(base, base + SERVER_PORTS):
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", taken))
+            listener.listen()
+            with pytest.raises(CommandError, match=rf"--port: 127\.0\.0\.1:{taken} is in use; "):
+                call_command("benchmark", "api", port=base, client="python", quiet_wait=0)
 
 
 def api_table_check(text: str, *, client: str) -> None:
