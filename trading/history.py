@@ -39,7 +39,7 @@ from trading import calendar
 from trading.errors import InvalidRequest
 from trading.fields import datetime_from_micros
 from trading.models import Asset, DailyBar, MinuteBar, StockPriceHistory
-from trading.prepared import read_cursor
+from trading.prepared import read_rows
 from trading.quotes import latest_quotes, newest_per_symbol
 from trading.units import UnitError, to_integer
 
@@ -723,10 +723,8 @@ def _snapshot_bars(symbols: list[str]) -> tuple[dict[str, Bar], dict[str, list[B
     convert_day = getattr(connection.ops, "convert_datetimefield_value", None)  # SQLite: text
     minute: dict[str, Bar] = {}
     daily: dict[str, list[Bar]] = {}
-    # Prepared on PostgreSQL (read_cursor): a polled read, its text the same for a symbol count.
-    with read_cursor(connection) as cursor:
-        cursor.execute(_snapshot_bars_sql(connection.vendor, len(symbols)), symbols * 3)
-        rows = cursor.fetchall()
+    # Prepared on PostgreSQL (read_rows): a polled read, its text the same for a symbol count.
+    rows = read_rows(connection, _snapshot_bars_sql(connection.vendor, len(symbols)), symbols * 3)
     for kind, symbol, micros, day, *rest in rows:
         if kind == "m":
             minute[symbol] = Bar(symbol, datetime_from_micros(int(micros)), *rest)

@@ -34,6 +34,13 @@ loader makes on a UTC session, ~2x faster). Also a framework bypass: it relies o
 only when its connection's ``prepare_threshold`` is not None (Django sets None), and on the C loader
 answering ``timezone.utc`` for a UTC session; ``tests/config/test_postgresql_backend.py`` and
 ``tests/trading/test_prepared.py`` check each.
+
+``prepared_rows(sql, params)``: such a statement's rows through a ``prepared_cursor()`` the
+connection keeps between statements (a polled read runs one per request; a cursor made and closed
+per statement cost ~40-60 us of worker CPU of its ~180-240). It relies on a psycopg cursor staying
+usable across statements and transactions on its connection, and on Django's ``CursorWrapper.execute``
+doing the per-statement steps (execute wrappers, broken-transaction check, error wrapping);
+``tests/trading/test_server_prepared.py`` checks it.
 """
 
 from __future__ import annotations
@@ -86,6 +93,8 @@ class DatabaseOperations(operations.DatabaseOperations):
 
 class DatabaseWrapper(base.DatabaseWrapper):
     ops_class = DatabaseOperations
+    # ``prepared_rows``' cursor, kept between statements on the connection it was made on.
+    _rows_cursor: CursorWrapper | None = None
 
     def get_connection_params(self) -> dict[str, Any]:
         params: dict[str, Any] = super().get_connection_params()
@@ -110,6 +119,34 @@ class DatabaseWrapper(base.DatabaseWrapper):
             if self.timezone is dt.UTC and connection.pgconn.parameter_status(b"TimeZone") == b"UTC":
                 cursor.adapters.register_loader("timestamptz", TimestamptzLoader)
             return self._prepare_cursor(cursor)  # type: ignore[attr-defined]
+
+    def prepared_rows(self, sql: str, params: Any) -> list[tuple[Any, ...]]:
+        """``prepared_cursor()``'s ``execute(sql, params)`` and ``fetchall()``, on a cursor this
+        connection keeps between statements (``_rows_cursor``) instead of a new one per statement.
+
+        A cursor made per statement, with its C loader registered and Django's wrapper around it,
+        cost a polled read ~40-60 us of worker CPU beyond the statement itself: creating and closing
+        it, and psycopg looking each column's loader up again for a new cursor's first result. The
+        steps stay Django's: the health check and connection first, then the kept ``CursorWrapper``'s
+        own ``execute`` (``execute_wrappers``, the broken-transaction check, ``wrap_database_errors``).
+        While queries are logged (DEBUG, ``CaptureQueriesContext``) or with preparing off, a cursor
+        per statement as before (the debug wrapper logs each). A new psycopg connection (a
+        reconnect) gets a new cursor: the kept one is used only on the connection it was made on."""
+        self.close_if_health_check_failed()
+        self.ensure_connection()
+        connection = self.connection
+        if self.queries_logged or connection.prepare_threshold is None:
+            with self.prepared_cursor() as cursor:
+                cursor.execute(sql, params)
+                return cursor.fetchall()
+        kept = self._rows_cursor
+        if kept is None or kept.cursor.connection is not connection or kept.cursor.closed:
+            kept = self._rows_cursor = self.prepared_cursor()
+        else:
+            self.validate_thread_sharing()  # as _prepare_cursor, for a cursor made on another thread
+        kept.execute(sql, params)
+        with self.wrap_database_errors:
+            return kept.cursor.fetchall()
 
     def is_usable(self) -> bool:
         connection = self.connection

@@ -1,8 +1,10 @@
-"""Reads bound and prepared on the server (config/postgresql/base.py ``prepared_cursor``, used by
-trading/prepared.py ``read_cursor``; a framework bypass): the polled reads' statements are prepared
-once per connection and answer what Django's client-bound cursor answers, value for value and type
-for type; every statement still shows to Django's wrappers; a reconnect, an atomic block and a failed
-statement are survived; and what the bypass relies on in Django and psycopg still holds."""
+"""Reads bound and prepared on the server (config/postgresql/base.py ``prepared_cursor`` and
+``prepared_rows``, used by trading/prepared.py ``read_cursor`` and ``read_rows``; a framework
+bypass): the polled reads' statements are prepared once per connection and answer what Django's
+client-bound cursor answers, value for value and type for type; ``prepared_rows`` keeps its cursor
+between statements on one connection only; every statement still shows to Django's wrappers; a
+reconnect, an atomic block and a failed statement are survived; and what the bypass relies on in
+Django and psycopg still holds."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import decimal
 import inspect
 import time
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import pytest
@@ -25,7 +27,7 @@ from config.postgresql.base import PREPARE_ON_REQUEST_ONLY, PreparingCursor
 from tests.trading.api_support import buy, key_client, key_headers, post_order
 from tests.wsgi_calls import wsgi_call
 from trading.models import Account, Asset
-from trading.prepared import read_cursor
+from trading.prepared import read_cursor, read_rows
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_commission")]
 
@@ -36,6 +38,11 @@ def _prepared_statements() -> list[str]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement FROM pg_prepared_statements WHERE name LIKE '_pg3_%%'")
         return [row[0] for row in cursor.fetchall()]
+
+
+def _kept_cursor() -> Any:
+    """The cursor ``prepared_rows`` keeps on this thread's connection (None before its first)."""
+    return cast(Any, connection)._rows_cursor
 
 
 # A statement of every parameter type the compiled reads send: uuid, int, text, a timestamp with
@@ -72,6 +79,38 @@ def test_a_prepared_read_answers_what_djangos_cursor_answers_type_for_type() -> 
         assert found[0][3].tzinfo is expected[0][3].tzinfo is dt.UTC
         assert found[0][6].tzinfo is dt.UTC
     assert PROBE.replace("%s", "$1", 1).split("$1")[0] in " ".join(_prepared_statements())
+
+
+@pytest.mark.db_backend("postgresql")
+@pytest.mark.django_db(transaction=True)
+def test_prepared_rows_keeps_one_cursor_per_connection_and_shows_each_statement() -> None:
+    with connection.cursor() as plain:
+        plain.execute(PROBE, PROBE_PARAMS)
+        expected = plain.fetchall()
+    seen: list[str] = []
+
+    def wrapper(execute: Any, sql: str, *args: Any) -> Any:
+        seen.append(sql)
+        return execute(sql, *args)
+
+    with connection.execute_wrapper(wrapper):
+        first = read_rows(connection, PROBE, PROBE_PARAMS)
+        kept = _kept_cursor()
+        second = read_rows(connection, PROBE, PROBE_PARAMS)
+    assert first == second == expected
+    assert [type(value) for value in second[0]] == [type(value) for value in expected[0]]
+    assert second[0][3].tzinfo is dt.UTC
+    assert isinstance(kept.cursor, PreparingCursor) and _kept_cursor() is kept
+    assert seen == [PROBE, PROBE]  # each statement through the execute wrappers
+    with CaptureQueriesContext(connection) as captured:  # logged: a cursor of its own, as before
+        assert read_rows(connection, PROBE, PROBE_PARAMS) == expected
+    assert len(captured) == 1 and "%s" not in captured.captured_queries[0]["sql"]
+    assert _kept_cursor() is kept
+    # A new connection gets a new cursor: the kept one stays with the connection it was made on.
+    connection.close()
+    assert read_rows(connection, PROBE, PROBE_PARAMS) == expected
+    assert _kept_cursor() is not kept
+    assert _kept_cursor().cursor.connection is connection.connection
 
 
 @pytest.mark.db_backend("postgresql")
@@ -124,8 +163,11 @@ def test_after_a_terminated_backend_the_reads_are_prepared_again(account: Accoun
 
 @pytest.mark.db_backend("postgresql")
 @pytest.mark.django_db(transaction=True)
-def test_prepared_reads_inside_atomic_blocks_and_after_a_failed_statement() -> None:
+@pytest.mark.parametrize("kept", [False, True], ids=["read_cursor", "read_rows"])
+def test_prepared_reads_inside_atomic_blocks_and_after_a_failed_statement(kept: bool) -> None:
     def probe() -> list[Any]:
+        if kept:
+            return read_rows(connection, PROBE, PROBE_PARAMS)
         with read_cursor(connection) as cursor:
             cursor.execute(PROBE, PROBE_PARAMS)
             return list(cursor.fetchall())
@@ -157,10 +199,13 @@ def test_with_preparing_turned_off_the_reads_take_djangos_cursor(account: Accoun
     no statement prepared, ``prepared_cursor`` is Django's client-bound cursor."""
     raw = connection.connection
     raw.prepare_threshold = None
+    before = _kept_cursor()
     try:
         with read_cursor(connection) as cursor:
             assert not isinstance(cursor.cursor, PreparingCursor)
             cursor.execute(PROBE, PROBE_PARAMS)
+        read_rows(connection, PROBE, PROBE_PARAMS)
+        assert _kept_cursor() is before  # neither made nor used: Django's cursor
         client = key_client(account)
         assert client.get("/v2/account").status_code == 200
         assert _prepared_statements() == []
@@ -172,6 +217,8 @@ def test_with_preparing_turned_off_the_reads_take_djangos_cursor(account: Accoun
 def test_on_sqlite_the_reads_take_djangos_cursor() -> None:
     with read_cursor(connection) as cursor:
         assert type(cursor.cursor).__module__.startswith("django.db.backends.sqlite3")
+    assert not hasattr(connection, "prepared_rows")  # read_rows: a cursor of its own
+    assert read_rows(connection, "SELECT %s + 1", [1]) == [(2,)]
 
 
 # --- What the bypass relies on (psycopg==3.3.9, Django==5.2.19 in requirements.txt) ---------------
