@@ -17,12 +17,13 @@ from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 from pytest_django.fixtures import Settings
 
-from config.cache import cache_manager
+from config.cache import cache_manager, cache_manager_reset
 from config.db_metrics import sql_normalise
 from config.metrics import (
     MetricSample,
     histogram_quantile,
     metrics_directory,
+    metrics_enabled,
     metrics_enabled_reset,
     metrics_snapshot,
     snapshot_value,
@@ -43,9 +44,18 @@ def staff_client(client: Client) -> Client:
 
 @pytest.fixture
 def metrics_switch(settings: Settings) -> Iterator[Settings]:
+    """The settings, with METRICS_ENABLED read afresh; put back and read afresh after the test."""
+    was = settings.METRICS_ENABLED
     metrics_enabled_reset()
     yield settings
+    # Put back here, before the reset: the settings fixture would put it back only after this
+    # teardown, and a metrics_enabled() in between (the flusher thread's flush hooks, once a
+    # second; any statement's db_metrics wrapper) would cache the test's False for the rest of
+    # the process, silencing every later metrics test on this xdist worker.
+    settings.METRICS_ENABLED = was
     metrics_enabled_reset()
+    # A cache manager built while metrics were off keeps them off (it reads the switch once).
+    cache_manager_reset()
 
 
 def _families(text: str) -> dict[str, object]:
@@ -114,6 +124,22 @@ def test_a_request_no_route_matches_is_counted_under_one_label(client: Client) -
     assert (snapshot_value(after, "http_requests_total", labels) or 0) - (
         snapshot_value(before, "http_requests_total", labels) or 0
     ) == 2
+
+
+@pytest.fixture
+def switch_read_after_the_switch_is_put_back() -> Iterator[None]:
+    """Torn down after ``metrics_switch`` and before the settings fixture (set up in the opposite
+    order), where the flusher thread may ask for the switch: it must read it on again."""
+    yield
+    assert metrics_enabled(), "the metrics switch was cached off after the test that turned it off"
+
+
+def test_a_switch_turned_off_is_on_again_for_whatever_asks_after_the_test(
+    switch_read_after_the_switch_is_put_back: None, metrics_switch: Settings
+) -> None:
+    metrics_switch.METRICS_ENABLED = False
+    metrics_enabled_reset()
+    assert not metrics_enabled()
 
 
 def test_with_metrics_disabled_nothing_is_written(client: Client, metrics_switch: Settings) -> None:
