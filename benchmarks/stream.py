@@ -135,7 +135,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=3,
         help=(
             "rounds of the design with metrics on and off (METRICS_ENABLED=false) at the first rate, "
-            "order alternating, for the CPU per delivered update (default 3; 0: none)"
+            "the two servers side by side and measured over the same seconds, for the CPU per "
+            "delivered update (default 3; 0: none)"
         ),
     )
     parser.add_argument(
@@ -340,7 +341,11 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
                     sessions[kind] = asyncio.run(_session(kind, plan, port, pid, steps, log))
             if not cost_only:
                 bandwidth = _bandwidth(plan, database_url, int(options.get("bandwidth_clients") or 0), log)
-            metrics_cost = _metrics_cost(plan, database_url, int(options.get("metrics_rounds") or 0), log)
+            metrics_rounds = _metrics_cost(plan, database_url, int(options.get("metrics_rounds") or 0), log)
+            metrics_cost = {
+                enabled: [measured.measured[enabled].per_update for measured in metrics_rounds]
+                for enabled in (True, False)
+            }
         finally:
             _forget(run_id)
         report = Report(
@@ -357,31 +362,149 @@ def run(options: dict[str, Any], log: Callable[[str], None]) -> Report:
     return report
 
 
+@dataclass
+class MetricsWindow:
+    """One server of a metrics-cost round over the round's measured window: its CPU and what its
+    clients counted (``started`` and ``ended``: time.monotonic() at its CPU's two reads)."""
+
+    pid: int
+    redis_prefix: str
+    connected: int
+    clients_with_data: int
+    updates: int
+    cpu_s: float
+    started: float
+    ended: float
+
+    @property
+    def per_update(self) -> float:
+        """Server CPU seconds per delivered update."""
+        return self.cpu_s / self.updates if self.updates else float("nan")
+
+
+@dataclass
+class MetricsRound:
+    """A round: both servers up from ``both_up[0]`` (the second listening) to ``both_up[1]`` (before
+    the first is stopped), ``order`` the settings in the order they were started, and each
+    setting's window."""
+
+    number: int
+    order: tuple[bool, bool]
+    both_up: tuple[float, float]
+    measured: dict[bool, MetricsWindow]
+
+
 def _metrics_cost(
     plan: Plan, database_url: str, rounds: int, log: Callable[[str], None]
-) -> dict[bool, list[float]]:
+) -> list[MetricsRound]:
     """Server CPU seconds per delivered update of the design with metrics on (True) and off
-    (False, METRICS_ENABLED=false), one session each per round at the first rate, the order
-    alternating so a drift in the machine's load falls on both."""
-    cost: dict[bool, list[float]] = {True: [], False: []}
+    (False, METRICS_ENABLED=false) at the first rate, per round: a fresh daphne of each setting,
+    both started side by side, each with its own Redis prefix and its own client process, both
+    fed the same market (each window published to both servers' channels, the order flipping
+    every window) and measured over the same window of ``--seconds``: each server's CPU read
+    around its clients' count of the updates they received, both windows opened together.
+
+    Concurrently rather than in alternating short windows: on 2 shared cores one server's CPU per
+    update moves by up to 15 % from one second to the next, more than the metrics cost, so the
+    former design (one setting's server for a session, then the other's) compared two moments'
+    load as much as the settings. Measured over the same seconds, every change in the machine's
+    load falls on both at once, not on the neighbouring second of the other; alternating windows
+    would also switch the market on and off for each server, and at 10 market windows a second
+    the edges of 1-second windows would weigh a tenth of each. The price is that the two servers
+    compete for the cores with each other; that is the same for both, and at the first rate both
+    with their clients use well under the machine (about 16 % of a core per server and 22 % per
+    client process at 1,000 clients). The start order alternates between rounds."""
+    measured: list[MetricsRound] = []
     for round_number in range(1, rounds + 1):
-        for enabled in (True, False) if round_number % 2 else (False, True):
-            # Redis names of its own per server (under the run's prefix, so _forget deletes them):
-            # a stopped server's connections stay counted against the key until their expiry.
-            quiet = dataclasses.replace(
+        order = (True, False) if round_number % 2 else (False, True)
+        # Redis names of its own per server (under the run's prefix, so _forget deletes them):
+        # with one key both servers' connections would count against the same limit, and a
+        # stopped server's connections stay counted against the key until their expiry.
+        plans = {
+            enabled: dataclasses.replace(
                 plan, attack_rounds=0, redis_prefix=f"{plan.redis_prefix}m{round_number}{int(enabled)}"
             )
-            label = f"design, metrics {'on' if enabled else 'off'}, round {round_number}"
-            with _server("design", quiet, database_url, metrics=enabled) as (port, pid):
-                session = asyncio.run(
-                    _session("design", quiet, port, pid, plan.multipliers[:1], log, label=label)
+            for enabled in order
+        }
+        with contextlib.ExitStack() as servers:
+            started = {
+                enabled: servers.enter_context(
+                    _server("design", plans[enabled], database_url, metrics=enabled)
                 )
-            step = session.steps[0]
-            updates = float(step.result["updates"])
-            per_update = float(step.result["server_cpu_s"]) / updates if updates else float("nan")
-            cost[enabled].append(per_update)
-            log(f"{label}: {per_update * 1e6:.2f} us server CPU per delivered update")
-    return cost
+                for enabled in order
+            }
+            up = time.monotonic()
+            windows = asyncio.run(_metrics_round(plans, started, order, round_number, log))
+            round_ = MetricsRound(round_number, order, (up, time.monotonic()), windows)
+        measured.append(round_)
+        for enabled in order:
+            window = windows[enabled]
+            log(
+                f"design, metrics {'on' if enabled else 'off'}, round {round_number}: "
+                f"{window.updates:,} updates to {window.clients_with_data}/{window.connected} clients, "
+                f"{window.per_update * 1e6:.2f} us server CPU per delivered update"
+            )
+    return measured
+
+
+async def _metrics_round(
+    plans: dict[bool, Plan],
+    started: dict[bool, tuple[int, int]],
+    order: tuple[bool, bool],
+    round_number: int,
+    log: Callable[[str], None],
+) -> dict[bool, MetricsWindow]:
+    """One round's clients, market and window: ``started`` holds each setting's (port, pid)."""
+    plan = plans[order[0]]
+    client = aioredis.from_url(settings.REDIS_URL)
+    publisher = Publisher(client, plan, channels=[plans[enabled].channel for enabled in order])
+    stop = asyncio.Event()
+    processes: dict[bool, asyncio.subprocess.Process] = {}
+    ready: dict[bool, dict[str, Any]] = {}
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        # One client process after the other: both sets of handshakes at once would only slow both.
+        for enabled in order:
+            name = f"metrics-{'on' if enabled else 'off'}-{round_number}"
+            url = f"ws://127.0.0.1:{started[enabled][0]}/v2/iex"
+            processes[enabled], ready[enabled] = await _clients_start(plans[enabled], url, name)
+            log(
+                f"design, metrics {'on' if enabled else 'off'}, round {round_number}: "
+                f"{ready[enabled]['connected']} of {plan.clients} clients connected"
+            )
+        publisher.ticks_per_s = plan.ticks_per_s(plan.multipliers[0])
+        tasks.append(asyncio.create_task(publisher.run(stop)))
+        await asyncio.sleep(plan.settle)
+        opened: dict[bool, tuple[float, float]] = {}
+        for enabled in order:
+            opened[enabled] = (_cpu_seconds(started[enabled][1]), time.monotonic())
+            await _measure_send(processes[enabled], plan.seconds)
+
+        async def close(enabled: bool) -> MetricsWindow:
+            result = await _line(processes[enabled], "RESULT", timeout=plan.seconds + 60)
+            pid = started[enabled][1]
+            cpu, ended = _cpu_seconds(pid), time.monotonic()
+            return MetricsWindow(
+                pid=pid,
+                redis_prefix=plans[enabled].redis_prefix,
+                connected=int(ready[enabled]["connected"]),
+                clients_with_data=int(result["clients_with_data"]),
+                updates=int(result["updates"]),
+                cpu_s=cpu - opened[enabled][0],
+                started=opened[enabled][1],
+                ended=ended,
+            )
+
+        closed = await asyncio.gather(*(close(enabled) for enabled in order))
+        return dict(zip(order, closed, strict=True))
+    finally:
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
+        await asyncio.gather(*(_clients_quit(process) for process in processes.values()))
+        await client.aclose()
 
 
 def _metrics_cost_rows(report: Report, cost: dict[bool, list[float]]) -> None:
@@ -632,11 +755,14 @@ def _server(
 
 
 class Publisher:
-    """One Window per window period at ``ticks_per_s``, each tick stamped with time.time_ns()."""
+    """One Window per window period at ``ticks_per_s``, each tick stamped with time.time_ns(), on
+    ``channels`` (the plan's by default): each window the same bytes on each, in an order that
+    flips every window, so that no server of several gets the market first throughout."""
 
-    def __init__(self, client: aioredis.Redis, plan: Plan) -> None:
+    def __init__(self, client: aioredis.Redis, plan: Plan, *, channels: list[str] | None = None) -> None:
         self.client = client
         self.plan = plan
+        self.channels = [plan.channel] if channels is None else channels
         self.ticks_per_s = 0.0
         self.published = 0
         self.late_windows = 0
@@ -658,7 +784,9 @@ class Publisher:
                 price = 1_000_000 + seq
                 ticks.append(WireTick(symbol, seq, price, 100, price - 100, 300, price + 100, 400, now_ns))
             number += 1
-            await self.client.publish(self.plan.channel, Window(number=number, ticks=ticks).encode())
+            encoded = Window(number=number, ticks=ticks).encode()
+            for channel in self.channels if number % 2 else self.channels[::-1]:
+                await self.client.publish(channel, encoded)
             self.published += count
             next_at += window_s
             delay = next_at - time.monotonic()
@@ -729,18 +857,6 @@ async def _session(
 ) -> Session:
     session = Session(kind)
     url = f"ws://127.0.0.1:{port}/v2/iex"
-    plan_path = plan.workdir / f"plan-{kind}.json"
-    plan_path.write_text(
-        json.dumps(
-            {
-                "url": url,
-                "key": plan.key,
-                "secret": plan.secret,
-                "subscriptions": plan.subscriptions,
-                "mss": plan.mss,
-            }
-        )
-    )
     client = aioredis.from_url(settings.REDIS_URL)
     publisher = Publisher(client, plan)
     tasks: list[asyncio.Task[None]] = []
@@ -749,12 +865,9 @@ async def _session(
     drain = asyncio.create_task(_discard(prime))
     await asyncio.sleep(0.5)
     before = _rss_bytes(pid)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "benchmarks._stream_procs", "client", "--plan", str(plan_path),
-        cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    process: asyncio.subprocess.Process | None = None
     try:
-        ready = await _line(process, "READY", timeout=60 + plan.clients * 0.1)
+        process, ready = await _clients_start(plan, url, kind)
         session.connected, session.failed = int(ready["connected"]), int(ready["failed"])
         session.errors, session.connect_seconds = list(ready["errors"]), float(ready["seconds"])
         log(
@@ -770,15 +883,13 @@ async def _session(
             await asyncio.wait_for(subscribed.wait(), 10)
         if multipliers:
             tasks.append(asyncio.create_task(publisher.run(stop)))
-        assert process.stdin is not None
 
         async def measure(multiplier: float, label: str) -> Step:
-            assert process.stdin is not None
+            assert process is not None
             publisher.ticks_per_s = plan.ticks_per_s(multiplier)
             await asyncio.sleep(plan.settle)
             cpu, wall = _cpu_seconds(pid), time.perf_counter()
-            process.stdin.write(f"MEASURE {plan.seconds}\n".encode())
-            await process.stdin.drain()
+            await _measure_send(process, plan.seconds)
             result = await _line(process, "RESULT", timeout=plan.seconds + 60)
             result["server_cpu_s"] = _cpu_seconds(pid) - cpu
             result["server_cpu"] = result["server_cpu_s"] / (time.perf_counter() - wall)
@@ -818,21 +929,62 @@ async def _session(
         # (the loops also check ``stop``).
         if tasks:
             await asyncio.wait(tasks, timeout=5)
-        if process.returncode is None and process.stdin is not None:
-            with contextlib.suppress(Exception):
-                process.stdin.write(b"QUIT\n")
-                await process.stdin.drain()
-        try:
-            await asyncio.wait_for(process.wait(), 20)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+        if process is not None:
+            await _clients_quit(process)
         drain.cancel()
         await asyncio.gather(drain, return_exceptions=True)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(prime.close(), 2)
         await client.aclose()
     return session
+
+
+async def _clients_start(
+    plan: Plan, url: str, name: str
+) -> tuple[asyncio.subprocess.Process, dict[str, Any]]:
+    """The client process (benchmarks/_stream_procs.py) for ``plan``'s clients on ``url``, and its
+    READY line once every connection is set up."""
+    plan_path = plan.workdir / f"plan-{name}.json"
+    plan_path.write_text(
+        json.dumps(
+            {
+                "url": url,
+                "key": plan.key,
+                "secret": plan.secret,
+                "subscriptions": plan.subscriptions,
+                "mss": plan.mss,
+            }
+        )
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "benchmarks._stream_procs", "client", "--plan", str(plan_path),
+        cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        ready = await _line(process, "READY", timeout=60 + plan.clients * 0.1)
+    except BaseException:
+        await _clients_quit(process)
+        raise
+    return process, ready
+
+
+async def _measure_send(process: asyncio.subprocess.Process, seconds: float) -> None:
+    """Start one step of the client process: it answers with a RESULT line after ``seconds``."""
+    assert process.stdin is not None
+    process.stdin.write(f"MEASURE {seconds}\n".encode())
+    await process.stdin.drain()
+
+
+async def _clients_quit(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None and process.stdin is not None:
+        with contextlib.suppress(Exception):
+            process.stdin.write(b"QUIT\n")
+            await process.stdin.drain()
+    try:
+        await asyncio.wait_for(process.wait(), 20)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
 
 
 async def _discard(ws: Any) -> None:

@@ -15,10 +15,15 @@ from __future__ import annotations
 
 import io
 import os
+import tempfile
+from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 
+from benchmarks import _database, stream
+from benchmarks._report import Report
 from config.redis_pools import redis_client
 from trading.models import Account
 
@@ -48,6 +53,78 @@ def test_benchmark_stream_prints_its_table() -> None:
     assert not Account.objects.exists()  # the real (test) database was not touched
     # Nor is Redis left holding the run's keys (the naive baseline's groups would stay for a day).
     assert not list(redis_client().scan_iter(match=f"bench{os.getpid()}*"))
+
+
+@pytest.mark.live
+@pytest.mark.xdist_group("load")  # make test runs the load generators (benchmarks, fuzzer) one at a time
+@pytest.mark.backend_neutral  # the database holds the one key the clients authenticate with
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("benchmark_template")  # tests/benchmarks/conftest.py
+def test_the_metrics_cost_measures_both_servers_of_a_round_side_by_side() -> None:
+    """Each round starts a daphne with metrics on and one with them off, both up together, each
+    with its own Redis prefix and clients, both fed the market, and measures the two over the
+    same window (the start order flipping between rounds): the machine's load at any moment falls
+    on both settings. Fresh servers every round, stopped after it; the run's keys are deleted."""
+    symbols = [f"BS{index:04d}" for index in range(30)]
+    run_id = f"bench{os.getpid()}mc"
+    with (
+        _database.throwaway_database(log=lambda _: None),
+        tempfile.TemporaryDirectory(prefix="bench-stream-", dir=settings.VAR_DIR) as workdir,
+    ):
+        (key, secret), (attacker_key, attacker_secret) = stream._seed(symbols)
+        plan = stream.Plan(
+            clients=8,
+            universe=symbols,
+            subscriptions=[symbols[index : index + 10] for index in range(8)],
+            key=key,
+            secret=secret,
+            attacker_key=attacker_key,
+            attacker_secret=attacker_secret,
+            attack_rounds=0,
+            window_s=0.1,
+            seconds=1.5,
+            settle=0.5,
+            multipliers=[4.0],
+            redis_prefix=run_id,
+            workdir=Path(workdir),
+        )
+        logged: list[str] = []
+        try:
+            rounds = stream._metrics_cost(plan, _database.database_url(), 2, logged.append)
+        finally:
+            stream._forget(run_id)
+    assert [measured.order for measured in rounds] == [(True, False), (False, True)]
+    pids = set()
+    for measured in rounds:
+        on, off = measured.measured[True], measured.measured[False]
+        assert on.pid != off.pid and on.redis_prefix != off.redis_prefix
+        assert {on.redis_prefix, off.redis_prefix} == {
+            f"{run_id}m{measured.number}1",
+            f"{run_id}m{measured.number}0",
+        }
+        pids |= {on.pid, off.pid}
+        for window in (on, off):
+            # Both servers were up over each window, and every client of each got the market.
+            assert measured.both_up[0] <= window.started < window.ended <= measured.both_up[1]
+            assert window.connected == window.clients_with_data == 8
+            assert window.updates > 0 and window.cpu_s >= 0
+        # The two windows are one: each opened before either closed.
+        assert max(on.started, off.started) < min(on.ended, off.ended)
+    assert len(pids) == 4  # a fresh pair of servers per round
+    assert not any(Path(f"/proc/{pid}").exists() for pid in pids)  # stopped after their round
+    assert len([line for line in logged if "us server CPU per delivered update" in line]) == 4
+    assert not list(redis_client().scan_iter(match=f"{run_id}*"))
+    report = Report(title="t")
+    stream._metrics_cost_rows(
+        report,
+        {
+            enabled: [measured.measured[enabled].per_update for measured in rounds]
+            for enabled in (True, False)
+        },
+    )
+    assert report.rows[0].scenario.startswith(
+        "server CPU per delivered update: metrics on vs off (median of 2 rounds)"
+    )
 
 
 def stream_table_check(text: str) -> None:
