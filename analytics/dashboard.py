@@ -184,14 +184,18 @@ def dashboard_bootstrap_build(
     account: Account,
     request: Request,
     now: dt.datetime | None = None,
+    summary: selectors.AccountSummary | None = None,
 ) -> dict[str, Any]:
     """Everything the dashboard shows on its first load; ``request`` gives the addresses the
     answer contains (statement downloads, streams) as the client reached this server.
+    ``summary``: the account's, read as of ``now`` with its row (the view's
+    ``request_account_read``); read here from ``account`` when not given.
 
     Not a pure read: it creates the "Dashboard" watchlist on first use and refreshes a stale
     leaderboard, as the endpoints it stands for would (and fills their caches)."""
     now = now or timezone.now()
-    summary = selectors.account_summary(account=account, now=now)
+    if summary is None:
+        summary = selectors.account_summary(account=account, now=now)
     open_orders = selectors.orders_list(
         account_id=account.pk, status="open", limit=selectors.ORDERS_LIMIT_MAX
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils import timezone
 from drf_spectacular.utils import (
     OpenApiResponse,
     PolymorphicProxySerializer,
@@ -28,13 +29,20 @@ from analytics.serializers import (
     LeaderboardSerializer,
     StatementSerializer,
 )
+from trading import selectors as trading_selectors
 from trading.api.serializers import (
     AccountSerializer,
     OrderSerializer,
     PositionSerializer,
     TradeActivitySerializer,
 )
-from trading.api.views_base import TradingAPIView, parse_body, request_account, with_errors
+from trading.api.views_base import (
+    TradingAPIView,
+    parse_body,
+    request_account,
+    request_account_read,
+    with_errors,
+)
 
 # --- Bootstrap ------------------------------------------------------------------------------------
 
@@ -137,8 +145,15 @@ class DashboardBootstrapView(TradingAPIView):
         description="Everything the dashboard shows on its first load, in one answer.",
     )
     def get(self, request: Request) -> Response:
+        now = timezone.now()
+        # The account's row and its book from one moment, as GET /v2/account reads them.
+        summary = request_account_read(request, trading_selectors.account_summary_read(now=now))
         account = request_account(request)
-        return Response(dashboard_bootstrap_build(user=request.user, account=account, request=request))
+        return Response(
+            dashboard_bootstrap_build(
+                user=request.user, account=account, request=request, now=now, summary=summary
+            )
+        )
 
 
 # --- Frontend performance reports -----------------------------------------------------------------

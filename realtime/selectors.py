@@ -110,17 +110,21 @@ def leaderboard_board_get(*, period: str, snapshot_id: int) -> dict[str, Any] | 
 
 
 def account_snapshot_get(*, account_id: str) -> dict[str, Any] | None:
-    """The dashboard's account and positions, in the REST API's shapes."""
+    """The dashboard's account and positions, in the REST API's shapes: the account's row and its
+    book read in one snapshot (config/read_snapshot.py), so a reset or a fill committed between
+    the statements does not pair cash from before it with positions from after it."""
+    from config.read_snapshot import read_snapshot
     from trading import selectors as trading_selectors
     from trading.api.serializers import AccountSerializer, PositionSerializer
     from trading.models import Account
 
-    account = Account.objects.select_related("game_player__game").filter(pk=account_id).first()
-    if account is None:
-        return None
+    with read_snapshot():
+        account = Account.objects.select_related("game_player__game").filter(pk=account_id).first()
+        if account is None:
+            return None
+        summary = trading_selectors.account_summary(account=account)
+        positions = trading_selectors.portfolio_positions(account=account)
     return {
-        "account": AccountSerializer.shape(trading_selectors.account_summary(account=account)),
-        "positions": [
-            PositionSerializer.shape(p) for p in trading_selectors.portfolio_positions(account=account)
-        ],
+        "account": AccountSerializer.shape(summary),
+        "positions": [PositionSerializer.shape(p) for p in positions],
     }

@@ -243,11 +243,14 @@ class AccountRead(Generic[T]):
     account's row (``PreparedQuery.run_joined``; docs/architecture.md, The polled reads):
     ``part(account_id)`` is its statement for that account (None: this one is not joined),
     ``joined(account, rows)`` its answer from that statement's rows, ``alone(account)`` its answer
-    from an account loaded before, in statements of its own."""
+    from an account loaded before, in statements of its own. ``uses_row``: the answer is built
+    from the account's row as well (cash, reset time: the book's reads), so the row is to be read
+    in one snapshot with the rest (trading/api/views_base.py, ``request_account_read``)."""
 
     part: Callable[[uuid.UUID | str], JoinedPart | None]
     joined: Callable[[Account, list[tuple[Any, ...]]], T]
     alone: Callable[[Account], T]
+    uses_row: bool = False
 
 
 def _book_part(
@@ -335,6 +338,7 @@ def portfolio_positions_read(*, now: dt.datetime | None = None) -> AccountRead[l
         part=lambda account_id: _book_part(account_id, at, summary=False),
         joined=lambda account, rows: _positions_valued(account=account, book=book_parse(rows=rows), now=at),
         alone=lambda account: portfolio_positions(account=account, now=at),
+        uses_row=True,
     )
 
 
@@ -369,6 +373,7 @@ def portfolio_position_read(
         alone=lambda account: portfolio_position(
             account=account, symbol_or_asset_id=symbol_or_asset_id, now=at
         ),
+        uses_row=True,
     )
 
 
@@ -403,6 +408,7 @@ def account_summary_read(*, now: dt.datetime | None = None) -> AccountRead[Accou
         part=lambda account_id: _book_part(account_id, at, summary=True),
         joined=lambda account, rows: _account_summary_of(account=account, book=book_parse(rows=rows), now=at),
         alone=lambda account: account_summary(account=account, now=at),
+        uses_row=True,
     )
 
 

@@ -336,6 +336,21 @@ def key_account_joined(
     return _KEY_ACCOUNT.run_joined(part=part, pk=account_id, user_id=user_id)
 
 
+def account_joined_again(
+    *, account: Account, part: JoinedPart
+) -> tuple[Account, list[tuple[Any, ...]]] | None:
+    """``account``'s row read again (with its game, as ``_KEY_ACCOUNT`` reads a key's) with
+    ``part``'s rows, in one statement: one moment for both, for a session's read of an account
+    loaded (and settled) before it; None when the row is gone meanwhile."""
+    return _KEY_ACCOUNT.run_joined(part=part, pk=str(account.pk), user_id=account.user_id)
+
+
+def account_again(*, account: Account) -> Account | None:
+    """``account``'s row read again, as ``account_joined_again`` reads it, without a part."""
+    found = _KEY_ACCOUNT.run(pk=str(account.pk), user_id=account.user_id)
+    return found[0] if found else None
+
+
 def _request_key_owner(request: Request) -> tuple[VerifiedKey, Any] | None:
     """The key a request authenticated with and its user's id, whose account (``_KEY_ACCOUNT``)
     the request acts on; None for a session's or an anonymous request."""

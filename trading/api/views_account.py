@@ -22,6 +22,7 @@ from trading.api.serializers import (
 )
 from trading.api.views_base import (
     TradingAPIView,
+    account_read_with_row,
     parse_body,
     parse_query,
     request_account,
@@ -58,7 +59,11 @@ class AccountResetView(TradingAPIView):
     )
     def post(self, request: Request) -> Response:
         account = services.account_self_reset(account_id=request_account(request).pk)
-        return Response(AccountSerializer.shape(selectors.account_summary(account=account)))
+        # The row read again with the book: a fill committed since the reset would otherwise be
+        # priced against the reset's cash.
+        return Response(
+            AccountSerializer.shape(account_read_with_row(account, selectors.account_summary_read()))
+        )
 
 
 class AccountConfigurationsView(TradingAPIView):

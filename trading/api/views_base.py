@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponseBase
 from drf_spectacular.utils import OpenApiResponse
@@ -15,8 +16,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.read_snapshot import read_snapshot
 from trading import selectors
-from trading.api.authentication import request_account_id, request_account_joined, request_account_or_none
+from trading.api.authentication import (
+    VerifiedKey,
+    account_again,
+    account_joined_again,
+    request_account_id,
+    request_account_joined,
+    request_account_or_none,
+)
 from trading.api.errors import DATABASE_UNAVAILABLE_ENVIRON
 from trading.api.schema import ERROR_DESCRIPTIONS
 from trading.api.serializers import ErrorSerializer
@@ -37,11 +46,14 @@ def with_errors(responses: Mapping[int, Any], *statuses: int) -> dict[int, Any]:
     return {**errors, **responses}
 
 
+NO_ACCOUNT = "this user has no trading account"
+
+
 def request_account(request: Request) -> Account:
     """The account the request acts on (its key's, or its session's selected one)."""
     account = request_account_or_none(request)
     if account is None:
-        raise PermissionDenied("this user has no trading account")
+        raise PermissionDenied(NO_ACCOUNT)
     return account
 
 
@@ -50,12 +62,42 @@ T = TypeVar("T")
 
 def request_account_read(request: Request, read: selectors.AccountRead[T]) -> T:
     """``read`` of the account the request acts on: for a key's request, in the same statement
-    as the account's row (``request_account_joined``); else after loading it."""
+    as the account's row (``request_account_joined``); else after loading it.
+
+    A session's account is loaded first (the rate limiter asks for it before the view), and a
+    finished game's open orders closed then (``account_orders_closed_on_read``: a write, in its
+    own transaction). A read whose answer uses the row (``AccountRead.uses_row``: cash and reset
+    time with the book) then reads the row again with the read, from one moment
+    (``account_read_with_row``): under READ COMMITTED a reset or a fill committed between the
+    load and the read would otherwise pair cash from before it with positions from after it, an
+    equity the account never had. A key's request whose read did not join reads as before."""
     joined = request_account_joined(request, part=read.part)
-    if joined is None:
-        return read.alone(request_account(request))
-    account, rows = joined
-    return read.joined(account, rows)
+    if joined is not None:
+        account, rows = joined
+        return read.joined(account, rows)
+    account = request_account(request)
+    if not read.uses_row or isinstance(request.auth, VerifiedKey):
+        return read.alone(account)
+    return account_read_with_row(account, read)
+
+
+def account_read_with_row(account: Account, read: selectors.AccountRead[T]) -> T:
+    """``read`` with ``account``'s row read again: in one statement when the read joins (as a
+    key's: the same count as the load and a read alone), else in one snapshot
+    (config/read_snapshot.py; ``PREPARED_QUERIES`` off). For an account loaded (or written)
+    before, whose row may have changed since."""
+    part = read.part(str(account.pk)) if settings.PREPARED_QUERIES else None
+    if part is not None:
+        found = account_joined_again(account=account, part=part)
+        if found is None:  # the row gone since it was loaded
+            raise PermissionDenied(NO_ACCOUNT)
+        again, rows = found
+        return read.joined(again, rows)
+    with read_snapshot():
+        fresh = account_again(account=account)
+        if fresh is None:
+            raise PermissionDenied(NO_ACCOUNT)
+        return read.alone(fresh)
 
 
 def request_account_pk(request: Request) -> str:
