@@ -5,17 +5,14 @@ never cash from before it with positions from after it. Real threads and connect
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Callable
 
 import pytest
-from django.db import connection, connections
 
 from analytics import services
 from analytics.services import AccountState
 from tests.builders import set_quote, shares
+from tests.snapshot_support import reset_after_account_selects
 from trading import services as trading
 from trading.models import Account, Asset
 
@@ -37,32 +34,6 @@ def account(make_asset: Callable[..., Asset], make_account: Callable[..., Accoun
     return account
 
 
-@contextmanager
-def reset_after_the_accounts_are_read(account: Account) -> Iterator[None]:
-    """The account reset by another connection right after this one's first read of accounts."""
-    done: list[bool] = []
-
-    def reset() -> None:
-        try:
-            trading.account_reset(account_id=account.pk)
-        finally:
-            connections.close_all()
-
-    def wrapper(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
-        result = execute(sql, params, many, context)
-        if not done and sql.lstrip().upper().startswith("SELECT") and '"trading_account"' in sql:
-            done.append(True)
-            writer = threading.Thread(target=reset)
-            writer.start()
-            writer.join(timeout=30)
-            assert not writer.is_alive()
-        return result
-
-    with connection.execute_wrapper(wrapper):
-        yield
-    assert done, "the book read no account"
-
-
 def _state(book: services.Book, account: Account) -> AccountState:
     (state,) = [state for state in book.accounts if state.account_id == account.pk]
     return state
@@ -71,7 +42,7 @@ def _state(book: services.Book, account: Account) -> AccountState:
 def test_a_reset_between_the_books_statements_is_not_half_seen(account: Account) -> None:
     before = _state(services.book_load(account_ids=[account.pk]), account)
     assert before.holdings_units > 0
-    with reset_after_the_accounts_are_read(account):
+    with reset_after_account_selects(account):
         during = _state(services.book_load(account_ids=[account.pk]), account)
     after = _state(services.book_load(account_ids=[account.pk]), account)
     assert after.holdings_units == 0 and after.equity_cents != before.equity_cents  # the reset is real
@@ -86,7 +57,7 @@ def test_without_the_snapshot_the_same_read_is_torn(account: Account) -> None:
     """The control: the book's statements each in their own snapshot pair the cash from before the
     reset with the positions from after it, an equity the account never had."""
     before = _state(services.book_load(account_ids=[account.pk]), account)
-    with reset_after_the_accounts_are_read(account):
+    with reset_after_account_selects(account):
         torn = _state(services._book_read(now=services.timezone.now(), account_ids=[account.pk]), account)
     after = _state(services.book_load(account_ids=[account.pk]), account)
     assert torn.cash_cents == before.cash_cents and torn.holdings_units == 0
@@ -97,7 +68,7 @@ def test_the_analytics_job_reads_its_series_and_tallies_in_the_books_snapshot(ac
     """analytics_refresh_all's analytics rows come from one snapshot with its book: the reset
     committed after the accounts were read shows in none of them (the next run sees it)."""
     before = _state(services.book_load(account_ids=[account.pk]), account)
-    with reset_after_the_accounts_are_read(account):
+    with reset_after_account_selects(account):
         services.analytics_refresh_all()
     row = services.AccountAnalytics.objects.get(account=account)
     assert row.equity_cents == before.equity_cents

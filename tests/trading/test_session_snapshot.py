@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 from unittest import mock
@@ -19,13 +18,14 @@ from unittest import mock
 import pytest
 import time_machine
 from django.contrib.auth.models import User
-from django.db import connection, connections
+from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from pytest_django.fixtures import Settings
 from rest_framework.test import APIClient
 
 from realtime.selectors import account_snapshot_get
 from tests.builders import class_game, set_quote
+from tests.snapshot_support import reset_after_account_selects
 from tests.trading.api_support import MakeAccount, MakeAsset, buy, key_client, post_order
 from trading import selectors, services
 from trading.api import views_base
@@ -58,34 +58,6 @@ def holder(make_asset: MakeAsset, account: Account) -> Iterator[Account]:
 
 
 @contextmanager
-def _reset_after_account_selects(account: Account, count: int = 1) -> Iterator[None]:
-    """The account reset by another connection right after this one's ``count``-th SELECT naming
-    the account table (the first: the session's load of its account)."""
-    seen: list[bool] = []
-
-    def reset() -> None:
-        try:
-            services.account_reset(account_id=account.pk)
-        finally:
-            connections.close_all()
-
-    def wrapper(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
-        result = execute(sql, params, many, context)
-        if sql.lstrip().upper().startswith("SELECT") and '"trading_account"' in sql:
-            seen.append(True)
-            if len(seen) == count:
-                writer = threading.Thread(target=reset)
-                writer.start()
-                writer.join(timeout=30)
-                assert not writer.is_alive()
-        return result
-
-    with connection.execute_wrapper(wrapper):
-        yield
-    assert len(seen) >= count, f"the read selected the account {len(seen)} times"
-
-
-@contextmanager
 def _path_before() -> Iterator[None]:
     """A session's read as before this change: the row it loaded, then the read alone."""
     with mock.patch.object(views_base, "account_read_with_row", lambda account, read: read.alone(account)):
@@ -102,7 +74,7 @@ def test_a_reset_between_the_load_and_the_read_is_not_half_seen(holder: Account,
     client = _session(holder)
     with time_machine.travel(AT, tick=False):
         before = _balances(client.get(path).json())
-        with _reset_after_account_selects(holder):
+        with reset_after_account_selects(holder):
             during = client.get(path)
         after = client.get(path)
     assert during.status_code == after.status_code == 200, during.content
@@ -121,7 +93,7 @@ def test_without_the_snapshot_the_same_read_is_torn(holder: Account, path: str) 
     client = _session(holder)
     with time_machine.travel(AT, tick=False):
         before = _balances(client.get(path).json())
-        with _path_before(), _reset_after_account_selects(holder):
+        with _path_before(), reset_after_account_selects(holder):
             torn = _balances(client.get(path).json())
         after = _balances(client.get(path).json())
     assert torn[0] == before[0] and torn[1] == "0.00"  # cash from before, holdings from after
@@ -137,7 +109,7 @@ def test_not_joined_the_row_and_the_book_are_read_in_one_snapshot(
     client = _session(holder)
     with time_machine.travel(AT, tick=False):
         before = client.get("/v2/account")
-        with _reset_after_account_selects(holder, count=2):
+        with reset_after_account_selects(holder, count=2):
             during = client.get("/v2/account")
         after = client.get("/v2/account")
     assert _balances(after.json()) != _balances(before.json())
@@ -148,7 +120,7 @@ def test_the_dashboards_stream_snapshot_reads_one_moment(holder: Account) -> Non
     """The account and positions the dashboard's stream pushes (realtime/selectors.py)."""
     with time_machine.travel(AT, tick=False):
         before = account_snapshot_get(account_id=str(holder.pk))
-        with _reset_after_account_selects(holder):
+        with reset_after_account_selects(holder):
             during = account_snapshot_get(account_id=str(holder.pk))
         after = account_snapshot_get(account_id=str(holder.pk))
     assert before is not None and after is not None and before != after
@@ -161,7 +133,7 @@ def test_without_the_snapshot_the_streams_snapshot_is_torn(holder: Account) -> N
         before = account_snapshot_get(account_id=str(holder.pk))
         with (
             mock.patch("config.read_snapshot.read_snapshot", contextlib.nullcontext),
-            _reset_after_account_selects(holder),
+            reset_after_account_selects(holder),
         ):
             torn = account_snapshot_get(account_id=str(holder.pk))
         after = account_snapshot_get(account_id=str(holder.pk))
