@@ -498,11 +498,7 @@ async def _metrics_round(
         closed = await asyncio.gather(*(close(enabled) for enabled in order))
         return dict(zip(order, closed, strict=True))
     finally:
-        stop.set()
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=5)
+        await _tasks_stopped(stop, tasks)
         await asyncio.gather(*(_clients_quit(process) for process in processes.values()))
         await client.aclose()
 
@@ -922,13 +918,7 @@ async def _session(
                         session.attacker.append(await _stop_attacker(attacker))
                 session.attack_rounds.append((measured[False], measured[True]))
     finally:
-        stop.set()
-        for task in tasks:
-            task.cancel()
-        # asyncio.wait, not gather: a library that swallows a cancellation must not hang the run
-        # (the loops also check ``stop``).
-        if tasks:
-            await asyncio.wait(tasks, timeout=5)
+        await _tasks_stopped(stop, tasks)
         if process is not None:
             await _clients_quit(process)
         drain.cancel()
@@ -985,6 +975,16 @@ async def _clients_quit(process: asyncio.subprocess.Process) -> None:
     except TimeoutError:
         process.kill()
         await process.wait()
+
+
+async def _tasks_stopped(stop: asyncio.Event, tasks: list[asyncio.Task[None]]) -> None:
+    """The market's tasks told to stop and cancelled. asyncio.wait, not gather: a library that
+    swallows a cancellation must not hang the run (the loops also check ``stop``)."""
+    stop.set()
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=5)
 
 
 async def _discard(ws: Any) -> None:
