@@ -9,6 +9,7 @@ server reports, the note naming the load generator and the clean-up are.
 
 from __future__ import annotations
 
+import random
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,6 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from benchmarks._api_server import port_free_check
-from benchmarks._database import free_port
 from benchmarks.api import SERVER_PORTS, LoadClient
 from tests.benchmarks.served import LOAD_CLIENTS, benchmark_output
 
@@ -43,17 +43,32 @@ def test_benchmark_api_prints_its_table(tmp_path: Path, client: str) -> None:
 
 
 def free_ports_first(count: int) -> int:
-    """The first of ``count`` consecutive ports free on 127.0.0.1 now."""
+    """The first of ``count`` consecutive ports free on 127.0.0.1 now, below the kernel's ephemeral
+    range: a port the OS just handed out (``free_port``) lies inside it, where any process's next
+    outgoing connection (the other live tests' clients, Redis, PostgreSQL) may take it as its
+    local port before the benchmark listens on it."""
+    first_ephemeral = _first_ephemeral_port()
+    chooser = random.Random()
     for _ in range(100):
-        base = free_port()
+        base = chooser.randrange(PINNED_PORTS_FROM, first_ephemeral - count)
         try:
-            for port in range(base + 1, base + count):
+            for port in range(base, base + count):
                 port_free_check(port)
         except CommandError:
             continue
-        if base + count - 1 <= 65535:
-            return base
-    raise AssertionError(f"no {count} consecutive free ports found")
+        return base
+    raise AssertionError(f"no {count} consecutive free ports found below {first_ephemeral}")
+
+
+# Below the kernel's ephemeral range (Linux: from 32768) and above the ports services listen on.
+PINNED_PORTS_FROM = 20_000
+
+
+def _first_ephemeral_port() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768  # Linux's default; elsewhere (macOS: 49152) still below it
 
 
 def test_a_pinned_port_out_of_range_or_in_use_is_refused_before_anything_starts() -> None:
